@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The kernel ABI of the LNS: every structure that crosses the line between
+ * the XDP program and userspace (data plane, control plane, lnsctl).
+ *
+ * This header is the one definition. The Rust mirror is bpf/src/abi.rs; its
+ * sizes and field offsets are checked at compile time there, and checked
+ * against the BTF that clang emits for this header by the crate's tests, so
+ * the two cannot drift apart silently.
+ *
+ * Conventions:
+ *  - L2TP tunnel and session ids are in host byte order (the program
+ *    converts with bpf_ntohs), so userspace writes plain integers.
+ *  - IP addresses and UDP ports are in network byte order, as on the wire,
+ *    so the program compares them without conversion.
+ *  - IPv4 addresses inside 16-byte address fields are IPv4-mapped IPv6
+ *    addresses (::ffff:a.b.c.d, RFC 4291 section 2.5.5.2).
+ *  - Every struct is naturally aligned with explicit padding: no implicit
+ *    holes, so C and Rust agree byte for byte.
+ */
+#ifndef LNS_ABI_H
+#define LNS_ABI_H
+
+#include <linux/types.h>
+
+/* Bumped on any incompatible change; stored in the config map so a process
+ * can refuse maps pinned by a build with another layout. */
+#define LNS_ABI_VERSION 1
+
+/* Map sizes. The session table's size is set by the loader at load time;
+ * this is the default. */
+#define LNS_DEFAULT_MAX_SESSIONS 65536
+#define LNS_MAX_IFACES 16
+#define LNS_MAX_QUEUES 64
+#define LNS_XSK_SLOTS (LNS_MAX_IFACES * LNS_MAX_QUEUES)
+#define LNS_MAX_PREFIXES 65536
+
+/* Largest L2TP Offset Size accepted: nobody pads more than a frame holds,
+ * and the bound lets the verifier prove the pointer arithmetic safe. */
+#define LNS_MAX_L2TP_OFFSET 2048
+
+/* ---- lns_config: ARRAY, 1 entry, key __u32 0 ------------------------- */
+
+/* lns_config.flags */
+#define LNS_CFG_PASS_UNKNOWN_SESSION (1U << 0) /* pass, not drop, data for unknown sessions */
+
+struct lns_config {
+	__u32 abi_version;  /* LNS_ABI_VERSION of the loader that wrote it */
+	__u32 flags;        /* LNS_CFG_* */
+	__be16 l2tp_port;   /* UDP port of L2TP at the LNS (1701), network order */
+	__u16 _pad0;
+	__u32 _pad1;
+};
+
+/* ---- lns_ifaces: HASH, key __u32 ifindex -> struct lns_iface ---------- */
+
+/* lns_iface.roles */
+#define LNS_IF_ACCESS (1U << 0) /* LAC-facing: L2TP arrives here */
+#define LNS_IF_CORE (1U << 1)   /* Internet-facing: traffic to subscribers arrives here */
+
+struct lns_iface {
+	__u32 roles;    /* LNS_IF_* ; both in one-arm mode */
+	__u32 xsk_base; /* index into lns_xsks of this interface's rx queue 0 */
+};
+
+/* ---- lns_xsks: XSKMAP, key xsk_base + rx_queue_index -> AF_XDP socket - */
+
+/* ---- lns_sessions: ARRAY (mmapable), key session index -> lns_session - */
+
+enum lns_session_state {
+	LNS_SESSION_FREE = 0,       /* slot unused */
+	LNS_SESSION_CONTROL = 1,    /* exists, PPP negotiating: everything goes to the control plane */
+	LNS_SESSION_FORWARDING = 2, /* IPCP/IPv6CP up: IP goes to the fast path */
+};
+
+/* lns_session.flags: how to build data messages toward the LAC */
+#define LNS_SESS_SEQUENCING (1U << 0)     /* peer asked for Ns/Nr in data messages (S bit) */
+#define LNS_SESS_LENGTH (1U << 1)         /* send the L bit and Length field */
+#define LNS_SESS_UDP_CSUM_ZERO (1U << 2)  /* IPv4 only: leave the outer UDP checksum zero */
+#define LNS_SESS_ACFC (1U << 3)           /* omit PPP address/control (FF 03) */
+#define LNS_SESS_PFC (1U << 4)            /* send 1-byte PPP protocol fields */
+
+struct lns_session {
+	__u32 state;             /* enum lns_session_state */
+	__u32 flags;             /* LNS_SESS_* */
+	__u16 local_tunnel_id;   /* our tunnel id (host order) */
+	__u16 local_session_id;  /* our session id (host order) */
+	__u16 peer_tunnel_id;    /* the LAC's tunnel id, put in data messages we send */
+	__u16 peer_session_id;   /* the LAC's session id */
+	__u8 local_addr[16];     /* LNS address of the tunnel (v4-mapped for IPv4) */
+	__u8 peer_addr[16];      /* LAC address of the tunnel (v4-mapped for IPv4) */
+	__be16 local_port;       /* LNS UDP port of the tunnel */
+	__be16 peer_port;        /* LAC UDP port of the tunnel */
+	__u16 mtu;               /* PPP MTU toward the subscriber (negotiated MRU) */
+	__u16 _pad0;
+	__be32 ipv4;             /* subscriber IPv4 address, 0 if none */
+	__u8 ipv6_prefix[16];    /* subscriber IPv6 (SLAAC) prefix, zero if none */
+	__u8 ipv6_prefix_len;
+	__u8 delegated_prefix_len;
+	__u8 _pad1[2];
+	__u8 delegated_prefix[16]; /* DHCPv6-PD delegated prefix, zero if none */
+	__u32 access_ifindex;    /* interface the LAC is reached through */
+	__u32 _pad2;
+	__u64 generation;        /* bumped by the control plane on every reuse of the slot */
+};
+
+/* ---- lns_session_ids: HASH, key lns_session_key -> __u32 session index - */
+
+struct lns_session_key {
+	__u16 tunnel_id;  /* local (LNS-assigned) tunnel id, host order */
+	__u16 session_id; /* local (LNS-assigned) session id, host order */
+};
+
+/* ---- subscriber address maps -> __u32 session index -------------------
+ * lns_sub_v4:     HASH, key __be32 (exact /32)
+ * lns_sub_v6:     HASH, key struct lns_in6 (exact /128)
+ * lns_sub_v4_lpm: LPM_TRIE, key struct lns_lpm_v4 (framed routes)
+ * lns_sub_v6_lpm: LPM_TRIE, key struct lns_lpm_v6 (SLAAC and delegated prefixes)
+ * The same maps answer both questions: "which session owns this destination"
+ * (core -> subscriber) and "may this session use this source" (anti-spoofing).
+ */
+struct lns_in6 {
+	__u8 addr[16];
+};
+
+struct lns_lpm_v4 {
+	__u32 prefixlen;
+	__be32 addr;
+};
+
+struct lns_lpm_v6 {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* ---- metadata the program puts in front of a redirected frame ---------- */
+
+enum lns_direction {
+	LNS_DIR_UPSTREAM = 1,   /* from the LAC: decapsulate */
+	LNS_DIR_DOWNSTREAM = 2, /* from the core: encapsulate */
+};
+
+/* Placed at xdp_md->data_meta (immediately before the Ethernet header) of
+ * every frame redirected to an AF_XDP socket, so the worker does not parse or
+ * look up again what the program already did. */
+struct lns_xdp_meta {
+	__u32 session_index; /* index into lns_sessions */
+	__u16 inner_offset;  /* offset of the subscriber's IP header from the Ethernet header */
+	__u8 direction;      /* enum lns_direction */
+	__u8 ip_version;     /* 4 or 6: the subscriber packet's version */
+};
+
+/* ---- lns_counters: PERCPU_ARRAY, key enum lns_counter -> __u64 ---------
+ * One counter per verdict reason; every frame the program sees increments
+ * LNS_CNT_RX and exactly one other counter. Names for userspace are the
+ * enumerator names without the LNS_CNT_ prefix, in lower case. */
+enum lns_counter {
+	LNS_CNT_RX = 0,                     /* every frame seen */
+	LNS_CNT_REDIRECT_UPSTREAM,          /* L2TP data of a forwarding session -> AF_XDP */
+	LNS_CNT_REDIRECT_DOWNSTREAM,        /* core packet to a subscriber -> AF_XDP */
+	LNS_CNT_DROP_SPOOFED,               /* inner source not owned by the session */
+	LNS_CNT_DROP_UNKNOWN_SESSION,       /* L2TP data for an unknown (tunnel, session) */
+	LNS_CNT_DROP_PEER_MISMATCH,         /* known session, outer source not its LAC */
+	LNS_CNT_DROP_NO_XSK,                /* no AF_XDP socket bound for the rx queue */
+	LNS_CNT_PASS_L2TP_CONTROL,          /* T bit set: control connection */
+	LNS_CNT_PASS_PPP_CONTROL,           /* PPP protocol other than IPv4/IPv6 (LCP, auth, NCPs, ...) */
+	LNS_CNT_PASS_SESSION_NOT_FORWARDING,/* session exists, PPP not yet up */
+	LNS_CNT_PASS_UNKNOWN_SESSION,       /* unknown session, LNS_CFG_PASS_UNKNOWN_SESSION set */
+	LNS_CNT_PASS_IPV6_LINK_LOCAL,       /* subscriber IPv6 from link-local or to multicast (ND, DHCPv6) */
+	LNS_CNT_PASS_SUBSCRIBER_NOT_FORWARDING, /* core packet to a subscriber whose session is not forwarding */
+	LNS_CNT_PASS_NOT_IP,                /* ARP and other ethertypes */
+	LNS_CNT_PASS_NOT_L2TP,              /* IP that is neither L2TP to us nor to a subscriber */
+	LNS_CNT_PASS_FRAGMENT,              /* outer IP fragment carrying L2TP port traffic */
+	LNS_CNT_PASS_MALFORMED,             /* header fields that make no sense (versions, lengths) */
+	LNS_CNT_PASS_TRUNCATED,             /* the frame ends before its headers or its stated length */
+	LNS_CNT_PASS_UNKNOWN_IFACE,         /* arrived on an interface not in lns_ifaces */
+	LNS_CNT_PASS_NO_CONFIG,             /* lns_config unreadable (cannot happen once loaded) */
+	LNS_CNT_MAX,
+};
+
+#endif /* LNS_ABI_H */

@@ -1,0 +1,424 @@
+//! Rust mirror of `include/lns_abi.h`, the layout of every map shared with the
+//! XDP program.
+//!
+//! The header is the one definition. libbpf-cargo generates the skeleton's
+//! `types` module from the BTF that clang emits for it; the `layout!` checks
+//! at the bottom of this file compare every size and field offset here with
+//! those generated types at compile time, so a change on one side that is not
+//! made on the other does not build.
+//!
+//! Byte order follows the header: ids in host order, addresses and ports in
+//! network order ([`Be16`], `[u8; 4]`, `[u8; 16]`), IPv4 inside 16-byte fields
+//! as IPv4-mapped IPv6.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::skel::types as c;
+
+/// `LNS_ABI_VERSION`: stored in [`Config::abi_version`] by the loader.
+pub const ABI_VERSION: u32 = 1;
+/// Default size of the session table (`LNS_DEFAULT_MAX_SESSIONS`).
+pub const DEFAULT_MAX_SESSIONS: u32 = 65536;
+/// `LNS_MAX_IFACES`: interfaces one instance can be attached to.
+pub const MAX_IFACES: u32 = 16;
+/// `LNS_MAX_QUEUES`: rx queues per interface with an AF_XDP socket.
+pub const MAX_QUEUES: u32 = 64;
+/// `LNS_XSK_SLOTS`: size of the XSKMAP.
+pub const XSK_SLOTS: u32 = MAX_IFACES * MAX_QUEUES;
+/// `LNS_MAX_PREFIXES`: entries of each LPM trie.
+pub const MAX_PREFIXES: u32 = 65536;
+/// `LNS_MAX_L2TP_OFFSET`: largest L2TP Offset Size the program follows.
+pub const MAX_L2TP_OFFSET: u16 = 2048;
+/// The IANA port of L2TP.
+pub const L2TP_PORT: u16 = 1701;
+
+/// A 16-bit field kept in network byte order, as `__be16` in the header.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct Be16(u16);
+
+impl Be16 {
+    pub const fn from_host(v: u16) -> Self {
+        Be16(v.to_be())
+    }
+    pub const fn to_host(self) -> u16 {
+        u16::from_be(self.0)
+    }
+}
+
+/// `struct lns_config`, the single entry of `lns_config`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Config {
+    /// [`ABI_VERSION`] of the loader that wrote the maps.
+    pub abi_version: u32,
+    /// `LNS_CFG_*` bits, see [`Config::PASS_UNKNOWN_SESSION`].
+    pub flags: u32,
+    /// UDP port of L2TP at the LNS.
+    pub l2tp_port: Be16,
+    pub _pad0: u16,
+    pub _pad1: u32,
+}
+
+impl Config {
+    /// Pass data messages of unknown sessions to the stack instead of
+    /// dropping them (flood protection is off).
+    pub const PASS_UNKNOWN_SESSION: u32 = 1 << 0;
+}
+
+/// `struct lns_iface`, value of `lns_ifaces` keyed by ifindex.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Iface {
+    /// [`Iface::ACCESS`] and/or [`Iface::CORE`].
+    pub roles: u32,
+    /// Slot in `lns_xsks` of this interface's rx queue 0.
+    pub xsk_base: u32,
+}
+
+impl Iface {
+    /// LAC-facing: L2TP arrives here.
+    pub const ACCESS: u32 = 1 << 0;
+    /// Internet-facing: traffic to subscribers arrives here.
+    pub const CORE: u32 = 1 << 1;
+}
+
+/// `enum lns_session_state`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SessionState {
+    /// Slot unused.
+    #[default]
+    Free = 0,
+    /// The session exists and PPP is negotiating: all its frames go to the
+    /// control plane.
+    Control = 1,
+    /// The NCPs are up: IP goes through the fast path.
+    Forwarding = 2,
+}
+
+impl SessionState {
+    pub fn from_raw(v: u32) -> Option<Self> {
+        match v {
+            0 => Some(Self::Free),
+            1 => Some(Self::Control),
+            2 => Some(Self::Forwarding),
+            _ => None,
+        }
+    }
+}
+
+/// `struct lns_session`, value of `lns_sessions` keyed by session index.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Session {
+    /// A [`SessionState`] as u32.
+    pub state: u32,
+    /// `LNS_SESS_*` bits, see the associated constants.
+    pub flags: u32,
+    /// Our tunnel id (host order).
+    pub local_tunnel_id: u16,
+    /// Our session id (host order).
+    pub local_session_id: u16,
+    /// The LAC's tunnel id, written into data messages we send.
+    pub peer_tunnel_id: u16,
+    /// The LAC's session id.
+    pub peer_session_id: u16,
+    /// LNS address of the tunnel (IPv4-mapped for IPv4).
+    pub local_addr: [u8; 16],
+    /// LAC address of the tunnel (IPv4-mapped for IPv4).
+    pub peer_addr: [u8; 16],
+    pub local_port: Be16,
+    pub peer_port: Be16,
+    /// PPP MTU toward the subscriber (the MRU the subscriber negotiated).
+    pub mtu: u16,
+    pub _pad0: u16,
+    /// Subscriber IPv4 address, all zero if none.
+    pub ipv4: [u8; 4],
+    /// Subscriber IPv6 (SLAAC) prefix, zero length if none.
+    pub ipv6_prefix: [u8; 16],
+    pub ipv6_prefix_len: u8,
+    pub delegated_prefix_len: u8,
+    pub _pad1: [u8; 2],
+    /// DHCPv6-PD delegated prefix, zero length if none.
+    pub delegated_prefix: [u8; 16],
+    /// Interface through which the LAC is reached.
+    pub access_ifindex: u32,
+    pub _pad2: u32,
+    /// Bumped by the control plane on every reuse of the slot, so a reader
+    /// can tell a new session from the old one in the same slot.
+    pub generation: u64,
+}
+
+impl Session {
+    /// Peer requires Ns/Nr in data messages (Sequencing Required AVP).
+    pub const SEQUENCING: u32 = 1 << 0;
+    /// Send the L bit and Length field.
+    pub const LENGTH: u32 = 1 << 1;
+    /// IPv4 only: leave the outer UDP checksum zero.
+    pub const UDP_CSUM_ZERO: u32 = 1 << 2;
+    /// Omit the PPP Address/Control field (ACFC negotiated).
+    pub const ACFC: u32 = 1 << 3;
+    /// Send 1-byte PPP protocol fields (PFC negotiated).
+    pub const PFC: u32 = 1 << 4;
+
+    pub fn session_state(&self) -> Option<SessionState> {
+        SessionState::from_raw(self.state)
+    }
+
+    pub fn key(&self) -> SessionKey {
+        SessionKey { tunnel_id: self.local_tunnel_id, session_id: self.local_session_id }
+    }
+
+    /// The LAC's address and port.
+    pub fn peer(&self) -> SocketAddr {
+        SocketAddr::new(unmap(self.peer_addr), self.peer_port.to_host())
+    }
+
+    /// The LNS's address and port of the tunnel.
+    pub fn local(&self) -> SocketAddr {
+        SocketAddr::new(unmap(self.local_addr), self.local_port.to_host())
+    }
+
+    pub fn set_peer(&mut self, addr: SocketAddr) {
+        self.peer_addr = mapped(addr.ip());
+        self.peer_port = Be16::from_host(addr.port());
+    }
+
+    pub fn set_local(&mut self, addr: SocketAddr) {
+        self.local_addr = mapped(addr.ip());
+        self.local_port = Be16::from_host(addr.port());
+    }
+
+    /// The subscriber's IPv4 address, if it has one.
+    pub fn subscriber_ipv4(&self) -> Option<Ipv4Addr> {
+        (self.ipv4 != [0; 4]).then(|| Ipv4Addr::from(self.ipv4))
+    }
+
+    /// The subscriber's SLAAC prefix, if any.
+    pub fn subscriber_ipv6_prefix(&self) -> Option<(Ipv6Addr, u8)> {
+        (self.ipv6_prefix_len > 0).then(|| (Ipv6Addr::from(self.ipv6_prefix), self.ipv6_prefix_len))
+    }
+
+    /// The subscriber's delegated prefix, if any.
+    pub fn subscriber_delegated_prefix(&self) -> Option<(Ipv6Addr, u8)> {
+        (self.delegated_prefix_len > 0)
+            .then(|| (Ipv6Addr::from(self.delegated_prefix), self.delegated_prefix_len))
+    }
+}
+
+/// Address as stored in 16-byte ABI fields: IPv4 as IPv4-mapped IPv6.
+pub fn mapped(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// Inverse of [`mapped`].
+pub fn unmap(raw: [u8; 16]) -> IpAddr {
+    let v6 = Ipv6Addr::from(raw);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+/// `struct lns_session_key`, key of `lns_session_ids`: the ids we assigned.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct SessionKey {
+    pub tunnel_id: u16,
+    pub session_id: u16,
+}
+
+/// `struct lns_lpm_v4`, key of `lns_sub_v4_lpm`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct LpmV4 {
+    pub prefixlen: u32,
+    pub addr: [u8; 4],
+}
+
+/// `struct lns_lpm_v6`, key of `lns_sub_v6_lpm`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct LpmV6 {
+    pub prefixlen: u32,
+    pub addr: [u8; 16],
+}
+
+/// `enum lns_direction`.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From the LAC: decapsulate.
+    Upstream = 1,
+    /// From the core: encapsulate.
+    Downstream = 2,
+}
+
+/// `struct lns_xdp_meta`: what the program tells the worker about a frame it
+/// redirected, in the metadata area just before the Ethernet header.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct XdpMeta {
+    pub session_index: u32,
+    /// Offset of the subscriber's IP header from the Ethernet header.
+    pub inner_offset: u16,
+    /// A [`Direction`] as u8.
+    pub direction: u8,
+    /// 4 or 6.
+    pub ip_version: u8,
+}
+
+impl XdpMeta {
+    pub const LEN: usize = std::mem::size_of::<XdpMeta>();
+
+    /// Reads the metadata from the `LEN` bytes before a frame.
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        bytemuck::try_pod_read_unaligned(b.get(..Self::LEN)?).ok()
+    }
+
+    pub fn direction(&self) -> Option<Direction> {
+        match self.direction {
+            1 => Some(Direction::Upstream),
+            2 => Some(Direction::Downstream),
+            _ => None,
+        }
+    }
+}
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $variant:ident = $c:ident, $name:literal; )*) => {
+        /// `enum lns_counter`: one per-CPU counter per verdict reason. Every
+        /// frame increments [`Counter::Rx`] and exactly one other counter.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Counter {
+            $( $(#[$doc])* $variant = c::lns_counter::$c.0, )*
+        }
+
+        impl Counter {
+            /// Every counter, in index order.
+            pub const ALL: &'static [Counter] = &[$(Counter::$variant,)*];
+
+            /// The name userspace shows: the C enumerator without `LNS_CNT_`,
+            /// in lower case.
+            pub const fn name(self) -> &'static str {
+                match self { $(Counter::$variant => $name,)* }
+            }
+
+            pub fn from_name(name: &str) -> Option<Counter> {
+                Self::ALL.iter().copied().find(|c| c.name() == name)
+            }
+        }
+    };
+}
+
+counters! {
+    /// Every frame seen.
+    Rx = LNS_CNT_RX, "rx";
+    /// L2TP data of a forwarding session, to AF_XDP.
+    RedirectUpstream = LNS_CNT_REDIRECT_UPSTREAM, "redirect_upstream";
+    /// Core packet to a subscriber, to AF_XDP.
+    RedirectDownstream = LNS_CNT_REDIRECT_DOWNSTREAM, "redirect_downstream";
+    /// Inner source address not owned by the session.
+    DropSpoofed = LNS_CNT_DROP_SPOOFED, "drop_spoofed";
+    /// L2TP data for an unknown (tunnel, session).
+    DropUnknownSession = LNS_CNT_DROP_UNKNOWN_SESSION, "drop_unknown_session";
+    /// Known session, but the outer source is not its LAC.
+    DropPeerMismatch = LNS_CNT_DROP_PEER_MISMATCH, "drop_peer_mismatch";
+    /// No AF_XDP socket bound for the rx queue.
+    DropNoXsk = LNS_CNT_DROP_NO_XSK, "drop_no_xsk";
+    /// L2TP control message (T bit).
+    PassL2tpControl = LNS_CNT_PASS_L2TP_CONTROL, "pass_l2tp_control";
+    /// PPP protocol other than IPv4/IPv6.
+    PassPppControl = LNS_CNT_PASS_PPP_CONTROL, "pass_ppp_control";
+    /// Session exists, PPP not yet up.
+    PassSessionNotForwarding = LNS_CNT_PASS_SESSION_NOT_FORWARDING, "pass_session_not_forwarding";
+    /// Unknown session passed because the config says so.
+    PassUnknownSession = LNS_CNT_PASS_UNKNOWN_SESSION, "pass_unknown_session";
+    /// Subscriber IPv6 from a link-local source or to multicast.
+    PassIpv6LinkLocal = LNS_CNT_PASS_IPV6_LINK_LOCAL, "pass_ipv6_link_local";
+    /// Core packet to a subscriber whose session is not forwarding.
+    PassSubscriberNotForwarding = LNS_CNT_PASS_SUBSCRIBER_NOT_FORWARDING, "pass_subscriber_not_forwarding";
+    /// ARP and other ethertypes.
+    PassNotIp = LNS_CNT_PASS_NOT_IP, "pass_not_ip";
+    /// IP that is neither L2TP to us nor to a subscriber.
+    PassNotL2tp = LNS_CNT_PASS_NOT_L2TP, "pass_not_l2tp";
+    /// Outer IP fragment.
+    PassFragment = LNS_CNT_PASS_FRAGMENT, "pass_fragment";
+    /// Header fields that make no sense.
+    PassMalformed = LNS_CNT_PASS_MALFORMED, "pass_malformed";
+    /// The frame ends before its headers or its stated length.
+    PassTruncated = LNS_CNT_PASS_TRUNCATED, "pass_truncated";
+    /// Arrived on an interface the instance does not know.
+    PassUnknownIface = LNS_CNT_PASS_UNKNOWN_IFACE, "pass_unknown_iface";
+    /// The config map was unreadable.
+    PassNoConfig = LNS_CNT_PASS_NO_CONFIG, "pass_no_config";
+}
+
+/// `LNS_CNT_MAX`: entries of `lns_counters`.
+pub const COUNTER_COUNT: u32 = c::lns_counter::LNS_CNT_MAX.0;
+
+// ---- compile-time checks against the BTF-generated skeleton types --------
+
+macro_rules! layout {
+    ($ours:ty, $theirs:ty, $($field:ident),* $(,)?) => {
+        const _: () = {
+            assert!(std::mem::size_of::<$ours>() == std::mem::size_of::<$theirs>());
+            assert!(std::mem::align_of::<$ours>() == std::mem::align_of::<$theirs>());
+            $( assert!(std::mem::offset_of!($ours, $field) == std::mem::offset_of!($theirs, $field)); )*
+        };
+    };
+}
+
+layout!(Config, c::lns_config, abi_version, flags, l2tp_port, _pad0, _pad1);
+layout!(Iface, c::lns_iface, roles, xsk_base);
+layout!(
+    Session,
+    c::lns_session,
+    state,
+    flags,
+    local_tunnel_id,
+    local_session_id,
+    peer_tunnel_id,
+    peer_session_id,
+    local_addr,
+    peer_addr,
+    local_port,
+    peer_port,
+    mtu,
+    _pad0,
+    ipv4,
+    ipv6_prefix,
+    ipv6_prefix_len,
+    delegated_prefix_len,
+    _pad1,
+    delegated_prefix,
+    access_ifindex,
+    _pad2,
+    generation,
+);
+layout!(SessionKey, c::lns_session_key, tunnel_id, session_id);
+layout!(LpmV4, c::lns_lpm_v4, prefixlen, addr);
+layout!(LpmV6, c::lns_lpm_v6, prefixlen, addr);
+layout!(XdpMeta, c::lns_xdp_meta, session_index, inner_offset, direction, ip_version);
+
+const _: () = {
+    assert!(COUNTER_COUNT as usize == Counter::ALL.len());
+    // Counter::ALL is in index order with no gaps.
+    let mut i = 0;
+    while i < Counter::ALL.len() {
+        assert!(Counter::ALL[i] as usize == i);
+        i += 1;
+    }
+    assert!(SessionState::Free as u32 == c::lns_session_state::LNS_SESSION_FREE.0);
+    assert!(SessionState::Control as u32 == c::lns_session_state::LNS_SESSION_CONTROL.0);
+    assert!(SessionState::Forwarding as u32 == c::lns_session_state::LNS_SESSION_FORWARDING.0);
+    assert!(Direction::Upstream as u32 == c::lns_direction::LNS_DIR_UPSTREAM.0);
+    assert!(Direction::Downstream as u32 == c::lns_direction::LNS_DIR_DOWNSTREAM.0);
+};

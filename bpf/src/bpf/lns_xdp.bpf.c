@@ -1,0 +1,511 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * LNS steering program, attached to the LAC-facing and the core-facing
+ * interfaces. It decides, per frame, who handles it:
+ *   - the AF_XDP fast path: L2TP data of forwarding sessions carrying IPv4 or
+ *     IPv6, and core packets addressed to a subscriber;
+ *   - the kernel stack (so the control plane's UDP socket): L2TP control,
+ *     PPP control protocols, sessions still negotiating, everything else;
+ *   - nobody: spoofed subscriber sources, unknown sessions, wrong peers.
+ * Every decision increments one per-CPU counter named in lns_abi.h.
+ *
+ * The program never modifies the frame; it only prepends lns_xdp_meta in the
+ * metadata area of frames it redirects.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "lns_abi.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Force BTF for types that appear in no map definition, so userspace can
+ * check its mirror of them against this object's BTF. */
+const struct lns_xdp_meta *lns_btf_xdp_meta __attribute__((unused));
+const enum lns_counter *lns_btf_counter __attribute__((unused));
+const enum lns_session_state *lns_btf_session_state __attribute__((unused));
+const enum lns_direction *lns_btf_direction __attribute__((unused));
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lns_config);
+} lns_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LNS_MAX_IFACES);
+	__type(key, __u32);
+	__type(value, struct lns_iface);
+} lns_ifaces SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, LNS_XSK_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} lns_xsks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, LNS_DEFAULT_MAX_SESSIONS);
+	__type(key, __u32);
+	__type(value, struct lns_session);
+} lns_sessions SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LNS_DEFAULT_MAX_SESSIONS);
+	__type(key, struct lns_session_key);
+	__type(value, __u32);
+} lns_session_ids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LNS_DEFAULT_MAX_SESSIONS);
+	__type(key, __be32);
+	__type(value, __u32);
+} lns_sub_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LNS_DEFAULT_MAX_SESSIONS);
+	__type(key, struct lns_in6);
+	__type(value, __u32);
+} lns_sub_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, LNS_MAX_PREFIXES);
+	__type(key, struct lns_lpm_v4);
+	__type(value, __u32);
+} lns_sub_v4_lpm SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, LNS_MAX_PREFIXES);
+	__type(key, struct lns_lpm_v6);
+	__type(value, __u32);
+} lns_sub_v6_lpm SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LNS_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} lns_counters SEC(".maps");
+
+/* L2TP header flag bits (RFC 2661 section 3.1) */
+#define L2TP_T 0x8000
+#define L2TP_L 0x4000
+#define L2TP_S 0x0800
+#define L2TP_O 0x0200
+#define L2TP_VER_MASK 0x000f
+
+#define PPP_IPV4 0x0021
+#define PPP_IPV6 0x0057
+
+#define VLAN_HLEN 4
+#define IPV4_FRAG_MASK 0x3fff /* MF bit and fragment offset */
+
+/* True when `p` lies past the logical end of the message or the frame. The
+ * verifier only learns a packet pointer's range from a comparison with
+ * data_end itself, so both are compared. */
+#define beyond(p, end, data_end) ((void *)(p) > (void *)(end) || (void *)(p) > (data_end))
+
+static __always_inline int count(__u32 reason, int action)
+{
+	__u64 *c;
+	__u32 rx = LNS_CNT_RX;
+
+	c = bpf_map_lookup_elem(&lns_counters, &rx);
+	if (c)
+		*c += 1;
+	c = bpf_map_lookup_elem(&lns_counters, &reason);
+	if (c)
+		*c += 1;
+	return action;
+}
+
+/* A parsed frame: offsets from the start of the frame, so they survive the
+ * pointer reloads that bpf_xdp_adjust_meta forces. */
+struct parsed {
+	__u32 l3;        /* outer IP header */
+	__u32 l4;        /* after the outer IP header */
+	__u32 l3_end;    /* end of the outer IP packet (from its length field) */
+	__u8 ip_version; /* 4 or 6 */
+	__u8 proto;      /* IP protocol / IPv6 next header */
+	__u8 fragment;   /* IPv4 MF or offset set, or IPv6 fragment header */
+};
+
+/* Looks up a subscriber address in the exact and prefix maps. */
+static __always_inline __u32 *lookup_v4(__be32 addr)
+{
+	struct lns_lpm_v4 key = { .prefixlen = 32, .addr = addr };
+	__u32 *idx = bpf_map_lookup_elem(&lns_sub_v4, &addr);
+
+	if (idx)
+		return idx;
+	return bpf_map_lookup_elem(&lns_sub_v4_lpm, &key);
+}
+
+static __always_inline __u32 *lookup_v6(const __u8 *addr)
+{
+	struct lns_lpm_v6 key = { .prefixlen = 128 };
+	struct lns_in6 exact;
+	__u32 *idx;
+
+	__builtin_memcpy(exact.addr, addr, 16);
+	idx = bpf_map_lookup_elem(&lns_sub_v6, &exact);
+	if (idx)
+		return idx;
+	__builtin_memcpy(key.addr, addr, 16);
+	return bpf_map_lookup_elem(&lns_sub_v6_lpm, &key);
+}
+
+/* Prepends the metadata and redirects to this rx queue's AF_XDP socket. */
+static __always_inline int to_fast_path(struct xdp_md *ctx, const struct lns_iface *iface,
+					__u32 session_index, __u32 inner_offset, __u8 direction,
+					__u8 ip_version)
+{
+	struct lns_xdp_meta *meta;
+	__u32 slot;
+	void *data;
+
+	if (ctx->rx_queue_index >= LNS_MAX_QUEUES)
+		return count(LNS_CNT_DROP_NO_XSK, XDP_DROP);
+	slot = iface->xsk_base + ctx->rx_queue_index;
+	/* The fallback action of bpf_redirect_map would hide a missing socket
+	 * from the counters, so ask first. */
+	if (!bpf_map_lookup_elem(&lns_xsks, &slot))
+		return count(LNS_CNT_DROP_NO_XSK, XDP_DROP);
+
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(*meta)) == 0) {
+		meta = (void *)(long)ctx->data_meta;
+		data = (void *)(long)ctx->data;
+		if ((void *)(meta + 1) <= data) {
+			meta->session_index = session_index;
+			meta->inner_offset = inner_offset;
+			meta->direction = direction;
+			meta->ip_version = ip_version;
+		}
+	}
+	count(direction == LNS_DIR_UPSTREAM ? LNS_CNT_REDIRECT_UPSTREAM
+					    : LNS_CNT_REDIRECT_DOWNSTREAM,
+	      0);
+	return bpf_redirect_map(&lns_xsks, slot, XDP_DROP);
+}
+
+/* Core -> subscriber: the destination decides. A frame for no subscriber is
+ * passed and counted under `miss`. */
+static __always_inline int steer_core(struct xdp_md *ctx, const struct lns_iface *iface,
+				      const struct parsed *p, __u32 miss)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct lns_session *s;
+	__u32 *idx;
+
+	if (p->ip_version == 4) {
+		struct iphdr *ip = data + p->l3;
+
+		if ((void *)(ip + 1) > data_end)
+			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+		idx = lookup_v4(ip->daddr);
+	} else {
+		struct ipv6hdr *ip6 = data + p->l3;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+		idx = lookup_v6(ip6->daddr.in6_u.u6_addr8);
+	}
+	if (!idx)
+		return count(miss, XDP_PASS);
+	s = bpf_map_lookup_elem(&lns_sessions, idx);
+	if (!s || s->state != LNS_SESSION_FORWARDING)
+		return count(LNS_CNT_PASS_SUBSCRIBER_NOT_FORWARDING, XDP_PASS);
+	return to_fast_path(ctx, iface, *idx, p->l3, LNS_DIR_DOWNSTREAM, p->ip_version);
+}
+
+static __always_inline int addr_is_peer(const struct lns_session *s, const struct parsed *p,
+					void *data, void *data_end)
+{
+	if (p->ip_version == 4) {
+		struct iphdr *ip = data + p->l3;
+		__u32 mapped_hi = 0, *pa = (__u32 *)s->peer_addr;
+
+		if ((void *)(ip + 1) > data_end)
+			return 0;
+		/* ::ffff:a.b.c.d */
+		if (pa[0] != mapped_hi || pa[1] != mapped_hi || pa[2] != bpf_htonl(0xffff))
+			return 0;
+		return pa[3] == ip->saddr;
+	} else {
+		struct ipv6hdr *ip6 = data + p->l3;
+		__u32 *pa = (__u32 *)s->peer_addr;
+		__u32 *sa;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return 0;
+		sa = ip6->saddr.in6_u.u6_addr32;
+		return pa[0] == sa[0] && pa[1] == sa[1] && pa[2] == sa[2] && pa[3] == sa[3];
+	}
+}
+
+/* LAC -> LNS: an L2TP message. `p->l4` is the UDP header. */
+static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_config *cfg,
+				      const struct lns_iface *iface, const struct parsed *p)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct udphdr *udp = data + p->l4;
+	struct lns_session_key key;
+	struct lns_session *s;
+	__u8 *l2tp, *ppp, *end;
+	__u16 flags, proto;
+	__u32 *idx, *owner, inner, udp_len;
+
+	if ((void *)(udp + 1) > data_end)
+		return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+	udp_len = bpf_ntohs(udp->len);
+	if (udp_len < sizeof(*udp))
+		return count(LNS_CNT_PASS_MALFORMED, XDP_PASS);
+	if (p->l4 + udp_len > p->l3_end)
+		return count(LNS_CNT_PASS_MALFORMED, XDP_PASS);
+	/* Ethernet may pad short frames: the UDP length says where L2TP ends. */
+	end = data + p->l4 + udp_len;
+	if ((void *)end > data_end)
+		return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+
+	l2tp = (__u8 *)(udp + 1);
+	if (beyond(l2tp + 2, end, data_end))
+		return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+	flags = ((__u16)l2tp[0] << 8) | l2tp[1];
+	if ((flags & L2TP_VER_MASK) != 2)
+		/* L2TPv3 over UDP and anything else: not ours to judge */
+		return count(LNS_CNT_PASS_MALFORMED, XDP_PASS);
+	if (flags & L2TP_T)
+		return count(LNS_CNT_PASS_L2TP_CONTROL, XDP_PASS);
+
+	/* Fixed order of the optional fields: Length, Tunnel, Session, Ns/Nr, Offset. */
+	ppp = l2tp + 2;
+	if (flags & L2TP_L) {
+		__u16 len;
+
+		if (beyond(ppp + 2, end, data_end))
+			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+		len = ((__u16)ppp[0] << 8) | ppp[1];
+		if (l2tp + len > end)
+			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+		if (len < 6)
+			return count(LNS_CNT_PASS_MALFORMED, XDP_PASS);
+		ppp += 2;
+	}
+	if (beyond(ppp + 4, end, data_end))
+		return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+	key.tunnel_id = ((__u16)ppp[0] << 8) | ppp[1];
+	key.session_id = ((__u16)ppp[2] << 8) | ppp[3];
+	ppp += 4;
+	if (flags & L2TP_S) {
+		if (beyond(ppp + 4, end, data_end))
+			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+		ppp += 4;
+	}
+	if (flags & L2TP_O) {
+		__u16 pad;
+
+		if (beyond(ppp + 2, end, data_end))
+			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+		pad = ((__u16)ppp[0] << 8) | ppp[1];
+		if (pad > LNS_MAX_L2TP_OFFSET)
+			return count(LNS_CNT_PASS_MALFORMED, XDP_PASS);
+		ppp += 2;
+		ppp += pad;
+		if (beyond(ppp, end, data_end))
+			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+	}
+
+	idx = bpf_map_lookup_elem(&lns_session_ids, &key);
+	s = idx ? bpf_map_lookup_elem(&lns_sessions, idx) : NULL;
+	if (!s || s->state == LNS_SESSION_FREE) {
+		if (cfg->flags & LNS_CFG_PASS_UNKNOWN_SESSION)
+			return count(LNS_CNT_PASS_UNKNOWN_SESSION, XDP_PASS);
+		return count(LNS_CNT_DROP_UNKNOWN_SESSION, XDP_DROP);
+	}
+	if (!addr_is_peer(s, p, data, data_end) || udp->source != s->peer_port)
+		return count(LNS_CNT_DROP_PEER_MISMATCH, XDP_DROP);
+
+	/* PPP: Address/Control FF 03 unless compressed (ACFC), then a protocol
+	 * field of 1 byte when its low bit is set (PFC, RFC 1661 section 6.5)
+	 * or 2 bytes. */
+	if (beyond(ppp + 1, end, data_end))
+		return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+	if (ppp[0] == 0xff) {
+		if (beyond(ppp + 2, end, data_end))
+			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+		if (ppp[1] != 0x03)
+			return count(LNS_CNT_PASS_MALFORMED, XDP_PASS);
+		ppp += 2;
+		if (beyond(ppp + 1, end, data_end))
+			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+	}
+	if (ppp[0] & 1) {
+		proto = ppp[0];
+		ppp += 1;
+	} else {
+		if (beyond(ppp + 2, end, data_end))
+			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+		proto = ((__u16)ppp[0] << 8) | ppp[1];
+		ppp += 2;
+	}
+	if (proto != PPP_IPV4 && proto != PPP_IPV6)
+		return count(LNS_CNT_PASS_PPP_CONTROL, XDP_PASS);
+	if (s->state != LNS_SESSION_FORWARDING)
+		return count(LNS_CNT_PASS_SESSION_NOT_FORWARDING, XDP_PASS);
+
+	inner = (__u32)((void *)ppp - data);
+	if (proto == PPP_IPV4) {
+		struct iphdr *ip = (struct iphdr *)ppp;
+		__u16 tot;
+
+		if (beyond(ip + 1, end, data_end))
+			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+		if (ip->version != 4 || ip->ihl < 5)
+			return count(LNS_CNT_PASS_MALFORMED, XDP_PASS);
+		tot = bpf_ntohs(ip->tot_len);
+		if (tot < ip->ihl * 4)
+			return count(LNS_CNT_PASS_MALFORMED, XDP_PASS);
+		if (ppp + tot > end)
+			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+		owner = lookup_v4(ip->saddr);
+		if (!owner || *owner != *idx)
+			return count(LNS_CNT_DROP_SPOOFED, XDP_DROP);
+		return to_fast_path(ctx, iface, *idx, inner, LNS_DIR_UPSTREAM, 4);
+	} else {
+		struct ipv6hdr *ip6 = (struct ipv6hdr *)ppp;
+		__u8 *src, *dst;
+
+		if (beyond(ip6 + 1, end, data_end))
+			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+		if (ip6->version != 6)
+			return count(LNS_CNT_PASS_MALFORMED, XDP_PASS);
+		if ((__u8 *)(ip6 + 1) + bpf_ntohs(ip6->payload_len) > end)
+			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+		src = ip6->saddr.in6_u.u6_addr8;
+		dst = ip6->daddr.in6_u.u6_addr8;
+		/* Router and neighbour discovery and DHCPv6 run from link-local
+		 * addresses or to multicast: the control plane answers them. */
+		if ((src[0] == 0xfe && (src[1] & 0xc0) == 0x80) || dst[0] == 0xff)
+			return count(LNS_CNT_PASS_IPV6_LINK_LOCAL, XDP_PASS);
+		owner = lookup_v6(src);
+		if (!owner || *owner != *idx)
+			return count(LNS_CNT_DROP_SPOOFED, XDP_DROP);
+		return to_fast_path(ctx, iface, *idx, inner, LNS_DIR_UPSTREAM, 6);
+	}
+}
+
+SEC("xdp")
+int lns_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	const struct lns_config *cfg;
+	const struct lns_iface *iface;
+	struct parsed p = {};
+	__u32 zero = 0, ifindex = ctx->ingress_ifindex;
+	__u16 proto;
+
+	cfg = bpf_map_lookup_elem(&lns_config, &zero);
+	if (!cfg)
+		return count(LNS_CNT_PASS_NO_CONFIG, XDP_PASS);
+	iface = bpf_map_lookup_elem(&lns_ifaces, &ifindex);
+	if (!iface)
+		return count(LNS_CNT_PASS_UNKNOWN_IFACE, XDP_PASS);
+
+	if ((void *)(eth + 1) > data_end)
+		return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+	proto = eth->h_proto;
+	p.l3 = sizeof(*eth);
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+		__be16 *inner_proto = data + sizeof(*eth) + 2;
+
+		if ((void *)(inner_proto + 1) > data_end)
+			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+		proto = *inner_proto;
+		p.l3 += VLAN_HLEN;
+	}
+
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data + p.l3;
+		__u32 ihl, tot;
+
+		if ((void *)(ip + 1) > data_end)
+			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+		if (ip->version != 4 || ip->ihl < 5)
+			return count(LNS_CNT_PASS_MALFORMED, XDP_PASS);
+		ihl = ip->ihl * 4;
+		tot = bpf_ntohs(ip->tot_len);
+		if (tot < ihl)
+			return count(LNS_CNT_PASS_MALFORMED, XDP_PASS);
+		if (data + p.l3 + tot > data_end)
+			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+		p.ip_version = 4;
+		p.proto = ip->protocol;
+		p.fragment = (ip->frag_off & bpf_htons(IPV4_FRAG_MASK)) != 0;
+		p.l4 = p.l3 + ihl;
+		p.l3_end = p.l3 + tot;
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data + p.l3;
+		__u32 plen;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+		if (ip6->version != 6)
+			return count(LNS_CNT_PASS_MALFORMED, XDP_PASS);
+		plen = bpf_ntohs(ip6->payload_len);
+		if (data + p.l3 + sizeof(*ip6) + plen > data_end)
+			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+		p.ip_version = 6;
+		p.proto = ip6->nexthdr;
+		/* Extension headers are not walked: an L2TP LAC does not send
+		 * them, and a fragment header makes nexthdr 44, so fragments and
+		 * exotic packets simply are not UDP here and go to the stack. */
+		p.fragment = ip6->nexthdr == IPPROTO_FRAGMENT;
+		p.l4 = p.l3 + sizeof(*ip6);
+		p.l3_end = p.l4 + plen;
+	} else {
+		return count(LNS_CNT_PASS_NOT_IP, XDP_PASS);
+	}
+
+	if (iface->roles & LNS_IF_ACCESS) {
+		if (p.proto == IPPROTO_UDP && !p.fragment) {
+			struct udphdr *udp = data + p.l4;
+
+			if ((void *)(udp + 1) > data_end)
+				return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+			if (udp->dest == cfg->l2tp_port)
+				return steer_l2tp(ctx, cfg, iface, &p);
+		} else if (p.fragment) {
+			/* Only the first fragment has a UDP header: unless it is
+			 * for a subscriber, let the kernel reassemble it and hand
+			 * any L2TP in it to the control plane. */
+			if (iface->roles & LNS_IF_CORE)
+				return steer_core(ctx, iface, &p, LNS_CNT_PASS_FRAGMENT);
+			return count(LNS_CNT_PASS_FRAGMENT, XDP_PASS);
+		}
+	}
+	if (iface->roles & LNS_IF_CORE)
+		return steer_core(ctx, iface, &p, LNS_CNT_PASS_NOT_L2TP);
+	return count(LNS_CNT_PASS_NOT_L2TP, XDP_PASS);
+}

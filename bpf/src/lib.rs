@@ -1,0 +1,65 @@
+//! The LNS's XDP steering program and its kernel ABI.
+//!
+//! - [`abi`]: the layout of every shared map, mirrored from `include/lns_abi.h`
+//!   and checked against the program's BTF at compile time.
+//! - [`Steering`]: loads the program (embedded at build time), pins its maps,
+//!   attaches it through BPF links, and runs it under BPF_PROG_TEST_RUN.
+//! - [`Maps`]: typed access to the maps, also from other processes through
+//!   [`open_pinned`].
+
+pub mod abi;
+mod maps;
+mod sys;
+
+#[allow(clippy::all, unused_imports)]
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/lns_xdp.skel.rs"));
+}
+
+use std::io;
+use std::path::PathBuf;
+
+pub use maps::{CounterSnapshot, Maps, MAP_NAMES};
+pub use sys::{
+    default_pin_dir, ifindex, open_pinned, Attachment, LoadOptions, Steering, TestRunContext, TestRunResult,
+    XdpAction, XdpMode,
+};
+
+/// Errors of loading, attaching and map access.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what}: {source}")]
+    Bpf { what: &'static str, source: libbpf_rs::Error },
+    #[error("{what} {}: {source}", path.display())]
+    BpfPath { what: &'static str, path: PathBuf, source: libbpf_rs::Error },
+    #[error("{what}: {source}")]
+    Io { what: String, source: io::Error },
+    #[error("maps were written by ABI {found}, this build speaks ABI {expected}; restart the data plane with this build")]
+    AbiMismatch { found: u32, expected: u32 },
+    #[error("ifindex {ifindex} already has XDP program {prog_id} ({name:?}), not ours; detach it first")]
+    Busy { ifindex: u32, prog_id: u32, name: String },
+    #[error("no interface named {0:?}")]
+    NoSuchInterface(String),
+    #[error("session index {index} is outside the session table (size {max})")]
+    SessionIndex { index: u32, max: u32 },
+    #[error("session slot {0} is in use")]
+    SlotInUse(u32),
+    #[error("session slot {0}: the tunnel and session ids of a live session cannot change")]
+    KeyChange(u32),
+    #[error("prefix length {0} is too long")]
+    PrefixLength(u8),
+    #[error("missing {0}")]
+    Missing(&'static str),
+}
+
+impl Error {
+    fn bpf(what: &'static str, source: libbpf_rs::Error) -> Self {
+        Error::Bpf { what, source }
+    }
+    fn bpf_path(what: &'static str, path: PathBuf, source: libbpf_rs::Error) -> Self {
+        Error::BpfPath { what, path, source }
+    }
+    fn io(what: String, source: io::Error) -> Self {
+        Error::Io { what, source }
+    }
+}

@@ -1,0 +1,333 @@
+//! Typed access to the steering program's maps, for the process that loaded
+//! them and for processes that open their pins (control plane, lnsctl).
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsFd, AsRawFd};
+
+use libbpf_rs::{MapCore, MapFlags, MapHandle};
+
+use crate::abi::{Config, Counter, Iface, LpmV4, LpmV6, Session, SessionKey, SessionState};
+use crate::Error;
+
+/// Every map the program defines, by the name it is pinned under.
+pub const MAP_NAMES: [&str; 10] = [
+    "lns_config",
+    "lns_ifaces",
+    "lns_xsks",
+    "lns_sessions",
+    "lns_session_ids",
+    "lns_sub_v4",
+    "lns_sub_v6",
+    "lns_sub_v4_lpm",
+    "lns_sub_v6_lpm",
+    "lns_counters",
+];
+
+/// Descriptors of every map of one instance.
+#[derive(Debug)]
+pub struct Maps {
+    pub(crate) config: MapHandle,
+    pub(crate) ifaces: MapHandle,
+    pub(crate) xsks: MapHandle,
+    pub(crate) sessions: MapHandle,
+    pub(crate) session_ids: MapHandle,
+    pub(crate) sub_v4: MapHandle,
+    pub(crate) sub_v6: MapHandle,
+    pub(crate) sub_v4_lpm: MapHandle,
+    pub(crate) sub_v6_lpm: MapHandle,
+    pub(crate) counters: MapHandle,
+}
+
+/// Per-reason totals over all CPUs, as read at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CounterSnapshot(pub BTreeMap<&'static str, u64>);
+
+impl CounterSnapshot {
+    pub fn get(&self, c: Counter) -> u64 {
+        self.0.get(c.name()).copied().unwrap_or(0)
+    }
+
+    /// Counts accumulated since `earlier`.
+    pub fn since(&self, earlier: &CounterSnapshot) -> CounterSnapshot {
+        CounterSnapshot(
+            self.0
+                .iter()
+                .map(|(k, v)| (*k, v.saturating_sub(earlier.0.get(k).copied().unwrap_or(0))))
+                .collect(),
+        )
+    }
+}
+
+fn ctx(what: &'static str) -> impl FnOnce(libbpf_rs::Error) -> Error {
+    move |e| Error::bpf(what, e)
+}
+
+fn delete_if_present(map: &MapHandle, key: &[u8], what: &'static str) -> Result<bool, Error> {
+    match map.delete(key) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::bpf(what, e)),
+    }
+}
+
+impl Maps {
+    pub fn max_sessions(&self) -> u32 {
+        self.sessions.max_entries()
+    }
+
+    pub fn read_config(&self) -> Result<Config, Error> {
+        let v = self
+            .config
+            .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .map_err(ctx("reading lns_config"))?
+            .ok_or(Error::Missing("lns_config entry"))?;
+        bytemuck::try_pod_read_unaligned(&v).map_err(|_| Error::Missing("lns_config value size"))
+    }
+
+    pub fn write_config(&self, c: &Config) -> Result<(), Error> {
+        self.config
+            .update(&0u32.to_ne_bytes(), bytemuck::bytes_of(c), MapFlags::ANY)
+            .map_err(ctx("writing lns_config"))
+    }
+
+    /// Declares an interface's roles and where its AF_XDP sockets live in
+    /// `lns_xsks`.
+    pub fn set_iface(&self, ifindex: u32, iface: &Iface) -> Result<(), Error> {
+        self.ifaces
+            .update(&ifindex.to_ne_bytes(), bytemuck::bytes_of(iface), MapFlags::ANY)
+            .map_err(ctx("writing lns_ifaces"))
+    }
+
+    pub fn remove_iface(&self, ifindex: u32) -> Result<bool, Error> {
+        delete_if_present(&self.ifaces, &ifindex.to_ne_bytes(), "deleting from lns_ifaces")
+    }
+
+    /// Puts an AF_XDP socket in slot `slot` of `lns_xsks`.
+    pub fn set_xsk(&self, slot: u32, socket: impl AsFd) -> Result<(), Error> {
+        let fd = socket.as_fd().as_raw_fd() as u32;
+        self.xsks
+            .update(&slot.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
+            .map_err(ctx("writing lns_xsks"))
+    }
+
+    pub fn clear_xsk(&self, slot: u32) -> Result<bool, Error> {
+        delete_if_present(&self.xsks, &slot.to_ne_bytes(), "deleting from lns_xsks")
+    }
+
+    fn check_index(&self, index: u32) -> Result<(), Error> {
+        if index >= self.sessions.max_entries() {
+            return Err(Error::SessionIndex { index, max: self.sessions.max_entries() });
+        }
+        Ok(())
+    }
+
+    pub fn read_session(&self, index: u32) -> Result<Session, Error> {
+        self.check_index(index)?;
+        let v = self
+            .sessions
+            .lookup(&index.to_ne_bytes(), MapFlags::ANY)
+            .map_err(ctx("reading lns_sessions"))?
+            .ok_or(Error::Missing("lns_sessions entry"))?;
+        bytemuck::try_pod_read_unaligned(&v).map_err(|_| Error::Missing("lns_sessions value size"))
+    }
+
+    fn write_session(&self, index: u32, s: &Session) -> Result<(), Error> {
+        self.sessions
+            .update(&index.to_ne_bytes(), bytemuck::bytes_of(s), MapFlags::ANY)
+            .map_err(ctx("writing lns_sessions"))
+    }
+
+    /// Installs a session in slot `index`: the entry, its (tunnel, session)
+    /// key and the subscriber addresses it holds (IPv4 /32, SLAAC prefix,
+    /// delegated prefix).
+    ///
+    /// The entry is written before anything points at it, so the program
+    /// never finds a key or an address whose slot is half written.
+    pub fn install_session(&self, index: u32, s: &Session) -> Result<(), Error> {
+        self.check_index(index)?;
+        if let Ok(old) = self.read_session(index) {
+            if old.session_state() != Some(SessionState::Free) {
+                return Err(Error::SlotInUse(index));
+            }
+        }
+        self.write_session(index, s)?;
+        let key = s.key();
+        let idx = index.to_ne_bytes();
+        self.session_ids
+            .update(bytemuck::bytes_of(&key), &idx, MapFlags::ANY)
+            .map_err(ctx("writing lns_session_ids"))?;
+        self.install_addresses(index, s)
+    }
+
+    fn install_addresses(&self, index: u32, s: &Session) -> Result<(), Error> {
+        if let Some(v4) = s.subscriber_ipv4() {
+            self.add_subscriber_v4(v4, index)?;
+        }
+        if let Some((p, len)) = s.subscriber_ipv6_prefix() {
+            self.add_route_v6(p, len, index)?;
+        }
+        if let Some((p, len)) = s.subscriber_delegated_prefix() {
+            self.add_route_v6(p, len, index)?;
+        }
+        Ok(())
+    }
+
+    fn remove_addresses(&self, s: &Session) -> Result<(), Error> {
+        if let Some(v4) = s.subscriber_ipv4() {
+            self.remove_subscriber_v4(v4)?;
+        }
+        if let Some((p, len)) = s.subscriber_ipv6_prefix() {
+            self.remove_route_v6(p, len)?;
+        }
+        if let Some((p, len)) = s.subscriber_delegated_prefix() {
+            self.remove_route_v6(p, len)?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites a live session (state change, new addresses after IPCP),
+    /// keeping its key. Addresses it no longer holds are removed first.
+    pub fn update_session(&self, index: u32, s: &Session) -> Result<(), Error> {
+        let old = self.read_session(index)?;
+        if old.session_state() == Some(SessionState::Free) {
+            return Err(Error::Missing("session to update"));
+        }
+        if old.key() != s.key() {
+            return Err(Error::KeyChange(index));
+        }
+        self.remove_addresses(&old)?;
+        self.write_session(index, s)?;
+        self.install_addresses(index, s)
+    }
+
+    /// Removes a session and everything that points at it, in the reverse
+    /// order of [`Maps::install_session`]. Returns the entry it removed.
+    pub fn remove_session(&self, index: u32) -> Result<Option<Session>, Error> {
+        let old = self.read_session(index)?;
+        if old.session_state() == Some(SessionState::Free) {
+            return Ok(None);
+        }
+        self.remove_addresses(&old)?;
+        delete_if_present(
+            &self.session_ids,
+            bytemuck::bytes_of(&old.key()),
+            "deleting from lns_session_ids",
+        )?;
+        self.write_session(index, &Session::default())?;
+        Ok(Some(old))
+    }
+
+    /// The slot of the session with these local ids.
+    pub fn find_session(&self, key: SessionKey) -> Result<Option<u32>, Error> {
+        let v = self
+            .session_ids
+            .lookup(bytemuck::bytes_of(&key), MapFlags::ANY)
+            .map_err(ctx("reading lns_session_ids"))?;
+        Ok(v.and_then(|b| bytemuck::try_pod_read_unaligned::<u32>(&b).ok()))
+    }
+
+    /// Every installed session, by slot (a syscall per slot: for tools and
+    /// tests, not for a packet path).
+    pub fn sessions(&self) -> Result<Vec<(u32, Session)>, Error> {
+        let mut out = Vec::new();
+        for key in self.session_ids.keys() {
+            if let Ok(k) = bytemuck::try_pod_read_unaligned::<SessionKey>(&key) {
+                if let Some(i) = self.find_session(k)? {
+                    out.push((i, self.read_session(i)?));
+                }
+            }
+        }
+        out.sort_by_key(|(i, _)| *i);
+        Ok(out)
+    }
+
+    pub fn add_subscriber_v4(&self, addr: Ipv4Addr, index: u32) -> Result<(), Error> {
+        self.sub_v4
+            .update(&addr.octets(), &index.to_ne_bytes(), MapFlags::ANY)
+            .map_err(ctx("writing lns_sub_v4"))
+    }
+
+    pub fn remove_subscriber_v4(&self, addr: Ipv4Addr) -> Result<bool, Error> {
+        delete_if_present(&self.sub_v4, &addr.octets(), "deleting from lns_sub_v4")
+    }
+
+    /// An exact IPv6 host address (Framed-IPv6-Address).
+    pub fn add_subscriber_v6(&self, addr: Ipv6Addr, index: u32) -> Result<(), Error> {
+        self.sub_v6
+            .update(&addr.octets(), &index.to_ne_bytes(), MapFlags::ANY)
+            .map_err(ctx("writing lns_sub_v6"))
+    }
+
+    pub fn remove_subscriber_v6(&self, addr: Ipv6Addr) -> Result<bool, Error> {
+        delete_if_present(&self.sub_v6, &addr.octets(), "deleting from lns_sub_v6")
+    }
+
+    /// A routed IPv4 prefix behind the subscriber (Framed-Route).
+    pub fn add_route_v4(&self, prefix: Ipv4Addr, len: u8, index: u32) -> Result<(), Error> {
+        let key = lpm_v4(prefix, len)?;
+        self.sub_v4_lpm
+            .update(bytemuck::bytes_of(&key), &index.to_ne_bytes(), MapFlags::ANY)
+            .map_err(ctx("writing lns_sub_v4_lpm"))
+    }
+
+    pub fn remove_route_v4(&self, prefix: Ipv4Addr, len: u8) -> Result<bool, Error> {
+        let key = lpm_v4(prefix, len)?;
+        delete_if_present(&self.sub_v4_lpm, bytemuck::bytes_of(&key), "deleting from lns_sub_v4_lpm")
+    }
+
+    /// An IPv6 prefix of the subscriber (SLAAC /64, delegated prefix).
+    pub fn add_route_v6(&self, prefix: Ipv6Addr, len: u8, index: u32) -> Result<(), Error> {
+        let key = lpm_v6(prefix, len)?;
+        self.sub_v6_lpm
+            .update(bytemuck::bytes_of(&key), &index.to_ne_bytes(), MapFlags::ANY)
+            .map_err(ctx("writing lns_sub_v6_lpm"))
+    }
+
+    pub fn remove_route_v6(&self, prefix: Ipv6Addr, len: u8) -> Result<bool, Error> {
+        let key = lpm_v6(prefix, len)?;
+        delete_if_present(&self.sub_v6_lpm, bytemuck::bytes_of(&key), "deleting from lns_sub_v6_lpm")
+    }
+
+    /// Entries in each address map, for leak checks.
+    pub fn address_entries(&self) -> usize {
+        [&self.sub_v4, &self.sub_v6, &self.sub_v4_lpm, &self.sub_v6_lpm]
+            .iter()
+            .map(|m| m.keys().count())
+            .sum()
+    }
+
+    /// Sums every counter over all CPUs.
+    pub fn counters(&self) -> Result<CounterSnapshot, Error> {
+        let mut out = BTreeMap::new();
+        for c in Counter::ALL {
+            let per_cpu = self
+                .counters
+                .lookup_percpu(&(*c as u32).to_ne_bytes(), MapFlags::ANY)
+                .map_err(ctx("reading lns_counters"))?
+                .unwrap_or_default();
+            let total = per_cpu
+                .iter()
+                .filter_map(|v| bytemuck::try_pod_read_unaligned::<u64>(v).ok())
+                .fold(0u64, u64::wrapping_add);
+            out.insert(c.name(), total);
+        }
+        Ok(CounterSnapshot(out))
+    }
+}
+
+fn lpm_v4(prefix: Ipv4Addr, len: u8) -> Result<LpmV4, Error> {
+    if len > 32 {
+        return Err(Error::PrefixLength(len));
+    }
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    Ok(LpmV4 { prefixlen: len.into(), addr: (u32::from(prefix) & mask).to_be_bytes() })
+}
+
+fn lpm_v6(prefix: Ipv6Addr, len: u8) -> Result<LpmV6, Error> {
+    if len > 128 {
+        return Err(Error::PrefixLength(len));
+    }
+    let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+    Ok(LpmV6 { prefixlen: len.into(), addr: (u128::from(prefix) & mask).to_be_bytes() })
+}

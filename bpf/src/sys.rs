@@ -1,0 +1,406 @@
+//! Loading, pinning, attaching and test-running the XDP program: the one
+//! module of this crate that talks to libbpf and the bpf(2) syscall directly.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{MapCore, MapHandle, OpenObject, Xdp, XdpFlags};
+
+use crate::abi::{self, Config, XdpMeta};
+use crate::maps::{Maps, MAP_NAMES};
+use crate::skel::{LnsXdpSkel, LnsXdpSkelBuilder};
+use crate::Error;
+
+/// Where an instance pins its maps unless told otherwise.
+pub fn default_pin_dir(instance: &str) -> PathBuf {
+    Path::new("/sys/fs/bpf/lns").join(instance)
+}
+
+/// How the program is attached to an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpMode {
+    /// In the driver (`XDP_FLAGS_DRV_MODE`); fails where the driver lacks XDP.
+    Native,
+    /// Generic XDP on the skb (`XDP_FLAGS_SKB_MODE`); works everywhere, slower.
+    Skb,
+    /// Native where the driver supports it, else generic (no flag).
+    Auto,
+}
+
+impl XdpMode {
+    fn flags(self) -> u32 {
+        match self {
+            XdpMode::Native => libbpf_rs::libbpf_sys::XDP_FLAGS_DRV_MODE,
+            XdpMode::Skb => libbpf_rs::libbpf_sys::XDP_FLAGS_SKB_MODE,
+            XdpMode::Auto => 0,
+        }
+    }
+}
+
+/// What [`Steering::load`] needs to know.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Pin the maps here so other processes can open them; `None` keeps them
+    /// private to this process (unit tests).
+    pub pin_dir: Option<PathBuf>,
+    /// Reuse maps already pinned in `pin_dir` (a restart keeps its
+    /// sessions). When false, stale pins are removed first.
+    pub reuse_pinned: bool,
+    /// Size of the session table and of the session-id and address maps.
+    pub max_sessions: u32,
+    /// UDP port L2TP arrives on.
+    pub l2tp_port: u16,
+    /// Pass data of unknown sessions to the stack instead of dropping it.
+    pub pass_unknown_sessions: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            pin_dir: None,
+            reuse_pinned: false,
+            max_sessions: abi::DEFAULT_MAX_SESSIONS,
+            l2tp_port: abi::L2TP_PORT,
+            pass_unknown_sessions: false,
+        }
+    }
+}
+
+/// An XDP attachment through a BPF link: the kernel detaches the program when
+/// the last descriptor of the link closes, so a crashed process leaves
+/// nothing behind on the interface.
+#[derive(Debug)]
+pub struct Attachment {
+    pub ifindex: u32,
+    pub mode: XdpMode,
+    link: OwnedFd,
+}
+
+impl Attachment {
+    pub fn link_fd(&self) -> RawFd {
+        self.link.as_raw_fd()
+    }
+}
+
+/// XDP return codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpAction {
+    Aborted,
+    Drop,
+    Pass,
+    Tx,
+    Redirect,
+    Other(u32),
+}
+
+impl XdpAction {
+    fn from_raw(v: u32) -> Self {
+        match v {
+            0 => XdpAction::Aborted,
+            1 => XdpAction::Drop,
+            2 => XdpAction::Pass,
+            3 => XdpAction::Tx,
+            4 => XdpAction::Redirect,
+            v => XdpAction::Other(v),
+        }
+    }
+}
+
+/// What one BPF_PROG_TEST_RUN of the program returned.
+#[derive(Clone, Debug)]
+pub struct TestRunResult {
+    pub action: XdpAction,
+    /// The frame after the program (without the metadata).
+    pub frame: Vec<u8>,
+    /// The metadata the program prepended, if it did.
+    pub meta: Option<XdpMeta>,
+}
+
+/// Context given to a test run, as `struct xdp_md` on input.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TestRunContext {
+    /// Interface the frame "arrived" on; 0 means the loopback device of the
+    /// calling thread's network namespace, as the kernel defaults it.
+    pub ingress_ifindex: u32,
+    pub rx_queue_index: u32,
+}
+
+/// The loaded steering program and its maps.
+pub struct Steering {
+    skel: LnsXdpSkel<'static>,
+    maps: Maps,
+    pin_dir: Option<PathBuf>,
+    attachments: Vec<Attachment>,
+}
+
+impl Steering {
+    /// Opens the embedded object, sizes and pins its maps, loads it into the
+    /// kernel (the verifier runs here) and writes the configuration.
+    pub fn load(opts: &LoadOptions) -> Result<Steering, Error> {
+        // The skeleton borrows its object storage for as long as it lives;
+        // a loaded program lives as long as the process that loaded it, so
+        // the few bytes of storage are leaked on purpose.
+        let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = LnsXdpSkelBuilder::default()
+            .open(storage)
+            .map_err(|e| Error::bpf("opening the XDP object", e))?;
+
+        let maps = &mut open.maps;
+        for map in
+            [&mut maps.lns_sessions, &mut maps.lns_session_ids, &mut maps.lns_sub_v4, &mut maps.lns_sub_v6]
+        {
+            map.set_max_entries(opts.max_sessions).map_err(|e| Error::bpf("sizing the session maps", e))?;
+        }
+
+        if let Some(dir) = &opts.pin_dir {
+            fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            if !opts.reuse_pinned {
+                remove_pins(dir)?;
+            }
+            for (map, name) in [
+                (&mut maps.lns_config, "lns_config"),
+                (&mut maps.lns_ifaces, "lns_ifaces"),
+                (&mut maps.lns_xsks, "lns_xsks"),
+                (&mut maps.lns_sessions, "lns_sessions"),
+                (&mut maps.lns_session_ids, "lns_session_ids"),
+                (&mut maps.lns_sub_v4, "lns_sub_v4"),
+                (&mut maps.lns_sub_v6, "lns_sub_v6"),
+                (&mut maps.lns_sub_v4_lpm, "lns_sub_v4_lpm"),
+                (&mut maps.lns_sub_v6_lpm, "lns_sub_v6_lpm"),
+                (&mut maps.lns_counters, "lns_counters"),
+            ] {
+                debug_assert!(MAP_NAMES.contains(&name));
+                map.set_pin_path(dir.join(name)).map_err(|e| Error::bpf("setting a pin path", e))?;
+            }
+        }
+
+        let skel = open.load().map_err(|e| Error::bpf("loading the XDP program (verifier)", e))?;
+        let m = &skel.maps;
+        let handle = |map: &libbpf_rs::Map<'_>| {
+            MapHandle::try_from(map).map_err(|e| Error::bpf("duplicating a map descriptor", e))
+        };
+        let maps = Maps {
+            config: handle(&m.lns_config)?,
+            ifaces: handle(&m.lns_ifaces)?,
+            xsks: handle(&m.lns_xsks)?,
+            sessions: handle(&m.lns_sessions)?,
+            session_ids: handle(&m.lns_session_ids)?,
+            sub_v4: handle(&m.lns_sub_v4)?,
+            sub_v6: handle(&m.lns_sub_v6)?,
+            sub_v4_lpm: handle(&m.lns_sub_v4_lpm)?,
+            sub_v6_lpm: handle(&m.lns_sub_v6_lpm)?,
+            counters: handle(&m.lns_counters)?,
+        };
+        let config = Config {
+            abi_version: abi::ABI_VERSION,
+            flags: if opts.pass_unknown_sessions { Config::PASS_UNKNOWN_SESSION } else { 0 },
+            l2tp_port: abi::Be16::from_host(opts.l2tp_port),
+            ..Config::default()
+        };
+        maps.write_config(&config)?;
+        Ok(Steering { skel, maps, pin_dir: opts.pin_dir.clone(), attachments: Vec::new() })
+    }
+
+    pub fn maps(&self) -> &Maps {
+        &self.maps
+    }
+
+    /// The loaded program, for tools that attach it some other way.
+    pub fn program_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.skel.progs.lns_xdp.as_fd()
+    }
+
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.pin_dir.as_deref()
+    }
+
+    /// Attaches the program to `ifindex` through a BPF link.
+    ///
+    /// An XDP program attached the old way (netlink, no link) makes the
+    /// kernel refuse a link. If it is a copy of this program left by an
+    /// earlier run, it is detached and the attach retried; anything else is
+    /// reported, never removed.
+    pub fn attach(&mut self, ifindex: u32, mode: XdpMode) -> Result<&Attachment, Error> {
+        let prog_fd = self.skel.progs.lns_xdp.as_fd().as_raw_fd();
+        let link = match link_create(prog_fd, ifindex, mode) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) || e.raw_os_error() == Some(libc::EEXIST) => {
+                let xdp = Xdp::new(self.skel.progs.lns_xdp.as_fd());
+                let id = xdp.query_id(ifindex as i32, XdpFlags::NONE).unwrap_or(0);
+                let name = program_name(id);
+                if name.as_deref() != Some("lns_xdp") {
+                    return Err(Error::Busy { ifindex, prog_id: id, name: name.unwrap_or_default() });
+                }
+                for flags in [XdpFlags::NONE, XdpFlags::SKB_MODE, XdpFlags::DRV_MODE] {
+                    let _ = xdp.detach(ifindex as i32, flags);
+                }
+                link_create(prog_fd, ifindex, mode)
+                    .map_err(|e| Error::io(format!("attaching XDP to ifindex {ifindex}"), e))?
+            }
+            Err(e) => return Err(Error::io(format!("attaching XDP ({mode:?}) to ifindex {ifindex}"), e)),
+        };
+        self.attachments.push(Attachment { ifindex, mode, link });
+        Ok(self.attachments.last().expect("just pushed"))
+    }
+
+    /// Detaches from every interface (also done on drop).
+    pub fn detach_all(&mut self) {
+        self.attachments.clear();
+    }
+
+    pub fn attachments(&self) -> &[Attachment] {
+        &self.attachments
+    }
+
+    /// Removes the pinned maps (the process keeps using them until it exits).
+    pub fn unpin(&self) -> Result<(), Error> {
+        match &self.pin_dir {
+            Some(dir) => {
+                remove_pins(dir)?;
+                let _ = fs::remove_dir(dir);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Runs the program once on `frame` with BPF_PROG_TEST_RUN.
+    pub fn test_run(&self, frame: &[u8], ctx: TestRunContext) -> Result<TestRunResult, Error> {
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex. On input `data` is the metadata
+        // length (none) and `data_end` the frame length.
+        let mut ctx_in = [0u32; 6];
+        ctx_in[1] = frame.len() as u32;
+        ctx_in[3] = ctx.ingress_ifindex;
+        ctx_in[4] = ctx.rx_queue_index;
+        let mut ctx_in_bytes: Vec<u8> = ctx_in.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let mut ctx_out = vec![0u8; 24];
+        let mut data_out = vec![0u8; frame.len() + 256];
+        let with_ctx = ctx.ingress_ifindex != 0 || ctx.rx_queue_index != 0;
+
+        let input = libbpf_rs::ProgramInput {
+            context_in: with_ctx.then_some(&mut ctx_in_bytes[..]),
+            context_out: with_ctx.then_some(&mut ctx_out[..]),
+            data_in: Some(frame),
+            data_out: Some(&mut data_out[..]),
+            ..Default::default()
+        };
+        let out = self.skel.progs.lns_xdp.test_run(input).map_err(|e| Error::bpf("BPF_PROG_TEST_RUN", e))?;
+        let action = XdpAction::from_raw(out.return_value);
+        let data = out.data.map(|d| d.to_vec()).unwrap_or_default();
+        let meta_len = if with_ctx {
+            u32::from_ne_bytes([ctx_out[0], ctx_out[1], ctx_out[2], ctx_out[3]]) as usize
+        } else {
+            // Without an output context the kernel still returns the
+            // metadata in front of the data; its length is what exceeds the
+            // frame (the program never changes the frame's length).
+            data.len().saturating_sub(frame.len())
+        };
+        let meta = (meta_len >= XdpMeta::LEN)
+            .then(|| data.get(meta_len - XdpMeta::LEN..meta_len).and_then(XdpMeta::from_bytes))
+            .flatten();
+        let frame = data.get(meta_len..).unwrap_or_default().to_vec();
+        Ok(TestRunResult { action, frame, meta })
+    }
+}
+
+impl Drop for Steering {
+    fn drop(&mut self) {
+        self.detach_all();
+    }
+}
+
+/// Removes this program's map pins from `dir`, leaving anything else.
+fn remove_pins(dir: &Path) -> Result<(), Error> {
+    for name in MAP_NAMES {
+        let p = dir.join(name);
+        match fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", p.display()), e)),
+        }
+    }
+    Ok(())
+}
+
+fn link_create(prog_fd: RawFd, ifindex: u32, mode: XdpMode) -> io::Result<OwnedFd> {
+    // SAFETY: an all-zero bpf_link_create_opts is the documented "no options"
+    // value; sz tells libbpf which version of the struct we pass.
+    let mut opts: libbpf_rs::libbpf_sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of_val(&opts) as _;
+    opts.flags = mode.flags();
+    // SAFETY: prog_fd is a loaded XDP program owned by the skeleton for the
+    // duration of the call; opts is a valid, initialised struct.
+    let fd = unsafe {
+        libbpf_rs::libbpf_sys::bpf_link_create(prog_fd, ifindex as i32, libbpf_rs::libbpf_sys::BPF_XDP, &opts)
+    };
+    if fd < 0 {
+        return Err(io::Error::from_raw_os_error(-fd));
+    }
+    // SAFETY: bpf_link_create returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The name of the loaded program with this id, if there is one.
+fn program_name(id: u32) -> Option<String> {
+    if id == 0 {
+        return None;
+    }
+    libbpf_rs::query::ProgInfoIter::default()
+        .find(|p| p.id == id)
+        .map(|p| p.name.to_string_lossy().into_owned())
+}
+
+/// Opens the maps an instance pinned in `dir` (for the control plane and
+/// lnsctl), refusing maps written by a build with another ABI.
+pub fn open_pinned(dir: &Path) -> Result<Maps, Error> {
+    let open = |name: &str| {
+        let path = dir.join(name);
+        MapHandle::from_pinned_path(&path).map_err(|e| Error::bpf_path("opening a pinned map", path, e))
+    };
+    let maps = Maps {
+        config: open("lns_config")?,
+        ifaces: open("lns_ifaces")?,
+        xsks: open("lns_xsks")?,
+        sessions: open("lns_sessions")?,
+        session_ids: open("lns_session_ids")?,
+        sub_v4: open("lns_sub_v4")?,
+        sub_v6: open("lns_sub_v6")?,
+        sub_v4_lpm: open("lns_sub_v4_lpm")?,
+        sub_v6_lpm: open("lns_sub_v6_lpm")?,
+        counters: open("lns_counters")?,
+    };
+    let config = maps.read_config()?;
+    if config.abi_version != abi::ABI_VERSION {
+        return Err(Error::AbiMismatch { found: config.abi_version, expected: abi::ABI_VERSION });
+    }
+    // The value sizes are the other half of the ABI: a pinned map from a
+    // build whose structs differ must not be written with ours.
+    let expect = [
+        (&maps.sessions, std::mem::size_of::<abi::Session>()),
+        (&maps.ifaces, std::mem::size_of::<abi::Iface>()),
+        (&maps.config, std::mem::size_of::<Config>()),
+    ];
+    for (map, size) in expect {
+        if map.value_size() as usize != size {
+            return Err(Error::AbiMismatch { found: map.value_size(), expected: size as u32 });
+        }
+    }
+    Ok(maps)
+}
+
+/// `if_nametoindex(3)`.
+pub fn ifindex(name: &str) -> Result<u32, Error> {
+    let c = CString::new(name).map_err(|_| Error::NoSuchInterface(name.to_string()))?;
+    // SAFETY: c is a valid NUL-terminated string for the duration of the call.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if idx == 0 {
+        return Err(Error::NoSuchInterface(name.to_string()));
+    }
+    Ok(idx)
+}

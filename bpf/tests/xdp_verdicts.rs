@@ -1,0 +1,608 @@
+//! The real XDP program under BPF_PROG_TEST_RUN: every verdict, every
+//! combination of L2TP header options, both PPP header forms, VLAN and IPv6
+//! outer headers, and every truncation of valid frames.
+//!
+//! Needs root (bpf(2), namespaces). Each test makes its own namespace.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use common::*;
+use lns_bpf::abi::{Config, Counter, Direction, Iface, SessionState};
+use lns_bpf::{LoadOptions, TestRunContext, XdpAction};
+
+fn all_outers() -> [Outer; 4] {
+    [
+        Outer { ipv6: false, vlan: false },
+        Outer { ipv6: false, vlan: true },
+        Outer { ipv6: true, vlan: false },
+        Outer { ipv6: true, vlan: true },
+    ]
+}
+
+fn forwarding_lab(outer: Outer) -> Lab {
+    let lab = Lab::new();
+    let mut s = Lab::session(SessionState::Forwarding);
+    if outer.ipv6 {
+        s.set_peer((IpAddr::V6(LAC_V6), LAC_PORT).into());
+    }
+    lab.install(5, &s);
+    lab
+}
+
+#[test]
+fn upstream_ipv4_and_ipv6_are_redirected_with_metadata() {
+    for outer in all_outers() {
+        let lab = forwarding_lab(outer);
+        let xsk = BoundXsk::bind(&lab.access_name, 0);
+        lab.steering.maps().set_xsk(0, xsk.fd()).unwrap();
+
+        let frame = data_frame(outer, L2tpOpts::default(), PPP_FULL);
+        let r = lab.expect(lab.access, &frame, XdpAction::Redirect, Counter::RedirectUpstream);
+        let meta = r.meta.expect("metadata in front of the frame");
+        assert_eq!(meta.session_index, 5);
+        assert_eq!(meta.direction(), Some(Direction::Upstream));
+        assert_eq!(meta.ip_version, 4);
+        let inner = &frame[meta.inner_offset as usize..];
+        assert_eq!(inner, &inner_v4(SUB_V4, CORE_V4, b"subscriber data")[..]);
+
+        let frame = data_frame_v6(outer, L2tpOpts::default(), PPP_FULL);
+        let r = lab.expect(lab.access, &frame, XdpAction::Redirect, Counter::RedirectUpstream);
+        let meta = r.meta.unwrap();
+        assert_eq!(meta.ip_version, 6);
+        assert_eq!(&frame[meta.inner_offset as usize..], &inner_v6(SUB_V6, CORE_V6, b"subscriber data")[..]);
+
+        // A source inside the delegated prefix is the subscriber's too.
+        let src = Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0x42, 0, 0, 0, 1);
+        let inner = inner_v6(src, CORE_V6, b"from the LAN");
+        let frame = lac_frame(
+            outer,
+            LAC_PORT,
+            1701,
+            &l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, 0x57, &inner),
+        );
+        lab.expect(lab.access, &frame, XdpAction::Redirect, Counter::RedirectUpstream);
+    }
+}
+
+#[test]
+fn every_l2tp_option_and_ppp_form_is_parsed() {
+    let lab = forwarding_lab(Outer::default());
+    let xsk = BoundXsk::bind(&lab.access_name, 0);
+    lab.steering.maps().set_xsk(0, xsk.fd()).unwrap();
+    let mut lab6 = None;
+    let mut runs = 0;
+    for outer in all_outers() {
+        if outer.ipv6 && lab6.is_none() {
+            lab6 = Some(forwarding_lab(outer));
+        }
+        for bits in 0..16u8 {
+            for offset in [0u16, 3, 64] {
+                if bits & 4 == 0 && offset != 0 {
+                    continue;
+                }
+                for ppp in [
+                    PppHdr { address_control: true, short_protocol: false },
+                    PppHdr { address_control: false, short_protocol: false },
+                    PppHdr { address_control: true, short_protocol: true },
+                    PppHdr { address_control: false, short_protocol: true },
+                ] {
+                    let opts = L2tpOpts {
+                        length: bits & 1 != 0,
+                        sequence: bits & 2 != 0,
+                        offset: (bits & 4 != 0).then_some(offset),
+                        priority: bits & 8 != 0,
+                        ..Default::default()
+                    };
+                    for v6 in [false, true] {
+                        let frame =
+                            if v6 { data_frame_v6(outer, opts, ppp) } else { data_frame(outer, opts, ppp) };
+                        let l = if outer.ipv6 { lab6.as_ref().unwrap() } else { &lab };
+                        // lab6 has no socket: its verdict is the counted
+                        // no-socket drop, which still proves the parse.
+                        let (action, counter) = if outer.ipv6 {
+                            (XdpAction::Drop, Counter::DropNoXsk)
+                        } else {
+                            (XdpAction::Redirect, Counter::RedirectUpstream)
+                        };
+                        let r = l.expect(l.access, &frame, action, counter);
+                        if let Some(meta) = r.meta {
+                            let want = if v6 {
+                                inner_v6(SUB_V6, CORE_V6, b"subscriber data")
+                            } else {
+                                inner_v4(SUB_V4, CORE_V4, b"subscriber data")
+                            };
+                            assert_eq!(&frame[meta.inner_offset as usize..], &want[..], "{opts:?} {ppp:?}");
+                        }
+                        runs += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(runs, 4 * (8 + 8 * 3) * 4 * 2);
+}
+
+#[test]
+fn no_socket_on_the_queue_is_a_counted_drop() {
+    let lab = forwarding_lab(Outer::default());
+    let frame = data_frame(Outer::default(), L2tpOpts::default(), PPP_FULL);
+    lab.expect(lab.access, &frame, XdpAction::Drop, Counter::DropNoXsk);
+}
+
+#[test]
+fn spoofed_inner_sources_are_dropped() {
+    let lab = forwarding_lab(Outer::default());
+    let xsk = BoundXsk::bind(&lab.access_name, 0);
+    lab.steering.maps().set_xsk(0, xsk.fd()).unwrap();
+    // A second subscriber's address is not this session's either.
+    let mut other = Lab::session(SessionState::Forwarding);
+    other.local_session_id = 201;
+    other.ipv4 = [198, 51, 100, 11];
+    other.ipv6_prefix_len = 0;
+    other.delegated_prefix_len = 0;
+    lab.install(6, &other);
+
+    for src in [Ipv4Addr::new(198, 51, 100, 11), Ipv4Addr::new(203, 0, 113, 99), Ipv4Addr::UNSPECIFIED] {
+        let inner = inner_v4(src, CORE_V4, b"x");
+        let frame = lac_frame(
+            Outer::default(),
+            LAC_PORT,
+            1701,
+            &l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, 0x21, &inner),
+        );
+        lab.expect(lab.access, &frame, XdpAction::Drop, Counter::DropSpoofed);
+    }
+    for src in [
+        Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0x11, 0, 0, 0, 1),
+        Ipv6Addr::new(0x2001, 0xdb8, 0x201, 0, 0, 0, 0, 1),
+    ] {
+        let inner = inner_v6(src, CORE_V6, b"x");
+        let frame = lac_frame(
+            Outer::default(),
+            LAC_PORT,
+            1701,
+            &l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, 0x57, &inner),
+        );
+        lab.expect(lab.access, &frame, XdpAction::Drop, Counter::DropSpoofed);
+    }
+}
+
+#[test]
+fn control_messages_and_ppp_control_go_to_the_stack() {
+    let lab = forwarding_lab(Outer::default());
+    let xsk = BoundXsk::bind(&lab.access_name, 0);
+    lab.steering.maps().set_xsk(0, xsk.fd()).unwrap();
+
+    // SCCRQ-like control message (T, L, S set), and a ZLB.
+    let ctl = L2tpOpts { control: true, length: true, sequence: true, ..Default::default() };
+    let mut body = l2tp_payload(ctl, 0, 0, PPP_FULL, 0, &[]);
+    body.truncate(12);
+    body[2..4].copy_from_slice(&12u16.to_be_bytes());
+    for outer in [Outer::default(), Outer { ipv6: false, vlan: true }] {
+        let frame = lac_frame(outer, LAC_PORT, 1701, &body);
+        lab.expect(lab.access, &frame, XdpAction::Pass, Counter::PassL2tpControl);
+    }
+
+    // LCP, PAP, CHAP, IPCP, IPv6CP, CCP, and an unknown protocol the control
+    // plane will Protocol-Reject: all to the stack even while forwarding.
+    for proto in [0xc021u16, 0xc023, 0xc223, 0x8021, 0x8057, 0x80fd, 0x0031, 0x002b] {
+        for ppp in [PPP_FULL, PppHdr { address_control: false, short_protocol: true }] {
+            let payload = [1u8, 1, 0, 4];
+            let frame = lac_frame(
+                Outer::default(),
+                LAC_PORT,
+                1701,
+                &l2tp_payload(L2tpOpts::default(), 100, 200, ppp, proto, &payload),
+            );
+            lab.expect(lab.access, &frame, XdpAction::Pass, Counter::PassPppControl);
+        }
+    }
+
+    // Router solicitation from a link-local source, DHCPv6 to multicast.
+    let rs = inner_v6("fe80::1".parse().unwrap(), "ff02::2".parse().unwrap(), b"rs");
+    let dhcp = inner_v6(SUB_V6, "ff02::1:2".parse().unwrap(), b"solicit");
+    for inner in [rs, dhcp] {
+        let frame = lac_frame(
+            Outer::default(),
+            LAC_PORT,
+            1701,
+            &l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, 0x57, &inner),
+        );
+        lab.expect(lab.access, &frame, XdpAction::Pass, Counter::PassIpv6LinkLocal);
+    }
+}
+
+#[test]
+fn a_session_still_negotiating_goes_to_the_stack() {
+    let lab = Lab::new();
+    lab.install(3, &Lab::session(SessionState::Control));
+    let xsk = BoundXsk::bind(&lab.access_name, 0);
+    lab.steering.maps().set_xsk(0, xsk.fd()).unwrap();
+    let frame = data_frame(Outer::default(), L2tpOpts::default(), PPP_FULL);
+    lab.expect(lab.access, &frame, XdpAction::Pass, Counter::PassSessionNotForwarding);
+    // Its LCP is PPP control all the same.
+    let lcp = lac_frame(
+        Outer::default(),
+        LAC_PORT,
+        1701,
+        &l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, 0xc021, &[9, 1, 0, 8, 0, 0, 0, 1]),
+    );
+    lab.expect(lab.access, &lcp, XdpAction::Pass, Counter::PassPppControl);
+    // Core traffic to its address (installed before forwarding) is not redirected.
+    lab.expect(
+        lab.core,
+        &core_frame(IpAddr::V4(SUB_V4), false),
+        XdpAction::Pass,
+        Counter::PassSubscriberNotForwarding,
+    );
+}
+
+#[test]
+fn unknown_sessions_are_dropped_unless_configured_to_pass() {
+    let lab = forwarding_lab(Outer::default());
+    for (t, s) in [(100u16, 201u16), (101, 200), (0, 0)] {
+        let inner = inner_v4(SUB_V4, CORE_V4, b"x");
+        let frame = lac_frame(
+            Outer::default(),
+            LAC_PORT,
+            1701,
+            &l2tp_payload(L2tpOpts::default(), t, s, PPP_FULL, 0x21, &inner),
+        );
+        lab.expect(lab.access, &frame, XdpAction::Drop, Counter::DropUnknownSession);
+    }
+    let maps = lab.steering.maps();
+    let mut cfg = maps.read_config().unwrap();
+    cfg.flags |= Config::PASS_UNKNOWN_SESSION;
+    maps.write_config(&cfg).unwrap();
+    let inner = inner_v4(SUB_V4, CORE_V4, b"x");
+    let frame = lac_frame(
+        Outer::default(),
+        LAC_PORT,
+        1701,
+        &l2tp_payload(L2tpOpts::default(), 100, 999, PPP_FULL, 0x21, &inner),
+    );
+    lab.expect(lab.access, &frame, XdpAction::Pass, Counter::PassUnknownSession);
+
+    // A removed session is unknown again, and leaves no entry behind.
+    let removed = maps.remove_session(5).unwrap().expect("was installed");
+    assert_eq!(removed.local_session_id, 200);
+    assert_eq!(maps.address_entries(), 0);
+    assert!(maps.sessions().unwrap().is_empty());
+    let frame = data_frame(Outer::default(), L2tpOpts::default(), PPP_FULL);
+    lab.expect(lab.access, &frame, XdpAction::Pass, Counter::PassUnknownSession);
+}
+
+#[test]
+fn frames_from_another_peer_are_dropped() {
+    let lab = forwarding_lab(Outer::default());
+    let payload =
+        l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, 0x21, &inner_v4(SUB_V4, CORE_V4, b"x"));
+    let other = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 99));
+    lab.expect(
+        lab.access,
+        &lac_frame_from(Outer::default(), other, LAC_PORT, 1701, &payload),
+        XdpAction::Drop,
+        Counter::DropPeerMismatch,
+    );
+    // Right address, wrong port.
+    lab.expect(
+        lab.access,
+        &lac_frame(Outer::default(), 40000, 1701, &payload),
+        XdpAction::Drop,
+        Counter::DropPeerMismatch,
+    );
+    // The v4-mapped peer must not match an IPv6 LAC.
+    let v6 = Outer { ipv6: true, vlan: false };
+    lab.expect(
+        lab.access,
+        &lac_frame(v6, LAC_PORT, 1701, &payload),
+        XdpAction::Drop,
+        Counter::DropPeerMismatch,
+    );
+}
+
+#[test]
+fn core_packets_to_subscribers_are_redirected() {
+    let lab = forwarding_lab(Outer::default());
+    let xsk = BoundXsk::bind(&lab.core_name, 0);
+    lab.steering.maps().set_xsk(64, xsk.fd()).unwrap();
+    let maps = lab.steering.maps();
+    maps.add_subscriber_v6(Ipv6Addr::new(0x2001, 0xdb8, 0x300, 0, 0, 0, 0, 1), 5).unwrap();
+    maps.add_route_v4(Ipv4Addr::new(203, 0, 113, 128), 25, 5).unwrap();
+
+    let dests: [IpAddr; 6] = [
+        IpAddr::V4(SUB_V4),
+        IpAddr::V4(Ipv4Addr::new(203, 0, 113, 200)), // framed route
+        IpAddr::V6(SUB_V6),                          // SLAAC /64
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0xff, 1, 2, 3, 4)), // delegated /56
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x300, 0, 0, 0, 0, 1)), // exact /128
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0x10, 0, 0, 0, 1)),
+    ];
+    for vlan in [false, true] {
+        for d in dests {
+            let frame = core_frame(d, vlan);
+            let r = lab.expect(lab.core, &frame, XdpAction::Redirect, Counter::RedirectDownstream);
+            let meta = r.meta.unwrap();
+            assert_eq!(meta.session_index, 5);
+            assert_eq!(meta.direction(), Some(Direction::Downstream));
+            assert_eq!(meta.inner_offset, if vlan { 18 } else { 14 });
+            assert_eq!(meta.ip_version, if d.is_ipv4() { 4 } else { 6 });
+        }
+        // Not a subscriber: the stack routes it.
+        for d in [
+            IpAddr::V4(Ipv4Addr::new(198, 51, 100, 12)),
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x201, 0, 0, 0, 0, 1)),
+        ] {
+            lab.expect(lab.core, &core_frame(d, vlan), XdpAction::Pass, Counter::PassNotL2tp);
+        }
+    }
+    // L2TP arriving on the core interface is not steered as L2TP.
+    let frame = data_frame(Outer::default(), L2tpOpts::default(), PPP_FULL);
+    lab.expect(lab.core, &frame, XdpAction::Pass, Counter::PassNotL2tp);
+}
+
+#[test]
+fn one_arm_interface_does_both_directions() {
+    let lab = forwarding_lab(Outer::default());
+    let maps = lab.steering.maps();
+    maps.set_iface(lab.access, &Iface { roles: Iface::ACCESS | Iface::CORE, xsk_base: 0 }).unwrap();
+    let xsk = BoundXsk::bind(&lab.access_name, 0);
+    maps.set_xsk(0, xsk.fd()).unwrap();
+    lab.expect(
+        lab.access,
+        &data_frame(Outer::default(), L2tpOpts::default(), PPP_FULL),
+        XdpAction::Redirect,
+        Counter::RedirectUpstream,
+    );
+    lab.expect(
+        lab.access,
+        &core_frame(IpAddr::V4(SUB_V4), false),
+        XdpAction::Redirect,
+        Counter::RedirectDownstream,
+    );
+    lab.expect(lab.access, &core_frame(IpAddr::V4(CORE_V4), false), XdpAction::Pass, Counter::PassNotL2tp);
+}
+
+#[test]
+fn other_traffic_is_passed_by_reason() {
+    let lab = forwarding_lab(Outer::default());
+    // ARP
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&LAC_MAC);
+    arp.extend_from_slice(&[0x08, 0x06]);
+    arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&[0u8; 20]);
+    lab.expect(lab.access, &arp, XdpAction::Pass, Counter::PassNotIp);
+    // UDP to another port, e.g. RADIUS.
+    lab.expect(
+        lab.access,
+        &lac_frame(Outer::default(), 1812, 1812, b"radius"),
+        XdpAction::Pass,
+        Counter::PassNotL2tp,
+    );
+    // Outer IPv4 fragments: first (MF) and a later one.
+    let frame = data_frame(Outer::default(), L2tpOpts::default(), PPP_FULL);
+    for frag in [0x2000u16, 0x0010] {
+        let mut f = frame.clone();
+        f[20..22].copy_from_slice(&frag.to_be_bytes());
+        fix_ipv4_checksum(&mut f, 14);
+        lab.expect(lab.access, &f, XdpAction::Pass, Counter::PassFragment);
+    }
+    // An interface the instance does not know.
+    lab.expect(1, &frame, XdpAction::Pass, Counter::PassUnknownIface);
+}
+
+#[test]
+fn malformed_headers_are_passed_and_counted() {
+    let lab = forwarding_lab(Outer::default());
+    let inner = inner_v4(SUB_V4, CORE_V4, b"x");
+    // L2TPv3-over-UDP style version field.
+    let v3 = lac_frame(
+        Outer::default(),
+        LAC_PORT,
+        1701,
+        &l2tp_payload(L2tpOpts { version: 3, ..Default::default() }, 100, 200, PPP_FULL, 0x21, &inner),
+    );
+    lab.expect(lab.access, &v3, XdpAction::Pass, Counter::PassMalformed);
+    // Offset Size beyond what the program follows.
+    let big = lac_frame(
+        Outer::default(),
+        LAC_PORT,
+        1701,
+        &l2tp_payload(
+            L2tpOpts { offset: Some(3000), ..Default::default() },
+            100,
+            200,
+            PPP_FULL,
+            0x21,
+            &inner,
+        ),
+    );
+    lab.expect(lab.access, &big, XdpAction::Pass, Counter::PassMalformed);
+    // L2TP Length shorter than its own header.
+    let mut short =
+        l2tp_payload(L2tpOpts { length: true, ..Default::default() }, 100, 200, PPP_FULL, 0x21, &inner);
+    short[2..4].copy_from_slice(&4u16.to_be_bytes());
+    lab.expect(
+        lab.access,
+        &lac_frame(Outer::default(), LAC_PORT, 1701, &short),
+        XdpAction::Pass,
+        Counter::PassMalformed,
+    );
+    // PPP address FF followed by something other than the UI control 03.
+    let mut bad_ctl = l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, 0x21, &inner);
+    bad_ctl[7] = 0x05;
+    lab.expect(
+        lab.access,
+        &lac_frame(Outer::default(), LAC_PORT, 1701, &bad_ctl),
+        XdpAction::Pass,
+        Counter::PassMalformed,
+    );
+    // IPv4 protocol number, IPv6 packet inside.
+    let v6in4 = l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, 0x21, &inner_v6(SUB_V6, CORE_V6, b"x"));
+    lab.expect(
+        lab.access,
+        &lac_frame(Outer::default(), LAC_PORT, 1701, &v6in4),
+        XdpAction::Pass,
+        Counter::PassMalformed,
+    );
+    // Outer IPv4 header length below 5 words.
+    let mut f = data_frame(Outer::default(), L2tpOpts::default(), PPP_FULL);
+    f[14] = 0x44;
+    lab.expect(lab.access, &f, XdpAction::Pass, Counter::PassMalformed);
+    // UDP length pointing past the IP packet.
+    let mut f = data_frame(Outer::default(), L2tpOpts::default(), PPP_FULL);
+    let ulen = u16::from_be_bytes([f[38], f[39]]) + 10;
+    f[38..40].copy_from_slice(&ulen.to_be_bytes());
+    lab.expect(lab.access, &f, XdpAction::Pass, Counter::PassMalformed);
+}
+
+#[test]
+fn ethernet_padding_after_a_short_frame_is_ignored() {
+    let lab = forwarding_lab(Outer::default());
+    let xsk = BoundXsk::bind(&lab.access_name, 0);
+    lab.steering.maps().set_xsk(0, xsk.fd()).unwrap();
+    let inner = inner_v4(SUB_V4, CORE_V4, b"");
+    let mut frame = lac_frame(
+        Outer::default(),
+        LAC_PORT,
+        1701,
+        &l2tp_payload(
+            L2tpOpts { length: true, ..Default::default() },
+            100,
+            200,
+            PppHdr { address_control: false, short_protocol: true },
+            0x21,
+            &inner,
+        ),
+    );
+    frame.resize(frame.len().max(60) + 4, 0);
+    lab.expect(lab.access, &frame, XdpAction::Redirect, Counter::RedirectUpstream);
+}
+
+#[test]
+fn every_truncation_is_counted_and_never_redirected() {
+    for outer in all_outers() {
+        let lab = forwarding_lab(outer);
+        let xsk = BoundXsk::bind(&lab.access_name, 0);
+        lab.steering.maps().set_xsk(0, xsk.fd()).unwrap();
+        let frames = [
+            data_frame(outer, L2tpOpts::default(), PPP_FULL),
+            data_frame(
+                outer,
+                L2tpOpts {
+                    length: true,
+                    sequence: true,
+                    offset: Some(2),
+                    priority: true,
+                    ..Default::default()
+                },
+                PppHdr { address_control: false, short_protocol: true },
+            ),
+            data_frame_v6(outer, L2tpOpts { length: true, ..Default::default() }, PPP_FULL),
+        ];
+        for frame in frames {
+            // The whole frame is redirected: the truncations below fail only
+            // because of their length.
+            lab.expect(lab.access, &frame, XdpAction::Redirect, Counter::RedirectUpstream);
+            for len in 0..frame.len() {
+                let cut = &frame[..len];
+                let before = lab.counters();
+                match lab
+                    .steering
+                    .test_run(cut, TestRunContext { ingress_ifindex: lab.access, rx_queue_index: 0 })
+                {
+                    Ok(r) => {
+                        assert_eq!(r.action, XdpAction::Pass, "{len} bytes of {outer:?}");
+                        assert_only(&lab.counters().since(&before), Counter::PassTruncated);
+                    }
+                    Err(_) => {
+                        // The kernel refuses test frames shorter than an
+                        // Ethernet header; no NIC delivers one either.
+                        assert!(len < 14, "test run refused a {len}-byte frame");
+                        assert_eq!(lab.counters(), before);
+                    }
+                }
+            }
+        }
+        // Core side: a truncated packet to a subscriber.
+        let xsk_core = BoundXsk::bind(&lab.core_name, 0);
+        lab.steering.maps().set_xsk(64, xsk_core.fd()).unwrap();
+        let dst = if outer.ipv6 { IpAddr::V6(SUB_V6) } else { IpAddr::V4(SUB_V4) };
+        let frame = core_frame(dst, outer.vlan);
+        lab.expect(lab.core, &frame, XdpAction::Redirect, Counter::RedirectDownstream);
+        for len in 14..frame.len() {
+            let before = lab.counters();
+            let r = lab.run_on(lab.core, &frame[..len]);
+            assert_eq!(r.action, XdpAction::Pass);
+            assert_only(&lab.counters().since(&before), Counter::PassTruncated);
+        }
+    }
+}
+
+#[test]
+fn pinned_maps_are_shared_with_a_second_process_view() {
+    let pins = lns_testlab::PinDir::new().unwrap();
+    let lab = Lab::with_options(LoadOptions {
+        pin_dir: Some(pins.path().to_path_buf()),
+        max_sessions: 512,
+        ..Default::default()
+    });
+    // Another process (the control plane, lnsctl) opens the pins.
+    let other = lns_bpf::open_pinned(pins.path()).expect("open pinned maps");
+    assert_eq!(other.max_sessions(), 512);
+    assert_eq!(other.read_config().unwrap().l2tp_port.to_host(), 1701);
+    other.install_session(9, &Lab::session(SessionState::Forwarding)).unwrap();
+    // ... and the program sees it.
+    let frame = data_frame(Outer::default(), L2tpOpts::default(), PPP_FULL);
+    lab.expect(lab.access, &frame, XdpAction::Drop, Counter::DropNoXsk);
+    // Counters are readable by name through the pins.
+    assert_eq!(other.counters().unwrap().get(Counter::from_name("drop_no_xsk").unwrap()), 1);
+    // A slot in use is refused, a session moves to forwarding by update.
+    assert!(other.install_session(9, &Lab::session(SessionState::Forwarding)).is_err());
+    let mut s = other.read_session(9).unwrap();
+    s.state = SessionState::Control as u32;
+    other.update_session(9, &s).unwrap();
+    lab.expect(lab.access, &frame, XdpAction::Pass, Counter::PassSessionNotForwarding);
+    other.remove_session(9).unwrap();
+    assert_eq!(other.address_entries(), 0);
+    // Out-of-range slots are an error, not a crash.
+    assert!(other.install_session(512, &Lab::session(SessionState::Forwarding)).is_err());
+
+    // Unpinning removes every pin of the instance.
+    lab.steering.unpin().unwrap();
+    assert!(lns_bpf::open_pinned(pins.path()).is_err());
+}
+
+#[test]
+fn abi_mismatch_is_refused() {
+    let pins = lns_testlab::PinDir::new().unwrap();
+    let lab = Lab::with_options(LoadOptions {
+        pin_dir: Some(pins.path().to_path_buf()),
+        max_sessions: 64,
+        ..Default::default()
+    });
+    let maps = lab.steering.maps();
+    let mut cfg = maps.read_config().unwrap();
+    cfg.abi_version = 999;
+    maps.write_config(&cfg).unwrap();
+    match lns_bpf::open_pinned(pins.path()) {
+        Err(lns_bpf::Error::AbiMismatch { found: 999, .. }) => {}
+        other => panic!("expected an ABI mismatch, got {other:?}"),
+    }
+}
+
+fn fix_ipv4_checksum(f: &mut [u8], l3: usize) {
+    f[l3 + 10] = 0;
+    f[l3 + 11] = 0;
+    let mut sum = 0u32;
+    for i in (0..20).step_by(2) {
+        sum += u16::from_be_bytes([f[l3 + i], f[l3 + i + 1]]) as u32;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    f[l3 + 10..l3 + 12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+}

@@ -1,0 +1,1 @@
+//! L2TPv2 (RFC 2661), LNS and LAC roles.

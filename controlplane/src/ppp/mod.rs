@@ -1,0 +1,1 @@
+//! PPP (RFC 1661 and its NCPs and authentication protocols).

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs every system package the build, the demo and the tests need.
+# Idempotent and quiet when everything is already present.
+set -euo pipefail
+
+PACKAGES=(
+  # build: libbpf-cargo compiles the XDP program with clang; libbpf-sys and
+  # libxdp-sys (vendored) need libelf, zlib, pkg-config, make and m4.
+  clang llvm libelf-dev zlib1g-dev pkg-config make m4 gcc
+  # run and debug the BPF side
+  bpftool
+  # labs and tests: namespaces, veths, captures, traffic generation
+  iproute2 ethtool tcpdump tshark netsniff-ng iputils-ping procps
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  # tshark asks whether non-root users may capture; answer no without a prompt.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# bpffs is needed for pinned maps; most systems mount it already.
+if ! mountpoint -q /sys/fs/bpf 2>/dev/null; then
+  mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
+fi
