@@ -140,15 +140,42 @@ enum lns_direction {
 	LNS_DIR_DOWNSTREAM = 2, /* from the core: encapsulate */
 };
 
-/* Placed at xdp_md->data_meta (immediately before the Ethernet header) of
- * every frame redirected to an AF_XDP socket, so the worker does not parse or
- * look up again what the program already did. */
+/* Prepended (bpf_xdp_adjust_head) to every frame redirected to an AF_XDP
+ * socket: the socket receives this struct followed by the Ethernet frame.
+ * It carries what the program already parsed and looked up, so the worker
+ * neither parses nor looks up again, and never makes a syscall: the next
+ * hop comes from bpf_fib_lookup (the kernel's routing and neighbour tables).
+ * (The XDP metadata area would be the natural place, but the AF_XDP library
+ * gives no access to the bytes before a received frame.) */
 struct lns_xdp_meta {
-	__u32 session_index; /* index into lns_sessions */
-	__u16 inner_offset;  /* offset of the subscriber's IP header from the Ethernet header */
-	__u8 direction;      /* enum lns_direction */
-	__u8 ip_version;     /* 4 or 6: the subscriber packet's version */
+	__u32 session_index;  /* index into lns_sessions */
+	__u16 inner_offset;   /* offset of the subscriber's IP header from the Ethernet header */
+	__u8 direction;       /* enum lns_direction */
+	__u8 ip_version;      /* 4 or 6: the subscriber packet's version */
+	__u32 egress_ifindex; /* interface the result must leave through */
+	__u8 smac[6];         /* Ethernet source for the result */
+	__u8 dmac[6];         /* Ethernet destination (next hop) for the result */
 };
+
+/* ---- lns_neigh_miss: LRU_HASH, key struct lns_in6 (v4-mapped) -> __u64 ----
+ * Destinations whose next hop had no neighbour entry (value: bpf_ktime_get_ns
+ * of the last miss). The data plane asks the kernel to resolve them, since
+ * the program cannot. */
+#define LNS_NEIGH_MISS_ENTRIES 1024
+
+/* ---- lns_session_stats: ARRAY (mmapable), key worker * max_sessions + index
+ * Per-session traffic counters kept by the workers, one row per worker so
+ * that each slot has a single writer and needs no lock or atomic
+ * read-modify-write. Readers sum the rows. Counters are never reset: a
+ * reader records them when a session starts in a slot and subtracts. */
+struct lns_session_stats {
+	__u64 up_packets;   /* decapsulated, LAC -> core */
+	__u64 up_bytes;     /* subscriber IP bytes */
+	__u64 down_packets; /* encapsulated, core -> LAC */
+	__u64 down_bytes;   /* subscriber IP bytes */
+};
+
+#define LNS_DEFAULT_MAX_WORKERS 4
 
 /* ---- lns_counters: PERCPU_ARRAY, key enum lns_counter -> __u64 ---------
  * One counter per verdict reason; every frame the program sees increments
@@ -175,6 +202,9 @@ enum lns_counter {
 	LNS_CNT_PASS_TRUNCATED,             /* the frame ends before its headers or its stated length */
 	LNS_CNT_PASS_UNKNOWN_IFACE,         /* arrived on an interface not in lns_ifaces */
 	LNS_CNT_PASS_NO_CONFIG,             /* lns_config unreadable (cannot happen once loaded) */
+	LNS_CNT_DROP_NO_ROUTE,              /* the kernel's FIB says blackhole, unreachable or prohibit */
+	LNS_CNT_PASS_NO_NEIGHBOUR,          /* next hop not yet resolved: the stack resolves it */
+	LNS_CNT_PASS_NOT_FORWARDED,         /* FIB lookup declined (local, no route, forwarding off) */
 	LNS_CNT_MAX,
 };
 

@@ -260,8 +260,8 @@ pub enum Direction {
     Downstream = 2,
 }
 
-/// `struct lns_xdp_meta`: what the program tells the worker about a frame it
-/// redirected, in the metadata area just before the Ethernet header.
+/// `struct lns_xdp_meta`: prepended by the program to every frame it
+/// redirects, so the worker neither parses, looks up nor makes a syscall.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct XdpMeta {
@@ -272,12 +272,18 @@ pub struct XdpMeta {
     pub direction: u8,
     /// 4 or 6.
     pub ip_version: u8,
+    /// Interface the result must leave through (from the kernel's FIB).
+    pub egress_ifindex: u32,
+    /// Ethernet source for the result.
+    pub smac: [u8; 6],
+    /// Ethernet destination for the result: the next hop's address.
+    pub dmac: [u8; 6],
 }
 
 impl XdpMeta {
     pub const LEN: usize = std::mem::size_of::<XdpMeta>();
 
-    /// Reads the metadata from the `LEN` bytes before a frame.
+    /// Reads the metadata from the first `LEN` bytes of a redirected frame.
     pub fn from_bytes(b: &[u8]) -> Option<Self> {
         bytemuck::try_pod_read_unaligned(b.get(..Self::LEN)?).ok()
     }
@@ -288,6 +294,36 @@ impl XdpMeta {
             2 => Some(Direction::Downstream),
             _ => None,
         }
+    }
+}
+
+/// `LNS_NEIGH_MISS_ENTRIES`: size of `lns_neigh_miss`.
+pub const NEIGH_MISS_ENTRIES: u32 = 1024;
+/// `LNS_DEFAULT_MAX_WORKERS`: rows of `lns_session_stats` unless the loader says otherwise.
+pub const DEFAULT_MAX_WORKERS: u32 = 4;
+
+/// `struct lns_session_stats`: one worker's counts for one session slot,
+/// at `lns_session_stats[worker * max_sessions + index]`. Never reset: a
+/// reader records them when a session starts in a slot and subtracts.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct SessionStats {
+    /// Decapsulated packets, LAC to core.
+    pub up_packets: u64,
+    /// Subscriber IP bytes upstream.
+    pub up_bytes: u64,
+    /// Encapsulated packets, core to LAC.
+    pub down_packets: u64,
+    /// Subscriber IP bytes downstream.
+    pub down_bytes: u64,
+}
+
+impl SessionStats {
+    pub fn add(&mut self, o: &SessionStats) {
+        self.up_packets = self.up_packets.wrapping_add(o.up_packets);
+        self.up_bytes = self.up_bytes.wrapping_add(o.up_bytes);
+        self.down_packets = self.down_packets.wrapping_add(o.down_packets);
+        self.down_bytes = self.down_bytes.wrapping_add(o.down_bytes);
     }
 }
 
@@ -359,6 +395,12 @@ counters! {
     PassUnknownIface = LNS_CNT_PASS_UNKNOWN_IFACE, "pass_unknown_iface";
     /// The config map was unreadable.
     PassNoConfig = LNS_CNT_PASS_NO_CONFIG, "pass_no_config";
+    /// The kernel's FIB says blackhole, unreachable or prohibit.
+    DropNoRoute = LNS_CNT_DROP_NO_ROUTE, "drop_no_route";
+    /// Next hop not resolved yet: the stack resolves it.
+    PassNoNeighbour = LNS_CNT_PASS_NO_NEIGHBOUR, "pass_no_neighbour";
+    /// The FIB lookup declined: local destination, no route, forwarding off.
+    PassNotForwarded = LNS_CNT_PASS_NOT_FORWARDED, "pass_not_forwarded";
 }
 
 /// `LNS_CNT_MAX`: entries of `lns_counters`.
@@ -406,7 +448,8 @@ layout!(
 layout!(SessionKey, c::lns_session_key, tunnel_id, session_id);
 layout!(LpmV4, c::lns_lpm_v4, prefixlen, addr);
 layout!(LpmV6, c::lns_lpm_v6, prefixlen, addr);
-layout!(XdpMeta, c::lns_xdp_meta, session_index, inner_offset, direction, ip_version);
+layout!(XdpMeta, c::lns_xdp_meta, session_index, inner_offset, direction, ip_version, egress_ifindex, smac, dmac);
+layout!(SessionStats, c::lns_session_stats, up_packets, up_bytes, down_packets, down_bytes);
 
 const _: () = {
     assert!(COUNTER_COUNT as usize == Counter::ALL.len());

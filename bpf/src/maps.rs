@@ -2,16 +2,16 @@
 //! them and for processes that open their pins (control plane, lnsctl).
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd};
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
-use crate::abi::{Config, Counter, Iface, LpmV4, LpmV6, Session, SessionKey, SessionState};
+use crate::abi::{Config, Counter, Iface, LpmV4, LpmV6, Session, SessionKey, SessionState, SessionStats};
 use crate::Error;
 
 /// Every map the program defines, by the name it is pinned under.
-pub const MAP_NAMES: [&str; 10] = [
+pub const MAP_NAMES: [&str; 12] = [
     "lns_config",
     "lns_ifaces",
     "lns_xsks",
@@ -22,6 +22,8 @@ pub const MAP_NAMES: [&str; 10] = [
     "lns_sub_v4_lpm",
     "lns_sub_v6_lpm",
     "lns_counters",
+    "lns_neigh_miss",
+    "lns_session_stats",
 ];
 
 /// Descriptors of every map of one instance.
@@ -37,6 +39,8 @@ pub struct Maps {
     pub(crate) sub_v4_lpm: MapHandle,
     pub(crate) sub_v6_lpm: MapHandle,
     pub(crate) counters: MapHandle,
+    pub(crate) neigh_miss: MapHandle,
+    pub(crate) session_stats: MapHandle,
 }
 
 /// Per-reason totals over all CPUs, as read at one moment.
@@ -295,6 +299,42 @@ impl Maps {
             .iter()
             .map(|m| m.keys().count())
             .sum()
+    }
+
+    /// Destinations whose next hop had no neighbour entry since the last
+    /// call, which also forgets them.
+    pub fn neighbour_misses(&self) -> Result<Vec<IpAddr>, Error> {
+        let keys: Vec<Vec<u8>> = self.neigh_miss.keys().collect();
+        let mut out = Vec::new();
+        for k in keys {
+            if let Ok(raw) = <[u8; 16]>::try_from(k.as_slice()) {
+                out.push(crate::abi::unmap(raw));
+            }
+            delete_if_present(&self.neigh_miss, &k, "deleting from lns_neigh_miss")?;
+        }
+        Ok(out)
+    }
+
+    /// Per-session counters of slot `index`, summed over every worker's row.
+    pub fn session_stats(&self, index: u32) -> Result<SessionStats, Error> {
+        self.check_index(index)?;
+        let max = self.sessions.max_entries();
+        let rows = self.session_stats.max_entries() / max.max(1);
+        let mut total = SessionStats::default();
+        for w in 0..rows {
+            let key = w * max + index;
+            if let Some(v) = self.session_stats.lookup(&key.to_ne_bytes(), MapFlags::ANY).map_err(ctx("reading lns_session_stats"))? {
+                if let Ok(s) = bytemuck::try_pod_read_unaligned::<SessionStats>(&v) {
+                    total.add(&s);
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// Rows of `lns_session_stats`: the most workers that can keep counters.
+    pub fn stats_rows(&self) -> u32 {
+        self.session_stats.max_entries() / self.sessions.max_entries().max(1)
     }
 
     /// Sums every counter over all CPUs.

@@ -53,6 +53,8 @@ pub struct LoadOptions {
     pub reuse_pinned: bool,
     /// Size of the session table and of the session-id and address maps.
     pub max_sessions: u32,
+    /// Workers that keep per-session counters (rows of `lns_session_stats`).
+    pub max_workers: u32,
     /// UDP port L2TP arrives on.
     pub l2tp_port: u16,
     /// Pass data of unknown sessions to the stack instead of dropping it.
@@ -65,6 +67,7 @@ impl Default for LoadOptions {
             pin_dir: None,
             reuse_pinned: false,
             max_sessions: abi::DEFAULT_MAX_SESSIONS,
+            max_workers: abi::DEFAULT_MAX_WORKERS,
             l2tp_port: abi::L2TP_PORT,
             pass_unknown_sessions: false,
         }
@@ -173,6 +176,8 @@ impl Steering {
                 (&mut maps.lns_sub_v4_lpm, "lns_sub_v4_lpm"),
                 (&mut maps.lns_sub_v6_lpm, "lns_sub_v6_lpm"),
                 (&mut maps.lns_counters, "lns_counters"),
+                (&mut maps.lns_neigh_miss, "lns_neigh_miss"),
+                (&mut maps.lns_session_stats, "lns_session_stats"),
             ] {
                 debug_assert!(MAP_NAMES.contains(&name));
                 map.set_pin_path(dir.join(name)).map_err(|e| Error::bpf("setting a pin path", e))?;
@@ -195,6 +200,8 @@ impl Steering {
             sub_v4_lpm: handle(&m.lns_sub_v4_lpm)?,
             sub_v6_lpm: handle(&m.lns_sub_v6_lpm)?,
             counters: handle(&m.lns_counters)?,
+            neigh_miss: handle(&m.lns_neigh_miss)?,
+            session_stats: handle(&m.lns_session_stats)?,
         };
         let config = Config {
             abi_version: abi::ABI_VERSION,
@@ -293,18 +300,13 @@ impl Steering {
         let out = self.skel.progs.lns_xdp.test_run(input).map_err(|e| Error::bpf("BPF_PROG_TEST_RUN", e))?;
         let action = XdpAction::from_raw(out.return_value);
         let data = out.data.map(|d| d.to_vec()).unwrap_or_default();
-        let meta_len = if with_ctx {
-            u32::from_ne_bytes([ctx_out[0], ctx_out[1], ctx_out[2], ctx_out[3]]) as usize
+        // The program prepends lns_xdp_meta to frames it redirects and
+        // otherwise leaves the length alone.
+        let (meta, frame) = if data.len() == frame.len() + XdpMeta::LEN {
+            (XdpMeta::from_bytes(&data), data[XdpMeta::LEN..].to_vec())
         } else {
-            // Without an output context the kernel still returns the
-            // metadata in front of the data; its length is what exceeds the
-            // frame (the program never changes the frame's length).
-            data.len().saturating_sub(frame.len())
+            (None, data)
         };
-        let meta = (meta_len >= XdpMeta::LEN)
-            .then(|| data.get(meta_len - XdpMeta::LEN..meta_len).and_then(XdpMeta::from_bytes))
-            .flatten();
-        let frame = data.get(meta_len..).unwrap_or_default().to_vec();
         Ok(TestRunResult { action, frame, meta })
     }
 }
@@ -374,6 +376,8 @@ pub fn open_pinned(dir: &Path) -> Result<Maps, Error> {
         sub_v4_lpm: open("lns_sub_v4_lpm")?,
         sub_v6_lpm: open("lns_sub_v6_lpm")?,
         counters: open("lns_counters")?,
+        neigh_miss: open("lns_neigh_miss")?,
+        session_stats: open("lns_session_stats")?,
     };
     let config = maps.read_config()?;
     if config.abi_version != abi::ABI_VERSION {

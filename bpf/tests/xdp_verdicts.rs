@@ -606,3 +606,51 @@ fn fix_ipv4_checksum(f: &mut [u8], l3: usize) {
     }
     f[l3 + 10..l3 + 12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
 }
+
+#[test]
+fn next_hops_come_from_the_kernel_tables() {
+    let lab = forwarding_lab(Outer::default());
+    let xa = BoundXsk::bind(&lab.access_name, 0);
+    let xc = BoundXsk::bind(&lab.core_name, 0);
+    lab.steering.maps().set_xsk(0, xa.fd()).unwrap();
+    lab.steering.maps().set_xsk(64, xc.fd()).unwrap();
+    let mac = |dev: &str| -> [u8; 6] {
+        let out = lab.ns.exec("cat", &[&format!("/sys/class/net/{dev}/address")]).unwrap();
+        let s = String::from_utf8(out.stdout).unwrap();
+        let v: Vec<u8> = s.trim().split(':').map(|h| u8::from_str_radix(h, 16).unwrap()).collect();
+        v.try_into().unwrap()
+    };
+
+    // Upstream: toward the core next hop, out of the core interface.
+    for frame in [
+        data_frame(Outer::default(), L2tpOpts::default(), PPP_FULL),
+        data_frame_v6(Outer::default(), L2tpOpts::default(), PPP_FULL),
+    ] {
+        let m = lab.expect(lab.access, &frame, XdpAction::Redirect, Counter::RedirectUpstream).meta.unwrap();
+        assert_eq!(m.egress_ifindex, lab.core);
+        assert_eq!(m.dmac, [2, 0, 0, 0, 0, 3]);
+        assert_eq!(m.smac, mac("core0"));
+    }
+    // Downstream: toward the session's LAC, out of the access interface.
+    let m = lab.expect(lab.core, &core_frame(IpAddr::V4(SUB_V4), false), XdpAction::Redirect, Counter::RedirectDownstream).meta.unwrap();
+    assert_eq!(m.egress_ifindex, lab.access);
+    assert_eq!(m.dmac, LAC_MAC);
+    assert_eq!(m.smac, mac("acc0"));
+
+    // An unresolved next hop goes to the stack, and is remembered for the
+    // data plane to have resolved.
+    lab.ns.ip(&["neigh", "del", "203.0.113.7", "dev", "core0"]).unwrap();
+    let frame = data_frame(Outer::default(), L2tpOpts::default(), PPP_FULL);
+    lab.expect(lab.access, &frame, XdpAction::Pass, Counter::PassNoNeighbour);
+    assert_eq!(lab.steering.maps().neighbour_misses().unwrap(), vec![IpAddr::V4(CORE_V4)]);
+    assert!(lab.steering.maps().neighbour_misses().unwrap().is_empty(), "reading drains the misses");
+
+    // A blackholed destination is dropped.
+    lab.ns.ip(&["route", "add", "blackhole", "203.0.113.7/32"]).unwrap();
+    lab.expect(lab.access, &frame, XdpAction::Drop, Counter::DropNoRoute);
+
+    // Forwarding off: the kernel decides.
+    lab.ns.exec("sysctl", &["-qw", "net.ipv4.conf.all.forwarding=0", "net.ipv4.conf.acc0.forwarding=0"]).unwrap();
+    lab.ns.ip(&["route", "del", "blackhole", "203.0.113.7/32"]).unwrap();
+    lab.expect(lab.access, &frame, XdpAction::Pass, Counter::PassNotForwarded);
+}

@@ -9,8 +9,8 @@
  *   - nobody: spoofed subscriber sources, unknown sessions, wrong peers.
  * Every decision increments one per-CPU counter named in lns_abi.h.
  *
- * The program never modifies the frame; it only prepends lns_xdp_meta in the
- * metadata area of frames it redirects.
+ * The program never modifies a frame; it only prepends lns_xdp_meta to the
+ * frames it redirects.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -31,6 +31,7 @@ const struct lns_xdp_meta *lns_btf_xdp_meta __attribute__((unused));
 const enum lns_counter *lns_btf_counter __attribute__((unused));
 const enum lns_session_state *lns_btf_session_state __attribute__((unused));
 const enum lns_direction *lns_btf_direction __attribute__((unused));
+const struct lns_session_stats *lns_btf_session_stats __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -97,6 +98,21 @@ struct {
 	__type(key, struct lns_lpm_v6);
 	__type(value, __u32);
 } lns_sub_v6_lpm SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LNS_NEIGH_MISS_ENTRIES);
+	__type(key, struct lns_in6);
+	__type(value, __u64);
+} lns_neigh_miss SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, LNS_DEFAULT_MAX_SESSIONS * LNS_DEFAULT_MAX_WORKERS);
+	__type(key, __u32);
+	__type(value, struct lns_session_stats);
+} lns_session_stats SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -173,14 +189,64 @@ static __always_inline __u32 *lookup_v6(const __u8 *addr)
 	return bpf_map_lookup_elem(&lns_sub_v6_lpm, &key);
 }
 
+static __always_inline int addr_is_mapped_v4(const __u32 *a)
+{
+	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff);
+}
+
+/* Where the result of the worker's work goes: the kernel's routing and
+ * neighbour tables answer, for `dst` seen from `src` (IPv4-mapped for v4). */
+struct nexthop {
+	__u32 ifindex;
+	__u8 smac[6];
+	__u8 dmac[6];
+};
+
+static __always_inline int fib_nexthop(struct xdp_md *ctx, int v4, const __u32 *src, const __u32 *dst,
+				       struct nexthop *nh)
+{
+	struct bpf_fib_lookup fib = {};
+	long rc;
+
+	fib.ifindex = ctx->ingress_ifindex;
+	if (v4) {
+		fib.family = 2; /* AF_INET */
+		fib.ipv4_src = src[3];
+		fib.ipv4_dst = dst[3];
+	} else {
+		fib.family = 10; /* AF_INET6 */
+		__builtin_memcpy(fib.ipv6_src, src, 16);
+		__builtin_memcpy(fib.ipv6_dst, dst, 16);
+	}
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		nh->ifindex = fib.ifindex;
+		__builtin_memcpy(nh->smac, fib.smac, 6);
+		__builtin_memcpy(nh->dmac, fib.dmac, 6);
+		return -1;
+	}
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		struct lns_in6 key;
+		__u64 now = bpf_ktime_get_ns();
+
+		__builtin_memcpy(key.addr, dst, 16);
+		bpf_map_update_elem(&lns_neigh_miss, &key, &now, BPF_ANY);
+		return count(LNS_CNT_PASS_NO_NEIGHBOUR, XDP_PASS);
+	}
+	if (rc == BPF_FIB_LKUP_RET_BLACKHOLE || rc == BPF_FIB_LKUP_RET_UNREACHABLE ||
+	    rc == BPF_FIB_LKUP_RET_PROHIBIT)
+		return count(LNS_CNT_DROP_NO_ROUTE, XDP_DROP);
+	return count(LNS_CNT_PASS_NOT_FORWARDED, XDP_PASS);
+}
+
 /* Prepends the metadata and redirects to this rx queue's AF_XDP socket. */
 static __always_inline int to_fast_path(struct xdp_md *ctx, const struct lns_iface *iface,
 					__u32 session_index, __u32 inner_offset, __u8 direction,
-					__u8 ip_version)
+					__u8 ip_version, const struct nexthop *nh)
 {
 	struct lns_xdp_meta *meta;
 	__u32 slot;
-	void *data;
+	void *data, *data_end;
 
 	if (ctx->rx_queue_index >= LNS_MAX_QUEUES)
 		return count(LNS_CNT_DROP_NO_XSK, XDP_DROP);
@@ -190,16 +256,20 @@ static __always_inline int to_fast_path(struct xdp_md *ctx, const struct lns_ifa
 	if (!bpf_map_lookup_elem(&lns_xsks, &slot))
 		return count(LNS_CNT_DROP_NO_XSK, XDP_DROP);
 
-	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(*meta)) == 0) {
-		meta = (void *)(long)ctx->data_meta;
-		data = (void *)(long)ctx->data;
-		if ((void *)(meta + 1) <= data) {
-			meta->session_index = session_index;
-			meta->inner_offset = inner_offset;
-			meta->direction = direction;
-			meta->ip_version = ip_version;
-		}
-	}
+	if (bpf_xdp_adjust_head(ctx, -(int)sizeof(*meta)))
+		return count(LNS_CNT_DROP_NO_XSK, XDP_DROP);
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	meta = data;
+	if ((void *)(meta + 1) > data_end)
+		return count(LNS_CNT_DROP_NO_XSK, XDP_DROP);
+	meta->session_index = session_index;
+	meta->inner_offset = inner_offset;
+	meta->direction = direction;
+	meta->ip_version = ip_version;
+	meta->egress_ifindex = nh->ifindex;
+	__builtin_memcpy(meta->smac, nh->smac, 6);
+	__builtin_memcpy(meta->dmac, nh->dmac, 6);
 	count(direction == LNS_DIR_UPSTREAM ? LNS_CNT_REDIRECT_UPSTREAM
 					    : LNS_CNT_REDIRECT_DOWNSTREAM,
 	      0);
@@ -234,7 +304,17 @@ static __always_inline int steer_core(struct xdp_md *ctx, const struct lns_iface
 	s = bpf_map_lookup_elem(&lns_sessions, idx);
 	if (!s || s->state != LNS_SESSION_FORWARDING)
 		return count(LNS_CNT_PASS_SUBSCRIBER_NOT_FORWARDING, XDP_PASS);
-	return to_fast_path(ctx, iface, *idx, p->l3, LNS_DIR_DOWNSTREAM, p->ip_version);
+	/* The encapsulated packet goes to the session's LAC. */
+	{
+		struct nexthop nh = {};
+		__u32 session_index = *idx;
+		int v4 = addr_is_mapped_v4((const __u32 *)s->peer_addr);
+		int rc = fib_nexthop(ctx, v4, (const __u32 *)s->local_addr, (const __u32 *)s->peer_addr, &nh);
+
+		if (rc >= 0)
+			return rc;
+		return to_fast_path(ctx, iface, session_index, p->l3, LNS_DIR_DOWNSTREAM, p->ip_version, &nh);
+	}
 }
 
 static __always_inline int addr_is_peer(const struct lns_session *s, const struct parsed *p,
@@ -242,12 +322,11 @@ static __always_inline int addr_is_peer(const struct lns_session *s, const struc
 {
 	if (p->ip_version == 4) {
 		struct iphdr *ip = data + p->l3;
-		__u32 mapped_hi = 0, *pa = (__u32 *)s->peer_addr;
+		__u32 *pa = (__u32 *)s->peer_addr;
 
 		if ((void *)(ip + 1) > data_end)
 			return 0;
-		/* ::ffff:a.b.c.d */
-		if (pa[0] != mapped_hi || pa[1] != mapped_hi || pa[2] != bpf_htonl(0xffff))
+		if (!addr_is_mapped_v4(pa))
 			return 0;
 		return pa[3] == ip->saddr;
 	} else {
@@ -390,7 +469,17 @@ static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_confi
 		owner = lookup_v4(ip->saddr);
 		if (!owner || *owner != *idx)
 			return count(LNS_CNT_DROP_SPOOFED, XDP_DROP);
-		return to_fast_path(ctx, iface, *idx, inner, LNS_DIR_UPSTREAM, 4);
+		{
+			struct nexthop nh = {};
+			__u32 session_index = *idx;
+			__u32 src[4] = { 0, 0, bpf_htonl(0xffff), ip->saddr };
+			__u32 dst[4] = { 0, 0, bpf_htonl(0xffff), ip->daddr };
+			int rc = fib_nexthop(ctx, 1, src, dst, &nh);
+
+			if (rc >= 0)
+				return rc;
+			return to_fast_path(ctx, iface, session_index, inner, LNS_DIR_UPSTREAM, 4, &nh);
+		}
 	} else {
 		struct ipv6hdr *ip6 = (struct ipv6hdr *)ppp;
 		__u8 *src, *dst;
@@ -410,7 +499,19 @@ static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_confi
 		owner = lookup_v6(src);
 		if (!owner || *owner != *idx)
 			return count(LNS_CNT_DROP_SPOOFED, XDP_DROP);
-		return to_fast_path(ctx, iface, *idx, inner, LNS_DIR_UPSTREAM, 6);
+		{
+			struct nexthop nh = {};
+			__u32 session_index = *idx;
+			__u32 s6[4], d6[4];
+			int rc;
+
+			__builtin_memcpy(s6, src, 16);
+			__builtin_memcpy(d6, dst, 16);
+			rc = fib_nexthop(ctx, 0, s6, d6, &nh);
+			if (rc >= 0)
+				return rc;
+			return to_fast_path(ctx, iface, session_index, inner, LNS_DIR_UPSTREAM, 6, &nh);
+		}
 	}
 }
 
