@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 pub use maps::{CounterSnapshot, Maps, MAP_NAMES};
 pub use sys::{
-    default_pin_dir, ifindex, open_pinned, Attachment, LoadOptions, Steering, TestRunContext, TestRunResult,
+    default_pin_dir, ifindex, open_pinned, Attachment, LoadOptions, MmapArray, Steering, TestRunContext, TestRunResult,
     XdpAction, XdpMode,
 };
 

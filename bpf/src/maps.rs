@@ -332,6 +332,17 @@ impl Maps {
         Ok(total)
     }
 
+    /// The session table mapped into this process.
+    pub fn mmap_sessions(&self) -> Result<crate::MmapArray<Session>, Error> {
+        crate::MmapArray::map(&self.sessions)
+    }
+
+    /// The per-session counters mapped into this process; worker `w` owns
+    /// entries `w * max_sessions ..` of it.
+    pub fn mmap_session_stats(&self) -> Result<crate::MmapArray<SessionStats>, Error> {
+        crate::MmapArray::map(&self.session_stats)
+    }
+
     /// Rows of `lns_session_stats`: the most workers that can keep counters.
     pub fn stats_rows(&self) -> u32 {
         self.session_stats.max_entries() / self.sessions.max_entries().max(1)

@@ -408,3 +408,88 @@ pub fn ifindex(name: &str) -> Result<u32, Error> {
     }
     Ok(idx)
 }
+
+/// A BPF array map created with `BPF_F_MMAPABLE`, mapped into this process:
+/// the data plane reads sessions and writes counters without a syscall.
+pub struct MmapArray<T: bytemuck::Pod> {
+    ptr: std::ptr::NonNull<T>,
+    len: usize,
+    map_len: usize,
+}
+
+// SAFETY: the mapping is shared memory owned by the kernel map, valid until
+// munmap in Drop; every access goes through volatile reads and writes of
+// plain-old-data values, so sharing the handle between threads is as sound
+// as the kernel's own concurrent access to the map.
+unsafe impl<T: bytemuck::Pod> Send for MmapArray<T> {}
+// SAFETY: see Send.
+unsafe impl<T: bytemuck::Pod> Sync for MmapArray<T> {}
+
+impl<T: bytemuck::Pod> MmapArray<T> {
+    pub(crate) fn map(map: &MapHandle) -> Result<Self, Error> {
+        if map.value_size() as usize != std::mem::size_of::<T>() {
+            return Err(Error::AbiMismatch { found: map.value_size(), expected: std::mem::size_of::<T>() as u32 });
+        }
+        let len = map.max_entries() as usize;
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let bytes = len * std::mem::size_of::<T>();
+        let map_len = bytes.div_ceil(page) * page;
+        // SAFETY: mapping a BPF array fd (BPF_F_MMAPABLE) shared, read-write,
+        // at offset 0 for its whole rounded-up size, as bpf(2) documents.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Error::io("mmap of a BPF array".into(), io::Error::last_os_error()));
+        }
+        let ptr = std::ptr::NonNull::new(p.cast::<T>()).ok_or(Error::Missing("mmap address"))?;
+        Ok(MmapArray { ptr, len, map_len })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// A copy of entry `i`. Another process may be rewriting it at the same
+    /// moment; the copy can then mix old and new fields, which callers
+    /// tolerate (a session changes while forwarding only to stop).
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<T> {
+        if i >= self.len {
+            return None;
+        }
+        // SAFETY: i < len, so the entry lies inside the live mapping; T is
+        // Pod, so any bit pattern read is a valid T.
+        Some(unsafe { std::ptr::read_volatile(self.ptr.as_ptr().add(i)) })
+    }
+
+    /// Overwrites entry `i` (for the entry's single writer).
+    #[inline]
+    pub fn set(&self, i: usize, v: T) -> bool {
+        if i >= self.len {
+            return false;
+        }
+        // SAFETY: as in get; the mapping is writable (PROT_WRITE).
+        unsafe { std::ptr::write_volatile(self.ptr.as_ptr().add(i), v) };
+        true
+    }
+}
+
+impl<T: bytemuck::Pod> Drop for MmapArray<T> {
+    fn drop(&mut self) {
+        // SAFETY: ptr and map_len are exactly what mmap returned and took.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.map_len) };
+    }
+}
