@@ -1,0 +1,4 @@
+//! The LNS fast path: AF_XDP workers that decapsulate and encapsulate PPP
+//! payloads. The binary `lns-dataplane` drives this library.
+
+pub mod packet;
