@@ -43,6 +43,7 @@
 
 /* lns_config.flags */
 #define LNS_CFG_PASS_UNKNOWN_SESSION (1U << 0) /* pass, not drop, data for unknown sessions */
+#define LNS_CFG_REFLECT (1U << 1) /* benchmark baseline: every IP frame to AF_XDP, no parsing, no metadata */
 
 struct lns_config {
 	__u32 abi_version;  /* LNS_ABI_VERSION of the loader that wrote it */
@@ -205,6 +206,7 @@ enum lns_counter {
 	LNS_CNT_DROP_NO_ROUTE,              /* the kernel's FIB says blackhole, unreachable or prohibit */
 	LNS_CNT_PASS_NO_NEIGHBOUR,          /* next hop not yet resolved: the stack resolves it */
 	LNS_CNT_PASS_NOT_FORWARDED,         /* FIB lookup declined (local, no route, forwarding off) */
+	LNS_CNT_REDIRECT_REFLECT,           /* LNS_CFG_REFLECT: frame sent to AF_XDP untouched */
 	LNS_CNT_MAX,
 };
 

@@ -66,6 +66,8 @@ impl Config {
     /// Pass data messages of unknown sessions to the stack instead of
     /// dropping them (flood protection is off).
     pub const PASS_UNKNOWN_SESSION: u32 = 1 << 0;
+    /// Benchmark baseline: every IP frame to AF_XDP untouched, no metadata.
+    pub const REFLECT: u32 = 1 << 1;
 }
 
 /// `struct lns_iface`, value of `lns_ifaces` keyed by ifindex.
@@ -401,6 +403,8 @@ counters! {
     PassNoNeighbour = LNS_CNT_PASS_NO_NEIGHBOUR, "pass_no_neighbour";
     /// The FIB lookup declined: local destination, no route, forwarding off.
     PassNotForwarded = LNS_CNT_PASS_NOT_FORWARDED, "pass_not_forwarded";
+    /// Reflect mode (benchmark baseline): frame sent to AF_XDP untouched.
+    RedirectReflect = LNS_CNT_REDIRECT_REFLECT, "redirect_reflect";
 }
 
 /// `LNS_CNT_MAX`: entries of `lns_counters`.

@@ -2,3 +2,6 @@
 //! payloads. The binary `lns-dataplane` drives this library.
 
 pub mod packet;
+pub mod ring;
+pub mod worker;
+pub mod supervisor;

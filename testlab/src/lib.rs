@@ -163,3 +163,232 @@ impl Drop for PinDir {
         let _ = std::fs::remove_dir(&self.path);
     }
 }
+
+/// A process started in a namespace, killed (SIGTERM, then SIGKILL) on drop.
+pub struct NsProcess {
+    child: Option<std::process::Child>,
+    pub name: String,
+}
+
+impl NsProcess {
+    /// Starts `cmd args` inside `ns` with stdout and stderr sent to files in
+    /// the temp dir (read back with [`NsProcess::output`]).
+    pub fn spawn(ns: &Netns, cmd: &Path, args: &[&str]) -> Result<NsProcess> {
+        let name = unique_name("proc");
+        let out = std::fs::File::create(std::env::temp_dir().join(format!("{name}.out")))?;
+        let err = std::fs::File::create(std::env::temp_dir().join(format!("{name}.err")))?;
+        // nsenter rather than `ip netns exec`: the latter also gives the
+        // process a mount namespace with a fresh /sys, where /sys/fs/bpf is
+        // not mounted and pins would be invisible to everyone else.
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", ns.name()))
+            .arg(cmd)
+            .args(args)
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {}", cmd.display()))?;
+        Ok(NsProcess { child: Some(child), name })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Still running?
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Stops the process with SIGTERM and waits up to `secs` for it.
+    pub fn stop(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
+    /// What it wrote to stdout and stderr so far.
+    pub fn output(&self) -> (String, String) {
+        let read = |ext: &str| std::fs::read_to_string(std::env::temp_dir().join(format!("{}.{ext}", self.name))).unwrap_or_default();
+        (read("out"), read("err"))
+    }
+}
+
+impl Drop for NsProcess {
+    fn drop(&mut self) {
+        self.stop(5);
+        for ext in ["out", "err"] {
+            let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{}.{ext}", self.name)));
+        }
+    }
+}
+
+/// A binary of the workspace, found beside the running test executable
+/// (target/<profile>/), built by `cargo test --workspace`.
+pub fn workspace_bin(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().context("test executable has no directory")?.to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let p = dir.join(name);
+    if !p.exists() {
+        bail!("{} not built: run `cargo build --workspace` (or `cargo test --workspace`) first", p.display());
+    }
+    Ok(p)
+}
+
+/// The LNS lab: a LAC namespace and a core namespace on either side of the
+/// LNS namespace, over veths with `queues` queues.
+///
+/// | ns  | interface | addresses |
+/// |-----|-----------|-----------|
+/// | lac | lac0      | 192.0.2.2/24, 2001:db8:ac::2/64 |
+/// | lns | acc0      | 192.0.2.1/24, 2001:db8:ac::1/64 |
+/// | lns | core0     | 203.0.113.1/24, 2001:db8:c0::1/64 |
+/// | core| core0p    | 203.0.113.7/24, 2001:db8:c0::7/64; routes to the subscriber ranges 198.51.100.0/24 and 2001:db8:100::/40 via the LNS |
+pub struct Lab {
+    pub lac: Netns,
+    pub lns: Netns,
+    pub core: Netns,
+}
+
+impl Lab {
+    pub fn new(queues: u32) -> Result<Lab> {
+        let lab = Lab { lac: Netns::new("lac")?, lns: Netns::new("lns")?, core: Netns::new("cor")? };
+        let (lns, lac, core) = (&lab.lns, &lab.lac, &lab.core);
+        lns.add_veth_pair("acc0", "lac0", queues)?;
+        lns.add_veth_pair("core0", "core0p", queues)?;
+        lns.ip(&["link", "set", "lac0", "netns", lac.name()])?;
+        lns.ip(&["link", "set", "core0p", "netns", core.name()])?;
+        for (ns, dev, v4, v6) in [
+            (lac, "lac0", "192.0.2.2/24", "2001:db8:ac::2/64"),
+            (lns, "acc0", "192.0.2.1/24", "2001:db8:ac::1/64"),
+            (lns, "core0", "203.0.113.1/24", "2001:db8:c0::1/64"),
+            (core, "core0p", "203.0.113.7/24", "2001:db8:c0::7/64"),
+        ] {
+            ns.ip(&["addr", "add", v4, "dev", dev])?;
+            ns.ip(&["addr", "add", v6, "dev", dev, "nodad"])?;
+            ns.ip(&["link", "set", dev, "up"])?;
+            ns.exec("ethtool", &["-K", dev, "tx", "off"])?;
+        }
+        core.ip(&["route", "add", "198.51.100.0/24", "via", "203.0.113.1"])?;
+        core.ip(&["-6", "route", "add", "2001:db8:100::/40", "via", "2001:db8:c0::1"])?;
+        Ok(lab)
+    }
+
+    /// MAC address of an interface in a namespace.
+    pub fn mac(ns: &Netns, dev: &str) -> Result<[u8; 6]> {
+        let out = ns.exec("cat", &[&format!("/sys/class/net/{dev}/address")])?;
+        let s = String::from_utf8_lossy(&out.stdout);
+        let v: Vec<u8> = s.trim().split(':').map(|h| u8::from_str_radix(h, 16)).collect::<Result<_, _>>()?;
+        v.try_into().map_err(|_| anyhow::anyhow!("bad MAC {s}"))
+    }
+}
+
+/// An AF_PACKET socket bound to one interface: injects whole Ethernet frames
+/// and captures the frames that arrive, byte for byte.
+pub struct RawSocket {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl RawSocket {
+    /// Opens it on `dev` in `ns` (the socket stays in that namespace).
+    pub fn open(ns: &Netns, dev: &str) -> Result<RawSocket> {
+        use std::os::fd::FromRawFd;
+        let _in = ns.enter()?;
+        let ifindex = {
+            let c = std::ffi::CString::new(dev)?;
+            // SAFETY: c is a valid NUL-terminated string.
+            unsafe { libc::if_nametoindex(c.as_ptr()) }
+        };
+        if ifindex == 0 {
+            bail!("no interface {dev} in {}", ns.name());
+        }
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain socket(2) call; the result is checked.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto as i32) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("AF_PACKET socket");
+        }
+        // SAFETY: fd is a new descriptor nothing else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let s = RawSocket { fd };
+        // SAFETY: sockaddr_ll is plain data; zeroed is a valid value.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: sll is a valid sockaddr_ll and its size is passed.
+        let rc = unsafe {
+            libc::bind(
+                s.raw(),
+                &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error()).context("binding AF_PACKET");
+        }
+        let one: libc::c_int = 1;
+        // SAFETY: valid option value pointer and length. Frames we send are
+        // not captured back.
+        unsafe {
+            libc::setsockopt(
+                s.raw(),
+                libc::SOL_PACKET,
+                libc::PACKET_IGNORE_OUTGOING,
+                &one as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+        };
+        Ok(s)
+    }
+
+    fn raw(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.fd.as_raw_fd()
+    }
+
+    pub fn send(&self, frame: &[u8]) -> Result<()> {
+        // SAFETY: frame is a valid buffer of the given length.
+        let n = unsafe { libc::send(self.raw(), frame.as_ptr().cast(), frame.len(), 0) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error()).context("AF_PACKET send");
+        }
+        Ok(())
+    }
+
+    /// Every frame that arrives within `wait` for which `keep` says yes.
+    pub fn collect(&self, wait: std::time::Duration, mut keep: impl FnMut(&[u8]) -> bool) -> Vec<Vec<u8>> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return out;
+            }
+            let left = (deadline - now).as_millis().max(1) as i32;
+            let mut pfd = libc::pollfd { fd: self.raw(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd.
+            let rc = unsafe { libc::poll(&mut pfd, 1, left) };
+            if rc <= 0 {
+                continue;
+            }
+            // SAFETY: buf is valid for buf.len() bytes.
+            let n = unsafe { libc::recv(self.raw(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+            if n > 0 && keep(&buf[..n as usize]) {
+                out.push(buf[..n as usize].to_vec());
+            }
+        }
+    }
+}

@@ -537,6 +537,18 @@ int lns_xdp(struct xdp_md *ctx)
 	if ((void *)(eth + 1) > data_end)
 		return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
 	proto = eth->h_proto;
+	if (cfg->flags & LNS_CFG_REFLECT) {
+		/* The bare AF_XDP baseline of the benchmarks: IP frames go to the
+		 * socket as they are; ARP and the rest still reach the stack. */
+		__u32 slot = iface->xsk_base + ctx->rx_queue_index;
+
+		if (proto != bpf_htons(ETH_P_IP) && proto != bpf_htons(ETH_P_IPV6))
+			return count(LNS_CNT_PASS_NOT_IP, XDP_PASS);
+		if (ctx->rx_queue_index >= LNS_MAX_QUEUES || !bpf_map_lookup_elem(&lns_xsks, &slot))
+			return count(LNS_CNT_DROP_NO_XSK, XDP_DROP);
+		count(LNS_CNT_REDIRECT_REFLECT, 0);
+		return bpf_redirect_map(&lns_xsks, slot, XDP_DROP);
+	}
 	p.l3 = sizeof(*eth);
 	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
 		__be16 *inner_proto = data + sizeof(*eth) + 2;

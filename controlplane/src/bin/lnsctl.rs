@@ -1,0 +1,261 @@
+//! lnsctl: operator's tool for an LNS instance.
+//!
+//! `static-session` writes sessions straight into the pinned maps of an
+//! instance's data plane, without the control plane: how the fast path is
+//! tested before PPP is up, and a debugging tool afterwards.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use lns_bpf::abi::{Session, SessionKey, SessionState};
+use serde::Serialize;
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Operate an LNS instance")]
+struct Cli {
+    /// Instance whose maps to use (/sys/fs/bpf/lns/<instance>).
+    #[arg(long, default_value = "default", global = true)]
+    instance: String,
+    /// Pin directory, overriding the one derived from --instance.
+    #[arg(long, value_name = "DIR", global = true)]
+    bpf_pin_dir: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Sessions written straight into the data plane's maps.
+    #[command(subcommand, name = "static-session")]
+    StaticSession(StaticCmd),
+    /// The data plane's counters: XDP verdicts by reason.
+    #[command(name = "show-xdp")]
+    ShowXdp,
+}
+
+#[derive(Subcommand, Debug)]
+enum StaticCmd {
+    /// Install a forwarding session.
+    Add(AddArgs),
+    /// Remove the session with these local ids.
+    Del {
+        #[arg(long)]
+        tunnel: u16,
+        #[arg(long)]
+        session: u16,
+    },
+    /// Every installed session with its counters.
+    List,
+}
+
+#[derive(ClapArgs, Debug)]
+struct AddArgs {
+    /// Our (LNS-assigned) tunnel id.
+    #[arg(long)]
+    local_tunnel: u16,
+    /// Our (LNS-assigned) session id.
+    #[arg(long)]
+    local_session: u16,
+    /// The LAC's tunnel id.
+    #[arg(long)]
+    peer_tunnel: u16,
+    /// The LAC's session id.
+    #[arg(long)]
+    peer_session: u16,
+    /// LAC address and UDP port.
+    #[arg(long, value_name = "ADDR:PORT")]
+    lac: SocketAddr,
+    /// LNS address and UDP port of the tunnel.
+    #[arg(long, value_name = "ADDR:PORT")]
+    local: SocketAddr,
+    /// Subscriber IPv4 address.
+    #[arg(long)]
+    ipv4: Option<Ipv4Addr>,
+    /// Subscriber IPv6 prefix (SLAAC), e.g. 2001:db8:1::/64.
+    #[arg(long, value_name = "PREFIX/LEN")]
+    ipv6_prefix: Option<String>,
+    /// Delegated IPv6 prefix, e.g. 2001:db8:2::/56.
+    #[arg(long, value_name = "PREFIX/LEN")]
+    delegated_prefix: Option<String>,
+    /// PPP MTU toward the subscriber.
+    #[arg(long, default_value_t = 1460)]
+    mtu: u16,
+    /// Send Ns in data messages (the LAC asked for sequencing).
+    #[arg(long)]
+    sequencing: bool,
+    /// Send the Length field in data messages.
+    #[arg(long)]
+    length_bit: bool,
+    /// Compute the outer UDP checksum over IPv4 (always done over IPv6).
+    #[arg(long)]
+    udp_checksum: bool,
+    /// Omit PPP Address/Control (ACFC).
+    #[arg(long)]
+    acfc: bool,
+    /// One-byte PPP protocol field (PFC).
+    #[arg(long)]
+    pfc: bool,
+    /// Session slot; the first free one by default.
+    #[arg(long)]
+    index: Option<u32>,
+}
+
+fn parse_prefix(s: &str) -> Result<(Ipv6Addr, u8)> {
+    let (a, l) = s.split_once('/').context("prefix needs /LEN")?;
+    let len: u8 = l.parse()?;
+    if len > 128 {
+        bail!("prefix length {len} > 128");
+    }
+    Ok((a.parse()?, len))
+}
+
+#[derive(Serialize)]
+struct Row {
+    index: u32,
+    local_tunnel: u16,
+    local_session: u16,
+    peer_tunnel: u16,
+    peer_session: u16,
+    lac: String,
+    local: String,
+    state: String,
+    ipv4: Option<Ipv4Addr>,
+    ipv6_prefix: Option<String>,
+    delegated_prefix: Option<String>,
+    mtu: u16,
+    up_packets: u64,
+    up_bytes: u64,
+    down_packets: u64,
+    down_bytes: u64,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let dir = cli.bpf_pin_dir.clone().unwrap_or_else(|| lns_bpf::default_pin_dir(&cli.instance));
+    let maps = lns_bpf::open_pinned(&dir)
+        .with_context(|| format!("opening the maps of the data plane in {} (is lns-dataplane running?)", dir.display()))?;
+    match cli.cmd {
+        Cmd::StaticSession(StaticCmd::Add(a)) => {
+            let key = SessionKey { tunnel_id: a.local_tunnel, session_id: a.local_session };
+            if maps.find_session(key)?.is_some() {
+                bail!("tunnel {} session {} is already installed", a.local_tunnel, a.local_session);
+            }
+            let mut s = Session {
+                state: SessionState::Forwarding as u32,
+                local_tunnel_id: a.local_tunnel,
+                local_session_id: a.local_session,
+                peer_tunnel_id: a.peer_tunnel,
+                peer_session_id: a.peer_session,
+                mtu: a.mtu,
+                ipv4: a.ipv4.map(|v| v.octets()).unwrap_or_default(),
+                ..Default::default()
+            };
+            s.set_peer(a.lac);
+            s.set_local(a.local);
+            if a.lac.is_ipv4() != a.local.is_ipv4() {
+                bail!("--lac and --local must be of the same address family");
+            }
+            if let Some(p) = &a.ipv6_prefix {
+                let (p, l) = parse_prefix(p)?;
+                s.ipv6_prefix = p.octets();
+                s.ipv6_prefix_len = l;
+            }
+            if let Some(p) = &a.delegated_prefix {
+                let (p, l) = parse_prefix(p)?;
+                s.delegated_prefix = p.octets();
+                s.delegated_prefix_len = l;
+            }
+            for (on, bit) in [
+                (a.sequencing, Session::SEQUENCING),
+                (a.length_bit, Session::LENGTH),
+                (!a.udp_checksum, Session::UDP_CSUM_ZERO),
+                (a.acfc, Session::ACFC),
+                (a.pfc, Session::PFC),
+            ] {
+                if on {
+                    s.flags |= bit;
+                }
+            }
+            let index = match a.index {
+                Some(i) => i,
+                None => {
+                    let table = maps.mmap_sessions()?;
+                    (0..table.len())
+                        .find(|i| table.get(*i).is_some_and(|e| e.state == SessionState::Free as u32))
+                        .context("the session table is full")? as u32
+                }
+            };
+            let old = maps.read_session(index)?;
+            s.generation = old.generation.wrapping_add(1);
+            maps.install_session(index, &s)?;
+            if cli.json {
+                println!("{}", serde_json::json!({ "index": index }));
+            } else {
+                println!("installed tunnel {} session {} in slot {index}", a.local_tunnel, a.local_session);
+            }
+        }
+        Cmd::StaticSession(StaticCmd::Del { tunnel, session }) => {
+            let key = SessionKey { tunnel_id: tunnel, session_id: session };
+            let Some(index) = maps.find_session(key)? else {
+                bail!("no session with tunnel {tunnel} session {session}");
+            };
+            maps.remove_session(index)?;
+            if !cli.json {
+                println!("removed tunnel {tunnel} session {session} from slot {index}");
+            }
+        }
+        Cmd::StaticSession(StaticCmd::List) => {
+            let mut rows = Vec::new();
+            for (index, s) in maps.sessions()? {
+                let st = maps.session_stats(index)?;
+                rows.push(Row {
+                    index,
+                    local_tunnel: s.local_tunnel_id,
+                    local_session: s.local_session_id,
+                    peer_tunnel: s.peer_tunnel_id,
+                    peer_session: s.peer_session_id,
+                    lac: s.peer().to_string(),
+                    local: s.local().to_string(),
+                    state: format!("{:?}", s.session_state().unwrap_or_default()).to_lowercase(),
+                    ipv4: s.subscriber_ipv4(),
+                    ipv6_prefix: s.subscriber_ipv6_prefix().map(|(p, l)| format!("{p}/{l}")),
+                    delegated_prefix: s.subscriber_delegated_prefix().map(|(p, l)| format!("{p}/{l}")),
+                    mtu: s.mtu,
+                    up_packets: st.up_packets,
+                    up_bytes: st.up_bytes,
+                    down_packets: st.down_packets,
+                    down_bytes: st.down_bytes,
+                });
+            }
+            if cli.json {
+                println!("{}", serde_json::to_string(&rows)?);
+            } else {
+                println!("{:>6} {:>6}/{:<6} {:>6}/{:<6} {:<22} {:<16} {:<11} {:>10} {:>12} {:>10} {:>12}", "slot", "tun", "sess", "ptun", "psess", "lac", "ipv4", "state", "up_pkts", "up_bytes", "down_pkts", "down_bytes");
+                for r in rows {
+                    println!(
+                        "{:>6} {:>6}/{:<6} {:>6}/{:<6} {:<22} {:<16} {:<11} {:>10} {:>12} {:>10} {:>12}",
+                        r.index, r.local_tunnel, r.local_session, r.peer_tunnel, r.peer_session, r.lac,
+                        r.ipv4.map(|v| v.to_string()).unwrap_or_else(|| "-".into()), r.state,
+                        r.up_packets, r.up_bytes, r.down_packets, r.down_bytes
+                    );
+                }
+            }
+        }
+        Cmd::ShowXdp => {
+            let c = maps.counters()?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&c.0)?);
+            } else {
+                for (k, v) in &c.0 {
+                    println!("{k:<32} {v}");
+                }
+            }
+        }
+    }
+    Ok(())
+}

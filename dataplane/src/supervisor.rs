@@ -1,0 +1,306 @@
+//! Starts and stops the data plane: the program, the sockets, the workers,
+//! and the slow duties beside them (neighbour resolution, statistics).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use anyhow::{bail, Context, Result};
+use lns_bpf::abi::{self, Config, Iface};
+use lns_bpf::{LoadOptions, Steering, XdpMode};
+use serde::Serialize;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::packet::{DropReason, MssClamp};
+use crate::ring::{BindMode, Rings};
+use crate::worker::{Mode, Shared, Worker, WorkerConfig, WorkerCounters};
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub access_if: String,
+    pub core_if: String,
+    pub queues: u32,
+    pub cores: Vec<usize>,
+    pub xdp_mode: XdpMode,
+    pub bind: BindMode,
+    pub frames: u32,
+    pub ring_size: u32,
+    pub batch: usize,
+    pub busy_poll: bool,
+    pub l2tp_port: u16,
+    pub pin_dir: PathBuf,
+    pub max_sessions: u32,
+    pub mode: Mode,
+    pub mss: MssClamp,
+    pub pass_unknown_sessions: bool,
+    pub unpin_on_exit: bool,
+}
+
+/// Rx queues of an interface, from sysfs.
+pub fn rx_queue_count(ifname: &str) -> Result<u32> {
+    let dir = format!("/sys/class/net/{ifname}/queues");
+    let n = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {dir}"))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+        .count();
+    Ok(n as u32)
+}
+
+/// bpf_fib_lookup answers only for interfaces that forward, as a router's.
+fn enable_forwarding(ifname: &str) -> Result<()> {
+    for fam in ["ipv4", "ipv6"] {
+        let p = format!("/proc/sys/net/{fam}/conf/{ifname}/forwarding");
+        std::fs::write(&p, "1").with_context(|| format!("enabling forwarding: {p}"))?;
+    }
+    Ok(())
+}
+
+pub struct Stop {
+    pub stop: AtomicBool,
+}
+
+pub struct Running {
+    steering: Steering,
+    shared: Arc<Shared>,
+    stop: Arc<Stop>,
+    workers: Vec<(JoinHandle<()>, Arc<WorkerCounters>)>,
+    slots: Vec<u32>,
+    unpin_on_exit: bool,
+    icmp4: Option<Socket>,
+    icmp6: Option<Socket>,
+    probe_seq: u16,
+}
+
+pub fn start(o: Options) -> Result<Running> {
+    let access = lns_bpf::ifindex(&o.access_if)?;
+    let core = lns_bpf::ifindex(&o.core_if)?;
+    let one_arm = access == core;
+    if o.queues > abi::MAX_QUEUES {
+        bail!("at most {} queues", abi::MAX_QUEUES);
+    }
+    let mut load = LoadOptions {
+        pin_dir: Some(o.pin_dir.clone()),
+        reuse_pinned: true,
+        max_sessions: o.max_sessions,
+        max_workers: o.queues,
+        l2tp_port: o.l2tp_port,
+        pass_unknown_sessions: o.pass_unknown_sessions,
+    };
+    let mut steering = match Steering::load(&load) {
+        Ok(s) => s,
+        Err(e) => {
+            // Pins of another size or layout cannot be reused; the sessions
+            // in them are lost and the control plane must write them again.
+            eprintln!("lns-dataplane: cannot reuse the maps pinned in {}: {e}; starting with fresh maps", o.pin_dir.display());
+            load.reuse_pinned = false;
+            Steering::load(&load).context("loading the XDP program")?
+        }
+    };
+    let maps = steering.maps();
+    let mut cfg = maps.read_config()?;
+    if o.mode == Mode::Reflect {
+        cfg.flags |= Config::REFLECT;
+    } else {
+        cfg.flags &= !Config::REFLECT;
+    }
+    maps.write_config(&cfg)?;
+    let access_roles = if one_arm { Iface::ACCESS | Iface::CORE } else { Iface::ACCESS };
+    maps.set_iface(access, &Iface { roles: access_roles, xsk_base: 0 })?;
+    if !one_arm {
+        maps.set_iface(core, &Iface { roles: Iface::CORE, xsk_base: abi::MAX_QUEUES })?;
+    }
+    enable_forwarding(&o.access_if)?;
+    if !one_arm {
+        enable_forwarding(&o.core_if)?;
+    }
+
+    let shared = Arc::new(Shared {
+        sessions: maps.mmap_sessions()?,
+        stats: maps.mmap_session_stats()?,
+        max_sessions: maps.max_sessions() as usize,
+        stats_rows: maps.stats_rows() as usize,
+        ns: (0..maps.max_sessions()).map(|_| AtomicU16::new(0)).collect(),
+        stop: AtomicBool::new(false),
+    });
+    let stop = Arc::new(Stop { stop: AtomicBool::new(false) });
+
+    let mut ifaces = vec![(o.access_if.clone(), access)];
+    if !one_arm {
+        ifaces.push((o.core_if.clone(), core));
+    }
+    let mut workers = Vec::new();
+    let mut slots = Vec::new();
+    let core_ids = core_affinity::get_core_ids().unwrap_or_default();
+    for q in 0..o.queues {
+        let rings = Rings::new(&ifaces, q, o.frames, o.ring_size, o.bind)?;
+        for (i, _) in ifaces.iter().enumerate() {
+            let slot = if i == 0 { q } else { abi::MAX_QUEUES + q };
+            steering.maps().set_xsk(slot, rings.fd(i))?;
+            slots.push(slot);
+        }
+        let counters = Arc::new(WorkerCounters { batch_ns: Mutex::new(None), ..Default::default() });
+        let cfg = WorkerConfig { id: q as usize, mode: o.mode, batch: o.batch, busy_poll: o.busy_poll, mss: o.mss };
+        let worker = Worker::new(cfg, rings, Arc::clone(&shared), Arc::clone(&counters));
+        let pin = o.cores.get(q as usize).and_then(|c| core_ids.iter().find(|id| id.id == *c).copied());
+        let handle = std::thread::Builder::new()
+            .name(format!("lns-worker-{q}"))
+            .spawn(move || {
+                if let Some(id) = pin {
+                    core_affinity::set_for_current(id);
+                }
+                worker.run();
+            })
+            .context("spawning a worker")?;
+        workers.push((handle, counters));
+    }
+
+    // Attach last: until every socket is in the XSKMAP, redirects would be
+    // counted drops.
+    steering.attach(access, o.xdp_mode)?;
+    if !one_arm {
+        steering.attach(core, o.xdp_mode)?;
+    }
+    let icmp4 = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).ok();
+    let icmp6 = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6)).ok();
+    Ok(Running { steering, shared, stop, workers, slots, unpin_on_exit: o.unpin_on_exit, icmp4, icmp6, probe_seq: 0 })
+}
+
+/// What the data plane has done, for the stats line and `--json`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    pub xdp: BTreeMap<&'static str, u64>,
+    pub workers: Vec<WorkerReport>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WorkerReport {
+    pub rx: u64,
+    pub tx: u64,
+    pub upstream: u64,
+    pub downstream: u64,
+    pub icmp: u64,
+    pub fragments: u64,
+    pub drops: BTreeMap<&'static str, u64>,
+    pub no_egress: u64,
+    pub tx_ring_full: u64,
+    pub batches: u64,
+    pub batch_ns_p50: u64,
+    pub batch_ns_p99: u64,
+    pub batch_ns_max: u64,
+}
+
+impl Report {
+    pub fn text(&self) -> String {
+        let nz: Vec<String> = self.xdp.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k}={v}")).collect();
+        let mut s = format!("xdp: {}", nz.join(" "));
+        for (i, w) in self.workers.iter().enumerate() {
+            let drops: Vec<String> = w.drops.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k}={v}")).collect();
+            s.push_str(&format!(
+                "\nworker {i}: rx={} tx={} up={} down={} icmp={} frag={} no_egress={} tx_full={} drops[{}] batch p50={}ns p99={}ns max={}ns",
+                w.rx, w.tx, w.upstream, w.downstream, w.icmp, w.fragments, w.no_egress, w.tx_ring_full,
+                drops.join(" "), w.batch_ns_p50, w.batch_ns_p99, w.batch_ns_max
+            ));
+        }
+        s
+    }
+}
+
+impl Running {
+    pub fn stop_handle(&self) -> Arc<Stop> {
+        Arc::clone(&self.stop)
+    }
+
+    pub fn queues(&self) -> usize {
+        self.workers.len()
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        self.steering.pin_dir().unwrap_or(Path::new(""))
+    }
+
+    pub fn report(&self) -> Report {
+        let xdp = self.steering.maps().counters().map(|c| c.0).unwrap_or_default();
+        let workers = self
+            .workers
+            .iter()
+            .map(|(_, c)| {
+                let (p50, p99, max) = match c.batch_ns.lock() {
+                    Ok(h) => h.as_ref().map(|h| (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max())).unwrap_or_default(),
+                    Err(_) => (0, 0, 0),
+                };
+                WorkerReport {
+                    rx: c.rx.load(Ordering::Relaxed),
+                    tx: c.tx.load(Ordering::Relaxed),
+                    upstream: c.upstream.load(Ordering::Relaxed),
+                    downstream: c.downstream.load(Ordering::Relaxed),
+                    icmp: c.icmp.load(Ordering::Relaxed),
+                    fragments: c.fragments.load(Ordering::Relaxed),
+                    drops: DropReason::ALL.iter().map(|r| (r.name(), c.drops[*r as usize].load(Ordering::Relaxed))).collect(),
+                    no_egress: c.no_egress.load(Ordering::Relaxed),
+                    tx_ring_full: c.tx_ring_full.load(Ordering::Relaxed),
+                    batches: c.batches.load(Ordering::Relaxed),
+                    batch_ns_p50: p50,
+                    batch_ns_p99: p99,
+                    batch_ns_max: max,
+                }
+            })
+            .collect();
+        Report { xdp, workers }
+    }
+
+    /// The program cannot resolve a next hop; the kernel does when it has
+    /// something to send there. An ICMP echo to each destination that missed
+    /// makes it resolve the next hop toward it, and the following packets
+    /// take the fast path.
+    pub fn resolve_neighbours(&mut self) {
+        let Ok(misses) = self.steering.maps().neighbour_misses() else { return };
+        for addr in misses {
+            self.probe_seq = self.probe_seq.wrapping_add(1);
+            let seq = self.probe_seq.to_be_bytes();
+            match addr {
+                IpAddr::V4(_) => {
+                    let mut m = [8u8, 0, 0, 0, 0x4c, 0x4e, seq[0], seq[1]];
+                    let c = crate::packet::csum_fold(crate::packet::csum_add(0, &m));
+                    m[2..4].copy_from_slice(&c.to_be_bytes());
+                    if let Some(s) = &self.icmp4 {
+                        let _ = s.send_to(&m, &SocketAddr::new(addr, 0).into());
+                    }
+                }
+                IpAddr::V6(_) => {
+                    // The kernel fills in the ICMPv6 checksum on raw sockets.
+                    let m = [128u8, 0, 0, 0, 0x4c, 0x4e, seq[0], seq[1]];
+                    if let Some(s) = &self.icmp6 {
+                        let _ = s.send_to(&m, &SocketAddr::new(addr, 0).into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops the workers, empties the XSKMAP and detaches the program.
+    pub fn shutdown(mut self) -> Result<()> {
+        self.stop.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for (h, _) in self.workers.drain(..) {
+            let _ = h.join();
+        }
+        for slot in &self.slots {
+            let _ = self.steering.maps().clear_xsk(*slot);
+        }
+        self.steering.detach_all();
+        if self.unpin_on_exit {
+            self.steering.unpin()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,381 @@
+//! One pinned worker per queue: receive a batch, decapsulate or encapsulate
+//! each frame in place, send, recycle. No syscall per packet: the only ones
+//! are the transmit kick once per batch and a poll when idle.
+
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use lns_bpf::abi::{Direction, Session, SessionState, SessionStats, XdpMeta};
+use lns_bpf::MmapArray;
+use xsk_rs::FrameDesc;
+
+use crate::packet::{self, DropReason, EncapState, MssClamp, Outcome};
+use crate::ring::Rings;
+
+/// What the workers run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Decapsulate and encapsulate.
+    Lns,
+    /// Swap MAC addresses and send back: the bare AF_XDP baseline.
+    Reflect,
+}
+
+/// State shared by all workers and the management thread.
+pub struct Shared {
+    pub sessions: MmapArray<Session>,
+    pub stats: MmapArray<SessionStats>,
+    pub max_sessions: usize,
+    /// Rows of `stats`: workers with an id at or above it keep no
+    /// per-session counters.
+    pub stats_rows: usize,
+    /// Next Ns of each session's data messages (sessions that sequence).
+    pub ns: Vec<AtomicU16>,
+    pub stop: AtomicBool,
+}
+
+/// Counters one worker publishes once per batch.
+#[derive(Default)]
+pub struct WorkerCounters {
+    pub rx: AtomicU64,
+    pub tx: AtomicU64,
+    pub upstream: AtomicU64,
+    pub downstream: AtomicU64,
+    pub icmp: AtomicU64,
+    pub fragments: AtomicU64,
+    pub drops: [AtomicU64; DropReason::ALL.len()],
+    pub no_egress: AtomicU64,
+    pub tx_ring_full: AtomicU64,
+    pub batches: AtomicU64,
+    /// Nanoseconds per batch; the worker merges its own into it now and then.
+    pub batch_ns: Mutex<Option<Histogram<u64>>>,
+}
+
+#[derive(Default)]
+struct Local {
+    rx: u64,
+    tx: u64,
+    upstream: u64,
+    downstream: u64,
+    icmp: u64,
+    fragments: u64,
+    drops: [u64; DropReason::ALL.len()],
+    no_egress: u64,
+    tx_ring_full: u64,
+    batches: u64,
+}
+
+impl Local {
+    fn drop(&mut self, r: DropReason) {
+        self.drops[r as usize] += 1;
+    }
+
+    fn publish(&self, c: &WorkerCounters) {
+        c.rx.store(self.rx, Ordering::Relaxed);
+        c.tx.store(self.tx, Ordering::Relaxed);
+        c.upstream.store(self.upstream, Ordering::Relaxed);
+        c.downstream.store(self.downstream, Ordering::Relaxed);
+        c.icmp.store(self.icmp, Ordering::Relaxed);
+        c.fragments.store(self.fragments, Ordering::Relaxed);
+        for (a, v) in c.drops.iter().zip(self.drops) {
+            a.store(v, Ordering::Relaxed);
+        }
+        c.no_egress.store(self.no_egress, Ordering::Relaxed);
+        c.tx_ring_full.store(self.tx_ring_full, Ordering::Relaxed);
+        c.batches.store(self.batches, Ordering::Relaxed);
+    }
+}
+
+pub struct WorkerConfig {
+    pub id: usize,
+    pub mode: Mode,
+    pub batch: usize,
+    pub busy_poll: bool,
+    pub mss: MssClamp,
+}
+
+/// Where a processed frame goes.
+enum Action {
+    Send(usize),
+    Free,
+}
+
+pub struct Worker {
+    cfg: WorkerConfig,
+    rings: Rings,
+    shared: Arc<Shared>,
+    counters: Arc<WorkerCounters>,
+    local: Local,
+    hist: Histogram<u64>,
+    encap: EncapState,
+    rx: Vec<FrameDesc>,
+    pending: Vec<Vec<FrameDesc>>,
+    scratch: Vec<FrameDesc>,
+}
+
+impl Worker {
+    pub fn new(cfg: WorkerConfig, rings: Rings, shared: Arc<Shared>, counters: Arc<WorkerCounters>) -> Worker {
+        let ports = rings.ports.len();
+        let batch = cfg.batch.max(1);
+        Worker {
+            rx: vec![FrameDesc::default(); batch],
+            pending: (0..ports).map(|_| Vec::with_capacity(batch * 2)).collect(),
+            scratch: vec![FrameDesc::default(); batch * 4],
+            cfg,
+            rings,
+            shared,
+            counters,
+            local: Local::default(),
+            hist: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("static histogram bounds"),
+            encap: EncapState::default(),
+        }
+    }
+
+    pub fn run(mut self) {
+        let ports = self.rings.ports.len();
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            for p in 0..ports {
+                let mut scratch = std::mem::take(&mut self.scratch);
+                while self.rings.complete(p, &mut scratch) == scratch.len() {}
+                self.scratch = scratch;
+                self.rings.refill(p);
+            }
+            let mut received = 0;
+            for p in 0..ports {
+                received += self.poll_port(p);
+            }
+            for p in 0..ports {
+                if self.rings.ports[p].tx_outstanding > 0 {
+                    self.rings.kick(p);
+                }
+            }
+            if received == 0 {
+                let outstanding = self.rings.ports.iter().any(|p| p.tx_outstanding > 0);
+                if self.cfg.busy_poll {
+                    std::hint::spin_loop();
+                } else {
+                    let _ = self.rings.wait(if outstanding { 0 } else { 10 });
+                }
+            }
+            if self.local.batches % 256 == 0 || received == 0 {
+                self.publish();
+            }
+        }
+        self.publish();
+    }
+
+    fn publish(&mut self) {
+        self.local.publish(&self.counters);
+        if let Ok(mut h) = self.counters.batch_ns.try_lock() {
+            match h.as_mut() {
+                Some(shared) => {
+                    let _ = shared.add(&self.hist);
+                }
+                None => *h = Some(self.hist.clone()),
+            }
+            self.hist.reset();
+        }
+    }
+
+    fn poll_port(&mut self, port: usize) -> usize {
+        let mut rx = std::mem::take(&mut self.rx);
+        let n = self.rings.receive(port, &mut rx);
+        if n > 0 {
+            let t0 = Instant::now();
+            self.local.rx += n as u64;
+            self.local.batches += 1;
+            for d in rx.iter_mut().take(n) {
+                let mut desc = *d;
+                match self.process(port, &mut desc) {
+                    Action::Send(out) => self.pending[out].push(desc),
+                    Action::Free => self.rings.free.push(desc),
+                }
+            }
+            self.flush();
+            let _ = self.hist.record(t0.elapsed().as_nanos().max(1) as u64);
+        }
+        self.rx = rx;
+        n
+    }
+
+    fn flush(&mut self) {
+        for out in 0..self.pending.len() {
+            if self.pending[out].is_empty() {
+                continue;
+            }
+            let sent = self.rings.send(out, &self.pending[out]);
+            self.local.tx += sent as u64;
+            let rest = self.pending[out].len() - sent;
+            if rest > 0 {
+                self.local.tx_ring_full += rest as u64;
+                let left: Vec<FrameDesc> = self.pending[out].drain(sent..).collect();
+                self.rings.free.extend(left);
+            }
+            self.pending[out].clear();
+        }
+    }
+
+    fn port_of(&self, ifindex: u32) -> Option<usize> {
+        self.rings.ports.iter().position(|p| p.ifindex == ifindex)
+    }
+
+    fn process(&mut self, port: usize, desc: &mut FrameDesc) -> Action {
+        if self.cfg.mode == Mode::Reflect {
+            let (mut d, len) = self.rings.frame(desc);
+            let buf = d.contents_mut();
+            if len < 12 {
+                drop(d);
+                self.local.drop(DropReason::Malformed);
+                return Action::Free;
+            }
+            let mut mac = [0u8; 6];
+            mac.copy_from_slice(&buf[0..6]);
+            buf.copy_within(6..12, 0);
+            buf[6..12].copy_from_slice(&mac);
+            d.cursor().set_pos(len);
+            return Action::Send(port);
+        }
+
+        let shared = &self.shared;
+        let (mut d, len) = self.rings.frame(desc);
+        let buf = d.contents_mut();
+        let Some(meta) = XdpMeta::from_bytes(buf) else {
+            drop(d);
+            self.local.drop(DropReason::Malformed);
+            return Action::Free;
+        };
+        let idx = meta.session_index as usize;
+        let Some(s) = shared.sessions.get(idx) else {
+            drop(d);
+            self.local.drop(DropReason::Malformed);
+            return Action::Free;
+        };
+        if s.state != SessionState::Forwarding as u32 {
+            drop(d);
+            self.local.drop(DropReason::SessionGone);
+            return Action::Free;
+        }
+        let (outcome, inner_bytes) = match meta.direction() {
+            Some(Direction::Upstream) => {
+                let o = packet::decap(buf, len, &meta, self.cfg.mss, s.mtu);
+                let bytes = match o {
+                    Outcome::Forward { len } => len - packet::ETH_LEN,
+                    _ => 0,
+                };
+                (o, bytes)
+            }
+            Some(Direction::Downstream) => {
+                let ns = (s.flags & Session::SEQUENCING != 0)
+                    .then(|| shared.ns.get(idx).map(|a| a.fetch_add(1, Ordering::Relaxed)).unwrap_or(0));
+                let o = packet::encap(buf, len, &meta, &s, self.cfg.mss, ns, &mut self.encap);
+                let bytes = match o {
+                    Outcome::Forward { len } => len - packet::encap_overhead(&s),
+                    _ => 0,
+                };
+                (o, bytes)
+            }
+            None => (Outcome::Drop(DropReason::Malformed), 0),
+        };
+        match outcome {
+            Outcome::Forward { len } => {
+                d.cursor().set_pos(len);
+                drop(d);
+                let Some(out) = self.port_of(meta.egress_ifindex) else {
+                    self.local.no_egress += 1;
+                    return Action::Free;
+                };
+                self.account(idx, meta.direction == Direction::Upstream as u8, inner_bytes);
+                Action::Send(out)
+            }
+            Outcome::Reply { len } => {
+                d.cursor().set_pos(len);
+                drop(d);
+                self.local.icmp += 1;
+                Action::Send(port)
+            }
+            Outcome::Fragment { inner, inner_len } => {
+                // Rare: copy the packet out, then build each fragment in a
+                // frame of its own.
+                let mut pkt = [0u8; 2048];
+                let n = inner_len.min(pkt.len()).min(buf.len().saturating_sub(inner));
+                pkt[..n].copy_from_slice(&buf[inner..inner + n]);
+                drop(d);
+                self.fragment(&pkt[..n], &meta, &s, idx);
+                Action::Free
+            }
+            Outcome::Drop(r) => {
+                drop(d);
+                self.local.drop(r);
+                Action::Free
+            }
+        }
+    }
+
+    fn fragment(&mut self, pkt: &[u8], meta: &XdpMeta, s: &Session, idx: usize) {
+        let Some(out) = self.port_of(meta.egress_ifindex) else {
+            self.local.no_egress += 1;
+            return;
+        };
+        let mut pieces: Vec<Vec<u8>> = Vec::new();
+        packet::fragment_v4(pkt, s.mtu, |f| pieces.push(f.to_vec()));
+        for piece in pieces {
+            let Some(mut desc) = self.rings.free.pop() else {
+                self.local.drop(DropReason::NoRoom);
+                return;
+            };
+            let ns = (s.flags & Session::SEQUENCING != 0)
+                .then(|| self.shared.ns.get(idx).map(|a| a.fetch_add(1, Ordering::Relaxed)).unwrap_or(0));
+            let (mut d, _) = self.rings.frame(&mut desc);
+            let buf = d.contents_mut();
+            // Build the piece far enough in that the headers fit before it.
+            let at = 256.min(buf.len());
+            if at + piece.len() > buf.len() {
+                drop(d);
+                self.rings.free.push(desc);
+                self.local.drop(DropReason::NoRoom);
+                continue;
+            }
+            buf[at..at + piece.len()].copy_from_slice(&piece);
+            match packet::encap_at(buf, at, piece.len(), 4, meta, s, ns, &mut self.encap) {
+                Outcome::Forward { len } => {
+                    d.cursor().set_pos(len);
+                    drop(d);
+                    self.local.fragments += 1;
+                    self.account(idx, false, piece.len());
+                    self.pending[out].push(desc);
+                }
+                _ => {
+                    drop(d);
+                    self.rings.free.push(desc);
+                    self.local.drop(DropReason::NoRoom);
+                }
+            }
+        }
+    }
+
+    /// Per-session counters in this worker's row: a single writer, so a
+    /// plain read and write, no lock and no atomic read-modify-write.
+    fn account(&mut self, idx: usize, upstream: bool, bytes: usize) {
+        if upstream {
+            self.local.upstream += 1;
+        } else {
+            self.local.downstream += 1;
+        }
+        if self.cfg.id >= self.shared.stats_rows {
+            return;
+        }
+        let slot = self.cfg.id * self.shared.max_sessions + idx;
+        if let Some(mut st) = self.shared.stats.get(slot) {
+            if upstream {
+                st.up_packets += 1;
+                st.up_bytes += bytes as u64;
+            } else {
+                st.down_packets += 1;
+                st.down_bytes += bytes as u64;
+            }
+            self.shared.stats.set(slot, st);
+        }
+    }
+}
