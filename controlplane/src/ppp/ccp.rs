@@ -1,0 +1,52 @@
+//! CCP (RFC 1962) as a null negotiator: the data plane compresses nothing,
+//! so when CCP is enabled we request no algorithm and reject every one the
+//! peer proposes. CCP then opens with no compression, which some clients
+//! prefer over the Protocol-Reject sent when CCP is disabled.
+
+use super::fsm::{OptionPolicy, Verdict};
+use super::lcp::{RawOption, Repr};
+
+/// CCP packets (RFC 1962 §2: codes 1–7, plus 14/15 Reset-Request/Ack which
+/// parse as `Unknown` and are Code-Rejected).
+pub type CcpRepr = Repr<RawOption>;
+
+/// The null CCP policy.
+#[derive(Debug, Clone, Default)]
+pub struct CcpPolicy;
+
+impl OptionPolicy for CcpPolicy {
+    type Option = RawOption;
+
+    fn reset(&mut self) {}
+
+    fn request(&mut self) -> Vec<RawOption> {
+        Vec::new()
+    }
+
+    fn judge(&mut self, request: &[RawOption]) -> Verdict<RawOption> {
+        if request.is_empty() {
+            Verdict::Ack
+        } else {
+            Verdict::Reject(request.to_vec())
+        }
+    }
+
+    fn peer_acknowledged(&mut self, _: &[RawOption]) {}
+    fn acknowledged(&mut self, _: &[RawOption]) {}
+    fn naked(&mut self, _: &[RawOption]) {}
+    fn rejected(&mut self, _: &[RawOption]) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_every_algorithm() {
+        let mut p = CcpPolicy;
+        let mppe = RawOption { kind: 18, data: vec![0, 0, 0, 0x40] };
+        assert_eq!(p.judge(std::slice::from_ref(&mppe)), Verdict::Reject(vec![mppe]));
+        assert_eq!(p.judge(&[]), Verdict::Ack);
+        assert!(p.request().is_empty());
+    }
+}

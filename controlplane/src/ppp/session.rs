@@ -1,0 +1,1725 @@
+//! One PPP link (RFC 1661 §3 phases), in either role: `Server` is the LNS
+//! (authenticates the peer, assigns addresses), `Client` the emulated
+//! subscriber (authenticates itself, asks for an address).
+//!
+//! Sans-IO in the quinn-proto manner: feed [`Session::handle_frame`] and
+//! [`Session::handle_timeout`], then drain [`Session::poll_transmit`],
+//! [`Session::poll_event`] and arm a timer for [`Session::poll_timeout`].
+
+use super::auth::{
+    AuthConfig, AuthDecision, AuthFailure, AuthMethod, AuthOutput, AuthPeer, AuthRequest, Authenticator,
+    Credentials,
+};
+use super::ccp::CcpPolicy;
+use super::chap::ChapAuthenticator;
+use super::frame::{Frame, FrameRepr, Protocol};
+use super::fsm::{Action, FinishReason, Fsm, FsmConfig};
+use super::ipcp::{IpcpConfig, IpcpPolicy};
+use super::ipv6cp::{Ipv6cpConfig, Ipv6cpPolicy};
+use super::lcp::{self, LcpConfig, LcpNegotiated, LcpOption, LcpPolicy, LcpRepr};
+use super::pap::PapAuthenticator;
+use super::Error;
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+/// Which end of the link this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The LNS: requires authentication, assigns addresses.
+    Server,
+    /// A subscriber: authenticates with credentials, learns addresses.
+    Client,
+}
+
+/// RFC 1661 §3.2 phases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Dead,
+    Establish,
+    Authenticate,
+    Network,
+    Terminate,
+}
+
+/// LCP Echo keepalive (RFC 1661 §5.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EchoConfig {
+    /// Time between Echo-Requests once LCP is opened; None disables.
+    pub interval: Option<Duration>,
+    /// Unanswered Echo-Requests after which the peer is declared dead.
+    pub max_failures: u32,
+}
+
+impl Default for EchoConfig {
+    fn default() -> Self {
+        EchoConfig { interval: Some(Duration::from_secs(10)), max_failures: 5 }
+    }
+}
+
+/// Everything a [`Session`] needs to know.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub role: Role,
+    pub lcp: LcpConfig,
+    /// Restart timer and counters, used by LCP and every NCP.
+    pub fsm: FsmConfig,
+    pub auth: AuthConfig,
+    /// Our CHAP Name (RFC 1994 §4.1) as authenticator.
+    pub hostname: String,
+    /// Client role: what to authenticate with.
+    pub credentials: Option<Credentials>,
+    /// IPCP settings; None disables IPCP (and Protocol-Rejects it).
+    pub ipcp: Option<IpcpConfig>,
+    /// IPv6CP settings; None disables IPv6CP.
+    pub ipv6cp: Option<Ipv6cpConfig>,
+    /// Run CCP as a null negotiator instead of Protocol-Rejecting it.
+    pub ccp: bool,
+    pub echo: EchoConfig,
+    /// Accept the LCP options the LAC negotiated (RFC 2661 §4.4.5).
+    pub accept_proxy_lcp: bool,
+    /// Accept the LAC's captured PAP/CHAP exchange (RFC 2661 §4.4.5).
+    pub accept_proxy_auth: bool,
+}
+
+impl SessionConfig {
+    /// LNS defaults: MS-CHAP-V2, CHAP-MD5 then PAP required; IPCP on.
+    pub fn server(hostname: &str) -> Self {
+        SessionConfig {
+            role: Role::Server,
+            lcp: LcpConfig {
+                require_auth: vec![AuthMethod::MsChapV2, AuthMethod::ChapMd5, AuthMethod::Pap],
+                ..LcpConfig::default()
+            },
+            fsm: FsmConfig::default(),
+            auth: AuthConfig::default(),
+            hostname: hostname.to_string(),
+            credentials: None,
+            ipcp: Some(IpcpConfig::default()),
+            ipv6cp: None,
+            ccp: false,
+            echo: EchoConfig::default(),
+            accept_proxy_lcp: false,
+            accept_proxy_auth: false,
+        }
+    }
+
+    /// Subscriber defaults: any of the three methods, IPCP asking for DNS.
+    pub fn client(credentials: Credentials) -> Self {
+        SessionConfig {
+            role: Role::Client,
+            lcp: LcpConfig {
+                accept_auth: vec![AuthMethod::MsChapV2, AuthMethod::ChapMd5, AuthMethod::Pap],
+                ..LcpConfig::default()
+            },
+            fsm: FsmConfig::default(),
+            auth: AuthConfig::default(),
+            hostname: String::new(),
+            credentials: Some(credentials),
+            ipcp: Some(IpcpConfig { request_dns: true, ..IpcpConfig::default() }),
+            ipv6cp: None,
+            ccp: false,
+            echo: EchoConfig::default(),
+            accept_proxy_lcp: false,
+            accept_proxy_auth: false,
+        }
+    }
+}
+
+/// RFC 3145 §3 PPP Disconnect Cause codes (for the L2TP CDN AVP 46).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DisconnectCode(pub u16);
+
+impl DisconnectCode {
+    pub const NO_INFORMATION: Self = Self(0);
+    pub const ADMINISTRATIVE: Self = Self(1);
+    pub const RENEGOTIATION_DISABLED: Self = Self(2);
+    /// Normal disconnection, LCP Terminate-Request sent.
+    pub const NORMAL: Self = Self(3);
+    pub const COMPULSORY_ENCRYPTION_REFUSED: Self = Self(4);
+    /// LCP FSM timeout (TO- while negotiating).
+    pub const LCP_TIMEOUT: Self = Self(5);
+    pub const LCP_NO_RECOGNIZABLE_PACKETS: Self = Self(6);
+    /// Magic-Number collision: looped-back link.
+    pub const LCP_LOOPBACK: Self = Self(7);
+    /// Echo-Requests unanswered.
+    pub const LCP_ECHO_TIMEOUT: Self = Self(8);
+    pub const AUTH_TIMEOUT: Self = Self(13);
+    pub const AUTH_PROTOCOL_UNACCEPTABLE: Self = Self(15);
+    pub const AUTH_FAILED: Self = Self(16);
+    pub const NCP_TIMEOUT: Self = Self(17);
+    pub const NO_NCPS: Self = Self(18);
+    pub const NCP_NO_ACCEPTABLE_ADDRESS: Self = Self(19);
+    pub const NCP_NO_PERMITTED_ADDRESS: Self = Self(20);
+}
+
+/// RFC 3145 §2 Direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Global = 0,
+    /// Detected at, or caused by, the peer.
+    Peer = 1,
+    /// Detected at, or caused by, this end.
+    Local = 2,
+}
+
+/// Why the link went down, in RFC 3145 terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisconnectCause {
+    pub code: DisconnectCode,
+    /// The control protocol concerned (LCP, PAP, IPCP...), 0 if none.
+    pub protocol: Protocol,
+    pub direction: Direction,
+    pub message: String,
+}
+
+impl DisconnectCause {
+    /// The Value of the L2TP PPP Disconnect Cause Code AVP (RFC 3145 §2,
+    /// attribute 46): Disconnect Code, Control Protocol Number, Direction,
+    /// then the UTF-8 message.
+    pub fn to_avp_value(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(5 + self.message.len());
+        out.extend_from_slice(&self.code.0.to_be_bytes());
+        out.extend_from_slice(&self.protocol.0.to_be_bytes());
+        out.push(self.direction as u8);
+        out.extend_from_slice(self.message.as_bytes());
+        out
+    }
+
+    fn new(code: DisconnectCode, protocol: Protocol, direction: Direction, message: &str) -> Self {
+        DisconnectCause { code, protocol, direction, message: message.to_string() }
+    }
+}
+
+/// The L2TP proxy LCP AVPs (RFC 2661 §4.4.5, types 26–28): each is the
+/// Configure-Request body starting at the first option.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyLcp {
+    pub initial_received: Vec<u8>,
+    pub last_sent: Vec<u8>,
+    pub last_received: Vec<u8>,
+}
+
+/// The L2TP proxy authentication AVPs (RFC 2661 §4.4.5, types 29–33).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyAuth {
+    /// Proxy Authen Type 3.
+    Pap { identifier: u8, username: Vec<u8>, password: Vec<u8> },
+    /// Proxy Authen Type 2.
+    Chap { identifier: u8, challenge: Vec<u8>, username: Vec<u8>, response: Vec<u8> },
+}
+
+/// What a network protocol settled on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkConfig {
+    Ipv4 { local: Ipv4Addr, peer: Ipv4Addr, primary_dns: Option<Ipv4Addr>, secondary_dns: Option<Ipv4Addr> },
+    Ipv6 { local_interface_identifier: [u8; 8], peer_interface_identifier: [u8; 8] },
+}
+
+/// Something the owner should know or act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// LCP opened (RFC 1661 §3.3); `local` is what the peer accepted of ours
+    /// (our MRU...), `peer` what we accepted of the peer's (its MRU...).
+    LinkUp {
+        local: LcpNegotiated,
+        peer: LcpNegotiated,
+    },
+    /// Check these credentials and answer with [`Session::auth_result`].
+    AuthRequest(AuthRequest),
+    /// Server: the peer is authenticated. Client: we are.
+    Authenticated {
+        method: AuthMethod,
+        username: Vec<u8>,
+        authenticator_response: Option<String>,
+    },
+    NetworkUp(NetworkConfig),
+    /// The NCP of this protocol left Opened.
+    NetworkDown(Protocol),
+    /// The peer stopped answering LCP Echo-Requests.
+    EchoFailure {
+        unanswered: u32,
+    },
+    /// The link is finished; the session is dead.
+    LinkDown {
+        cause: DisconnectCause,
+    },
+}
+
+/// A PPP link.
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    phase: Phase,
+    lcp: Fsm<LcpPolicy>,
+    ipcp: Option<Fsm<IpcpPolicy>>,
+    ipv6cp: Option<Fsm<Ipv6cpPolicy>>,
+    ccp: Option<Fsm<CcpPolicy>>,
+    authenticator: Option<Authenticator>,
+    auth_peer: Option<AuthPeer>,
+    server_auth_done: bool,
+    client_auth_done: bool,
+    proxy_auth: Option<ProxyAuth>,
+    echo_deadline: Option<Instant>,
+    echo_unanswered: u32,
+    cause: Option<DisconnectCause>,
+    transmit: VecDeque<Vec<u8>>,
+    events: VecDeque<SessionEvent>,
+}
+
+impl Session {
+    pub fn new(mut config: SessionConfig) -> Self {
+        let server = config.role == Role::Server;
+        if config.credentials.is_none() {
+            // Without credentials we cannot authenticate ourselves.
+            config.lcp.accept_auth.clear();
+        }
+        Session {
+            phase: Phase::Dead,
+            lcp: Fsm::new(Protocol::LCP, config.fsm, LcpPolicy::new(config.lcp.clone())),
+            ipcp: config
+                .ipcp
+                .clone()
+                .map(|c| Fsm::new(Protocol::IPCP, config.fsm, IpcpPolicy::new(c, server))),
+            ipv6cp: config.ipv6cp.map(|c| Fsm::new(Protocol::IPV6CP, config.fsm, Ipv6cpPolicy::new(c))),
+            ccp: config.ccp.then(|| Fsm::new(Protocol::CCP, config.fsm, CcpPolicy)),
+            authenticator: None,
+            auth_peer: None,
+            server_auth_done: false,
+            client_auth_done: false,
+            proxy_auth: None,
+            echo_deadline: None,
+            echo_unanswered: 0,
+            cause: None,
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+            config,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    pub fn role(&self) -> Role {
+        self.config.role
+    }
+
+    /// True once LinkDown was reported: the session will do nothing more.
+    pub fn is_dead(&self) -> bool {
+        self.phase == Phase::Dead && self.lcp.state() != super::fsm::State::Initial
+    }
+
+    /// LCP results: (ours as acknowledged by the peer, the peer's).
+    pub fn lcp_negotiated(&self) -> (&LcpNegotiated, &LcpNegotiated) {
+        (&self.lcp.policy.local, &self.lcp.policy.peer)
+    }
+
+    /// LNS: the address to assign to the peer (e.g. from RADIUS
+    /// Framed-IP-Address). Call before or during IPCP.
+    pub fn set_peer_ipv4(&mut self, address: Ipv4Addr) {
+        if let Some(ipcp) = &mut self.ipcp {
+            ipcp.policy.set_peer_address(address);
+        }
+    }
+
+    /// Start LCP negotiation (the L2TP session is established, so the lower
+    /// layer is up at once).
+    pub fn open(&mut self, now: Instant) {
+        self.phase = Phase::Establish;
+        self.lcp.open(now);
+        self.lcp.up(now);
+        self.pump(now);
+    }
+
+    /// Start from the LCP state a LAC negotiated (RFC 2661 §4.4.5 proxy LCP),
+    /// optionally with its captured authentication. Falls back to a full
+    /// LCP negotiation when proxy LCP is disabled or unacceptable.
+    pub fn open_with_proxy(&mut self, now: Instant, proxy: &ProxyLcp, auth: Option<ProxyAuth>) {
+        let parse = |bytes: &[u8]| lcp::parse_options::<LcpOption>(bytes);
+        let adopted = self.config.accept_proxy_lcp
+            && match (parse(&proxy.last_sent), parse(&proxy.last_received)) {
+                (Ok(sent), Ok(received)) => self.lcp.policy.adopt_proxy(&sent, &received),
+                _ => false,
+            };
+        if !adopted {
+            self.open(now);
+            return;
+        }
+        if self.config.accept_proxy_auth {
+            self.proxy_auth = auth;
+        }
+        self.phase = Phase::Establish;
+        self.lcp.force_opened();
+        self.lcp_up(now);
+        self.pump(now);
+    }
+
+    /// Terminate the link administratively (RFC 3145 cause 1 unless a more
+    /// precise `cause` is given).
+    pub fn close(&mut self, now: Instant, cause: Option<DisconnectCause>) {
+        let cause = cause.unwrap_or_else(|| {
+            DisconnectCause::new(
+                DisconnectCode::ADMINISTRATIVE,
+                Protocol(0),
+                Direction::Local,
+                "administrative close",
+            )
+        });
+        self.terminate(now, cause);
+        self.pump(now);
+    }
+
+    fn terminate(&mut self, now: Instant, cause: DisconnectCause) {
+        if self.cause.is_none() {
+            self.cause = Some(cause);
+        }
+        if self.phase != Phase::Dead {
+            self.phase = Phase::Terminate;
+        }
+        self.echo_deadline = None;
+        self.lcp.close(now);
+    }
+
+    /// The owner's verdict on the last [`SessionEvent::AuthRequest`]. Returns
+    /// false when no request was pending.
+    pub fn auth_result(&mut self, now: Instant, decision: AuthDecision) -> bool {
+        let done = match &mut self.authenticator {
+            Some(a) => a.decide(&decision),
+            None => false,
+        };
+        self.pump(now);
+        done
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.transmit.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// The earliest deadline of any timer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.lcp.poll_timeout(),
+            self.ipcp.as_ref().and_then(|f| f.poll_timeout()),
+            self.ipv6cp.as_ref().and_then(|f| f.poll_timeout()),
+            self.ccp.as_ref().and_then(|f| f.poll_timeout()),
+            self.authenticator.as_ref().and_then(|a| a.poll_timeout()),
+            self.auth_peer.as_ref().and_then(|a| a.poll_timeout()),
+            self.echo_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.is_dead() {
+            return;
+        }
+        self.lcp.handle_timeout(now);
+        if let Some(f) = &mut self.ipcp {
+            f.handle_timeout(now);
+        }
+        if let Some(f) = &mut self.ipv6cp {
+            f.handle_timeout(now);
+        }
+        if let Some(f) = &mut self.ccp {
+            f.handle_timeout(now);
+        }
+        if let Some(a) = &mut self.authenticator {
+            a.handle_timeout(now);
+        }
+        if let Some(a) = &mut self.auth_peer {
+            a.handle_timeout(now);
+        }
+        if self.echo_deadline.is_some_and(|d| d <= now) {
+            self.echo_tick(now);
+        }
+        self.pump(now);
+    }
+
+    /// Process one received PPP frame. Malformed frames are reported and
+    /// otherwise ignored (RFC 1661 §5: silently discarded).
+    pub fn handle_frame(&mut self, now: Instant, frame: &[u8]) -> Result<(), Error> {
+        if self.is_dead() || self.phase == Phase::Dead {
+            return Ok(());
+        }
+        let view = Frame::new_checked(frame)?;
+        let protocol = view.protocol();
+        let payload = view.payload();
+        let lcp_opened = self.lcp.is_opened();
+        let result = match protocol {
+            Protocol::LCP => self.input_lcp(now, payload),
+            Protocol::PAP | Protocol::CHAP => {
+                // RFC 1661 §3.5: authentication packets only matter in the
+                // Authenticate phase (late retransmissions after it are
+                // still answered by the machines).
+                let method_matches = |m: AuthMethod| m.ppp_protocol() == protocol;
+                let mut r = Ok(());
+                if let Some(a) = self.authenticator.as_mut().filter(|a| method_matches(a.method())) {
+                    r = a.input(now, payload);
+                }
+                if let Some(p) = self.auth_peer.as_mut().filter(|p| method_matches(p.method())) {
+                    r = r.and(p.input(now, payload));
+                }
+                r
+            }
+            Protocol::IPCP | Protocol::IPV6CP | Protocol::CCP if self.ncp_configured(protocol) => {
+                // RFC 1661 §3.5: NCP packets before the Network phase are
+                // discarded.
+                if self.phase == Phase::Network {
+                    match protocol {
+                        Protocol::IPCP => self.ipcp.as_mut().map_or(Ok(()), |f| f.input_ncp(now, payload)),
+                        Protocol::IPV6CP => {
+                            self.ipv6cp.as_mut().map_or(Ok(()), |f| f.input_ncp(now, payload))
+                        }
+                        _ => self.ccp.as_mut().map_or(Ok(()), |f| f.input_ncp(now, payload)),
+                    }
+                } else {
+                    Ok(())
+                }
+            }
+            // Data is the data plane's business; before its NCP is up it is
+            // discarded (RFC 1661 §3.5).
+            Protocol::IPV4 | Protocol::IPV6 if self.ncp_configured(protocol) => Ok(()),
+            _ => {
+                // RFC 1661 §5.7: unsupported protocols get a Protocol-Reject,
+                // which may only be sent in the LCP Opened state.
+                if lcp_opened {
+                    self.protocol_reject(protocol, payload);
+                }
+                Ok(())
+            }
+        };
+        self.pump(now);
+        result
+    }
+
+    fn ncp_configured(&self, protocol: Protocol) -> bool {
+        match protocol {
+            Protocol::IPCP | Protocol::IPV4 => self.ipcp.is_some(),
+            Protocol::IPV6CP | Protocol::IPV6 => self.ipv6cp.is_some(),
+            Protocol::CCP => self.ccp.is_some(),
+            _ => false,
+        }
+    }
+
+    fn send(&mut self, protocol: Protocol, payload: &[u8]) {
+        self.transmit.push_back(FrameRepr::full(protocol).encapsulate(payload));
+    }
+
+    fn protocol_reject(&mut self, protocol: Protocol, payload: &[u8]) {
+        // RFC 1661 §5.7: the rejected information is truncated to fit the
+        // peer's MRU.
+        let room = usize::from(self.lcp.policy.peer.mru.max(64)).saturating_sub(lcp::HEADER_LEN + 2);
+        let identifier = self.lcp.fresh_identifier();
+        self.lcp.send_extra(LcpRepr::ProtocolReject {
+            identifier,
+            rejected_protocol: protocol.0,
+            rejected_information: payload.get(..room.min(payload.len())).unwrap_or(&[]).to_vec(),
+        });
+    }
+
+    fn input_lcp(&mut self, now: Instant, payload: &[u8]) -> Result<(), Error> {
+        let extra = self.lcp.input(now, payload)?;
+        let opened = self.lcp.is_opened();
+        match extra {
+            Some(LcpRepr::EchoRequest { identifier, data, .. }) if opened => {
+                // RFC 1661 §5.8: answer in Opened with our Magic-Number.
+                let magic_number = self.lcp.policy.magic_number();
+                self.lcp.send_extra(LcpRepr::EchoReply { identifier, magic_number, data });
+            }
+            Some(LcpRepr::EchoReply { .. }) if opened => self.echo_unanswered = 0,
+            Some(LcpRepr::ProtocolReject { rejected_protocol, .. }) if opened => {
+                self.protocol_rejected(now, Protocol(rejected_protocol))
+            }
+            // Discard-Request, Identification and Time-Remaining need no
+            // answer (RFC 1661 §5.9, RFC 1570 §2).
+            _ => {}
+        }
+        self.check_lcp_policy(now);
+        Ok(())
+    }
+
+    fn protocol_rejected(&mut self, now: Instant, protocol: Protocol) {
+        match protocol {
+            // RFC 1661 §5.7: LCP itself rejected is catastrophic.
+            Protocol::LCP => self.lcp.rxj(now, true),
+            Protocol::IPCP => {
+                if let Some(f) = &mut self.ipcp {
+                    f.rxj(now, true);
+                }
+            }
+            Protocol::IPV6CP => {
+                if let Some(f) = &mut self.ipv6cp {
+                    f.rxj(now, true);
+                }
+            }
+            Protocol::CCP => {
+                if let Some(f) = &mut self.ccp {
+                    f.rxj(now, true);
+                }
+            }
+            Protocol::PAP | Protocol::CHAP if self.phase == Phase::Authenticate => {
+                let cause = DisconnectCause::new(
+                    DisconnectCode::AUTH_PROTOCOL_UNACCEPTABLE,
+                    protocol,
+                    Direction::Peer,
+                    "authentication protocol rejected",
+                );
+                self.terminate(now, cause);
+            }
+            _ => self.lcp.rxj(now, false),
+        }
+    }
+
+    fn check_lcp_policy(&mut self, now: Instant) {
+        if matches!(self.phase, Phase::Terminate | Phase::Dead) {
+            return;
+        }
+        if self.lcp.policy.looped_back() {
+            let cause = DisconnectCause::new(
+                DisconnectCode::LCP_LOOPBACK,
+                Protocol::LCP,
+                Direction::Global,
+                "looped-back link (magic number collisions)",
+            );
+            self.terminate(now, cause);
+        } else if self.lcp.policy.auth_refused() {
+            let cause = DisconnectCause::new(
+                DisconnectCode::AUTH_PROTOCOL_UNACCEPTABLE,
+                Protocol::LCP,
+                Direction::Peer,
+                "peer refused every acceptable authentication protocol",
+            );
+            self.terminate(now, cause);
+        }
+    }
+
+    fn echo_tick(&mut self, now: Instant) {
+        let Some(interval) = self.config.echo.interval else {
+            self.echo_deadline = None;
+            return;
+        };
+        if !self.lcp.is_opened() {
+            self.echo_deadline = None;
+            return;
+        }
+        if self.echo_unanswered >= self.config.echo.max_failures {
+            self.events.push_back(SessionEvent::EchoFailure { unanswered: self.echo_unanswered });
+            let cause = DisconnectCause::new(
+                DisconnectCode::LCP_ECHO_TIMEOUT,
+                Protocol::LCP,
+                Direction::Peer,
+                "peer not answering LCP Echo-Requests",
+            );
+            self.terminate(now, cause);
+            return;
+        }
+        let identifier = self.lcp.fresh_identifier();
+        let magic_number = self.lcp.policy.magic_number();
+        self.lcp.send_extra(LcpRepr::EchoRequest { identifier, magic_number, data: Vec::new() });
+        self.echo_unanswered += 1;
+        self.echo_deadline = Some(now + interval);
+    }
+
+    /// Drain every sub-machine until nothing moves.
+    fn pump(&mut self, now: Instant) {
+        for _ in 0..64 {
+            let mut progressed = false;
+            while let Some(action) = self.lcp.poll_action() {
+                progressed = true;
+                self.on_lcp(now, action);
+            }
+            for protocol in [Protocol::IPCP, Protocol::IPV6CP, Protocol::CCP] {
+                let actions = self.ncp_actions(protocol);
+                for action in actions {
+                    progressed = true;
+                    self.on_ncp(now, protocol, action);
+                }
+            }
+            let outputs: Vec<_> = self
+                .authenticator
+                .as_mut()
+                .map(|a| std::iter::from_fn(|| a.poll_output()).collect())
+                .unwrap_or_default();
+            for output in outputs {
+                progressed = true;
+                self.on_authenticator(now, output);
+            }
+            let outputs: Vec<_> = self
+                .auth_peer
+                .as_mut()
+                .map(|a| std::iter::from_fn(|| a.poll_output()).collect())
+                .unwrap_or_default();
+            for output in outputs {
+                progressed = true;
+                self.on_auth_peer(now, output);
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn ncp_actions(&mut self, protocol: Protocol) -> Vec<Action> {
+        fn drain<P: super::fsm::OptionPolicy>(f: &mut Option<Fsm<P>>) -> Vec<Action> {
+            f.as_mut().map(|f| std::iter::from_fn(|| f.poll_action()).collect()).unwrap_or_default()
+        }
+        match protocol {
+            Protocol::IPCP => drain(&mut self.ipcp),
+            Protocol::IPV6CP => drain(&mut self.ipv6cp),
+            _ => drain(&mut self.ccp),
+        }
+    }
+
+    fn on_lcp(&mut self, now: Instant, action: Action) {
+        match action {
+            Action::Send(packet) => self.send(Protocol::LCP, &packet),
+            Action::Up => self.lcp_up(now),
+            Action::Down => self.lcp_down(),
+            Action::Started => {}
+            Action::Finished(reason) => {
+                self.lcp_down();
+                let cause = self.cause.take().unwrap_or_else(|| match reason {
+                    FinishReason::Timeout { heard: true } => DisconnectCause::new(
+                        DisconnectCode::LCP_TIMEOUT,
+                        Protocol::LCP,
+                        Direction::Local,
+                        "LCP negotiation did not converge",
+                    ),
+                    FinishReason::Timeout { heard: false } => DisconnectCause::new(
+                        DisconnectCode::LCP_NO_RECOGNIZABLE_PACKETS,
+                        Protocol::LCP,
+                        Direction::Peer,
+                        "no LCP packets received",
+                    ),
+                    FinishReason::PeerTerminated => DisconnectCause::new(
+                        DisconnectCode::NORMAL,
+                        Protocol::LCP,
+                        Direction::Peer,
+                        "peer sent LCP Terminate-Request",
+                    ),
+                    FinishReason::Rejected => DisconnectCause::new(
+                        DisconnectCode::NO_INFORMATION,
+                        Protocol::LCP,
+                        Direction::Peer,
+                        "LCP rejected by peer",
+                    ),
+                    FinishReason::LocalClose | FinishReason::NotStarted => DisconnectCause::new(
+                        DisconnectCode::NORMAL,
+                        Protocol::LCP,
+                        Direction::Local,
+                        "LCP Terminate-Request sent",
+                    ),
+                });
+                self.phase = Phase::Dead;
+                self.echo_deadline = None;
+                self.events.push_back(SessionEvent::LinkDown { cause });
+            }
+        }
+    }
+
+    /// This-Layer-Up of LCP: RFC 1661 §3.4, proceed to authentication.
+    fn lcp_up(&mut self, now: Instant) {
+        self.phase = Phase::Authenticate;
+        self.server_auth_done = false;
+        self.client_auth_done = false;
+        self.echo_unanswered = 0;
+        self.echo_deadline = self.config.echo.interval.map(|i| now + i);
+        let (local, peer) = (self.lcp.policy.local.clone(), self.lcp.policy.peer.clone());
+        self.events.push_back(SessionEvent::LinkUp { local: local.clone(), peer: peer.clone() });
+        // We authenticate the peer with what it acknowledged in our request.
+        self.authenticator = local
+            .auth
+            .as_ref()
+            .and_then(AuthMethod::from_protocol)
+            .map(|method| self.start_authenticator(method, now));
+        // The peer authenticates us with what we acknowledged in its request.
+        self.auth_peer =
+            match (peer.auth.as_ref().and_then(AuthMethod::from_protocol), &self.config.credentials) {
+                (Some(method), Some(credentials)) => {
+                    Some(AuthPeer::start(method, credentials.clone(), self.config.auth, now))
+                }
+                _ => None,
+            };
+        self.maybe_network(now);
+    }
+
+    fn start_authenticator(&mut self, method: AuthMethod, now: Instant) -> Authenticator {
+        let config = self.config.auth;
+        match (self.proxy_auth.take(), method) {
+            (Some(ProxyAuth::Pap { identifier, username, password }), AuthMethod::Pap) => {
+                let mut pap = PapAuthenticator::new(config, now);
+                pap.proxy(identifier, &username, &password);
+                Authenticator::Pap(pap)
+            }
+            (Some(ProxyAuth::Chap { identifier, challenge, username, response }), AuthMethod::ChapMd5) => {
+                Authenticator::Chap(ChapAuthenticator::new_proxy(
+                    method, config, identifier, &challenge, &username, &response,
+                ))
+            }
+            // No (matching) proxy data: authenticate ourselves.
+            _ => Authenticator::start(method, self.config.hostname.as_bytes(), config, now),
+        }
+    }
+
+    /// This-Layer-Down of LCP: every NCP goes down with it (RFC 1661 §3.5
+    /// "When LCP leaves Opened, NCPs are notified").
+    fn lcp_down(&mut self) {
+        if let Some(f) = &mut self.ipcp {
+            f.down();
+        }
+        if let Some(f) = &mut self.ipv6cp {
+            f.down();
+        }
+        if let Some(f) = &mut self.ccp {
+            f.down();
+        }
+        self.authenticator = None;
+        self.auth_peer = None;
+        self.echo_deadline = None;
+        if matches!(self.phase, Phase::Authenticate | Phase::Network) {
+            self.phase = Phase::Establish;
+        }
+    }
+
+    fn maybe_network(&mut self, now: Instant) {
+        if self.phase != Phase::Authenticate {
+            return;
+        }
+        let server_ok = self.authenticator.is_none() || self.server_auth_done;
+        let client_ok = self.auth_peer.is_none() || self.client_auth_done;
+        if !(server_ok && client_ok) {
+            return;
+        }
+        self.phase = Phase::Network;
+        if self.ipcp.is_none() && self.ipv6cp.is_none() {
+            let cause = DisconnectCause::new(
+                DisconnectCode::NO_NCPS,
+                Protocol(0),
+                Direction::Local,
+                "no network protocol configured",
+            );
+            self.terminate(now, cause);
+            return;
+        }
+        if let Some(f) = &mut self.ipcp {
+            f.open(now);
+            f.up(now);
+        }
+        if let Some(f) = &mut self.ipv6cp {
+            f.open(now);
+            f.up(now);
+        }
+        if let Some(f) = &mut self.ccp {
+            f.open(now);
+            f.up(now);
+        }
+    }
+
+    fn auth_failed(&mut self, now: Instant, protocol: Protocol, failure: AuthFailure, direction: Direction) {
+        let (code, message) = match failure {
+            AuthFailure::Timeout => (DisconnectCode::AUTH_TIMEOUT, "authentication timed out".to_string()),
+            AuthFailure::Rejected { message } => (
+                DisconnectCode::AUTH_FAILED,
+                if message.is_empty() { "authentication failed".to_string() } else { message },
+            ),
+            AuthFailure::BadAuthenticatorResponse => {
+                (DisconnectCode::AUTH_FAILED, "MS-CHAP-V2 authenticator response did not verify".to_string())
+            }
+        };
+        self.terminate(now, DisconnectCause::new(code, protocol, direction, &message));
+    }
+
+    fn on_authenticator(&mut self, now: Instant, output: AuthOutput) {
+        let Some(method) = self.authenticator.as_ref().map(|a| a.method()) else {
+            return;
+        };
+        match output {
+            AuthOutput::Send(packet) => self.send(method.ppp_protocol(), &packet),
+            AuthOutput::Request(request) => self.events.push_back(SessionEvent::AuthRequest(request)),
+            AuthOutput::Success { username, authenticator_response } => {
+                self.server_auth_done = true;
+                self.events.push_back(SessionEvent::Authenticated {
+                    method,
+                    username,
+                    authenticator_response,
+                });
+                self.maybe_network(now);
+            }
+            AuthOutput::Failure(failure) => {
+                self.auth_failed(now, method.ppp_protocol(), failure, Direction::Local)
+            }
+        }
+    }
+
+    fn on_auth_peer(&mut self, now: Instant, output: AuthOutput) {
+        let Some(method) = self.auth_peer.as_ref().map(|a| a.method()) else {
+            return;
+        };
+        match output {
+            AuthOutput::Send(packet) => self.send(method.ppp_protocol(), &packet),
+            AuthOutput::Request(_) => {}
+            AuthOutput::Success { username, authenticator_response } => {
+                self.client_auth_done = true;
+                self.events.push_back(SessionEvent::Authenticated {
+                    method,
+                    username,
+                    authenticator_response,
+                });
+                self.maybe_network(now);
+            }
+            AuthOutput::Failure(failure) => {
+                self.auth_failed(now, method.ppp_protocol(), failure, Direction::Peer)
+            }
+        }
+    }
+
+    fn on_ncp(&mut self, now: Instant, protocol: Protocol, action: Action) {
+        match action {
+            Action::Send(packet) => self.send(protocol, &packet),
+            Action::Up => {
+                if let Some(config) = self.network_config(protocol) {
+                    self.events.push_back(SessionEvent::NetworkUp(config));
+                }
+            }
+            Action::Down => {
+                if protocol != Protocol::CCP {
+                    self.events.push_back(SessionEvent::NetworkDown(protocol));
+                }
+            }
+            Action::Started => {}
+            Action::Finished(reason) => self.ncp_finished(now, protocol, reason),
+        }
+    }
+
+    fn network_config(&self, protocol: Protocol) -> Option<NetworkConfig> {
+        match protocol {
+            Protocol::IPCP => {
+                let f = self.ipcp.as_ref()?;
+                let n = f.policy.negotiated;
+                let config = &f.policy.config;
+                Some(NetworkConfig::Ipv4 {
+                    local: n.local_address.or(config.local_address).unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    peer: n.peer_address.or(config.peer_address).unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    primary_dns: n.primary_dns,
+                    secondary_dns: n.secondary_dns,
+                })
+            }
+            Protocol::IPV6CP => {
+                let f = self.ipv6cp.as_ref()?;
+                let n = f.policy.negotiated;
+                Some(NetworkConfig::Ipv6 {
+                    local_interface_identifier: n
+                        .local_interface_identifier
+                        .or(f.policy.local_identifier())
+                        .unwrap_or([0; 8]),
+                    peer_interface_identifier: n.peer_interface_identifier.unwrap_or([0; 8]),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// An NCP gave up. The link stays while another NCP is opened or still
+    /// negotiating; otherwise there is nothing to carry and LCP is closed
+    /// (RFC 3145 §3.4 causes).
+    fn ncp_finished(&mut self, now: Instant, protocol: Protocol, reason: FinishReason) {
+        if self.phase != Phase::Network {
+            return;
+        }
+        let alive = |f: Option<(bool, bool)>| f.is_some_and(|(opened, busy)| opened || busy);
+        let state = |o: bool, b: bool| Some((o, b));
+        let others = [
+            self.ipcp.as_ref().and_then(|f| state(f.is_opened(), f.is_busy())),
+            self.ipv6cp.as_ref().and_then(|f| state(f.is_opened(), f.is_busy())),
+        ];
+        if others.into_iter().any(alive) {
+            return;
+        }
+        let address_refused = self.ipcp.as_ref().is_some_and(|f| f.policy.address_refused());
+        let (code, message) = match reason {
+            FinishReason::Timeout { .. } => (DisconnectCode::NCP_TIMEOUT, "NCP negotiation timed out"),
+            _ if address_refused => (DisconnectCode::NCP_NO_PERMITTED_ADDRESS, "no IPv4 address obtained"),
+            _ => (DisconnectCode::NO_NCPS, "no network protocol running"),
+        };
+        self.terminate(now, DisconnectCause::new(code, protocol, Direction::Local, message));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ppp::auth::LocalUsers;
+    use crate::ppp::fsm::State;
+    use crate::ppp::lcp::Packet;
+
+    const ASSIGNED: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+    const GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const DNS1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
+
+    fn server_config() -> SessionConfig {
+        let mut c = SessionConfig::server("lns");
+        c.ipcp = Some(IpcpConfig {
+            local_address: Some(GATEWAY),
+            peer_address: Some(ASSIGNED),
+            primary_dns: Some(DNS1),
+            ..Default::default()
+        });
+        c
+    }
+
+    fn client_config(password: &str) -> SessionConfig {
+        SessionConfig::client(Credentials { username: "alice".into(), password: password.into() })
+    }
+
+    /// Two sessions wired back to back on virtual time.
+    struct Pair {
+        now: Instant,
+        server: Session,
+        client: Session,
+        users: LocalUsers,
+        server_events: Vec<SessionEvent>,
+        client_events: Vec<SessionEvent>,
+        /// Frames from the client are lost.
+        client_muted: bool,
+        /// Client frames of this protocol are lost.
+        client_drops: Option<Protocol>,
+        /// Every frame, (from_server, bytes).
+        wire: Vec<(bool, Vec<u8>)>,
+    }
+
+    impl Pair {
+        fn new(server: SessionConfig, client: SessionConfig) -> Self {
+            let mut users = LocalUsers::new();
+            users.insert("alice", "secret");
+            Pair {
+                now: Instant::now(),
+                server: Session::new(server),
+                client: Session::new(client),
+                users,
+                server_events: vec![],
+                client_events: vec![],
+                client_muted: false,
+                client_drops: None,
+                wire: vec![],
+            }
+        }
+
+        fn start(&mut self) {
+            self.server.open(self.now);
+            self.client.open(self.now);
+            self.pump();
+        }
+
+        fn pump(&mut self) {
+            let now = self.now;
+            for _ in 0..1000 {
+                let mut moved = false;
+                while let Some(f) = self.server.poll_transmit() {
+                    moved = true;
+                    self.wire.push((true, f.clone()));
+                    self.client.handle_frame(now, &f).expect("client parses server frames");
+                }
+                while let Some(f) = self.client.poll_transmit() {
+                    moved = true;
+                    self.wire.push((false, f.clone()));
+                    let dropped =
+                        self.client_drops.is_some_and(|p| Frame::new_unchecked(&f[..]).protocol() == p);
+                    if !self.client_muted && !dropped {
+                        self.server.handle_frame(now, &f).expect("server parses client frames");
+                    }
+                }
+                while let Some(e) = self.server.poll_event() {
+                    moved = true;
+                    if let SessionEvent::AuthRequest(r) = &e {
+                        let d = self.users.check(r);
+                        self.server.auth_result(now, d);
+                    }
+                    self.server_events.push(e);
+                }
+                while let Some(e) = self.client.poll_event() {
+                    moved = true;
+                    self.client_events.push(e);
+                }
+                if !moved {
+                    return;
+                }
+            }
+            panic!("no quiescence");
+        }
+
+        /// Advance virtual time by `d`, firing timers in order.
+        fn run_for(&mut self, d: Duration) {
+            let end = self.now + d;
+            loop {
+                self.pump();
+                let next =
+                    [self.server.poll_timeout(), self.client.poll_timeout()].into_iter().flatten().min();
+                match next {
+                    Some(t) if t <= end => {
+                        self.now = t.max(self.now);
+                        self.server.handle_timeout(self.now);
+                        self.client.handle_timeout(self.now);
+                    }
+                    _ => break,
+                }
+            }
+            self.now = end;
+        }
+
+        fn link_down(events: &[SessionEvent]) -> Option<DisconnectCause> {
+            events.iter().find_map(|e| match e {
+                SessionEvent::LinkDown { cause } => Some(cause.clone()),
+                _ => None,
+            })
+        }
+
+        fn ipv4_up(events: &[SessionEvent]) -> Option<NetworkConfig> {
+            events.iter().rev().find_map(|e| match e {
+                SessionEvent::NetworkUp(c @ NetworkConfig::Ipv4 { .. }) => Some(*c),
+                _ => None,
+            })
+        }
+
+        fn lcp_codes(&self, from_server: bool) -> Vec<u8> {
+            self.wire
+                .iter()
+                .filter(|(s, f)| *s == from_server && f.get(2..4) == Some(&[0xc0, 0x21]))
+                .filter_map(|(_, f)| f.get(4).copied())
+                .collect()
+        }
+    }
+
+    fn assert_up(p: &Pair, method: AuthMethod) {
+        assert_eq!(p.server.phase(), Phase::Network);
+        assert_eq!(p.client.phase(), Phase::Network);
+        assert!(
+            p.server_events.iter().any(|e| matches!(e,
+                SessionEvent::Authenticated { method: m, username, .. } if *m == method && username == b"alice")),
+            "{:?}",
+            p.server_events
+        );
+        assert!(p
+            .client_events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Authenticated { method: m, .. } if *m == method)));
+        assert_eq!(
+            Pair::ipv4_up(&p.server_events),
+            Some(NetworkConfig::Ipv4 {
+                local: GATEWAY,
+                peer: ASSIGNED,
+                primary_dns: Some(DNS1),
+                secondary_dns: None
+            })
+        );
+        assert_eq!(
+            Pair::ipv4_up(&p.client_events),
+            Some(NetworkConfig::Ipv4 {
+                local: ASSIGNED,
+                peer: GATEWAY,
+                primary_dns: Some(DNS1),
+                secondary_dns: None
+            })
+        );
+    }
+
+    #[test]
+    fn each_auth_method_succeeds() {
+        for method in [AuthMethod::MsChapV2, AuthMethod::ChapMd5, AuthMethod::Pap] {
+            let mut server = server_config();
+            server.lcp.require_auth = vec![method];
+            let mut p = Pair::new(server, client_config("secret"));
+            p.start();
+            assert_up(&p, method);
+            if method == AuthMethod::MsChapV2 {
+                let s = p.server_events.iter().find_map(|e| match e {
+                    SessionEvent::Authenticated { authenticator_response, .. } => {
+                        authenticator_response.clone()
+                    }
+                    _ => None,
+                });
+                assert!(s.is_some_and(|s| s.starts_with("S=")));
+            }
+            // Both peers stay up while echoes are answered.
+            p.run_for(Duration::from_secs(120));
+            assert_eq!(Pair::link_down(&p.server_events), None);
+            assert_eq!(p.server.phase(), Phase::Network);
+        }
+    }
+
+    #[test]
+    fn each_auth_method_fails_with_cause_16() {
+        for method in [AuthMethod::MsChapV2, AuthMethod::ChapMd5, AuthMethod::Pap] {
+            let mut server = server_config();
+            server.lcp.require_auth = vec![method];
+            let mut p = Pair::new(server, client_config("wrong"));
+            p.start();
+            p.run_for(Duration::from_secs(10));
+            let s = Pair::link_down(&p.server_events).expect("server down");
+            assert_eq!(s.code, DisconnectCode::AUTH_FAILED, "{method:?}");
+            assert_eq!(s.direction, Direction::Local);
+            assert_eq!(s.protocol, method.ppp_protocol());
+            let c = Pair::link_down(&p.client_events).expect("client down");
+            assert_eq!(c.code, DisconnectCode::AUTH_FAILED);
+            assert_eq!(c.direction, Direction::Peer);
+            assert!(p.server.is_dead() && p.client.is_dead());
+            assert!(Pair::ipv4_up(&p.server_events).is_none());
+        }
+    }
+
+    #[test]
+    fn auth_protocol_nak_walks_to_an_acceptable_one() {
+        let mut client = client_config("secret");
+        client.lcp.accept_auth = vec![AuthMethod::Pap];
+        let mut p = Pair::new(server_config(), client);
+        p.start();
+        assert_up(&p, AuthMethod::Pap);
+        // The server's first request asked for MS-CHAP-V2 and was Nak'ed.
+        assert!(p.lcp_codes(false).contains(&lcp::code::CONFIGURE_NAK));
+    }
+
+    #[test]
+    fn auth_refused_by_peer_is_cause_15() {
+        let mut client = client_config("secret");
+        client.credentials = None;
+        let mut p = Pair::new(server_config(), client);
+        p.start();
+        p.run_for(Duration::from_secs(10));
+        assert!(p.lcp_codes(false).contains(&lcp::code::CONFIGURE_REJECT));
+        let cause = Pair::link_down(&p.server_events).expect("down");
+        assert_eq!(cause.code, DisconnectCode::AUTH_PROTOCOL_UNACCEPTABLE);
+    }
+
+    #[test]
+    fn lcp_nak_and_reject_paths() {
+        // The client announces an MRU below the server's minimum: Nak'ed,
+        // then dropped by the client, so the default 1500 applies.
+        let mut client = client_config("secret");
+        client.lcp.mru = 100;
+        client.lcp.request_pfc = true;
+        client.lcp.request_acfc = true;
+        let mut server = server_config();
+        server.lcp.accept_pfc = false;
+        let mut p = Pair::new(server, client);
+        p.start();
+        assert_up(&p, AuthMethod::MsChapV2);
+        let codes = p.lcp_codes(true);
+        assert!(codes.contains(&lcp::code::CONFIGURE_NAK), "{codes:?}");
+        assert!(codes.contains(&lcp::code::CONFIGURE_REJECT), "{codes:?}");
+        let (_, peer) = p.server.lcp_negotiated();
+        assert_eq!(peer.mru, 1500);
+        assert!(!peer.pfc && peer.acfc);
+        let (local, _) = p.server.lcp_negotiated();
+        assert_eq!(local.mru, 1460);
+        // A raw request with MRRU and Endpoint Discriminator is rejected
+        // verbatim (renegotiation: the server leaves Opened).
+        let req = LcpRepr::ConfigureRequest {
+            identifier: 0x42,
+            options: vec![
+                LcpOption::MagicNumber(0x1234_5678),
+                LcpOption::Unknown { kind: 17, data: vec![0x05, 0xd4] },
+                LcpOption::Unknown { kind: 19, data: vec![1, 2, 3] },
+            ],
+        };
+        let frame = FrameRepr::full(Protocol::LCP).encapsulate(&req.to_bytes().expect("emit"));
+        p.server.handle_frame(p.now, &frame).expect("frame");
+        let mut reject = None;
+        while let Some(f) = p.server.poll_transmit() {
+            if f[4] == lcp::code::CONFIGURE_REJECT {
+                reject = Some(f);
+            }
+        }
+        let reject = reject.expect("reject sent");
+        assert_eq!(&reject[4..], &[4, 0x42, 0, 13, 17, 4, 5, 0xd4, 19, 5, 1, 2, 3]);
+    }
+
+    #[test]
+    fn ipcp_dns_reject_and_ipv6cp() {
+        let mut server = server_config();
+        server.ipv6cp = Some(Ipv6cpConfig::default());
+        let mut client = client_config("secret");
+        // Both sides propose the same interface identifier: one is Nak'ed.
+        client.ipv6cp =
+            Some(Ipv6cpConfig { interface_identifier: Some([1; 8]), peer_interface_identifier: None });
+        server.ipv6cp =
+            Some(Ipv6cpConfig { interface_identifier: Some([1; 8]), peer_interface_identifier: None });
+        let mut p = Pair::new(server, client);
+        p.start();
+        assert_up(&p, AuthMethod::MsChapV2);
+        let v6 = |events: &[SessionEvent]| {
+            events.iter().find_map(|e| match e {
+                SessionEvent::NetworkUp(NetworkConfig::Ipv6 {
+                    local_interface_identifier,
+                    peer_interface_identifier,
+                }) => Some((*local_interface_identifier, *peer_interface_identifier)),
+                _ => None,
+            })
+        };
+        let (sl, sp) = v6(&p.server_events).expect("server v6 up");
+        let (cl, cp) = v6(&p.client_events).expect("client v6 up");
+        assert_eq!((sl, sp), (cp, cl));
+        assert_ne!(sl, sp);
+        // The client asked for a secondary DNS; the server has none and
+        // rejected it.
+        let rejects = p.wire.iter().filter(|(s, f)| *s && f.get(2..5) == Some(&[0x80, 0x21, 4])).count();
+        assert_eq!(rejects, 1);
+        // The client's 0.0.0.0 was Nak'ed with the assigned address, and
+        // the identical interface identifiers were Nak'ed too.
+        let naks = |proto: [u8; 2]| {
+            p.wire.iter().filter(|(s, f)| *s && f.get(2..5) == Some(&[proto[0], proto[1], 3])).count()
+        };
+        assert!(naks([0x80, 0x21]) >= 1);
+        assert!(naks([0x80, 0x57]) >= 1);
+    }
+
+    #[test]
+    fn peer_without_ipv6cp_protocol_rejects_it() {
+        let mut server = server_config();
+        server.ipv6cp = Some(Ipv6cpConfig::default());
+        let mut p = Pair::new(server, client_config("secret"));
+        p.start();
+        assert_up(&p, AuthMethod::MsChapV2);
+        // The client Protocol-Rejected IPv6CP; IPv4 keeps the link up.
+        assert!(p.lcp_codes(false).contains(&lcp::code::PROTOCOL_REJECT));
+        assert_eq!(p.server.ipv6cp.as_ref().map(|f| f.state()), Some(State::Stopped));
+        p.run_for(Duration::from_secs(30));
+        assert_eq!(Pair::link_down(&p.server_events), None);
+    }
+
+    #[test]
+    fn echo_failure_brings_link_down_with_cause_8() {
+        let mut p = Pair::new(server_config(), client_config("secret"));
+        p.start();
+        assert_up(&p, AuthMethod::MsChapV2);
+        p.client_muted = true;
+        p.run_for(Duration::from_secs(120));
+        assert!(p.server_events.iter().any(|e| matches!(e, SessionEvent::EchoFailure { unanswered: 5 })));
+        let cause = Pair::link_down(&p.server_events).expect("down");
+        assert_eq!(cause.code, DisconnectCode::LCP_ECHO_TIMEOUT);
+        assert_eq!(cause.protocol, Protocol::LCP);
+        assert!(p.server_events.contains(&SessionEvent::NetworkDown(Protocol::IPCP)));
+        assert!(p.server.is_dead());
+    }
+
+    #[test]
+    fn renegotiation_in_opened_restarts_ncps() {
+        let mut p = Pair::new(server_config(), client_config("secret"));
+        p.start();
+        assert_up(&p, AuthMethod::MsChapV2);
+        let (_, peer) = p.server.lcp_negotiated();
+        let magic = peer.magic_number.expect("magic");
+        // The subscriber's LCP restarts: a new Configure-Request.
+        let req = LcpRepr::ConfigureRequest {
+            identifier: 0x99,
+            options: vec![LcpOption::MaximumReceiveUnit(1400), LcpOption::MagicNumber(magic)],
+        };
+        let frame = FrameRepr::full(Protocol::LCP).encapsulate(&req.to_bytes().expect("emit"));
+        p.server.handle_frame(p.now, &frame).expect("frame");
+        assert_eq!(p.server.phase(), Phase::Establish);
+        // Let timers run too: a Challenge reaching the client before its own
+        // LCP reopened would be lost and retransmitted (RFC 1994 §4.1).
+        p.run_for(Duration::from_secs(5));
+        for events in [&p.server_events, &p.client_events] {
+            assert!(events.contains(&SessionEvent::NetworkDown(Protocol::IPCP)));
+            let ups = events.iter().filter(|e| matches!(e, SessionEvent::NetworkUp(_))).count();
+            assert_eq!(
+                ups,
+                2,
+                "{:?}",
+                events
+                    .iter()
+                    .map(|e| format!("{e:?}").chars().take(60).collect::<String>())
+                    .collect::<Vec<_>>()
+            );
+            let auths = events.iter().filter(|e| matches!(e, SessionEvent::Authenticated { .. })).count();
+            assert_eq!(auths, 2);
+        }
+        assert_eq!(p.server.phase(), Phase::Network);
+        assert_eq!(Pair::link_down(&p.server_events), None);
+    }
+
+    #[test]
+    fn max_configure_expiry() {
+        let mut p = Pair::new(server_config(), client_config("secret"));
+        p.client_muted = true;
+        p.server.open(p.now);
+        let start = p.now;
+        p.run_for(Duration::from_secs(60));
+        let sent = p.wire.iter().filter(|(s, _)| *s).count();
+        assert_eq!(sent, 10, "Max-Configure Configure-Requests");
+        let cause = Pair::link_down(&p.server_events).expect("down");
+        assert_eq!(cause.code, DisconnectCode::LCP_NO_RECOGNIZABLE_PACKETS);
+        assert!(p.server.is_dead());
+        assert!(p.now - start >= Duration::from_secs(30));
+
+        // A peer that answers but never acknowledges: cause 5.
+        let mut s = Session::new(server_config());
+        let now = Instant::now();
+        s.open(now);
+        let mut t = now;
+        let mut seen_down = None;
+        for _ in 0..40 {
+            while s.poll_transmit().is_some() {}
+            // An unacceptable request each round keeps LCP from converging.
+            let req = LcpRepr::ConfigureRequest {
+                identifier: 1,
+                options: vec![LcpOption::Unknown { kind: 99, data: vec![] }],
+            };
+            let frame = FrameRepr::full(Protocol::LCP).encapsulate(&req.to_bytes().expect("emit"));
+            s.handle_frame(t, &frame).expect("frame");
+            match s.poll_timeout() {
+                Some(next) => t = next,
+                None => break,
+            }
+            s.handle_timeout(t);
+            while let Some(e) = s.poll_event() {
+                if let SessionEvent::LinkDown { cause } = e {
+                    seen_down = Some(cause);
+                }
+            }
+        }
+        assert_eq!(seen_down.map(|c| c.code), Some(DisconnectCode::LCP_TIMEOUT));
+    }
+
+    #[test]
+    fn loopback_detected_by_magic_numbers() {
+        let mut s = Session::new(server_config());
+        let now = Instant::now();
+        s.open(now);
+        let mut down = None;
+        for _ in 0..200 {
+            let Some(f) = s.poll_transmit() else { break };
+            // The link hands every frame straight back.
+            s.handle_frame(now, &f).expect("own frame");
+            while let Some(e) = s.poll_event() {
+                if let SessionEvent::LinkDown { cause } = e {
+                    down = Some(cause);
+                }
+            }
+        }
+        let cause = down.expect("link down");
+        assert_eq!(cause.code, DisconnectCode::LCP_LOOPBACK);
+        assert_eq!(cause.direction, Direction::Global);
+    }
+
+    #[test]
+    fn protocol_reject_and_code_reject() {
+        let mut p = Pair::new(server_config(), client_config("secret"));
+        p.start();
+        assert_up(&p, AuthMethod::MsChapV2);
+        let now = p.now;
+        // CCP is not enabled: Protocol-Reject carrying the CCP packet.
+        let ccp = [0xff, 0x03, 0x80, 0xfd, 0x01, 0x01, 0x00, 0x0a, 0x12, 0x06, 0, 0, 0, 0x40];
+        p.server.handle_frame(now, &ccp).expect("frame");
+        let f = p.server.poll_transmit().expect("reject");
+        assert_eq!(&f[..5], &[0xff, 0x03, 0xc0, 0x21, lcp::code::PROTOCOL_REJECT]);
+        assert_eq!(&f[8..10], &[0x80, 0xfd]);
+        assert_eq!(&f[10..], &ccp[4..]);
+        // An unknown LCP code: Code-Reject.
+        let unknown = [0xff, 0x03, 0xc0, 0x21, 0x20, 0x05, 0x00, 0x05, 0xaa];
+        p.server.handle_frame(now, &unknown).expect("frame");
+        let f = p.server.poll_transmit().expect("code reject");
+        assert_eq!(f[4], lcp::code::CODE_REJECT);
+        assert_eq!(&f[8..], &unknown[4..]);
+        // Garbage does not panic and is reported.
+        assert!(p.server.handle_frame(now, &[0xff, 0x03, 0xc0]).is_err());
+        assert!(p.server.handle_frame(now, &[0xff, 0x03, 0xc0, 0x21, 1, 1, 0, 99]).is_err());
+        // With CCP enabled the null negotiator rejects the option instead.
+        let mut server = server_config();
+        server.ccp = true;
+        let mut p = Pair::new(server, client_config("secret"));
+        p.start();
+        p.server.handle_frame(p.now, &ccp).expect("frame");
+        let mut codes = vec![];
+        while let Some(f) = p.server.poll_transmit() {
+            if f.get(2..4) == Some(&[0x80, 0xfd]) {
+                codes.push(f[4]);
+            }
+        }
+        assert!(codes.contains(&lcp::code::CONFIGURE_REJECT), "{codes:?}");
+    }
+
+    #[test]
+    fn terminate_by_either_side() {
+        let mut p = Pair::new(server_config(), client_config("secret"));
+        p.start();
+        p.client.close(p.now, None);
+        p.run_for(Duration::from_secs(10));
+        let s = Pair::link_down(&p.server_events).expect("server down");
+        assert_eq!((s.code, s.direction), (DisconnectCode::NORMAL, Direction::Peer));
+        let c = Pair::link_down(&p.client_events).expect("client down");
+        assert_eq!((c.code, c.direction), (DisconnectCode::ADMINISTRATIVE, Direction::Local));
+        assert!(p.server.is_dead() && p.client.is_dead());
+        // A dead session ignores frames and has no timers.
+        assert_eq!(p.server.poll_timeout(), None);
+        p.server.handle_frame(p.now, &[0xff, 0x03, 0xc0, 0x21, 1, 1, 0, 4]).expect("ignored");
+        assert!(p.server.poll_transmit().is_none());
+    }
+
+    #[test]
+    fn chap_timeout_when_peer_never_answers() {
+        let mut p = Pair::new(server_config(), client_config("secret"));
+        p.start();
+        assert_up(&p, AuthMethod::MsChapV2);
+        // A fresh pair where the client drops every CHAP packet is simpler
+        // with a raw client: answer LCP only.
+        let mut s = Session::new(server_config());
+        let mut c = Session::new(client_config("secret"));
+        let mut now = Instant::now();
+        s.open(now);
+        c.open(now);
+        let mut down = None;
+        for _ in 0..200 {
+            let mut moved = false;
+            while let Some(f) = s.poll_transmit() {
+                moved = true;
+                if f.get(2..4) != Some(&[0xc2, 0x23]) {
+                    c.handle_frame(now, &f).expect("frame");
+                }
+            }
+            while let Some(f) = c.poll_transmit() {
+                moved = true;
+                s.handle_frame(now, &f).expect("frame");
+            }
+            while let Some(e) = s.poll_event() {
+                if let SessionEvent::LinkDown { cause } = e {
+                    down = Some(cause);
+                }
+            }
+            if !moved {
+                match s.poll_timeout() {
+                    Some(t) => {
+                        now = t;
+                        s.handle_timeout(now);
+                        c.handle_timeout(now);
+                    }
+                    None => break,
+                }
+            }
+        }
+        let cause = down.expect("down");
+        assert_eq!(cause.code, DisconnectCode::AUTH_TIMEOUT);
+        assert_eq!(cause.protocol, Protocol::CHAP);
+    }
+
+    fn proxy_lcp(auth: &LcpOption) -> ProxyLcp {
+        let sent = [LcpOption::MaximumReceiveUnit(1460), auth.clone(), LcpOption::MagicNumber(0x0a0b_0c0d)];
+        let received = [LcpOption::MaximumReceiveUnit(1492), LcpOption::MagicNumber(0x01020304)];
+        let encode = |o: &[LcpOption]| {
+            let mut buf = vec![0u8; lcp::options_len(o)];
+            lcp::emit_options(o, &mut buf).expect("emit");
+            buf
+        };
+        ProxyLcp {
+            initial_received: encode(&received),
+            last_sent: encode(&sent),
+            last_received: encode(&received),
+        }
+    }
+
+    #[test]
+    fn proxy_lcp_and_proxy_pap() {
+        let mut config = server_config();
+        config.accept_proxy_lcp = true;
+        config.accept_proxy_auth = true;
+        let mut s = Session::new(config);
+        let now = Instant::now();
+        let proxy = proxy_lcp(&LcpOption::AuthenticationProtocol(lcp::AuthProtocol::Pap));
+        s.open_with_proxy(
+            now,
+            &proxy,
+            Some(ProxyAuth::Pap { identifier: 9, username: b"alice".to_vec(), password: b"secret".to_vec() }),
+        );
+        assert_eq!(s.phase(), Phase::Authenticate);
+        assert!(s.poll_transmit().is_none(), "no LCP negotiation");
+        assert!(matches!(s.poll_event(), Some(SessionEvent::LinkUp { peer, .. }) if peer.mru == 1492));
+        let Some(SessionEvent::AuthRequest(r)) = s.poll_event() else { panic!() };
+        assert!(r.proxied);
+        let mut users = LocalUsers::new();
+        users.insert("alice", "secret");
+        assert!(s.auth_result(now, users.check(&r)));
+        // The PAP Ack goes to the subscriber with the LAC's identifier, then
+        // IPCP starts.
+        assert_eq!(s.poll_transmit(), Some(vec![0xff, 0x03, 0xc0, 0x23, 2, 9, 0, 5, 0]));
+        let ipcp = s.poll_transmit().expect("ipcp");
+        assert_eq!(&ipcp[2..5], &[0x80, 0x21, 1]);
+        assert_eq!(s.phase(), Phase::Network);
+    }
+
+    #[test]
+    fn proxy_chap_and_fallbacks() {
+        let mut config = server_config();
+        config.accept_proxy_lcp = true;
+        config.accept_proxy_auth = true;
+        let now = Instant::now();
+        let challenge = vec![3u8; 16];
+        let response = crate::ppp::chap::md5_response(4, b"secret", &challenge).to_vec();
+        let mut s = Session::new(config.clone());
+        s.open_with_proxy(
+            now,
+            &proxy_lcp(&LcpOption::AuthenticationProtocol(AuthMethod::ChapMd5.to_protocol())),
+            Some(ProxyAuth::Chap { identifier: 4, challenge, username: b"alice".to_vec(), response }),
+        );
+        let r = std::iter::from_fn(|| s.poll_event())
+            .find_map(|e| match e {
+                SessionEvent::AuthRequest(r) => Some(r),
+                _ => None,
+            })
+            .expect("auth request");
+        let mut users = LocalUsers::new();
+        users.insert("alice", "secret");
+        s.auth_result(now, users.check(&r));
+        assert_eq!(s.poll_transmit(), Some(vec![0xff, 0x03, 0xc2, 0x23, 3, 4, 0, 4]));
+
+        // Proxy LCP without an acceptable auth protocol: full negotiation.
+        let mut s = Session::new(config.clone());
+        let mut bad = proxy_lcp(&LcpOption::MagicNumber(1));
+        bad.last_sent = vec![0x05, 0x06, 0, 0, 0, 1];
+        s.open_with_proxy(now, &bad, None);
+        assert_eq!(s.phase(), Phase::Establish);
+        let f = s.poll_transmit().expect("LCP request");
+        assert_eq!(&f[2..5], &[0xc0, 0x21, 1]);
+        // Malformed proxy AVP bytes: full negotiation as well.
+        let mut s = Session::new(config);
+        let garbage = ProxyLcp { initial_received: vec![], last_sent: vec![1, 9], last_received: vec![] };
+        s.open_with_proxy(now, &garbage, None);
+        assert_eq!(s.phase(), Phase::Establish);
+        // Proxy LCP disabled: full negotiation.
+        let mut s = Session::new(server_config());
+        s.open_with_proxy(now, &proxy_lcp(&LcpOption::AuthenticationProtocol(lcp::AuthProtocol::Pap)), None);
+        assert_eq!(s.phase(), Phase::Establish);
+    }
+
+    #[test]
+    fn address_assigned_late_and_echo_replies() {
+        let mut server = server_config();
+        server.ipcp = Some(IpcpConfig { local_address: Some(GATEWAY), ..Default::default() });
+        let mut p = Pair::new(server, client_config("secret"));
+        // RADIUS gives the address before IPCP starts.
+        p.server.set_peer_ipv4(ASSIGNED);
+        p.start();
+        let up = Pair::ipv4_up(&p.client_events).expect("client v4");
+        assert!(matches!(up, NetworkConfig::Ipv4 { local, .. } if local == ASSIGNED));
+        // Echo-Request is answered with our magic and the same data.
+        let (local, _) = p.server.lcp_negotiated();
+        let magic = local.magic_number.expect("magic");
+        let echo = [0xff, 0x03, 0xc0, 0x21, 9, 7, 0, 10, 0, 0, 0, 1, 0xab, 0xcd];
+        p.server.handle_frame(p.now, &echo).expect("frame");
+        let reply = p.server.poll_transmit().expect("reply");
+        let mut want = vec![0xff, 0x03, 0xc0, 0x21, 10, 7, 0, 10];
+        want.extend_from_slice(&magic.to_be_bytes());
+        want.extend_from_slice(&[0xab, 0xcd]);
+        assert_eq!(reply, want);
+        // LCP packets are parsed by the generic parser too.
+        assert!(Packet::new_checked(&reply[4..]).is_ok());
+    }
+
+    #[test]
+    fn no_ncp_left_is_cause_18() {
+        // The subscriber runs no IPCP: it Protocol-Rejects ours.
+        let mut client = client_config("secret");
+        client.ipcp = None;
+        client.ipv6cp = Some(Ipv6cpConfig::default());
+        let mut p = Pair::new(server_config(), client);
+        p.start();
+        p.run_for(Duration::from_secs(10));
+        let cause = Pair::link_down(&p.server_events).expect("down");
+        assert_eq!(cause.code, DisconnectCode::NO_NCPS);
+        assert_eq!(cause.protocol, Protocol::IPCP);
+    }
+
+    #[test]
+    fn ncp_timeout_is_cause_17() {
+        let mut p = Pair::new(server_config(), client_config("secret"));
+        p.client_drops = Some(Protocol::IPCP);
+        p.start();
+        assert_eq!(p.server.phase(), Phase::Network);
+        p.run_for(Duration::from_secs(60));
+        let cause = Pair::link_down(&p.server_events).expect("down");
+        assert_eq!(cause.code, DisconnectCode::NCP_TIMEOUT);
+        assert_eq!(cause.protocol, Protocol::IPCP);
+    }
+
+    #[test]
+    fn ipv6_only_session() {
+        let mut server = server_config();
+        server.ipcp = None;
+        server.ipv6cp = Some(Ipv6cpConfig::default());
+        let mut client = client_config("secret");
+        client.ipcp = None;
+        client.ipv6cp = Some(Ipv6cpConfig::default());
+        let mut p = Pair::new(server, client);
+        p.start();
+        assert!(p
+            .server_events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::NetworkUp(NetworkConfig::Ipv6 { .. }))));
+        assert!(Pair::ipv4_up(&p.server_events).is_none());
+        p.run_for(Duration::from_secs(30));
+        assert_eq!(Pair::link_down(&p.server_events), None);
+    }
+
+    #[test]
+    fn mutated_frames_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x1661);
+        // Collect a realistic set of frames from a full exchange.
+        let mut server = server_config();
+        server.ipv6cp = Some(Ipv6cpConfig::default());
+        server.ccp = true;
+        let mut client = client_config("secret");
+        client.ipv6cp = Some(Ipv6cpConfig::default());
+        let mut p = Pair::new(server.clone(), client);
+        p.start();
+        let corpus: Vec<Vec<u8>> = p.wire.iter().map(|(_, f)| f.clone()).collect();
+        assert!(corpus.len() > 10);
+        // Feed mutations to fresh sessions of both roles in various phases.
+        for round in 0..300 {
+            let mut target = if round % 2 == 0 {
+                Session::new(server.clone())
+            } else {
+                Session::new(client_config("secret"))
+            };
+            let now = Instant::now();
+            target.open(now);
+            for _ in 0..20 {
+                let mut f = corpus[rng.gen_range(0..corpus.len())].clone();
+                match rng.gen_range(0..4) {
+                    0 => {
+                        let i = rng.gen_range(0..f.len());
+                        f[i] ^= 1 << rng.gen_range(0..8);
+                    }
+                    1 => f.truncate(rng.gen_range(0..f.len())),
+                    2 => {
+                        let i = rng.gen_range(0..f.len());
+                        f[i] = rng.gen();
+                    }
+                    _ => f.extend((0..rng.gen_range(0..8)).map(|_| rng.gen::<u8>())),
+                }
+                let _ = target.handle_frame(now, &f);
+                while target.poll_transmit().is_some() {}
+                while let Some(e) = target.poll_event() {
+                    if let SessionEvent::AuthRequest(_) = e {
+                        target.auth_result(now, AuthDecision::accept());
+                    }
+                }
+            }
+            if let Some(t) = target.poll_timeout() {
+                target.handle_timeout(t);
+            }
+        }
+    }
+
+    #[test]
+    fn disconnect_cause_avp_value() {
+        let cause =
+            DisconnectCause::new(DisconnectCode::LCP_ECHO_TIMEOUT, Protocol::LCP, Direction::Peer, "dead");
+        assert_eq!(cause.to_avp_value(), vec![0, 8, 0xc0, 0x21, 1, b'd', b'e', b'a', b'd']);
+    }
+}
