@@ -452,7 +452,17 @@ layout!(
 layout!(SessionKey, c::lns_session_key, tunnel_id, session_id);
 layout!(LpmV4, c::lns_lpm_v4, prefixlen, addr);
 layout!(LpmV6, c::lns_lpm_v6, prefixlen, addr);
-layout!(XdpMeta, c::lns_xdp_meta, session_index, inner_offset, direction, ip_version, egress_ifindex, smac, dmac);
+layout!(
+    XdpMeta,
+    c::lns_xdp_meta,
+    session_index,
+    inner_offset,
+    direction,
+    ip_version,
+    egress_ifindex,
+    smac,
+    dmac
+);
 layout!(SessionStats, c::lns_session_stats, up_packets, up_bytes, down_packets, down_bytes);
 
 const _: () = {

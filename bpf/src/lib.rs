@@ -21,8 +21,8 @@ use std::path::PathBuf;
 
 pub use maps::{CounterSnapshot, Maps, MAP_NAMES};
 pub use sys::{
-    default_pin_dir, ifindex, open_pinned, Attachment, LoadOptions, MmapArray, Steering, TestRunContext, TestRunResult,
-    XdpAction, XdpMode,
+    default_pin_dir, ifindex, open_pinned, Attachment, LoadOptions, MmapArray, Steering, TestRunContext,
+    TestRunResult, XdpAction, XdpMode,
 };
 
 /// Errors of loading, attaching and map access.

@@ -323,7 +323,11 @@ impl Maps {
         let mut total = SessionStats::default();
         for w in 0..rows {
             let key = w * max + index;
-            if let Some(v) = self.session_stats.lookup(&key.to_ne_bytes(), MapFlags::ANY).map_err(ctx("reading lns_session_stats"))? {
+            if let Some(v) = self
+                .session_stats
+                .lookup(&key.to_ne_bytes(), MapFlags::ANY)
+                .map_err(ctx("reading lns_session_stats"))?
+            {
                 if let Ok(s) = bytemuck::try_pod_read_unaligned::<SessionStats>(&v) {
                     total.add(&s);
                 }

@@ -428,7 +428,10 @@ unsafe impl<T: bytemuck::Pod> Sync for MmapArray<T> {}
 impl<T: bytemuck::Pod> MmapArray<T> {
     pub(crate) fn map(map: &MapHandle) -> Result<Self, Error> {
         if map.value_size() as usize != std::mem::size_of::<T>() {
-            return Err(Error::AbiMismatch { found: map.value_size(), expected: std::mem::size_of::<T>() as u32 });
+            return Err(Error::AbiMismatch {
+                found: map.value_size(),
+                expected: std::mem::size_of::<T>() as u32,
+            });
         }
         let len = map.max_entries() as usize;
         // SAFETY: sysconf has no memory-safety preconditions.

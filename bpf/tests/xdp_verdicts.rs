@@ -632,7 +632,15 @@ fn next_hops_come_from_the_kernel_tables() {
         assert_eq!(m.smac, mac("core0"));
     }
     // Downstream: toward the session's LAC, out of the access interface.
-    let m = lab.expect(lab.core, &core_frame(IpAddr::V4(SUB_V4), false), XdpAction::Redirect, Counter::RedirectDownstream).meta.unwrap();
+    let m = lab
+        .expect(
+            lab.core,
+            &core_frame(IpAddr::V4(SUB_V4), false),
+            XdpAction::Redirect,
+            Counter::RedirectDownstream,
+        )
+        .meta
+        .unwrap();
     assert_eq!(m.egress_ifindex, lab.access);
     assert_eq!(m.dmac, LAC_MAC);
     assert_eq!(m.smac, mac("acc0"));
@@ -650,7 +658,9 @@ fn next_hops_come_from_the_kernel_tables() {
     lab.expect(lab.access, &frame, XdpAction::Drop, Counter::DropNoRoute);
 
     // Forwarding off: the kernel decides.
-    lab.ns.exec("sysctl", &["-qw", "net.ipv4.conf.all.forwarding=0", "net.ipv4.conf.acc0.forwarding=0"]).unwrap();
+    lab.ns
+        .exec("sysctl", &["-qw", "net.ipv4.conf.all.forwarding=0", "net.ipv4.conf.acc0.forwarding=0"])
+        .unwrap();
     lab.ns.ip(&["route", "del", "blackhole", "203.0.113.7/32"]).unwrap();
     lab.expect(lab.access, &frame, XdpAction::Pass, Counter::PassNotForwarded);
 }

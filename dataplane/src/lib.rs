@@ -3,5 +3,5 @@
 
 pub mod packet;
 pub mod ring;
-pub mod worker;
 pub mod supervisor;
+pub mod worker;

@@ -180,7 +180,8 @@ fn main() -> Result<()> {
     let mut running = supervisor::start(opts)?;
     let stop = running.stop_handle();
     let sig = Arc::clone(&stop);
-    ctrlc::set_handler(move || sig.stop.store(true, Ordering::Relaxed)).context("installing the signal handler")?;
+    ctrlc::set_handler(move || sig.stop.store(true, Ordering::Relaxed))
+        .context("installing the signal handler")?;
     eprintln!(
         "lns-dataplane: {} queue(s) on {}{}; maps in {}",
         running.queues(),

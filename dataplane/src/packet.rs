@@ -71,13 +71,20 @@ impl DropReason {
 pub enum Outcome {
     /// Send `len` bytes from the start of the buffer out of the egress
     /// interface given in the metadata.
-    Forward { len: usize },
+    Forward {
+        len: usize,
+    },
     /// Send `len` bytes back out of the interface the frame came in on (an
     /// ICMP error to the sender).
-    Reply { len: usize },
+    Reply {
+        len: usize,
+    },
     /// IPv4 without DF over the session MTU: fragment the subscriber packet
     /// at `inner` (offset, length) in the buffer, then encapsulate each piece.
-    Fragment { inner: usize, inner_len: usize },
+    Fragment {
+        inner: usize,
+        inner_len: usize,
+    },
     Drop(DropReason),
 }
 
@@ -272,8 +279,11 @@ pub fn decap(buf: &mut [u8], len: usize, meta: &XdpMeta, clamp: MssClamp, mtu: u
 /// Length of the headers [`encap`] puts before the subscriber packet.
 pub fn encap_overhead(s: &Session) -> usize {
     let outer_v4 = lns_bpf::abi::unmap(s.peer_addr).is_ipv4();
-    let l2tp = 6 + if s.flags & Session::LENGTH != 0 { 2 } else { 0 } + if s.flags & Session::SEQUENCING != 0 { 4 } else { 0 };
-    let ppp = if s.flags & Session::ACFC != 0 { 0 } else { 2 } + if s.flags & Session::PFC != 0 { 1 } else { 2 };
+    let l2tp = 6
+        + if s.flags & Session::LENGTH != 0 { 2 } else { 0 }
+        + if s.flags & Session::SEQUENCING != 0 { 4 } else { 0 };
+    let ppp =
+        if s.flags & Session::ACFC != 0 { 0 } else { 2 } + if s.flags & Session::PFC != 0 { 1 } else { 2 };
     ETH_LEN + if outer_v4 { 20 } else { 40 } + 8 + l2tp + ppp
 }
 

@@ -42,7 +42,13 @@ pub struct Rings {
 
 impl Rings {
     /// Creates the UMEM and binds one socket per interface on `queue`.
-    pub fn new(ifaces: &[(String, u32)], queue: u32, frames: u32, ring_size: u32, bind: BindMode) -> Result<Rings> {
+    pub fn new(
+        ifaces: &[(String, u32)],
+        queue: u32,
+        frames: u32,
+        ring_size: u32,
+        bind: BindMode,
+    ) -> Result<Rings> {
         let ring = QueueSize::new(ring_size).context("ring size must be a power of two")?;
         let cfg = UmemConfig::builder()
             .frame_size(FrameSize::new(2048).context("frame size")?)
@@ -65,7 +71,14 @@ impl Rings {
         Ok(r)
     }
 
-    fn bind(umem: &Umem, name: &str, ifindex: u32, queue: u32, ring: QueueSize, bind: BindMode) -> Result<Port> {
+    fn bind(
+        umem: &Umem,
+        name: &str,
+        ifindex: u32,
+        queue: u32,
+        ring: QueueSize,
+        bind: BindMode,
+    ) -> Result<Port> {
         let iface: Interface = name.parse().context("interface name")?;
         let try_bind = |flags: BindFlags| {
             let cfg = SocketConfig::builder()
@@ -86,7 +99,8 @@ impl Rings {
             BindMode::Auto => try_bind(BindFlags::XDP_ZEROCOPY).or_else(|_| try_bind(BindFlags::XDP_COPY)),
         }
         .with_context(|| format!("binding an AF_XDP socket to {name} queue {queue}"))?;
-        let (fq, cq) = fq_cq.context("xsk-rs returned no fill/completion rings for a new (interface, queue)")?;
+        let (fq, cq) =
+            fq_cq.context("xsk-rs returned no fill/completion rings for a new (interface, queue)")?;
         Ok(Port { ifindex, ifname: name.to_string(), rx, tx, fq, cq, tx_outstanding: 0 })
     }
 
@@ -161,7 +175,11 @@ impl Rings {
         match self.ports[port].tx.wakeup() {
             Ok(()) => {}
             // Busy, out of buffers or would block: the next kick retries.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN)) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN)
+                ) => {}
             Err(_) => {}
         }
     }

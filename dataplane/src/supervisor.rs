@@ -95,7 +95,10 @@ pub fn start(o: Options) -> Result<Running> {
         Err(e) => {
             // Pins of another size or layout cannot be reused; the sessions
             // in them are lost and the control plane must write them again.
-            eprintln!("lns-dataplane: cannot reuse the maps pinned in {}: {e}; starting with fresh maps", o.pin_dir.display());
+            eprintln!(
+                "lns-dataplane: cannot reuse the maps pinned in {}: {e}; starting with fresh maps",
+                o.pin_dir.display()
+            );
             load.reuse_pinned = false;
             Steering::load(&load).context("loading the XDP program")?
         }
@@ -143,7 +146,8 @@ pub fn start(o: Options) -> Result<Running> {
             slots.push(slot);
         }
         let counters = Arc::new(WorkerCounters { batch_ns: Mutex::new(None), ..Default::default() });
-        let cfg = WorkerConfig { id: q as usize, mode: o.mode, batch: o.batch, busy_poll: o.busy_poll, mss: o.mss };
+        let cfg =
+            WorkerConfig { id: q as usize, mode: o.mode, batch: o.batch, busy_poll: o.busy_poll, mss: o.mss };
         let worker = Worker::new(cfg, rings, Arc::clone(&shared), Arc::clone(&counters));
         let pin = o.cores.get(q as usize).and_then(|c| core_ids.iter().find(|id| id.id == *c).copied());
         let handle = std::thread::Builder::new()
@@ -166,7 +170,17 @@ pub fn start(o: Options) -> Result<Running> {
     }
     let icmp4 = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).ok();
     let icmp6 = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6)).ok();
-    Ok(Running { steering, shared, stop, workers, slots, unpin_on_exit: o.unpin_on_exit, icmp4, icmp6, probe_seq: 0 })
+    Ok(Running {
+        steering,
+        shared,
+        stop,
+        workers,
+        slots,
+        unpin_on_exit: o.unpin_on_exit,
+        icmp4,
+        icmp6,
+        probe_seq: 0,
+    })
 }
 
 /// What the data plane has done, for the stats line and `--json`.
@@ -195,10 +209,12 @@ pub struct WorkerReport {
 
 impl Report {
     pub fn text(&self) -> String {
-        let nz: Vec<String> = self.xdp.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k}={v}")).collect();
+        let nz: Vec<String> =
+            self.xdp.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k}={v}")).collect();
         let mut s = format!("xdp: {}", nz.join(" "));
         for (i, w) in self.workers.iter().enumerate() {
-            let drops: Vec<String> = w.drops.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k}={v}")).collect();
+            let drops: Vec<String> =
+                w.drops.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k}={v}")).collect();
             s.push_str(&format!(
                 "\nworker {i}: rx={} tx={} up={} down={} icmp={} frag={} no_egress={} tx_full={} drops[{}] batch p50={}ns p99={}ns max={}ns",
                 w.rx, w.tx, w.upstream, w.downstream, w.icmp, w.fragments, w.no_egress, w.tx_ring_full,
@@ -229,7 +245,10 @@ impl Running {
             .iter()
             .map(|(_, c)| {
                 let (p50, p99, max) = match c.batch_ns.lock() {
-                    Ok(h) => h.as_ref().map(|h| (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max())).unwrap_or_default(),
+                    Ok(h) => h
+                        .as_ref()
+                        .map(|h| (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max()))
+                        .unwrap_or_default(),
                     Err(_) => (0, 0, 0),
                 };
                 WorkerReport {
@@ -239,7 +258,10 @@ impl Running {
                     downstream: c.downstream.load(Ordering::Relaxed),
                     icmp: c.icmp.load(Ordering::Relaxed),
                     fragments: c.fragments.load(Ordering::Relaxed),
-                    drops: DropReason::ALL.iter().map(|r| (r.name(), c.drops[*r as usize].load(Ordering::Relaxed))).collect(),
+                    drops: DropReason::ALL
+                        .iter()
+                        .map(|r| (r.name(), c.drops[*r as usize].load(Ordering::Relaxed)))
+                        .collect(),
                     no_egress: c.no_egress.load(Ordering::Relaxed),
                     tx_ring_full: c.tx_ring_full.load(Ordering::Relaxed),
                     batches: c.batches.load(Ordering::Relaxed),

@@ -116,7 +116,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(cfg: WorkerConfig, rings: Rings, shared: Arc<Shared>, counters: Arc<WorkerCounters>) -> Worker {
+    pub fn new(
+        cfg: WorkerConfig,
+        rings: Rings,
+        shared: Arc<Shared>,
+        counters: Arc<WorkerCounters>,
+    ) -> Worker {
         let ports = rings.ports.len();
         let batch = cfg.batch.max(1);
         Worker {

@@ -59,13 +59,21 @@ fn inner_v6(src: Ipv6Addr, dst: Ipv6Addr, hop: u8, payload: &[u8]) -> Vec<u8> {
 
 fn l2tp_v4(m: &Macs, sport: u16, l2tp: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();
-    PacketBuilder::ethernet2(m.lac0, m.acc0).ipv4(LAC.octets(), LNS.octets(), 64).udp(sport, 1701).write(&mut v, l2tp).unwrap();
+    PacketBuilder::ethernet2(m.lac0, m.acc0)
+        .ipv4(LAC.octets(), LNS.octets(), 64)
+        .udp(sport, 1701)
+        .write(&mut v, l2tp)
+        .unwrap();
     v
 }
 
 fn l2tp_v6(m: &Macs, l2tp: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();
-    PacketBuilder::ethernet2(m.lac0, m.acc0).ipv6(LAC6.octets(), LNS6.octets(), 64).udp(1701, 1701).write(&mut v, l2tp).unwrap();
+    PacketBuilder::ethernet2(m.lac0, m.acc0)
+        .ipv6(LAC6.octets(), LNS6.octets(), 64)
+        .udp(1701, 1701)
+        .write(&mut v, l2tp)
+        .unwrap();
     v
 }
 
@@ -137,7 +145,8 @@ fn check_toward_lac(m: &Macs, f: &[u8]) -> Vec<u8> {
             assert_eq!(v4.header().source(), LNS.octets());
             assert_eq!(v4.header().destination(), LAC.octets());
             if udp.checksum() != 0 {
-                let want = udp.to_header().calc_checksum_ipv4(&v4.header().to_header(), udp.payload()).unwrap();
+                let want =
+                    udp.to_header().calc_checksum_ipv4(&v4.header().to_header(), udp.payload()).unwrap();
                 assert_eq!(udp.checksum(), want);
             }
         }
@@ -185,9 +194,29 @@ fn scenario(xdp_mode: &str) {
         &lab.lns,
         &bin,
         &[
-            "--access-if", "acc0", "--core-if", "core0", "--queues", "2", "--cores", "0,1", "--xdp-mode", xdp_mode,
-            "--bind", "copy", "--frames", "1024", "--ring-size", "256", "--bpf-pin-dir",
-            pins.path().to_str().unwrap(), "--stats-interval", "0", "--json", "--max-sessions", "1024",
+            "--access-if",
+            "acc0",
+            "--core-if",
+            "core0",
+            "--queues",
+            "2",
+            "--cores",
+            "0,1",
+            "--xdp-mode",
+            xdp_mode,
+            "--bind",
+            "copy",
+            "--frames",
+            "1024",
+            "--ring-size",
+            "256",
+            "--bpf-pin-dir",
+            pins.path().to_str().unwrap(),
+            "--stats-interval",
+            "0",
+            "--json",
+            "--max-sessions",
+            "1024",
         ],
     )
     .unwrap();
@@ -197,17 +226,56 @@ fn scenario(xdp_mode: &str) {
     });
 
     let p = pins.path();
-    lnsctl(p, &[
-        "static-session", "add", "--local-tunnel", "100", "--local-session", "200", "--peer-tunnel", "7", "--peer-session", "9",
-        "--lac", "192.0.2.2:1701", "--local", "192.0.2.1:1701", "--ipv4", "198.51.100.10", "--ipv6-prefix",
-        "2001:db8:100:10::/64", "--mtu", "1400",
-    ]);
-    lnsctl(p, &[
-        "static-session", "add", "--local-tunnel", "101", "--local-session", "201", "--peer-tunnel", "8", "--peer-session", "10",
-        "--lac", "[2001:db8:ac::2]:1701", "--local", "[2001:db8:ac::1]:1701", "--ipv4", "198.51.100.11", "--sequencing",
-        "--length-bit",
-    ]);
-    let list: serde_json::Value = serde_json::from_str(&lnsctl(p, &["--json", "static-session", "list"])).unwrap();
+    lnsctl(
+        p,
+        &[
+            "static-session",
+            "add",
+            "--local-tunnel",
+            "100",
+            "--local-session",
+            "200",
+            "--peer-tunnel",
+            "7",
+            "--peer-session",
+            "9",
+            "--lac",
+            "192.0.2.2:1701",
+            "--local",
+            "192.0.2.1:1701",
+            "--ipv4",
+            "198.51.100.10",
+            "--ipv6-prefix",
+            "2001:db8:100:10::/64",
+            "--mtu",
+            "1400",
+        ],
+    );
+    lnsctl(
+        p,
+        &[
+            "static-session",
+            "add",
+            "--local-tunnel",
+            "101",
+            "--local-session",
+            "201",
+            "--peer-tunnel",
+            "8",
+            "--peer-session",
+            "10",
+            "--lac",
+            "[2001:db8:ac::2]:1701",
+            "--local",
+            "[2001:db8:ac::1]:1701",
+            "--ipv4",
+            "198.51.100.11",
+            "--sequencing",
+            "--length-bit",
+        ],
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&lnsctl(p, &["--json", "static-session", "list"])).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 2);
 
     // Listeners, so that the far ends stay quiet (no port unreachables
@@ -234,7 +302,11 @@ fn scenario(xdp_mode: &str) {
         let payload = format!("up {i}");
         let inner = inner_v4(SUB_A, 4000 + i, CORE, 5000, 64, payload.as_bytes());
         lac_raw.send(&l2tp_v4(&m, 1701, &l2tp_data(100, 200, 0x21, &inner))).unwrap();
-        want.insert(eth_ip(m.core0p, m.core0, &inner_v4(SUB_A, 4000 + i, CORE, 5000, 63, payload.as_bytes())));
+        want.insert(eth_ip(
+            m.core0p,
+            m.core0,
+            &inner_v4(SUB_A, 4000 + i, CORE, 5000, 63, payload.as_bytes()),
+        ));
     }
     let v6 = inner_v6(SUB_A6, CORE6, 64, b"up v6");
     lac_raw.send(&l2tp_v4(&m, 1701, &l2tp_data(100, 200, 0x57, &v6))).unwrap();
@@ -248,7 +320,8 @@ fn scenario(xdp_mode: &str) {
     lac_raw.send(&l2tp_v6(&m, &lb)).unwrap();
     want.insert(eth_ip(m.core0p, m.core0, &inner_v4(SUB_B, 4000, CORE, 5000, 63, b"up b")));
 
-    let got: BTreeSet<Vec<u8>> = core_raw.collect(Duration::from_millis(1500), |f| is_ip(f) && not_nd(f)).into_iter().collect();
+    let got: BTreeSet<Vec<u8>> =
+        core_raw.collect(Duration::from_millis(1500), |f| is_ip(f) && not_nd(f)).into_iter().collect();
     assert_eq!(got, want, "upstream frames at the core");
 
     // ---- downstream: L2TP toward the LAC ---------------------------------
@@ -286,7 +359,9 @@ fn scenario(xdp_mode: &str) {
         delivered += 1;
     }
     assert_eq!(delivered, 16, "the LAC's kernel accepted every IPv4 encapsulation (checksums valid)");
-    let want_a: BTreeSet<Vec<u8>> = (0..16u16).map(|i| inner_v4(CORE, 6000 + i, SUB_A, 4000, 63, format!("down {i}").as_bytes())).collect();
+    let want_a: BTreeSet<Vec<u8>> = (0..16u16)
+        .map(|i| inner_v4(CORE, 6000 + i, SUB_A, 4000, 63, format!("down {i}").as_bytes()))
+        .collect();
     assert_eq!(got_a, want_a, "downstream inner packets at the LAC");
     ns_b.sort();
     assert_eq!(ns_b, vec![0, 1, 2], "Ns of a sequencing session");
@@ -294,8 +369,21 @@ fn scenario(xdp_mode: &str) {
     // ---- bad and special frames ------------------------------------------
     let before = xdp_counters(p);
     // Spoofed source, unknown session, L2TPv3-style version: none reach the core.
-    lac_raw.send(&l2tp_v4(&m, 1701, &l2tp_data(100, 200, 0x21, &inner_v4(Ipv4Addr::new(198, 51, 100, 99), 1, CORE, 5000, 64, b"spoof")))).unwrap();
-    lac_raw.send(&l2tp_v4(&m, 1701, &l2tp_data(100, 999, 0x21, &inner_v4(SUB_A, 1, CORE, 5000, 64, b"unknown")))).unwrap();
+    lac_raw
+        .send(&l2tp_v4(
+            &m,
+            1701,
+            &l2tp_data(
+                100,
+                200,
+                0x21,
+                &inner_v4(Ipv4Addr::new(198, 51, 100, 99), 1, CORE, 5000, 64, b"spoof"),
+            ),
+        ))
+        .unwrap();
+    lac_raw
+        .send(&l2tp_v4(&m, 1701, &l2tp_data(100, 999, 0x21, &inner_v4(SUB_A, 1, CORE, 5000, 64, b"unknown"))))
+        .unwrap();
     let mut v3 = l2tp_data(100, 200, 0x21, &inner_v4(SUB_A, 1, CORE, 5000, 64, b"v3"));
     v3[1] = 0x03;
     lac_raw.send(&l2tp_v4(&m, 1701, &v3)).unwrap();
@@ -334,7 +422,8 @@ fn scenario(xdp_mode: &str) {
     core_raw.send(&from_core(&m, &nodf)).unwrap();
     // The LNS's own kernel answers the passed L2TPv3-style frame with a port
     // unreachable: only the tunnel's UDP is of interest here.
-    let at_lac = lac_raw.collect(Duration::from_millis(800), |f| is_ip(f) && not_nd(f) && (f[23] == 17 || f[20] == 17));
+    let at_lac = lac_raw
+        .collect(Duration::from_millis(800), |f| is_ip(f) && not_nd(f) && (f[23] == 17 || f[20] == 17));
     let inner: Vec<Vec<u8>> = at_lac.iter().map(|f| check_toward_lac(&m, f)[10..].to_vec()).collect();
     // The core answers the upstream SYN with a RST; the core's own SYN is
     // the one to look at.
@@ -351,7 +440,8 @@ fn scenario(xdp_mode: &str) {
     assert_eq!(d("pass_malformed"), 1);
 
     // ---- per-session counters through lnsctl, then a clean stop ----------
-    let list: serde_json::Value = serde_json::from_str(&lnsctl(p, &["--json", "static-session", "list"])).unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(&lnsctl(p, &["--json", "static-session", "list"])).unwrap();
     let a = list.as_array().unwrap().iter().find(|r| r["local_session"] == 200).unwrap().clone();
     assert_eq!(a["up_packets"], 16 + 1 + 1, "16 v4, 1 v6, 1 SYN");
     assert_eq!(a["down_packets"], 16 + 1 + 1 + 2, "16, the core's RST and SYN, two fragments");
@@ -365,7 +455,10 @@ fn scenario(xdp_mode: &str) {
     let workers = report["workers"].as_array().unwrap();
     assert_eq!(workers.len(), 2);
     if xdp_mode == "native" {
-        assert!(workers.iter().all(|w| w["rx"].as_u64().unwrap() > 0), "both queues carried traffic: {report}");
+        assert!(
+            workers.iter().all(|w| w["rx"].as_u64().unwrap() > 0),
+            "both queues carried traffic: {report}"
+        );
     } else {
         // Generic XDP on a veth sees every skb on rx queue 0 (veth records
         // no rx queue outside its native-XDP NAPI path).

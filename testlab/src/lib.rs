@@ -217,7 +217,10 @@ impl NsProcess {
 
     /// What it wrote to stdout and stderr so far.
     pub fn output(&self) -> (String, String) {
-        let read = |ext: &str| std::fs::read_to_string(std::env::temp_dir().join(format!("{}.{ext}", self.name))).unwrap_or_default();
+        let read = |ext: &str| {
+            std::fs::read_to_string(std::env::temp_dir().join(format!("{}.{ext}", self.name)))
+                .unwrap_or_default()
+        };
         (read("out"), read("err"))
     }
 }
@@ -390,5 +393,92 @@ impl RawSocket {
                 out.push(buf[..n as usize].to_vec());
             }
         }
+    }
+}
+
+/// Frames for labs and demos.
+pub mod frames {
+    /// An L2TP data message (no optional fields) carrying PPP with
+    /// Address/Control and a 2-byte protocol.
+    pub fn l2tp_data(tunnel: u16, session: u16, proto: u16, inner: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x00, 0x02];
+        v.extend_from_slice(&tunnel.to_be_bytes());
+        v.extend_from_slice(&session.to_be_bytes());
+        v.extend_from_slice(&[0xff, 0x03]);
+        v.extend_from_slice(&proto.to_be_bytes());
+        v.extend_from_slice(inner);
+        v
+    }
+
+    /// An Ethernet header in front of an IP packet (type from its version).
+    pub fn eth_ip(dst: [u8; 6], src: [u8; 6], ip: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(14 + ip.len());
+        v.extend_from_slice(&dst);
+        v.extend_from_slice(&src);
+        v.extend_from_slice(if ip.first().map(|b| b >> 4) == Some(6) {
+            &[0x86, 0xdd]
+        } else {
+            &[0x08, 0x00]
+        });
+        v.extend_from_slice(ip);
+        v
+    }
+
+    fn fold(mut sum: u32) -> u16 {
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
+    /// IPv4/UDP with valid checksums, DF set.
+    pub fn udp_v4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, ttl: u8, payload: &[u8]) -> Vec<u8> {
+        let total = 28 + payload.len();
+        let mut v = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, ttl, 17, 0, 0];
+        v[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        v.extend_from_slice(&src);
+        v.extend_from_slice(&dst);
+        let mut s = 0u32;
+        for c in v.chunks(2) {
+            s += u16::from_be_bytes([c[0], c[1]]) as u32;
+        }
+        let c = fold(s);
+        v[10..12].copy_from_slice(&c.to_be_bytes());
+        let ulen = (8 + payload.len()) as u16;
+        let mut u = Vec::new();
+        u.extend_from_slice(&sport.to_be_bytes());
+        u.extend_from_slice(&dport.to_be_bytes());
+        u.extend_from_slice(&ulen.to_be_bytes());
+        u.extend_from_slice(&[0, 0]);
+        u.extend_from_slice(payload);
+        let mut s = 0u32;
+        for c in src.chunks(2).chain(dst.chunks(2)) {
+            s += u16::from_be_bytes([c[0], c[1]]) as u32;
+        }
+        s += 17 + ulen as u32;
+        for c in u.chunks(2) {
+            s += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
+        }
+        let mut c = fold(s);
+        if c == 0 {
+            c = 0xffff;
+        }
+        u[6..8].copy_from_slice(&c.to_be_bytes());
+        v.extend_from_slice(&u);
+        v
+    }
+
+    /// Ethernet/IPv4/UDP from `src` to `dst` carrying `payload` (an L2TP message).
+    #[allow(clippy::too_many_arguments)]
+    pub fn udp_frame(
+        dmac: [u8; 6],
+        smac: [u8; 6],
+        src: [u8; 4],
+        sport: u16,
+        dst: [u8; 4],
+        dport: u16,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        eth_ip(dmac, smac, &udp_v4(src, sport, dst, dport, 64, payload))
     }
 }

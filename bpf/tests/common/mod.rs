@@ -226,14 +226,55 @@ impl Lab {
             vec!["addr", "add", "2001:db8:ac::1/64", "dev", "acc0", "nodad"],
             vec!["addr", "add", "203.0.113.1/24", "dev", "core0"],
             vec!["addr", "add", "2001:db8:c0::1/64", "dev", "core0", "nodad"],
-            vec!["neigh", "add", "192.0.2.2", "lladdr", "02:00:00:00:00:01", "dev", "acc0", "nud", "permanent"],
-            vec!["neigh", "add", "2001:db8:ac::2", "lladdr", "02:00:00:00:00:01", "dev", "acc0", "nud", "permanent"],
-            vec!["neigh", "add", "203.0.113.7", "lladdr", "02:00:00:00:00:03", "dev", "core0", "nud", "permanent"],
-            vec!["neigh", "add", "2001:db8:c0::7", "lladdr", "02:00:00:00:00:03", "dev", "core0", "nud", "permanent"],
+            vec![
+                "neigh",
+                "add",
+                "192.0.2.2",
+                "lladdr",
+                "02:00:00:00:00:01",
+                "dev",
+                "acc0",
+                "nud",
+                "permanent",
+            ],
+            vec![
+                "neigh",
+                "add",
+                "2001:db8:ac::2",
+                "lladdr",
+                "02:00:00:00:00:01",
+                "dev",
+                "acc0",
+                "nud",
+                "permanent",
+            ],
+            vec![
+                "neigh",
+                "add",
+                "203.0.113.7",
+                "lladdr",
+                "02:00:00:00:00:03",
+                "dev",
+                "core0",
+                "nud",
+                "permanent",
+            ],
+            vec![
+                "neigh",
+                "add",
+                "2001:db8:c0::7",
+                "lladdr",
+                "02:00:00:00:00:03",
+                "dev",
+                "core0",
+                "nud",
+                "permanent",
+            ],
         ] {
             ns.ip(&cmd).expect("lab addressing");
         }
-        ns.exec("sysctl", &["-qw", "net.ipv4.conf.all.forwarding=1", "net.ipv6.conf.all.forwarding=1"]).unwrap();
+        ns.exec("sysctl", &["-qw", "net.ipv4.conf.all.forwarding=1", "net.ipv6.conf.all.forwarding=1"])
+            .unwrap();
         let entered = ns.enter().expect("enter netns");
         let steering = Steering::load(&opts).expect("load XDP program");
         let maps = steering.maps();

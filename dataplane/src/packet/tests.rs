@@ -125,7 +125,10 @@ fn decap_ipv6_decrements_the_hop_limit() {
 fn expiring_ttl_is_dropped() {
     let inner = udp_v4(SUB, CORE, 1, b"x");
     let (mut buf, len, off) = upstream_buf(&inner, 0x21);
-    assert_eq!(decap(&mut buf, len, &meta(1, 4, off), MssClamp::Off, 1460), Outcome::Drop(DropReason::TtlExceeded));
+    assert_eq!(
+        decap(&mut buf, len, &meta(1, 4, off), MssClamp::Off, 1460),
+        Outcome::Drop(DropReason::TtlExceeded)
+    );
 }
 
 fn check_encap(out: &[u8], s: &Session, inner: &[u8], version: u8) {
@@ -145,11 +148,17 @@ fn check_encap(out: &[u8], s: &Session, inner: &[u8], version: u8) {
             if s.flags & Session::UDP_CSUM_ZERO != 0 {
                 assert_eq!(udp.checksum(), 0);
             } else {
-                assert_eq!(udp.checksum(), udp_hdr.calc_checksum_ipv4(&v4.header().to_header(), udp.payload()).unwrap());
+                assert_eq!(
+                    udp.checksum(),
+                    udp_hdr.calc_checksum_ipv4(&v4.header().to_header(), udp.payload()).unwrap()
+                );
             }
         }
         Some(NetSlice::Ipv6(v6)) => {
-            assert_eq!(udp.checksum(), udp_hdr.calc_checksum_ipv6(&v6.header().to_header(), udp.payload()).unwrap());
+            assert_eq!(
+                udp.checksum(),
+                udp_hdr.calc_checksum_ipv6(&v6.header().to_header(), udp.payload()).unwrap()
+            );
         }
         _ => unreachable!(),
     }
@@ -209,10 +218,18 @@ fn encap_builds_every_header_form() {
         for flags in flag_sets {
             for version in [4u8, 6] {
                 let s = session(v6_outer, flags);
-                let inner = if version == 4 { udp_v4(CORE, SUB, 64, b"to the subscriber") } else { udp_v6(CORE6, SUB6, b"to the subscriber") };
+                let inner = if version == 4 {
+                    udp_v4(CORE, SUB, 64, b"to the subscriber")
+                } else {
+                    udp_v6(CORE6, SUB6, b"to the subscriber")
+                };
                 let (mut buf, len, m) = downstream_buf(&inner, version);
                 let mut st = EncapState::default();
-                let Outcome::Forward { len: out } = encap(&mut buf, len, &m, &s, MssClamp::Off, Some(5), &mut st) else { panic!() };
+                let Outcome::Forward { len: out } =
+                    encap(&mut buf, len, &m, &s, MssClamp::Off, Some(5), &mut st)
+                else {
+                    panic!()
+                };
                 assert_eq!(out, encap_overhead(&s) + inner.len());
                 assert_eq!(&buf[0..6], &m.dmac);
                 check_encap(&buf[..out], &s, &inner, version);
@@ -250,14 +267,20 @@ fn mss_is_clamped_on_syn_both_ways() {
     // Upstream, auto from a 1400-byte MTU.
     let syn = tcp_syn(1460);
     let (mut buf, len, off) = upstream_buf(&syn, 0x21);
-    let Outcome::Forward { len: out } = decap(&mut buf, len, &meta(1, 4, off), MssClamp::Auto, 1400) else { panic!() };
+    let Outcome::Forward { len: out } = decap(&mut buf, len, &meta(1, 4, off), MssClamp::Auto, 1400) else {
+        panic!()
+    };
     let ip = &buf[14..out];
     assert_eq!(u16::from_be_bytes([ip[20 + 22], ip[20 + 23]]), 1360);
     assert!(tcp_checksum_ok(ip));
     // Downstream, fixed.
     let s = session(false, Session::UDP_CSUM_ZERO);
     let (mut buf, len, m) = downstream_buf(&tcp_syn(1460), 4);
-    let Outcome::Forward { len: out } = encap(&mut buf, len, &m, &s, MssClamp::Fixed(1200), None, &mut EncapState::default()) else { panic!() };
+    let Outcome::Forward { len: out } =
+        encap(&mut buf, len, &m, &s, MssClamp::Fixed(1200), None, &mut EncapState::default())
+    else {
+        panic!()
+    };
     let ip = &buf[encap_overhead(&s)..out];
     assert_eq!(u16::from_be_bytes([ip[20 + 22], ip[20 + 23]]), 1200);
     assert!(tcp_checksum_ok(ip));
@@ -273,7 +296,11 @@ fn oversized_downstream_gets_icmp_or_fragmentation() {
     // DF set: ICMP fragmentation needed back to the source.
     let big = udp_v4(CORE, SUB, 64, &[0x55; 1000]);
     let (mut buf, len, m) = downstream_buf(&big, 4);
-    let Outcome::Reply { len: out } = encap(&mut buf, len, &m, &s, MssClamp::Off, None, &mut EncapState::default()) else { panic!() };
+    let Outcome::Reply { len: out } =
+        encap(&mut buf, len, &m, &s, MssClamp::Off, None, &mut EncapState::default())
+    else {
+        panic!()
+    };
     assert_eq!(&buf[0..6], &[2, 0, 0, 0, 0, 3], "back to the sender's next hop");
     let p = SlicedPacket::from_ethernet(&buf[..out]).unwrap();
     let Some(NetSlice::Ipv4(v4)) = &p.net else { panic!() };
@@ -281,18 +308,32 @@ fn oversized_downstream_gets_icmp_or_fragmentation() {
     assert_eq!(v4.header().source(), SUB.octets());
     assert!(ipv4_header_ok(v4.header().slice()));
     let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else { panic!() };
-    assert_eq!(icmp.icmp_type(), Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 600 }));
+    assert_eq!(
+        icmp.icmp_type(),
+        Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+            next_hop_mtu: 600
+        })
+    );
     assert_eq!(csum_fold(csum_add(0, icmp.slice())), 0);
 
     // IPv6: packet too big.
     let big6 = udp_v6(CORE6, SUB6, &[0x66; 1000]);
     let (mut buf, len, m) = downstream_buf(&big6, 6);
-    let Outcome::Reply { len: out } = encap(&mut buf, len, &m, &s, MssClamp::Off, None, &mut EncapState::default()) else { panic!() };
+    let Outcome::Reply { len: out } =
+        encap(&mut buf, len, &m, &s, MssClamp::Off, None, &mut EncapState::default())
+    else {
+        panic!()
+    };
     let p = SlicedPacket::from_ethernet(&buf[..out]).unwrap();
     let Some(TransportSlice::Icmpv6(icmp)) = &p.transport else { panic!() };
     assert_eq!(icmp.icmp_type(), Icmpv6Type::PacketTooBig { mtu: 600 });
     let Some(NetSlice::Ipv6(v6)) = &p.net else { panic!() };
-    assert_eq!(icmp.icmp_type().calc_checksum(v6.header().source(), v6.header().destination(), icmp.payload()).unwrap(), icmp.checksum());
+    assert_eq!(
+        icmp.icmp_type()
+            .calc_checksum(v6.header().source(), v6.header().destination(), icmp.payload())
+            .unwrap(),
+        icmp.checksum()
+    );
 
     // No DF: fragments, each within the MTU, that add up to the original.
     let mut nodf = udp_v4(CORE, SUB, 64, &[0x77; 1000]);
@@ -304,7 +345,11 @@ fn oversized_downstream_gets_icmp_or_fragmentation() {
     };
     nodf[10..12].copy_from_slice(&c.to_be_bytes());
     let (mut buf, len, m) = downstream_buf(&nodf, 4);
-    let Outcome::Fragment { inner, inner_len } = encap(&mut buf, len, &m, &s, MssClamp::Off, None, &mut EncapState::default()) else { panic!() };
+    let Outcome::Fragment { inner, inner_len } =
+        encap(&mut buf, len, &m, &s, MssClamp::Off, None, &mut EncapState::default())
+    else {
+        panic!()
+    };
     let mut payload = Vec::new();
     let n = fragment_v4(&buf[inner..inner + inner_len], s.mtu, |f| {
         assert!(f.len() <= 600);
@@ -335,6 +380,9 @@ fn truncated_or_lying_buffers_never_panic() {
     // Metadata pointing anywhere.
     for off in [0u16, 1, 500, 2000, u16::MAX] {
         let mut b = buf.clone();
-        assert!(matches!(decap(&mut b, len, &meta(1, 4, off), MssClamp::Off, 1460), Outcome::Drop(_) | Outcome::Forward { .. }));
+        assert!(matches!(
+            decap(&mut b, len, &meta(1, 4, off), MssClamp::Off, 1460),
+            Outcome::Drop(_) | Outcome::Forward { .. }
+        ));
     }
 }
