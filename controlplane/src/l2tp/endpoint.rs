@@ -1,0 +1,757 @@
+//! Demultiplexing of datagrams to tunnels, tunnel creation on SCCRQ (LNS
+//! role) or on request (LAC role), id allocation and admission control.
+//!
+//! One `Endpoint` serves one UDP socket. The tokio layer calls
+//! [`Endpoint::handle_datagram`] for every datagram, forwards data
+//! messages ([`DatagramEvent::Data`]) to the data path, sends whatever
+//! [`Endpoint::poll_transmit`] yields and sleeps until
+//! [`Endpoint::poll_timeout`].
+
+use super::avp::ResultCode;
+use super::header::{Kind, Packet, Repr, Sequence, SessionId, TunnelId};
+use super::ids::IdAllocator;
+use super::message::{Message, MessageType};
+use super::session::SessionInfo;
+use super::tunnel::{Event, Tunnel, TunnelConfig, TunnelDownReason, TunnelError, TunnelState};
+use super::Error;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// A peer (or a network of peers) allowed to build tunnels, with its
+/// credentials.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    pub network: IpAddr,
+    pub prefix_len: u8,
+    /// Tunnel secret (§5.1.1); overrides the template's.
+    pub secret: Option<Vec<u8>>,
+    /// If set, the Host Name the peer must present in its SCCRQ.
+    pub host_name: Option<Vec<u8>>,
+}
+
+impl PeerConfig {
+    pub fn host(addr: IpAddr) -> Self {
+        let prefix_len = if addr.is_ipv4() { 32 } else { 128 };
+        PeerConfig { network: addr, prefix_len, secret: None, host_name: None }
+    }
+
+    /// CIDR match of `ip` against `network/prefix_len`.
+    pub fn matches(&self, ip: IpAddr) -> bool {
+        fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
+            let bits = usize::from(bits).min(a.len() * 8);
+            let (whole, rest) = (bits / 8, bits % 8);
+            if a.get(..whole) != b.get(..whole) {
+                return false;
+            }
+            if rest == 0 {
+                return true;
+            }
+            let mask = 0xffu8 << (8 - rest);
+            match (a.get(whole), b.get(whole)) {
+                (Some(x), Some(y)) => x & mask == y & mask,
+                _ => false,
+            }
+        }
+        match (self.network, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => prefix_eq(&n.octets(), &i.octets(), self.prefix_len),
+            (IpAddr::V6(n), IpAddr::V6(i)) => prefix_eq(&n.octets(), &i.octets(), self.prefix_len),
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// Template for every tunnel; the secret may come from [`PeerConfig`].
+    pub tunnel: TunnelConfig,
+    /// Allow-list, first match wins.
+    pub peers: Vec<PeerConfig>,
+    /// Accept SCCRQ from addresses that match no [`PeerConfig`].
+    pub allow_unlisted_peers: bool,
+    /// Answer SCCRQ at all (false for a pure LAC).
+    pub accept_incoming: bool,
+    pub max_tunnels: usize,
+    /// Tunnels not yet established (defends against SCCRQ floods).
+    pub max_half_open: usize,
+    pub tunnel_id_hold_down: Duration,
+    /// Seed for ids, challenges and tie breakers; None draws from the OS.
+    pub seed: Option<u64>,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig {
+            tunnel: TunnelConfig::default(),
+            peers: Vec::new(),
+            allow_unlisted_peers: false,
+            accept_incoming: true,
+            max_tunnels: 4096,
+            max_half_open: 256,
+            tunnel_id_hold_down: Duration::from_secs(120),
+            seed: None,
+        }
+    }
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub destination: SocketAddr,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DropReason {
+    Malformed(Error),
+    UnknownTunnel,
+    WrongPeer,
+    NotAllowed,
+    NotAccepting,
+    TooManyTunnels,
+    TooManyHalfOpen,
+    /// Our own SCCRQ to this peer won the tie-break (§4.4.3).
+    TieBreaker,
+    /// Tunnel id 0 on something other than SCCRQ.
+    NotSccrq,
+}
+
+/// What became of a datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatagramEvent {
+    /// A control message, consumed by this tunnel.
+    Control(TunnelId),
+    /// A data message (T=0): for the data path, not for this module.
+    /// `payload` is the byte range of the PPP frame in the datagram.
+    Data {
+        tunnel_id: TunnelId,
+        session_id: SessionId,
+        sequence: Option<Sequence>,
+        payload: std::ops::Range<usize>,
+    },
+    Dropped(DropReason),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("tunnel limit reached")]
+    TooManyTunnels,
+    #[error("no tunnel id available")]
+    NoIds,
+    #[error("no such tunnel")]
+    NoSuchTunnel,
+    #[error(transparent)]
+    Tunnel(#[from] TunnelError),
+}
+
+#[derive(Debug)]
+struct Entry {
+    tunnel: Tunnel,
+    peer: SocketAddr,
+    /// Deadline currently in the timer heap (older heap entries are stale).
+    scheduled: Option<Instant>,
+    /// In the `dirty` list: may have something to send or a new deadline.
+    dirty: bool,
+    /// Counted in `half_open`.
+    half_open: bool,
+}
+
+impl Entry {
+    fn new(tunnel: Tunnel, peer: SocketAddr) -> Self {
+        Entry { tunnel, peer, scheduled: None, dirty: false, half_open: false }
+    }
+}
+
+#[derive(Debug)]
+pub struct Endpoint {
+    cfg: EndpointConfig,
+    tunnels: HashMap<TunnelId, Entry>,
+    /// (peer address, peer's Assigned Tunnel ID) → our id, so that a
+    /// retransmitted SCCRQ reaches the tunnel it already created.
+    by_peer: HashMap<(SocketAddr, TunnelId), TunnelId>,
+    ids: IdAllocator,
+    rng: StdRng,
+    events: VecDeque<(TunnelId, Event)>,
+    /// Tunnels touched since they last had nothing to send; polling only
+    /// visits these, so the cost per datagram does not grow with the
+    /// number of tunnels.
+    dirty: VecDeque<TunnelId>,
+    /// Min-heap of (deadline, tunnel); entries not matching
+    /// `Entry::scheduled` are stale and skipped.
+    timers: BinaryHeap<Reverse<(Instant, TunnelId)>>,
+    half_open: usize,
+}
+
+impl Endpoint {
+    pub fn new(cfg: EndpointConfig) -> Self {
+        let rng = match cfg.seed {
+            Some(s) => StdRng::seed_from_u64(s),
+            None => StdRng::from_entropy(),
+        };
+        let ids = IdAllocator::new(cfg.tunnel_id_hold_down);
+        Endpoint {
+            cfg,
+            tunnels: HashMap::new(),
+            by_peer: HashMap::new(),
+            ids,
+            rng,
+            events: VecDeque::new(),
+            dirty: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            half_open: 0,
+        }
+    }
+
+    fn peer_config(&self, ip: IpAddr) -> Option<&PeerConfig> {
+        self.cfg.peers.iter().find(|p| p.matches(ip))
+    }
+
+    fn tunnel_config(&self, ip: IpAddr) -> TunnelConfig {
+        let mut c = self.cfg.tunnel.clone();
+        if let Some(p) = self.peer_config(ip) {
+            if p.secret.is_some() {
+                c.secret = p.secret.clone();
+            }
+        }
+        c
+    }
+
+    pub fn tunnel(&self, id: TunnelId) -> Option<&Tunnel> {
+        self.tunnels.get(&id).map(|e| &e.tunnel)
+    }
+    /// Direct access for commands; events it produces are picked up by
+    /// [`Endpoint::poll_event`].
+    pub fn tunnel_mut(&mut self, id: TunnelId) -> Option<&mut Tunnel> {
+        // The caller may change anything: revisit this tunnel when polling.
+        self.touch(id);
+        self.tunnels.get_mut(&id).map(|e| &mut e.tunnel)
+    }
+    pub fn tunnel_count(&self) -> usize {
+        self.tunnels.len()
+    }
+    pub fn tunnel_ids(&self) -> impl Iterator<Item = TunnelId> + '_ {
+        self.tunnels.keys().copied()
+    }
+
+    /// Note that `id` changed: collect its events, poll it later.
+    fn touch(&mut self, id: TunnelId) {
+        if let Some(e) = self.tunnels.get_mut(&id) {
+            while let Some(ev) = e.tunnel.poll_event() {
+                self.events.push_back((id, ev));
+            }
+            if !e.dirty {
+                e.dirty = true;
+                self.dirty.push_back(id);
+            }
+        }
+    }
+
+    /// A dirty tunnel has nothing more to send: re-arm its timer, update
+    /// the half-open count, forget it if closed.
+    fn settle(&mut self, now: Instant, id: TunnelId) {
+        let Some(e) = self.tunnels.get_mut(&id) else { return };
+        e.dirty = false;
+        while let Some(ev) = e.tunnel.poll_event() {
+            self.events.push_back((id, ev));
+        }
+        let half_open = matches!(
+            e.tunnel.state(),
+            TunnelState::Idle | TunnelState::WaitCtlConn | TunnelState::WaitCtlReply
+        );
+        if half_open != e.half_open {
+            e.half_open = half_open;
+            if half_open {
+                self.half_open += 1;
+            } else {
+                self.half_open = self.half_open.saturating_sub(1);
+            }
+        }
+        if e.tunnel.is_closed() {
+            if e.half_open {
+                self.half_open = self.half_open.saturating_sub(1);
+            }
+            if let Some(e) = self.tunnels.remove(&id) {
+                self.by_peer.remove(&(e.peer, e.tunnel.peer_id()));
+            }
+            self.ids.release(now, id.0);
+            return;
+        }
+        let t = e.tunnel.poll_timeout();
+        if t != e.scheduled {
+            e.scheduled = t;
+            if let Some(t) = t {
+                self.timers.push(Reverse((t, id)));
+            }
+        }
+    }
+
+    fn insert(&mut self, id: TunnelId, entry: Entry) {
+        self.tunnels.insert(id, entry);
+        self.touch(id);
+    }
+
+    /// LAC role (or an LNS dialling out): open a tunnel to `peer`.
+    pub fn connect(&mut self, now: Instant, peer: SocketAddr) -> Result<TunnelId, EndpointError> {
+        if self.tunnels.len() >= self.cfg.max_tunnels {
+            return Err(EndpointError::TooManyTunnels);
+        }
+        let id = TunnelId(self.ids.allocate(now, &mut self.rng).ok_or(EndpointError::NoIds)?);
+        let cfg = self.tunnel_config(peer.ip());
+        let seed = self.rng.gen();
+        let tunnel = Tunnel::connect(cfg, id, seed);
+        self.insert(id, Entry::new(tunnel, peer));
+        Ok(id)
+    }
+
+    /// Wrap a PPP frame (address/control onwards) in a data message for
+    /// `session` of `tunnel`; P is set for PPP control protocols so the
+    /// peer can prioritise them (§3.1). Returns None for an unknown or not
+    /// yet connected session.
+    pub fn encapsulate(
+        &self,
+        tunnel: TunnelId,
+        session: SessionId,
+        ppp: &[u8],
+        sequence: Option<Sequence>,
+        priority: bool,
+    ) -> Option<Transmit> {
+        let e = self.tunnels.get(&tunnel)?;
+        let repr = e.tunnel.data_header(session, sequence, priority, ppp.len())?;
+        Some(Transmit { destination: e.peer, payload: repr.to_vec(ppp).ok()? })
+    }
+
+    pub fn open_session(
+        &mut self,
+        now: Instant,
+        tunnel: TunnelId,
+        info: SessionInfo,
+    ) -> Result<SessionId, EndpointError> {
+        let t = self.tunnel_mut(tunnel).ok_or(EndpointError::NoSuchTunnel)?;
+        let r = t.open_session(now, info);
+        self.touch(tunnel);
+        Ok(r?)
+    }
+
+    pub fn close_session(
+        &mut self,
+        now: Instant,
+        tunnel: TunnelId,
+        session: SessionId,
+        result: ResultCode,
+    ) -> Result<(), EndpointError> {
+        let t = self.tunnel_mut(tunnel).ok_or(EndpointError::NoSuchTunnel)?;
+        t.close_session(now, session, result, None)?;
+        self.touch(tunnel);
+        Ok(())
+    }
+
+    pub fn close_tunnel(
+        &mut self,
+        now: Instant,
+        tunnel: TunnelId,
+        result: ResultCode,
+    ) -> Result<(), EndpointError> {
+        let t = self.tunnel_mut(tunnel).ok_or(EndpointError::NoSuchTunnel)?;
+        t.close(now, result);
+        self.touch(tunnel);
+        Ok(())
+    }
+
+    /// Route one received datagram.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> DatagramEvent {
+        let packet = match Packet::new_checked(data) {
+            Ok(p) => p,
+            Err(e) => return DatagramEvent::Dropped(DropReason::Malformed(e)),
+        };
+        let repr = match Repr::parse(&packet) {
+            Ok(r) => r,
+            Err(e) => return DatagramEvent::Dropped(DropReason::Malformed(e)),
+        };
+        let tid = repr.tunnel_id;
+        if tid == TunnelId(0) {
+            if repr.kind != Kind::Control {
+                return DatagramEvent::Dropped(DropReason::UnknownTunnel);
+            }
+            return self.handle_sccrq(now, from, data);
+        }
+        let Some(entry) = self.tunnels.get_mut(&tid) else {
+            return DatagramEvent::Dropped(DropReason::UnknownTunnel);
+        };
+        if entry.peer.ip() != from.ip() {
+            return DatagramEvent::Dropped(DropReason::WrongPeer);
+        }
+        if repr.kind == Kind::Data {
+            let start = packet.header_len();
+            return DatagramEvent::Data {
+                tunnel_id: tid,
+                session_id: repr.session_id,
+                sequence: repr.sequence,
+                payload: start..start + repr.payload_len,
+            };
+        }
+        // The responder may answer from another port than we sent to
+        // (RFC 2661 §8.1); follow it while waiting for SCCRP.
+        if entry.peer != from && entry.tunnel.state() == TunnelState::WaitCtlReply {
+            entry.peer = from;
+        }
+        if let Err(e) = entry.tunnel.handle_datagram(now, data) {
+            return DatagramEvent::Dropped(DropReason::Malformed(e));
+        }
+        if let Some(p) = (entry.tunnel.peer_id() != TunnelId(0)).then(|| entry.tunnel.peer_id()) {
+            self.by_peer.entry((from, p)).or_insert(tid);
+        }
+        self.touch(tid);
+        DatagramEvent::Control(tid)
+    }
+
+    fn handle_sccrq(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> DatagramEvent {
+        let peer_cfg = self.peer_config(from.ip()).cloned();
+        let secret =
+            peer_cfg.as_ref().and_then(|p| p.secret.clone()).or_else(|| self.cfg.tunnel.secret.clone());
+        let m = match Message::parse(data, secret.as_deref()) {
+            Ok(m) => m,
+            Err(e) => return DatagramEvent::Dropped(DropReason::Malformed(e)),
+        };
+        if m.message_type() != Some(MessageType::Sccrq) {
+            return DatagramEvent::Dropped(DropReason::NotSccrq);
+        }
+        let Some(peer_tid) = m.assigned_tunnel_id() else {
+            return DatagramEvent::Dropped(DropReason::NotSccrq);
+        };
+        // Retransmitted SCCRQ (our SCCRP was lost): same tunnel.
+        if let Some(&tid) = self.by_peer.get(&(from, peer_tid)) {
+            if let Some(e) = self.tunnels.get_mut(&tid) {
+                if let Err(err) = e.tunnel.handle_datagram(now, data) {
+                    return DatagramEvent::Dropped(DropReason::Malformed(err));
+                }
+                self.touch(tid);
+                return DatagramEvent::Control(tid);
+            }
+        }
+        if !self.cfg.accept_incoming {
+            return DatagramEvent::Dropped(DropReason::NotAccepting);
+        }
+        // Allow-list; unknown peers get no answer at all, so the LNS cannot
+        // be used as a reflector.
+        match &peer_cfg {
+            None if !self.cfg.allow_unlisted_peers => return DatagramEvent::Dropped(DropReason::NotAllowed),
+            Some(p) => {
+                if let Some(h) = &p.host_name {
+                    if m.host_name().as_ref() != Some(h) {
+                        return DatagramEvent::Dropped(DropReason::NotAllowed);
+                    }
+                }
+            }
+            None => {}
+        }
+        // §4.4.3 tie breaker: is an SCCRQ of ours to the same peer pending?
+        let ours = self
+            .tunnels
+            .iter()
+            .find(|(_, e)| e.peer.ip() == from.ip() && e.tunnel.state() == TunnelState::WaitCtlReply)
+            .map(|(id, e)| (*id, e.tunnel.tie_breaker()));
+        if let Some((our_id, our_tb)) = ours {
+            match (our_tb, m.tie_breaker()) {
+                // The lower value wins; the loser discards its own tunnel.
+                // On equal values both give up (and may retry).
+                (Some(mine), Some(theirs)) => {
+                    if mine >= theirs {
+                        self.abort(our_id, TunnelDownReason::TieBreakerLost);
+                    }
+                    if mine <= theirs {
+                        return DatagramEvent::Dropped(DropReason::TieBreaker);
+                    }
+                }
+                // Only one side asked for a single tunnel: that side wins.
+                (Some(_), None) => return DatagramEvent::Dropped(DropReason::TieBreaker),
+                (None, Some(_)) => self.abort(our_id, TunnelDownReason::TieBreakerLost),
+                // Neither did: two tunnels are what both asked for.
+                (None, None) => {}
+            }
+        }
+        if self.tunnels.len() >= self.cfg.max_tunnels {
+            return DatagramEvent::Dropped(DropReason::TooManyTunnels);
+        }
+        if self.half_open >= self.cfg.max_half_open {
+            return DatagramEvent::Dropped(DropReason::TooManyHalfOpen);
+        }
+        let Some(id) = self.ids.allocate(now, &mut self.rng) else {
+            return DatagramEvent::Dropped(DropReason::TooManyTunnels);
+        };
+        let id = TunnelId(id);
+        let mut cfg = self.tunnel_config(from.ip());
+        cfg.secret = secret;
+        let seed = self.rng.gen();
+        let mut tunnel = Tunnel::accept(cfg, id, seed);
+        if let Err(e) = tunnel.handle_datagram(now, data) {
+            self.ids.release(now, id.0);
+            return DatagramEvent::Dropped(DropReason::Malformed(e));
+        }
+        self.insert(id, Entry::new(tunnel, from));
+        self.by_peer.insert((from, peer_tid), id);
+        // Count it as half-open now, not at the next poll, so a burst of
+        // SCCRQs in one batch is limited too.
+        self.settle_half_open(id);
+        DatagramEvent::Control(id)
+    }
+
+    fn abort(&mut self, id: TunnelId, reason: TunnelDownReason) {
+        if let Some(e) = self.tunnels.get_mut(&id) {
+            e.tunnel.abort(reason);
+        }
+        self.touch(id);
+    }
+
+    fn settle_half_open(&mut self, id: TunnelId) {
+        if let Some(e) = self.tunnels.get_mut(&id) {
+            if !e.half_open {
+                e.half_open = true;
+                self.half_open += 1;
+            }
+        }
+    }
+
+    /// Run the timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&Reverse((t, id))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(e) = self.tunnels.get_mut(&id) else { continue };
+            if e.scheduled != Some(t) {
+                continue; // stale
+            }
+            e.scheduled = None;
+            e.tunnel.handle_timeout(now);
+            self.touch(id);
+        }
+    }
+
+    /// The earliest timer; call after draining [`Endpoint::poll_transmit`].
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        // Tunnels not yet settled may have new deadlines.
+        let pending: Vec<TunnelId> = self.dirty.iter().copied().collect();
+        for id in pending {
+            if let Some(e) = self.tunnels.get_mut(&id) {
+                let t = e.tunnel.poll_timeout();
+                if t.is_some() && t != e.scheduled {
+                    e.scheduled = t;
+                    if let Some(t) = t {
+                        self.timers.push(Reverse((t, id)));
+                    }
+                }
+            }
+        }
+        while let Some(&Reverse((t, id))) = self.timers.peek() {
+            match self.tunnels.get(&id) {
+                Some(e) if e.scheduled == Some(t) => return Some(t),
+                _ => {
+                    self.timers.pop();
+                }
+            }
+        }
+        None
+    }
+
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        while let Some(&id) = self.dirty.front() {
+            if let Some(e) = self.tunnels.get_mut(&id) {
+                if let Some(payload) = e.tunnel.poll_transmit(now) {
+                    return Some(Transmit { destination: e.peer, payload });
+                }
+            }
+            self.dirty.pop_front();
+            self.settle(now, id);
+        }
+        None
+    }
+
+    pub fn poll_event(&mut self) -> Option<(TunnelId, Event)> {
+        if self.events.is_empty() {
+            // Events from commands issued through `tunnel_mut`.
+            for i in 0..self.dirty.len() {
+                let Some(&id) = self.dirty.get(i) else { break };
+                if let Some(e) = self.tunnels.get_mut(&id) {
+                    while let Some(ev) = e.tunnel.poll_event() {
+                        self.events.push_back((id, ev));
+                    }
+                }
+            }
+        }
+        self.events.pop_front()
+    }
+
+    /// Tunnels that are not yet established (for metrics).
+    pub fn half_open_count(&self) -> usize {
+        self.half_open
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::l2tp::avp::AvpValue;
+
+    fn sccrq(assigned: u16, host: &[u8]) -> Vec<u8> {
+        Message::new(
+            MessageType::Sccrq,
+            [
+                AvpValue::ProtocolVersion { version: 1, revision: 0 },
+                AvpValue::FramingCapabilities(3),
+                AvpValue::HostName(host.to_vec()),
+                AvpValue::AssignedTunnelId(TunnelId(assigned)),
+            ],
+        )
+        .emit(None)
+        .expect("emit")
+    }
+
+    fn lns(max_tunnels: usize, max_half_open: usize) -> Endpoint {
+        Endpoint::new(EndpointConfig {
+            allow_unlisted_peers: true,
+            max_tunnels,
+            max_half_open,
+            seed: Some(1),
+            ..EndpointConfig::default()
+        })
+    }
+
+    fn peer() -> SocketAddr {
+        "192.0.2.2:1701".parse().expect("addr")
+    }
+
+    #[test]
+    fn half_open_limit() {
+        let now = Instant::now();
+        let mut ep = lns(10, 2);
+        assert!(matches!(ep.handle_datagram(now, peer(), &sccrq(1, b"a")), DatagramEvent::Control(_)));
+        assert!(matches!(ep.handle_datagram(now, peer(), &sccrq(2, b"a")), DatagramEvent::Control(_)));
+        assert_eq!(
+            ep.handle_datagram(now, peer(), &sccrq(3, b"a")),
+            DatagramEvent::Dropped(DropReason::TooManyHalfOpen)
+        );
+        assert_eq!(ep.half_open_count(), 2);
+        // A retransmission of an accepted SCCRQ is not a new tunnel.
+        assert!(matches!(ep.handle_datagram(now, peer(), &sccrq(1, b"a")), DatagramEvent::Control(_)));
+        assert_eq!(ep.tunnel_count(), 2);
+    }
+
+    #[test]
+    fn tunnel_limit() {
+        let now = Instant::now();
+        let mut ep = lns(1, 10);
+        assert!(matches!(ep.handle_datagram(now, peer(), &sccrq(1, b"a")), DatagramEvent::Control(_)));
+        assert_eq!(
+            ep.handle_datagram(now, peer(), &sccrq(2, b"a")),
+            DatagramEvent::Dropped(DropReason::TooManyTunnels)
+        );
+        assert_eq!(ep.connect(now, peer()), Err(EndpointError::TooManyTunnels));
+    }
+
+    #[test]
+    fn admission_checks() {
+        let now = Instant::now();
+        let mut ep = Endpoint::new(EndpointConfig {
+            peers: vec![PeerConfig { host_name: Some(b"lac1".to_vec()), ..PeerConfig::host(peer().ip()) }],
+            seed: Some(2),
+            ..EndpointConfig::default()
+        });
+        assert_eq!(
+            ep.handle_datagram(now, peer(), &sccrq(1, b"intruder")),
+            DatagramEvent::Dropped(DropReason::NotAllowed)
+        );
+        let stranger: SocketAddr = "198.51.100.7:1701".parse().expect("addr");
+        assert_eq!(
+            ep.handle_datagram(now, stranger, &sccrq(1, b"lac1")),
+            DatagramEvent::Dropped(DropReason::NotAllowed)
+        );
+        let DatagramEvent::Control(id) = ep.handle_datagram(now, peer(), &sccrq(1, b"lac1")) else {
+            panic!("accepted peer")
+        };
+        // Other tunnel ids, other addresses, tunnel 0 without SCCRQ.
+        let hello = |tid: u16| {
+            let mut m = Message::new(MessageType::Hello, []);
+            m.tunnel_id = TunnelId(tid);
+            m.emit(None).expect("emit")
+        };
+        let unknown = if id.0 == 7 { 8 } else { 7 };
+        assert_eq!(
+            ep.handle_datagram(now, peer(), &hello(unknown)),
+            DatagramEvent::Dropped(DropReason::UnknownTunnel)
+        );
+        assert_eq!(
+            ep.handle_datagram(now, stranger, &hello(id.0)),
+            DatagramEvent::Dropped(DropReason::WrongPeer)
+        );
+        assert_eq!(ep.handle_datagram(now, peer(), &hello(0)), DatagramEvent::Dropped(DropReason::NotSccrq));
+        assert!(matches!(
+            ep.handle_datagram(now, peer(), &[0xc8, 0x02, 0x00]),
+            DatagramEvent::Dropped(DropReason::Malformed(_))
+        ));
+        // The SCCRP goes back to the peer, to its Assigned Tunnel ID.
+        let t = ep.poll_transmit(now).expect("SCCRP");
+        assert_eq!(t.destination, peer());
+        let m = Message::parse(&t.payload, None).expect("parse");
+        assert_eq!((m.message_type(), m.tunnel_id), (Some(MessageType::Sccrp), TunnelId(1)));
+        assert_eq!(m.assigned_tunnel_id(), Some(id));
+    }
+
+    #[test]
+    fn unsupported_protocol_version_gets_stopccn() {
+        let now = Instant::now();
+        let mut ep = lns(10, 10);
+        let bytes = Message::new(
+            MessageType::Sccrq,
+            [
+                AvpValue::ProtocolVersion { version: 2, revision: 0 },
+                AvpValue::FramingCapabilities(3),
+                AvpValue::HostName(b"a".to_vec()),
+                AvpValue::AssignedTunnelId(TunnelId(9)),
+            ],
+        )
+        .emit(None)
+        .expect("emit");
+        assert!(matches!(ep.handle_datagram(now, peer(), &bytes), DatagramEvent::Control(_)));
+        let t = ep.poll_transmit(now).expect("StopCCN");
+        let m = Message::parse(&t.payload, None).expect("parse");
+        assert_eq!((m.message_type(), m.tunnel_id), (Some(MessageType::StopCcn), TunnelId(9)));
+        assert_eq!(m.result_code().map(|r| r.result), Some(crate::l2tp::avp::stopccn::PROTOCOL_VERSION));
+    }
+
+    #[test]
+    fn not_accepting() {
+        let now = Instant::now();
+        let mut ep = Endpoint::new(EndpointConfig {
+            accept_incoming: false,
+            allow_unlisted_peers: true,
+            ..EndpointConfig::default()
+        });
+        assert_eq!(
+            ep.handle_datagram(now, peer(), &sccrq(1, b"a")),
+            DatagramEvent::Dropped(DropReason::NotAccepting)
+        );
+    }
+
+    #[test]
+    fn cidr_matching() {
+        let p = PeerConfig {
+            network: "192.0.2.0".parse().expect("ip"),
+            prefix_len: 25,
+            secret: None,
+            host_name: None,
+        };
+        assert!(p.matches("192.0.2.1".parse().expect("ip")));
+        assert!(p.matches("192.0.2.127".parse().expect("ip")));
+        assert!(!p.matches("192.0.2.128".parse().expect("ip")));
+        assert!(!p.matches("2001:db8::1".parse().expect("ip")));
+        let all = PeerConfig { prefix_len: 0, ..p.clone() };
+        assert!(all.matches("203.0.113.9".parse().expect("ip")));
+        let v6 = PeerConfig { network: "2001:db8::".parse().expect("ip"), prefix_len: 32, ..p };
+        assert!(v6.matches("2001:db8:1::1".parse().expect("ip")));
+        assert!(!v6.matches("2001:db9::1".parse().expect("ip")));
+    }
+}
