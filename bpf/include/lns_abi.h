@@ -33,7 +33,7 @@
 #define LNS_MAX_IFACES 16
 #define LNS_MAX_QUEUES 64
 #define LNS_XSK_SLOTS (LNS_MAX_IFACES * LNS_MAX_QUEUES)
-#define LNS_MAX_PREFIXES 65536
+#define LNS_MAX_PREFIXES 65536 /* least size; the loader gives two per session when more */
 
 /* Largest L2TP Offset Size accepted: nobody pads more than a frame holds,
  * and the bound lets the verifier prove the pointer arithmetic safe. */

@@ -27,7 +27,8 @@ pub const MAX_IFACES: u32 = 16;
 pub const MAX_QUEUES: u32 = 64;
 /// `LNS_XSK_SLOTS`: size of the XSKMAP.
 pub const XSK_SLOTS: u32 = MAX_IFACES * MAX_QUEUES;
-/// `LNS_MAX_PREFIXES`: entries of each LPM trie.
+/// `LNS_MAX_PREFIXES`: least entries of each LPM trie (the loader gives
+/// two per session when that is more).
 pub const MAX_PREFIXES: u32 = 65536;
 /// `LNS_MAX_L2TP_OFFSET`: largest L2TP Offset Size the program follows.
 pub const MAX_L2TP_OFFSET: u16 = 2048;

@@ -1,0 +1,514 @@
+//! Load harness: trafgen against lns-dataplane in a namespace lab.
+//!
+//! For each configuration (mode reflect | lns, 1 or N sessions, upstream or
+//! downstream, inner packet size) it starts the data plane with one worker,
+//! installs the sessions, has trafgen send as fast as it can from the LAC or
+//! core namespace, and reads what the far side received. It prints delivered
+//! packets per second, loss, the worker's CPU time per packet and the ratio
+//! of lns to reflect measured in the same run.
+//!
+//! Subscribers are IPv6 (a /64 each under 2001:db8:1000::/36): IPv4
+//! documentation ranges hold a few hundred addresses, not 100,000.
+//! The far ends drop what they receive as cheaply as a kernel can: the
+//! destinations are addresses the sink namespaces do not own.
+
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use etherparse::PacketBuilder;
+use lns_bpf::abi::{Session, SessionState};
+use lns_testlab::{workspace_bin, Lab, Netns, NsProcess, PinDir};
+use serde::Serialize;
+
+#[derive(Parser)]
+#[command(about = "trafgen against lns-dataplane: delivered pps, loss, CPU per packet, lns/reflect")]
+struct Args {
+    /// Session counts to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,100000")]
+    sessions: Vec<u32>,
+    /// Inner (subscriber) IP packet sizes.
+    #[arg(long, value_delimiter = ',', default_value = "64,1400")]
+    sizes: Vec<usize>,
+    /// Packets trafgen sends per measurement.
+    #[arg(long, default_value_t = 1_000_000)]
+    packets: u64,
+    /// XDP mode of the data plane.
+    #[arg(long, default_value = "native")]
+    xdp_mode: String,
+    /// Steps of the loss-free rate search (0: saturation only).
+    #[arg(long, default_value_t = 4)]
+    search_steps: u32,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+const LAC_PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
+const SINK6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xc0, 0, 0, 0, 0, 0x99);
+
+fn subscriber(k: u32) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0x1000 + (k >> 16) as u16, (k & 0xffff) as u16, 0, 0, 0, 1)
+}
+
+fn ids(k: u32) -> (u16, u16) {
+    ((1 + k / 60000) as u16, (1 + k % 60000) as u16)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+enum Dir {
+    Upstream,
+    Downstream,
+}
+
+#[derive(Serialize)]
+struct Row {
+    mode: &'static str,
+    sessions: u32,
+    direction: Dir,
+    inner_size: usize,
+    sent: u64,
+    delivered: u64,
+    seconds: f64,
+    delivered_pps: f64,
+    loss_pct: f64,
+    /// Highest rate found with at most LOSS_FREE_PCT loss.
+    loss_free_pps: f64,
+    worker_ns_per_packet: f64,
+    ratio_to_reflect: Option<f64>,
+}
+
+struct Macs {
+    lac0: [u8; 6],
+    acc0: [u8; 6],
+    core0: [u8; 6],
+    core0p: [u8; 6],
+}
+
+fn inner(src: Ipv6Addr, dst: Ipv6Addr, size: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(size);
+    let payload = vec![0x5a; size.saturating_sub(48)];
+    PacketBuilder::ipv6(src.octets(), dst.octets(), 64)
+        .udp(4000, 9)
+        .write(&mut v, &payload)
+        .expect("building a packet");
+    v
+}
+
+fn frame(dir: Dir, m: &Macs, k: u32, size: usize) -> Vec<u8> {
+    let mut v = Vec::new();
+    match dir {
+        Dir::Upstream => {
+            let (t, s) = ids(k);
+            let mut l2tp = vec![0x00, 0x02];
+            l2tp.extend_from_slice(&t.to_be_bytes());
+            l2tp.extend_from_slice(&s.to_be_bytes());
+            l2tp.extend_from_slice(&[0xff, 0x03, 0x00, 0x57]);
+            l2tp.extend_from_slice(&inner(subscriber(k), SINK6, size));
+            PacketBuilder::ethernet2(m.lac0, m.acc0)
+                .ipv4(LAC_PEER.octets(), [192, 0, 2, 1], 64)
+                .udp(1701, 1701)
+                .write(&mut v, &l2tp)
+                .expect("building a frame");
+        }
+        Dir::Downstream => {
+            v.extend_from_slice(&m.core0);
+            v.extend_from_slice(&m.core0p);
+            v.extend_from_slice(&[0x86, 0xdd]);
+            v.extend_from_slice(&inner(SINK6, subscriber(k), size));
+        }
+    }
+    v
+}
+
+/// A trafgen configuration cycling through one frame per session.
+fn trafgen_config(dir: Dir, m: &Macs, sessions: u32, size: usize) -> String {
+    let mut s = String::new();
+    for k in 0..sessions {
+        s.push('{');
+        for (i, b) in frame(dir, m, k, size).iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            let _ = write!(s, "0x{b:02x}");
+        }
+        s.push_str("}\n");
+    }
+    s
+}
+
+fn read_counter(ns: &Netns, dev: &str, what: &str) -> Result<u64> {
+    let out = ns.exec("cat", &[&format!("/sys/class/net/{dev}/statistics/{what}")])?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}
+
+/// CPU time (ns) of the data plane's worker thread.
+fn worker_cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    let tick = 1_000_000_000 / 100; // USER_HZ
+    let mut total = 0;
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("lns-worker") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        // Fields after the ")" of comm: state is field 3; utime 14, stime 15.
+        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ut: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+            let st: u64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+            total += (ut + st) * tick;
+        }
+    }
+    total
+}
+
+fn find_dataplane_pid(wrapper: u32) -> u32 {
+    // NsProcess runs `nsenter ... lns-dataplane`; nsenter execs, so the pid
+    // is the data plane's own.
+    wrapper
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    lab: &Lab,
+    m: &Macs,
+    mode: &'static str,
+    sessions: u32,
+    dir: Dir,
+    size: usize,
+    packets: u64,
+    xdp_mode: &str,
+    search_steps: u32,
+) -> Result<Row> {
+    let pins = PinDir::new()?;
+    let max = (sessions + 16).next_power_of_two().max(1024).to_string();
+    let mut dp = NsProcess::spawn(
+        &lab.lns,
+        &workspace_bin("lns-dataplane")?,
+        &[
+            "--access-if",
+            "acc0",
+            "--core-if",
+            "core0",
+            "--queues",
+            "1",
+            "--cores",
+            "1",
+            "--xdp-mode",
+            xdp_mode,
+            "--bind",
+            "copy",
+            "--mode",
+            mode,
+            "--bpf-pin-dir",
+            pins.path().to_str().context("pin dir")?,
+            "--stats-interval",
+            "0",
+            "--json",
+            "--max-sessions",
+            &max,
+            "--mss-clamp",
+            "off",
+        ],
+    )?;
+    let t0 = Instant::now();
+    loop {
+        let out = lab.lns.ip(&["-d", "link", "show", "core0"])?;
+        if String::from_utf8_lossy(&out.stdout).contains("prog/xdp") {
+            break;
+        }
+        if !dp.alive() || t0.elapsed() > Duration::from_secs(30) {
+            bail!("lns-dataplane did not start: {:?}", dp.output());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    install_sessions(pins.path(), sessions)?;
+
+    let cfg = std::env::temp_dir().join(format!("{}.trafgen", lns_testlab::unique_name("tg")));
+    std::fs::write(&cfg, trafgen_config(dir, m, sessions, size))?;
+    let (gen_ns, gen_dev, sink_ns, sink_dev) = match (mode, dir) {
+        ("reflect", Dir::Upstream) => (&lab.lac, "lac0", &lab.lac, "lac0"),
+        ("reflect", Dir::Downstream) => (&lab.core, "core0p", &lab.core, "core0p"),
+        (_, Dir::Upstream) => (&lab.lac, "lac0", &lab.core, "core0p"),
+        (_, Dir::Downstream) => (&lab.core, "core0p", &lab.lac, "lac0"),
+    };
+    let pid = find_dataplane_pid(dp.pid());
+    let run = |rate: Option<u64>, packets: u64| -> Result<Trial> {
+        // trafgen now and then gives up flushing its TX ring on a veth
+        // (EAGAIN); that says nothing about the data plane, so try again.
+        let mut last = None;
+        for _ in 0..3 {
+            match run_trafgen(gen_ns, gen_dev, sink_ns, sink_dev, &cfg, rate, packets, pid) {
+                Ok(t) => return Ok(t),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("trafgen did not run")))
+    };
+    // Saturation: trafgen as fast as it goes.
+    let sat = run(None, packets)?;
+    // Loss-free rate: a binary search under the delivered rate at
+    // saturation, each step a rate-limited trafgen run.
+    let mut lo = 0.0f64;
+    let mut hi = sat.delivered_pps.max(1.0);
+    if sat.loss_pct() <= LOSS_FREE_PCT {
+        lo = sat.delivered_pps;
+    } else {
+        for _ in 0..search_steps {
+            let mid = (lo + hi) / 2.0;
+            let n = (mid * 1.5) as u64;
+            let t = run(Some(mid as u64), n.max(1000))?;
+            if t.loss_pct() <= LOSS_FREE_PCT {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&cfg);
+    dp.stop(10);
+    let (sent, delivered, secs, cpu) = (sat.sent, sat.delivered, sat.seconds, sat.cpu_ns);
+    Ok(Row {
+        mode,
+        sessions,
+        direction: dir,
+        inner_size: size,
+        sent,
+        delivered,
+        seconds: secs,
+        delivered_pps: sat.delivered_pps,
+        loss_pct: if sent > 0 { 100.0 * (sent - delivered) as f64 / sent as f64 } else { 0.0 },
+        loss_free_pps: lo,
+        worker_ns_per_packet: if delivered > 0 { cpu as f64 / delivered as f64 } else { 0.0 },
+        ratio_to_reflect: None,
+    })
+}
+
+/// Loss at or below this counts as loss-free (veths drop the odd frame).
+const LOSS_FREE_PCT: f64 = 0.1;
+
+struct Trial {
+    sent: u64,
+    delivered: u64,
+    /// Between the first and the last frame the sink saw.
+    seconds: f64,
+    delivered_pps: f64,
+    cpu_ns: u64,
+}
+
+impl Trial {
+    fn loss_pct(&self) -> f64 {
+        if self.sent == 0 {
+            return 100.0;
+        }
+        100.0 * self.sent.saturating_sub(self.delivered) as f64 / self.sent as f64
+    }
+}
+
+/// One trafgen run; the delivered rate is measured on the sink's counter
+/// between the first and the last frame it saw, so trafgen's start-up (it
+/// compiles its configuration first) does not count.
+#[allow(clippy::too_many_arguments)]
+fn run_trafgen(
+    gen_ns: &Netns,
+    gen_dev: &str,
+    sink_ns: &Netns,
+    sink_dev: &str,
+    cfg: &Path,
+    rate: Option<u64>,
+    packets: u64,
+    pid: u32,
+) -> Result<Trial> {
+    let rx0 = read_counter(sink_ns, sink_dev, "rx_packets")?;
+    let tx0 = read_counter(gen_ns, gen_dev, "tx_packets")?;
+    let cpu0 = worker_cpu_ns(pid);
+    let n = packets.to_string();
+    let rate_arg = rate.map(|r| format!("{r}pps"));
+    let mut a: Vec<&str> =
+        vec!["netns", "exec", gen_ns.name(), "taskset", "-c", "0", "trafgen", "--dev", gen_dev, "--conf"];
+    let cfg_s = cfg.to_str().context("cfg path")?;
+    a.push(cfg_s);
+    a.extend_from_slice(&["--cpus", "1", "--no-sock-mem", "-q", "-n", &n]);
+    if let Some(r) = &rate_arg {
+        a.extend_from_slice(&["-b", r]);
+    }
+    let mut child = std::process::Command::new("ip")
+        .args(&a)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("starting trafgen")?;
+    let mut first: Option<(Instant, u64)> = None;
+    let mut last: Option<(Instant, u64)> = None;
+    let mut prev = rx0;
+    let mut quiet_since: Option<Instant> = None;
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = Instant::now();
+        let rx = read_counter(sink_ns, sink_dev, "rx_packets")?;
+        if rx > prev {
+            if first.is_none() {
+                first = Some((now, prev));
+            }
+            last = Some((now, rx));
+            quiet_since = None;
+        } else if child.try_wait()?.is_some() {
+            // trafgen is done and nothing arrives any more.
+            let q = *quiet_since.get_or_insert(now);
+            if now.duration_since(q) > Duration::from_millis(200) {
+                break;
+            }
+        }
+        prev = rx;
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        bail!("trafgen failed: {err}");
+    }
+    let sent = read_counter(gen_ns, gen_dev, "tx_packets")? - tx0;
+    let delivered = (read_counter(sink_ns, sink_dev, "rx_packets")? - rx0).min(sent);
+    let (seconds, pps) = match (first, last) {
+        (Some((t1, r1)), Some((t2, r2))) if t2 > t1 => {
+            let s = t2.duration_since(t1).as_secs_f64();
+            (s, (r2 - r1) as f64 / s)
+        }
+        _ => (0.0, 0.0),
+    };
+    Ok(Trial {
+        sent,
+        delivered,
+        seconds,
+        delivered_pps: pps,
+        cpu_ns: worker_cpu_ns(pid).saturating_sub(cpu0),
+    })
+}
+
+fn install_sessions(pins: &Path, n: u32) -> Result<()> {
+    let maps = lns_bpf::open_pinned(pins)?;
+    for k in 0..n {
+        let (t, s) = ids(k);
+        let mut sess = Session {
+            state: SessionState::Forwarding as u32,
+            flags: Session::UDP_CSUM_ZERO,
+            local_tunnel_id: t,
+            local_session_id: s,
+            peer_tunnel_id: t,
+            peer_session_id: s,
+            mtu: 1500,
+            ipv6_prefix: subscriber(k).octets(),
+            ipv6_prefix_len: 64,
+            generation: 1,
+            ..Default::default()
+        };
+        sess.set_peer(SocketAddr::new(LAC_PEER.into(), 1701));
+        sess.set_local(SocketAddr::new(Ipv4Addr::new(192, 0, 2, 1).into(), 1701));
+        maps.install_session(k, &sess)?;
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let lab = Lab::new(1)?;
+    let m = Macs {
+        lac0: Lab::mac(&lab.lac, "lac0")?,
+        acc0: Lab::mac(&lab.lns, "acc0")?,
+        core0: Lab::mac(&lab.lns, "core0")?,
+        core0p: Lab::mac(&lab.core, "core0p")?,
+    };
+    // Next hops the LNS forwards to but nobody answers for: the sinks drop
+    // frames for addresses they do not own, the cheapest drop there is.
+    let mac = |b: [u8; 6]| b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":");
+    lab.lns.ip(&["neigh", "add", "192.0.2.99", "lladdr", &mac(m.lac0), "dev", "acc0", "nud", "permanent"])?;
+    lab.lns.ip(&[
+        "-6",
+        "neigh",
+        "add",
+        "2001:db8:c0::99",
+        "lladdr",
+        &mac(m.core0p),
+        "dev",
+        "core0",
+        "nud",
+        "permanent",
+    ])?;
+
+    let mut rows = Vec::new();
+    if !args.json {
+        println!(
+            "{:<8} {:>8} {:<10} {:>5} {:>10} {:>10} {:>10} {:>7} {:>11} {:>8} {:>8}",
+            "mode",
+            "sessions",
+            "direction",
+            "size",
+            "sent",
+            "delivered",
+            "sat_pps",
+            "loss%",
+            "lossfree_pps",
+            "ns/pkt",
+            "lns/refl"
+        );
+    }
+    for &sessions in &args.sessions {
+        for dir in [Dir::Upstream, Dir::Downstream] {
+            for &size in &args.sizes {
+                let refl = measure(
+                    &lab,
+                    &m,
+                    "reflect",
+                    sessions,
+                    dir,
+                    size,
+                    args.packets,
+                    &args.xdp_mode,
+                    args.search_steps,
+                )?;
+                let mut lns = measure(
+                    &lab,
+                    &m,
+                    "lns",
+                    sessions,
+                    dir,
+                    size,
+                    args.packets,
+                    &args.xdp_mode,
+                    args.search_steps,
+                )?;
+                lns.ratio_to_reflect = Some(lns.loss_free_pps / refl.loss_free_pps.max(1e-9));
+                for r in [refl, lns] {
+                    if args.json {
+                        println!("{}", serde_json::to_string(&r)?);
+                    } else {
+                        println!(
+                            "{:<8} {:>8} {:<10} {:>5} {:>10} {:>10} {:>10.0} {:>7.2} {:>11.0} {:>8.0} {:>8}",
+                            r.mode,
+                            r.sessions,
+                            format!("{:?}", r.direction).to_lowercase(),
+                            r.inner_size,
+                            r.sent,
+                            r.delivered,
+                            r.delivered_pps,
+                            r.loss_pct,
+                            r.loss_free_pps,
+                            r.worker_ns_per_packet,
+                            r.ratio_to_reflect.map(|x| format!("{x:.3}")).unwrap_or_default()
+                        );
+                    }
+                    rows.push(r);
+                }
+            }
+        }
+    }
+    Ok(())
+}
