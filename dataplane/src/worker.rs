@@ -152,8 +152,19 @@ impl Worker {
                 received += self.poll_port(p);
             }
             for p in 0..ports {
-                if self.rings.ports[p].tx_outstanding > 0 {
+                // Copy mode sends at most 32 frames per sendto: kick as often
+                // as the backlog needs (bounded, so one port cannot starve
+                // the others), collecting completions in between.
+                let mut kicks = 0;
+                while self.rings.ports[p].tx_outstanding > 0 && kicks < 16 {
                     self.rings.kick(p);
+                    let mut scratch = std::mem::take(&mut self.scratch);
+                    let done = self.rings.complete(p, &mut scratch);
+                    self.scratch = scratch;
+                    kicks += 1;
+                    if done == 0 {
+                        break;
+                    }
                 }
             }
             if received == 0 {

@@ -39,6 +39,12 @@ struct Args {
     /// XDP mode of the data plane.
     #[arg(long, default_value = "native")]
     xdp_mode: String,
+    /// Directions to measure.
+    #[arg(long, value_delimiter = ',', default_value = "upstream,downstream")]
+    directions: Vec<String>,
+    /// Print the data plane's own report after each measurement.
+    #[arg(long)]
+    verbose: bool,
     /// Steps of the loss-free rate search (0: saturation only).
     #[arg(long, default_value_t = 4)]
     search_steps: u32,
@@ -272,6 +278,9 @@ fn measure(
     }
     let _ = std::fs::remove_file(&cfg);
     dp.stop(10);
+    if std::env::var_os("LNS_LOAD_VERBOSE").is_some() {
+        eprintln!("{mode} {dir:?}: {}", dp.output().0.lines().last().unwrap_or_default());
+    }
     let (sent, delivered, secs, cpu) = (sat.sent, sat.delivered, sat.seconds, sat.cpu_ns);
     Ok(Row {
         mode,
@@ -393,6 +402,31 @@ fn run_trafgen(
     })
 }
 
+/// Both far ends drop every frame in XDP (counted in the veth's rx_packets),
+/// so what a sink's kernel would do with it is the same for every mode and
+/// direction and costs next to nothing: the sinks' receive work runs on the
+/// worker's core when the worker transmits into a veth.
+fn attach_sinks(lab: &Lab) -> Result<()> {
+    let dir = std::env::temp_dir().join(lns_testlab::unique_name("sink"));
+    std::fs::create_dir_all(&dir)?;
+    let src = dir.join("sink.c");
+    let obj = dir.join("sink.o");
+    std::fs::write(
+        &src,
+        "#include <linux/bpf.h>\n\
+         __attribute__((section(\"xdp\"), used)) int xdp_sink(struct xdp_md *ctx) { return XDP_DROP; }\n\
+         char _license[] __attribute__((section(\"license\"), used)) = \"GPL\";\n",
+    )?;
+    let arch = std::process::Command::new("gcc").arg("-dumpmachine").output()?;
+    let inc = format!("-I/usr/include/{}", String::from_utf8_lossy(&arch.stdout).trim());
+    lns_testlab::run("clang", &["-O2", "-target", "bpf", &inc, "-c", src.to_str().context("path")?, "-o", obj.to_str().context("path")?])?;
+    let o = obj.to_str().context("path")?;
+    lab.lac.ip(&["link", "set", "dev", "lac0", "xdpdrv", "obj", o, "sec", "xdp"])?;
+    lab.core.ip(&["link", "set", "dev", "core0p", "xdpdrv", "obj", o, "sec", "xdp"])?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 fn install_sessions(pins: &Path, n: u32) -> Result<()> {
     let maps = lns_bpf::open_pinned(pins)?;
     for k in 0..n {
@@ -443,6 +477,8 @@ fn main() -> Result<()> {
         "permanent",
     ])?;
 
+    attach_sinks(&lab)?;
+
     let mut rows = Vec::new();
     if !args.json {
         println!(
@@ -462,6 +498,9 @@ fn main() -> Result<()> {
     }
     for &sessions in &args.sessions {
         for dir in [Dir::Upstream, Dir::Downstream] {
+            if !args.directions.iter().any(|d| d == &format!("{dir:?}").to_lowercase()) {
+                continue;
+            }
             for &size in &args.sizes {
                 let refl = measure(
                     &lab,
@@ -485,7 +524,7 @@ fn main() -> Result<()> {
                     &args.xdp_mode,
                     args.search_steps,
                 )?;
-                lns.ratio_to_reflect = Some(lns.loss_free_pps / refl.loss_free_pps.max(1e-9));
+                lns.ratio_to_reflect = (refl.loss_free_pps > 0.0).then(|| lns.loss_free_pps / refl.loss_free_pps);
                 for r in [refl, lns] {
                     if args.json {
                         println!("{}", serde_json::to_string(&r)?);
