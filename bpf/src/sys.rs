@@ -159,6 +159,20 @@ impl Steering {
         {
             map.set_max_entries(opts.max_sessions).map_err(|e| Error::bpf("sizing the session maps", e))?;
         }
+        // A subscriber holds a SLAAC prefix and a delegated prefix, and some
+        // have framed routes: room for two prefixes per session.
+        for map in [&mut maps.lns_sub_v4_lpm, &mut maps.lns_sub_v6_lpm] {
+            map.set_max_entries(opts.max_sessions.saturating_mul(2).max(abi::MAX_PREFIXES))
+                .map_err(|e| Error::bpf("sizing the prefix maps", e))?;
+        }
+        // One row of per-session counters per worker.
+        let stats_rows = opts
+            .max_sessions
+            .checked_mul(opts.max_workers.max(1))
+            .ok_or(Error::Missing("a session table this large"))?;
+        maps.lns_session_stats
+            .set_max_entries(stats_rows)
+            .map_err(|e| Error::bpf("sizing lns_session_stats", e))?;
 
         if let Some(dir) = &opts.pin_dir {
             fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;

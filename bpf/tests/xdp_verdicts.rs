@@ -664,3 +664,24 @@ fn next_hops_come_from_the_kernel_tables() {
     lab.ns.ip(&["route", "del", "blackhole", "203.0.113.7/32"]).unwrap();
     lab.expect(lab.access, &frame, XdpAction::Pass, Counter::PassNotForwarded);
 }
+
+#[test]
+fn maps_are_sized_by_the_loader() {
+    let pins = lns_testlab::PinDir::new().unwrap();
+    let opts = LoadOptions {
+        pin_dir: Some(pins.path().to_path_buf()),
+        max_sessions: 40000,
+        max_workers: 3,
+        ..Default::default()
+    };
+    let _s = lns_bpf::Steering::load(&opts).unwrap();
+    let maps = lns_bpf::open_pinned(pins.path()).unwrap();
+    assert_eq!(maps.max_sessions(), 40000);
+    assert_eq!(maps.stats_rows(), 3, "one row of per-session counters per worker");
+    // Two prefixes per session fit (SLAAC and delegated): more than the
+    // 65,536 of the program's static definition.
+    for k in 0..70_000u32 {
+        let p = Ipv6Addr::new(0x2001, 0xdb8, 0x1000 + (k >> 16) as u16, k as u16, 0, 0, 0, 0);
+        maps.add_route_v6(p, 64, k % 40_000).unwrap();
+    }
+}

@@ -5,10 +5,10 @@
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
-use lns_testlab::{workspace_bin, Lab, Netns, NsProcess, PinDir, RawSocket};
+use lns_testlab::{workspace_bin, Lab, Netns, PinDir, RawSocket};
 
 const SUB_A: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 const SUB_B: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 11);
@@ -160,17 +160,6 @@ fn check_toward_lac(m: &Macs, f: &[u8]) -> Vec<u8> {
     udp.payload().to_vec()
 }
 
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 fn scenario(xdp_mode: &str) {
     let lab = Lab::new(2).unwrap();
     let pins = PinDir::new().unwrap();
@@ -189,41 +178,30 @@ fn scenario(xdp_mode: &str) {
         core0: Lab::mac(&lab.lns, "core0").unwrap(),
         core0p: Lab::mac(&lab.core, "core0p").unwrap(),
     };
-    let bin = workspace_bin("lns-dataplane").unwrap();
-    let mut dp = NsProcess::spawn(
-        &lab.lns,
-        &bin,
-        &[
-            "--access-if",
-            "acc0",
-            "--core-if",
-            "core0",
-            "--queues",
-            "2",
-            "--cores",
-            "0,1",
-            "--xdp-mode",
-            xdp_mode,
-            "--bind",
-            "copy",
-            "--frames",
-            "1024",
-            "--ring-size",
-            "256",
-            "--bpf-pin-dir",
-            pins.path().to_str().unwrap(),
-            "--stats-interval",
-            "0",
-            "--json",
-            "--max-sessions",
-            "1024",
-        ],
-    )
-    .unwrap();
-    wait_for("the data plane to attach", 20, || {
-        assert!(dp.alive(), "lns-dataplane exited: {:?}", dp.output());
-        attached(&lab.lns, "core0") && attached(&lab.lns, "acc0")
-    });
+    let mut dp = lab
+        .start_dataplane(
+            pins.path(),
+            &[
+                "--queues",
+                "2",
+                "--cores",
+                "0,1",
+                "--xdp-mode",
+                xdp_mode,
+                "--bind",
+                "copy",
+                "--frames",
+                "1024",
+                "--ring-size",
+                "256",
+                "--stats-interval",
+                "0",
+                "--json",
+                "--max-sessions",
+                "1024",
+            ],
+        )
+        .unwrap();
 
     let p = pins.path();
     lnsctl(

@@ -482,3 +482,32 @@ pub mod frames {
         eth_ip(dmac, smac, &udp_v4(src, sport, dst, dport, 64, payload))
     }
 }
+
+impl Lab {
+    /// Starts `lns-dataplane` in the LNS namespace on acc0 (access) and core0
+    /// (core) with the maps pinned in `pins`, and waits until the program is
+    /// attached to both (it attaches last, once every socket is bound).
+    pub fn start_dataplane(&self, pins: &Path, extra: &[&str]) -> Result<NsProcess> {
+        let mut args = vec!["--access-if", "acc0", "--core-if", "core0", "--bpf-pin-dir"];
+        args.push(pins.to_str().context("pin path")?);
+        args.extend_from_slice(extra);
+        let mut dp = NsProcess::spawn(&self.lns, &workspace_bin("lns-dataplane")?, &args)?;
+        let t0 = std::time::Instant::now();
+        loop {
+            let attached = |dev: &str| -> Result<bool> {
+                let out = self.lns.ip(&["-d", "link", "show", dev])?;
+                Ok(String::from_utf8_lossy(&out.stdout).contains("prog/xdp"))
+            };
+            if attached("acc0")? && attached("core0")? {
+                return Ok(dp);
+            }
+            if !dp.alive() {
+                bail!("lns-dataplane exited: {:?}", dp.output());
+            }
+            if t0.elapsed() > std::time::Duration::from_secs(30) {
+                bail!("lns-dataplane did not attach within 30 s: {:?}", dp.output());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}

@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use etherparse::PacketBuilder;
 use lns_bpf::abi::{Session, SessionState};
-use lns_testlab::{workspace_bin, Lab, Netns, NsProcess, PinDir};
+use lns_testlab::{Lab, Netns, PinDir};
 use serde::Serialize;
 
 #[derive(Parser)]
@@ -193,14 +193,9 @@ fn measure(
 ) -> Result<Row> {
     let pins = PinDir::new()?;
     let max = (sessions + 16).next_power_of_two().max(1024).to_string();
-    let mut dp = NsProcess::spawn(
-        &lab.lns,
-        &workspace_bin("lns-dataplane")?,
+    let mut dp = lab.start_dataplane(
+        pins.path(),
         &[
-            "--access-if",
-            "acc0",
-            "--core-if",
-            "core0",
             "--queues",
             "1",
             "--cores",
@@ -211,8 +206,6 @@ fn measure(
             "copy",
             "--mode",
             mode,
-            "--bpf-pin-dir",
-            pins.path().to_str().context("pin dir")?,
             "--stats-interval",
             "0",
             "--json",
@@ -222,17 +215,6 @@ fn measure(
             "off",
         ],
     )?;
-    let t0 = Instant::now();
-    loop {
-        let out = lab.lns.ip(&["-d", "link", "show", "core0"])?;
-        if String::from_utf8_lossy(&out.stdout).contains("prog/xdp") {
-            break;
-        }
-        if !dp.alive() || t0.elapsed() > Duration::from_secs(30) {
-            bail!("lns-dataplane did not start: {:?}", dp.output());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
     install_sessions(pins.path(), sessions)?;
 
     let cfg = std::env::temp_dir().join(format!("{}.trafgen", lns_testlab::unique_name("tg")));
@@ -419,7 +401,19 @@ fn attach_sinks(lab: &Lab) -> Result<()> {
     )?;
     let arch = std::process::Command::new("gcc").arg("-dumpmachine").output()?;
     let inc = format!("-I/usr/include/{}", String::from_utf8_lossy(&arch.stdout).trim());
-    lns_testlab::run("clang", &["-O2", "-target", "bpf", &inc, "-c", src.to_str().context("path")?, "-o", obj.to_str().context("path")?])?;
+    lns_testlab::run(
+        "clang",
+        &[
+            "-O2",
+            "-target",
+            "bpf",
+            &inc,
+            "-c",
+            src.to_str().context("path")?,
+            "-o",
+            obj.to_str().context("path")?,
+        ],
+    )?;
     let o = obj.to_str().context("path")?;
     lab.lac.ip(&["link", "set", "dev", "lac0", "xdpdrv", "obj", o, "sec", "xdp"])?;
     lab.core.ip(&["link", "set", "dev", "core0p", "xdpdrv", "obj", o, "sec", "xdp"])?;
@@ -524,7 +518,8 @@ fn main() -> Result<()> {
                     &args.xdp_mode,
                     args.search_steps,
                 )?;
-                lns.ratio_to_reflect = (refl.loss_free_pps > 0.0).then(|| lns.loss_free_pps / refl.loss_free_pps);
+                lns.ratio_to_reflect =
+                    (refl.loss_free_pps > 0.0).then(|| lns.loss_free_pps / refl.loss_free_pps);
                 for r in [refl, lns] {
                     if args.json {
                         println!("{}", serde_json::to_string(&r)?);

@@ -7,12 +7,12 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use lns_testlab::frames::{l2tp_data, udp_frame, udp_v4};
-use lns_testlab::{workspace_bin, Lab, NsProcess, PinDir, RawSocket};
+use lns_testlab::{workspace_bin, Lab, PinDir, RawSocket};
 
 #[derive(Parser)]
 #[command(about = "Run the LNS fast-path demo in a namespace lab")]
@@ -52,22 +52,15 @@ fn main() -> Result<()> {
     println!("== lab: namespaces lac | lns | core over veths with 2 queues");
     let lab = Lab::new(2)?;
     let pins = PinDir::new()?;
-    let dp = NsProcess::spawn(
-        &lab.lns,
-        &workspace_bin("lns-dataplane")?,
+    let mut dp = lab.start_dataplane(
+        pins.path(),
         &[
-            "--access-if",
-            "acc0",
-            "--core-if",
-            "core0",
             "--queues",
             "2",
             "--xdp-mode",
             &args.xdp_mode,
             "--bind",
             "copy",
-            "--bpf-pin-dir",
-            pins.path().to_str().context("pin path")?,
             "--stats-interval",
             "0",
             "--json",
@@ -75,18 +68,6 @@ fn main() -> Result<()> {
             "4096",
         ],
     )?;
-    let mut dp = dp;
-    let t0 = Instant::now();
-    loop {
-        let out = lab.lns.ip(&["-d", "link", "show", "core0"])?;
-        if String::from_utf8_lossy(&out.stdout).contains("prog/xdp") {
-            break;
-        }
-        if !dp.alive() || t0.elapsed() > Duration::from_secs(20) {
-            bail!("lns-dataplane did not start: {:?}", dp.output());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
     println!("== lns-dataplane up (XDP {}, AF_XDP copy mode, 2 workers)", args.xdp_mode);
 
     for i in 0..args.sessions {
