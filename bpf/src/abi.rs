@@ -18,7 +18,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::skel::types as c;
 
 /// `LNS_ABI_VERSION`: stored in [`Config::abi_version`] by the loader.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 /// Default size of the session table (`LNS_DEFAULT_MAX_SESSIONS`).
 pub const DEFAULT_MAX_SESSIONS: u32 = 65536;
 /// `LNS_MAX_IFACES`: interfaces one instance can be attached to.
@@ -60,7 +60,9 @@ pub struct Config {
     /// UDP port of L2TP at the LNS.
     pub l2tp_port: Be16,
     pub _pad0: u16,
-    pub _pad1: u32,
+    /// How long a next hop from bpf_fib_lookup is reused (ms); 0 looks up
+    /// every frame. A route or neighbour change is seen within this time.
+    pub nh_cache_ms: u32,
 }
 
 impl Config {
@@ -423,7 +425,7 @@ macro_rules! layout {
     };
 }
 
-layout!(Config, c::lns_config, abi_version, flags, l2tp_port, _pad0, _pad1);
+layout!(Config, c::lns_config, abi_version, flags, l2tp_port, _pad0, nh_cache_ms);
 layout!(Iface, c::lns_iface, roles, xsk_base);
 layout!(
     Session,

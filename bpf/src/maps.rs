@@ -11,7 +11,7 @@ use crate::abi::{Config, Counter, Iface, LpmV4, LpmV6, Session, SessionKey, Sess
 use crate::Error;
 
 /// Every map the program defines, by the name it is pinned under.
-pub const MAP_NAMES: [&str; 12] = [
+pub const MAP_NAMES: [&str; 13] = [
     "lns_config",
     "lns_ifaces",
     "lns_xsks",
@@ -24,6 +24,7 @@ pub const MAP_NAMES: [&str; 12] = [
     "lns_counters",
     "lns_neigh_miss",
     "lns_session_stats",
+    "lns_nh_cache",
 ];
 
 /// Descriptors of every map of one instance.
@@ -41,6 +42,7 @@ pub struct Maps {
     pub(crate) counters: MapHandle,
     pub(crate) neigh_miss: MapHandle,
     pub(crate) session_stats: MapHandle,
+    pub(crate) nh_cache: MapHandle,
 }
 
 /// Per-reason totals over all CPUs, as read at one moment.
@@ -313,6 +315,16 @@ impl Maps {
             delete_if_present(&self.neigh_miss, &k, "deleting from lns_neigh_miss")?;
         }
         Ok(out)
+    }
+
+    /// Forgets every cached next hop (after a route change that must take
+    /// effect at once). Returns how many were dropped.
+    pub fn flush_nexthops(&self) -> Result<usize, Error> {
+        let keys: Vec<Vec<u8>> = self.nh_cache.keys().collect();
+        for k in &keys {
+            delete_if_present(&self.nh_cache, k, "deleting from lns_nh_cache")?;
+        }
+        Ok(keys.len())
     }
 
     /// Per-session counters of slot `index`, summed over every worker's row.

@@ -59,6 +59,8 @@ pub struct LoadOptions {
     pub l2tp_port: u16,
     /// Pass data of unknown sessions to the stack instead of dropping it.
     pub pass_unknown_sessions: bool,
+    /// Next-hop cache lifetime in milliseconds (0: no cache).
+    pub nh_cache_ms: u32,
 }
 
 impl Default for LoadOptions {
@@ -70,6 +72,7 @@ impl Default for LoadOptions {
             max_workers: abi::DEFAULT_MAX_WORKERS,
             l2tp_port: abi::L2TP_PORT,
             pass_unknown_sessions: false,
+            nh_cache_ms: 1000,
         }
     }
 }
@@ -192,6 +195,7 @@ impl Steering {
                 (&mut maps.lns_counters, "lns_counters"),
                 (&mut maps.lns_neigh_miss, "lns_neigh_miss"),
                 (&mut maps.lns_session_stats, "lns_session_stats"),
+                (&mut maps.lns_nh_cache, "lns_nh_cache"),
             ] {
                 debug_assert!(MAP_NAMES.contains(&name));
                 map.set_pin_path(dir.join(name)).map_err(|e| Error::bpf("setting a pin path", e))?;
@@ -216,11 +220,13 @@ impl Steering {
             counters: handle(&m.lns_counters)?,
             neigh_miss: handle(&m.lns_neigh_miss)?,
             session_stats: handle(&m.lns_session_stats)?,
+            nh_cache: handle(&m.lns_nh_cache)?,
         };
         let config = Config {
             abi_version: abi::ABI_VERSION,
             flags: if opts.pass_unknown_sessions { Config::PASS_UNKNOWN_SESSION } else { 0 },
             l2tp_port: abi::Be16::from_host(opts.l2tp_port),
+            nh_cache_ms: opts.nh_cache_ms,
             ..Config::default()
         };
         maps.write_config(&config)?;
@@ -292,6 +298,48 @@ impl Steering {
 
     /// Runs the program once on `frame` with BPF_PROG_TEST_RUN.
     pub fn test_run(&self, frame: &[u8], ctx: TestRunContext) -> Result<TestRunResult, Error> {
+        self.test_run_repeat(frame, ctx, 1).map(|(r, _)| r)
+    }
+
+    /// Runs the program `repeat` times in live-frame mode
+    /// (BPF_F_TEST_XDP_LIVE_FRAMES): each run gets a fresh copy of `frame`
+    /// and its verdict is carried out, redirects into AF_XDP sockets
+    /// included. Returns the kernel's average time per frame.
+    pub fn test_run_live(
+        &self,
+        frame: &[u8],
+        ctx: TestRunContext,
+        repeat: u32,
+    ) -> Result<std::time::Duration, Error> {
+        let mut ctx_in = [0u32; 6];
+        ctx_in[1] = frame.len() as u32;
+        ctx_in[3] = ctx.ingress_ifindex;
+        ctx_in[4] = ctx.rx_queue_index;
+        let mut ctx_in_bytes: Vec<u8> = ctx_in.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let input = libbpf_rs::ProgramInput {
+            context_in: Some(&mut ctx_in_bytes[..]),
+            data_in: Some(frame),
+            repeat,
+            flags: libbpf_rs::libbpf_sys::BPF_F_TEST_XDP_LIVE_FRAMES,
+            ..Default::default()
+        };
+        let out = self
+            .skel
+            .progs
+            .lns_xdp
+            .test_run(input)
+            .map_err(|e| Error::bpf("BPF_PROG_TEST_RUN (live frames)", e))?;
+        Ok(out.duration)
+    }
+
+    /// Runs the program `repeat` times on `frame` in the kernel and returns
+    /// the last result with the kernel's average time per run.
+    pub fn test_run_repeat(
+        &self,
+        frame: &[u8],
+        ctx: TestRunContext,
+        repeat: u32,
+    ) -> Result<(TestRunResult, std::time::Duration), Error> {
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
         // rx_queue_index, egress_ifindex. On input `data` is the metadata
         // length (none) and `data_end` the frame length.
@@ -309,10 +357,12 @@ impl Steering {
             context_out: with_ctx.then_some(&mut ctx_out[..]),
             data_in: Some(frame),
             data_out: Some(&mut data_out[..]),
+            repeat,
             ..Default::default()
         };
         let out = self.skel.progs.lns_xdp.test_run(input).map_err(|e| Error::bpf("BPF_PROG_TEST_RUN", e))?;
         let action = XdpAction::from_raw(out.return_value);
+        let per_run = out.duration;
         let data = out.data.map(|d| d.to_vec()).unwrap_or_default();
         // The program prepends lns_xdp_meta to frames it redirects and
         // otherwise leaves the length alone.
@@ -321,7 +371,7 @@ impl Steering {
         } else {
             (None, data)
         };
-        Ok(TestRunResult { action, frame, meta })
+        Ok((TestRunResult { action, frame, meta }, per_run))
     }
 }
 
@@ -392,6 +442,7 @@ pub fn open_pinned(dir: &Path) -> Result<Maps, Error> {
         counters: open("lns_counters")?,
         neigh_miss: open("lns_neigh_miss")?,
         session_stats: open("lns_session_stats")?,
+        nh_cache: open("lns_nh_cache")?,
     };
     let config = maps.read_config()?;
     if config.abi_version != abi::ABI_VERSION {

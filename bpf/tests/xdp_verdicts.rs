@@ -610,6 +610,10 @@ fn fix_ipv4_checksum(f: &mut [u8], l3: usize) {
 #[test]
 fn next_hops_come_from_the_kernel_tables() {
     let lab = forwarding_lab(Outer::default());
+    let maps = lab.steering.maps();
+    let mut cfg = maps.read_config().unwrap();
+    cfg.nh_cache_ms = 0;
+    maps.write_config(&cfg).unwrap();
     let xa = BoundXsk::bind(&lab.access_name, 0);
     let xc = BoundXsk::bind(&lab.core_name, 0);
     lab.steering.maps().set_xsk(0, xa.fd()).unwrap();
@@ -684,4 +688,54 @@ fn maps_are_sized_by_the_loader() {
         let p = Ipv6Addr::new(0x2001, 0xdb8, 0x1000 + (k >> 16) as u16, k as u16, 0, 0, 0, 0);
         maps.add_route_v6(p, 64, k % 40_000).unwrap();
     }
+}
+
+#[test]
+fn cached_next_hops_expire() {
+    let lab = forwarding_lab(Outer::default());
+    let xc = BoundXsk::bind(&lab.core_name, 0);
+    let maps = lab.steering.maps();
+    maps.set_xsk(64, xc.fd()).unwrap();
+    let mut cfg = maps.read_config().unwrap();
+    cfg.nh_cache_ms = 300;
+    maps.write_config(&cfg).unwrap();
+    let frame = core_frame(IpAddr::V4(SUB_V4), false);
+    let dmac = |lab: &Lab| {
+        lab.expect(lab.core, &frame, XdpAction::Redirect, Counter::RedirectDownstream).meta.unwrap().dmac
+    };
+    assert_eq!(dmac(&lab), LAC_MAC);
+    // The LAC's MAC changes (a failover): the cached one is used until the
+    // entry expires, then the kernel's new answer.
+    lab.ns
+        .ip(&[
+            "neigh",
+            "replace",
+            "192.0.2.2",
+            "lladdr",
+            "02:00:00:00:00:99",
+            "dev",
+            "acc0",
+            "nud",
+            "permanent",
+        ])
+        .unwrap();
+    assert_eq!(dmac(&lab), LAC_MAC, "cached");
+    std::thread::sleep(std::time::Duration::from_millis(350));
+    assert_eq!(dmac(&lab), [2, 0, 0, 0, 0, 0x99], "expired and looked up again");
+    // A flush takes effect at once.
+    lab.ns
+        .ip(&[
+            "neigh",
+            "replace",
+            "192.0.2.2",
+            "lladdr",
+            "02:00:00:00:00:98",
+            "dev",
+            "acc0",
+            "nud",
+            "permanent",
+        ])
+        .unwrap();
+    assert!(maps.flush_nexthops().unwrap() >= 1);
+    assert_eq!(dmac(&lab), [2, 0, 0, 0, 0, 0x98]);
 }

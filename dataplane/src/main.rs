@@ -101,6 +101,11 @@ struct Args {
     /// Pass data of unknown sessions to the stack instead of dropping it.
     #[arg(long)]
     pass_unknown_sessions: bool,
+    /// Milliseconds a next hop found by bpf_fib_lookup is reused by the XDP
+    /// program (per CPU and destination); route and neighbour changes take
+    /// effect within this time. 0 looks up every frame.
+    #[arg(long, default_value_t = 1000)]
+    nh_cache_ms: u32,
     /// Seconds between statistics lines on stdout; 0 for none.
     #[arg(long, default_value_t = 10)]
     stats_interval: u64,
@@ -175,6 +180,7 @@ fn main() -> Result<()> {
         },
         mss,
         pass_unknown_sessions: args.pass_unknown_sessions,
+        nh_cache_ms: args.nh_cache_ms,
         unpin_on_exit: args.unpin_on_exit,
     };
     let mut running = supervisor::start(opts)?;

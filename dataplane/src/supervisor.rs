@@ -36,6 +36,7 @@ pub struct Options {
     pub mode: Mode,
     pub mss: MssClamp,
     pub pass_unknown_sessions: bool,
+    pub nh_cache_ms: u32,
     pub unpin_on_exit: bool,
 }
 
@@ -89,6 +90,7 @@ pub fn start(o: Options) -> Result<Running> {
         max_workers: o.queues,
         l2tp_port: o.l2tp_port,
         pass_unknown_sessions: o.pass_unknown_sessions,
+        nh_cache_ms: o.nh_cache_ms,
     };
     let mut steering = match Steering::load(&load) {
         Ok(s) => s,

@@ -100,6 +100,13 @@ struct {
 } lns_sub_v6_lpm SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, LNS_NH_CACHE_ENTRIES);
+	__type(key, struct lns_nh_key);
+	__type(value, struct lns_nh);
+} lns_nh_cache SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, LNS_NEIGH_MISS_ENTRIES);
 	__type(key, struct lns_in6);
@@ -202,11 +209,26 @@ struct nexthop {
 	__u8 dmac[6];
 };
 
-static __always_inline int fib_nexthop(struct xdp_md *ctx, int v4, const __u32 *src, const __u32 *dst,
-				       struct nexthop *nh)
+static __always_inline int fib_nexthop(struct xdp_md *ctx, const struct lns_config *cfg, int v4,
+				       const __u32 *src, const __u32 *dst, struct nexthop *nh)
 {
 	struct bpf_fib_lookup fib = {};
+	struct lns_nh_key key = { .ifindex = ctx->ingress_ifindex };
+	struct lns_nh *cached;
+	__u64 now = 0;
 	long rc;
+
+	if (cfg->nh_cache_ms) {
+		__builtin_memcpy(key.addr, dst, 16);
+		now = bpf_ktime_get_coarse_ns();
+		cached = bpf_map_lookup_elem(&lns_nh_cache, &key);
+		if (cached && cached->expires_ns > now) {
+			nh->ifindex = cached->ifindex;
+			__builtin_memcpy(nh->smac, cached->smac, 6);
+			__builtin_memcpy(nh->dmac, cached->dmac, 6);
+			return -1;
+		}
+	}
 
 	fib.ifindex = ctx->ingress_ifindex;
 	if (v4) {
@@ -223,6 +245,16 @@ static __always_inline int fib_nexthop(struct xdp_md *ctx, int v4, const __u32 *
 		nh->ifindex = fib.ifindex;
 		__builtin_memcpy(nh->smac, fib.smac, 6);
 		__builtin_memcpy(nh->dmac, fib.dmac, 6);
+		if (cfg->nh_cache_ms) {
+			struct lns_nh fresh = {
+				.expires_ns = now + (__u64)cfg->nh_cache_ms * 1000000ULL,
+				.ifindex = fib.ifindex,
+			};
+
+			__builtin_memcpy(fresh.smac, fib.smac, 6);
+			__builtin_memcpy(fresh.dmac, fib.dmac, 6);
+			bpf_map_update_elem(&lns_nh_cache, &key, &fresh, BPF_ANY);
+		}
 		return -1;
 	}
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
@@ -278,8 +310,8 @@ static __always_inline int to_fast_path(struct xdp_md *ctx, const struct lns_ifa
 
 /* Core -> subscriber: the destination decides. A frame for no subscriber is
  * passed and counted under `miss`. */
-static __always_inline int steer_core(struct xdp_md *ctx, const struct lns_iface *iface,
-				      const struct parsed *p, __u32 miss)
+static __always_inline int steer_core(struct xdp_md *ctx, const struct lns_config *cfg,
+				      const struct lns_iface *iface, const struct parsed *p, __u32 miss)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -309,7 +341,7 @@ static __always_inline int steer_core(struct xdp_md *ctx, const struct lns_iface
 		struct nexthop nh = {};
 		__u32 session_index = *idx;
 		int v4 = addr_is_mapped_v4((const __u32 *)s->peer_addr);
-		int rc = fib_nexthop(ctx, v4, (const __u32 *)s->local_addr, (const __u32 *)s->peer_addr, &nh);
+		int rc = fib_nexthop(ctx, cfg, v4, (const __u32 *)s->local_addr, (const __u32 *)s->peer_addr, &nh);
 
 		if (rc >= 0)
 			return rc;
@@ -474,7 +506,7 @@ static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_confi
 			__u32 session_index = *idx;
 			__u32 src[4] = { 0, 0, bpf_htonl(0xffff), ip->saddr };
 			__u32 dst[4] = { 0, 0, bpf_htonl(0xffff), ip->daddr };
-			int rc = fib_nexthop(ctx, 1, src, dst, &nh);
+			int rc = fib_nexthop(ctx, cfg, 1, src, dst, &nh);
 
 			if (rc >= 0)
 				return rc;
@@ -507,7 +539,7 @@ static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_confi
 
 			__builtin_memcpy(s6, src, 16);
 			__builtin_memcpy(d6, dst, 16);
-			rc = fib_nexthop(ctx, 0, s6, d6, &nh);
+			rc = fib_nexthop(ctx, cfg, 0, s6, d6, &nh);
 			if (rc >= 0)
 				return rc;
 			return to_fast_path(ctx, iface, session_index, inner, LNS_DIR_UPSTREAM, 6, &nh);
@@ -614,11 +646,11 @@ int lns_xdp(struct xdp_md *ctx)
 			 * for a subscriber, let the kernel reassemble it and hand
 			 * any L2TP in it to the control plane. */
 			if (iface->roles & LNS_IF_CORE)
-				return steer_core(ctx, iface, &p, LNS_CNT_PASS_FRAGMENT);
+				return steer_core(ctx, cfg, iface, &p, LNS_CNT_PASS_FRAGMENT);
 			return count(LNS_CNT_PASS_FRAGMENT, XDP_PASS);
 		}
 	}
 	if (iface->roles & LNS_IF_CORE)
-		return steer_core(ctx, iface, &p, LNS_CNT_PASS_NOT_L2TP);
+		return steer_core(ctx, cfg, iface, &p, LNS_CNT_PASS_NOT_L2TP);
 	return count(LNS_CNT_PASS_NOT_L2TP, XDP_PASS);
 }

@@ -1,0 +1,82 @@
+//! Cost of the steering program per frame, measured in the kernel with
+//! BPF_PROG_TEST_RUN (repeat), for each path a frame can take, beside the
+//! reflect-mode baseline (straight to the socket). Live-frame mode: every
+//! run gets a fresh frame and its verdict is carried out, the copy into the
+//! AF_XDP socket included (copy mode on a veth).
+//!
+//! Run: cargo bench -p lns-bpf --bench xdp_cost (as root).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::net::IpAddr;
+
+use common::*;
+use lns_bpf::abi::{Config, SessionState};
+use lns_bpf::{TestRunContext, XdpAction};
+
+const REPEAT: u32 = 2_000_000;
+
+fn main() {
+    let lab = Lab::new();
+    lab.install(5, &Lab::session(SessionState::Forwarding));
+    let xa = BoundXsk::bind(&lab.access_name, 0);
+    let xc = BoundXsk::bind(&lab.core_name, 0);
+    lab.steering.maps().set_xsk(0, xa.fd()).unwrap();
+    lab.steering.maps().set_xsk(64, xc.fd()).unwrap();
+    let at = |ifindex: u32| TestRunContext { ingress_ifindex: ifindex, rx_queue_index: 0 };
+    let cases: Vec<(&str, u32, Vec<u8>)> = vec![
+        ("upstream IPv4 (redirect)", lab.access, data_frame(Outer::default(), L2tpOpts::default(), PPP_FULL)),
+        (
+            "upstream IPv6 (redirect)",
+            lab.access,
+            data_frame_v6(Outer::default(), L2tpOpts::default(), PPP_FULL),
+        ),
+        ("downstream IPv4 (redirect)", lab.core, core_frame(IpAddr::V4(SUB_V4), false)),
+        ("downstream IPv6 /64 (redirect)", lab.core, core_frame(IpAddr::V6(SUB_V6), false)),
+        ("L2TP control (pass)", lab.access, {
+            let mut b = l2tp_payload(
+                L2tpOpts { control: true, length: true, sequence: true, ..Default::default() },
+                0,
+                0,
+                PPP_FULL,
+                0,
+                &[],
+            );
+            b.truncate(12);
+            b[2..4].copy_from_slice(&12u16.to_be_bytes());
+            lac_frame(Outer::default(), LAC_PORT, 1701, &b)
+        }),
+        ("unknown session (drop)", lab.access, {
+            let inner = inner_v4(SUB_V4, CORE_V4, b"x");
+            lac_frame(
+                Outer::default(),
+                LAC_PORT,
+                1701,
+                &l2tp_payload(L2tpOpts::default(), 100, 999, PPP_FULL, 0x21, &inner),
+            )
+        }),
+    ];
+    println!("{:<34} {:>10} {:>10}", "path", "ns/frame", "verdict");
+    let mut results = Vec::new();
+    for (name, ifindex, frame) in &cases {
+        let r = lab.steering.test_run(frame, at(*ifindex)).unwrap();
+        let d = lab.steering.test_run_live(frame, at(*ifindex), REPEAT).unwrap();
+        println!("{:<34} {:>10} {:>10?}", name, d.as_nanos(), r.action);
+        results.push((name, d.as_nanos()));
+    }
+    let maps = lab.steering.maps();
+    if std::env::var_os("XDP_COST_DEBUG").is_some() {
+        eprintln!("{:?}", maps.counters().unwrap().0.iter().filter(|(_, v)| **v > 0).collect::<Vec<_>>());
+    }
+    let mut cfg = maps.read_config().unwrap();
+    cfg.flags |= Config::REFLECT;
+    maps.write_config(&cfg).unwrap();
+    let r = lab.steering.test_run(&cases[0].2, at(lab.access)).unwrap();
+    let base = lab.steering.test_run_live(&cases[0].2, at(lab.access), REPEAT).unwrap();
+    assert_eq!(r.action, XdpAction::Redirect);
+    println!("{:<34} {:>10} {:>10?}", "reflect baseline (redirect)", base.as_nanos(), r.action);
+    for (name, ns) in results.iter().take(4) {
+        println!("  {name}: {:.2}x the baseline's time", *ns as f64 / base.as_nanos().max(1) as f64);
+    }
+}
