@@ -11,6 +11,8 @@ PACKAGES=(
   bpftool
   # labs and tests: namespaces, veths, captures, traffic generation
   iproute2 ethtool tcpdump tshark netsniff-ng iputils-ping procps
+  # interop tests of the control plane: Debian's L2TP daemon as the LAC
+  xl2tpd
 )
 
 missing=()
@@ -29,6 +31,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# xl2tpd's package starts a system daemon on UDP 1701; the tests run their
+# own copies in namespaces and want no LAC answering in the root namespace.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q xl2tpd 2>/dev/null; then
+  systemctl disable --now xl2tpd >/dev/null 2>&1 || true
 fi
 
 # bpffs is needed for pinned maps; most systems mount it already.

@@ -1,8 +1,12 @@
 //! lnsctl: operator's tool for an LNS instance.
 //!
+//! `tunnel`, `session` and `show stats` ask the instance's control plane
+//! over its Unix control socket (protocol in `lns_controlplane::ctl`).
+//!
 //! `static-session` writes sessions straight into the pinned maps of an
 //! instance's data plane, without the control plane: how the fast path is
-//! tested before PPP is up, and a debugging tool afterwards.
+//! tested before PPP is up, and a debugging tool afterwards. `show-xdp`
+//! reads the data plane's counters from the same maps.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -10,6 +14,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use lns_bpf::abi::{Session, SessionKey, SessionState};
+use lns_controlplane::ctl::{self, Request, Response};
+use lns_controlplane::daemon::config::default_control_socket;
 use serde::Serialize;
 
 #[derive(Parser, Debug)]
@@ -21,6 +27,10 @@ struct Cli {
     /// Pin directory, overriding the one derived from --instance.
     #[arg(long, value_name = "DIR", global = true)]
     bpf_pin_dir: Option<PathBuf>,
+    /// Control socket of the control plane, overriding the one derived
+    /// from --instance (/run/lns/<instance>.sock).
+    #[arg(long, value_name = "PATH", global = true)]
+    control_socket: Option<PathBuf>,
     /// Machine-readable output.
     #[arg(long, global = true)]
     json: bool,
@@ -36,6 +46,46 @@ enum Cmd {
     /// The data plane's counters: XDP verdicts by reason.
     #[command(name = "show-xdp")]
     ShowXdp,
+    /// L2TP tunnels of the control plane.
+    #[command(subcommand)]
+    Tunnel(TunnelCmd),
+    /// L2TP sessions of the control plane.
+    #[command(subcommand)]
+    Session(SessionCmd),
+    /// Control-plane state.
+    #[command(subcommand)]
+    Show(ShowCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum TunnelCmd {
+    /// Every tunnel with its peer, state and session count.
+    List,
+    /// Close a tunnel with StopCCN; its sessions go with it.
+    Kill {
+        /// Our tunnel id.
+        id: u16,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SessionCmd {
+    /// Every session with its tunnel, peer and data-plane slot.
+    List,
+    /// Disconnect a session with CDN.
+    Kill {
+        /// Our session id.
+        id: u16,
+        /// The tunnel it is in, when the id exists in more than one.
+        #[arg(long)]
+        tunnel: Option<u16>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ShowCmd {
+    /// Counters of the control plane (and of the data plane, if any).
+    Stats,
 }
 
 #[derive(Subcommand, Debug)]
@@ -136,9 +186,25 @@ struct Row {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    let request = match &cli.cmd {
+        Cmd::Tunnel(TunnelCmd::List) => Some(Request::TunnelList),
+        Cmd::Tunnel(TunnelCmd::Kill { id }) => Some(Request::TunnelKill { tunnel_id: *id }),
+        Cmd::Session(SessionCmd::List) => Some(Request::SessionList),
+        Cmd::Session(SessionCmd::Kill { id, tunnel }) => {
+            Some(Request::SessionKill { session_id: *id, tunnel_id: *tunnel })
+        }
+        Cmd::Show(ShowCmd::Stats) => Some(Request::ShowStats),
+        Cmd::StaticSession(_) | Cmd::ShowXdp => None,
+    };
+    if let Some(req) = request {
+        let path = cli.control_socket.clone().unwrap_or_else(|| default_control_socket(&cli.instance));
+        let answer = ctl::request(&path, &req)?;
+        return print_answer(answer, cli.json);
+    }
     let dir = cli.bpf_pin_dir.clone().unwrap_or_else(|| lns_bpf::default_pin_dir(&cli.instance));
-    let maps = lns_bpf::open_pinned(&dir)
-        .with_context(|| format!("opening the maps of the data plane in {} (is lns-dataplane running?)", dir.display()))?;
+    let maps = lns_bpf::open_pinned(&dir).with_context(|| {
+        format!("opening the maps of the data plane in {} (is lns-dataplane running?)", dir.display())
+    })?;
     match cli.cmd {
         Cmd::StaticSession(StaticCmd::Add(a)) => {
             let key = SessionKey { tunnel_id: a.local_tunnel, session_id: a.local_session };
@@ -235,17 +301,41 @@ fn main() -> Result<()> {
             if cli.json {
                 println!("{}", serde_json::to_string(&rows)?);
             } else {
-                println!("{:>6} {:>6}/{:<6} {:>6}/{:<6} {:<22} {:<16} {:<11} {:>10} {:>12} {:>10} {:>12}", "slot", "tun", "sess", "ptun", "psess", "lac", "ipv4", "state", "up_pkts", "up_bytes", "down_pkts", "down_bytes");
+                println!(
+                    "{:>6} {:>6}/{:<6} {:>6}/{:<6} {:<22} {:<16} {:<11} {:>10} {:>12} {:>10} {:>12}",
+                    "slot",
+                    "tun",
+                    "sess",
+                    "ptun",
+                    "psess",
+                    "lac",
+                    "ipv4",
+                    "state",
+                    "up_pkts",
+                    "up_bytes",
+                    "down_pkts",
+                    "down_bytes"
+                );
                 for r in rows {
                     println!(
                         "{:>6} {:>6}/{:<6} {:>6}/{:<6} {:<22} {:<16} {:<11} {:>10} {:>12} {:>10} {:>12}",
-                        r.index, r.local_tunnel, r.local_session, r.peer_tunnel, r.peer_session, r.lac,
-                        r.ipv4.map(|v| v.to_string()).unwrap_or_else(|| "-".into()), r.state,
-                        r.up_packets, r.up_bytes, r.down_packets, r.down_bytes
+                        r.index,
+                        r.local_tunnel,
+                        r.local_session,
+                        r.peer_tunnel,
+                        r.peer_session,
+                        r.lac,
+                        r.ipv4.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                        r.state,
+                        r.up_packets,
+                        r.up_bytes,
+                        r.down_packets,
+                        r.down_bytes
                     );
                 }
             }
         }
+        Cmd::Tunnel(_) | Cmd::Session(_) | Cmd::Show(_) => {}
         Cmd::ShowXdp => {
             let c = maps.counters()?;
             if cli.json {
@@ -256,6 +346,104 @@ fn main() -> Result<()> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// Prints the control plane's answer; an error answer is an error exit.
+fn print_answer(answer: Response, json: bool) -> Result<()> {
+    if let Response::Error { message } = &answer {
+        bail!("{message}");
+    }
+    if json {
+        let v = match &answer {
+            Response::Tunnels { tunnels } => serde_json::to_value(tunnels)?,
+            Response::Sessions { sessions } => serde_json::to_value(sessions)?,
+            Response::Stats { stats } => serde_json::to_value(stats)?,
+            other => serde_json::to_value(other)?,
+        };
+        println!("{v}");
+        return Ok(());
+    }
+    match answer {
+        Response::Tunnels { tunnels } => {
+            println!(
+                "{:>6} {:>6} {:<22} {:<22} {:<16} {:<14} {:>8} {:>8}",
+                "tunnel", "peer", "lac", "local", "host", "state", "sessions", "age"
+            );
+            for t in tunnels {
+                println!(
+                    "{:>6} {:>6} {:<22} {:<22} {:<16} {:<14} {:>8} {:>7}s",
+                    t.tunnel_id,
+                    t.peer_tunnel_id,
+                    t.peer,
+                    t.local,
+                    t.peer_host_name,
+                    t.state,
+                    t.sessions,
+                    t.age_secs
+                );
+            }
+        }
+        Response::Sessions { sessions } => {
+            println!(
+                "{:>6}/{:<6} {:>6}/{:<6} {:<22} {:<13} {:>6} {:<11} {:<4} {:<16} {:>8} {:>8}",
+                "tun",
+                "sess",
+                "ptun",
+                "psess",
+                "lac",
+                "state",
+                "slot",
+                "dataplane",
+                "seq",
+                "calling",
+                "ppp_rx",
+                "age"
+            );
+            for s in sessions {
+                println!(
+                    "{:>6}/{:<6} {:>6}/{:<6} {:<22} {:<13} {:>6} {:<11} {:<4} {:<16} {:>8} {:>7}s",
+                    s.tunnel_id,
+                    s.session_id,
+                    s.peer_tunnel_id,
+                    s.peer_session_id,
+                    s.peer,
+                    s.state,
+                    opt(s.slot),
+                    opt(s.dataplane_state),
+                    if s.sequencing { "yes" } else { "no" },
+                    opt(s.calling_number),
+                    s.ppp_frames_rx,
+                    s.age_secs
+                );
+            }
+        }
+        Response::Killed { tunnel_id, session_id: None } => println!("tunnel {tunnel_id}: StopCCN sent"),
+        Response::Killed { tunnel_id, session_id: Some(s) } => {
+            println!("tunnel {tunnel_id} session {s}: CDN sent")
+        }
+        Response::Stats { stats } => {
+            let v = serde_json::to_value(&stats)?;
+            if let serde_json::Value::Object(m) = v {
+                for (k, v) in m {
+                    match v {
+                        serde_json::Value::Object(inner) => {
+                            for (ik, iv) in inner {
+                                println!("{:<40} {iv}", format!("{k}.{ik}"));
+                            }
+                        }
+                        serde_json::Value::Null => {}
+                        v => println!("{k:<40} {v}"),
+                    }
+                }
+            }
+        }
+        Response::Error { .. } => {}
     }
     Ok(())
 }

@@ -1,0 +1,157 @@
+//! The control socket protocol between `lns-controlplane` and `lnsctl`.
+//!
+//! One Unix stream socket per instance (`/run/lns/<instance>.sock` by
+//! default). Each request is one line of JSON, answered by one line of JSON;
+//! a connection may carry any number of them, in order.
+//!
+//! ```text
+//! > {"cmd":"session_kill","session_id":4711,"tunnel_id":null}
+//! < {"result":"killed","tunnel_id":12,"session_id":4711}
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    TunnelList,
+    SessionList,
+    /// StopCCN to the peer; every session of the tunnel goes with it.
+    TunnelKill {
+        tunnel_id: u16,
+    },
+    /// CDN for one session. Session ids are unique per tunnel only: without
+    /// `tunnel_id` the id must be unambiguous.
+    SessionKill {
+        session_id: u16,
+        tunnel_id: Option<u16>,
+    },
+    ShowStats,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    Tunnels { tunnels: Vec<TunnelRow> },
+    Sessions { sessions: Vec<SessionRow> },
+    Killed { tunnel_id: u16, session_id: Option<u16> },
+    Stats { stats: Stats },
+    Error { message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelRow {
+    pub tunnel_id: u16,
+    pub peer_tunnel_id: u16,
+    /// The LAC's address and port.
+    pub peer: String,
+    /// Our address the LAC sends to.
+    pub local: String,
+    pub peer_host_name: String,
+    /// RFC 2661 §7.2 state, lower case: idle, wait-ctl-conn, established, closing, ...
+    pub state: String,
+    pub sessions: usize,
+    pub age_secs: u64,
+    /// Control messages retransmitted on this tunnel (§5.8).
+    pub retransmissions: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRow {
+    pub tunnel_id: u16,
+    pub session_id: u16,
+    pub peer_tunnel_id: u16,
+    pub peer_session_id: u16,
+    pub peer: String,
+    /// wait-connect (ICRP sent) or established (ICCN received).
+    pub state: String,
+    /// Slot in the data plane's session table, if written there.
+    pub slot: Option<u32>,
+    /// What the data plane does with it: control (PPP negotiating) or forwarding.
+    pub dataplane_state: Option<String>,
+    pub sequencing: bool,
+    pub calling_number: Option<String>,
+    pub called_number: Option<String>,
+    pub tx_connect_speed: Option<u32>,
+    pub rx_connect_speed: Option<u32>,
+    /// PPP frames received from the LAC on the control path.
+    pub ppp_frames_rx: u64,
+    pub age_secs: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub uptime_secs: u64,
+    pub dataplane: bool,
+    pub tunnels: usize,
+    pub tunnels_half_open: usize,
+    pub sessions: usize,
+    pub tunnels_up_total: u64,
+    pub tunnels_down_total: u64,
+    pub sessions_up_total: u64,
+    pub sessions_down_total: u64,
+    pub datagrams_rx: u64,
+    pub datagrams_tx: u64,
+    pub control_rx: u64,
+    pub data_rx: u64,
+    pub send_errors: u64,
+    pub map_errors: u64,
+    /// Data-plane session slots in use by this control plane / table size.
+    pub slots_in_use: usize,
+    pub slots_total: usize,
+    /// Datagrams dropped, by reason.
+    pub dropped: BTreeMap<String, u64>,
+    /// XDP verdict counters of the data plane, when there is one.
+    pub xdp: Option<BTreeMap<String, u64>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    #[error("connecting to {path}: {source} (is lns-controlplane running?)")]
+    Connect { path: String, source: std::io::Error },
+    #[error("control socket i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad answer from the control plane: {0}")]
+    Protocol(#[from] serde_json::Error),
+    #[error("the control plane closed the connection")]
+    Closed,
+}
+
+/// One blocking request/response exchange (for lnsctl and tests).
+pub fn request(path: &Path, req: &Request) -> Result<Response, CtlError> {
+    let stream = UnixStream::connect(path)
+        .map_err(|source| CtlError::Connect { path: path.display().to_string(), source })?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = serde_json::to_string(req)?;
+    line.push('\n');
+    (&stream).write_all(line.as_bytes())?;
+    let mut answer = String::new();
+    if BufReader::new(&stream).read_line(&mut answer)? == 0 {
+        return Err(CtlError::Closed);
+    }
+    Ok(serde_json::from_str(&answer)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format() {
+        let r = Request::SessionKill { session_id: 7, tunnel_id: None };
+        let s = serde_json::to_string(&r).expect("json");
+        assert_eq!(s, r#"{"cmd":"session_kill","session_id":7,"tunnel_id":null}"#);
+        assert_eq!(serde_json::from_str::<Request>(&s).expect("parse"), r);
+        let k: Response =
+            serde_json::from_str(r#"{"result":"killed","tunnel_id":1,"session_id":null}"#).expect("parse");
+        assert_eq!(k, Response::Killed { tunnel_id: 1, session_id: None });
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"reboot"}"#).is_err());
+    }
+}

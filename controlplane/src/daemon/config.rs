@@ -1,0 +1,488 @@
+//! `lns-controlplane` configuration: a TOML file, overridden by flags.
+//!
+//! ```toml
+//! listen = "0.0.0.0:1701"
+//! instance = "default"          # pinned maps in /sys/fs/bpf/lns/<instance>
+//! # bpf_pin_dir = "/sys/fs/bpf/lns/default"
+//! # control_socket = "/run/lns/default.sock"
+//! # no_dataplane = false        # run without the data plane's maps
+//! host_name = "lns"
+//! hello_interval = "60s"
+//! # secret = "..."              # for peers that have none of their own
+//! allow_unlisted_peers = false
+//! shutdown_grace = "2s"         # wait for StopCCN acks on SIGTERM
+//!
+//! [limits]
+//! max_tunnels = 4096
+//! max_half_open = 256
+//! max_sessions_per_tunnel = 65535
+//! tunnel_id_hold_down = "120s"
+//! session_id_hold_down = "60s"
+//!
+//! [retransmit]                  # RFC 2661 §5.8
+//! initial_timeout = "1s"
+//! max_timeout = "8s"
+//! max_retransmissions = 5
+//! receive_window = 16
+//!
+//! [[peer]]                      # allow-list, first match wins
+//! network = "192.0.2.0/24"
+//! secret = "s3cret"             # tunnel authentication and hidden AVPs
+//! host_name = "lac1"            # the Host Name its SCCRQ must carry
+//! ```
+//!
+//! Durations are a number of seconds or a string with a unit (`ms`, `s`,
+//! `m`, `h`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::{Deserialize, Deserializer};
+
+use crate::l2tp::{EndpointConfig, PeerConfig, ReliableConfig, Role, TunnelConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("parsing {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("bad peer network {0:?}: expected ADDRESS/LEN")]
+    Network(String),
+    #[error("bad --peer {0:?}: expected CIDR[,secret=S][,host-name=H]")]
+    PeerFlag(String),
+    #[error("bad duration {0:?}: expected e.g. 60, \"500ms\", \"2s\", \"5m\"")]
+    Duration(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Command-line flags; each one set wins over the file.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Flags {
+    /// TOML configuration file.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// UDP address to receive L2TP on [default: 0.0.0.0:1701].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Instance name: pinned maps in /sys/fs/bpf/lns/<instance>, control
+    /// socket /run/lns/<instance>.sock [default: default].
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// Directory of the data plane's pinned maps (overrides --instance).
+    #[arg(long, value_name = "DIR")]
+    pub bpf_pin_dir: Option<PathBuf>,
+    /// Run without a data plane: sessions are not written to any map.
+    #[arg(long)]
+    pub no_dataplane: bool,
+    /// Unix socket lnsctl talks to (overrides --instance).
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
+    /// Our Host Name in SCCRP.
+    #[arg(long)]
+    pub host_name: Option<String>,
+    /// Send HELLO after this long without a message from the peer.
+    #[arg(long, value_parser = parse_duration_flag, value_name = "DURATION")]
+    pub hello_interval: Option<Duration>,
+    /// Allowed LAC network, repeatable; replaces the file's peers:
+    /// CIDR[,secret=S][,host-name=H].
+    #[arg(long = "peer", value_name = "PEER")]
+    pub peers: Vec<String>,
+    /// Accept tunnels from addresses that match no peer.
+    #[arg(long)]
+    pub allow_unlisted_peers: bool,
+    #[arg(long)]
+    pub max_tunnels: Option<usize>,
+    #[arg(long)]
+    pub max_half_open: Option<usize>,
+    #[arg(long)]
+    pub max_sessions_per_tunnel: Option<usize>,
+    /// First retransmission timeout of control messages.
+    #[arg(long, value_parser = parse_duration_flag, value_name = "DURATION")]
+    pub retransmit_timeout: Option<Duration>,
+    /// Retransmissions before the tunnel is given up.
+    #[arg(long)]
+    pub max_retransmissions: Option<u32>,
+    /// How long to wait for the peers to acknowledge StopCCN on shutdown.
+    #[arg(long, value_parser = parse_duration_flag, value_name = "DURATION")]
+    pub shutdown_grace: Option<Duration>,
+    /// tracing filter (also RUST_LOG) [default: info].
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+fn parse_duration_flag(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// `60`, `1.5`, `"500ms"`, `"2s"`, `"5m"`, `"1h"`.
+pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
+    let s = s.trim();
+    let bad = || ConfigError::Duration(s.to_string());
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num.trim().parse().map_err(|_| bad())?;
+    Duration::try_from_secs_f64(v * scale).map_err(|_| bad())
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Float(f64),
+        Str(String),
+    }
+    let parsed = match Option::<Raw>::deserialize(d)? {
+        None => return Ok(None),
+        Some(Raw::Int(n)) => Ok(Duration::from_secs(n)),
+        Some(Raw::Float(f)) => {
+            Duration::try_from_secs_f64(f).map_err(|_| ConfigError::Duration(f.to_string()))
+        }
+        Some(Raw::Str(s)) => parse_duration(&s),
+    };
+    parsed.map(Some).map_err(serde::de::Error::custom)
+}
+
+/// The file, as written; everything optional.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub listen: Option<SocketAddr>,
+    pub instance: Option<String>,
+    pub bpf_pin_dir: Option<PathBuf>,
+    pub no_dataplane: Option<bool>,
+    pub control_socket: Option<PathBuf>,
+    pub host_name: Option<String>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub hello_interval: Option<Duration>,
+    pub secret: Option<String>,
+    pub allow_unlisted_peers: Option<bool>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub shutdown_grace: Option<Duration>,
+    pub log: Option<String>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub retransmit: Retransmit,
+    #[serde(default, rename = "peer")]
+    pub peers: Vec<PeerEntry>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub max_tunnels: Option<usize>,
+    pub max_half_open: Option<usize>,
+    pub max_sessions_per_tunnel: Option<usize>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub tunnel_id_hold_down: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub session_id_hold_down: Option<Duration>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Retransmit {
+    #[serde(default, deserialize_with = "de_duration")]
+    pub initial_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub max_timeout: Option<Duration>,
+    pub max_retransmissions: Option<u32>,
+    pub receive_window: Option<u16>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PeerEntry {
+    pub network: String,
+    pub secret: Option<String>,
+    pub host_name: Option<String>,
+}
+
+impl PeerEntry {
+    fn to_peer(&self) -> Result<PeerConfig, ConfigError> {
+        let (network, prefix_len) = parse_cidr(&self.network)?;
+        Ok(PeerConfig {
+            network,
+            prefix_len,
+            secret: self.secret.as_ref().map(|s| s.as_bytes().to_vec()),
+            host_name: self.host_name.as_ref().map(|s| s.as_bytes().to_vec()),
+        })
+    }
+
+    /// `CIDR[,secret=S][,host-name=H]`; a bare address is a host.
+    fn from_flag(s: &str) -> Result<PeerEntry, ConfigError> {
+        let mut parts = s.split(',');
+        let network = parts.next().unwrap_or_default().trim().to_string();
+        let mut e = PeerEntry { network, secret: None, host_name: None };
+        for p in parts {
+            match p.split_once('=') {
+                Some(("secret", v)) => e.secret = Some(v.to_string()),
+                Some(("host-name" | "host_name", v)) => e.host_name = Some(v.to_string()),
+                _ => return Err(ConfigError::PeerFlag(s.to_string())),
+            }
+        }
+        Ok(e)
+    }
+}
+
+/// `192.0.2.0/24`, `2001:db8::/32`, or a bare address (a host route).
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), ConfigError> {
+    let bad = || ConfigError::Network(s.to_string());
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a.parse::<IpAddr>().map_err(|_| bad())?, Some(l.parse::<u8>().map_err(|_| bad())?)),
+        None => (s.parse::<IpAddr>().map_err(|_| bad())?, None),
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = len.unwrap_or(max);
+    if len > max {
+        return Err(bad());
+    }
+    Ok((addr, len))
+}
+
+/// Where the data plane's maps are, or that there deliberately is none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dataplane {
+    PinDir(PathBuf),
+    /// `--no-dataplane`: sessions live only in the control plane.
+    None,
+}
+
+/// Everything the server needs, resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub instance: String,
+    pub dataplane: Dataplane,
+    pub control_socket: PathBuf,
+    pub endpoint: EndpointConfig,
+    pub shutdown_grace: Duration,
+    pub log: String,
+}
+
+/// Per-instance default of the control socket.
+pub fn default_control_socket(instance: &str) -> PathBuf {
+    Path::new("/run/lns").join(format!("{instance}.sock"))
+}
+
+impl Config {
+    /// Reads the file named by `--config` (if any) and applies the flags.
+    pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.clone(), source })?
+            }
+            None => File::default(),
+        };
+        Config::resolve(file, flags)
+    }
+
+    pub fn resolve(file: File, flags: &Flags) -> Result<Config, ConfigError> {
+        let instance = flags.instance.clone().or(file.instance).unwrap_or_else(|| "default".into());
+        if instance.is_empty() || instance.contains('/') {
+            return Err(ConfigError::Invalid(format!("instance name {instance:?} must be a plain name")));
+        }
+        let no_dataplane = flags.no_dataplane || file.no_dataplane.unwrap_or(false);
+        let pin_dir = flags
+            .bpf_pin_dir
+            .clone()
+            .or(file.bpf_pin_dir)
+            .unwrap_or_else(|| lns_bpf::default_pin_dir(&instance));
+        let dataplane = if no_dataplane { Dataplane::None } else { Dataplane::PinDir(pin_dir) };
+        let control_socket = flags
+            .control_socket
+            .clone()
+            .or(file.control_socket)
+            .unwrap_or_else(|| default_control_socket(&instance));
+
+        let peers = if flags.peers.is_empty() {
+            file.peers
+        } else {
+            flags.peers.iter().map(|p| PeerEntry::from_flag(p)).collect::<Result<_, _>>()?
+        };
+        let peers = peers.iter().map(PeerEntry::to_peer).collect::<Result<Vec<_>, _>>()?;
+        let allow_unlisted_peers = flags.allow_unlisted_peers || file.allow_unlisted_peers.unwrap_or(false);
+        if peers.is_empty() && !allow_unlisted_peers {
+            return Err(ConfigError::Invalid(
+                "no peers configured: add [[peer]] entries (or --peer), or allow_unlisted_peers".into(),
+            ));
+        }
+
+        let defaults = EndpointConfig::default();
+        let rd = ReliableConfig::default();
+        let reliable = ReliableConfig {
+            receive_window: file.retransmit.receive_window.unwrap_or(rd.receive_window),
+            initial_timeout: flags
+                .retransmit_timeout
+                .or(file.retransmit.initial_timeout)
+                .unwrap_or(rd.initial_timeout),
+            max_timeout: file.retransmit.max_timeout.unwrap_or(rd.max_timeout),
+            max_retransmissions: flags
+                .max_retransmissions
+                .or(file.retransmit.max_retransmissions)
+                .unwrap_or(rd.max_retransmissions),
+            ack_delay: rd.ack_delay,
+        };
+        if reliable.receive_window == 0 {
+            return Err(ConfigError::Invalid("retransmit.receive_window must be at least 1".into()));
+        }
+        let td = TunnelConfig::default();
+        let tunnel = TunnelConfig {
+            role: Role::Lns,
+            host_name: flags
+                .host_name
+                .clone()
+                .or(file.host_name)
+                .unwrap_or_else(|| "lns".into())
+                .into_bytes(),
+            vendor_name: Some(b"lns-controlplane".to_vec()),
+            secret: file.secret.map(String::into_bytes),
+            hello_interval: flags.hello_interval.or(file.hello_interval).unwrap_or(td.hello_interval),
+            reliable,
+            max_sessions: flags
+                .max_sessions_per_tunnel
+                .or(file.limits.max_sessions_per_tunnel)
+                .unwrap_or(td.max_sessions),
+            session_id_hold_down: file.limits.session_id_hold_down.unwrap_or(td.session_id_hold_down),
+            ..td
+        };
+        if tunnel.hello_interval.is_zero() {
+            return Err(ConfigError::Invalid("hello_interval must be positive".into()));
+        }
+        let endpoint = EndpointConfig {
+            tunnel,
+            peers,
+            allow_unlisted_peers,
+            accept_incoming: true,
+            max_tunnels: flags.max_tunnels.or(file.limits.max_tunnels).unwrap_or(defaults.max_tunnels),
+            max_half_open: flags
+                .max_half_open
+                .or(file.limits.max_half_open)
+                .unwrap_or(defaults.max_half_open),
+            tunnel_id_hold_down: file.limits.tunnel_id_hold_down.unwrap_or(defaults.tunnel_id_hold_down),
+            seed: None,
+        };
+        Ok(Config {
+            listen: flags.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 1701))),
+            instance,
+            dataplane,
+            control_socket,
+            endpoint,
+            shutdown_grace: flags.shutdown_grace.or(file.shutdown_grace).unwrap_or(Duration::from_secs(2)),
+            log: flags.log.clone().or(file.log).unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+        listen = "192.0.2.1:1701"
+        instance = "edge1"
+        hello_interval = "30s"
+        secret = "default-secret"
+        [limits]
+        max_tunnels = 10
+        max_half_open = 3
+        max_sessions_per_tunnel = 100
+        tunnel_id_hold_down = 5
+        [retransmit]
+        initial_timeout = "250ms"
+        max_retransmissions = 3
+        [[peer]]
+        network = "192.0.2.0/24"
+        secret = "s3cret"
+        host_name = "lac1"
+        [[peer]]
+        network = "2001:db8::1"
+    "#;
+
+    #[test]
+    fn file_is_read_and_flags_win() {
+        let file: File = toml::from_str(EXAMPLE).expect("parse");
+        let flags = Flags {
+            hello_interval: Some(Duration::from_secs(5)),
+            max_tunnels: Some(7),
+            bpf_pin_dir: Some("/sys/fs/bpf/x".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(file, &flags).expect("resolve");
+        assert_eq!(c.listen, "192.0.2.1:1701".parse().expect("addr"));
+        assert_eq!(c.instance, "edge1");
+        assert_eq!(c.dataplane, Dataplane::PinDir("/sys/fs/bpf/x".into()));
+        assert_eq!(c.control_socket, PathBuf::from("/run/lns/edge1.sock"));
+        assert_eq!(c.endpoint.tunnel.hello_interval, Duration::from_secs(5));
+        assert_eq!(c.endpoint.max_tunnels, 7);
+        assert_eq!(c.endpoint.max_half_open, 3);
+        assert_eq!(c.endpoint.tunnel.max_sessions, 100);
+        assert_eq!(c.endpoint.tunnel_id_hold_down, Duration::from_secs(5));
+        assert_eq!(c.endpoint.tunnel.reliable.initial_timeout, Duration::from_millis(250));
+        assert_eq!(c.endpoint.tunnel.reliable.max_retransmissions, 3);
+        assert_eq!(c.endpoint.tunnel.secret.as_deref(), Some(&b"default-secret"[..]));
+        assert_eq!(c.endpoint.peers.len(), 2);
+        assert_eq!(c.endpoint.peers[0].prefix_len, 24);
+        assert_eq!(c.endpoint.peers[0].host_name.as_deref(), Some(&b"lac1"[..]));
+        assert_eq!(c.endpoint.peers[1].prefix_len, 128);
+        assert!(!c.endpoint.allow_unlisted_peers);
+    }
+
+    #[test]
+    fn peer_flags_replace_file_peers() {
+        let file: File = toml::from_str(EXAMPLE).expect("parse");
+        let flags = Flags {
+            peers: vec!["10.0.0.0/8,secret=x,host-name=h".into()],
+            no_dataplane: true,
+            ..Default::default()
+        };
+        let c = Config::resolve(file, &flags).expect("resolve");
+        assert_eq!(c.dataplane, Dataplane::None);
+        assert_eq!(c.endpoint.peers.len(), 1);
+        assert_eq!(c.endpoint.peers[0].secret.as_deref(), Some(&b"x"[..]));
+        assert!(PeerEntry::from_flag("10.0.0.0/8,colour=blue").is_err());
+    }
+
+    #[test]
+    fn defaults_and_refusals() {
+        let flags = Flags { allow_unlisted_peers: true, ..Default::default() };
+        let c = Config::resolve(File::default(), &flags).expect("resolve");
+        assert_eq!(c.listen, "0.0.0.0:1701".parse().expect("addr"));
+        assert_eq!(c.dataplane, Dataplane::PinDir("/sys/fs/bpf/lns/default".into()));
+        // An LNS that accepts nobody is a configuration mistake.
+        assert!(Config::resolve(File::default(), &Flags::default()).is_err());
+        assert!(toml::from_str::<File>("lisen = \"0.0.0.0:1\"").is_err(), "typos are refused");
+        assert!(toml::from_str::<File>("[[peer]]\nnetwork = \"1.2.3.4/33\"")
+            .map_err(|_| ())
+            .and_then(|f| Config::resolve(f, &Flags::default()).map_err(|_| ()))
+            .is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("60").expect("d"), Duration::from_secs(60));
+        assert_eq!(parse_duration("1.5").expect("d"), Duration::from_millis(1500));
+        assert_eq!(parse_duration("200ms").expect("d"), Duration::from_millis(200));
+        assert_eq!(parse_duration("2m").expect("d"), Duration::from_secs(120));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1s").is_err());
+        let f: File = toml::from_str("hello_interval = 0.5").expect("parse");
+        assert_eq!(f.hello_interval, Some(Duration::from_millis(500)));
+    }
+}

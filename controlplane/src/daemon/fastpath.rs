@@ -1,0 +1,156 @@
+//! The sessions this control plane writes into the data plane's pinned
+//! maps: slot allocation, install, removal, and removal of everything on
+//! the way out.
+//!
+//! The table is shared with other writers (`lnsctl static-session`), so a
+//! slot is only ever taken when it is free in the map, and a (tunnel,
+//! session) key already present is refused rather than overwritten.
+
+use std::collections::{BTreeSet, HashMap};
+
+use lns_bpf::abi::{Session, SessionState};
+use lns_bpf::Maps;
+
+use super::config::Dataplane;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FastpathError {
+    #[error(
+        "opening the data plane's maps in {dir}: {source}; start lns-dataplane for this instance, \
+         or pass --no-dataplane to run the control plane alone"
+    )]
+    Open { dir: String, source: lns_bpf::Error },
+    #[error("the data plane's session table is full")]
+    Full,
+    #[error("tunnel {tunnel} session {session} is already in the data plane (a static session?)")]
+    KeyInUse { tunnel: u16, session: u16 },
+    #[error(transparent)]
+    Map(#[from] lns_bpf::Error),
+}
+
+pub struct SessionTable {
+    maps: Option<Maps>,
+    /// Slots believed free, lowest first so the table stays dense.
+    free: BTreeSet<u32>,
+    /// Slots holding a session we wrote.
+    ours: BTreeSet<u32>,
+    /// Last generation written per slot: the map entry is zeroed on
+    /// removal, so the count must live here to keep growing.
+    generations: HashMap<u32, u64>,
+    size: u32,
+}
+
+impl SessionTable {
+    /// Opens the pinned maps, or none when the configuration says so.
+    pub fn open(dp: &Dataplane) -> Result<SessionTable, FastpathError> {
+        let Dataplane::PinDir(dir) = dp else {
+            return Ok(SessionTable {
+                maps: None,
+                free: BTreeSet::new(),
+                ours: BTreeSet::new(),
+                generations: HashMap::new(),
+                size: 0,
+            });
+        };
+        let maps = lns_bpf::open_pinned(dir)
+            .map_err(|source| FastpathError::Open { dir: dir.display().to_string(), source })?;
+        let size = maps.max_sessions();
+        let taken: BTreeSet<u32> = maps.sessions()?.into_iter().map(|(i, _)| i).collect();
+        let free = (0..size).filter(|i| !taken.contains(i)).collect();
+        Ok(SessionTable { maps: Some(maps), free, ours: BTreeSet::new(), generations: HashMap::new(), size })
+    }
+
+    pub fn has_dataplane(&self) -> bool {
+        self.maps.is_some()
+    }
+
+    pub fn maps(&self) -> Option<&Maps> {
+        self.maps.as_ref()
+    }
+
+    pub fn in_use(&self) -> usize {
+        self.ours.len()
+    }
+
+    pub fn size(&self) -> usize {
+        self.size as usize
+    }
+
+    /// Writes `s` into a free slot and returns the slot; Ok(None) without a
+    /// data plane. `s.generation` is set here.
+    pub fn install(&mut self, s: &Session) -> Result<Option<u32>, FastpathError> {
+        let Some(maps) = &self.maps else { return Ok(None) };
+        if maps.find_session(s.key())?.is_some() {
+            return Err(FastpathError::KeyInUse { tunnel: s.local_tunnel_id, session: s.local_session_id });
+        }
+        loop {
+            let slot = self.free.pop_first().ok_or(FastpathError::Full)?;
+            let old = maps.read_session(slot)?;
+            if old.session_state() != Some(SessionState::Free) {
+                // Taken by another writer since we looked: not ours to
+                // hand out until it is seen free again at the next open.
+                continue;
+            }
+            let last = self.generations.get(&slot).copied().unwrap_or(0).max(old.generation);
+            let mut s = *s;
+            s.generation = last.wrapping_add(1);
+            match maps.install_session(slot, &s) {
+                Ok(()) => {
+                    self.generations.insert(slot, s.generation);
+                    self.ours.insert(slot);
+                    return Ok(Some(slot));
+                }
+                Err(lns_bpf::Error::SlotInUse(_)) => continue,
+                Err(e) => {
+                    // Half written: take back what may have gone in.
+                    let _ = maps.remove_session(slot);
+                    self.free.insert(slot);
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+
+    /// Rewrites a session we installed (state, addresses), keeping its key
+    /// and generation.
+    pub fn update(&mut self, slot: u32, s: &Session) -> Result<(), FastpathError> {
+        let Some(maps) = &self.maps else { return Ok(()) };
+        let mut s = *s;
+        s.generation = self.generations.get(&slot).copied().unwrap_or(s.generation);
+        maps.update_session(slot, &s)?;
+        Ok(())
+    }
+
+    pub fn read(&self, slot: u32) -> Option<Session> {
+        self.maps.as_ref().and_then(|m| m.read_session(slot).ok())
+    }
+
+    pub fn remove(&mut self, slot: u32) -> Result<(), FastpathError> {
+        let Some(maps) = &self.maps else { return Ok(()) };
+        if !self.ours.remove(&slot) {
+            return Ok(());
+        }
+        let r = maps.remove_session(slot);
+        self.free.insert(slot);
+        r?;
+        Ok(())
+    }
+
+    /// Removes every entry this process wrote (shutdown). Returns how many
+    /// could not be removed.
+    pub fn remove_all(&mut self) -> usize {
+        let slots: Vec<u32> = self.ours.iter().copied().collect();
+        slots.into_iter().filter(|s| self.remove(*s).is_err()).count()
+    }
+}
+
+impl Drop for SessionTable {
+    /// Last line of defence: no entry outlives the process that wrote it,
+    /// even when the loop ends with an error.
+    fn drop(&mut self) {
+        let failed = self.remove_all();
+        if failed > 0 {
+            tracing::error!(failed, "could not remove session entries from the data plane's maps");
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The `lns-controlplane` process: the tokio layer around the sans-IO
+//! protocol cores.
+//!
+//! - [`config`]: the TOML file and the flags over it;
+//! - [`server`]: the event loop (one file, read top to bottom);
+//! - [`udp`]: the L2TP socket, which knows which local address a peer used;
+//! - [`fastpath`]: sessions written into the data plane's pinned maps;
+//! - [`control`]: the Unix control socket `lnsctl` talks to.
+
+pub mod config;
+pub mod control;
+pub mod fastpath;
+pub mod server;
+pub mod udp;
+
+pub use config::{Config, Flags};
+pub use server::run;

@@ -1,0 +1,620 @@
+//! The event loop of `lns-controlplane`, top to bottom.
+//!
+//! It owns one UDP socket, one sans-IO [`Endpoint`] (all of L2TP), the data
+//! plane's session table and the control socket, and nothing else: every
+//! protocol decision is the Endpoint's. Per wake-up: feed the Endpoint a
+//! datagram, the time, or an operator's command; then send what it wants
+//! sent and act on its events (a session up is written into the maps, a
+//! session down is removed); then sleep until its next deadline.
+//!
+//! Where things happen:
+//! - a session enters the data plane: [`Lns::session_up`];
+//! - it leaves: [`Lns::session_down`] (CDN either way, StopCCN, retransmit
+//!   timeout: the Endpoint reports each as `SessionDown`), and at exit
+//!   [`Lns::finish`];
+//! - a CDN or StopCCN is sent on an operator's request: [`Lns::on_request`];
+//! - on SIGINT/SIGTERM every tunnel gets StopCCN: [`Lns::shutdown`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use lns_bpf::abi;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tracing::{debug, info, info_span, warn, Span};
+
+use super::config::Config;
+use super::control::{Command, ControlSocket};
+use super::fastpath::SessionTable;
+use super::udp::{L2tpSocket, Received};
+use crate::ctl::{Request, Response, SessionRow, Stats, TunnelRow};
+use crate::l2tp::avp::{cdn, error_code, stopccn};
+use crate::l2tp::header::{Packet, Repr};
+use crate::l2tp::session::SessionState as CallState;
+use crate::l2tp::{
+    DatagramEvent, DropReason, Endpoint, Event, ResultCode, SessionId, SessionInfo, TunnelId, TunnelState,
+};
+
+/// RFC 1661 §6.1: the MRU until LCP negotiates another.
+const DEFAULT_MRU: u16 = 1500;
+
+/// Runs the control plane until SIGINT or SIGTERM.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let table = SessionTable::open(&cfg.dataplane)?;
+    if !table.has_dataplane() {
+        warn!("running without a data plane (--no-dataplane): sessions are written to no map");
+    }
+    let socket =
+        Arc::new(L2tpSocket::bind(cfg.listen).with_context(|| format!("binding UDP {}", cfg.listen))?);
+    let listen = socket.local_addr()?;
+    let mut control = ControlSocket::bind(&cfg.control_socket)?;
+    let (to_loop, mut commands) = mpsc::channel::<Command>(64);
+    control.serve(to_loop);
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    info!(
+        %listen,
+        control_socket = %control.path().display(),
+        dataplane = table.has_dataplane(),
+        slots = table.size(),
+        "lns-controlplane ready"
+    );
+
+    let mut lns = Lns::new(cfg, socket.clone(), listen, table);
+    let mut buf = vec![0u8; 65536];
+    let mut drain_until: Option<Instant> = None;
+    loop {
+        let wake_at = [lns.endpoint.poll_timeout(), drain_until].into_iter().flatten().min();
+        let sleep = async {
+            match wake_at {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let wake = tokio::select! {
+            r = socket.recv(&mut buf) => Wake::Datagram(r),
+            () = sleep => Wake::Timer,
+            Some(c) = commands.recv() => Wake::Command(c),
+            _ = sigterm.recv(), if drain_until.is_none() => Wake::Stop("SIGTERM"),
+            _ = sigint.recv(), if drain_until.is_none() => Wake::Stop("SIGINT"),
+        };
+        let now = Instant::now();
+        match wake {
+            Wake::Datagram(Ok(rx)) => {
+                if let Some(data) = buf.get(..rx.len) {
+                    lns.on_datagram(now, rx, data);
+                }
+            }
+            Wake::Datagram(Err(e)) => warn!(error = %e, "UDP receive"),
+            Wake::Timer => lns.endpoint.handle_timeout(now),
+            Wake::Command((req, reply)) => {
+                let answer = lns.on_request(now, req);
+                let _ = reply.send(answer);
+            }
+            Wake::Stop(sig) => {
+                info!(
+                    signal = sig,
+                    tunnels = lns.endpoint.tunnel_count(),
+                    "stopping: StopCCN to every tunnel"
+                );
+                drain_until = Some(lns.shutdown(now));
+            }
+        }
+        lns.flush(Instant::now());
+        if let Some(until) = drain_until {
+            if lns.stopped() || Instant::now() >= until {
+                break;
+            }
+        }
+    }
+    lns.finish();
+    Ok(())
+}
+
+enum Wake {
+    Datagram(std::io::Result<Received>),
+    Timer,
+    Command(Command),
+    Stop(&'static str),
+}
+
+/// A tunnel as the loop knows it: where it is and its log span.
+struct TunnelRecord {
+    peer: SocketAddr,
+    /// Our address the LAC sends to.
+    local: IpAddr,
+    ifindex: u32,
+    since: Instant,
+    span: Span,
+}
+
+/// A session that is up (ICCN received).
+struct SessionRecord {
+    slot: Option<u32>,
+    /// What was written to the data plane (or would have been).
+    entry: abi::Session,
+    info: SessionInfo,
+    since: Instant,
+    span: Span,
+    ppp_frames_rx: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    tunnels_up_total: u64,
+    tunnels_down_total: u64,
+    sessions_up_total: u64,
+    sessions_down_total: u64,
+    datagrams_rx: u64,
+    datagrams_tx: u64,
+    control_rx: u64,
+    data_rx: u64,
+    send_errors: u64,
+    map_errors: u64,
+    dropped: BTreeMap<&'static str, u64>,
+}
+
+fn drop_name(r: &DropReason) -> &'static str {
+    match r {
+        DropReason::Malformed(_) => "malformed",
+        DropReason::UnknownTunnel => "unknown_tunnel",
+        DropReason::WrongPeer => "wrong_peer",
+        DropReason::NotAllowed => "not_allowed",
+        DropReason::NotAccepting => "not_accepting",
+        DropReason::TooManyTunnels => "too_many_tunnels",
+        DropReason::TooManyHalfOpen => "too_many_half_open",
+        DropReason::TieBreaker => "tie_breaker",
+        DropReason::NotSccrq => "not_sccrq",
+    }
+}
+
+fn tunnel_state_name(s: TunnelState) -> &'static str {
+    match s {
+        TunnelState::Idle => "idle",
+        TunnelState::WaitCtlReply => "wait-ctl-reply",
+        TunnelState::WaitCtlConn => "wait-ctl-conn",
+        TunnelState::Established => "established",
+        TunnelState::Closing => "closing",
+        TunnelState::Closed => "closed",
+    }
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+struct Lns {
+    endpoint: Endpoint,
+    socket: Arc<L2tpSocket>,
+    listen: SocketAddr,
+    table: SessionTable,
+    tunnels: HashMap<TunnelId, TunnelRecord>,
+    sessions: HashMap<(TunnelId, SessionId), SessionRecord>,
+    /// Our address each peer sends to, so replies leave from it.
+    peer_local: HashMap<SocketAddr, IpAddr>,
+    counters: Counters,
+    started: Instant,
+    draining: bool,
+    shutdown_grace: std::time::Duration,
+}
+
+impl Lns {
+    fn new(cfg: Config, socket: Arc<L2tpSocket>, listen: SocketAddr, table: SessionTable) -> Lns {
+        Lns {
+            endpoint: Endpoint::new(cfg.endpoint),
+            socket,
+            listen,
+            table,
+            tunnels: HashMap::new(),
+            sessions: HashMap::new(),
+            peer_local: HashMap::new(),
+            counters: Counters::default(),
+            started: Instant::now(),
+            draining: false,
+            shutdown_grace: cfg.shutdown_grace,
+        }
+    }
+
+    fn drop_datagram(&mut self, reason: &'static str) {
+        *self.counters.dropped.entry(reason).or_default() += 1;
+    }
+
+    fn on_datagram(&mut self, now: Instant, rx: Received, data: &[u8]) {
+        self.counters.datagrams_rx += 1;
+        if self.draining
+            && Packet::new_checked(data).and_then(|p| Repr::parse(&p)).is_ok_and(|r| r.tunnel_id.0 == 0)
+        {
+            // No new tunnels while we are going away.
+            return self.drop_datagram("shutting_down");
+        }
+        match self.endpoint.handle_datagram(now, rx.from, data) {
+            DatagramEvent::Control(tid) => {
+                self.counters.control_rx += 1;
+                let local = rx.local.unwrap_or(self.listen.ip());
+                self.peer_local.insert(rx.from, local);
+                self.tunnels.entry(tid).or_insert_with(|| {
+                    let span = info_span!("tunnel", tunnel_id = tid.0, peer = %rx.from);
+                    span.in_scope(|| debug!(%local, "SCCRQ accepted"));
+                    TunnelRecord { peer: rx.from, local, ifindex: rx.ifindex.unwrap_or(0), since: now, span }
+                });
+            }
+            DatagramEvent::Data { tunnel_id, session_id, payload, .. } => {
+                self.counters.data_rx += 1;
+                match (self.sessions.get_mut(&(tunnel_id, session_id)), data.get(payload)) {
+                    (Some(s), Some(frame)) => s.on_ppp_frame(frame),
+                    _ => self.drop_datagram("unknown_session"),
+                }
+            }
+            DatagramEvent::Dropped(reason) => {
+                debug!(from = %rx.from, ?reason, "datagram dropped");
+                self.drop_datagram(drop_name(&reason));
+            }
+        }
+    }
+
+    /// Sends what the Endpoint has to send and acts on its events, until
+    /// neither is left (acting on an event may queue a message).
+    fn flush(&mut self, now: Instant) {
+        loop {
+            let mut idle = true;
+            while let Some(t) = self.endpoint.poll_transmit(now) {
+                idle = false;
+                let from = self.peer_local.get(&t.destination).copied();
+                match self.socket.send(t.destination, from, &t.payload) {
+                    Ok(()) => self.counters.datagrams_tx += 1,
+                    Err(e) => {
+                        self.counters.send_errors += 1;
+                        debug!(to = %t.destination, error = %e, "UDP send");
+                    }
+                }
+            }
+            while let Some((tid, ev)) = self.endpoint.poll_event() {
+                idle = false;
+                self.on_event(now, tid, ev);
+            }
+            if idle {
+                break;
+            }
+        }
+        if self.tunnels.len() != self.endpoint.tunnel_count() {
+            // The Endpoint forgets a tunnel once its StopCCN exchange is
+            // over; so do we.
+            let endpoint = &self.endpoint;
+            self.tunnels.retain(|id, _| endpoint.tunnel(*id).is_some());
+            let peers: HashSet<SocketAddr> = self.tunnels.values().map(|t| t.peer).collect();
+            self.peer_local.retain(|p, _| peers.contains(p));
+        }
+    }
+
+    fn tunnel_span(&self, tid: TunnelId) -> Span {
+        self.tunnels.get(&tid).map(|t| t.span.clone()).unwrap_or_else(Span::none)
+    }
+
+    fn on_event(&mut self, now: Instant, tid: TunnelId, ev: Event) {
+        let span = self.tunnel_span(tid);
+        let _in_tunnel = span.enter();
+        match ev {
+            Event::TunnelUp { peer_tunnel_id, peer_host_name } => {
+                self.counters.tunnels_up_total += 1;
+                info!(peer_tunnel_id = peer_tunnel_id.0, host_name = %lossy(&peer_host_name), "tunnel up");
+            }
+            Event::TunnelDown { reason } => {
+                self.counters.tunnels_down_total += 1;
+                info!(?reason, "tunnel down");
+                // Its sessions were reported down before; anything left is
+                // removed all the same.
+                let left: Vec<SessionId> =
+                    self.sessions.keys().filter(|(t, _)| *t == tid).map(|(_, s)| *s).collect();
+                for sid in left {
+                    self.session_down(tid, sid, "tunnel down");
+                }
+            }
+            Event::SessionUp { session_id, peer_session_id, info } => {
+                self.session_up(now, tid, session_id, peer_session_id, *info)
+            }
+            Event::SessionDown { session_id, cause } => {
+                let why = match (&cause.result, cause.by_peer) {
+                    (Some(r), true) => format!("peer result {}", r.result),
+                    (Some(r), false) => format!("local result {}", r.result),
+                    (None, true) => "peer".to_string(),
+                    (None, false) => "local".to_string(),
+                };
+                if !self.session_down(tid, session_id, &why) {
+                    debug!(session_id = session_id.0, ?cause, "call ended before ICCN");
+                }
+            }
+            Event::WanErrorNotify { session_id, errors } => {
+                info!(session_id = session_id.0, ?errors, "WAN error notify");
+            }
+            Event::SetLinkInfo { session_id, accm } => {
+                debug!(session_id = session_id.0, ?accm, "set link info");
+            }
+            Event::ConnectSpeedUpdate { updates } => {
+                for u in updates {
+                    if let Some(s) = self.sessions.get_mut(&(tid, u.remote_session_id)) {
+                        s.info.tx_connect_speed = Some(u.tx_bps);
+                        s.info.rx_connect_speed = Some(u.rx_bps);
+                        s.span.in_scope(|| {
+                            debug!(tx_bps = u.tx_bps, rx_bps = u.rx_bps, "connect speed update")
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// ICCN received: the session goes into the data plane, in state
+    /// Control, so its PPP negotiation reaches us until IPCP is up.
+    fn session_up(
+        &mut self,
+        now: Instant,
+        tid: TunnelId,
+        sid: SessionId,
+        peer_sid: SessionId,
+        info: SessionInfo,
+    ) {
+        let (Some(t), Some(tunnel)) = (self.tunnels.get(&tid), self.endpoint.tunnel(tid)) else { return };
+        let span = info_span!(parent: &t.span, "session", session_id = sid.0, peer_session_id = peer_sid.0);
+        let _in_session = span.enter();
+        let mut entry = abi::Session {
+            state: abi::SessionState::Control as u32,
+            local_tunnel_id: tid.0,
+            local_session_id: sid.0,
+            peer_tunnel_id: tunnel.peer_id().0,
+            peer_session_id: peer_sid.0,
+            mtu: DEFAULT_MRU,
+            access_ifindex: t.ifindex,
+            ..Default::default()
+        };
+        if info.sequencing_required {
+            // §5.4: the LAC wants Ns/Nr on every data message we send.
+            entry.flags |= abi::Session::SEQUENCING;
+        }
+        entry.set_peer(t.peer);
+        entry.set_local(SocketAddr::new(t.local, self.listen.port()));
+        match self.table.install(&entry) {
+            Ok(slot) => {
+                self.counters.sessions_up_total += 1;
+                info!(
+                    slot,
+                    sequencing = info.sequencing_required,
+                    calling_number = %lossy(info.calling_number.as_deref().unwrap_or_default()),
+                    "session up"
+                );
+                drop(_in_session);
+                self.sessions.insert(
+                    (tid, sid),
+                    SessionRecord { slot, entry, info, since: now, span, ppp_frames_rx: 0 },
+                );
+            }
+            Err(e) => {
+                self.counters.map_errors += 1;
+                warn!(error = %e, "cannot write the session into the data plane: disconnecting it");
+                let rc = ResultCode::with_error(
+                    cdn::NO_FACILITIES_TEMPORARY,
+                    error_code::INSUFFICIENT_RESOURCES,
+                    "data plane unavailable",
+                );
+                if let Err(e) = self.endpoint.close_session(now, tid, sid, rc) {
+                    warn!(error = %e, "CDN");
+                }
+            }
+        }
+    }
+
+    /// Removes a session and its data-plane entry; false if it was not up.
+    fn session_down(&mut self, tid: TunnelId, sid: SessionId, why: &str) -> bool {
+        let Some(rec) = self.sessions.remove(&(tid, sid)) else { return false };
+        self.counters.sessions_down_total += 1;
+        let _in_session = rec.span.enter();
+        if let Some(slot) = rec.slot {
+            if let Err(e) = self.table.remove(slot) {
+                self.counters.map_errors += 1;
+                warn!(slot, error = %e, "removing the session from the data plane");
+            }
+        }
+        info!(why, ppp_frames_rx = rec.ppp_frames_rx, "session down");
+        true
+    }
+
+    fn on_request(&mut self, now: Instant, req: Request) -> Response {
+        match req {
+            Request::TunnelList => Response::Tunnels { tunnels: self.tunnel_rows(now) },
+            Request::SessionList => Response::Sessions { sessions: self.session_rows(now) },
+            Request::ShowStats => Response::Stats { stats: self.stats(now) },
+            Request::TunnelKill { tunnel_id } => {
+                let tid = TunnelId(tunnel_id);
+                let rc = ResultCode::with_error(
+                    stopccn::GENERAL_REQUEST,
+                    error_code::NO_ERROR,
+                    "closed by the operator",
+                );
+                match self.endpoint.close_tunnel(now, tid, rc) {
+                    Ok(()) => {
+                        self.tunnel_span(tid).in_scope(|| info!("StopCCN on the operator's request"));
+                        Response::Killed { tunnel_id, session_id: None }
+                    }
+                    Err(e) => Response::Error { message: format!("tunnel {tunnel_id}: {e}") },
+                }
+            }
+            Request::SessionKill { session_id, tunnel_id } => {
+                let sid = SessionId(session_id);
+                let mut candidates: Vec<TunnelId> = self
+                    .endpoint
+                    .tunnel_ids()
+                    .filter(|t| tunnel_id.map_or(true, |want| t.0 == want))
+                    .filter(|t| self.endpoint.tunnel(*t).is_some_and(|t| t.session(sid).is_some()))
+                    .collect();
+                candidates.sort();
+                let tid = match candidates.as_slice() {
+                    [] => return Response::Error { message: format!("no session {session_id}") },
+                    [t] => *t,
+                    many => {
+                        let list: Vec<String> = many.iter().map(|t| t.0.to_string()).collect();
+                        return Response::Error {
+                            message: format!(
+                                "session id {session_id} exists in tunnels {}: say which with --tunnel",
+                                list.join(", ")
+                            ),
+                        };
+                    }
+                };
+                let rc = ResultCode::with_error(
+                    cdn::ADMINISTRATIVE,
+                    error_code::NO_ERROR,
+                    "closed by the operator",
+                );
+                match self.endpoint.close_session(now, tid, sid, rc) {
+                    Ok(()) => {
+                        self.tunnel_span(tid).in_scope(|| info!(session_id, "CDN on the operator's request"));
+                        Response::Killed { tunnel_id: tid.0, session_id: Some(session_id) }
+                    }
+                    Err(e) => Response::Error { message: format!("session {session_id}: {e}") },
+                }
+            }
+        }
+    }
+
+    fn tunnel_rows(&self, now: Instant) -> Vec<TunnelRow> {
+        let mut ids: Vec<TunnelId> = self.endpoint.tunnel_ids().collect();
+        ids.sort();
+        ids.into_iter()
+            .filter_map(|id| {
+                let t = self.endpoint.tunnel(id)?;
+                let rec = self.tunnels.get(&id);
+                Some(TunnelRow {
+                    tunnel_id: id.0,
+                    peer_tunnel_id: t.peer_id().0,
+                    peer: rec.map(|r| r.peer.to_string()).unwrap_or_default(),
+                    local: rec
+                        .map(|r| SocketAddr::new(r.local, self.listen.port()).to_string())
+                        .unwrap_or_default(),
+                    peer_host_name: lossy(t.peer_host_name()),
+                    state: tunnel_state_name(t.state()).to_string(),
+                    sessions: t.session_count(),
+                    age_secs: rec.map(|r| now.saturating_duration_since(r.since).as_secs()).unwrap_or(0),
+                    retransmissions: t.reliable().retransmissions,
+                })
+            })
+            .collect()
+    }
+
+    fn session_rows(&self, now: Instant) -> Vec<SessionRow> {
+        let mut rows = Vec::new();
+        for id in self.endpoint.tunnel_ids() {
+            let Some(t) = self.endpoint.tunnel(id) else { continue };
+            let peer = self.tunnels.get(&id).map(|r| r.peer.to_string()).unwrap_or_default();
+            for s in t.sessions() {
+                let rec = self.sessions.get(&(id, s.local_id));
+                let info = rec.map(|r| &r.info).unwrap_or(&s.info);
+                let dataplane_state = rec
+                    .filter(|r| r.slot.is_some())
+                    .map(|r| format!("{:?}", r.entry.session_state().unwrap_or_default()).to_lowercase());
+                rows.push(SessionRow {
+                    tunnel_id: id.0,
+                    session_id: s.local_id.0,
+                    peer_tunnel_id: t.peer_id().0,
+                    peer_session_id: s.peer_id.0,
+                    peer: peer.clone(),
+                    state: match s.state {
+                        CallState::WaitConnect => "wait-connect",
+                        CallState::WaitReply => "wait-reply",
+                        CallState::Established => "established",
+                    }
+                    .to_string(),
+                    slot: rec.and_then(|r| r.slot),
+                    dataplane_state,
+                    sequencing: info.sequencing_required,
+                    calling_number: info.calling_number.as_deref().map(lossy),
+                    called_number: info.called_number.as_deref().map(lossy),
+                    tx_connect_speed: info.tx_connect_speed,
+                    rx_connect_speed: info.rx_connect_speed,
+                    ppp_frames_rx: rec.map(|r| r.ppp_frames_rx).unwrap_or(0),
+                    age_secs: rec.map(|r| now.saturating_duration_since(r.since).as_secs()).unwrap_or(0),
+                });
+            }
+        }
+        rows.sort_by_key(|r| (r.tunnel_id, r.session_id));
+        rows
+    }
+
+    fn stats(&self, now: Instant) -> Stats {
+        let c = &self.counters;
+        let xdp = self
+            .table
+            .maps()
+            .and_then(|m| m.counters().ok())
+            .map(|snap| snap.0.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+        Stats {
+            uptime_secs: now.saturating_duration_since(self.started).as_secs(),
+            dataplane: self.table.has_dataplane(),
+            tunnels: self.endpoint.tunnel_count(),
+            tunnels_half_open: self.endpoint.half_open_count(),
+            sessions: self.sessions.len(),
+            tunnels_up_total: c.tunnels_up_total,
+            tunnels_down_total: c.tunnels_down_total,
+            sessions_up_total: c.sessions_up_total,
+            sessions_down_total: c.sessions_down_total,
+            datagrams_rx: c.datagrams_rx,
+            datagrams_tx: c.datagrams_tx,
+            control_rx: c.control_rx,
+            data_rx: c.data_rx,
+            send_errors: c.send_errors,
+            map_errors: c.map_errors,
+            slots_in_use: self.table.in_use(),
+            slots_total: self.table.size(),
+            dropped: c.dropped.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            xdp,
+        }
+    }
+
+    /// StopCCN to every tunnel (§5.7, result 6 "shutting down"); returns
+    /// how long to wait for the acknowledgements.
+    fn shutdown(&mut self, now: Instant) -> Instant {
+        self.draining = true;
+        let ids: Vec<TunnelId> = self.endpoint.tunnel_ids().collect();
+        for id in ids {
+            let rc = ResultCode::new(stopccn::SHUTTING_DOWN);
+            let _ = self.endpoint.close_tunnel(now, id, rc);
+        }
+        now + self.shutdown_grace
+    }
+
+    /// Every StopCCN of ours was acknowledged. Tunnels the peer closed
+    /// linger to re-acknowledge its retransmissions (§5.7), which a
+    /// process on its way out need not wait for.
+    fn stopped(&self) -> bool {
+        self.endpoint.tunnel_ids().all(|id| {
+            self.endpoint.tunnel(id).map_or(true, |t| {
+                matches!(t.state(), TunnelState::Closing | TunnelState::Closed) && t.reliable().all_acked()
+            })
+        })
+    }
+
+    /// Nothing of ours stays in the maps.
+    fn finish(&mut self) {
+        let keys: Vec<(TunnelId, SessionId)> = self.sessions.keys().copied().collect();
+        for (t, s) in keys {
+            self.session_down(t, s, "control plane stopping");
+        }
+        let failed = self.table.remove_all();
+        if failed > 0 {
+            warn!(failed, "session entries could not be removed from the data plane");
+        }
+        info!(tunnels_left = self.endpoint.tunnel_count(), "lns-controlplane stopped");
+    }
+}
+
+impl SessionRecord {
+    /// PPP arriving on the control path (LCP, authentication, NCPs, and
+    /// anything while the session is not forwarding). PPP itself is not
+    /// run here yet; the frame is counted so an operator can see the
+    /// subscriber talking.
+    fn on_ppp_frame(&mut self, frame: &[u8]) {
+        self.ppp_frames_rx += 1;
+        self.span.in_scope(|| tracing::trace!(len = frame.len(), "PPP frame"));
+    }
+}
