@@ -334,6 +334,10 @@ fn run_trafgen(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .context("starting trafgen")?;
+    // The window opens when trafgen starts sending (it compiles its
+    // configuration first, seconds for 100,000 frames, while stray frames
+    // such as neighbour discovery may reach the sink) and closes with the
+    // last frame the sink sees.
     let mut first: Option<(Instant, u64)> = None;
     let mut last: Option<(Instant, u64)> = None;
     let mut prev = rx0;
@@ -342,11 +346,13 @@ fn run_trafgen(
         std::thread::sleep(Duration::from_millis(20));
         let now = Instant::now();
         let rx = read_counter(sink_ns, sink_dev, "rx_packets")?;
+        if first.is_none() && read_counter(gen_ns, gen_dev, "tx_packets")? > tx0 + 16 {
+            first = Some((now, rx));
+        }
         if rx > prev {
-            if first.is_none() {
-                first = Some((now, prev));
+            if first.is_some() {
+                last = Some((now, rx));
             }
-            last = Some((now, rx));
             quiet_since = None;
         } else if child.try_wait()?.is_some() {
             // trafgen is done and nothing arrives any more.
