@@ -192,7 +192,7 @@ fn silent_lac_times_out_and_its_sessions_leave() {
     let stats = lns.stats();
     assert_eq!((stats.tunnels, stats.sessions, stats.slots_in_use), (0, 0, 0));
     assert_eq!(stats.tunnels_down_total, 1);
-    assert!(lns.log().contains("RetransmitLimit"), "{}", lns.log());
+    assert!(lns.log().contains("retransmit limit"), "{}", lns.log());
 }
 
 #[test]

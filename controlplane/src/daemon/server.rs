@@ -35,7 +35,8 @@ use crate::l2tp::avp::{cdn, error_code, stopccn};
 use crate::l2tp::header::{Packet, Repr};
 use crate::l2tp::session::SessionState as CallState;
 use crate::l2tp::{
-    DatagramEvent, DropReason, Endpoint, Event, ResultCode, SessionId, SessionInfo, TunnelId, TunnelState,
+    DatagramEvent, DropReason, Endpoint, Event, ResultCode, SessionId, SessionInfo, TunnelDownReason,
+    TunnelId, TunnelState,
 };
 
 /// RFC 1661 §6.1: the MRU until LCP negotiates another.
@@ -182,6 +183,30 @@ fn tunnel_state_name(s: TunnelState) -> &'static str {
     }
 }
 
+/// A Result Code as an operator reads it.
+fn describe_result(r: &ResultCode) -> String {
+    let mut s = format!("result {}", r.result);
+    if let Some(e) = r.error {
+        s.push_str(&format!(" error {e}"));
+    }
+    if let Some(m) = &r.message {
+        s.push_str(&format!(" {:?}", lossy(m)));
+    }
+    s
+}
+
+fn describe_down(reason: &TunnelDownReason) -> String {
+    match reason {
+        TunnelDownReason::LocalClose(r) => format!("local StopCCN {}", describe_result(r)),
+        TunnelDownReason::PeerStopCcn(Some(r)) => format!("peer StopCCN {}", describe_result(r)),
+        TunnelDownReason::PeerStopCcn(None) => "peer StopCCN".into(),
+        TunnelDownReason::RetransmitLimit => "retransmit limit: the peer stopped acknowledging".into(),
+        TunnelDownReason::AuthenticationFailed => "tunnel authentication failed".into(),
+        TunnelDownReason::ProtocolError(r) => format!("protocol error, StopCCN {}", describe_result(r)),
+        TunnelDownReason::TieBreakerLost => "tie breaker lost".into(),
+    }
+}
+
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -303,7 +328,7 @@ impl Lns {
             }
             Event::TunnelDown { reason } => {
                 self.counters.tunnels_down_total += 1;
-                info!(?reason, "tunnel down");
+                info!(reason = %describe_down(&reason), "tunnel down");
                 // Its sessions were reported down before; anything left is
                 // removed all the same.
                 let left: Vec<SessionId> =
@@ -317,8 +342,8 @@ impl Lns {
             }
             Event::SessionDown { session_id, cause } => {
                 let why = match (&cause.result, cause.by_peer) {
-                    (Some(r), true) => format!("peer result {}", r.result),
-                    (Some(r), false) => format!("local result {}", r.result),
+                    (Some(r), true) => format!("peer {}", describe_result(r)),
+                    (Some(r), false) => format!("local {}", describe_result(r)),
                     (None, true) => "peer".to_string(),
                     (None, false) => "local".to_string(),
                 };
