@@ -82,6 +82,11 @@ pub struct SessionRow {
     pub rx_connect_speed: Option<u32>,
     /// PPP frames received from the LAC on the control path.
     pub ppp_frames_rx: u64,
+    /// RFC 1661 phase: establish, authenticate, network, terminate, dead.
+    pub ppp_phase: Option<String>,
+    pub username: Option<String>,
+    /// The subscriber's address, once assigned.
+    pub ipv4: Option<String>,
     pub age_secs: u64,
 }
 
@@ -105,6 +110,8 @@ pub struct Stats {
     /// Data-plane session slots in use by this control plane / table size.
     pub slots_in_use: usize,
     pub slots_total: usize,
+    /// Subscriber IPv4 addresses assigned.
+    pub addresses_in_use: usize,
     /// Datagrams dropped, by reason.
     pub dropped: BTreeMap<String, u64>,
     /// XDP verdict counters of the data plane, when there is one.

@@ -29,19 +29,35 @@
 //! network = "192.0.2.0/24"
 //! secret = "s3cret"             # tunnel authentication and hidden AVPs
 //! host_name = "lac1"            # the Host Name its SCCRQ must carry
+//!
+//! [ppp]
+//! users_file = "/etc/lns/users.toml"   # see daemon::aaa
+//! local_ipv4 = "203.0.113.1"   # our IPCP address
+//! dns = ["192.0.2.53", "192.0.2.54"]
+//! auth = ["mschapv2", "chap-md5", "pap"]   # offered in this order
+//! echo_interval = "10s"
+//! echo_failures = 5
+//! default_pool = "default"
+//! accept_proxy = false          # adopt the LAC's proxy LCP/authentication
+//!
+//! [[pool]]
+//! name = "default"
+//! ranges = ["198.51.100.0/24"]
 //! ```
 //!
 //! Durations are a number of seconds or a string with a unit (`ms`, `s`,
 //! `m`, `h`).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
 use serde::{Deserialize, Deserializer};
 
+use super::aaa::PoolEntry;
 use crate::l2tp::{EndpointConfig, PeerConfig, ReliableConfig, Role, TunnelConfig};
+use crate::ppp::{AuthMethod, SessionConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -109,6 +125,9 @@ pub struct Flags {
     /// How long to wait for the peers to acknowledge StopCCN on shutdown.
     #[arg(long, value_parser = parse_duration_flag, value_name = "DURATION")]
     pub shutdown_grace: Option<Duration>,
+    /// Local users file (TOML), see `daemon::aaa`.
+    #[arg(long, value_name = "FILE")]
+    pub users: Option<PathBuf>,
     /// tracing filter (also RUST_LOG) [default: info].
     #[arg(long, value_name = "FILTER")]
     pub log: Option<String>,
@@ -179,6 +198,89 @@ pub struct File {
     pub retransmit: Retransmit,
     #[serde(default, rename = "peer")]
     pub peers: Vec<PeerEntry>,
+    #[serde(default)]
+    pub ppp: PppFile,
+    #[serde(default, rename = "pool")]
+    pub pools: Vec<PoolEntry>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PppFile {
+    pub users_file: Option<PathBuf>,
+    pub local_ipv4: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub dns: Vec<Ipv4Addr>,
+    pub auth: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub echo_interval: Option<Duration>,
+    pub echo_failures: Option<u32>,
+    pub default_pool: Option<String>,
+    pub accept_proxy: Option<bool>,
+}
+
+/// PPP at the LNS: the per-session template and where credentials and
+/// addresses come from.
+#[derive(Debug, Clone)]
+pub struct PppSettings {
+    pub session: SessionConfig,
+    pub users_file: Option<PathBuf>,
+    pub default_pool: Option<String>,
+    pub pools: Vec<PoolEntry>,
+}
+
+fn auth_method(name: &str) -> Result<AuthMethod, ConfigError> {
+    match name.to_ascii_lowercase().as_str() {
+        "pap" => Ok(AuthMethod::Pap),
+        "chap" | "chap-md5" | "chap_md5" => Ok(AuthMethod::ChapMd5),
+        "mschapv2" | "ms-chap-v2" | "mschap-v2" => Ok(AuthMethod::MsChapV2),
+        _ => Err(ConfigError::Invalid(format!(
+            "unknown authentication method {name:?}: pap, chap-md5, mschapv2"
+        ))),
+    }
+}
+
+impl PppSettings {
+    fn resolve(
+        f: PppFile,
+        pools: Vec<PoolEntry>,
+        users_flag: Option<PathBuf>,
+        host_name: &str,
+    ) -> Result<Self, ConfigError> {
+        let mut session = SessionConfig::server(host_name);
+        if let Some(names) = &f.auth {
+            let methods = names.iter().map(|n| auth_method(n)).collect::<Result<Vec<_>, _>>()?;
+            if methods.is_empty() {
+                return Err(ConfigError::Invalid("ppp.auth must name at least one method".into()));
+            }
+            session.lcp.require_auth = methods;
+        }
+        if let Some(ipcp) = &mut session.ipcp {
+            ipcp.local_address = f.local_ipv4;
+            ipcp.primary_dns = f.dns.first().copied();
+            ipcp.secondary_dns = f.dns.get(1).copied();
+        }
+        if f.echo_interval.is_some_and(|d| d.is_zero()) {
+            session.echo.interval = None;
+        } else if let Some(d) = f.echo_interval {
+            session.echo.interval = Some(d);
+        }
+        if let Some(n) = f.echo_failures {
+            session.echo.max_failures = n;
+        }
+        let accept_proxy = f.accept_proxy.unwrap_or(false);
+        session.accept_proxy_lcp = accept_proxy;
+        session.accept_proxy_auth = accept_proxy;
+        let default_pool = f.default_pool.or_else(|| pools.first().map(|p| p.name.clone()));
+        if let Some(d) = &default_pool {
+            if !pools.iter().any(|p| &p.name == d) {
+                return Err(ConfigError::Invalid(format!(
+                    "ppp.default_pool {d:?} is not a configured [[pool]]"
+                )));
+            }
+        }
+        Ok(PppSettings { session, users_file: users_flag.or(f.users_file), default_pool, pools })
+    }
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -272,6 +374,7 @@ pub struct Config {
     pub endpoint: EndpointConfig,
     pub shutdown_grace: Duration,
     pub log: String,
+    pub ppp: PppSettings,
 }
 
 /// Per-instance default of the control socket.
@@ -343,14 +446,11 @@ impl Config {
             return Err(ConfigError::Invalid("retransmit.receive_window must be at least 1".into()));
         }
         let td = TunnelConfig::default();
+        let host_name = flags.host_name.clone().or(file.host_name).unwrap_or_else(|| "lns".into());
+        let ppp = PppSettings::resolve(file.ppp, file.pools, flags.users.clone(), &host_name)?;
         let tunnel = TunnelConfig {
             role: Role::Lns,
-            host_name: flags
-                .host_name
-                .clone()
-                .or(file.host_name)
-                .unwrap_or_else(|| "lns".into())
-                .into_bytes(),
+            host_name: host_name.into_bytes(),
             vendor_name: Some(b"lns-controlplane".to_vec()),
             secret: file.secret.map(String::into_bytes),
             hello_interval: flags.hello_interval.or(file.hello_interval).unwrap_or(td.hello_interval),
@@ -386,6 +486,7 @@ impl Config {
             endpoint,
             shutdown_grace: flags.shutdown_grace.or(file.shutdown_grace).unwrap_or(Duration::from_secs(2)),
             log: flags.log.clone().or(file.log).unwrap_or_else(|| "info".into()),
+            ppp,
         })
     }
 }

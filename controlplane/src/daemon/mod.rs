@@ -2,11 +2,13 @@
 //! protocol cores.
 //!
 //! - [`config`]: the TOML file and the flags over it;
+//! - [`aaa`]: the local users file and the IPv4 address pools;
 //! - [`server`]: the event loop (one file, read top to bottom);
 //! - [`udp`]: the L2TP socket, which knows which local address a peer used;
 //! - [`fastpath`]: sessions written into the data plane's pinned maps;
 //! - [`control`]: the Unix control socket `lnsctl` talks to.
 
+pub mod aaa;
 pub mod config;
 pub mod control;
 pub mod fastpath;

@@ -8,7 +8,11 @@
 //! session down is removed); then sleep until its next deadline.
 //!
 //! Where things happen:
-//! - a session enters the data plane: [`Lns::session_up`];
+//! - a session enters the data plane: [`Lns::session_up`], in state
+//!   Control, and PPP starts on it;
+//! - PPP runs per session ([`Lns::drive_ppp`]): credentials are checked and
+//!   an address assigned in [`Lns::on_ppp_event`], and when IPCP opens the
+//!   entry switches to Forwarding with the subscriber's address;
 //! - it leaves: [`Lns::session_down`] (CDN either way, StopCCN, retransmit
 //!   timeout: the Endpoint reports each as `SessionDown`), and at exit
 //!   [`Lns::finish`];
@@ -16,7 +20,7 @@
 //! - on SIGINT/SIGTERM every tunnel gets StopCCN: [`Lns::shutdown`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,17 +30,21 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, info, info_span, warn, Span};
 
+use super::aaa::{LocalUsers, Pools};
 use super::config::Config;
 use super::control::{Command, ControlSocket};
 use super::fastpath::SessionTable;
 use super::udp::{L2tpSocket, Received};
 use crate::ctl::{Request, Response, SessionRow, Stats, TunnelRow};
-use crate::l2tp::avp::{cdn, error_code, stopccn};
+use crate::l2tp::avp::{cdn, error_code, proxy_authen, stopccn};
 use crate::l2tp::header::{Packet, Repr};
 use crate::l2tp::session::SessionState as CallState;
 use crate::l2tp::{
     DatagramEvent, DropReason, Endpoint, Event, ResultCode, SessionId, SessionInfo, TunnelDownReason,
     TunnelId, TunnelState,
+};
+use crate::ppp::{
+    self, AuthDecision, DisconnectCode, NetworkConfig, ProxyAuth, ProxyLcp, SessionConfig, SessionEvent,
 };
 
 /// RFC 1661 §6.1: the MRU until LCP negotiates another.
@@ -47,6 +55,19 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let table = SessionTable::open(&cfg.dataplane)?;
     if !table.has_dataplane() {
         warn!("running without a data plane (--no-dataplane): sessions are written to no map");
+    }
+    let users = match &cfg.ppp.users_file {
+        Some(path) => LocalUsers::load(path)?,
+        None => {
+            warn!("no users file: every PPP authentication is refused");
+            LocalUsers::default()
+        }
+    };
+    let pools = Pools::new(&cfg.ppp.pools)?;
+    for u in users.users() {
+        if let Some(p) = u.pool.as_ref().filter(|p| !pools.has(p)) {
+            anyhow::bail!("user {} names pool {p}, which is not configured", u.name);
+        }
     }
     let socket =
         Arc::new(L2tpSocket::bind(cfg.listen).with_context(|| format!("binding UDP {}", cfg.listen))?);
@@ -64,11 +85,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         "lns-controlplane ready"
     );
 
-    let mut lns = Lns::new(cfg, socket.clone(), listen, table);
+    let mut lns = Lns::new(cfg, socket.clone(), listen, table, users, pools);
     let mut buf = vec![0u8; 65536];
     let mut drain_until: Option<Instant> = None;
     loop {
-        let wake_at = [lns.endpoint.poll_timeout(), drain_until].into_iter().flatten().min();
+        let wake_at =
+            [lns.endpoint.poll_timeout(), lns.ppp_timeout(), drain_until].into_iter().flatten().min();
         let sleep = async {
             match wake_at {
                 Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -90,7 +112,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 }
             }
             Wake::Datagram(Err(e)) => warn!(error = %e, "UDP receive"),
-            Wake::Timer => lns.endpoint.handle_timeout(now),
+            Wake::Timer => lns.on_timer(now),
             Wake::Command((req, reply)) => {
                 let answer = lns.on_request(now, req);
                 let _ = reply.send(answer);
@@ -141,6 +163,11 @@ struct SessionRecord {
     since: Instant,
     span: Span,
     ppp_frames_rx: u64,
+    ppp: ppp::Session,
+    /// Authenticated user name.
+    username: Option<String>,
+    /// Address given to the subscriber (from a pool or the user's fixed one).
+    ipv4: Option<Ipv4Addr>,
 }
 
 #[derive(Default)]
@@ -224,10 +251,21 @@ struct Lns {
     started: Instant,
     draining: bool,
     shutdown_grace: std::time::Duration,
+    ppp_config: SessionConfig,
+    users: LocalUsers,
+    pools: Pools,
+    default_pool: Option<String>,
 }
 
 impl Lns {
-    fn new(cfg: Config, socket: Arc<L2tpSocket>, listen: SocketAddr, table: SessionTable) -> Lns {
+    fn new(
+        cfg: Config,
+        socket: Arc<L2tpSocket>,
+        listen: SocketAddr,
+        table: SessionTable,
+        users: LocalUsers,
+        pools: Pools,
+    ) -> Lns {
         Lns {
             endpoint: Endpoint::new(cfg.endpoint),
             socket,
@@ -240,6 +278,10 @@ impl Lns {
             started: Instant::now(),
             draining: false,
             shutdown_grace: cfg.shutdown_grace,
+            ppp_config: cfg.ppp.session,
+            users,
+            pools,
+            default_pool: cfg.ppp.default_pool,
         }
     }
 
@@ -269,7 +311,10 @@ impl Lns {
             DatagramEvent::Data { tunnel_id, session_id, payload, .. } => {
                 self.counters.data_rx += 1;
                 match (self.sessions.get_mut(&(tunnel_id, session_id)), data.get(payload)) {
-                    (Some(s), Some(frame)) => s.on_ppp_frame(frame),
+                    (Some(s), Some(frame)) => {
+                        s.on_ppp_frame(now, frame);
+                        self.drive_ppp(now, tunnel_id, session_id);
+                    }
                     _ => self.drop_datagram("unknown_session"),
                 }
             }
@@ -287,14 +332,7 @@ impl Lns {
             let mut idle = true;
             while let Some(t) = self.endpoint.poll_transmit(now) {
                 idle = false;
-                let from = self.peer_local.get(&t.destination).copied();
-                match self.socket.send(t.destination, from, &t.payload) {
-                    Ok(()) => self.counters.datagrams_tx += 1,
-                    Err(e) => {
-                        self.counters.send_errors += 1;
-                        debug!(to = %t.destination, error = %e, "UDP send");
-                    }
-                }
+                self.send(&t);
             }
             while let Some((tid, ev)) = self.endpoint.poll_event() {
                 idle = false;
@@ -311,6 +349,17 @@ impl Lns {
             self.tunnels.retain(|id, _| endpoint.tunnel(*id).is_some());
             let peers: HashSet<SocketAddr> = self.tunnels.values().map(|t| t.peer).collect();
             self.peer_local.retain(|p, _| peers.contains(p));
+        }
+    }
+
+    fn send(&mut self, t: &crate::l2tp::Transmit) {
+        let from = self.peer_local.get(&t.destination).copied();
+        match self.socket.send(t.destination, from, &t.payload) {
+            Ok(()) => self.counters.datagrams_tx += 1,
+            Err(e) => {
+                self.counters.send_errors += 1;
+                debug!(to = %t.destination, error = %e, "UDP send");
+            }
         }
     }
 
@@ -410,10 +459,26 @@ impl Lns {
                     "session up"
                 );
                 drop(_in_session);
+                let mut ppp = ppp::Session::new(self.ppp_config.clone());
+                match proxy_of(&info) {
+                    Some((lcp, auth)) => ppp.open_with_proxy(now, &lcp, auth),
+                    None => ppp.open(now),
+                }
                 self.sessions.insert(
                     (tid, sid),
-                    SessionRecord { slot, entry, info, since: now, span, ppp_frames_rx: 0 },
+                    SessionRecord {
+                        slot,
+                        entry,
+                        info,
+                        since: now,
+                        span,
+                        ppp_frames_rx: 0,
+                        ppp,
+                        username: None,
+                        ipv4: None,
+                    },
                 );
+                self.drive_ppp(now, tid, sid);
             }
             Err(e) => {
                 self.counters.map_errors += 1;
@@ -441,8 +506,157 @@ impl Lns {
                 warn!(slot, error = %e, "removing the session from the data plane");
             }
         }
+        if let Some(a) = rec.ipv4 {
+            self.pools.release(a);
+        }
         info!(why, ppp_frames_rx = rec.ppp_frames_rx, "session down");
         true
+    }
+
+    /// The earliest PPP timer of any session.
+    fn ppp_timeout(&self) -> Option<Instant> {
+        self.sessions.values().filter_map(|s| s.ppp.poll_timeout()).min()
+    }
+
+    fn on_timer(&mut self, now: Instant) {
+        self.endpoint.handle_timeout(now);
+        let due: Vec<(TunnelId, SessionId)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.ppp.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(k, _)| *k)
+            .collect();
+        for (tid, sid) in due {
+            if let Some(s) = self.sessions.get_mut(&(tid, sid)) {
+                s.ppp.handle_timeout(now);
+            }
+            self.drive_ppp(now, tid, sid);
+        }
+    }
+
+    /// Sends a session's PPP frames to the LAC and acts on its events,
+    /// until it has nothing more.
+    fn drive_ppp(&mut self, now: Instant, tid: TunnelId, sid: SessionId) {
+        loop {
+            let Some(s) = self.sessions.get_mut(&(tid, sid)) else { return };
+            let frames: Vec<Vec<u8>> = std::iter::from_fn(|| s.ppp.poll_transmit()).collect();
+            let events: Vec<SessionEvent> = std::iter::from_fn(|| s.ppp.poll_event()).collect();
+            if frames.is_empty() && events.is_empty() {
+                return;
+            }
+            for f in frames {
+                // P bit: PPP control frames go ahead of data at the LAC (§3.1).
+                if let Some(t) = self.endpoint.encapsulate(tid, sid, &f, None, true) {
+                    self.send(&t);
+                }
+            }
+            for ev in events {
+                self.on_ppp_event(now, tid, sid, ev);
+            }
+        }
+    }
+
+    fn on_ppp_event(&mut self, now: Instant, tid: TunnelId, sid: SessionId, ev: SessionEvent) {
+        let Some(s) = self.sessions.get_mut(&(tid, sid)) else { return };
+        let span = s.span.clone();
+        let _in_session = span.enter();
+        match ev {
+            SessionEvent::LinkUp { peer, .. } => {
+                // What the subscriber can receive: its MRU, and compressed
+                // headers if it asked for them.
+                s.entry.mtu = peer.mru;
+                for (on, bit) in [(peer.acfc, abi::Session::ACFC), (peer.pfc, abi::Session::PFC)] {
+                    if on {
+                        s.entry.flags |= bit;
+                    } else {
+                        s.entry.flags &= !bit;
+                    }
+                }
+                debug!(mru = peer.mru, acfc = peer.acfc, pfc = peer.pfc, "LCP opened");
+            }
+            SessionEvent::AuthRequest(req) => {
+                let user = String::from_utf8_lossy(&req.username).into_owned();
+                let (mut decision, account) = self.users.check(&req);
+                let fixed = account.and_then(|a| a.ipv4);
+                let pool = account.and_then(|a| a.pool.clone()).or_else(|| self.default_pool.clone());
+                if decision.accept && s.ipv4.is_none() {
+                    let address = match fixed {
+                        Some(a) => self.pools.reserve(a).then_some(a),
+                        None => pool.as_deref().and_then(|p| self.pools.allocate(p)),
+                    };
+                    match address {
+                        Some(a) => {
+                            s.ipv4 = Some(a);
+                            s.ppp.set_peer_ipv4(a);
+                        }
+                        None => {
+                            warn!(user, "no IPv4 address for the user");
+                            decision = AuthDecision::reject("No address available");
+                        }
+                    }
+                }
+                info!(user, method = ?req.method, proxied = req.proxied, accept = decision.accept, "authentication");
+                if decision.accept {
+                    s.username = Some(user);
+                }
+                s.ppp.auth_result(now, decision);
+            }
+            SessionEvent::Authenticated { method, .. } => debug!(?method, "authenticated"),
+            SessionEvent::NetworkUp(NetworkConfig::Ipv4 { peer, .. }) => {
+                if s.ipv4 != Some(peer) {
+                    // IPCP only acknowledges the address we assigned; any
+                    // other must not reach the fast path.
+                    warn!(%peer, assigned = ?s.ipv4, "IPCP opened with an address we did not assign");
+                    s.ppp.close(now, None);
+                    return;
+                }
+                s.entry.state = abi::SessionState::Forwarding as u32;
+                s.entry.ipv4 = peer.octets();
+                let (slot, entry) = (s.slot, s.entry);
+                if let Some(slot) = slot {
+                    if let Err(e) = self.table.update(slot, &entry) {
+                        self.counters.map_errors += 1;
+                        warn!(slot, error = %e, "switching the session to forwarding");
+                        if let Some(s) = self.sessions.get_mut(&(tid, sid)) {
+                            s.ppp.close(now, None);
+                        }
+                        return;
+                    }
+                }
+                info!(ipv4 = %peer, mtu = entry.mtu, "IPCP opened: forwarding");
+            }
+            SessionEvent::NetworkUp(NetworkConfig::Ipv6 { peer_interface_identifier, .. }) => {
+                info!(?peer_interface_identifier, "IPv6CP opened");
+            }
+            SessionEvent::NetworkDown(proto) => {
+                if proto == ppp::Protocol::IPCP && s.entry.state == abi::SessionState::Forwarding as u32 {
+                    // Renegotiation: IP goes back through us until IPCP reopens.
+                    s.entry.state = abi::SessionState::Control as u32;
+                    s.entry.ipv4 = [0; 4];
+                    let (slot, entry) = (s.slot, s.entry);
+                    if let Some(slot) = slot {
+                        if let Err(e) = self.table.update(slot, &entry) {
+                            self.counters.map_errors += 1;
+                            warn!(slot, error = %e, "switching the session back to control");
+                        }
+                    }
+                }
+                info!(protocol = proto.0, "NCP down");
+            }
+            SessionEvent::EchoFailure { unanswered } => warn!(unanswered, "LCP echo failure"),
+            SessionEvent::LinkDown { cause } => {
+                info!(code = cause.code.0, message = %cause.message, "PPP link down: CDN");
+                let result = if cause.code == DisconnectCode::LCP_ECHO_TIMEOUT {
+                    cdn::LOST_CARRIER
+                } else {
+                    cdn::ADMINISTRATIVE
+                };
+                let rc = ResultCode::with_error(result, error_code::NO_ERROR, &cause.message);
+                if let Err(e) = self.endpoint.close_session(now, tid, sid, rc) {
+                    debug!(error = %e, "CDN");
+                }
+            }
+        }
     }
 
     fn on_request(&mut self, now: Instant, req: Request) -> Response {
@@ -558,6 +772,9 @@ impl Lns {
                     tx_connect_speed: info.tx_connect_speed,
                     rx_connect_speed: info.rx_connect_speed,
                     ppp_frames_rx: rec.map(|r| r.ppp_frames_rx).unwrap_or(0),
+                    ppp_phase: rec.map(|r| format!("{:?}", r.ppp.phase()).to_lowercase()),
+                    username: rec.and_then(|r| r.username.clone()),
+                    ipv4: rec.and_then(|r| r.ipv4).map(|a| a.to_string()),
                     age_secs: rec.map(|r| now.saturating_duration_since(r.since).as_secs()).unwrap_or(0),
                 });
             }
@@ -590,6 +807,7 @@ impl Lns {
             send_errors: c.send_errors,
             map_errors: c.map_errors,
             slots_in_use: self.table.in_use(),
+            addresses_in_use: self.pools.in_use(),
             slots_total: self.table.size(),
             dropped: c.dropped.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             xdp,
@@ -635,11 +853,39 @@ impl Lns {
 
 impl SessionRecord {
     /// PPP arriving on the control path (LCP, authentication, NCPs, and
-    /// anything while the session is not forwarding). PPP itself is not
-    /// run here yet; the frame is counted so an operator can see the
-    /// subscriber talking.
-    fn on_ppp_frame(&mut self, frame: &[u8]) {
+    /// anything while the session is not forwarding).
+    fn on_ppp_frame(&mut self, now: Instant, frame: &[u8]) {
         self.ppp_frames_rx += 1;
-        self.span.in_scope(|| tracing::trace!(len = frame.len(), "PPP frame"));
+        if let Err(e) = self.ppp.handle_frame(now, frame) {
+            // RFC 1661 §5: silently discarded.
+            self.span.in_scope(|| debug!(error = %e, len = frame.len(), "malformed PPP frame"));
+        }
     }
+}
+
+/// The LAC's proxy LCP and authentication (RFC 2661 §4.4.5), if it sent
+/// them; whether they are adopted is the PPP configuration's call.
+fn proxy_of(info: &SessionInfo) -> Option<(ProxyLcp, Option<ProxyAuth>)> {
+    let lcp = ProxyLcp {
+        initial_received: info.initial_received_lcp_confreq.clone()?,
+        last_sent: info.last_sent_lcp_confreq.clone()?,
+        last_received: info.last_received_lcp_confreq.clone()?,
+    };
+    let username = info.proxy_authen_name.clone().unwrap_or_default();
+    let identifier = info.proxy_authen_id.unwrap_or(0);
+    let auth = match info.proxy_authen_type {
+        Some(proxy_authen::PAP) => Some(ProxyAuth::Pap {
+            identifier,
+            username,
+            password: info.proxy_authen_response.clone().unwrap_or_default(),
+        }),
+        Some(proxy_authen::CHAP) => Some(ProxyAuth::Chap {
+            identifier,
+            challenge: info.proxy_authen_challenge.clone().unwrap_or_default(),
+            username,
+            response: info.proxy_authen_response.clone().unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    Some((lcp, auth))
 }

@@ -1,0 +1,278 @@
+//! Who may connect and which address they get: the local users file and
+//! the IPv4 pools.
+//!
+//! Users file (TOML):
+//!
+//! ```toml
+//! [[user]]
+//! name = "alice"
+//! password = "secret"
+//! ipv4 = "198.51.100.200"   # optional fixed address
+//! pool = "business"         # optional; else the default pool
+//! ```
+//!
+//! Pools (in the main configuration):
+//!
+//! ```toml
+//! [[pool]]
+//! name = "default"
+//! ranges = ["198.51.100.0/25", "198.51.100.130-198.51.100.140"]
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::ppp::{verify_password, AuthDecision, AuthRequest};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AaaError {
+    #[error("reading users file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("parsing users file {path}: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("bad pool range {0:?}: expected A.B.C.D/LEN or A.B.C.D-E.F.G.H")]
+    Range(String),
+    #[error("user {user} names pool {pool}, which is not configured")]
+    NoSuchPool { user: String, pool: String },
+    #[error("user {0} appears twice")]
+    Duplicate(String),
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+    pub ipv4: Option<Ipv4Addr>,
+    pub pool: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct UsersFile {
+    #[serde(default, rename = "user")]
+    users: Vec<User>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PoolEntry {
+    pub name: String,
+    pub ranges: Vec<String>,
+}
+
+/// The embedded credential backend. Checks are synchronous; a RADIUS
+/// backend will answer later through the loop instead.
+#[derive(Debug, Default)]
+pub struct LocalUsers {
+    users: HashMap<Vec<u8>, User>,
+}
+
+impl LocalUsers {
+    pub fn load(path: &Path) -> Result<LocalUsers, AaaError> {
+        let p = path.display().to_string();
+        let text =
+            std::fs::read_to_string(path).map_err(|source| AaaError::Read { path: p.clone(), source })?;
+        LocalUsers::parse(&text).map_err(|e| match e {
+            AaaError::Parse { source, .. } => AaaError::Parse { path: p, source },
+            e => e,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<LocalUsers, AaaError> {
+        let f: UsersFile =
+            toml::from_str(text).map_err(|source| AaaError::Parse { path: String::new(), source })?;
+        let mut users = HashMap::new();
+        for u in f.users {
+            let name = u.name.clone();
+            if users.insert(u.name.as_bytes().to_vec(), u).is_some() {
+                return Err(AaaError::Duplicate(name));
+            }
+        }
+        Ok(LocalUsers { users })
+    }
+
+    /// Unknown users and wrong passwords get the same answer, so the
+    /// reply does not tell which user names exist.
+    pub fn check(&self, request: &AuthRequest) -> (AuthDecision, Option<&User>) {
+        match self.users.get(&request.username) {
+            Some(u) => {
+                let d = verify_password(request, &u.password);
+                let accepted = d.accept;
+                (d, accepted.then_some(u))
+            }
+            None => (AuthDecision::reject("Authentication failed"), None),
+        }
+    }
+
+    pub fn users(&self) -> impl Iterator<Item = &User> {
+        self.users.values()
+    }
+}
+
+/// `a.b.c.d/len` (without network and broadcast addresses for len < 31)
+/// or `a.b.c.d-e.f.g.h`, as an inclusive range of u32.
+fn parse_range(s: &str) -> Result<(u32, u32), AaaError> {
+    let bad = || AaaError::Range(s.to_string());
+    if let Some((a, len)) = s.split_once('/') {
+        let a: Ipv4Addr = a.trim().parse().map_err(|_| bad())?;
+        let len: u32 = len.trim().parse().map_err(|_| bad())?;
+        if len > 32 {
+            return Err(bad());
+        }
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        let first = u32::from(a) & mask;
+        let last = first | !mask;
+        return Ok(if len < 31 { (first + 1, last - 1) } else { (first, last) });
+    }
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let a: Ipv4Addr = a.trim().parse().map_err(|_| bad())?;
+    let b: Ipv4Addr = b.trim().parse().map_err(|_| bad())?;
+    if u32::from(a) > u32::from(b) {
+        return Err(bad());
+    }
+    Ok((a.into(), b.into()))
+}
+
+#[derive(Debug)]
+struct Pool {
+    ranges: Vec<(u32, u32)>,
+    /// Where the next search starts, so a just-released address is not
+    /// handed out again at once.
+    cursor: u32,
+}
+
+impl Pool {
+    fn contains(&self, a: u32) -> bool {
+        self.ranges.iter().any(|&(lo, hi)| lo <= a && a <= hi)
+    }
+}
+
+/// Named IPv4 pools and every address in use (from a pool or fixed), so
+/// that no address is ever given to two sessions.
+#[derive(Debug, Default)]
+pub struct Pools {
+    pools: BTreeMap<String, Pool>,
+    in_use: HashSet<u32>,
+}
+
+impl Pools {
+    pub fn new(entries: &[PoolEntry]) -> Result<Pools, AaaError> {
+        let mut pools = BTreeMap::new();
+        for e in entries {
+            let ranges = e.ranges.iter().map(|r| parse_range(r)).collect::<Result<Vec<_>, _>>()?;
+            let cursor = ranges.first().map(|r| r.0).unwrap_or(0);
+            pools.insert(e.name.clone(), Pool { ranges, cursor });
+        }
+        Ok(Pools { pools, in_use: HashSet::new() })
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.pools.contains_key(name)
+    }
+
+    /// A free address of pool `name`.
+    pub fn allocate(&mut self, name: &str) -> Option<Ipv4Addr> {
+        let pool = self.pools.get_mut(name)?;
+        let total: u64 = pool.ranges.iter().map(|&(lo, hi)| u64::from(hi - lo) + 1).sum();
+        // Walk the ranges in order from the cursor, wrapping once.
+        let mut candidates = pool
+            .ranges
+            .iter()
+            .flat_map(|&(lo, hi)| lo..=hi)
+            .skip_while(|a| *a < pool.cursor)
+            .chain(pool.ranges.iter().flat_map(|&(lo, hi)| lo..=hi))
+            .take(usize::try_from(total).unwrap_or(usize::MAX));
+        let a = candidates.find(|a| !self.in_use.contains(a))?;
+        self.in_use.insert(a);
+        pool.cursor = a.wrapping_add(1);
+        Some(Ipv4Addr::from(a))
+    }
+
+    /// Takes a fixed address; false if someone has it.
+    pub fn reserve(&mut self, a: Ipv4Addr) -> bool {
+        self.in_use.insert(a.into())
+    }
+
+    pub fn release(&mut self, a: Ipv4Addr) {
+        self.in_use.remove(&u32::from(a));
+    }
+
+    pub fn in_use(&self) -> usize {
+        self.in_use.len()
+    }
+
+    /// Is `a` inside any pool (for reports)?
+    pub fn pool_of(&self, a: Ipv4Addr) -> Option<&str> {
+        self.pools.iter().find(|(_, p)| p.contains(a.into())).map(|(n, _)| n.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pools() -> Pools {
+        Pools::new(&[
+            PoolEntry { name: "a".into(), ranges: vec!["198.51.100.0/30".into()] },
+            PoolEntry {
+                name: "b".into(),
+                ranges: vec!["203.0.113.5-203.0.113.6".into(), "203.0.113.9/32".into()],
+            },
+        ])
+        .expect("pools")
+    }
+
+    #[test]
+    fn no_double_allocation_and_release() {
+        let mut p = pools();
+        // /30: network and broadcast excluded.
+        let x = p.allocate("a").expect("first");
+        let y = p.allocate("a").expect("second");
+        assert_eq!((x, y), (Ipv4Addr::new(198, 51, 100, 1), Ipv4Addr::new(198, 51, 100, 2)));
+        assert_eq!(p.allocate("a"), None, "exhausted");
+        p.release(x);
+        assert_eq!(p.allocate("a"), Some(x));
+        let b: Vec<_> = std::iter::from_fn(|| p.allocate("b")).collect();
+        assert_eq!(
+            b,
+            ["203.0.113.5", "203.0.113.6", "203.0.113.9"].map(|s| s.parse::<Ipv4Addr>().expect("ip"))
+        );
+        assert_eq!(p.allocate("nope"), None);
+        assert_eq!(p.pool_of(Ipv4Addr::new(203, 0, 113, 6)), Some("b"));
+    }
+
+    #[test]
+    fn fixed_addresses_are_not_handed_out_twice() {
+        let mut p = pools();
+        assert!(p.reserve(Ipv4Addr::new(198, 51, 100, 1)));
+        assert!(!p.reserve(Ipv4Addr::new(198, 51, 100, 1)));
+        assert_eq!(p.allocate("a"), Some(Ipv4Addr::new(198, 51, 100, 2)));
+        assert_eq!(p.allocate("a"), None);
+    }
+
+    #[test]
+    fn bad_ranges() {
+        for r in ["198.51.100.0/33", "1.2.3.4-1.2.3.1", "x", "1.2.3.4"] {
+            assert!(Pools::new(&[PoolEntry { name: "p".into(), ranges: vec![r.into()] }]).is_err(), "{r}");
+        }
+    }
+
+    #[test]
+    fn users_file() {
+        let u = LocalUsers::parse(
+            "[[user]]\nname = \"alice\"\npassword = \"pw\"\nipv4 = \"198.51.100.200\"\n\
+             [[user]]\nname = \"bob\"\npassword = \"pw2\"\npool = \"b\"\n",
+        )
+        .expect("parse");
+        assert_eq!(u.users().count(), 2);
+        assert!(LocalUsers::parse(
+            "[[user]]\nname = \"a\"\npassword = \"p\"\n[[user]]\nname = \"a\"\npassword = \"q\"\n"
+        )
+        .is_err());
+        assert!(LocalUsers::parse("[[user]]\nname = \"a\"\n").is_err(), "password required");
+    }
+}
