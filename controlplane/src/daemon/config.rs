@@ -37,6 +37,7 @@
 //! auth = ["mschapv2", "chap-md5", "pap"]   # offered in this order
 //! echo_interval = "10s"
 //! echo_failures = 5
+//! restart_interval = "3s"       # RFC 1661 §4.6
 //! default_pool = "default"
 //! accept_proxy = false          # adopt the LAC's proxy LCP/authentication
 //!
@@ -215,6 +216,9 @@ pub struct PppFile {
     #[serde(default, deserialize_with = "de_duration")]
     pub echo_interval: Option<Duration>,
     pub echo_failures: Option<u32>,
+    /// RFC 1661 §4.6 Restart timer of LCP, the NCPs and authentication.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub restart_interval: Option<Duration>,
     pub default_pool: Option<String>,
     pub accept_proxy: Option<bool>,
 }
@@ -267,6 +271,13 @@ impl PppSettings {
         }
         if let Some(n) = f.echo_failures {
             session.echo.max_failures = n;
+        }
+        if let Some(d) = f.restart_interval {
+            if d.is_zero() {
+                return Err(ConfigError::Invalid("ppp.restart_interval must be positive".into()));
+            }
+            session.fsm.restart_interval = d;
+            session.auth.restart_interval = d;
         }
         let accept_proxy = f.accept_proxy.unwrap_or(false);
         session.accept_proxy_lcp = accept_proxy;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use lns_controlplane::l2tp::{
     DatagramEvent, Endpoint, EndpointConfig, Event, ResultCode, Role, SessionId, SessionInfo, TunnelConfig,
     TunnelId,
 };
+use lns_controlplane::ppp::{self, Credentials, SessionConfig, SessionEvent};
 use lns_testlab::{Netns, NsProcess};
 
 pub const LNS_ADDR: &str = "192.0.2.1:1701";
@@ -116,6 +118,10 @@ pub struct Lac {
     pub lns: SocketAddr,
     /// Every event seen, in order.
     pub events: Vec<(TunnelId, Event)>,
+    /// Subscribers: a PPP client per session, by the LAC's ids.
+    pub ppp: HashMap<(TunnelId, SessionId), ppp::Session>,
+    /// Every PPP event of those clients, in order.
+    pub ppp_events: Vec<((TunnelId, SessionId), SessionEvent)>,
 }
 
 impl Lac {
@@ -136,7 +142,14 @@ impl Lac {
             accept_incoming: false,
             ..EndpointConfig::default()
         });
-        Lac { ep, sock, lns: LNS_ADDR.parse().expect("addr"), events: Vec::new() }
+        Lac {
+            ep,
+            sock,
+            lns: LNS_ADDR.parse().expect("addr"),
+            events: Vec::new(),
+            ppp: HashMap::new(),
+            ppp_events: Vec::new(),
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -144,8 +157,23 @@ impl Lac {
     }
 
     fn flush(&mut self, now: Instant) {
+        // L2TP first: an ICCN must leave before the PPP frames it enables
+        // (the LNS drops data for calls it has not connected).
         while let Some(t) = self.ep.poll_transmit(now) {
             let _ = self.sock.send_to(&t.payload, t.destination);
+        }
+        for (&(tid, sid), client) in self.ppp.iter_mut() {
+            if client.poll_timeout().is_some_and(|t| t <= now) {
+                client.handle_timeout(now);
+            }
+            while let Some(f) = client.poll_transmit() {
+                if let Some(t) = self.ep.encapsulate(tid, sid, &f, None, true) {
+                    let _ = self.sock.send_to(&t.payload, t.destination);
+                }
+            }
+            while let Some(ev) = client.poll_event() {
+                self.ppp_events.push(((tid, sid), ev));
+            }
         }
         while let Some(ev) = self.ep.poll_event() {
             self.events.push(ev);
@@ -164,7 +192,15 @@ impl Lac {
             }
             if let Ok((n, from)) = self.sock.recv_from(&mut buf) {
                 if let Some(data) = buf.get(..n) {
-                    let _ = self.ep.handle_datagram(Instant::now(), from, data);
+                    if let DatagramEvent::Data { tunnel_id, session_id, payload, .. } =
+                        self.ep.handle_datagram(Instant::now(), from, data)
+                    {
+                        if let (Some(c), Some(frame)) =
+                            (self.ppp.get_mut(&(tunnel_id, session_id)), data.get(payload))
+                        {
+                            let _ = c.handle_frame(Instant::now(), frame);
+                        }
+                    }
                 }
             }
             let now = Instant::now();
@@ -235,6 +271,25 @@ impl Lac {
     pub fn send_ppp(&mut self, tid: TunnelId, sid: SessionId, ppp: &[u8]) {
         let t = self.ep.encapsulate(tid, sid, ppp, None, true).expect("encapsulate");
         self.sock.send_to(&t.payload, t.destination).expect("send data");
+    }
+
+    /// Starts a subscriber's PPP on a session that is up.
+    pub fn start_ppp(&mut self, tid: TunnelId, sid: SessionId, user: &str, password: &str) {
+        let mut c = ppp::Session::new(SessionConfig::client(Credentials {
+            username: user.into(),
+            password: password.into(),
+        }));
+        c.open(Instant::now());
+        self.ppp.insert((tid, sid), c);
+    }
+
+    /// The first PPP event of session `key` that `pick` accepts.
+    pub fn ppp_find<T>(
+        &self,
+        key: (TunnelId, SessionId),
+        mut pick: impl FnMut(&SessionEvent) -> Option<T>,
+    ) -> Option<T> {
+        self.ppp_events.iter().filter(|(k, _)| *k == key).find_map(|(_, e)| pick(e))
     }
 
     /// Did the LAC see `ev` for tunnel `tid` since `from`?
