@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/captures/");
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/captures/");
 
 /// Link-layer frames of a pcap or pcapng file (the captures are pcapng
 /// despite their extension), all of which must be Ethernet.

@@ -1,4 +1,4 @@
-//! The codecs against real captures (/work/shared/captures): every PPP
+//! The codecs against real captures (testdata/captures, copied from the shared captures): every PPP
 //! message must parse and re-emit to the same bytes. A missing capture fails.
 
 use super::auth::AuthMethod;
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 fn capture_path(name: &str) -> String {
-    format!("{}/../../shared/captures/{}", env!("CARGO_MANIFEST_DIR"), name)
+    format!("{}/../testdata/captures/{}", env!("CARGO_MANIFEST_DIR"), name)
 }
 
 fn open(name: &str) -> std::fs::File {
