@@ -245,6 +245,10 @@ struct Lns {
     table: SessionTable,
     tunnels: HashMap<TunnelId, TunnelRecord>,
     sessions: HashMap<(TunnelId, SessionId), SessionRecord>,
+    /// Calls accepted (ICRP sent) and not yet connected, with the slot their
+    /// entry was written to: the LAC's first PPP frame follows its ICCN
+    /// at once, and the data path drops frames of unknown sessions.
+    calling: HashMap<(TunnelId, SessionId), Option<u32>>,
     /// Our address each peer sends to, so replies leave from it.
     peer_local: HashMap<SocketAddr, IpAddr>,
     counters: Counters,
@@ -273,6 +277,7 @@ impl Lns {
             table,
             tunnels: HashMap::new(),
             sessions: HashMap::new(),
+            calling: HashMap::new(),
             peer_local: HashMap::new(),
             counters: Counters::default(),
             started: Instant::now(),
@@ -330,13 +335,15 @@ impl Lns {
     fn flush(&mut self, now: Instant) {
         loop {
             let mut idle = true;
-            while let Some(t) = self.endpoint.poll_transmit(now) {
-                idle = false;
-                self.send(&t);
-            }
+            // Events first: an accepted call goes into the data plane
+            // before the ICRP that lets the LAC send on it leaves.
             while let Some((tid, ev)) = self.endpoint.poll_event() {
                 idle = false;
                 self.on_event(now, tid, ev);
+            }
+            while let Some(t) = self.endpoint.poll_transmit(now) {
+                idle = false;
+                self.send(&t);
             }
             if idle {
                 break;
@@ -380,11 +387,19 @@ impl Lns {
                 info!(reason = %describe_down(&reason), "tunnel down");
                 // Its sessions were reported down before; anything left is
                 // removed all the same.
-                let left: Vec<SessionId> =
-                    self.sessions.keys().filter(|(t, _)| *t == tid).map(|(_, s)| *s).collect();
+                let left: Vec<SessionId> = self
+                    .sessions
+                    .keys()
+                    .chain(self.calling.keys())
+                    .filter(|(t, _)| *t == tid)
+                    .map(|(_, s)| *s)
+                    .collect();
                 for sid in left {
                     self.session_down(tid, sid, "tunnel down");
                 }
+            }
+            Event::IncomingCall { session_id, peer_session_id } => {
+                self.incoming_call(tid, session_id, peer_session_id)
             }
             Event::SessionUp { session_id, peer_session_id, info } => {
                 self.session_up(now, tid, session_id, peer_session_id, *info)
@@ -420,19 +435,10 @@ impl Lns {
         }
     }
 
-    /// ICCN received: the session goes into the data plane, in state
-    /// Control, so its PPP negotiation reaches us until IPCP is up.
-    fn session_up(
-        &mut self,
-        now: Instant,
-        tid: TunnelId,
-        sid: SessionId,
-        peer_sid: SessionId,
-        info: SessionInfo,
-    ) {
-        let (Some(t), Some(tunnel)) = (self.tunnels.get(&tid), self.endpoint.tunnel(tid)) else { return };
-        let span = info_span!(parent: &t.span, "session", session_id = sid.0, peer_session_id = peer_sid.0);
-        let _in_session = span.enter();
+    /// The entry a call starts with: state Control, so that its PPP
+    /// negotiation reaches us until IPCP is up.
+    fn call_entry(&self, tid: TunnelId, sid: SessionId, peer_sid: SessionId) -> Option<abi::Session> {
+        let (t, tunnel) = (self.tunnels.get(&tid)?, self.endpoint.tunnel(tid)?);
         let mut entry = abi::Session {
             state: abi::SessionState::Control as u32,
             local_tunnel_id: tid.0,
@@ -443,13 +449,46 @@ impl Lns {
             access_ifindex: t.ifindex,
             ..Default::default()
         };
+        entry.set_peer(t.peer);
+        entry.set_local(SocketAddr::new(t.local, self.listen.port()));
+        Some(entry)
+    }
+
+    /// ICRQ accepted: the session goes into the data plane now (see
+    /// `calling`); if that fails, ICCN tries again.
+    fn incoming_call(&mut self, tid: TunnelId, sid: SessionId, peer_sid: SessionId) {
+        let Some(entry) = self.call_entry(tid, sid, peer_sid) else { return };
+        match self.table.install(&entry) {
+            Ok(slot) => {
+                self.calling.insert((tid, sid), slot);
+            }
+            Err(e) => debug!(session_id = sid.0, error = %e, "incoming call not yet in the data plane"),
+        }
+    }
+
+    /// ICCN received: the session goes into the data plane, in state
+    /// Control, so its PPP negotiation reaches us until IPCP is up.
+    fn session_up(
+        &mut self,
+        now: Instant,
+        tid: TunnelId,
+        sid: SessionId,
+        peer_sid: SessionId,
+        info: SessionInfo,
+    ) {
+        let Some(t) = self.tunnels.get(&tid) else { return };
+        let span = info_span!(parent: &t.span, "session", session_id = sid.0, peer_session_id = peer_sid.0);
+        let _in_session = span.enter();
+        let Some(mut entry) = self.call_entry(tid, sid, peer_sid) else { return };
         if info.sequencing_required {
             // §5.4: the LAC wants Ns/Nr on every data message we send.
             entry.flags |= abi::Session::SEQUENCING;
         }
-        entry.set_peer(t.peer);
-        entry.set_local(SocketAddr::new(t.local, self.listen.port()));
-        match self.table.install(&entry) {
+        let installed = match self.calling.remove(&(tid, sid)) {
+            Some(Some(slot)) => self.table.update(slot, &entry).map(|()| Some(slot)),
+            Some(None) | None => self.table.install(&entry),
+        };
+        match installed {
             Ok(slot) => {
                 self.counters.sessions_up_total += 1;
                 info!(
@@ -497,6 +536,15 @@ impl Lns {
 
     /// Removes a session and its data-plane entry; false if it was not up.
     fn session_down(&mut self, tid: TunnelId, sid: SessionId, why: &str) -> bool {
+        if let Some(slot) = self.calling.remove(&(tid, sid)) {
+            // A call that ended before ICCN.
+            if let Some(slot) = slot {
+                if let Err(e) = self.table.remove(slot) {
+                    self.counters.map_errors += 1;
+                    warn!(slot, error = %e, "removing an unconnected call from the data plane");
+                }
+            }
+        }
         let Some(rec) = self.sessions.remove(&(tid, sid)) else { return false };
         self.counters.sessions_down_total += 1;
         let _in_session = rec.span.enter();

@@ -267,15 +267,17 @@ fn xl2tpd_lac_against_our_lns() {
     assert!(zlbs[1] >= 60_159 && zlbs[1] < 60_160, "{zlbs:?}");
     assert!(matches!(&events[0], Event::TunnelUp { peer_tunnel_id, peer_host_name }
         if *peer_tunnel_id == TunnelId(43483) && peer_host_name == b"vm"));
-    let Event::SessionUp { info, peer_session_id, .. } = &events[1] else { panic!("{events:?}") };
+    let Event::IncomingCall { peer_session_id: called, .. } = &events[1] else { panic!("{events:?}") };
+    assert_eq!(*called, SessionId(63045));
+    let Event::SessionUp { info, peer_session_id, .. } = &events[2] else { panic!("{events:?}") };
     assert_eq!(*peer_session_id, SessionId(63045));
     assert_eq!(info.call_serial_number, 1);
     assert_eq!(info.framing_type, Some(framing::SYNC));
     assert_eq!((info.tx_connect_speed, info.rx_connect_speed), (Some(0), Some(0)));
-    let Event::SessionDown { cause, .. } = &events[2] else { panic!("{events:?}") };
+    let Event::SessionDown { cause, .. } = &events[3] else { panic!("{events:?}") };
     assert!(cause.by_peer);
     assert!(cause.result.is_some());
     // No teardown: one retransmission is far from the retry limit.
     assert!(!events.iter().any(|e| matches!(e, Event::TunnelDown { .. })));
-    assert_eq!(events.len(), 3);
+    assert_eq!(events.len(), 4);
 }

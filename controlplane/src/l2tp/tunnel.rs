@@ -116,6 +116,14 @@ pub enum Event {
     TunnelDown {
         reason: TunnelDownReason,
     },
+    /// LNS: an ICRQ was accepted and ICRP is about to leave (§7.4.2). The
+    /// session is not connected yet (ICCN follows), but the LAC may send
+    /// PPP right after its ICCN, so the data path must know the session
+    /// from now on: a frame for an unknown session is dropped.
+    IncomingCall {
+        session_id: SessionId,
+        peer_session_id: SessionId,
+    },
     SessionUp {
         session_id: SessionId,
         peer_session_id: SessionId,
@@ -689,6 +697,7 @@ impl Tunnel {
             state: SessionState::WaitConnect,
             info,
         });
+        self.events.push_back(Event::IncomingCall { session_id: local, peer_session_id: peer_sid });
         self.send_msg(peer_sid, MessageType::Icrp, vec![AvpValue::AssignedSessionId(local)]);
     }
 

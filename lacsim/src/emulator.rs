@@ -1,0 +1,571 @@
+//! The LAC and its subscribers, sans-IO: the project's L2TP endpoint in the
+//! LAC role and one PPP client per session, driven with datagrams and time
+//! like every protocol core here. The binary owns the socket and the clock.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use lns_controlplane::l2tp::{
+    DatagramEvent, Endpoint, EndpointConfig, Event, PeerConfig, ResultCode, SessionId, SessionInfo, Transmit,
+    TunnelConfig, TunnelId,
+};
+use lns_controlplane::ppp::auth::{AuthMethod, Credentials};
+use lns_controlplane::ppp::session::{NetworkConfig, Session as Ppp, SessionConfig, SessionEvent};
+
+/// Subscriber traffic: IPv4/UDP from each session to a target.
+#[derive(Clone, Copy, Debug)]
+pub struct Traffic {
+    /// Packets per second per session.
+    pub pps: f64,
+    /// IP packet size in bytes (at least 28).
+    pub size: usize,
+    pub target: SocketAddrV4,
+}
+
+#[derive(Clone, Debug)]
+pub struct EmulatorConfig {
+    pub server: SocketAddr,
+    pub tunnels: u32,
+    pub sessions_per_tunnel: u32,
+    /// New sessions per second, over all tunnels.
+    pub rate: f64,
+    pub auth: AuthMethod,
+    /// User name pattern: `%d` is replaced by the session's number (so is
+    /// it in the password).
+    pub user: String,
+    pub password: String,
+    /// Tunnel secret: tunnel authentication (RFC 2661 §5.1.1).
+    pub secret: Option<Vec<u8>>,
+    /// Hide the AVPs that may be hidden (needs a secret).
+    pub hidden_avps: bool,
+    /// Send proxy LCP and proxy authentication AVPs in ICCN, as a LAC that
+    /// negotiated LCP and collected PAP credentials itself.
+    pub proxy_auth: bool,
+    pub traffic: Option<Traffic>,
+    /// Our host name in SCCRQ.
+    pub host_name: String,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            server: SocketAddr::from(([192, 0, 2, 1], 1701)),
+            tunnels: 1,
+            sessions_per_tunnel: 1,
+            rate: 1000.0,
+            auth: AuthMethod::ChapMd5,
+            user: "user%d".into(),
+            password: "secret".into(),
+            secret: None,
+            hidden_avps: false,
+            proxy_auth: false,
+            traffic: None,
+            host_name: "lns-lacsim".into(),
+        }
+    }
+}
+
+/// Where a subscriber is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// ICRQ sent, waiting for the tunnel's ICRP/ICCN exchange.
+    Calling,
+    /// L2TP session up, PPP negotiating.
+    Ppp,
+    /// IPCP up: the subscriber has an address.
+    Up,
+    /// Failed or torn down.
+    Down,
+}
+
+struct Subscriber {
+    number: u32,
+    phase: Phase,
+    ppp: Option<Ppp>,
+    called_at: Instant,
+    address: Option<Ipv4Addr>,
+    next_packet: Option<Instant>,
+    sent: u64,
+    received: u64,
+    seq: u16,
+}
+
+/// What happened so far.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Summary {
+    pub tunnels_up: u32,
+    pub tunnels_failed: u32,
+    pub sessions_up: u32,
+    pub sessions_failed: u32,
+    pub sessions_pending: u32,
+    /// Sessions up per second, from the first ICRQ to the last IPCP up.
+    pub setup_rate: f64,
+    pub setup_latency_ms_p50: f64,
+    pub setup_latency_ms_p99: f64,
+    pub setup_latency_ms_max: f64,
+    pub data_sent: u64,
+    pub data_received: u64,
+    pub data_lost: u64,
+}
+
+pub struct Emulator {
+    cfg: EmulatorConfig,
+    ep: Endpoint,
+    subs: HashMap<(TunnelId, SessionId), Subscriber>,
+    /// Sessions to call, per tunnel, once the tunnel is up.
+    waiting: HashMap<TunnelId, Vec<u32>>,
+    to_call: VecDeque<(TunnelId, u32)>,
+    next_call: Option<Instant>,
+    out: VecDeque<Transmit>,
+    latency_us: Histogram<u64>,
+    first_call: Option<Instant>,
+    last_up: Option<Instant>,
+    tunnels_up: u32,
+    tunnels_failed: u32,
+    failed: u32,
+}
+
+fn ppp_protocol(frame: &[u8]) -> Option<(u16, usize)> {
+    let (mut i, b) = match frame {
+        [0xff, 0x03, rest @ ..] => (2, rest),
+        rest => (0, rest),
+    };
+    match b {
+        [p, ..] if p & 1 == 1 => Some((*p as u16, i + 1)),
+        [a, b, ..] => {
+            i += 2;
+            Some((u16::from_be_bytes([*a, *b]), i))
+        }
+        _ => None,
+    }
+}
+
+/// IPv4/UDP with valid checksums.
+pub fn udp_packet(src: Ipv4Addr, dst: SocketAddrV4, sport: u16, size: usize) -> Vec<u8> {
+    let size = size.max(28);
+    let mut v = vec![0u8; size];
+    v[0] = 0x45;
+    v[2..4].copy_from_slice(&(size as u16).to_be_bytes());
+    v[6] = 0x40;
+    v[8] = 64;
+    v[9] = 17;
+    v[12..16].copy_from_slice(&src.octets());
+    v[16..20].copy_from_slice(&dst.ip().octets());
+    let c = checksum(&v[..20], 0);
+    v[10..12].copy_from_slice(&c.to_be_bytes());
+    v[20..22].copy_from_slice(&sport.to_be_bytes());
+    v[22..24].copy_from_slice(&dst.port().to_be_bytes());
+    v[24..26].copy_from_slice(&((size - 20) as u16).to_be_bytes());
+    for (i, b) in v[28..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let mut pseudo = 0u32;
+    for c in src.octets().chunks(2).chain(dst.ip().octets().chunks(2)) {
+        pseudo += u16::from_be_bytes([c[0], c[1]]) as u32;
+    }
+    pseudo += 17 + (size - 20) as u32;
+    let mut c = checksum(&v[20..], pseudo);
+    if c == 0 {
+        c = 0xffff;
+    }
+    v[26..28].copy_from_slice(&c.to_be_bytes());
+    v
+}
+
+fn checksum(data: &[u8], mut sum: u32) -> u16 {
+    for c in data.chunks(2) {
+        sum += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+impl Emulator {
+    pub fn new(cfg: EmulatorConfig, seed: Option<u64>) -> Emulator {
+        let tunnel = TunnelConfig {
+            role: lns_controlplane::l2tp::Role::Lac,
+            host_name: cfg.host_name.clone().into_bytes(),
+            secret: cfg.secret.clone(),
+            hide_avps: cfg.hidden_avps && cfg.secret.is_some(),
+            max_sessions: cfg.sessions_per_tunnel as usize + 16,
+            ..TunnelConfig::default()
+        };
+        let mut peer = PeerConfig::host(cfg.server.ip());
+        peer.secret = cfg.secret.clone();
+        let ep = Endpoint::new(EndpointConfig {
+            tunnel,
+            peers: vec![peer],
+            allow_unlisted_peers: false,
+            accept_incoming: false,
+            max_tunnels: cfg.tunnels as usize + 16,
+            max_half_open: cfg.tunnels as usize + 16,
+            seed,
+            ..EndpointConfig::default()
+        });
+        Emulator {
+            cfg,
+            ep,
+            subs: HashMap::new(),
+            waiting: HashMap::new(),
+            to_call: VecDeque::new(),
+            next_call: None,
+            out: VecDeque::new(),
+            latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds"),
+            first_call: None,
+            last_up: None,
+            tunnels_up: 0,
+            tunnels_failed: 0,
+            failed: 0,
+        }
+    }
+
+    /// Opens every tunnel; sessions follow as tunnels come up.
+    pub fn start(&mut self, now: Instant) -> Result<(), lns_controlplane::l2tp::EndpointError> {
+        let mut n = 0;
+        for _ in 0..self.cfg.tunnels {
+            let t = self.ep.connect(now, self.cfg.server)?;
+            let numbers = (0..self.cfg.sessions_per_tunnel).map(|_| {
+                n += 1;
+                n
+            });
+            self.waiting.insert(t, numbers.collect());
+        }
+        self.pump(now);
+        Ok(())
+    }
+
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        match self.ep.handle_datagram(now, from, data) {
+            DatagramEvent::Data { tunnel_id, session_id, payload, .. } => {
+                let Some(frame) = data.get(payload) else { return };
+                let Some(sub) = self.subs.get_mut(&(tunnel_id, session_id)) else { return };
+                match ppp_protocol(frame) {
+                    Some((0x0021, _)) => sub.received += 1,
+                    _ => {
+                        if let Some(ppp) = sub.ppp.as_mut() {
+                            let _ = ppp.handle_frame(now, frame);
+                        }
+                    }
+                }
+            }
+            DatagramEvent::Control(_) | DatagramEvent::Dropped(_) => {}
+        }
+        self.pump(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.ep.handle_timeout(now);
+        for sub in self.subs.values_mut() {
+            if let Some(ppp) = sub.ppp.as_mut() {
+                if ppp.poll_timeout().is_some_and(|t| t <= now) {
+                    ppp.handle_timeout(now);
+                }
+            }
+        }
+        self.call(now);
+        self.send_traffic(now);
+        self.pump(now);
+    }
+
+    /// Datagrams to send to the LNS.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if let Some(t) = self.out.pop_front() {
+            return Some(t);
+        }
+        self.ep.poll_transmit(now)
+    }
+
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let mut next = self.ep.poll_timeout();
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n: Instant| n.min(t)));
+            }
+        };
+        if !self.to_call.is_empty() {
+            consider(self.next_call);
+        }
+        for sub in self.subs.values_mut() {
+            if let Some(ppp) = sub.ppp.as_mut() {
+                consider(ppp.poll_timeout());
+            }
+            consider(sub.next_packet);
+        }
+        next
+    }
+
+    /// Ends every tunnel with StopCCN (which ends their sessions).
+    pub fn teardown(&mut self, now: Instant) {
+        let ids: Vec<TunnelId> = self.ep.tunnel_ids().collect();
+        for t in ids {
+            let _ = self.ep.close_tunnel(now, t, ResultCode::new(1));
+        }
+        for sub in self.subs.values_mut() {
+            sub.next_packet = None;
+        }
+        self.to_call.clear();
+        self.pump(now);
+    }
+
+    /// Every tunnel closed and acknowledged.
+    pub fn finished(&self) -> bool {
+        self.ep.tunnel_count() == 0
+    }
+
+    /// All sessions either up or failed, no call pending.
+    pub fn settled(&self) -> bool {
+        self.to_call.is_empty()
+            && self.waiting.is_empty()
+            && self.subs.values().all(|s| matches!(s.phase, Phase::Up | Phase::Down))
+    }
+
+    pub fn summary(&self) -> Summary {
+        // Sessions that reached IPCP, whether still up or since hung up.
+        let up = self.latency_us.len() as u32;
+        let pending = self.to_call.len() as u32
+            + self.waiting.values().map(|v| v.len() as u32).sum::<u32>()
+            + self.subs.values().filter(|s| matches!(s.phase, Phase::Calling | Phase::Ppp)).count() as u32;
+        let sent: u64 = self.subs.values().map(|s| s.sent).sum();
+        let received: u64 = self.subs.values().map(|s| s.received).sum();
+        let q = |p: f64| self.latency_us.value_at_quantile(p) as f64 / 1000.0;
+        let setup_rate = match (self.first_call, self.last_up) {
+            (Some(a), Some(b)) if b > a && self.latency_us.len() > 0 => {
+                self.latency_us.len() as f64 / b.duration_since(a).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        Summary {
+            tunnels_up: self.tunnels_up,
+            tunnels_failed: self.tunnels_failed,
+            sessions_up: up,
+            sessions_failed: self.failed,
+            sessions_pending: pending,
+            setup_rate,
+            setup_latency_ms_p50: q(0.5),
+            setup_latency_ms_p99: q(0.99),
+            setup_latency_ms_max: self.latency_us.max() as f64 / 1000.0,
+            data_sent: sent,
+            data_received: received,
+            data_lost: sent.saturating_sub(received),
+        }
+    }
+
+    /// Established sessions: (LNS tunnel id, LNS session id, subscriber
+    /// address) and an L2TP data message body for one packet of theirs, for
+    /// trafgen.
+    pub fn data_messages(&self, traffic: Traffic) -> Vec<(Ipv4Addr, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut keys: Vec<_> = self.subs.iter().filter(|(_, s)| s.phase == Phase::Up).collect();
+        keys.sort_by_key(|(_, s)| s.number);
+        for ((t, sid), s) in keys {
+            let Some(addr) = s.address else { continue };
+            let mut ppp = vec![0xff, 0x03, 0x00, 0x21];
+            ppp.extend_from_slice(&udp_packet(addr, traffic.target, 4000, traffic.size));
+            if let Some(tx) = self.ep.encapsulate(*t, *sid, &ppp, None, false) {
+                out.push((addr, tx.payload));
+            }
+        }
+        out
+    }
+
+    fn call(&mut self, now: Instant) {
+        while let Some(&(t, number)) = self.to_call.front() {
+            if self.next_call.is_some_and(|n| n > now) {
+                return;
+            }
+            self.to_call.pop_front();
+            let interval = Duration::from_secs_f64(1.0 / self.cfg.rate.max(0.001));
+            // Paced calls: behind schedule by less than one interval, keep the
+            // schedule (so the rate holds); further behind (idle), restart it.
+            let base = match self.next_call {
+                Some(n) if n + interval > now => n,
+                _ => now,
+            };
+            self.next_call = Some(base + interval);
+            let info = self.call_info(number);
+            match self.ep.open_session(now, t, info) {
+                Ok(sid) => {
+                    self.first_call.get_or_insert(now);
+                    self.subs.insert(
+                        (t, sid),
+                        Subscriber {
+                            number,
+                            phase: Phase::Calling,
+                            ppp: None,
+                            called_at: now,
+                            address: None,
+                            next_packet: None,
+                            sent: 0,
+                            received: 0,
+                            seq: 0,
+                        },
+                    );
+                }
+                Err(_) => self.failed += 1,
+            }
+        }
+    }
+
+    fn user(&self, number: u32) -> String {
+        self.cfg.user.replace("%d", &number.to_string())
+    }
+
+    fn password(&self, number: u32) -> String {
+        self.cfg.password.replace("%d", &number.to_string())
+    }
+
+    fn call_info(&self, number: u32) -> SessionInfo {
+        let mut info = SessionInfo {
+            call_serial_number: number,
+            bearer_type: Some(2),
+            framing_type: Some(1),
+            calling_number: Some(format!("lacsim-{number}").into_bytes()),
+            called_number: Some(b"lns".to_vec()),
+            tx_connect_speed: Some(100_000_000),
+            ..SessionInfo::default()
+        };
+        if self.cfg.proxy_auth {
+            // As a LAC that ran LCP and PAP with the subscriber itself: the
+            // LCP exchange (MRU 1460, PAP) and the PAP credentials.
+            let confreq = vec![0x01, 0x04, 0x05, 0xb4, 0x03, 0x04, 0xc0, 0x23];
+            info.initial_received_lcp_confreq = Some(vec![0x01, 0x04, 0x05, 0xb4]);
+            info.last_sent_lcp_confreq = Some(confreq);
+            info.last_received_lcp_confreq = Some(vec![0x01, 0x04, 0x05, 0xb4]);
+            info.proxy_authen_type = Some(3); // PAP (RFC 2661 §4.4.5)
+            info.proxy_authen_name = Some(self.user(number).into_bytes());
+            info.proxy_authen_response = Some(self.password(number).into_bytes());
+        }
+        info
+    }
+
+    fn ppp_config(&self, number: u32) -> SessionConfig {
+        let mut c = SessionConfig::client(Credentials {
+            username: self.user(number),
+            password: self.password(number),
+        });
+        c.lcp.accept_auth = vec![self.cfg.auth];
+        c
+    }
+
+    /// Moves events along: L2TP events start PPP; PPP frames go into data
+    /// messages; PPP events move subscribers between phases.
+    fn pump(&mut self, now: Instant) {
+        while let Some((t, ev)) = self.ep.poll_event() {
+            match ev {
+                Event::TunnelUp { .. } => {
+                    self.tunnels_up += 1;
+                    if let Some(numbers) = self.waiting.remove(&t) {
+                        self.to_call.extend(numbers.into_iter().map(|n| (t, n)));
+                    }
+                }
+                Event::TunnelDown { .. } => {
+                    if let Some(n) = self.waiting.remove(&t) {
+                        self.tunnels_failed += 1;
+                        self.failed += n.len() as u32;
+                    }
+                    let before = self.to_call.len();
+                    self.to_call.retain(|(tt, _)| *tt != t);
+                    self.failed += (before - self.to_call.len()) as u32;
+                    for ((tt, _), s) in self.subs.iter_mut() {
+                        if *tt == t && s.phase != Phase::Down {
+                            if s.phase != Phase::Up {
+                                self.failed += 1;
+                            }
+                            s.phase = Phase::Down;
+                            s.next_packet = None;
+                        }
+                    }
+                }
+                Event::SessionUp { session_id, .. } => {
+                    let cfg = self.subs.get(&(t, session_id)).map(|s| self.ppp_config(s.number));
+                    if let (Some(s), Some(cfg)) = (self.subs.get_mut(&(t, session_id)), cfg) {
+                        let mut ppp = Ppp::new(cfg);
+                        ppp.open(now);
+                        s.ppp = Some(ppp);
+                        s.phase = Phase::Ppp;
+                    }
+                }
+                Event::SessionDown { session_id, .. } => {
+                    if let Some(s) = self.subs.get_mut(&(t, session_id)) {
+                        if matches!(s.phase, Phase::Calling | Phase::Ppp) {
+                            self.failed += 1;
+                        }
+                        s.phase = Phase::Down;
+                        s.next_packet = None;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut closes = Vec::new();
+        for ((t, sid), s) in self.subs.iter_mut() {
+            let Some(ppp) = s.ppp.as_mut() else { continue };
+            while let Some(frame) = ppp.poll_transmit() {
+                let control = ppp_protocol(&frame).is_some_and(|(p, _)| p >= 0x4000);
+                if let Some(tx) = self.ep.encapsulate(*t, *sid, &frame, None, control) {
+                    self.out.push_back(tx);
+                }
+            }
+            while let Some(ev) = ppp.poll_event() {
+                match ev {
+                    SessionEvent::NetworkUp(NetworkConfig::Ipv4 { local, .. }) => {
+                        if s.phase != Phase::Up {
+                            s.phase = Phase::Up;
+                            s.address = Some(local);
+                            let _ = self
+                                .latency_us
+                                .record(now.duration_since(s.called_at).as_micros().max(1) as u64);
+                            self.last_up = Some(now);
+                            if let Some(tr) = self.cfg.traffic {
+                                if tr.pps > 0.0 {
+                                    s.next_packet = Some(now);
+                                }
+                            }
+                        }
+                    }
+                    SessionEvent::LinkDown { .. } => {
+                        if s.phase != Phase::Up {
+                            self.failed += 1;
+                        }
+                        s.phase = Phase::Down;
+                        s.next_packet = None;
+                        closes.push((*t, *sid));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (t, sid) in closes {
+            let _ = self.ep.close_session(now, t, sid, ResultCode::new(2));
+        }
+    }
+
+    fn send_traffic(&mut self, now: Instant) {
+        let Some(tr) = self.cfg.traffic else { return };
+        let interval = Duration::from_secs_f64(1.0 / tr.pps.max(0.001));
+        for ((t, sid), s) in self.subs.iter_mut() {
+            let (Some(addr), Some(mut due)) = (s.address, s.next_packet) else { continue };
+            // Catch up at most a few packets after a stall, not a burst.
+            let mut budget = 8;
+            while due <= now && budget > 0 {
+                s.seq = s.seq.wrapping_add(1);
+                let mut ppp = vec![0xff, 0x03, 0x00, 0x21];
+                ppp.extend_from_slice(&udp_packet(addr, tr.target, 4000 + (s.number % 1000) as u16, tr.size));
+                if let Some(tx) = self.ep.encapsulate(*t, *sid, &ppp, None, false) {
+                    self.out.push_back(tx);
+                    s.sent += 1;
+                }
+                due += interval;
+                budget -= 1;
+            }
+            if due <= now {
+                due = now + interval;
+            }
+            s.next_packet = Some(due);
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! lns-lacsim: LACs carrying PPP subscribers, for tests, the demo and load
+//! tests. The protocol work is the project's own sans-IO L2TP endpoint (LAC
+//! role) and PPP sessions (client role); see [`emulator`].
+
+pub mod emulator;
+pub mod trafgen;

@@ -1,0 +1,276 @@
+//! lns-lacsim: emulates LACs carrying PPP subscribers against an LNS.
+
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use lns_controlplane::ppp::auth::AuthMethod;
+use lns_lacsim::emulator::{Emulator, EmulatorConfig, Summary, Traffic};
+use lns_lacsim::trafgen;
+use tokio::net::UdpSocket;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Auth {
+    Pap,
+    Chap,
+    Mschapv2,
+}
+
+/// Brings up L2TP tunnels and PPP sessions against an LNS, optionally sends
+/// traffic through them, reports, and tears everything down.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// The LNS's L2TP address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    server: SocketAddr,
+    /// Local address of the LAC's UDP socket.
+    #[arg(long, default_value = "0.0.0.0:0")]
+    bind: SocketAddr,
+    /// Tunnels to open.
+    #[arg(long, default_value_t = 1)]
+    tunnels: u32,
+    /// Sessions in each tunnel.
+    #[arg(long, default_value_t = 1)]
+    sessions_per_tunnel: u32,
+    /// New sessions per second over all tunnels.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// PPP authentication the subscribers agree to.
+    #[arg(long, value_enum, default_value = "chap")]
+    auth: Auth,
+    /// User name pattern; %d is the session's number (1, 2, ...).
+    #[arg(long, default_value = "user%d")]
+    user: String,
+    /// Password; %d is the session's number here too.
+    #[arg(long, default_value = "secret")]
+    password: String,
+    /// Tunnel secret (tunnel authentication).
+    #[arg(long)]
+    secret: Option<String>,
+    /// Hide the AVPs RFC 2661 allows to hide (needs --secret).
+    #[arg(long)]
+    hidden_avps: bool,
+    /// Send proxy LCP and proxy authentication (PAP) AVPs in ICCN.
+    #[arg(long)]
+    proxy_auth: bool,
+    /// Seconds to keep the sessions up (with traffic) once all are settled.
+    #[arg(long, default_value_t = 0.0)]
+    hold: f64,
+    /// Subscriber traffic: packets per second per session, and IP packet size.
+    #[arg(long, value_name = "PPS[,SIZE]")]
+    traffic: Option<String>,
+    /// Where subscriber traffic goes (replies are counted).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "203.0.113.7:7")]
+    traffic_target: SocketAddrV4,
+    /// Give up on sessions that are not up after this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// Machine-readable summary on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Write a trafgen configuration sending one data message per
+    /// established session (uses --traffic's size, default 64).
+    #[arg(long, value_name = "FILE")]
+    trafgen_out: Option<PathBuf>,
+    /// Interface trafgen will send on: its MAC is the source, the LNS's
+    /// (from the neighbour table) the destination.
+    #[arg(long, value_name = "IF")]
+    trafgen_dev: Option<String>,
+    /// Seed for ids and challenges (reproducible runs).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+fn parse_traffic(s: &str) -> Result<(f64, usize)> {
+    let mut it = s.split(',');
+    let pps: f64 = it.next().context("--traffic PPS")?.parse().context("--traffic PPS")?;
+    let size: usize = match it.next() {
+        Some(v) => v.parse().context("--traffic SIZE")?,
+        None => 64,
+    };
+    if !(28..=1500).contains(&size) {
+        bail!("--traffic SIZE must be 28..=1500");
+    }
+    Ok((pps, size))
+}
+
+fn mac_of(dev: &str) -> Result<[u8; 6]> {
+    let s = std::fs::read_to_string(format!("/sys/class/net/{dev}/address"))
+        .with_context(|| format!("MAC of {dev}"))?;
+    parse_mac(s.trim())
+}
+
+fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let v: Vec<u8> = s.split(':').map(|h| u8::from_str_radix(h, 16)).collect::<Result<_, _>>()?;
+    v.try_into().map_err(|_| anyhow::anyhow!("bad MAC {s}"))
+}
+
+/// The LNS's MAC from the neighbour table (there is one once the tunnel is up).
+fn neighbour_mac(ip: Ipv4Addr) -> Result<[u8; 6]> {
+    let arp = std::fs::read_to_string("/proc/net/arp")?;
+    for line in arp.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.first() == Some(&ip.to_string().as_str()) {
+            if let Some(m) = f.get(3) {
+                return parse_mac(m);
+            }
+        }
+    }
+    bail!("no neighbour entry for {ip}")
+}
+
+fn progress(s: &Summary, t: Duration) {
+    eprint!(
+        "\r[{:>6.1}s] tunnels {} up  sessions {} up {} failed {} pending  data {} sent {} received   ",
+        t.as_secs_f64(),
+        s.tunnels_up,
+        s.sessions_up,
+        s.sessions_failed,
+        s.sessions_pending,
+        s.data_sent,
+        s.data_received
+    );
+    let _ = std::io::stderr().flush();
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.hidden_avps && args.secret.is_none() {
+        bail!("--hidden-avps needs --secret");
+    }
+    let traffic = match &args.traffic {
+        Some(t) => {
+            let (pps, size) = parse_traffic(t)?;
+            Some(Traffic { pps, size, target: args.traffic_target })
+        }
+        None => None,
+    };
+    let cfg = EmulatorConfig {
+        server: args.server,
+        tunnels: args.tunnels,
+        sessions_per_tunnel: args.sessions_per_tunnel,
+        rate: args.rate,
+        auth: match args.auth {
+            Auth::Pap => AuthMethod::Pap,
+            Auth::Chap => AuthMethod::ChapMd5,
+            Auth::Mschapv2 => AuthMethod::MsChapV2,
+        },
+        user: args.user.clone(),
+        password: args.password.clone(),
+        secret: args.secret.clone().map(String::into_bytes),
+        hidden_avps: args.hidden_avps,
+        proxy_auth: args.proxy_auth,
+        traffic,
+        ..EmulatorConfig::default()
+    };
+    let sock = UdpSocket::bind(args.bind).await.with_context(|| format!("binding {}", args.bind))?;
+    let local = sock.local_addr()?;
+    let mut emu = Emulator::new(cfg, args.seed);
+    let start = Instant::now();
+    emu.start(start)?;
+
+    let mut buf = vec![0u8; 65536];
+    let mut settled_at: Option<Instant> = None;
+    let mut closing_at: Option<Instant> = None;
+    let mut last_progress = start;
+    let long_run = (args.tunnels * args.sessions_per_tunnel) > 50 || args.hold > 2.0;
+    loop {
+        let now = Instant::now();
+        while let Some(t) = emu.poll_transmit(now) {
+            // Back-pressure from the socket waits here; nothing is dropped.
+            sock.send_to(&t.payload, t.destination).await?;
+        }
+        if settled_at.is_none() && (emu.settled() || now.duration_since(start).as_secs_f64() > args.timeout) {
+            settled_at = Some(now);
+            if let Some(path) = &args.trafgen_out {
+                let dev = args.trafgen_dev.as_deref().context("--trafgen-out needs --trafgen-dev")?;
+                let (SocketAddr::V4(lac), SocketAddr::V4(lns)) = (local, args.server) else {
+                    bail!("--trafgen-out supports IPv4 tunnels");
+                };
+                let lac_ip = if lac.ip().is_unspecified() {
+                    match local_ip_towards(args.server).await? {
+                        IpAddr::V4(v) => v,
+                        IpAddr::V6(_) => bail!("no IPv4 address toward the LNS"),
+                    }
+                } else {
+                    *lac.ip()
+                };
+                let outer = trafgen::Outer {
+                    src_mac: mac_of(dev)?,
+                    dst_mac: neighbour_mac(*lns.ip())?,
+                    lac: SocketAddrV4::new(lac_ip, lac.port()),
+                    lns,
+                };
+                let tr = traffic.unwrap_or(Traffic { pps: 0.0, size: 64, target: args.traffic_target });
+                let msgs = emu.data_messages(tr);
+                std::fs::write(path, trafgen::config(&outer, &msgs))
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        if let Some(s) = settled_at {
+            if closing_at.is_none() && now.duration_since(s).as_secs_f64() >= args.hold {
+                emu.teardown(now);
+                closing_at = Some(now);
+                continue;
+            }
+        }
+        if let Some(c) = closing_at {
+            if emu.finished() || now.duration_since(c) > Duration::from_secs(3) {
+                break;
+            }
+        }
+        if long_run && !args.json && now.duration_since(last_progress) >= Duration::from_secs(1) {
+            progress(&emu.summary(), now.duration_since(start));
+            last_progress = now;
+        }
+        let wake = emu
+            .poll_timeout()
+            .unwrap_or(now + Duration::from_millis(200))
+            .min(now + Duration::from_millis(200))
+            .max(now);
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => {
+                let (n, from) = r?;
+                emu.handle_datagram(Instant::now(), from, &buf[..n]);
+            }
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
+                emu.handle_timeout(Instant::now());
+            }
+        }
+    }
+    let summary = emu.summary();
+    if long_run && !args.json {
+        eprintln!();
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!(
+            "tunnels {} up {} failed; sessions {} up {} failed; set-up {:.0}/s, latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms; data {} sent {} received {} lost",
+            summary.tunnels_up,
+            summary.tunnels_failed,
+            summary.sessions_up,
+            summary.sessions_failed,
+            summary.setup_rate,
+            summary.setup_latency_ms_p50,
+            summary.setup_latency_ms_p99,
+            summary.setup_latency_ms_max,
+            summary.data_sent,
+            summary.data_received,
+            summary.data_lost
+        );
+    }
+    Ok(())
+}
+
+/// The source address the kernel picks toward `to`.
+async fn local_ip_towards(to: SocketAddr) -> Result<IpAddr> {
+    let s = UdpSocket::bind("0.0.0.0:0").await?;
+    s.connect(to).await?;
+    Ok(s.local_addr()?.ip())
+}

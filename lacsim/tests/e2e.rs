@@ -1,0 +1,192 @@
+//! lns-lacsim against the real LNS: lns-dataplane and lns-controlplane in
+//! the LNS namespace, lns-lacsim in the LAC namespace, a UDP echo server in
+//! the core namespace. Sessions come up with CHAP, PAP or MS-CHAPv2, get
+//! addresses from the pool, and their traffic crosses the fast path both
+//! ways (the echoes come back through it).
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use lns_testlab::{workspace_bin, Lab, Netns, NsProcess, PinDir};
+
+struct Lns {
+    _cp: NsProcess,
+    _dp: NsProcess,
+    _dir: PathBuf,
+}
+
+use std::path::PathBuf;
+
+fn start_lns(lab: &Lab, pins: &Path, users: u32) -> Lns {
+    let dp = lab
+        .start_dataplane(
+            pins,
+            &[
+                "--queues",
+                "2",
+                "--xdp-mode",
+                "native",
+                "--bind",
+                "copy",
+                "--stats-interval",
+                "0",
+                "--max-sessions",
+                "4096",
+            ],
+        )
+        .expect("lns-dataplane");
+    let dir = std::env::temp_dir().join(lns_testlab::unique_name("lacsim"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut u = String::new();
+    for i in 1..=users {
+        u.push_str(&format!("[[user]]\nname = \"user{i}\"\npassword = \"pw{i}\"\n"));
+    }
+    std::fs::write(dir.join("users.toml"), u).unwrap();
+    std::fs::write(
+        dir.join("lns.toml"),
+        format!(
+            "[ppp]\nusers_file = \"{}\"\nlocal_ipv4 = \"203.0.113.1\"\n[[pool]]\nname = \"default\"\nranges = [\"198.51.100.0/24\"]\n",
+            dir.join("users.toml").display()
+        ),
+    )
+    .unwrap();
+    let sock = dir.join("ctl.sock");
+    let cp = NsProcess::spawn(
+        &lab.lns,
+        &workspace_bin("lns-controlplane").unwrap(),
+        &[
+            "--config",
+            dir.join("lns.toml").to_str().unwrap(),
+            "--bpf-pin-dir",
+            pins.to_str().unwrap(),
+            "--control-socket",
+            sock.to_str().unwrap(),
+            "--peer",
+            "192.0.2.2",
+        ],
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    while !sock.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "lns-controlplane did not start: {:?}", cp.output());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Lns { _cp: cp, _dp: dp, _dir: dir }
+}
+
+impl Drop for Lns {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
+/// Echoes every datagram back, from the core namespace, until dropped.
+struct Echo {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl Echo {
+    fn start(ns: &Netns) -> Echo {
+        let sock = {
+            let _in = ns.enter().unwrap();
+            UdpSocket::bind("203.0.113.7:7").unwrap()
+        };
+        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut n = 0;
+            let mut b = [0u8; 2048];
+            while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok((len, from)) = sock.recv_from(&mut b) {
+                    let _ = sock.send_to(&b[..len], from);
+                    n += 1;
+                }
+            }
+            n
+        });
+        Echo { stop, handle: Some(handle) }
+    }
+
+    fn stop(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.take().map(|h| h.join().unwrap_or(0)).unwrap_or(0)
+    }
+}
+
+fn lacsim(lab: &Lab, args: &[&str]) -> serde_json::Value {
+    let bin = workspace_bin("lns-lacsim").unwrap();
+    let mut a =
+        vec!["netns", "exec", lab.lac.name(), bin.to_str().unwrap(), "--server", "192.0.2.1:1701", "--json"];
+    a.extend_from_slice(args);
+    let out = std::process::Command::new("ip").args(&a).output().unwrap();
+    assert!(out.status.success(), "lns-lacsim failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(out.stdout.split(|b| *b == b'\n').find(|l| l.starts_with(b"{")).unwrap()).unwrap()
+}
+
+fn resolve_neighbours(lab: &Lab) {
+    lab.lns.exec("ping", &["-c1", "-W2", "192.0.2.2"]).unwrap();
+    lab.lns.exec("ping", &["-c1", "-W2", "203.0.113.7"]).unwrap();
+}
+
+#[test]
+fn sessions_come_up_and_traffic_crosses_the_fast_path() {
+    let lab = Lab::new(2).unwrap();
+    let pins = PinDir::new().unwrap();
+    let _lns = start_lns(&lab, pins.path(), 200);
+    resolve_neighbours(&lab);
+    let echo = Echo::start(&lab.core);
+    for (auth, tunnels, per) in [("chap", 4u32, 25u32), ("pap", 1, 10), ("mschapv2", 1, 10)] {
+        let (t, p) = (tunnels.to_string(), per.to_string());
+        let s = lacsim(
+            &lab,
+            &[
+                "--tunnels",
+                &t,
+                "--sessions-per-tunnel",
+                &p,
+                "--auth",
+                auth,
+                "--user",
+                "user%d",
+                "--password",
+                "pw%d",
+                "--traffic",
+                "20,200",
+                "--hold",
+                "1.5",
+                "--rate",
+                "500",
+            ],
+        );
+        eprintln!("{auth}: {s}");
+        let n = (tunnels * per) as u64;
+        assert_eq!(s["sessions_up"].as_u64(), Some(n), "{auth}: {s}");
+        assert_eq!(s["sessions_failed"].as_u64(), Some(0), "{auth}: {s}");
+        let sent = s["data_sent"].as_u64().unwrap();
+        let received = s["data_received"].as_u64().unwrap();
+        assert!(sent >= n * 20, "{auth}: every session sent traffic: {s}");
+        assert!(received * 100 >= sent * 99, "{auth}: echoes came back through the fast path: {s}");
+    }
+    assert!(echo.stop() > 0);
+    // Every session the LNS wrote is gone once lacsim hung up.
+    let maps = lns_bpf::open_pinned(pins.path()).unwrap();
+    let t0 = Instant::now();
+    while !maps.sessions().unwrap().is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "sessions left in the maps: {:?}",
+            maps.sessions().unwrap().len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(maps.address_entries(), 0);
+    let c = maps.counters().unwrap();
+    assert!(
+        c.get(lns_bpf::abi::Counter::RedirectUpstream) > 0
+            && c.get(lns_bpf::abi::Counter::RedirectDownstream) > 0,
+        "{c:?}"
+    );
+}
