@@ -271,12 +271,14 @@ impl Emulator {
         self.pump(now);
     }
 
-    /// Datagrams to send to the LNS.
+    /// Datagrams to send to the LNS. Control messages first: PPP starts
+    /// when the call is connected, and its first frame must not overtake
+    /// the ICCN that connects it.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        if let Some(t) = self.out.pop_front() {
+        if let Some(t) = self.ep.poll_transmit(now) {
             return Some(t);
         }
-        self.ep.poll_transmit(now)
+        self.out.pop_front()
     }
 
     pub fn poll_timeout(&mut self) -> Option<Instant> {
