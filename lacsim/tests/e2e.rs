@@ -4,117 +4,9 @@
 //! addresses from the pool, and their traffic crosses the fast path both
 //! ways (the echoes come back through it).
 
-use std::net::UdpSocket;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lns_testlab::{workspace_bin, Lab, Netns, NsProcess, PinDir};
-
-struct Lns {
-    _cp: NsProcess,
-    _dp: NsProcess,
-    _dir: PathBuf,
-}
-
-use std::path::PathBuf;
-
-fn start_lns(lab: &Lab, pins: &Path, users: u32) -> Lns {
-    let dp = lab
-        .start_dataplane(
-            pins,
-            &[
-                "--queues",
-                "2",
-                "--xdp-mode",
-                "native",
-                "--bind",
-                "copy",
-                "--stats-interval",
-                "0",
-                "--max-sessions",
-                "4096",
-            ],
-        )
-        .expect("lns-dataplane");
-    let dir = std::env::temp_dir().join(lns_testlab::unique_name("lacsim"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut u = String::new();
-    for i in 1..=users {
-        u.push_str(&format!("[[user]]\nname = \"user{i}\"\npassword = \"pw{i}\"\n"));
-    }
-    std::fs::write(dir.join("users.toml"), u).unwrap();
-    std::fs::write(
-        dir.join("lns.toml"),
-        format!(
-            "[ppp]\nusers_file = \"{}\"\nlocal_ipv4 = \"203.0.113.1\"\n[[pool]]\nname = \"default\"\nranges = [\"198.51.100.0/24\"]\n",
-            dir.join("users.toml").display()
-        ),
-    )
-    .unwrap();
-    let sock = dir.join("ctl.sock");
-    let cp = NsProcess::spawn(
-        &lab.lns,
-        &workspace_bin("lns-controlplane").unwrap(),
-        &[
-            "--config",
-            dir.join("lns.toml").to_str().unwrap(),
-            "--bpf-pin-dir",
-            pins.to_str().unwrap(),
-            "--control-socket",
-            sock.to_str().unwrap(),
-            "--peer",
-            "192.0.2.2",
-        ],
-    )
-    .unwrap();
-    let t0 = Instant::now();
-    while !sock.exists() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "lns-controlplane did not start: {:?}", cp.output());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Lns { _cp: cp, _dp: dp, _dir: dir }
-}
-
-impl Drop for Lns {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self._dir);
-    }
-}
-
-/// Echoes every datagram back, from the core namespace, until dropped.
-struct Echo {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    handle: Option<std::thread::JoinHandle<u64>>,
-}
-
-impl Echo {
-    fn start(ns: &Netns) -> Echo {
-        let sock = {
-            let _in = ns.enter().unwrap();
-            UdpSocket::bind("203.0.113.7:7").unwrap()
-        };
-        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let s2 = stop.clone();
-        let handle = std::thread::spawn(move || {
-            let mut n = 0;
-            let mut b = [0u8; 2048];
-            while !s2.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok((len, from)) = sock.recv_from(&mut b) {
-                    let _ = sock.send_to(&b[..len], from);
-                    n += 1;
-                }
-            }
-            n
-        });
-        Echo { stop, handle: Some(handle) }
-    }
-
-    fn stop(mut self) -> u64 {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.handle.take().map(|h| h.join().unwrap_or(0)).unwrap_or(0)
-    }
-}
+use lns_testlab::{workspace_bin, Lab, PinDir, UdpEcho};
 
 fn lacsim(lab: &Lab, args: &[&str]) -> serde_json::Value {
     let bin = workspace_bin("lns-lacsim").unwrap();
@@ -135,9 +27,26 @@ fn resolve_neighbours(lab: &Lab) {
 fn sessions_come_up_and_traffic_crosses_the_fast_path() {
     let lab = Lab::new(2).unwrap();
     let pins = PinDir::new().unwrap();
-    let _lns = start_lns(&lab, pins.path(), 200);
+    let _dp = lab
+        .start_dataplane(
+            pins.path(),
+            &[
+                "--queues",
+                "2",
+                "--xdp-mode",
+                "native",
+                "--bind",
+                "copy",
+                "--stats-interval",
+                "0",
+                "--max-sessions",
+                "4096",
+            ],
+        )
+        .unwrap();
+    let cp = lab.start_controlplane(pins.path(), 200, &["--log", "debug"]).unwrap();
     resolve_neighbours(&lab);
-    let echo = Echo::start(&lab.core);
+    let echo = UdpEcho::start(&lab.core, "203.0.113.7:7").unwrap();
     let runs: &[(&str, u32, u32)] = if std::env::var_os("LACSIM_E2E_DEBUG").is_some() {
         &[("chap", 1, 1)]
     } else {
@@ -168,7 +77,7 @@ fn sessions_come_up_and_traffic_crosses_the_fast_path() {
         );
         eprintln!("{auth}: {s}");
         if std::env::var_os("LACSIM_E2E_DEBUG").is_some() {
-            eprintln!("{}", _lns._cp.output().1);
+            eprintln!("{}", cp.proc.output().1);
         }
         let n = (tunnels * per) as u64;
         assert_eq!(s["sessions_up"].as_u64(), Some(n), "{auth}: {s}");

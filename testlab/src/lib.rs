@@ -511,3 +511,110 @@ impl Lab {
         }
     }
 }
+
+/// lns-controlplane running in a lab's LNS namespace with a users file and a
+/// pool written for it; removed (process and files) on drop.
+pub struct ControlPlane {
+    pub proc: NsProcess,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.proc.stop(5);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Lab {
+    /// Starts lns-controlplane in the LNS namespace on the data plane's maps
+    /// in `pins`, accepting the LAC 192.0.2.2, with local users
+    /// `user1..=userN` (password `pw<N>`) and the pool 198.51.100.0/24.
+    pub fn start_controlplane(&self, pins: &Path, users: u32, extra: &[&str]) -> Result<ControlPlane> {
+        let dir = std::env::temp_dir().join(unique_name("lnscp"));
+        std::fs::create_dir_all(&dir)?;
+        let mut u = String::new();
+        for i in 1..=users {
+            u.push_str(&format!("[[user]]\nname = \"user{i}\"\npassword = \"pw{i}\"\n"));
+        }
+        std::fs::write(dir.join("users.toml"), u)?;
+        std::fs::write(
+            dir.join("lns.toml"),
+            format!(
+                "[ppp]\nusers_file = \"{}\"\nlocal_ipv4 = \"203.0.113.1\"\n[[pool]]\nname = \"default\"\nranges = [\"198.51.100.0/24\"]\n",
+                dir.join("users.toml").display()
+            ),
+        )?;
+        let socket = dir.join("ctl.sock");
+        let conf = dir.join("lns.toml");
+        let mut args = vec![
+            "--config",
+            conf.to_str().context("path")?,
+            "--bpf-pin-dir",
+            pins.to_str().context("path")?,
+            "--control-socket",
+            socket.to_str().context("path")?,
+            "--peer",
+            "192.0.2.2",
+        ];
+        args.extend_from_slice(extra);
+        let mut proc = NsProcess::spawn(&self.lns, &workspace_bin("lns-controlplane")?, &args)?;
+        let t0 = std::time::Instant::now();
+        while !socket.exists() {
+            if !proc.alive() || t0.elapsed() > std::time::Duration::from_secs(10) {
+                let out = proc.output();
+                let _ = std::fs::remove_dir_all(&dir);
+                bail!("lns-controlplane did not start: {out:?}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(ControlPlane { proc, dir, socket })
+    }
+}
+
+/// A UDP echo server in a namespace (the far end of subscriber traffic),
+/// stopped on drop.
+pub struct UdpEcho {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl UdpEcho {
+    pub fn start(ns: &Netns, addr: &str) -> Result<UdpEcho> {
+        let sock = {
+            let _in = ns.enter()?;
+            std::net::UdpSocket::bind(addr)?
+        };
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(100)))?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut n = 0;
+            let mut b = [0u8; 2048];
+            while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok((len, from)) = sock.recv_from(&mut b) {
+                    let _ = sock.send_to(&b[..len], from);
+                    n += 1;
+                }
+            }
+            n
+        });
+        Ok(UdpEcho { stop, handle: Some(handle) })
+    }
+
+    /// Stops it; returns how many datagrams it echoed.
+    pub fn stop(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.take().map(|h| h.join().unwrap_or(0)).unwrap_or(0)
+    }
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
