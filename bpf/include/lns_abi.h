@@ -25,7 +25,7 @@
 
 /* Bumped on any incompatible change; stored in the config map so a process
  * can refuse maps pinned by a build with another layout. */
-#define LNS_ABI_VERSION 2
+#define LNS_ABI_VERSION 3
 
 /* Map sizes. The session table's size is set by the loader at load time;
  * this is the default. */
@@ -93,6 +93,13 @@ enum lns_session_state {
 	LNS_SESSION_FORWARDING = 2, /* IPCP/IPv6CP up: IP goes to the fast path */
 };
 
+/* lns_session.owner: a writer that restarts after a crash removes the
+ * entries it left (their tunnels died with it), and only those. */
+enum lns_owner {
+	LNS_OWNER_STATIC = 0,        /* lnsctl static-session: an operator's, never reclaimed */
+	LNS_OWNER_CONTROL_PLANE = 1, /* lns-controlplane of this instance */
+};
+
 /* lns_session.flags: how to build data messages toward the LAC */
 #define LNS_SESS_SEQUENCING (1U << 0)     /* peer asked for Ns/Nr in data messages (S bit) */
 #define LNS_SESS_LENGTH (1U << 1)         /* send the L bit and Length field */
@@ -120,7 +127,7 @@ struct lns_session {
 	__u8 _pad1[2];
 	__u8 delegated_prefix[16]; /* DHCPv6-PD delegated prefix, zero if none */
 	__u32 access_ifindex;    /* interface the LAC is reached through */
-	__u32 _pad2;
+	__u32 owner;             /* enum lns_owner: who wrote the entry and must remove it */
 	__u64 generation;        /* bumped by the control plane on every reuse of the slot */
 };
 

@@ -18,7 +18,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::skel::types as c;
 
 /// `LNS_ABI_VERSION`: stored in [`Config::abi_version`] by the loader.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 /// Default size of the session table (`LNS_DEFAULT_MAX_SESSIONS`).
 pub const DEFAULT_MAX_SESSIONS: u32 = 65536;
 /// `LNS_MAX_IFACES`: interfaces one instance can be attached to.
@@ -151,7 +151,9 @@ pub struct Session {
     pub delegated_prefix: [u8; 16],
     /// Interface through which the LAC is reached.
     pub access_ifindex: u32,
-    pub _pad2: u32,
+    /// Who wrote the entry: [`Session::OWNER_STATIC`] or
+    /// [`Session::OWNER_CONTROL_PLANE`].
+    pub owner: u32,
     /// Bumped by the control plane on every reuse of the slot, so a reader
     /// can tell a new session from the old one in the same slot.
     pub generation: u64,
@@ -168,6 +170,12 @@ impl Session {
     pub const ACFC: u32 = 1 << 3;
     /// Send 1-byte PPP protocol fields (PFC negotiated).
     pub const PFC: u32 = 1 << 4;
+
+    /// `LNS_OWNER_STATIC`: written by an operator (lnsctl); never reclaimed.
+    pub const OWNER_STATIC: u32 = c::lns_owner::LNS_OWNER_STATIC.0;
+    /// `LNS_OWNER_CONTROL_PLANE`: written by lns-controlplane; a restarted
+    /// control plane removes the ones its predecessor left.
+    pub const OWNER_CONTROL_PLANE: u32 = c::lns_owner::LNS_OWNER_CONTROL_PLANE.0;
 
     pub fn session_state(&self) -> Option<SessionState> {
         SessionState::from_raw(self.state)
@@ -449,7 +457,7 @@ layout!(
     _pad1,
     delegated_prefix,
     access_ifindex,
-    _pad2,
+    owner,
     generation,
 );
 layout!(SessionKey, c::lns_session_key, tunnel_id, session_id);

@@ -252,3 +252,38 @@ fn runs_without_a_data_plane_only_when_told() {
     assert!(text.contains("sessions_up_total") && text.contains("dropped.not_allowed"), "{text}");
     drop(lac);
 }
+
+#[test]
+fn a_restart_after_sigkill_removes_what_the_dead_process_left() {
+    let lab = Lab::new(1).expect("lab");
+    let pins = PinDir::new().expect("pin dir");
+    let steering = load(&pins);
+    let maps = steering.maps();
+    let pin_dir = pins.path().to_str().expect("utf-8");
+    // An operator's static session, which no control plane may touch.
+    let mut static_s = Session {
+        state: SessionState::Forwarding as u32,
+        local_tunnel_id: 7,
+        local_session_id: 7,
+        ..Default::default()
+    };
+    static_s.set_peer("192.0.2.9:1701".parse().expect("addr"));
+    maps.install_session(40, &static_s).expect("static session");
+
+    let mut lns = Lns::start(&lab.lns, &["--bpf-pin-dir", pin_dir, "--peer", "192.0.2.0/24"]);
+    let mut lac = Lac::new(&lab.lac, "192.0.2.2:0", None, "lac1");
+    let (t, lns_t) = lac.connect();
+    let (_s, lns_s) = lac.call(t, SessionInfo::default());
+    assert!(wait_entry(&mut lac, maps, lns_t, lns_s, true));
+    assert_eq!(entry(maps, lns_t, lns_s).expect("entry").owner, Session::OWNER_CONTROL_PLANE);
+
+    // SIGKILL: no chance to clean up.
+    lns.proc.kill();
+    assert!(entry(maps, lns_t, lns_s).is_some(), "left behind by the dead process");
+
+    let _lns2 = Lns::start(&lab.lns, &["--bpf-pin-dir", pin_dir, "--peer", "192.0.2.0/24"]);
+    assert!(entry(maps, lns_t, lns_s).is_none(), "reclaimed at start");
+    let left = maps.sessions().expect("sessions");
+    assert_eq!(left.len(), 1, "the static session stays: {left:?}");
+    assert_eq!(left[0].1.local_session_id, 7);
+}

@@ -215,6 +215,14 @@ impl NsProcess {
         child.wait().ok()
     }
 
+    /// SIGKILL: the process gets no chance to clean up (crash tests).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// What it wrote to stdout and stderr so far.
     pub fn output(&self) -> (String, String) {
         let read = |ext: &str| {

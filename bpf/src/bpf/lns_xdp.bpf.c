@@ -32,6 +32,7 @@ const enum lns_counter *lns_btf_counter __attribute__((unused));
 const enum lns_session_state *lns_btf_session_state __attribute__((unused));
 const enum lns_direction *lns_btf_direction __attribute__((unused));
 const struct lns_session_stats *lns_btf_session_stats __attribute__((unused));
+const enum lns_owner *lns_btf_owner __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

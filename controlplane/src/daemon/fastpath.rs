@@ -55,7 +55,21 @@ impl SessionTable {
         let maps = lns_bpf::open_pinned(dir)
             .map_err(|source| FastpathError::Open { dir: dir.display().to_string(), source })?;
         let size = maps.max_sessions();
-        let taken: BTreeSet<u32> = maps.sessions()?.into_iter().map(|(i, _)| i).collect();
+        let mut taken = BTreeSet::new();
+        let mut reclaimed = 0;
+        for (slot, s) in maps.sessions()? {
+            if s.owner == Session::OWNER_CONTROL_PLANE {
+                // Left by a control plane that died without cleaning up:
+                // its tunnels died with it, so the entries are stale.
+                maps.remove_session(slot)?;
+                reclaimed += 1;
+            } else {
+                taken.insert(slot);
+            }
+        }
+        if reclaimed > 0 {
+            tracing::warn!(reclaimed, "removed sessions a previous lns-controlplane left in the data plane");
+        }
         let free = (0..size).filter(|i| !taken.contains(i)).collect();
         Ok(SessionTable { maps: Some(maps), free, ours: BTreeSet::new(), generations: HashMap::new(), size })
     }
@@ -94,6 +108,7 @@ impl SessionTable {
             let last = self.generations.get(&slot).copied().unwrap_or(0).max(old.generation);
             let mut s = *s;
             s.generation = last.wrapping_add(1);
+            s.owner = Session::OWNER_CONTROL_PLANE;
             match maps.install_session(slot, &s) {
                 Ok(()) => {
                     self.generations.insert(slot, s.generation);
@@ -117,6 +132,7 @@ impl SessionTable {
         let Some(maps) = &self.maps else { return Ok(()) };
         let mut s = *s;
         s.generation = self.generations.get(&slot).copied().unwrap_or(s.generation);
+        s.owner = Session::OWNER_CONTROL_PLANE;
         maps.update_session(slot, &s)?;
         Ok(())
     }
