@@ -100,6 +100,9 @@ pub struct Summary {
     pub sessions_up: u32,
     pub sessions_failed: u32,
     pub sessions_pending: u32,
+    /// Sessions that were up and that the LNS ended (CDN, StopCCN, LCP
+    /// Terminate) before we hung up.
+    pub sessions_ended_by_lns: u32,
     /// Sessions up per second, from the first ICRQ to the last IPCP up.
     pub setup_rate: f64,
     pub setup_latency_ms_p50: f64,
@@ -125,6 +128,8 @@ pub struct Emulator {
     tunnels_up: u32,
     tunnels_failed: u32,
     failed: u32,
+    ended_by_lns: u32,
+    hanging_up: bool,
 }
 
 fn ppp_protocol(frame: &[u8]) -> Option<(u16, usize)> {
@@ -220,6 +225,8 @@ impl Emulator {
             tunnels_up: 0,
             tunnels_failed: 0,
             failed: 0,
+            ended_by_lns: 0,
+            hanging_up: false,
         }
     }
 
@@ -309,6 +316,7 @@ impl Emulator {
         for sub in self.subs.values_mut() {
             sub.next_packet = None;
         }
+        self.hanging_up = true;
         self.to_call.clear();
         self.pump(now);
     }
@@ -346,6 +354,7 @@ impl Emulator {
             sessions_up: up,
             sessions_failed: self.failed,
             sessions_pending: pending,
+            sessions_ended_by_lns: self.ended_by_lns,
             setup_rate,
             setup_latency_ms_p50: q(0.5),
             setup_latency_ms_p99: q(0.99),
@@ -476,6 +485,8 @@ impl Emulator {
                         if *tt == t && s.phase != Phase::Down {
                             if s.phase != Phase::Up {
                                 self.failed += 1;
+                            } else if !self.hanging_up {
+                                self.ended_by_lns += 1;
                             }
                             s.phase = Phase::Down;
                             s.next_packet = None;
@@ -495,6 +506,8 @@ impl Emulator {
                     if let Some(s) = self.subs.get_mut(&(t, session_id)) {
                         if matches!(s.phase, Phase::Calling | Phase::Ppp) {
                             self.failed += 1;
+                        } else if s.phase == Phase::Up && !self.hanging_up {
+                            self.ended_by_lns += 1;
                         }
                         s.phase = Phase::Down;
                         s.next_packet = None;
@@ -532,6 +545,8 @@ impl Emulator {
                     SessionEvent::LinkDown { .. } => {
                         if s.phase != Phase::Up {
                             self.failed += 1;
+                        } else if !self.hanging_up {
+                            self.ended_by_lns += 1;
                         }
                         s.phase = Phase::Down;
                         s.next_packet = None;

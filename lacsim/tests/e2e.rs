@@ -108,3 +108,144 @@ fn sessions_come_up_and_traffic_crosses_the_fast_path() {
         "{c:?}"
     );
 }
+
+/// The LNS's sessions as lnsctl lists them.
+fn lns_sessions(pins: &lns_testlab::PinDir, sock: &std::path::Path) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(workspace_bin("lnsctl").unwrap())
+        .args([
+            "--bpf-pin-dir",
+            pins.path().to_str().unwrap(),
+            "--control-socket",
+            sock.to_str().unwrap(),
+            "--json",
+            "session",
+            "list",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap().as_array().cloned().unwrap_or_default()
+}
+
+fn wait_forwarding(pins: &lns_testlab::PinDir, sock: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
+    let t0 = Instant::now();
+    loop {
+        let rows = lns_sessions(pins, sock);
+        if rows.iter().filter(|r| r["dataplane_state"] == "forwarding").count() == n {
+            return rows;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "sessions not forwarding: {rows:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn spawn_lacsim(lab: &Lab, args: &[&str]) -> lns_testlab::NsProcess {
+    let mut a = vec![
+        "--server",
+        "192.0.2.1:1701",
+        "--json",
+        "--auth",
+        "chap",
+        "--user",
+        "user%d",
+        "--password",
+        "pw%d",
+    ];
+    a.extend_from_slice(args);
+    lns_testlab::NsProcess::spawn(&lab.lac, &workspace_bin("lns-lacsim").unwrap(), &a).unwrap()
+}
+
+#[test]
+fn a_session_killed_with_lnsctl_ends_on_the_lac_too() {
+    let lab = Lab::new(1).unwrap();
+    let pins = PinDir::new().unwrap();
+    let _dp = lab
+        .start_dataplane(
+            pins.path(),
+            &[
+                "--queues",
+                "1",
+                "--xdp-mode",
+                "skb",
+                "--bind",
+                "copy",
+                "--stats-interval",
+                "0",
+                "--max-sessions",
+                "1024",
+            ],
+        )
+        .unwrap();
+    let cp = lab.start_controlplane(pins.path(), 10, &[]).unwrap();
+    let mut sim = spawn_lacsim(&lab, &["--tunnels", "1", "--sessions-per-tunnel", "5", "--hold", "3"]);
+    let rows = wait_forwarding(&pins, &cp.socket, 5);
+    let victim = &rows[0];
+    let (sid, tid) = (victim["session_id"].to_string(), victim["tunnel_id"].to_string());
+    let out = std::process::Command::new(workspace_bin("lnsctl").unwrap())
+        .args(["--control-socket", cp.socket.to_str().unwrap(), "session", "kill", &sid, "--tunnel", &tid])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let maps = lns_bpf::open_pinned(pins.path()).unwrap();
+    let t0 = Instant::now();
+    while maps.sessions().unwrap().len() != 4 {
+        assert!(t0.elapsed() < Duration::from_secs(5), "killed session still in the maps");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = {
+        let t0 = Instant::now();
+        while sim.alive() {
+            assert!(t0.elapsed() < Duration::from_secs(20), "lacsim did not finish");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sim.stop(1)
+    };
+    assert!(status.map_or(true, |s| s.success()));
+    let (out, err) = sim.output();
+    let s: serde_json::Value = serde_json::from_str(out.lines().last().unwrap_or("{}")).unwrap_or_default();
+    assert_eq!(s["sessions_up"].as_u64(), Some(5), "{out} {err}");
+    assert_eq!(s["sessions_ended_by_lns"].as_u64(), Some(1), "the LAC saw the kill: {out}");
+}
+
+#[test]
+fn a_silent_lac_is_detected_and_its_sessions_removed() {
+    let lab = Lab::new(1).unwrap();
+    let pins = PinDir::new().unwrap();
+    let _dp = lab
+        .start_dataplane(
+            pins.path(),
+            &[
+                "--queues",
+                "1",
+                "--xdp-mode",
+                "skb",
+                "--bind",
+                "copy",
+                "--stats-interval",
+                "0",
+                "--max-sessions",
+                "1024",
+            ],
+        )
+        .unwrap();
+    let cp = lab
+        .start_controlplane(
+            pins.path(),
+            10,
+            &["--hello-interval", "1s", "--retransmit-timeout", "200ms", "--max-retransmissions", "2"],
+        )
+        .unwrap();
+    let mut sim = spawn_lacsim(&lab, &["--tunnels", "2", "--sessions-per-tunnel", "3", "--hold", "60"]);
+    wait_forwarding(&pins, &cp.socket, 6);
+    let maps = lns_bpf::open_pinned(pins.path()).unwrap();
+    assert_eq!(maps.sessions().unwrap().len(), 6);
+    // The LAC dies without a word: only HELLO finds out.
+    sim.kill();
+    let t0 = Instant::now();
+    while !maps.sessions().unwrap().is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(15), "a silent LAC's sessions stay in the maps");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(maps.address_entries(), 0);
+    assert!(lns_sessions(&pins, &cp.socket).is_empty());
+}

@@ -203,7 +203,10 @@ impl NsProcess {
     /// Stops the process with SIGTERM and waits up to `secs` for it.
     pub fn stop(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .stderr(std::process::Stdio::null())
+            .status();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
         while std::time::Instant::now() < deadline {
             if let Ok(Some(st)) = child.try_wait() {
