@@ -20,6 +20,7 @@
 pub mod access;
 pub mod accounting;
 pub mod attribute;
+pub mod client;
 pub mod crypto;
 pub mod dictionary;
 pub mod dynauth;

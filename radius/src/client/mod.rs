@@ -1,0 +1,858 @@
+//! The RADIUS client, sans-IO (after quinn-proto): no sockets, no clock.
+//! The owner calls [`Client::send`], feeds datagrams to
+//! [`Client::handle_datagram`] and deadlines to [`Client::handle_timeout`],
+//! sends what [`Client::poll_transmit`] gives, sleeps until
+//! [`Client::poll_timeout`], and reads results from [`Client::poll_event`].
+//! [`crate::driver`] does that with tokio.
+//!
+//! What it implements:
+//! * servers for authentication and for accounting, tried in the
+//!   configured order; a request moves to the next server when one does
+//!   not answer (RFC 5080 §2.2.1 retransmission on each);
+//! * dead-server detection: a server that answered nothing while a request
+//!   was retransmitted to it is marked dead and skipped, and probed with
+//!   Status-Server (RFC 5997 §4) until it answers again;
+//! * identifiers per (source socket, server): 256 requests in flight on
+//!   each (RFC 2865 §3), more sockets (source ports) when they run out;
+//! * replies accepted only from the server's address and port, for an
+//!   identifier in flight, with the right code, Response Authenticator and
+//!   Message-Authenticator (always required on Access-* replies and
+//!   Status-Server replies, BlastRADIUS);
+//! * every request signed with a Message-Authenticator placed first;
+//!   User-Password hidden anew for each server's secret and each
+//!   transmission's Request Authenticator; Acct-Delay-Time counting the
+//!   time spent (RFC 2866 §5.2), with a new Identifier whenever it changes.
+//!
+//! When no server answers, the request completes with
+//! [`Outcome::NoAnswer`], carrying the configured [`NoAnswerPolicy`] for
+//! the caller to apply (reject, or check the local users file).
+
+pub mod retransmit;
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+
+use crate::access::{AccessRequest, Authorization};
+use crate::accounting::AccountingRequest;
+use crate::attribute::{AttributeRepr, AttributeType};
+use crate::crypto;
+use crate::error::{Error, Result};
+use crate::microsoft;
+use crate::packet::{Code, Packet, Repr};
+use crate::tunnel::TunnelPassword;
+
+pub use retransmit::RetransmitConfig;
+
+/// Index of a server in [`ClientConfig::servers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerId(pub usize);
+
+/// A source socket of the client. The driver binds one UDP socket (an
+/// ephemeral source port) per id the first time a transmit names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SocketId(pub u16);
+
+/// A request in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestHandle(pub u64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    Authentication,
+    Accounting,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub address: SocketAddr,
+    pub secret: Vec<u8>,
+    pub service: Service,
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("address", &self.address)
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the caller should do when no server answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoAnswerPolicy {
+    Reject,
+    /// Check the credentials against the local users file instead.
+    FallbackLocal,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub servers: Vec<ServerConfig>,
+    pub retransmit: RetransmitConfig,
+    /// How often a dead server is probed with Status-Server.
+    pub status_server_interval: Duration,
+    /// Consecutive Status-Server answers that make a dead server alive
+    /// (RFC 5997 §4 advises more than one before trusting it again).
+    pub revive_after: u32,
+    /// Source sockets at most; requests beyond 256 × this per server wait.
+    pub max_sockets: u16,
+    pub authentication_policy: NoAnswerPolicy,
+    pub accounting_policy: NoAnswerPolicy,
+    /// Require Message-Authenticator in Accounting-Response too. Off by
+    /// default: the Response Authenticator already covers the whole
+    /// packet with the secret, and many servers do not add one.
+    pub require_message_authenticator_accounting: bool,
+}
+
+impl ClientConfig {
+    pub fn new(servers: Vec<ServerConfig>) -> ClientConfig {
+        ClientConfig {
+            servers,
+            retransmit: RetransmitConfig::default(),
+            status_server_interval: Duration::from_secs(10),
+            revive_after: 2,
+            max_sockets: 16,
+            authentication_policy: NoAnswerPolicy::Reject,
+            accounting_policy: NoAnswerPolicy::Reject,
+            require_message_authenticator_accounting: false,
+        }
+    }
+}
+
+/// A request as the caller builds it: code and attributes, with
+/// User-Password in cleartext (hidden per transmission).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub code: Code,
+    pub attributes: Vec<AttributeRepr>,
+}
+
+impl Request {
+    pub fn access(r: &AccessRequest) -> Result<Request> {
+        Ok(Request { code: Code::AccessRequest, attributes: r.to_attributes()? })
+    }
+
+    pub fn accounting(r: &AccountingRequest) -> Result<Request> {
+        Ok(Request { code: Code::AccountingRequest, attributes: r.to_attributes()? })
+    }
+
+    fn service(&self) -> Result<Service> {
+        match self.code {
+            Code::AccessRequest => Ok(Service::Authentication),
+            Code::AccountingRequest => Ok(Service::Accounting),
+            _ => Err(Error::Invalid("the client sends Access-Request and Accounting-Request")),
+        }
+    }
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub socket: SocketId,
+    pub destination: SocketAddr,
+    pub payload: Vec<u8>,
+}
+
+/// A validated reply, with what is needed to decrypt its salted values.
+#[derive(Clone)]
+pub struct Reply {
+    pub server: ServerId,
+    pub packet: Repr,
+    request_authenticator: [u8; 16],
+    secret: Arc<[u8]>,
+}
+
+impl fmt::Debug for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reply")
+            .field("server", &self.server)
+            .field("packet", &self.packet)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reply {
+    pub fn code(&self) -> Code {
+        self.packet.code
+    }
+
+    pub fn accepted(&self) -> bool {
+        self.packet.code == Code::AccessAccept
+    }
+
+    pub fn authorization(&self) -> Result<Authorization> {
+        Authorization::from_packet(&self.packet)
+    }
+
+    /// MS-MPPE-Send-Key and MS-MPPE-Recv-Key, decrypted (RFC 2548 §2.4).
+    pub fn mppe_keys(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let get = |t| self.packet.vendor_attribute(microsoft::VENDOR_ID, t);
+        match (get(microsoft::ms::MPPE_SEND_KEY), get(microsoft::ms::MPPE_RECV_KEY)) {
+            (Some(s), Some(r)) => Ok(Some((
+                microsoft::mppe_key(&s.value, &self.secret, &self.request_authenticator)?,
+                microsoft::mppe_key(&r.value, &self.secret, &self.request_authenticator)?,
+            ))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Every Tunnel-Password, decrypted (RFC 2868 §3.5).
+    pub fn tunnel_passwords(&self) -> Result<Vec<TunnelPassword>> {
+        self.packet
+            .get_all(AttributeType::TUNNEL_PASSWORD)
+            .map(|a| TunnelPassword::from_attribute(a, &self.secret, &self.request_authenticator))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Answered(Reply),
+    /// No server of the service answered in time (or all are dead).
+    NoAnswer {
+        policy: NoAnswerPolicy,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    Completed { handle: RequestHandle, outcome: Outcome },
+    ServerDown(ServerId),
+    ServerUp(ServerId),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerState {
+    Alive,
+    Dead,
+}
+
+/// Per-server counters, for operators (`lnsctl`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    pub requests: u64,
+    pub retransmissions: u64,
+    pub replies: u64,
+    pub timeouts: u64,
+    pub malformed: u64,
+    pub unknown_identifier: u64,
+    pub bad_code: u64,
+    pub bad_authenticator: u64,
+    pub missing_message_authenticator: u64,
+    pub status_server_sent: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerStatus {
+    pub id: ServerId,
+    pub address: SocketAddr,
+    pub service: Service,
+    pub state: ServerState,
+    pub stats: ServerStats,
+}
+
+#[derive(Debug)]
+struct Server {
+    address: SocketAddr,
+    secret: Arc<[u8]>,
+    service: Service,
+    state: ServerState,
+    last_reply: Option<Instant>,
+    stats: ServerStats,
+    probe: Option<Probe>,
+    next_probe: Option<Instant>,
+    probe_answers: u32,
+}
+
+#[derive(Debug)]
+struct Probe {
+    socket: SocketId,
+    id: u8,
+    authenticator: [u8; 16],
+    deadline: Instant,
+}
+
+#[derive(Debug)]
+struct Attempt {
+    server: usize,
+    socket: SocketId,
+    id: u8,
+    authenticator: [u8; 16],
+    payload: Vec<u8>,
+    first_sent: Instant,
+    retransmissions: u32,
+    rt: Duration,
+    next_at: Instant,
+    delay: u32,
+}
+
+#[derive(Debug)]
+struct Pending {
+    request: Request,
+    service: Service,
+    started: Instant,
+    tried: Vec<usize>,
+    attempt: Option<Attempt>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Request(RequestHandle),
+    Probe,
+}
+
+/// The 256 identifiers of one (socket, server) pair.
+#[derive(Debug)]
+struct IdTable {
+    slots: Vec<Option<Slot>>,
+    /// Allocation continues after the last one, so an identifier is reused
+    /// as late as possible (a late reply then finds nothing, RFC 5080
+    /// §2.2.1 on identifier reuse).
+    next: u8,
+    used: usize,
+}
+
+impl IdTable {
+    fn new() -> IdTable {
+        IdTable { slots: vec![None; 256], next: 0, used: 0 }
+    }
+
+    fn allocate(&mut self, slot: Slot) -> Option<u8> {
+        if self.used >= 256 {
+            return None;
+        }
+        for _ in 0..256 {
+            let id = self.next;
+            self.next = self.next.wrapping_add(1);
+            if let Some(s @ None) = self.slots.get_mut(usize::from(id)) {
+                *s = Some(slot);
+                self.used += 1;
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    fn get(&self, id: u8) -> Option<Slot> {
+        self.slots.get(usize::from(id)).copied().flatten()
+    }
+
+    fn free(&mut self, id: u8) {
+        if let Some(s) = self.slots.get_mut(usize::from(id)) {
+            if s.take().is_some() {
+                self.used -= 1;
+            }
+        }
+    }
+}
+
+/// The client engine.
+pub struct Client {
+    config: ClientConfig,
+    servers: Vec<Server>,
+    ids: HashMap<(SocketId, usize), IdTable>,
+    sockets: u16,
+    pending: HashMap<RequestHandle, Pending>,
+    waiting: VecDeque<RequestHandle>,
+    next_handle: u64,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    rng: StdRng,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("servers", &self.servers.len())
+            .field("pending", &self.pending.len())
+            .field("sockets", &self.sockets)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client whose Request Authenticators and salts come from the
+    /// operating system's generator (RFC 2865 §3: "unpredictable").
+    pub fn new(config: ClientConfig) -> Client {
+        Client::with_rng(config, StdRng::from_entropy())
+    }
+
+    /// A client with a given generator (tests seed it to be repeatable).
+    pub fn with_rng(config: ClientConfig, rng: StdRng) -> Client {
+        let servers = config
+            .servers
+            .iter()
+            .map(|s| Server {
+                address: s.address,
+                secret: Arc::from(s.secret.as_slice()),
+                service: s.service,
+                state: ServerState::Alive,
+                last_reply: None,
+                stats: ServerStats::default(),
+                probe: None,
+                next_probe: None,
+                probe_answers: 0,
+            })
+            .collect();
+        Client {
+            config,
+            servers,
+            ids: HashMap::new(),
+            sockets: 0,
+            pending: HashMap::new(),
+            waiting: VecDeque::new(),
+            next_handle: 0,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            rng,
+        }
+    }
+
+    /// Start a request. Errors only if it cannot be encoded (too long, a
+    /// password over 128 octets, a code the client does not send).
+    pub fn send(&mut self, now: Instant, request: Request) -> Result<RequestHandle> {
+        let service = request.service()?;
+        // Encode once with a throwaway secret so that every later encoding
+        // (per server) is known to succeed.
+        self.encode(&request, b"check", 0, now, now)?;
+        let handle = RequestHandle(self.next_handle);
+        self.next_handle += 1;
+        self.pending
+            .insert(handle, Pending { request, service, started: now, tried: Vec::new(), attempt: None });
+        self.start_attempt(now, handle);
+        Ok(handle)
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The next instant [`Client::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let attempts = self.pending.values().filter_map(|p| p.attempt.as_ref().map(|a| a.next_at));
+        let probes = self.servers.iter().filter_map(|s| match &s.probe {
+            Some(p) => Some(p.deadline),
+            None => s.next_probe,
+        });
+        attempts.chain(probes).min()
+    }
+
+    /// Requests in flight or waiting for an identifier.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Source sockets in use so far.
+    pub fn sockets(&self) -> u16 {
+        self.sockets
+    }
+
+    pub fn servers(&self) -> Vec<ServerStatus> {
+        self.servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ServerStatus {
+                id: ServerId(i),
+                address: s.address,
+                service: s.service,
+                state: s.state,
+                stats: s.stats,
+            })
+            .collect()
+    }
+
+    /// Abandon a request (e.g. the session went away); its identifier is
+    /// released and no event will follow.
+    pub fn cancel(&mut self, handle: RequestHandle) {
+        if let Some(p) = self.pending.remove(&handle) {
+            if let Some(a) = p.attempt {
+                self.free_id(a.socket, a.server, a.id);
+            }
+        }
+        self.waiting.retain(|h| *h != handle);
+    }
+
+    fn jitter(&mut self) -> f64 {
+        self.rng.gen_range(-1.0..=1.0)
+    }
+
+    fn free_id(&mut self, socket: SocketId, server: usize, id: u8) {
+        if let Some(t) = self.ids.get_mut(&(socket, server)) {
+            t.free(id);
+        }
+    }
+
+    /// An identifier on some socket towards `server`; opens another socket
+    /// when every open one has 256 in flight.
+    fn allocate_id(&mut self, server: usize, slot: Slot) -> Option<(SocketId, u8)> {
+        for s in 0..self.sockets {
+            let sid = SocketId(s);
+            if let Some(id) = self.ids.entry((sid, server)).or_insert_with(IdTable::new).allocate(slot) {
+                return Some((sid, id));
+            }
+        }
+        if self.sockets < self.config.max_sockets {
+            let sid = SocketId(self.sockets);
+            self.sockets += 1;
+            let id = self.ids.entry((sid, server)).or_insert_with(IdTable::new).allocate(slot)?;
+            return Some((sid, id));
+        }
+        None
+    }
+
+    /// The packet for one transmission: a fresh Request Authenticator
+    /// (Access-Request), User-Password hidden with it and the server's
+    /// secret, Acct-Delay-Time brought up to date, Message-Authenticator
+    /// first and signed. Returns the bytes, the authenticator the reply
+    /// must be checked against, and the delay sent.
+    fn encode(
+        &mut self,
+        request: &Request,
+        secret: &[u8],
+        id: u8,
+        started: Instant,
+        now: Instant,
+    ) -> Result<(Vec<u8>, [u8; 16], u32)> {
+        let mut repr = Repr::new(request.code, id);
+        repr.attributes = request.attributes.clone();
+        repr.ensure_message_authenticator();
+        let mut delay = 0;
+        if request.code == Code::AccessRequest {
+            self.rng.fill_bytes(&mut repr.authenticator);
+            let auth = repr.authenticator;
+            for a in repr.attributes.iter_mut().filter(|a| a.typ() == AttributeType::USER_PASSWORD) {
+                let hidden = crypto::hide_user_password(a.value(), secret, &auth)?;
+                *a = AttributeRepr::new(AttributeType::USER_PASSWORD, hidden)?;
+            }
+        } else if request.code == Code::AccountingRequest {
+            let base = request
+                .attributes
+                .iter()
+                .find(|a| a.typ() == AttributeType::ACCT_DELAY_TIME)
+                .and_then(|a| a.as_integer().ok())
+                .unwrap_or(0);
+            let waited = u32::try_from(now.saturating_duration_since(started).as_secs()).unwrap_or(u32::MAX);
+            delay = base.saturating_add(waited);
+            repr.set(AttributeRepr::integer(AttributeType::ACCT_DELAY_TIME, delay));
+        }
+        let bytes = repr.encode(secret, None)?;
+        let auth = Packet::new_unchecked(&bytes[..]).authenticator();
+        Ok((bytes, auth, delay))
+    }
+
+    fn complete(&mut self, now: Instant, handle: RequestHandle, outcome: Outcome) {
+        if let Some(p) = self.pending.remove(&handle) {
+            if let Some(a) = p.attempt {
+                self.free_id(a.socket, a.server, a.id);
+            }
+            self.events.push_back(Event::Completed { handle, outcome });
+            self.retry_waiting(now);
+        }
+    }
+
+    fn policy(&self, service: Service) -> NoAnswerPolicy {
+        match service {
+            Service::Authentication => self.config.authentication_policy,
+            Service::Accounting => self.config.accounting_policy,
+        }
+    }
+
+    /// Send `handle` to the first live server of its service it has not
+    /// tried yet, or complete it with NoAnswer.
+    fn start_attempt(&mut self, now: Instant, handle: RequestHandle) {
+        let Some(p) = self.pending.get(&handle) else { return };
+        let service = p.service;
+        let next = self
+            .servers
+            .iter()
+            .enumerate()
+            .find(|(i, s)| s.service == service && s.state == ServerState::Alive && !p.tried.contains(i))
+            .map(|(i, _)| i);
+        let Some(server) = next else {
+            let policy = self.policy(service);
+            self.complete(now, handle, Outcome::NoAnswer { policy });
+            return;
+        };
+        let Some((socket, id)) = self.allocate_id(server, Slot::Request(handle)) else {
+            // Every identifier of every socket is taken: wait for one.
+            if !self.waiting.contains(&handle) {
+                self.waiting.push_back(handle);
+            }
+            return;
+        };
+        let secret = Arc::clone(&self.servers[server].secret);
+        let (request, started) = match self.pending.get(&handle) {
+            Some(p) => (p.request.clone(), p.started),
+            None => return,
+        };
+        let Ok((payload, authenticator, delay)) = self.encode(&request, &secret, id, started, now) else {
+            // Checked in send(); a failure here would be a bug, and the
+            // request cannot go anywhere.
+            self.free_id(socket, server, id);
+            let policy = self.policy(service);
+            self.complete(now, handle, Outcome::NoAnswer { policy });
+            return;
+        };
+        let jitter = self.jitter();
+        let rt = self.config.retransmit.first(jitter);
+        let destination = self.servers[server].address;
+        self.servers[server].stats.requests += 1;
+        self.transmits.push_back(Transmit { socket, destination, payload: payload.clone() });
+        if let Some(p) = self.pending.get_mut(&handle) {
+            p.tried.push(server);
+            p.attempt = Some(Attempt {
+                server,
+                socket,
+                id,
+                authenticator,
+                payload,
+                first_sent: now,
+                retransmissions: 0,
+                rt,
+                next_at: now + rt,
+                delay,
+            });
+        }
+    }
+
+    /// Requests that found no free identifier get one as soon as one is
+    /// released, oldest first.
+    fn retry_waiting(&mut self, now: Instant) {
+        while let Some(h) = self.waiting.pop_front() {
+            if !self.pending.contains_key(&h) {
+                continue;
+            }
+            self.start_attempt(now, h);
+            if self.waiting.contains(&h) {
+                // Still none free: it went back to the end; put it first.
+                self.waiting.retain(|x| *x != h);
+                self.waiting.push_front(h);
+                break;
+            }
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<RequestHandle> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.attempt.as_ref().is_some_and(|a| a.next_at <= now))
+            .map(|(h, _)| *h)
+            .collect();
+        for h in due {
+            self.attempt_timeout(now, h);
+        }
+        for i in 0..self.servers.len() {
+            self.probe_timer(now, i);
+        }
+    }
+
+    fn attempt_timeout(&mut self, now: Instant, handle: RequestHandle) {
+        let cfg = self.config.retransmit;
+        let jitter = self.jitter();
+        let Some(p) = self.pending.get_mut(&handle) else { return };
+        let Some(a) = p.attempt.as_mut() else { return };
+        let server = a.server;
+        let elapsed = now.saturating_duration_since(a.first_sent);
+        if a.retransmissions < cfg.mrc && elapsed < cfg.mrd {
+            a.retransmissions += 1;
+            a.rt = cfg.next(a.rt, jitter);
+            // Never past MRD (RFC 5080 §2.2.1 / RFC 3315 §14).
+            a.next_at = (now + a.rt).min(a.first_sent + cfg.mrd);
+            let started = p.started;
+            let request = p.request.clone();
+            let (socket, old_id, old_delay) = (a.socket, a.id, a.delay);
+            self.servers[server].stats.retransmissions += 1;
+            let destination = self.servers[server].address;
+            if request.code == Code::AccountingRequest {
+                let base = request
+                    .attributes
+                    .iter()
+                    .find(|x| x.typ() == AttributeType::ACCT_DELAY_TIME)
+                    .and_then(|x| x.as_integer().ok())
+                    .unwrap_or(0);
+                let waited =
+                    u32::try_from(now.saturating_duration_since(started).as_secs()).unwrap_or(u32::MAX);
+                if base.saturating_add(waited) != old_delay {
+                    // RFC 2866 §5.2: a new Acct-Delay-Time makes a new
+                    // packet, which needs a new Identifier.
+                    if let Some((sid, id)) = self.allocate_id(server, Slot::Request(handle)) {
+                        self.free_id(socket, server, old_id);
+                        let secret = Arc::clone(&self.servers[server].secret);
+                        if let Ok((payload, auth, delay)) = self.encode(&request, &secret, id, started, now) {
+                            if let Some(a) = self.pending.get_mut(&handle).and_then(|p| p.attempt.as_mut()) {
+                                a.socket = sid;
+                                a.id = id;
+                                a.authenticator = auth;
+                                a.payload = payload.clone();
+                                a.delay = delay;
+                            }
+                            self.transmits.push_back(Transmit { socket: sid, destination, payload });
+                            return;
+                        }
+                        self.free_id(sid, server, id);
+                    }
+                }
+            }
+            if let Some(a) = self.pending.get(&handle).and_then(|p| p.attempt.as_ref()) {
+                // RFC 5080 §2.2.1: a plain retransmission is the same
+                // packet, same Identifier and Request Authenticator.
+                self.transmits.push_back(Transmit {
+                    socket: a.socket,
+                    destination,
+                    payload: a.payload.clone(),
+                });
+            }
+            return;
+        }
+        // This server did not answer: fail over.
+        let (socket, id, first_sent) = (a.socket, a.id, a.first_sent);
+        p.attempt = None;
+        self.free_id(socket, server, id);
+        let s = &mut self.servers[server];
+        s.stats.timeouts += 1;
+        let silent = s.last_reply.is_none_or(|t| t < first_sent);
+        if silent && s.state == ServerState::Alive {
+            s.state = ServerState::Dead;
+            s.probe_answers = 0;
+            s.next_probe = Some(now + self.config.status_server_interval);
+            self.events.push_back(Event::ServerDown(ServerId(server)));
+        }
+        self.start_attempt(now, handle);
+    }
+
+    /// RFC 5997 §4: a dead server is asked Status-Server every interval; a
+    /// probe is never retransmitted, a lost one simply counts as no answer.
+    fn probe_timer(&mut self, now: Instant, server: usize) {
+        let s = &mut self.servers[server];
+        if let Some(p) = &s.probe {
+            if p.deadline > now {
+                return;
+            }
+            let (socket, id) = (p.socket, p.id);
+            s.probe = None;
+            s.probe_answers = 0;
+            s.next_probe = Some(now + self.config.status_server_interval);
+            self.free_id(socket, server, id);
+            return;
+        }
+        if s.state != ServerState::Dead || s.next_probe.is_none_or(|t| t > now) {
+            return;
+        }
+        let Some((socket, id)) = self.allocate_id(server, Slot::Probe) else { return };
+        let mut repr = Repr::new(Code::StatusServer, id);
+        self.rng.fill_bytes(&mut repr.authenticator);
+        // RFC 5997 §3: Status-Server MUST carry Message-Authenticator.
+        repr.ensure_message_authenticator();
+        let s = &mut self.servers[server];
+        let Ok(payload) = repr.encode(&s.secret, None) else {
+            self.free_id(socket, server, id);
+            return;
+        };
+        s.stats.status_server_sent += 1;
+        s.next_probe = None;
+        s.probe = Some(Probe {
+            socket,
+            id,
+            authenticator: repr.authenticator,
+            deadline: now + self.config.retransmit.irt,
+        });
+        self.transmits.push_back(Transmit { socket, destination: s.address, payload });
+    }
+
+    /// A datagram arrived on `socket` from `source`.
+    pub fn handle_datagram(&mut self, now: Instant, socket: SocketId, source: SocketAddr, bytes: &[u8]) {
+        // Only a configured server's exact address and port (RFC 2865 §3
+        // matches replies by source as well as Identifier).
+        let Some(server) = self.servers.iter().position(|s| s.address == source) else {
+            tracing::debug!(%source, "RADIUS datagram from an unknown source dropped");
+            return;
+        };
+        let Ok(packet) = Packet::new_checked(bytes) else {
+            self.servers[server].stats.malformed += 1;
+            return;
+        };
+        let id = packet.identifier();
+        let Some(slot) = self.ids.get(&(socket, server)).and_then(|t| t.get(id)) else {
+            self.servers[server].stats.unknown_identifier += 1;
+            return;
+        };
+        let (request_code, authenticator, require_ma) = match slot {
+            Slot::Request(h) => match self.pending.get(&h).and_then(|p| p.attempt.as_ref().map(|a| (p, a))) {
+                Some((p, a)) if a.server == server && a.socket == socket && a.id == id => {
+                    let require = p.service == Service::Authentication
+                        || self.config.require_message_authenticator_accounting;
+                    (p.request.code, a.authenticator, require)
+                }
+                _ => {
+                    self.servers[server].stats.unknown_identifier += 1;
+                    return;
+                }
+            },
+            Slot::Probe => match &self.servers[server].probe {
+                Some(p) if p.socket == socket && p.id == id => (Code::StatusServer, p.authenticator, true),
+                _ => {
+                    self.servers[server].stats.unknown_identifier += 1;
+                    return;
+                }
+            },
+        };
+        if !packet.code().answers(request_code) {
+            self.servers[server].stats.bad_code += 1;
+            return;
+        }
+        let secret = Arc::clone(&self.servers[server].secret);
+        match crypto::verify_response(bytes, &secret, &authenticator, require_ma) {
+            Ok(()) => {}
+            Err(Error::MissingMessageAuthenticator) => {
+                self.servers[server].stats.missing_message_authenticator += 1;
+                return;
+            }
+            Err(_) => {
+                self.servers[server].stats.bad_authenticator += 1;
+                return;
+            }
+        }
+        let Ok(repr) = Repr::parse(&packet) else {
+            self.servers[server].stats.malformed += 1;
+            return;
+        };
+        let s = &mut self.servers[server];
+        s.stats.replies += 1;
+        s.last_reply = Some(now);
+        match slot {
+            Slot::Request(handle) => {
+                let reply = Reply {
+                    server: ServerId(server),
+                    packet: repr,
+                    request_authenticator: authenticator,
+                    secret,
+                };
+                self.complete(now, handle, Outcome::Answered(reply));
+            }
+            Slot::Probe => {
+                s.probe = None;
+                s.probe_answers += 1;
+                if s.probe_answers >= self.config.revive_after {
+                    s.state = ServerState::Alive;
+                    s.next_probe = None;
+                    self.events.push_back(Event::ServerUp(ServerId(server)));
+                } else {
+                    s.next_probe = Some(now + self.config.status_server_interval);
+                }
+                self.free_id(socket, server, id);
+            }
+        }
+    }
+}
