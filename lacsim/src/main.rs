@@ -169,6 +169,11 @@ async fn main() -> Result<()> {
         ..EmulatorConfig::default()
     };
     let sock = UdpSocket::bind(args.bind).await.with_context(|| format!("binding {}", args.bind))?;
+    // Thousands of sessions answer at once: the default 208 KiB of socket
+    // buffer overflows, and a lost PPP frame costs a 3-second restart timer.
+    let sr = socket2::SockRef::from(&sock);
+    let _ = sr.set_recv_buffer_size(16 << 20);
+    let _ = sr.set_send_buffer_size(16 << 20);
     let local = sock.local_addr()?;
     let mut emu = Emulator::new(cfg, args.seed);
     let start = Instant::now();

@@ -248,7 +248,7 @@ struct Lns {
     /// Calls accepted (ICRP sent) and not yet connected, with the slot their
     /// entry was written to: the LAC's first PPP frame follows its ICCN
     /// at once, and the data path drops frames of unknown sessions.
-    calling: HashMap<(TunnelId, SessionId), Option<u32>>,
+    calling: HashMap<(TunnelId, SessionId), Calling>,
     /// Our address each peer sends to, so replies leave from it.
     peer_local: HashMap<SocketAddr, IpAddr>,
     counters: Counters,
@@ -320,6 +320,13 @@ impl Lns {
                         s.on_ppp_frame(now, frame);
                         self.drive_ppp(now, tunnel_id, session_id);
                     }
+                    (None, Some(frame)) => match self.calling.get_mut(&(tunnel_id, session_id)) {
+                        // PPP overtook the ICCN (the LAC's ICCN can wait in
+                        // its send window while data goes straight out):
+                        // keep the first frames for when the call connects.
+                        Some(c) if c.early_ppp.len() < MAX_EARLY_PPP => c.early_ppp.push(frame.to_vec()),
+                        _ => self.drop_datagram("unknown_session"),
+                    },
                     _ => self.drop_datagram("unknown_session"),
                 }
             }
@@ -458,12 +465,14 @@ impl Lns {
     /// `calling`); if that fails, ICCN tries again.
     fn incoming_call(&mut self, tid: TunnelId, sid: SessionId, peer_sid: SessionId) {
         let Some(entry) = self.call_entry(tid, sid, peer_sid) else { return };
-        match self.table.install(&entry) {
-            Ok(slot) => {
-                self.calling.insert((tid, sid), slot);
+        let slot = match self.table.install(&entry) {
+            Ok(slot) => slot,
+            Err(e) => {
+                debug!(session_id = sid.0, error = %e, "incoming call not yet in the data plane");
+                None
             }
-            Err(e) => debug!(session_id = sid.0, error = %e, "incoming call not yet in the data plane"),
-        }
+        };
+        self.calling.insert((tid, sid), Calling { slot, early_ppp: Vec::new() });
     }
 
     /// ICCN received: the session goes into the data plane, in state
@@ -484,9 +493,11 @@ impl Lns {
             // §5.4: the LAC wants Ns/Nr on every data message we send.
             entry.flags |= abi::Session::SEQUENCING;
         }
-        let installed = match self.calling.remove(&(tid, sid)) {
-            Some(Some(slot)) => self.table.update(slot, &entry).map(|()| Some(slot)),
-            Some(None) | None => self.table.install(&entry),
+        let call = self.calling.remove(&(tid, sid));
+        let early_ppp = call.as_ref().map(|c| c.early_ppp.clone()).unwrap_or_default();
+        let installed = match call.and_then(|c| c.slot) {
+            Some(slot) => self.table.update(slot, &entry).map(|()| Some(slot)),
+            None => self.table.install(&entry),
         };
         match installed {
             Ok(slot) => {
@@ -517,6 +528,11 @@ impl Lns {
                         ipv4: None,
                     },
                 );
+                if let Some(s) = self.sessions.get_mut(&(tid, sid)) {
+                    for frame in &early_ppp {
+                        s.on_ppp_frame(now, frame);
+                    }
+                }
                 self.drive_ppp(now, tid, sid);
             }
             Err(e) => {
@@ -536,9 +552,9 @@ impl Lns {
 
     /// Removes a session and its data-plane entry; false if it was not up.
     fn session_down(&mut self, tid: TunnelId, sid: SessionId, why: &str) -> bool {
-        if let Some(slot) = self.calling.remove(&(tid, sid)) {
+        if let Some(call) = self.calling.remove(&(tid, sid)) {
             // A call that ended before ICCN.
-            if let Some(slot) = slot {
+            if let Some(slot) = call.slot {
                 if let Err(e) = self.table.remove(slot) {
                     self.counters.map_errors += 1;
                     warn!(slot, error = %e, "removing an unconnected call from the data plane");
@@ -936,4 +952,15 @@ fn proxy_of(info: &SessionInfo) -> Option<(ProxyLcp, Option<ProxyAuth>)> {
         _ => None,
     };
     Some((lcp, auth))
+}
+
+/// PPP frames kept per call until its ICCN arrives.
+const MAX_EARLY_PPP: usize = 8;
+
+/// A call accepted (ICRP sent) and not yet connected.
+struct Calling {
+    /// Its data-plane slot, if writing it worked.
+    slot: Option<u32>,
+    /// PPP frames that arrived before the ICCN.
+    early_ppp: Vec<Vec<u8>>,
 }

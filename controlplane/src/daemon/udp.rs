@@ -38,6 +38,22 @@ fn canonical(a: SocketAddr) -> SocketAddr {
     SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
+/// Socket buffers for bursts: thousands of LACs' subscribers dialling in at
+/// once (after a LAC reboots, every call comes back within seconds) must
+/// not overflow the kernel's default 208 KiB, or the PPP frames lost wait
+/// out a 3-second restart timer.
+pub const SOCKET_BUFFER: usize = 16 << 20;
+
+/// Sets [`SOCKET_BUFFER`], past net.core.rmem_max where we may (root).
+pub fn set_buffers(s: &impl std::os::fd::AsFd) {
+    if setsockopt(s, sockopt::RcvBufForce, &SOCKET_BUFFER).is_err() {
+        let _ = setsockopt(s, sockopt::RcvBuf, &SOCKET_BUFFER);
+    }
+    if setsockopt(s, sockopt::SndBufForce, &SOCKET_BUFFER).is_err() {
+        let _ = setsockopt(s, sockopt::SndBuf, &SOCKET_BUFFER);
+    }
+}
+
 impl L2tpSocket {
     pub fn bind(addr: SocketAddr) -> io::Result<L2tpSocket> {
         let std = std::net::UdpSocket::bind(addr)?;
@@ -48,6 +64,7 @@ impl L2tpSocket {
         } else {
             setsockopt(&std, sockopt::Ipv4PacketInfo, &true)?;
         }
+        set_buffers(&std);
         Ok(L2tpSocket { io: tokio::net::UdpSocket::from_std(std)?, v6 })
     }
 

@@ -83,6 +83,8 @@ pub struct Reliable<M> {
     cwnd_acks: u16,
     held: HashMap<u16, M>,
     ack_deadline: Option<Instant>,
+    /// Messages delivered since our last ack went out.
+    unacked: u16,
     /// Statistics, for logging and tests.
     pub retransmissions: u64,
 }
@@ -106,6 +108,7 @@ impl<M> Reliable<M> {
             cwnd_acks: 0,
             held: HashMap::new(),
             ack_deadline: None,
+            unacked: 0,
             retransmissions: 0,
         }
     }
@@ -215,7 +218,16 @@ impl<M> Reliable<M> {
                 out.push(next);
                 self.expected_ns = self.expected_ns.wrapping_add(1);
             }
-            self.ack_deadline.get_or_insert(now + self.cfg.ack_delay);
+            // Delayed ack for a lone message (a reply may carry it), but a
+            // peer sending a burst is only limited by our acks (its
+            // congestion window opens with each one, Appendix A): ack at
+            // once every quarter of our window.
+            self.unacked = self.unacked.saturating_add(out.len() as u16);
+            if self.unacked >= (self.cfg.receive_window / 4).max(2) {
+                self.ack_deadline = Some(now);
+            } else {
+                self.ack_deadline.get_or_insert(now + self.cfg.ack_delay);
+            }
             out
         } else if seq_lt(ns, self.expected_ns) {
             // §5.8: a duplicate means our ack was lost; ack it right away.
@@ -269,6 +281,7 @@ impl<M> Reliable<M> {
     fn emit(&mut self, o: &Outgoing) -> Vec<u8> {
         // Nr is always current, so a retransmission acks what came since.
         self.ack_deadline = None;
+        self.unacked = 0;
         let repr = Repr::control(o.tunnel_id, o.session_id, o.ns, self.expected_ns, o.body.len());
         repr.to_vec(&o.body).unwrap_or_default()
     }
@@ -299,6 +312,7 @@ impl<M> Reliable<M> {
         if let Some(d) = self.ack_deadline {
             if d <= now {
                 self.ack_deadline = None;
+                self.unacked = 0;
                 let repr =
                     Repr::control(peer_tunnel, SessionId(0), self.next_ns_unsent(), self.expected_ns, 0);
                 return repr.to_vec(&[]).ok();
@@ -422,12 +436,17 @@ mod tests {
         assert!(r.on_receive(t0, 9, 0, Some(109)).is_empty());
         assert_eq!(r.on_receive(t0, 1, 0, Some(101)), vec![101, 102, 103]);
         assert_eq!(r.expected_ns(), 4);
-        // Delayed ack: nothing until ack_delay passes, then one ZLB.
-        assert!(drain(&mut r, t0).is_empty());
-        let later = t0 + Duration::from_millis(100);
-        let out = drain(&mut r, later);
+        // Four messages delivered at once: a burst, acked at once.
+        let out = drain(&mut r, t0);
         assert_eq!(out.len(), 1);
         assert_eq!(ns_nr(&out[0]), (0, 4, 0));
+        let later = t0 + Duration::from_millis(100);
+        // A lone message waits ack_delay for something to carry its ack.
+        assert_eq!(r.on_receive(t0, 4, 0, Some(104)), vec![104]);
+        assert!(drain(&mut r, t0).is_empty());
+        let out = drain(&mut r, later);
+        assert_eq!(out.len(), 1);
+        assert_eq!(ns_nr(&out[0]), (0, 5, 0));
         // A duplicate is dropped and acked immediately.
         assert!(r.on_receive(later, 2, 0, Some(102)).is_empty());
         assert_eq!(drain(&mut r, later).len(), 1);

@@ -1,0 +1,117 @@
+//! Session set-up rate: lns-lacsim brings sessions up against the real LNS
+//! (lns-dataplane + lns-controlplane, local CHAP users, a pool) in a
+//! namespace lab, round after round, and this prints sessions per second
+//! and set-up latency.
+//!
+//! The IPv4 documentation range 198.51.100.0/24 holds 250 subscribers, so
+//! 10,000 sessions are 40 rounds of 250: each round brings its sessions up
+//! as fast as the LNS answers, then hangs up before the next.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use lns_testlab::{workspace_bin, Lab, PinDir};
+
+#[derive(Parser)]
+#[command(about = "Session set-up rate against the real LNS")]
+struct Args {
+    /// Sessions in all.
+    #[arg(long, default_value_t = 10_000)]
+    sessions: u32,
+    /// Tunnels per round.
+    #[arg(long, default_value_t = 10)]
+    tunnels: u32,
+    /// Sessions per tunnel per round (tunnels × this ≤ 250).
+    #[arg(long, default_value_t = 25)]
+    sessions_per_tunnel: u32,
+    /// New sessions per second lns-lacsim attempts.
+    #[arg(long, default_value_t = 20_000.0)]
+    rate: f64,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let per_round = args.tunnels * args.sessions_per_tunnel;
+    anyhow::ensure!((1..=250).contains(&per_round), "tunnels × sessions-per-tunnel must be 1..=250");
+    let lab = Lab::new(2)?;
+    let pins = PinDir::new()?;
+    let _dp = lab.start_dataplane(
+        pins.path(),
+        &[
+            "--queues",
+            "2",
+            "--xdp-mode",
+            "native",
+            "--bind",
+            "copy",
+            "--stats-interval",
+            "0",
+            "--max-sessions",
+            "4096",
+        ],
+    )?;
+    let _cp = lab.start_controlplane(pins.path(), per_round, &["--log", "warn"])?;
+    let lacsim = workspace_bin("lns-lacsim")?;
+    let rounds = args.sessions.div_ceil(per_round);
+    let (t, s, r) = (args.tunnels.to_string(), args.sessions_per_tunnel.to_string(), args.rate.to_string());
+    let (mut up, mut failed, mut rate_sum, mut p50s, mut p99_max, mut max) =
+        (0u64, 0u64, 0.0, Vec::new(), 0.0f64, 0.0f64);
+    for _ in 0..rounds {
+        let out = lab.lac.exec(
+            lacsim.to_str().context("path")?,
+            &[
+                "--server",
+                "192.0.2.1:1701",
+                "--tunnels",
+                &t,
+                "--sessions-per-tunnel",
+                &s,
+                "--rate",
+                &r,
+                "--auth",
+                "chap",
+                "--user",
+                "user%d",
+                "--password",
+                "pw%d",
+                "--json",
+            ],
+        )?;
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).context("lacsim summary")?;
+        up += j["sessions_up"].as_u64().unwrap_or(0);
+        failed += j["sessions_failed"].as_u64().unwrap_or(0);
+        rate_sum += j["setup_rate"].as_f64().unwrap_or(0.0);
+        p50s.push(j["setup_latency_ms_p50"].as_f64().unwrap_or(0.0));
+        p99_max = p99_max.max(j["setup_latency_ms_p99"].as_f64().unwrap_or(0.0));
+        max = max.max(j["setup_latency_ms_max"].as_f64().unwrap_or(0.0));
+        // Let the LNS release the round's sessions and addresses.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    p50s.sort_by(|a, b| a.total_cmp(b));
+    // Where losses happen, if any: the LNS's UDP socket, the LAC's.
+    for (name, ns) in [("lns", &lab.lns), ("lac", &lab.lac)] {
+        let snmp = String::from_utf8_lossy(&ns.exec("cat", &["/proc/net/snmp"])?.stdout).into_owned();
+        let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
+        if let [h, v] = udp.as_slice() {
+            let pairs: Vec<String> = h
+                .split_whitespace()
+                .zip(v.split_whitespace())
+                .skip(1)
+                .filter(|(k, _)| k.contains("Err"))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            eprintln!("{name} UDP: {}", pairs.join(" "));
+        }
+    }
+    println!(
+        "{up} sessions up, {failed} failed, in {rounds} rounds of {per_round} ({} tunnels × {}): \
+         set-up rate {:.0} sessions/s (mean of rounds), latency p50 {:.2} ms (median of rounds), \
+         p99 {:.2} ms (worst round), max {:.2} ms",
+        args.tunnels,
+        args.sessions_per_tunnel,
+        rate_sum / rounds as f64,
+        p50s.get(p50s.len() / 2).copied().unwrap_or(0.0),
+        p99_max,
+        max
+    );
+    Ok(())
+}
