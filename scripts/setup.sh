@@ -13,6 +13,8 @@ PACKAGES=(
   iproute2 ethtool tcpdump tshark netsniff-ng iputils-ping procps
   # interop tests of the control plane: Debian's L2TP daemon as the LAC
   xl2tpd
+  # RADIUS tests: a real FreeRADIUS started by the tests, and radclient
+  freeradius freeradius-utils
 )
 
 missing=()

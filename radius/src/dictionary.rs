@@ -315,7 +315,10 @@ impl Dictionary {
                         }
                     }
                     if def.vendor == 0 && code > 255 {
-                        return Err(err(format!("standard attribute number {code} over 255")));
+                        // FreeRADIUS's internal attributes (dictionary.
+                        // freeradius.internal) never go on the wire.
+                        self.skipped += 1;
+                        continue;
                     }
                     self.by_code.insert((def.vendor, def.code), def.name.clone());
                     self.attributes.insert(key(name), def);
@@ -627,12 +630,14 @@ mod tests {
              ATTRIBUTE USR-Speed 0x9801 integer USR\n\
              BEGIN-TLV Foo\nATTRIBUTE Foo-Child 1 integer\nEND-TLV Foo\n\
              ATTRIBUTE Ext-Thing 241.1 integer\n\
-             PROTOCOL RADIUS 1\n",
+             PROTOCOL RADIUS 1\n\
+             ATTRIBUTE Internal-Thing 1000 integer\n",
             "test",
             None,
         )
         .expect("parse");
-        assert_eq!(d.skipped(), 3);
+        assert_eq!(d.skipped(), 4);
+        assert!(d.attribute("Internal-Thing").is_none());
         let a = d.encode("Acme-Rate", "Fast", None).expect("encode");
         // Vendor 9999, 2-octet type 300, 2-octet length 8, value 1.
         assert_eq!(a.value(), [0, 0, 0x27, 0x0f, 0x01, 0x2c, 0, 8, 0, 0, 0, 1]);
@@ -659,7 +664,6 @@ mod tests {
         for (text, line) in [
             ("VENDOR X\n", 1),
             ("\nATTRIBUTE A 1\n", 2),
-            ("ATTRIBUTE A 300 integer\n", 1),
             ("BEGIN-VENDOR Nope\n", 1),
             ("VALUE A B x\n", 1),
             ("VENDOR X 1 format=3,1\n", 1),

@@ -23,6 +23,7 @@ pub mod attribute;
 pub mod client;
 pub mod crypto;
 pub mod dictionary;
+pub mod driver;
 pub mod dynauth;
 pub mod error;
 pub mod microsoft;

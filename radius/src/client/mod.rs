@@ -16,8 +16,8 @@
 //!   each (RFC 2865 §3), more sockets (source ports) when they run out;
 //! * replies accepted only from the server's address and port, for an
 //!   identifier in flight, with the right code, Response Authenticator and
-//!   Message-Authenticator (always required on Access-* replies and
-//!   Status-Server replies, BlastRADIUS);
+//!   Message-Authenticator (always required on replies to
+//!   Access-Request, BlastRADIUS; verified whenever present);
 //! * every request signed with a Message-Authenticator placed first;
 //!   User-Password hidden anew for each server's secret and each
 //!   transmission's Request Authenticator; Acct-Delay-Time counting the
@@ -109,6 +109,13 @@ pub struct ClientConfig {
     /// default: the Response Authenticator already covers the whole
     /// packet with the secret, and many servers do not add one.
     pub require_message_authenticator_accounting: bool,
+    /// Require Message-Authenticator in answers to Status-Server. Off by
+    /// default: FreeRADIUS 3 answers Status-Server with a bare
+    /// Access-Accept, and the BlastRADIUS forgery needs attacker-chosen
+    /// request content, which a probe never has; the Response
+    /// Authenticator is still verified, and a Message-Authenticator that
+    /// is present must be right.
+    pub require_message_authenticator_status_server: bool,
 }
 
 impl ClientConfig {
@@ -122,6 +129,7 @@ impl ClientConfig {
             authentication_policy: NoAnswerPolicy::Reject,
             accounting_policy: NoAnswerPolicy::Reject,
             require_message_authenticator_accounting: false,
+            require_message_authenticator_status_server: false,
         }
     }
 }
@@ -801,7 +809,11 @@ impl Client {
                 }
             },
             Slot::Probe => match &self.servers[server].probe {
-                Some(p) if p.socket == socket && p.id == id => (Code::StatusServer, p.authenticator, true),
+                Some(p) if p.socket == socket && p.id == id => (
+                    Code::StatusServer,
+                    p.authenticator,
+                    self.config.require_message_authenticator_status_server,
+                ),
                 _ => {
                     self.servers[server].stats.unknown_identifier += 1;
                     return;
