@@ -123,20 +123,26 @@ pub fn csum_add(mut sum: u64, data: &[u8]) -> u64 {
     // summing 8 bytes at a time is what makes it cheap.
     let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
-        let v = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        let (s, carry) = sum.overflowing_add(v);
-        sum = s + carry as u64;
+        sum = csum_add_word(sum, u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
     }
     let rest = chunks.remainder();
     let mut i = 0;
     while i + 1 < rest.len() {
-        sum += u16::from_be_bytes([rest[i], rest[i + 1]]) as u64;
+        sum = csum_add_word(sum, u16::from_be_bytes([rest[i], rest[i + 1]]) as u64);
         i += 2;
     }
     if i < rest.len() {
-        sum += (rest[i] as u64) << 8;
+        sum = csum_add_word(sum, (rest[i] as u64) << 8);
     }
     sum
+}
+
+/// Adds a value to a running one's-complement sum with end-around carry,
+/// so the sum never overflows whatever it already holds.
+#[inline]
+pub fn csum_add_word(sum: u64, v: u64) -> u64 {
+    let (s, carry) = sum.overflowing_add(v);
+    s + carry as u64
 }
 
 #[inline]
@@ -416,7 +422,7 @@ pub fn encap_at(
         } else {
             sum = csum_add(sum, &buf[l3 + 8..l3 + 40]);
         }
-        sum += IPPROTO_UDP as u64 + udp_len as u64;
+        sum = csum_add_word(sum, IPPROTO_UDP as u64 + udp_len as u64);
         sum = csum_add(sum, &buf[l4..total]);
         let mut c = csum_fold(sum);
         if c == 0 {
@@ -532,7 +538,7 @@ fn icmp_reply(buf: &mut [u8], ip: usize, ilen: usize, meta: &XdpMeta, ty: u8, co
         m[2..4].copy_from_slice(&[0, 0]);
         m[4..8].copy_from_slice(&mtu.to_be_bytes());
         let mut sum = csum_add(0, &buf[out_ip + 8..out_ip + 40]);
-        sum += plen as u64 + IPPROTO_ICMPV6 as u64;
+        sum = csum_add_word(sum, plen as u64 + IPPROTO_ICMPV6 as u64);
         sum = csum_add(sum, &buf[icmp..icmp + plen]);
         put16(buf, icmp + 2, csum_fold(sum));
         Outcome::Reply { len: ETH_LEN + 40 + plen }
