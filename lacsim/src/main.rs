@@ -98,10 +98,20 @@ fn parse_traffic(s: &str) -> Result<(f64, usize)> {
     Ok((pps, size))
 }
 
+/// The MAC address of `dev` in this process's network namespace (asked of
+/// the kernel through ip(8): /sys may belong to another namespace).
 fn mac_of(dev: &str) -> Result<[u8; 6]> {
-    let s = std::fs::read_to_string(format!("/sys/class/net/{dev}/address"))
-        .with_context(|| format!("MAC of {dev}"))?;
-    parse_mac(s.trim())
+    let out = std::process::Command::new("ip")
+        .args(["-o", "link", "show", "dev", dev])
+        .output()
+        .context("running ip")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mac = text
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .with_context(|| format!("no Ethernet address for {dev}"))?;
+    parse_mac(mac)
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6]> {

@@ -249,3 +249,88 @@ fn a_silent_lac_is_detected_and_its_sessions_removed() {
     assert_eq!(maps.address_entries(), 0);
     assert!(lns_sessions(&pins, &cp.socket).is_empty());
 }
+
+#[test]
+fn trafgen_replays_the_established_sessions_through_the_fast_path() {
+    let lab = Lab::new(1).unwrap();
+    let pins = PinDir::new().unwrap();
+    let _dp = lab
+        .start_dataplane(
+            pins.path(),
+            &[
+                "--queues",
+                "1",
+                "--xdp-mode",
+                "native",
+                "--bind",
+                "copy",
+                "--stats-interval",
+                "0",
+                "--max-sessions",
+                "1024",
+            ],
+        )
+        .unwrap();
+    let cp = lab.start_controlplane(pins.path(), 20, &[]).unwrap();
+    resolve_neighbours(&lab);
+    let cfg = std::env::temp_dir().join(format!("{}.trafgen", lns_testlab::unique_name("tg")));
+    let mut sim = spawn_lacsim(
+        &lab,
+        &[
+            "--tunnels",
+            "2",
+            "--sessions-per-tunnel",
+            "10",
+            "--hold",
+            "6",
+            "--traffic",
+            "0,100",
+            "--trafgen-out",
+            cfg.to_str().unwrap(),
+            "--trafgen-dev",
+            "lac0",
+        ],
+    );
+    wait_forwarding(&pins, &cp.socket, 20);
+    let t0 = Instant::now();
+    while !cfg.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no trafgen configuration written: {:?}",
+            sim.output()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert_eq!(text.matches('{').count(), 20, "one frame per session");
+    let maps = lns_bpf::open_pinned(pins.path()).unwrap();
+    let before = maps.counters().unwrap();
+    lab.lac
+        .exec(
+            "trafgen",
+            &[
+                "--dev",
+                "lac0",
+                "--conf",
+                cfg.to_str().unwrap(),
+                "--cpus",
+                "1",
+                "--no-sock-mem",
+                "-q",
+                "-n",
+                "2000",
+            ],
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let d = maps.counters().unwrap().since(&before);
+    use lns_bpf::abi::Counter;
+    assert_eq!(d.get(Counter::RedirectUpstream), 2000, "every replayed frame took the fast path: {d:?}");
+    assert_eq!(
+        d.get(Counter::DropSpoofed) + d.get(Counter::DropUnknownSession) + d.get(Counter::DropPeerMismatch),
+        0
+    );
+    let _ = std::fs::remove_file(&cfg);
+    sim.stop(10);
+}
