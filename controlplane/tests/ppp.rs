@@ -114,6 +114,13 @@ fn subscribers_get_addresses_and_the_fast_path() {
         "no CDN after a failed login; PPP events {:?}",
         lac.ppp_events
     );
+    // The CDN says why PPP ended (RFC 3145): code 16, authentication failed.
+    let cause = lac.events[mark..].iter().find_map(|(_, e)| match e {
+        Event::SessionDown { session_id, cause } if *session_id == c => cause.ppp_cause.clone(),
+        _ => None,
+    });
+    let cause = cause.expect("PPP Disconnect Cause Code AVP in the CDN");
+    assert_eq!(u16::from_be_bytes([cause[0], cause[1]]), 16, "{cause:?}");
     assert!(entry(maps, lns_t, lns_c).is_none());
 
     // alice hangs up (LCP Terminate): CDN, entry and route gone, and her

@@ -716,7 +716,8 @@ impl Lns {
                     cdn::ADMINISTRATIVE
                 };
                 let rc = ResultCode::with_error(result, error_code::NO_ERROR, &cause.message);
-                if let Err(e) = self.endpoint.close_session(now, tid, sid, rc) {
+                let ppp_cause = Some(cause.to_avp_value());
+                if let Err(e) = self.endpoint.close_session_with_ppp_cause(now, tid, sid, rc, ppp_cause) {
                     debug!(error = %e, "CDN");
                 }
             }

@@ -204,6 +204,9 @@ pub enum AccessLine {
     },
 }
 
+/// RFC 3145 PPP Disconnect Cause Code AVP (vendor 0): why PPP ended, in a CDN.
+pub const PPP_DISCONNECT_CAUSE: u16 = 46;
+
 /// An AVP the module does not model, kept as it was on the wire (still
 /// hidden if H is set) so it can be logged, re-emitted and judged by its M
 /// bit (§4.1).
@@ -425,6 +428,10 @@ impl AvpValue {
                 | ConnectSpeedUpdate(_)
                 | ConnectSpeedUpdateEnable
                 | AccessLine(_)
+                // Attributes this core does not type (RFC 3145's PPP
+                // Disconnect Cause, vendor extensions) go out optional: a
+                // peer that does not know them must not drop the tunnel.
+                | Unknown(_)
         )
     }
 

@@ -342,8 +342,20 @@ impl Endpoint {
         session: SessionId,
         result: ResultCode,
     ) -> Result<(), EndpointError> {
+        self.close_session_with_ppp_cause(now, tunnel, session, result, None)
+    }
+
+    /// CDN carrying the RFC 3145 PPP Disconnect Cause Code AVP value.
+    pub fn close_session_with_ppp_cause(
+        &mut self,
+        now: Instant,
+        tunnel: TunnelId,
+        session: SessionId,
+        result: ResultCode,
+        ppp_cause: Option<Vec<u8>>,
+    ) -> Result<(), EndpointError> {
         let t = self.tunnel_mut(tunnel).ok_or(EndpointError::NoSuchTunnel)?;
-        t.close_session(now, session, result, None)?;
+        t.close_session_with_ppp_cause(now, session, result, None, ppp_cause)?;
         self.touch(tunnel);
         Ok(())
     }

@@ -139,6 +139,9 @@ pub struct SessionDownCause {
     pub q931: Option<Q931Cause>,
     /// True if the peer sent the CDN (or StopCCN).
     pub by_peer: bool,
+    /// RFC 3145 PPP Disconnect Cause Code AVP value (code, protocol,
+    /// direction, message) carried by the CDN.
+    pub ppp_cause: Option<Vec<u8>>,
 }
 
 /// Latest line speeds reported in a CSUN (RFC 5515 §3.2).

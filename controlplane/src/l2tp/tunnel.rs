@@ -417,7 +417,7 @@ impl Tunnel {
             self.remove_session(now, id);
             self.events.push_back(Event::SessionDown {
                 session_id: id,
-                cause: SessionDownCause { result: result.clone(), q931: None, by_peer },
+                cause: SessionDownCause { result: result.clone(), q931: None, by_peer, ppp_cause: None },
             });
         }
     }
@@ -774,7 +774,17 @@ impl Tunnel {
         self.remove_session(now, id);
         self.events.push_back(Event::SessionDown {
             session_id: id,
-            cause: SessionDownCause { result: m.result_code(), q931: m.q931_cause(), by_peer: true },
+            cause: SessionDownCause {
+                result: m.result_code(),
+                q931: m.q931_cause(),
+                by_peer: true,
+                ppp_cause: m.avps.iter().find_map(|a| match &a.value {
+                    AvpValue::Unknown(r) if r.vendor == 0 && r.attr == avp::PPP_DISCONNECT_CAUSE => {
+                        Some(r.value.clone())
+                    }
+                    _ => None,
+                }),
+            },
         });
     }
 
@@ -819,15 +829,36 @@ impl Tunnel {
         result: ResultCode,
         q931: Option<Q931Cause>,
     ) -> Result<(), TunnelError> {
+        self.close_session_with_ppp_cause(now, id, result, q931, None)
+    }
+
+    /// Like [`Tunnel::close_session`], with the RFC 3145 PPP Disconnect
+    /// Cause Code AVP value telling the LAC why PPP ended.
+    pub fn close_session_with_ppp_cause(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        result: ResultCode,
+        q931: Option<Q931Cause>,
+        ppp_cause: Option<Vec<u8>>,
+    ) -> Result<(), TunnelError> {
         let s = self.remove_session(now, id).ok_or(TunnelError::NoSuchSession)?;
         let mut values = vec![AvpValue::ResultCode(result.clone()), AvpValue::AssignedSessionId(id)];
         if let Some(q) = &q931 {
             values.push(AvpValue::Q931CauseCode(q.clone()));
         }
+        if let Some(v) = &ppp_cause {
+            values.push(AvpValue::Unknown(avp::RawAvp {
+                vendor: 0,
+                attr: avp::PPP_DISCONNECT_CAUSE,
+                reserved: 0,
+                value: v.clone(),
+            }));
+        }
         self.send_msg(s.peer_id, MessageType::Cdn, values);
         self.events.push_back(Event::SessionDown {
             session_id: id,
-            cause: SessionDownCause { result: Some(result), q931, by_peer: false },
+            cause: SessionDownCause { result: Some(result), q931, by_peer: false, ppp_cause },
         });
         Ok(())
     }
