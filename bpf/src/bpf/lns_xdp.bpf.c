@@ -197,6 +197,25 @@ static __always_inline __u32 *lookup_v6(const __u8 *addr)
 	return bpf_map_lookup_elem(&lns_sub_v6_lpm, &key);
 }
 
+/* Does `addr` fall in `prefix`/`len`? Unrolled over the 16 bytes. */
+static __always_inline int in_prefix(const __u8 *addr, const __u8 *prefix, __u8 len)
+{
+	if (len == 0 || len > 128)
+		return 0;
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		int bits = (int)len - 8 * i;
+		__u8 mask;
+
+		if (bits <= 0)
+			break;
+		mask = bits >= 8 ? 0xff : (__u8)(0xff << (8 - bits));
+		if ((addr[i] ^ prefix[i]) & mask)
+			return 0;
+	}
+	return 1;
+}
+
 static __always_inline int addr_is_mapped_v4(const __u32 *a)
 {
 	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff);
@@ -499,9 +518,13 @@ static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_confi
 			return count(LNS_CNT_PASS_MALFORMED, XDP_PASS);
 		if (ppp + tot > end)
 			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
-		owner = lookup_v4(ip->saddr);
-		if (!owner || *owner != *idx)
-			return count(LNS_CNT_DROP_SPOOFED, XDP_DROP);
+		/* The common case, the session's own address, needs no lookup;
+		 * framed routes are found in the maps. */
+		if (s->ipv4 == 0 || ip->saddr != s->ipv4) {
+			owner = lookup_v4(ip->saddr);
+			if (!owner || *owner != *idx)
+				return count(LNS_CNT_DROP_SPOOFED, XDP_DROP);
+		}
 		{
 			struct nexthop nh = {};
 			__u32 session_index = *idx;
@@ -529,9 +552,14 @@ static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_confi
 		 * addresses or to multicast: the control plane answers them. */
 		if ((src[0] == 0xfe && (src[1] & 0xc0) == 0x80) || dst[0] == 0xff)
 			return count(LNS_CNT_PASS_IPV6_LINK_LOCAL, XDP_PASS);
-		owner = lookup_v6(src);
-		if (!owner || *owner != *idx)
-			return count(LNS_CNT_DROP_SPOOFED, XDP_DROP);
+		/* The session's own prefixes first: with a /64 per subscriber the
+		 * maps' longest-prefix match is the costliest lookup here. */
+		if (!in_prefix(src, s->ipv6_prefix, s->ipv6_prefix_len) &&
+		    !in_prefix(src, s->delegated_prefix, s->delegated_prefix_len)) {
+			owner = lookup_v6(src);
+			if (!owner || *owner != *idx)
+				return count(LNS_CNT_DROP_SPOOFED, XDP_DROP);
+		}
 		{
 			struct nexthop nh = {};
 			__u32 session_index = *idx;
