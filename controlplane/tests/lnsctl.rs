@@ -20,11 +20,34 @@ fn lnsctl(pins: &PinDir, args: &[&str]) -> std::process::Output {
 #[test]
 fn static_sessions_are_written_listed_and_removed() {
     let pins = PinDir::new().unwrap();
-    let steering = Steering::load(&LoadOptions { pin_dir: Some(pins.path().into()), max_sessions: 64, ..Default::default() }).unwrap();
+    let steering = Steering::load(&LoadOptions {
+        pin_dir: Some(pins.path().into()),
+        max_sessions: 64,
+        ..Default::default()
+    })
+    .unwrap();
     let add = [
-        "static-session", "add", "--local-tunnel", "10", "--local-session", "20", "--peer-tunnel", "30",
-        "--peer-session", "40", "--lac", "192.0.2.2:1701", "--local", "192.0.2.1:1701", "--ipv4", "198.51.100.5",
-        "--delegated-prefix", "2001:db8:200::/56", "--mtu", "1400", "--sequencing",
+        "static-session",
+        "add",
+        "--local-tunnel",
+        "10",
+        "--local-session",
+        "20",
+        "--peer-tunnel",
+        "30",
+        "--peer-session",
+        "40",
+        "--lac",
+        "192.0.2.2:1701",
+        "--local",
+        "192.0.2.1:1701",
+        "--ipv4",
+        "198.51.100.5",
+        "--delegated-prefix",
+        "2001:db8:200::/56",
+        "--mtu",
+        "1400",
+        "--sequencing",
     ];
     let out = lnsctl(&pins, &add);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -53,10 +76,30 @@ fn static_sessions_are_written_listed_and_removed() {
     assert_eq!(maps.address_entries(), 0, "no entry left behind");
 
     // Nonsense is an error, not a crash.
-    let bad = lnsctl(&pins, &["static-session", "add", "--local-tunnel", "1", "--local-session", "2", "--peer-tunnel", "3",
-        "--peer-session", "4", "--lac", "192.0.2.2:1701", "--local", "[2001:db8::1]:1701"]);
+    let bad = lnsctl(
+        &pins,
+        &[
+            "static-session",
+            "add",
+            "--local-tunnel",
+            "1",
+            "--local-session",
+            "2",
+            "--peer-tunnel",
+            "3",
+            "--peer-session",
+            "4",
+            "--lac",
+            "192.0.2.2:1701",
+            "--local",
+            "[2001:db8::1]:1701",
+        ],
+    );
     assert!(!bad.status.success());
-    let missing = Command::new(env!("CARGO_BIN_EXE_lnsctl")).args(["--bpf-pin-dir", "/sys/fs/bpf/lns-no-such", "static-session", "list"]).output().unwrap();
+    let missing = Command::new(env!("CARGO_BIN_EXE_lnsctl"))
+        .args(["--bpf-pin-dir", "/sys/fs/bpf/lns-no-such", "static-session", "list"])
+        .output()
+        .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("is lns-dataplane running"));
 }

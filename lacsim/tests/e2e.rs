@@ -27,23 +27,7 @@ fn resolve_neighbours(lab: &Lab) {
 fn sessions_come_up_and_traffic_crosses_the_fast_path() {
     let lab = Lab::new(2).unwrap();
     let pins = PinDir::new().unwrap();
-    let _dp = lab
-        .start_dataplane(
-            pins.path(),
-            &[
-                "--queues",
-                "2",
-                "--xdp-mode",
-                "native",
-                "--bind",
-                "copy",
-                "--stats-interval",
-                "0",
-                "--max-sessions",
-                "4096",
-            ],
-        )
-        .unwrap();
+    let _dp = start_dp(&lab, &pins, "2", "native");
     let cp = lab.start_controlplane(pins.path(), 200, &["--log", "debug"]).unwrap();
     resolve_neighbours(&lab);
     let echo = UdpEcho::start(&lab.core, "203.0.113.7:7").unwrap();
@@ -109,6 +93,23 @@ fn sessions_come_up_and_traffic_crosses_the_fast_path() {
     );
 }
 
+/// lns-dataplane on the lab's LNS, copy mode, room for 4096 sessions.
+fn start_dp(lab: &Lab, pins: &PinDir, queues: &str, xdp_mode: &str) -> lns_testlab::NsProcess {
+    let args = [
+        "--queues",
+        queues,
+        "--xdp-mode",
+        xdp_mode,
+        "--bind",
+        "copy",
+        "--stats-interval",
+        "0",
+        "--max-sessions",
+        "4096",
+    ];
+    lab.start_dataplane(pins.path(), &args).unwrap()
+}
+
 /// The LNS's sessions as lnsctl lists them.
 fn lns_sessions(pins: &lns_testlab::PinDir, sock: &std::path::Path) -> Vec<serde_json::Value> {
     let out = std::process::Command::new(workspace_bin("lnsctl").unwrap())
@@ -159,23 +160,7 @@ fn spawn_lacsim(lab: &Lab, args: &[&str]) -> lns_testlab::NsProcess {
 fn a_session_killed_with_lnsctl_ends_on_the_lac_too() {
     let lab = Lab::new(1).unwrap();
     let pins = PinDir::new().unwrap();
-    let _dp = lab
-        .start_dataplane(
-            pins.path(),
-            &[
-                "--queues",
-                "1",
-                "--xdp-mode",
-                "skb",
-                "--bind",
-                "copy",
-                "--stats-interval",
-                "0",
-                "--max-sessions",
-                "1024",
-            ],
-        )
-        .unwrap();
+    let _dp = start_dp(&lab, &pins, "1", "skb");
     let cp = lab.start_controlplane(pins.path(), 10, &[]).unwrap();
     let mut sim = spawn_lacsim(&lab, &["--tunnels", "1", "--sessions-per-tunnel", "5", "--hold", "3"]);
     let rows = wait_forwarding(&pins, &cp.socket, 5);
@@ -211,23 +196,7 @@ fn a_session_killed_with_lnsctl_ends_on_the_lac_too() {
 fn a_silent_lac_is_detected_and_its_sessions_removed() {
     let lab = Lab::new(1).unwrap();
     let pins = PinDir::new().unwrap();
-    let _dp = lab
-        .start_dataplane(
-            pins.path(),
-            &[
-                "--queues",
-                "1",
-                "--xdp-mode",
-                "skb",
-                "--bind",
-                "copy",
-                "--stats-interval",
-                "0",
-                "--max-sessions",
-                "1024",
-            ],
-        )
-        .unwrap();
+    let _dp = start_dp(&lab, &pins, "1", "skb");
     let cp = lab
         .start_controlplane(
             pins.path(),
@@ -254,23 +223,7 @@ fn a_silent_lac_is_detected_and_its_sessions_removed() {
 fn trafgen_replays_the_established_sessions_through_the_fast_path() {
     let lab = Lab::new(1).unwrap();
     let pins = PinDir::new().unwrap();
-    let _dp = lab
-        .start_dataplane(
-            pins.path(),
-            &[
-                "--queues",
-                "1",
-                "--xdp-mode",
-                "native",
-                "--bind",
-                "copy",
-                "--stats-interval",
-                "0",
-                "--max-sessions",
-                "1024",
-            ],
-        )
-        .unwrap();
+    let _dp = start_dp(&lab, &pins, "1", "native");
     let cp = lab.start_controlplane(pins.path(), 20, &[]).unwrap();
     resolve_neighbours(&lab);
     let cfg = std::env::temp_dir().join(format!("{}.trafgen", lns_testlab::unique_name("tg")));
