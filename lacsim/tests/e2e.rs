@@ -287,3 +287,42 @@ fn trafgen_replays_the_established_sessions_through_the_fast_path() {
     let _ = std::fs::remove_file(&cfg);
     sim.stop(10);
 }
+
+#[test]
+fn session_and_idle_timeouts_end_sessions_from_the_lns() {
+    let lab = Lab::new(1).unwrap();
+    let pins = PinDir::new().unwrap();
+    let _dp = start_dp(&lab, &pins, "1", "native");
+    resolve_neighbours(&lab);
+    let _echo = UdpEcho::start(&lab.core, "203.0.113.7:7").unwrap();
+    let run = |ppp: &str, traffic: &str| -> serde_json::Value {
+        let cp = lab.start_controlplane_with(pins.path(), 10, ppp, &[]).unwrap();
+        let mut args = vec![
+            "--tunnels",
+            "1",
+            "--sessions-per-tunnel",
+            "3",
+            "--hold",
+            "4.5",
+            "--user",
+            "user%d",
+            "--password",
+            "pw%d",
+        ];
+        if !traffic.is_empty() {
+            args.extend_from_slice(&["--traffic", traffic]);
+        }
+        let s = lacsim(&lab, &args);
+        drop(cp);
+        s
+    };
+    // Session-Timeout: traffic or not, the LNS hangs up after 2 s.
+    let s = run("session_timeout = \"2s\"", "20,100");
+    assert_eq!((s["sessions_up"].as_u64(), s["sessions_ended_by_lns"].as_u64()), (Some(3), Some(3)), "{s}");
+    // Idle timeout: traffic through the fast path keeps sessions up...
+    let s = run("idle_timeout = \"2s\"", "20,100");
+    assert_eq!((s["sessions_up"].as_u64(), s["sessions_ended_by_lns"].as_u64()), (Some(3), Some(0)), "{s}");
+    // ... and silence ends them.
+    let s = run("idle_timeout = \"2s\"", "");
+    assert_eq!((s["sessions_up"].as_u64(), s["sessions_ended_by_lns"].as_u64()), (Some(3), Some(3)), "{s}");
+}

@@ -543,6 +543,17 @@ impl Lab {
     /// in `pins`, accepting the LAC 192.0.2.2, with local users
     /// `user1..=userN` (password `pw<N>`) and the pool 198.51.100.0/24.
     pub fn start_controlplane(&self, pins: &Path, users: u32, extra: &[&str]) -> Result<ControlPlane> {
+        self.start_controlplane_with(pins, users, "", extra)
+    }
+
+    /// [`Lab::start_controlplane`] with more `[ppp]` settings (TOML lines).
+    pub fn start_controlplane_with(
+        &self,
+        pins: &Path,
+        users: u32,
+        ppp_extra: &str,
+        extra: &[&str],
+    ) -> Result<ControlPlane> {
         let dir = std::env::temp_dir().join(unique_name("lnscp"));
         std::fs::create_dir_all(&dir)?;
         let mut u = String::new();
@@ -553,7 +564,7 @@ impl Lab {
         std::fs::write(
             dir.join("lns.toml"),
             format!(
-                "[ppp]\nusers_file = \"{}\"\nlocal_ipv4 = \"203.0.113.1\"\n[[pool]]\nname = \"default\"\nranges = [\"198.51.100.0/24\"]\n",
+                "[ppp]\nusers_file = \"{}\"\nlocal_ipv4 = \"203.0.113.1\"\n{ppp_extra}\n[[pool]]\nname = \"default\"\nranges = [\"198.51.100.0/24\"]\n",
                 dir.join("users.toml").display()
             ),
         )?;

@@ -40,6 +40,8 @@
 //! restart_interval = "3s"       # RFC 1661 §4.6
 //! default_pool = "default"
 //! accept_proxy = false          # adopt the LAC's proxy LCP/authentication
+//! session_timeout = "0"        # end sessions this long after IPCP up (0: never)
+//! idle_timeout = "0"           # end sessions without fast-path traffic this long
 //!
 //! [[pool]]
 //! name = "default"
@@ -221,6 +223,12 @@ pub struct PppFile {
     pub restart_interval: Option<Duration>,
     pub default_pool: Option<String>,
     pub accept_proxy: Option<bool>,
+    /// End a session this long after its IPCP came up (0 or absent: never).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub session_timeout: Option<Duration>,
+    /// End a session whose fast-path traffic stopped for this long.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub idle_timeout: Option<Duration>,
 }
 
 /// PPP at the LNS: the per-session template and where credentials and
@@ -231,6 +239,8 @@ pub struct PppSettings {
     pub users_file: Option<PathBuf>,
     pub default_pool: Option<String>,
     pub pools: Vec<PoolEntry>,
+    pub session_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
 }
 
 fn auth_method(name: &str) -> Result<AuthMethod, ConfigError> {
@@ -290,7 +300,15 @@ impl PppSettings {
                 )));
             }
         }
-        Ok(PppSettings { session, users_file: users_flag.or(f.users_file), default_pool, pools })
+        let nonzero = |d: Option<Duration>| d.filter(|d| !d.is_zero());
+        Ok(PppSettings {
+            session,
+            users_file: users_flag.or(f.users_file),
+            default_pool,
+            pools,
+            session_timeout: nonzero(f.session_timeout),
+            idle_timeout: nonzero(f.idle_timeout),
+        })
     }
 }
 

@@ -137,6 +137,13 @@ impl SessionTable {
         Ok(())
     }
 
+    /// Packets the fast path carried for `slot`, both directions, all
+    /// workers (0 without a data plane).
+    pub fn packets(&self, slot: u32) -> u64 {
+        let Some(maps) = &self.maps else { return 0 };
+        maps.session_stats(slot).map(|s| s.up_packets.wrapping_add(s.down_packets)).unwrap_or(0)
+    }
+
     pub fn read(&self, slot: u32) -> Option<Session> {
         self.maps.as_ref().and_then(|m| m.read_session(slot).ok())
     }

@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use lns_bpf::abi;
@@ -168,6 +168,13 @@ struct SessionRecord {
     username: Option<String>,
     /// Address given to the subscriber (from a pool or the user's fixed one).
     ipv4: Option<Ipv4Addr>,
+    /// When IPCP came up (Session-Timeout counts from here).
+    network_up: Option<Instant>,
+    /// Fast-path packets seen at the last look, and when they last changed.
+    traffic: u64,
+    last_activity: Instant,
+    /// A timeout already asked PPP to terminate.
+    ending: bool,
 }
 
 #[derive(Default)]
@@ -256,6 +263,10 @@ struct Lns {
     draining: bool,
     shutdown_grace: std::time::Duration,
     ppp_config: SessionConfig,
+    session_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    /// Next look at session and idle timeouts.
+    next_timeout_check: Instant,
     users: LocalUsers,
     pools: Pools,
     default_pool: Option<String>,
@@ -284,6 +295,9 @@ impl Lns {
             draining: false,
             shutdown_grace: cfg.shutdown_grace,
             ppp_config: cfg.ppp.session,
+            session_timeout: cfg.ppp.session_timeout,
+            idle_timeout: cfg.ppp.idle_timeout,
+            next_timeout_check: Instant::now(),
             users,
             pools,
             default_pool: cfg.ppp.default_pool,
@@ -526,6 +540,10 @@ impl Lns {
                         ppp,
                         username: None,
                         ipv4: None,
+                        network_up: None,
+                        traffic: 0,
+                        last_activity: now,
+                        ending: false,
                     },
                 );
                 if let Some(s) = self.sessions.get_mut(&(tid, sid)) {
@@ -577,13 +595,69 @@ impl Lns {
         true
     }
 
-    /// The earliest PPP timer of any session.
+    /// The earliest PPP timer of any session, or the next timeout check.
     fn ppp_timeout(&self) -> Option<Instant> {
-        self.sessions.values().filter_map(|s| s.ppp.poll_timeout()).min()
+        let check =
+            (self.session_timeout.is_some() || self.idle_timeout.is_some()) && !self.sessions.is_empty();
+        self.sessions
+            .values()
+            .filter_map(|s| s.ppp.poll_timeout())
+            .chain(check.then_some(self.next_timeout_check))
+            .min()
+    }
+
+    /// Session-Timeout and idle timeout, once a second: such a session ends
+    /// the way an operator's kill does, LCP Terminate then CDN, with the
+    /// reason in the RFC 3145 cause. Activity is the fast path's
+    /// per-session packet count (read from the mmapped counters).
+    fn check_timeouts(&mut self, now: Instant) {
+        if now < self.next_timeout_check {
+            return;
+        }
+        self.next_timeout_check = now + Duration::from_secs(1);
+        let mut ending = Vec::new();
+        for (key, s) in self.sessions.iter_mut() {
+            let Some(up) = s.network_up else { continue };
+            if s.ending {
+                continue;
+            }
+            if let Some(slot) = s.slot {
+                let packets = self.table.packets(slot);
+                if packets != s.traffic {
+                    s.traffic = packets;
+                    s.last_activity = now;
+                }
+            }
+            let why = if self.session_timeout.is_some_and(|t| now.duration_since(up) >= t) {
+                Some("session timeout")
+            } else if self.idle_timeout.is_some_and(|t| now.duration_since(s.last_activity) >= t) {
+                Some("idle timeout")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                s.ending = true;
+                s.span.in_scope(|| info!(why, "ending the session"));
+                s.ppp.close(
+                    now,
+                    Some(ppp::DisconnectCause {
+                        code: ppp::DisconnectCode::ADMINISTRATIVE,
+                        protocol: ppp::Protocol(0),
+                        direction: ppp::session::Direction::Local,
+                        message: why.to_string(),
+                    }),
+                );
+                ending.push(*key);
+            }
+        }
+        for (tid, sid) in ending {
+            self.drive_ppp(now, tid, sid);
+        }
     }
 
     fn on_timer(&mut self, now: Instant) {
         self.endpoint.handle_timeout(now);
+        self.check_timeouts(now);
         let due: Vec<(TunnelId, SessionId)> = self
             .sessions
             .iter()
@@ -686,6 +760,10 @@ impl Lns {
                         }
                         return;
                     }
+                }
+                if let Some(s) = self.sessions.get_mut(&(tid, sid)) {
+                    s.network_up.get_or_insert(now);
+                    s.last_activity = now;
                 }
                 info!(ipv4 = %peer, mtu = entry.mtu, "IPCP opened: forwarding");
             }
