@@ -64,8 +64,60 @@ pub struct PoolEntry {
     pub ranges: Vec<String>,
 }
 
-/// The embedded credential backend. Checks are synchronous; a RADIUS
-/// backend will answer later through the loop instead.
+/// What an authentication backend says about a subscriber.
+#[derive(Debug, Clone)]
+pub struct Authorization {
+    pub decision: AuthDecision,
+    /// A fixed address for the subscriber (RADIUS Framed-IP-Address).
+    pub ipv4: Option<Ipv4Addr>,
+    /// The pool to draw the address from (RADIUS Framed-Pool).
+    pub pool: Option<String>,
+    /// Overrides of the configured timeouts (RADIUS Session-Timeout,
+    /// Idle-Timeout).
+    pub session_timeout: Option<std::time::Duration>,
+    pub idle_timeout: Option<std::time::Duration>,
+}
+
+impl Authorization {
+    pub fn reject(message: &str) -> Authorization {
+        Authorization {
+            decision: AuthDecision::reject(message),
+            ipv4: None,
+            pool: None,
+            session_timeout: None,
+            idle_timeout: None,
+        }
+    }
+}
+
+/// A credential backend. The loop never waits for it: each request runs as
+/// a task, and the answer comes back to the loop when it is ready, so a
+/// backend that asks a server (RADIUS) stalls no other session.
+pub trait AuthBackend: Send + Sync + 'static {
+    fn authenticate(
+        &self,
+        request: AuthRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Authorization> + Send + 'static>>;
+}
+
+impl AuthBackend for LocalUsers {
+    fn authenticate(
+        &self,
+        request: AuthRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Authorization> + Send + 'static>> {
+        let (decision, user) = self.check(&request);
+        let a = Authorization {
+            decision,
+            ipv4: user.and_then(|u| u.ipv4),
+            pool: user.and_then(|u| u.pool.clone()),
+            session_timeout: None,
+            idle_timeout: None,
+        };
+        Box::pin(std::future::ready(a))
+    }
+}
+
+/// The embedded credential backend: a TOML file of users.
 #[derive(Debug, Default)]
 pub struct LocalUsers {
     users: HashMap<Vec<u8>, User>,
@@ -224,6 +276,30 @@ mod tests {
             },
         ])
         .expect("pools")
+    }
+
+    #[tokio::test]
+    async fn local_users_answer_through_the_backend_trait() {
+        let users = LocalUsers::parse(
+            "[[user]]\nname = \"bob\"\npassword = \"builder\"\nipv4 = \"198.51.100.200\"\npool = \"b\"\n",
+        )
+        .expect("users");
+        let backend: std::sync::Arc<dyn AuthBackend> = std::sync::Arc::new(users);
+        let pap = |user: &str, pw: &str| AuthRequest {
+            method: crate::ppp::auth::AuthMethod::Pap,
+            username: user.as_bytes().to_vec(),
+            material: crate::ppp::auth::AuthMaterial::Pap { password: pw.as_bytes().to_vec() },
+            proxied: false,
+        };
+        let ok = backend.authenticate(pap("bob", "builder")).await;
+        assert!(ok.decision.accept);
+        assert_eq!(ok.ipv4, Some(Ipv4Addr::new(198, 51, 100, 200)));
+        assert_eq!(ok.pool.as_deref(), Some("b"));
+        for (u, p) in [("bob", "guess"), ("eve", "builder")] {
+            let no = backend.authenticate(pap(u, p)).await;
+            assert!(!no.decision.accept);
+            assert_eq!((no.ipv4, no.pool), (None, None), "nothing about a user leaks on reject");
+        }
     }
 
     #[test]

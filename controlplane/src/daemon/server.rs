@@ -30,7 +30,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, info, info_span, warn, Span};
 
-use super::aaa::{LocalUsers, Pools};
+use super::aaa::{AuthBackend, Authorization, LocalUsers, Pools};
 use super::config::Config;
 use super::control::{Command, ControlSocket};
 use super::fastpath::SessionTable;
@@ -44,7 +44,8 @@ use crate::l2tp::{
     TunnelId, TunnelState,
 };
 use crate::ppp::{
-    self, AuthDecision, DisconnectCode, NetworkConfig, ProxyAuth, ProxyLcp, SessionConfig, SessionEvent,
+    self, AuthDecision, AuthRequest, DisconnectCode, NetworkConfig, ProxyAuth, ProxyLcp, SessionConfig,
+    SessionEvent,
 };
 
 /// RFC 1661 §6.1: the MRU until LCP negotiates another.
@@ -101,6 +102,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             r = socket.recv(&mut buf) => Wake::Datagram(r),
             () = sleep => Wake::Timer,
             Some(c) = commands.recv() => Wake::Command(c),
+            Some(a) = lns.auth_rx.recv() => Wake::Auth(a),
             _ = sigterm.recv(), if drain_until.is_none() => Wake::Stop("SIGTERM"),
             _ = sigint.recv(), if drain_until.is_none() => Wake::Stop("SIGINT"),
         };
@@ -113,6 +115,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             }
             Wake::Datagram(Err(e)) => warn!(error = %e, "UDP receive"),
             Wake::Timer => lns.on_timer(now),
+            Wake::Auth(a) => lns.on_auth_answer(now, a),
             Wake::Command((req, reply)) => {
                 let answer = lns.on_request(now, req);
                 let _ = reply.send(answer);
@@ -141,7 +144,18 @@ enum Wake {
     Datagram(std::io::Result<Received>),
     Timer,
     Command(Command),
+    Auth(AuthAnswer),
     Stop(&'static str),
+}
+
+/// A backend's answer, back in the loop.
+struct AuthAnswer {
+    tunnel: TunnelId,
+    session: SessionId,
+    /// Which request of the session it answers (a renegotiation asks again).
+    seq: u64,
+    request: AuthRequest,
+    authorization: Authorization,
 }
 
 /// A tunnel as the loop knows it: where it is and its log span.
@@ -175,6 +189,12 @@ struct SessionRecord {
     last_activity: Instant,
     /// A timeout already asked PPP to terminate.
     ending: bool,
+    /// Authentication requests sent to the backend; an answer for an older
+    /// one is stale.
+    auth_seq: u64,
+    /// Per-subscriber timeouts from the backend, over the configured ones.
+    session_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -267,7 +287,9 @@ struct Lns {
     idle_timeout: Option<Duration>,
     /// Next look at session and idle timeouts.
     next_timeout_check: Instant,
-    users: LocalUsers,
+    auth: Arc<dyn AuthBackend>,
+    auth_tx: mpsc::UnboundedSender<AuthAnswer>,
+    auth_rx: mpsc::UnboundedReceiver<AuthAnswer>,
     pools: Pools,
     default_pool: Option<String>,
 }
@@ -281,6 +303,7 @@ impl Lns {
         users: LocalUsers,
         pools: Pools,
     ) -> Lns {
+        let (auth_tx, auth_rx) = mpsc::unbounded_channel();
         Lns {
             endpoint: Endpoint::new(cfg.endpoint),
             socket,
@@ -298,7 +321,9 @@ impl Lns {
             session_timeout: cfg.ppp.session_timeout,
             idle_timeout: cfg.ppp.idle_timeout,
             next_timeout_check: Instant::now(),
-            users,
+            auth: Arc::new(users),
+            auth_tx,
+            auth_rx,
             pools,
             default_pool: cfg.ppp.default_pool,
         }
@@ -544,6 +569,9 @@ impl Lns {
                         traffic: 0,
                         last_activity: now,
                         ending: false,
+                        auth_seq: 0,
+                        session_timeout: None,
+                        idle_timeout: None,
                     },
                 );
                 if let Some(s) = self.sessions.get_mut(&(tid, sid)) {
@@ -606,6 +634,46 @@ impl Lns {
             .min()
     }
 
+    /// A backend's answer: an address for an accepted subscriber (its
+    /// fixed one, or from its pool), then the result to PPP.
+    fn on_auth_answer(&mut self, now: Instant, a: AuthAnswer) {
+        let (tid, sid) = (a.tunnel, a.session);
+        let Some(s) = self.sessions.get_mut(&(tid, sid)) else { return };
+        if s.auth_seq != a.seq {
+            return;
+        }
+        let _in_session = s.span.clone().entered();
+        let user = String::from_utf8_lossy(&a.request.username).into_owned();
+        let Authorization { mut decision, ipv4: fixed, pool, session_timeout, idle_timeout } =
+            a.authorization;
+        let pool = pool.or_else(|| self.default_pool.clone());
+        if decision.accept && s.ipv4.is_none() {
+            let address = match fixed {
+                Some(a) => self.pools.reserve(a).then_some(a),
+                None => pool.as_deref().and_then(|p| self.pools.allocate(p)),
+            };
+            match address {
+                Some(a) => {
+                    s.ipv4 = Some(a);
+                    s.ppp.set_peer_ipv4(a);
+                }
+                None => {
+                    warn!(user, "no IPv4 address for the user");
+                    decision = AuthDecision::reject("No address available");
+                }
+            }
+        }
+        info!(user, method = ?a.request.method, proxied = a.request.proxied, accept = decision.accept, "authentication");
+        if decision.accept {
+            s.username = Some(user);
+            s.session_timeout = session_timeout;
+            s.idle_timeout = idle_timeout;
+        }
+        s.ppp.auth_result(now, decision);
+        drop(_in_session);
+        self.drive_ppp(now, tid, sid);
+    }
+
     /// Session-Timeout and idle timeout, once a second: such a session ends
     /// the way an operator's kill does, LCP Terminate then CDN, with the
     /// reason in the RFC 3145 cause. Activity is the fast path's
@@ -628,9 +696,11 @@ impl Lns {
                     s.last_activity = now;
                 }
             }
-            let why = if self.session_timeout.is_some_and(|t| now.duration_since(up) >= t) {
+            let (session_timeout, idle_timeout) =
+                (s.session_timeout.or(self.session_timeout), s.idle_timeout.or(self.idle_timeout));
+            let why = if session_timeout.is_some_and(|t| now.duration_since(up) >= t) {
                 Some("session timeout")
-            } else if self.idle_timeout.is_some_and(|t| now.duration_since(s.last_activity) >= t) {
+            } else if idle_timeout.is_some_and(|t| now.duration_since(s.last_activity) >= t) {
                 Some("idle timeout")
             } else {
                 None
@@ -713,31 +783,15 @@ impl Lns {
                 debug!(mru = peer.mru, acfc = peer.acfc, pfc = peer.pfc, "LCP opened");
             }
             SessionEvent::AuthRequest(req) => {
-                let user = String::from_utf8_lossy(&req.username).into_owned();
-                let (mut decision, account) = self.users.check(&req);
-                let fixed = account.and_then(|a| a.ipv4);
-                let pool = account.and_then(|a| a.pool.clone()).or_else(|| self.default_pool.clone());
-                if decision.accept && s.ipv4.is_none() {
-                    let address = match fixed {
-                        Some(a) => self.pools.reserve(a).then_some(a),
-                        None => pool.as_deref().and_then(|p| self.pools.allocate(p)),
-                    };
-                    match address {
-                        Some(a) => {
-                            s.ipv4 = Some(a);
-                            s.ppp.set_peer_ipv4(a);
-                        }
-                        None => {
-                            warn!(user, "no IPv4 address for the user");
-                            decision = AuthDecision::reject("No address available");
-                        }
-                    }
-                }
-                info!(user, method = ?req.method, proxied = req.proxied, accept = decision.accept, "authentication");
-                if decision.accept {
-                    s.username = Some(user);
-                }
-                s.ppp.auth_result(now, decision);
+                // The backend answers in its own time (see on_auth_answer).
+                s.auth_seq += 1;
+                let (seq, tx) = (s.auth_seq, self.auth_tx.clone());
+                let answer = self.auth.authenticate(req.clone());
+                tokio::spawn(async move {
+                    let authorization = answer.await;
+                    let _ =
+                        tx.send(AuthAnswer { tunnel: tid, session: sid, seq, request: req, authorization });
+                });
             }
             SessionEvent::Authenticated { method, .. } => debug!(?method, "authenticated"),
             SessionEvent::NetworkUp(NetworkConfig::Ipv4 { peer, .. }) => {
