@@ -195,6 +195,8 @@ struct SessionRecord {
     /// Per-subscriber timeouts from the backend, over the configured ones.
     session_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
+    /// This session's entry in `ppp_timers`.
+    timer: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -287,6 +289,9 @@ struct Lns {
     idle_timeout: Option<Duration>,
     /// Next look at session and idle timeouts.
     next_timeout_check: Instant,
+    /// Every session's next PPP deadline, earliest first, so that neither
+    /// the wait nor the timer scans all sessions.
+    ppp_timers: std::collections::BTreeSet<(Instant, u16, u16)>,
     auth: Arc<dyn AuthBackend>,
     auth_tx: mpsc::UnboundedSender<AuthAnswer>,
     auth_rx: mpsc::UnboundedReceiver<AuthAnswer>,
@@ -321,6 +326,7 @@ impl Lns {
             session_timeout: cfg.ppp.session_timeout,
             idle_timeout: cfg.ppp.idle_timeout,
             next_timeout_check: Instant::now(),
+            ppp_timers: std::collections::BTreeSet::new(),
             auth: Arc::new(users),
             auth_tx,
             auth_rx,
@@ -572,6 +578,7 @@ impl Lns {
                         auth_seq: 0,
                         session_timeout: None,
                         idle_timeout: None,
+                        timer: None,
                     },
                 );
                 if let Some(s) = self.sessions.get_mut(&(tid, sid)) {
@@ -608,6 +615,9 @@ impl Lns {
             }
         }
         let Some(rec) = self.sessions.remove(&(tid, sid)) else { return false };
+        if let Some(t) = rec.timer {
+            self.ppp_timers.remove(&(t, tid.0, sid.0));
+        }
         self.counters.sessions_down_total += 1;
         let _in_session = rec.span.enter();
         if let Some(slot) = rec.slot {
@@ -627,9 +637,10 @@ impl Lns {
     fn ppp_timeout(&self) -> Option<Instant> {
         let check =
             (self.session_timeout.is_some() || self.idle_timeout.is_some()) && !self.sessions.is_empty();
-        self.sessions
-            .values()
-            .filter_map(|s| s.ppp.poll_timeout())
+        self.ppp_timers
+            .first()
+            .map(|(t, _, _)| *t)
+            .into_iter()
             .chain(check.then_some(self.next_timeout_check))
             .min()
     }
@@ -729,14 +740,19 @@ impl Lns {
         self.endpoint.handle_timeout(now);
         self.check_timeouts(now);
         let due: Vec<(TunnelId, SessionId)> = self
-            .sessions
+            .ppp_timers
             .iter()
-            .filter(|(_, s)| s.ppp.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(k, _)| *k)
+            .take_while(|(t, _, _)| *t <= now)
+            .map(|(_, t, s)| (TunnelId(*t), SessionId(*s)))
             .collect();
         for (tid, sid) in due {
-            if let Some(s) = self.sessions.get_mut(&(tid, sid)) {
-                s.ppp.handle_timeout(now);
+            match self.sessions.get_mut(&(tid, sid)) {
+                Some(s) => s.ppp.handle_timeout(now),
+                None => {
+                    // Gone without session_down: forget its deadline.
+                    self.ppp_timers.retain(|(_, t, s)| (*t, *s) != (tid.0, sid.0));
+                    continue;
+                }
             }
             self.drive_ppp(now, tid, sid);
         }
@@ -750,6 +766,16 @@ impl Lns {
             let frames: Vec<Vec<u8>> = std::iter::from_fn(|| s.ppp.poll_transmit()).collect();
             let events: Vec<SessionEvent> = std::iter::from_fn(|| s.ppp.poll_event()).collect();
             if frames.is_empty() && events.is_empty() {
+                let next = s.ppp.poll_timeout();
+                if next != s.timer {
+                    if let Some(old) = s.timer {
+                        self.ppp_timers.remove(&(old, tid.0, sid.0));
+                    }
+                    if let Some(new) = next {
+                        self.ppp_timers.insert((new, tid.0, sid.0));
+                    }
+                    s.timer = next;
+                }
                 return;
             }
             for f in frames {

@@ -325,7 +325,15 @@ impl Tunnel {
         let (ns, nr) = (m.ns, m.nr);
         let item = (!m.is_zlb()).then_some(m);
         for m in self.reliable.on_receive(now, ns, nr, item) {
+            let next_ns = self.reliable.next_ns();
             self.process(now, m);
+            // A message we answer carries the ack; one we do not answer
+            // (ICCN, SCCCN, CDN, HELLO...) is acked now: a peer whose window
+            // is small (slow start, Appendix A) would otherwise wait out the
+            // delayed ack before it may send again.
+            if self.reliable.next_ns() == next_ns {
+                self.reliable.ack_now(now);
+            }
         }
         self.check_closed();
         Ok(())
