@@ -722,3 +722,38 @@ fn data_messages_are_routed_not_consumed() {
     let other: SocketAddr = "203.0.113.5:1701".parse().expect("addr");
     assert!(matches!(sim.lns.handle_datagram(sim.now, other, &data), DatagramEvent::Dropped(_)));
 }
+
+#[test]
+fn a_call_never_connected_is_disconnected_after_the_timeout() {
+    let mut sim = Sim::clean(77);
+    let (_, lns_t, _, _) = up(&mut sim);
+    // An ICRQ that no ICCN ever follows (a LAC that forgets, or an attack
+    // on session slots).
+    let icrq = Message::new(
+        MessageType::Icrq,
+        [AvpValue::AssignedSessionId(SessionId(4242)), AvpValue::CallSerialNumber(99)],
+    )
+    .avps;
+    inject(&mut sim, lns_t, SessionId(0), icrq);
+    sim.run_for(Duration::from_millis(200));
+    let icrps = sim.sent(Side::Lns, Some(MessageType::Icrp)).len();
+    assert!(icrps >= 2, "answered with ICRP");
+    let called = sim.has(
+        Side::Lns,
+        |e| matches!(e, Event::IncomingCall { peer_session_id, .. } if *peer_session_id == SessionId(4242)),
+    );
+    assert!(called);
+    sim.run_for(Duration::from_secs(58));
+    assert!(
+        !sim.has(Side::Lns, |e| matches!(e, Event::SessionDown { cause, .. }
+        if cause.result.as_ref().map(|r| r.result) == Some(avp::cdn::TIMEOUT))),
+        "not before the timeout"
+    );
+    sim.run_for(Duration::from_secs(3));
+    assert!(
+        sim.has(Side::Lns, |e| matches!(e, Event::SessionDown { cause, .. }
+        if cause.result.as_ref().map(|r| r.result) == Some(avp::cdn::TIMEOUT))),
+        "CDN after the connect timeout"
+    );
+    assert!(!sim.has(Side::Lns, |e| matches!(e, Event::TunnelDown { .. })), "the tunnel stays");
+}

@@ -52,6 +52,10 @@ pub struct TunnelConfig {
     /// After a peer's StopCCN, keep state this long to re-acknowledge its
     /// retransmissions (§5.7: one full retransmission cycle).
     pub close_linger: Duration,
+    /// LNS: a call answered with ICRP whose ICCN has not come this long
+    /// after is disconnected (CDN, timeout), so a LAC that never connects
+    /// its calls cannot hold session slots.
+    pub call_connect_timeout: Duration,
 }
 
 impl Default for TunnelConfig {
@@ -71,6 +75,7 @@ impl Default for TunnelConfig {
             hide_avps: true,
             session_id_hold_down: Duration::from_secs(60),
             close_linger: Duration::from_secs(31),
+            call_connect_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -189,6 +194,8 @@ pub struct Tunnel {
     session_ids: IdAllocator,
     next_call_serial: u32,
     events: VecDeque<Event>,
+    /// LNS calls waiting for their ICCN, and until when.
+    awaiting_iccn: HashMap<SessionId, Instant>,
     hello_deadline: Option<Instant>,
     linger_until: Option<Instant>,
     down_reported: bool,
@@ -213,6 +220,7 @@ impl Tunnel {
             session_ids,
             next_call_serial: 1,
             events: VecDeque::new(),
+            awaiting_iccn: HashMap::new(),
             hello_deadline: None,
             linger_until: None,
             down_reported: false,
@@ -363,6 +371,12 @@ impl Tunnel {
                 return;
             }
         }
+        let expired: Vec<SessionId> =
+            self.awaiting_iccn.iter().filter(|(_, d)| **d <= now).map(|(id, _)| *id).collect();
+        for id in expired {
+            let rc = ResultCode::with_error(avp::cdn::TIMEOUT, avp::error_code::NO_ERROR, "no ICCN");
+            let _ = self.close_session(now, id, rc, None);
+        }
         if let Some(h) = self.hello_deadline {
             if h <= now && self.state == TunnelState::Established {
                 // A HELLO is only useful when nothing is outstanding: an
@@ -379,7 +393,15 @@ impl Tunnel {
         if self.state == TunnelState::Closed {
             return None;
         }
-        [self.reliable.poll_timeout(), self.hello_deadline, self.linger_until].into_iter().flatten().min()
+        [
+            self.reliable.poll_timeout(),
+            self.hello_deadline,
+            self.linger_until,
+            self.awaiting_iccn.values().min().copied(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
@@ -411,6 +433,7 @@ impl Tunnel {
 
     fn remove_session(&mut self, now: Instant, id: SessionId) -> Option<Session> {
         let s = self.sessions.remove(&id)?;
+        self.awaiting_iccn.remove(&id);
         if self.by_peer_session.get(&s.peer_id) == Some(&id) {
             self.by_peer_session.remove(&s.peer_id);
         }
@@ -706,6 +729,7 @@ impl Tunnel {
             info,
         });
         self.events.push_back(Event::IncomingCall { session_id: local, peer_session_id: peer_sid });
+        self.awaiting_iccn.insert(local, now + self.cfg.call_connect_timeout);
         self.send_msg(peer_sid, MessageType::Icrp, vec![AvpValue::AssignedSessionId(local)]);
     }
 
@@ -761,6 +785,7 @@ impl Tunnel {
         }
         s.info.absorb(m);
         s.state = SessionState::Established;
+        self.awaiting_iccn.remove(&m.session_id);
         self.events.push_back(Event::SessionUp {
             session_id: s.local_id,
             peer_session_id: s.peer_id,
