@@ -25,7 +25,7 @@
 
 /* Bumped on any incompatible change; stored in the config map so a process
  * can refuse maps pinned by a build with another layout. */
-#define LNS_ABI_VERSION 3
+#define LNS_ABI_VERSION 4
 
 /* Map sizes. The session table's size is set by the loader at load time;
  * this is the default. */
@@ -203,6 +203,13 @@ struct lns_session_stats {
 };
 
 #define LNS_DEFAULT_MAX_WORKERS 4
+
+/* ---- lns_session_ns: ARRAY (mmapable), key session index -> __u64 ------
+ * The next Ns of the session's data messages toward the LAC when it asked
+ * for sequencing (RFC 2661 §5.4). The control plane (PPP frames) and every
+ * worker (IP) take numbers from the same counter with an atomic add on the
+ * shared mapping, so the LAC sees one sequence; the low 16 bits are Ns. The
+ * control plane sets it to 0 when it installs a session. */
 
 /* ---- lns_counters: PERCPU_ARRAY, key enum lns_counter -> __u64 ---------
  * One counter per verdict reason; every frame the program sees increments

@@ -11,7 +11,7 @@ use crate::abi::{Config, Counter, Iface, LpmV4, LpmV6, Session, SessionKey, Sess
 use crate::Error;
 
 /// Every map the program defines, by the name it is pinned under.
-pub const MAP_NAMES: [&str; 13] = [
+pub const MAP_NAMES: [&str; 14] = [
     "lns_config",
     "lns_ifaces",
     "lns_xsks",
@@ -25,6 +25,7 @@ pub const MAP_NAMES: [&str; 13] = [
     "lns_neigh_miss",
     "lns_session_stats",
     "lns_nh_cache",
+    "lns_session_ns",
 ];
 
 /// Descriptors of every map of one instance.
@@ -43,6 +44,7 @@ pub struct Maps {
     pub(crate) neigh_miss: MapHandle,
     pub(crate) session_stats: MapHandle,
     pub(crate) nh_cache: MapHandle,
+    pub(crate) session_ns: MapHandle,
 }
 
 /// Per-reason totals over all CPUs, as read at one moment.
@@ -158,6 +160,10 @@ impl Maps {
             }
         }
         self.write_session(index, s)?;
+        // A new session's data messages are numbered from 0 (RFC 2661 §5.4).
+        self.session_ns
+            .update(&index.to_ne_bytes(), &0u64.to_ne_bytes(), MapFlags::ANY)
+            .map_err(ctx("writing lns_session_ns"))?;
         let key = s.key();
         let idx = index.to_ne_bytes();
         self.session_ids
@@ -357,6 +363,12 @@ impl Maps {
     /// entries `w * max_sessions ..` of it.
     pub fn mmap_session_stats(&self) -> Result<crate::MmapArray<SessionStats>, Error> {
         crate::MmapArray::map(&self.session_stats)
+    }
+
+    /// The per-session Ns counters (`lns_session_ns`) mapped into this
+    /// process; take numbers with [`crate::MmapArray::fetch_add`].
+    pub fn mmap_session_ns(&self) -> Result<crate::MmapArray<u64>, Error> {
+        crate::MmapArray::map(&self.session_ns)
     }
 
     /// Rows of `lns_session_stats`: the most workers that can keep counters.

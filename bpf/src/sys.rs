@@ -157,9 +157,13 @@ impl Steering {
             .map_err(|e| Error::bpf("opening the XDP object", e))?;
 
         let maps = &mut open.maps;
-        for map in
-            [&mut maps.lns_sessions, &mut maps.lns_session_ids, &mut maps.lns_sub_v4, &mut maps.lns_sub_v6]
-        {
+        for map in [
+            &mut maps.lns_sessions,
+            &mut maps.lns_session_ids,
+            &mut maps.lns_sub_v4,
+            &mut maps.lns_sub_v6,
+            &mut maps.lns_session_ns,
+        ] {
             map.set_max_entries(opts.max_sessions).map_err(|e| Error::bpf("sizing the session maps", e))?;
         }
         // A subscriber holds a SLAAC prefix and a delegated prefix, and some
@@ -196,6 +200,7 @@ impl Steering {
                 (&mut maps.lns_neigh_miss, "lns_neigh_miss"),
                 (&mut maps.lns_session_stats, "lns_session_stats"),
                 (&mut maps.lns_nh_cache, "lns_nh_cache"),
+                (&mut maps.lns_session_ns, "lns_session_ns"),
             ] {
                 debug_assert!(MAP_NAMES.contains(&name));
                 map.set_pin_path(dir.join(name)).map_err(|e| Error::bpf("setting a pin path", e))?;
@@ -221,6 +226,7 @@ impl Steering {
             neigh_miss: handle(&m.lns_neigh_miss)?,
             session_stats: handle(&m.lns_session_stats)?,
             nh_cache: handle(&m.lns_nh_cache)?,
+            session_ns: handle(&m.lns_session_ns)?,
         };
         let config = Config {
             abi_version: abi::ABI_VERSION,
@@ -443,6 +449,7 @@ pub fn open_pinned(dir: &Path) -> Result<Maps, Error> {
         neigh_miss: open("lns_neigh_miss")?,
         session_stats: open("lns_session_stats")?,
         nh_cache: open("lns_nh_cache")?,
+        session_ns: open("lns_session_ns")?,
     };
     let config = maps.read_config()?;
     if config.abi_version != abi::ABI_VERSION {
@@ -552,6 +559,22 @@ impl<T: bytemuck::Pod> MmapArray<T> {
         // SAFETY: as in get; the mapping is writable (PROT_WRITE).
         unsafe { std::ptr::write_volatile(self.ptr.as_ptr().add(i), v) };
         true
+    }
+}
+
+impl MmapArray<u64> {
+    /// Atomically adds 1 to entry `i` and returns the value before: other
+    /// processes mapping the same array take numbers from the same counter.
+    #[inline]
+    pub fn fetch_add(&self, i: usize) -> Option<u64> {
+        if i >= self.len {
+            return None;
+        }
+        // SAFETY: i < len so the entry is inside the live mapping; it is an
+        // 8-byte aligned u64 (the mapping is page aligned, values 8 bytes
+        // apart), and every writer of this array uses atomic operations.
+        let a = unsafe { &*(self.ptr.as_ptr().add(i) as *const std::sync::atomic::AtomicU64) };
+        Some(a.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
     }
 }
 

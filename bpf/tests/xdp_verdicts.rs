@@ -566,6 +566,15 @@ fn pinned_maps_are_shared_with_a_second_process_view() {
     s.state = SessionState::Control as u32;
     other.update_session(9, &s).unwrap();
     lab.expect(lab.access, &frame, XdpAction::Pass, Counter::PassSessionNotForwarding);
+    // One Ns counter per session for every process: two mappings (the
+    // control plane's and a worker's) take numbers from the same sequence,
+    // and installing a session starts it again at 0.
+    let (a, b) = (other.mmap_session_ns().unwrap(), lab.steering.maps().mmap_session_ns().unwrap());
+    assert_eq!((a.fetch_add(9), b.fetch_add(9), a.fetch_add(9)), (Some(0), Some(1), Some(2)));
+    assert_eq!(a.fetch_add(512), None, "out of range");
+    other.remove_session(9).unwrap();
+    other.install_session(9, &Lab::session(SessionState::Control)).unwrap();
+    assert_eq!(b.fetch_add(9), Some(0));
     other.remove_session(9).unwrap();
     assert_eq!(other.address_entries(), 0);
     // Out-of-range slots are an error, not a crash.

@@ -154,3 +154,48 @@ fn subscribers_get_addresses_and_the_fast_path() {
     let log = lns.log();
     assert!(log.contains("IPCP opened: forwarding") && log.contains("user=\"alice\""), "{log}");
 }
+
+#[test]
+fn ppp_frames_of_a_sequencing_session_carry_ns() {
+    let lab = Lab::new(1).expect("lab");
+    let pins = PinDir::new().expect("pin dir");
+    let _steering = Steering::load(&LoadOptions {
+        pin_dir: Some(pins.path().into()),
+        max_sessions: 64,
+        ..Default::default()
+    })
+    .expect("load the steering program");
+    let dir = tempfile::tempdir().expect("tmp");
+    let users = dir.path().join("users.toml");
+    std::fs::write(&users, "[[user]]\nname = \"alice\"\npassword = \"wonderland\"\n").expect("users");
+    let conf = dir.path().join("lns.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[ppp]\nusers_file = \"{}\"\nlocal_ipv4 = \"203.0.113.1\"\n[[pool]]\nname = \"default\"\nranges = [\"198.51.100.8/30\"]\n",
+            users.display()
+        ),
+    )
+    .expect("config");
+    let _lns = Lns::start(
+        &lab.lns,
+        &[
+            "--config",
+            conf.to_str().expect("utf-8"),
+            "--bpf-pin-dir",
+            pins.path().to_str().expect("utf-8"),
+            "--peer",
+            "192.0.2.2",
+        ],
+    );
+    let mut lac = Lac::new(&lab.lac, "192.0.2.2:0", None, "lac1");
+    let (t, _) = lac.connect();
+    let (a, _) = lac.call(t, SessionInfo { sequencing_required: true, ..Default::default() });
+    lac.start_ppp(t, a, "alice", "wonderland");
+    ipcp_up(&mut lac, (t, a));
+    // LCP, CHAP and IPCP from the LNS, numbered 0, 1, 2... (§5.4).
+    let ns: Vec<Option<u16>> = lac.data_ns.iter().filter(|(k, _)| *k == (t, a)).map(|(_, n)| *n).collect();
+    assert!(ns.len() >= 4, "{ns:?}");
+    let want: Vec<Option<u16>> = (0..ns.len() as u16).map(Some).collect();
+    assert_eq!(ns, want);
+}

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -128,7 +128,7 @@ pub fn start(o: Options) -> Result<Running> {
         stats: maps.mmap_session_stats()?,
         max_sessions: maps.max_sessions() as usize,
         stats_rows: maps.stats_rows() as usize,
-        ns: (0..maps.max_sessions()).map(|_| AtomicU16::new(0)).collect(),
+        ns: maps.mmap_session_ns()?,
         stop: AtomicBool::new(false),
     });
     let stop = Arc::new(Stop { stop: AtomicBool::new(false) });

@@ -2,7 +2,7 @@
 //! each frame in place, send, recycle. No syscall per packet: the only ones
 //! are the transmit kick once per batch and a poll when idle.
 
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -31,8 +31,10 @@ pub struct Shared {
     /// Rows of `stats`: workers with an id at or above it keep no
     /// per-session counters.
     pub stats_rows: usize,
-    /// Next Ns of each session's data messages (sessions that sequence).
-    pub ns: Vec<AtomicU16>,
+    /// Next Ns of each session's data messages (sessions that sequence),
+    /// shared with the control plane, which numbers its PPP frames from the
+    /// same counters (`lns_session_ns`).
+    pub ns: MmapArray<u64>,
     pub stop: AtomicBool,
 }
 
@@ -284,7 +286,7 @@ impl Worker {
             }
             Some(Direction::Downstream) => {
                 let ns = (s.flags & Session::SEQUENCING != 0)
-                    .then(|| shared.ns.get(idx).map(|a| a.fetch_add(1, Ordering::Relaxed)).unwrap_or(0));
+                    .then(|| shared.ns.fetch_add(idx).map(|v| v as u16).unwrap_or(0));
                 let o = packet::encap(buf, len, &meta, &s, self.cfg.mss, ns, &mut self.encap);
                 let bytes = match o {
                     Outcome::Forward { len } => len - packet::encap_overhead(&s),
@@ -342,7 +344,7 @@ impl Worker {
                 return;
             };
             let ns = (s.flags & Session::SEQUENCING != 0)
-                .then(|| self.shared.ns.get(idx).map(|a| a.fetch_add(1, Ordering::Relaxed)).unwrap_or(0));
+                .then(|| self.shared.ns.fetch_add(idx).map(|v| v as u16).unwrap_or(0));
             let (mut d, _) = self.rings.frame(&mut desc);
             let buf = d.contents_mut();
             // Build the piece far enough in that the headers fit before it.

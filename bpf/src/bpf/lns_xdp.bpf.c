@@ -123,6 +123,14 @@ struct {
 } lns_session_stats SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, LNS_DEFAULT_MAX_SESSIONS);
+	__type(key, __u32);
+	__type(value, __u64);
+} lns_session_ns SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, LNS_CNT_MAX);
 	__type(key, __u32);

@@ -30,6 +30,8 @@ pub enum FastpathError {
 
 pub struct SessionTable {
     maps: Option<Maps>,
+    /// The data plane's per-session Ns counters, mapped here.
+    ns: Option<lns_bpf::MmapArray<u64>>,
     /// Slots believed free, lowest first so the table stays dense.
     free: BTreeSet<u32>,
     /// Slots holding a session we wrote.
@@ -46,6 +48,7 @@ impl SessionTable {
         let Dataplane::PinDir(dir) = dp else {
             return Ok(SessionTable {
                 maps: None,
+                ns: None,
                 free: BTreeSet::new(),
                 ours: BTreeSet::new(),
                 generations: HashMap::new(),
@@ -71,7 +74,15 @@ impl SessionTable {
             tracing::warn!(reclaimed, "removed sessions a previous lns-controlplane left in the data plane");
         }
         let free = (0..size).filter(|i| !taken.contains(i)).collect();
-        Ok(SessionTable { maps: Some(maps), free, ours: BTreeSet::new(), generations: HashMap::new(), size })
+        let ns = Some(maps.mmap_session_ns()?);
+        Ok(SessionTable {
+            maps: Some(maps),
+            ns,
+            free,
+            ours: BTreeSet::new(),
+            generations: HashMap::new(),
+            size,
+        })
     }
 
     pub fn has_dataplane(&self) -> bool {
@@ -135,6 +146,11 @@ impl SessionTable {
         s.owner = Session::OWNER_CONTROL_PLANE;
         maps.update_session(slot, &s)?;
         Ok(())
+    }
+
+    /// The next Ns of `slot`'s data messages (shared with the workers).
+    pub fn next_ns(&self, slot: u32) -> Option<u16> {
+        self.ns.as_ref()?.fetch_add(slot as usize).map(|v| v as u16)
     }
 
     /// Packets the fast path carried for `slot`, both directions, all

@@ -765,6 +765,9 @@ impl Lns {
             let Some(s) = self.sessions.get_mut(&(tid, sid)) else { return };
             let frames: Vec<Vec<u8>> = std::iter::from_fn(|| s.ppp.poll_transmit()).collect();
             let events: Vec<SessionEvent> = std::iter::from_fn(|| s.ppp.poll_event()).collect();
+            // §5.4: a session that asked for sequencing gets Ns on our PPP
+            // frames too, from the counter the data plane numbers IP with.
+            let numbered = if s.entry.flags & abi::Session::SEQUENCING != 0 { s.slot } else { None };
             if frames.is_empty() && events.is_empty() {
                 let next = s.ppp.poll_timeout();
                 if next != s.timer {
@@ -780,7 +783,10 @@ impl Lns {
             }
             for f in frames {
                 // P bit: PPP control frames go ahead of data at the LAC (§3.1).
-                if let Some(t) = self.endpoint.encapsulate(tid, sid, &f, None, true) {
+                let sequence = numbered
+                    .and_then(|slot| self.table.next_ns(slot))
+                    .map(|ns| crate::l2tp::header::Sequence { ns, nr: 0 });
+                if let Some(t) = self.endpoint.encapsulate(tid, sid, &f, sequence, true) {
                     self.send(&t);
                 }
             }

@@ -122,6 +122,8 @@ pub struct Lac {
     pub ppp: HashMap<(TunnelId, SessionId), ppp::Session>,
     /// Every PPP event of those clients, in order.
     pub ppp_events: Vec<((TunnelId, SessionId), SessionEvent)>,
+    /// The Ns of every data message received, by the LAC's ids (None: no S bit).
+    pub data_ns: Vec<((TunnelId, SessionId), Option<u16>)>,
 }
 
 impl Lac {
@@ -149,6 +151,7 @@ impl Lac {
             events: Vec::new(),
             ppp: HashMap::new(),
             ppp_events: Vec::new(),
+            data_ns: Vec::new(),
         }
     }
 
@@ -192,9 +195,10 @@ impl Lac {
             }
             if let Ok((n, from)) = self.sock.recv_from(&mut buf) {
                 if let Some(data) = buf.get(..n) {
-                    if let DatagramEvent::Data { tunnel_id, session_id, payload, .. } =
+                    if let DatagramEvent::Data { tunnel_id, session_id, payload, sequence } =
                         self.ep.handle_datagram(Instant::now(), from, data)
                     {
+                        self.data_ns.push(((tunnel_id, session_id), sequence.map(|s| s.ns)));
                         if let (Some(c), Some(frame)) =
                             (self.ppp.get_mut(&(tunnel_id, session_id)), data.get(payload))
                         {
