@@ -37,31 +37,18 @@ fn ipcp_up(lac: &mut Lac, key: (TunnelId, SessionId)) -> (Ipv4Addr, Option<Ipv4A
     got.expect("up")
 }
 
-#[test]
-fn subscribers_get_addresses_and_the_fast_path() {
-    let lab = Lab::new(1).expect("lab");
-    let pins = PinDir::new().expect("pin dir");
-    let steering = Steering::load(&LoadOptions {
-        pin_dir: Some(pins.path().into()),
-        max_sessions: 64,
-        ..Default::default()
-    })
-    .expect("load the steering program");
-    let maps = steering.maps();
+/// lns-controlplane on the lab's LNS with a users file and `ppp` as its
+/// [ppp] settings (the users file line is added); the temp dir lives as long
+/// as the returned guard.
+fn start_lns(lab: &Lab, pins: &PinDir, users_toml: &str, ppp: &str, pool: &str) -> (Lns, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tmp");
     let users = dir.path().join("users.toml");
-    std::fs::write(
-        &users,
-        "[[user]]\nname = \"alice\"\npassword = \"wonderland\"\n\
-         [[user]]\nname = \"bob\"\npassword = \"builder\"\nipv4 = \"198.51.100.200\"\n",
-    )
-    .expect("users");
+    std::fs::write(&users, users_toml).expect("users");
     let conf = dir.path().join("lns.toml");
     std::fs::write(
         &conf,
         format!(
-            "[ppp]\nrestart_interval = \"300ms\"\nusers_file = \"{}\"\nlocal_ipv4 = \"203.0.113.1\"\ndns = [\"192.0.2.53\"]\n\
-             [[pool]]\nname = \"default\"\nranges = [\"198.51.100.8/30\"]\n",
+            "[ppp]\n{ppp}users_file = \"{}\"\nlocal_ipv4 = \"203.0.113.1\"\n[[pool]]\nname = \"default\"\nranges = [\"{pool}\"]\n",
             users.display()
         ),
     )
@@ -76,6 +63,28 @@ fn subscribers_get_addresses_and_the_fast_path() {
             "--peer",
             "192.0.2.2",
         ],
+    );
+    (lns, dir)
+}
+
+#[test]
+fn subscribers_get_addresses_and_the_fast_path() {
+    let lab = Lab::new(1).expect("lab");
+    let pins = PinDir::new().expect("pin dir");
+    let steering = Steering::load(&LoadOptions {
+        pin_dir: Some(pins.path().into()),
+        max_sessions: 64,
+        ..Default::default()
+    })
+    .expect("load the steering program");
+    let maps = steering.maps();
+    let (lns, _dir) = start_lns(
+        &lab,
+        &pins,
+        "[[user]]\nname = \"alice\"\npassword = \"wonderland\"\n\
+         [[user]]\nname = \"bob\"\npassword = \"builder\"\nipv4 = \"198.51.100.200\"\n",
+        "restart_interval = \"300ms\"\ndns = [\"192.0.2.53\"]\n",
+        "198.51.100.8/30",
     );
     let mut lac = Lac::new(&lab.lac, "192.0.2.2:0", None, "lac1");
     let (t, lns_t) = lac.connect();
@@ -165,28 +174,12 @@ fn ppp_frames_of_a_sequencing_session_carry_ns() {
         ..Default::default()
     })
     .expect("load the steering program");
-    let dir = tempfile::tempdir().expect("tmp");
-    let users = dir.path().join("users.toml");
-    std::fs::write(&users, "[[user]]\nname = \"alice\"\npassword = \"wonderland\"\n").expect("users");
-    let conf = dir.path().join("lns.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "[ppp]\nusers_file = \"{}\"\nlocal_ipv4 = \"203.0.113.1\"\n[[pool]]\nname = \"default\"\nranges = [\"198.51.100.8/30\"]\n",
-            users.display()
-        ),
-    )
-    .expect("config");
-    let _lns = Lns::start(
-        &lab.lns,
-        &[
-            "--config",
-            conf.to_str().expect("utf-8"),
-            "--bpf-pin-dir",
-            pins.path().to_str().expect("utf-8"),
-            "--peer",
-            "192.0.2.2",
-        ],
+    let (_lns, _dir) = start_lns(
+        &lab,
+        &pins,
+        "[[user]]\nname = \"alice\"\npassword = \"wonderland\"\n",
+        "",
+        "198.51.100.8/30",
     );
     let mut lac = Lac::new(&lab.lac, "192.0.2.2:0", None, "lac1");
     let (t, _) = lac.connect();

@@ -179,7 +179,8 @@ pub fn udp_packet(src: Ipv4Addr, dst: SocketAddrV4, sport: u16, size: usize) -> 
     v
 }
 
-fn checksum(data: &[u8], mut sum: u32) -> u16 {
+/// RFC 1071 checksum of `data` on top of a partial `sum`.
+pub(crate) fn checksum(data: &[u8], mut sum: u32) -> u16 {
     for c in data.chunks(2) {
         sum += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
     }

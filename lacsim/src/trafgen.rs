@@ -7,6 +7,8 @@
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use crate::emulator::checksum;
+
 /// The outer headers of the tunnel as the LNS sees them.
 #[derive(Clone, Copy, Debug)]
 pub struct Outer {
@@ -14,17 +16,6 @@ pub struct Outer {
     pub dst_mac: [u8; 6],
     pub lac: SocketAddrV4,
     pub lns: SocketAddrV4,
-}
-
-fn csum(data: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for c in data.chunks(2) {
-        sum += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// Ethernet/IPv4/UDP around one L2TP message (UDP checksum 0, allowed over
@@ -43,7 +34,7 @@ pub fn frame(o: &Outer, l2tp: &[u8]) -> Vec<u8> {
     ip[9] = 17;
     ip[12..16].copy_from_slice(&o.lac.ip().octets());
     ip[16..20].copy_from_slice(&o.lns.ip().octets());
-    let c = csum(&ip);
+    let c = checksum(&ip, 0);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     v.extend_from_slice(&ip);
     v.extend_from_slice(&o.lac.port().to_be_bytes());
@@ -86,7 +77,7 @@ mod tests {
         };
         let f = frame(&o, &[0, 2, 0, 7, 0, 9, 0xff, 0x03, 0, 0x21]);
         assert_eq!(f.len(), 14 + 20 + 8 + 10);
-        assert_eq!(csum(&f[14..34]), 0, "IPv4 header checksum");
+        assert_eq!(checksum(&f[14..34], 0), 0, "IPv4 header checksum");
         assert_eq!(&f[26..30], &[192, 0, 2, 2]);
         assert_eq!(u16::from_be_bytes([f[38], f[39]]), 18);
         let cfg = config(&o, &[("198.51.100.10".parse().unwrap(), vec![0, 2, 0, 7, 0, 9])]);
