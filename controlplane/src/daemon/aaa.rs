@@ -20,7 +20,7 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -72,22 +72,61 @@ pub struct Authorization {
     pub ipv4: Option<Ipv4Addr>,
     /// The pool to draw the address from (RADIUS Framed-Pool).
     pub pool: Option<String>,
+    /// The subscriber's SLAAC prefix, announced by Router Advertisement
+    /// over PPP (RADIUS Framed-IPv6-Prefix).
+    pub ipv6_prefix: Option<(Ipv6Addr, u8)>,
+    /// The pool to draw that prefix from (RADIUS Framed-IPv6-Pool).
+    pub ipv6_pool: Option<String>,
+    /// A prefix delegated to the subscriber's router (RADIUS
+    /// Delegated-IPv6-Prefix, RFC 4818).
+    pub delegated_prefix: Option<(Ipv6Addr, u8)>,
+    /// DNS servers for IPCP (RADIUS MS-Primary/Secondary-DNS-Server).
+    pub dns: Vec<Ipv4Addr>,
     /// Overrides of the configured timeouts (RADIUS Session-Timeout,
     /// Idle-Timeout).
     pub session_timeout: Option<std::time::Duration>,
     pub idle_timeout: Option<std::time::Duration>,
+    /// RADIUS Acct-Interim-Interval.
+    pub interim_interval: Option<std::time::Duration>,
+    /// RADIUS Class attributes, echoed in every Accounting-Request.
+    pub class: Vec<Vec<u8>>,
 }
 
 impl Authorization {
-    pub fn reject(message: &str) -> Authorization {
+    pub fn accept() -> Authorization {
         Authorization {
-            decision: AuthDecision::reject(message),
+            decision: AuthDecision::accept(),
             ipv4: None,
             pool: None,
+            ipv6_prefix: None,
+            ipv6_pool: None,
+            delegated_prefix: None,
+            dns: Vec::new(),
             session_timeout: None,
             idle_timeout: None,
+            interim_interval: None,
+            class: Vec::new(),
         }
     }
+
+    pub fn reject(message: &str) -> Authorization {
+        Authorization { decision: AuthDecision::reject(message), ..Authorization::accept() }
+    }
+}
+
+/// What the LNS knows of the call being authenticated, for a backend that
+/// reports it (RADIUS NAS-Port, Calling-Station-Id, Tunnel-* ...).
+#[derive(Debug, Clone)]
+pub struct AuthContext {
+    pub tunnel_id: u16,
+    pub session_id: u16,
+    /// The LAC's address and port, and ours, on this tunnel.
+    pub lac: std::net::SocketAddr,
+    pub local: std::net::SocketAddr,
+    /// The LAC's Host Name AVP (SCCRQ).
+    pub lac_hostname: Vec<u8>,
+    /// What the LAC said of the call (ICRQ/ICCN AVPs).
+    pub info: crate::l2tp::SessionInfo,
 }
 
 /// A credential backend. The loop never waits for it: each request runs as
@@ -97,6 +136,7 @@ pub trait AuthBackend: Send + Sync + 'static {
     fn authenticate(
         &self,
         request: AuthRequest,
+        context: AuthContext,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Authorization> + Send + 'static>>;
 }
 
@@ -104,14 +144,14 @@ impl AuthBackend for LocalUsers {
     fn authenticate(
         &self,
         request: AuthRequest,
+        _context: AuthContext,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Authorization> + Send + 'static>> {
         let (decision, user) = self.check(&request);
         let a = Authorization {
             decision,
             ipv4: user.and_then(|u| u.ipv4),
             pool: user.and_then(|u| u.pool.clone()),
-            session_timeout: None,
-            idle_timeout: None,
+            ..Authorization::accept()
         };
         Box::pin(std::future::ready(a))
     }

@@ -30,7 +30,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, info, info_span, warn, Span};
 
-use super::aaa::{AuthBackend, Authorization, LocalUsers, Pools};
+use super::aaa::{AuthBackend, AuthContext, Authorization, LocalUsers, Pools};
 use super::config::Config;
 use super::control::{Command, ControlSocket};
 use super::fastpath::SessionTable;
@@ -655,7 +655,7 @@ impl Lns {
         }
         let _in_session = s.span.clone().entered();
         let user = String::from_utf8_lossy(&a.request.username).into_owned();
-        let Authorization { mut decision, ipv4: fixed, pool, session_timeout, idle_timeout } =
+        let Authorization { mut decision, ipv4: fixed, pool, session_timeout, idle_timeout, .. } =
             a.authorization;
         let pool = pool.or_else(|| self.default_pool.clone());
         if decision.accept && s.ipv4.is_none() {
@@ -818,7 +818,22 @@ impl Lns {
                 // The backend answers in its own time (see on_auth_answer).
                 s.auth_seq += 1;
                 let (seq, tx) = (s.auth_seq, self.auth_tx.clone());
-                let answer = self.auth.authenticate(req.clone());
+                let context = AuthContext {
+                    tunnel_id: tid.0,
+                    session_id: sid.0,
+                    lac: self.tunnels.get(&tid).map_or(self.listen, |t| t.peer),
+                    local: self
+                        .tunnels
+                        .get(&tid)
+                        .map_or(self.listen, |t| SocketAddr::new(t.local, self.listen.port())),
+                    lac_hostname: self
+                        .endpoint
+                        .tunnel(tid)
+                        .map(|t| t.peer_host_name().to_vec())
+                        .unwrap_or_default(),
+                    info: s.info.clone(),
+                };
+                let answer = self.auth.authenticate(req.clone(), context);
                 tokio::spawn(async move {
                     let authorization = answer.await;
                     let _ =
