@@ -331,12 +331,20 @@ mod tests {
             material: crate::ppp::auth::AuthMaterial::Pap { password: pw.as_bytes().to_vec() },
             proxied: false,
         };
-        let ok = backend.authenticate(pap("bob", "builder")).await;
+        let context = || AuthContext {
+            tunnel_id: 1,
+            session_id: 2,
+            lac: "192.0.2.2:1701".parse().expect("addr"),
+            local: "192.0.2.1:1701".parse().expect("addr"),
+            lac_hostname: b"lac".to_vec(),
+            info: Default::default(),
+        };
+        let ok = backend.authenticate(pap("bob", "builder"), context()).await;
         assert!(ok.decision.accept);
         assert_eq!(ok.ipv4, Some(Ipv4Addr::new(198, 51, 100, 200)));
         assert_eq!(ok.pool.as_deref(), Some("b"));
         for (u, p) in [("bob", "guess"), ("eve", "builder")] {
-            let no = backend.authenticate(pap(u, p)).await;
+            let no = backend.authenticate(pap(u, p), context()).await;
             assert!(!no.decision.accept);
             assert_eq!((no.ipv4, no.pool), (None, None), "nothing about a user leaks on reject");
         }
