@@ -2,7 +2,7 @@
 //! LAC role and one PPP client per session, driven with datagrams and time
 //! like every protocol core here. The binary owns the socket and the clock.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
@@ -90,6 +90,9 @@ struct Subscriber {
     sent: u64,
     received: u64,
     seq: u16,
+    /// The PPP deadline and send time as filed in the timer indexes.
+    ppp_timer: Option<Instant>,
+    traffic_timer: Option<Instant>,
 }
 
 /// What happened so far.
@@ -130,6 +133,26 @@ pub struct Emulator {
     failed: u32,
     ended_by_lns: u32,
     hanging_up: bool,
+    /// Subscribers whose PPP may have something to send or report: only
+    /// these are looked at after a datagram or timer, so a pass costs what
+    /// changed, not the number of subscribers.
+    dirty: HashSet<(TunnelId, SessionId)>,
+    /// PPP deadlines and traffic send times, earliest first.
+    ppp_timers: BTreeSet<(Instant, TunnelId, SessionId)>,
+    traffic_timers: BTreeSet<(Instant, TunnelId, SessionId)>,
+    /// Subscribers calling or negotiating (neither up nor down).
+    unsettled: u32,
+}
+
+/// Moves a subscriber to `to`, keeping the count of unsettled ones.
+fn set_phase(unsettled: &mut u32, phase: &mut Phase, to: Phase) {
+    let busy = |p: Phase| matches!(p, Phase::Calling | Phase::Ppp);
+    match (busy(*phase), busy(to)) {
+        (true, false) => *unsettled = unsettled.saturating_sub(1),
+        (false, true) => *unsettled += 1,
+        _ => {}
+    }
+    *phase = to;
 }
 
 fn ppp_protocol(frame: &[u8]) -> Option<(u16, usize)> {
@@ -228,6 +251,10 @@ impl Emulator {
             failed: 0,
             ended_by_lns: 0,
             hanging_up: false,
+            dirty: HashSet::new(),
+            ppp_timers: BTreeSet::new(),
+            traffic_timers: BTreeSet::new(),
+            unsettled: 0,
         }
     }
 
@@ -251,6 +278,7 @@ impl Emulator {
             DatagramEvent::Data { tunnel_id, session_id, payload, .. } => {
                 let Some(frame) = data.get(payload) else { return };
                 let Some(sub) = self.subs.get_mut(&(tunnel_id, session_id)) else { return };
+                self.dirty.insert((tunnel_id, session_id));
                 match ppp_protocol(frame) {
                     Some((0x0021, _)) => sub.received += 1,
                     _ => {
@@ -267,11 +295,19 @@ impl Emulator {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.ep.handle_timeout(now);
-        for sub in self.subs.values_mut() {
-            if let Some(ppp) = sub.ppp.as_mut() {
-                if ppp.poll_timeout().is_some_and(|t| t <= now) {
-                    ppp.handle_timeout(now);
+        while let Some(&(t, tid, sid)) = self.ppp_timers.first() {
+            if t > now {
+                break;
+            }
+            self.ppp_timers.pop_first();
+            if let Some(sub) = self.subs.get_mut(&(tid, sid)) {
+                sub.ppp_timer = None;
+                if let Some(ppp) = sub.ppp.as_mut() {
+                    if ppp.poll_timeout().is_some_and(|t| t <= now) {
+                        ppp.handle_timeout(now);
+                    }
                 }
+                self.dirty.insert((tid, sid));
             }
         }
         self.call(now);
@@ -299,12 +335,8 @@ impl Emulator {
         if !self.to_call.is_empty() {
             consider(self.next_call);
         }
-        for sub in self.subs.values_mut() {
-            if let Some(ppp) = sub.ppp.as_mut() {
-                consider(ppp.poll_timeout());
-            }
-            consider(sub.next_packet);
-        }
+        consider(self.ppp_timers.first().map(|(t, _, _)| *t));
+        consider(self.traffic_timers.first().map(|(t, _, _)| *t));
         next
     }
 
@@ -316,7 +348,9 @@ impl Emulator {
         }
         for sub in self.subs.values_mut() {
             sub.next_packet = None;
+            sub.traffic_timer = None;
         }
+        self.traffic_timers.clear();
         self.hanging_up = true;
         self.to_call.clear();
         self.pump(now);
@@ -329,9 +363,7 @@ impl Emulator {
 
     /// All sessions either up or failed, no call pending.
     pub fn settled(&self) -> bool {
-        self.to_call.is_empty()
-            && self.waiting.is_empty()
-            && self.subs.values().all(|s| matches!(s.phase, Phase::Up | Phase::Down))
+        self.to_call.is_empty() && self.waiting.is_empty() && self.unsettled == 0
     }
 
     pub fn summary(&self) -> Summary {
@@ -416,8 +448,11 @@ impl Emulator {
                             sent: 0,
                             received: 0,
                             seq: 0,
+                            ppp_timer: None,
+                            traffic_timer: None,
                         },
                     );
+                    self.unsettled += 1;
                 }
                 Err(_) => self.failed += 1,
             }
@@ -491,7 +526,7 @@ impl Emulator {
                             } else if !self.hanging_up {
                                 self.ended_by_lns += 1;
                             }
-                            s.phase = Phase::Down;
+                            set_phase(&mut self.unsettled, &mut s.phase, Phase::Down);
                             s.next_packet = None;
                         }
                     }
@@ -502,7 +537,8 @@ impl Emulator {
                         let mut ppp = Ppp::new(cfg);
                         ppp.open(now);
                         s.ppp = Some(ppp);
-                        s.phase = Phase::Ppp;
+                        set_phase(&mut self.unsettled, &mut s.phase, Phase::Ppp);
+                        self.dirty.insert((t, session_id));
                     }
                 }
                 Event::SessionDown { session_id, .. } => {
@@ -512,7 +548,7 @@ impl Emulator {
                         } else if s.phase == Phase::Up && !self.hanging_up {
                             self.ended_by_lns += 1;
                         }
-                        s.phase = Phase::Down;
+                        set_phase(&mut self.unsettled, &mut s.phase, Phase::Down);
                         s.next_packet = None;
                     }
                 }
@@ -520,7 +556,10 @@ impl Emulator {
             }
         }
         let mut closes = Vec::new();
-        for ((t, sid), s) in self.subs.iter_mut() {
+        let dirty: Vec<(TunnelId, SessionId)> = self.dirty.drain().collect();
+        for key in &dirty {
+            let (t, sid) = (&key.0, &key.1);
+            let Some(s) = self.subs.get_mut(key) else { continue };
             let Some(ppp) = s.ppp.as_mut() else { continue };
             while let Some(frame) = ppp.poll_transmit() {
                 let control = ppp_protocol(&frame).is_some_and(|(p, _)| p >= 0x4000);
@@ -532,7 +571,7 @@ impl Emulator {
                 match ev {
                     SessionEvent::NetworkUp(NetworkConfig::Ipv4 { local, .. }) => {
                         if s.phase != Phase::Up {
-                            s.phase = Phase::Up;
+                            set_phase(&mut self.unsettled, &mut s.phase, Phase::Up);
                             s.address = Some(local);
                             let _ = self
                                 .latency_us
@@ -551,7 +590,7 @@ impl Emulator {
                         } else if !self.hanging_up {
                             self.ended_by_lns += 1;
                         }
-                        s.phase = Phase::Down;
+                        set_phase(&mut self.unsettled, &mut s.phase, Phase::Down);
                         s.next_packet = None;
                         closes.push((*t, *sid));
                     }
@@ -562,12 +601,46 @@ impl Emulator {
         for (t, sid) in closes {
             let _ = self.ep.close_session(now, t, sid, ResultCode::new(2));
         }
+        for key in dirty {
+            self.refile(key);
+        }
+    }
+
+    /// Files a subscriber's PPP deadline and next packet time in the
+    /// indexes, after anything that may have changed them.
+    fn refile(&mut self, key: (TunnelId, SessionId)) {
+        let Some(s) = self.subs.get_mut(&key) else { return };
+        let ppp_next = s.ppp.as_mut().and_then(|p| p.poll_timeout());
+        if ppp_next != s.ppp_timer {
+            if let Some(old) = s.ppp_timer {
+                self.ppp_timers.remove(&(old, key.0, key.1));
+            }
+            if let Some(new) = ppp_next {
+                self.ppp_timers.insert((new, key.0, key.1));
+            }
+            s.ppp_timer = ppp_next;
+        }
+        if s.next_packet != s.traffic_timer {
+            if let Some(old) = s.traffic_timer {
+                self.traffic_timers.remove(&(old, key.0, key.1));
+            }
+            if let Some(new) = s.next_packet {
+                self.traffic_timers.insert((new, key.0, key.1));
+            }
+            s.traffic_timer = s.next_packet;
+        }
     }
 
     fn send_traffic(&mut self, now: Instant) {
         let Some(tr) = self.cfg.traffic else { return };
         let interval = Duration::from_secs_f64(1.0 / tr.pps.max(0.001));
-        for ((t, sid), s) in self.subs.iter_mut() {
+        while let Some(&(when, t, sid)) = self.traffic_timers.first() {
+            if when > now {
+                break;
+            }
+            self.traffic_timers.pop_first();
+            let Some(s) = self.subs.get_mut(&(t, sid)) else { continue };
+            s.traffic_timer = None;
             let (Some(addr), Some(mut due)) = (s.address, s.next_packet) else { continue };
             // Catch up at most a few packets after a stall, not a burst.
             let mut budget = 8;
@@ -575,7 +648,7 @@ impl Emulator {
                 s.seq = s.seq.wrapping_add(1);
                 let mut ppp = vec![0xff, 0x03, 0x00, 0x21];
                 ppp.extend_from_slice(&udp_packet(addr, tr.target, 4000 + (s.number % 1000) as u16, tr.size));
-                if let Some(tx) = self.ep.encapsulate(*t, *sid, &ppp, None, false) {
+                if let Some(tx) = self.ep.encapsulate(t, sid, &ppp, None, false) {
                     self.out.push_back(tx);
                     s.sent += 1;
                 }
@@ -586,6 +659,7 @@ impl Emulator {
                 due = now + interval;
             }
             s.next_packet = Some(due);
+            self.refile((t, sid));
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
+use lns_controlplane::daemon::udp::{Batch, L2tpSocket, Outgoing, BATCH};
 use lns_controlplane::ppp::auth::AuthMethod;
 use lns_lacsim::emulator::{Emulator, EmulatorConfig, Summary, Traffic};
 use lns_lacsim::trafgen;
@@ -178,13 +179,12 @@ async fn main() -> Result<()> {
         traffic,
         ..EmulatorConfig::default()
     };
-    let sock = UdpSocket::bind(args.bind).await.with_context(|| format!("binding {}", args.bind))?;
-    // Thousands of sessions answer at once: the default 208 KiB of socket
-    // buffer overflows, and a lost PPP frame costs a 3-second restart timer.
-    let sr = socket2::SockRef::from(&sock);
-    let _ = sr.set_recv_buffer_size(16 << 20);
-    let _ = sr.set_send_buffer_size(16 << 20);
+    // The LNS's socket: 16 MiB buffers (thousands of sessions answer at
+    // once, and a lost PPP frame costs a 3-second restart timer), bursts
+    // received without a pass of the loop each and sent with sendmmsg.
+    let sock = L2tpSocket::bind(args.bind).with_context(|| format!("binding {}", args.bind))?;
     let local = sock.local_addr()?;
+    let mut batch = Batch::new();
     let mut emu = Emulator::new(cfg, args.seed);
     let start = Instant::now();
     emu.start(start)?;
@@ -197,9 +197,12 @@ async fn main() -> Result<()> {
     loop {
         let now = Instant::now();
         while let Some(t) = emu.poll_transmit(now) {
-            // Back-pressure from the socket waits here; nothing is dropped.
-            sock.send_to(&t.payload, t.destination).await?;
+            batch.out.push(Outgoing { to: t.destination, from: None, payload: t.payload });
+            if batch.out.len() >= BATCH {
+                send_all(&sock, &mut batch).await?;
+            }
         }
+        send_all(&sock, &mut batch).await?;
         if settled_at.is_none() && (emu.settled() || now.duration_since(start).as_secs_f64() > args.timeout) {
             settled_at = Some(now);
             if let Some(path) = &args.trafgen_out {
@@ -249,9 +252,17 @@ async fn main() -> Result<()> {
             .min(now + Duration::from_millis(200))
             .max(now);
         tokio::select! {
-            r = sock.recv_from(&mut buf) => {
-                let (n, from) = r?;
-                emu.handle_datagram(Instant::now(), from, &buf[..n]);
+            r = sock.recv(&mut buf) => {
+                let rx = r?;
+                let now = Instant::now();
+                emu.handle_datagram(now, rx.from, &buf[..rx.len]);
+                // The rest of a burst, in this pass.
+                for _ in 1..BATCH {
+                    match sock.try_recv(&mut buf)? {
+                        Some(rx) => emu.handle_datagram(now, rx.from, &buf[..rx.len]),
+                        None => break,
+                    }
+                }
             }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
                 emu.handle_timeout(Instant::now());
@@ -281,6 +292,21 @@ async fn main() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Sends the batch; back-pressure from the socket waits here, nothing is
+/// dropped.
+async fn send_all(sock: &L2tpSocket, batch: &mut Batch) -> Result<()> {
+    loop {
+        let outcome = sock.send_batch(batch);
+        if outcome.failed > 0 {
+            bail!("{} datagrams refused by the kernel", outcome.failed);
+        }
+        if !outcome.blocked {
+            return Ok(());
+        }
+        sock.writable().await?;
+    }
 }
 
 /// The source address the kernel picks toward `to`.

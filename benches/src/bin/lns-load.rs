@@ -51,6 +51,13 @@ struct Args {
     /// Print JSON lines instead of a table.
     #[arg(long)]
     json: bool,
+    /// Run the LNS interfaces' receive (and so the XDP program) in NAPI
+    /// threads pinned to the worker's core. On a veth the receiver's NAPI
+    /// otherwise runs on the sender's core, so trafgen pays for the XDP
+    /// program and the comparison measures the generator; with threads the
+    /// data path (XDP + worker) is what saturates, in both modes.
+    #[arg(long)]
+    threaded_napi: bool,
 }
 
 const LAC_PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
@@ -84,6 +91,9 @@ struct Row {
     /// Highest rate found with at most LOSS_FREE_PCT loss.
     loss_free_pps: f64,
     worker_ns_per_packet: f64,
+    /// CPU of the LNS interfaces' NAPI threads (the XDP program and the
+    /// kernel's receive path) per delivered packet; 0 without --threaded-napi.
+    napi_ns_per_packet: f64,
     ratio_to_reflect: Option<f64>,
 }
 
@@ -173,6 +183,84 @@ fn worker_cpu_ns(pid: u32) -> u64 {
     total
 }
 
+/// NAPI kernel threads of the LNS's interfaces ("napi/acc0-N", ...).
+fn napi_threads(devs: &[&str]) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+    procs
+        .flatten()
+        .filter_map(|p| {
+            let pid: u32 = p.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(p.path().join("comm")).ok()?;
+            let dev = comm.trim().strip_prefix("napi/")?.rsplit_once('-')?.0.to_string();
+            devs.contains(&dev.as_str()).then_some(pid)
+        })
+        .collect()
+}
+
+/// CPU time (ns) of kernel threads, from schedstat (ns on CPU).
+fn threads_cpu_ns(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Turns on threaded NAPI for the LNS's interfaces. A veth has NAPI only
+/// with GRO on or an XDP program attached; GRO gives it one before the data
+/// plane starts, and attaching XDP keeps it.
+fn thread_napi(lab: &Lab) -> Result<()> {
+    for dev in ["acc0", "core0"] {
+        lab.lns.exec("ethtool", &["-K", dev, "gro", "on"])?;
+        let out = lab.lns.exec("sh", &["-c", &format!("echo 1 > /sys/class/net/{dev}/threaded")])?;
+        anyhow::ensure!(
+            out.status.success(),
+            "threaded NAPI on {dev}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Raises the default socket send buffer for the run and puts it back
+/// after. With threaded NAPI the frames trafgen sent wait in the veth's
+/// ring, holding the socket's send memory, and trafgen (which cannot raise
+/// its buffer inside a namespace: --no-sock-mem) fails with EAGAIN. The
+/// setting is global (not per namespace), hence the restore.
+struct WmemDefault(Option<String>);
+
+impl WmemDefault {
+    const PATH: &'static str = "/proc/sys/net/core/wmem_default";
+
+    fn raise(bytes: u64) -> Result<WmemDefault> {
+        let old = std::fs::read_to_string(Self::PATH)?.trim().to_string();
+        std::fs::write(Self::PATH, bytes.to_string()).context("raising net.core.wmem_default")?;
+        Ok(WmemDefault(Some(old)))
+    }
+}
+
+impl Drop for WmemDefault {
+    fn drop(&mut self) {
+        if let Some(old) = self.0.take() {
+            let _ = std::fs::write(Self::PATH, old);
+        }
+    }
+}
+
+/// Pins the NAPI threads to the worker's core (1), so core 0 is trafgen's,
+/// at real-time priority.
+fn pin_napi(pids: &[u32]) -> Result<()> {
+    for p in pids {
+        let st = std::process::Command::new("taskset").args(["-p", "-c", "1", &p.to_string()]).output()?;
+        anyhow::ensure!(st.status.success(), "pinning NAPI thread {p}");
+        // Real-time, as a NIC's softirq is: it preempts the worker when
+        // frames arrive, so the veth's 256-frame ring does not overflow
+        // while the worker has the core; the AF_XDP ring absorbs the burst.
+        let st = std::process::Command::new("chrt").args(["-f", "-p", "10", &p.to_string()]).output()?;
+        anyhow::ensure!(st.status.success(), "making NAPI thread {p} real-time");
+    }
+    Ok(())
+}
+
 fn find_dataplane_pid(wrapper: u32) -> u32 {
     // NsProcess runs `nsenter ... lns-dataplane`; nsenter execs, so the pid
     // is the data plane's own.
@@ -190,6 +278,7 @@ fn measure(
     packets: u64,
     xdp_mode: &str,
     search_steps: u32,
+    threaded_napi: bool,
 ) -> Result<Row> {
     let pins = PinDir::new()?;
     let max = (sessions + 16).next_power_of_two().max(1024).to_string();
@@ -216,6 +305,11 @@ fn measure(
         ],
     )?;
     install_sessions(pins.path(), sessions)?;
+    let napi = if threaded_napi { napi_threads(&["acc0", "core0"]) } else { Vec::new() };
+    if threaded_napi {
+        anyhow::ensure!(!napi.is_empty(), "no NAPI threads for acc0/core0");
+        pin_napi(&napi)?;
+    }
 
     let cfg = std::env::temp_dir().join(format!("{}.trafgen", lns_testlab::unique_name("tg")));
     std::fs::write(&cfg, trafgen_config(dir, m, sessions, size))?;
@@ -231,7 +325,7 @@ fn measure(
         // (EAGAIN); that says nothing about the data plane, so try again.
         let mut last = None;
         for _ in 0..3 {
-            match run_trafgen(gen_ns, gen_dev, sink_ns, sink_dev, &cfg, rate, packets, pid) {
+            match run_trafgen(gen_ns, gen_dev, sink_ns, sink_dev, &cfg, rate, packets, pid, &napi) {
                 Ok(t) => return Ok(t),
                 Err(e) => last = Some(e),
             }
@@ -263,7 +357,8 @@ fn measure(
     if std::env::var_os("LNS_LOAD_VERBOSE").is_some() {
         eprintln!("{mode} {dir:?}: {}", dp.output().0.lines().last().unwrap_or_default());
     }
-    let (sent, delivered, secs, cpu) = (sat.sent, sat.delivered, sat.seconds, sat.cpu_ns);
+    let (sent, delivered, secs, cpu, napi_cpu) =
+        (sat.sent, sat.delivered, sat.seconds, sat.cpu_ns, sat.napi_ns);
     Ok(Row {
         mode,
         sessions,
@@ -276,6 +371,7 @@ fn measure(
         loss_pct: if sent > 0 { 100.0 * (sent - delivered) as f64 / sent as f64 } else { 0.0 },
         loss_free_pps: lo,
         worker_ns_per_packet: if delivered > 0 { cpu as f64 / delivered as f64 } else { 0.0 },
+        napi_ns_per_packet: if delivered > 0 { napi_cpu as f64 / delivered as f64 } else { 0.0 },
         ratio_to_reflect: None,
     })
 }
@@ -290,6 +386,7 @@ struct Trial {
     seconds: f64,
     delivered_pps: f64,
     cpu_ns: u64,
+    napi_ns: u64,
 }
 
 impl Trial {
@@ -314,7 +411,9 @@ fn run_trafgen(
     rate: Option<u64>,
     packets: u64,
     pid: u32,
+    napi: &[u32],
 ) -> Result<Trial> {
+    let napi0 = threads_cpu_ns(napi);
     let rx0 = read_counter(sink_ns, sink_dev, "rx_packets")?;
     let tx0 = read_counter(gen_ns, gen_dev, "tx_packets")?;
     let cpu0 = worker_cpu_ns(pid);
@@ -387,6 +486,7 @@ fn run_trafgen(
         seconds,
         delivered_pps: pps,
         cpu_ns: worker_cpu_ns(pid).saturating_sub(cpu0),
+        napi_ns: threads_cpu_ns(napi).saturating_sub(napi0),
     })
 }
 
@@ -478,11 +578,18 @@ fn main() -> Result<()> {
     ])?;
 
     attach_sinks(&lab)?;
+    let _wmem = if args.threaded_napi {
+        thread_napi(&lab)?;
+        let max: u64 = std::fs::read_to_string("/proc/sys/net/core/wmem_max")?.trim().parse()?;
+        Some(WmemDefault::raise(max)?)
+    } else {
+        None
+    };
 
     let mut rows = Vec::new();
     if !args.json {
         println!(
-            "{:<8} {:>8} {:<10} {:>5} {:>10} {:>10} {:>10} {:>7} {:>11} {:>8} {:>8}",
+            "{:<8} {:>8} {:<10} {:>5} {:>10} {:>10} {:>10} {:>7} {:>11} {:>8} {:>8} {:>8}",
             "mode",
             "sessions",
             "direction",
@@ -493,6 +600,7 @@ fn main() -> Result<()> {
             "loss%",
             "lossfree_pps",
             "ns/pkt",
+            "napi ns",
             "lns/refl"
         );
     }
@@ -512,6 +620,7 @@ fn main() -> Result<()> {
                     args.packets,
                     &args.xdp_mode,
                     args.search_steps,
+                    args.threaded_napi,
                 )?;
                 let mut lns = measure(
                     &lab,
@@ -523,6 +632,7 @@ fn main() -> Result<()> {
                     args.packets,
                     &args.xdp_mode,
                     args.search_steps,
+                    args.threaded_napi,
                 )?;
                 lns.ratio_to_reflect =
                     (refl.loss_free_pps > 0.0).then(|| lns.loss_free_pps / refl.loss_free_pps);
@@ -531,7 +641,7 @@ fn main() -> Result<()> {
                         println!("{}", serde_json::to_string(&r)?);
                     } else {
                         println!(
-                            "{:<8} {:>8} {:<10} {:>5} {:>10} {:>10} {:>10.0} {:>7.2} {:>11.0} {:>8.0} {:>8}",
+                            "{:<8} {:>8} {:<10} {:>5} {:>10} {:>10} {:>10.0} {:>7.2} {:>11.0} {:>8.0} {:>8.0} {:>8}",
                             r.mode,
                             r.sessions,
                             format!("{:?}", r.direction).to_lowercase(),
@@ -542,6 +652,7 @@ fn main() -> Result<()> {
                             r.loss_pct,
                             r.loss_free_pps,
                             r.worker_ns_per_packet,
+                            r.napi_ns_per_packet,
                             r.ratio_to_reflect.map(|x| format!("{x:.3}")).unwrap_or_default()
                         );
                     }

@@ -49,7 +49,15 @@ fn main() -> Result<()> {
             "4096",
         ],
     )?;
-    let _cp = lab.start_controlplane(pins.path(), per_round, &["--log", "warn"])?;
+    // As a carrier configures it: DNS servers handed out in IPCP (else the
+    // subscriber's DNS options are rejected, a round trip more) and the
+    // authentication the subscribers use offered first.
+    let _cp = lab.start_controlplane_with(
+        pins.path(),
+        per_round,
+        "dns = [\"203.0.113.53\", \"203.0.113.54\"]\nauth = [\"chap-md5\", \"pap\"]",
+        &["--log", "warn"],
+    )?;
     let lacsim = workspace_bin("lns-lacsim")?;
     let rounds = args.sessions.div_ceil(per_round);
     let (t, s, r) = (args.tunnels.to_string(), args.sessions_per_tunnel.to_string(), args.rate.to_string());

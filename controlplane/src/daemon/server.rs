@@ -34,7 +34,7 @@ use super::aaa::{AuthBackend, AuthContext, Authorization, LocalUsers, Pools};
 use super::config::Config;
 use super::control::{Command, ControlSocket};
 use super::fastpath::SessionTable;
-use super::udp::{L2tpSocket, Received};
+use super::udp::{Batch, L2tpSocket, Outgoing, Received};
 use crate::ctl::{Request, Response, SessionRow, Stats, TunnelRow};
 use crate::l2tp::avp::{cdn, error_code, proxy_authen, stopccn};
 use crate::l2tp::header::{Packet, Repr};
@@ -47,6 +47,9 @@ use crate::ppp::{
     self, AuthDecision, AuthRequest, DisconnectCode, NetworkConfig, ProxyAuth, ProxyLcp, SessionConfig,
     SessionEvent,
 };
+
+/// Datagrams taken from the socket in one pass of the loop.
+const RX_BURST: usize = 64;
 
 /// RFC 1661 §6.1: the MRU until LCP negotiates another.
 const DEFAULT_MRU: u16 = 1500;
@@ -111,6 +114,22 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             Wake::Datagram(Ok(rx)) => {
                 if let Some(data) = buf.get(..rx.len) {
                     lns.on_datagram(now, rx, data);
+                }
+                // A burst (a LAC bringing up many calls) is handled in
+                // one pass: the rest of what is waiting, then one flush.
+                for _ in 1..RX_BURST {
+                    match socket.try_recv(&mut buf) {
+                        Ok(Some(rx)) => {
+                            if let Some(data) = buf.get(..rx.len) {
+                                lns.on_datagram(now, rx, data);
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            warn!(error = %e, "UDP receive");
+                            break;
+                        }
+                    }
                 }
             }
             Wake::Datagram(Err(e)) => warn!(error = %e, "UDP receive"),
@@ -297,6 +316,8 @@ struct Lns {
     auth_rx: mpsc::UnboundedReceiver<AuthAnswer>,
     pools: Pools,
     default_pool: Option<String>,
+    /// Datagrams of this pass of the loop, sent by [`Lns::flush`].
+    outbox: Batch,
 }
 
 impl Lns {
@@ -332,6 +353,7 @@ impl Lns {
             auth_rx,
             pools,
             default_pool: cfg.ppp.default_pool,
+            outbox: Batch::new(),
         }
     }
 
@@ -395,12 +417,13 @@ impl Lns {
             }
             while let Some(t) = self.endpoint.poll_transmit(now) {
                 idle = false;
-                self.send(&t);
+                self.send(t);
             }
             if idle {
                 break;
             }
         }
+        self.transmit();
         if self.tunnels.len() != self.endpoint.tunnel_count() {
             // The Endpoint forgets a tunnel once its StopCCN exchange is
             // over; so do we.
@@ -411,14 +434,27 @@ impl Lns {
         }
     }
 
-    fn send(&mut self, t: &crate::l2tp::Transmit) {
+    /// Queues a datagram; [`Lns::flush`] sends the pass's datagrams
+    /// together.
+    fn send(&mut self, t: crate::l2tp::Transmit) {
         let from = self.peer_local.get(&t.destination).copied();
-        match self.socket.send(t.destination, from, &t.payload) {
-            Ok(()) => self.counters.datagrams_tx += 1,
-            Err(e) => {
-                self.counters.send_errors += 1;
-                debug!(to = %t.destination, error = %e, "UDP send");
-            }
+        self.outbox.out.push(Outgoing { to: t.destination, from, payload: t.payload });
+    }
+
+    fn transmit(&mut self) {
+        let queued = self.outbox.out.len() as u64;
+        if queued == 0 {
+            return;
+        }
+        let outcome = self.socket.send_batch(&mut self.outbox);
+        // A full socket buffer drops the rest, as a lost datagram is:
+        // retransmission recovers it.
+        let failed = (outcome.failed + self.outbox.out.len()) as u64;
+        self.outbox.out.clear();
+        self.counters.datagrams_tx += queued - failed;
+        if failed > 0 {
+            self.counters.send_errors += failed;
+            debug!(failed, "UDP send");
         }
     }
 
@@ -787,7 +823,7 @@ impl Lns {
                     .and_then(|slot| self.table.next_ns(slot))
                     .map(|ns| crate::l2tp::header::Sequence { ns, nr: 0 });
                 if let Some(t) = self.endpoint.encapsulate(tid, sid, &f, sequence, true) {
-                    self.send(&t);
+                    self.send(t);
                 }
             }
             for ev in events {
@@ -1091,6 +1127,7 @@ impl Lns {
         if failed > 0 {
             warn!(failed, "session entries could not be removed from the data plane");
         }
+        self.transmit();
         info!(tunnels_left = self.endpoint.tunnel_count(), "lns-controlplane stopped");
     }
 }

@@ -12,8 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 
 use nix::sys::socket::{
-    recvmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn,
-    SockaddrIn6, SockaddrStorage,
+    recvmsg, sendmmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
+    MultiHeaders, SockaddrIn, SockaddrIn6, SockaddrLike, SockaddrStorage,
 };
 use tokio::io::Interest;
 
@@ -79,6 +79,17 @@ impl L2tpSocket {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 r => return r,
             }
+        }
+    }
+
+    /// The next datagram if one is waiting, without waiting: the loop
+    /// drains a burst before it flushes, so a burst costs one pass of the
+    /// loop (timers, select) rather than one per datagram.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
+        match self.io.try_io(Interest::READABLE, || self.recv_now(buf)) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -160,5 +171,236 @@ impl L2tpSocket {
             })
         };
         res.map(|_| ())
+    }
+
+    /// Sends a batch with sendmmsg(2), one system call per run of
+    /// datagrams with the same source address (the source goes in a
+    /// control message shared by the run). A datagram the kernel refuses
+    /// is skipped and counted in `failed`, as a lost datagram is: L2TP
+    /// retransmits control messages and PPP its requests. When the socket's
+    /// buffer is full the batch stops there: what was not sent stays in
+    /// `batch.out` and `blocked` is set, for a caller that would rather
+    /// wait ([`L2tpSocket::writable`]) than drop.
+    pub fn send_batch(&self, batch: &mut Batch) -> SendOutcome {
+        let mut failed = 0;
+        let mut start = 0;
+        while start < batch.out.len() {
+            let from = batch.out[start].from;
+            let end =
+                batch.out[start..].iter().position(|o| o.from != from).map_or(batch.out.len(), |n| start + n);
+            let run = if self.v6 {
+                let addrs: Vec<Option<SockaddrIn6>> =
+                    batch.out[start..end].iter().map(|o| Some(SockaddrIn6::from(v6_dest(o.to)))).collect();
+                let pi = from.map(|ip| libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: match ip {
+                            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+                            IpAddr::V6(v6) => v6.octets(),
+                        },
+                    },
+                    ipi6_ifindex: 0,
+                });
+                let cmsgs: Vec<ControlMessage> =
+                    pi.as_ref().map(ControlMessage::Ipv6PacketInfo).into_iter().collect();
+                let headers = if pi.is_some() { &mut batch.v6_pktinfo } else { &mut batch.v6 };
+                self.send_run(headers, &batch.out[start..end], &addrs, &cmsgs)
+            } else {
+                let addrs: Vec<Option<SockaddrIn>> = batch.out[start..end]
+                    .iter()
+                    .map(|o| match o.to {
+                        SocketAddr::V4(v4) => Some(SockaddrIn::from(v4)),
+                        SocketAddr::V6(_) => None,
+                    })
+                    .collect();
+                let pi = match from {
+                    Some(IpAddr::V4(ip)) => Some(libc::in_pktinfo {
+                        ipi_ifindex: 0,
+                        ipi_spec_dst: libc::in_addr { s_addr: u32::from(ip).to_be() },
+                        ipi_addr: libc::in_addr { s_addr: 0 },
+                    }),
+                    _ => None,
+                };
+                let cmsgs: Vec<ControlMessage> =
+                    pi.as_ref().map(ControlMessage::Ipv4PacketInfo).into_iter().collect();
+                let headers = if pi.is_some() { &mut batch.v4_pktinfo } else { &mut batch.v4 };
+                self.send_run(headers, &batch.out[start..end], &addrs, &cmsgs)
+            };
+            failed += run.failed;
+            if let Some(sent) = run.blocked_after {
+                batch.out.drain(..start + sent);
+                return SendOutcome { failed, blocked: true };
+            }
+            start = end;
+        }
+        batch.out.clear();
+        SendOutcome { failed, blocked: false }
+    }
+
+    /// Waits until the socket can take datagrams again.
+    pub async fn writable(&self) -> io::Result<()> {
+        self.io.writable().await
+    }
+
+    fn send_run<S: SockaddrLike + Copy>(
+        &self,
+        headers: &mut MultiHeaders<S>,
+        run: &[Outgoing],
+        addrs: &[Option<S>],
+        cmsgs: &[ControlMessage],
+    ) -> RunOutcome {
+        let fd = self.io.as_raw_fd();
+        let mut failed = 0;
+        let mut i = 0;
+        while i < run.len() {
+            let n = (run.len() - i).min(BATCH);
+            // A datagram to a peer of the other family cannot go out.
+            if addrs[i].is_none() {
+                failed += 1;
+                i += 1;
+                continue;
+            }
+            let n = addrs[i..i + n].iter().position(Option::is_none).unwrap_or(n);
+            let iovs: Vec<[io::IoSlice; 1]> =
+                run[i..i + n].iter().map(|o| [io::IoSlice::new(&o.payload)]).collect();
+            let sent = self.io.try_io(Interest::WRITABLE, || {
+                sendmmsg(fd, headers, &iovs, &addrs[i..i + n], cmsgs, MsgFlags::empty())
+                    .map(|r| r.count())
+                    .map_err(io::Error::from)
+            });
+            match sent {
+                Ok(k) if k > 0 => i += k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return RunOutcome { failed, blocked_after: Some(i) };
+                }
+                // The first of the run was refused (or nothing went):
+                // skip it and go on with the rest.
+                _ => {
+                    failed += 1;
+                    i += 1;
+                }
+            }
+        }
+        RunOutcome { failed, blocked_after: None }
+    }
+}
+
+/// What [`L2tpSocket::send_batch`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendOutcome {
+    /// Datagrams the kernel refused (skipped).
+    pub failed: usize,
+    /// The socket's buffer filled up; the rest is still in the batch.
+    pub blocked: bool,
+}
+
+struct RunOutcome {
+    failed: usize,
+    /// Datagrams of the run sent before the buffer filled up.
+    blocked_after: Option<usize>,
+}
+
+fn v6_dest(to: SocketAddr) -> std::net::SocketAddrV6 {
+    match to {
+        SocketAddr::V4(v4) => std::net::SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0),
+        SocketAddr::V6(v6) => v6,
+    }
+}
+
+/// Datagrams per sendmmsg(2).
+pub const BATCH: usize = 64;
+
+/// One datagram waiting for [`L2tpSocket::send_batch`].
+pub struct Outgoing {
+    pub to: SocketAddr,
+    pub from: Option<IpAddr>,
+    pub payload: Vec<u8>,
+}
+
+/// Datagrams queued during one pass of the loop, and the preallocated
+/// sendmmsg headers (with and without room for a source-address control
+/// message, as a header with room but no message would be refused).
+pub struct Batch {
+    pub out: Vec<Outgoing>,
+    v4: MultiHeaders<SockaddrIn>,
+    v4_pktinfo: MultiHeaders<SockaddrIn>,
+    v6: MultiHeaders<SockaddrIn6>,
+    v6_pktinfo: MultiHeaders<SockaddrIn6>,
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch {
+            out: Vec::with_capacity(BATCH),
+            v4: MultiHeaders::preallocate(BATCH, None),
+            v4_pktinfo: MultiHeaders::preallocate(BATCH, Some(nix::cmsg_space!(libc::in_pktinfo))),
+            v6: MultiHeaders::preallocate(BATCH, None),
+            v6_pktinfo: MultiHeaders::preallocate(BATCH, Some(nix::cmsg_space!(libc::in6_pktinfo))),
+        }
+    }
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch larger than one sendmmsg, with runs of different source
+    /// addresses, arrives whole and in order from the right sources.
+    #[tokio::test]
+    async fn send_batch_delivers_runs_in_order() {
+        let rx = L2tpSocket::bind("127.0.0.1:0".parse().expect("addr")).expect("bind rx");
+        let tx = L2tpSocket::bind("0.0.0.0:0".parse().expect("addr")).expect("bind tx");
+        let to = rx.local_addr().expect("addr");
+        let mut batch = Batch::new();
+        let n = BATCH * 2 + 7;
+        for i in 0..n {
+            // Runs: 10 without a source, 10 from 127.0.0.1, ...
+            let from = (i / 10 % 2 == 1).then_some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+            batch.out.push(Outgoing { to, from, payload: (i as u32).to_be_bytes().to_vec() });
+        }
+        // Tokio learns a new socket is writable from its first poll.
+        tx.writable().await.expect("writable");
+        let outcome = tx.send_batch(&mut batch);
+        assert_eq!(outcome, SendOutcome { failed: 0, blocked: false });
+        assert!(batch.out.is_empty());
+        let mut buf = [0u8; 64];
+        for i in 0..n {
+            let r = tokio::time::timeout(std::time::Duration::from_secs(2), rx.recv(&mut buf))
+                .await
+                .expect("datagram in time")
+                .expect("recv");
+            assert_eq!(&buf[..r.len], &(i as u32).to_be_bytes());
+            assert_eq!(r.local, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        }
+        assert!(rx.try_recv(&mut buf).expect("try_recv").is_none(), "nothing more");
+    }
+
+    /// A datagram to an IPv6 peer on an IPv4 socket is refused alone; the
+    /// rest of the batch goes.
+    #[tokio::test]
+    async fn send_batch_skips_what_cannot_go() {
+        let rx = L2tpSocket::bind("127.0.0.1:0".parse().expect("addr")).expect("bind rx");
+        let tx = L2tpSocket::bind("0.0.0.0:0".parse().expect("addr")).expect("bind tx");
+        let to = rx.local_addr().expect("addr");
+        let mut batch = Batch::new();
+        batch.out.push(Outgoing { to, from: None, payload: vec![1] });
+        batch.out.push(Outgoing {
+            to: "[2001:db8::1]:1701".parse().expect("addr"),
+            from: None,
+            payload: vec![2],
+        });
+        batch.out.push(Outgoing { to, from: None, payload: vec![3] });
+        tx.writable().await.expect("writable");
+        assert_eq!(tx.send_batch(&mut batch), SendOutcome { failed: 1, blocked: false });
+        let mut buf = [0u8; 8];
+        for want in [1u8, 3] {
+            let r = rx.recv(&mut buf).await.expect("recv");
+            assert_eq!(&buf[..r.len], &[want]);
+        }
     }
 }
