@@ -200,10 +200,14 @@ fn control_messages_and_ppp_control_go_to_the_stack() {
         }
     }
 
-    // Router solicitation from a link-local source, DHCPv6 to multicast.
+    // Router solicitation from a link-local source, DHCPv6 to multicast,
+    // a global source to a link-local destination (neighbour discovery
+    // answered to the router's link-local address).
     let rs = inner_v6("fe80::1".parse().unwrap(), "ff02::2".parse().unwrap(), b"rs");
     let dhcp = inner_v6(SUB_V6, "ff02::1:2".parse().unwrap(), b"solicit");
-    for inner in [rs, dhcp] {
+    let to_link_local = inner_v6(SUB_V6, "fe80::1".parse().unwrap(), b"na");
+    let rs_unspecified = inner_v6(Ipv6Addr::UNSPECIFIED, "ff02::2".parse().unwrap(), b"rs");
+    for inner in [rs, dhcp, to_link_local, rs_unspecified] {
         let frame = lac_frame(
             Outer::default(),
             LAC_PORT,

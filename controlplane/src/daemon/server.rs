@@ -886,6 +886,8 @@ impl Lns {
                 }
                 info!(protocol = proto.0, "NCP down");
             }
+            // A client's event: the LNS announces prefixes, it learns none.
+            SessionEvent::Ipv6AddressUp { .. } => {}
             SessionEvent::EchoFailure { unanswered } => warn!(unanswered, "LCP echo failure"),
             SessionEvent::LinkDown { cause } => {
                 info!(code = cause.code.0, message = %cause.message, "PPP link down: CDN");
