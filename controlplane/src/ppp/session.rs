@@ -363,6 +363,16 @@ impl Session {
         self.pump(now);
     }
 
+    /// Closes IPv6CP alone (no prefix for the subscriber, say): IPv4 goes
+    /// on; with no other network protocol the link ends (RFC 1661 §3.4).
+    pub fn close_ipv6cp(&mut self, now: Instant) {
+        self.router = None;
+        if let Some(f) = &mut self.ipv6cp {
+            f.close(now);
+        }
+        self.pump(now);
+    }
+
     /// The prefix being advertised, if any.
     pub fn ipv6_prefix(&self) -> Option<(Ipv6Addr, u8)> {
         self.router.as_ref().map(|r| r.prefix())
