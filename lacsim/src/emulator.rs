@@ -179,6 +179,11 @@ pub struct Emulator {
     failed: u32,
     ended_by_lns: u32,
     hanging_up: bool,
+    /// Subscribers whose PPP was fed since the last pump: only they can
+    /// have frames or events, so a pump need not visit every session (with
+    /// thousands of sessions and their traffic, that visit per datagram
+    /// was the emulator's whole cost).
+    dirty: Vec<(TunnelId, SessionId)>,
 }
 
 fn ppp_protocol(frame: &[u8]) -> Option<(u16, usize)> {
@@ -307,6 +312,7 @@ impl Emulator {
             failed: 0,
             ended_by_lns: 0,
             hanging_up: false,
+            dirty: Vec::new(),
         }
     }
 
@@ -338,6 +344,7 @@ impl Emulator {
                     _ => {
                         if let Some(ppp) = sub.ppp.as_mut() {
                             let _ = ppp.handle_frame(now, frame);
+                            self.dirty.push((tunnel_id, session_id));
                         }
                     }
                 }
@@ -349,10 +356,11 @@ impl Emulator {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.ep.handle_timeout(now);
-        for sub in self.subs.values_mut() {
+        for (key, sub) in self.subs.iter_mut() {
             if let Some(ppp) = sub.ppp.as_mut() {
                 if ppp.poll_timeout().is_some_and(|t| t <= now) {
                     ppp.handle_timeout(now);
+                    self.dirty.push(*key);
                 }
             }
         }
@@ -605,6 +613,7 @@ impl Emulator {
                         ppp.open(now);
                         s.ppp = Some(ppp);
                         s.phase = Phase::Ppp;
+                        self.dirty.push((t, session_id));
                     }
                 }
                 Event::SessionDown { session_id, .. } => {
@@ -622,7 +631,11 @@ impl Emulator {
             }
         }
         let mut closes = Vec::new();
-        for ((t, sid), s) in self.subs.iter_mut() {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for (t, sid) in &dirty {
+            let Some(s) = self.subs.get_mut(&(*t, *sid)) else { continue };
             let Some(ppp) = s.ppp.as_mut() else { continue };
             while let Some(frame) = ppp.poll_transmit() {
                 let control = ppp_protocol(&frame).is_some_and(|(p, _)| p >= 0x4000);

@@ -215,6 +215,7 @@ async fn main() -> Result<()> {
     let mut settled_at: Option<Instant> = None;
     let mut closing_at: Option<Instant> = None;
     let mut last_progress = start;
+    let mut last_timer = start;
     let long_run = (args.tunnels * args.sessions_per_tunnel) > 50 || args.hold > 2.0;
     loop {
         let now = Instant::now();
@@ -270,18 +271,32 @@ async fn main() -> Result<()> {
             progress(&emu.summary(), now.duration_since(start));
             last_progress = now;
         }
+        // Timers are served at most every TICK: with thousands of sessions
+        // sending, a wake-up per packet deadline would visit every session
+        // thousands of times a second; a packet a millisecond or two late
+        // changes nothing.
+        const TICK: Duration = Duration::from_millis(2);
         let wake = emu
             .poll_timeout()
             .unwrap_or(now + Duration::from_millis(200))
             .min(now + Duration::from_millis(200))
-            .max(now);
+            .max(now)
+            .max(last_timer + TICK);
         tokio::select! {
             r = sock.recv_from(&mut buf) => {
                 let (n, from) = r?;
                 emu.handle_datagram(Instant::now(), from, &buf[..n]);
+                // Whatever else is queued, before deadlines are looked at again.
+                for _ in 0..256 {
+                    match sock.try_recv_from(&mut buf) {
+                        Ok((n, from)) => emu.handle_datagram(Instant::now(), from, &buf[..n]),
+                        Err(_) => break,
+                    }
+                }
             }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
-                emu.handle_timeout(Instant::now());
+                last_timer = Instant::now();
+                emu.handle_timeout(last_timer);
             }
         }
     }

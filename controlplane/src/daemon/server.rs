@@ -679,6 +679,13 @@ impl Lns {
             ..
         } = a.authorization;
         let pool = pool.or_else(|| self.default_pool.clone());
+        let ipv6_possible = ipv6::possible(
+            &self.ppp_config,
+            &self.ipv6_pools,
+            self.default_ipv6_pool.as_deref(),
+            ipv6_prefix.is_some(),
+            ipv6_pool.as_deref(),
+        );
         if decision.accept && s.ipv4.is_none() {
             let address = match fixed {
                 Some(a) => self.pools.reserve(a).then_some(a),
@@ -689,6 +696,9 @@ impl Lns {
                     s.ipv4 = Some(a);
                     s.ppp.set_peer_ipv4(a);
                 }
+                // IPv6 may still carry the session (its prefix is taken
+                // when IPv6CP opens); IPCP then gets no address.
+                None if ipv6_possible => debug!(user, "no IPv4 address for the user: IPv6 only"),
                 None => {
                     warn!(user, "no IPv4 address for the user");
                     decision = AuthDecision::reject("No address available");
@@ -866,6 +876,13 @@ impl Lns {
             }
             SessionEvent::Authenticated { method, .. } => debug!(?method, "authenticated"),
             SessionEvent::NetworkUp(NetworkConfig::Ipv4 { peer, .. }) => {
+                if s.ipv4.is_none() {
+                    // An IPv6-only session (no IPv4 address was left): IPCP
+                    // goes, IPv6CP carries the session.
+                    info!("IPCP opened without an address to assign: IPCP closed");
+                    s.ppp.close_ncp(now, ppp::Protocol::IPCP);
+                    return;
+                }
                 if s.ipv4 != Some(peer) {
                     // IPCP only acknowledges the address we assigned; any
                     // other must not reach the fast path.

@@ -363,14 +363,21 @@ impl Session {
         self.pump(now);
     }
 
-    /// Closes IPv6CP alone (no prefix for the subscriber, say): IPv4 goes
-    /// on; with no other network protocol the link ends (RFC 1661 §3.4).
-    pub fn close_ipv6cp(&mut self, now: Instant) {
-        self.router = None;
-        if let Some(f) = &mut self.ipv6cp {
-            f.close(now);
+    /// Closes one NCP alone (IPv6CP without a prefix for the subscriber,
+    /// IPCP without an address): the other goes on; with none left the
+    /// link ends (RFC 1661 §3.4).
+    pub fn close_ncp(&mut self, now: Instant, protocol: Protocol) {
+        let fsm = match protocol {
+            Protocol::IPCP => self.ipcp.as_mut().map(|f| f.close(now)),
+            Protocol::IPV6CP => {
+                self.router = None;
+                self.ipv6cp.as_mut().map(|f| f.close(now))
+            }
+            _ => None,
+        };
+        if fsm.is_some() {
+            self.pump(now);
         }
-        self.pump(now);
     }
 
     /// The prefix being advertised, if any.

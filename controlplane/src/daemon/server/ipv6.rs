@@ -30,6 +30,18 @@ pub(super) struct Ipv6Record {
     pub prefix: Option<(Ipv6Addr, u8)>,
 }
 
+/// Can this session get a prefix if it opens IPv6CP? (Then an exhausted
+/// IPv4 pool does not refuse it.)
+pub(super) fn possible(
+    ppp: &crate::ppp::SessionConfig,
+    pools: &crate::daemon::aaa::Ipv6Pools,
+    default_pool: Option<&str>,
+    fixed_prefix: bool,
+    pool: Option<&str>,
+) -> bool {
+    ppp.ipv6cp.is_some() && (fixed_prefix || pool.or(default_pool).is_some_and(|p| pools.has(p)))
+}
+
 /// Forwarding while either address family is up: IPCP and IPv6CP come and
 /// go independently, and neither takes the other's traffic down.
 pub(super) fn state_for(entry: &abi::Session) -> u32 {
@@ -60,7 +72,7 @@ impl Lns {
         let Some((p, len)) = prefix else {
             warn!(user = ?s.username, "no IPv6 prefix for the subscriber: IPv6CP closed");
             *self.counters.dropped.entry("ipv6_no_prefix").or_default() += 1;
-            s.ppp.close_ipv6cp(now);
+            s.ppp.close_ncp(now, crate::ppp::Protocol::IPV6CP);
             return;
         };
         s.ipv6.prefix = Some((p, len));
@@ -74,7 +86,7 @@ impl Lns {
                 warn!(slot, error = %e, "writing the IPv6 prefix to the data plane");
                 self.ipv6_release(tid, sid);
                 if let Some(s) = self.sessions.get_mut(&(tid, sid)) {
-                    s.ppp.close_ipv6cp(now);
+                    s.ppp.close_ncp(now, crate::ppp::Protocol::IPV6CP);
                 }
                 return;
             }
