@@ -510,3 +510,38 @@ fn an_ipv4_only_subscriber_holds_no_prefix() {
     }
     assert_all_released(&pins, &cp.socket);
 }
+
+/// An exhausted IPv6 pool refuses IPv6CP: an IPv6-only subscriber is ended
+/// (no network protocol left), the others keep their prefixes.
+#[test]
+fn an_exhausted_ipv6_pool_refuses_the_next_subscriber() {
+    let lab = Lab::new(1).unwrap();
+    let pins = PinDir::new().unwrap();
+    let _dp = start_dp(&lab, &pins, "1", "skb");
+    // Two /64s in the pool the LNS hands out.
+    let tiny = "default_ipv6_pool = \"tiny\"\n[[ipv6_pool]]\nname = \"tiny\"\nprefix = \"2001:db8:1ff::/63\"\nlength = 64\n";
+    let cp = lab.start_controlplane_with(pins.path(), 10, tiny, &[]).unwrap();
+    let s = lacsim(
+        &lab,
+        &[
+            "--tunnels",
+            "1",
+            "--sessions-per-tunnel",
+            "3",
+            "--rate",
+            "5",
+            "--user",
+            "user%d",
+            "--password",
+            "pw%d",
+            "--ncp",
+            "ipv6",
+            "--hold",
+            "0.5",
+        ],
+    );
+    assert_eq!((s["sessions_up"].as_u64(), s["sessions_failed"].as_u64()), (Some(2), Some(1)), "{s}");
+    let stats = lns_stats(&cp.socket);
+    assert_eq!(stats["dropped"]["ipv6_no_prefix"].as_u64(), Some(1), "{stats}");
+    assert_all_released(&pins, &cp.socket);
+}

@@ -132,3 +132,41 @@ impl Lns {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn either_family_keeps_the_session_forwarding() {
+        let mut e = abi::Session::default();
+        assert_eq!(state_for(&e), abi::SessionState::Control as u32);
+        e.ipv4 = [198, 51, 100, 7];
+        assert_eq!(state_for(&e), abi::SessionState::Forwarding as u32);
+        e.ipv6_prefix = "2001:db8:100:7::".parse::<Ipv6Addr>().expect("prefix").octets();
+        e.ipv6_prefix_len = 64;
+        // IPCP down: IPv6 still forwards.
+        e.ipv4 = [0; 4];
+        assert_eq!(state_for(&e), abi::SessionState::Forwarding as u32);
+        // IPv6CP down too: back to the control plane.
+        e.ipv6_prefix_len = 0;
+        assert_eq!(state_for(&e), abi::SessionState::Control as u32);
+    }
+
+    #[test]
+    fn ipv6_is_possible_with_ipv6cp_and_a_prefix_source() {
+        let mut ppp = crate::ppp::SessionConfig::server("lns");
+        let pools = crate::daemon::aaa::Ipv6Pools::new(&[crate::daemon::aaa::Ipv6PoolEntry {
+            name: "v6".into(),
+            prefix: "2001:db8:100::/40".into(),
+            length: 64,
+        }])
+        .expect("pools");
+        assert!(!possible(&ppp, &pools, Some("v6"), false, None), "no IPv6CP");
+        ppp.ipv6cp = Some(Default::default());
+        assert!(possible(&ppp, &pools, Some("v6"), false, None));
+        assert!(possible(&ppp, &pools, None, true, None), "a fixed prefix");
+        assert!(!possible(&ppp, &pools, None, false, None));
+        assert!(!possible(&ppp, &pools, Some("v6"), false, Some("other")), "the backend's pool wins");
+    }
+}
