@@ -713,3 +713,40 @@ impl Emulator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp6_packets_have_valid_lengths_and_checksums() {
+        let src: Ipv6Addr = "2001:db8:100:7::1".parse().expect("src");
+        let dst: SocketAddrV6 = "[2001:db8:c0::7]:7".parse().expect("dst");
+        for size in [0, 48, 49, 100, 1500] {
+            let p = udp6_packet(src, dst, 4001, size);
+            assert_eq!(p.len(), size.max(48));
+            assert_eq!(usize::from(u16::from_be_bytes([p[4], p[5]])), p.len() - 40);
+            assert_eq!((p[0] >> 4, p[6], p[7]), (6, 17, 64));
+            // The checksum over the pseudo-header and the datagram sums to 0.
+            let mut pseudo = 0u32;
+            for c in p[8..40].chunks(2) {
+                pseudo += u32::from(u16::from_be_bytes([c[0], c[1]]));
+            }
+            pseudo += 17 + (p.len() - 40) as u32;
+            assert_eq!(checksum(&p[40..], pseudo), 0, "size {size}");
+        }
+    }
+
+    #[test]
+    fn ipv6_subscribers_run_ipv6cp_only() {
+        let mut e = Emulator::new(EmulatorConfig { ncp: Ncp::Ipv6, ..EmulatorConfig::default() }, Some(1));
+        let c = e.ppp_config(1);
+        assert!(c.ipcp.is_none() && c.ipv6cp.is_some());
+        e.cfg.ncp = Ncp::Dual;
+        let c = e.ppp_config(1);
+        assert!(c.ipcp.is_some() && c.ipv6cp.is_some());
+        e.cfg.ncp = Ncp::Ipv4;
+        let c = e.ppp_config(1);
+        assert!(c.ipcp.is_some() && c.ipv6cp.is_none());
+    }
+}
