@@ -227,7 +227,7 @@ enum lns_counter {
 	LNS_CNT_PASS_PPP_CONTROL,           /* PPP protocol other than IPv4/IPv6 (LCP, auth, NCPs, ...) */
 	LNS_CNT_PASS_SESSION_NOT_FORWARDING,/* session exists, PPP not yet up */
 	LNS_CNT_PASS_UNKNOWN_SESSION,       /* unknown session, LNS_CFG_PASS_UNKNOWN_SESSION set */
-	LNS_CNT_PASS_IPV6_LINK_LOCAL,       /* subscriber IPv6 from link-local or to multicast (ND, DHCPv6) */
+	LNS_CNT_PASS_IPV6_LINK_LOCAL,       /* subscriber IPv6 from or to link-local, or to multicast (ND, DHCPv6) */
 	LNS_CNT_PASS_SUBSCRIBER_NOT_FORWARDING, /* core packet to a subscriber whose session is not forwarding */
 	LNS_CNT_PASS_NOT_IP,                /* ARP and other ethertypes */
 	LNS_CNT_PASS_NOT_L2TP,              /* IP that is neither L2TP to us nor to a subscriber */

@@ -301,6 +301,23 @@ impl Maps {
         delete_if_present(&self.sub_v6_lpm, bytemuck::bytes_of(&key), "deleting from lns_sub_v6_lpm")
     }
 
+    /// Entries of every map a session writes, by map name, and the
+    /// session slots not free (`lns_sessions`), for leak checks (a syscall
+    /// per entry: for tools and tests).
+    pub fn entry_counts(&self) -> BTreeMap<&'static str, usize> {
+        let used = (0..self.sessions.max_entries())
+            .filter(|i| self.read_session(*i).is_ok_and(|s| s.session_state() != Some(SessionState::Free)))
+            .count();
+        BTreeMap::from([
+            ("lns_sessions", used),
+            ("lns_session_ids", self.session_ids.keys().count()),
+            ("lns_sub_v4", self.sub_v4.keys().count()),
+            ("lns_sub_v6", self.sub_v6.keys().count()),
+            ("lns_sub_v4_lpm", self.sub_v4_lpm.keys().count()),
+            ("lns_sub_v6_lpm", self.sub_v6_lpm.keys().count()),
+        ])
+    }
+
     /// Entries in each address map, for leak checks.
     pub fn address_entries(&self) -> usize {
         [&self.sub_v4, &self.sub_v6, &self.sub_v4_lpm, &self.sub_v6_lpm]

@@ -200,10 +200,14 @@ fn control_messages_and_ppp_control_go_to_the_stack() {
         }
     }
 
-    // Router solicitation from a link-local source, DHCPv6 to multicast.
+    // Router solicitation from a link-local source, DHCPv6 to multicast,
+    // a global source to a link-local destination (neighbour discovery
+    // answered to the router's link-local address).
     let rs = inner_v6("fe80::1".parse().unwrap(), "ff02::2".parse().unwrap(), b"rs");
     let dhcp = inner_v6(SUB_V6, "ff02::1:2".parse().unwrap(), b"solicit");
-    for inner in [rs, dhcp] {
+    let to_link_local = inner_v6(SUB_V6, "fe80::1".parse().unwrap(), b"na");
+    let rs_unspecified = inner_v6(Ipv6Addr::UNSPECIFIED, "ff02::2".parse().unwrap(), b"rs");
+    for inner in [rs, dhcp, to_link_local, rs_unspecified] {
         let frame = lac_frame(
             Outer::default(),
             LAC_PORT,
@@ -747,4 +751,74 @@ fn cached_next_hops_expire() {
         .unwrap();
     assert!(maps.flush_nexthops().unwrap() >= 1);
     assert_eq!(dmac(&lab), [2, 0, 0, 0, 0, 0x98]);
+}
+
+/// IPv6CP opens after the session was installed (prefix added by an
+/// update), closes again (prefix removed), and the session ends: the LPM
+/// entry follows each step, and the core side sees it.
+#[test]
+fn ipv6_prefix_added_and_removed_by_update() {
+    let lab = Lab::new();
+    let maps = lab.steering.maps();
+    let xsk = BoundXsk::bind(&lab.core_name, 0);
+    maps.set_xsk(64, xsk.fd()).unwrap();
+    let mut s = Lab::session(SessionState::Control);
+    s.ipv4 = [0; 4];
+    s.ipv6_prefix_len = 0;
+    s.ipv6_prefix = [0; 16];
+    s.delegated_prefix_len = 0;
+    s.delegated_prefix = [0; 16];
+    lab.install(3, &s);
+    let count = |name: &str| maps.entry_counts()[name];
+    assert_eq!((count("lns_sessions"), count("lns_session_ids"), count("lns_sub_v6_lpm")), (1, 1, 0));
+    let to_sub = core_frame(IpAddr::V6(SUB_V6), false);
+    lab.expect(lab.core, &to_sub, XdpAction::Pass, Counter::PassNotL2tp);
+
+    // IPv6CP up: prefix and Forwarding in one update.
+    s.state = SessionState::Forwarding as u32;
+    s.ipv6_prefix = SUB_PREFIX.octets();
+    s.ipv6_prefix_len = 64;
+    maps.update_session(3, &s).unwrap();
+    assert_eq!(count("lns_sub_v6_lpm"), 1);
+    let r = lab.expect(lab.core, &to_sub, XdpAction::Redirect, Counter::RedirectDownstream);
+    assert_eq!(r.meta.unwrap().session_index, 3);
+    // An IPv6-only session: an IPv4 source is spoofed, its prefix is not.
+    let up = |inner: &[u8], proto: u16| {
+        lac_frame(
+            Outer::default(),
+            LAC_PORT,
+            1701,
+            &l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, proto, inner),
+        )
+    };
+    let xsk_access = BoundXsk::bind(&lab.access_name, 0);
+    maps.set_xsk(0, xsk_access.fd()).unwrap();
+    lab.expect(
+        lab.access,
+        &up(&inner_v6(SUB_V6, CORE_V6, b"x"), 0x57),
+        XdpAction::Redirect,
+        Counter::RedirectUpstream,
+    );
+    lab.expect(
+        lab.access,
+        &up(&inner_v4(SUB_V4, CORE_V4, b"x"), 0x21),
+        XdpAction::Drop,
+        Counter::DropSpoofed,
+    );
+
+    // IPv6CP down: the prefix goes, the entry stays.
+    s.state = SessionState::Control as u32;
+    s.ipv6_prefix = [0; 16];
+    s.ipv6_prefix_len = 0;
+    maps.update_session(3, &s).unwrap();
+    assert_eq!((count("lns_sessions"), count("lns_sub_v6_lpm")), (1, 0));
+    lab.expect(lab.core, &to_sub, XdpAction::Pass, Counter::PassNotL2tp);
+
+    // Up again, then the session ends: nothing left anywhere.
+    s.state = SessionState::Forwarding as u32;
+    s.ipv6_prefix = SUB_PREFIX.octets();
+    s.ipv6_prefix_len = 64;
+    maps.update_session(3, &s).unwrap();
+    maps.remove_session(3).unwrap();
+    assert!(maps.entry_counts().values().all(|n| *n == 0), "{:?}", maps.entry_counts());
 }

@@ -87,6 +87,9 @@ pub struct SessionRow {
     pub username: Option<String>,
     /// The subscriber's address, once assigned.
     pub ipv4: Option<String>,
+    /// The subscriber's IPv6 prefix (announced by RA), once assigned.
+    #[serde(default)]
+    pub ipv6_prefix: Option<String>,
     pub age_secs: u64,
 }
 
@@ -112,6 +115,9 @@ pub struct Stats {
     pub slots_total: usize,
     /// Subscriber IPv4 addresses assigned.
     pub addresses_in_use: usize,
+    /// Subscriber IPv6 prefixes assigned.
+    #[serde(default)]
+    pub ipv6_prefixes_in_use: usize,
     /// Datagrams dropped, by reason.
     pub dropped: BTreeMap<String, u64>,
     /// XDP verdict counters of the data plane, when there is one.

@@ -2,8 +2,8 @@
 //! LAC role and one PPP client per session, driven with datagrams and time
 //! like every protocol core here. The binary owns the socket and the clock.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -13,15 +13,40 @@ use lns_controlplane::l2tp::{
 };
 use lns_controlplane::ppp::auth::{AuthMethod, Credentials};
 use lns_controlplane::ppp::session::{NetworkConfig, Session as Ppp, SessionConfig, SessionEvent};
+use lns_controlplane::ppp::Ipv6cpConfig;
 
-/// Subscriber traffic: IPv4/UDP from each session to a target.
+/// Subscriber traffic: UDP from each session's address(es) to a target.
 #[derive(Clone, Copy, Debug)]
 pub struct Traffic {
-    /// Packets per second per session.
+    /// Packets per second per session and address family.
     pub pps: f64,
-    /// IP packet size in bytes (at least 28).
+    /// IP packet size in bytes (at least 28; 48 for IPv6).
     pub size: usize,
     pub target: SocketAddrV4,
+    /// Where IPv6 subscribers send.
+    pub target_v6: SocketAddrV6,
+}
+
+/// The network protocols a subscriber runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Ncp {
+    /// IPCP: an address from the LNS.
+    #[default]
+    Ipv4,
+    /// IPv6CP, then a Router Solicitation; the address is formed from the
+    /// advertised prefix.
+    Ipv6,
+    /// Both.
+    Dual,
+}
+
+impl Ncp {
+    pub fn ipv4(self) -> bool {
+        matches!(self, Ncp::Ipv4 | Ncp::Dual)
+    }
+    pub fn ipv6(self) -> bool {
+        matches!(self, Ncp::Ipv6 | Ncp::Dual)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -46,6 +71,7 @@ pub struct EmulatorConfig {
     pub traffic: Option<Traffic>,
     /// Our host name in SCCRQ.
     pub host_name: String,
+    pub ncp: Ncp,
 }
 
 impl Default for EmulatorConfig {
@@ -63,6 +89,7 @@ impl Default for EmulatorConfig {
             proxy_auth: false,
             traffic: None,
             host_name: "lns-lacsim".into(),
+            ncp: Ncp::Ipv4,
         }
     }
 }
@@ -74,7 +101,8 @@ pub enum Phase {
     Calling,
     /// L2TP session up, PPP negotiating.
     Ppp,
-    /// IPCP up: the subscriber has an address.
+    /// Every address usable: IPCP up for IPv4, a Router Advertisement
+    /// received for IPv6.
     Up,
     /// Failed or torn down.
     Down,
@@ -86,13 +114,20 @@ struct Subscriber {
     ppp: Option<Ppp>,
     called_at: Instant,
     address: Option<Ipv4Addr>,
+    address_v6: Option<Ipv6Addr>,
     next_packet: Option<Instant>,
     sent: u64,
     received: u64,
+    sent_v6: u64,
+    received_v6: u64,
     seq: u16,
-    /// The PPP deadline and send time as filed in the timer indexes.
-    ppp_timer: Option<Instant>,
-    traffic_timer: Option<Instant>,
+}
+
+impl Subscriber {
+    /// Sent in some family and never answered in it.
+    fn unanswered(&self) -> bool {
+        (self.sent > 0 && self.received == 0) || (self.sent_v6 > 0 && self.received_v6 == 0)
+    }
 }
 
 /// What happened so far.
@@ -114,6 +149,17 @@ pub struct Summary {
     pub data_sent: u64,
     pub data_received: u64,
     pub data_lost: u64,
+    /// Sessions that formed an IPv6 address from a Router Advertisement.
+    pub ipv6_sessions_up: u32,
+    /// Of `data_sent` / `data_received`, IPv6.
+    pub data_sent_v6: u64,
+    pub data_received_v6: u64,
+    /// Sessions that sent traffic and had at least one reply in every
+    /// address family they sent in.
+    pub sessions_answered: u32,
+    /// Numbers of sessions that sent and had no reply in some family (the
+    /// first 20).
+    pub sessions_unanswered: Vec<u32>,
 }
 
 pub struct Emulator {
@@ -133,26 +179,11 @@ pub struct Emulator {
     failed: u32,
     ended_by_lns: u32,
     hanging_up: bool,
-    /// Subscribers whose PPP may have something to send or report: only
-    /// these are looked at after a datagram or timer, so a pass costs what
-    /// changed, not the number of subscribers.
-    dirty: HashSet<(TunnelId, SessionId)>,
-    /// PPP deadlines and traffic send times, earliest first.
-    ppp_timers: BTreeSet<(Instant, TunnelId, SessionId)>,
-    traffic_timers: BTreeSet<(Instant, TunnelId, SessionId)>,
-    /// Subscribers calling or negotiating (neither up nor down).
-    unsettled: u32,
-}
-
-/// Moves a subscriber to `to`, keeping the count of unsettled ones.
-fn set_phase(unsettled: &mut u32, phase: &mut Phase, to: Phase) {
-    let busy = |p: Phase| matches!(p, Phase::Calling | Phase::Ppp);
-    match (busy(*phase), busy(to)) {
-        (true, false) => *unsettled = unsettled.saturating_sub(1),
-        (false, true) => *unsettled += 1,
-        _ => {}
-    }
-    *phase = to;
+    /// Subscribers whose PPP was fed since the last pump: only they can
+    /// have frames or events, so a pump need not visit every session (with
+    /// thousands of sessions and their traffic, that visit per datagram
+    /// was the emulator's whole cost).
+    dirty: Vec<(TunnelId, SessionId)>,
 }
 
 fn ppp_protocol(frame: &[u8]) -> Option<(u16, usize)> {
@@ -199,6 +230,36 @@ pub fn udp_packet(src: Ipv4Addr, dst: SocketAddrV4, sport: u16, size: usize) -> 
         c = 0xffff;
     }
     v[26..28].copy_from_slice(&c.to_be_bytes());
+    v
+}
+
+/// IPv6/UDP with a valid checksum.
+pub fn udp6_packet(src: Ipv6Addr, dst: SocketAddrV6, sport: u16, size: usize) -> Vec<u8> {
+    let size = size.max(48);
+    let plen = size - 40;
+    let mut v = vec![0u8; size];
+    v[0] = 0x60;
+    v[4..6].copy_from_slice(&(plen as u16).to_be_bytes());
+    v[6] = 17;
+    v[7] = 64;
+    v[8..24].copy_from_slice(&src.octets());
+    v[24..40].copy_from_slice(&dst.ip().octets());
+    v[40..42].copy_from_slice(&sport.to_be_bytes());
+    v[42..44].copy_from_slice(&dst.port().to_be_bytes());
+    v[44..46].copy_from_slice(&(plen as u16).to_be_bytes());
+    for (i, b) in v[48..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let mut pseudo = 0u32;
+    for c in src.octets().chunks(2).chain(dst.ip().octets().chunks(2)) {
+        pseudo += u16::from_be_bytes([c[0], c[1]]) as u32;
+    }
+    pseudo += 17 + plen as u32;
+    let mut c = checksum(&v[40..], pseudo);
+    if c == 0 {
+        c = 0xffff;
+    }
+    v[46..48].copy_from_slice(&c.to_be_bytes());
     v
 }
 
@@ -251,10 +312,7 @@ impl Emulator {
             failed: 0,
             ended_by_lns: 0,
             hanging_up: false,
-            dirty: HashSet::new(),
-            ppp_timers: BTreeSet::new(),
-            traffic_timers: BTreeSet::new(),
-            unsettled: 0,
+            dirty: Vec::new(),
         }
     }
 
@@ -278,12 +336,15 @@ impl Emulator {
             DatagramEvent::Data { tunnel_id, session_id, payload, .. } => {
                 let Some(frame) = data.get(payload) else { return };
                 let Some(sub) = self.subs.get_mut(&(tunnel_id, session_id)) else { return };
-                self.dirty.insert((tunnel_id, session_id));
                 match ppp_protocol(frame) {
                     Some((0x0021, _)) => sub.received += 1,
+                    // IPv6 UDP is an echo; the rest (router advertisements)
+                    // is PPP's business.
+                    Some((0x0057, at)) if frame.get(at + 6) == Some(&17) => sub.received_v6 += 1,
                     _ => {
                         if let Some(ppp) = sub.ppp.as_mut() {
                             let _ = ppp.handle_frame(now, frame);
+                            self.dirty.push((tunnel_id, session_id));
                         }
                     }
                 }
@@ -295,19 +356,12 @@ impl Emulator {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.ep.handle_timeout(now);
-        while let Some(&(t, tid, sid)) = self.ppp_timers.first() {
-            if t > now {
-                break;
-            }
-            self.ppp_timers.pop_first();
-            if let Some(sub) = self.subs.get_mut(&(tid, sid)) {
-                sub.ppp_timer = None;
-                if let Some(ppp) = sub.ppp.as_mut() {
-                    if ppp.poll_timeout().is_some_and(|t| t <= now) {
-                        ppp.handle_timeout(now);
-                    }
+        for (key, sub) in self.subs.iter_mut() {
+            if let Some(ppp) = sub.ppp.as_mut() {
+                if ppp.poll_timeout().is_some_and(|t| t <= now) {
+                    ppp.handle_timeout(now);
+                    self.dirty.push(*key);
                 }
-                self.dirty.insert((tid, sid));
             }
         }
         self.call(now);
@@ -335,8 +389,12 @@ impl Emulator {
         if !self.to_call.is_empty() {
             consider(self.next_call);
         }
-        consider(self.ppp_timers.first().map(|(t, _, _)| *t));
-        consider(self.traffic_timers.first().map(|(t, _, _)| *t));
+        for sub in self.subs.values_mut() {
+            if let Some(ppp) = sub.ppp.as_mut() {
+                consider(ppp.poll_timeout());
+            }
+            consider(sub.next_packet);
+        }
         next
     }
 
@@ -348,9 +406,7 @@ impl Emulator {
         }
         for sub in self.subs.values_mut() {
             sub.next_packet = None;
-            sub.traffic_timer = None;
         }
-        self.traffic_timers.clear();
         self.hanging_up = true;
         self.to_call.clear();
         self.pump(now);
@@ -363,7 +419,9 @@ impl Emulator {
 
     /// All sessions either up or failed, no call pending.
     pub fn settled(&self) -> bool {
-        self.to_call.is_empty() && self.waiting.is_empty() && self.unsettled == 0
+        self.to_call.is_empty()
+            && self.waiting.is_empty()
+            && self.subs.values().all(|s| matches!(s.phase, Phase::Up | Phase::Down))
     }
 
     pub fn summary(&self) -> Summary {
@@ -372,8 +430,14 @@ impl Emulator {
         let pending = self.to_call.len() as u32
             + self.waiting.values().map(|v| v.len() as u32).sum::<u32>()
             + self.subs.values().filter(|s| matches!(s.phase, Phase::Calling | Phase::Ppp)).count() as u32;
-        let sent: u64 = self.subs.values().map(|s| s.sent).sum();
-        let received: u64 = self.subs.values().map(|s| s.received).sum();
+        let sent_v6: u64 = self.subs.values().map(|s| s.sent_v6).sum();
+        let received_v6: u64 = self.subs.values().map(|s| s.received_v6).sum();
+        let sent: u64 = self.subs.values().map(|s| s.sent).sum::<u64>() + sent_v6;
+        let received: u64 = self.subs.values().map(|s| s.received).sum::<u64>() + received_v6;
+        let mut unanswered: Vec<u32> =
+            self.subs.values().filter(|s| s.unanswered()).map(|s| s.number).collect();
+        unanswered.sort_unstable();
+        let answered = self.subs.values().filter(|s| s.sent + s.sent_v6 > 0 && !s.unanswered()).count();
         let q = |p: f64| self.latency_us.value_at_quantile(p) as f64 / 1000.0;
         let setup_rate = match (self.first_call, self.last_up) {
             (Some(a), Some(b)) if b > a && self.latency_us.len() > 0 => {
@@ -395,6 +459,11 @@ impl Emulator {
             data_sent: sent,
             data_received: received,
             data_lost: sent.saturating_sub(received),
+            ipv6_sessions_up: self.subs.values().filter(|s| s.address_v6.is_some()).count() as u32,
+            data_sent_v6: sent_v6,
+            data_received_v6: received_v6,
+            sessions_answered: answered as u32,
+            sessions_unanswered: unanswered.into_iter().take(20).collect(),
         }
     }
 
@@ -444,15 +513,15 @@ impl Emulator {
                             ppp: None,
                             called_at: now,
                             address: None,
+                            address_v6: None,
                             next_packet: None,
                             sent: 0,
                             received: 0,
+                            sent_v6: 0,
+                            received_v6: 0,
                             seq: 0,
-                            ppp_timer: None,
-                            traffic_timer: None,
                         },
                     );
-                    self.unsettled += 1;
                 }
                 Err(_) => self.failed += 1,
             }
@@ -497,6 +566,12 @@ impl Emulator {
             password: self.password(number),
         });
         c.lcp.accept_auth = vec![self.cfg.auth];
+        if !self.cfg.ncp.ipv4() {
+            c.ipcp = None;
+        }
+        if self.cfg.ncp.ipv6() {
+            c.ipv6cp = Some(Ipv6cpConfig::default());
+        }
         c
     }
 
@@ -526,7 +601,7 @@ impl Emulator {
                             } else if !self.hanging_up {
                                 self.ended_by_lns += 1;
                             }
-                            set_phase(&mut self.unsettled, &mut s.phase, Phase::Down);
+                            s.phase = Phase::Down;
                             s.next_packet = None;
                         }
                     }
@@ -537,8 +612,8 @@ impl Emulator {
                         let mut ppp = Ppp::new(cfg);
                         ppp.open(now);
                         s.ppp = Some(ppp);
-                        set_phase(&mut self.unsettled, &mut s.phase, Phase::Ppp);
-                        self.dirty.insert((t, session_id));
+                        s.phase = Phase::Ppp;
+                        self.dirty.push((t, session_id));
                     }
                 }
                 Event::SessionDown { session_id, .. } => {
@@ -548,7 +623,7 @@ impl Emulator {
                         } else if s.phase == Phase::Up && !self.hanging_up {
                             self.ended_by_lns += 1;
                         }
-                        set_phase(&mut self.unsettled, &mut s.phase, Phase::Down);
+                        s.phase = Phase::Down;
                         s.next_packet = None;
                     }
                 }
@@ -556,10 +631,11 @@ impl Emulator {
             }
         }
         let mut closes = Vec::new();
-        let dirty: Vec<(TunnelId, SessionId)> = self.dirty.drain().collect();
-        for key in &dirty {
-            let (t, sid) = (&key.0, &key.1);
-            let Some(s) = self.subs.get_mut(key) else { continue };
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for (t, sid) in &dirty {
+            let Some(s) = self.subs.get_mut(&(*t, *sid)) else { continue };
             let Some(ppp) = s.ppp.as_mut() else { continue };
             while let Some(frame) = ppp.poll_transmit() {
                 let control = ppp_protocol(&frame).is_some_and(|(p, _)| p >= 0x4000);
@@ -569,88 +645,63 @@ impl Emulator {
             }
             while let Some(ev) = ppp.poll_event() {
                 match ev {
-                    SessionEvent::NetworkUp(NetworkConfig::Ipv4 { local, .. }) => {
-                        if s.phase != Phase::Up {
-                            set_phase(&mut self.unsettled, &mut s.phase, Phase::Up);
-                            s.address = Some(local);
-                            let _ = self
-                                .latency_us
-                                .record(now.duration_since(s.called_at).as_micros().max(1) as u64);
-                            self.last_up = Some(now);
-                            if let Some(tr) = self.cfg.traffic {
-                                if tr.pps > 0.0 {
-                                    s.next_packet = Some(now);
-                                }
-                            }
-                        }
-                    }
+                    SessionEvent::NetworkUp(NetworkConfig::Ipv4 { local, .. }) => s.address = Some(local),
+                    SessionEvent::Ipv6AddressUp { address, .. } => s.address_v6 = Some(address),
                     SessionEvent::LinkDown { .. } => {
                         if s.phase != Phase::Up {
                             self.failed += 1;
                         } else if !self.hanging_up {
                             self.ended_by_lns += 1;
                         }
-                        set_phase(&mut self.unsettled, &mut s.phase, Phase::Down);
+                        s.phase = Phase::Down;
                         s.next_packet = None;
                         closes.push((*t, *sid));
                     }
                     _ => {}
+                }
+                let ncp = self.cfg.ncp;
+                // Up once every address it runs is usable.
+                let usable = (!ncp.ipv4() || s.address.is_some()) && (!ncp.ipv6() || s.address_v6.is_some());
+                if usable && s.phase == Phase::Ppp {
+                    s.phase = Phase::Up;
+                    let _ = self.latency_us.record(now.duration_since(s.called_at).as_micros().max(1) as u64);
+                    self.last_up = Some(now);
+                    if self.cfg.traffic.is_some_and(|tr| tr.pps > 0.0) {
+                        s.next_packet = Some(now);
+                    }
                 }
             }
         }
         for (t, sid) in closes {
             let _ = self.ep.close_session(now, t, sid, ResultCode::new(2));
         }
-        for key in dirty {
-            self.refile(key);
-        }
-    }
-
-    /// Files a subscriber's PPP deadline and next packet time in the
-    /// indexes, after anything that may have changed them.
-    fn refile(&mut self, key: (TunnelId, SessionId)) {
-        let Some(s) = self.subs.get_mut(&key) else { return };
-        let ppp_next = s.ppp.as_mut().and_then(|p| p.poll_timeout());
-        if ppp_next != s.ppp_timer {
-            if let Some(old) = s.ppp_timer {
-                self.ppp_timers.remove(&(old, key.0, key.1));
-            }
-            if let Some(new) = ppp_next {
-                self.ppp_timers.insert((new, key.0, key.1));
-            }
-            s.ppp_timer = ppp_next;
-        }
-        if s.next_packet != s.traffic_timer {
-            if let Some(old) = s.traffic_timer {
-                self.traffic_timers.remove(&(old, key.0, key.1));
-            }
-            if let Some(new) = s.next_packet {
-                self.traffic_timers.insert((new, key.0, key.1));
-            }
-            s.traffic_timer = s.next_packet;
-        }
     }
 
     fn send_traffic(&mut self, now: Instant) {
         let Some(tr) = self.cfg.traffic else { return };
         let interval = Duration::from_secs_f64(1.0 / tr.pps.max(0.001));
-        while let Some(&(when, t, sid)) = self.traffic_timers.first() {
-            if when > now {
-                break;
-            }
-            self.traffic_timers.pop_first();
-            let Some(s) = self.subs.get_mut(&(t, sid)) else { continue };
-            s.traffic_timer = None;
-            let (Some(addr), Some(mut due)) = (s.address, s.next_packet) else { continue };
+        for ((t, sid), s) in self.subs.iter_mut() {
+            let Some(mut due) = s.next_packet else { continue };
             // Catch up at most a few packets after a stall, not a burst.
             let mut budget = 8;
+            let sport = 4000 + (s.number % 1000) as u16;
             while due <= now && budget > 0 {
                 s.seq = s.seq.wrapping_add(1);
-                let mut ppp = vec![0xff, 0x03, 0x00, 0x21];
-                ppp.extend_from_slice(&udp_packet(addr, tr.target, 4000 + (s.number % 1000) as u16, tr.size));
-                if let Some(tx) = self.ep.encapsulate(t, sid, &ppp, None, false) {
-                    self.out.push_back(tx);
-                    s.sent += 1;
+                if let Some(addr) = s.address {
+                    let mut ppp = vec![0xff, 0x03, 0x00, 0x21];
+                    ppp.extend_from_slice(&udp_packet(addr, tr.target, sport, tr.size));
+                    if let Some(tx) = self.ep.encapsulate(*t, *sid, &ppp, None, false) {
+                        self.out.push_back(tx);
+                        s.sent += 1;
+                    }
+                }
+                if let Some(addr) = s.address_v6 {
+                    let mut ppp = vec![0xff, 0x03, 0x00, 0x57];
+                    ppp.extend_from_slice(&udp6_packet(addr, tr.target_v6, sport, tr.size));
+                    if let Some(tx) = self.ep.encapsulate(*t, *sid, &ppp, None, false) {
+                        self.out.push_back(tx);
+                        s.sent_v6 += 1;
+                    }
                 }
                 due += interval;
                 budget -= 1;
@@ -659,7 +710,43 @@ impl Emulator {
                 due = now + interval;
             }
             s.next_packet = Some(due);
-            self.refile((t, sid));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp6_packets_have_valid_lengths_and_checksums() {
+        let src: Ipv6Addr = "2001:db8:100:7::1".parse().expect("src");
+        let dst: SocketAddrV6 = "[2001:db8:c0::7]:7".parse().expect("dst");
+        for size in [0, 48, 49, 100, 1500] {
+            let p = udp6_packet(src, dst, 4001, size);
+            assert_eq!(p.len(), size.max(48));
+            assert_eq!(usize::from(u16::from_be_bytes([p[4], p[5]])), p.len() - 40);
+            assert_eq!((p[0] >> 4, p[6], p[7]), (6, 17, 64));
+            // The checksum over the pseudo-header and the datagram sums to 0.
+            let mut pseudo = 0u32;
+            for c in p[8..40].chunks(2) {
+                pseudo += u32::from(u16::from_be_bytes([c[0], c[1]]));
+            }
+            pseudo += 17 + (p.len() - 40) as u32;
+            assert_eq!(checksum(&p[40..], pseudo), 0, "size {size}");
+        }
+    }
+
+    #[test]
+    fn ipv6_subscribers_run_ipv6cp_only() {
+        let mut e = Emulator::new(EmulatorConfig { ncp: Ncp::Ipv6, ..EmulatorConfig::default() }, Some(1));
+        let c = e.ppp_config(1);
+        assert!(c.ipcp.is_none() && c.ipv6cp.is_some());
+        e.cfg.ncp = Ncp::Dual;
+        let c = e.ppp_config(1);
+        assert!(c.ipcp.is_some() && c.ipv6cp.is_some());
+        e.cfg.ncp = Ncp::Ipv4;
+        let c = e.ppp_config(1);
+        assert!(c.ipcp.is_some() && c.ipv6cp.is_none());
     }
 }

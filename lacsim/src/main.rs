@@ -1,7 +1,7 @@
 //! lns-lacsim: emulates LACs carrying PPP subscribers against an LNS.
 
 use std::io::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -9,9 +9,19 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use lns_controlplane::daemon::udp::{Batch, L2tpSocket, Outgoing, BATCH};
 use lns_controlplane::ppp::auth::AuthMethod;
-use lns_lacsim::emulator::{Emulator, EmulatorConfig, Summary, Traffic};
+use lns_lacsim::emulator::{Emulator, EmulatorConfig, Ncp, Summary, Traffic};
 use lns_lacsim::trafgen;
 use tokio::net::UdpSocket;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum NcpArg {
+    /// IPCP only.
+    Ipv4,
+    /// IPv6CP only; the address comes from the LNS's Router Advertisement.
+    Ipv6,
+    /// IPCP and IPv6CP.
+    Dual,
+}
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Auth {
@@ -67,6 +77,13 @@ struct Args {
     /// Where subscriber traffic goes (replies are counted).
     #[arg(long, value_name = "ADDR:PORT", default_value = "203.0.113.7:7")]
     traffic_target: SocketAddrV4,
+    /// Where IPv6 subscriber traffic goes.
+    #[arg(long, value_name = "[ADDR]:PORT", default_value = "[2001:db8:c0::7]:7")]
+    traffic_target_v6: SocketAddrV6,
+    /// Network protocols the subscribers run. A session counts as up when
+    /// its addresses are usable: IPCP up, Router Advertisement received.
+    #[arg(long, value_enum, default_value = "ipv4")]
+    ncp: NcpArg,
     /// Give up on sessions that are not up after this many seconds.
     #[arg(long, default_value_t = 60.0)]
     timeout: f64,
@@ -157,7 +174,7 @@ async fn main() -> Result<()> {
     let traffic = match &args.traffic {
         Some(t) => {
             let (pps, size) = parse_traffic(t)?;
-            Some(Traffic { pps, size, target: args.traffic_target })
+            Some(Traffic { pps, size, target: args.traffic_target, target_v6: args.traffic_target_v6 })
         }
         None => None,
     };
@@ -177,6 +194,11 @@ async fn main() -> Result<()> {
         hidden_avps: args.hidden_avps,
         proxy_auth: args.proxy_auth,
         traffic,
+        ncp: match args.ncp {
+            NcpArg::Ipv4 => Ncp::Ipv4,
+            NcpArg::Ipv6 => Ncp::Ipv6,
+            NcpArg::Dual => Ncp::Dual,
+        },
         ..EmulatorConfig::default()
     };
     // The LNS's socket: 16 MiB buffers (thousands of sessions answer at
@@ -193,6 +215,7 @@ async fn main() -> Result<()> {
     let mut settled_at: Option<Instant> = None;
     let mut closing_at: Option<Instant> = None;
     let mut last_progress = start;
+    let mut last_timer = start;
     let long_run = (args.tunnels * args.sessions_per_tunnel) > 50 || args.hold > 2.0;
     loop {
         let now = Instant::now();
@@ -224,7 +247,12 @@ async fn main() -> Result<()> {
                     lac: SocketAddrV4::new(lac_ip, lac.port()),
                     lns,
                 };
-                let tr = traffic.unwrap_or(Traffic { pps: 0.0, size: 64, target: args.traffic_target });
+                let tr = traffic.unwrap_or(Traffic {
+                    pps: 0.0,
+                    size: 64,
+                    target: args.traffic_target,
+                    target_v6: args.traffic_target_v6,
+                });
                 let msgs = emu.data_messages(tr);
                 std::fs::write(path, trafgen::config(&outer, &msgs))
                     .with_context(|| format!("writing {}", path.display()))?;
@@ -246,11 +274,17 @@ async fn main() -> Result<()> {
             progress(&emu.summary(), now.duration_since(start));
             last_progress = now;
         }
+        // Timers are served at most every TICK: with thousands of sessions
+        // sending, a wake-up per packet deadline would visit every session
+        // thousands of times a second; a packet a millisecond or two late
+        // changes nothing.
+        const TICK: Duration = Duration::from_millis(2);
         let wake = emu
             .poll_timeout()
             .unwrap_or(now + Duration::from_millis(200))
             .min(now + Duration::from_millis(200))
-            .max(now);
+            .max(now)
+            .max(last_timer + TICK);
         tokio::select! {
             r = sock.recv(&mut buf) => {
                 let rx = r?;
@@ -265,7 +299,8 @@ async fn main() -> Result<()> {
                 }
             }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
-                emu.handle_timeout(Instant::now());
+                last_timer = Instant::now();
+                emu.handle_timeout(last_timer);
             }
         }
     }
@@ -277,10 +312,11 @@ async fn main() -> Result<()> {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         println!(
-            "tunnels {} up {} failed; sessions {} up {} failed; set-up {:.0}/s, latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms; data {} sent {} received {} lost",
+            "tunnels {} up {} failed; sessions {} up ({} IPv6) {} failed; set-up {:.0}/s, latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms; data {} sent {} received {} lost ({} IPv6 sent {} received), {} sessions answered",
             summary.tunnels_up,
             summary.tunnels_failed,
             summary.sessions_up,
+            summary.ipv6_sessions_up,
             summary.sessions_failed,
             summary.setup_rate,
             summary.setup_latency_ms_p50,
@@ -288,7 +324,10 @@ async fn main() -> Result<()> {
             summary.setup_latency_ms_max,
             summary.data_sent,
             summary.data_received,
-            summary.data_lost
+            summary.data_lost,
+            summary.data_sent_v6,
+            summary.data_received_v6,
+            summary.sessions_answered
         );
     }
     Ok(())

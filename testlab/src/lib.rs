@@ -541,7 +541,9 @@ impl Drop for ControlPlane {
 impl Lab {
     /// Starts lns-controlplane in the LNS namespace on the data plane's maps
     /// in `pins`, accepting the LAC 192.0.2.2, with local users
-    /// `user1..=userN` (password `pw<N>`) and the pool 198.51.100.0/24.
+    /// `user1..=userN` (password `pw<N>`), the pool 198.51.100.0/24 and the
+    /// IPv6 pool 2001:db8:100::/40 in /64s (so IPv6CP is offered; the core
+    /// namespace routes that /40 to the LNS).
     pub fn start_controlplane(&self, pins: &Path, users: u32, extra: &[&str]) -> Result<ControlPlane> {
         self.start_controlplane_with(pins, users, "", extra)
     }
@@ -564,7 +566,8 @@ impl Lab {
         std::fs::write(
             dir.join("lns.toml"),
             format!(
-                "[ppp]\nusers_file = \"{}\"\nlocal_ipv4 = \"203.0.113.1\"\n{ppp_extra}\n[[pool]]\nname = \"default\"\nranges = [\"198.51.100.0/24\"]\n",
+                "[ppp]\nusers_file = \"{}\"\nlocal_ipv4 = \"203.0.113.1\"\n{ppp_extra}\n[[pool]]\nname = \"default\"\nranges = [\"198.51.100.0/24\"]\n\
+                 [[ipv6_pool]]\nname = \"default\"\nprefix = \"2001:db8:100::/40\"\nlength = 64\n",
                 dir.join("users.toml").display()
             ),
         )?;

@@ -4,8 +4,12 @@
 //! and set-up latency.
 //!
 //! The IPv4 documentation range 198.51.100.0/24 holds 250 subscribers, so
-//! 10,000 sessions are 40 rounds of 250: each round brings its sessions up
-//! as fast as the LNS answers, then hangs up before the next.
+//! with `--ncp ipv4` (the default) 10,000 sessions are 40 rounds of 250:
+//! each round brings its sessions up as fast as the LNS answers, then hangs
+//! up before the next. With `--ncp ipv6` each subscriber gets a /64 of
+//! 2001:db8:100::/40 by Router Advertisement instead, and a round may hold
+//! them all: `--ncp ipv6 --tunnels 10 --sessions-per-tunnel 1000` is one
+//! round of 10,000 (a session counts once its address is usable).
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -26,12 +30,22 @@ struct Args {
     /// New sessions per second lns-lacsim attempts.
     #[arg(long, default_value_t = 20_000.0)]
     rate: f64,
+    /// Network protocols of the subscribers: ipv4, ipv6 or dual (as
+    /// lns-lacsim's --ncp).
+    #[arg(long, default_value = "ipv4")]
+    ncp: String,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     let per_round = args.tunnels * args.sessions_per_tunnel;
-    anyhow::ensure!((1..=250).contains(&per_round), "tunnels × sessions-per-tunnel must be 1..=250");
+    let max_round = if args.ncp == "ipv6" { 60_000 } else { 250 };
+    anyhow::ensure!(
+        (1..=max_round).contains(&per_round),
+        "tunnels × sessions-per-tunnel must be 1..={max_round} with --ncp {}",
+        args.ncp
+    );
+    let slots = (per_round + 1024).next_power_of_two().max(4096).to_string();
     let lab = Lab::new(2)?;
     let pins = PinDir::new()?;
     let _dp = lab.start_dataplane(
@@ -46,7 +60,7 @@ fn main() -> Result<()> {
             "--stats-interval",
             "0",
             "--max-sessions",
-            "4096",
+            &slots,
         ],
     )?;
     // As a carrier configures it: DNS servers handed out in IPCP (else the
@@ -81,6 +95,10 @@ fn main() -> Result<()> {
                 "user%d",
                 "--password",
                 "pw%d",
+                "--ncp",
+                &args.ncp,
+                "--timeout",
+                "120",
                 "--json",
             ],
         )?;
@@ -111,9 +129,10 @@ fn main() -> Result<()> {
         }
     }
     println!(
-        "{up} sessions up, {failed} failed, in {rounds} rounds of {per_round} ({} tunnels × {}): \
+        "{up} sessions up ({}), {failed} failed, in {rounds} rounds of {per_round} ({} tunnels × {}): \
          set-up rate {:.0} sessions/s (mean of rounds), latency p50 {:.2} ms (median of rounds), \
          p99 {:.2} ms (worst round), max {:.2} ms",
+        args.ncp,
         args.tunnels,
         args.sessions_per_tunnel,
         rate_sum / rounds as f64,

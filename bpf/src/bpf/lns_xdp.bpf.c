@@ -557,8 +557,11 @@ static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_confi
 		src = ip6->saddr.in6_u.u6_addr8;
 		dst = ip6->daddr.in6_u.u6_addr8;
 		/* Router and neighbour discovery and DHCPv6 run from link-local
-		 * addresses or to multicast: the control plane answers them. */
-		if ((src[0] == 0xfe && (src[1] & 0xc0) == 0x80) || dst[0] == 0xff)
+		 * addresses, to link-local addresses or to multicast: the control
+		 * plane answers them (they never leave the PPP link, so the
+		 * anti-spoofing check and the FIB have no say). */
+		if ((src[0] == 0xfe && (src[1] & 0xc0) == 0x80) ||
+		    (dst[0] == 0xfe && (dst[1] & 0xc0) == 0x80) || dst[0] == 0xff)
 			return count(LNS_CNT_PASS_IPV6_LINK_LOCAL, XDP_PASS);
 		/* The session's own prefixes first: with a /64 per subscriber the
 		 * maps' longest-prefix match is the costliest lookup here. */

@@ -1,5 +1,5 @@
-//! Who may connect and which address they get: the local users file and
-//! the IPv4 pools.
+//! Who may connect and which address they get: the local users file, the
+//! IPv4 pools and the IPv6 prefix pools.
 //!
 //! Users file (TOML):
 //!
@@ -17,6 +17,11 @@
 //! [[pool]]
 //! name = "default"
 //! ranges = ["198.51.100.0/25", "198.51.100.130-198.51.100.140"]
+//!
+//! [[ipv6_pool]]                 # one /64 per subscriber, announced by RA
+//! name = "default"
+//! prefix = "2001:db8:100::/40"
+//! length = 64
 //! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -39,6 +44,8 @@ pub enum AaaError {
     NoSuchPool { user: String, pool: String },
     #[error("user {0} appears twice")]
     Duplicate(String),
+    #[error("bad IPv6 pool {name:?}: {why}")]
+    Ipv6Pool { name: String, why: String },
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -62,6 +69,22 @@ struct UsersFile {
 pub struct PoolEntry {
     pub name: String,
     pub ranges: Vec<String>,
+}
+
+/// `[[ipv6_pool]]`: `prefix` carved into prefixes of `length` bits.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Ipv6PoolEntry {
+    pub name: String,
+    /// `2001:db8:100::/40`
+    pub prefix: String,
+    /// Length of each subscriber's prefix (64 for SLAAC).
+    #[serde(default = "default_ipv6_length")]
+    pub length: u8,
+}
+
+fn default_ipv6_length() -> u8 {
+    64
 }
 
 /// What an authentication backend says about a subscriber.
@@ -303,9 +326,201 @@ impl Pools {
     }
 }
 
+#[derive(Debug)]
+struct Ipv6Pool {
+    /// The pool's prefix, as a number, and its length.
+    base: u128,
+    base_len: u8,
+    /// Length of what it hands out.
+    length: u8,
+    /// Prefixes it holds: 2^(length - base_len).
+    size: u128,
+    /// Handed out now.
+    used: u128,
+    /// Index of the next prefix to try, so that a just-released prefix is
+    /// not handed out again at once.
+    cursor: u128,
+}
+
+impl Ipv6Pool {
+    fn nth(&self, i: u128) -> u128 {
+        self.base | (i << (128 - u32::from(self.length)))
+    }
+
+    fn contains(&self, p: u128, len: u8) -> bool {
+        len == self.length && mask(p, self.base_len) == self.base
+    }
+}
+
+fn mask(a: u128, len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        a & (u128::MAX << (128 - u32::from(len.min(128))))
+    }
+}
+
+/// Named IPv6 prefix pools and every prefix in use (from a pool or fixed,
+/// e.g. RADIUS Framed-IPv6-Prefix), so that no prefix is given twice.
+#[derive(Debug, Default)]
+pub struct Ipv6Pools {
+    pools: BTreeMap<String, Ipv6Pool>,
+    in_use: HashSet<(u128, u8)>,
+}
+
+impl Ipv6Pools {
+    pub fn new(entries: &[Ipv6PoolEntry]) -> Result<Ipv6Pools, AaaError> {
+        let mut pools = BTreeMap::new();
+        for e in entries {
+            let bad = |why: &str| AaaError::Ipv6Pool { name: e.name.clone(), why: why.to_string() };
+            let (a, l) = e.prefix.split_once('/').ok_or_else(|| bad("prefix must be ADDRESS/LEN"))?;
+            let a: Ipv6Addr = a.trim().parse().map_err(|_| bad("prefix address is not IPv6"))?;
+            let base_len: u8 = l.trim().parse().map_err(|_| bad("prefix length is not a number"))?;
+            if base_len > 128 || e.length > 128 || e.length < base_len {
+                return Err(bad("need prefix length <= length <= 128"));
+            }
+            // A pool of more than 2^32 prefixes is as good as infinite, and
+            // keeps `size` exact.
+            let bits = u32::from(e.length - base_len).min(32);
+            let base = u128::from(a);
+            if mask(base, base_len) != base {
+                return Err(bad("host bits set after the prefix length"));
+            }
+            let pool = Ipv6Pool { base, base_len, length: e.length, size: 1 << bits, used: 0, cursor: 0 };
+            if pools.insert(e.name.clone(), pool).is_some() {
+                return Err(bad("defined twice"));
+            }
+        }
+        Ok(Ipv6Pools { pools, in_use: HashSet::new() })
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.pools.contains_key(name)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pools.is_empty()
+    }
+
+    /// A free prefix of pool `name`; None when the pool is exhausted or
+    /// unknown.
+    pub fn allocate(&mut self, name: &str) -> Option<(Ipv6Addr, u8)> {
+        let pool = self.pools.get_mut(name)?;
+        if pool.used >= pool.size {
+            return None;
+        }
+        // Some prefix is free (fixed ones inside the pool count as used),
+        // so the walk ends within `size` steps.
+        for _ in 0..pool.size {
+            let i = pool.cursor;
+            pool.cursor = (pool.cursor + 1) % pool.size;
+            let p = pool.nth(i);
+            if self.in_use.insert((p, pool.length)) {
+                pool.used += 1;
+                return Some((Ipv6Addr::from(p), pool.length));
+            }
+        }
+        None
+    }
+
+    /// Takes a fixed prefix; false if someone has it.
+    pub fn reserve(&mut self, prefix: Ipv6Addr, len: u8) -> bool {
+        let p = mask(u128::from(prefix), len);
+        if !self.in_use.insert((p, len)) {
+            return false;
+        }
+        if let Some(pool) = self.pools.values_mut().find(|pool| pool.contains(p, len)) {
+            pool.used += 1;
+        }
+        true
+    }
+
+    pub fn release(&mut self, prefix: Ipv6Addr, len: u8) {
+        let p = mask(u128::from(prefix), len);
+        if self.in_use.remove(&(p, len)) {
+            if let Some(pool) = self.pools.values_mut().find(|pool| pool.contains(p, len)) {
+                pool.used = pool.used.saturating_sub(1);
+            }
+        }
+    }
+
+    pub fn in_use(&self) -> usize {
+        self.in_use.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn v6(s: &str) -> Ipv6Addr {
+        s.parse().expect("IPv6")
+    }
+
+    fn v6_pools() -> Ipv6Pools {
+        Ipv6Pools::new(&[
+            Ipv6PoolEntry { name: "default".into(), prefix: "2001:db8:100::/40".into(), length: 64 },
+            Ipv6PoolEntry { name: "tiny".into(), prefix: "2001:db8:200::/62".into(), length: 64 },
+        ])
+        .expect("pools")
+    }
+
+    #[test]
+    fn ipv6_prefixes_are_carved_and_never_given_twice() {
+        let mut p = v6_pools();
+        let got: Vec<_> = std::iter::from_fn(|| p.allocate("tiny")).collect();
+        assert_eq!(
+            got,
+            ["2001:db8:200::", "2001:db8:200:1::", "2001:db8:200:2::", "2001:db8:200:3::"]
+                .map(|s| (v6(s), 64))
+        );
+        assert_eq!(p.allocate("tiny"), None, "exhausted");
+        assert_eq!(p.in_use(), 4);
+        p.release(v6("2001:db8:200:2::"), 64);
+        assert_eq!(p.allocate("tiny"), Some((v6("2001:db8:200:2::"), 64)));
+        assert_eq!(p.allocate("tiny"), None);
+        // A /40 in /64s.
+        assert_eq!(p.allocate("default"), Some((v6("2001:db8:100::"), 64)));
+        assert_eq!(p.allocate("default"), Some((v6("2001:db8:100:1::"), 64)));
+        assert_eq!(p.allocate("nope"), None);
+        // Releasing twice, or what was never given, changes nothing.
+        p.release(v6("2001:db8:100::"), 64);
+        p.release(v6("2001:db8:100::"), 64);
+        p.release(v6("2001:db8:999::"), 64);
+        assert_eq!(p.in_use(), 5);
+    }
+
+    #[test]
+    fn fixed_ipv6_prefixes_are_not_handed_out_twice() {
+        let mut p = v6_pools();
+        // A fixed prefix inside a pool is skipped by the pool.
+        assert!(p.reserve(v6("2001:db8:200::"), 64));
+        assert!(!p.reserve(v6("2001:db8:200::"), 64));
+        assert_eq!(p.allocate("tiny"), Some((v6("2001:db8:200:1::"), 64)));
+        assert_eq!(p.allocate("tiny").map(|x| x.0), Some(v6("2001:db8:200:2::")));
+        assert_eq!(p.allocate("tiny").map(|x| x.0), Some(v6("2001:db8:200:3::")));
+        assert_eq!(p.allocate("tiny"), None, "the fixed one counts as used");
+        p.release(v6("2001:db8:200::"), 64);
+        assert_eq!(p.allocate("tiny"), Some((v6("2001:db8:200::"), 64)));
+        // Outside every pool: fine, once.
+        assert!(p.reserve(v6("2001:db8:abc:1::"), 64));
+        assert!(!p.reserve(v6("2001:db8:abc:1::"), 64));
+        assert_eq!(p.in_use(), 5);
+    }
+
+    #[test]
+    fn bad_ipv6_pools() {
+        for (prefix, length) in [
+            ("2001:db8:100::/40", 39),
+            ("2001:db8:100::/129", 130),
+            ("2001:db8:100::1/40", 64),
+            ("198.51.100.0/24", 64),
+            ("2001:db8::", 64),
+        ] {
+            let e = Ipv6PoolEntry { name: "p".into(), prefix: prefix.into(), length };
+            assert!(Ipv6Pools::new(&[e]).is_err(), "{prefix} {length}");
+        }
+    }
 
     fn pools() -> Pools {
         Pools::new(&[

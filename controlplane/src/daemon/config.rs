@@ -42,10 +42,18 @@
 //! accept_proxy = false          # adopt the LAC's proxy LCP/authentication
 //! session_timeout = "0"        # end sessions this long after IPCP up (0: never)
 //! idle_timeout = "0"           # end sessions without fast-path traffic this long
+//! # ipv6 = true                # offer IPv6CP (default: when an [[ipv6_pool]] exists)
+//! default_ipv6_pool = "default"
+//! ra_interval = "600s"         # MaxRtrAdvInterval of the Router Advertisements (4s..1800s)
 //!
 //! [[pool]]
 //! name = "default"
 //! ranges = ["198.51.100.0/24"]
+//!
+//! [[ipv6_pool]]                 # a /64 per IPv6 subscriber, announced by RA (SLAAC)
+//! name = "default"
+//! prefix = "2001:db8:100::/40"
+//! length = 64
 //! ```
 //!
 //! Durations are a number of seconds or a string with a unit (`ms`, `s`,
@@ -58,7 +66,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::{Deserialize, Deserializer};
 
-use super::aaa::PoolEntry;
+use super::aaa::{Ipv6PoolEntry, PoolEntry};
 use crate::l2tp::{EndpointConfig, PeerConfig, ReliableConfig, Role, TunnelConfig};
 use crate::ppp::{AuthMethod, SessionConfig};
 
@@ -205,6 +213,8 @@ pub struct File {
     pub ppp: PppFile,
     #[serde(default, rename = "pool")]
     pub pools: Vec<PoolEntry>,
+    #[serde(default, rename = "ipv6_pool")]
+    pub ipv6_pools: Vec<Ipv6PoolEntry>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -229,6 +239,12 @@ pub struct PppFile {
     /// End a session whose fast-path traffic stopped for this long.
     #[serde(default, deserialize_with = "de_duration")]
     pub idle_timeout: Option<Duration>,
+    /// Offer IPv6CP; by default when an IPv6 pool is configured.
+    pub ipv6: Option<bool>,
+    pub default_ipv6_pool: Option<String>,
+    /// MaxRtrAdvInterval of the Router Advertisements over PPP.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub ra_interval: Option<Duration>,
 }
 
 /// PPP at the LNS: the per-session template and where credentials and
@@ -241,6 +257,8 @@ pub struct PppSettings {
     pub pools: Vec<PoolEntry>,
     pub session_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
+    pub default_ipv6_pool: Option<String>,
+    pub ipv6_pools: Vec<Ipv6PoolEntry>,
 }
 
 fn auth_method(name: &str) -> Result<AuthMethod, ConfigError> {
@@ -258,6 +276,7 @@ impl PppSettings {
     fn resolve(
         f: PppFile,
         pools: Vec<PoolEntry>,
+        ipv6_pools: Vec<Ipv6PoolEntry>,
         users_flag: Option<PathBuf>,
         host_name: &str,
     ) -> Result<Self, ConfigError> {
@@ -300,6 +319,27 @@ impl PppSettings {
                 )));
             }
         }
+        let default_ipv6_pool = f.default_ipv6_pool.or_else(|| ipv6_pools.first().map(|p| p.name.clone()));
+        if let Some(d) = &default_ipv6_pool {
+            if !ipv6_pools.iter().any(|p| &p.name == d) {
+                return Err(ConfigError::Invalid(format!(
+                    "ppp.default_ipv6_pool {d:?} is not a configured [[ipv6_pool]]"
+                )));
+            }
+        }
+        // Check the pools now rather than when the server starts.
+        super::aaa::Ipv6Pools::new(&ipv6_pools).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if f.ipv6.unwrap_or(!ipv6_pools.is_empty()) {
+            session.ipv6cp = Some(crate::ppp::Ipv6cpConfig::default());
+        }
+        if let Some(d) = f.ra_interval {
+            // RFC 4861 §6.2.1: MaxRtrAdvInterval is 4 to 1800 s.
+            if d < Duration::from_secs(4) || d > Duration::from_secs(1800) {
+                return Err(ConfigError::Invalid("ppp.ra_interval must be 4s..1800s".into()));
+            }
+            session.nd.max_interval = d;
+            session.nd.router_lifetime = (d * 3).min(Duration::from_secs(9000));
+        }
         let nonzero = |d: Option<Duration>| d.filter(|d| !d.is_zero());
         Ok(PppSettings {
             session,
@@ -308,6 +348,8 @@ impl PppSettings {
             pools,
             session_timeout: nonzero(f.session_timeout),
             idle_timeout: nonzero(f.idle_timeout),
+            default_ipv6_pool,
+            ipv6_pools,
         })
     }
 }
@@ -476,7 +518,8 @@ impl Config {
         }
         let td = TunnelConfig::default();
         let host_name = flags.host_name.clone().or(file.host_name).unwrap_or_else(|| "lns".into());
-        let ppp = PppSettings::resolve(file.ppp, file.pools, flags.users.clone(), &host_name)?;
+        let ppp =
+            PppSettings::resolve(file.ppp, file.pools, file.ipv6_pools, flags.users.clone(), &host_name)?;
         let tunnel = TunnelConfig {
             role: Role::Lns,
             host_name: host_name.into_bytes(),
@@ -587,6 +630,33 @@ mod tests {
         assert_eq!(c.endpoint.peers.len(), 1);
         assert_eq!(c.endpoint.peers[0].secret.as_deref(), Some(&b"x"[..]));
         assert!(PeerEntry::from_flag("10.0.0.0/8,colour=blue").is_err());
+    }
+
+    #[test]
+    fn ipv6_pools_enable_ipv6cp_and_router_advertisements() {
+        let flags = Flags { allow_unlisted_peers: true, ..Default::default() };
+        let c = Config::resolve(File::default(), &flags).expect("resolve");
+        assert!(c.ppp.session.ipv6cp.is_none(), "no IPv6 pool, no IPv6CP");
+        let file: File = toml::from_str(
+            "[ppp]\nra_interval = \"30s\"\n[[ipv6_pool]]\nname = \"v6\"\nprefix = \"2001:db8:100::/40\"\n",
+        )
+        .expect("parse");
+        let c = Config::resolve(file, &flags).expect("resolve");
+        assert!(c.ppp.session.ipv6cp.is_some());
+        assert_eq!(c.ppp.default_ipv6_pool.as_deref(), Some("v6"));
+        assert_eq!(c.ppp.ipv6_pools[0].length, 64);
+        assert_eq!(c.ppp.session.nd.max_interval, Duration::from_secs(30));
+        assert_eq!(c.ppp.session.nd.router_lifetime, Duration::from_secs(90));
+        for bad in [
+            "[ppp]\ndefault_ipv6_pool = \"x\"\n[[ipv6_pool]]\nname = \"v6\"\nprefix = \"2001:db8:100::/40\"\n",
+            "[[ipv6_pool]]\nname = \"v6\"\nprefix = \"2001:db8:100::/40\"\nlength = 32\n",
+            "[ppp]\nra_interval = \"1s\"\n",
+        ] {
+            let file: File = toml::from_str(bad).expect("parse");
+            assert!(Config::resolve(file, &flags).is_err(), "{bad}");
+        }
+        let file: File = toml::from_str("[ppp]\nipv6 = true\n").expect("parse");
+        assert!(Config::resolve(file, &flags).expect("resolve").ppp.session.ipv6cp.is_some());
     }
 
     #[test]

@@ -30,7 +30,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, info, info_span, warn, Span};
 
-use super::aaa::{AuthBackend, AuthContext, Authorization, LocalUsers, Pools};
+use super::aaa::{AuthBackend, AuthContext, Authorization, Ipv6Pools, LocalUsers, Pools};
 use super::config::Config;
 use super::control::{Command, ControlSocket};
 use super::fastpath::SessionTable;
@@ -50,6 +50,7 @@ use crate::ppp::{
 
 /// Datagrams taken from the socket in one pass of the loop.
 const RX_BURST: usize = 64;
+mod ipv6;
 
 /// RFC 1661 §6.1: the MRU until LCP negotiates another.
 const DEFAULT_MRU: u16 = 1500;
@@ -216,6 +217,8 @@ struct SessionRecord {
     idle_timeout: Option<Duration>,
     /// This session's entry in `ppp_timers`.
     timer: Option<Instant>,
+    /// Its IPv6 prefix, granted and held (see the ipv6 module).
+    ipv6: ipv6::Ipv6Record,
 }
 
 #[derive(Default)]
@@ -318,6 +321,8 @@ struct Lns {
     default_pool: Option<String>,
     /// Datagrams of this pass of the loop, sent by [`Lns::flush`].
     outbox: Batch,
+    ipv6_pools: Ipv6Pools,
+    default_ipv6_pool: Option<String>,
 }
 
 impl Lns {
@@ -354,6 +359,9 @@ impl Lns {
             pools,
             default_pool: cfg.ppp.default_pool,
             outbox: Batch::new(),
+            // Checked when the configuration was resolved.
+            ipv6_pools: Ipv6Pools::new(&cfg.ppp.ipv6_pools).unwrap_or_default(),
+            default_ipv6_pool: cfg.ppp.default_ipv6_pool,
         }
     }
 
@@ -384,7 +392,9 @@ impl Lns {
                 self.counters.data_rx += 1;
                 match (self.sessions.get_mut(&(tunnel_id, session_id)), data.get(payload)) {
                     (Some(s), Some(frame)) => {
-                        s.on_ppp_frame(now, frame);
+                        if !s.on_ppp_frame(now, frame) {
+                            self.drop_datagram("ipv6_not_nd");
+                        }
                         self.drive_ppp(now, tunnel_id, session_id);
                     }
                     (None, Some(frame)) => match self.calling.get_mut(&(tunnel_id, session_id)) {
@@ -615,6 +625,7 @@ impl Lns {
                         session_timeout: None,
                         idle_timeout: None,
                         timer: None,
+                        ipv6: Default::default(),
                     },
                 );
                 if let Some(s) = self.sessions.get_mut(&(tid, sid)) {
@@ -665,6 +676,7 @@ impl Lns {
         if let Some(a) = rec.ipv4 {
             self.pools.release(a);
         }
+        self.ipv6_session_down(&rec);
         info!(why, ppp_frames_rx = rec.ppp_frames_rx, "session down");
         true
     }
@@ -691,9 +703,24 @@ impl Lns {
         }
         let _in_session = s.span.clone().entered();
         let user = String::from_utf8_lossy(&a.request.username).into_owned();
-        let Authorization { mut decision, ipv4: fixed, pool, session_timeout, idle_timeout, .. } =
-            a.authorization;
+        let Authorization {
+            mut decision,
+            ipv4: fixed,
+            pool,
+            session_timeout,
+            idle_timeout,
+            ipv6_prefix,
+            ipv6_pool,
+            ..
+        } = a.authorization;
         let pool = pool.or_else(|| self.default_pool.clone());
+        let ipv6_possible = ipv6::possible(
+            &self.ppp_config,
+            &self.ipv6_pools,
+            self.default_ipv6_pool.as_deref(),
+            ipv6_prefix.is_some(),
+            ipv6_pool.as_deref(),
+        );
         if decision.accept && s.ipv4.is_none() {
             let address = match fixed {
                 Some(a) => self.pools.reserve(a).then_some(a),
@@ -704,6 +731,9 @@ impl Lns {
                     s.ipv4 = Some(a);
                     s.ppp.set_peer_ipv4(a);
                 }
+                // IPv6 may still carry the session (its prefix is taken
+                // when IPv6CP opens); IPCP then gets no address.
+                None if ipv6_possible => debug!(user, "no IPv4 address for the user: IPv6 only"),
                 None => {
                     warn!(user, "no IPv4 address for the user");
                     decision = AuthDecision::reject("No address available");
@@ -715,6 +745,9 @@ impl Lns {
             s.username = Some(user);
             s.session_timeout = session_timeout;
             s.idle_timeout = idle_timeout;
+            // Taken when IPv6CP opens (see the ipv6 module).
+            s.ipv6.granted_prefix = ipv6_prefix;
+            s.ipv6.granted_pool = ipv6_pool;
         }
         s.ppp.auth_result(now, decision);
         drop(_in_session);
@@ -878,6 +911,13 @@ impl Lns {
             }
             SessionEvent::Authenticated { method, .. } => debug!(?method, "authenticated"),
             SessionEvent::NetworkUp(NetworkConfig::Ipv4 { peer, .. }) => {
+                if s.ipv4.is_none() {
+                    // An IPv6-only session (no IPv4 address was left): IPCP
+                    // goes, IPv6CP carries the session.
+                    info!("IPCP opened without an address to assign: IPCP closed");
+                    s.ppp.close_ncp(now, ppp::Protocol::IPCP);
+                    return;
+                }
                 if s.ipv4 != Some(peer) {
                     // IPCP only acknowledges the address we assigned; any
                     // other must not reach the fast path.
@@ -905,13 +945,19 @@ impl Lns {
                 info!(ipv4 = %peer, mtu = entry.mtu, "IPCP opened: forwarding");
             }
             SessionEvent::NetworkUp(NetworkConfig::Ipv6 { peer_interface_identifier, .. }) => {
-                info!(?peer_interface_identifier, "IPv6CP opened");
+                debug!(?peer_interface_identifier, "IPv6CP opened");
+                self.ipv6_up(now, tid, sid);
             }
             SessionEvent::NetworkDown(proto) => {
-                if proto == ppp::Protocol::IPCP && s.entry.state == abi::SessionState::Forwarding as u32 {
-                    // Renegotiation: IP goes back through us until IPCP reopens.
-                    s.entry.state = abi::SessionState::Control as u32;
+                if proto == ppp::Protocol::IPV6CP {
+                    self.ipv6_down(now, tid, sid);
+                } else if proto == ppp::Protocol::IPCP
+                    && s.entry.state == abi::SessionState::Forwarding as u32
+                {
+                    // Renegotiation: IPv4 goes back through us until IPCP
+                    // reopens; IPv6 keeps forwarding if it is up.
                     s.entry.ipv4 = [0; 4];
+                    s.entry.state = ipv6::state_for(&s.entry);
                     let (slot, entry) = (s.slot, s.entry);
                     if let Some(slot) = slot {
                         if let Err(e) = self.table.update(slot, &entry) {
@@ -922,6 +968,8 @@ impl Lns {
                 }
                 info!(protocol = proto.0, "NCP down");
             }
+            // A client's event: the LNS announces prefixes, it learns none.
+            SessionEvent::Ipv6AddressUp { .. } => {}
             SessionEvent::EchoFailure { unanswered } => warn!(unanswered, "LCP echo failure"),
             SessionEvent::LinkDown { cause } => {
                 info!(code = cause.code.0, message = %cause.message, "PPP link down: CDN");
@@ -1055,6 +1103,7 @@ impl Lns {
                     ppp_phase: rec.map(|r| format!("{:?}", r.ppp.phase()).to_lowercase()),
                     username: rec.and_then(|r| r.username.clone()),
                     ipv4: rec.and_then(|r| r.ipv4).map(|a| a.to_string()),
+                    ipv6_prefix: rec.and_then(|r| r.ipv6.prefix).map(|(p, l)| format!("{p}/{l}")),
                     age_secs: rec.map(|r| now.saturating_duration_since(r.since).as_secs()).unwrap_or(0),
                 });
             }
@@ -1088,6 +1137,7 @@ impl Lns {
             map_errors: c.map_errors,
             slots_in_use: self.table.in_use(),
             addresses_in_use: self.pools.in_use(),
+            ipv6_prefixes_in_use: self.ipv6_pools.in_use(),
             slots_total: self.table.size(),
             dropped: c.dropped.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             xdp,
@@ -1134,12 +1184,19 @@ impl Lns {
 
 impl SessionRecord {
     /// PPP arriving on the control path (LCP, authentication, NCPs, and
-    /// anything while the session is not forwarding).
-    fn on_ppp_frame(&mut self, now: Instant, frame: &[u8]) {
+    /// anything while the session is not forwarding). False for IPv6 that
+    /// is not router discovery (the data plane passes link-local and
+    /// multicast IPv6 up): dropped, for the caller to count.
+    fn on_ppp_frame(&mut self, now: Instant, frame: &[u8]) -> bool {
         self.ppp_frames_rx += 1;
-        if let Err(e) = self.ppp.handle_frame(now, frame) {
-            // RFC 1661 §5: silently discarded.
-            self.span.in_scope(|| debug!(error = %e, len = frame.len(), "malformed PPP frame"));
+        match self.ppp.handle_frame(now, frame) {
+            Ok(()) => true,
+            Err(ppp::Error::NotNeighbourDiscovery) => false,
+            Err(e) => {
+                // RFC 1661 §5: silently discarded.
+                self.span.in_scope(|| debug!(error = %e, len = frame.len(), "malformed PPP frame"));
+                true
+            }
         }
     }
 }

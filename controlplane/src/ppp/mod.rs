@@ -10,6 +10,8 @@
 //! * [`lcp`]: the RFC 1661 §5 packet format shared by LCP and the NCPs, LCP
 //!   options and the LCP option policy.
 //! * [`ipcp`], [`ipv6cp`], [`ccp`]: NCP options and policies.
+//! * [`nd`]: Router Solicitation/Advertisement over the link once IPv6CP
+//!   is up, so the subscriber learns its prefix (SLAAC).
 //! * [`fsm`]: the one RFC 1661 §4 option-negotiation automaton.
 //! * [`pap`], [`chap`], [`mschapv2`], [`auth`]: authentication codecs,
 //!   authenticator and peer machines, and the pluggable credential check.
@@ -24,6 +26,7 @@ pub mod ipcp;
 pub mod ipv6cp;
 pub mod lcp;
 pub mod mschapv2;
+pub mod nd;
 pub mod pap;
 pub mod session;
 
@@ -70,6 +73,10 @@ pub enum Error {
     /// The output buffer is too small for the representation.
     #[error("buffer too small to emit")]
     BufferTooSmall,
+    /// An IPv6 frame on the control path that is not Neighbour Discovery
+    /// we answer (the data plane passes link-local and multicast IPv6 up).
+    #[error("IPv6 frame other than router discovery")]
+    NotNeighbourDiscovery,
 }
 
 /// Read a big-endian u16 at `at`, if the slice is long enough.

@@ -17,10 +17,11 @@ use super::fsm::{Action, FinishReason, Fsm, FsmConfig};
 use super::ipcp::{IpcpConfig, IpcpPolicy};
 use super::ipv6cp::{Ipv6cpConfig, Ipv6cpPolicy};
 use super::lcp::{self, LcpConfig, LcpNegotiated, LcpOption, LcpPolicy, LcpRepr};
+use super::nd::{self, RouterConfig};
 use super::pap::PapAuthenticator;
 use super::Error;
 use std::collections::VecDeque;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 /// Which end of the link this is.
@@ -73,6 +74,10 @@ pub struct SessionConfig {
     pub ipcp: Option<IpcpConfig>,
     /// IPv6CP settings; None disables IPv6CP.
     pub ipv6cp: Option<Ipv6cpConfig>,
+    /// Server: Router Advertisements once IPv6CP is up and a prefix is set
+    /// ([`Session::set_ipv6_prefix`]). Client: Router Solicitations are sent
+    /// whenever IPv6CP is up.
+    pub nd: RouterConfig,
     /// Run CCP as a null negotiator instead of Protocol-Rejecting it.
     pub ccp: bool,
     pub echo: EchoConfig,
@@ -97,6 +102,7 @@ impl SessionConfig {
             credentials: None,
             ipcp: Some(IpcpConfig::default()),
             ipv6cp: None,
+            nd: RouterConfig::default(),
             ccp: false,
             echo: EchoConfig::default(),
             accept_proxy_lcp: false,
@@ -118,6 +124,7 @@ impl SessionConfig {
             credentials: Some(credentials),
             ipcp: Some(IpcpConfig { request_dns: true, ..IpcpConfig::default() }),
             ipv6cp: None,
+            nd: RouterConfig::default(),
             ccp: false,
             echo: EchoConfig::default(),
             accept_proxy_lcp: false,
@@ -234,6 +241,13 @@ pub enum SessionEvent {
         authenticator_response: Option<String>,
     },
     NetworkUp(NetworkConfig),
+    /// Client: a Router Advertisement gave an autonomous prefix, and this
+    /// is the address formed from it and our interface identifier.
+    Ipv6AddressUp {
+        prefix: Ipv6Addr,
+        prefix_len: u8,
+        address: Ipv6Addr,
+    },
     /// The NCP of this protocol left Opened.
     NetworkDown(Protocol),
     /// The peer stopped answering LCP Echo-Requests.
@@ -255,6 +269,10 @@ pub struct Session {
     ipcp: Option<Fsm<IpcpPolicy>>,
     ipv6cp: Option<Fsm<Ipv6cpPolicy>>,
     ccp: Option<Fsm<CcpPolicy>>,
+    /// Server: advertising the subscriber's prefix while IPv6CP is opened.
+    router: Option<nd::Router>,
+    /// Client: soliciting a prefix while IPv6CP is opened.
+    host: Option<nd::Host>,
     authenticator: Option<Authenticator>,
     auth_peer: Option<AuthPeer>,
     server_auth_done: bool,
@@ -283,6 +301,8 @@ impl Session {
                 .map(|c| Fsm::new(Protocol::IPCP, config.fsm, IpcpPolicy::new(c, server))),
             ipv6cp: config.ipv6cp.map(|c| Fsm::new(Protocol::IPV6CP, config.fsm, Ipv6cpPolicy::new(c))),
             ccp: config.ccp.then(|| Fsm::new(Protocol::CCP, config.fsm, CcpPolicy)),
+            router: None,
+            host: None,
             authenticator: None,
             auth_peer: None,
             server_auth_done: false,
@@ -320,6 +340,80 @@ impl Session {
     pub fn set_peer_ipv4(&mut self, address: Ipv4Addr) {
         if let Some(ipcp) = &mut self.ipcp {
             ipcp.policy.set_peer_address(address);
+        }
+    }
+
+    /// LNS: the prefix to announce by Router Advertisement (RFC 4861) while
+    /// IPv6CP is opened; the first advertisement goes out at once. None
+    /// stops advertising. Without IPv6CP opened this does nothing: call it
+    /// after [`SessionEvent::NetworkUp`] for IPv6.
+    pub fn set_ipv6_prefix(&mut self, now: Instant, prefix: Option<(Ipv6Addr, u8)>) {
+        let opened = self.ipv6cp.as_ref().is_some_and(|f| f.is_opened());
+        self.router = match (prefix, opened, self.network_config(Protocol::IPV6CP)) {
+            (Some((p, len)), true, Some(NetworkConfig::Ipv6 { local_interface_identifier, .. })) => {
+                // The MTU the subscriber may send us: our MRU.
+                let mtu = u32::from(self.lcp.policy.local.mru);
+                Some(nd::Router::new(now, self.config.nd, local_interface_identifier, p, len, Some(mtu)))
+            }
+            _ => None,
+        };
+        if let Some(r) = &mut self.router {
+            r.handle_timeout(now);
+        }
+        self.pump(now);
+    }
+
+    /// Closes one NCP alone (IPv6CP without a prefix for the subscriber,
+    /// IPCP without an address): the other goes on; with none left the
+    /// link ends (RFC 1661 §3.4).
+    pub fn close_ncp(&mut self, now: Instant, protocol: Protocol) {
+        let fsm = match protocol {
+            Protocol::IPCP => self.ipcp.as_mut().map(|f| f.close(now)),
+            Protocol::IPV6CP => {
+                self.router = None;
+                self.ipv6cp.as_mut().map(|f| f.close(now))
+            }
+            _ => None,
+        };
+        if fsm.is_some() {
+            self.pump(now);
+        }
+    }
+
+    /// The prefix being advertised, if any.
+    pub fn ipv6_prefix(&self) -> Option<(Ipv6Addr, u8)> {
+        self.router.as_ref().map(|r| r.prefix())
+    }
+
+    /// Client: the address formed from the advertised prefix, if any.
+    pub fn ipv6_address(&self) -> Option<Ipv6Addr> {
+        self.host.as_ref().and_then(|h| h.learned())
+    }
+
+    /// IPv6 that reached the control path with IPv6CP opened: a Router
+    /// Solicitation (server) or Advertisement (client) is answered or
+    /// learned from; anything else is refused with
+    /// [`Error::NotNeighbourDiscovery`] for the owner to count.
+    fn input_ipv6(&mut self, now: Instant, packet: &[u8]) -> Result<(), Error> {
+        let repr = nd::Repr::parse_bytes(packet).map_err(|_| Error::NotNeighbourDiscovery)?;
+        match (&repr.message, &mut self.router, &mut self.host) {
+            (nd::Message::RouterSolicitation, Some(r), _) => {
+                r.handle_solicitation(now);
+                Ok(())
+            }
+            // No prefix yet: the advertisement goes out when it is set.
+            (nd::Message::RouterSolicitation, None, _) if self.config.role == Role::Server => Ok(()),
+            (nd::Message::RouterAdvertisement { .. }, _, Some(h)) => {
+                if let Some((p, address)) = h.handle_advertisement(&repr) {
+                    self.events.push_back(SessionEvent::Ipv6AddressUp {
+                        prefix: p.prefix,
+                        prefix_len: p.prefix_len,
+                        address,
+                    });
+                }
+                Ok(())
+            }
+            _ => Err(Error::NotNeighbourDiscovery),
         }
     }
 
@@ -410,6 +504,8 @@ impl Session {
             self.authenticator.as_ref().and_then(|a| a.poll_timeout()),
             self.auth_peer.as_ref().and_then(|a| a.poll_timeout()),
             self.echo_deadline,
+            self.router.as_ref().and_then(|r| r.poll_timeout()),
+            self.host.as_ref().and_then(|h| h.poll_timeout()),
         ]
         .into_iter()
         .flatten()
@@ -438,6 +534,12 @@ impl Session {
         }
         if self.echo_deadline.is_some_and(|d| d <= now) {
             self.echo_tick(now);
+        }
+        if let Some(r) = &mut self.router {
+            r.handle_timeout(now);
+        }
+        if let Some(h) = &mut self.host {
+            h.handle_timeout(now);
         }
         self.pump(now);
     }
@@ -482,6 +584,11 @@ impl Session {
                 } else {
                     Ok(())
                 }
+            }
+            // IPv6 on the control path once IPv6CP is up: the data plane
+            // passes up what is link-local or multicast (router discovery).
+            Protocol::IPV6 if self.ipv6cp.as_ref().is_some_and(|f| f.is_opened()) => {
+                self.input_ipv6(now, payload)
             }
             // Data is the data plane's business; before its NCP is up it is
             // discarded (RFC 1661 §3.5).
@@ -629,6 +736,20 @@ impl Session {
 
     /// Drain every sub-machine until nothing moves.
     fn pump(&mut self, now: Instant) {
+        self.pump_machines(now);
+        let mut nd_out = Vec::new();
+        if let Some(r) = &mut self.router {
+            nd_out.extend(std::iter::from_fn(|| r.poll_transmit()));
+        }
+        if let Some(h) = &mut self.host {
+            nd_out.extend(std::iter::from_fn(|| h.poll_transmit()));
+        }
+        for packet in nd_out {
+            self.send(Protocol::IPV6, &packet);
+        }
+    }
+
+    fn pump_machines(&mut self, now: Instant) {
         for _ in 0..64 {
             let mut progressed = false;
             while let Some(action) = self.lcp.poll_action() {
@@ -783,6 +904,8 @@ impl Session {
         self.authenticator = None;
         self.auth_peer = None;
         self.echo_deadline = None;
+        self.router = None;
+        self.host = None;
         if matches!(self.phase, Phase::Authenticate | Phase::Network) {
             self.phase = Phase::Establish;
         }
@@ -885,10 +1008,20 @@ impl Session {
             Action::Send(packet) => self.send(protocol, &packet),
             Action::Up => {
                 if let Some(config) = self.network_config(protocol) {
+                    if let (NetworkConfig::Ipv6 { local_interface_identifier, .. }, Role::Client) =
+                        (config, self.config.role)
+                    {
+                        self.host = Some(nd::Host::new(now, local_interface_identifier));
+                    }
                     self.events.push_back(SessionEvent::NetworkUp(config));
                 }
             }
             Action::Down => {
+                if protocol == Protocol::IPV6CP {
+                    // The link-local addresses are gone with IPv6CP.
+                    self.router = None;
+                    self.host = None;
+                }
                 if protocol != Protocol::CCP {
                     self.events.push_back(SessionEvent::NetworkDown(protocol));
                 }
@@ -1644,6 +1777,75 @@ mod tests {
         let cause = Pair::link_down(&p.server_events).expect("down");
         assert_eq!(cause.code, DisconnectCode::NCP_TIMEOUT);
         assert_eq!(cause.protocol, Protocol::IPCP);
+    }
+
+    #[test]
+    fn router_advertisement_gives_the_client_its_address() {
+        let mut server = server_config();
+        server.ipcp = None;
+        server.ipv6cp = Some(Ipv6cpConfig::default());
+        let mut client = client_config("secret");
+        client.ipcp = None;
+        client.ipv6cp = Some(Ipv6cpConfig::default());
+        let mut p = Pair::new(server, client);
+        p.start();
+        let Some(NetworkConfig::Ipv6 { peer_interface_identifier, .. }) =
+            p.server_events.iter().find_map(|e| match e {
+                SessionEvent::NetworkUp(c @ NetworkConfig::Ipv6 { .. }) => Some(*c),
+                _ => None,
+            })
+        else {
+            panic!("IPv6CP not up: {:?}", p.server_events)
+        };
+        // The client solicited at once; nothing to advertise yet.
+        let is_nd = |f: &[u8], kind: u8| {
+            let frame = Frame::new_unchecked(f);
+            frame.protocol() == Protocol::IPV6
+                && nd::Repr::parse_bytes(frame.payload()).is_ok()
+                && frame.payload().get(40) == Some(&kind)
+        };
+        let count = |p: &Pair, from_server: bool, kind: u8| {
+            p.wire.iter().filter(|(s, f)| *s == from_server && is_nd(f, kind)).count()
+        };
+        assert_eq!(count(&p, false, nd::ICMPV6_ROUTER_SOLICITATION), 1);
+        assert!(p.client.ipv6_address().is_none());
+        let prefix: Ipv6Addr = "2001:db8:100:42::".parse().expect("prefix");
+        p.server.set_ipv6_prefix(p.now, Some((prefix, 64)));
+        p.pump();
+        assert_eq!(count(&p, true, nd::ICMPV6_ROUTER_ADVERTISEMENT), 1);
+        let want = nd::slaac_address(prefix, peer_interface_identifier);
+        assert!(p.client_events.contains(&SessionEvent::Ipv6AddressUp {
+            prefix,
+            prefix_len: 64,
+            address: want
+        }));
+        assert_eq!(p.client.ipv6_address(), Some(want));
+        assert_eq!(p.server.ipv6_prefix(), Some((prefix, 64)));
+        // Three advertisements within the first 32 s, then the slow pace;
+        // the client stopped soliciting once it had its address.
+        p.run_for(Duration::from_secs(40));
+        assert_eq!(count(&p, true, nd::ICMPV6_ROUTER_ADVERTISEMENT), 3);
+        assert_eq!(count(&p, false, nd::ICMPV6_ROUTER_SOLICITATION), 1);
+        // Then one every 198..600 s.
+        p.run_for(Duration::from_secs(700));
+        let periodic = count(&p, true, nd::ICMPV6_ROUTER_ADVERTISEMENT);
+        assert!((4..=6).contains(&periodic), "{periodic}");
+        // Other IPv6 on the control path is refused for the owner to count;
+        // a new solicitation is answered.
+        let udp = [0x60, 0, 0, 0, 0, 8, 17, 64];
+        let mut bogus = FrameRepr::full(Protocol::IPV6).encapsulate(&[&udp[..], &[0; 40]].concat());
+        assert_eq!(p.server.handle_frame(p.now, &bogus), Err(Error::NotNeighbourDiscovery));
+        bogus.truncate(6);
+        assert!(p.server.handle_frame(p.now, &bogus).is_err());
+        let rs = nd::Host::new(p.now, peer_interface_identifier).solicitation().emit();
+        p.server.handle_frame(p.now, &FrameRepr::full(Protocol::IPV6).encapsulate(&rs)).expect("RS");
+        p.pump();
+        assert_eq!(count(&p, true, nd::ICMPV6_ROUTER_ADVERTISEMENT), periodic + 1);
+        // No prefix any more: advertising stops.
+        p.server.set_ipv6_prefix(p.now, None);
+        assert_eq!(p.server.ipv6_prefix(), None);
+        p.run_for(Duration::from_secs(1300));
+        assert_eq!(count(&p, true, nd::ICMPV6_ROUTER_ADVERTISEMENT), periodic + 1);
     }
 
     #[test]
