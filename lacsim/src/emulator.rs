@@ -2,7 +2,7 @@
 //! LAC role and one PPP client per session, driven with datagrams and time
 //! like every protocol core here. The binary owns the socket and the clock.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, Instant};
 
@@ -121,6 +121,9 @@ struct Subscriber {
     sent_v6: u64,
     received_v6: u64,
     seq: u16,
+    /// The PPP deadline and send time as filed in the timer indexes.
+    ppp_timer: Option<Instant>,
+    traffic_timer: Option<Instant>,
 }
 
 impl Subscriber {
@@ -184,6 +187,23 @@ pub struct Emulator {
     /// thousands of sessions and their traffic, that visit per datagram
     /// was the emulator's whole cost).
     dirty: Vec<(TunnelId, SessionId)>,
+    /// PPP deadlines and traffic send times, earliest first, so that
+    /// neither a wait nor a timer visits every session.
+    ppp_timers: BTreeSet<(Instant, TunnelId, SessionId)>,
+    traffic_timers: BTreeSet<(Instant, TunnelId, SessionId)>,
+    /// Subscribers calling or negotiating (neither up nor down).
+    unsettled: u32,
+}
+
+/// Moves a subscriber to `to`, keeping the count of unsettled ones.
+fn set_phase(unsettled: &mut u32, phase: &mut Phase, to: Phase) {
+    let busy = |p: Phase| matches!(p, Phase::Calling | Phase::Ppp);
+    match (busy(*phase), busy(to)) {
+        (true, false) => *unsettled = unsettled.saturating_sub(1),
+        (false, true) => *unsettled += 1,
+        _ => {}
+    }
+    *phase = to;
 }
 
 fn ppp_protocol(frame: &[u8]) -> Option<(u16, usize)> {
@@ -313,6 +333,9 @@ impl Emulator {
             ended_by_lns: 0,
             hanging_up: false,
             dirty: Vec::new(),
+            ppp_timers: BTreeSet::new(),
+            traffic_timers: BTreeSet::new(),
+            unsettled: 0,
         }
     }
 
@@ -356,12 +379,20 @@ impl Emulator {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.ep.handle_timeout(now);
-        for (key, sub) in self.subs.iter_mut() {
-            if let Some(ppp) = sub.ppp.as_mut() {
-                if ppp.poll_timeout().is_some_and(|t| t <= now) {
-                    ppp.handle_timeout(now);
-                    self.dirty.push(*key);
+        while let Some(&(t, tid, sid)) = self.ppp_timers.first() {
+            if t > now {
+                break;
+            }
+            self.ppp_timers.pop_first();
+            if let Some(sub) = self.subs.get_mut(&(tid, sid)) {
+                sub.ppp_timer = None;
+                if let Some(ppp) = sub.ppp.as_mut() {
+                    if ppp.poll_timeout().is_some_and(|t| t <= now) {
+                        ppp.handle_timeout(now);
+                    }
                 }
+                // Refiled by the pump, whether or not it fired.
+                self.dirty.push((tid, sid));
             }
         }
         self.call(now);
@@ -389,12 +420,8 @@ impl Emulator {
         if !self.to_call.is_empty() {
             consider(self.next_call);
         }
-        for sub in self.subs.values_mut() {
-            if let Some(ppp) = sub.ppp.as_mut() {
-                consider(ppp.poll_timeout());
-            }
-            consider(sub.next_packet);
-        }
+        consider(self.ppp_timers.first().map(|(t, _, _)| *t));
+        consider(self.traffic_timers.first().map(|(t, _, _)| *t));
         next
     }
 
@@ -406,7 +433,9 @@ impl Emulator {
         }
         for sub in self.subs.values_mut() {
             sub.next_packet = None;
+            sub.traffic_timer = None;
         }
+        self.traffic_timers.clear();
         self.hanging_up = true;
         self.to_call.clear();
         self.pump(now);
@@ -419,9 +448,7 @@ impl Emulator {
 
     /// All sessions either up or failed, no call pending.
     pub fn settled(&self) -> bool {
-        self.to_call.is_empty()
-            && self.waiting.is_empty()
-            && self.subs.values().all(|s| matches!(s.phase, Phase::Up | Phase::Down))
+        self.to_call.is_empty() && self.waiting.is_empty() && self.unsettled == 0
     }
 
     pub fn summary(&self) -> Summary {
@@ -520,8 +547,11 @@ impl Emulator {
                             sent_v6: 0,
                             received_v6: 0,
                             seq: 0,
+                            ppp_timer: None,
+                            traffic_timer: None,
                         },
                     );
+                    self.unsettled += 1;
                 }
                 Err(_) => self.failed += 1,
             }
@@ -601,7 +631,7 @@ impl Emulator {
                             } else if !self.hanging_up {
                                 self.ended_by_lns += 1;
                             }
-                            s.phase = Phase::Down;
+                            set_phase(&mut self.unsettled, &mut s.phase, Phase::Down);
                             s.next_packet = None;
                         }
                     }
@@ -612,7 +642,7 @@ impl Emulator {
                         let mut ppp = Ppp::new(cfg);
                         ppp.open(now);
                         s.ppp = Some(ppp);
-                        s.phase = Phase::Ppp;
+                        set_phase(&mut self.unsettled, &mut s.phase, Phase::Ppp);
                         self.dirty.push((t, session_id));
                     }
                 }
@@ -623,7 +653,7 @@ impl Emulator {
                         } else if s.phase == Phase::Up && !self.hanging_up {
                             self.ended_by_lns += 1;
                         }
-                        s.phase = Phase::Down;
+                        set_phase(&mut self.unsettled, &mut s.phase, Phase::Down);
                         s.next_packet = None;
                     }
                 }
@@ -653,7 +683,7 @@ impl Emulator {
                         } else if !self.hanging_up {
                             self.ended_by_lns += 1;
                         }
-                        s.phase = Phase::Down;
+                        set_phase(&mut self.unsettled, &mut s.phase, Phase::Down);
                         s.next_packet = None;
                         closes.push((*t, *sid));
                     }
@@ -663,7 +693,7 @@ impl Emulator {
                 // Up once every address it runs is usable.
                 let usable = (!ncp.ipv4() || s.address.is_some()) && (!ncp.ipv6() || s.address_v6.is_some());
                 if usable && s.phase == Phase::Ppp {
-                    s.phase = Phase::Up;
+                    set_phase(&mut self.unsettled, &mut s.phase, Phase::Up);
                     let _ = self.latency_us.record(now.duration_since(s.called_at).as_micros().max(1) as u64);
                     self.last_up = Some(now);
                     if self.cfg.traffic.is_some_and(|tr| tr.pps > 0.0) {
@@ -675,12 +705,47 @@ impl Emulator {
         for (t, sid) in closes {
             let _ = self.ep.close_session(now, t, sid, ResultCode::new(2));
         }
+        for key in dirty {
+            self.refile(key);
+        }
+    }
+
+    /// Files a subscriber's PPP deadline and next packet time in the
+    /// indexes, after anything that may have changed them.
+    fn refile(&mut self, key: (TunnelId, SessionId)) {
+        let Some(s) = self.subs.get_mut(&key) else { return };
+        let ppp_next = s.ppp.as_mut().and_then(|p| p.poll_timeout());
+        if ppp_next != s.ppp_timer {
+            if let Some(old) = s.ppp_timer {
+                self.ppp_timers.remove(&(old, key.0, key.1));
+            }
+            if let Some(new) = ppp_next {
+                self.ppp_timers.insert((new, key.0, key.1));
+            }
+            s.ppp_timer = ppp_next;
+        }
+        if s.next_packet != s.traffic_timer {
+            if let Some(old) = s.traffic_timer {
+                self.traffic_timers.remove(&(old, key.0, key.1));
+            }
+            if let Some(new) = s.next_packet {
+                self.traffic_timers.insert((new, key.0, key.1));
+            }
+            s.traffic_timer = s.next_packet;
+        }
     }
 
     fn send_traffic(&mut self, now: Instant) {
         let Some(tr) = self.cfg.traffic else { return };
         let interval = Duration::from_secs_f64(1.0 / tr.pps.max(0.001));
-        for ((t, sid), s) in self.subs.iter_mut() {
+        while let Some(&(when, tid, sess)) = self.traffic_timers.first() {
+            if when > now {
+                break;
+            }
+            self.traffic_timers.pop_first();
+            let (t, sid) = (&tid, &sess);
+            let Some(s) = self.subs.get_mut(&(tid, sess)) else { continue };
+            s.traffic_timer = None;
             let Some(mut due) = s.next_packet else { continue };
             // Catch up at most a few packets after a stall, not a burst.
             let mut budget = 8;
@@ -710,6 +775,7 @@ impl Emulator {
                 due = now + interval;
             }
             s.next_packet = Some(due);
+            self.refile((tid, sess));
         }
     }
 }
