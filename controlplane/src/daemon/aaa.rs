@@ -258,6 +258,11 @@ struct Pool {
     /// Where the next search starts, so a just-released address is not
     /// handed out again at once.
     cursor: u32,
+    /// Addresses of the pool and how many are in use: an exhausted pool
+    /// answers at once instead of searching all of it for every subscriber
+    /// (IPv6 subscribers keep asking when the IPv4 pool is long gone).
+    size: u64,
+    used: u64,
 }
 
 impl Pool {
@@ -280,7 +285,8 @@ impl Pools {
         for e in entries {
             let ranges = e.ranges.iter().map(|r| parse_range(r)).collect::<Result<Vec<_>, _>>()?;
             let cursor = ranges.first().map(|r| r.0).unwrap_or(0);
-            pools.insert(e.name.clone(), Pool { ranges, cursor });
+            let size = ranges.iter().map(|&(lo, hi)| u64::from(hi - lo) + 1).sum();
+            pools.insert(e.name.clone(), Pool { ranges, cursor, size, used: 0 });
         }
         Ok(Pools { pools, in_use: HashSet::new() })
     }
@@ -292,7 +298,10 @@ impl Pools {
     /// A free address of pool `name`.
     pub fn allocate(&mut self, name: &str) -> Option<Ipv4Addr> {
         let pool = self.pools.get_mut(name)?;
-        let total: u64 = pool.ranges.iter().map(|&(lo, hi)| u64::from(hi - lo) + 1).sum();
+        if pool.used >= pool.size {
+            return None;
+        }
+        let total = pool.size;
         // Walk the ranges in order from the cursor, wrapping once.
         let mut candidates = pool
             .ranges
@@ -302,18 +311,34 @@ impl Pools {
             .chain(pool.ranges.iter().flat_map(|&(lo, hi)| lo..=hi))
             .take(usize::try_from(total).unwrap_or(usize::MAX));
         let a = candidates.find(|a| !self.in_use.contains(a))?;
-        self.in_use.insert(a);
         pool.cursor = a.wrapping_add(1);
+        self.take(a);
         Some(Ipv4Addr::from(a))
+    }
+
+    /// Marks `a` used, in every pool it belongs to; false if it was.
+    fn take(&mut self, a: u32) -> bool {
+        if !self.in_use.insert(a) {
+            return false;
+        }
+        for p in self.pools.values_mut().filter(|p| p.contains(a)) {
+            p.used += 1;
+        }
+        true
     }
 
     /// Takes a fixed address; false if someone has it.
     pub fn reserve(&mut self, a: Ipv4Addr) -> bool {
-        self.in_use.insert(a.into())
+        self.take(a.into())
     }
 
     pub fn release(&mut self, a: Ipv4Addr) {
-        self.in_use.remove(&u32::from(a));
+        let a = u32::from(a);
+        if self.in_use.remove(&a) {
+            for p in self.pools.values_mut().filter(|p| p.contains(a)) {
+                p.used = p.used.saturating_sub(1);
+            }
+        }
     }
 
     pub fn in_use(&self) -> usize {
@@ -591,6 +616,20 @@ mod tests {
         assert!(!p.reserve(Ipv4Addr::new(198, 51, 100, 1)));
         assert_eq!(p.allocate("a"), Some(Ipv4Addr::new(198, 51, 100, 2)));
         assert_eq!(p.allocate("a"), None);
+    }
+
+    #[test]
+    fn fixed_addresses_count_against_their_pool() {
+        let mut p = pools();
+        let fixed = Ipv4Addr::new(198, 51, 100, 2);
+        assert!(p.reserve(fixed));
+        assert_eq!(p.allocate("a"), Some(Ipv4Addr::new(198, 51, 100, 1)));
+        assert_eq!(p.allocate("a"), None, "exhausted by a fixed and a pooled address");
+        p.release(fixed);
+        p.release(fixed);
+        assert_eq!(p.allocate("a"), Some(fixed));
+        assert_eq!(p.allocate("a"), None, "a double release frees nothing more");
+        assert_eq!(p.in_use(), 2);
     }
 
     #[test]
