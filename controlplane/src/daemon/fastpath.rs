@@ -160,6 +160,13 @@ impl SessionTable {
         maps.session_stats(slot).map(|s| s.up_packets.wrapping_add(s.down_packets)).unwrap_or(0)
     }
 
+    /// Packets and bytes the fast path carried for `slot`, summed over the
+    /// workers (never reset: callers subtract a baseline).
+    pub fn stats(&self, slot: u32) -> lns_bpf::abi::SessionStats {
+        let Some(maps) = &self.maps else { return Default::default() };
+        maps.session_stats(slot).unwrap_or_default()
+    }
+
     pub fn read(&self, slot: u32) -> Option<Session> {
         self.maps.as_ref().and_then(|m| m.read_session(slot).ok())
     }
