@@ -153,7 +153,8 @@ pub struct RadiusServerRow {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountingStatus {
     pub in_flight: usize,
-    /// Records waiting in memory (Start records no server answered).
+    /// Records not spooled, waiting or in flight (Start records no server
+    /// answered wait in memory).
     pub queued_memory: usize,
     /// Stop records on disk until a server acknowledges them.
     pub spooled_records: usize,

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use anyhow::{bail, Context, Result};
 use nix::sched::{setns, CloneFlags};
 
+pub mod freeradius;
+
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// A short name unique to this process and call: `<prefix><pid><n>`, short

@@ -259,6 +259,8 @@ struct Sender {
     /// No server answered them: sent again when one comes back.
     held: VecDeque<Queued>,
     in_flight: usize,
+    /// Of which not spooled (Start, Interim-Update).
+    in_flight_memory: usize,
     stats: AccountingStatus,
     results_tx: mpsc::UnboundedSender<Sent>,
     results: mpsc::UnboundedReceiver<Sent>,
@@ -274,6 +276,7 @@ impl Sender {
             waiting: VecDeque::new(),
             held: VecDeque::new(),
             in_flight: 0,
+            in_flight_memory: 0,
             stats: AccountingStatus::default(),
             results_tx,
             results,
@@ -284,7 +287,7 @@ impl Sender {
         let memory = self.waiting.iter().chain(&self.held).filter(|q| q.segment.is_none()).count();
         AccountingStatus {
             in_flight: self.in_flight,
-            queued_memory: memory,
+            queued_memory: memory + self.in_flight_memory,
             spooled_records: self.segments.values().sum(),
             spool_segments: self.segments.len(),
             spool_dir: self.spool.dir().display().to_string(),
@@ -296,6 +299,9 @@ impl Sender {
         while self.in_flight < MAX_IN_FLIGHT {
             let Some(q) = self.waiting.pop_front() else { return };
             self.in_flight += 1;
+            if q.segment.is_none() {
+                self.in_flight_memory += 1;
+            }
             self.stats.sent += 1;
             let (client, tx) = (self.client.clone(), self.results_tx.clone());
             tokio::spawn(async move {
@@ -323,6 +329,9 @@ impl Sender {
 
     fn on_result(&mut self, (q, r): Sent) {
         self.in_flight -= 1;
+        if q.segment.is_none() {
+            self.in_flight_memory -= 1;
+        }
         match r {
             Ok(Outcome::Answered(_)) => self.acknowledged(q),
             Ok(Outcome::NoAnswer { .. }) | Err(_) => {
