@@ -499,3 +499,28 @@ fn disconnect_and_coa_requests_act_on_the_named_session() {
     assert_eq!(cause("user1"), "Admin-Reset");
     assert_eq!(cause("user2"), "Session-Timeout");
 }
+
+#[test]
+fn without_an_answering_server_the_policy_decides() {
+    let lab = Lab::new(1).unwrap();
+    let pins = PinDir::new().unwrap();
+    let _dp = start_dp(&lab, &pins, "skb");
+    let args = ["--tunnels", "1", "--sessions-per-tunnel", "2", "--password", "pw%d", "--timeout", "15"];
+    // Nothing listens on 1645: "local" lets the users file decide...
+    let cp = lab
+        .start_controlplane_with(
+            pins.path(),
+            2,
+            &radius_toml(&[1645], &[], "on_no_response = \"local\"", ""),
+            &[],
+        )
+        .unwrap();
+    let s = lacsim(&lab, &args);
+    assert_eq!((s["sessions_up"].as_u64(), s["sessions_failed"].as_u64()), (Some(2), Some(0)), "{s}");
+    drop(cp);
+    // ... and "reject" (the default) refuses everyone.
+    let cp = lab.start_controlplane_with(pins.path(), 2, &radius_toml(&[1645], &[], "", ""), &[]).unwrap();
+    let s = lacsim(&lab, &args);
+    assert_eq!((s["sessions_up"].as_u64(), s["sessions_failed"].as_u64()), (Some(0), Some(2)), "{s}");
+    drop(cp);
+}

@@ -279,6 +279,8 @@ pub struct SessionAccounting {
     baseline: SessionStats,
     /// Why the session ends, once the LNS knows (first reason wins).
     pub terminate_cause: Option<u32>,
+    /// Acct-Authentic: RADIUS, or Local when the users file decided.
+    authentic: u32,
 }
 
 impl SessionAccounting {
@@ -449,6 +451,7 @@ impl Radius {
             next_interim: None,
             baseline: SessionStats::default(),
             terminate_cause: None,
+            authentic: if self.auth_servers { acct_authentic::RADIUS } else { acct_authentic::LOCAL },
         })
     }
 
@@ -464,7 +467,7 @@ impl Radius {
         r.extra = a.call.extra.clone();
         r.framed_ip_address = a.framed_ip;
         r.class = a.class.clone();
-        r.authentic = Some(acct_authentic::RADIUS);
+        r.authentic = Some(a.authentic);
         r.event_timestamp = u32::try_from(unix_now()).ok();
         r
     }

@@ -778,15 +778,15 @@ impl Lns {
             if s.ending {
                 continue;
             }
-            if let Some(slot) = s.slot {
+            let (session_timeout, idle_timeout) =
+                (s.session_timeout.or(self.session_timeout), s.idle_timeout.or(self.idle_timeout));
+            if let Some(slot) = s.slot.filter(|_| idle_timeout.is_some()) {
                 let packets = self.table.packets(slot);
                 if packets != s.traffic {
                     s.traffic = packets;
                     s.last_activity = now;
                 }
             }
-            let (session_timeout, idle_timeout) =
-                (s.session_timeout.or(self.session_timeout), s.idle_timeout.or(self.idle_timeout));
             let why = if session_timeout.is_some_and(|t| now.duration_since(up) >= t) {
                 Some("session timeout")
             } else if idle_timeout.is_some_and(|t| now.duration_since(s.last_activity) >= t) {
