@@ -58,13 +58,13 @@ fn radiusd_conf(dir: &Path, c: &FreeRadiusConfig) -> String {
     let mut listen = String::new();
     if c.auth_port != 0 {
         listen.push_str(&format!(
-            "\tlisten {{\n\t\ttype = auth\n\t\tipaddr = 127.0.0.1\n\t\tport = {}\n\t}}\n",
+            "\tlisten {{\n\t\ttype = auth\n\t\tipaddr = 127.0.0.1\n\t\tport = {}\n\t\trecv_buff = 4194304\n\t}}\n",
             c.auth_port
         ));
     }
     if c.acct_port != 0 {
         listen.push_str(&format!(
-            "\tlisten {{\n\t\ttype = acct\n\t\tipaddr = 127.0.0.1\n\t\tport = {}\n\t}}\n",
+            "\tlisten {{\n\t\ttype = acct\n\t\tipaddr = 127.0.0.1\n\t\tport = {}\n\t\trecv_buff = 4194304\n\t}}\n",
             c.acct_port
         ));
     }

@@ -127,6 +127,21 @@ fn setup_rate(lab: &Lab, args: &Args, per_round: u32) -> Result<()> {
         std::thread::sleep(Duration::from_millis(300));
     }
     p50s.sort_by(|a, b| a.total_cmp(b));
+    // Where losses happen, if any (FreeRADIUS shares the LNS's namespace).
+    for (name, ns) in [("lns", &lab.lns), ("lac", &lab.lac)] {
+        let snmp = String::from_utf8_lossy(&ns.exec("cat", &["/proc/net/snmp"])?.stdout).into_owned();
+        let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
+        if let [h, v] = udp.as_slice() {
+            let pairs: Vec<String> = h
+                .split_whitespace()
+                .zip(v.split_whitespace())
+                .skip(1)
+                .filter(|(k, _)| k.contains("Err"))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            eprintln!("{name} UDP: {}", pairs.join(" "));
+        }
+    }
     let radius = lns_controlplane::ctl::request(&cp.socket, &lns_controlplane::ctl::Request::Radius)?;
     if let lns_controlplane::ctl::Response::Radius { radius } = radius {
         for s in &radius.servers {
