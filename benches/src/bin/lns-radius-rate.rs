@@ -5,7 +5,10 @@
 //!    against the real LNS (lns-dataplane + lns-controlplane), each one
 //!    authenticated by an Access-Request and accounted by a Start, round
 //!    after round as `lns-setup-rate` does with local users;
-//! 2. accounting throughput: the LNS's RADIUS client engine (the one the
+//! 2. authentication throughput alone: the LNS's RADIUS client sends CHAP
+//!    Access-Requests (as the RADIUS backend builds them) for the users
+//!    as fast as FreeRADIUS answers, and this prints accepts per second;
+//! 3. accounting throughput: the LNS's RADIUS client engine (the one the
 //!    accounting sender drives) sends Interim-Updates for N sessions as
 //!    fast as FreeRADIUS acknowledges them (each written to its detail
 //!    file), and this prints records per second.
@@ -43,9 +46,12 @@ struct Args {
     /// Accounting requests in flight at most.
     #[arg(long, default_value_t = 2048)]
     window: usize,
-    /// Skip the set-up part.
+    /// Access-Requests to send in the authentication part.
+    #[arg(long, default_value_t = 50_000)]
+    auths: u32,
+    /// Skip the set-up part (only the client-against-FreeRADIUS rates).
     #[arg(long)]
-    accounting_only: bool,
+    no_setup: bool,
 }
 
 fn main() -> Result<()> {
@@ -60,9 +66,10 @@ fn main() -> Result<()> {
         &lab.lns,
         FreeRadiusConfig { users, secret: SECRET.into(), debug: false, ..Default::default() },
     )?;
-    if !args.accounting_only {
+    if !args.no_setup {
         setup_rate(&lab, &args, per_round)?;
     }
+    auth_rate(&lab, &fr, &args, per_round)?;
     accounting_rate(&lab, &fr, &args)?;
     Ok(())
 }
@@ -161,6 +168,72 @@ fn setup_rate(lab: &Lab, args: &Args, per_round: u32) -> Result<()> {
     );
     drop(cp);
     let _ = std::fs::remove_dir_all(&state);
+    Ok(())
+}
+
+fn auth_rate(lab: &Lab, fr: &FreeRadius, args: &Args, users: u32) -> Result<()> {
+    use lns_radius::access::{AccessRequest, Credentials, TunnelInfo};
+    let _in = lab.lns.enter()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let auth = fr.auth();
+    let (n, window) = (args.auths, args.window);
+    rt.block_on(async move {
+        let mut cfg = ClientConfig::new(vec![ServerConfig {
+            address: auth,
+            secret: SECRET.as_bytes().to_vec(),
+            service: Service::Authentication,
+        }]);
+        cfg.max_sockets = 32;
+        let (client, _events) = RadiusClient::spawn_with(Client::new(cfg), None);
+        let nas = NasIdentity { ip: Some([192, 0, 2, 1].into()), ipv6: None, identifier: Some("bench".into()) };
+        let sem = Arc::new(tokio::sync::Semaphore::new(window));
+        let t0 = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut accepted = 0u64;
+        for i in 0..n {
+            let permit = Arc::clone(&sem).acquire_owned().await?;
+            let u = i % users + 1;
+            let challenge: Vec<u8> = (0..16).map(|b| (b as u8) ^ (i as u8)).collect();
+            let response = lns_radius::crypto::chap_md5_response(7, format!("rad{u}").as_bytes(), &challenge);
+            let mut r = AccessRequest::new(
+                format!("user{u}"),
+                Credentials::ChapMd5 { ident: 7, challenge, response },
+                nas.clone(),
+            );
+            r.nas_port = Some(i);
+            r.nas_port_id = Some(format!("l2tp:1:{i}"));
+            r.calling_station_id = Some(format!("lacsim-{u}"));
+            r.tunnel = Some(TunnelInfo {
+                client_endpoint: "192.0.2.2".into(),
+                server_endpoint: "192.0.2.1".into(),
+                ipv6: false,
+                assignment_id: Some("1".into()),
+                client_auth_id: Some("lac".into()),
+                server_auth_id: Some("lns".into()),
+            });
+            let c = client.clone();
+            tasks.spawn(async move {
+                let r = c.access(&r).await;
+                drop(permit);
+                matches!(r, Ok(Outcome::Answered(reply)) if reply.accepted())
+            });
+            while let Some(r) = tasks.try_join_next() {
+                accepted += u64::from(r.unwrap_or(false));
+            }
+        }
+        while let Some(r) = tasks.join_next().await {
+            accepted += u64::from(r.unwrap_or(false));
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        let servers = client.servers().await?;
+        let retrans: u64 = servers.iter().map(|s| s.stats.retransmissions).sum();
+        println!(
+            "authentication: {n} CHAP Access-Requests ({window} in flight at most) in {secs:.2} s: {:.0} accepted/s \
+             ({accepted} accepted, {retrans} retransmissions)",
+            accepted as f64 / secs
+        );
+        anyhow::Ok(())
+    })?;
     Ok(())
 }
 
