@@ -254,8 +254,13 @@ fn accounting_start_interim_stop_carry_the_fast_path_counters() {
     let _dp = start_dp(&lab, &pins, "native");
     resolve_neighbours(&lab);
     let echo = UdpEcho::start(&lab.core, "203.0.113.7:7").unwrap();
+    // user1's Access-Accept asks for an Interim-Update every second; the
+    // others get the configured 2 s.
     let users: String = (1..=3)
-        .map(|i| format!("user{i}\tCleartext-Password := \"rad{i}\"\n\tClass = \"class-{i}\"\n\n"))
+        .map(|i| {
+            let interim = if i == 1 { ",\n\tAcct-Interim-Interval = 1" } else { "" };
+            format!("user{i}\tCleartext-Password := \"rad{i}\"\n\tClass = \"class-{i}\"{interim}\n\n")
+        })
         .collect();
     let fr = freeradius(&lab, users, 1812, 1813);
     let state = StateDir::new();
@@ -294,8 +299,13 @@ fn accounting_start_interim_stop_carry_the_fast_path_counters() {
         let kinds: Vec<&str> = recs.iter().filter_map(|r| r.get("Acct-Status-Type")).collect();
         assert_eq!(kinds.first(), Some(&"Start"), "{kinds:?}");
         assert_eq!(kinds.last(), Some(&"Stop"), "{kinds:?}");
-        assert!(kinds.iter().filter(|k| **k == "Interim-Update").count() >= 1, "{kinds:?}");
         let user = recs[0].get("User-Name").unwrap().to_string();
+        let interims = kinds.iter().filter(|k| **k == "Interim-Update").count();
+        if user == "user1" {
+            assert!(interims >= 4, "Acct-Interim-Interval 1 s: {kinds:?}");
+        } else {
+            assert!((1..=3).contains(&interims), "interim_interval 2 s: {kinds:?}");
+        }
         let n = user.trim_start_matches("user");
         let class_hex: String = format!("class-{n}").bytes().map(|b| format!("{b:02x}")).collect();
         let stop = recs.last().unwrap();
@@ -361,6 +371,13 @@ fn stop_records_wait_on_disk_for_a_server_even_across_a_restart() {
     });
     assert_eq!(r["accounting"]["queued_memory"].as_u64(), Some(3), "the Starts wait in memory: {r}");
     assert!(state.spooled_files() >= 1);
+    let out = std::process::Command::new(workspace_bin("lnsctl").unwrap())
+        .args(["--control-socket", cp.socket.to_str().unwrap(), "radius"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("127.0.0.1:1823") && text.contains("dead"), "{text}");
+    assert!(text.contains("3 Stop records spooled"), "{text}");
     // The second server starts: Status-Server finds it, everything goes.
     let mut fr = freeradius(&lab, String::new(), 0, 1823);
     wait_until("3 Stops delivered", Duration::from_secs(20), || (stops(&fr).len() == 3).then_some(()));
