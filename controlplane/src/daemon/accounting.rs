@@ -54,6 +54,9 @@ pub struct SpooledRecord {
     pub attributes: Vec<AttributeRepr>,
 }
 
+/// A spool segment's path and the records read from it.
+pub type Segment = (PathBuf, Vec<SpooledRecord>);
+
 /// The on-disk queue of Stop records.
 #[derive(Debug)]
 pub struct Spool {
@@ -73,7 +76,7 @@ impl Spool {
     /// Opens (creating) the directory and reads every segment left in it,
     /// oldest first. A segment with a damaged tail gives the records
     /// before the damage.
-    pub fn open(dir: &Path) -> Result<(Spool, Vec<(PathBuf, Vec<SpooledRecord>)>), SpoolError> {
+    pub fn open(dir: &Path) -> Result<(Spool, Vec<Segment>), SpoolError> {
         let err = |source| SpoolError::Io { path: dir.to_path_buf(), source };
         fs::create_dir_all(dir).map_err(err)?;
         let mut names: Vec<PathBuf> = fs::read_dir(dir)
@@ -186,7 +189,7 @@ impl Queued {
 }
 
 enum Command {
-    Send { record: AccountingRequest, durable: bool },
+    Send { record: Box<AccountingRequest>, durable: bool },
     Status(oneshot::Sender<AccountingStatus>),
     Drain { within: Duration, done: oneshot::Sender<()> },
 }
@@ -226,7 +229,7 @@ impl AccountingHandle {
 
     /// Queue a record; `durable` ones (Stop) go to the spool first.
     pub fn send(&self, record: AccountingRequest, durable: bool) {
-        if self.tx.send(Command::Send { record, durable }).is_err() {
+        if self.tx.send(Command::Send { record: Box::new(record), durable }).is_err() {
             warn!("accounting sender stopped: record lost");
         }
     }
@@ -349,7 +352,7 @@ impl Sender {
     }
 
     /// Stops are spooled in one segment per batch, then queued to send.
-    async fn enqueue(&mut self, batch: Vec<(AccountingRequest, bool)>) {
+    async fn enqueue(&mut self, batch: Vec<(Box<AccountingRequest>, bool)>) {
         let now = unix_now();
         let mut durable = Vec::new();
         for (record, spool) in batch {

@@ -60,7 +60,7 @@ pub enum Verdict {
     /// Nothing (counted).
     Drop,
     /// The loop applies the request, then calls [`DynAuthServer::complete`].
-    Act(Action),
+    Act(Box<Action>),
 }
 
 /// A verified request for the loop.
@@ -183,11 +183,16 @@ impl DynAuthServer {
             return nak(self, &packet, error_cause::INVALID_REQUEST);
         }
         self.pending.insert(key, ());
-        Verdict::Act(Action { request, key, packet, secret: client.secret })
+        Verdict::Act(Box::new(Action { request, key, packet, secret: client.secret }))
     }
 
     /// The loop's result for `action`: the answer to send.
-    pub fn complete(&mut self, now: Instant, action: Action, result: Result<(), u32>) -> Option<Vec<u8>> {
+    pub fn complete(
+        &mut self,
+        now: Instant,
+        action: Box<Action>,
+        result: Result<(), u32>,
+    ) -> Option<Vec<u8>> {
         self.pending.remove(&action.key);
         match self.finish(now, action.key, &action.packet, &action.secret, result) {
             Verdict::Reply(b) => Some(b),
@@ -291,7 +296,7 @@ async fn run(
     stats: Arc<Mutex<DynAuthStats>>,
 ) {
     let listen = stats.lock().map(|s| s.listen.clone()).unwrap_or_default();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Action, SocketAddr, Result<(), u32>)>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Box<Action>, SocketAddr, Result<(), u32>)>();
     let mut buf = vec![0u8; 4096];
     loop {
         tokio::select! {

@@ -551,15 +551,17 @@ mod tests {
     use lns_radius::packet::{Code, Repr};
 
     fn ctx() -> AuthContext {
-        let mut info = SessionInfo::default();
-        info.calling_number = Some(b"0612345678".to_vec());
-        info.called_number = Some(b"lns".to_vec());
-        info.tx_connect_speed = Some(20_000_000);
-        info.rx_connect_speed = Some(1_000_000);
-        info.access_line = vec![
-            AccessLine::AgentCircuitId(b"dslam1 atm 1/1:8.35".to_vec()),
-            AccessLine::DataRate { attr: 129, bps: 1_000_000 },
-        ];
+        let info = SessionInfo {
+            calling_number: Some(b"0612345678".to_vec()),
+            called_number: Some(b"lns".to_vec()),
+            tx_connect_speed: Some(20_000_000),
+            rx_connect_speed: Some(1_000_000),
+            access_line: vec![
+                AccessLine::AgentCircuitId(b"dslam1 atm 1/1:8.35".to_vec()),
+                AccessLine::DataRate { attr: 129, bps: 1_000_000 },
+            ],
+            ..Default::default()
+        };
         AuthContext {
             tunnel_id: 3,
             session_id: 7,
