@@ -1,7 +1,9 @@
 //! A real FreeRADIUS (Debian's `freeradius`, installed by scripts/setup.sh)
 //! for end-to-end tests: its own configuration directory, unique per
 //! test, started inside a lab namespace (each has its own loopback, so
-//! fixed ports never collide between tests), killed and removed on drop.
+//! fixed ports never collide between tests) or, for tests without a lab,
+//! on the host's loopback on free ports ([`free_udp_port`]); killed and
+//! removed on drop.
 //!
 //! The configuration is the smallest that does what the LNS tests need:
 //! one client (127.0.0.1), a users file, PAP / CHAP / MS-CHAP, a detail
@@ -167,26 +169,34 @@ pub struct FreeRadius {
     proc: Option<NsProcess>,
     dir: PathBuf,
     pub config: FreeRadiusConfig,
+    ns: Option<String>,
 }
 
 impl FreeRadius {
     /// Writes the configuration and starts `freeradius` in `ns`, waiting
     /// until it is ready to process requests.
     pub fn start(ns: &Netns, config: FreeRadiusConfig) -> Result<FreeRadius> {
+        FreeRadius::start_in(Some(ns), config)
+    }
+
+    /// [`FreeRadius::start`] in `ns`, or in the caller's namespace (pick
+    /// the ports with [`free_udp_port`]; a port taken meanwhile is an
+    /// error to retry).
+    pub fn start_in(ns: Option<&Netns>, config: FreeRadiusConfig) -> Result<FreeRadius> {
         let dir = std::env::temp_dir().join(unique_name("frad"));
         std::fs::create_dir_all(&dir)?;
-        let mut fr = FreeRadius { proc: None, dir, config };
+        let mut fr = FreeRadius { proc: None, dir, config, ns: ns.map(|n| n.name().to_string()) };
         std::fs::write(fr.dir.join("radiusd.conf"), radiusd_conf(&fr.dir, &fr.config))?;
         std::fs::write(fr.dir.join("users"), &fr.config.users)?;
         fr.run(ns)?;
         Ok(fr)
     }
 
-    fn run(&mut self, ns: &Netns) -> Result<()> {
+    fn run(&mut self, ns: Option<&Netns>) -> Result<()> {
         let dir = self.dir.to_str().context("path")?.to_string();
         let args: Vec<&str> =
             if self.config.debug { vec!["-X", "-d", &dir] } else { vec!["-f", "-l", "stdout", "-d", &dir] };
-        let mut proc = NsProcess::spawn(ns, Path::new("/usr/sbin/freeradius"), &args)?;
+        let mut proc = NsProcess::spawn_in(ns, Path::new("/usr/sbin/freeradius"), &args)?;
         let t0 = Instant::now();
         loop {
             let (out, err) = proc.output();
@@ -212,7 +222,14 @@ impl FreeRadius {
     /// Starts it again with the same configuration (and detail file).
     pub fn restart(&mut self, ns: &Netns) -> Result<()> {
         self.stop();
-        self.run(ns)
+        self.run(Some(ns))
+    }
+
+    /// Starts it again where it ran, for servers started without a lab.
+    pub fn restart_here(&mut self) -> Result<()> {
+        anyhow::ensure!(self.ns.is_none(), "started in a namespace: use restart");
+        self.stop();
+        self.run(None)
     }
 
     pub fn auth(&self) -> SocketAddr {
@@ -234,7 +251,12 @@ impl FreeRadius {
 
     /// The accounting records written so far, oldest first.
     pub fn detail(&self) -> Vec<DetailRecord> {
-        parse_detail(&std::fs::read_to_string(self.dir.join("detail")).unwrap_or_default())
+        parse_detail(&self.detail_text())
+    }
+
+    /// The detail file as FreeRADIUS wrote it.
+    pub fn detail_text(&self) -> String {
+        std::fs::read_to_string(self.dir.join("detail")).unwrap_or_default()
     }
 }
 
@@ -246,6 +268,11 @@ impl Drop for FreeRadius {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A UDP port free on the host's loopback now (bound and released).
+pub fn free_udp_port() -> Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// One record of a FreeRADIUS detail file: attribute name → values (in
