@@ -344,6 +344,23 @@ pub fn terminate_cause_of_link_down(cause: &DisconnectCause) -> u32 {
     }
 }
 
+/// The first half of every Acct-Session-Id of this process: the time it
+/// started, in seconds, but past the last one recorded in `state_dir`, so
+/// that two starts within a second (or a clock stepped back) still give
+/// different ids.
+fn boot_id(state_dir: &std::path::Path) -> u64 {
+    let path = state_dir.join("acct-boot");
+    let last = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u64>().ok());
+    let boot = last.map_or(unix_now(), |l| unix_now().max(l.saturating_add(1)));
+    let written = std::fs::create_dir_all(state_dir)
+        .and_then(|()| std::fs::write(&path, format!("{boot}\n")))
+        .and_then(|()| std::fs::File::open(&path)?.sync_all());
+    if let Err(e) = written {
+        warn!(path = %path.display(), error = %e, "cannot record the boot id: Acct-Session-Ids rely on the clock");
+    }
+    boot
+}
+
 /// RADIUS in the control plane: the client, the NAS's identity, and the
 /// accounting sender.
 pub struct Radius {
@@ -400,7 +417,7 @@ impl Radius {
             client,
             nas,
             host_name: host_name.to_string(),
-            boot: unix_now(),
+            boot: if settings.acct_servers.is_empty() { unix_now() } else { boot_id(&settings.state_dir) },
             next_session: 0,
             interim_default: settings.interim_interval,
             accounting,
@@ -648,6 +665,16 @@ mod tests {
             Some("S=0123456789ABCDEF0123456789ABCDEF01234567")
         );
         assert_eq!(z.ipv4, None, "NAS-selects: from the pool");
+    }
+
+    #[test]
+    fn boot_ids_grow_across_restarts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = boot_id(dir.path());
+        let b = boot_id(dir.path());
+        let c = boot_id(dir.path());
+        assert!(a < b && b < c, "{a} {b} {c}");
+        assert!(a >= unix_now() - 5);
     }
 
     #[test]
