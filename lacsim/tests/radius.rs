@@ -290,7 +290,9 @@ fn accounting_start_interim_stop_carry_the_fast_path_counters() {
     let (sent, received) = (s["data_sent"].as_u64().unwrap(), s["data_received"].as_u64().unwrap());
     assert!(sent >= 3 * 80, "{s}");
     wait_until("3 Stop records", Duration::from_secs(15), || (stops(&fr).len() == 3).then_some(()));
-    let all = fr.detail();
+    let all: Vec<DetailRecord> = fr.detail();
+    assert_eq!(all[0].get("Acct-Status-Type"), Some("Accounting-On"), "the LNS announced its start");
+    let all: Vec<DetailRecord> = all.into_iter().filter(|r| r.get("User-Name").is_some()).collect();
     let sessions = by_session(&all);
     assert_eq!(sessions.len(), 3, "{all:?}");
     let (mut in_packets, mut out_packets) = (0, 0);
@@ -348,6 +350,9 @@ fn accounting_start_interim_stop_carry_the_fast_path_counters() {
     assert_eq!(r["accounting"]["spooled_records"].as_u64(), Some(0), "{r}");
     assert_eq!(state.spooled_files(), 0);
     assert!(echo.stop() > 0);
+    drop(cp);
+    let last = fr.detail().pop().unwrap();
+    assert_eq!(last.get("Acct-Status-Type"), Some("Accounting-Off"), "the LNS announced its stop");
 }
 
 #[test]

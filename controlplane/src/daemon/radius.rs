@@ -413,7 +413,7 @@ impl Radius {
         } else {
             Some(AccountingHandle::spawn(client.clone(), &settings.state_dir, settings.dead_time, events)?)
         };
-        Ok(Radius {
+        let radius = Radius {
             client,
             nas,
             host_name: host_name.to_string(),
@@ -422,7 +422,19 @@ impl Radius {
             interim_default: settings.interim_interval,
             accounting,
             auth_servers: !settings.auth_servers.is_empty(),
-        })
+        };
+        radius.nas_record(AcctStatusType::AccountingOn);
+        Ok(radius)
+    }
+
+    /// Accounting-On (this NAS starts: any session the server still thinks
+    /// open here is not) or Accounting-Off (RFC 2866 §5.1), sent once.
+    pub fn nas_record(&self, status: AcctStatusType) {
+        let Some(acct) = &self.accounting else { return };
+        let mut r = AccountingRequest::new(status, acct_session_id(self.boot, 0), self.nas.clone());
+        r.authentic = None;
+        r.event_timestamp = u32::try_from(unix_now()).ok();
+        acct.send(r, false);
     }
 
     /// The authentication backend, if authentication servers are configured.

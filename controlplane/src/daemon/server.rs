@@ -193,6 +193,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     }
     lns.finish();
+    if let Some(r) = &lns.radius {
+        r.nas_record(lns_radius::accounting::AcctStatusType::AccountingOff);
+    }
     if let Some(acct) = lns.radius.as_ref().and_then(|r| r.accounting().cloned()) {
         // Every Stop is on disk once this returns; those a server answers
         // in time leave no trace there.
