@@ -68,6 +68,7 @@
 //! [[radius.dynauth.client]]
 //! address = "192.0.2.10"
 //! secret = "coa-secret"
+//! require_message_authenticator = false
 //! ```
 //!
 //! Durations are a number of seconds or a string with a unit (`ms`, `s`,
@@ -291,6 +292,10 @@ pub struct DynAuthFile {
 pub struct DynAuthClientEntry {
     pub address: IpAddr,
     pub secret: String,
+    /// Refuse this client's requests without a Message-Authenticator
+    /// (default false: many CoA clients do not send one).
+    #[serde(default)]
+    pub require_message_authenticator: bool,
 }
 
 /// What RADIUS does when no server answers an Access-Request.

@@ -38,6 +38,8 @@ pub use crate::ctl::DynAuthStats;
 pub struct DynAuthClient {
     pub address: IpAddr,
     pub secret: Vec<u8>,
+    /// Requests without a Message-Authenticator are dropped.
+    pub require_message_authenticator: bool,
 }
 
 impl std::fmt::Debug for DynAuthClient {
@@ -141,7 +143,7 @@ impl DynAuthServer {
         }
         // RFC 5176 §3.5: a request that does not verify is silently
         // discarded. Message-Authenticator is checked when present.
-        if crypto::verify_request(bytes, &client.secret, false).is_err() {
+        if crypto::verify_request(bytes, &client.secret, client.require_message_authenticator).is_err() {
             self.stats.bad_authenticator += 1;
             return Verdict::Drop;
         }
@@ -348,7 +350,18 @@ mod tests {
 
     fn server() -> DynAuthServer {
         DynAuthServer::new(
-            vec![DynAuthClient { address: "127.0.0.1".parse().expect("ip"), secret: SECRET.to_vec() }],
+            vec![
+                DynAuthClient {
+                    address: "127.0.0.1".parse().expect("ip"),
+                    secret: SECRET.to_vec(),
+                    require_message_authenticator: false,
+                },
+                DynAuthClient {
+                    address: "127.0.0.3".parse().expect("ip"),
+                    secret: SECRET.to_vec(),
+                    require_message_authenticator: true,
+                },
+            ],
             Duration::from_secs(300),
             false,
             NasIdentity { ip: Some(Ipv4Addr::new(192, 0, 2, 1)), ipv6: None, identifier: Some("lns".into()) },
@@ -469,6 +482,15 @@ mod tests {
             reply_code(&Verdict::Reply(nak)),
             Some((Code::CoaNak, Some(error_cause::SESSION_CONTEXT_NOT_FOUND)))
         );
+        // A client that must sign with Message-Authenticator.
+        let strict: SocketAddr = "127.0.0.3:1".parse().expect("addr");
+        let mut bare = Repr::new(Code::DisconnectRequest, 10);
+        bare.push(AttributeRepr::string(T::USER_NAME, "bob").expect("a"));
+        let bare = bare.encode(SECRET, None).expect("encode");
+        assert!(matches!(s.handle(t0, NOW, strict, &bare), Verdict::Drop));
+        assert!(matches!(s.handle(t0, NOW, from(), &bare), Verdict::Act(_)), "optional for the other client");
+        let signed = request(Code::DisconnectRequest, 11, ok_attrs(), SECRET);
+        assert!(matches!(s.handle(t0, NOW, strict, &signed), Verdict::Act(_)));
         // Garbage never panics.
         for n in 0..good.len() {
             let _ = s.handle(t0, NOW, from(), &good[..n]);

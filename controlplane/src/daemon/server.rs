@@ -111,7 +111,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             let clients = d
                 .clients
                 .iter()
-                .map(|c| dynauth::DynAuthClient { address: c.address, secret: c.secret.clone().into_bytes() })
+                .map(|c| dynauth::DynAuthClient {
+                    address: c.address,
+                    secret: c.secret.clone().into_bytes(),
+                    require_message_authenticator: c.require_message_authenticator,
+                })
                 .collect();
             let server = dynauth::DynAuthServer::new(
                 clients,
