@@ -546,3 +546,78 @@ fn without_an_answering_server_the_policy_decides() {
     assert_eq!((s["sessions_up"].as_u64(), s["sessions_failed"].as_u64()), (Some(0), Some(2)), "{s}");
     drop(cp);
 }
+
+#[test]
+fn each_way_a_session_ends_has_its_terminate_cause() {
+    let lab = Lab::new(1).unwrap();
+    let pins = PinDir::new().unwrap();
+    let _dp = start_dp(&lab, &pins, "skb");
+    // user1's Access-Accept limits it to 2 s.
+    let users = "user1\tCleartext-Password := \"rad1\"\n\tSession-Timeout = 2\n\n\
+                 user2\tCleartext-Password := \"rad2\"\n\n\
+                 user3\tCleartext-Password := \"rad3\"\n\n"
+        .to_string();
+    let fr = freeradius(&lab, users, 1812, 1813);
+    let state = StateDir::new();
+    let toml = radius_toml(&[1812], &[1813], &format!("state_dir = \"{}\"", state.0.display()), "");
+    let cp = lab
+        .start_controlplane_with(
+            pins.path(),
+            3,
+            &toml,
+            &["--hello-interval", "1s", "--retransmit-timeout", "200ms", "--max-retransmissions", "2"],
+        )
+        .unwrap();
+    let mut sim = spawn_lacsim(
+        &lab,
+        &[
+            "--tunnels",
+            "1",
+            "--sessions-per-tunnel",
+            "3",
+            "--auth",
+            "pap",
+            "--password",
+            "rad%d",
+            "--hold",
+            "60",
+        ],
+    );
+    wait_until("user2 and user3 up, user1 timed out", Duration::from_secs(20), || {
+        let rows = sessions(&cp);
+        let mut users: Vec<&str> = rows.iter().filter_map(|r| r["username"].as_str()).collect();
+        users.sort();
+        (stops(&fr).len() == 1 && users == ["user2", "user3"]).then_some(())
+    });
+    let victim = sessions(&cp).into_iter().find(|r| r["username"] == "user2").unwrap();
+    let out = std::process::Command::new(workspace_bin("lnsctl").unwrap())
+        .args([
+            "--control-socket",
+            cp.socket.to_str().unwrap(),
+            "session",
+            "kill",
+            &victim["session_id"].to_string(),
+            "--tunnel",
+            &victim["tunnel_id"].to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_until("user2's Stop", Duration::from_secs(10), || (stops(&fr).len() == 2).then_some(()));
+    // The LAC dies without a word: the tunnel's silence is a lost carrier.
+    sim.kill();
+    let all = wait_until("3 Stops", Duration::from_secs(20), || {
+        let s = stops(&fr);
+        (s.len() == 3).then_some(s)
+    });
+    let cause = |user: &str| {
+        all.iter()
+            .find(|r| r.get("User-Name") == Some(user))
+            .and_then(|r| r.get("Acct-Terminate-Cause"))
+            .unwrap()
+    };
+    assert_eq!(cause("user1"), "Session-Timeout");
+    assert_eq!(cause("user2"), "Admin-Reset");
+    assert_eq!(cause("user3"), "Lost-Carrier");
+    drop(cp);
+}
