@@ -530,7 +530,12 @@ impl Radius {
         let mut r = self.record(a, AcctStatusType::InterimUpdate);
         r.session_time = Self::session_time(a, now);
         r.counters = Some(counters(&stats, &a.baseline));
-        a.next_interim = a.interim.map(|i| now + i);
+        // On the interval's grid from Start, not from when the check ran
+        // (once a second, late under load); a missed slot is not made up.
+        a.next_interim = match (a.next_interim, a.interim) {
+            (Some(t), Some(i)) if t + i > now => Some(t + i),
+            (_, i) => i.map(|i| now + i),
+        };
         acct.send(r, false);
     }
 
