@@ -237,6 +237,11 @@ fn freeradius_decides_pap_chap_and_mschapv2_and_their_addresses_after_failover()
             "{auth}: {s}"
         );
     }
+    let text = std::process::Command::new(workspace_bin("lnsctl").unwrap())
+        .args(["--control-socket", cp.socket.to_str().unwrap(), "radius"])
+        .output()
+        .unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&text.stdout));
     let r = lnsctl(&cp, &["radius"]);
     let servers = r["servers"].as_array().unwrap();
     assert_eq!(servers[0]["state"], "dead", "{r}");
