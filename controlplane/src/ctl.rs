@@ -91,6 +91,10 @@ pub struct SessionRow {
     /// The subscriber's address, once assigned.
     pub ipv4: Option<String>,
     pub age_secs: u64,
+    /// RADIUS Acct-Session-Id, when the session is accounted (what a
+    /// Disconnect-Request or CoA-Request can name it by).
+    #[serde(default)]
+    pub acct_session_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -505,17 +505,25 @@ fn disconnect_and_coa_requests_act_on_the_named_session() {
     assert!(out.contains("CoA-ACK"), "{out}");
     wait_until("user2 timed out", Duration::from_secs(10), || (users_up(&cp) == ["user3"]).then_some(()));
 
+    // Disconnect by Acct-Session-Id, as `lnsctl session list` shows it.
+    let id = sessions(&cp)[0]["acct_session_id"].as_str().unwrap().to_string();
+    let out =
+        send("disconnect", COA_SECRET, format!("Acct-Session-Id = \"{id}\"\nEvent-Timestamp = {}\n", now()))
+            .unwrap();
+    assert!(out.contains("Disconnect-ACK"), "{out}");
+    wait_until("user3 gone", Duration::from_secs(10), || users_up(&cp).is_empty().then_some(()));
+
     let r = lnsctl(&cp, &["radius"]);
     let d = &r["dynauth"];
     assert_eq!(
         (d["disconnect_ack"].as_u64(), d["disconnect_nak"].as_u64(), d["coa_ack"].as_u64()),
-        (Some(1), Some(1), Some(1)),
+        (Some(2), Some(1), Some(1)),
         "{r}"
     );
     assert!(d["bad_authenticator"].as_u64() >= Some(1) && d["stale"].as_u64() >= Some(1), "{r}");
-    let all = wait_until("2 Stops", Duration::from_secs(10), || {
+    let all = wait_until("3 Stops", Duration::from_secs(10), || {
         let s = stops(&fr);
-        (s.len() == 2).then_some(s)
+        (s.len() == 3).then_some(s)
     });
     let cause = |user: &str| {
         all.iter()
@@ -525,6 +533,7 @@ fn disconnect_and_coa_requests_act_on_the_named_session() {
     };
     assert_eq!(cause("user1"), "Admin-Reset");
     assert_eq!(cause("user2"), "Session-Timeout");
+    assert_eq!(cause("user3"), "Admin-Reset");
 }
 
 #[test]

@@ -1127,6 +1127,7 @@ impl Lns {
                     username: rec.and_then(|r| r.username.clone()),
                     ipv4: rec.and_then(|r| r.ipv4).map(|a| a.to_string()),
                     age_secs: rec.map(|r| now.saturating_duration_since(r.since).as_secs()).unwrap_or(0),
+                    acct_session_id: rec.and_then(|r| r.acct.as_ref()).map(|a| a.session_id.clone()),
                 });
             }
         }
