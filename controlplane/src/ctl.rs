@@ -33,6 +33,8 @@ pub enum Request {
         tunnel_id: Option<u16>,
     },
     ShowStats,
+    /// RADIUS servers, the accounting queue and dynamic authorization.
+    Radius,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +44,7 @@ pub enum Response {
     Sessions { sessions: Vec<SessionRow> },
     Killed { tunnel_id: u16, session_id: Option<u16> },
     Stats { stats: Stats },
+    Radius { radius: RadiusStatus },
     Error { message: String },
 }
 
@@ -91,6 +94,10 @@ pub struct SessionRow {
     #[serde(default)]
     pub ipv6_prefix: Option<String>,
     pub age_secs: u64,
+    /// RADIUS Acct-Session-Id, when the session is accounted (what a
+    /// Disconnect-Request or CoA-Request can name it by).
+    #[serde(default)]
+    pub acct_session_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -122,6 +129,73 @@ pub struct Stats {
     pub dropped: BTreeMap<String, u64>,
     /// XDP verdict counters of the data plane, when there is one.
     pub xdp: Option<BTreeMap<String, u64>>,
+}
+
+/// `lnsctl radius`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RadiusStatus {
+    /// False when no `[radius]` is configured.
+    pub enabled: bool,
+    pub servers: Vec<RadiusServerRow>,
+    pub accounting: Option<AccountingStatus>,
+    pub dynauth: Option<DynAuthStats>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RadiusServerRow {
+    pub address: String,
+    /// authentication or accounting.
+    pub service: String,
+    /// alive or dead.
+    pub state: String,
+    pub requests: u64,
+    pub retransmissions: u64,
+    pub replies: u64,
+    pub timeouts: u64,
+    /// Replies refused: bad authenticator, missing Message-Authenticator,
+    /// malformed, unknown identifier, wrong code.
+    pub bad_replies: u64,
+    pub status_server_sent: u64,
+    pub last_rtt_ms: Option<f64>,
+}
+
+/// The accounting sender's queue and counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountingStatus {
+    pub in_flight: usize,
+    /// Records not spooled, waiting or in flight (Start records no server
+    /// answered wait in memory).
+    pub queued_memory: usize,
+    /// Stop records on disk until a server acknowledges them.
+    pub spooled_records: usize,
+    pub spool_segments: usize,
+    pub spool_dir: String,
+    pub sent: u64,
+    pub acknowledged: u64,
+    pub no_answer: u64,
+    /// Interim-Updates no server answered, and records that could not be
+    /// encoded or queued.
+    pub dropped: u64,
+    pub spool_errors: u64,
+}
+
+/// RFC 5176 server counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DynAuthStats {
+    pub listen: String,
+    pub disconnect_ack: u64,
+    pub disconnect_nak: u64,
+    pub coa_ack: u64,
+    pub coa_nak: u64,
+    /// Answered again from the reply cache (a retransmitted request).
+    pub duplicates: u64,
+    /// Dropped: unknown client, bad authenticator or Message-Authenticator,
+    /// malformed.
+    pub unknown_client: u64,
+    pub bad_authenticator: u64,
+    pub malformed: u64,
+    /// Refused for an Event-Timestamp outside the window.
+    pub stale: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

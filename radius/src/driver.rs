@@ -106,6 +106,9 @@ impl RadiusClient {
     }
 }
 
+/// Requested socket buffer size.
+const SOCKET_BUFFER: usize = 4 << 20;
+
 struct Sockets {
     bind: Option<IpAddr>,
     open: HashMap<(SocketId, bool), Arc<UdpSocket>>,
@@ -123,7 +126,15 @@ impl Sockets {
             _ if v6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
             _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         };
-        let socket = Arc::new(UdpSocket::bind((ip, 0)).await?);
+        let socket = UdpSocket::bind((ip, 0)).await?;
+        // Thousands of subscribers authenticated or accounted at once
+        // (a LAC rebooting, sessions ending together) answer in bursts
+        // that overflow the default 208 KiB; a lost reply costs a
+        // retransmission timeout. Capped by net.core.rmem_max/wmem_max.
+        let sock = socket2::SockRef::from(&socket);
+        let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+        let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+        let socket = Arc::new(socket);
         let reader = Arc::clone(&socket);
         let incoming = self.incoming.clone();
         self.readers.push(tokio::spawn(async move {

@@ -3,16 +3,14 @@
 //! written into a temporary directory: PAP, CHAP-MD5 and MS-CHAPv2
 //! accepted and rejected, Framed-IP-Address and Framed-Pool returned,
 //! accounting Start / Interim-Update / Stop recorded in the detail file,
-//! failover from a dead first server. The server is killed and the
-//! directory removed when the test ends, passing or not.
+//! failover from a dead first server. The server (the shared harness of
+//! `lns_testlab::freeradius`, here on the host's loopback) is killed and
+//! its directory removed when the test ends, passing or not.
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lns_radius::access::{AccessRequest, Credentials, FramedIpAddress, NasIdentity, TunnelInfo};
@@ -25,6 +23,7 @@ use lns_radius::dictionary::Dictionary;
 use lns_radius::driver::{RadiusClient, ServerEvent};
 use lns_radius::microsoft::MsChap2Response;
 use lns_radius::{crypto, Code};
+use lns_testlab::freeradius::{free_udp_port, FreeRadiusConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use support::mschapv2;
@@ -50,202 +49,51 @@ mschap-user	Cleartext-Password := "mschap-pass"
 	MS-Secondary-DNS-Server = 192.0.2.54
 "#;
 
-/// The smallest configuration that does what the tests need. Replies get
-/// a Message-Authenticator from `update reply` (FreeRADIUS 3.2.1 predates
-/// the BlastRADIUS change that adds it by itself); requests without one
-/// are refused (`require_message_authenticator`).
-fn radiusd_conf(dir: &Path, auth_port: u16, acct_port: u16) -> String {
-    let d = dir.display();
-    format!(
-        r#"
-prefix = /usr
-raddbdir = {d}
-confdir = {d}
-logdir = {d}
-run_dir = {d}
-libdir = /usr/lib/freeradius
-dictdir = /usr/share/freeradius
-pidfile = {d}/radiusd.pid
-name = radiusd
-max_request_time = 5
-cleanup_delay = 1
-max_requests = 4096
-hostname_lookups = no
-log {{
-	destination = stdout
-}}
-security {{
-	allow_core_dumps = no
-	max_attributes = 200
-	reject_delay = 0
-	status_server = yes
-}}
-thread pool {{
-	start_servers = 2
-	max_servers = 4
-	min_spare_servers = 1
-	max_spare_servers = 2
-}}
-client loopback {{
-	ipaddr = 127.0.0.1
-	secret = {SECRET}
-	require_message_authenticator = yes
-}}
-modules {{
-	pap {{
-	}}
-	chap {{
-	}}
-	mschap {{
-	}}
-	files {{
-		filename = {d}/users
-	}}
-	detail {{
-		filename = {d}/detail
-		permissions = 0600
-		header = "%t"
-	}}
-}}
-server default {{
-	listen {{
-		type = auth
-		ipaddr = 127.0.0.1
-		port = {auth_port}
-	}}
-	listen {{
-		type = acct
-		ipaddr = 127.0.0.1
-		port = {acct_port}
-	}}
-	authorize {{
-		files
-		chap
-		mschap
-		pap
-	}}
-	authenticate {{
-		Auth-Type PAP {{
-			pap
-		}}
-		Auth-Type CHAP {{
-			chap
-		}}
-		Auth-Type MS-CHAP {{
-			mschap
-		}}
-	}}
-	preacct {{
-	}}
-	accounting {{
-		detail
-		update reply {{
-			Message-Authenticator := 0x00
-		}}
-	}}
-	post-auth {{
-		update reply {{
-			Message-Authenticator := 0x00
-		}}
-		Post-Auth-Type REJECT {{
-			update reply {{
-				Message-Authenticator := 0x00
-			}}
-		}}
-	}}
-}}
-"#
-    )
-}
-
 /// A free UDP port on loopback (bound and released; FreeRADIUS binds it
 /// right after).
 fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("free port")
+    free_udp_port().expect("free port")
 }
 
-/// `freeradius -X` with its own configuration directory; killed on drop.
-struct FreeRadius {
-    child: Child,
-    dir: tempfile::TempDir,
-    output: Arc<Mutex<String>>,
-    auth: SocketAddr,
-    acct: SocketAddr,
-}
+/// FreeRADIUS with [`USERS`] on free loopback ports, from the shared
+/// harness (`lns_testlab::freeradius`, the one the LNS's end-to-end tests
+/// run in their lab namespaces); killed and its directory removed on drop.
+struct FreeRadius(lns_testlab::freeradius::FreeRadius);
 
 impl FreeRadius {
     fn start() -> FreeRadius {
-        let mut last = String::new();
+        let mut last = None;
         // A port taken between free_port and FreeRADIUS's bind: try again.
         for _ in 0..3 {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let (auth_port, acct_port) = (free_port(), free_port());
-            std::fs::write(dir.path().join("radiusd.conf"), radiusd_conf(dir.path(), auth_port, acct_port))
-                .expect("write radiusd.conf");
-            std::fs::write(dir.path().join("users"), USERS).expect("write users");
-            let mut child = Command::new("freeradius")
-                .args(["-X", "-d"])
-                .arg(dir.path())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start freeradius (scripts/setup.sh installs it)");
-            let output = Arc::new(Mutex::new(String::new()));
-            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-            for pipe in [
-                child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-                child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                let output = Arc::clone(&output);
-                let ready_tx = ready_tx.clone();
-                std::thread::spawn(move || {
-                    for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                        if line.contains("Ready to process requests") {
-                            let _ = ready_tx.send(());
-                        }
-                        if let Ok(mut o) = output.lock() {
-                            o.push_str(&line);
-                            o.push('\n');
-                        }
-                    }
-                });
-            }
-            let ready = ready_rx.recv_timeout(Duration::from_secs(15)).is_ok();
-            let server = FreeRadius {
-                child,
-                dir,
-                output,
-                auth: SocketAddr::from((Ipv4Addr::LOCALHOST, auth_port)),
-                acct: SocketAddr::from((Ipv4Addr::LOCALHOST, acct_port)),
+            let config = FreeRadiusConfig {
+                secret: SECRET.into(),
+                auth_port: free_port(),
+                acct_port: free_port(),
+                users: USERS.into(),
+                debug: true,
             };
-            if ready {
-                return server;
+            match lns_testlab::freeradius::FreeRadius::start_in(None, config) {
+                Ok(fr) => return FreeRadius(fr),
+                Err(e) => last = Some(e),
             }
-            last = server.log();
         }
-        panic!("FreeRADIUS did not start:\n{last}");
+        panic!("FreeRADIUS did not start: {last:?}");
     }
 
     fn log(&self) -> String {
-        self.output.lock().map(|o| o.clone()).unwrap_or_default()
+        self.0.log()
     }
 
     fn detail(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("detail")).unwrap_or_default()
+        self.0.detail_text()
     }
-}
 
-impl Drop for FreeRadius {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- freeradius -X output ---\n{}", self.log());
-        }
+    fn auth(&self) -> SocketAddr {
+        self.0.auth()
+    }
+
+    fn acct(&self) -> SocketAddr {
+        self.0.acct()
     }
 }
 
@@ -326,7 +174,7 @@ fn answered(o: Outcome) -> lns_radius::client::Reply {
 #[tokio::test]
 async fn pap_chap_and_mschapv2_accept_and_reject() {
     let fr = FreeRadius::start();
-    let (client, _) = client_for(vec![auth_server(fr.auth)]);
+    let (client, _) = client_for(vec![auth_server(fr.auth())]);
 
     let r = answered(client.access(&pap("pap-user", "pap-pass")).await.expect("request"));
     assert_eq!(r.code(), Code::AccessAccept, "{r:?}");
@@ -380,7 +228,7 @@ async fn pap_chap_and_mschapv2_accept_and_reject() {
 #[tokio::test]
 async fn accounting_start_interim_stop_reach_the_detail_file() {
     let fr = FreeRadius::start();
-    let (client, _) = client_for(vec![acct_server(fr.acct)]);
+    let (client, _) = client_for(vec![acct_server(fr.acct())]);
     let id = acct_session_id(0x6500_0000, 1);
     let mut record = AccountingRequest::new(AcctStatusType::Start, &id, nas());
     record.user_name = Some(b"pap-user".to_vec());
@@ -441,7 +289,7 @@ async fn first_server_down_the_second_serves() {
     let fr = FreeRadius::start();
     // Nothing listens on the first server's port.
     let dead = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-    let (client, mut events) = client_for(vec![auth_server(dead), auth_server(fr.auth)]);
+    let (client, mut events) = client_for(vec![auth_server(dead), auth_server(fr.auth())]);
     let t0 = Instant::now();
     let r = answered(client.access(&pap("pap-user", "pap-pass")).await.expect("request"));
     assert_eq!(r.code(), Code::AccessAccept);
@@ -469,7 +317,7 @@ async fn status_server_is_answered_and_revives() {
     // again: Status-Server brings it back (RFC 5997), and FreeRADIUS's
     // answers verify.
     let fr = FreeRadius::start();
-    let mut cfg = ClientConfig::new(vec![auth_server(fr.auth)]);
+    let mut cfg = ClientConfig::new(vec![auth_server(fr.auth())]);
     cfg.retransmit = fast_retransmit();
     cfg.status_server_interval = Duration::from_millis(200);
     cfg.revive_after = 2;

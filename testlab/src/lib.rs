@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use anyhow::{bail, Context, Result};
 use nix::sched::{setns, CloneFlags};
 
+pub mod freeradius;
+
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// A short name unique to this process and call: `<prefix><pid><n>`, short
@@ -174,15 +176,26 @@ impl NsProcess {
     /// Starts `cmd args` inside `ns` with stdout and stderr sent to files in
     /// the temp dir (read back with [`NsProcess::output`]).
     pub fn spawn(ns: &Netns, cmd: &Path, args: &[&str]) -> Result<NsProcess> {
+        NsProcess::spawn_in(Some(ns), cmd, args)
+    }
+
+    /// [`NsProcess::spawn`] in `ns`, or in the caller's own namespace.
+    pub fn spawn_in(ns: Option<&Netns>, cmd: &Path, args: &[&str]) -> Result<NsProcess> {
         let name = unique_name("proc");
         let out = std::fs::File::create(std::env::temp_dir().join(format!("{name}.out")))?;
         let err = std::fs::File::create(std::env::temp_dir().join(format!("{name}.err")))?;
         // nsenter rather than `ip netns exec`: the latter also gives the
         // process a mount namespace with a fresh /sys, where /sys/fs/bpf is
         // not mounted and pins would be invisible to everyone else.
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", ns.name()))
-            .arg(cmd)
+        let mut command = match ns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{}", ns.name())).arg(cmd);
+                c
+            }
+            None => Command::new(cmd),
+        };
+        let child = command
             .args(args)
             .stdout(out)
             .stderr(err)

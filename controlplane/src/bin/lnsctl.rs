@@ -55,6 +55,10 @@ enum Cmd {
     /// Control-plane state.
     #[command(subcommand)]
     Show(ShowCmd),
+    /// RADIUS servers (alive or dead, requests, timeouts, last round
+    /// trip), the accounting queue (in memory and spooled on disk) and
+    /// dynamic authorization counters.
+    Radius,
 }
 
 #[derive(Subcommand, Debug)]
@@ -194,6 +198,7 @@ fn main() -> Result<()> {
             Some(Request::SessionKill { session_id: *id, tunnel_id: *tunnel })
         }
         Cmd::Show(ShowCmd::Stats) => Some(Request::ShowStats),
+        Cmd::Radius => Some(Request::Radius),
         Cmd::StaticSession(_) | Cmd::ShowXdp => None,
     };
     if let Some(req) = request {
@@ -335,7 +340,7 @@ fn main() -> Result<()> {
                 }
             }
         }
-        Cmd::Tunnel(_) | Cmd::Session(_) | Cmd::Show(_) => {}
+        Cmd::Tunnel(_) | Cmd::Session(_) | Cmd::Show(_) | Cmd::Radius => {}
         Cmd::ShowXdp => {
             let c = maps.counters()?;
             if cli.json {
@@ -364,6 +369,7 @@ fn print_answer(answer: Response, json: bool) -> Result<()> {
             Response::Tunnels { tunnels } => serde_json::to_value(tunnels)?,
             Response::Sessions { sessions } => serde_json::to_value(sessions)?,
             Response::Stats { stats } => serde_json::to_value(stats)?,
+            Response::Radius { radius } => serde_json::to_value(radius)?,
             other => serde_json::to_value(other)?,
         };
         println!("{v}");
@@ -443,7 +449,58 @@ fn print_answer(answer: Response, json: bool) -> Result<()> {
                 }
             }
         }
+        Response::Radius { radius } => print_radius(&radius),
         Response::Error { .. } => {}
     }
     Ok(())
+}
+
+fn print_radius(r: &ctl::RadiusStatus) {
+    if !r.enabled {
+        println!("RADIUS is not configured");
+        return;
+    }
+    println!(
+        "{:<24} {:<15} {:<6} {:>9} {:>8} {:>9} {:>9} {:>6} {:>10}",
+        "server", "service", "state", "requests", "retrans", "replies", "timeouts", "bad", "last rtt"
+    );
+    for s in &r.servers {
+        println!(
+            "{:<24} {:<15} {:<6} {:>9} {:>8} {:>9} {:>9} {:>6} {:>10}",
+            s.address,
+            s.service,
+            s.state,
+            s.requests,
+            s.retransmissions,
+            s.replies,
+            s.timeouts,
+            s.bad_replies,
+            s.last_rtt_ms.map(|m| format!("{m:.2} ms")).unwrap_or_else(|| "-".into())
+        );
+    }
+    if let Some(a) = &r.accounting {
+        println!(
+            "accounting: {} in flight, {} queued in memory, {} Stop records spooled in {} segments ({})",
+            a.in_flight, a.queued_memory, a.spooled_records, a.spool_segments, a.spool_dir
+        );
+        println!(
+            "            {} sent, {} acknowledged, {} unanswered, {} dropped, {} spool errors",
+            a.sent, a.acknowledged, a.no_answer, a.dropped, a.spool_errors
+        );
+    }
+    if let Some(d) = &r.dynauth {
+        println!(
+            "dynauth {}: disconnect {} ack {} nak; coa {} ack {} nak; {} duplicates; dropped: {} unknown client, {} bad authenticator, {} malformed, {} stale",
+            d.listen,
+            d.disconnect_ack,
+            d.disconnect_nak,
+            d.coa_ack,
+            d.coa_nak,
+            d.duplicates,
+            d.unknown_client,
+            d.bad_authenticator,
+            d.malformed,
+            d.stale
+        );
+    }
 }

@@ -54,6 +54,28 @@
 //! name = "default"
 //! prefix = "2001:db8:100::/40"
 //! length = 64
+//! [radius]                      # authentication and accounting by RADIUS
+//! nas_identifier = "lns1"       # NAS-Identifier (default: host_name)
+//! nas_ip_address = "192.0.2.1"  # NAS-IP-Address
+//! timeout = "2s"                # first retransmission (RFC 5080 IRT)
+//! retries = 2                   # retransmissions before the next server
+//! dead_time = "10s"             # Status-Server probes of a dead server
+//! on_no_response = "reject"     # or "local": the users file decides
+//! interim_interval = "300s"     # unless the Access-Accept says otherwise (0: none)
+//! state_dir = "/var/lib/lns/default"  # Stop records spooled here
+//! [[radius.auth_server]]        # tried in order
+//! address = "192.0.2.10:1812"
+//! secret = "s3cret"
+//! [[radius.acct_server]]
+//! address = "192.0.2.10:1813"
+//! secret = "s3cret"
+//! [radius.dynauth]              # RFC 5176 Disconnect / CoA
+//! listen = "0.0.0.0:3799"
+//! event_timestamp_window = "300s"
+//! [[radius.dynauth.client]]
+//! address = "192.0.2.10"
+//! secret = "coa-secret"
+//! require_message_authenticator = false
 //! ```
 //!
 //! Durations are a number of seconds or a string with a unit (`ms`, `s`,
@@ -142,6 +164,20 @@ pub struct Flags {
     /// tracing filter (also RUST_LOG) [default: info].
     #[arg(long, value_name = "FILTER")]
     pub log: Option<String>,
+    /// RADIUS server, repeatable, tried in order: ADDR (authentication on
+    /// 1812, accounting on 1813) or ADDR:PORT (accounting on PORT+1);
+    /// replaces the file's servers.
+    #[arg(long = "radius-server", value_name = "ADDR[:PORT]")]
+    pub radius_servers: Vec<String>,
+    /// Shared secret of the --radius-server servers.
+    #[arg(long, value_name = "SECRET")]
+    pub radius_secret: Option<String>,
+    /// Where accounting Stop records wait for a server (radius.state_dir).
+    #[arg(long, value_name = "DIR")]
+    pub radius_state_dir: Option<PathBuf>,
+    /// Dynamic authorization (RFC 5176) listen address (radius.dynauth.listen).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub dynauth_listen: Option<SocketAddr>,
 }
 
 fn parse_duration_flag(s: &str) -> Result<Duration, String> {
@@ -215,6 +251,180 @@ pub struct File {
     pub pools: Vec<PoolEntry>,
     #[serde(default, rename = "ipv6_pool")]
     pub ipv6_pools: Vec<Ipv6PoolEntry>,
+    pub radius: Option<RadiusFile>,
+}
+
+/// `[radius]` as written.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RadiusFile {
+    pub nas_identifier: Option<String>,
+    pub nas_ip_address: Option<Ipv4Addr>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub timeout: Option<Duration>,
+    pub retries: Option<u32>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub dead_time: Option<Duration>,
+    pub on_no_response: Option<String>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub interim_interval: Option<Duration>,
+    pub state_dir: Option<PathBuf>,
+    #[serde(default, rename = "auth_server")]
+    pub auth_servers: Vec<RadiusServerEntry>,
+    #[serde(default, rename = "acct_server")]
+    pub acct_servers: Vec<RadiusServerEntry>,
+    pub dynauth: Option<DynAuthFile>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RadiusServerEntry {
+    pub address: SocketAddr,
+    pub secret: String,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DynAuthFile {
+    pub listen: Option<SocketAddr>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub event_timestamp_window: Option<Duration>,
+    /// Refuse requests without Event-Timestamp (they cannot be checked
+    /// for replay).
+    pub require_event_timestamp: Option<bool>,
+    #[serde(default, rename = "client")]
+    pub clients: Vec<DynAuthClientEntry>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DynAuthClientEntry {
+    pub address: IpAddr,
+    pub secret: String,
+    /// Refuse this client's requests without a Message-Authenticator
+    /// (default false: many CoA clients do not send one).
+    #[serde(default)]
+    pub require_message_authenticator: bool,
+}
+
+/// What RADIUS does when no server answers an Access-Request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoResponsePolicy {
+    Reject,
+    /// The local users file decides.
+    Local,
+}
+
+/// `[radius]`, resolved.
+#[derive(Debug, Clone)]
+pub struct RadiusSettings {
+    pub nas_identifier: String,
+    pub nas_ip_address: Option<Ipv4Addr>,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub dead_time: Duration,
+    pub on_no_response: NoResponsePolicy,
+    pub interim_interval: Option<Duration>,
+    pub state_dir: PathBuf,
+    pub auth_servers: Vec<RadiusServerEntry>,
+    pub acct_servers: Vec<RadiusServerEntry>,
+    pub dynauth: Option<DynAuthSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DynAuthSettings {
+    pub listen: SocketAddr,
+    pub event_timestamp_window: Duration,
+    pub require_event_timestamp: bool,
+    pub clients: Vec<DynAuthClientEntry>,
+}
+
+impl RadiusSettings {
+    fn resolve(
+        f: Option<RadiusFile>,
+        flags: &Flags,
+        host_name: &str,
+        instance: &str,
+    ) -> Result<Option<Self>, ConfigError> {
+        if f.is_none() && flags.radius_servers.is_empty() {
+            return Ok(None);
+        }
+        let f = f.unwrap_or_default();
+        let (mut auth_servers, mut acct_servers) = (f.auth_servers, f.acct_servers);
+        if !flags.radius_servers.is_empty() {
+            let secret = flags
+                .radius_secret
+                .clone()
+                .ok_or_else(|| ConfigError::Invalid("--radius-server needs --radius-secret".into()))?;
+            auth_servers.clear();
+            acct_servers.clear();
+            for s in &flags.radius_servers {
+                let (auth, acct) = parse_radius_server(s)?;
+                auth_servers.push(RadiusServerEntry { address: auth, secret: secret.clone() });
+                acct_servers.push(RadiusServerEntry { address: acct, secret: secret.clone() });
+            }
+        }
+        if auth_servers.is_empty() && acct_servers.is_empty() {
+            return Err(ConfigError::Invalid("[radius] names no auth_server and no acct_server".into()));
+        }
+        if auth_servers.iter().chain(&acct_servers).any(|s| s.secret.is_empty()) {
+            return Err(ConfigError::Invalid("a RADIUS server needs a non-empty secret".into()));
+        }
+        let on_no_response = match f.on_no_response.as_deref().unwrap_or("reject") {
+            "reject" => NoResponsePolicy::Reject,
+            "local" => NoResponsePolicy::Local,
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "radius.on_no_response {other:?}: expected \"reject\" or \"local\""
+                )))
+            }
+        };
+        let timeout = f.timeout.unwrap_or(Duration::from_secs(2));
+        if timeout.is_zero() {
+            return Err(ConfigError::Invalid("radius.timeout must be positive".into()));
+        }
+        let dead_time = f.dead_time.unwrap_or(Duration::from_secs(10)).max(Duration::from_millis(100));
+        let dynauth_file = match (f.dynauth, flags.dynauth_listen) {
+            (Some(d), l) => Some(DynAuthFile { listen: l.or(d.listen), ..d }),
+            (None, Some(l)) => Some(DynAuthFile { listen: Some(l), ..Default::default() }),
+            (None, None) => None,
+        };
+        let dynauth = dynauth_file.map(|d| DynAuthSettings {
+            listen: d.listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 3799))),
+            event_timestamp_window: d.event_timestamp_window.unwrap_or(Duration::from_secs(300)),
+            require_event_timestamp: d.require_event_timestamp.unwrap_or(false),
+            clients: d.clients,
+        });
+        Ok(Some(RadiusSettings {
+            nas_identifier: f.nas_identifier.unwrap_or_else(|| host_name.to_string()),
+            nas_ip_address: f.nas_ip_address,
+            timeout,
+            retries: f.retries.unwrap_or(2),
+            dead_time,
+            on_no_response,
+            interim_interval: f.interim_interval.filter(|d| !d.is_zero()),
+            state_dir: flags
+                .radius_state_dir
+                .clone()
+                .or(f.state_dir)
+                .unwrap_or_else(|| Path::new("/var/lib/lns").join(instance)),
+            auth_servers,
+            acct_servers,
+            dynauth,
+        }))
+    }
+}
+
+/// `--radius-server`: `ADDR` (ports 1812 and 1813) or `ADDR:PORT`
+/// (authentication on PORT, accounting on PORT+1).
+fn parse_radius_server(s: &str) -> Result<(SocketAddr, SocketAddr), ConfigError> {
+    let bad = || ConfigError::Invalid(format!("bad --radius-server {s:?}: expected ADDR or ADDR:PORT"));
+    let auth = match s.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => SocketAddr::new(s.parse::<IpAddr>().map_err(|_| bad())?, 1812),
+    };
+    let acct_port = auth.port().checked_add(1).ok_or_else(bad)?;
+    Ok((auth, SocketAddr::new(auth.ip(), acct_port)))
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -446,6 +656,7 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub log: String,
     pub ppp: PppSettings,
+    pub radius: Option<RadiusSettings>,
 }
 
 /// Per-instance default of the control socket.
@@ -520,6 +731,7 @@ impl Config {
         let host_name = flags.host_name.clone().or(file.host_name).unwrap_or_else(|| "lns".into());
         let ppp =
             PppSettings::resolve(file.ppp, file.pools, file.ipv6_pools, flags.users.clone(), &host_name)?;
+        let radius = RadiusSettings::resolve(file.radius, flags, &host_name, &instance)?;
         let tunnel = TunnelConfig {
             role: Role::Lns,
             host_name: host_name.into_bytes(),
@@ -559,6 +771,7 @@ impl Config {
             shutdown_grace: flags.shutdown_grace.or(file.shutdown_grace).unwrap_or(Duration::from_secs(2)),
             log: flags.log.clone().or(file.log).unwrap_or_else(|| "info".into()),
             ppp,
+            radius,
         })
     }
 }
@@ -672,6 +885,60 @@ mod tests {
             .map_err(|_| ())
             .and_then(|f| Config::resolve(f, &Flags::default()).map_err(|_| ()))
             .is_err());
+    }
+
+    #[test]
+    fn radius_section_and_flags() {
+        let text = r#"
+            allow_unlisted_peers = true
+            [radius]
+            nas_ip_address = "192.0.2.1"
+            timeout = "500ms"
+            on_no_response = "local"
+            interim_interval = 60
+            state_dir = "/tmp/x"
+            [[radius.auth_server]]
+            address = "127.0.0.1:1812"
+            secret = "a"
+            [[radius.acct_server]]
+            address = "127.0.0.1:1813"
+            secret = "b"
+            [radius.dynauth]
+            [[radius.dynauth.client]]
+            address = "127.0.0.1"
+            secret = "c"
+        "#;
+        let c = Config::resolve(toml::from_str(text).expect("parse"), &Flags::default()).expect("resolve");
+        let r = c.radius.expect("radius");
+        assert_eq!(r.nas_identifier, "lns");
+        assert_eq!(r.timeout, Duration::from_millis(500));
+        assert_eq!(r.on_no_response, NoResponsePolicy::Local);
+        assert_eq!(r.interim_interval, Some(Duration::from_secs(60)));
+        assert_eq!(r.acct_servers[0].secret, "b");
+        let d = r.dynauth.expect("dynauth");
+        assert_eq!(d.listen, "0.0.0.0:3799".parse().expect("addr"));
+        assert_eq!(d.event_timestamp_window, Duration::from_secs(300));
+        assert_eq!(d.clients.len(), 1);
+        let flags = Flags {
+            allow_unlisted_peers: true,
+            radius_servers: vec!["127.0.0.1".into(), "127.0.0.2:2000".into()],
+            radius_secret: Some("s".into()),
+            ..Default::default()
+        };
+        let r = Config::resolve(File::default(), &flags).expect("resolve").radius.expect("radius");
+        assert_eq!(r.auth_servers[1].address, "127.0.0.2:2000".parse().expect("addr"));
+        assert_eq!(r.acct_servers[0].address, "127.0.0.1:1813".parse().expect("addr"));
+        assert_eq!(r.state_dir, PathBuf::from("/var/lib/lns/default"));
+        assert!(r.dynauth.is_none());
+        let no_secret = Flags { radius_secret: None, ..flags };
+        assert!(Config::resolve(File::default(), &no_secret).is_err());
+        assert!(Config::resolve(
+            File::default(),
+            &Flags { allow_unlisted_peers: true, ..Default::default() }
+        )
+        .expect("resolve")
+        .radius
+        .is_none());
     }
 
     #[test]

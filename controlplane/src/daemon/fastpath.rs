@@ -32,6 +32,9 @@ pub struct SessionTable {
     maps: Option<Maps>,
     /// The data plane's per-session Ns counters, mapped here.
     ns: Option<lns_bpf::MmapArray<u64>>,
+    /// The data plane's per-session counters, mapped here (one row of
+    /// `size` entries per worker): read without a syscall.
+    stats: Option<lns_bpf::MmapArray<lns_bpf::abi::SessionStats>>,
     /// Slots believed free, lowest first so the table stays dense.
     free: BTreeSet<u32>,
     /// Slots holding a session we wrote.
@@ -49,6 +52,7 @@ impl SessionTable {
             return Ok(SessionTable {
                 maps: None,
                 ns: None,
+                stats: None,
                 free: BTreeSet::new(),
                 ours: BTreeSet::new(),
                 generations: HashMap::new(),
@@ -75,9 +79,11 @@ impl SessionTable {
         }
         let free = (0..size).filter(|i| !taken.contains(i)).collect();
         let ns = Some(maps.mmap_session_ns()?);
+        let stats = Some(maps.mmap_session_stats()?);
         Ok(SessionTable {
             maps: Some(maps),
             ns,
+            stats,
             free,
             ours: BTreeSet::new(),
             generations: HashMap::new(),
@@ -156,8 +162,30 @@ impl SessionTable {
     /// Packets the fast path carried for `slot`, both directions, all
     /// workers (0 without a data plane).
     pub fn packets(&self, slot: u32) -> u64 {
-        let Some(maps) = &self.maps else { return 0 };
-        maps.session_stats(slot).map(|s| s.up_packets.wrapping_add(s.down_packets)).unwrap_or(0)
+        let s = self.stats(slot);
+        s.up_packets.wrapping_add(s.down_packets)
+    }
+
+    /// Packets and bytes the fast path carried for `slot`, summed over the
+    /// workers (never reset: callers subtract a baseline).
+    pub fn stats(&self, slot: u32) -> lns_bpf::abi::SessionStats {
+        let mut total = lns_bpf::abi::SessionStats::default();
+        match (&self.stats, self.size) {
+            (Some(rows), size) if size > 0 => {
+                let size = size as usize;
+                for w in 0..rows.len() / size {
+                    if let Some(s) = rows.get(w * size + slot as usize) {
+                        total.add(&s);
+                    }
+                }
+            }
+            _ => {
+                if let Some(maps) = &self.maps {
+                    total = maps.session_stats(slot).unwrap_or_default();
+                }
+            }
+        }
+        total
     }
 
     pub fn read(&self, slot: u32) -> Option<Session> {

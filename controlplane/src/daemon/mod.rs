@@ -6,12 +6,18 @@
 //! - [`server`]: the event loop (one file, read top to bottom);
 //! - [`udp`]: the L2TP socket, which knows which local address a peer used;
 //! - [`fastpath`]: sessions written into the data plane's pinned maps;
-//! - [`control`]: the Unix control socket `lnsctl` talks to.
+//! - [`control`]: the Unix control socket `lnsctl` talks to;
+//! - [`radius`]: RADIUS authentication, accounting records per session;
+//! - [`accounting`]: the accounting sender and its durable spool;
+//! - [`dynauth`]: RFC 5176 Disconnect and CoA requests.
 
 pub mod aaa;
+pub mod accounting;
 pub mod config;
 pub mod control;
+pub mod dynauth;
 pub mod fastpath;
+pub mod radius;
 pub mod server;
 pub mod udp;
 

@@ -33,9 +33,11 @@ use tracing::{debug, info, info_span, warn, Span};
 use super::aaa::{AuthBackend, AuthContext, Authorization, Ipv6Pools, LocalUsers, Pools};
 use super::config::Config;
 use super::control::{Command, ControlSocket};
+use super::dynauth;
 use super::fastpath::SessionTable;
+use super::radius::{self, Radius, SessionAccounting};
 use super::udp::{Batch, L2tpSocket, Outgoing, Received};
-use crate::ctl::{Request, Response, SessionRow, Stats, TunnelRow};
+use crate::ctl::{RadiusServerRow, RadiusStatus, Request, Response, SessionRow, Stats, TunnelRow};
 use crate::l2tp::avp::{cdn, error_code, proxy_authen, stopccn};
 use crate::l2tp::header::{Packet, Repr};
 use crate::l2tp::session::SessionState as CallState;
@@ -47,6 +49,7 @@ use crate::ppp::{
     self, AuthDecision, AuthRequest, DisconnectCode, NetworkConfig, ProxyAuth, ProxyLcp, SessionConfig,
     SessionEvent,
 };
+use lns_radius::attribute::{acct_terminate_cause, error_cause};
 
 /// Datagrams taken from the socket in one pass of the loop.
 const RX_BURST: usize = 64;
@@ -90,7 +93,49 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         "lns-controlplane ready"
     );
 
-    let mut lns = Lns::new(cfg, socket.clone(), listen, table, users, pools);
+    let users = Arc::new(users);
+    let host_name = String::from_utf8_lossy(&cfg.endpoint.tunnel.host_name).into_owned();
+    let radius = match &cfg.radius {
+        Some(settings) => {
+            let mut settings = settings.clone();
+            settings.nas_ip_address = settings.nas_ip_address.or(radius::nas_ip_of(listen.ip()));
+            Some((Radius::start(&settings, &host_name)?, settings))
+        }
+        None => None,
+    };
+    let auth: Arc<dyn AuthBackend> =
+        match radius.as_ref().and_then(|(r, settings)| r.auth_backend(settings, Arc::clone(&users))) {
+            Some(backend) => Arc::new(backend),
+            None => users,
+        };
+    let mut dynauth_jobs = None;
+    let mut dynauth_stats = None;
+    if let Some((r, settings)) = &radius {
+        if let Some(d) = &settings.dynauth {
+            let clients = d
+                .clients
+                .iter()
+                .map(|c| dynauth::DynAuthClient {
+                    address: c.address,
+                    secret: c.secret.clone().into_bytes(),
+                    require_message_authenticator: c.require_message_authenticator,
+                })
+                .collect();
+            let server = dynauth::DynAuthServer::new(
+                clients,
+                d.event_timestamp_window,
+                d.require_event_timestamp,
+                r.nas().clone(),
+            );
+            let (jobs, stats) = dynauth::spawn(d.listen, server)
+                .with_context(|| format!("binding the dynamic authorization port {}", d.listen))?;
+            dynauth_jobs = Some(jobs);
+            dynauth_stats = Some(stats);
+        }
+    }
+    let mut lns = Lns::new(cfg, socket.clone(), listen, table, auth, pools);
+    lns.radius = radius.map(|(r, _)| r);
+    lns.dynauth_stats = dynauth_stats;
     let mut buf = vec![0u8; 65536];
     let mut drain_until: Option<Instant> = None;
     loop {
@@ -107,6 +152,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             () = sleep => Wake::Timer,
             Some(c) = commands.recv() => Wake::Command(c),
             Some(a) = lns.auth_rx.recv() => Wake::Auth(a),
+            Some(job) = async {
+                match dynauth_jobs.as_mut() {
+                    Some(j) => j.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => Wake::DynAuth(job),
             _ = sigterm.recv(), if drain_until.is_none() => Wake::Stop("SIGTERM"),
             _ = sigint.recv(), if drain_until.is_none() => Wake::Stop("SIGINT"),
         };
@@ -136,6 +187,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             Wake::Datagram(Err(e)) => warn!(error = %e, "UDP receive"),
             Wake::Timer => lns.on_timer(now),
             Wake::Auth(a) => lns.on_auth_answer(now, a),
+            Wake::DynAuth(job) => lns.on_dynauth(now, job),
+            Wake::Command((Request::Radius, reply)) if lns.radius.is_some() => {
+                // The client and the accounting sender answer
+                // asynchronously; the loop does not wait for them.
+                let status = lns.radius_status();
+                tokio::spawn(async move {
+                    let _ = reply.send(status.await);
+                });
+            }
             Wake::Command((req, reply)) => {
                 let answer = lns.on_request(now, req);
                 let _ = reply.send(answer);
@@ -157,6 +217,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     }
     lns.finish();
+    if let Some(r) = &lns.radius {
+        r.nas_record(lns_radius::accounting::AcctStatusType::AccountingOff);
+    }
+    if let Some(acct) = lns.radius.as_ref().and_then(|r| r.accounting().cloned()) {
+        // Every Stop is on disk once this returns; those a server answers
+        // in time leave no trace there.
+        acct.drain(lns.shutdown_grace.max(Duration::from_secs(1))).await;
+    }
     Ok(())
 }
 
@@ -165,6 +233,7 @@ enum Wake {
     Timer,
     Command(Command),
     Auth(AuthAnswer),
+    DynAuth(dynauth::Job),
     Stop(&'static str),
 }
 
@@ -219,6 +288,8 @@ struct SessionRecord {
     timer: Option<Instant>,
     /// Its IPv6 prefix, granted and held (see the ipv6 module).
     ipv6: ipv6::Ipv6Record,
+    /// RADIUS accounting, once the subscriber is accepted.
+    acct: Option<SessionAccounting>,
 }
 
 #[derive(Default)]
@@ -323,6 +394,8 @@ struct Lns {
     outbox: Batch,
     ipv6_pools: Ipv6Pools,
     default_ipv6_pool: Option<String>,
+    radius: Option<Radius>,
+    dynauth_stats: Option<Arc<std::sync::Mutex<crate::ctl::DynAuthStats>>>,
 }
 
 impl Lns {
@@ -331,7 +404,7 @@ impl Lns {
         socket: Arc<L2tpSocket>,
         listen: SocketAddr,
         table: SessionTable,
-        users: LocalUsers,
+        auth: Arc<dyn AuthBackend>,
         pools: Pools,
     ) -> Lns {
         let (auth_tx, auth_rx) = mpsc::unbounded_channel();
@@ -353,7 +426,7 @@ impl Lns {
             idle_timeout: cfg.ppp.idle_timeout,
             next_timeout_check: Instant::now(),
             ppp_timers: std::collections::BTreeSet::new(),
-            auth: Arc::new(users),
+            auth,
             auth_tx,
             auth_rx,
             pools,
@@ -362,6 +435,8 @@ impl Lns {
             // Checked when the configuration was resolved.
             ipv6_pools: Ipv6Pools::new(&cfg.ppp.ipv6_pools).unwrap_or_default(),
             default_ipv6_pool: cfg.ppp.default_ipv6_pool,
+            radius: None,
+            dynauth_stats: None,
         }
     }
 
@@ -493,6 +568,7 @@ impl Lns {
                     .map(|(_, s)| *s)
                     .collect();
                 for sid in left {
+                    self.acct_cause(tid, sid, acct_terminate_cause::LOST_CARRIER);
                     self.session_down(tid, sid, "tunnel down");
                 }
             }
@@ -509,6 +585,7 @@ impl Lns {
                     (None, true) => "peer".to_string(),
                     (None, false) => "local".to_string(),
                 };
+                self.acct_cause(tid, session_id, radius::terminate_cause_of_down(&cause));
                 if !self.session_down(tid, session_id, &why) {
                     debug!(session_id = session_id.0, ?cause, "call ended before ICCN");
                 }
@@ -626,6 +703,7 @@ impl Lns {
                         idle_timeout: None,
                         timer: None,
                         ipv6: Default::default(),
+                        acct: None,
                     },
                 );
                 if let Some(s) = self.sessions.get_mut(&(tid, sid)) {
@@ -662,6 +740,7 @@ impl Lns {
             }
         }
         let Some(rec) = self.sessions.remove(&(tid, sid)) else { return false };
+        self.acct_stop(&rec);
         if let Some(t) = rec.timer {
             self.ppp_timers.remove(&(t, tid.0, sid.0));
         }
@@ -683,8 +762,9 @@ impl Lns {
 
     /// The earliest PPP timer of any session, or the next timeout check.
     fn ppp_timeout(&self) -> Option<Instant> {
-        let check =
-            (self.session_timeout.is_some() || self.idle_timeout.is_some()) && !self.sessions.is_empty();
+        let accounting = self.radius.as_ref().is_some_and(|r| r.accounting().is_some());
+        let check = (self.session_timeout.is_some() || self.idle_timeout.is_some() || accounting)
+            && !self.sessions.is_empty();
         self.ppp_timers
             .first()
             .map(|(t, _, _)| *t)
@@ -703,6 +783,7 @@ impl Lns {
         }
         let _in_session = s.span.clone().entered();
         let user = String::from_utf8_lossy(&a.request.username).into_owned();
+        let (class, interim) = (a.authorization.class.clone(), a.authorization.interim_interval);
         let Authorization {
             mut decision,
             ipv4: fixed,
@@ -749,8 +830,12 @@ impl Lns {
             s.ipv6.granted_prefix = ipv6_prefix;
             s.ipv6.granted_pool = ipv6_pool;
         }
+        let accepted = decision.accept;
         s.ppp.auth_result(now, decision);
         drop(_in_session);
+        if accepted {
+            self.acct_begin(tid, sid, &a.request.username, class, interim);
+        }
         self.drive_ppp(now, tid, sid);
     }
 
@@ -769,15 +854,15 @@ impl Lns {
             if s.ending {
                 continue;
             }
-            if let Some(slot) = s.slot {
+            let (session_timeout, idle_timeout) =
+                (s.session_timeout.or(self.session_timeout), s.idle_timeout.or(self.idle_timeout));
+            if let Some(slot) = s.slot.filter(|_| idle_timeout.is_some()) {
                 let packets = self.table.packets(slot);
                 if packets != s.traffic {
                     s.traffic = packets;
                     s.last_activity = now;
                 }
             }
-            let (session_timeout, idle_timeout) =
-                (s.session_timeout.or(self.session_timeout), s.idle_timeout.or(self.idle_timeout));
             let why = if session_timeout.is_some_and(|t| now.duration_since(up) >= t) {
                 Some("session timeout")
             } else if idle_timeout.is_some_and(|t| now.duration_since(s.last_activity) >= t) {
@@ -785,6 +870,17 @@ impl Lns {
             } else {
                 None
             };
+            if let Some(acct) = s.acct.as_mut() {
+                if why == Some("session timeout") {
+                    acct.cause(acct_terminate_cause::SESSION_TIMEOUT);
+                } else if why.is_some() {
+                    acct.cause(acct_terminate_cause::IDLE_TIMEOUT);
+                } else if acct.interim_due(now) {
+                    if let (Some(r), Some(slot)) = (self.radius.as_ref(), s.slot) {
+                        r.interim(acct, now, self.table.stats(slot));
+                    }
+                }
+            }
             if let Some(why) = why {
                 s.ending = true;
                 s.span.in_scope(|| info!(why, "ending the session"));
@@ -942,6 +1038,7 @@ impl Lns {
                     s.network_up.get_or_insert(now);
                     s.last_activity = now;
                 }
+                self.acct_start(now, tid, sid, Some(peer), None);
                 info!(ipv4 = %peer, mtu = entry.mtu, "IPCP opened: forwarding");
             }
             SessionEvent::NetworkUp(NetworkConfig::Ipv6 { peer_interface_identifier, .. }) => {
@@ -973,6 +1070,9 @@ impl Lns {
             SessionEvent::EchoFailure { unanswered } => warn!(unanswered, "LCP echo failure"),
             SessionEvent::LinkDown { cause } => {
                 info!(code = cause.code.0, message = %cause.message, "PPP link down: CDN");
+                if let Some(acct) = s.acct.as_mut() {
+                    acct.cause(radius::terminate_cause_of_link_down(&cause));
+                }
                 let result = if cause.code == DisconnectCode::LCP_ECHO_TIMEOUT {
                     cdn::LOST_CARRIER
                 } else {
@@ -992,6 +1092,7 @@ impl Lns {
             Request::TunnelList => Response::Tunnels { tunnels: self.tunnel_rows(now) },
             Request::SessionList => Response::Sessions { sessions: self.session_rows(now) },
             Request::ShowStats => Response::Stats { stats: self.stats(now) },
+            Request::Radius => Response::Radius { radius: RadiusStatus::default() },
             Request::TunnelKill { tunnel_id } => {
                 let tid = TunnelId(tunnel_id);
                 let rc = ResultCode::with_error(
@@ -999,6 +1100,11 @@ impl Lns {
                     error_code::NO_ERROR,
                     "closed by the operator",
                 );
+                let sessions: Vec<SessionId> =
+                    self.sessions.keys().filter(|(t, _)| *t == tid).map(|(_, s)| *s).collect();
+                for sid in sessions {
+                    self.acct_cause(tid, sid, acct_terminate_cause::ADMIN_RESET);
+                }
                 match self.endpoint.close_tunnel(now, tid, rc) {
                     Ok(()) => {
                         self.tunnel_span(tid).in_scope(|| info!("StopCCN on the operator's request"));
@@ -1034,6 +1140,7 @@ impl Lns {
                     error_code::NO_ERROR,
                     "closed by the operator",
                 );
+                self.acct_cause(tid, sid, acct_terminate_cause::ADMIN_RESET);
                 match self.endpoint.close_session(now, tid, sid, rc) {
                     Ok(()) => {
                         self.tunnel_span(tid).in_scope(|| info!(session_id, "CDN on the operator's request"));
@@ -1105,6 +1212,7 @@ impl Lns {
                     ipv4: rec.and_then(|r| r.ipv4).map(|a| a.to_string()),
                     ipv6_prefix: rec.and_then(|r| r.ipv6.prefix).map(|(p, l)| format!("{p}/{l}")),
                     age_secs: rec.map(|r| now.saturating_duration_since(r.since).as_secs()).unwrap_or(0),
+                    acct_session_id: rec.and_then(|r| r.acct.as_ref()).map(|a| a.session_id.clone()),
                 });
             }
         }
@@ -1148,6 +1256,11 @@ impl Lns {
     /// how long to wait for the acknowledgements.
     fn shutdown(&mut self, now: Instant) -> Instant {
         self.draining = true;
+        for s in self.sessions.values_mut() {
+            if let Some(a) = s.acct.as_mut() {
+                a.cause(acct_terminate_cause::NAS_REBOOT);
+            }
+        }
         let ids: Vec<TunnelId> = self.endpoint.tunnel_ids().collect();
         for id in ids {
             let rc = ResultCode::new(stopccn::SHUTTING_DOWN);
@@ -1171,6 +1284,7 @@ impl Lns {
     fn finish(&mut self) {
         let keys: Vec<(TunnelId, SessionId)> = self.sessions.keys().copied().collect();
         for (t, s) in keys {
+            self.acct_cause(t, s, acct_terminate_cause::NAS_REBOOT);
             self.session_down(t, s, "control plane stopping");
         }
         let failed = self.table.remove_all();
@@ -1179,6 +1293,168 @@ impl Lns {
         }
         self.transmit();
         info!(tunnels_left = self.endpoint.tunnel_count(), "lns-controlplane stopped");
+    }
+}
+
+/// RADIUS: accounting and dynamic authorization, called from the loop's
+/// handlers above.
+impl Lns {
+    /// What the LNS knows of a call, as backends and RADIUS see it.
+    fn call_context(&self, tid: TunnelId, sid: SessionId) -> Option<AuthContext> {
+        let s = self.sessions.get(&(tid, sid))?;
+        Some(AuthContext {
+            tunnel_id: tid.0,
+            session_id: sid.0,
+            lac: self.tunnels.get(&tid).map_or(self.listen, |t| t.peer),
+            local: self
+                .tunnels
+                .get(&tid)
+                .map_or(self.listen, |t| SocketAddr::new(t.local, self.listen.port())),
+            lac_hostname: self.endpoint.tunnel(tid).map(|t| t.peer_host_name().to_vec()).unwrap_or_default(),
+            info: s.info.clone(),
+        })
+    }
+
+    /// The subscriber was accepted: its accounting record, if accounting is on.
+    fn acct_begin(
+        &mut self,
+        tid: TunnelId,
+        sid: SessionId,
+        user: &[u8],
+        class: Vec<Vec<u8>>,
+        interim: Option<Duration>,
+    ) {
+        let Some(ctx) = self.call_context(tid, sid) else { return };
+        let Some(r) = self.radius.as_mut() else { return };
+        let acct = r.session(&ctx, user, class, interim);
+        if let Some(s) = self.sessions.get_mut(&(tid, sid)) {
+            if s.acct.as_ref().is_none_or(|a| !a.started()) {
+                s.acct = acct;
+            }
+        }
+    }
+
+    /// IPCP or IPv6CP opened: Accounting Start on the first, with the
+    /// fast path's counters as they stand as the baseline.
+    pub(super) fn acct_start(
+        &mut self,
+        now: Instant,
+        tid: TunnelId,
+        sid: SessionId,
+        ipv4: Option<Ipv4Addr>,
+        ipv6_prefix: Option<(std::net::Ipv6Addr, u8)>,
+    ) {
+        let Some(r) = self.radius.as_ref() else { return };
+        let Some(s) = self.sessions.get_mut(&(tid, sid)) else { return };
+        let Some(acct) = s.acct.as_mut() else { return };
+        let baseline = s.slot.map(|slot| self.table.stats(slot)).unwrap_or_default();
+        r.start_session(acct, now, ipv4, ipv6_prefix, baseline);
+    }
+
+    /// Why a session ends, for its Stop (the first reason given stands).
+    fn acct_cause(&mut self, tid: TunnelId, sid: SessionId, cause: u32) {
+        if let Some(a) = self.sessions.get_mut(&(tid, sid)).and_then(|s| s.acct.as_mut()) {
+            a.cause(cause);
+        }
+    }
+
+    /// The session is gone: Accounting Stop with its final counters.
+    fn acct_stop(&self, rec: &SessionRecord) {
+        let (Some(r), Some(acct)) = (self.radius.as_ref(), rec.acct.as_ref()) else { return };
+        let stats = rec.slot.map(|slot| self.table.stats(slot)).unwrap_or_default();
+        r.stop(acct, Instant::now(), stats);
+    }
+
+    /// A verified Disconnect-Request or CoA-Request: applied to every
+    /// session it names.
+    fn on_dynauth(&mut self, now: Instant, job: dynauth::Job) {
+        let req = job.request;
+        let keys = dynauth::select(
+            &req.selector,
+            self.sessions.iter().map(|((t, s), rec)| dynauth::SessionView {
+                key: (*t, *s),
+                acct_session_id: rec.acct.as_ref().map(|a| a.session_id.as_str()),
+                user_name: rec.username.as_deref().map(str::as_bytes),
+                framed_ip: rec.ipv4,
+                nas_port: radius::nas_port(t.0, s.0),
+                calling_station_id: rec.info.calling_number.as_deref(),
+            }),
+        );
+        if keys.is_empty() {
+            let _ = job.done.send(Err(error_cause::SESSION_CONTEXT_NOT_FOUND));
+            return;
+        }
+        let disconnect = req.code == lns_radius::Code::DisconnectRequest;
+        for (tid, sid) in keys {
+            let Some(s) = self.sessions.get_mut(&(tid, sid)) else { continue };
+            let span = s.span.clone();
+            let _in_session = span.enter();
+            if disconnect {
+                if let Some(a) = s.acct.as_mut() {
+                    a.cause(acct_terminate_cause::ADMIN_RESET);
+                }
+                info!("Disconnect-Request: CDN");
+                let rc = ResultCode::with_error(
+                    cdn::ADMINISTRATIVE,
+                    error_code::NO_ERROR,
+                    "disconnected by RADIUS",
+                );
+                if let Err(e) = self.endpoint.close_session(now, tid, sid, rc) {
+                    debug!(error = %e, "CDN");
+                }
+            } else {
+                let secs = |v: u32| (v > 0).then(|| Duration::from_secs(u64::from(v)));
+                if let Some(t) = req.session_timeout {
+                    s.session_timeout = secs(t);
+                }
+                if let Some(t) = req.idle_timeout {
+                    s.idle_timeout = secs(t);
+                }
+                info!(session_timeout = ?s.session_timeout, idle_timeout = ?s.idle_timeout, "CoA-Request applied");
+            }
+        }
+        let _ = job.done.send(Ok(()));
+    }
+
+    /// `lnsctl radius`: gathered from the client and the accounting
+    /// sender without holding up the loop.
+    fn radius_status(&self) -> impl std::future::Future<Output = Response> + Send + 'static {
+        let parts = self.radius.as_ref().map(|r| (r.client().clone(), r.accounting().cloned()));
+        let dynauth = self.dynauth_stats.as_ref().and_then(|s| s.lock().ok().map(|s| s.clone()));
+        async move {
+            let Some((client, accounting)) = parts else {
+                return Response::Radius { radius: RadiusStatus::default() };
+            };
+            let (servers, accounting) = Radius::status(client, accounting).await;
+            let servers = servers
+                .into_iter()
+                .map(|s| RadiusServerRow {
+                    address: s.address.to_string(),
+                    service: match s.service {
+                        lns_radius::client::Service::Authentication => "authentication",
+                        lns_radius::client::Service::Accounting => "accounting",
+                    }
+                    .into(),
+                    state: match s.state {
+                        lns_radius::client::ServerState::Alive => "alive",
+                        lns_radius::client::ServerState::Dead => "dead",
+                    }
+                    .into(),
+                    requests: s.stats.requests,
+                    retransmissions: s.stats.retransmissions,
+                    replies: s.stats.replies,
+                    timeouts: s.stats.timeouts,
+                    bad_replies: s.stats.bad_authenticator
+                        + s.stats.missing_message_authenticator
+                        + s.stats.malformed
+                        + s.stats.unknown_identifier
+                        + s.stats.bad_code,
+                    status_server_sent: s.stats.status_server_sent,
+                    last_rtt_ms: s.stats.last_rtt.map(|d| d.as_secs_f64() * 1000.0),
+                })
+                .collect();
+            Response::Radius { radius: RadiusStatus { enabled: true, servers, accounting, dynauth } }
+        }
     }
 }
 

@@ -255,6 +255,9 @@ pub struct ServerStats {
     pub bad_authenticator: u64,
     pub missing_message_authenticator: u64,
     pub status_server_sent: u64,
+    /// Round-trip time of the last reply to a request sent once (a reply
+    /// after a retransmission cannot say which transmission it answers).
+    pub last_rtt: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -796,11 +799,15 @@ impl Client {
             self.servers[server].stats.unknown_identifier += 1;
             return;
         };
+        let mut rtt = None;
         let (request_code, authenticator, require_ma) = match slot {
             Slot::Request(h) => match self.pending.get(&h).and_then(|p| p.attempt.as_ref().map(|a| (p, a))) {
                 Some((p, a)) if a.server == server && a.socket == socket && a.id == id => {
                     let require = p.service == Service::Authentication
                         || self.config.require_message_authenticator_accounting;
+                    if a.retransmissions == 0 {
+                        rtt = Some(now.saturating_duration_since(a.first_sent));
+                    }
                     (p.request.code, a.authenticator, require)
                 }
                 _ => {
@@ -843,6 +850,9 @@ impl Client {
         let s = &mut self.servers[server];
         s.stats.replies += 1;
         s.last_reply = Some(now);
+        if rtt.is_some() {
+            s.stats.last_rtt = rtt;
+        }
         match slot {
             Slot::Request(handle) => {
                 let reply = Reply {

@@ -96,6 +96,7 @@ impl Lns {
             s.last_activity = now;
             s.ppp.set_ipv6_prefix(now, Some((p, len)));
         }
+        self.acct_start(now, tid, sid, None, Some((p, len)));
         info!(prefix = %p, len, "IPv6CP opened: forwarding, prefix announced");
     }
 
