@@ -12,8 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 
 use nix::sys::socket::{
-    recvmsg, sendmmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
-    MultiHeaders, SockaddrIn, SockaddrIn6, SockaddrLike, SockaddrStorage,
+    recvmsg, sendmmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders,
+    SockaddrIn, SockaddrIn6, SockaddrLike, SockaddrStorage,
 };
 use tokio::io::Interest;
 
@@ -123,54 +123,6 @@ impl L2tpSocket {
             }
         }
         Ok(Received { len: msg.bytes, from: canonical(from), local, ifindex })
-    }
-
-    /// Sends without waiting: a full socket buffer drops the datagram, as
-    /// the network could have (reliable delivery retransmits control
-    /// messages).
-    pub fn send(&self, to: SocketAddr, from: Option<IpAddr>, payload: &[u8]) -> io::Result<()> {
-        let iov = [io::IoSlice::new(payload)];
-        let fd = self.io.as_raw_fd();
-        let res = if self.v6 {
-            let to6 = match to {
-                SocketAddr::V4(v4) => std::net::SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0),
-                SocketAddr::V6(v6) => v6,
-            };
-            let dest = SockaddrIn6::from(to6);
-            let pi = from.map(|ip| libc::in6_pktinfo {
-                ipi6_addr: libc::in6_addr {
-                    s6_addr: match ip {
-                        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-                        IpAddr::V6(v6) => v6.octets(),
-                    },
-                },
-                ipi6_ifindex: 0,
-            });
-            let cmsgs: Vec<ControlMessage> =
-                pi.as_ref().map(ControlMessage::Ipv6PacketInfo).into_iter().collect();
-            self.io.try_io(Interest::WRITABLE, || {
-                sendmsg(fd, &iov, &cmsgs, MsgFlags::empty(), Some(&dest)).map_err(io::Error::from)
-            })
-        } else {
-            let SocketAddr::V4(to4) = to else {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, "IPv6 peer on an IPv4 socket"));
-            };
-            let dest = SockaddrIn::from(to4);
-            let pi = match from {
-                Some(IpAddr::V4(ip)) => Some(libc::in_pktinfo {
-                    ipi_ifindex: 0,
-                    ipi_spec_dst: libc::in_addr { s_addr: u32::from(ip).to_be() },
-                    ipi_addr: libc::in_addr { s_addr: 0 },
-                }),
-                _ => None,
-            };
-            let cmsgs: Vec<ControlMessage> =
-                pi.as_ref().map(ControlMessage::Ipv4PacketInfo).into_iter().collect();
-            self.io.try_io(Interest::WRITABLE, || {
-                sendmsg(fd, &iov, &cmsgs, MsgFlags::empty(), Some(&dest)).map_err(io::Error::from)
-            })
-        };
-        res.map(|_| ())
     }
 
     /// Sends a batch with sendmmsg(2), one system call per run of
