@@ -4,24 +4,12 @@
 //! addresses from the pool, and their traffic crosses the fast path both
 //! ways (the echoes come back through it).
 
+mod common;
+use common::{lacsim, resolve_neighbours};
+
 use std::time::{Duration, Instant};
 
 use lns_testlab::{workspace_bin, Lab, PinDir, UdpEcho};
-
-fn lacsim(lab: &Lab, args: &[&str]) -> serde_json::Value {
-    let bin = workspace_bin("lns-lacsim").unwrap();
-    let mut a =
-        vec!["netns", "exec", lab.lac.name(), bin.to_str().unwrap(), "--server", "192.0.2.1:1701", "--json"];
-    a.extend_from_slice(args);
-    let out = std::process::Command::new("ip").args(&a).output().unwrap();
-    assert!(out.status.success(), "lns-lacsim failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(out.stdout.split(|b| *b == b'\n').find(|l| l.starts_with(b"{")).unwrap()).unwrap()
-}
-
-fn resolve_neighbours(lab: &Lab) {
-    lab.lns.exec("ping", &["-c1", "-W2", "192.0.2.2"]).unwrap();
-    lab.lns.exec("ping", &["-c1", "-W2", "203.0.113.7"]).unwrap();
-}
 
 #[test]
 fn sessions_come_up_and_traffic_crosses_the_fast_path() {

@@ -5,6 +5,9 @@
 //! detail file shows the accounting records with the fast path's counters,
 //! and radclient sends Disconnect and CoA requests.
 
+mod common;
+use common::{lacsim, resolve_neighbours};
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -13,16 +16,6 @@ use lns_testlab::{workspace_bin, ControlPlane, Lab, NsProcess, PinDir, UdpEcho};
 
 const SECRET: &str = "lns-test-secret";
 const COA_SECRET: &str = "coa-secret";
-
-fn lacsim(lab: &Lab, args: &[&str]) -> serde_json::Value {
-    let bin = workspace_bin("lns-lacsim").unwrap();
-    let mut a =
-        vec!["netns", "exec", lab.lac.name(), bin.to_str().unwrap(), "--server", "192.0.2.1:1701", "--json"];
-    a.extend_from_slice(args);
-    let out = std::process::Command::new("ip").args(&a).output().unwrap();
-    assert!(out.status.success(), "lns-lacsim failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(out.stdout.split(|b| *b == b'\n').find(|l| l.starts_with(b"{")).unwrap()).unwrap()
-}
 
 fn spawn_lacsim(lab: &Lab, args: &[&str]) -> NsProcess {
     let mut a = vec!["--server", "192.0.2.1:1701", "--json", "--user", "user%d"];
@@ -44,11 +37,6 @@ fn start_dp(lab: &Lab, pins: &PinDir, xdp_mode: &str) -> NsProcess {
         "1024",
     ];
     lab.start_dataplane(pins.path(), &args).unwrap()
-}
-
-fn resolve_neighbours(lab: &Lab) {
-    lab.lns.exec("ping", &["-c1", "-W2", "192.0.2.2"]).unwrap();
-    lab.lns.exec("ping", &["-c1", "-W2", "203.0.113.7"]).unwrap();
 }
 
 fn lnsctl(cp: &ControlPlane, args: &[&str]) -> serde_json::Value {

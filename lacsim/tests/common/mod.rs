@@ -1,0 +1,22 @@
+//! What the lacsim end-to-end tests share.
+
+use lns_testlab::{workspace_bin, Lab};
+
+/// Runs lns-lacsim in the LAC namespace against the LNS and returns its
+/// JSON summary; a failed run fails the test with lacsim's stderr.
+pub fn lacsim(lab: &Lab, args: &[&str]) -> serde_json::Value {
+    let bin = workspace_bin("lns-lacsim").unwrap();
+    let mut a =
+        vec!["netns", "exec", lab.lac.name(), bin.to_str().unwrap(), "--server", "192.0.2.1:1701", "--json"];
+    a.extend_from_slice(args);
+    let out = std::process::Command::new("ip").args(&a).output().unwrap();
+    assert!(out.status.success(), "lns-lacsim failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(out.stdout.split(|b| *b == b'\n').find(|l| l.starts_with(b"{")).unwrap()).unwrap()
+}
+
+/// The LNS learns the LAC's and the core's MAC addresses before traffic,
+/// so the fast path's first packets find their next hops.
+pub fn resolve_neighbours(lab: &Lab) {
+    lab.lns.exec("ping", &["-c1", "-W2", "192.0.2.2"]).unwrap();
+    lab.lns.exec("ping", &["-c1", "-W2", "203.0.113.7"]).unwrap();
+}
