@@ -14,16 +14,16 @@
 //!    file), and this prints records per second.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use lns_radius::access::NasIdentity;
 use lns_radius::accounting::{acct_session_id, AccountingRequest, AcctStatusType, Counters};
 use lns_radius::client::{Client, ClientConfig, Outcome, ServerConfig, Service};
 use lns_radius::driver::RadiusClient;
 use lns_testlab::freeradius::{FreeRadius, FreeRadiusConfig};
-use lns_testlab::{workspace_bin, Lab, PinDir};
+use lns_testlab::{Lab, PinDir};
 
 const SECRET: &str = "bench-secret";
 
@@ -100,55 +100,28 @@ fn setup_rate(lab: &Lab, args: &Args, per_round: u32) -> Result<()> {
         state.display()
     );
     let cp = lab.start_controlplane_with(pins.path(), 0, &radius, &["--log", "warn"])?;
-    let lacsim = workspace_bin("lns-lacsim")?;
     let rounds = args.sessions.div_ceil(per_round);
     let (t, s, r) = (args.tunnels.to_string(), args.sessions_per_tunnel.to_string(), args.rate.to_string());
-    let (mut up, mut failed, mut rate_sum, mut p50s, mut p99_max) = (0u64, 0u64, 0.0, Vec::new(), 0.0f64);
-    for _ in 0..rounds {
-        let out = lab.lac.exec(
-            lacsim.to_str().context("path")?,
-            &[
-                "--server",
-                "192.0.2.1:1701",
-                "--tunnels",
-                &t,
-                "--sessions-per-tunnel",
-                &s,
-                "--rate",
-                &r,
-                "--auth",
-                "chap",
-                "--user",
-                "user%d",
-                "--password",
-                "rad%d",
-                "--json",
-            ],
-        )?;
-        let j: serde_json::Value = serde_json::from_slice(&out.stdout).context("lacsim summary")?;
-        up += j["sessions_up"].as_u64().unwrap_or(0);
-        failed += j["sessions_failed"].as_u64().unwrap_or(0);
-        rate_sum += j["setup_rate"].as_f64().unwrap_or(0.0);
-        p50s.push(j["setup_latency_ms_p50"].as_f64().unwrap_or(0.0));
-        p99_max = p99_max.max(j["setup_latency_ms_p99"].as_f64().unwrap_or(0.0));
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    p50s.sort_by(|a, b| a.total_cmp(b));
+    let res = lns_benches::setup_rounds(
+        &lab,
+        rounds,
+        &[
+            "--tunnels",
+            &t,
+            "--sessions-per-tunnel",
+            &s,
+            "--rate",
+            &r,
+            "--auth",
+            "chap",
+            "--user",
+            "user%d",
+            "--password",
+            "rad%d",
+        ],
+    )?;
     // Where losses happen, if any (FreeRADIUS shares the LNS's namespace).
-    for (name, ns) in [("lns", &lab.lns), ("lac", &lab.lac)] {
-        let snmp = String::from_utf8_lossy(&ns.exec("cat", &["/proc/net/snmp"])?.stdout).into_owned();
-        let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
-        if let [h, v] = udp.as_slice() {
-            let pairs: Vec<String> = h
-                .split_whitespace()
-                .zip(v.split_whitespace())
-                .skip(1)
-                .filter(|(k, _)| k.contains("Err"))
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            eprintln!("{name} UDP: {}", pairs.join(" "));
-        }
-    }
+    lns_benches::print_udp_errors(&lab)?;
     let radius = lns_controlplane::ctl::request(&cp.socket, &lns_controlplane::ctl::Request::Radius)?;
     if let lns_controlplane::ctl::Response::Radius { radius } = radius {
         for s in &radius.servers {
@@ -159,12 +132,10 @@ fn setup_rate(lab: &Lab, args: &Args, per_round: u32) -> Result<()> {
         }
     }
     println!(
-        "set-up with RADIUS (CHAP Access-Request + Accounting Start per session): {up} sessions up, {failed} failed, \
+        "set-up with RADIUS (CHAP Access-Request + Accounting Start per session): {} sessions up, {} failed, \
          in {rounds} rounds of {per_round}: {:.0} sessions/s (mean of rounds), latency p50 {:.2} ms (median), \
          p99 {:.2} ms (worst round)",
-        rate_sum / rounds as f64,
-        p50s.get(p50s.len() / 2).copied().unwrap_or(0.0),
-        p99_max
+        res.up, res.failed, res.rate, res.p50_ms, res.p99_ms
     );
     drop(cp);
     let _ = std::fs::remove_dir_all(&state);

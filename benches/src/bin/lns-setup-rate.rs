@@ -11,9 +11,9 @@
 //! them all: `--ncp ipv6 --tunnels 10 --sessions-per-tunnel 1000` is one
 //! round of 10,000 (a session counts once its address is usable).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
-use lns_testlab::{workspace_bin, Lab, PinDir};
+use lns_testlab::{Lab, PinDir};
 
 #[derive(Parser)]
 #[command(about = "Session set-up rate against the real LNS")]
@@ -72,73 +72,44 @@ fn main() -> Result<()> {
         "dns = [\"203.0.113.53\", \"203.0.113.54\"]\nauth = [\"chap-md5\", \"pap\"]",
         &["--log", "warn"],
     )?;
-    let lacsim = workspace_bin("lns-lacsim")?;
     let rounds = args.sessions.div_ceil(per_round);
     let (t, s, r) = (args.tunnels.to_string(), args.sessions_per_tunnel.to_string(), args.rate.to_string());
-    let (mut up, mut failed, mut rate_sum, mut p50s, mut p99_max, mut max) =
-        (0u64, 0u64, 0.0, Vec::new(), 0.0f64, 0.0f64);
-    for _ in 0..rounds {
-        let out = lab.lac.exec(
-            lacsim.to_str().context("path")?,
-            &[
-                "--server",
-                "192.0.2.1:1701",
-                "--tunnels",
-                &t,
-                "--sessions-per-tunnel",
-                &s,
-                "--rate",
-                &r,
-                "--auth",
-                "chap",
-                "--user",
-                "user%d",
-                "--password",
-                "pw%d",
-                "--ncp",
-                &args.ncp,
-                "--timeout",
-                "120",
-                "--json",
-            ],
-        )?;
-        let j: serde_json::Value = serde_json::from_slice(&out.stdout).context("lacsim summary")?;
-        up += j["sessions_up"].as_u64().unwrap_or(0);
-        failed += j["sessions_failed"].as_u64().unwrap_or(0);
-        rate_sum += j["setup_rate"].as_f64().unwrap_or(0.0);
-        p50s.push(j["setup_latency_ms_p50"].as_f64().unwrap_or(0.0));
-        p99_max = p99_max.max(j["setup_latency_ms_p99"].as_f64().unwrap_or(0.0));
-        max = max.max(j["setup_latency_ms_max"].as_f64().unwrap_or(0.0));
-        // Let the LNS release the round's sessions and addresses.
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    }
-    p50s.sort_by(|a, b| a.total_cmp(b));
-    // Where losses happen, if any: the LNS's UDP socket, the LAC's.
-    for (name, ns) in [("lns", &lab.lns), ("lac", &lab.lac)] {
-        let snmp = String::from_utf8_lossy(&ns.exec("cat", &["/proc/net/snmp"])?.stdout).into_owned();
-        let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
-        if let [h, v] = udp.as_slice() {
-            let pairs: Vec<String> = h
-                .split_whitespace()
-                .zip(v.split_whitespace())
-                .skip(1)
-                .filter(|(k, _)| k.contains("Err"))
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            eprintln!("{name} UDP: {}", pairs.join(" "));
-        }
-    }
+    let res = lns_benches::setup_rounds(
+        &lab,
+        rounds,
+        &[
+            "--tunnels",
+            &t,
+            "--sessions-per-tunnel",
+            &s,
+            "--rate",
+            &r,
+            "--auth",
+            "chap",
+            "--user",
+            "user%d",
+            "--password",
+            "pw%d",
+            "--ncp",
+            &args.ncp,
+            "--timeout",
+            "120",
+        ],
+    )?;
+    lns_benches::print_udp_errors(&lab)?;
     println!(
-        "{up} sessions up ({}), {failed} failed, in {rounds} rounds of {per_round} ({} tunnels × {}): \
+        "{} sessions up ({}), {} failed, in {rounds} rounds of {per_round} ({} tunnels × {}): \
          set-up rate {:.0} sessions/s (mean of rounds), latency p50 {:.2} ms (median of rounds), \
          p99 {:.2} ms (worst round), max {:.2} ms",
+        res.up,
         args.ncp,
+        res.failed,
         args.tunnels,
         args.sessions_per_tunnel,
-        rate_sum / rounds as f64,
-        p50s.get(p50s.len() / 2).copied().unwrap_or(0.0),
-        p99_max,
-        max
+        res.rate,
+        res.p50_ms,
+        res.p99_ms,
+        res.max_ms
     );
     Ok(())
 }
