@@ -330,13 +330,15 @@ fn accounting_start_interim_stop_carry_the_fast_path_counters() {
     }
     // What lacsim sent reached the fast path (but a session's first
     // packet may overtake the LNS's switch to forwarding), and every echo
-    // lacsim received went through it.
+    // lacsim received went through it (but a session's last echo may be
+    // on its way while the LAC's StopCCN ends the session: the Stop is
+    // taken then, and lacsim still reads the echo before it exits).
     eprintln!(
         "fast path: {in_packets} packets in of {sent} sent, {out_packets} out, {received} echoes received"
     );
     assert!(in_packets <= sent && in_packets + 3 >= sent, "input {in_packets} of {sent} sent");
     assert!(
-        out_packets >= received && out_packets <= in_packets,
+        out_packets + 3 >= received && out_packets <= in_packets,
         "output {out_packets}, {received} received"
     );
     let r = lnsctl(&cp, &["radius"]);
