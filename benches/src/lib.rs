@@ -17,13 +17,43 @@ pub struct SetupRounds {
     pub max_ms: f64,
 }
 
-/// Runs `rounds` of lns-lacsim in the LAC namespace against the lab's LNS
-/// (`args` after `--server`), each brought up, held for nothing and hung
-/// up, with a pause between for the LNS to release them.
-pub fn setup_rounds(lab: &Lab, rounds: u32, args: &[&str]) -> Result<SetupRounds> {
+/// How lns-lacsim brings a round up.
+pub struct Round<'a> {
+    pub tunnels: u32,
+    pub sessions_per_tunnel: u32,
+    /// Calls per second lacsim attempts.
+    pub rate: f64,
+    /// CHAP password pattern (`%d`: the subscriber's number).
+    pub password: &'a str,
+    /// More lacsim arguments.
+    pub extra: &'a [&'a str],
+}
+
+/// Runs `rounds` of lns-lacsim (CHAP subscribers user1, user2, ...) in the
+/// LAC namespace against the lab's LNS, each brought up, held for nothing
+/// and hung up, with a pause between for the LNS to release them.
+pub fn setup_rounds(lab: &Lab, rounds: u32, round: &Round) -> Result<SetupRounds> {
     let lacsim = workspace_bin("lns-lacsim")?;
-    let mut a = vec!["--server", "192.0.2.1:1701", "--json"];
-    a.extend_from_slice(args);
+    let (t, s, r) =
+        (round.tunnels.to_string(), round.sessions_per_tunnel.to_string(), round.rate.to_string());
+    let mut a = vec![
+        "--server",
+        "192.0.2.1:1701",
+        "--json",
+        "--tunnels",
+        &t,
+        "--sessions-per-tunnel",
+        &s,
+        "--rate",
+        &r,
+        "--auth",
+        "chap",
+        "--user",
+        "user%d",
+        "--password",
+        round.password,
+    ];
+    a.extend_from_slice(round.extra);
     let mut r = SetupRounds { rounds, ..SetupRounds::default() };
     let (mut rate_sum, mut p50s) = (0.0, Vec::new());
     for _ in 0..rounds {

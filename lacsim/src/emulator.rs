@@ -270,12 +270,7 @@ pub fn udp6_packet(src: Ipv6Addr, dst: SocketAddrV6, sport: u16, size: usize) ->
     for (i, b) in v[48..].iter_mut().enumerate() {
         *b = i as u8;
     }
-    let mut pseudo = 0u32;
-    for c in src.octets().chunks(2).chain(dst.ip().octets().chunks(2)) {
-        pseudo += u16::from_be_bytes([c[0], c[1]]) as u32;
-    }
-    pseudo += 17 + plen as u32;
-    let mut c = checksum(&v[40..], pseudo);
+    let mut c = lns_controlplane::ppp::nd::ipv6_checksum(&src, dst.ip(), 17, &v[40..]);
     if c == 0 {
         c = 0xffff;
     }

@@ -5,7 +5,7 @@
 //! ways (the echoes come back through it).
 
 mod common;
-use common::{lacsim, resolve_neighbours};
+use common::{lacsim, resolve_neighbours, start_dp};
 
 use std::time::{Duration, Instant};
 
@@ -79,23 +79,6 @@ fn sessions_come_up_and_traffic_crosses_the_fast_path() {
             && c.get(lns_bpf::abi::Counter::RedirectDownstream) > 0,
         "{c:?}"
     );
-}
-
-/// lns-dataplane on the lab's LNS, copy mode, room for 4096 sessions.
-fn start_dp(lab: &Lab, pins: &PinDir, queues: &str, xdp_mode: &str) -> lns_testlab::NsProcess {
-    let args = [
-        "--queues",
-        queues,
-        "--xdp-mode",
-        xdp_mode,
-        "--bind",
-        "copy",
-        "--stats-interval",
-        "0",
-        "--max-sessions",
-        "4096",
-    ];
-    lab.start_dataplane(pins.path(), &args).unwrap()
 }
 
 /// The LNS's sessions as lnsctl lists them.

@@ -6,7 +6,7 @@
 //! and radclient sends Disconnect and CoA requests.
 
 mod common;
-use common::{lacsim, resolve_neighbours};
+use common::{lacsim, resolve_neighbours, start_dp};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -17,26 +17,18 @@ use lns_testlab::{workspace_bin, ControlPlane, Lab, NsProcess, PinDir, UdpEcho};
 const SECRET: &str = "lns-test-secret";
 const COA_SECRET: &str = "coa-secret";
 
+/// lacsim arguments for `n` subscribers in one tunnel, authenticating with
+/// `auth` and FreeRADIUS's passwords (rad1, rad2, ...), then `extra`.
+fn one_tunnel<'a>(n: &'a str, auth: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec!["--tunnels", "1", "--sessions-per-tunnel", n, "--auth", auth, "--password", "rad%d"];
+    a.extend_from_slice(extra);
+    a
+}
+
 fn spawn_lacsim(lab: &Lab, args: &[&str]) -> NsProcess {
     let mut a = vec!["--server", "192.0.2.1:1701", "--json", "--user", "user%d"];
     a.extend_from_slice(args);
     NsProcess::spawn(&lab.lac, &workspace_bin("lns-lacsim").unwrap(), &a).unwrap()
-}
-
-fn start_dp(lab: &Lab, pins: &PinDir, xdp_mode: &str) -> NsProcess {
-    let args = [
-        "--queues",
-        "1",
-        "--xdp-mode",
-        xdp_mode,
-        "--bind",
-        "copy",
-        "--stats-interval",
-        "0",
-        "--max-sessions",
-        "1024",
-    ];
-    lab.start_dataplane(pins.path(), &args).unwrap()
 }
 
 fn lnsctl(cp: &ControlPlane, args: &[&str]) -> serde_json::Value {
@@ -110,6 +102,23 @@ fn stops(fr: &FreeRadius) -> Vec<DetailRecord> {
     fr.detail().into_iter().filter(|r| r.get("Acct-Status-Type") == Some("Stop")).collect()
 }
 
+/// Waits until FreeRADIUS holds `n` Stop records, and returns them.
+fn wait_stops(fr: &FreeRadius, n: usize, within: Duration) -> Vec<DetailRecord> {
+    wait_until(&format!("{n} Stop records"), within, || {
+        let s = stops(fr);
+        (s.len() == n).then_some(s)
+    })
+}
+
+/// The Acct-Terminate-Cause of `user`'s Stop.
+fn terminate_cause<'a>(stops: &'a [DetailRecord], user: &str) -> &'a str {
+    stops
+        .iter()
+        .find(|r| r.get("User-Name") == Some(user))
+        .and_then(|r| r.get("Acct-Terminate-Cause"))
+        .unwrap()
+}
+
 /// A temporary state directory for the accounting spool.
 struct StateDir(std::path::PathBuf);
 
@@ -137,7 +146,7 @@ impl Drop for StateDir {
 fn freeradius_decides_pap_chap_and_mschapv2_and_their_addresses_after_failover() {
     let lab = Lab::new(1).unwrap();
     let pins = PinDir::new().unwrap();
-    let _dp = start_dp(&lab, &pins, "skb");
+    let _dp = start_dp(&lab, &pins, "1", "skb");
     // RADIUS passwords differ from the local users file's (pw<N>): a
     // session that comes up was accepted by FreeRADIUS.
     let mut users = String::from(
@@ -152,21 +161,7 @@ fn freeradius_decides_pap_chap_and_mschapv2_and_their_addresses_after_failover()
     let cp =
         lab.start_controlplane_with(pins.path(), 6, &radius_toml(&[1645, 1812], &[], "", ""), &[]).unwrap();
 
-    let mut sim = spawn_lacsim(
-        &lab,
-        &[
-            "--tunnels",
-            "1",
-            "--sessions-per-tunnel",
-            "3",
-            "--auth",
-            "pap",
-            "--password",
-            "rad%d",
-            "--hold",
-            "2",
-        ],
-    );
+    let mut sim = spawn_lacsim(&lab, &one_tunnel("3", "pap", &["--hold", "2"]));
     let rows = wait_forwarding(&cp, 3);
     let ip = |user: &str| {
         rows.iter().find(|r| r["username"] == user).and_then(|r| r["ipv4"].as_str()).unwrap_or("").to_string()
@@ -181,21 +176,7 @@ fn freeradius_decides_pap_chap_and_mschapv2_and_their_addresses_after_failover()
     assert_eq!(s["sessions_up"].as_u64(), Some(3), "{out}");
 
     for auth in ["chap", "mschapv2"] {
-        let s = lacsim(
-            &lab,
-            &[
-                "--tunnels",
-                "1",
-                "--sessions-per-tunnel",
-                "6",
-                "--auth",
-                auth,
-                "--password",
-                "rad%d",
-                "--user",
-                "user%d",
-            ],
-        );
+        let s = lacsim(&lab, &one_tunnel("6", auth, &["--user", "user%d"]));
         assert_eq!(
             (s["sessions_up"].as_u64(), s["sessions_failed"].as_u64()),
             (Some(6), Some(0)),
@@ -244,7 +225,7 @@ fn freeradius_decides_pap_chap_and_mschapv2_and_their_addresses_after_failover()
 fn accounting_start_interim_stop_carry_the_fast_path_counters() {
     let lab = Lab::new(1).unwrap();
     let pins = PinDir::new().unwrap();
-    let _dp = start_dp(&lab, &pins, "native");
+    let _dp = start_dp(&lab, &pins, "1", "native");
     resolve_neighbours(&lab);
     let echo = UdpEcho::start(&lab.core, "203.0.113.7:7").unwrap();
     // user1's Access-Accept asks for an Interim-Update every second; the
@@ -260,29 +241,12 @@ fn accounting_start_interim_stop_carry_the_fast_path_counters() {
     let extra = format!("interim_interval = \"2s\"\nstate_dir = \"{}\"", state.0.display());
     let cp =
         lab.start_controlplane_with(pins.path(), 3, &radius_toml(&[1812], &[1813], &extra, ""), &[]).unwrap();
-    let s = lacsim(
-        &lab,
-        &[
-            "--tunnels",
-            "1",
-            "--sessions-per-tunnel",
-            "3",
-            "--auth",
-            "chap",
-            "--password",
-            "rad%d",
-            "--user",
-            "user%d",
-            "--traffic",
-            "20,200",
-            "--hold",
-            "6",
-        ],
-    );
+    let s =
+        lacsim(&lab, &one_tunnel("3", "chap", &["--user", "user%d", "--traffic", "20,200", "--hold", "6"]));
     assert_eq!(s["sessions_up"].as_u64(), Some(3), "{s}");
     let (sent, received) = (s["data_sent"].as_u64().unwrap(), s["data_received"].as_u64().unwrap());
     assert!(sent >= 3 * 100, "{s}");
-    wait_until("3 Stop records", Duration::from_secs(15), || (stops(&fr).len() == 3).then_some(()));
+    wait_stops(&fr, 3, Duration::from_secs(15));
     let all: Vec<DetailRecord> = fr.detail();
     assert_eq!(all[0].get("Acct-Status-Type"), Some("Accounting-On"), "the LNS announced its start");
     let all: Vec<DetailRecord> = all.into_iter().filter(|r| r.get("User-Name").is_some()).collect();
@@ -354,7 +318,7 @@ fn accounting_start_interim_stop_carry_the_fast_path_counters() {
 fn stop_records_wait_on_disk_for_a_server_even_across_a_restart() {
     let lab = Lab::new(1).unwrap();
     let pins = PinDir::new().unwrap();
-    let _dp = start_dp(&lab, &pins, "skb");
+    let _dp = start_dp(&lab, &pins, "1", "skb");
     let state = StateDir::new();
     // Accounting only (the local users file authenticates); neither
     // accounting server runs yet.
@@ -380,7 +344,7 @@ fn stop_records_wait_on_disk_for_a_server_even_across_a_restart() {
     assert!(text.contains("3 Stop records spooled"), "{text}");
     // The second server starts: Status-Server finds it, everything goes.
     let mut fr = freeradius(&lab, String::new(), 0, 1823);
-    wait_until("3 Stops delivered", Duration::from_secs(20), || (stops(&fr).len() == 3).then_some(()));
+    wait_stops(&fr, 3, Duration::from_secs(20));
     wait_until("the spool emptied", Duration::from_secs(10), || {
         let r = lnsctl(&cp, &["radius"]);
         (r["accounting"]["spooled_records"].as_u64() == Some(0) && state.spooled_files() == 0).then_some(())
@@ -402,10 +366,7 @@ fn stop_records_wait_on_disk_for_a_server_even_across_a_restart() {
     std::thread::sleep(Duration::from_millis(1500));
     fr.restart(&lab.lns).unwrap();
     let cp = lab.start_controlplane_with(pins.path(), 5, &toml, &[]).unwrap();
-    let all = wait_until("5 Stops delivered", Duration::from_secs(20), || {
-        let s = stops(&fr);
-        (s.len() == 5).then_some(s)
-    });
+    let all = wait_stops(&fr, 5, Duration::from_secs(20));
     let reboot: Vec<&DetailRecord> =
         all.iter().filter(|r| r.get("Acct-Terminate-Cause") == Some("NAS-Reboot")).collect();
     assert_eq!(reboot.len(), 2, "{all:?}");
@@ -420,7 +381,7 @@ fn stop_records_wait_on_disk_for_a_server_even_across_a_restart() {
 fn disconnect_and_coa_requests_act_on_the_named_session() {
     let lab = Lab::new(1).unwrap();
     let pins = PinDir::new().unwrap();
-    let _dp = start_dp(&lab, &pins, "skb");
+    let _dp = start_dp(&lab, &pins, "1", "skb");
     let users: String = (1..=3).map(|i| format!("user{i}\tCleartext-Password := \"rad{i}\"\n\n")).collect();
     let fr = freeradius(&lab, users, 1812, 1813);
     let state = StateDir::new();
@@ -429,21 +390,7 @@ fn disconnect_and_coa_requests_act_on_the_named_session() {
     );
     let toml = radius_toml(&[1812], &[1813], &format!("state_dir = \"{}\"", state.0.display()), &dynauth);
     let cp = lab.start_controlplane_with(pins.path(), 3, &toml, &[]).unwrap();
-    let _sim = spawn_lacsim(
-        &lab,
-        &[
-            "--tunnels",
-            "1",
-            "--sessions-per-tunnel",
-            "3",
-            "--auth",
-            "pap",
-            "--password",
-            "rad%d",
-            "--hold",
-            "40",
-        ],
-    );
+    let _sim = spawn_lacsim(&lab, &one_tunnel("3", "pap", &["--hold", "40"]));
     let rows = wait_forwarding(&cp, 3);
     let ip_of = |user: &str| {
         rows.iter().find(|r| r["username"] == user).and_then(|r| r["ipv4"].as_str()).unwrap().to_string()
@@ -511,16 +458,8 @@ fn disconnect_and_coa_requests_act_on_the_named_session() {
         "{r}"
     );
     assert!(d["bad_authenticator"].as_u64() >= Some(1) && d["stale"].as_u64() >= Some(1), "{r}");
-    let all = wait_until("3 Stops", Duration::from_secs(10), || {
-        let s = stops(&fr);
-        (s.len() == 3).then_some(s)
-    });
-    let cause = |user: &str| {
-        all.iter()
-            .find(|r| r.get("User-Name") == Some(user))
-            .and_then(|r| r.get("Acct-Terminate-Cause"))
-            .unwrap()
-    };
+    let all = wait_stops(&fr, 3, Duration::from_secs(10));
+    let cause = |user: &str| terminate_cause(&all, user);
     assert_eq!(cause("user1"), "Admin-Reset");
     assert_eq!(cause("user2"), "Session-Timeout");
     assert_eq!(cause("user3"), "Admin-Reset");
@@ -530,7 +469,7 @@ fn disconnect_and_coa_requests_act_on_the_named_session() {
 fn without_an_answering_server_the_policy_decides() {
     let lab = Lab::new(1).unwrap();
     let pins = PinDir::new().unwrap();
-    let _dp = start_dp(&lab, &pins, "skb");
+    let _dp = start_dp(&lab, &pins, "1", "skb");
     let args = ["--tunnels", "1", "--sessions-per-tunnel", "2", "--password", "pw%d", "--timeout", "15"];
     // Nothing listens on 1645: "local" lets the users file decide...
     let cp = lab
@@ -555,7 +494,7 @@ fn without_an_answering_server_the_policy_decides() {
 fn each_way_a_session_ends_has_its_terminate_cause() {
     let lab = Lab::new(1).unwrap();
     let pins = PinDir::new().unwrap();
-    let _dp = start_dp(&lab, &pins, "skb");
+    let _dp = start_dp(&lab, &pins, "1", "skb");
     // user1's Access-Accept limits it to 2 s.
     let users = "user1\tCleartext-Password := \"rad1\"\n\tSession-Timeout = 2\n\n\
                  user2\tCleartext-Password := \"rad2\"\n\n\
@@ -572,21 +511,7 @@ fn each_way_a_session_ends_has_its_terminate_cause() {
             &["--hello-interval", "1s", "--retransmit-timeout", "200ms", "--max-retransmissions", "2"],
         )
         .unwrap();
-    let mut sim = spawn_lacsim(
-        &lab,
-        &[
-            "--tunnels",
-            "1",
-            "--sessions-per-tunnel",
-            "3",
-            "--auth",
-            "pap",
-            "--password",
-            "rad%d",
-            "--hold",
-            "60",
-        ],
-    );
+    let mut sim = spawn_lacsim(&lab, &one_tunnel("3", "pap", &["--hold", "60"]));
     wait_until("user2 and user3 up, user1 timed out", Duration::from_secs(20), || {
         let rows = sessions(&cp);
         let mut users: Vec<&str> = rows.iter().filter_map(|r| r["username"].as_str()).collect();
@@ -607,19 +532,11 @@ fn each_way_a_session_ends_has_its_terminate_cause() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    wait_until("user2's Stop", Duration::from_secs(10), || (stops(&fr).len() == 2).then_some(()));
+    wait_stops(&fr, 2, Duration::from_secs(10));
     // The LAC dies without a word: the tunnel's silence is a lost carrier.
     sim.kill();
-    let all = wait_until("3 Stops", Duration::from_secs(20), || {
-        let s = stops(&fr);
-        (s.len() == 3).then_some(s)
-    });
-    let cause = |user: &str| {
-        all.iter()
-            .find(|r| r.get("User-Name") == Some(user))
-            .and_then(|r| r.get("Acct-Terminate-Cause"))
-            .unwrap()
-    };
+    let all = wait_stops(&fr, 3, Duration::from_secs(20));
+    let cause = |user: &str| terminate_cause(&all, user);
     assert_eq!(cause("user1"), "Session-Timeout");
     assert_eq!(cause("user2"), "Admin-Reset");
     assert_eq!(cause("user3"), "Lost-Carrier");
@@ -634,7 +551,7 @@ fn each_way_a_session_ends_has_its_terminate_cause() {
 fn ipv6_subscribers_are_accounted_with_their_prefix() {
     let lab = Lab::new(1).unwrap();
     let pins = PinDir::new().unwrap();
-    let _dp = start_dp(&lab, &pins, "native");
+    let _dp = start_dp(&lab, &pins, "1", "native");
     resolve_neighbours(&lab);
     let echo = UdpEcho::start(&lab.core, "[2001:db8:c0::7]:7").unwrap();
     let users =
@@ -648,28 +565,15 @@ fn ipv6_subscribers_are_accounted_with_their_prefix() {
         lab.start_controlplane_with(pins.path(), 2, &radius_toml(&[1812], &[1813], &extra, ""), &[]).unwrap();
     let s = lacsim(
         &lab,
-        &[
-            "--tunnels",
-            "1",
-            "--sessions-per-tunnel",
+        &one_tunnel(
             "2",
-            "--auth",
             "chap",
-            "--password",
-            "rad%d",
-            "--user",
-            "user%d",
-            "--ncp",
-            "ipv6",
-            "--traffic",
-            "20,200",
-            "--hold",
-            "3",
-        ],
+            &["--user", "user%d", "--ncp", "ipv6", "--traffic", "20,200", "--hold", "3"],
+        ),
     );
     assert_eq!(s["ipv6_sessions_up"].as_u64(), Some(2), "{s}");
     assert!(s["data_received_v6"].as_u64().unwrap() > 0, "{s}");
-    wait_until("2 Stop records", Duration::from_secs(15), || (stops(&fr).len() == 2).then_some(()));
+    wait_stops(&fr, 2, Duration::from_secs(15));
     let all: Vec<DetailRecord> = fr.detail().into_iter().filter(|r| r.get("User-Name").is_some()).collect();
     let sessions = by_session(&all);
     assert_eq!(sessions.len(), 2, "{all:?}");

@@ -101,24 +101,16 @@ fn setup_rate(lab: &Lab, args: &Args, per_round: u32) -> Result<()> {
     );
     let cp = lab.start_controlplane_with(pins.path(), 0, &radius, &["--log", "warn"])?;
     let rounds = args.sessions.div_ceil(per_round);
-    let (t, s, r) = (args.tunnels.to_string(), args.sessions_per_tunnel.to_string(), args.rate.to_string());
     let res = lns_benches::setup_rounds(
         &lab,
         rounds,
-        &[
-            "--tunnels",
-            &t,
-            "--sessions-per-tunnel",
-            &s,
-            "--rate",
-            &r,
-            "--auth",
-            "chap",
-            "--user",
-            "user%d",
-            "--password",
-            "rad%d",
-        ],
+        &lns_benches::Round {
+            tunnels: args.tunnels,
+            sessions_per_tunnel: args.sessions_per_tunnel,
+            rate: args.rate,
+            password: "rad%d",
+            extra: &[],
+        },
     )?;
     // Where losses happen, if any (FreeRADIUS shares the LNS's namespace).
     lns_benches::print_udp_errors(&lab)?;

@@ -73,28 +73,16 @@ fn main() -> Result<()> {
         &["--log", "warn"],
     )?;
     let rounds = args.sessions.div_ceil(per_round);
-    let (t, s, r) = (args.tunnels.to_string(), args.sessions_per_tunnel.to_string(), args.rate.to_string());
     let res = lns_benches::setup_rounds(
         &lab,
         rounds,
-        &[
-            "--tunnels",
-            &t,
-            "--sessions-per-tunnel",
-            &s,
-            "--rate",
-            &r,
-            "--auth",
-            "chap",
-            "--user",
-            "user%d",
-            "--password",
-            "pw%d",
-            "--ncp",
-            &args.ncp,
-            "--timeout",
-            "120",
-        ],
+        &lns_benches::Round {
+            tunnels: args.tunnels,
+            sessions_per_tunnel: args.sessions_per_tunnel,
+            rate: args.rate,
+            password: "pw%d",
+            extra: &["--ncp", &args.ncp, "--timeout", "120"],
+        },
     )?;
     lns_benches::print_udp_errors(&lab)?;
     println!(

@@ -983,21 +983,7 @@ impl Lns {
                 // The backend answers in its own time (see on_auth_answer).
                 s.auth_seq += 1;
                 let (seq, tx) = (s.auth_seq, self.auth_tx.clone());
-                let context = AuthContext {
-                    tunnel_id: tid.0,
-                    session_id: sid.0,
-                    lac: self.tunnels.get(&tid).map_or(self.listen, |t| t.peer),
-                    local: self
-                        .tunnels
-                        .get(&tid)
-                        .map_or(self.listen, |t| SocketAddr::new(t.local, self.listen.port())),
-                    lac_hostname: self
-                        .endpoint
-                        .tunnel(tid)
-                        .map(|t| t.peer_host_name().to_vec())
-                        .unwrap_or_default(),
-                    info: s.info.clone(),
-                };
+                let Some(context) = self.call_context(tid, sid) else { return };
                 let answer = self.auth.authenticate(req.clone(), context);
                 tokio::spawn(async move {
                     let authorization = answer.await;

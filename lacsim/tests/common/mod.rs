@@ -1,6 +1,6 @@
 //! What the lacsim end-to-end tests share.
 
-use lns_testlab::{workspace_bin, Lab};
+use lns_testlab::{workspace_bin, Lab, NsProcess, PinDir};
 
 /// Runs lns-lacsim in the LAC namespace against the LNS and returns its
 /// JSON summary; a failed run fails the test with lacsim's stderr.
@@ -19,4 +19,21 @@ pub fn lacsim(lab: &Lab, args: &[&str]) -> serde_json::Value {
 pub fn resolve_neighbours(lab: &Lab) {
     lab.lns.exec("ping", &["-c1", "-W2", "192.0.2.2"]).unwrap();
     lab.lns.exec("ping", &["-c1", "-W2", "203.0.113.7"]).unwrap();
+}
+
+/// lns-dataplane on the lab's LNS, copy mode, room for 4096 sessions.
+pub fn start_dp(lab: &Lab, pins: &PinDir, queues: &str, xdp_mode: &str) -> NsProcess {
+    let args = [
+        "--queues",
+        queues,
+        "--xdp-mode",
+        xdp_mode,
+        "--bind",
+        "copy",
+        "--stats-interval",
+        "0",
+        "--max-sessions",
+        "4096",
+    ];
+    lab.start_dataplane(pins.path(), &args).unwrap()
 }
