@@ -93,6 +93,9 @@ pub struct SessionRow {
     /// The subscriber's IPv6 prefix (announced by RA), once assigned.
     #[serde(default)]
     pub ipv6_prefix: Option<String>,
+    /// The prefix routed to the subscriber's router, while IPv6CP is open.
+    #[serde(default)]
+    pub delegated_prefix: Option<String>,
     pub age_secs: u64,
     /// RADIUS Acct-Session-Id, when the session is accounted (what a
     /// Disconnect-Request or CoA-Request can name it by).

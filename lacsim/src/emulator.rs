@@ -163,6 +163,9 @@ pub struct Summary {
     /// Numbers of sessions that sent and had no reply in some family (the
     /// first 20).
     pub sessions_unanswered: Vec<u32>,
+    /// Name servers the LNS handed out in IPCP (RFC 1877), over all
+    /// subscribers.
+    pub dns_servers: Vec<Ipv4Addr>,
 }
 
 pub struct Emulator {
@@ -193,6 +196,8 @@ pub struct Emulator {
     traffic_timers: BTreeSet<(Instant, TunnelId, SessionId)>,
     /// Subscribers calling or negotiating (neither up nor down).
     unsettled: u32,
+    /// Name servers the LNS handed out in IPCP, over all subscribers.
+    dns_learned: std::collections::BTreeSet<Ipv4Addr>,
 }
 
 /// Moves a subscriber to `to`, keeping the count of unsettled ones.
@@ -331,6 +336,7 @@ impl Emulator {
             ppp_timers: BTreeSet::new(),
             traffic_timers: BTreeSet::new(),
             unsettled: 0,
+            dns_learned: std::collections::BTreeSet::new(),
         }
     }
 
@@ -486,6 +492,7 @@ impl Emulator {
             data_received_v6: received_v6,
             sessions_answered: answered as u32,
             sessions_unanswered: unanswered.into_iter().take(20).collect(),
+            dns_servers: self.dns_learned.iter().copied().collect(),
         }
     }
 
@@ -670,7 +677,15 @@ impl Emulator {
             }
             while let Some(ev) = ppp.poll_event() {
                 match ev {
-                    SessionEvent::NetworkUp(NetworkConfig::Ipv4 { local, .. }) => s.address = Some(local),
+                    SessionEvent::NetworkUp(NetworkConfig::Ipv4 {
+                        local,
+                        primary_dns,
+                        secondary_dns,
+                        ..
+                    }) => {
+                        s.address = Some(local);
+                        self.dns_learned.extend(primary_dns.into_iter().chain(secondary_dns));
+                    }
                     SessionEvent::Ipv6AddressUp { address, .. } => s.address_v6 = Some(address),
                     SessionEvent::LinkDown { .. } => {
                         if s.phase != Phase::Up {

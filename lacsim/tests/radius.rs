@@ -601,3 +601,38 @@ fn ipv6_subscribers_are_accounted_with_their_prefix() {
     assert!(echo.stop() > 0);
     drop(cp);
 }
+
+/// The Access-Accept's name servers go to the subscriber in IPCP, and its
+/// Delegated-IPv6-Prefix is routed to the subscriber through the fast path
+/// while IPv6CP is open and named in the accounting records.
+#[test]
+fn access_accept_dns_and_delegated_prefix_reach_the_subscriber() {
+    let lab = Lab::new(1).unwrap();
+    let pins = PinDir::new().unwrap();
+    let _dp = start_dp(&lab, &pins, "1", "native");
+    let users = "user1\tCleartext-Password := \"rad1\"\n\
+                 \tMS-Primary-DNS-Server = 192.0.2.53,\n\
+                 \tMS-Secondary-DNS-Server = 192.0.2.54,\n\
+                 \tDelegated-IPv6-Prefix = \"2001:db8:200:100::/56\"\n\n"
+        .to_string();
+    let fr = freeradius(&lab, users, 1812, 1813);
+    let state = StateDir::new();
+    let extra = format!("state_dir = \"{}\"", state.0.display());
+    let cp =
+        lab.start_controlplane_with(pins.path(), 1, &radius_toml(&[1812], &[1813], &extra, ""), &[]).unwrap();
+    let mut sim = spawn_lacsim(&lab, &one_tunnel("1", "chap", &["--ncp", "dual", "--hold", "3"]));
+    let row = wait_until("the session forwarding with its delegated prefix", Duration::from_secs(20), || {
+        sessions(&cp).into_iter().find(|r| r["delegated_prefix"].is_string() && r["ipv4"].is_string())
+    });
+    assert_eq!(row["delegated_prefix"], "2001:db8:200:100::/56", "{row}");
+    let maps = lns_bpf::open_pinned(pins.path()).unwrap();
+    assert_eq!(maps.entry_counts()["lns_sub_v6_lpm"], 2, "the /64 and the delegated /56 are routed");
+    wait_until("lacsim done", Duration::from_secs(20), || (!sim.alive()).then_some(()));
+    let s: serde_json::Value = serde_json::from_str(sim.output().0.lines().last().unwrap_or("{}")).unwrap();
+    assert_eq!(s["dns_servers"], serde_json::json!(["192.0.2.53", "192.0.2.54"]), "{s}");
+    let stop = wait_stops(&fr, 1, Duration::from_secs(10)).pop().unwrap();
+    assert_eq!(stop.get("Delegated-IPv6-Prefix"), Some("2001:db8:200:100::/56"), "{stop:?}");
+    assert!(stop.get("Framed-IPv6-Prefix").is_some_and(|p| p.starts_with("2001:db8:100:")), "{stop:?}");
+    assert_eq!(maps.entry_counts()["lns_sub_v6_lpm"], 0, "nothing routed once the session is gone");
+    drop(cp);
+}

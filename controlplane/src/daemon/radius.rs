@@ -274,6 +274,8 @@ pub struct SessionAccounting {
     framed_ip: Option<Ipv4Addr>,
     /// The SLAAC prefix announced to the subscriber (Framed-IPv6-Prefix).
     framed_ipv6: Option<lns_radius::attribute::Ipv6Prefix>,
+    /// The prefix routed to the subscriber's router (Delegated-IPv6-Prefix).
+    delegated_ipv6: Option<lns_radius::attribute::Ipv6Prefix>,
     /// When Start went (monotonic, and seconds since the epoch).
     started: Option<(Instant, u64)>,
     next_interim: Option<Instant>,
@@ -479,6 +481,7 @@ impl Radius {
             interim: interim.or(self.interim_default),
             framed_ip: None,
             framed_ipv6: None,
+            delegated_ipv6: None,
             started: None,
             next_interim: None,
             baseline: SessionStats::default(),
@@ -499,6 +502,7 @@ impl Radius {
         r.extra = a.call.extra.clone();
         r.framed_ip_address = a.framed_ip;
         r.framed_ipv6_prefix = a.framed_ipv6;
+        r.delegated_ipv6_prefix = a.delegated_ipv6;
         r.class = a.class.clone();
         r.authentic = Some(a.authentic);
         r.event_timestamp = u32::try_from(unix_now()).ok();
@@ -512,6 +516,7 @@ impl Radius {
         now: Instant,
         ipv4: Option<Ipv4Addr>,
         ipv6_prefix: Option<(std::net::Ipv6Addr, u8)>,
+        delegated: Option<(std::net::Ipv6Addr, u8)>,
         baseline: SessionStats,
     ) {
         // The first network protocol up starts the session; one that opens
@@ -521,6 +526,9 @@ impl Radius {
         }
         if let Some((address, len)) = ipv6_prefix {
             a.framed_ipv6 = Some(lns_radius::attribute::Ipv6Prefix { address, len });
+        }
+        if let Some((address, len)) = delegated {
+            a.delegated_ipv6 = Some(lns_radius::attribute::Ipv6Prefix { address, len });
         }
         let Some(acct) = &self.accounting else { return };
         if a.started.is_some() {

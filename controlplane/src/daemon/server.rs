@@ -792,6 +792,8 @@ impl Lns {
             idle_timeout,
             ipv6_prefix,
             ipv6_pool,
+            delegated_prefix,
+            dns,
             ..
         } = a.authorization;
         let pool = pool.or_else(|| self.default_pool.clone());
@@ -829,6 +831,10 @@ impl Lns {
             // Taken when IPv6CP opens (see the ipv6 module).
             s.ipv6.granted_prefix = ipv6_prefix;
             s.ipv6.granted_pool = ipv6_pool;
+            s.ipv6.delegated = delegated_prefix;
+            if let Some(&primary) = dns.first() {
+                s.ppp.set_peer_dns(Some(primary), dns.get(1).copied());
+            }
         }
         let accepted = decision.accept;
         s.ppp.auth_result(now, decision);
@@ -1024,7 +1030,7 @@ impl Lns {
                     s.network_up.get_or_insert(now);
                     s.last_activity = now;
                 }
-                self.acct_start(now, tid, sid, Some(peer), None);
+                self.acct_start(now, tid, sid, Some(peer), None, None);
                 info!(ipv4 = %peer, mtu = entry.mtu, "IPCP opened: forwarding");
             }
             SessionEvent::NetworkUp(NetworkConfig::Ipv6 { peer_interface_identifier, .. }) => {
@@ -1197,6 +1203,10 @@ impl Lns {
                     username: rec.and_then(|r| r.username.clone()),
                     ipv4: rec.and_then(|r| r.ipv4).map(|a| a.to_string()),
                     ipv6_prefix: rec.and_then(|r| r.ipv6.prefix).map(|(p, l)| format!("{p}/{l}")),
+                    delegated_prefix: rec
+                        .filter(|r| r.ipv6.prefix.is_some())
+                        .and_then(|r| r.ipv6.delegated)
+                        .map(|(p, l)| format!("{p}/{l}")),
                     age_secs: rec.map(|r| now.saturating_duration_since(r.since).as_secs()).unwrap_or(0),
                     acct_session_id: rec.and_then(|r| r.acct.as_ref()).map(|a| a.session_id.clone()),
                 });
@@ -1329,12 +1339,13 @@ impl Lns {
         sid: SessionId,
         ipv4: Option<Ipv4Addr>,
         ipv6_prefix: Option<(std::net::Ipv6Addr, u8)>,
+        delegated: Option<(std::net::Ipv6Addr, u8)>,
     ) {
         let Some(r) = self.radius.as_ref() else { return };
         let Some(s) = self.sessions.get_mut(&(tid, sid)) else { return };
         let Some(acct) = s.acct.as_mut() else { return };
         let baseline = s.slot.map(|slot| self.table.stats(slot)).unwrap_or_default();
-        r.start_session(acct, now, ipv4, ipv6_prefix, baseline);
+        r.start_session(acct, now, ipv4, ipv6_prefix, delegated, baseline);
     }
 
     /// Why a session ends, for its Stop (the first reason given stands).

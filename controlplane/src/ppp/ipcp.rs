@@ -161,6 +161,13 @@ impl IpcpPolicy {
         self.config.peer_address = Some(address);
     }
 
+    /// Set the name servers to hand out (LNS), e.g. RADIUS
+    /// MS-Primary/Secondary-DNS-Server; takes effect in the next judgement.
+    pub fn set_dns(&mut self, primary: Option<Ipv4Addr>, secondary: Option<Ipv4Addr>) {
+        self.config.primary_dns = primary;
+        self.config.secondary_dns = secondary;
+    }
+
     pub fn address_refused(&self) -> bool {
         self.address_refused
     }

@@ -343,6 +343,14 @@ impl Session {
         }
     }
 
+    /// LNS: the name servers to hand out in IPCP (RFC 1877), instead of
+    /// the configured ones, e.g. from RADIUS.
+    pub fn set_peer_dns(&mut self, primary: Option<Ipv4Addr>, secondary: Option<Ipv4Addr>) {
+        if let Some(ipcp) = &mut self.ipcp {
+            ipcp.policy.set_dns(primary, secondary);
+        }
+    }
+
     /// LNS: the prefix to announce by Router Advertisement (RFC 4861) while
     /// IPv6CP is opened; the first advertisement goes out at once. None
     /// stops advertising. Without IPv6CP opened this does nothing: call it

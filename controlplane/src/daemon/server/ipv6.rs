@@ -28,6 +28,9 @@ pub(super) struct Ipv6Record {
     pub granted_pool: Option<String>,
     /// The prefix the session holds now.
     pub prefix: Option<(Ipv6Addr, u8)>,
+    /// A prefix routed to the subscriber's router (RADIUS
+    /// Delegated-IPv6-Prefix), in the fast path while IPv6CP is open.
+    pub delegated: Option<(Ipv6Addr, u8)>,
 }
 
 /// Can this session get a prefix if it opens IPv6CP? (Then an exhausted
@@ -78,6 +81,10 @@ impl Lns {
         s.ipv6.prefix = Some((p, len));
         s.entry.ipv6_prefix = p.octets();
         s.entry.ipv6_prefix_len = len;
+        if let Some((d, dlen)) = s.ipv6.delegated {
+            s.entry.delegated_prefix = d.octets();
+            s.entry.delegated_prefix_len = dlen;
+        }
         s.entry.state = state_for(&s.entry);
         let (slot, entry) = (s.slot, s.entry);
         if let Some(slot) = slot {
@@ -96,7 +103,8 @@ impl Lns {
             s.last_activity = now;
             s.ppp.set_ipv6_prefix(now, Some((p, len)));
         }
-        self.acct_start(now, tid, sid, None, Some((p, len)));
+        let delegated = self.sessions.get(&(tid, sid)).and_then(|s| s.ipv6.delegated);
+        self.acct_start(now, tid, sid, None, Some((p, len)), delegated);
         info!(prefix = %p, len, "IPv6CP opened: forwarding, prefix announced");
     }
 
@@ -123,6 +131,8 @@ impl Lns {
         }
         s.entry.ipv6_prefix = [0; 16];
         s.entry.ipv6_prefix_len = 0;
+        s.entry.delegated_prefix = [0; 16];
+        s.entry.delegated_prefix_len = 0;
         s.entry.state = state_for(&s.entry);
     }
 
