@@ -19,7 +19,8 @@ const REPEAT: u32 = 2_000_000;
 
 fn main() {
     let lab = Lab::new();
-    lab.install(5, &Lab::session(SessionState::Forwarding));
+    // At its direct slot, where the control plane puts its sessions.
+    lab.install(200, &Lab::session(SessionState::Forwarding));
     let xa = BoundXsk::bind(&lab.access_name, 0);
     let xc = BoundXsk::bind(&lab.core_name, 0);
     lab.steering.maps().set_xsk(0, xa.fd()).unwrap();

@@ -25,7 +25,7 @@
 
 /* Bumped on any incompatible change; stored in the config map so a process
  * can refuse maps pinned by a build with another layout. */
-#define LNS_ABI_VERSION 4
+#define LNS_ABI_VERSION 5
 
 /* Map sizes. The session table's size is set by the loader at load time;
  * this is the default. */
@@ -51,23 +51,43 @@ struct lns_config {
 	__be16 l2tp_port;   /* UDP port of L2TP at the LNS (1701), network order */
 	__u16 _pad0;
 	__u32 nh_cache_ms;  /* how long a next hop from bpf_fib_lookup is reused; 0: look up every frame */
+	/* A session's slot in lns_sessions is found without a hash lookup when
+	 * it sits at its direct slot ((local tunnel id & mask) << 16 | local
+	 * session id): the control plane allocates session ids so that it
+	 * does. Sessions elsewhere (an operator's static session whose slot
+	 * was taken) are found through lns_session_ids. Set by the loader
+	 * from the table's size (lns_session_bank_mask). */
+	__u32 session_bank_mask;
+	/* Next hops cached with another epoch are stale: bumping it flushes
+	 * every CPU's cache at once. */
+	__u32 nh_epoch;
+	__u32 _pad1;
 };
 
-/* ---- lns_nh_cache: LRU_PERCPU_HASH, key lns_nh_key -> lns_nh ------------
+/* Banks of 65,536 direct slots that cover `max_sessions` (a power of two),
+ * minus one. */
+#define LNS_DIRECT_SLOT(tunnel_id, session_id, mask) \
+	((((__u32)(tunnel_id) & (mask)) << 16) | (__u32)(session_id))
+
+/* ---- lns_nh_cache: PERCPU_ARRAY, key way index -> lns_nh ---------------
  * bpf_fib_lookup costs more than the rest of the program together (150 ns
- * for IPv4, 370 ns for IPv6 on the development machine); a flow's next hop
- * is reused for nh_cache_ms. Per CPU, so no cache line moves between
- * cores. A route or neighbour change is seen within nh_cache_ms. */
-#define LNS_NH_CACHE_ENTRIES 65536
-
-struct lns_nh_key {
-	__u32 ifindex;  /* ingress interface of the lookup */
-	__u8 addr[16];  /* destination (v4-mapped for IPv4) */
-};
+ * for IPv4, 370 ns for IPv6 on the development machine); a destination's
+ * next hop is reused for nh_cache_ms. A two-way set-associative cache in a
+ * per-CPU array: the program hashes (ingress interface, destination) to a
+ * set and compares both ways, with no helper call (the kernel inlines
+ * per-CPU array lookups) and no cache line shared between cores. A hash map
+ * (LRU) cost a hash of the 20-byte key and a helper call per frame: 70 ns.
+ * A route or neighbour change is seen within nh_cache_ms, at once after a
+ * flush (nh_epoch). */
+#define LNS_NH_CACHE_SETS 4096
+#define LNS_NH_CACHE_WAYS 2
 
 struct lns_nh {
-	__u64 expires_ns; /* bpf_ktime_get_coarse_ns() deadline */
-	__u32 ifindex;    /* egress interface */
+	__u64 expires_ns;     /* bpf_ktime_get_coarse_ns() deadline; 0: empty */
+	__u32 key_ifindex;    /* ingress interface of the lookup */
+	__u32 epoch;          /* lns_config.nh_epoch when filled */
+	__u8 key_addr[16];    /* destination (v4-mapped for IPv4) */
+	__u32 ifindex;        /* egress interface */
 	__u8 smac[6];
 	__u8 dmac[6];
 };
@@ -108,27 +128,30 @@ enum lns_owner {
 #define LNS_SESS_PFC (1U << 4)            /* send 1-byte PPP protocol fields */
 
 struct lns_session {
+	/* First cache line: what the program reads for every frame of the
+	 * session (a slot is 128-byte aligned). */
 	__u32 state;             /* enum lns_session_state */
 	__u32 flags;             /* LNS_SESS_* */
 	__u16 local_tunnel_id;   /* our tunnel id (host order) */
 	__u16 local_session_id;  /* our session id (host order) */
 	__u16 peer_tunnel_id;    /* the LAC's tunnel id, put in data messages we send */
 	__u16 peer_session_id;   /* the LAC's session id */
-	__u8 local_addr[16];     /* LNS address of the tunnel (v4-mapped for IPv4) */
 	__u8 peer_addr[16];      /* LAC address of the tunnel (v4-mapped for IPv4) */
-	__be16 local_port;       /* LNS UDP port of the tunnel */
 	__be16 peer_port;        /* LAC UDP port of the tunnel */
+	__be16 local_port;       /* LNS UDP port of the tunnel */
 	__u16 mtu;               /* PPP MTU toward the subscriber (negotiated MRU) */
-	__u16 _pad0;
-	__be32 ipv4;             /* subscriber IPv4 address, 0 if none */
-	__u8 ipv6_prefix[16];    /* subscriber IPv6 (SLAAC) prefix, zero if none */
 	__u8 ipv6_prefix_len;
 	__u8 delegated_prefix_len;
-	__u8 _pad1[2];
-	__u8 delegated_prefix[16]; /* DHCPv6-PD delegated prefix, zero if none */
+	__be32 ipv4;             /* subscriber IPv4 address, 0 if none */
 	__u32 access_ifindex;    /* interface the LAC is reached through */
+	__u8 ipv6_prefix[16];    /* subscriber IPv6 (SLAAC) prefix, zero if none */
+	/* Second cache line. */
+	__u8 delegated_prefix[16]; /* DHCPv6-PD delegated prefix, zero if none */
+	__u8 local_addr[16];     /* LNS address of the tunnel (v4-mapped for IPv4) */
 	__u32 owner;             /* enum lns_owner: who wrote the entry and must remove it */
+	__u32 _pad0;
 	__u64 generation;        /* bumped by the control plane on every reuse of the slot */
+	__u8 _reserved[16];      /* to 128 bytes: a slot never straddles three cache lines */
 };
 
 /* ---- lns_session_ids: HASH, key lns_session_key -> __u32 session index - */
@@ -141,10 +164,16 @@ struct lns_session_key {
 /* ---- subscriber address maps -> __u32 session index -------------------
  * lns_sub_v4:     HASH, key __be32 (exact /32)
  * lns_sub_v6:     HASH, key struct lns_in6 (exact /128)
+ * lns_sub_v6_64:  HASH, key the first 8 bytes of a /64 (SLAAC prefixes: one
+ *                 hash lookup instead of a walk down the LPM trie, 20 levels
+ *                 deep with 100,000 subscribers)
  * lns_sub_v4_lpm: LPM_TRIE, key struct lns_lpm_v4 (framed routes)
  * lns_sub_v6_lpm: LPM_TRIE, key struct lns_lpm_v6 (SLAAC and delegated prefixes)
  * The same maps answer both questions: "which session owns this destination"
  * (core -> subscriber) and "may this session use this source" (anti-spoofing).
+ * IPv6 is looked up /64 first, then /128, then the trie; the writers refuse
+ * an entry longer than /64 inside another session's /64, so this order
+ * gives the longest match.
  */
 struct lns_in6 {
 	__u8 addr[16];

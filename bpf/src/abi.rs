@@ -18,7 +18,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::skel::types as c;
 
 /// `LNS_ABI_VERSION`: stored in [`Config::abi_version`] by the loader.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 /// Default size of the session table (`LNS_DEFAULT_MAX_SESSIONS`).
 pub const DEFAULT_MAX_SESSIONS: u32 = 65536;
 /// `LNS_MAX_IFACES`: interfaces one instance can be attached to.
@@ -63,6 +63,35 @@ pub struct Config {
     /// How long a next hop from bpf_fib_lookup is reused (ms); 0 looks up
     /// every frame. A route or neighbour change is seen within this time.
     pub nh_cache_ms: u32,
+    /// Bank mask of the direct session slots ([`direct_slot`]); set by the
+    /// loader from the table's size ([`session_bank_mask`]).
+    pub session_bank_mask: u32,
+    /// Next hops cached under another epoch are stale: bumping it flushes
+    /// every CPU's next-hop cache.
+    pub nh_epoch: u32,
+    pub _pad1: u32,
+}
+
+/// The bank mask for a session table of `max_sessions` slots: the number of
+/// 65,536-slot banks that cover it, rounded up to a power of two, minus one.
+pub const fn session_bank_mask(max_sessions: u32) -> u32 {
+    let banks = max_sessions.div_ceil(65536);
+    if banks <= 1 {
+        0
+    } else {
+        banks.next_power_of_two() - 1
+    }
+}
+
+/// The slot where the program looks first for the session with these local
+/// ids (`LNS_DIRECT_SLOT`): `(tunnel_id & mask) << 16 | session_id`. None
+/// when it lies beyond the table. Writers put a session there when it is
+/// free, so the program finds it without a hash lookup; the control plane
+/// allocates session ids so that it is.
+pub fn direct_slot(key: SessionKey, max_sessions: u32) -> Option<u32> {
+    let mask = session_bank_mask(max_sessions);
+    let slot = ((u32::from(key.tunnel_id) & mask) << 16) | u32::from(key.session_id);
+    (slot < max_sessions).then_some(slot)
 }
 
 impl Config {
@@ -119,6 +148,7 @@ impl SessionState {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct Session {
+    // First cache line: what the program reads for every frame.
     /// A [`SessionState`] as u32.
     pub state: u32,
     /// `LNS_SESS_*` bits, see the associated constants.
@@ -131,32 +161,34 @@ pub struct Session {
     pub peer_tunnel_id: u16,
     /// The LAC's session id.
     pub peer_session_id: u16,
-    /// LNS address of the tunnel (IPv4-mapped for IPv4).
-    pub local_addr: [u8; 16],
     /// LAC address of the tunnel (IPv4-mapped for IPv4).
     pub peer_addr: [u8; 16],
-    pub local_port: Be16,
     pub peer_port: Be16,
+    pub local_port: Be16,
     /// PPP MTU toward the subscriber (the MRU the subscriber negotiated).
     pub mtu: u16,
-    pub _pad0: u16,
-    /// Subscriber IPv4 address, all zero if none.
-    pub ipv4: [u8; 4],
-    /// Subscriber IPv6 (SLAAC) prefix, zero length if none.
-    pub ipv6_prefix: [u8; 16],
     pub ipv6_prefix_len: u8,
     pub delegated_prefix_len: u8,
-    pub _pad1: [u8; 2],
-    /// DHCPv6-PD delegated prefix, zero length if none.
-    pub delegated_prefix: [u8; 16],
+    /// Subscriber IPv4 address, all zero if none.
+    pub ipv4: [u8; 4],
     /// Interface through which the LAC is reached.
     pub access_ifindex: u32,
+    /// Subscriber IPv6 (SLAAC) prefix, zero length if none.
+    pub ipv6_prefix: [u8; 16],
+    // Second cache line.
+    /// DHCPv6-PD delegated prefix, zero length if none.
+    pub delegated_prefix: [u8; 16],
+    /// LNS address of the tunnel (IPv4-mapped for IPv4).
+    pub local_addr: [u8; 16],
     /// Who wrote the entry: [`Session::OWNER_STATIC`] or
     /// [`Session::OWNER_CONTROL_PLANE`].
     pub owner: u32,
+    pub _pad0: u32,
     /// Bumped by the control plane on every reuse of the slot, so a reader
     /// can tell a new session from the old one in the same slot.
     pub generation: u64,
+    /// To 128 bytes, so a slot never straddles three cache lines.
+    pub _reserved: [u8; 16],
 }
 
 impl Session {
@@ -433,7 +465,18 @@ macro_rules! layout {
     };
 }
 
-layout!(Config, c::lns_config, abi_version, flags, l2tp_port, _pad0, nh_cache_ms);
+layout!(
+    Config,
+    c::lns_config,
+    abi_version,
+    flags,
+    l2tp_port,
+    _pad0,
+    nh_cache_ms,
+    session_bank_mask,
+    nh_epoch,
+    _pad1
+);
 layout!(Iface, c::lns_iface, roles, xsk_base);
 layout!(
     Session,
@@ -444,21 +487,21 @@ layout!(
     local_session_id,
     peer_tunnel_id,
     peer_session_id,
-    local_addr,
     peer_addr,
-    local_port,
     peer_port,
+    local_port,
     mtu,
-    _pad0,
-    ipv4,
-    ipv6_prefix,
     ipv6_prefix_len,
     delegated_prefix_len,
-    _pad1,
-    delegated_prefix,
+    ipv4,
     access_ifindex,
+    ipv6_prefix,
+    delegated_prefix,
+    local_addr,
     owner,
+    _pad0,
     generation,
+    _reserved,
 );
 layout!(SessionKey, c::lns_session_key, tunnel_id, session_id);
 layout!(LpmV4, c::lns_lpm_v4, prefixlen, addr);
@@ -478,6 +521,11 @@ layout!(SessionStats, c::lns_session_stats, up_packets, up_bytes, down_packets, 
 
 const _: () = {
     assert!(COUNTER_COUNT as usize == Counter::ALL.len());
+    assert!(std::mem::size_of::<Session>() == 128);
+    assert!(
+        std::mem::offset_of!(Session, ipv6_prefix) + 16 == 64,
+        "the hot fields fill the first cache line"
+    );
     // Counter::ALL is in index order with no gaps.
     let mut i = 0;
     while i < Counter::ALL.len() {

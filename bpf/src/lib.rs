@@ -48,6 +48,8 @@ pub enum Error {
     KeyChange(u32),
     #[error("prefix length {0} is too long")]
     PrefixLength(u8),
+    #[error("{prefix}/{len} overlaps a /64 of session slot {other}: a subscriber's /64 and another's longer prefix inside it cannot both be routed")]
+    PrefixOverlap { prefix: std::net::Ipv6Addr, len: u8, other: u32 },
     #[error("missing {0}")]
     Missing(&'static str),
 }

@@ -11,7 +11,7 @@ use crate::abi::{Config, Counter, Iface, LpmV4, LpmV6, Session, SessionKey, Sess
 use crate::Error;
 
 /// Every map the program defines, by the name it is pinned under.
-pub const MAP_NAMES: [&str; 14] = [
+pub const MAP_NAMES: [&str; 15] = [
     "lns_config",
     "lns_ifaces",
     "lns_xsks",
@@ -19,6 +19,7 @@ pub const MAP_NAMES: [&str; 14] = [
     "lns_session_ids",
     "lns_sub_v4",
     "lns_sub_v6",
+    "lns_sub_v6_64",
     "lns_sub_v4_lpm",
     "lns_sub_v6_lpm",
     "lns_counters",
@@ -38,12 +39,12 @@ pub struct Maps {
     pub(crate) session_ids: MapHandle,
     pub(crate) sub_v4: MapHandle,
     pub(crate) sub_v6: MapHandle,
+    pub(crate) sub_v6_64: MapHandle,
     pub(crate) sub_v4_lpm: MapHandle,
     pub(crate) sub_v6_lpm: MapHandle,
     pub(crate) counters: MapHandle,
     pub(crate) neigh_miss: MapHandle,
     pub(crate) session_stats: MapHandle,
-    pub(crate) nh_cache: MapHandle,
     pub(crate) session_ns: MapHandle,
 }
 
@@ -266,6 +267,7 @@ impl Maps {
 
     /// An exact IPv6 host address (Framed-IPv6-Address).
     pub fn add_subscriber_v6(&self, addr: Ipv6Addr, index: u32) -> Result<(), Error> {
+        self.check_not_inside_other_64(addr, 128, index)?;
         self.sub_v6
             .update(&addr.octets(), &index.to_ne_bytes(), MapFlags::ANY)
             .map_err(ctx("writing lns_sub_v6"))
@@ -289,8 +291,25 @@ impl Maps {
     }
 
     /// An IPv6 prefix of the subscriber (SLAAC /64, delegated prefix).
+    /// A /64 goes to the /64 hash (one lookup), anything else to the trie.
+    /// The program looks in the /64 hash first, so an entry longer than /64
+    /// inside another session's /64 (or a /64 over another session's longer
+    /// entries) would be shadowed: refused ([`Error::PrefixOverlap`]).
     pub fn add_route_v6(&self, prefix: Ipv6Addr, len: u8, index: u32) -> Result<(), Error> {
         let key = lpm_v6(prefix, len)?;
+        if len == 64 {
+            if let Some(other) = self.lookup_v6_longer_than_64(&key.addr)? {
+                if other != index {
+                    return Err(Error::PrefixOverlap { prefix: Ipv6Addr::from(key.addr), len, other });
+                }
+            }
+            let net: [u8; 8] = key.addr[..8].try_into().expect("8 of 16 bytes");
+            return self
+                .sub_v6_64
+                .update(&net, &index.to_ne_bytes(), MapFlags::ANY)
+                .map_err(ctx("writing lns_sub_v6_64"));
+        }
+        self.check_not_inside_other_64(Ipv6Addr::from(key.addr), len, index)?;
         self.sub_v6_lpm
             .update(bytemuck::bytes_of(&key), &index.to_ne_bytes(), MapFlags::ANY)
             .map_err(ctx("writing lns_sub_v6_lpm"))
@@ -298,7 +317,52 @@ impl Maps {
 
     pub fn remove_route_v6(&self, prefix: Ipv6Addr, len: u8) -> Result<bool, Error> {
         let key = lpm_v6(prefix, len)?;
+        if len == 64 {
+            return delete_if_present(&self.sub_v6_64, &key.addr[..8], "deleting from lns_sub_v6_64");
+        }
         delete_if_present(&self.sub_v6_lpm, bytemuck::bytes_of(&key), "deleting from lns_sub_v6_lpm")
+    }
+
+    /// Refuses an entry longer than /64 that falls in another session's
+    /// /64 (it would never be found: the /64 hash answers first).
+    fn check_not_inside_other_64(&self, addr: Ipv6Addr, len: u8, index: u32) -> Result<(), Error> {
+        if len <= 64 {
+            return Ok(());
+        }
+        let net: [u8; 8] = addr.octets()[..8].try_into().expect("8 of 16 bytes");
+        let owner = self
+            .sub_v6_64
+            .lookup(&net, MapFlags::ANY)
+            .map_err(ctx("reading lns_sub_v6_64"))?
+            .and_then(|v| bytemuck::try_pod_read_unaligned::<u32>(&v).ok());
+        match owner {
+            Some(other) if other != index => Err(Error::PrefixOverlap { prefix: addr, len, other }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The session of an entry longer than /64 inside the /64 at `net`, if
+    /// any (exact /128 addresses and trie entries /65../128): the trie is
+    /// walked, which is fine for a writer.
+    fn lookup_v6_longer_than_64(&self, net: &[u8; 16]) -> Result<Option<u32>, Error> {
+        for key in self.sub_v6.keys() {
+            if key.len() == 16 && key[..8] == net[..8] {
+                return self.read_index(&self.sub_v6, &key, "reading lns_sub_v6");
+            }
+        }
+        for key in self.sub_v6_lpm.keys() {
+            if let Ok(k) = bytemuck::try_pod_read_unaligned::<LpmV6>(&key) {
+                if k.prefixlen > 64 && k.addr[..8] == net[..8] {
+                    return self.read_index(&self.sub_v6_lpm, &key, "reading lns_sub_v6_lpm");
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn read_index(&self, map: &MapHandle, key: &[u8], what: &'static str) -> Result<Option<u32>, Error> {
+        let v = map.lookup(key, MapFlags::ANY).map_err(ctx(what))?;
+        Ok(v.and_then(|b| bytemuck::try_pod_read_unaligned::<u32>(&b).ok()))
     }
 
     /// Entries of every map a session writes, by map name, and the
@@ -313,6 +377,7 @@ impl Maps {
             ("lns_session_ids", self.session_ids.keys().count()),
             ("lns_sub_v4", self.sub_v4.keys().count()),
             ("lns_sub_v6", self.sub_v6.keys().count()),
+            ("lns_sub_v6_64", self.sub_v6_64.keys().count()),
             ("lns_sub_v4_lpm", self.sub_v4_lpm.keys().count()),
             ("lns_sub_v6_lpm", self.sub_v6_lpm.keys().count()),
         ])
@@ -320,7 +385,7 @@ impl Maps {
 
     /// Entries in each address map, for leak checks.
     pub fn address_entries(&self) -> usize {
-        [&self.sub_v4, &self.sub_v6, &self.sub_v4_lpm, &self.sub_v6_lpm]
+        [&self.sub_v4, &self.sub_v6, &self.sub_v6_64, &self.sub_v4_lpm, &self.sub_v6_lpm]
             .iter()
             .map(|m| m.keys().count())
             .sum()
@@ -340,14 +405,20 @@ impl Maps {
         Ok(out)
     }
 
-    /// Forgets every cached next hop (after a route change that must take
-    /// effect at once). Returns how many were dropped.
-    pub fn flush_nexthops(&self) -> Result<usize, Error> {
-        let keys: Vec<Vec<u8>> = self.nh_cache.keys().collect();
-        for k in &keys {
-            delete_if_present(&self.nh_cache, k, "deleting from lns_nh_cache")?;
-        }
-        Ok(keys.len())
+    /// Forgets every cached next hop on every CPU (after a route change
+    /// that must take effect at once): entries of an older epoch are stale.
+    pub fn flush_nexthops(&self) -> Result<(), Error> {
+        let mut c = self.read_config()?;
+        c.nh_epoch = c.nh_epoch.wrapping_add(1);
+        self.write_config(&c)
+    }
+
+    /// The slot the program looks at first for `key` ([`crate::abi::direct_slot`]),
+    /// if it is in the table and free: where a writer should put the session.
+    pub fn free_direct_slot(&self, key: SessionKey) -> Result<Option<u32>, Error> {
+        let Some(slot) = crate::abi::direct_slot(key, self.max_sessions()) else { return Ok(None) };
+        let s = self.read_session(slot)?;
+        Ok((s.session_state() == Some(SessionState::Free)).then_some(slot))
     }
 
     /// Per-session counters of slot `index`, summed over every worker's row.

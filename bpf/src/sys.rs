@@ -168,7 +168,7 @@ impl Steering {
         }
         // A subscriber holds a SLAAC prefix and a delegated prefix, and some
         // have framed routes: room for two prefixes per session.
-        for map in [&mut maps.lns_sub_v4_lpm, &mut maps.lns_sub_v6_lpm] {
+        for map in [&mut maps.lns_sub_v4_lpm, &mut maps.lns_sub_v6_lpm, &mut maps.lns_sub_v6_64] {
             map.set_max_entries(opts.max_sessions.saturating_mul(2).max(abi::MAX_PREFIXES))
                 .map_err(|e| Error::bpf("sizing the prefix maps", e))?;
         }
@@ -194,6 +194,7 @@ impl Steering {
                 (&mut maps.lns_session_ids, "lns_session_ids"),
                 (&mut maps.lns_sub_v4, "lns_sub_v4"),
                 (&mut maps.lns_sub_v6, "lns_sub_v6"),
+                (&mut maps.lns_sub_v6_64, "lns_sub_v6_64"),
                 (&mut maps.lns_sub_v4_lpm, "lns_sub_v4_lpm"),
                 (&mut maps.lns_sub_v6_lpm, "lns_sub_v6_lpm"),
                 (&mut maps.lns_counters, "lns_counters"),
@@ -220,12 +221,12 @@ impl Steering {
             session_ids: handle(&m.lns_session_ids)?,
             sub_v4: handle(&m.lns_sub_v4)?,
             sub_v6: handle(&m.lns_sub_v6)?,
+            sub_v6_64: handle(&m.lns_sub_v6_64)?,
             sub_v4_lpm: handle(&m.lns_sub_v4_lpm)?,
             sub_v6_lpm: handle(&m.lns_sub_v6_lpm)?,
             counters: handle(&m.lns_counters)?,
             neigh_miss: handle(&m.lns_neigh_miss)?,
             session_stats: handle(&m.lns_session_stats)?,
-            nh_cache: handle(&m.lns_nh_cache)?,
             session_ns: handle(&m.lns_session_ns)?,
         };
         let config = Config {
@@ -233,6 +234,7 @@ impl Steering {
             flags: if opts.pass_unknown_sessions { Config::PASS_UNKNOWN_SESSION } else { 0 },
             l2tp_port: abi::Be16::from_host(opts.l2tp_port),
             nh_cache_ms: opts.nh_cache_ms,
+            session_bank_mask: abi::session_bank_mask(opts.max_sessions),
             ..Config::default()
         };
         maps.write_config(&config)?;
@@ -443,12 +445,12 @@ pub fn open_pinned(dir: &Path) -> Result<Maps, Error> {
         session_ids: open("lns_session_ids")?,
         sub_v4: open("lns_sub_v4")?,
         sub_v6: open("lns_sub_v6")?,
+        sub_v6_64: open("lns_sub_v6_64")?,
         sub_v4_lpm: open("lns_sub_v4_lpm")?,
         sub_v6_lpm: open("lns_sub_v6_lpm")?,
         counters: open("lns_counters")?,
         neigh_miss: open("lns_neigh_miss")?,
         session_stats: open("lns_session_stats")?,
-        nh_cache: open("lns_nh_cache")?,
         session_ns: open("lns_session_ns")?,
     };
     let config = maps.read_config()?;

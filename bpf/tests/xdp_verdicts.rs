@@ -749,7 +749,7 @@ fn cached_next_hops_expire() {
             "permanent",
         ])
         .unwrap();
-    assert!(maps.flush_nexthops().unwrap() >= 1);
+    maps.flush_nexthops().unwrap();
     assert_eq!(dmac(&lab), [2, 0, 0, 0, 0, 0x98]);
 }
 
@@ -770,7 +770,7 @@ fn ipv6_prefix_added_and_removed_by_update() {
     s.delegated_prefix = [0; 16];
     lab.install(3, &s);
     let count = |name: &str| maps.entry_counts()[name];
-    assert_eq!((count("lns_sessions"), count("lns_session_ids"), count("lns_sub_v6_lpm")), (1, 1, 0));
+    assert_eq!((count("lns_sessions"), count("lns_session_ids"), count("lns_sub_v6_64")), (1, 1, 0));
     let to_sub = core_frame(IpAddr::V6(SUB_V6), false);
     lab.expect(lab.core, &to_sub, XdpAction::Pass, Counter::PassNotL2tp);
 
@@ -779,7 +779,7 @@ fn ipv6_prefix_added_and_removed_by_update() {
     s.ipv6_prefix = SUB_PREFIX.octets();
     s.ipv6_prefix_len = 64;
     maps.update_session(3, &s).unwrap();
-    assert_eq!(count("lns_sub_v6_lpm"), 1);
+    assert_eq!((count("lns_sub_v6_64"), count("lns_sub_v6_lpm")), (1, 0), "a /64 goes to the /64 hash");
     let r = lab.expect(lab.core, &to_sub, XdpAction::Redirect, Counter::RedirectDownstream);
     assert_eq!(r.meta.unwrap().session_index, 3);
     // An IPv6-only session: an IPv4 source is spoofed, its prefix is not.
@@ -811,7 +811,7 @@ fn ipv6_prefix_added_and_removed_by_update() {
     s.ipv6_prefix = [0; 16];
     s.ipv6_prefix_len = 0;
     maps.update_session(3, &s).unwrap();
-    assert_eq!((count("lns_sessions"), count("lns_sub_v6_lpm")), (1, 0));
+    assert_eq!((count("lns_sessions"), count("lns_sub_v6_64")), (1, 0));
     lab.expect(lab.core, &to_sub, XdpAction::Pass, Counter::PassNotL2tp);
 
     // Up again, then the session ends: nothing left anywhere.
@@ -821,4 +821,123 @@ fn ipv6_prefix_added_and_removed_by_update() {
     maps.update_session(3, &s).unwrap();
     maps.remove_session(3).unwrap();
     assert!(maps.entry_counts().values().all(|n| *n == 0), "{:?}", maps.entry_counts());
+}
+
+/// A session at its direct slot is found without the hash; one whose
+/// direct slot holds another session is still found (through the hash),
+/// and the other session does not capture its frames.
+#[test]
+fn sessions_are_found_at_their_direct_slot_and_elsewhere() {
+    let lab = Lab::new();
+    let maps = lab.steering.maps();
+    let xsk = BoundXsk::bind(&lab.access_name, 0);
+    maps.set_xsk(0, xsk.fd()).unwrap();
+    let s = Lab::session(SessionState::Forwarding);
+    let direct = lns_bpf::abi::direct_slot(s.key(), maps.max_sessions()).unwrap();
+    assert_eq!(direct, 200, "one bank: the session id is the slot");
+    assert_eq!(maps.free_direct_slot(s.key()).unwrap(), Some(200));
+    lab.install(direct, &s);
+    assert_eq!(maps.free_direct_slot(s.key()).unwrap(), None, "taken");
+    let frame = data_frame(Outer::default(), L2tpOpts::default(), PPP_FULL);
+    let r = lab.expect(lab.access, &frame, XdpAction::Redirect, Counter::RedirectUpstream);
+    assert_eq!(r.meta.unwrap().session_index, 200);
+
+    // Session 300 of tunnel 101 has direct slot 300 in one bank; an
+    // operator's session of tunnel 100 sits there, so 300/101 lives at 7.
+    let mut squatter = Lab::session(SessionState::Forwarding);
+    squatter.local_session_id = 300;
+    squatter.ipv4 = [198, 51, 100, 30];
+    squatter.ipv6_prefix_len = 0;
+    squatter.delegated_prefix_len = 0;
+    lab.install(300, &squatter);
+    let mut displaced = Lab::session(SessionState::Forwarding);
+    displaced.local_tunnel_id = 101;
+    displaced.local_session_id = 300;
+    displaced.ipv4 = [198, 51, 100, 31];
+    displaced.ipv6_prefix_len = 0;
+    displaced.delegated_prefix_len = 0;
+    lab.install(7, &displaced);
+    let from = |tunnel: u16, session: u16, src: Ipv4Addr| {
+        let inner = inner_v4(src, CORE_V4, b"x");
+        lac_frame(
+            Outer::default(),
+            LAC_PORT,
+            1701,
+            &l2tp_payload(L2tpOpts::default(), tunnel, session, PPP_FULL, 0x21, &inner),
+        )
+    };
+    let r = lab.expect(
+        lab.access,
+        &from(101, 300, Ipv4Addr::new(198, 51, 100, 31)),
+        XdpAction::Redirect,
+        Counter::RedirectUpstream,
+    );
+    assert_eq!(r.meta.unwrap().session_index, 7, "found through the hash");
+    let r = lab.expect(
+        lab.access,
+        &from(100, 300, Ipv4Addr::new(198, 51, 100, 30)),
+        XdpAction::Redirect,
+        Counter::RedirectUpstream,
+    );
+    assert_eq!(r.meta.unwrap().session_index, 300);
+    // Tunnel 101's frame does not pass as the squatter's (its source is not
+    // the squatter's address, and the slot's key differs anyway).
+    lab.expect(
+        lab.access,
+        &from(101, 300, Ipv4Addr::new(198, 51, 100, 30)),
+        XdpAction::Drop,
+        Counter::DropSpoofed,
+    );
+    // Removed, the direct slot no longer answers: an unknown session.
+    maps.remove_session(200).unwrap();
+    lab.expect(lab.access, &frame, XdpAction::Drop, Counter::DropUnknownSession);
+}
+
+/// Two banks: the tunnel id's low bit picks the bank.
+#[test]
+fn direct_slots_span_banks() {
+    use lns_bpf::abi::{direct_slot, session_bank_mask, SessionKey};
+    assert_eq!(session_bank_mask(1024), 0);
+    assert_eq!(session_bank_mask(65536), 0);
+    assert_eq!(session_bank_mask(65537), 1);
+    assert_eq!(session_bank_mask(131072), 1);
+    assert_eq!(session_bank_mask(200_000), 3);
+    let key = |tunnel_id, session_id| SessionKey { tunnel_id, session_id };
+    assert_eq!(direct_slot(key(3, 5), 131072), Some(65536 + 5));
+    assert_eq!(direct_slot(key(2, 5), 131072), Some(5));
+    assert_eq!(direct_slot(key(3, 5), 100_000), Some(65541));
+    assert_eq!(direct_slot(key(3, 40000), 100_000), None, "beyond the table");
+    assert_eq!(direct_slot(key(9, 2000), 1024), None);
+
+    let pins = lns_testlab::PinDir::new().unwrap();
+    let opts =
+        LoadOptions { pin_dir: Some(pins.path().to_path_buf()), max_sessions: 131072, ..Default::default() };
+    let _s = lns_bpf::Steering::load(&opts).unwrap();
+    let maps = lns_bpf::open_pinned(pins.path()).unwrap();
+    assert_eq!(maps.read_config().unwrap().session_bank_mask, 1, "the program gets the same mask");
+}
+
+/// The /64 hash answers before the trie and the /128s, so the writers
+/// refuse what it would shadow.
+#[test]
+fn a_longer_prefix_inside_another_sessions_64_is_refused() {
+    let lab = Lab::new();
+    let maps = lab.steering.maps();
+    let net = Ipv6Addr::new(0x2001, 0xdb8, 0x77, 1, 0, 0, 0, 0);
+    maps.add_route_v6(net, 64, 1).unwrap();
+    let inside = Ipv6Addr::new(0x2001, 0xdb8, 0x77, 1, 0, 0, 0, 0x42);
+    assert!(matches!(maps.add_subscriber_v6(inside, 2), Err(lns_bpf::Error::PrefixOverlap { other: 1, .. })));
+    assert!(matches!(maps.add_route_v6(inside, 96, 2), Err(lns_bpf::Error::PrefixOverlap { other: 1, .. })));
+    maps.add_route_v6(inside, 96, 1).unwrap();
+    // A shorter prefix around it (a delegated /56) is fine: the /64 is the
+    // longer match.
+    maps.add_route_v6(Ipv6Addr::new(0x2001, 0xdb8, 0x77, 0, 0, 0, 0, 0), 56, 3).unwrap();
+    // And a /64 over another session's longer entry is refused.
+    maps.add_subscriber_v6(Ipv6Addr::new(0x2001, 0xdb8, 0x78, 1, 0, 0, 0, 1), 4).unwrap();
+    assert!(matches!(
+        maps.add_route_v6(Ipv6Addr::new(0x2001, 0xdb8, 0x78, 1, 0, 0, 0, 0), 64, 5),
+        Err(lns_bpf::Error::PrefixOverlap { other: 4, .. })
+    ));
+    assert!(maps.remove_route_v6(net, 64).unwrap());
+    assert!(!maps.remove_route_v6(net, 64).unwrap());
 }

@@ -626,13 +626,23 @@ fn access_accept_dns_and_delegated_prefix_reach_the_subscriber() {
     });
     assert_eq!(row["delegated_prefix"], "2001:db8:200:100::/56", "{row}");
     let maps = lns_bpf::open_pinned(pins.path()).unwrap();
-    assert_eq!(maps.entry_counts()["lns_sub_v6_lpm"], 2, "the /64 and the delegated /56 are routed");
+    let counts = maps.entry_counts();
+    assert_eq!(
+        (counts["lns_sub_v6_64"], counts["lns_sub_v6_lpm"]),
+        (1, 1),
+        "the /64 and the delegated /56 are routed"
+    );
     wait_until("lacsim done", Duration::from_secs(20), || (!sim.alive()).then_some(()));
     let s: serde_json::Value = serde_json::from_str(sim.output().0.lines().last().unwrap_or("{}")).unwrap();
     assert_eq!(s["dns_servers"], serde_json::json!(["192.0.2.53", "192.0.2.54"]), "{s}");
     let stop = wait_stops(&fr, 1, Duration::from_secs(10)).pop().unwrap();
     assert_eq!(stop.get("Delegated-IPv6-Prefix"), Some("2001:db8:200:100::/56"), "{stop:?}");
     assert!(stop.get("Framed-IPv6-Prefix").is_some_and(|p| p.starts_with("2001:db8:100:")), "{stop:?}");
-    assert_eq!(maps.entry_counts()["lns_sub_v6_lpm"], 0, "nothing routed once the session is gone");
+    let counts = maps.entry_counts();
+    assert_eq!(
+        (counts["lns_sub_v6_64"], counts["lns_sub_v6_lpm"]),
+        (0, 0),
+        "nothing routed once the session is gone"
+    );
     drop(cp);
 }

@@ -58,6 +58,9 @@ struct Args {
     /// data path (XDP + worker) is what saturates, in both modes.
     #[arg(long)]
     threaded_napi: bool,
+    /// Leave kernel.bpf_stats_enabled alone (the "xdp ns" column is then 0).
+    #[arg(long)]
+    no_bpf_stats: bool,
 }
 
 const LAC_PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
@@ -94,6 +97,11 @@ struct Row {
     /// CPU of the LNS interfaces' NAPI threads (the XDP program and the
     /// kernel's receive path) per delivered packet; 0 without --threaded-napi.
     napi_ns_per_packet: f64,
+    /// The steering program's own run time per frame it saw on the LNS's
+    /// receiving interface (kernel BPF statistics, kernel.bpf_stats_enabled).
+    /// On a veth it runs on the generator's core, so it is what separates
+    /// the two modes' rates when trafgen is the bottleneck.
+    xdp_ns_per_frame: f64,
     ratio_to_reflect: Option<f64>,
 }
 
@@ -320,12 +328,26 @@ fn measure(
         (_, Dir::Downstream) => (&lab.core, "core0p", &lab.lac, "lac0"),
     };
     let pid = find_dataplane_pid(dp.pid());
+    // The LNS interface the generator's frames arrive on (acc0 also in
+    // reflect mode upstream: the reflector sends them back to the LAC).
+    let rx_dev = if dir == Dir::Upstream { "acc0" } else { "core0" };
     let run = |rate: Option<u64>, packets: u64| -> Result<Trial> {
         // trafgen now and then gives up flushing its TX ring on a veth
         // (EAGAIN); that says nothing about the data plane, so try again.
         let mut last = None;
         for _ in 0..3 {
-            match run_trafgen(gen_ns, gen_dev, sink_ns, sink_dev, &cfg, rate, packets, pid, &napi) {
+            match run_trafgen(
+                gen_ns,
+                gen_dev,
+                sink_ns,
+                sink_dev,
+                &cfg,
+                rate,
+                packets,
+                pid,
+                &napi,
+                (&lab.lns, rx_dev),
+            ) {
                 Ok(t) => return Ok(t),
                 Err(e) => last = Some(e),
             }
@@ -372,6 +394,7 @@ fn measure(
         loss_free_pps: lo,
         worker_ns_per_packet: if delivered > 0 { cpu as f64 / delivered as f64 } else { 0.0 },
         napi_ns_per_packet: if delivered > 0 { napi_cpu as f64 / delivered as f64 } else { 0.0 },
+        xdp_ns_per_frame: if sat.xdp_runs > 0 { sat.xdp_ns as f64 / sat.xdp_runs as f64 } else { 0.0 },
         ratio_to_reflect: None,
     })
 }
@@ -387,6 +410,8 @@ struct Trial {
     delivered_pps: f64,
     cpu_ns: u64,
     napi_ns: u64,
+    xdp_ns: u64,
+    xdp_runs: u64,
 }
 
 impl Trial {
@@ -412,8 +437,10 @@ fn run_trafgen(
     packets: u64,
     pid: u32,
     napi: &[u32],
+    (lns_ns, lns_dev): (&Netns, &str),
 ) -> Result<Trial> {
     let napi0 = threads_cpu_ns(napi);
+    let (xdp_ns0, xdp_runs0) = xdp_run_stats(lns_ns, lns_dev);
     let rx0 = read_counter(sink_ns, sink_dev, "rx_packets")?;
     let tx0 = read_counter(gen_ns, gen_dev, "tx_packets")?;
     let cpu0 = worker_cpu_ns(pid);
@@ -487,7 +514,52 @@ fn run_trafgen(
         delivered_pps: pps,
         cpu_ns: worker_cpu_ns(pid).saturating_sub(cpu0),
         napi_ns: threads_cpu_ns(napi).saturating_sub(napi0),
+        xdp_ns: xdp_run_stats(lns_ns, lns_dev).0.saturating_sub(xdp_ns0),
+        xdp_runs: xdp_run_stats(lns_ns, lns_dev).1.saturating_sub(xdp_runs0),
     })
+}
+
+/// The XDP program attached to `dev`: its total run time (ns) and run count
+/// from the kernel's BPF statistics (zeros when they are off or unreadable).
+fn xdp_run_stats(ns: &Netns, dev: &str) -> (u64, u64) {
+    let id = ns
+        .exec("ip", &["-d", "-j", "link", "show", "dev", dev])
+        .ok()
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+        .and_then(|v| v[0]["xdp"]["prog"]["id"].as_u64());
+    let Some(id) = id else { return (0, 0) };
+    let info = lns_testlab::run("bpftool", &["-j", "prog", "show", "id", &id.to_string()])
+        .ok()
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok());
+    match info {
+        Some(v) => (v["run_time_ns"].as_u64().unwrap_or(0), v["run_cnt"].as_u64().unwrap_or(0)),
+        None => (0, 0),
+    }
+}
+
+/// Turns on the kernel's BPF run-time statistics for the run (they cost two
+/// clock reads per program run, the same in both modes) and restores the
+/// setting after.
+struct BpfStats(Option<String>);
+
+impl BpfStats {
+    const PATH: &'static str = "/proc/sys/kernel/bpf_stats_enabled";
+
+    fn enable() -> BpfStats {
+        let old = std::fs::read_to_string(Self::PATH).ok().map(|s| s.trim().to_string());
+        if old.is_some() && std::fs::write(Self::PATH, "1").is_err() {
+            return BpfStats(None);
+        }
+        BpfStats(old)
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        if let Some(old) = self.0.take() {
+            let _ = std::fs::write(Self::PATH, old);
+        }
+    }
 }
 
 /// Both far ends drop every frame in XDP (counted in the veth's rx_packets),
@@ -546,7 +618,10 @@ fn install_sessions(pins: &Path, n: u32) -> Result<()> {
         };
         sess.set_peer(SocketAddr::new(LAC_PEER.into(), 1701));
         sess.set_local(SocketAddr::new(Ipv4Addr::new(192, 0, 2, 1).into(), 1701));
-        maps.install_session(k, &sess)?;
+        // At its direct slot, as the control plane places its sessions.
+        let slot = lns_bpf::abi::direct_slot(sess.key(), maps.max_sessions())
+            .context("the session table has no direct slot for these ids")?;
+        maps.install_session(slot, &sess)?;
     }
     Ok(())
 }
@@ -578,6 +653,7 @@ fn main() -> Result<()> {
     ])?;
 
     attach_sinks(&lab)?;
+    let _bpf_stats = if args.no_bpf_stats { None } else { Some(BpfStats::enable()) };
     let _wmem = if args.threaded_napi {
         thread_napi(&lab)?;
         let max: u64 = std::fs::read_to_string("/proc/sys/net/core/wmem_max")?.trim().parse()?;
@@ -589,7 +665,7 @@ fn main() -> Result<()> {
     let mut rows = Vec::new();
     if !args.json {
         println!(
-            "{:<8} {:>8} {:<10} {:>5} {:>10} {:>10} {:>10} {:>7} {:>11} {:>8} {:>8} {:>8}",
+            "{:<8} {:>8} {:<10} {:>5} {:>10} {:>10} {:>10} {:>7} {:>11} {:>8} {:>8} {:>8} {:>8}",
             "mode",
             "sessions",
             "direction",
@@ -601,6 +677,7 @@ fn main() -> Result<()> {
             "lossfree_pps",
             "ns/pkt",
             "napi ns",
+            "xdp ns",
             "lns/refl"
         );
     }
@@ -641,7 +718,7 @@ fn main() -> Result<()> {
                         println!("{}", serde_json::to_string(&r)?);
                     } else {
                         println!(
-                            "{:<8} {:>8} {:<10} {:>5} {:>10} {:>10} {:>10.0} {:>7.2} {:>11.0} {:>8.0} {:>8.0} {:>8}",
+                            "{:<8} {:>8} {:<10} {:>5} {:>10} {:>10} {:>10.0} {:>7.2} {:>11.0} {:>8.0} {:>8.0} {:>8.0} {:>8}",
                             r.mode,
                             r.sessions,
                             format!("{:?}", r.direction).to_lowercase(),
@@ -653,6 +730,7 @@ fn main() -> Result<()> {
                             r.loss_free_pps,
                             r.worker_ns_per_packet,
                             r.napi_ns_per_packet,
+                            r.xdp_ns_per_frame,
                             r.ratio_to_reflect.map(|x| format!("{x:.3}")).unwrap_or_default()
                         );
                     }

@@ -85,6 +85,13 @@ struct {
 } lns_sub_v6 SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LNS_DEFAULT_MAX_SESSIONS);
+	__type(key, __u64);
+	__type(value, __u32);
+} lns_sub_v6_64 SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, LNS_MAX_PREFIXES);
@@ -101,9 +108,9 @@ struct {
 } lns_sub_v6_lpm SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
-	__uint(max_entries, LNS_NH_CACHE_ENTRIES);
-	__type(key, struct lns_nh_key);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LNS_NH_CACHE_SETS * LNS_NH_CACHE_WAYS);
+	__type(key, __u32);
 	__type(value, struct lns_nh);
 } lns_nh_cache SEC(".maps");
 
@@ -195,8 +202,16 @@ static __always_inline __u32 *lookup_v6(const __u8 *addr)
 {
 	struct lns_lpm_v6 key = { .prefixlen = 128 };
 	struct lns_in6 exact;
+	__u64 net;
 	__u32 *idx;
 
+	/* Most subscribers hold a /64: one hash lookup. The writers keep
+	 * longer entries out of other sessions' /64s, so this is the longest
+	 * match when it hits. */
+	__builtin_memcpy(&net, addr, 8);
+	idx = bpf_map_lookup_elem(&lns_sub_v6_64, &net);
+	if (idx)
+		return idx;
 	__builtin_memcpy(exact.addr, addr, 16);
 	idx = bpf_map_lookup_elem(&lns_sub_v6, &exact);
 	if (idx)
@@ -237,28 +252,54 @@ struct nexthop {
 	__u8 dmac[6];
 };
 
+/* The cache set of (ingress interface, destination): a multiplicative hash
+ * of the folded address, computed inline. */
+static __always_inline __u32 nh_set(__u32 ifindex, const __u32 *dst)
+{
+	__u32 h = dst[0] ^ dst[1] ^ dst[2] ^ dst[3] ^ ifindex;
+
+	h *= 0x9e3779b1U;
+	return (h >> 20) & (LNS_NH_CACHE_SETS - 1); /* 4096 sets: the top 12 bits */
+}
+
+static __always_inline int nh_matches(const struct lns_nh *e, __u32 ifindex, const __u32 *dst,
+				      __u32 epoch, __u64 now)
+{
+	const __u32 *k = (const __u32 *)e->key_addr;
+
+	return e->expires_ns > now && e->epoch == epoch && e->key_ifindex == ifindex &&
+	       k[0] == dst[0] && k[1] == dst[1] && k[2] == dst[2] && k[3] == dst[3];
+}
+
 static __always_inline int fib_nexthop(struct xdp_md *ctx, const struct lns_config *cfg, int v4,
 				       const __u32 *src, const __u32 *dst, struct nexthop *nh)
 {
 	struct bpf_fib_lookup fib = {};
-	struct lns_nh_key key = { .ifindex = ctx->ingress_ifindex };
-	struct lns_nh *cached;
+	struct lns_nh *way0 = NULL, *way1 = NULL, *hit = NULL;
+	__u32 ifindex = ctx->ingress_ifindex;
+	__u32 epoch = cfg->nh_epoch;
 	__u64 now = 0;
 	long rc;
 
 	if (cfg->nh_cache_ms) {
-		__builtin_memcpy(key.addr, dst, 16);
+		__u32 k0 = nh_set(ifindex, dst) * LNS_NH_CACHE_WAYS, k1 = k0 + 1;
+
 		now = bpf_ktime_get_coarse_ns();
-		cached = bpf_map_lookup_elem(&lns_nh_cache, &key);
-		if (cached && cached->expires_ns > now) {
-			nh->ifindex = cached->ifindex;
-			__builtin_memcpy(nh->smac, cached->smac, 6);
-			__builtin_memcpy(nh->dmac, cached->dmac, 6);
+		way0 = bpf_map_lookup_elem(&lns_nh_cache, &k0);
+		way1 = bpf_map_lookup_elem(&lns_nh_cache, &k1);
+		if (way0 && nh_matches(way0, ifindex, dst, epoch, now))
+			hit = way0;
+		else if (way1 && nh_matches(way1, ifindex, dst, epoch, now))
+			hit = way1;
+		if (hit) {
+			nh->ifindex = hit->ifindex;
+			__builtin_memcpy(nh->smac, hit->smac, 6);
+			__builtin_memcpy(nh->dmac, hit->dmac, 6);
 			return -1;
 		}
 	}
 
-	fib.ifindex = ctx->ingress_ifindex;
+	fib.ifindex = ifindex;
 	if (v4) {
 		fib.family = 2; /* AF_INET */
 		fib.ipv4_src = src[3];
@@ -273,15 +314,18 @@ static __always_inline int fib_nexthop(struct xdp_md *ctx, const struct lns_conf
 		nh->ifindex = fib.ifindex;
 		__builtin_memcpy(nh->smac, fib.smac, 6);
 		__builtin_memcpy(nh->dmac, fib.dmac, 6);
-		if (cfg->nh_cache_ms) {
-			struct lns_nh fresh = {
-				.expires_ns = now + (__u64)cfg->nh_cache_ms * 1000000ULL,
-				.ifindex = fib.ifindex,
-			};
+		if (way0 && way1) {
+			/* Replace the way that expires first (an empty or stale
+			 * one has expired already). Per CPU: no other writer. */
+			struct lns_nh *e = way0->expires_ns <= way1->expires_ns || way0->epoch != epoch ? way0 : way1;
 
-			__builtin_memcpy(fresh.smac, fib.smac, 6);
-			__builtin_memcpy(fresh.dmac, fib.dmac, 6);
-			bpf_map_update_elem(&lns_nh_cache, &key, &fresh, BPF_ANY);
+			e->expires_ns = now + (__u64)cfg->nh_cache_ms * 1000000ULL;
+			e->key_ifindex = ifindex;
+			e->epoch = epoch;
+			__builtin_memcpy(e->key_addr, dst, 16);
+			e->ifindex = fib.ifindex;
+			__builtin_memcpy(e->smac, fib.smac, 6);
+			__builtin_memcpy(e->dmac, fib.dmac, 6);
 		}
 		return -1;
 	}
@@ -412,7 +456,7 @@ static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_confi
 	struct lns_session *s;
 	__u8 *l2tp, *ppp, *end;
 	__u16 flags, proto;
-	__u32 *idx, *owner, inner, udp_len;
+	__u32 *idx, *owner, inner, udp_len, direct;
 
 	if ((void *)(udp + 1) > data_end)
 		return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
@@ -474,8 +518,17 @@ static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_confi
 			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
 	}
 
-	idx = bpf_map_lookup_elem(&lns_session_ids, &key);
-	s = idx ? bpf_map_lookup_elem(&lns_sessions, idx) : NULL;
+	/* The direct slot first: the control plane puts its sessions there,
+	 * and an array index costs no hash. A slot holding another key (an
+	 * operator's session placed elsewhere) sends us to the hash. */
+	direct = LNS_DIRECT_SLOT(key.tunnel_id, key.session_id, cfg->session_bank_mask);
+	idx = &direct;
+	s = bpf_map_lookup_elem(&lns_sessions, &direct);
+	if (!s || s->local_tunnel_id != key.tunnel_id || s->local_session_id != key.session_id ||
+	    s->state == LNS_SESSION_FREE) {
+		idx = bpf_map_lookup_elem(&lns_session_ids, &key);
+		s = idx ? bpf_map_lookup_elem(&lns_sessions, idx) : NULL;
+	}
 	if (!s || s->state == LNS_SESSION_FREE) {
 		if (cfg->flags & LNS_CFG_PASS_UNKNOWN_SESSION)
 			return count(LNS_CNT_PASS_UNKNOWN_SESSION, XDP_PASS);
