@@ -50,7 +50,7 @@ struct lns_config {
 	__u32 flags;        /* LNS_CFG_* */
 	__be16 l2tp_port;   /* UDP port of L2TP at the LNS (1701), network order */
 	__u16 _pad0;
-	__u32 nh_cache_ms;  /* how long a next hop from bpf_fib_lookup is reused; 0: look up every frame */
+	__u32 nh_cache_ms;  /* how often the data plane moves nh_epoch; 0: look up every frame */
 	/* A session's slot in lns_sessions is found without a hash lookup when
 	 * it sits at its direct slot ((local tunnel id & mask) << 16 | local
 	 * session id): the control plane allocates session ids so that it
@@ -58,8 +58,9 @@ struct lns_config {
 	 * was taken) are found through lns_session_ids. Set by the loader
 	 * from the table's size (lns_session_bank_mask). */
 	__u32 session_bank_mask;
-	/* Next hops cached with another epoch are stale: bumping it flushes
-	 * every CPU's cache at once. */
+	/* Next hops cached with another epoch are stale: the data plane bumps
+	 * it every nh_cache_ms (so a route or neighbour change is seen within
+	 * that time) and on a flush. */
 	__u32 nh_epoch;
 	__u32 _pad1;
 };
@@ -72,19 +73,18 @@ struct lns_config {
 /* ---- lns_nh_cache: PERCPU_ARRAY, key way index -> lns_nh ---------------
  * bpf_fib_lookup costs more than the rest of the program together (150 ns
  * for IPv4, 370 ns for IPv6 on the development machine); a destination's
- * next hop is reused for nh_cache_ms. A two-way set-associative cache in a
- * per-CPU array: the program hashes (ingress interface, destination) to a
- * set and compares both ways, with no helper call (the kernel inlines
- * per-CPU array lookups) and no cache line shared between cores. A hash map
- * (LRU) cost a hash of the 20-byte key and a helper call per frame: 70 ns.
- * A route or neighbour change is seen within nh_cache_ms, at once after a
- * flush (nh_epoch). */
+ * next hop is reused until the data plane moves lns_config.nh_epoch, which
+ * it does every nh_cache_ms and on a flush. A two-way set-associative cache
+ * in a per-CPU array: the program hashes (ingress interface, destination)
+ * to a set and compares both ways, with no helper call (the kernel inlines
+ * per-CPU array lookups; expiry by epoch spares a clock read) and no cache
+ * line shared between cores. The LRU hash it replaces cost a hash of a
+ * 20-byte key and two helper calls per frame: 70 ns. */
 #define LNS_NH_CACHE_SETS 4096
 #define LNS_NH_CACHE_WAYS 2
 
 struct lns_nh {
-	__u64 expires_ns;     /* bpf_ktime_get_coarse_ns() deadline; 0: empty */
-	__u32 key_ifindex;    /* ingress interface of the lookup */
+	__u32 key_ifindex;    /* ingress interface of the lookup; 0: empty */
 	__u32 epoch;          /* lns_config.nh_epoch when filled */
 	__u8 key_addr[16];    /* destination (v4-mapped for IPv4) */
 	__u32 ifindex;        /* egress interface */

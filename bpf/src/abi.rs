@@ -60,7 +60,8 @@ pub struct Config {
     /// UDP port of L2TP at the LNS.
     pub l2tp_port: Be16,
     pub _pad0: u16,
-    /// How long a next hop from bpf_fib_lookup is reused (ms); 0 looks up
+    /// How often the data plane moves [`Config::nh_epoch`] (ms), so how
+    /// long a next hop from bpf_fib_lookup is reused at most; 0 looks up
     /// every frame. A route or neighbour change is seen within this time.
     pub nh_cache_ms: u32,
     /// Bank mask of the direct session slots ([`direct_slot`]); set by the

@@ -703,8 +703,13 @@ fn maps_are_sized_by_the_loader() {
     }
 }
 
+/// Cached next hops last until the epoch moves (the data plane moves it
+/// every --nh-cache-ms and on a flush), and each CPU's cache holds two
+/// destinations per set.
 #[test]
-fn cached_next_hops_expire() {
+fn cached_next_hops_last_until_the_epoch_moves() {
+    // The cache is per CPU and a test run runs on the caller's CPU.
+    assert!(core_affinity::set_for_current(core_affinity::CoreId { id: 0 }), "pinning the test thread");
     let lab = forwarding_lab(Outer::default());
     let xc = BoundXsk::bind(&lab.core_name, 0);
     let maps = lab.steering.maps();
@@ -716,41 +721,32 @@ fn cached_next_hops_expire() {
     let dmac = |lab: &Lab| {
         lab.expect(lab.core, &frame, XdpAction::Redirect, Counter::RedirectDownstream).meta.unwrap().dmac
     };
+    let replace = |mac: &str| {
+        lab.ns
+            .ip(&["neigh", "replace", "192.0.2.2", "lladdr", mac, "dev", "acc0", "nud", "permanent"])
+            .unwrap();
+    };
     assert_eq!(dmac(&lab), LAC_MAC);
     // The LAC's MAC changes (a failover): the cached one is used until the
-    // entry expires, then the kernel's new answer.
-    lab.ns
-        .ip(&[
-            "neigh",
-            "replace",
-            "192.0.2.2",
-            "lladdr",
-            "02:00:00:00:00:99",
-            "dev",
-            "acc0",
-            "nud",
-            "permanent",
-        ])
-        .unwrap();
-    assert_eq!(dmac(&lab), LAC_MAC, "cached");
+    // epoch moves, then the kernel's new answer.
+    replace("02:00:00:00:00:99");
     std::thread::sleep(std::time::Duration::from_millis(350));
-    assert_eq!(dmac(&lab), [2, 0, 0, 0, 0, 0x99], "expired and looked up again");
-    // A flush takes effect at once.
-    lab.ns
-        .ip(&[
-            "neigh",
-            "replace",
-            "192.0.2.2",
-            "lladdr",
-            "02:00:00:00:00:98",
-            "dev",
-            "acc0",
-            "nud",
-            "permanent",
-        ])
-        .unwrap();
+    assert_eq!(dmac(&lab), LAC_MAC, "cached: only the epoch ages entries");
+    let epoch = maps.read_config().unwrap().nh_epoch;
+    maps.flush_nexthops().unwrap();
+    assert_eq!(maps.read_config().unwrap().nh_epoch, epoch.wrapping_add(1));
+    assert_eq!(dmac(&lab), [2, 0, 0, 0, 0, 0x99], "looked up again");
+    replace("02:00:00:00:00:98");
+    assert_eq!(dmac(&lab), [2, 0, 0, 0, 0, 0x99], "cached again");
     maps.flush_nexthops().unwrap();
     assert_eq!(dmac(&lab), [2, 0, 0, 0, 0, 0x98]);
+
+    // With caching off every frame asks the kernel.
+    cfg = maps.read_config().unwrap();
+    cfg.nh_cache_ms = 0;
+    maps.write_config(&cfg).unwrap();
+    replace("02:00:00:00:00:97");
+    assert_eq!(dmac(&lab), [2, 0, 0, 0, 0, 0x97]);
 }
 
 /// IPv6CP opens after the session was installed (prefix added by an

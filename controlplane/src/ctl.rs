@@ -123,6 +123,10 @@ pub struct Stats {
     /// Data-plane session slots in use by this control plane / table size.
     pub slots_in_use: usize,
     pub slots_total: usize,
+    /// Sessions installed off their direct slot (another writer held it):
+    /// the program finds those through a hash, a little slower.
+    #[serde(default)]
+    pub slots_off_direct: u64,
     /// Subscriber IPv4 addresses assigned.
     pub addresses_in_use: usize,
     /// Subscriber IPv6 prefixes assigned.

@@ -197,9 +197,16 @@ fn main() -> Result<()> {
     );
     let interval = Duration::from_secs(args.stats_interval);
     let mut last = std::time::Instant::now();
+    let nh_max_age = Duration::from_millis(args.nh_cache_ms.into());
+    let mut nh_aged = std::time::Instant::now();
     while !stop.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         running.resolve_neighbours();
+        if args.nh_cache_ms > 0 && nh_aged.elapsed() >= nh_max_age {
+            // The program's cached next hops are good for one epoch.
+            nh_aged = std::time::Instant::now();
+            running.age_nexthops();
+        }
         if args.stats_interval > 0 && last.elapsed() >= interval {
             last = std::time::Instant::now();
             let report = running.report();

@@ -305,6 +305,14 @@ impl Running {
         }
     }
 
+    /// Moves the next-hop cache's epoch: every next hop the program cached
+    /// is looked up again (the expiry of `--nh-cache-ms`).
+    pub fn age_nexthops(&mut self) {
+        if let Err(e) = self.steering.maps().flush_nexthops() {
+            eprintln!("lns-dataplane: ageing the next-hop cache: {e}");
+        }
+    }
+
     /// Stops the workers, empties the XSKMAP and detaches the program.
     pub fn shutdown(mut self) -> Result<()> {
         self.stop.stop.store(true, Ordering::Relaxed);

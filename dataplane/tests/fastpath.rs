@@ -430,6 +430,13 @@ fn scenario(xdp_mode: &str) {
     assert_eq!(a["down_packets"], 16 + 1 + 1 + 2, "16, the core's RST and SYN, two fragments");
     lnsctl(p, &["static-session", "del", "--tunnel", "101", "--session", "201"]);
 
+    // The program's cached next hops age: the data plane moves their epoch
+    // every --nh-cache-ms (1 s by default).
+    let maps = lns_bpf::open_pinned(p).unwrap();
+    let epoch = maps.read_config().unwrap().nh_epoch;
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    assert_ne!(maps.read_config().unwrap().nh_epoch, epoch, "the next-hop cache's epoch moved");
+
     let status = dp.stop(10).expect("it ran");
     assert!(status.success(), "clean exit on SIGTERM: {status:?} {:?}", dp.output());
     assert!(!attached(&lab.lns, "acc0") && !attached(&lab.lns, "core0"), "detached on exit");

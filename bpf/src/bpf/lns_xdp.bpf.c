@@ -263,12 +263,12 @@ static __always_inline __u32 nh_set(__u32 ifindex, const __u32 *dst)
 }
 
 static __always_inline int nh_matches(const struct lns_nh *e, __u32 ifindex, const __u32 *dst,
-				      __u32 epoch, __u64 now)
+				      __u32 epoch)
 {
 	const __u32 *k = (const __u32 *)e->key_addr;
 
-	return e->expires_ns > now && e->epoch == epoch && e->key_ifindex == ifindex &&
-	       k[0] == dst[0] && k[1] == dst[1] && k[2] == dst[2] && k[3] == dst[3];
+	return e->epoch == epoch && e->key_ifindex == ifindex && k[0] == dst[0] && k[1] == dst[1] &&
+	       k[2] == dst[2] && k[3] == dst[3];
 }
 
 static __always_inline int fib_nexthop(struct xdp_md *ctx, const struct lns_config *cfg, int v4,
@@ -278,18 +278,16 @@ static __always_inline int fib_nexthop(struct xdp_md *ctx, const struct lns_conf
 	struct lns_nh *way0 = NULL, *way1 = NULL, *hit = NULL;
 	__u32 ifindex = ctx->ingress_ifindex;
 	__u32 epoch = cfg->nh_epoch;
-	__u64 now = 0;
 	long rc;
 
 	if (cfg->nh_cache_ms) {
 		__u32 k0 = nh_set(ifindex, dst) * LNS_NH_CACHE_WAYS, k1 = k0 + 1;
 
-		now = bpf_ktime_get_coarse_ns();
 		way0 = bpf_map_lookup_elem(&lns_nh_cache, &k0);
 		way1 = bpf_map_lookup_elem(&lns_nh_cache, &k1);
-		if (way0 && nh_matches(way0, ifindex, dst, epoch, now))
+		if (way0 && nh_matches(way0, ifindex, dst, epoch))
 			hit = way0;
-		else if (way1 && nh_matches(way1, ifindex, dst, epoch, now))
+		else if (way1 && nh_matches(way1, ifindex, dst, epoch))
 			hit = way1;
 		if (hit) {
 			nh->ifindex = hit->ifindex;
@@ -315,11 +313,11 @@ static __always_inline int fib_nexthop(struct xdp_md *ctx, const struct lns_conf
 		__builtin_memcpy(nh->smac, fib.smac, 6);
 		__builtin_memcpy(nh->dmac, fib.dmac, 6);
 		if (way0 && way1) {
-			/* Replace the way that expires first (an empty or stale
-			 * one has expired already). Per CPU: no other writer. */
-			struct lns_nh *e = way0->expires_ns <= way1->expires_ns || way0->epoch != epoch ? way0 : way1;
+			/* A stale or empty way0 first, else way1: a destination
+			 * that settled in way0 keeps it while newcomers take
+			 * turns in way1. Per CPU: no other writer. */
+			struct lns_nh *e = way0->epoch != epoch || way0->key_ifindex == 0 ? way0 : way1;
 
-			e->expires_ns = now + (__u64)cfg->nh_cache_ms * 1000000ULL;
 			e->key_ifindex = ifindex;
 			e->epoch = epoch;
 			__builtin_memcpy(e->key_addr, dst, 16);

@@ -154,7 +154,8 @@ struct AddArgs {
     /// One-byte PPP protocol field (PFC).
     #[arg(long)]
     pfc: bool,
-    /// Session slot; the first free one by default.
+    /// Session slot; by default its direct slot ((tunnel & bank mask) << 16 |
+    /// session), where the program finds it fastest, else the first free one.
     #[arg(long)]
     index: Option<u32>,
 }
@@ -254,6 +255,11 @@ fn main() -> Result<()> {
             }
             let index = match a.index {
                 Some(i) => i,
+                // Its direct slot when free: the program finds it there
+                // without a hash lookup.
+                None if maps.free_direct_slot(s.key())?.is_some() => {
+                    maps.free_direct_slot(s.key())?.context("direct slot")?
+                }
                 None => {
                     let table = maps.mmap_sessions()?;
                     (0..table.len())

@@ -43,6 +43,9 @@ pub struct SessionTable {
     /// removal, so the count must live here to keep growing.
     generations: HashMap<u32, u64>,
     size: u32,
+    /// Sessions placed off their direct slot (found by the program through
+    /// its hash, a little slower): 0 unless another writer took the slot.
+    direct_misses: u64,
 }
 
 impl SessionTable {
@@ -57,6 +60,7 @@ impl SessionTable {
                 ours: BTreeSet::new(),
                 generations: HashMap::new(),
                 size: 0,
+                direct_misses: 0,
             });
         };
         let maps = lns_bpf::open_pinned(dir)
@@ -88,6 +92,7 @@ impl SessionTable {
             ours: BTreeSet::new(),
             generations: HashMap::new(),
             size,
+            direct_misses: 0,
         })
     }
 
@@ -107,6 +112,35 @@ impl SessionTable {
         self.size as usize
     }
 
+    /// Sessions installed off their direct slot since start.
+    pub fn direct_misses(&self) -> u64 {
+        self.direct_misses
+    }
+
+    /// Session-id banks of the table (`abi::session_bank_mask` + 1): the
+    /// L2TP endpoint gives tunnels whose ids agree in those low bits one
+    /// session-id space, so every session has a direct slot of its own.
+    /// None without a data plane.
+    pub fn session_id_banks(&self) -> Option<u32> {
+        self.maps.as_ref().map(|_| lns_bpf::abi::session_bank_mask(self.size) + 1)
+    }
+
+    /// (bank, session id) pairs the endpoint must never allocate: their
+    /// direct slot lies beyond the table, or another writer holds it.
+    pub fn direct_slot_reservations(&self) -> Vec<(u32, u16)> {
+        let Some(banks) = self.session_id_banks() else { return Vec::new() };
+        let mut out = Vec::new();
+        for bank in 0..banks {
+            for sid in 1..=u16::MAX {
+                let slot = (bank << 16) | u32::from(sid);
+                if slot >= self.size || (!self.free.contains(&slot) && !self.ours.contains(&slot)) {
+                    out.push((bank, sid));
+                }
+            }
+        }
+        out
+    }
+
     /// Writes `s` into a free slot and returns the slot; Ok(None) without a
     /// data plane. `s.generation` is set here.
     pub fn install(&mut self, s: &Session) -> Result<Option<u32>, FastpathError> {
@@ -114,8 +148,22 @@ impl SessionTable {
         if maps.find_session(s.key())?.is_some() {
             return Err(FastpathError::KeyInUse { tunnel: s.local_tunnel_id, session: s.local_session_id });
         }
+        // Its direct slot when free: the program then finds the session
+        // without a hash lookup (session ids are allocated so that it is,
+        // see `direct_slot_reservations`). Any free slot otherwise: the
+        // program finds it through the hash.
+        let mut direct = lns_bpf::abi::direct_slot(s.key(), self.size).filter(|d| self.free.contains(d));
         loop {
-            let slot = self.free.pop_first().ok_or(FastpathError::Full)?;
+            let slot = match direct.take() {
+                Some(d) => {
+                    self.free.remove(&d);
+                    d
+                }
+                None => {
+                    self.direct_misses += 1;
+                    self.free.pop_last().ok_or(FastpathError::Full)?
+                }
+            };
             let old = maps.read_session(slot)?;
             if old.session_state() != Some(SessionState::Free) {
                 // Taken by another writer since we looked: not ours to

@@ -1243,6 +1243,7 @@ impl Lns {
             addresses_in_use: self.pools.in_use(),
             ipv6_prefixes_in_use: self.ipv6_pools.in_use(),
             slots_total: self.table.size(),
+            slots_off_direct: self.table.direct_misses(),
             dropped: c.dropped.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             xdp,
         }
