@@ -760,6 +760,8 @@ impl Config {
                 .or(file.limits.max_half_open)
                 .unwrap_or(defaults.max_half_open),
             tunnel_id_hold_down: file.limits.tunnel_id_hold_down.unwrap_or(defaults.tunnel_id_hold_down),
+            // Set from the data plane's table when the server opens it.
+            session_id_banks: 0,
             seed: None,
         };
         Ok(Config {

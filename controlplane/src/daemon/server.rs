@@ -408,8 +408,19 @@ impl Lns {
         pools: Pools,
     ) -> Lns {
         let (auth_tx, auth_rx) = mpsc::unbounded_channel();
+        // Session ids are allocated so that each session has a direct slot
+        // of its own in the data plane's table (found there without a hash
+        // lookup per packet): one id space per bank of 65,536 slots, and
+        // the ids whose slot is beyond the table or another writer's are
+        // never handed out.
+        let mut endpoint_cfg = cfg.endpoint.clone();
+        endpoint_cfg.session_id_banks = table.session_id_banks().unwrap_or(0);
+        let endpoint = Endpoint::new(endpoint_cfg);
+        for (bank, sid) in table.direct_slot_reservations() {
+            endpoint.reserve_session_id(bank, sid);
+        }
         Lns {
-            endpoint: Endpoint::new(cfg.endpoint),
+            endpoint,
             socket,
             listen,
             table,

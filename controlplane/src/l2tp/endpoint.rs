@@ -9,7 +9,7 @@
 
 use super::avp::ResultCode;
 use super::header::{Kind, Packet, Repr, Sequence, SessionId, TunnelId};
-use super::ids::IdAllocator;
+use super::ids::{IdAllocator, SessionIdSpace};
 use super::message::{Message, MessageType};
 use super::session::SessionInfo;
 use super::tunnel::{Event, Tunnel, TunnelConfig, TunnelDownReason, TunnelError, TunnelState};
@@ -78,6 +78,13 @@ pub struct EndpointConfig {
     /// Tunnels not yet established (defends against SCCRQ floods).
     pub max_half_open: usize,
     pub tunnel_id_hold_down: Duration,
+    /// 0: each tunnel has its own session-id space. n (a power of two;
+    /// others are rounded up): tunnels whose local ids agree in their low
+    /// log2(n) bits (a bank) share one space, so (tunnel id & (n - 1),
+    /// session id) names one session on the whole endpoint. The data plane
+    /// keeps a session at a slot computed from those (no hash lookup per
+    /// packet); its table size sets n.
+    pub session_id_banks: u32,
     /// Seed for ids, challenges and tie breakers; None draws from the OS.
     pub seed: Option<u64>,
 }
@@ -92,6 +99,7 @@ impl Default for EndpointConfig {
             max_tunnels: 4096,
             max_half_open: 256,
             tunnel_id_hold_down: Duration::from_secs(120),
+            session_id_banks: 0,
             seed: None,
         }
     }
@@ -183,6 +191,8 @@ pub struct Endpoint {
     /// `Entry::scheduled` are stale and skipped.
     timers: BinaryHeap<Reverse<(Instant, TunnelId)>>,
     half_open: usize,
+    /// One session-id space per bank (`session_id_banks`), none without.
+    spaces: Vec<SessionIdSpace>,
 }
 
 impl Endpoint {
@@ -192,8 +202,14 @@ impl Endpoint {
             None => StdRng::from_entropy(),
         };
         let ids = IdAllocator::new(cfg.tunnel_id_hold_down);
+        let banks = match cfg.session_id_banks {
+            0 => 0,
+            n => n.next_power_of_two().min(1 << 16),
+        };
+        let spaces = (0..banks).map(|_| SessionIdSpace::default()).collect();
         Endpoint {
             cfg,
+            spaces,
             tunnels: HashMap::new(),
             by_peer: HashMap::new(),
             ids,
@@ -202,6 +218,38 @@ impl Endpoint {
             dirty: VecDeque::new(),
             timers: BinaryHeap::new(),
             half_open: 0,
+        }
+    }
+
+    /// The session-id bank of a tunnel id (0 without banks).
+    pub fn session_id_bank(&self, id: TunnelId) -> u32 {
+        match self.spaces.len() as u32 {
+            0 => 0,
+            n => u32::from(id.0) & (n - 1),
+        }
+    }
+
+    /// Keeps session id `id` of `bank` from ever being allocated (its
+    /// data-plane slot is someone else's). False when a tunnel holds it,
+    /// or there is no such bank.
+    pub fn reserve_session_id(&self, bank: u32, id: u16) -> bool {
+        self.spaces.get(bank as usize).is_some_and(|s| s.reserve(id))
+    }
+
+    pub fn unreserve_session_id(&self, bank: u32, id: u16) {
+        if let Some(s) = self.spaces.get(bank as usize) {
+            s.unreserve(id);
+        }
+    }
+
+    /// Session ids held in each bank.
+    pub fn session_ids_in_use(&self) -> Vec<usize> {
+        self.spaces.iter().map(|s| s.in_use()).collect()
+    }
+
+    fn share_session_ids(&self, tunnel: &mut Tunnel, id: TunnelId) {
+        if !self.spaces.is_empty() {
+            tunnel.share_session_ids(self.spaces[self.session_id_bank(id) as usize].clone());
         }
     }
 
@@ -301,7 +349,8 @@ impl Endpoint {
         let id = TunnelId(self.ids.allocate(now, &mut self.rng).ok_or(EndpointError::NoIds)?);
         let cfg = self.tunnel_config(peer.ip());
         let seed = self.rng.gen();
-        let tunnel = Tunnel::connect(cfg, id, seed);
+        let mut tunnel = Tunnel::connect(cfg, id, seed);
+        self.share_session_ids(&mut tunnel, id);
         self.insert(id, Entry::new(tunnel, peer));
         Ok(id)
     }
@@ -498,6 +547,7 @@ impl Endpoint {
         cfg.secret = secret;
         let seed = self.rng.gen();
         let mut tunnel = Tunnel::accept(cfg, id, seed);
+        self.share_session_ids(&mut tunnel, id);
         if let Err(e) = tunnel.handle_datagram(now, data) {
             self.ids.release(now, id.0);
             return DatagramEvent::Dropped(DropReason::Malformed(e));

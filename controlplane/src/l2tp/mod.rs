@@ -53,6 +53,7 @@ pub use endpoint::{
     DatagramEvent, DropReason, Endpoint, EndpointConfig, EndpointError, PeerConfig, Transmit,
 };
 pub use header::{Packet, SessionId, TunnelId};
+pub use ids::SessionIdSpace;
 pub use message::{Message, MessageType};
 pub use reliable::ReliableConfig;
 pub use session::{SessionDownCause, SessionInfo};

@@ -10,6 +10,7 @@ use super::tunnel::{Event, Role, TunnelConfig, TunnelDownReason, TunnelState};
 use super::Avp;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -756,4 +757,69 @@ fn a_call_never_connected_is_disconnected_after_the_timeout() {
         "CDN after the connect timeout"
     );
     assert!(!sim.has(Side::Lns, |e| matches!(e, Event::TunnelDown { .. })), "the tunnel stays");
+}
+
+/// With session-id banks, the LNS's tunnels of one bank never hand out the
+/// same session id (so the data plane can keep each session at a slot
+/// computed from its ids); reserved ids are never handed out; a closed
+/// tunnel gives its ids back.
+#[test]
+fn tunnels_of_a_bank_share_one_session_id_space() {
+    let lns = EndpointConfig { session_id_banks: 1, ..base(Role::Lns, "lns", 8) };
+    let mut sim = Sim::new(base(Role::Lac, "lac", 7), lns, 9, 0.0, 0.0, 1);
+    // Only 65,001..=65,535 left: a crowded space, where a collision
+    // between tunnels would show.
+    for id in 1..=65000u16 {
+        assert!(sim.lns.reserve_session_id(0, id));
+    }
+    assert!(!sim.lns.reserve_session_id(1, 5), "no such bank");
+    let a = sim.lac.connect(sim.now, lns_addr()).expect("connect");
+    let b = sim.lac.connect(sim.now, lns_addr()).expect("connect");
+    assert!(sim.run_until(Duration::from_secs(60), |s| s.lns.tunnel_count() == 2
+        && s.events
+            .iter()
+            .filter(|(side, _, e)| *side == Side::Lac && matches!(e, Event::TunnelUp { .. }))
+            .count()
+            == 2));
+    for _ in 0..200 {
+        for t in [a, b] {
+            sim.lac.open_session(sim.now, t, SessionInfo::default()).expect("open");
+        }
+    }
+    let lns_up = |sim: &Sim| -> Vec<(TunnelId, SessionId)> {
+        sim.events
+            .iter()
+            .filter_map(|(side, t, e)| match e {
+                Event::SessionUp { session_id, .. } if *side == Side::Lns => Some((*t, *session_id)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(sim.run_until(Duration::from_secs(120), |s| lns_up(s).len() == 400));
+    let up = lns_up(&sim);
+    let tunnels: HashSet<TunnelId> = up.iter().map(|(t, _)| *t).collect();
+    assert_eq!(tunnels.len(), 2, "sessions in both tunnels");
+    let ids: HashSet<u16> = up.iter().map(|(_, s)| s.0).collect();
+    assert_eq!(ids.len(), 400, "no session id twice on the LNS");
+    assert!(ids.iter().all(|id| *id > 65000), "reserved ids never handed out");
+    assert_eq!(sim.lns.session_ids_in_use(), vec![400]);
+
+    // One tunnel goes: its 200 ids come back to the bank.
+    sim.lac.close_tunnel(sim.now, a, ResultCode::new(avp::stopccn::GENERAL_REQUEST)).expect("close");
+    assert!(sim.run_until(Duration::from_secs(120), |s| s.lns.tunnel_count() == 1));
+    assert_eq!(sim.lns.session_ids_in_use(), vec![200]);
+}
+
+/// Without banks (the default, and the LAC), each tunnel has its own space:
+/// ids repeat across tunnels.
+#[test]
+fn without_banks_each_tunnel_has_its_own_session_ids() {
+    let lns = base(Role::Lns, "lns", 8);
+    let mut sim = Sim::new(base(Role::Lac, "lac", 7), lns, 9, 0.0, 0.0, 1);
+    assert!(!sim.lns.reserve_session_id(0, 5), "no banks");
+    assert!(sim.lns.session_ids_in_use().is_empty());
+    let t = sim.lac.connect(sim.now, lns_addr()).expect("connect");
+    assert!(sim.run_until(Duration::from_secs(60), |s| s.tunnel_up(Side::Lac)));
+    sim.lac.open_session(sim.now, t, SessionInfo::default()).expect("open");
+    assert!(sim.run_until(Duration::from_secs(60), |s| s.session_up(Side::Lns).is_some()));
 }

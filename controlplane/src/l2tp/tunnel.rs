@@ -7,7 +7,7 @@
 
 use super::avp::{self, Accm, Avp, AvpValue, CallErrors, ConnectSpeedUpdate, Q931Cause, ResultCode};
 use super::header::{SessionId, TunnelId};
-use super::ids::IdAllocator;
+use super::ids::{IdAllocator, SessionIdSpace};
 use super::message::{Message, MessageType, Scope, ValidationError};
 use super::reliable::{Reliable, ReliableConfig};
 use super::session::{self, Session, SessionDownCause, SessionInfo, SessionState};
@@ -245,6 +245,12 @@ impl Tunnel {
     /// [`Tunnel::handle_datagram`]).
     pub fn accept(cfg: TunnelConfig, local_id: TunnelId, seed: u64) -> Self {
         Tunnel::new(cfg, local_id, seed, TunnelState::Idle)
+    }
+
+    /// Draws this tunnel's session ids from `space`, shared with other
+    /// tunnels (see [`SessionIdSpace`]); the hold-down stays this tunnel's.
+    pub fn share_session_ids(&mut self, space: SessionIdSpace) {
+        self.session_ids.share(space);
     }
 
     pub fn state(&self) -> TunnelState {
