@@ -413,6 +413,9 @@ fn a_thousand_ipv6_sessions_over_ten_tunnels_carry_traffic_and_leave_nothing() {
     let stats = lns_stats(&cp.socket);
     assert_eq!(stats["sessions_up_total"].as_u64(), Some(1000), "{stats}");
     assert_eq!(stats["dropped"]["ipv6_not_nd"].as_u64().unwrap_or(0), 0, "{stats}");
+    // Each session sat at its direct slot: the program found it without a
+    // hash lookup.
+    assert_eq!(stats["slots_off_direct"].as_u64(), Some(0), "{stats}");
     eprintln!("1,000 IPv6 sessions, traffic and teardown in {:.1} s", t_start.elapsed().as_secs_f64());
 }
 
