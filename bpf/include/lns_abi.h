@@ -173,8 +173,16 @@ struct lns_session_key {
  * (core -> subscriber) and "may this session use this source" (anti-spoofing).
  * IPv6 is looked up /64 first, then /128, then the trie; the writers refuse
  * an entry longer than /64 inside another session's /64, so this order
- * gives the longest match.
+ * gives the longest match. To see the other way round without walking the
+ * maps, they count the longer entries inside each /64 in
+ * lns_sub_v6_long: HASH, key the /64 (8 bytes) -> struct lns_long64, which
+ * only userspace reads.
  */
+struct lns_long64 {
+	__u32 owner; /* session index of the entries, LNS_LONG64_MIXED if several */
+	__u32 count; /* entries longer than /64 inside this /64 */
+};
+#define LNS_LONG64_MIXED 0xffffffffU
 struct lns_in6 {
 	__u8 addr[16];
 };

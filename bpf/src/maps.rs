@@ -11,7 +11,7 @@ use crate::abi::{Config, Counter, Iface, LpmV4, LpmV6, Session, SessionKey, Sess
 use crate::Error;
 
 /// Every map the program defines, by the name it is pinned under.
-pub const MAP_NAMES: [&str; 15] = [
+pub const MAP_NAMES: [&str; 16] = [
     "lns_config",
     "lns_ifaces",
     "lns_xsks",
@@ -20,6 +20,7 @@ pub const MAP_NAMES: [&str; 15] = [
     "lns_sub_v4",
     "lns_sub_v6",
     "lns_sub_v6_64",
+    "lns_sub_v6_long",
     "lns_sub_v4_lpm",
     "lns_sub_v6_lpm",
     "lns_counters",
@@ -40,6 +41,7 @@ pub struct Maps {
     pub(crate) sub_v4: MapHandle,
     pub(crate) sub_v6: MapHandle,
     pub(crate) sub_v6_64: MapHandle,
+    pub(crate) sub_v6_long: MapHandle,
     pub(crate) sub_v4_lpm: MapHandle,
     pub(crate) sub_v6_lpm: MapHandle,
     pub(crate) counters: MapHandle,
@@ -268,13 +270,22 @@ impl Maps {
     /// An exact IPv6 host address (Framed-IPv6-Address).
     pub fn add_subscriber_v6(&self, addr: Ipv6Addr, index: u32) -> Result<(), Error> {
         self.check_not_inside_other_64(addr, 128, index)?;
+        let fresh = self.read_index(&self.sub_v6, &addr.octets(), "reading lns_sub_v6")?.is_none();
         self.sub_v6
             .update(&addr.octets(), &index.to_ne_bytes(), MapFlags::ANY)
-            .map_err(ctx("writing lns_sub_v6"))
+            .map_err(ctx("writing lns_sub_v6"))?;
+        if fresh {
+            self.count_long(addr, index, true)?;
+        }
+        Ok(())
     }
 
     pub fn remove_subscriber_v6(&self, addr: Ipv6Addr) -> Result<bool, Error> {
-        delete_if_present(&self.sub_v6, &addr.octets(), "deleting from lns_sub_v6")
+        let removed = delete_if_present(&self.sub_v6, &addr.octets(), "deleting from lns_sub_v6")?;
+        if removed {
+            self.count_long(addr, 0, false)?;
+        }
+        Ok(removed)
     }
 
     /// A routed IPv4 prefix behind the subscriber (Framed-Route).
@@ -297,22 +308,33 @@ impl Maps {
     /// entries) would be shadowed: refused ([`Error::PrefixOverlap`]).
     pub fn add_route_v6(&self, prefix: Ipv6Addr, len: u8, index: u32) -> Result<(), Error> {
         let key = lpm_v6(prefix, len)?;
+        let net: [u8; 8] = key.addr[..8].try_into().expect("8 of 16 bytes");
         if len == 64 {
-            if let Some(other) = self.lookup_v6_longer_than_64(&key.addr)? {
-                if other != index {
-                    return Err(Error::PrefixOverlap { prefix: Ipv6Addr::from(key.addr), len, other });
+            let long = self
+                .sub_v6_long
+                .lookup(&net, MapFlags::ANY)
+                .map_err(ctx("reading lns_sub_v6_long"))?
+                .and_then(|v| bytemuck::try_pod_read_unaligned::<[u32; 2]>(&v).ok());
+            if let Some([owner, count]) = long {
+                if count > 0 && owner != index {
+                    return Err(Error::PrefixOverlap { prefix: Ipv6Addr::from(key.addr), len, other: owner });
                 }
             }
-            let net: [u8; 8] = key.addr[..8].try_into().expect("8 of 16 bytes");
             return self
                 .sub_v6_64
                 .update(&net, &index.to_ne_bytes(), MapFlags::ANY)
                 .map_err(ctx("writing lns_sub_v6_64"));
         }
         self.check_not_inside_other_64(Ipv6Addr::from(key.addr), len, index)?;
+        let k = bytemuck::bytes_of(&key);
+        let fresh = len > 64 && self.read_index(&self.sub_v6_lpm, k, "reading lns_sub_v6_lpm")?.is_none();
         self.sub_v6_lpm
-            .update(bytemuck::bytes_of(&key), &index.to_ne_bytes(), MapFlags::ANY)
-            .map_err(ctx("writing lns_sub_v6_lpm"))
+            .update(k, &index.to_ne_bytes(), MapFlags::ANY)
+            .map_err(ctx("writing lns_sub_v6_lpm"))?;
+        if fresh {
+            self.count_long(Ipv6Addr::from(key.addr), index, true)?;
+        }
+        Ok(())
     }
 
     pub fn remove_route_v6(&self, prefix: Ipv6Addr, len: u8) -> Result<bool, Error> {
@@ -320,7 +342,38 @@ impl Maps {
         if len == 64 {
             return delete_if_present(&self.sub_v6_64, &key.addr[..8], "deleting from lns_sub_v6_64");
         }
-        delete_if_present(&self.sub_v6_lpm, bytemuck::bytes_of(&key), "deleting from lns_sub_v6_lpm")
+        let removed =
+            delete_if_present(&self.sub_v6_lpm, bytemuck::bytes_of(&key), "deleting from lns_sub_v6_lpm")?;
+        if removed && len > 64 {
+            self.count_long(Ipv6Addr::from(key.addr), 0, false)?;
+        }
+        Ok(removed)
+    }
+
+    /// Counts an entry longer than /64 in (or out of) its /64's tally in
+    /// `lns_sub_v6_long`, so that adding a /64 over another session's
+    /// longer entries is refused without walking the maps.
+    fn count_long(&self, addr: Ipv6Addr, index: u32, add: bool) -> Result<(), Error> {
+        const MIXED: u32 = u32::MAX;
+        let net: [u8; 8] = addr.octets()[..8].try_into().expect("8 of 16 bytes");
+        let cur = self
+            .sub_v6_long
+            .lookup(&net, MapFlags::ANY)
+            .map_err(ctx("reading lns_sub_v6_long"))?
+            .and_then(|v| bytemuck::try_pod_read_unaligned::<[u32; 2]>(&v).ok());
+        let next = match (cur, add) {
+            (None, true) => Some([index, 1]),
+            (Some([owner, count]), true) => Some([if owner == index { owner } else { MIXED }, count + 1]),
+            (Some([owner, count]), false) if count > 1 => Some([owner, count - 1]),
+            _ => None,
+        };
+        match next {
+            Some(v) => self
+                .sub_v6_long
+                .update(&net, bytemuck::bytes_of(&v), MapFlags::ANY)
+                .map_err(ctx("writing lns_sub_v6_long")),
+            None => delete_if_present(&self.sub_v6_long, &net, "deleting from lns_sub_v6_long").map(|_| ()),
+        }
     }
 
     /// Refuses an entry longer than /64 that falls in another session's
@@ -341,25 +394,6 @@ impl Maps {
         }
     }
 
-    /// The session of an entry longer than /64 inside the /64 at `net`, if
-    /// any (exact /128 addresses and trie entries /65../128): the trie is
-    /// walked, which is fine for a writer.
-    fn lookup_v6_longer_than_64(&self, net: &[u8; 16]) -> Result<Option<u32>, Error> {
-        for key in self.sub_v6.keys() {
-            if key.len() == 16 && key[..8] == net[..8] {
-                return self.read_index(&self.sub_v6, &key, "reading lns_sub_v6");
-            }
-        }
-        for key in self.sub_v6_lpm.keys() {
-            if let Ok(k) = bytemuck::try_pod_read_unaligned::<LpmV6>(&key) {
-                if k.prefixlen > 64 && k.addr[..8] == net[..8] {
-                    return self.read_index(&self.sub_v6_lpm, &key, "reading lns_sub_v6_lpm");
-                }
-            }
-        }
-        Ok(None)
-    }
-
     fn read_index(&self, map: &MapHandle, key: &[u8], what: &'static str) -> Result<Option<u32>, Error> {
         let v = map.lookup(key, MapFlags::ANY).map_err(ctx(what))?;
         Ok(v.and_then(|b| bytemuck::try_pod_read_unaligned::<u32>(&b).ok()))
@@ -378,6 +412,7 @@ impl Maps {
             ("lns_sub_v4", self.sub_v4.keys().count()),
             ("lns_sub_v6", self.sub_v6.keys().count()),
             ("lns_sub_v6_64", self.sub_v6_64.keys().count()),
+            ("lns_sub_v6_long", self.sub_v6_long.keys().count()),
             ("lns_sub_v4_lpm", self.sub_v4_lpm.keys().count()),
             ("lns_sub_v6_lpm", self.sub_v6_lpm.keys().count()),
         ])

@@ -168,7 +168,12 @@ impl Steering {
         }
         // A subscriber holds a SLAAC prefix and a delegated prefix, and some
         // have framed routes: room for two prefixes per session.
-        for map in [&mut maps.lns_sub_v4_lpm, &mut maps.lns_sub_v6_lpm, &mut maps.lns_sub_v6_64] {
+        for map in [
+            &mut maps.lns_sub_v4_lpm,
+            &mut maps.lns_sub_v6_lpm,
+            &mut maps.lns_sub_v6_64,
+            &mut maps.lns_sub_v6_long,
+        ] {
             map.set_max_entries(opts.max_sessions.saturating_mul(2).max(abi::MAX_PREFIXES))
                 .map_err(|e| Error::bpf("sizing the prefix maps", e))?;
         }
@@ -195,6 +200,7 @@ impl Steering {
                 (&mut maps.lns_sub_v4, "lns_sub_v4"),
                 (&mut maps.lns_sub_v6, "lns_sub_v6"),
                 (&mut maps.lns_sub_v6_64, "lns_sub_v6_64"),
+                (&mut maps.lns_sub_v6_long, "lns_sub_v6_long"),
                 (&mut maps.lns_sub_v4_lpm, "lns_sub_v4_lpm"),
                 (&mut maps.lns_sub_v6_lpm, "lns_sub_v6_lpm"),
                 (&mut maps.lns_counters, "lns_counters"),
@@ -222,6 +228,7 @@ impl Steering {
             sub_v4: handle(&m.lns_sub_v4)?,
             sub_v6: handle(&m.lns_sub_v6)?,
             sub_v6_64: handle(&m.lns_sub_v6_64)?,
+            sub_v6_long: handle(&m.lns_sub_v6_long)?,
             sub_v4_lpm: handle(&m.lns_sub_v4_lpm)?,
             sub_v6_lpm: handle(&m.lns_sub_v6_lpm)?,
             counters: handle(&m.lns_counters)?,
@@ -446,6 +453,7 @@ pub fn open_pinned(dir: &Path) -> Result<Maps, Error> {
         sub_v4: open("lns_sub_v4")?,
         sub_v6: open("lns_sub_v6")?,
         sub_v6_64: open("lns_sub_v6_64")?,
+        sub_v6_long: open("lns_sub_v6_long")?,
         sub_v4_lpm: open("lns_sub_v4_lpm")?,
         sub_v6_lpm: open("lns_sub_v6_lpm")?,
         counters: open("lns_counters")?,

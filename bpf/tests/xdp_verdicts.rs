@@ -934,6 +934,11 @@ fn a_longer_prefix_inside_another_sessions_64_is_refused() {
         maps.add_route_v6(Ipv6Addr::new(0x2001, 0xdb8, 0x78, 1, 0, 0, 0, 0), 64, 5),
         Err(lns_bpf::Error::PrefixOverlap { other: 4, .. })
     ));
+    // Once that entry is gone, the /64 may be routed; the tally is empty.
+    assert!(maps.remove_subscriber_v6(Ipv6Addr::new(0x2001, 0xdb8, 0x78, 1, 0, 0, 0, 1)).unwrap());
+    maps.add_route_v6(Ipv6Addr::new(0x2001, 0xdb8, 0x78, 1, 0, 0, 0, 0), 64, 5).unwrap();
     assert!(maps.remove_route_v6(net, 64).unwrap());
     assert!(!maps.remove_route_v6(net, 64).unwrap());
+    assert!(maps.remove_route_v6(inside, 96).unwrap());
+    assert_eq!(maps.entry_counts()["lns_sub_v6_long"], 0, "every longer entry counted out");
 }

@@ -58,6 +58,9 @@ struct Args {
     /// data path (XDP + worker) is what saturates, in both modes.
     #[arg(long)]
     threaded_napi: bool,
+    /// Packets of an unmeasured trafgen run before each measurement.
+    #[arg(long, default_value_t = 200_000)]
+    warmup: u64,
     /// Leave kernel.bpf_stats_enabled alone (the "xdp ns" column is then 0).
     #[arg(long)]
     no_bpf_stats: bool,
@@ -330,6 +333,7 @@ fn measure(
     xdp_mode: &str,
     search_steps: u32,
     threaded_napi: bool,
+    warmup: u64,
 ) -> Result<Row> {
     let pins = PinDir::new()?;
     let max = (sessions + 16).next_power_of_two().max(1024).to_string();
@@ -397,6 +401,12 @@ fn measure(
         }
         Err(last.unwrap_or_else(|| anyhow::anyhow!("trafgen did not run")))
     };
+    // A first run warms what the measured one uses (the worker's pages,
+    // trafgen's, caches); the very first run of a process came out up to
+    // 10 % slow.
+    if warmup > 0 {
+        run(None, warmup)?;
+    }
     // Saturation: trafgen as fast as it goes.
     let sat = run(None, packets)?;
     // Loss-free rate: a binary search under the delivered rate at
@@ -743,6 +753,7 @@ fn main() -> Result<()> {
                     &args.xdp_mode,
                     args.search_steps,
                     args.threaded_napi,
+                    args.warmup,
                 )?;
                 let mut lns = measure(
                     &lab,
@@ -755,6 +766,7 @@ fn main() -> Result<()> {
                     &args.xdp_mode,
                     args.search_steps,
                     args.threaded_napi,
+                    args.warmup,
                 )?;
                 lns.ratio_to_reflect =
                     (refl.loss_free_pps > 0.0).then(|| lns.loss_free_pps / refl.loss_free_pps);

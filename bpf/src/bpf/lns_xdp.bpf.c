@@ -33,6 +33,7 @@ const enum lns_session_state *lns_btf_session_state __attribute__((unused));
 const enum lns_direction *lns_btf_direction __attribute__((unused));
 const struct lns_session_stats *lns_btf_session_stats __attribute__((unused));
 const enum lns_owner *lns_btf_owner __attribute__((unused));
+const struct lns_long64 *lns_btf_long64 __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -90,6 +91,14 @@ struct {
 	__type(key, __u64);
 	__type(value, __u32);
 } lns_sub_v6_64 SEC(".maps");
+
+/* Written and read by userspace only (see lns_abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LNS_DEFAULT_MAX_SESSIONS);
+	__type(key, __u64);
+	__type(value, struct lns_long64);
+} lns_sub_v6_long SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
