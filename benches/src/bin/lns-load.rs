@@ -58,6 +58,10 @@ struct Args {
     /// data path (XDP + worker) is what saturates, in both modes.
     #[arg(long)]
     threaded_napi: bool,
+    /// Run the data plane's workers with --busy-poll (spin instead of
+    /// sleeping in poll(2) when idle), in both modes.
+    #[arg(long)]
+    busy_poll: bool,
     /// Packets of an unmeasured trafgen run before each measurement.
     #[arg(long, default_value_t = 200_000)]
     warmup: u64,
@@ -334,31 +338,33 @@ fn measure(
     search_steps: u32,
     threaded_napi: bool,
     warmup: u64,
+    busy_poll: bool,
 ) -> Result<Row> {
     let pins = PinDir::new()?;
     let max = (sessions + 16).next_power_of_two().max(1024).to_string();
-    let mut dp = lab.start_dataplane(
-        pins.path(),
-        &[
-            "--queues",
-            "1",
-            "--cores",
-            "1",
-            "--xdp-mode",
-            xdp_mode,
-            "--bind",
-            "copy",
-            "--mode",
-            mode,
-            "--stats-interval",
-            "0",
-            "--json",
-            "--max-sessions",
-            &max,
-            "--mss-clamp",
-            "off",
-        ],
-    )?;
+    let mut dp_args = vec![
+        "--queues",
+        "1",
+        "--cores",
+        "1",
+        "--xdp-mode",
+        xdp_mode,
+        "--bind",
+        "copy",
+        "--mode",
+        mode,
+        "--stats-interval",
+        "0",
+        "--json",
+        "--max-sessions",
+        &max,
+        "--mss-clamp",
+        "off",
+    ];
+    if busy_poll {
+        dp_args.push("--busy-poll");
+    }
+    let mut dp = lab.start_dataplane(pins.path(), &dp_args)?;
     install_sessions(pins.path(), sessions)?;
     let napi = if threaded_napi { napi_threads(&["acc0", "core0"]) } else { Vec::new() };
     if threaded_napi {
@@ -754,6 +760,7 @@ fn main() -> Result<()> {
                     args.search_steps,
                     args.threaded_napi,
                     args.warmup,
+                    args.busy_poll,
                 )?;
                 let mut lns = measure(
                     &lab,
@@ -767,6 +774,7 @@ fn main() -> Result<()> {
                     args.search_steps,
                     args.threaded_napi,
                     args.warmup,
+                    args.busy_poll,
                 )?;
                 lns.ratio_to_reflect =
                     (refl.loss_free_pps > 0.0).then(|| lns.loss_free_pps / refl.loss_free_pps);
