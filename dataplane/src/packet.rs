@@ -69,9 +69,12 @@ impl DropReason {
 /// What to do with the buffer after processing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Send `len` bytes from the start of the buffer out of the egress
-    /// interface given in the metadata.
+    /// Send `len` bytes from `buf[start..]` out of the egress interface
+    /// given in the metadata (the worker moves its descriptor's start
+    /// there: headers are stripped and prepended in place, the packet is
+    /// not moved).
     Forward {
+        start: usize,
         len: usize,
     },
     /// Send `len` bytes back out of the interface the frame came in on (an
@@ -264,11 +267,13 @@ fn write_eth(b: &mut [u8], at: usize, dmac: &[u8; 6], smac: &[u8; 6], ethertype:
     put16(b, at + 12, ethertype);
 }
 
-/// LAC → core. `buf[..len]` holds the metadata and the received frame;
-/// `buf` may be longer (the frame's capacity).
-pub fn decap(buf: &mut [u8], len: usize, meta: &XdpMeta, clamp: MssClamp, mtu: u16) -> Outcome {
+/// LAC → core. `buf[at..len]` holds the metadata and the received frame;
+/// `buf` may be longer (the frame's capacity). The new Ethernet header is
+/// written over the end of the outer headers, right before the subscriber
+/// packet, which stays where it is.
+pub fn decap(buf: &mut [u8], at: usize, len: usize, meta: &XdpMeta, clamp: MssClamp, mtu: u16) -> Outcome {
     let len = len.min(buf.len());
-    let ip = META_LEN + meta.inner_offset as usize;
+    let ip = at + META_LEN + meta.inner_offset as usize;
     let v = meta.ip_version;
     let Some(ilen) = ip_len(buf, ip, len, v) else { return Outcome::Drop(DropReason::Malformed) };
     if !hop(buf, ip, v) {
@@ -277,9 +282,11 @@ pub fn decap(buf: &mut [u8], len: usize, meta: &XdpMeta, clamp: MssClamp, mtu: u
     if let Some(mss) = mss_for(clamp, mtu, v) {
         clamp_mss(buf, ip, ilen, v, mss);
     }
-    buf.copy_within(ip..ip + ilen, ETH_LEN);
-    write_eth(buf, 0, &meta.dmac, &meta.smac, if v == 4 { ETHERTYPE_IPV4 } else { ETHERTYPE_IPV6 });
-    Outcome::Forward { len: ETH_LEN + ilen }
+    // The metadata and the Ethernet header come before the subscriber
+    // packet, so there are always more than 14 bytes in front of it.
+    let start = ip - ETH_LEN;
+    write_eth(buf, start, &meta.dmac, &meta.smac, if v == 4 { ETHERTYPE_IPV4 } else { ETHERTYPE_IPV6 });
+    Outcome::Forward { start, len: ETH_LEN + ilen }
 }
 
 /// Length of the headers [`encap`] puts before the subscriber packet.
@@ -293,9 +300,14 @@ pub fn encap_overhead(s: &Session) -> usize {
     ETH_LEN + if outer_v4 { 20 } else { 40 } + 8 + l2tp + ppp
 }
 
-/// Core → LAC. `ns` is the next data-message Ns when the session sequences.
+/// Core → LAC. `buf[at..len]` holds the metadata and the received frame;
+/// the headers go into the bytes before the subscriber packet (the worker
+/// leaves room before the metadata). `ns` is the next data-message Ns when
+/// the session sequences.
+#[allow(clippy::too_many_arguments)]
 pub fn encap(
     buf: &mut [u8],
+    at: usize,
     len: usize,
     meta: &XdpMeta,
     s: &Session,
@@ -304,11 +316,11 @@ pub fn encap(
     st: &mut EncapState,
 ) -> Outcome {
     let len = len.min(buf.len());
-    let ip = META_LEN + meta.inner_offset as usize;
+    let ip = at + META_LEN + meta.inner_offset as usize;
     let v = meta.ip_version;
     let Some(ilen) = ip_len(buf, ip, len, v) else { return Outcome::Drop(DropReason::Malformed) };
     if ilen > s.mtu as usize {
-        return too_big(buf, ip, ilen, meta, s.mtu);
+        return too_big(buf, at, ip, ilen, meta, s.mtu);
     }
     if !hop(buf, ip, v) {
         return Outcome::Drop(DropReason::TtlExceeded);
@@ -320,7 +332,9 @@ pub fn encap(
 }
 
 /// Encapsulates the subscriber packet at `buf[ip..ip + ilen]` (already
-/// routed: hop limit done) so that the frame starts at `buf[0]`.
+/// routed: hop limit done): the headers are written right before it when
+/// there is room, else the packet is moved so that the frame starts at
+/// `buf[0]`.
 #[allow(clippy::too_many_arguments)]
 pub fn encap_at(
     buf: &mut [u8],
@@ -333,17 +347,23 @@ pub fn encap_at(
     st: &mut EncapState,
 ) -> Outcome {
     let hdr = encap_overhead(s);
-    if hdr + ilen > buf.len() {
-        return Outcome::Drop(DropReason::NoRoom);
-    }
-    buf.copy_within(ip..ip + ilen, hdr);
+    let base = match ip.checked_sub(hdr) {
+        Some(base) => base,
+        None => {
+            if hdr + ilen > buf.len() {
+                return Outcome::Drop(DropReason::NoRoom);
+            }
+            buf.copy_within(ip..ip + ilen, hdr);
+            0
+        }
+    };
 
     let peer = lns_bpf::abi::unmap(s.peer_addr);
     let outer_v4 = peer.is_ipv4();
-    write_eth(buf, 0, &meta.dmac, &meta.smac, if outer_v4 { ETHERTYPE_IPV4 } else { ETHERTYPE_IPV6 });
-    let l3 = ETH_LEN;
+    write_eth(buf, base, &meta.dmac, &meta.smac, if outer_v4 { ETHERTYPE_IPV4 } else { ETHERTYPE_IPV6 });
+    let l3 = base + ETH_LEN;
     let l4 = l3 + if outer_v4 { 20 } else { 40 };
-    let udp_len = hdr - l4 + ilen;
+    let udp_len = base + hdr - l4 + ilen;
     if outer_v4 {
         let tot = (udp_len + 20) as u16;
         st.ip_id = st.ip_id.wrapping_add(1);
@@ -411,8 +431,8 @@ pub fn encap_at(
         put16(buf, o, proto);
         o += 2;
     }
-    debug_assert_eq!(o, hdr);
-    let total = hdr + ilen;
+    debug_assert_eq!(o, base + hdr);
+    let total = base + hdr + ilen;
     // The UDP checksum is mandatory over IPv6 and optional over IPv4
     // (RFC 768), where the session says whether to compute it.
     if !outer_v4 || s.flags & Session::UDP_CSUM_ZERO == 0 {
@@ -430,12 +450,12 @@ pub fn encap_at(
         }
         put16(buf, l4 + 6, c);
     }
-    Outcome::Forward { len: total }
+    Outcome::Forward { start: base, len: hdr + ilen }
 }
 
 /// A downstream packet over the session MTU: ICMP back to its source, or
 /// fragmentation for IPv4 without DF.
-fn too_big(buf: &mut [u8], ip: usize, ilen: usize, meta: &XdpMeta, mtu: u16) -> Outcome {
+fn too_big(buf: &mut [u8], at: usize, ip: usize, ilen: usize, meta: &XdpMeta, mtu: u16) -> Outcome {
     let v = meta.ip_version;
     if v == 4 {
         let frag = be16(buf, ip + 6).unwrap_or(0);
@@ -445,12 +465,12 @@ fn too_big(buf: &mut [u8], ip: usize, ilen: usize, meta: &XdpMeta, mtu: u16) -> 
         if is_icmp_error(buf, ip, v) {
             return Outcome::Drop(DropReason::TooBig);
         }
-        icmp_reply(buf, ip, ilen, meta, 3, 4, mtu as u32)
+        icmp_reply(buf, at, ip, ilen, meta, 3, 4, mtu as u32)
     } else {
         if is_icmp_error(buf, ip, v) {
             return Outcome::Drop(DropReason::TooBig);
         }
-        icmp_reply(buf, ip, ilen, meta, 2, 0, mtu as u32)
+        icmp_reply(buf, at, ip, ilen, meta, 2, 0, mtu as u32)
     }
 }
 
@@ -468,9 +488,19 @@ fn is_icmp_error(b: &[u8], ip: usize, v: u8) -> bool {
 /// us to the packet's source, quoting the packet, sent back the way it came.
 /// The LNS answers from the address the packet was sent to, as the router on
 /// the path to that destination.
-fn icmp_reply(buf: &mut [u8], ip: usize, ilen: usize, meta: &XdpMeta, ty: u8, code: u8, mtu: u32) -> Outcome {
+#[allow(clippy::too_many_arguments)]
+fn icmp_reply(
+    buf: &mut [u8],
+    at: usize,
+    ip: usize,
+    ilen: usize,
+    meta: &XdpMeta,
+    ty: u8,
+    code: u8,
+    mtu: u32,
+) -> Outcome {
     // Back the way it came: the original Ethernet source is the next hop.
-    let eth = META_LEN;
+    let eth = at + META_LEN;
     let mut smac = [0u8; 6];
     let mut dmac = [0u8; 6];
     dmac.copy_from_slice(&buf[eth + 6..eth + 12]);

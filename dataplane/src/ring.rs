@@ -158,6 +158,13 @@ impl Rings {
         (d, len)
     }
 
+    /// Moves the start of `desc`'s data by `delta` bytes within its frame
+    /// (negative: into the room the kernel leaves before a received
+    /// packet), the end staying put; false if that would leave the frame.
+    pub fn move_start(&self, desc: &mut FrameDesc, delta: isize) -> bool {
+        self.umem.move_data_start(desc, delta)
+    }
+
     /// Queues frames for sending on `port`; returns how many the ring took
     /// (the rest stay with the caller).
     pub fn send(&mut self, port: usize, descs: &[FrameDesc]) -> usize {

@@ -14,6 +14,12 @@ use xsk_rs::FrameDesc;
 use crate::packet::{self, DropReason, EncapState, MssClamp, Outcome};
 use crate::ring::Rings;
 
+/// Bytes a worker claims before a received frame's metadata for the outer
+/// headers of encapsulation: at least the largest overhead (Ethernet, IPv6,
+/// UDP, L2TP with length and sequence numbers, PPP: 78) less the 46 bytes of
+/// metadata and Ethernet header already there.
+const PREPEND_ROOM: usize = 64;
+
 /// How often a worker publishes its counters and batch-time histogram.
 const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
@@ -186,7 +192,9 @@ impl Worker {
             // Merging the batch-time histogram walks all its buckets: at most
             // every PUBLISH_EVERY (it was 11 % of the worker's time when done
             // on every idle pass).
-            if (received == 0 || self.local.batches % 256 == 0) && self.published.elapsed() >= PUBLISH_EVERY {
+            if (received == 0 || self.local.batches.is_multiple_of(256))
+                && self.published.elapsed() >= PUBLISH_EVERY
+            {
                 self.publish();
             }
         }
@@ -267,9 +275,15 @@ impl Worker {
         }
 
         let shared = &self.shared;
+        // Room for the outer headers before the received bytes (the kernel
+        // leaves 256 bytes before a packet, the program took 32 for the
+        // metadata): encapsulation writes them there instead of moving the
+        // packet. Without it (a frame whose start moved), the packet moves.
+        let at = if self.rings.move_start(desc, -(PREPEND_ROOM as isize)) { PREPEND_ROOM } else { 0 };
+        // `len` counts from the new start: the room, the metadata, the frame.
         let (mut d, len) = self.rings.frame(desc);
         let buf = d.contents_mut();
-        let Some(meta) = XdpMeta::from_bytes(buf) else {
+        let Some(meta) = buf.get(at..).and_then(XdpMeta::from_bytes) else {
             drop(d);
             self.local.drop(DropReason::Malformed);
             return Action::Free;
@@ -287,9 +301,9 @@ impl Worker {
         }
         let (outcome, inner_bytes) = match meta.direction() {
             Some(Direction::Upstream) => {
-                let o = packet::decap(buf, len, &meta, self.cfg.mss, s.mtu);
+                let o = packet::decap(buf, at, len, &meta, self.cfg.mss, s.mtu);
                 let bytes = match o {
-                    Outcome::Forward { len } => len - packet::ETH_LEN,
+                    Outcome::Forward { len, .. } => len - packet::ETH_LEN,
                     _ => 0,
                 };
                 (o, bytes)
@@ -297,9 +311,9 @@ impl Worker {
             Some(Direction::Downstream) => {
                 let ns = (s.flags & Session::SEQUENCING != 0)
                     .then(|| shared.ns.fetch_add(idx).map(|v| v as u16).unwrap_or(0));
-                let o = packet::encap(buf, len, &meta, &s, self.cfg.mss, ns, &mut self.encap);
+                let o = packet::encap(buf, at, len, &meta, &s, self.cfg.mss, ns, &mut self.encap);
                 let bytes = match o {
-                    Outcome::Forward { len } => len - packet::encap_overhead(&s),
+                    Outcome::Forward { len, .. } => len - packet::encap_overhead(&s),
                     _ => 0,
                 };
                 (o, bytes)
@@ -307,9 +321,15 @@ impl Worker {
             None => (Outcome::Drop(DropReason::Malformed), 0),
         };
         match outcome {
-            Outcome::Forward { len } => {
-                d.cursor().set_pos(len);
+            Outcome::Forward { start, len } => {
+                // Send from where the frame now starts: the data ends at
+                // start + len, then its start moves up to `start`.
+                d.cursor().set_pos(start + len);
                 drop(d);
+                if !self.rings.move_start(desc, start as isize) {
+                    self.local.drop(DropReason::NoRoom);
+                    return Action::Free;
+                }
                 let Some(out) = self.port_of(meta.egress_ifindex) else {
                     self.local.no_egress += 1;
                     return Action::Free;
@@ -367,9 +387,14 @@ impl Worker {
             }
             buf[at..at + piece.len()].copy_from_slice(&piece);
             match packet::encap_at(buf, at, piece.len(), 4, meta, s, ns, &mut self.encap) {
-                Outcome::Forward { len } => {
-                    d.cursor().set_pos(len);
+                Outcome::Forward { start, len } => {
+                    d.cursor().set_pos(start + len);
                     drop(d);
+                    if !self.rings.move_start(&mut desc, start as isize) {
+                        self.rings.free.push(desc);
+                        self.local.drop(DropReason::NoRoom);
+                        continue;
+                    }
                     self.local.fragments += 1;
                     self.account(idx, false, piece.len());
                     self.pending[out].push(desc);

@@ -29,6 +29,9 @@ fuzz_target!(|data: &[u8]| {
     let len = buf.len();
     buf.resize(2048.max(len), 0);
     let clamp = if head[7] & 2 == 0 { MssClamp::Auto } else { MssClamp::Fixed(536) };
-    let _ = decap(&mut buf.clone(), len, &meta, clamp, s.mtu);
-    let _ = encap(&mut buf, len, &meta, &s, clamp, Some(1), &mut EncapState::default());
+    // The worker's two layouts: metadata at the start, or after 64 bytes of
+    // room (taken from the fuzzer's own bytes).
+    let at = if head[7] & 4 == 0 { 0 } else { 64.min(len) };
+    let _ = decap(&mut buf.clone(), at, len, &meta, clamp, s.mtu);
+    let _ = encap(&mut buf, at, len, &meta, &s, clamp, Some(1), &mut EncapState::default());
 });

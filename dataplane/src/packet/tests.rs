@@ -76,10 +76,15 @@ fn upstream_buf(inner: &[u8], proto: u16) -> (Vec<u8>, usize, u16) {
 
 /// meta + Ethernet + inner as it arrives from the core.
 fn downstream_buf(inner: &[u8], version: u8) -> (Vec<u8>, usize, XdpMeta) {
+    downstream_buf_at(inner, version, 0)
+}
+
+/// The same `at` bytes into the buffer (the room the worker leaves).
+fn downstream_buf_at(inner: &[u8], version: u8, at: usize) -> (Vec<u8>, usize, XdpMeta) {
     let mut buf = vec![0u8; 2048];
     let m = meta(2, version, 14);
-    buf[..META_LEN].copy_from_slice(bytemuck::bytes_of(&m));
-    let eth = META_LEN;
+    buf[at..at + META_LEN].copy_from_slice(bytemuck::bytes_of(&m));
+    let eth = at + META_LEN;
     buf[eth..eth + 6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
     buf[eth + 6..eth + 12].copy_from_slice(&[2, 0, 0, 0, 0, 3]);
     buf[eth + 12..eth + 14].copy_from_slice(&if version == 4 { [8, 0] } else { [0x86, 0xdd] });
@@ -96,8 +101,12 @@ fn decap_ipv4_strips_the_tunnel_and_routes() {
     let inner = udp_v4(SUB, CORE, 64, b"hello core");
     let (mut buf, len, off) = upstream_buf(&inner, 0x21);
     let m = meta(1, 4, off);
-    let Outcome::Forward { len: out } = decap(&mut buf, len, &m, MssClamp::Off, 1460) else { panic!() };
+    let Outcome::Forward { start, len: out } = decap(&mut buf, 0, len, &m, MssClamp::Off, 1460) else {
+        panic!()
+    };
     assert_eq!(out, 14 + inner.len());
+    assert_eq!(start, META_LEN + off as usize - 14, "the packet stays, the header goes right before it");
+    let buf = &buf[start..];
     assert_eq!(&buf[0..6], &m.dmac);
     assert_eq!(&buf[6..12], &m.smac);
     assert_eq!(&buf[12..14], &[8, 0]);
@@ -115,7 +124,10 @@ fn decap_ipv6_decrements_the_hop_limit() {
     let inner = udp_v6(SUB6, CORE6, b"hello");
     let (mut buf, len, off) = upstream_buf(&inner, 0x57);
     let m = meta(1, 6, off);
-    let Outcome::Forward { len: out } = decap(&mut buf, len, &m, MssClamp::Off, 1460) else { panic!() };
+    let Outcome::Forward { start, len: out } = decap(&mut buf, 0, len, &m, MssClamp::Off, 1460) else {
+        panic!()
+    };
+    let buf = &buf[start..];
     assert_eq!(&buf[12..14], &[0x86, 0xdd]);
     assert_eq!(buf[14 + 7], 63);
     assert_eq!(&buf[14 + 8..out], &inner[8..]);
@@ -126,7 +138,7 @@ fn expiring_ttl_is_dropped() {
     let inner = udp_v4(SUB, CORE, 1, b"x");
     let (mut buf, len, off) = upstream_buf(&inner, 0x21);
     assert_eq!(
-        decap(&mut buf, len, &meta(1, 4, off), MssClamp::Off, 1460),
+        decap(&mut buf, 0, len, &meta(1, 4, off), MssClamp::Off, 1460),
         Outcome::Drop(DropReason::TtlExceeded)
     );
 }
@@ -223,16 +235,26 @@ fn encap_builds_every_header_form() {
                 } else {
                     udp_v6(CORE6, SUB6, b"to the subscriber")
                 };
-                let (mut buf, len, m) = downstream_buf(&inner, version);
-                let mut st = EncapState::default();
-                let Outcome::Forward { len: out } =
-                    encap(&mut buf, len, &m, &s, MssClamp::Off, Some(5), &mut st)
-                else {
-                    panic!()
-                };
-                assert_eq!(out, encap_overhead(&s) + inner.len());
-                assert_eq!(&buf[0..6], &m.dmac);
-                check_encap(&buf[..out], &s, &inner, version);
+                // Without room before the metadata the packet moves; with
+                // the worker's 64 bytes the headers go in front of it.
+                for at in [0, 64] {
+                    let (mut buf, len, m) = downstream_buf_at(&inner, version, at);
+                    let mut st = EncapState::default();
+                    let Outcome::Forward { start, len: out } =
+                        encap(&mut buf, at, len, &m, &s, MssClamp::Off, Some(5), &mut st)
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(out, encap_overhead(&s) + inner.len());
+                    let ip = at + META_LEN + 14;
+                    if at == 0 {
+                        assert_eq!(start, 0, "moved");
+                    } else {
+                        assert_eq!(start + encap_overhead(&s), ip, "in place");
+                    }
+                    assert_eq!(&buf[start..start + 6], &m.dmac);
+                    check_encap(&buf[start..start + out], &s, &inner, version);
+                }
             }
         }
     }
@@ -267,21 +289,23 @@ fn mss_is_clamped_on_syn_both_ways() {
     // Upstream, auto from a 1400-byte MTU.
     let syn = tcp_syn(1460);
     let (mut buf, len, off) = upstream_buf(&syn, 0x21);
-    let Outcome::Forward { len: out } = decap(&mut buf, len, &meta(1, 4, off), MssClamp::Auto, 1400) else {
+    let Outcome::Forward { start, len: out } =
+        decap(&mut buf, 0, len, &meta(1, 4, off), MssClamp::Auto, 1400)
+    else {
         panic!()
     };
-    let ip = &buf[14..out];
+    let ip = &buf[start + 14..start + out];
     assert_eq!(u16::from_be_bytes([ip[20 + 22], ip[20 + 23]]), 1360);
     assert!(tcp_checksum_ok(ip));
     // Downstream, fixed.
     let s = session(false, Session::UDP_CSUM_ZERO);
     let (mut buf, len, m) = downstream_buf(&tcp_syn(1460), 4);
-    let Outcome::Forward { len: out } =
-        encap(&mut buf, len, &m, &s, MssClamp::Fixed(1200), None, &mut EncapState::default())
+    let Outcome::Forward { start, len: out } =
+        encap(&mut buf, 0, len, &m, &s, MssClamp::Fixed(1200), None, &mut EncapState::default())
     else {
         panic!()
     };
-    let ip = &buf[encap_overhead(&s)..out];
+    let ip = &buf[start + encap_overhead(&s)..start + out];
     assert_eq!(u16::from_be_bytes([ip[20 + 22], ip[20 + 23]]), 1200);
     assert!(tcp_checksum_ok(ip));
     // A smaller MSS is left alone, and so is a non-SYN.
@@ -297,7 +321,7 @@ fn oversized_downstream_gets_icmp_or_fragmentation() {
     let big = udp_v4(CORE, SUB, 64, &[0x55; 1000]);
     let (mut buf, len, m) = downstream_buf(&big, 4);
     let Outcome::Reply { len: out } =
-        encap(&mut buf, len, &m, &s, MssClamp::Off, None, &mut EncapState::default())
+        encap(&mut buf, 0, len, &m, &s, MssClamp::Off, None, &mut EncapState::default())
     else {
         panic!()
     };
@@ -320,7 +344,7 @@ fn oversized_downstream_gets_icmp_or_fragmentation() {
     let big6 = udp_v6(CORE6, SUB6, &[0x66; 1000]);
     let (mut buf, len, m) = downstream_buf(&big6, 6);
     let Outcome::Reply { len: out } =
-        encap(&mut buf, len, &m, &s, MssClamp::Off, None, &mut EncapState::default())
+        encap(&mut buf, 0, len, &m, &s, MssClamp::Off, None, &mut EncapState::default())
     else {
         panic!()
     };
@@ -346,7 +370,7 @@ fn oversized_downstream_gets_icmp_or_fragmentation() {
     nodf[10..12].copy_from_slice(&c.to_be_bytes());
     let (mut buf, len, m) = downstream_buf(&nodf, 4);
     let Outcome::Fragment { inner, inner_len } =
-        encap(&mut buf, len, &m, &s, MssClamp::Off, None, &mut EncapState::default())
+        encap(&mut buf, 0, len, &m, &s, MssClamp::Off, None, &mut EncapState::default())
     else {
         panic!()
     };
@@ -370,18 +394,18 @@ fn truncated_or_lying_buffers_never_panic() {
         let mut b = buf.clone();
         b.truncate(cut.max(1));
         let l = cut.min(b.len());
-        let _ = decap(&mut b, l, &meta(1, 4, off), MssClamp::Auto, 1460);
+        let _ = decap(&mut b, 0, l, &meta(1, 4, off), MssClamp::Auto, 1460);
         let mut b = buf.clone();
         b.truncate(cut.max(1));
         let s = session(false, 0);
         let l = cut.min(b.len());
-        let _ = encap(&mut b, l, &meta(2, 4, off), &s, MssClamp::Auto, None, &mut EncapState::default());
+        let _ = encap(&mut b, 0, l, &meta(2, 4, off), &s, MssClamp::Auto, None, &mut EncapState::default());
     }
     // Metadata pointing anywhere.
     for off in [0u16, 1, 500, 2000, u16::MAX] {
         let mut b = buf.clone();
         assert!(matches!(
-            decap(&mut b, len, &meta(1, 4, off), MssClamp::Off, 1460),
+            decap(&mut b, 0, len, &meta(1, 4, off), MssClamp::Off, 1460),
             Outcome::Drop(_) | Outcome::Forward { .. }
         ));
     }
