@@ -840,19 +840,16 @@ fn sessions_are_found_at_their_direct_slot_and_elsewhere() {
 
     // Session 300 of tunnel 101 has direct slot 300 in one bank; an
     // operator's session of tunnel 100 sits there, so 300/101 lives at 7.
-    let mut squatter = Lab::session(SessionState::Forwarding);
-    squatter.local_session_id = 300;
-    squatter.ipv4 = [198, 51, 100, 30];
-    squatter.ipv6_prefix_len = 0;
-    squatter.delegated_prefix_len = 0;
-    lab.install(300, &squatter);
-    let mut displaced = Lab::session(SessionState::Forwarding);
-    displaced.local_tunnel_id = 101;
-    displaced.local_session_id = 300;
-    displaced.ipv4 = [198, 51, 100, 31];
-    displaced.ipv6_prefix_len = 0;
-    displaced.delegated_prefix_len = 0;
-    lab.install(7, &displaced);
+    let v4_only = |tunnel: u16, session: u16, last: u8| {
+        let mut s = Lab::session(SessionState::Forwarding);
+        (s.local_tunnel_id, s.local_session_id) = (tunnel, session);
+        s.ipv4 = [198, 51, 100, last];
+        s.ipv6_prefix_len = 0;
+        s.delegated_prefix_len = 0;
+        s
+    };
+    lab.install(300, &v4_only(100, 300, 30));
+    lab.install(7, &v4_only(101, 300, 31));
     let from = |tunnel: u16, session: u16, src: Ipv4Addr| {
         let inner = inner_v4(src, CORE_V4, b"x");
         lac_frame(
