@@ -79,7 +79,7 @@ pub struct EndpointConfig {
     pub max_half_open: usize,
     pub tunnel_id_hold_down: Duration,
     /// 0: each tunnel has its own session-id space. n (a power of two;
-    /// others are rounded up): tunnels whose local ids agree in their low
+    /// others are rounded up, and more than 65,536 is 65,536): tunnels whose local ids agree in their low
     /// log2(n) bits (a bank) share one space, so (tunnel id & (n - 1),
     /// session id) names one session on the whole endpoint. The data plane
     /// keeps a session at a slot computed from those (no hash lookup per
@@ -204,7 +204,8 @@ impl Endpoint {
         let ids = IdAllocator::new(cfg.tunnel_id_hold_down);
         let banks = match cfg.session_id_banks {
             0 => 0,
-            n => n.next_power_of_two().min(1 << 16),
+            // More banks than tunnel ids would leave banks no tunnel uses.
+            n => n.min(1 << 16).next_power_of_two(),
         };
         let spaces = (0..banks).map(|_| SessionIdSpace::default()).collect();
         Endpoint {
@@ -248,8 +249,10 @@ impl Endpoint {
     }
 
     fn share_session_ids(&self, tunnel: &mut Tunnel, id: TunnelId) {
-        if !self.spaces.is_empty() {
-            tunnel.share_session_ids(self.spaces[self.session_id_bank(id) as usize].clone());
+        if let Some(space) = self.spaces.get(self.session_id_bank(id) as usize) {
+            // A tunnel just created holds no session id yet: always taken.
+            let shared = tunnel.share_session_ids(space.clone());
+            debug_assert!(shared);
         }
     }
 

@@ -22,27 +22,108 @@ pub struct SessionIdSpace(Arc<Mutex<SpaceBits>>);
 
 #[derive(Debug)]
 struct SpaceBits {
-    taken: Box<[u64; 1024]>,
-    reserved: Box<[u64; 1024]>,
+    taken: Box<[u64; WORDS]>,
+    reserved: Box<[u64; WORDS]>,
     taken_count: usize,
 }
 
+/// 65,536 ids, one bit each.
+const WORDS: usize = 1024;
+
 impl Default for SpaceBits {
     fn default() -> Self {
-        SpaceBits { taken: Box::new([0; 1024]), reserved: Box::new([0; 1024]), taken_count: 0 }
+        SpaceBits { taken: Box::new([0; WORDS]), reserved: Box::new([0; WORDS]), taken_count: 0 }
     }
 }
 
-fn bit(map: &[u64; 1024], id: u16) -> bool {
+fn bit(map: &[u64; WORDS], id: u16) -> bool {
     map[usize::from(id >> 6)] & (1 << (id & 63)) != 0
 }
 
-fn set_bit(map: &mut [u64; 1024], id: u16, on: bool) {
+fn set_bit(map: &mut [u64; WORDS], id: u16, on: bool) {
     let (w, b) = (usize::from(id >> 6), 1u64 << (id & 63));
     if on {
         map[w] |= b;
     } else {
         map[w] &= !b;
+    }
+}
+
+/// The positions of the set bits of `word`, lowest first.
+fn ones(mut word: u64) -> impl Iterator<Item = u16> {
+    std::iter::from_fn(move || {
+        if word == 0 {
+            return None;
+        }
+        let b = word.trailing_zeros() as u16;
+        word &= word - 1;
+        Some(b)
+    })
+}
+
+impl SpaceBits {
+    /// Ids of word `w` that no tunnel holds and nobody reserved (0 never).
+    fn free_word(&self, w: usize) -> u64 {
+        let free = !(self.taken[w] | self.reserved[w]);
+        if w == 0 {
+            free & !1
+        } else {
+            free
+        }
+    }
+
+    fn free(&self, id: u16) -> bool {
+        self.free_word(usize::from(id >> 6)) & (1 << (id & 63)) != 0
+    }
+
+    fn free_count(&self) -> u32 {
+        (0..WORDS).map(|w| self.free_word(w).count_ones()).sum()
+    }
+
+    /// The `k`-th free id, counting from 0 upwards.
+    fn nth_free(&self, mut k: u32) -> Option<u16> {
+        for w in 0..WORDS {
+            let free = self.free_word(w);
+            let n = free.count_ones();
+            if k < n {
+                let b = ones(free).nth(k as usize)?;
+                return Some((w as u16) << 6 | b);
+            }
+            k -= n;
+        }
+        None
+    }
+
+    /// The free ids from `start` on, wrapping around, each once.
+    fn free_from(&self, start: u16) -> impl Iterator<Item = u16> + '_ {
+        let (w0, b0) = (usize::from(start >> 6), u32::from(start & 63));
+        // The first word is visited twice: its ids from `start` on first,
+        // those below `start` last.
+        (0..=WORDS).flat_map(move |i| {
+            let w = (w0 + i) % WORDS;
+            let mask = match i {
+                0 => !0u64 << b0,
+                WORDS => !(!0u64 << b0),
+                _ => !0,
+            };
+            ones(self.free_word(w) & mask).map(move |b| (w as u16) << 6 | b)
+        })
+    }
+
+    fn take(&mut self, id: u16) -> bool {
+        if !self.free(id) {
+            return false;
+        }
+        set_bit(&mut self.taken, id, true);
+        self.taken_count += 1;
+        true
+    }
+
+    fn give_back(&mut self, id: u16) {
+        if bit(&self.taken, id) {
+            set_bit(&mut self.taken, id, false);
+            self.taken_count -= 1;
+        }
     }
 }
 
@@ -71,30 +152,6 @@ impl SessionIdSpace {
     pub fn unreserve(&self, id: u16) {
         set_bit(&mut self.bits().reserved, id, false);
     }
-
-    fn available(&self, id: u16) -> bool {
-        let b = self.bits();
-        !bit(&b.taken, id) && !bit(&b.reserved, id)
-    }
-
-    /// Takes `id` if it is available.
-    fn take(&self, id: u16) -> bool {
-        let mut b = self.bits();
-        if bit(&b.taken, id) || bit(&b.reserved, id) {
-            return false;
-        }
-        set_bit(&mut b.taken, id, true);
-        b.taken_count += 1;
-        true
-    }
-
-    fn give_back(&self, id: u16) {
-        let mut b = self.bits();
-        if bit(&b.taken, id) {
-            set_bit(&mut b.taken, id, false);
-            b.taken_count -= 1;
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -122,16 +179,15 @@ impl IdAllocator {
     }
 
     /// Draws ids from `space` (together with its other allocators) from now
-    /// on; ids already handed out move into it.
-    pub(crate) fn share(&mut self, space: SessionIdSpace) {
-        for id in &self.in_use {
-            space.take(*id);
+    /// on. Only before the first id is handed out: one this allocator holds
+    /// may be held by another of the space too. False (and nothing changes)
+    /// after.
+    pub(crate) fn share(&mut self, space: SessionIdSpace) -> bool {
+        if !self.in_use.is_empty() {
+            return false;
         }
-        if let Some(old) = self.shared.replace(space) {
-            for id in &self.in_use {
-                old.give_back(*id);
-            }
-        }
+        self.shared = Some(space);
+        true
     }
 
     fn expire(&mut self, now: Instant) {
@@ -147,45 +203,63 @@ impl IdAllocator {
     }
 
     fn free(&self, id: u16) -> bool {
-        id != 0
-            && !self.in_use.contains(&id)
-            && !self.held.contains_key(&id)
-            && self.shared.as_ref().is_none_or(|s| s.available(id))
+        id != 0 && !self.in_use.contains(&id) && !self.held.contains_key(&id)
     }
 
-    /// Takes `id` if it is free here and in the shared space.
-    fn claim(&mut self, id: u16) -> bool {
-        if id == 0 || self.in_use.contains(&id) || self.held.contains_key(&id) {
-            return false;
-        }
-        if let Some(s) = &self.shared {
-            if !s.take(id) {
-                return false;
-            }
-        }
-        self.in_use.insert(id);
-        true
-    }
-
-    /// A fresh id, or None when all 65535 are taken or held.
+    /// A fresh id, or None when all 65535 are taken, reserved or held.
     pub(crate) fn allocate(&mut self, now: Instant, rng: &mut StdRng) -> Option<u16> {
         self.expire(now);
+        let id = match &self.shared {
+            Some(space) => Self::allocate_shared(&mut space.bits(), &self.held, rng)?,
+            None => self.allocate_own(rng)?,
+        };
+        self.in_use.insert(id);
+        Some(id)
+    }
+
+    fn allocate_own(&self, rng: &mut StdRng) -> Option<u16> {
         // Random probes first; they almost always succeed.
         for _ in 0..32 {
             let id: u16 = rng.gen();
-            if self.claim(id) {
+            if self.free(id) {
                 return Some(id);
             }
         }
         // Crowded: scan from a random start.
         let start: u16 = rng.gen();
-        (0..=u16::MAX).map(|i| start.wrapping_add(i)).find(|&id| self.free(id) && self.claim(id))
+        (0..=u16::MAX).map(|i| start.wrapping_add(i)).find(|&id| self.free(id))
+    }
+
+    /// Under one lock, on the bits: the data plane reserves every id whose
+    /// slot lies beyond its table, one long run, so a bank is often mostly
+    /// reserved, and a scan id by id from a random start would both walk
+    /// that run for every call and hand out the ids just after it in order.
+    fn allocate_shared(bits: &mut SpaceBits, held: &HashMap<u16, Instant>, rng: &mut StdRng) -> Option<u16> {
+        // Ids this tunnel holds are taken in the space; those it holds
+        // down are free there, and another tunnel may have them.
+        let usable = |bits: &SpaceBits, id: u16| bits.free(id) && !held.contains_key(&id);
+        let mut id = (0..32).map(|_| rng.gen::<u16>()).find(|&id| usable(bits, id));
+        if id.is_none() {
+            // Crowded: from a free id drawn uniformly, the next this tunnel
+            // does not hold down.
+            let free = bits.free_count();
+            if free == 0 {
+                return None;
+            }
+            let start = bits.nth_free(rng.gen_range(0..free))?;
+            id = bits.free_from(start).find(|id| !held.contains_key(id));
+        }
+        let id = id?;
+        // Found free under this same lock.
+        let taken = bits.take(id);
+        debug_assert!(taken);
+        Some(id)
     }
 
     pub(crate) fn release(&mut self, now: Instant, id: u16) {
         if self.in_use.remove(&id) {
             if let Some(s) = &self.shared {
-                s.give_back(id);
+                s.bits().give_back(id);
             }
             let until = now + self.hold_down;
             self.held.insert(id, until);
@@ -203,8 +277,9 @@ impl Drop for IdAllocator {
     /// A tunnel that goes away returns whatever ids it still held.
     fn drop(&mut self) {
         if let Some(s) = &self.shared {
+            let mut bits = s.bits();
             for id in &self.in_use {
-                s.give_back(*id);
+                bits.give_back(*id);
             }
         }
     }
@@ -222,8 +297,8 @@ mod tests {
         let space = SessionIdSpace::default();
         let mut a = IdAllocator::new(Duration::from_secs(60));
         let mut b = IdAllocator::new(Duration::from_secs(60));
-        a.share(space.clone());
-        b.share(space.clone());
+        assert!(a.share(space.clone()));
+        assert!(b.share(space.clone()));
         assert!(space.reserve(7));
         let mut seen = HashSet::new();
         for i in 0..65534 {
@@ -244,11 +319,49 @@ mod tests {
         assert_eq!(space.in_use(), b.in_use());
         drop(b);
         assert_eq!(space.in_use(), 0);
+        // Unreserved, 7 is the one id left; then held, it cannot be reserved.
+        for id in (1..=u16::MAX).filter(|id| *id != 7) {
+            assert!(space.reserve(id));
+        }
         space.unreserve(7);
         let mut c = IdAllocator::new(Duration::from_secs(60));
-        c.share(space.clone());
-        assert!(c.claim(7));
+        assert!(c.share(space.clone()));
+        assert_eq!(c.allocate(t0, &mut rng), Some(7));
         assert!(!space.reserve(7), "held: cannot be reserved");
+        assert!(!c.share(SessionIdSpace::default()), "too late: 7 is handed out");
+    }
+
+    /// The data plane reserves every id whose slot lies beyond its table,
+    /// one long run: the few ids left still come out in random order (a
+    /// scan from a random start would mostly land at the run's end and go
+    /// on from there, 1, 2, 3...), and ids held down are skipped.
+    #[test]
+    fn a_mostly_reserved_space_still_hands_out_random_ids() {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(3);
+        let space = SessionIdSpace::default();
+        for id in 1025..=u16::MAX {
+            assert!(space.reserve(id));
+        }
+        let mut a = IdAllocator::new(Duration::from_secs(60));
+        let mut b = IdAllocator::new(Duration::from_secs(60));
+        assert!(a.share(space.clone()));
+        assert!(b.share(space.clone()));
+        let ids: Vec<u16> = std::iter::from_fn(|| a.allocate(t0, &mut rng)).collect();
+        assert_eq!(ids.len(), 1024);
+        assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 1024);
+        let in_order = ids.windows(2).filter(|w| w[1] == w[0].wrapping_add(1)).count();
+        assert!(in_order < 20, "{in_order} of 1023 follow their predecessor");
+        // Free in the space but held down in a: for b only.
+        a.release(t0, ids[0]);
+        a.release(t0, ids[1]);
+        assert_eq!(a.allocate(t0, &mut rng), None);
+        let mut got = [b.allocate(t0, &mut rng), b.allocate(t0, &mut rng)];
+        got.sort();
+        let mut want = [Some(ids[0]), Some(ids[1])];
+        want.sort();
+        assert_eq!(got, want);
+        assert_eq!(b.allocate(t0, &mut rng), None);
     }
 
     #[test]

@@ -208,6 +208,31 @@ impl Sim {
         })
     }
 
+    /// Every (tunnel, session) that came up on `side`, in order.
+    fn sessions_up(&self, side: Side) -> Vec<(TunnelId, SessionId)> {
+        self.events
+            .iter()
+            .filter_map(|(s, t, e)| match e {
+                Event::SessionUp { session_id, .. } if *s == side => Some((*t, *session_id)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn tunnels_up(&self, side: Side) -> usize {
+        self.events.iter().filter(|(s, _, e)| *s == side && matches!(e, Event::TunnelUp { .. })).count()
+    }
+
+    /// A new tunnel from the LAC, up on both sides: (LAC's id, LNS's id).
+    fn connect(&mut self) -> (TunnelId, TunnelId) {
+        let before = (self.tunnels_up(Side::Lac), self.tunnels_up(Side::Lns));
+        let t = self.lac.connect(self.now, lns_addr()).expect("connect");
+        assert!(self
+            .run_until(Duration::from_secs(60), |s| (s.tunnels_up(Side::Lac), s.tunnels_up(Side::Lns))
+                == (before.0 + 1, before.1 + 1)));
+        (t, self.lac.tunnel(t).expect("up").peer_id())
+    }
+
     fn only_tunnel(ep: &Endpoint) -> TunnelId {
         let ids: Vec<_> = ep.tunnel_ids().collect();
         assert_eq!(ids.len(), 1, "{ids:?}");
@@ -773,30 +798,15 @@ fn tunnels_of_a_bank_share_one_session_id_space() {
         assert!(sim.lns.reserve_session_id(0, id));
     }
     assert!(!sim.lns.reserve_session_id(1, 5), "no such bank");
-    let a = sim.lac.connect(sim.now, lns_addr()).expect("connect");
-    let b = sim.lac.connect(sim.now, lns_addr()).expect("connect");
-    assert!(sim.run_until(Duration::from_secs(60), |s| s.lns.tunnel_count() == 2
-        && s.events
-            .iter()
-            .filter(|(side, _, e)| *side == Side::Lac && matches!(e, Event::TunnelUp { .. }))
-            .count()
-            == 2));
+    let (a, _) = sim.connect();
+    let (b, _) = sim.connect();
     for _ in 0..200 {
         for t in [a, b] {
             sim.lac.open_session(sim.now, t, SessionInfo::default()).expect("open");
         }
     }
-    let lns_up = |sim: &Sim| -> Vec<(TunnelId, SessionId)> {
-        sim.events
-            .iter()
-            .filter_map(|(side, t, e)| match e {
-                Event::SessionUp { session_id, .. } if *side == Side::Lns => Some((*t, *session_id)),
-                _ => None,
-            })
-            .collect()
-    };
-    assert!(sim.run_until(Duration::from_secs(120), |s| lns_up(s).len() == 400));
-    let up = lns_up(&sim);
+    assert!(sim.run_until(Duration::from_secs(120), |s| s.sessions_up(Side::Lns).len() == 400));
+    let up = sim.sessions_up(Side::Lns);
     let tunnels: HashSet<TunnelId> = up.iter().map(|(t, _)| *t).collect();
     assert_eq!(tunnels.len(), 2, "sessions in both tunnels");
     let ids: HashSet<u16> = up.iter().map(|(_, s)| s.0).collect();
@@ -822,4 +832,145 @@ fn without_banks_each_tunnel_has_its_own_session_ids() {
     assert!(sim.run_until(Duration::from_secs(60), |s| s.tunnel_up(Side::Lac)));
     sim.lac.open_session(sim.now, t, SessionInfo::default()).expect("open");
     assert!(sim.run_until(Duration::from_secs(60), |s| s.session_up(Side::Lns).is_some()));
+}
+
+/// With two banks, tunnels of different banks may hand out the same session
+/// id, but (bank, session id) names one session on the LNS.
+#[test]
+fn two_banks_keep_bank_and_session_id_unique() {
+    let lns = EndpointConfig { session_id_banks: 2, ..base(Role::Lns, "lns", 18) };
+    let mut sim = Sim::new(base(Role::Lac, "lac", 17), lns, 19, 0.0, 0.0, 1);
+    // The same 300 ids left in each bank: 240 sessions per bank must then
+    // share at least 180 ids with the other bank.
+    for bank in 0..2 {
+        for id in 301..=u16::MAX {
+            assert!(sim.lns.reserve_session_id(bank, id));
+        }
+    }
+    assert!(!sim.lns.reserve_session_id(2, 5), "no such bank");
+    // Tunnel ids are random: connect until each bank has two tunnels.
+    let mut by_bank: [Vec<TunnelId>; 2] = Default::default();
+    for _ in 0..30 {
+        if by_bank.iter().all(|b| b.len() == 2) {
+            break;
+        }
+        let (lac_t, lns_t) = sim.connect();
+        let bank = &mut by_bank[sim.lns.session_id_bank(lns_t) as usize];
+        if bank.len() < 2 {
+            bank.push(lac_t);
+        }
+    }
+    assert!(by_bank.iter().all(|b| b.len() == 2), "{by_bank:?}");
+    for _ in 0..120 {
+        for t in by_bank.iter().flatten() {
+            sim.lac.open_session(sim.now, *t, SessionInfo::default()).expect("open");
+        }
+    }
+    assert!(sim.run_until(Duration::from_secs(120), |s| s.sessions_up(Side::Lns).len() == 480));
+    let up = sim.sessions_up(Side::Lns);
+    let slots: HashSet<(u32, u16)> = up.iter().map(|(t, s)| (sim.lns.session_id_bank(*t), s.0)).collect();
+    assert_eq!(slots.len(), 480, "no (bank, session id) twice");
+    assert!(slots.iter().all(|(_, id)| *id <= 300), "reserved ids never handed out");
+    let in_bank = |b: u32| -> HashSet<u16> { slots.iter().filter(|s| s.0 == b).map(|s| s.1).collect() };
+    assert!(in_bank(0).intersection(&in_bank(1)).count() >= 180, "ids reused across banks");
+    assert_eq!(sim.lns.session_ids_in_use(), vec![240, 240]);
+}
+
+/// Tunnels that go, whichever way (StopCCN from either side, silence, with
+/// calls still being set up), give every session id back to their bank.
+#[test]
+fn tunnels_that_go_leave_their_banks_empty() {
+    let lns = EndpointConfig { session_id_banks: 2, ..base(Role::Lns, "lns", 28) };
+    let mut sim = Sim::new(base(Role::Lac, "lac", 27), lns, 29, 0.0, 0.0, 1);
+    let general = || ResultCode::new(avp::stopccn::GENERAL_REQUEST);
+    for round in 0..8 {
+        sim.events.clear();
+        let tunnels: Vec<TunnelId> = (0..3).map(|_| sim.connect().0).collect();
+        for _ in 0..30 {
+            for t in &tunnels {
+                sim.lac.open_session(sim.now, *t, SessionInfo::default()).expect("open");
+            }
+        }
+        assert!(sim.run_until(Duration::from_secs(60), |s| s.sessions_up(Side::Lns).len() == 90));
+        assert_eq!(sim.lns.session_ids_in_use().iter().sum::<usize>(), 90, "round {round}");
+        // Some calls end on their own, hung up by either side.
+        for (i, (t, s)) in sim.sessions_up(Side::Lns).into_iter().enumerate().step_by(3) {
+            let rc = ResultCode::new(avp::cdn::ADMINISTRATIVE);
+            if i % 2 == 0 {
+                sim.lns.close_session(sim.now, t, s, rc).expect("close");
+            } else {
+                let lns_t = sim.lns.tunnel(t).expect("t");
+                let lac_s = lns_t.session(s).expect("s").peer_id;
+                sim.lac.close_session(sim.now, lns_t.peer_id(), lac_s, rc).expect("close");
+            }
+        }
+        sim.run_for(Duration::from_secs(5));
+        assert_eq!(sim.lns.session_ids_in_use().iter().sum::<usize>(), 60, "round {round}");
+        // More calls, still in flight when their tunnel goes.
+        for t in &tunnels {
+            for _ in 0..5 {
+                sim.lac.open_session(sim.now, *t, SessionInfo::default()).expect("open");
+            }
+        }
+        sim.lac.close_tunnel(sim.now, tunnels[0], general()).expect("close");
+        sim.flush();
+        sim.run_for(Duration::from_millis(1));
+        let lns_t = sim.lac.tunnel(tunnels[1]).expect("t").peer_id();
+        sim.lns.close_tunnel(sim.now, lns_t, general()).expect("close");
+        assert!(sim.run_until(Duration::from_secs(120), |s| s.lns.tunnel_count() == 1));
+        // The last one falls silent: both ends give up on it.
+        sim.pipe.cut = true;
+        assert!(sim
+            .run_until(Duration::from_secs(300), |s| s.lns.tunnel_count() == 0 && s.lac.tunnel_count() == 0));
+        sim.pipe.cut = false;
+        sim.pipe.queue.clear();
+        assert_eq!(sim.lns.session_ids_in_use(), vec![0, 0], "round {round}");
+    }
+}
+
+/// A full bank refuses the call as a tunnel out of ids does; an id one
+/// tunnel released is held down in that tunnel only.
+#[test]
+fn a_released_session_id_is_held_down_in_its_tunnel_only() {
+    let lns = EndpointConfig { session_id_banks: 1, ..base(Role::Lns, "lns", 38) };
+    let mut sim = Sim::new(base(Role::Lac, "lac", 37), lns, 39, 0.0, 0.0, 1);
+    // One id left in the bank.
+    for id in (1..=u16::MAX).filter(|id| *id != 4242) {
+        assert!(sim.lns.reserve_session_id(0, id));
+    }
+    let ((a, lns_a), (b, lns_b)) = (sim.connect(), sim.connect());
+    let refused = |sim: &Sim, lac_s: SessionId| {
+        sim.has(Side::Lac, |e| {
+            matches!(e, Event::SessionDown { session_id, cause }
+            if *session_id == lac_s && cause.result.as_ref().is_some_and(|r|
+                r.result == avp::cdn::NO_FACILITIES_TEMPORARY
+                    && r.error == Some(avp::error_code::INSUFFICIENT_RESOURCES)))
+        })
+    };
+    let call = |sim: &mut Sim, t: TunnelId| -> (SessionId, Option<(TunnelId, SessionId)>) {
+        let n = sim.sessions_up(Side::Lns).len();
+        let s = sim.lac.open_session(sim.now, t, SessionInfo::default()).expect("open");
+        sim.run_for(Duration::from_secs(2));
+        let up = sim.sessions_up(Side::Lns);
+        (s, (up.len() > n).then(|| up[n]))
+    };
+    let (a1, up) = call(&mut sim, a);
+    assert_eq!(up, Some((lns_a, SessionId(4242))));
+    let (b1, up) = call(&mut sim, b);
+    assert_eq!(up, None);
+    assert!(refused(&sim, b1), "bank full");
+    // A's call ends: 4242 is held down in A, free at once for B.
+    sim.lac.close_session(sim.now, a, a1, ResultCode::new(avp::cdn::ADMINISTRATIVE)).expect("close");
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(sim.lns.session_ids_in_use(), vec![0]);
+    let (a2, up) = call(&mut sim, a);
+    assert_eq!(up, None);
+    assert!(refused(&sim, a2), "held down in A");
+    let (b2, up) = call(&mut sim, b);
+    assert_eq!(up, Some((lns_b, SessionId(4242))));
+    // Once B lets it go and A's hold-down (60 s) is over, A may take it.
+    sim.lac.close_session(sim.now, b, b2, ResultCode::new(avp::cdn::ADMINISTRATIVE)).expect("close");
+    sim.run_for(Duration::from_secs(60));
+    let (_, up) = call(&mut sim, a);
+    assert_eq!(up, Some((lns_a, SessionId(4242))));
 }

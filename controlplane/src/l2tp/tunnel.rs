@@ -249,8 +249,12 @@ impl Tunnel {
 
     /// Draws this tunnel's session ids from `space`, shared with other
     /// tunnels (see [`SessionIdSpace`]); the hold-down stays this tunnel's.
-    pub fn share_session_ids(&mut self, space: SessionIdSpace) {
-        self.session_ids.share(space);
+    /// Only before the tunnel has handed out a session id (an id it holds
+    /// might be another tunnel's in `space`): false, and nothing changes,
+    /// after. [`Endpoint`](super::Endpoint) calls it on every tunnel it
+    /// creates.
+    pub fn share_session_ids(&mut self, space: SessionIdSpace) -> bool {
+        self.session_ids.share(space)
     }
 
     pub fn state(&self) -> TunnelState {
