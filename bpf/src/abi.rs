@@ -18,7 +18,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::skel::types as c;
 
 /// `LNS_ABI_VERSION`: stored in [`Config::abi_version`] by the loader.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 /// Default size of the session table (`LNS_DEFAULT_MAX_SESSIONS`).
 pub const DEFAULT_MAX_SESSIONS: u32 = 65536;
 /// `LNS_MAX_IFACES`: interfaces one instance can be attached to.
@@ -70,7 +70,9 @@ pub struct Config {
     /// Next hops cached under another epoch are stale: bumping it flushes
     /// every CPU's next-hop cache.
     pub nh_epoch: u32,
-    pub _pad1: u32,
+    /// The flat subscriber tables hold `2^(32 - sub_flat_shift)` entries
+    /// ([`flat_shift`]); 0: none, the hash maps only.
+    pub sub_flat_shift: u32,
 }
 
 /// The bank mask for a session table of `max_sessions` slots: the number of
@@ -93,6 +95,83 @@ pub fn direct_slot(key: SessionKey, max_sessions: u32) -> Option<u32> {
     let mask = session_bank_mask(max_sessions);
     let slot = ((u32::from(key.tunnel_id) & mask) << 16) | u32::from(key.session_id);
     (slot < max_sessions).then_some(slot)
+}
+
+/// `struct lns_flat_entry`: one entry of the flat subscriber tables
+/// (`lns_sub_v4_flat`, `lns_sub_v6_flat`), open-addressed copies of
+/// `lns_sub_v4` and `lns_sub_v6_64` that the program looks in first. See
+/// `lns_abi.h` for the rules; writers change an entry with one 8-byte
+/// compare-and-swap ([`FlatEntry::to_word`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct FlatEntry {
+    pub tag: u32,
+    /// Session index + 1; [`FlatEntry::EMPTY`] or [`FlatEntry::TOMBSTONE`].
+    pub session_plus1: u32,
+}
+
+impl FlatEntry {
+    /// `LNS_FLAT_EMPTY`: never written; a lookup stops here.
+    pub const EMPTY: u32 = 0;
+    /// `LNS_FLAT_TOMBSTONE`: removed; a lookup goes on.
+    pub const TOMBSTONE: u32 = u32::MAX;
+    /// `LNS_FLAT_PROBES`: how many slots from its first one an entry may lie.
+    pub const PROBES: u32 = 8;
+    /// `LNS_FLAT_HASH`: the multiplier of [`flat_first_slot`].
+    pub const HASH: u32 = 0x9e37_79b1;
+
+    pub fn new(tag: u32, index: u32) -> FlatEntry {
+        FlatEntry { tag, session_plus1: index.wrapping_add(1) }
+    }
+
+    /// The session index of a live entry.
+    pub fn session(self) -> Option<u32> {
+        (self.session_plus1 != Self::EMPTY && self.session_plus1 != Self::TOMBSTONE)
+            .then(|| self.session_plus1 - 1)
+    }
+
+    /// The entry as the 8-byte word the array holds (memory order).
+    pub fn to_word(self) -> u64 {
+        u64::from_ne_bytes(bytemuck::cast(self))
+    }
+
+    pub fn from_word(w: u64) -> FlatEntry {
+        bytemuck::cast(w.to_ne_bytes())
+    }
+}
+
+/// Entries of each flat subscriber table for a session table of
+/// `max_sessions`: a power of two at least twice as large (the load stays
+/// under one half, so a lookup mostly reads one cache line).
+pub const fn flat_entries(max_sessions: u32) -> u32 {
+    let n = if max_sessions < 512 { 512 } else { max_sessions };
+    match n.checked_next_power_of_two() {
+        Some(p) if p <= 1 << 30 => p * 2,
+        _ => 1 << 31,
+    }
+}
+
+/// [`Config::sub_flat_shift`] for a table of `entries` (a power of two).
+pub const fn flat_shift(entries: u32) -> u32 {
+    32 - entries.trailing_zeros()
+}
+
+/// The tag of an IPv4 subscriber address: its four bytes as the program
+/// loads them from the packet.
+pub fn flat_tag_v4(addr: std::net::Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(addr.octets())
+}
+
+/// The tag of a /64 (its first eight bytes): the XOR of its two halves as
+/// the program loads them.
+pub fn flat_tag_v6(net: [u8; 8]) -> u32 {
+    let [a, b, c, d, e, f, g, h] = net;
+    u32::from_ne_bytes([a, b, c, d]) ^ u32::from_ne_bytes([e, f, g, h])
+}
+
+/// The first slot of `tag` in a table with [`Config::sub_flat_shift`] `shift`.
+pub fn flat_first_slot(tag: u32, shift: u32) -> u32 {
+    tag.wrapping_mul(FlatEntry::HASH) >> shift
 }
 
 impl Config {
@@ -476,8 +555,9 @@ layout!(
     nh_cache_ms,
     session_bank_mask,
     nh_epoch,
-    _pad1
+    sub_flat_shift
 );
+layout!(FlatEntry, c::lns_flat_entry, tag, session_plus1);
 layout!(Iface, c::lns_iface, roles, xsk_base);
 layout!(
     Session,

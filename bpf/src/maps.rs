@@ -7,11 +7,14 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
-use crate::abi::{Config, Counter, Iface, LpmV4, LpmV6, Session, SessionKey, SessionState, SessionStats};
+use crate::abi::{
+    self, Config, Counter, FlatEntry, Iface, LpmV4, LpmV6, Session, SessionKey, SessionState, SessionStats,
+};
 use crate::Error;
+use crate::MmapArray;
 
 /// Every map the program defines, by the name it is pinned under.
-pub const MAP_NAMES: [&str; 16] = [
+pub const MAP_NAMES: [&str; 18] = [
     "lns_config",
     "lns_ifaces",
     "lns_xsks",
@@ -21,6 +24,8 @@ pub const MAP_NAMES: [&str; 16] = [
     "lns_sub_v6",
     "lns_sub_v6_64",
     "lns_sub_v6_long",
+    "lns_sub_v4_flat",
+    "lns_sub_v6_flat",
     "lns_sub_v4_lpm",
     "lns_sub_v6_lpm",
     "lns_counters",
@@ -42,12 +47,153 @@ pub struct Maps {
     pub(crate) sub_v6: MapHandle,
     pub(crate) sub_v6_64: MapHandle,
     pub(crate) sub_v6_long: MapHandle,
+    pub(crate) sub_v4_flat: FlatTable,
+    pub(crate) sub_v6_flat: FlatTable,
     pub(crate) sub_v4_lpm: MapHandle,
     pub(crate) sub_v6_lpm: MapHandle,
     pub(crate) counters: MapHandle,
     pub(crate) neigh_miss: MapHandle,
     pub(crate) session_stats: MapHandle,
     pub(crate) session_ns: MapHandle,
+}
+
+pub(crate) fn read_config(config: &MapHandle) -> Result<Config, Error> {
+    let v = config
+        .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+        .map_err(ctx("reading lns_config"))?
+        .ok_or(Error::Missing("lns_config entry"))?;
+    bytemuck::try_pod_read_unaligned(&v).map_err(|_| Error::Missing("lns_config value size"))
+}
+
+/// A flat subscriber table (`lns_sub_v4_flat`, `lns_sub_v6_flat`), mapped
+/// into this process: open addressing over an mmap'd array, written with
+/// compare-and-swap so that several processes (control plane, lnsctl) can
+/// write it at once and the program never sees half an entry. It only
+/// speeds lookups up: the program checks every entry against the session
+/// it names and falls back to the hash maps, so an entry that cannot be
+/// placed (its probe run full) or is lost to a race costs speed, not
+/// correctness. (Hand-written: no crate does open addressing over memory
+/// shared with a BPF program.)
+pub(crate) struct FlatTable {
+    words: MmapArray<u64>,
+    /// 0: no table (then nothing is written).
+    shift: u32,
+}
+
+impl std::fmt::Debug for FlatTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlatTable").field("entries", &self.words.len()).field("shift", &self.shift).finish()
+    }
+}
+
+impl FlatTable {
+    pub(crate) fn map(handle: &MapHandle, shift: u32) -> Result<FlatTable, Error> {
+        let words = MmapArray::map(handle)?;
+        if shift != 0 && (shift > 31 || 1usize << (32 - shift) != words.len()) {
+            return Err(Error::Missing("a flat subscriber table of the size lns_config gives"));
+        }
+        Ok(FlatTable { words, shift })
+    }
+
+    fn run(&self, tag: u32) -> impl Iterator<Item = usize> + '_ {
+        let first = abi::flat_first_slot(tag, self.shift) as usize;
+        let mask = self.words.len().wrapping_sub(1);
+        (0..FlatEntry::PROBES as usize).map(move |i| (first + i) & mask)
+    }
+
+    fn entry(&self, slot: usize) -> FlatEntry {
+        FlatEntry::from_word(self.words.load(slot).unwrap_or(0))
+    }
+
+    /// Points `tag` at session `index`: an entry of the tag whose session
+    /// `replaces` says it replaces is rewritten, else the first free slot of
+    /// the run is taken. False when the run is full (the hash maps alone
+    /// then answer for it).
+    fn insert(&self, tag: u32, index: u32, replaces: impl Fn(u32) -> bool) -> bool {
+        if self.shift == 0 {
+            return false;
+        }
+        let new = FlatEntry::new(tag, index);
+        // A lost race (another writer changed the slot) starts over; a
+        // handful of rounds is plenty for the few writers there are.
+        for _ in 0..16 {
+            let mut free = None;
+            let mut raced = false;
+            for slot in self.run(tag) {
+                let e = self.entry(slot);
+                match e.session() {
+                    Some(s) if e.tag == tag && (s == index || replaces(s)) => {
+                        match self.words.compare_exchange(slot, e.to_word(), new.to_word()) {
+                            Ok(_) => return true,
+                            Err(_) => {
+                                raced = true;
+                                break;
+                            }
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        free.get_or_insert((slot, e));
+                        if e.session_plus1 == FlatEntry::EMPTY {
+                            break;
+                        }
+                    }
+                }
+            }
+            if raced {
+                continue;
+            }
+            let Some((slot, e)) = free else { return false };
+            if self.words.compare_exchange(slot, e.to_word(), new.to_word()).is_ok() {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Removes the entries of `tag` whose session `matches`.
+    fn remove(&self, tag: u32, matches: impl Fn(u32) -> bool) {
+        if self.shift == 0 {
+            return;
+        }
+        let run: Vec<usize> = self.run(tag).collect();
+        for slot in run {
+            let e = self.entry(slot);
+            if e.session_plus1 == FlatEntry::EMPTY {
+                break;
+            }
+            if e.tag != tag || !e.session().is_some_and(&matches) {
+                continue;
+            }
+            let tomb = FlatEntry { tag, session_plus1: FlatEntry::TOMBSTONE };
+            if self.words.compare_exchange(slot, e.to_word(), tomb.to_word()).is_err() {
+                continue; // rewritten meanwhile: no longer this entry
+            }
+            // Tombstones at the end of a run (an empty slot after them)
+            // end no lookup early: they become empty again, so runs do not
+            // fill up with them. Any entry placed beyond an empty slot would
+            // have taken that slot instead.
+            let next = (slot + 1) & self.words.len().wrapping_sub(1);
+            if self.entry(next).session_plus1 == FlatEntry::EMPTY {
+                let mut j = slot;
+                loop {
+                    let t = self.entry(j);
+                    if t.session_plus1 != FlatEntry::TOMBSTONE
+                        || self.words.compare_exchange(j, t.to_word(), 0).is_err()
+                    {
+                        break;
+                    }
+                    j = j.wrapping_sub(1) & self.words.len().wrapping_sub(1);
+                }
+            }
+        }
+    }
+
+    /// Live entries and size.
+    pub(crate) fn occupancy(&self) -> (usize, usize) {
+        let live = (0..self.words.len()).filter(|&i| self.entry(i).session().is_some()).count();
+        (live, self.words.len())
+    }
 }
 
 /// Per-reason totals over all CPUs, as read at one moment.
@@ -88,12 +234,7 @@ impl Maps {
     }
 
     pub fn read_config(&self) -> Result<Config, Error> {
-        let v = self
-            .config
-            .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
-            .map_err(ctx("reading lns_config"))?
-            .ok_or(Error::Missing("lns_config entry"))?;
-        bytemuck::try_pod_read_unaligned(&v).map_err(|_| Error::Missing("lns_config value size"))
+        read_config(&self.config)
     }
 
     pub fn write_config(&self, c: &Config) -> Result<(), Error> {
@@ -260,10 +401,14 @@ impl Maps {
     pub fn add_subscriber_v4(&self, addr: Ipv4Addr, index: u32) -> Result<(), Error> {
         self.sub_v4
             .update(&addr.octets(), &index.to_ne_bytes(), MapFlags::ANY)
-            .map_err(ctx("writing lns_sub_v4"))
+            .map_err(ctx("writing lns_sub_v4"))?;
+        // The tag is the address: any entry of it is this address's.
+        self.sub_v4_flat.insert(abi::flat_tag_v4(addr), index, |_| true);
+        Ok(())
     }
 
     pub fn remove_subscriber_v4(&self, addr: Ipv4Addr) -> Result<bool, Error> {
+        self.sub_v4_flat.remove(abi::flat_tag_v4(addr), |_| true);
         delete_if_present(&self.sub_v4, &addr.octets(), "deleting from lns_sub_v4")
     }
 
@@ -320,10 +465,14 @@ impl Maps {
                     return Err(Error::PrefixOverlap { prefix: Ipv6Addr::from(key.addr), len, other: owner });
                 }
             }
-            return self
-                .sub_v6_64
+            // Different /64s may share a tag: only the entry of the
+            // session that held this /64 before is replaced.
+            let old = self.read_index(&self.sub_v6_64, &net, "reading lns_sub_v6_64")?;
+            self.sub_v6_64
                 .update(&net, &index.to_ne_bytes(), MapFlags::ANY)
-                .map_err(ctx("writing lns_sub_v6_64"));
+                .map_err(ctx("writing lns_sub_v6_64"))?;
+            self.sub_v6_flat.insert(abi::flat_tag_v6(net), index, |s| Some(s) == old);
+            return Ok(());
         }
         self.check_not_inside_other_64(Ipv6Addr::from(key.addr), len, index)?;
         let k = bytemuck::bytes_of(&key);
@@ -340,7 +489,16 @@ impl Maps {
     pub fn remove_route_v6(&self, prefix: Ipv6Addr, len: u8) -> Result<bool, Error> {
         let key = lpm_v6(prefix, len)?;
         if len == 64 {
-            return delete_if_present(&self.sub_v6_64, &key.addr[..8], "deleting from lns_sub_v6_64");
+            let net: [u8; 8] = key.addr[..8].try_into().expect("8 of 16 bytes");
+            let old = match self.sub_v6_64.lookup_and_delete(&net) {
+                Ok(v) => v.and_then(|b| bytemuck::try_pod_read_unaligned::<u32>(&b).ok()),
+                Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => None,
+                Err(e) => return Err(Error::bpf("deleting from lns_sub_v6_64", e)),
+            };
+            if let Some(old) = old {
+                self.sub_v6_flat.remove(abi::flat_tag_v6(net), |s| s == old);
+            }
+            return Ok(old.is_some());
         }
         let removed =
             delete_if_present(&self.sub_v6_lpm, bytemuck::bytes_of(&key), "deleting from lns_sub_v6_lpm")?;
@@ -415,10 +573,13 @@ impl Maps {
             ("lns_sub_v6_long", self.sub_v6_long.keys().count()),
             ("lns_sub_v4_lpm", self.sub_v4_lpm.keys().count()),
             ("lns_sub_v6_lpm", self.sub_v6_lpm.keys().count()),
+            ("lns_sub_v4_flat", self.sub_v4_flat.occupancy().0),
+            ("lns_sub_v6_flat", self.sub_v6_flat.occupancy().0),
         ])
     }
 
-    /// Entries in each address map, for leak checks.
+    /// Entries in the address maps (not the flat tables, their copies:
+    /// see [`Maps::entry_counts`]), for leak checks.
     pub fn address_entries(&self) -> usize {
         [&self.sub_v4, &self.sub_v6, &self.sub_v6_64, &self.sub_v4_lpm, &self.sub_v6_lpm]
             .iter()

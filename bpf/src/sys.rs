@@ -12,7 +12,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapHandle, OpenObject, Xdp, XdpFlags};
 
 use crate::abi::{self, Config, XdpMeta};
-use crate::maps::{Maps, MAP_NAMES};
+use crate::maps::{FlatTable, Maps, MAP_NAMES};
 use crate::skel::{LnsXdpSkel, LnsXdpSkelBuilder};
 use crate::Error;
 
@@ -177,6 +177,10 @@ impl Steering {
             map.set_max_entries(opts.max_sessions.saturating_mul(2).max(abi::MAX_PREFIXES))
                 .map_err(|e| Error::bpf("sizing the prefix maps", e))?;
         }
+        let flat = abi::flat_entries(opts.max_sessions);
+        for map in [&mut maps.lns_sub_v4_flat, &mut maps.lns_sub_v6_flat] {
+            map.set_max_entries(flat).map_err(|e| Error::bpf("sizing the flat subscriber tables", e))?;
+        }
         // One row of per-session counters per worker.
         let stats_rows = opts
             .max_sessions
@@ -201,6 +205,8 @@ impl Steering {
                 (&mut maps.lns_sub_v6, "lns_sub_v6"),
                 (&mut maps.lns_sub_v6_64, "lns_sub_v6_64"),
                 (&mut maps.lns_sub_v6_long, "lns_sub_v6_long"),
+                (&mut maps.lns_sub_v4_flat, "lns_sub_v4_flat"),
+                (&mut maps.lns_sub_v6_flat, "lns_sub_v6_flat"),
                 (&mut maps.lns_sub_v4_lpm, "lns_sub_v4_lpm"),
                 (&mut maps.lns_sub_v6_lpm, "lns_sub_v6_lpm"),
                 (&mut maps.lns_counters, "lns_counters"),
@@ -229,6 +235,8 @@ impl Steering {
             sub_v6: handle(&m.lns_sub_v6)?,
             sub_v6_64: handle(&m.lns_sub_v6_64)?,
             sub_v6_long: handle(&m.lns_sub_v6_long)?,
+            sub_v4_flat: FlatTable::map(&handle(&m.lns_sub_v4_flat)?, abi::flat_shift(flat))?,
+            sub_v6_flat: FlatTable::map(&handle(&m.lns_sub_v6_flat)?, abi::flat_shift(flat))?,
             sub_v4_lpm: handle(&m.lns_sub_v4_lpm)?,
             sub_v6_lpm: handle(&m.lns_sub_v6_lpm)?,
             counters: handle(&m.lns_counters)?,
@@ -242,6 +250,7 @@ impl Steering {
             l2tp_port: abi::Be16::from_host(opts.l2tp_port),
             nh_cache_ms: opts.nh_cache_ms,
             session_bank_mask: abi::session_bank_mask(opts.max_sessions),
+            sub_flat_shift: abi::flat_shift(flat),
             ..Config::default()
         };
         maps.write_config(&config)?;
@@ -444,8 +453,16 @@ pub fn open_pinned(dir: &Path) -> Result<Maps, Error> {
         let path = dir.join(name);
         MapHandle::from_pinned_path(&path).map_err(|e| Error::bpf_path("opening a pinned map", path, e))
     };
+    let config = MapHandle::from_pinned_path(dir.join("lns_config"))
+        .map_err(|e| Error::bpf_path("opening a pinned map", dir.join("lns_config"), e))?;
+    // The version first: the rest of the config is read in its layout.
+    let found = crate::maps::read_config(&config)?;
+    if found.abi_version != abi::ABI_VERSION {
+        return Err(Error::AbiMismatch { found: found.abi_version, expected: abi::ABI_VERSION });
+    }
+    let shift = found.sub_flat_shift;
     let maps = Maps {
-        config: open("lns_config")?,
+        config,
         ifaces: open("lns_ifaces")?,
         xsks: open("lns_xsks")?,
         sessions: open("lns_sessions")?,
@@ -454,6 +471,8 @@ pub fn open_pinned(dir: &Path) -> Result<Maps, Error> {
         sub_v6: open("lns_sub_v6")?,
         sub_v6_64: open("lns_sub_v6_64")?,
         sub_v6_long: open("lns_sub_v6_long")?,
+        sub_v4_flat: FlatTable::map(&open("lns_sub_v4_flat")?, shift)?,
+        sub_v6_flat: FlatTable::map(&open("lns_sub_v6_flat")?, shift)?,
         sub_v4_lpm: open("lns_sub_v4_lpm")?,
         sub_v6_lpm: open("lns_sub_v6_lpm")?,
         counters: open("lns_counters")?,
@@ -573,18 +592,43 @@ impl<T: bytemuck::Pod> MmapArray<T> {
 }
 
 impl MmapArray<u64> {
+    #[inline]
+    fn atomic(&self, i: usize) -> Option<&std::sync::atomic::AtomicU64> {
+        if i >= self.len {
+            return None;
+        }
+        // SAFETY: i < len so the entry is inside the live mapping (which
+        // lives as long as &self); it is an 8-byte aligned u64 (the mapping
+        // is page aligned, values 8 bytes apart); other writers use atomic
+        // operations and the program reads it with one 8-byte load.
+        Some(unsafe { &*(self.ptr.as_ptr().add(i) as *const std::sync::atomic::AtomicU64) })
+    }
+
+    /// Entry `i`, read atomically.
+    #[inline]
+    pub fn load(&self, i: usize) -> Option<u64> {
+        self.atomic(i).map(|a| a.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Replaces entry `i` with `new` if it still holds `current` (other
+    /// processes mapping the same array may be writing it too); the value
+    /// found otherwise.
+    #[inline]
+    pub fn compare_exchange(&self, i: usize, current: u64, new: u64) -> Result<u64, u64> {
+        let a = self.atomic(i).ok_or(current)?;
+        a.compare_exchange(
+            current,
+            new,
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+        )
+    }
+
     /// Atomically adds 1 to entry `i` and returns the value before: other
     /// processes mapping the same array take numbers from the same counter.
     #[inline]
     pub fn fetch_add(&self, i: usize) -> Option<u64> {
-        if i >= self.len {
-            return None;
-        }
-        // SAFETY: i < len so the entry is inside the live mapping; it is an
-        // 8-byte aligned u64 (the mapping is page aligned, values 8 bytes
-        // apart), and every writer of this array uses atomic operations.
-        let a = unsafe { &*(self.ptr.as_ptr().add(i) as *const std::sync::atomic::AtomicU64) };
-        Some(a.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+        Some(self.atomic(i)?.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
     }
 }
 

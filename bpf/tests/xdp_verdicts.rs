@@ -9,7 +9,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use common::*;
-use lns_bpf::abi::{Config, Counter, Direction, Iface, SessionState};
+use lns_bpf::abi::{Config, Counter, Direction, FlatEntry, Iface, SessionState};
 use lns_bpf::{LoadOptions, TestRunContext, XdpAction};
 
 fn all_outers() -> [Outer; 4] {
@@ -938,4 +938,242 @@ fn a_longer_prefix_inside_another_sessions_64_is_refused() {
     assert!(!maps.remove_route_v6(net, 64).unwrap());
     assert!(maps.remove_route_v6(inside, 96).unwrap());
     assert_eq!(maps.entry_counts()["lns_sub_v6_long"], 0, "every longer entry counted out");
+}
+
+/// The flat subscriber tables, seen from outside: raw reads and writes of
+/// the pinned arrays (as any process could do them), the program's answers.
+struct FlatLab {
+    lab: Lab,
+    v4: libbpf_rs::MapHandle,
+    v6: libbpf_rs::MapHandle,
+    hash_v4: libbpf_rs::MapHandle,
+    hash_v6_64: libbpf_rs::MapHandle,
+    shift: u32,
+    _xsk: BoundXsk,
+    _pins: lns_testlab::PinDir,
+}
+
+impl FlatLab {
+    fn new() -> FlatLab {
+        use libbpf_rs::MapHandle;
+        let pins = lns_testlab::PinDir::new().unwrap();
+        let lab = Lab::with_options(LoadOptions {
+            pin_dir: Some(pins.path().to_path_buf()),
+            max_sessions: 1024,
+            ..Default::default()
+        });
+        let xsk = BoundXsk::bind(&lab.core_name, 0);
+        lab.steering.maps().set_xsk(64, xsk.fd()).unwrap();
+        let open = |n: &str| MapHandle::from_pinned_path(pins.path().join(n)).unwrap();
+        let shift = lab.steering.maps().read_config().unwrap().sub_flat_shift;
+        assert_eq!(shift, lns_bpf::abi::flat_shift(lns_bpf::abi::flat_entries(1024)));
+        FlatLab {
+            v4: open("lns_sub_v4_flat"),
+            v6: open("lns_sub_v6_flat"),
+            hash_v4: open("lns_sub_v4"),
+            hash_v6_64: open("lns_sub_v6_64"),
+            shift,
+            lab,
+            _xsk: xsk,
+            _pins: pins,
+        }
+    }
+
+    fn slot(&self, tag: u32, i: u32) -> u32 {
+        let entries = 1u32 << (32 - self.shift);
+        (lns_bpf::abi::flat_first_slot(tag, self.shift) + i) & (entries - 1)
+    }
+
+    fn read(&self, table: &libbpf_rs::MapHandle, slot: u32) -> FlatEntry {
+        use libbpf_rs::{MapCore, MapFlags};
+        let v = table.lookup(&slot.to_ne_bytes(), MapFlags::ANY).unwrap().unwrap();
+        bytemuck::pod_read_unaligned(&v)
+    }
+
+    fn write(&self, table: &libbpf_rs::MapHandle, slot: u32, e: FlatEntry) {
+        use libbpf_rs::{MapCore, MapFlags};
+        table.update(&slot.to_ne_bytes(), bytemuck::bytes_of(&e), MapFlags::ANY).unwrap();
+    }
+
+    /// The live entries of a tag's run, in order.
+    fn run(&self, table: &libbpf_rs::MapHandle, tag: u32) -> Vec<u32> {
+        (0..FlatEntry::PROBES)
+            .map(|i| self.read(table, self.slot(tag, i)))
+            .filter(|e| e.tag == tag)
+            .filter_map(FlatEntry::session)
+            .collect()
+    }
+
+    /// The session the program sends a core packet for `dst` to, if any.
+    fn owner(&self, dst: IpAddr) -> Option<u32> {
+        let r = self.lab.run_on(self.lab.core, &core_frame(dst, false));
+        match r.action {
+            XdpAction::Redirect => Some(r.meta.unwrap().session_index),
+            XdpAction::Pass => None,
+            other => panic!("{dst}: {other:?}"),
+        }
+    }
+}
+
+fn net64(a: Ipv6Addr) -> [u8; 8] {
+    a.octets()[..8].try_into().unwrap()
+}
+
+#[test]
+fn flat_tables_answer_alone_and_a_stale_entry_never_misdirects() {
+    use libbpf_rs::MapCore;
+    let f = FlatLab::new();
+    let maps = f.lab.steering.maps();
+    f.lab.install(5, &Lab::session(SessionState::Forwarding));
+    let mut other = Lab::session(SessionState::Forwarding);
+    other.local_session_id = 201;
+    other.ipv4 = [198, 51, 100, 11];
+    other.ipv6_prefix = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0x11, 0, 0, 0, 0).octets();
+    other.delegated_prefix_len = 0;
+    other.delegated_prefix = [0; 16];
+    f.lab.install(6, &other);
+    let t4 = lns_bpf::abi::flat_tag_v4(SUB_V4);
+    let t6 = lns_bpf::abi::flat_tag_v6(net64(SUB_PREFIX));
+    // The writers put each address where the program looks (the tags and
+    // slots computed here in Rust are the program's).
+    assert_eq!(f.run(&f.v4, t4), vec![5]);
+    assert_eq!(f.run(&f.v6, t6), vec![5]);
+    let counts = maps.entry_counts();
+    assert_eq!((counts["lns_sub_v4_flat"], counts["lns_sub_v6_flat"]), (2, 2));
+
+    // Without the hash entries the flat tables answer alone...
+    f.hash_v4.delete(&SUB_V4.octets()).unwrap();
+    f.hash_v6_64.delete(&net64(SUB_PREFIX)).unwrap();
+    assert_eq!(f.owner(IpAddr::V4(SUB_V4)), Some(5));
+    assert_eq!(f.owner(IpAddr::V6(SUB_V6)), Some(5));
+    // ... and without either, nobody owns the address.
+    let saved4 = f.read(&f.v4, f.slot(t4, 0));
+    let saved6 = f.read(&f.v6, f.slot(t6, 0));
+    f.write(&f.v4, f.slot(t4, 0), FlatEntry::default());
+    f.write(&f.v6, f.slot(t6, 0), FlatEntry::default());
+    assert_eq!(f.owner(IpAddr::V4(SUB_V4)), None);
+    assert_eq!(f.owner(IpAddr::V6(SUB_V6)), None);
+    // Put back, hashes too.
+    maps.add_subscriber_v4(SUB_V4, 5).unwrap();
+    maps.add_route_v6(SUB_PREFIX, 64, 5).unwrap();
+    assert_eq!(f.read(&f.v4, f.slot(t4, 0)), saved4);
+    assert_eq!(f.read(&f.v6, f.slot(t6, 0)), saved6);
+
+    // Entries a writer lost track of, or half-written ones: one naming a
+    // session that does not own the address (6), one naming a free slot
+    // (9), one beyond the table; ahead of the real entry in the run. The
+    // program skips them all and finds 5.
+    for (i, session_plus1) in [(0, 6 + 1), (1, 9 + 1), (2, 5000), (3, FlatEntry::TOMBSTONE)] {
+        f.write(&f.v4, f.slot(t4, i), FlatEntry { tag: t4, session_plus1 });
+        f.write(&f.v6, f.slot(t6, i), FlatEntry { tag: t6, session_plus1 });
+    }
+    f.write(&f.v4, f.slot(t4, 4), FlatEntry::new(t4, 5));
+    f.write(&f.v6, f.slot(t6, 4), FlatEntry::new(t6, 5));
+    assert_eq!(f.owner(IpAddr::V4(SUB_V4)), Some(5));
+    assert_eq!(f.owner(IpAddr::V6(SUB_V6)), Some(5));
+    // Stale entries only: the hash maps answer (still 5, never 6).
+    f.write(&f.v4, f.slot(t4, 4), FlatEntry::default());
+    f.write(&f.v6, f.slot(t6, 4), FlatEntry::default());
+    assert_eq!(f.owner(IpAddr::V4(SUB_V4)), Some(5));
+    assert_eq!(f.owner(IpAddr::V6(SUB_V6)), Some(5));
+    // Session 6's own addresses are unaffected.
+    assert_eq!(f.owner(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 11))), Some(6));
+    assert_eq!(f.owner(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0x11, 0, 0, 0, 1))), Some(6));
+}
+
+#[test]
+fn flat_runs_fill_up_share_tags_and_empty_again() {
+    let f = FlatLab::new();
+    let maps = f.lab.steering.maps();
+    // Ten /64s whose tags all start at the same slot: eight fit in the run,
+    // the ninth and tenth only in the hash map; all are found.
+    let base = lns_bpf::abi::flat_first_slot(lns_bpf::abi::flat_tag_v6(net64(SUB_PREFIX)), f.shift);
+    let prefixes: Vec<Ipv6Addr> = (0u16..=0xffff)
+        .map(|n| Ipv6Addr::new(0x2001, 0xdb8, 0x400, n, 0, 0, 0, 0))
+        .filter(|p| lns_bpf::abi::flat_first_slot(lns_bpf::abi::flat_tag_v6(net64(*p)), f.shift) == base)
+        .take(10)
+        .collect();
+    assert_eq!(prefixes.len(), 10);
+    for (i, p) in prefixes.iter().enumerate() {
+        let mut s = Lab::session(SessionState::Forwarding);
+        s.local_session_id = 300 + i as u16;
+        s.ipv4 = [0; 4];
+        s.ipv6_prefix = p.octets();
+        s.delegated_prefix_len = 0;
+        s.delegated_prefix = [0; 16];
+        f.lab.install(10 + i as u32, &s);
+    }
+    assert_eq!(maps.entry_counts()["lns_sub_v6_flat"], 8);
+    for (i, p) in prefixes.iter().enumerate() {
+        let mut o = p.octets();
+        o[15] = 1;
+        assert_eq!(f.owner(IpAddr::V6(Ipv6Addr::from(o))), Some(10 + i as u32), "{p}");
+    }
+    // Two /64s with one tag (the halves XORed): both in the table, each
+    // found for its own session.
+    let a = Ipv6Addr::new(0x2001, 0xdb8, 0x500, 1, 0, 0, 0, 0);
+    let b = {
+        // Both halves of b's /64 differ from a's by the same bits.
+        let mut o = a.octets();
+        for (i, d) in [0x0f, 0x00, 0x12, 0x34].into_iter().enumerate() {
+            o[i] ^= d;
+            o[i + 4] ^= d;
+        }
+        Ipv6Addr::from(o)
+    };
+    assert_eq!(lns_bpf::abi::flat_tag_v6(net64(a)), lns_bpf::abi::flat_tag_v6(net64(b)));
+    assert_ne!(net64(a), net64(b));
+    for (i, p) in [a, b].iter().enumerate() {
+        let mut s = Lab::session(SessionState::Forwarding);
+        s.local_session_id = 400 + i as u16;
+        s.ipv4 = [0; 4];
+        s.ipv6_prefix = p.octets();
+        s.delegated_prefix_len = 0;
+        s.delegated_prefix = [0; 16];
+        f.lab.install(30 + i as u32, &s);
+    }
+    let tag = lns_bpf::abi::flat_tag_v6(net64(a));
+    assert_eq!(f.run(&f.v6, tag), vec![30, 31]);
+    assert_eq!(f.owner(IpAddr::V6(a)), Some(30));
+    assert_eq!(f.owner(IpAddr::V6(b)), Some(31));
+    // Removing one leaves the other's entry alone.
+    maps.remove_route_v6(a, 64).unwrap();
+    assert_eq!(f.run(&f.v6, tag), vec![31]);
+    assert_eq!(f.owner(IpAddr::V6(b)), Some(31));
+    maps.remove_session(31).unwrap();
+    maps.remove_session(30).unwrap();
+
+    // The crowded run empties again: a removed entry leaves a tombstone
+    // while entries follow it, so the later ones are still found; once the
+    // run after it is empty it, and the tombstones before it, are empty.
+    let slot = |i: u32| f.slot(lns_bpf::abi::flat_tag_v6(net64(prefixes[0])), i);
+    for i in 0..4 {
+        maps.remove_session(10 + i).unwrap();
+    }
+    for i in 0..4 {
+        assert_eq!(f.read(&f.v6, slot(i)).session_plus1, FlatEntry::TOMBSTONE);
+    }
+    for (i, p) in prefixes.iter().enumerate().skip(4) {
+        let mut o = p.octets();
+        o[15] = 1;
+        assert_eq!(f.owner(IpAddr::V6(Ipv6Addr::from(o))), Some(10 + i as u32), "{p}");
+    }
+    // A newcomer takes the first tombstone.
+    let mut s = Lab::session(SessionState::Forwarding);
+    s.local_session_id = 500;
+    s.ipv4 = [0; 4];
+    s.ipv6_prefix = prefixes[0].octets();
+    s.delegated_prefix_len = 0;
+    s.delegated_prefix = [0; 16];
+    f.lab.install(40, &s);
+    assert_eq!(f.read(&f.v6, slot(0)), FlatEntry::new(lns_bpf::abi::flat_tag_v6(net64(prefixes[0])), 40));
+    maps.remove_session(40).unwrap();
+    for i in 4..10 {
+        maps.remove_session(10 + i).unwrap();
+    }
+    assert_eq!(maps.entry_counts()["lns_sub_v6_flat"], 0);
+    assert_eq!(maps.address_entries(), 0);
+    for i in 0..FlatEntry::PROBES {
+        assert_eq!(f.read(&f.v6, slot(i)), FlatEntry::default(), "slot {i} of the run");
+    }
 }

@@ -74,6 +74,8 @@ fn static_sessions_are_written_listed_and_removed() {
     assert!(del.status.success());
     assert_eq!(maps.sessions().unwrap().len(), 0);
     assert_eq!(maps.address_entries(), 0, "no entry left behind");
+    let counts = maps.entry_counts();
+    assert_eq!((counts["lns_sub_v4_flat"], counts["lns_sub_v6_flat"]), (0, 0), "flat tables emptied too");
 
     // Nonsense is an error, not a crash.
     let bad = lnsctl(

@@ -73,6 +73,8 @@ fn sessions_come_up_and_traffic_crosses_the_fast_path() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(maps.address_entries(), 0);
+    let counts = maps.entry_counts();
+    assert_eq!((counts["lns_sub_v4_flat"], counts["lns_sub_v6_flat"]), (0, 0), "flat tables emptied too");
     let c = maps.counters().unwrap();
     assert!(
         c.get(lns_bpf::abi::Counter::RedirectUpstream) > 0
@@ -187,6 +189,8 @@ fn a_silent_lac_is_detected_and_its_sessions_removed() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(maps.address_entries(), 0);
+    let counts = maps.entry_counts();
+    assert_eq!((counts["lns_sub_v4_flat"], counts["lns_sub_v6_flat"]), (0, 0), "flat tables emptied too");
     assert!(lns_sessions(&pins, &cp.socket).is_empty());
 }
 

@@ -68,6 +68,16 @@ struct Args {
     /// Leave kernel.bpf_stats_enabled alone (the "xdp ns" column is then 0).
     #[arg(long)]
     no_bpf_stats: bool,
+    /// Measure each configuration this many times, reflect and lns taking
+    /// turns (R L R L ...), and print the median of the rounds' ratios: the
+    /// VM's speed drifts by several percent within minutes, and a pair
+    /// measured back to back shares the drift.
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
+    /// Extra argument for lns-dataplane, in both modes (repeat it:
+    /// `--dataplane-arg=--frames --dataplane-arg=4096`).
+    #[arg(long = "dataplane-arg", allow_hyphen_values = true)]
+    dataplane_args: Vec<String>,
 }
 
 const LAC_PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
@@ -325,7 +335,6 @@ fn find_dataplane_pid(wrapper: u32) -> u32 {
     wrapper
 }
 
-#[allow(clippy::too_many_arguments)]
 fn measure(
     lab: &Lab,
     m: &Macs,
@@ -333,13 +342,16 @@ fn measure(
     sessions: u32,
     dir: Dir,
     size: usize,
-    packets: u64,
-    xdp_mode: &str,
-    search_steps: u32,
-    threaded_napi: bool,
-    warmup: u64,
-    busy_poll: bool,
+    args: &Args,
 ) -> Result<Row> {
+    let (packets, xdp_mode, search_steps, threaded_napi, warmup, busy_poll) = (
+        args.packets,
+        args.xdp_mode.as_str(),
+        args.search_steps,
+        args.threaded_napi,
+        args.warmup,
+        args.busy_poll,
+    );
     let pins = PinDir::new()?;
     let max = (sessions + 16).next_power_of_two().max(1024).to_string();
     let mut dp_args = vec![
@@ -364,6 +376,7 @@ fn measure(
     if busy_poll {
         dp_args.push("--busy-poll");
     }
+    dp_args.extend(args.dataplane_args.iter().map(String::as_str));
     let mut dp = lab.start_dataplane(pins.path(), &dp_args)?;
     install_sessions(pins.path(), sessions)?;
     let napi = if threaded_napi { napi_threads(&["acc0", "core0"]) } else { Vec::new() };
@@ -748,41 +761,18 @@ fn main() -> Result<()> {
                 continue;
             }
             for &size in &args.sizes {
-                let refl = measure(
-                    &lab,
-                    &m,
-                    "reflect",
-                    sessions,
-                    dir,
-                    size,
-                    args.packets,
-                    &args.xdp_mode,
-                    args.search_steps,
-                    args.threaded_napi,
-                    args.warmup,
-                    args.busy_poll,
-                )?;
-                let mut lns = measure(
-                    &lab,
-                    &m,
-                    "lns",
-                    sessions,
-                    dir,
-                    size,
-                    args.packets,
-                    &args.xdp_mode,
-                    args.search_steps,
-                    args.threaded_napi,
-                    args.warmup,
-                    args.busy_poll,
-                )?;
-                lns.ratio_to_reflect =
-                    (refl.loss_free_pps > 0.0).then(|| lns.loss_free_pps / refl.loss_free_pps);
-                for r in [refl, lns] {
-                    if args.json {
-                        println!("{}", serde_json::to_string(&r)?);
-                    } else {
-                        println!(
+                let mut ratios = Vec::new();
+                for _ in 0..args.rounds.max(1) {
+                    let refl = measure(&lab, &m, "reflect", sessions, dir, size, &args)?;
+                    let mut lns = measure(&lab, &m, "lns", sessions, dir, size, &args)?;
+                    lns.ratio_to_reflect =
+                        (refl.loss_free_pps > 0.0).then(|| lns.loss_free_pps / refl.loss_free_pps);
+                    ratios.extend(lns.ratio_to_reflect);
+                    for r in [refl, lns] {
+                        if args.json {
+                            println!("{}", serde_json::to_string(&r)?);
+                        } else {
+                            println!(
                             "{:<8} {:>8} {:<10} {:>5} {:>10} {:>10} {:>10.0} {:>7.2} {:>11.0} {:>8.0} {:>8.0} {:>8.0} {:>8}",
                             r.mode,
                             r.sessions,
@@ -798,8 +788,28 @@ fn main() -> Result<()> {
                             r.xdp_ns_per_frame,
                             r.ratio_to_reflect.map(|x| format!("{x:.3}")).unwrap_or_default()
                         );
+                        }
+                        rows.push(r);
                     }
-                    rows.push(r);
+                }
+                if args.rounds > 1 && !ratios.is_empty() {
+                    ratios.sort_by(f64::total_cmp);
+                    let median = ratios[ratios.len() / 2];
+                    let list: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+                    if args.json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"sessions": sessions, "direction": dir, "inner_size": size,
+                                "ratios": ratios, "median_ratio": median})
+                        );
+                    } else {
+                        println!(
+                            "median   {sessions:>8} {:<10} {size:>5} lns/refl over {} rounds: {median:.3} ({})",
+                            format!("{dir:?}").to_lowercase(),
+                            ratios.len(),
+                            list.join(" ")
+                        );
+                    }
                 }
             }
         }

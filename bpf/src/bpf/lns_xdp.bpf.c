@@ -100,6 +100,23 @@ struct {
 	__type(value, struct lns_long64);
 } lns_sub_v6_long SEC(".maps");
 
+/* Sized by the loader (2^(32 - lns_config.sub_flat_shift)). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 2 * LNS_DEFAULT_MAX_SESSIONS);
+	__type(key, __u32);
+	__type(value, struct lns_flat_entry);
+} lns_sub_v4_flat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 2 * LNS_DEFAULT_MAX_SESSIONS);
+	__type(key, __u32);
+	__type(value, struct lns_flat_entry);
+} lns_sub_v6_flat SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -196,37 +213,139 @@ struct parsed {
 	__u8 fragment;   /* IPv4 MF or offset set, or IPv6 fragment header */
 };
 
-/* Looks up a subscriber address in the exact and prefix maps. */
-static __always_inline __u32 *lookup_v4(__be32 addr)
-{
-	struct lns_lpm_v4 key = { .prefixlen = 32, .addr = addr };
-	__u32 *idx = bpf_map_lookup_elem(&lns_sub_v4, &addr);
+union flat_word {
+	__u64 word;
+	struct lns_flat_entry e;
+};
 
-	if (idx)
-		return idx;
-	return bpf_map_lookup_elem(&lns_sub_v4_lpm, &key);
+static __always_inline int owns_64(const __u8 *prefix, __u8 len, __u32 w0, __u32 w1)
+{
+	const __u32 *p = (const __u32 *)prefix;
+
+	return len == 64 && p[0] == w0 && p[1] == w1;
 }
 
-static __always_inline __u32 *lookup_v6(const __u8 *addr)
+/* The flat tables' lookups are global functions: the verifier checks each
+ * once, on its own, instead of once per path that reaches a call (the probe
+ * loop multiplied the program's paths past the verifier's limit). Scalars
+ * in and out: session index + 1 of the owner of `addr`, 0 if the table has
+ * none (then the hash maps are asked). */
+__attribute__((noinline)) __u64 lns_flat_v4(__u32 addr, __u32 shift)
+{
+	__u32 first, mask;
+
+	if (shift == 0 || shift > 31)
+		return 0;
+	first = (addr * LNS_FLAT_HASH) >> shift;
+	mask = 0xffffffffU >> shift;
+	for (__u32 n = 0; n < LNS_FLAT_PROBES; n++) {
+		__u32 k = (first + n) & mask, cand;
+		struct lns_session *s;
+		union flat_word u;
+		__u64 *p;
+
+		p = bpf_map_lookup_elem(&lns_sub_v4_flat, &k);
+		if (!p)
+			return 0;
+		/* One 8-byte load: the writers' compare-and-swap changes tag
+		 * and session at once. */
+		u.word = *(volatile __u64 *)p;
+		if (u.e.session_plus1 == LNS_FLAT_EMPTY)
+			return 0;
+		if (u.e.session_plus1 == LNS_FLAT_TOMBSTONE || u.e.tag != addr)
+			continue;
+		cand = u.e.session_plus1 - 1;
+		s = bpf_map_lookup_elem(&lns_sessions, &cand);
+		if (s && s->state != LNS_SESSION_FREE && s->ipv4 == addr)
+			return (__u64)cand + 1;
+	}
+	return 0;
+}
+
+/* `w0`, `w1`: the /64, as loaded from the packet. */
+__attribute__((noinline)) __u64 lns_flat_v6(__u32 w0, __u32 w1, __u32 shift)
+{
+	__u32 tag = w0 ^ w1, first, mask;
+
+	if (shift == 0 || shift > 31)
+		return 0;
+	first = (tag * LNS_FLAT_HASH) >> shift;
+	mask = 0xffffffffU >> shift;
+	for (__u32 n = 0; n < LNS_FLAT_PROBES; n++) {
+		__u32 k = (first + n) & mask, cand;
+		struct lns_session *s;
+		union flat_word u;
+		__u64 *p;
+
+		p = bpf_map_lookup_elem(&lns_sub_v6_flat, &k);
+		if (!p)
+			return 0;
+		u.word = *(volatile __u64 *)p;
+		if (u.e.session_plus1 == LNS_FLAT_EMPTY)
+			return 0;
+		/* Different /64s share a tag now and then: the session says. */
+		if (u.e.session_plus1 == LNS_FLAT_TOMBSTONE || u.e.tag != tag)
+			continue;
+		cand = u.e.session_plus1 - 1;
+		s = bpf_map_lookup_elem(&lns_sessions, &cand);
+		if (s && s->state != LNS_SESSION_FREE &&
+		    (owns_64(s->ipv6_prefix, s->ipv6_prefix_len, w0, w1) ||
+		     owns_64(s->delegated_prefix, s->delegated_prefix_len, w0, w1)))
+			return (__u64)cand + 1;
+	}
+	return 0;
+}
+
+/* Looks up a subscriber address: the flat table, then the exact and prefix
+ * maps. The session's index goes to *index; 0 when nobody owns it. */
+static __always_inline int lookup_v4(const struct lns_config *cfg, __be32 addr, __u32 *index)
+{
+	struct lns_lpm_v4 key = { .prefixlen = 32, .addr = addr };
+	__u64 flat = lns_flat_v4((__u32)addr, cfg->sub_flat_shift);
+	__u32 *idx;
+
+	if (flat) {
+		*index = (__u32)(flat - 1);
+		return 1;
+	}
+	idx = bpf_map_lookup_elem(&lns_sub_v4, &addr);
+	if (!idx)
+		idx = bpf_map_lookup_elem(&lns_sub_v4_lpm, &key);
+	if (!idx)
+		return 0;
+	*index = *idx;
+	return 1;
+}
+
+static __always_inline int lookup_v6(const struct lns_config *cfg, const __u8 *addr, __u32 *index)
 {
 	struct lns_lpm_v6 key = { .prefixlen = 128 };
 	struct lns_in6 exact;
-	__u64 net;
-	__u32 *idx;
+	__u32 net[2], *idx;
+	__u64 flat;
 
-	/* Most subscribers hold a /64: one hash lookup. The writers keep
-	 * longer entries out of other sessions' /64s, so this is the longest
-	 * match when it hits. */
-	__builtin_memcpy(&net, addr, 8);
-	idx = bpf_map_lookup_elem(&lns_sub_v6_64, &net);
-	if (idx)
-		return idx;
-	__builtin_memcpy(exact.addr, addr, 16);
-	idx = bpf_map_lookup_elem(&lns_sub_v6, &exact);
-	if (idx)
-		return idx;
-	__builtin_memcpy(key.addr, addr, 16);
-	return bpf_map_lookup_elem(&lns_sub_v6_lpm, &key);
+	/* Most subscribers hold a /64: the flat table, else one hash lookup.
+	 * The writers keep longer entries out of other sessions' /64s, so
+	 * this is the longest match when it hits. */
+	__builtin_memcpy(net, addr, 8);
+	flat = lns_flat_v6(net[0], net[1], cfg->sub_flat_shift);
+	if (flat) {
+		*index = (__u32)(flat - 1);
+		return 1;
+	}
+	idx = bpf_map_lookup_elem(&lns_sub_v6_64, net);
+	if (!idx) {
+		__builtin_memcpy(exact.addr, addr, 16);
+		idx = bpf_map_lookup_elem(&lns_sub_v6, &exact);
+	}
+	if (!idx) {
+		__builtin_memcpy(key.addr, addr, 16);
+		idx = bpf_map_lookup_elem(&lns_sub_v6_lpm, &key);
+	}
+	if (!idx)
+		return 0;
+	*index = *idx;
+	return 1;
 }
 
 /* Does `addr` fall in `prefix`/`len`? Unrolled over the 16 bytes. */
@@ -395,30 +514,31 @@ static __always_inline int steer_core(struct xdp_md *ctx, const struct lns_confi
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct lns_session *s;
-	__u32 *idx;
+	__u32 idx;
+	int found;
 
 	if (p->ip_version == 4) {
 		struct iphdr *ip = data + p->l3;
 
 		if ((void *)(ip + 1) > data_end)
 			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
-		idx = lookup_v4(ip->daddr);
+		found = lookup_v4(cfg, ip->daddr, &idx);
 	} else {
 		struct ipv6hdr *ip6 = data + p->l3;
 
 		if ((void *)(ip6 + 1) > data_end)
 			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
-		idx = lookup_v6(ip6->daddr.in6_u.u6_addr8);
+		found = lookup_v6(cfg, ip6->daddr.in6_u.u6_addr8, &idx);
 	}
-	if (!idx)
+	if (!found)
 		return count(miss, XDP_PASS);
-	s = bpf_map_lookup_elem(&lns_sessions, idx);
+	s = bpf_map_lookup_elem(&lns_sessions, &idx);
 	if (!s || s->state != LNS_SESSION_FORWARDING)
 		return count(LNS_CNT_PASS_SUBSCRIBER_NOT_FORWARDING, XDP_PASS);
 	/* The encapsulated packet goes to the session's LAC. */
 	{
 		struct nexthop nh = {};
-		__u32 session_index = *idx;
+		__u32 session_index = idx;
 		int v4 = addr_is_mapped_v4((const __u32 *)s->peer_addr);
 		int rc = fib_nexthop(ctx, cfg, v4, (const __u32 *)s->local_addr, (const __u32 *)s->peer_addr, &nh);
 
@@ -463,7 +583,7 @@ static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_confi
 	struct lns_session *s;
 	__u8 *l2tp, *ppp, *end;
 	__u16 flags, proto;
-	__u32 *idx, *owner, inner, udp_len, direct;
+	__u32 *idx, owner, inner, udp_len, direct;
 
 	if ((void *)(udp + 1) > data_end)
 		return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
@@ -589,8 +709,7 @@ static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_confi
 		/* The common case, the session's own address, needs no lookup;
 		 * framed routes are found in the maps. */
 		if (s->ipv4 == 0 || ip->saddr != s->ipv4) {
-			owner = lookup_v4(ip->saddr);
-			if (!owner || *owner != *idx)
+			if (!lookup_v4(cfg, ip->saddr, &owner) || owner != *idx)
 				return count(LNS_CNT_DROP_SPOOFED, XDP_DROP);
 		}
 		{
@@ -627,8 +746,7 @@ static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_confi
 		 * maps' longest-prefix match is the costliest lookup here. */
 		if (!in_prefix(src, s->ipv6_prefix, s->ipv6_prefix_len) &&
 		    !in_prefix(src, s->delegated_prefix, s->delegated_prefix_len)) {
-			owner = lookup_v6(src);
-			if (!owner || *owner != *idx)
+			if (!lookup_v6(cfg, src, &owner) || owner != *idx)
 				return count(LNS_CNT_DROP_SPOOFED, XDP_DROP);
 		}
 		{
