@@ -44,7 +44,7 @@ fn upstream(size: usize) -> (Vec<u8>, usize, XdpMeta) {
         .unwrap();
     let m = meta(1, (f.len() - ip.len()) as u16);
     let mut buf = vec![0u8; 2048];
-    buf[..META_LEN].copy_from_slice(bytemuck::bytes_of(&m));
+    buf[..XdpMeta::LEN].copy_from_slice(bytemuck::bytes_of(&m));
     buf[META_LEN..META_LEN + f.len()].copy_from_slice(&f);
     (buf, META_LEN + f.len(), m)
 }
@@ -53,7 +53,7 @@ fn downstream(size: usize) -> (Vec<u8>, usize, XdpMeta) {
     let ip = inner(size);
     let m = meta(2, 14);
     let mut buf = vec![0u8; 2048];
-    buf[..META_LEN].copy_from_slice(bytemuck::bytes_of(&m));
+    buf[..XdpMeta::LEN].copy_from_slice(bytemuck::bytes_of(&m));
     buf[META_LEN..META_LEN + 12].copy_from_slice(&[3; 12]);
     buf[META_LEN + 12..META_LEN + 14].copy_from_slice(&[8, 0]);
     buf[META_LEN + 14..META_LEN + 14 + ip.len()].copy_from_slice(&ip);

@@ -249,6 +249,13 @@ struct lns_xdp_meta {
 	__u8 smac[6];         /* Ethernet source for the result */
 	__u8 dmac[6];         /* Ethernet destination (next hop) for the result */
 };
+/* The program moves the frame's start back by this much and puts the
+ * metadata at the new start; the rest of the room is unused. A whole cache
+ * line, so that the AF_XDP copy-mode memcpy into the UMEM has source and
+ * destination equally aligned: 24 bytes made them differ by 40 mod 64, and
+ * the copy of a 1,400-byte packet cost about 200 ns more on the receiving
+ * core (perf: __pi_memcpy 12 % -> 18 %). */
+#define LNS_XDP_META_ROOM 64
 
 /* ---- lns_neigh_miss: LRU_HASH, key struct lns_in6 (v4-mapped) -> __u64 ----
  * Destinations whose next hop had no neighbour entry (value: bpf_ktime_get_ns

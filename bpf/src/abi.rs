@@ -407,6 +407,10 @@ pub struct XdpMeta {
 
 impl XdpMeta {
     pub const LEN: usize = std::mem::size_of::<XdpMeta>();
+    /// `LNS_XDP_META_ROOM`: the bytes the program puts in front of a
+    /// redirected frame, the metadata first (a whole cache line, so the
+    /// kernel's copy into the UMEM keeps its alignment).
+    pub const ROOM: usize = 64;
 
     /// Reads the metadata from the first `LEN` bytes of a redirected frame.
     pub fn from_bytes(b: &[u8]) -> Option<Self> {
@@ -602,6 +606,7 @@ layout!(SessionStats, c::lns_session_stats, up_packets, up_bytes, down_packets, 
 
 const _: () = {
     assert!(COUNTER_COUNT as usize == Counter::ALL.len());
+    assert!(XdpMeta::LEN <= XdpMeta::ROOM && XdpMeta::ROOM.is_multiple_of(64));
     assert!(std::mem::size_of::<Session>() == 128);
     assert!(
         std::mem::offset_of!(Session, ipv6_prefix) + 16 == 64,

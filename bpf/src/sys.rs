@@ -390,8 +390,8 @@ impl Steering {
         let data = out.data.map(|d| d.to_vec()).unwrap_or_default();
         // The program prepends lns_xdp_meta to frames it redirects and
         // otherwise leaves the length alone.
-        let (meta, frame) = if data.len() == frame.len() + XdpMeta::LEN {
-            (XdpMeta::from_bytes(&data), data[XdpMeta::LEN..].to_vec())
+        let (meta, frame) = if data.len() == frame.len() + XdpMeta::ROOM {
+            (XdpMeta::from_bytes(&data), data[XdpMeta::ROOM..].to_vec())
         } else {
             (None, data)
         };

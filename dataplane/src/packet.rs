@@ -16,7 +16,7 @@
 
 use lns_bpf::abi::{Session, XdpMeta};
 
-pub const META_LEN: usize = XdpMeta::LEN;
+pub const META_LEN: usize = XdpMeta::ROOM;
 pub const ETH_LEN: usize = 14;
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;

@@ -119,6 +119,12 @@ struct Row {
     /// On a veth it runs on the generator's core, so it is what separates
     /// the two modes' rates when trafgen is the bottleneck.
     xdp_ns_per_frame: f64,
+    /// Frames per batch the worker took from its rings over the data
+    /// plane's whole run (its final report): near 1, the worker waits for
+    /// frames, its CPU goes to per-batch costs (a sendto per batch) and
+    /// ns/pkt says little about its per-packet work; near the batch size
+    /// (64), it is the bottleneck.
+    frames_per_batch: f64,
     ratio_to_reflect: Option<f64>,
 }
 
@@ -448,9 +454,18 @@ fn measure(
     }
     let _ = std::fs::remove_file(&cfg);
     dp.stop(10);
+    let report = dp.output().0.lines().last().unwrap_or_default().to_string();
     if std::env::var_os("LNS_LOAD_VERBOSE").is_some() {
-        eprintln!("{mode} {dir:?}: {}", dp.output().0.lines().last().unwrap_or_default());
+        eprintln!("{mode} {dir:?}: {report}");
     }
+    let frames_per_batch = serde_json::from_str::<serde_json::Value>(&report)
+        .ok()
+        .and_then(|v| {
+            let w = v.get("workers")?.as_array()?.first()?.clone();
+            let (rx, batches) = (w.get("rx")?.as_f64()?, w.get("batches")?.as_f64()?);
+            (batches > 0.0).then(|| rx / batches)
+        })
+        .unwrap_or(0.0);
     let (sent, delivered, secs, cpu, napi_cpu) =
         (sat.sent, sat.delivered, sat.seconds, sat.cpu_ns, sat.napi_ns);
     Ok(Row {
@@ -467,6 +482,7 @@ fn measure(
         worker_ns_per_packet: if delivered > 0 { cpu as f64 / delivered as f64 } else { 0.0 },
         napi_ns_per_packet: if delivered > 0 { napi_cpu as f64 / delivered as f64 } else { 0.0 },
         xdp_ns_per_frame: if sat.xdp_runs > 0 { sat.xdp_ns as f64 / sat.xdp_runs as f64 } else { 0.0 },
+        frames_per_batch,
         ratio_to_reflect: None,
     })
 }
@@ -739,7 +755,7 @@ fn main() -> Result<()> {
     let mut rows = Vec::new();
     if !args.json {
         println!(
-            "{:<8} {:>8} {:<10} {:>5} {:>10} {:>10} {:>10} {:>7} {:>11} {:>8} {:>8} {:>8} {:>8}",
+            "{:<8} {:>8} {:<10} {:>5} {:>10} {:>10} {:>10} {:>7} {:>11} {:>8} {:>8} {:>8} {:>6} {:>8}",
             "mode",
             "sessions",
             "direction",
@@ -752,6 +768,7 @@ fn main() -> Result<()> {
             "ns/pkt",
             "napi ns",
             "xdp ns",
+            "f/bat",
             "lns/refl"
         );
     }
@@ -773,7 +790,7 @@ fn main() -> Result<()> {
                             println!("{}", serde_json::to_string(&r)?);
                         } else {
                             println!(
-                            "{:<8} {:>8} {:<10} {:>5} {:>10} {:>10} {:>10.0} {:>7.2} {:>11.0} {:>8.0} {:>8.0} {:>8.0} {:>8}",
+                            "{:<8} {:>8} {:<10} {:>5} {:>10} {:>10} {:>10.0} {:>7.2} {:>11.0} {:>8.0} {:>8.0} {:>8.0} {:>6.1} {:>8}",
                             r.mode,
                             r.sessions,
                             format!("{:?}", r.direction).to_lowercase(),
@@ -786,6 +803,7 @@ fn main() -> Result<()> {
                             r.worker_ns_per_packet,
                             r.napi_ns_per_packet,
                             r.xdp_ns_per_frame,
+                            r.frames_per_batch,
                             r.ratio_to_reflect.map(|x| format!("{x:.3}")).unwrap_or_default()
                         );
                         }

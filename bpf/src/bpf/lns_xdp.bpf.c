@@ -486,13 +486,16 @@ static __always_inline int to_fast_path(struct xdp_md *ctx, const struct lns_ifa
 	if (!bpf_map_lookup_elem(&lns_xsks, &slot))
 		return count(LNS_CNT_DROP_NO_XSK, XDP_DROP);
 
-	if (bpf_xdp_adjust_head(ctx, -(int)sizeof(*meta)))
+	if (bpf_xdp_adjust_head(ctx, -LNS_XDP_META_ROOM))
 		return count(LNS_CNT_DROP_NO_XSK, XDP_DROP);
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	meta = data;
-	if ((void *)(meta + 1) > data_end)
+	if (data + LNS_XDP_META_ROOM > data_end)
 		return count(LNS_CNT_DROP_NO_XSK, XDP_DROP);
+	/* The room's rest held whatever the buffer held before: not for the
+	 * socket's eyes. Same cache line as the metadata. */
+	__builtin_memset(data + sizeof(*meta), 0, LNS_XDP_META_ROOM - sizeof(*meta));
 	meta->session_index = session_index;
 	meta->inner_offset = inner_offset;
 	meta->direction = direction;
