@@ -9,7 +9,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use common::*;
-use lns_bpf::abi::{Config, Counter, Direction, FlatEntry, Iface, SessionState};
+use lns_bpf::abi::{Config, Counter, Direction, FlatEntry, Iface, Session, SessionState};
 use lns_bpf::{LoadOptions, TestRunContext, XdpAction};
 
 fn all_outers() -> [Outer; 4] {
@@ -1095,13 +1095,7 @@ fn flat_runs_fill_up_share_tags_and_empty_again() {
         .collect();
     assert_eq!(prefixes.len(), 10);
     for (i, p) in prefixes.iter().enumerate() {
-        let mut s = Lab::session(SessionState::Forwarding);
-        s.local_session_id = 300 + i as u16;
-        s.ipv4 = [0; 4];
-        s.ipv6_prefix = p.octets();
-        s.delegated_prefix_len = 0;
-        s.delegated_prefix = [0; 16];
-        f.lab.install(10 + i as u32, &s);
+        f.lab.install(10 + i as u32, &prefix_only_session(300 + i as u16, *p));
     }
     assert_eq!(maps.entry_counts()["lns_sub_v6_flat"], 8);
     for (i, p) in prefixes.iter().enumerate() {
@@ -1124,13 +1118,7 @@ fn flat_runs_fill_up_share_tags_and_empty_again() {
     assert_eq!(lns_bpf::abi::flat_tag_v6(net64(a)), lns_bpf::abi::flat_tag_v6(net64(b)));
     assert_ne!(net64(a), net64(b));
     for (i, p) in [a, b].iter().enumerate() {
-        let mut s = Lab::session(SessionState::Forwarding);
-        s.local_session_id = 400 + i as u16;
-        s.ipv4 = [0; 4];
-        s.ipv6_prefix = p.octets();
-        s.delegated_prefix_len = 0;
-        s.delegated_prefix = [0; 16];
-        f.lab.install(30 + i as u32, &s);
+        f.lab.install(30 + i as u32, &prefix_only_session(400 + i as u16, *p));
     }
     let tag = lns_bpf::abi::flat_tag_v6(net64(a));
     assert_eq!(f.run(&f.v6, tag), vec![30, 31]);
@@ -1176,4 +1164,15 @@ fn flat_runs_fill_up_share_tags_and_empty_again() {
     for i in 0..FlatEntry::PROBES {
         assert_eq!(f.read(&f.v6, slot(i)), FlatEntry::default(), "slot {i} of the run");
     }
+}
+
+/// A forwarding session whose only address is the /64 `prefix`.
+fn prefix_only_session(local_session_id: u16, prefix: Ipv6Addr) -> Session {
+    let mut s = Lab::session(SessionState::Forwarding);
+    s.local_session_id = local_session_id;
+    s.ipv4 = [0; 4];
+    s.ipv6_prefix = prefix.octets();
+    s.delegated_prefix_len = 0;
+    s.delegated_prefix = [0; 16];
+    s
 }

@@ -225,47 +225,14 @@ static __always_inline int owns_64(const __u8 *prefix, __u8 len, __u32 w0, __u32
 	return len == 64 && p[0] == w0 && p[1] == w1;
 }
 
-/* The flat tables' lookups are global functions: the verifier checks each
- * once, on its own, instead of once per path that reaches a call (the probe
- * loop multiplied the program's paths past the verifier's limit). Scalars
- * in and out: session index + 1 of the owner of `addr`, 0 if the table has
- * none (then the hash maps are asked). */
-__attribute__((noinline)) __u64 lns_flat_v4(__u32 addr, __u32 shift)
+/* The probe run of one flat table for `tag`. For IPv4 the tag is the
+ * address; for IPv6 it is the /64's halves (`w0`, `w1`) XORed, which
+ * different /64s share now and then: either way the session named by an
+ * entry has the last word. */
+static __always_inline __u64 flat_probe(void *table, __u32 tag, __u32 shift, int v6, __u32 w0,
+					__u32 w1)
 {
 	__u32 first, mask;
-
-	if (shift == 0 || shift > 31)
-		return 0;
-	first = (addr * LNS_FLAT_HASH) >> shift;
-	mask = 0xffffffffU >> shift;
-	for (__u32 n = 0; n < LNS_FLAT_PROBES; n++) {
-		__u32 k = (first + n) & mask, cand;
-		struct lns_session *s;
-		union flat_word u;
-		__u64 *p;
-
-		p = bpf_map_lookup_elem(&lns_sub_v4_flat, &k);
-		if (!p)
-			return 0;
-		/* One 8-byte load: the writers' compare-and-swap changes tag
-		 * and session at once. */
-		u.word = *(volatile __u64 *)p;
-		if (u.e.session_plus1 == LNS_FLAT_EMPTY)
-			return 0;
-		if (u.e.session_plus1 == LNS_FLAT_TOMBSTONE || u.e.tag != addr)
-			continue;
-		cand = u.e.session_plus1 - 1;
-		s = bpf_map_lookup_elem(&lns_sessions, &cand);
-		if (s && s->state != LNS_SESSION_FREE && s->ipv4 == addr)
-			return (__u64)cand + 1;
-	}
-	return 0;
-}
-
-/* `w0`, `w1`: the /64, as loaded from the packet. */
-__attribute__((noinline)) __u64 lns_flat_v6(__u32 w0, __u32 w1, __u32 shift)
-{
-	__u32 tag = w0 ^ w1, first, mask;
 
 	if (shift == 0 || shift > 31)
 		return 0;
@@ -277,23 +244,42 @@ __attribute__((noinline)) __u64 lns_flat_v6(__u32 w0, __u32 w1, __u32 shift)
 		union flat_word u;
 		__u64 *p;
 
-		p = bpf_map_lookup_elem(&lns_sub_v6_flat, &k);
+		p = bpf_map_lookup_elem(table, &k);
 		if (!p)
 			return 0;
+		/* One 8-byte load: the writers' compare-and-swap changes tag
+		 * and session at once. */
 		u.word = *(volatile __u64 *)p;
 		if (u.e.session_plus1 == LNS_FLAT_EMPTY)
 			return 0;
-		/* Different /64s share a tag now and then: the session says. */
 		if (u.e.session_plus1 == LNS_FLAT_TOMBSTONE || u.e.tag != tag)
 			continue;
 		cand = u.e.session_plus1 - 1;
 		s = bpf_map_lookup_elem(&lns_sessions, &cand);
-		if (s && s->state != LNS_SESSION_FREE &&
-		    (owns_64(s->ipv6_prefix, s->ipv6_prefix_len, w0, w1) ||
-		     owns_64(s->delegated_prefix, s->delegated_prefix_len, w0, w1)))
+		if (!s || s->state == LNS_SESSION_FREE)
+			continue;
+		if (v6 ? owns_64(s->ipv6_prefix, s->ipv6_prefix_len, w0, w1) ||
+			     owns_64(s->delegated_prefix, s->delegated_prefix_len, w0, w1)
+		       : s->ipv4 == tag)
 			return (__u64)cand + 1;
 	}
 	return 0;
+}
+
+/* The flat tables' lookups are global functions: the verifier checks each
+ * once, on its own, instead of once per path that reaches a call (the probe
+ * loop multiplied the program's paths past the verifier's limit). Scalars
+ * in and out: session index + 1 of the owner of `addr`, 0 if the table has
+ * none (then the hash maps are asked). */
+__attribute__((noinline)) __u64 lns_flat_v4(__u32 addr, __u32 shift)
+{
+	return flat_probe(&lns_sub_v4_flat, addr, shift, 0, 0, 0);
+}
+
+/* `w0`, `w1`: the /64, as loaded from the packet. */
+__attribute__((noinline)) __u64 lns_flat_v6(__u32 w0, __u32 w1, __u32 shift)
+{
+	return flat_probe(&lns_sub_v6_flat, w0 ^ w1, shift, 1, w0, w1);
 }
 
 /* Looks up a subscriber address: the flat table, then the exact and prefix
