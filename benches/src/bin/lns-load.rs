@@ -78,6 +78,13 @@ struct Args {
     /// `--dataplane-arg=--frames --dataplane-arg=4096`).
     #[arg(long = "dataplane-arg", allow_hyphen_values = true)]
     dataplane_args: Vec<String>,
+    /// Send the sessions' frames in a fixed pseudo-random order instead of
+    /// session by session. In order, consecutive frames touch neighbouring
+    /// session entries (the direct slots are consecutive), which the
+    /// caches and the prefetcher reward; subscribers' traffic does not
+    /// arrive that way.
+    #[arg(long)]
+    shuffle: bool,
 }
 
 const LAC_PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
@@ -171,10 +178,12 @@ fn frame(dir: Dir, m: &Macs, k: u32, size: usize) -> Vec<u8> {
     v
 }
 
-/// A trafgen configuration cycling through one frame per session.
-fn trafgen_config(dir: Dir, m: &Macs, sessions: u32, size: usize) -> String {
+/// A trafgen configuration cycling through one frame per session, in
+/// session order or in the order of [`shuffled`].
+fn trafgen_config(dir: Dir, m: &Macs, sessions: u32, size: usize, shuffle: bool) -> String {
     let mut s = String::new();
-    for k in 0..sessions {
+    for n in 0..sessions {
+        let k = if shuffle { shuffled(n, sessions) } else { n };
         s.push('{');
         for (i, b) in frame(dir, m, k, size).iter().enumerate() {
             if i > 0 {
@@ -185,6 +194,35 @@ fn trafgen_config(dir: Dir, m: &Macs, sessions: u32, size: usize) -> String {
         s.push_str("}\n");
     }
     s
+}
+
+/// The median of sorted values: the mean of the middle two for an even
+/// count (the upper one alone would favour the better round).
+fn median(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// The `n`th of `count` sessions in a fixed scattered order: `n` times a
+/// multiplier prime to `count` (near count / golden ratio), modulo `count`,
+/// is a permutation that puts neighbours far apart.
+fn shuffled(n: u32, count: u32) -> u32 {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    let count = u64::from(count.max(1));
+    let mut mul = (count * 618_034 / 1_000_000).max(1);
+    while gcd(mul, count) != 1 {
+        mul += 1;
+    }
+    ((u64::from(n) * mul) % count) as u32
 }
 
 /// An interface's packet counters, read from /proc/net/dev of its namespace
@@ -392,7 +430,7 @@ fn measure(
     }
 
     let cfg = std::env::temp_dir().join(format!("{}.trafgen", lns_testlab::unique_name("tg")));
-    std::fs::write(&cfg, trafgen_config(dir, m, sessions, size))?;
+    std::fs::write(&cfg, trafgen_config(dir, m, sessions, size, args.shuffle))?;
     let (gen_ns, gen_dev, sink_ns, sink_dev) = match (mode, dir) {
         ("reflect", Dir::Upstream) => (&lab.lac, "lac0", &lab.lac, "lac0"),
         ("reflect", Dir::Downstream) => (&lab.core, "core0p", &lab.core, "core0p"),
@@ -812,7 +850,7 @@ fn main() -> Result<()> {
                 }
                 if args.rounds > 1 && !ratios.is_empty() {
                     ratios.sort_by(f64::total_cmp);
-                    let median = ratios[ratios.len() / 2];
+                    let median = median(&ratios);
                     let list: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
                     if args.json {
                         println!(
@@ -833,4 +871,33 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{median, shuffled};
+
+    #[test]
+    fn median_of_an_even_count_is_the_middle_pair_s_mean() {
+        assert_eq!(median(&[0.9, 1.1]), 1.0);
+        assert_eq!(median(&[0.8, 0.9, 1.3]), 0.9);
+        assert_eq!(median(&[0.7, 0.8, 1.0, 1.2]), 0.9);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn shuffled_is_a_permutation_that_scatters_neighbours() {
+        for count in [1u32, 2, 3, 7, 1000, 100_000, 131_072] {
+            let mut seen = vec![false; count as usize];
+            for n in 0..count {
+                let k = shuffled(n, count);
+                assert!(k < count && !seen[k as usize], "count {count}: {n} -> {k}");
+                seen[k as usize] = true;
+            }
+        }
+        // Consecutive frames land on sessions far apart (not in one page
+        // of 128-byte entries).
+        let far = (0..1000).filter(|&n| shuffled(n + 1, 100_000).abs_diff(shuffled(n, 100_000)) > 32).count();
+        assert_eq!(far, 1000);
+    }
 }
