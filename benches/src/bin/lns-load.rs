@@ -182,8 +182,9 @@ fn frame(dir: Dir, m: &Macs, k: u32, size: usize) -> Vec<u8> {
 /// session order or in the order of [`shuffled`].
 fn trafgen_config(dir: Dir, m: &Macs, sessions: u32, size: usize, shuffle: bool) -> String {
     let mut s = String::new();
+    let mul = scatter_multiplier(sessions);
     for n in 0..sessions {
-        let k = if shuffle { shuffled(n, sessions) } else { n };
+        let k = if shuffle { shuffled(n, sessions, mul) } else { n };
         s.push('{');
         for (i, b) in frame(dir, m, k, size).iter().enumerate() {
             if i > 0 {
@@ -206,10 +207,9 @@ fn median(sorted: &[f64]) -> f64 {
     }
 }
 
-/// The `n`th of `count` sessions in a fixed scattered order: `n` times a
-/// multiplier prime to `count` (near count / golden ratio), modulo `count`,
-/// is a permutation that puts neighbours far apart.
-fn shuffled(n: u32, count: u32) -> u32 {
+/// A multiplier prime to `count`, near count / golden ratio: `n` times it,
+/// modulo `count`, is a permutation that puts neighbours far apart.
+fn scatter_multiplier(count: u32) -> u64 {
     fn gcd(a: u64, b: u64) -> u64 {
         if b == 0 {
             a
@@ -222,7 +222,13 @@ fn shuffled(n: u32, count: u32) -> u32 {
     while gcd(mul, count) != 1 {
         mul += 1;
     }
-    ((u64::from(n) * mul) % count) as u32
+    mul
+}
+
+/// The `n`th of `count` sessions in the scattered order of `mul`
+/// ([`scatter_multiplier`]).
+fn shuffled(n: u32, count: u32, mul: u64) -> u32 {
+    ((u64::from(n) * mul) % u64::from(count.max(1))) as u32
 }
 
 /// An interface's packet counters, read from /proc/net/dev of its namespace
@@ -875,7 +881,7 @@ fn main() -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{median, shuffled};
+    use super::{median, scatter_multiplier, shuffled};
 
     #[test]
     fn median_of_an_even_count_is_the_middle_pair_s_mean() {
@@ -888,16 +894,20 @@ mod tests {
     #[test]
     fn shuffled_is_a_permutation_that_scatters_neighbours() {
         for count in [1u32, 2, 3, 7, 1000, 100_000, 131_072] {
+            let mul = scatter_multiplier(count);
             let mut seen = vec![false; count as usize];
             for n in 0..count {
-                let k = shuffled(n, count);
+                let k = shuffled(n, count, mul);
                 assert!(k < count && !seen[k as usize], "count {count}: {n} -> {k}");
                 seen[k as usize] = true;
             }
         }
         // Consecutive frames land on sessions far apart (not in one page
         // of 128-byte entries).
-        let far = (0..1000).filter(|&n| shuffled(n + 1, 100_000).abs_diff(shuffled(n, 100_000)) > 32).count();
+        let mul = scatter_multiplier(100_000);
+        let far = (0..1000)
+            .filter(|&n| shuffled(n + 1, 100_000, mul).abs_diff(shuffled(n, 100_000, mul)) > 32)
+            .count();
         assert_eq!(far, 1000);
     }
 }
