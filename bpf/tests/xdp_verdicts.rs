@@ -1147,13 +1147,7 @@ fn flat_runs_fill_up_share_tags_and_empty_again() {
         assert_eq!(f.owner(IpAddr::V6(Ipv6Addr::from(o))), Some(10 + i as u32), "{p}");
     }
     // A newcomer takes the first tombstone.
-    let mut s = Lab::session(SessionState::Forwarding);
-    s.local_session_id = 500;
-    s.ipv4 = [0; 4];
-    s.ipv6_prefix = prefixes[0].octets();
-    s.delegated_prefix_len = 0;
-    s.delegated_prefix = [0; 16];
-    f.lab.install(40, &s);
+    f.lab.install(40, &prefix_only_session(500, prefixes[0]));
     assert_eq!(f.read(&f.v6, slot(0)), FlatEntry::new(lns_bpf::abi::flat_tag_v6(net64(prefixes[0])), 40));
     maps.remove_session(40).unwrap();
     for i in 4..10 {
