@@ -202,37 +202,23 @@ fn frame(dir: Dir, m: &Macs, k: u32, size: usize) -> Vec<u8> {
     v
 }
 
-/// A trafgen configuration cycling through one frame per session, in
-/// session order or in the order of [`shuffled`].
-fn trafgen_config(dir: Dir, m: &Macs, sessions: u32, size: usize, shuffle: bool) -> String {
-    let mut s = String::new();
-    let mul = scatter_multiplier(sessions);
-    for n in 0..sessions {
-        let k = if shuffle { shuffled(n, sessions, mul) } else { n };
-        s.push('{');
-        for (i, b) in frame(dir, m, k, size).iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            let _ = write!(s, "0x{b:02x}");
-        }
-        s.push_str("}\n");
-    }
-    s
-}
+/// Sessions that share one trafgen template with `--lean`: as many as a
+/// byte counts.
+const LEAN_GROUP: u32 = 256;
 
-/// A trafgen configuration with one template per 256 sessions (`--lean`):
-/// in each, the L2TP session id's low byte and byte 7 of the subscriber
+/// A trafgen configuration cycling through the sessions' frames, in
+/// session order or in the order of [`shuffled`], with one template per
+/// `group` sessions (1, or [`LEAN_GROUP`] for `--lean`). In a template for
+/// several, the L2TP session id's low byte and byte 7 of the subscriber
 /// address (downstream: of the destination) count up together, and the
-/// inner UDP checksum is recomputed for each frame. The outer UDP checksum
+/// inner UDP checksum is recomputed for each frame; the outer UDP checksum
 /// is left zero (IPv4 allows it), as it would go stale.
-fn trafgen_config_lean(dir: Dir, m: &Macs, sessions: u32, size: usize, shuffle: bool) -> String {
-    // Templates: (first session, how many share it).
+fn trafgen_config(dir: Dir, m: &Macs, sessions: u32, size: usize, shuffle: bool, group: u32) -> String {
+    // Templates: (first session, how many share it), never across a tunnel.
     let mut templates = Vec::new();
     let mut k = 0;
     while k < sessions {
-        let in_tunnel = PER_TUNNEL - k % PER_TUNNEL;
-        let n = 256.min(sessions - k).min(in_tunnel);
+        let n = group.max(1).min(sessions - k).min(PER_TUNNEL - k % PER_TUNNEL);
         templates.push((k, n));
         k += n;
     }
@@ -244,16 +230,16 @@ fn trafgen_config_lean(dir: Dir, m: &Macs, sessions: u32, size: usize, shuffle: 
         let mut fr = frame(dir, m, k0, size);
         let inner_at = fr.len() - size.max(48);
         // Where the counted bytes are: the L2TP session id's low byte sits
-        // 8 bytes before the inner packet (session id, then FF 03 00 57);
-        // the address's byte 7 in the inner header's source (upstream) or
-        // destination (downstream).
+        // 5 bytes before the inner packet (then FF 03 00 57); the address's
+        // byte 7 in the inner header's source (upstream) or destination
+        // (downstream).
         let (counted, addr_at) = match dir {
-            Dir::Upstream => {
-                fr[40..42].fill(0); // outer UDP checksum
-                (Some(inner_at - 5), inner_at + 8 + 7)
-            }
+            Dir::Upstream => (Some(inner_at - 5), inner_at + 8 + 7),
             Dir::Downstream => (None, inner_at + 24 + 7),
         };
+        if group > 1 && dir == Dir::Upstream {
+            fr[40..42].fill(0); // outer UDP checksum
+        }
         // A checksum function takes the place of the field it fills.
         let udp_at = inner_at + 40;
         let csum_at = udp_at + 6;
@@ -517,12 +503,8 @@ fn measure(
     }
 
     let cfg = std::env::temp_dir().join(format!("{}.trafgen", lns_testlab::unique_name("tg")));
-    let config = if args.lean {
-        trafgen_config_lean(dir, m, sessions, size, !args.in_order)
-    } else {
-        trafgen_config(dir, m, sessions, size, !args.in_order)
-    };
-    std::fs::write(&cfg, config)?;
+    let group = if args.lean { LEAN_GROUP } else { 1 };
+    std::fs::write(&cfg, trafgen_config(dir, m, sessions, size, !args.in_order, group))?;
     let (gen_ns, gen_dev, sink_ns, sink_dev) = match (mode, dir) {
         ("reflect", Dir::Upstream) => (&lab.lac, "lac0", &lab.lac, "lac0"),
         ("reflect", Dir::Downstream) => (&lab.core, "core0p", &lab.core, "core0p"),
@@ -967,7 +949,7 @@ fn main() -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{frame, median, scatter_multiplier, shuffled, trafgen_config_lean, Dir, Macs};
+    use super::{frame, median, scatter_multiplier, shuffled, trafgen_config, Dir, Macs, LEAN_GROUP};
 
     /// The frames trafgen makes of one template line when its counters
     /// stand at `v`: `None` for the bytes a checksum function fills.
@@ -1014,7 +996,7 @@ mod tests {
             (Dir::Downstream, 600, 1400, true),
             (Dir::Upstream, 1, 64, true),
         ] {
-            let config = trafgen_config_lean(dir, &m, sessions, size, shuffle);
+            let config = trafgen_config(dir, &m, sessions, size, shuffle, LEAN_GROUP);
             let mut seen = vec![false; sessions as usize];
             for line in config.lines() {
                 let counters = line.matches("dinc(").count();
