@@ -470,7 +470,8 @@ fn measure(
         args.busy_poll,
     );
     let pins = PinDir::new()?;
-    let max = (sessions + 16).next_power_of_two().max(1024).to_string();
+    // Session ids start at 256 (`ids`): the table reaches past the highest.
+    let max = (sessions + 256 + 16).next_power_of_two().max(1024).to_string();
     let mut dp_args = vec![
         "--queues",
         "1",
