@@ -25,7 +25,7 @@
 
 /* Bumped on any incompatible change; stored in the config map so a process
  * can refuse maps pinned by a build with another layout. */
-#define LNS_ABI_VERSION 6
+#define LNS_ABI_VERSION 7
 
 /* Map sizes. The session table's size is set by the loader at load time;
  * this is the default. */
@@ -44,6 +44,11 @@
 /* lns_config.flags */
 #define LNS_CFG_PASS_UNKNOWN_SESSION (1U << 0) /* pass, not drop, data for unknown sessions */
 #define LNS_CFG_REFLECT (1U << 1) /* benchmark baseline: every IP frame to AF_XDP, no parsing, no metadata */
+/* L2TP data whose session's bit is set in lns_fast_slots goes to the fast
+ * path without the program reading the session: the worker, which reads it
+ * anyway, checks the session's key, state, peer and the subscriber's source
+ * (see lns_fast_slots). Off: the program checks every frame itself. */
+#define LNS_CFG_WORKER_CHECKS (1U << 2)
 
 struct lns_config {
 	__u32 abi_version;  /* LNS_ABI_VERSION of the loader that wrote it */
@@ -157,6 +162,32 @@ struct lns_session {
 	__u8 _reserved[16];      /* to 128 bytes: a slot never straddles three cache lines */
 };
 
+/* ---- lns_fast_slots: ARRAY (mmapable), key word index -> __u64 ---------
+ * One bit per session slot (bit i % 64 of word i / 64): set only while
+ *   - slot i holds a forwarding session that sits at its direct slot, and
+ *   - no other session has slot i as its direct slot (a session placed
+ *     elsewhere because slot i was taken: LNS_MARK_DISPLACED), and
+ *   - no address besides the session's own (its ipv4, SLAAC and delegated
+ *     prefix) points at slot i (a framed route: LNS_MARK_EXTRA).
+ * With LNS_CFG_WORKER_CHECKS, L2TP data whose direct slot's bit is set goes
+ * to the fast path flagged LNS_META_CHECK, without the program reading the
+ * session: no other session can own that key, so the worker's checks of
+ * the one session in the slot (key, state, LAC address and port, the inner
+ * source among the session's own addresses) are the program's checks.
+ * Why: with 100,000 subscribers the session table is megabytes, and a read
+ * of it misses the cache on nearly every frame (200 ns on the development
+ * VM); the program runs once per frame and cannot hide that, while the
+ * worker reads the session anyway. The bitmap is 16 KiB for 131,072 slots.
+ * Writers (userspace, any process) change bits with atomic and/or on the
+ * mmap'd array; a bit wrongly clear costs the program's own checks, never
+ * a wrong answer. Sized by the loader: max_sessions / 64 words, rounded up. */
+
+/* ---- lns_slot_marks: ARRAY (mmapable), key session index -> __u32 -------
+ * Why a slot's bit must stay clear, kept by the writers and read only by
+ * userspace. Changed with atomic and/or. */
+#define LNS_MARK_DISPLACED (1U << 0) /* a session whose direct slot this is lives in another slot */
+#define LNS_MARK_EXTRA (1U << 1)     /* addresses other than the session's own point at this slot */
+
 /* ---- lns_session_ids: HASH, key lns_session_key -> __u32 session index - */
 
 struct lns_session_key {
@@ -248,7 +279,17 @@ struct lns_xdp_meta {
 	__u32 egress_ifindex; /* interface the result must leave through */
 	__u8 smac[6];         /* Ethernet source for the result */
 	__u8 dmac[6];         /* Ethernet destination (next hop) for the result */
+	/* For the worker's checks (LNS_META_CHECK): offsets from the Ethernet
+	 * header of the outer IP header, the outer UDP header and the L2TP
+	 * Tunnel ID (the Session ID follows it). Zero downstream. */
+	__u16 outer_l3;
+	__u16 outer_l4;
+	__u16 l2tp_ids;
+	__u8 flags;            /* LNS_META_* */
+	__u8 outer_ip_version; /* 4 or 6; 0 downstream */
 };
+/* lns_xdp_meta.flags */
+#define LNS_META_CHECK (1U << 0) /* upstream, not checked by the program: the worker checks (lns_fast_slots) */
 /* The program moves the frame's start back by this much and puts the
  * metadata at the new start; the rest of the room is unused. A whole cache
  * line, so that the AF_XDP copy-mode memcpy into the UMEM has source and
@@ -313,6 +354,7 @@ enum lns_counter {
 	LNS_CNT_PASS_NO_NEIGHBOUR,          /* next hop not yet resolved: the stack resolves it */
 	LNS_CNT_PASS_NOT_FORWARDED,         /* FIB lookup declined (local, no route, forwarding off) */
 	LNS_CNT_REDIRECT_REFLECT,           /* LNS_CFG_REFLECT: frame sent to AF_XDP untouched */
+	LNS_CNT_REDIRECT_UPSTREAM_CHECK,    /* L2TP data of a fast slot -> AF_XDP, the worker checks (LNS_META_CHECK) */
 	LNS_CNT_MAX,
 };
 

@@ -18,7 +18,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::skel::types as c;
 
 /// `LNS_ABI_VERSION`: stored in [`Config::abi_version`] by the loader.
-pub const ABI_VERSION: u32 = 6;
+pub const ABI_VERSION: u32 = 7;
 /// Default size of the session table (`LNS_DEFAULT_MAX_SESSIONS`).
 pub const DEFAULT_MAX_SESSIONS: u32 = 65536;
 /// `LNS_MAX_IFACES`: interfaces one instance can be attached to.
@@ -180,6 +180,19 @@ impl Config {
     pub const PASS_UNKNOWN_SESSION: u32 = 1 << 0;
     /// Benchmark baseline: every IP frame to AF_XDP untouched, no metadata.
     pub const REFLECT: u32 = 1 << 1;
+    /// `LNS_CFG_WORKER_CHECKS`: L2TP data of a slot whose bit is set in
+    /// `lns_fast_slots` goes to the worker unchecked, and the worker checks
+    /// it (the program reads no session for it).
+    pub const WORKER_CHECKS: u32 = 1 << 2;
+}
+
+/// `LNS_MARK_*`: why a slot's bit in `lns_fast_slots` must stay clear
+/// (`lns_slot_marks`, read and written by userspace only).
+pub mod slot_mark {
+    /// A session whose direct slot this is lives in another slot.
+    pub const DISPLACED: u32 = 1 << 0;
+    /// Addresses besides the session's own point at this slot.
+    pub const EXTRA: u32 = 1 << 1;
 }
 
 /// `struct lns_iface`, value of `lns_ifaces` keyed by ifindex.
@@ -403,9 +416,22 @@ pub struct XdpMeta {
     pub smac: [u8; 6],
     /// Ethernet destination for the result: the next hop's address.
     pub dmac: [u8; 6],
+    /// Upstream, for the worker's checks ([`XdpMeta::CHECK`]): offsets from
+    /// the Ethernet header of the outer IP header, the outer UDP header and
+    /// the L2TP Tunnel ID (the Session ID follows).
+    pub outer_l3: u16,
+    pub outer_l4: u16,
+    pub l2tp_ids: u16,
+    /// `LNS_META_*` bits.
+    pub flags: u8,
+    /// 4 or 6 upstream; 0 downstream.
+    pub outer_ip_version: u8,
 }
 
 impl XdpMeta {
+    /// `LNS_META_CHECK`: the program did not check this upstream frame
+    /// against its session (a fast slot): the worker must.
+    pub const CHECK: u8 = 1 << 0;
     pub const LEN: usize = std::mem::size_of::<XdpMeta>();
     /// `LNS_XDP_META_ROOM`: the bytes the program puts in front of a
     /// redirected frame, the metadata first (a whole cache line, so the
@@ -532,6 +558,9 @@ counters! {
     PassNotForwarded = LNS_CNT_PASS_NOT_FORWARDED, "pass_not_forwarded";
     /// Reflect mode (benchmark baseline): frame sent to AF_XDP untouched.
     RedirectReflect = LNS_CNT_REDIRECT_REFLECT, "redirect_reflect";
+    /// L2TP data of a fast slot, to AF_XDP unchecked: the worker checks it
+    /// ([`XdpMeta::CHECK`]).
+    RedirectUpstreamCheck = LNS_CNT_REDIRECT_UPSTREAM_CHECK, "redirect_upstream_check";
 }
 
 /// `LNS_CNT_MAX`: entries of `lns_counters`.
@@ -600,7 +629,12 @@ layout!(
     ip_version,
     egress_ifindex,
     smac,
-    dmac
+    dmac,
+    outer_l3,
+    outer_l4,
+    l2tp_ids,
+    flags,
+    outer_ip_version
 );
 layout!(SessionStats, c::lns_session_stats, up_packets, up_bytes, down_packets, down_bytes);
 
@@ -624,3 +658,43 @@ const _: () = {
     assert!(Direction::Upstream as u32 == c::lns_direction::LNS_DIR_UPSTREAM.0);
     assert!(Direction::Downstream as u32 == c::lns_direction::LNS_DIR_DOWNSTREAM.0);
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of `#define name` in the header: a number or `(1U << n)`.
+    fn define(name: &str) -> u64 {
+        let header = include_str!("../include/lns_abi.h");
+        let line = header
+            .lines()
+            .find(|l| l.split_whitespace().take(2).eq(["#define", name]))
+            .unwrap_or_else(|| panic!("no #define {name} in lns_abi.h"));
+        let value: String = line.split_whitespace().skip(2).take_while(|w| !w.starts_with("/*")).collect();
+        if let Some(shift) = value.strip_prefix("(1U<<").and_then(|v| v.strip_suffix(')')) {
+            return 1 << shift.parse::<u32>().unwrap();
+        }
+        let value = value.trim_end_matches('U');
+        match value.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16).unwrap(),
+            None => value.parse().unwrap(),
+        }
+    }
+
+    /// Macros leave no BTF, so the constants are compared with the header's
+    /// text.
+    #[test]
+    fn constants_match_the_header_defines() {
+        assert_eq!(define("LNS_ABI_VERSION"), ABI_VERSION as u64);
+        assert_eq!(define("LNS_CFG_PASS_UNKNOWN_SESSION"), Config::PASS_UNKNOWN_SESSION as u64);
+        assert_eq!(define("LNS_CFG_REFLECT"), Config::REFLECT as u64);
+        assert_eq!(define("LNS_CFG_WORKER_CHECKS"), Config::WORKER_CHECKS as u64);
+        assert_eq!(define("LNS_META_CHECK"), XdpMeta::CHECK as u64);
+        assert_eq!(define("LNS_MARK_DISPLACED"), slot_mark::DISPLACED as u64);
+        assert_eq!(define("LNS_MARK_EXTRA"), slot_mark::EXTRA as u64);
+        assert_eq!(define("LNS_XDP_META_ROOM"), XdpMeta::ROOM as u64);
+        assert_eq!(define("LNS_DEFAULT_MAX_SESSIONS"), DEFAULT_MAX_SESSIONS as u64);
+        assert_eq!(define("LNS_FLAT_PROBES"), FlatEntry::PROBES as u64);
+        assert_eq!(define("LNS_FLAT_HASH"), FlatEntry::HASH as u64);
+    }
+}

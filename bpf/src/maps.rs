@@ -14,7 +14,7 @@ use crate::Error;
 use crate::MmapArray;
 
 /// Every map the program defines, by the name it is pinned under.
-pub const MAP_NAMES: [&str; 18] = [
+pub const MAP_NAMES: [&str; 20] = [
     "lns_config",
     "lns_ifaces",
     "lns_xsks",
@@ -33,6 +33,8 @@ pub const MAP_NAMES: [&str; 18] = [
     "lns_session_stats",
     "lns_nh_cache",
     "lns_session_ns",
+    "lns_fast_slots",
+    "lns_slot_marks",
 ];
 
 /// Descriptors of every map of one instance.
@@ -55,6 +57,10 @@ pub struct Maps {
     pub(crate) neigh_miss: MapHandle,
     pub(crate) session_stats: MapHandle,
     pub(crate) session_ns: MapHandle,
+    /// `lns_fast_slots`, one bit per slot ([`Maps::refresh_fast_slot`]).
+    pub(crate) fast_slots: MmapArray<u64>,
+    /// `lns_slot_marks` ([`abi::slot_mark`]).
+    pub(crate) slot_marks: MmapArray<u32>,
 }
 
 pub(crate) fn read_config(config: &MapHandle) -> Result<Config, Error> {
@@ -309,22 +315,121 @@ impl Maps {
             .update(&index.to_ne_bytes(), &0u64.to_ne_bytes(), MapFlags::ANY)
             .map_err(ctx("writing lns_session_ns"))?;
         let key = s.key();
+        // A session away from its direct slot: the program must look up
+        // the key in the hash whenever it names that slot, so the slot's
+        // fast bit goes before the key becomes findable.
+        let displaced_from = abi::direct_slot(key, self.max_sessions()).filter(|&d| d != index);
+        if let Some(d) = displaced_from {
+            self.mark_slot(d, abi::slot_mark::DISPLACED);
+        }
         let idx = index.to_ne_bytes();
         self.session_ids
             .update(bytemuck::bytes_of(&key), &idx, MapFlags::ANY)
             .map_err(ctx("writing lns_session_ids"))?;
-        self.install_addresses(index, s)
+        // Again, now that the key is findable: a writer that was clearing
+        // the mark (the last displaced session of the slot leaving) and did
+        // not see this key yet cannot have left it clear.
+        if let Some(d) = displaced_from {
+            self.mark_slot(d, abi::slot_mark::DISPLACED);
+        }
+        self.install_addresses(index, s)?;
+        self.refresh_fast_slot(index)
+    }
+
+    /// Sets `mark` ([`abi::slot_mark`]) on `index`, then clears its fast bit:
+    /// a concurrent [`Maps::refresh_fast_slot`] either sees the mark when it
+    /// looks again after setting the bit, or set it before this clears it.
+    fn mark_slot(&self, index: u32, mark: u32) {
+        self.slot_marks.fetch_or(index as usize, mark);
+        self.set_fast_bit(index, false);
+    }
+
+    fn set_fast_bit(&self, index: u32, on: bool) {
+        let (word, bit) = (index as usize / 64, 1u64 << (index % 64));
+        if on {
+            self.fast_slots.fetch_or(word, bit);
+        } else {
+            self.fast_slots.fetch_and(word, !bit);
+        }
+    }
+
+    /// Should slot `index`'s bit in `lns_fast_slots` be set? (See
+    /// `lns_abi.h`: a forwarding session at its direct slot, no marks.)
+    fn fast_wanted(&self, index: u32) -> Result<bool, Error> {
+        if self.slot_marks.load(index as usize).unwrap_or(u32::MAX) != 0 {
+            return Ok(false);
+        }
+        let s = self.read_session(index)?;
+        Ok(s.session_state() == Some(SessionState::Forwarding)
+            && abi::direct_slot(s.key(), self.max_sessions()) == Some(index))
+    }
+
+    /// Brings slot `index`'s fast bit in line with its session and marks;
+    /// every change to either is followed by this. Several processes write
+    /// the maps: after setting the bit, the inputs are read again, and a
+    /// change meanwhile (whose writer may have read them before this one
+    /// wrote) goes round again, so the last writer leaves the right bit.
+    pub fn refresh_fast_slot(&self, index: u32) -> Result<(), Error> {
+        for _ in 0..64 {
+            let want = self.fast_wanted(index)?;
+            self.set_fast_bit(index, want);
+            if self.fast_wanted(index)? == want {
+                return Ok(());
+            }
+        }
+        // A slot that will not settle keeps the program's own checks.
+        self.set_fast_bit(index, false);
+        Ok(())
+    }
+
+    /// Is slot `index`'s bit set in `lns_fast_slots` (its L2TP data goes to
+    /// the workers unchecked when the config says so)?
+    pub fn fast_slot(&self, index: u32) -> bool {
+        self.fast_slots.load(index as usize / 64).is_some_and(|w| w >> (index % 64) & 1 == 1)
+    }
+
+    /// The marks of slot `index` ([`abi::slot_mark`]).
+    pub fn slot_marks(&self, index: u32) -> u32 {
+        self.slot_marks.load(index as usize).unwrap_or(0)
+    }
+
+    /// An address the caller points at slot `index` that is not one of
+    /// the session's own (ipv4, SLAAC and delegated prefix): the workers
+    /// check only those, so the program checks this slot's frames from
+    /// now on (until the session is removed). Marked before the address
+    /// exists, so no frame from it meets a worker's check.
+    fn note_address(&self, index: u32, own: impl Fn(&Session) -> bool) -> Result<(), Error> {
+        let s = self.read_session(index)?;
+        if s.session_state() == Some(SessionState::Free) || !own(&s) {
+            self.mark_slot(index, abi::slot_mark::EXTRA);
+        }
+        Ok(())
+    }
+
+    /// Is a session other than the one in `index` still living away from
+    /// its direct slot `index`? A walk over every key: only for removing
+    /// such a session, which only an operator's static sessions are.
+    fn displaced_from(&self, index: u32) -> Result<bool, Error> {
+        for key in self.session_ids.keys() {
+            let Ok(k) = bytemuck::try_pod_read_unaligned::<SessionKey>(&key) else { continue };
+            if abi::direct_slot(k, self.max_sessions()) == Some(index)
+                && self.find_session(k)?.is_some_and(|i| i != index)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn install_addresses(&self, index: u32, s: &Session) -> Result<(), Error> {
         if let Some(v4) = s.subscriber_ipv4() {
-            self.add_subscriber_v4(v4, index)?;
+            self.put_subscriber_v4(v4, index)?;
         }
         if let Some((p, len)) = s.subscriber_ipv6_prefix() {
-            self.add_route_v6(p, len, index)?;
+            self.put_route_v6(p, len, index)?;
         }
         if let Some((p, len)) = s.subscriber_delegated_prefix() {
-            self.add_route_v6(p, len, index)?;
+            self.put_route_v6(p, len, index)?;
         }
         Ok(())
     }
@@ -354,7 +459,8 @@ impl Maps {
         }
         self.remove_addresses(&old)?;
         self.write_session(index, s)?;
-        self.install_addresses(index, s)
+        self.install_addresses(index, s)?;
+        self.refresh_fast_slot(index)
     }
 
     /// Removes a session and everything that points at it, in the reverse
@@ -371,6 +477,21 @@ impl Maps {
             "deleting from lns_session_ids",
         )?;
         self.write_session(index, &Session::default())?;
+        // Addresses the caller added besides the session's own were the
+        // caller's to remove; the next session here starts without.
+        self.slot_marks.fetch_and(index as usize, !abi::slot_mark::EXTRA);
+        self.refresh_fast_slot(index)?;
+        if let Some(d) = abi::direct_slot(old.key(), self.max_sessions()).filter(|&d| d != index) {
+            if !self.displaced_from(d)? {
+                self.slot_marks.fetch_and(d as usize, !abi::slot_mark::DISPLACED);
+                // A session displaced meanwhile marks the slot again after
+                // its key is findable; look once more, after the clear.
+                if self.displaced_from(d)? {
+                    self.mark_slot(d, abi::slot_mark::DISPLACED);
+                }
+                self.refresh_fast_slot(d)?;
+            }
+        }
         Ok(Some(old))
     }
 
@@ -398,7 +519,14 @@ impl Maps {
         Ok(out)
     }
 
+    /// An IPv4 host address of the subscriber (besides the session's own:
+    /// the program then checks the session's frames itself).
     pub fn add_subscriber_v4(&self, addr: Ipv4Addr, index: u32) -> Result<(), Error> {
+        self.note_address(index, |s| s.subscriber_ipv4() == Some(addr))?;
+        self.put_subscriber_v4(addr, index)
+    }
+
+    fn put_subscriber_v4(&self, addr: Ipv4Addr, index: u32) -> Result<(), Error> {
         self.sub_v4
             .update(&addr.octets(), &index.to_ne_bytes(), MapFlags::ANY)
             .map_err(ctx("writing lns_sub_v4"))?;
@@ -415,6 +543,7 @@ impl Maps {
     /// An exact IPv6 host address (Framed-IPv6-Address).
     pub fn add_subscriber_v6(&self, addr: Ipv6Addr, index: u32) -> Result<(), Error> {
         self.check_not_inside_other_64(addr, 128, index)?;
+        self.note_address(index, |_| false)?;
         let fresh = self.read_index(&self.sub_v6, &addr.octets(), "reading lns_sub_v6")?.is_none();
         self.sub_v6
             .update(&addr.octets(), &index.to_ne_bytes(), MapFlags::ANY)
@@ -436,6 +565,7 @@ impl Maps {
     /// A routed IPv4 prefix behind the subscriber (Framed-Route).
     pub fn add_route_v4(&self, prefix: Ipv4Addr, len: u8, index: u32) -> Result<(), Error> {
         let key = lpm_v4(prefix, len)?;
+        self.note_address(index, |_| false)?;
         self.sub_v4_lpm
             .update(bytemuck::bytes_of(&key), &index.to_ne_bytes(), MapFlags::ANY)
             .map_err(ctx("writing lns_sub_v4_lpm"))
@@ -452,6 +582,15 @@ impl Maps {
     /// inside another session's /64 (or a /64 over another session's longer
     /// entries) would be shadowed: refused ([`Error::PrefixOverlap`]).
     pub fn add_route_v6(&self, prefix: Ipv6Addr, len: u8, index: u32) -> Result<(), Error> {
+        let own = |s: &Session| {
+            s.subscriber_ipv6_prefix() == Some((prefix, len))
+                || s.subscriber_delegated_prefix() == Some((prefix, len))
+        };
+        self.note_address(index, own)?;
+        self.put_route_v6(prefix, len, index)
+    }
+
+    fn put_route_v6(&self, prefix: Ipv6Addr, len: u8, index: u32) -> Result<(), Error> {
         let key = lpm_v6(prefix, len)?;
         let net: [u8; 8] = key.addr[..8].try_into().expect("8 of 16 bytes");
         if len == 64 {

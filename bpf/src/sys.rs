@@ -61,6 +61,11 @@ pub struct LoadOptions {
     pub pass_unknown_sessions: bool,
     /// Next-hop cache lifetime in milliseconds (0: no cache).
     pub nh_cache_ms: u32,
+    /// The workers check the L2TP data of fast slots (`lns_fast_slots`),
+    /// so the program reads no session for it
+    /// ([`abi::Config::WORKER_CHECKS`]); false: the program checks every
+    /// frame.
+    pub worker_checks: bool,
 }
 
 impl Default for LoadOptions {
@@ -73,6 +78,7 @@ impl Default for LoadOptions {
             l2tp_port: abi::L2TP_PORT,
             pass_unknown_sessions: false,
             nh_cache_ms: 1000,
+            worker_checks: true,
         }
     }
 }
@@ -177,6 +183,13 @@ impl Steering {
             map.set_max_entries(opts.max_sessions.saturating_mul(2).max(abi::MAX_PREFIXES))
                 .map_err(|e| Error::bpf("sizing the prefix maps", e))?;
         }
+        // One bit per session slot; one entry per slot for the marks.
+        maps.lns_fast_slots
+            .set_max_entries(opts.max_sessions.div_ceil(64).max(1))
+            .map_err(|e| Error::bpf("sizing lns_fast_slots", e))?;
+        maps.lns_slot_marks
+            .set_max_entries(opts.max_sessions)
+            .map_err(|e| Error::bpf("sizing lns_slot_marks", e))?;
         let flat = abi::flat_entries(opts.max_sessions);
         for map in [&mut maps.lns_sub_v4_flat, &mut maps.lns_sub_v6_flat] {
             map.set_max_entries(flat).map_err(|e| Error::bpf("sizing the flat subscriber tables", e))?;
@@ -214,6 +227,8 @@ impl Steering {
                 (&mut maps.lns_session_stats, "lns_session_stats"),
                 (&mut maps.lns_nh_cache, "lns_nh_cache"),
                 (&mut maps.lns_session_ns, "lns_session_ns"),
+                (&mut maps.lns_fast_slots, "lns_fast_slots"),
+                (&mut maps.lns_slot_marks, "lns_slot_marks"),
             ] {
                 debug_assert!(MAP_NAMES.contains(&name));
                 map.set_pin_path(dir.join(name)).map_err(|e| Error::bpf("setting a pin path", e))?;
@@ -243,10 +258,13 @@ impl Steering {
             neigh_miss: handle(&m.lns_neigh_miss)?,
             session_stats: handle(&m.lns_session_stats)?,
             session_ns: handle(&m.lns_session_ns)?,
+            fast_slots: MmapArray::map(&handle(&m.lns_fast_slots)?)?,
+            slot_marks: MmapArray::map(&handle(&m.lns_slot_marks)?)?,
         };
         let config = Config {
             abi_version: abi::ABI_VERSION,
-            flags: if opts.pass_unknown_sessions { Config::PASS_UNKNOWN_SESSION } else { 0 },
+            flags: if opts.pass_unknown_sessions { Config::PASS_UNKNOWN_SESSION } else { 0 }
+                | if opts.worker_checks { Config::WORKER_CHECKS } else { 0 },
             l2tp_port: abi::Be16::from_host(opts.l2tp_port),
             nh_cache_ms: opts.nh_cache_ms,
             session_bank_mask: abi::session_bank_mask(opts.max_sessions),
@@ -479,6 +497,8 @@ pub fn open_pinned(dir: &Path) -> Result<Maps, Error> {
         neigh_miss: open("lns_neigh_miss")?,
         session_stats: open("lns_session_stats")?,
         session_ns: open("lns_session_ns")?,
+        fast_slots: MmapArray::map(&open("lns_fast_slots")?)?,
+        slot_marks: MmapArray::map(&open("lns_slot_marks")?)?,
     };
     let config = maps.read_config()?;
     if config.abi_version != abi::ABI_VERSION {
@@ -579,6 +599,29 @@ impl<T: bytemuck::Pod> MmapArray<T> {
         Some(unsafe { std::ptr::read_volatile(self.ptr.as_ptr().add(i)) })
     }
 
+    /// Asks the CPU to bring entry `i` into the cache ahead of its use (a
+    /// worker does this for a whole batch before processing it, so the
+    /// misses overlap instead of following one another). No effect on
+    /// other architectures, or when `i` is out of range.
+    #[inline]
+    pub fn prefetch(&self, i: usize) {
+        if i >= self.len {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: i < len, so the address lies inside the live mapping;
+            // a prefetch reads nothing architecturally and cannot fault.
+            unsafe {
+                let p = self.ptr.as_ptr().add(i) as *const i8;
+                std::arch::x86_64::_mm_prefetch(p, std::arch::x86_64::_MM_HINT_T0);
+                if std::mem::size_of::<T>() > 64 {
+                    std::arch::x86_64::_mm_prefetch(p.add(64), std::arch::x86_64::_MM_HINT_T0);
+                }
+            }
+        }
+    }
+
     /// Overwrites entry `i` (for the entry's single writer).
     #[inline]
     pub fn set(&self, i: usize, v: T) -> bool {
@@ -629,6 +672,57 @@ impl MmapArray<u64> {
     #[inline]
     pub fn fetch_add(&self, i: usize) -> Option<u64> {
         Some(self.atomic(i)?.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Atomically ORs `bits` into entry `i` (sequentially consistent: the
+    /// writers of `lns_fast_slots` order it against their other reads).
+    #[inline]
+    pub fn fetch_or(&self, i: usize, bits: u64) -> Option<u64> {
+        Some(self.atomic(i)?.fetch_or(bits, std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// Atomically ANDs `bits` into entry `i` (sequentially consistent).
+    #[inline]
+    pub fn fetch_and(&self, i: usize, bits: u64) -> Option<u64> {
+        Some(self.atomic(i)?.fetch_and(bits, std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+impl MmapArray<u32> {
+    #[inline]
+    fn atomic(&self, i: usize) -> Option<&std::sync::atomic::AtomicU32> {
+        if i >= self.len {
+            return None;
+        }
+        // SAFETY: i < len so the entry is inside the live mapping (which
+        // lives as long as &self); it is a 4-byte aligned u32 (the mapping
+        // is page aligned, values 4 bytes apart); every writer uses atomic
+        // operations.
+        Some(unsafe { &*(self.ptr.as_ptr().add(i) as *const std::sync::atomic::AtomicU32) })
+    }
+
+    /// Entry `i`, read atomically (sequentially consistent).
+    #[inline]
+    pub fn load(&self, i: usize) -> Option<u32> {
+        self.atomic(i).map(|a| a.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// Atomically ORs `bits` into entry `i` (sequentially consistent).
+    #[inline]
+    pub fn fetch_or(&self, i: usize, bits: u32) -> Option<u32> {
+        Some(self.atomic(i)?.fetch_or(bits, std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// Atomically ANDs `bits` into entry `i` (sequentially consistent).
+    #[inline]
+    pub fn fetch_and(&self, i: usize, bits: u32) -> Option<u32> {
+        Some(self.atomic(i)?.fetch_and(bits, std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+impl<T: bytemuck::Pod> std::fmt::Debug for MmapArray<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MmapArray").field("len", &self.len).finish()
     }
 }
 

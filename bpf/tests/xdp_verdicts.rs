@@ -21,6 +21,9 @@ fn all_outers() -> [Outer; 4] {
     ]
 }
 
+/// A forwarding session (100, 200) at slot 5, not at its direct slot 200:
+/// the program finds it through the hash and checks its frames itself
+/// (fast slots, whose frames the workers check, have tests of their own).
 fn forwarding_lab(outer: Outer) -> Lab {
     let lab = Lab::new();
     let mut s = Lab::session(SessionState::Forwarding);
@@ -835,8 +838,15 @@ fn sessions_are_found_at_their_direct_slot_and_elsewhere() {
     lab.install(direct, &s);
     assert_eq!(maps.free_direct_slot(s.key()).unwrap(), None, "taken");
     let frame = data_frame(Outer::default(), L2tpOpts::default(), PPP_FULL);
-    let r = lab.expect(lab.access, &frame, XdpAction::Redirect, Counter::RedirectUpstream);
-    assert_eq!(r.meta.unwrap().session_index, 200);
+    // At its direct slot and forwarding: a fast slot, sent to the worker
+    // unchecked, with what the worker needs to check it.
+    assert!(maps.fast_slot(200));
+    let r = lab.expect(lab.access, &frame, XdpAction::Redirect, Counter::RedirectUpstreamCheck);
+    let meta = r.meta.unwrap();
+    assert_eq!(meta.session_index, 200);
+    assert_eq!(meta.flags, lns_bpf::abi::XdpMeta::CHECK);
+    assert_eq!((meta.outer_l3, meta.outer_l4, meta.l2tp_ids, meta.outer_ip_version), (14, 34, 44, 4));
+    assert_eq!(&frame[44..48], &[0, 100, 0, 200], "the ids are where the worker is told");
 
     // Session 300 of tunnel 101 has direct slot 300 in one bank; an
     // operator's session of tunnel 100 sits there, so 300/101 lives at 7.
@@ -849,7 +859,12 @@ fn sessions_are_found_at_their_direct_slot_and_elsewhere() {
         s
     };
     lab.install(300, &v4_only(100, 300, 30));
+    assert!(maps.fast_slot(300));
     lab.install(7, &v4_only(101, 300, 31));
+    // 300/101's key names slot 300 too: its occupant's frames are checked
+    // by the program again, which can tell the two keys apart.
+    assert_eq!(maps.slot_marks(300), lns_bpf::abi::slot_mark::DISPLACED);
+    assert!(!maps.fast_slot(300) && !maps.fast_slot(7));
     let from = |tunnel: u16, session: u16, src: Ipv4Addr| {
         let inner = inner_v4(src, CORE_V4, b"x");
         lac_frame(
@@ -883,7 +898,123 @@ fn sessions_are_found_at_their_direct_slot_and_elsewhere() {
     );
     // Removed, the direct slot no longer answers: an unknown session.
     maps.remove_session(200).unwrap();
+    assert!(!maps.fast_slot(200));
     lab.expect(lab.access, &frame, XdpAction::Drop, Counter::DropUnknownSession);
+    // The displaced session gone, slot 300 is a fast slot again.
+    maps.remove_session(7).unwrap();
+    assert_eq!(maps.slot_marks(300), 0);
+    assert!(maps.fast_slot(300));
+    let r = lab.expect(
+        lab.access,
+        &from(100, 300, Ipv4Addr::new(198, 51, 100, 30)),
+        XdpAction::Redirect,
+        Counter::RedirectUpstreamCheck,
+    );
+    assert_eq!(r.meta.unwrap().session_index, 300);
+}
+
+/// A slot's bit in lns_fast_slots follows its session: set while it
+/// forwards at its direct slot with only its own addresses, clear otherwise.
+#[test]
+fn fast_slots_follow_state_placement_and_extra_addresses() {
+    let lab = Lab::new();
+    let maps = lab.steering.maps();
+    let xsk = BoundXsk::bind(&lab.access_name, 0);
+    maps.set_xsk(0, xsk.fd()).unwrap();
+    let mut s = Lab::session(SessionState::Control);
+    lab.install(200, &s);
+    assert!(!maps.fast_slot(200), "negotiating");
+    let frame = data_frame(Outer::default(), L2tpOpts::default(), PPP_FULL);
+    lab.expect(lab.access, &frame, XdpAction::Pass, Counter::PassSessionNotForwarding);
+    s.state = SessionState::Forwarding as u32;
+    maps.update_session(200, &s).unwrap();
+    assert!(maps.fast_slot(200), "forwarding at its direct slot");
+    lab.expect(lab.access, &frame, XdpAction::Redirect, Counter::RedirectUpstreamCheck);
+
+    // What a fast slot's frames still meet in the program: PPP control and
+    // link-local IPv6 go to the control plane; a spoofed source or a wrong
+    // LAC port goes to the worker, which drops it (tested in the data
+    // plane's tests); an unknown key on another slot is dropped here.
+    let lcp = lac_frame(
+        Outer::default(),
+        LAC_PORT,
+        1701,
+        &l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, 0xc021, &[1, 1, 0, 4]),
+    );
+    lab.expect(lab.access, &lcp, XdpAction::Pass, Counter::PassPppControl);
+    let ll = inner_v6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1), CORE_V6, b"x");
+    let ll = lac_frame(
+        Outer::default(),
+        LAC_PORT,
+        1701,
+        &l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, 0x57, &ll),
+    );
+    lab.expect(lab.access, &ll, XdpAction::Pass, Counter::PassIpv6LinkLocal);
+    let spoofed = inner_v4(Ipv4Addr::new(203, 0, 113, 99), CORE_V4, b"x");
+    let spoofed = lac_frame(
+        Outer::default(),
+        LAC_PORT + 1,
+        1701,
+        &l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, 0x21, &spoofed),
+    );
+    lab.expect(lab.access, &spoofed, XdpAction::Redirect, Counter::RedirectUpstreamCheck);
+    let unknown = lac_frame(
+        Outer::default(),
+        LAC_PORT,
+        1701,
+        &l2tp_payload(L2tpOpts::default(), 100, 201, PPP_FULL, 0x21, &inner_v4(SUB_V4, CORE_V4, b"x")),
+    );
+    lab.expect(lab.access, &unknown, XdpAction::Drop, Counter::DropUnknownSession);
+
+    // Re-adding its own address changes nothing; a framed route makes the
+    // program check the session's frames, for as long as it lives.
+    maps.add_subscriber_v4(SUB_V4, 200).unwrap();
+    assert!(maps.fast_slot(200));
+    maps.add_route_v4(Ipv4Addr::new(203, 0, 113, 128), 25, 200).unwrap();
+    assert_eq!(maps.slot_marks(200), lns_bpf::abi::slot_mark::EXTRA);
+    assert!(!maps.fast_slot(200));
+    let routed = inner_v4(Ipv4Addr::new(203, 0, 113, 130), CORE_V4, b"x");
+    let routed = lac_frame(
+        Outer::default(),
+        LAC_PORT,
+        1701,
+        &l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, 0x21, &routed),
+    );
+    lab.expect(lab.access, &routed, XdpAction::Redirect, Counter::RedirectUpstream);
+    maps.update_session(200, &s).unwrap();
+    assert!(!maps.fast_slot(200), "the mark outlives updates");
+    maps.remove_route_v4(Ipv4Addr::new(203, 0, 113, 128), 25).unwrap();
+    maps.remove_session(200).unwrap();
+    assert_eq!(maps.slot_marks(200), 0, "and ends with the session");
+    assert!(!maps.fast_slot(200));
+    lab.install(200, &s);
+    assert!(maps.fast_slot(200));
+    maps.add_subscriber_v6(Ipv6Addr::new(0x2001, 0xdb8, 0x300, 0, 0, 0, 0, 1), 200).unwrap();
+    assert!(!maps.fast_slot(200), "an extra IPv6 address too");
+}
+
+/// With the workers' checks off, the program checks every frame, fast slot
+/// or not.
+#[test]
+fn without_worker_checks_the_program_checks_fast_slots_too() {
+    let lab =
+        Lab::with_options(LoadOptions { max_sessions: 1024, worker_checks: false, ..Default::default() });
+    let maps = lab.steering.maps();
+    let xsk = BoundXsk::bind(&lab.access_name, 0);
+    maps.set_xsk(0, xsk.fd()).unwrap();
+    lab.install(200, &Lab::session(SessionState::Forwarding));
+    assert!(maps.fast_slot(200));
+    let frame = data_frame(Outer::default(), L2tpOpts::default(), PPP_FULL);
+    let r = lab.expect(lab.access, &frame, XdpAction::Redirect, Counter::RedirectUpstream);
+    assert_eq!(r.meta.unwrap().flags, 0);
+    let spoofed = inner_v4(Ipv4Addr::new(203, 0, 113, 99), CORE_V4, b"x");
+    let spoofed = lac_frame(
+        Outer::default(),
+        LAC_PORT,
+        1701,
+        &l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, 0x21, &spoofed),
+    );
+    lab.expect(lab.access, &spoofed, XdpAction::Drop, Counter::DropSpoofed);
 }
 
 /// Two banks: the tunnel id's low bit picks the bank.
@@ -1169,4 +1300,45 @@ fn prefix_only_session(local_session_id: u16, prefix: Ipv6Addr) -> Session {
     s.delegated_prefix_len = 0;
     s.delegated_prefix = [0; 16];
     s
+}
+
+/// Writers racing on one slot (its session's state changing while another
+/// session is displaced from it and removed again, as the control plane and
+/// lnsctl may) leave its fast bit right once they are done.
+#[test]
+fn fast_bits_settle_right_under_racing_writers() {
+    let steering =
+        lns_bpf::Steering::load(&LoadOptions { max_sessions: 1024, ..Default::default() }).expect("load");
+    let maps = steering.maps();
+    let mut occupant = Lab::session(SessionState::Forwarding);
+    (occupant.local_tunnel_id, occupant.local_session_id) = (100, 300);
+    occupant.ipv6_prefix_len = 0;
+    occupant.delegated_prefix_len = 0;
+    maps.install_session(300, &occupant).unwrap();
+    let mut displaced = occupant;
+    displaced.local_tunnel_id = 101;
+    displaced.ipv4 = [198, 51, 100, 31];
+    std::thread::scope(|t| {
+        t.spawn(|| {
+            for _ in 0..300 {
+                maps.install_session(7, &displaced).unwrap();
+                assert!(!maps.fast_slot(7));
+                maps.remove_session(7).unwrap();
+            }
+            maps.install_session(7, &displaced).unwrap();
+        });
+        t.spawn(|| {
+            let mut s = occupant;
+            for i in 0..600 {
+                s.state = if i % 2 == 0 { SessionState::Control } else { SessionState::Forwarding } as u32;
+                maps.update_session(300, &s).unwrap();
+            }
+        });
+    });
+    assert_eq!(maps.read_session(300).unwrap().session_state(), Some(SessionState::Forwarding));
+    assert_eq!(maps.slot_marks(300), lns_bpf::abi::slot_mark::DISPLACED);
+    assert!(!maps.fast_slot(300), "a session is displaced from slot 300");
+    maps.remove_session(7).unwrap();
+    assert_eq!(maps.slot_marks(300), 0);
+    assert!(maps.fast_slot(300), "forwarding at its direct slot, nothing displaced");
 }

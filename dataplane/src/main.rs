@@ -37,6 +37,20 @@ enum ModeArg {
     Reflect,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SessionChecksArg {
+    /// The XDP program reads the session of every L2TP data frame and
+    /// checks its ids, LAC, state and the subscriber's source itself.
+    Xdp,
+    /// For sessions with no framed routes at their direct slot (the
+    /// control plane's), the workers make those checks on the session they
+    /// read anyway, and the program reads only a bitmap: with many
+    /// subscribers the session table is not in the cache, and a worker
+    /// prefetches a whole batch's sessions where the program would wait for
+    /// each frame's.
+    Worker,
+}
+
 /// The LNS's AF_XDP fast path.
 ///
 /// Attaches the XDP steering program to the access (LAC-facing) and core
@@ -99,8 +113,16 @@ struct Args {
     #[arg(long, default_value = "auto", value_name = "auto|N|off")]
     mss_clamp: String,
     /// Pass data of unknown sessions to the stack instead of dropping it.
+    /// (With --session-checks worker, data whose ids are unknown but fall on
+    /// a forwarding session's slot is dropped by the worker.)
     #[arg(long)]
     pass_unknown_sessions: bool,
+    /// Who checks upstream L2TP data against its session: the XDP program
+    /// for every frame, or the workers for the sessions they can check.
+    /// Drops by the workers are counted in their drop counters
+    /// (unknown_session, peer_mismatch, spoofed), the program's in its own.
+    #[arg(long, value_enum, default_value = "worker")]
+    session_checks: SessionChecksArg,
     /// Milliseconds a next hop found by bpf_fib_lookup is reused by the XDP
     /// program (per CPU and destination); route and neighbour changes take
     /// effect within this time. 0 looks up every frame.
@@ -180,6 +202,7 @@ fn main() -> Result<()> {
         },
         mss,
         pass_unknown_sessions: args.pass_unknown_sessions,
+        worker_checks: matches!(args.session_checks, SessionChecksArg::Worker),
         nh_cache_ms: args.nh_cache_ms,
         unpin_on_exit: args.unpin_on_exit,
     };

@@ -44,15 +44,25 @@ pub enum DropReason {
     TooBig,
     /// No room in the frame for the new headers.
     NoRoom,
+    /// Upstream, checked here ([`XdpMeta::CHECK`]): the slot's session has
+    /// other L2TP ids (or none).
+    UnknownSession,
+    /// Upstream, checked here: not from the session's LAC address and port.
+    PeerMismatch,
+    /// Upstream, checked here: the subscriber's source is not the session's.
+    Spoofed,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::Malformed,
         DropReason::SessionGone,
         DropReason::TtlExceeded,
         DropReason::TooBig,
         DropReason::NoRoom,
+        DropReason::UnknownSession,
+        DropReason::PeerMismatch,
+        DropReason::Spoofed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +72,9 @@ impl DropReason {
             DropReason::TtlExceeded => "ttl_exceeded",
             DropReason::TooBig => "too_big",
             DropReason::NoRoom => "no_room",
+            DropReason::UnknownSession => "unknown_session",
+            DropReason::PeerMismatch => "peer_mismatch",
+            DropReason::Spoofed => "spoofed",
         }
     }
 }
@@ -265,6 +278,68 @@ fn write_eth(b: &mut [u8], at: usize, dmac: &[u8; 6], smac: &[u8; 6], ethertype:
     b[at..at + 6].copy_from_slice(dmac);
     b[at + 6..at + 12].copy_from_slice(smac);
     put16(b, at + 12, ethertype);
+}
+
+/// Does `addr` fall in `prefix`/`len` (a zero length holds nothing)?
+fn in_prefix(addr: &[u8], prefix: &[u8; 16], len: u8) -> bool {
+    if len == 0 || len > 128 || addr.len() != 16 {
+        return false;
+    }
+    let (bytes, bits) = ((len / 8) as usize, len % 8);
+    if addr[..bytes] != prefix[..bytes] {
+        return false;
+    }
+    bits == 0 || (addr[bytes] ^ prefix[bytes]) & (0xffu8 << (8 - bits)) == 0
+}
+
+/// The program's checks of an upstream frame it sent unchecked
+/// ([`XdpMeta::CHECK`]: a fast slot, whose session it did not read), made
+/// on the session the worker reads anyway. `frame` starts at the Ethernet
+/// header. The session in the slot must carry the frame's L2TP ids, the
+/// frame must come from the session's LAC address and port, the session
+/// must be forwarding, and the subscriber's source must be the session's
+/// IPv4 address or lie in its SLAAC or delegated prefix: a session with any
+/// other address (a framed route) is never a fast slot, so these are all
+/// the addresses it owns.
+pub fn check_upstream(frame: &[u8], meta: &XdpMeta, s: &Session) -> Result<(), DropReason> {
+    let ids = meta.l2tp_ids as usize;
+    let tunnel = be16(frame, ids).ok_or(DropReason::Malformed)?;
+    let session = be16(frame, ids + 2).ok_or(DropReason::Malformed)?;
+    if s.state == lns_bpf::abi::SessionState::Free as u32
+        || s.local_tunnel_id != tunnel
+        || s.local_session_id != session
+    {
+        return Err(DropReason::UnknownSession);
+    }
+    let (l3, l4) = (meta.outer_l3 as usize, meta.outer_l4 as usize);
+    let peer = match meta.outer_ip_version {
+        4 => {
+            let src = frame.get(l3 + 12..l3 + 16).ok_or(DropReason::Malformed)?;
+            s.peer_addr[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] && s.peer_addr[12..] == *src
+        }
+        6 => s.peer_addr[..] == *frame.get(l3 + 8..l3 + 24).ok_or(DropReason::Malformed)?,
+        _ => return Err(DropReason::Malformed),
+    };
+    if !peer || be16(frame, l4).ok_or(DropReason::Malformed)? != s.peer_port.to_host() {
+        return Err(DropReason::PeerMismatch);
+    }
+    if s.state != lns_bpf::abi::SessionState::Forwarding as u32 {
+        return Err(DropReason::SessionGone);
+    }
+    let ip = meta.inner_offset as usize;
+    let owned = match meta.ip_version {
+        4 => s.ipv4 != [0; 4] && frame.get(ip + 12..ip + 16).ok_or(DropReason::Malformed)? == s.ipv4,
+        6 => {
+            let src = frame.get(ip + 8..ip + 24).ok_or(DropReason::Malformed)?;
+            in_prefix(src, &s.ipv6_prefix, s.ipv6_prefix_len)
+                || in_prefix(src, &s.delegated_prefix, s.delegated_prefix_len)
+        }
+        _ => return Err(DropReason::Malformed),
+    };
+    if !owned {
+        return Err(DropReason::Spoofed);
+    }
+    Ok(())
 }
 
 /// LAC → core. `buf[at..len]` holds the metadata and the received frame;

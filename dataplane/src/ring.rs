@@ -158,6 +158,16 @@ impl Rings {
         (d, len)
     }
 
+    /// The session index in the metadata at the start of a received
+    /// frame (read ahead of processing, to prefetch the session).
+    pub fn peek_session_index(&self, desc: &FrameDesc) -> Option<u32> {
+        // SAFETY: desc came from this UMEM's rx ring and the frame belongs
+        // to userspace until it is sent or refilled; only read here.
+        let d = unsafe { self.umem.data(desc) };
+        let b = d.contents().get(..4)?;
+        Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
     /// Moves the start of `desc`'s data by `delta` bytes within its frame
     /// (negative: into the room the kernel leaves before a received
     /// packet), the end staying put; false if that would leave the frame.

@@ -36,6 +36,8 @@ pub struct Options {
     pub mode: Mode,
     pub mss: MssClamp,
     pub pass_unknown_sessions: bool,
+    /// The workers check upstream data of fast slots (`--session-checks`).
+    pub worker_checks: bool,
     pub nh_cache_ms: u32,
     pub unpin_on_exit: bool,
 }
@@ -91,6 +93,7 @@ pub fn start(o: Options) -> Result<Running> {
         l2tp_port: o.l2tp_port,
         pass_unknown_sessions: o.pass_unknown_sessions,
         nh_cache_ms: o.nh_cache_ms,
+        worker_checks: o.worker_checks,
     };
     let mut steering = match Steering::load(&load) {
         Ok(s) => s,

@@ -222,6 +222,20 @@ impl Worker {
             let t0 = Instant::now();
             self.local.rx += n as u64;
             self.local.batches += 1;
+            // With many subscribers their sessions and counters are not in
+            // the cache: ask for all of the batch's at once, so the misses
+            // overlap instead of costing one after the other.
+            if self.cfg.mode == Mode::Lns {
+                for d in rx.iter().take(n) {
+                    if let Some(i) = self.rings.peek_session_index(d) {
+                        let i = i as usize;
+                        self.shared.sessions.prefetch(i);
+                        if self.cfg.id < self.shared.stats_rows {
+                            self.shared.stats.prefetch(self.cfg.id * self.shared.max_sessions + i);
+                        }
+                    }
+                }
+            }
             for d in rx.iter_mut().take(n) {
                 let mut desc = *d;
                 match self.process(port, &mut desc) {
@@ -294,6 +308,14 @@ impl Worker {
             self.local.drop(DropReason::Malformed);
             return Action::Free;
         };
+        if meta.flags & XdpMeta::CHECK != 0 {
+            let frame = buf.get(at + packet::META_LEN..len).unwrap_or(&[]);
+            if let Err(r) = packet::check_upstream(frame, &meta, &s) {
+                drop(d);
+                self.local.drop(r);
+                return Action::Free;
+            }
+        }
         if s.state != SessionState::Forwarding as u32 {
             drop(d);
             self.local.drop(DropReason::SessionGone);

@@ -362,6 +362,10 @@ fn scenario(xdp_mode: &str) {
     lac_raw
         .send(&l2tp_v4(&m, 1701, &l2tp_data(100, 999, 0x21, &inner_v4(SUB_A, 1, CORE, 5000, 64, b"unknown"))))
         .unwrap();
+    // The session's ids from the LAC's address but another port.
+    lac_raw
+        .send(&l2tp_v4(&m, 1702, &l2tp_data(100, 200, 0x21, &inner_v4(SUB_A, 1, CORE, 5000, 64, b"port"))))
+        .unwrap();
     let mut v3 = l2tp_data(100, 200, 0x21, &inner_v4(SUB_A, 1, CORE, 5000, 64, b"v3"));
     v3[1] = 0x03;
     lac_raw.send(&l2tp_v4(&m, 1701, &v3)).unwrap();
@@ -418,7 +422,12 @@ fn scenario(xdp_mode: &str) {
 
     let after = xdp_counters(p);
     let d = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
-    assert_eq!(d("drop_spoofed"), 1);
+    // Session 100/200 sits at its direct slot: the program sent the spoofed
+    // and the wrong-port frames to a worker unchecked, with the SYN, and the
+    // worker dropped them (its counters are in the final report). Data for
+    // an unknown session on a slot with no session is dropped here.
+    assert_eq!(d("drop_spoofed") + d("drop_peer_mismatch"), 0);
+    assert_eq!(d("redirect_upstream_check"), 3);
     assert_eq!(d("drop_unknown_session"), 1);
     assert_eq!(d("pass_malformed"), 1);
 
@@ -444,6 +453,9 @@ fn scenario(xdp_mode: &str) {
     let report: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     let workers = report["workers"].as_array().unwrap();
     assert_eq!(workers.len(), 2);
+    let dropped = |why: &str| workers.iter().map(|w| w["drops"][why].as_u64().unwrap()).sum::<u64>();
+    assert_eq!((dropped("spoofed"), dropped("peer_mismatch")), (1, 1), "the workers' checks: {report}");
+    assert_eq!(dropped("unknown_session"), 0, "{report}");
     if xdp_mode == "native" {
         assert!(
             workers.iter().all(|w| w["rx"].as_u64().unwrap() > 0),

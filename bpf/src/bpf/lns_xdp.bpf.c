@@ -64,6 +64,24 @@ struct {
 	__type(value, struct lns_session);
 } lns_sessions SEC(".maps");
 
+/* Sized by the loader (max_sessions / 64, rounded up). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, LNS_DEFAULT_MAX_SESSIONS / 64);
+	__type(key, __u32);
+	__type(value, __u64);
+} lns_fast_slots SEC(".maps");
+
+/* Written and read by userspace only (see lns_abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, LNS_DEFAULT_MAX_SESSIONS);
+	__type(key, __u32);
+	__type(value, __u32);
+} lns_slot_marks SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, LNS_DEFAULT_MAX_SESSIONS);
@@ -456,9 +474,19 @@ static __always_inline int fib_nexthop(struct xdp_md *ctx, const struct lns_conf
 }
 
 /* Prepends the metadata and redirects to this rx queue's AF_XDP socket. */
+/* What the worker needs to check an upstream frame itself (LNS_META_CHECK). */
+struct checks {
+	__u16 outer_l3;
+	__u16 outer_l4;
+	__u16 l2tp_ids;
+	__u8 flags;
+	__u8 outer_ip_version;
+};
+
 static __always_inline int to_fast_path(struct xdp_md *ctx, const struct lns_iface *iface,
 					__u32 session_index, __u32 inner_offset, __u8 direction,
-					__u8 ip_version, const struct nexthop *nh)
+					__u8 ip_version, const struct nexthop *nh,
+					const struct checks *chk)
 {
 	struct lns_xdp_meta *meta;
 	__u32 slot;
@@ -489,8 +517,14 @@ static __always_inline int to_fast_path(struct xdp_md *ctx, const struct lns_ifa
 	meta->egress_ifindex = nh->ifindex;
 	__builtin_memcpy(meta->smac, nh->smac, 6);
 	__builtin_memcpy(meta->dmac, nh->dmac, 6);
-	count(direction == LNS_DIR_UPSTREAM ? LNS_CNT_REDIRECT_UPSTREAM
-					    : LNS_CNT_REDIRECT_DOWNSTREAM,
+	meta->outer_l3 = chk->outer_l3;
+	meta->outer_l4 = chk->outer_l4;
+	meta->l2tp_ids = chk->l2tp_ids;
+	meta->flags = chk->flags;
+	meta->outer_ip_version = chk->outer_ip_version;
+	count(direction == LNS_DIR_DOWNSTREAM ? LNS_CNT_REDIRECT_DOWNSTREAM
+		: (chk->flags & LNS_META_CHECK) ? LNS_CNT_REDIRECT_UPSTREAM_CHECK
+						 : LNS_CNT_REDIRECT_UPSTREAM,
 	      0);
 	return bpf_redirect_map(&lns_xsks, slot, XDP_DROP);
 }
@@ -527,13 +561,15 @@ static __always_inline int steer_core(struct xdp_md *ctx, const struct lns_confi
 	/* The encapsulated packet goes to the session's LAC. */
 	{
 		struct nexthop nh = {};
+		struct checks chk = {};
 		__u32 session_index = idx;
 		int v4 = addr_is_mapped_v4((const __u32 *)s->peer_addr);
 		int rc = fib_nexthop(ctx, cfg, v4, (const __u32 *)s->local_addr, (const __u32 *)s->peer_addr, &nh);
 
 		if (rc >= 0)
 			return rc;
-		return to_fast_path(ctx, iface, session_index, p->l3, LNS_DIR_DOWNSTREAM, p->ip_version, &nh);
+		return to_fast_path(ctx, iface, session_index, p->l3, LNS_DIR_DOWNSTREAM, p->ip_version, &nh,
+				    &chk);
 	}
 }
 
@@ -561,6 +597,17 @@ static __always_inline int addr_is_peer(const struct lns_session *s, const struc
 	}
 }
 
+/* Is `slot`'s bit set in lns_fast_slots? One 8-byte read of a 16 KiB
+ * bitmap (for 131,072 slots), which stays in the cache where the session
+ * table does not. */
+static __always_inline int fast_slot(__u32 slot)
+{
+	__u32 word = slot / 64;
+	__u64 *w = bpf_map_lookup_elem(&lns_fast_slots, &word);
+
+	return w && ((*(volatile __u64 *)w >> (slot % 64)) & 1);
+}
+
 /* LAC -> LNS: an L2TP message. `p->l4` is the UDP header. */
 static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_config *cfg,
 				      const struct lns_iface *iface, const struct parsed *p)
@@ -569,7 +616,8 @@ static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_confi
 	void *data_end = (void *)(long)ctx->data_end;
 	struct udphdr *udp = data + p->l4;
 	struct lns_session_key key;
-	struct lns_session *s;
+	struct lns_session *s = NULL;
+	struct checks chk = {};
 	__u8 *l2tp, *ppp, *end;
 	__u16 flags, proto;
 	__u32 *idx, owner, inner, udp_len, direct;
@@ -614,6 +662,7 @@ static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_confi
 		return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
 	key.tunnel_id = ((__u16)ppp[0] << 8) | ppp[1];
 	key.session_id = ((__u16)ppp[2] << 8) | ppp[3];
+	chk.l2tp_ids = (__u16)((void *)ppp - data);
 	ppp += 4;
 	if (flags & L2TP_S) {
 		if (beyond(ppp + 4, end, data_end))
@@ -635,23 +684,33 @@ static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_confi
 	}
 
 	/* The direct slot first: the control plane puts its sessions there,
-	 * and an array index costs no hash. A slot holding another key (an
-	 * operator's session placed elsewhere) sends us to the hash. */
+	 * and an array index costs no hash. When its bit in lns_fast_slots is
+	 * set, nothing but the session there can own this key, and the worker
+	 * checks that session: the program reads no session at all. Else a
+	 * slot holding another key (an operator's session placed elsewhere)
+	 * sends us to the hash. */
 	direct = LNS_DIRECT_SLOT(key.tunnel_id, key.session_id, cfg->session_bank_mask);
 	idx = &direct;
-	s = bpf_map_lookup_elem(&lns_sessions, &direct);
-	if (!s || s->local_tunnel_id != key.tunnel_id || s->local_session_id != key.session_id ||
-	    s->state == LNS_SESSION_FREE) {
-		idx = bpf_map_lookup_elem(&lns_session_ids, &key);
-		s = idx ? bpf_map_lookup_elem(&lns_sessions, idx) : NULL;
+	if ((cfg->flags & LNS_CFG_WORKER_CHECKS) && fast_slot(direct)) {
+		chk.flags = LNS_META_CHECK;
+		chk.outer_l3 = (__u16)p->l3;
+		chk.outer_l4 = (__u16)p->l4;
+		chk.outer_ip_version = p->ip_version;
+	} else {
+		s = bpf_map_lookup_elem(&lns_sessions, &direct);
+		if (!s || s->local_tunnel_id != key.tunnel_id || s->local_session_id != key.session_id ||
+		    s->state == LNS_SESSION_FREE) {
+			idx = bpf_map_lookup_elem(&lns_session_ids, &key);
+			s = idx ? bpf_map_lookup_elem(&lns_sessions, idx) : NULL;
+		}
+		if (!s || s->state == LNS_SESSION_FREE) {
+			if (cfg->flags & LNS_CFG_PASS_UNKNOWN_SESSION)
+				return count(LNS_CNT_PASS_UNKNOWN_SESSION, XDP_PASS);
+			return count(LNS_CNT_DROP_UNKNOWN_SESSION, XDP_DROP);
+		}
+		if (!addr_is_peer(s, p, data, data_end) || udp->source != s->peer_port)
+			return count(LNS_CNT_DROP_PEER_MISMATCH, XDP_DROP);
 	}
-	if (!s || s->state == LNS_SESSION_FREE) {
-		if (cfg->flags & LNS_CFG_PASS_UNKNOWN_SESSION)
-			return count(LNS_CNT_PASS_UNKNOWN_SESSION, XDP_PASS);
-		return count(LNS_CNT_DROP_UNKNOWN_SESSION, XDP_DROP);
-	}
-	if (!addr_is_peer(s, p, data, data_end) || udp->source != s->peer_port)
-		return count(LNS_CNT_DROP_PEER_MISMATCH, XDP_DROP);
 
 	/* PPP: Address/Control FF 03 unless compressed (ACFC), then a protocol
 	 * field of 1 byte when its low bit is set (PFC, RFC 1661 section 6.5)
@@ -676,9 +735,11 @@ static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_confi
 		proto = ((__u16)ppp[0] << 8) | ppp[1];
 		ppp += 2;
 	}
+	/* PPP control goes to the control plane, which checks the LAC's
+	 * address itself (a fast slot's frames are not checked here). */
 	if (proto != PPP_IPV4 && proto != PPP_IPV6)
 		return count(LNS_CNT_PASS_PPP_CONTROL, XDP_PASS);
-	if (s->state != LNS_SESSION_FORWARDING)
+	if (s && s->state != LNS_SESSION_FORWARDING)
 		return count(LNS_CNT_PASS_SESSION_NOT_FORWARDING, XDP_PASS);
 
 	inner = (__u32)((void *)ppp - data);
@@ -697,7 +758,7 @@ static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_confi
 			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
 		/* The common case, the session's own address, needs no lookup;
 		 * framed routes are found in the maps. */
-		if (s->ipv4 == 0 || ip->saddr != s->ipv4) {
+		if (s && (s->ipv4 == 0 || ip->saddr != s->ipv4)) {
 			if (!lookup_v4(cfg, ip->saddr, &owner) || owner != *idx)
 				return count(LNS_CNT_DROP_SPOOFED, XDP_DROP);
 		}
@@ -710,7 +771,7 @@ static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_confi
 
 			if (rc >= 0)
 				return rc;
-			return to_fast_path(ctx, iface, session_index, inner, LNS_DIR_UPSTREAM, 4, &nh);
+			return to_fast_path(ctx, iface, session_index, inner, LNS_DIR_UPSTREAM, 4, &nh, &chk);
 		}
 	} else {
 		struct ipv6hdr *ip6 = (struct ipv6hdr *)ppp;
@@ -733,7 +794,7 @@ static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_confi
 			return count(LNS_CNT_PASS_IPV6_LINK_LOCAL, XDP_PASS);
 		/* The session's own prefixes first: with a /64 per subscriber the
 		 * maps' longest-prefix match is the costliest lookup here. */
-		if (!in_prefix(src, s->ipv6_prefix, s->ipv6_prefix_len) &&
+		if (s && !in_prefix(src, s->ipv6_prefix, s->ipv6_prefix_len) &&
 		    !in_prefix(src, s->delegated_prefix, s->delegated_prefix_len)) {
 			if (!lookup_v6(cfg, src, &owner) || owner != *idx)
 				return count(LNS_CNT_DROP_SPOOFED, XDP_DROP);
@@ -749,7 +810,7 @@ static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_confi
 			rc = fib_nexthop(ctx, cfg, 0, s6, d6, &nh);
 			if (rc >= 0)
 				return rc;
-			return to_fast_path(ctx, iface, session_index, inner, LNS_DIR_UPSTREAM, 6, &nh);
+			return to_fast_path(ctx, iface, session_index, inner, LNS_DIR_UPSTREAM, 6, &nh, &chk);
 		}
 	}
 }

@@ -19,6 +19,7 @@ fn meta(dir: u8, version: u8, inner_offset: u16) -> XdpMeta {
         egress_ifindex: 9,
         smac: [2, 0, 0, 0, 0, 0xaa],
         dmac: [2, 0, 0, 0, 0, 0xbb],
+        ..Default::default()
     }
 }
 
@@ -422,4 +423,98 @@ fn checksums_of_any_bytes_never_overflow() {
     let s = csum_add_word(s, u64::MAX);
     let _ = csum_fold(s);
     assert_eq!(csum_fold(csum_add(0, &[0xff, 0xff])), 0);
+}
+
+/// An upstream frame of session (100, 200) from 192.0.2.2:1701 as the
+/// program sends it unchecked, with the offsets it gives the worker; the
+/// session that sits in its slot.
+fn unchecked_upstream(inner: &[u8], proto: u16) -> (Vec<u8>, XdpMeta, Session) {
+    let (buf, len, off) = upstream_buf(inner, proto);
+    let m = XdpMeta {
+        flags: XdpMeta::CHECK,
+        outer_l3: 14,
+        outer_l4: 34,
+        l2tp_ids: 44,
+        outer_ip_version: 4,
+        ip_version: if proto == 0x21 { 4 } else { 6 },
+        ..meta(1, 4, off)
+    };
+    let mut s = session(false, 0);
+    s.set_peer(SocketAddr::new("192.0.2.2".parse().unwrap(), 1701));
+    s.ipv6_prefix = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0x10, 0, 0, 0, 0).octets();
+    s.ipv6_prefix_len = 64;
+    s.delegated_prefix = Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0, 0, 0, 0, 0).octets();
+    s.delegated_prefix_len = 56;
+    (buf[META_LEN..len].to_vec(), m, s)
+}
+
+#[test]
+fn check_upstream_accepts_the_slot_s_own_session_from_its_lac() {
+    let (frame, m, s) = unchecked_upstream(&udp_v4(SUB, CORE, 64, b"x"), 0x21);
+    assert_eq!(check_upstream(&frame, &m, &s), Ok(()));
+    // IPv6 from the SLAAC prefix and from the delegated one.
+    let (frame, m, s) = unchecked_upstream(&udp_v6(SUB6, CORE6, b"x"), 0x57);
+    assert_eq!(check_upstream(&frame, &m, &s), Ok(()));
+    let pd = Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0xff, 0, 0, 0, 1);
+    let (frame, m, s) = unchecked_upstream(&udp_v6(pd, CORE6, b"x"), 0x57);
+    assert_eq!(check_upstream(&frame, &m, &s), Ok(()));
+}
+
+#[test]
+fn check_upstream_drops_what_the_program_would_have() {
+    let inner = udp_v4(SUB, CORE, 64, b"x");
+    // Another session's ids in the slot, or none.
+    let (frame, m, mut s) = unchecked_upstream(&inner, 0x21);
+    s.local_session_id = 201;
+    assert_eq!(check_upstream(&frame, &m, &s), Err(DropReason::UnknownSession));
+    let (frame, m, mut s) = unchecked_upstream(&inner, 0x21);
+    s.state = SessionState::Free as u32;
+    assert_eq!(check_upstream(&frame, &m, &s), Err(DropReason::UnknownSession));
+    // Not the LAC's address, or not its port.
+    let (frame, m, mut s) = unchecked_upstream(&inner, 0x21);
+    s.set_peer(SocketAddr::new("192.0.2.3".parse().unwrap(), 1701));
+    assert_eq!(check_upstream(&frame, &m, &s), Err(DropReason::PeerMismatch));
+    let (frame, m, mut s) = unchecked_upstream(&inner, 0x21);
+    s.set_peer(SocketAddr::new("192.0.2.2".parse().unwrap(), 1702));
+    assert_eq!(check_upstream(&frame, &m, &s), Err(DropReason::PeerMismatch));
+    let (frame, m, mut s) = unchecked_upstream(&inner, 0x21);
+    s.set_peer(SocketAddr::new("2001:db8:ac::2".parse().unwrap(), 1701));
+    assert_eq!(check_upstream(&frame, &m, &s), Err(DropReason::PeerMismatch));
+    // Still negotiating.
+    let (frame, m, mut s) = unchecked_upstream(&inner, 0x21);
+    s.state = SessionState::Control as u32;
+    assert_eq!(check_upstream(&frame, &m, &s), Err(DropReason::SessionGone));
+    // A source the session does not own, in either family.
+    let (frame, m, s) = unchecked_upstream(&udp_v4(Ipv4Addr::new(198, 51, 100, 11), CORE, 64, b"x"), 0x21);
+    assert_eq!(check_upstream(&frame, &m, &s), Err(DropReason::Spoofed));
+    let (frame, m, mut s) = unchecked_upstream(&inner, 0x21);
+    s.ipv4 = [0; 4];
+    assert_eq!(check_upstream(&frame, &m, &s), Err(DropReason::Spoofed));
+    let other = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0x11, 0, 0, 0, 1);
+    let (frame, m, s) = unchecked_upstream(&udp_v6(other, CORE6, b"x"), 0x57);
+    assert_eq!(check_upstream(&frame, &m, &s), Err(DropReason::Spoofed));
+    let beyond_pd = Ipv6Addr::new(0x2001, 0xdb8, 0x201, 0, 0, 0, 0, 1);
+    let (frame, m, s) = unchecked_upstream(&udp_v6(beyond_pd, CORE6, b"x"), 0x57);
+    assert_eq!(check_upstream(&frame, &m, &s), Err(DropReason::Spoofed));
+}
+
+#[test]
+fn check_upstream_survives_offsets_past_the_frame() {
+    let (frame, m, s) = unchecked_upstream(&udp_v4(SUB, CORE, 64, b"x"), 0x21);
+    for cut in 0..frame.len() {
+        let _ = check_upstream(&frame[..cut], &m, &s);
+    }
+    for (i, off) in [0u16, 1, 13, 60, 1000, u16::MAX].into_iter().enumerate() {
+        let mut m = m;
+        match i % 4 {
+            0 => m.outer_l3 = off,
+            1 => m.outer_l4 = off,
+            2 => m.l2tp_ids = off,
+            _ => m.inner_offset = off,
+        }
+        let _ = check_upstream(&frame, &m, &s);
+    }
+    let mut m = m;
+    m.outer_ip_version = 5;
+    assert_eq!(check_upstream(&frame, &m, &s), Err(DropReason::Malformed));
 }

@@ -132,7 +132,7 @@ fn main() -> Result<()> {
     println!(
         "fast path (XDP → AF_XDP workers): {} frames decapsulated upstream, {} encapsulated downstream; \
          {} L2TP control and {} PPP control frames passed to lns-controlplane",
-        xdp["redirect_upstream"],
+        xdp["redirect_upstream"].as_u64().unwrap_or(0) + xdp["redirect_upstream_check"].as_u64().unwrap_or(0),
         xdp["redirect_downstream"],
         xdp["pass_l2tp_control"],
         xdp["pass_ppp_control"]
