@@ -183,6 +183,9 @@ struct Row {
     ipv6_prefix: Option<String>,
     delegated_prefix: Option<String>,
     mtu: u16,
+    /// Who checks its upstream data against it: "worker" for a fast slot
+    /// (`lns_fast_slots`), else "xdp".
+    checks: &'static str,
     up_packets: u64,
     up_bytes: u64,
     down_packets: u64,
@@ -303,6 +306,7 @@ fn main() -> Result<()> {
                     ipv6_prefix: s.subscriber_ipv6_prefix().map(|(p, l)| format!("{p}/{l}")),
                     delegated_prefix: s.subscriber_delegated_prefix().map(|(p, l)| format!("{p}/{l}")),
                     mtu: s.mtu,
+                    checks: if maps.fast_slot(index) { "worker" } else { "xdp" },
                     up_packets: st.up_packets,
                     up_bytes: st.up_bytes,
                     down_packets: st.down_packets,
@@ -313,7 +317,7 @@ fn main() -> Result<()> {
                 println!("{}", serde_json::to_string(&rows)?);
             } else {
                 println!(
-                    "{:>6} {:>6}/{:<6} {:>6}/{:<6} {:<22} {:<16} {:<11} {:>10} {:>12} {:>10} {:>12}",
+                    "{:>6} {:>6}/{:<6} {:>6}/{:<6} {:<22} {:<16} {:<11} {:<6} {:>10} {:>12} {:>10} {:>12}",
                     "slot",
                     "tun",
                     "sess",
@@ -322,6 +326,7 @@ fn main() -> Result<()> {
                     "lac",
                     "ipv4",
                     "state",
+                    "checks",
                     "up_pkts",
                     "up_bytes",
                     "down_pkts",
@@ -329,7 +334,7 @@ fn main() -> Result<()> {
                 );
                 for r in rows {
                     println!(
-                        "{:>6} {:>6}/{:<6} {:>6}/{:<6} {:<22} {:<16} {:<11} {:>10} {:>12} {:>10} {:>12}",
+                        "{:>6} {:>6}/{:<6} {:>6}/{:<6} {:<22} {:<16} {:<11} {:<6} {:>10} {:>12} {:>10} {:>12}",
                         r.index,
                         r.local_tunnel,
                         r.local_session,
@@ -338,6 +343,7 @@ fn main() -> Result<()> {
                         r.lac,
                         r.ipv4.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
                         r.state,
+                        r.checks,
                         r.up_packets,
                         r.up_bytes,
                         r.down_packets,
