@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use etherparse::PacketBuilder;
 use lns_bpf::abi::{Session, SessionState, XdpMeta};
-use lns_dataplane::packet::{decap, encap, EncapState, MssClamp, META_LEN};
+use lns_dataplane::packet::{check_upstream, decap, encap, EncapState, MssClamp, META_LEN};
 
 const BATCH: usize = 64;
 
@@ -19,6 +19,7 @@ fn meta(direction: u8, inner_offset: u16) -> XdpMeta {
         egress_ifindex: 2,
         smac: [2; 6],
         dmac: [4; 6],
+        ..Default::default()
     }
 }
 
@@ -96,6 +97,27 @@ fn benches(c: &mut Criterion) {
                         f.copy_within(6..12, 0);
                         f[6..12].copy_from_slice(&mac);
                         black_box(&f[0]);
+                    }
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        // A fast slot's frame: the worker's checks (ids, LAC, source) on
+        // the session, then the decapsulation.
+        let mut checked = up_meta;
+        (checked.flags, checked.outer_l3, checked.outer_l4, checked.l2tp_ids, checked.outer_ip_version) =
+            (XdpMeta::CHECK, 14, 34, 44, 4);
+        let mut own = session(false);
+        (own.local_tunnel_id, own.local_session_id, own.ipv4) = (100, 200, [198, 51, 100, 10]);
+        assert_eq!(check_upstream(&up[META_LEN..up_len], &checked, &own), Ok(()));
+        g.bench_function("check_and_decap", |b| {
+            b.iter_batched_ref(
+                || vec![up.clone(); BATCH],
+                |bufs| {
+                    for buf in bufs.iter_mut() {
+                        if check_upstream(&buf[META_LEN..up_len], &checked, &own).is_ok() {
+                            black_box(decap(buf, 0, up_len, &checked, MssClamp::Auto, 1500));
+                        }
                     }
                 },
                 BatchSize::SmallInput,
