@@ -103,6 +103,15 @@ struct Args {
     lean: bool,
 }
 
+/// Set by SIGINT or SIGTERM: the trafgen run under way is stopped and the
+/// error returned from main, so the lab (namespaces, data plane, pins) is
+/// torn down by its destructors instead of outliving the harness.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 const LAC_PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
 const SINK6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xc0, 0, 0, 0, 0, 0x99);
 
@@ -673,6 +682,13 @@ fn run_trafgen(
     let mut quiet_since: Option<Instant> = None;
     loop {
         std::thread::sleep(Duration::from_millis(20));
+        if interrupted() {
+            // trafgen stops its per-CPU children itself on SIGINT; killed,
+            // they would outlive it.
+            let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+            let _ = child.wait();
+            bail!("interrupted");
+        }
         let now = Instant::now();
         let rx = sink.rx()?;
         if first.is_none() && gen.tx()? > tx0 + 16 {
@@ -831,6 +847,8 @@ fn install_sessions(pins: &Path, n: u32) -> Result<()> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    ctrlc::set_handler(|| INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed))
+        .context("installing the SIGINT/SIGTERM handler")?;
     let lab = Lab::new(1)?;
     let m = Macs {
         lac0: Lab::mac(&lab.lac, "lac0")?,
@@ -893,6 +911,9 @@ fn main() -> Result<()> {
             for &size in &args.sizes {
                 let mut ratios = Vec::new();
                 for _ in 0..args.rounds.max(1) {
+                    if interrupted() {
+                        bail!("interrupted");
+                    }
                     let refl = measure(&lab, &m, "reflect", sessions, dir, size, &args)?;
                     let mut lns = measure(&lab, &m, "lns", sessions, dir, size, &args)?;
                     lns.ratio_to_reflect =
