@@ -108,6 +108,15 @@ struct Args {
 /// torn down by its destructors instead of outliving the harness.
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// A file removed when it goes out of scope, error or not.
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 fn interrupted() -> bool {
     INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed)
 }
@@ -512,9 +521,10 @@ fn measure(
         pin_napi(&napi)?;
     }
 
-    let cfg = std::env::temp_dir().join(format!("{}.trafgen", lns_testlab::unique_name("tg")));
+    let cfg = TempFile(std::env::temp_dir().join(format!("{}.trafgen", lns_testlab::unique_name("tg"))));
     let group = if args.lean { LEAN_GROUP } else { 1 };
-    std::fs::write(&cfg, trafgen_config(dir, m, sessions, size, !args.in_order, group))?;
+    std::fs::write(&cfg.0, trafgen_config(dir, m, sessions, size, !args.in_order, group))?;
+    let cfg = &cfg.0;
     let (gen_ns, gen_dev, sink_ns, sink_dev) = match (mode, dir) {
         ("reflect", Dir::Upstream) => (&lab.lac, "lac0", &lab.lac, "lac0"),
         ("reflect", Dir::Downstream) => (&lab.core, "core0p", &lab.core, "core0p"),
@@ -574,7 +584,6 @@ fn measure(
             }
         }
     }
-    let _ = std::fs::remove_file(&cfg);
     dp.stop(10);
     let report = dp.output().0.lines().last().unwrap_or_default().to_string();
     if std::env::var_os("LNS_LOAD_VERBOSE").is_some() {
