@@ -634,25 +634,50 @@ impl<T: bytemuck::Pod> MmapArray<T> {
     }
 }
 
-impl MmapArray<u64> {
-    #[inline]
-    fn atomic(&self, i: usize) -> Option<&std::sync::atomic::AtomicU64> {
-        if i >= self.len {
-            return None;
+/// Atomic access to the entries of arrays of words, which other processes
+/// mapping the same array (and the program) read and write at once.
+macro_rules! atomic_words {
+    ($($word:ty => $atomic:ty),*) => {$(
+        impl MmapArray<$word> {
+            #[inline]
+            fn atomic(&self, i: usize) -> Option<&$atomic> {
+                if i >= self.len {
+                    return None;
+                }
+                // SAFETY: i < len so the entry is inside the live mapping
+                // (which lives as long as &self); it is aligned for its size
+                // (the mapping is page aligned, entries packed); other
+                // writers use atomic operations and the program reads a word
+                // with one load.
+                Some(unsafe { &*(self.ptr.as_ptr().add(i) as *const $atomic) })
+            }
+
+            /// Entry `i`, read atomically (sequentially consistent).
+            #[inline]
+            pub fn load(&self, i: usize) -> Option<$word> {
+                self.atomic(i).map(|a| a.load(std::sync::atomic::Ordering::SeqCst))
+            }
+
+            /// Atomically ORs `bits` into entry `i` (sequentially consistent:
+            /// the writers of `lns_fast_slots` order it against their other
+            /// reads).
+            #[inline]
+            pub fn fetch_or(&self, i: usize, bits: $word) -> Option<$word> {
+                Some(self.atomic(i)?.fetch_or(bits, std::sync::atomic::Ordering::SeqCst))
+            }
+
+            /// Atomically ANDs `bits` into entry `i` (sequentially consistent).
+            #[inline]
+            pub fn fetch_and(&self, i: usize, bits: $word) -> Option<$word> {
+                Some(self.atomic(i)?.fetch_and(bits, std::sync::atomic::Ordering::SeqCst))
+            }
         }
-        // SAFETY: i < len so the entry is inside the live mapping (which
-        // lives as long as &self); it is an 8-byte aligned u64 (the mapping
-        // is page aligned, values 8 bytes apart); other writers use atomic
-        // operations and the program reads it with one 8-byte load.
-        Some(unsafe { &*(self.ptr.as_ptr().add(i) as *const std::sync::atomic::AtomicU64) })
-    }
+    )*};
+}
 
-    /// Entry `i`, read atomically.
-    #[inline]
-    pub fn load(&self, i: usize) -> Option<u64> {
-        self.atomic(i).map(|a| a.load(std::sync::atomic::Ordering::Acquire))
-    }
+atomic_words!(u64 => std::sync::atomic::AtomicU64, u32 => std::sync::atomic::AtomicU32);
 
+impl MmapArray<u64> {
     /// Replaces entry `i` with `new` if it still holds `current` (other
     /// processes mapping the same array may be writing it too); the value
     /// found otherwise.
@@ -672,51 +697,6 @@ impl MmapArray<u64> {
     #[inline]
     pub fn fetch_add(&self, i: usize) -> Option<u64> {
         Some(self.atomic(i)?.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-    }
-
-    /// Atomically ORs `bits` into entry `i` (sequentially consistent: the
-    /// writers of `lns_fast_slots` order it against their other reads).
-    #[inline]
-    pub fn fetch_or(&self, i: usize, bits: u64) -> Option<u64> {
-        Some(self.atomic(i)?.fetch_or(bits, std::sync::atomic::Ordering::SeqCst))
-    }
-
-    /// Atomically ANDs `bits` into entry `i` (sequentially consistent).
-    #[inline]
-    pub fn fetch_and(&self, i: usize, bits: u64) -> Option<u64> {
-        Some(self.atomic(i)?.fetch_and(bits, std::sync::atomic::Ordering::SeqCst))
-    }
-}
-
-impl MmapArray<u32> {
-    #[inline]
-    fn atomic(&self, i: usize) -> Option<&std::sync::atomic::AtomicU32> {
-        if i >= self.len {
-            return None;
-        }
-        // SAFETY: i < len so the entry is inside the live mapping (which
-        // lives as long as &self); it is a 4-byte aligned u32 (the mapping
-        // is page aligned, values 4 bytes apart); every writer uses atomic
-        // operations.
-        Some(unsafe { &*(self.ptr.as_ptr().add(i) as *const std::sync::atomic::AtomicU32) })
-    }
-
-    /// Entry `i`, read atomically (sequentially consistent).
-    #[inline]
-    pub fn load(&self, i: usize) -> Option<u32> {
-        self.atomic(i).map(|a| a.load(std::sync::atomic::Ordering::SeqCst))
-    }
-
-    /// Atomically ORs `bits` into entry `i` (sequentially consistent).
-    #[inline]
-    pub fn fetch_or(&self, i: usize, bits: u32) -> Option<u32> {
-        Some(self.atomic(i)?.fetch_or(bits, std::sync::atomic::Ordering::SeqCst))
-    }
-
-    /// Atomically ANDs `bits` into entry `i` (sequentially consistent).
-    #[inline]
-    pub fn fetch_and(&self, i: usize, bits: u32) -> Option<u32> {
-        Some(self.atomic(i)?.fetch_and(bits, std::sync::atomic::Ordering::SeqCst))
     }
 }
 

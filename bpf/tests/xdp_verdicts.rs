@@ -935,28 +935,13 @@ fn fast_slots_follow_state_placement_and_extra_addresses() {
     // link-local IPv6 go to the control plane; a spoofed source or a wrong
     // LAC port goes to the worker, which drops it (tested in the data
     // plane's tests); an unknown key on another slot is dropped here.
-    let lcp = lac_frame(
-        Outer::default(),
-        LAC_PORT,
-        1701,
-        &l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, 0xc021, &[1, 1, 0, 4]),
-    );
+    let lcp = session_frame(LAC_PORT, 0xc021, &[1, 1, 0, 4]);
     lab.expect(lab.access, &lcp, XdpAction::Pass, Counter::PassPppControl);
     let ll = inner_v6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1), CORE_V6, b"x");
-    let ll = lac_frame(
-        Outer::default(),
-        LAC_PORT,
-        1701,
-        &l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, 0x57, &ll),
-    );
+    let ll = session_frame(LAC_PORT, 0x57, &ll);
     lab.expect(lab.access, &ll, XdpAction::Pass, Counter::PassIpv6LinkLocal);
     let spoofed = inner_v4(Ipv4Addr::new(203, 0, 113, 99), CORE_V4, b"x");
-    let spoofed = lac_frame(
-        Outer::default(),
-        LAC_PORT + 1,
-        1701,
-        &l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, 0x21, &spoofed),
-    );
+    let spoofed = session_frame(LAC_PORT + 1, 0x21, &spoofed);
     lab.expect(lab.access, &spoofed, XdpAction::Redirect, Counter::RedirectUpstreamCheck);
     let unknown = lac_frame(
         Outer::default(),
@@ -974,12 +959,7 @@ fn fast_slots_follow_state_placement_and_extra_addresses() {
     assert_eq!(maps.slot_marks(200), lns_bpf::abi::slot_mark::EXTRA);
     assert!(!maps.fast_slot(200));
     let routed = inner_v4(Ipv4Addr::new(203, 0, 113, 130), CORE_V4, b"x");
-    let routed = lac_frame(
-        Outer::default(),
-        LAC_PORT,
-        1701,
-        &l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, 0x21, &routed),
-    );
+    let routed = session_frame(LAC_PORT, 0x21, &routed);
     lab.expect(lab.access, &routed, XdpAction::Redirect, Counter::RedirectUpstream);
     maps.update_session(200, &s).unwrap();
     assert!(!maps.fast_slot(200), "the mark outlives updates");
@@ -1008,12 +988,7 @@ fn without_worker_checks_the_program_checks_fast_slots_too() {
     let r = lab.expect(lab.access, &frame, XdpAction::Redirect, Counter::RedirectUpstream);
     assert_eq!(r.meta.unwrap().flags, 0);
     let spoofed = inner_v4(Ipv4Addr::new(203, 0, 113, 99), CORE_V4, b"x");
-    let spoofed = lac_frame(
-        Outer::default(),
-        LAC_PORT,
-        1701,
-        &l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, 0x21, &spoofed),
-    );
+    let spoofed = session_frame(LAC_PORT, 0x21, &spoofed);
     lab.expect(lab.access, &spoofed, XdpAction::Drop, Counter::DropSpoofed);
 }
 

@@ -188,6 +188,17 @@ pub fn data_frame(outer: Outer, opts: L2tpOpts, ppp: PppHdr) -> Vec<u8> {
     lac_frame(outer, LAC_PORT, 1701, &l2tp_payload(opts, 100, 200, ppp, 0x0021, &inner))
 }
 
+/// A data message of session (100, 200) from the LAC's port `sport`,
+/// carrying PPP protocol `proto` with `payload`.
+pub fn session_frame(sport: u16, proto: u16, payload: &[u8]) -> Vec<u8> {
+    lac_frame(
+        Outer::default(),
+        sport,
+        1701,
+        &l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, proto, payload),
+    )
+}
+
 pub fn data_frame_v6(outer: Outer, opts: L2tpOpts, ppp: PppHdr) -> Vec<u8> {
     let inner = inner_v6(SUB_V6, CORE_V6, b"subscriber data");
     lac_frame(outer, LAC_PORT, 1701, &l2tp_payload(opts, 100, 200, ppp, 0x0057, &inner))
