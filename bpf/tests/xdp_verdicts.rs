@@ -69,6 +69,49 @@ fn upstream_ipv4_and_ipv6_are_redirected_with_metadata() {
     }
 }
 
+/// A fast slot's frames carry offsets the worker can trust, whatever the
+/// outer family, VLAN tag and L2TP options: the ids at `l2tp_ids`, the
+/// LAC's address in the IP header at `outer_l3`, its port at `outer_l4`.
+#[test]
+fn fast_slot_metadata_points_at_what_the_worker_checks() {
+    for outer in all_outers() {
+        let lab = Lab::new();
+        let maps = lab.steering.maps();
+        let xsk = BoundXsk::bind(&lab.access_name, 0);
+        maps.set_xsk(0, xsk.fd()).unwrap();
+        let mut s = Lab::session(SessionState::Forwarding);
+        if outer.ipv6 {
+            s.set_peer((IpAddr::V6(LAC_V6), LAC_PORT).into());
+        }
+        lab.install(200, &s);
+        assert!(maps.fast_slot(200));
+        for (length, sequence, offset) in
+            [(false, false, None), (true, true, Some(3)), (true, false, Some(0))]
+        {
+            let opts = L2tpOpts { length, sequence, offset, ..Default::default() };
+            for (frame, version) in
+                [(data_frame(outer, opts, PPP_FULL), 4), (data_frame_v6(outer, opts, PPP_FULL), 6)]
+            {
+                let r = lab.expect(lab.access, &frame, XdpAction::Redirect, Counter::RedirectUpstreamCheck);
+                let m = r.meta.unwrap();
+                let (l3, l4, ids) = (m.outer_l3 as usize, m.outer_l4 as usize, m.l2tp_ids as usize);
+                assert_eq!((m.flags, m.ip_version), (lns_bpf::abi::XdpMeta::CHECK, version));
+                assert_eq!(l3, if outer.vlan { 18 } else { 14 });
+                assert_eq!(frame[l3] >> 4, m.outer_ip_version);
+                assert_eq!(m.outer_ip_version, if outer.ipv6 { 6 } else { 4 });
+                let src = if outer.ipv6 { &frame[l3 + 8..l3 + 24] } else { &frame[l3 + 12..l3 + 16] };
+                let lac = match lns_bpf::abi::unmap(s.peer_addr) {
+                    IpAddr::V4(v) => v.octets().to_vec(),
+                    IpAddr::V6(v) => v.octets().to_vec(),
+                };
+                assert_eq!(src, &lac[..]);
+                assert_eq!(&frame[l4..l4 + 2], &LAC_PORT.to_be_bytes());
+                assert_eq!(&frame[ids..ids + 4], &[0, 100, 0, 200]);
+            }
+        }
+    }
+}
+
 #[test]
 fn every_l2tp_option_and_ppp_form_is_parsed() {
     let lab = forwarding_lab(Outer::default());

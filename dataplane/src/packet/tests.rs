@@ -518,3 +518,32 @@ fn check_upstream_survives_offsets_past_the_frame() {
     m.outer_ip_version = 5;
     assert_eq!(check_upstream(&frame, &m, &s), Err(DropReason::Malformed));
 }
+
+#[test]
+fn check_upstream_reads_an_ipv6_lac_behind_a_vlan_tag() {
+    let inner = udp_v4(SUB, CORE, 64, b"x");
+    let mut l2tp = vec![0x40, 0x02, 0, 0, 0, 100, 0, 200, 0xff, 0x03, 0x00, 0x21];
+    l2tp.extend_from_slice(&inner);
+    let len = l2tp.len() as u16;
+    l2tp[2..4].copy_from_slice(&len.to_be_bytes());
+    let lac: Ipv6Addr = "2001:db8:ac::2".parse().unwrap();
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .single_vlan(etherparse::VlanId::try_new(100).unwrap())
+        .ipv6(lac.octets(), "2001:db8:ac::1".parse::<Ipv6Addr>().unwrap().octets(), 64)
+        .udp(1701, 1701)
+        .write(&mut frame, &l2tp)
+        .unwrap();
+    let m = XdpMeta {
+        flags: XdpMeta::CHECK,
+        outer_l3: 18,
+        outer_l4: 58,
+        l2tp_ids: 58 + 8 + 4,
+        outer_ip_version: 6,
+        ..meta(1, 4, (frame.len() - inner.len()) as u16)
+    };
+    let mut s = session(true, 0);
+    assert_eq!(check_upstream(&frame, &m, &s), Ok(()));
+    s.set_peer(SocketAddr::new("2001:db8:ac::3".parse().unwrap(), 1701));
+    assert_eq!(check_upstream(&frame, &m, &s), Err(DropReason::PeerMismatch));
+}
