@@ -344,8 +344,13 @@ impl Maps {
         self.set_fast_bit(index, false);
     }
 
+    /// Where slot `index`'s bit lies in `lns_fast_slots`: word and mask.
+    fn fast_bit(index: u32) -> (usize, u64) {
+        (index as usize / 64, 1u64 << (index % 64))
+    }
+
     fn set_fast_bit(&self, index: u32, on: bool) {
-        let (word, bit) = (index as usize / 64, 1u64 << (index % 64));
+        let (word, bit) = Self::fast_bit(index);
         if on {
             self.fast_slots.fetch_or(word, bit);
         } else {
@@ -385,7 +390,8 @@ impl Maps {
     /// Is slot `index`'s bit set in `lns_fast_slots` (its L2TP data goes to
     /// the workers unchecked when the config says so)?
     pub fn fast_slot(&self, index: u32) -> bool {
-        self.fast_slots.load(index as usize / 64).is_some_and(|w| w >> (index % 64) & 1 == 1)
+        let (word, bit) = Self::fast_bit(index);
+        self.fast_slots.load(word).is_some_and(|w| w & bit != 0)
     }
 
     /// The marks of slot `index` ([`abi::slot_mark`]).

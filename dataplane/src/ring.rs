@@ -164,8 +164,7 @@ impl Rings {
         // SAFETY: desc came from this UMEM's rx ring and the frame belongs
         // to userspace until it is sent or refilled; only read here.
         let d = unsafe { self.umem.data(desc) };
-        let b = d.contents().get(..4)?;
-        Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        lns_bpf::abi::XdpMeta::from_bytes(d.contents()).map(|m| m.session_index)
     }
 
     /// Moves the start of `desc`'s data by `delta` bytes within its frame

@@ -230,8 +230,8 @@ impl Worker {
                     if let Some(i) = self.rings.peek_session_index(d) {
                         let i = i as usize;
                         self.shared.sessions.prefetch(i);
-                        if self.cfg.id < self.shared.stats_rows {
-                            self.shared.stats.prefetch(self.cfg.id * self.shared.max_sessions + i);
+                        if let Some(slot) = self.stats_slot(i) {
+                            self.shared.stats.prefetch(slot);
                         }
                     }
                 }
@@ -430,6 +430,12 @@ impl Worker {
         }
     }
 
+    /// Session `idx`'s entry in this worker's row of `lns_session_stats`;
+    /// None for a worker beyond the rows.
+    fn stats_slot(&self, idx: usize) -> Option<usize> {
+        (self.cfg.id < self.shared.stats_rows).then(|| self.cfg.id * self.shared.max_sessions + idx)
+    }
+
     /// Per-session counters in this worker's row: a single writer, so a
     /// plain read and write, no lock and no atomic read-modify-write.
     fn account(&mut self, idx: usize, upstream: bool, bytes: usize) {
@@ -438,10 +444,7 @@ impl Worker {
         } else {
             self.local.downstream += 1;
         }
-        if self.cfg.id >= self.shared.stats_rows {
-            return;
-        }
-        let slot = self.cfg.id * self.shared.max_sessions + idx;
+        let Some(slot) = self.stats_slot(idx) else { return };
         if let Some(mut st) = self.shared.stats.get(slot) {
             if upstream {
                 st.up_packets += 1;

@@ -473,7 +473,6 @@ static __always_inline int fib_nexthop(struct xdp_md *ctx, const struct lns_conf
 	return count(LNS_CNT_PASS_NOT_FORWARDED, XDP_PASS);
 }
 
-/* Prepends the metadata and redirects to this rx queue's AF_XDP socket. */
 /* What the worker needs to check an upstream frame itself (LNS_META_CHECK). */
 struct checks {
 	__u16 outer_l3;
@@ -482,6 +481,8 @@ struct checks {
 	__u8 flags;
 	__u8 outer_ip_version;
 };
+
+/* Prepends the metadata and redirects to this rx queue's AF_XDP socket. */
 
 static __always_inline int to_fast_path(struct xdp_md *ctx, const struct lns_iface *iface,
 					__u32 session_index, __u32 inner_offset, __u8 direction,
