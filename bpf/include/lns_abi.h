@@ -25,7 +25,7 @@
 
 /* Bumped on any incompatible change; stored in the config map so a process
  * can refuse maps pinned by a build with another layout. */
-#define LNS_ABI_VERSION 7
+#define LNS_ABI_VERSION 8
 
 /* Map sizes. The session table's size is set by the loader at load time;
  * this is the default. */
@@ -50,6 +50,27 @@
  * (see lns_fast_slots). Off: the program checks every frame itself. */
 #define LNS_CFG_WORKER_CHECKS (1U << 2)
 
+/* A subscriber pool (lns_config.pools): a prefix the control plane hands
+ * out addresses from, one unit each (an IPv4 /32, an IPv6 /64 or a
+ * delegated length). The program tells subscriber traffic from the rest by
+ * the pool's prefix alone; unit u of a pool is entry base + u of
+ * lns_pool_bits and lns_pool_sessions. Written by the loader. */
+#define LNS_MAX_POOLS 8
+#define LNS_MAX_POOL_UNIT_BITS 24 /* a pool holds at most 2^24 units */
+struct lns_pool {
+	/* The pool's first address as a host-order number: IPv4 the address,
+	 * IPv6 the prefix's top 64 bits. An address's unit is
+	 * (number - net) >> unit_shift, in the pool when below `units`. */
+	__u64 net;
+	__u32 units;      /* 2^(unit_len - prefix_len) */
+	__u32 base;       /* the pool's unit 0 in lns_pool_bits / lns_pool_sessions */
+	__u8 ip_version;  /* 4 or 6 */
+	__u8 prefix_len;
+	__u8 unit_len;    /* IPv4: 32; IPv6: prefix_len..64 */
+	__u8 unit_shift;  /* (32 for IPv4, 64 for IPv6) - unit_len */
+	__u32 _pad;
+};
+
 struct lns_config {
 	__u32 abi_version;  /* LNS_ABI_VERSION of the loader that wrote it */
 	__u32 flags;        /* LNS_CFG_* */
@@ -71,6 +92,9 @@ struct lns_config {
 	 * 2^(32 - sub_flat_shift) entries; 0: no flat tables, hash maps only.
 	 * Set by the loader. */
 	__u32 sub_flat_shift;
+	/* Subscriber pools, pools[0..pool_count]; see lns_pool_bits. */
+	__u32 pool_count;
+	struct lns_pool pools[LNS_MAX_POOLS];
 };
 
 /* Banks of 65,536 direct slots that cover `max_sessions` (a power of two),
@@ -182,6 +206,27 @@ struct lns_session {
  * mmap'd array; a bit wrongly clear costs the program's own checks, never
  * a wrong answer. Sized by the loader: max_sessions / 64 words, rounded up. */
 
+/* ---- lns_pool_bits: ARRAY (mmapable), key word index -> __u64 ----------
+ * One bit per pool unit (bit u % 64 of word u / 64), set only while entry u
+ * of lns_pool_sessions names a forwarding session one of whose own
+ * addresses (its ipv4, SLAAC or delegated prefix) is exactly that unit.
+ * With LNS_CFG_WORKER_CHECKS, a core packet whose destination falls in a
+ * pool unit whose bit is set goes to the fast path flagged LNS_META_CHECK
+ * with the unit in lns_xdp_meta.session_index, and the program reads
+ * neither a subscriber table nor the session: the worker reads both (its
+ * reads are prefetched across a batch, the program's are not) and finds
+ * the next hop toward the session's LAC itself (lns_nh_resolve). Writers
+ * keep longer entries out of another session's /64, so the unit's session
+ * is the longest match. Every other destination (bit clear: no session,
+ * not forwarding, a framed route, a delegated prefix of another length)
+ * takes the program's lookups as before. Sized by the loader
+ * (--pool-units / 64 words); writers change bits with atomic and/or and
+ * look again after, as for lns_fast_slots. */
+
+/* ---- lns_pool_sessions: ARRAY (mmapable), key pool unit -> __u32 --------
+ * Session index + 1 of the session that owns the unit, 0 for none. Written
+ * by userspace, read by the workers only (never by the program). */
+
 /* ---- lns_slot_marks: ARRAY (mmapable), key session index -> __u32 -------
  * Why a slot's bit must stay clear, kept by the writers and read only by
  * userspace. Changed with atomic and/or. */
@@ -289,7 +334,11 @@ struct lns_xdp_meta {
 	__u8 outer_ip_version; /* 4 or 6; 0 downstream */
 };
 /* lns_xdp_meta.flags */
-#define LNS_META_CHECK (1U << 0) /* upstream, not checked by the program: the worker checks (lns_fast_slots) */
+/* Not checked by the program: the worker checks. Upstream (lns_fast_slots)
+ * session_index is the direct slot; downstream (lns_pool_bits) it is the
+ * pool unit, and egress_ifindex, smac and dmac are zero (the worker finds
+ * the LAC's next hop). */
+#define LNS_META_CHECK (1U << 0)
 /* The program moves the frame's start back by this much and puts the
  * metadata at the new start; the rest of the room is unused. A whole cache
  * line, so that the AF_XDP copy-mode memcpy into the UMEM has source and
@@ -297,6 +346,31 @@ struct lns_xdp_meta {
  * the copy of a 1,400-byte packet cost about 200 ns more on the receiving
  * core (perf: __pi_memcpy 12 % -> 18 %). */
 #define LNS_XDP_META_ROOM 64
+
+/* ---- lns_nh_resolve: the second program of the object ------------------
+ * Run by the workers with BPF_PROG_TEST_RUN on a lns_nh_query, never
+ * attached: bpf_fib_lookup from (ifindex, src) to dst, the answer written
+ * back into the query. How a worker finds the next hop toward a LAC for
+ * downstream frames the program did not look up (LNS_META_CHECK); once per
+ * LAC per --nh-cache-ms, not per frame. A missing neighbour is recorded in
+ * lns_neigh_miss as the main program does. */
+enum lns_nh_result {
+	LNS_NH_FORWARD = 0,       /* ifindex, smac, dmac are set */
+	LNS_NH_NO_NEIGHBOUR = 1,  /* route found, neighbour not resolved yet */
+	LNS_NH_NO_ROUTE = 2,      /* blackhole, unreachable or prohibit */
+	LNS_NH_NOT_FORWARDED = 3, /* any other refusal of the FIB */
+	LNS_NH_BAD_QUERY = 4,     /* the query was shorter than lns_nh_query */
+};
+struct lns_nh_query {
+	__u32 ifindex;    /* in: the interface the lookup is made from */
+	__u32 ip_version; /* in: 4 or 6 */
+	__u8 src[16];     /* in: v4-mapped for IPv4 */
+	__u8 dst[16];     /* in: v4-mapped for IPv4 */
+	__u32 result;     /* out: enum lns_nh_result */
+	__u32 out_ifindex;/* out */
+	__u8 smac[6];     /* out */
+	__u8 dmac[6];     /* out */
+};
 
 /* ---- lns_neigh_miss: LRU_HASH, key struct lns_in6 (v4-mapped) -> __u64 ----
  * Destinations whose next hop had no neighbour entry (value: bpf_ktime_get_ns
@@ -355,6 +429,7 @@ enum lns_counter {
 	LNS_CNT_PASS_NOT_FORWARDED,         /* FIB lookup declined (local, no route, forwarding off) */
 	LNS_CNT_REDIRECT_REFLECT,           /* LNS_CFG_REFLECT: frame sent to AF_XDP untouched */
 	LNS_CNT_REDIRECT_UPSTREAM_CHECK,    /* L2TP data of a fast slot -> AF_XDP, the worker checks (LNS_META_CHECK) */
+	LNS_CNT_REDIRECT_DOWNSTREAM_CHECK,  /* core packet to a pool unit whose bit is set -> AF_XDP, the worker checks */
 	LNS_CNT_MAX,
 };
 

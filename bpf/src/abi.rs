@@ -18,7 +18,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::skel::types as c;
 
 /// `LNS_ABI_VERSION`: stored in [`Config::abi_version`] by the loader.
-pub const ABI_VERSION: u32 = 7;
+pub const ABI_VERSION: u32 = 8;
 /// Default size of the session table (`LNS_DEFAULT_MAX_SESSIONS`).
 pub const DEFAULT_MAX_SESSIONS: u32 = 65536;
 /// `LNS_MAX_IFACES`: interfaces one instance can be attached to.
@@ -73,6 +73,165 @@ pub struct Config {
     /// The flat subscriber tables hold `2^(32 - sub_flat_shift)` entries
     /// ([`flat_shift`]); 0: none, the hash maps only.
     pub sub_flat_shift: u32,
+    /// Subscriber pools in use, `pools[..pool_count]`.
+    pub pool_count: u32,
+    /// Subscriber pools ([`Pool`]).
+    pub pools: [Pool; MAX_POOLS],
+}
+
+impl Config {
+    /// The subscriber pools in use.
+    pub fn pools(&self) -> &[Pool] {
+        &self.pools[..(self.pool_count as usize).min(MAX_POOLS)]
+    }
+}
+
+/// `LNS_MAX_POOLS`: subscriber pools one instance declares.
+pub const MAX_POOLS: usize = 8;
+/// `LNS_MAX_POOL_UNIT_BITS`: a pool holds at most 2^24 units.
+pub const MAX_POOL_UNIT_BITS: u8 = 24;
+/// Default `--pool-units`: entries of `lns_pool_bits` and
+/// `lns_pool_sessions` shared by all pools (128 KiB of bits, 4 MiB of
+/// session indices).
+pub const DEFAULT_POOL_UNITS: u32 = 1 << 20;
+
+/// `struct lns_pool`: a prefix that subscribers get their own addresses
+/// from, one unit each (IPv4 /32, IPv6 /64 or a delegated length). See
+/// `lns_pool_bits` in `lns_abi.h`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Pool {
+    /// First address as a host-order number (IPv4 the address, IPv6 the
+    /// top 64 bits).
+    pub net: u64,
+    pub units: u32,
+    /// The pool's unit 0 in `lns_pool_bits` / `lns_pool_sessions`.
+    pub base: u32,
+    pub ip_version: u8,
+    pub prefix_len: u8,
+    pub unit_len: u8,
+    pub unit_shift: u8,
+    pub _pad: u32,
+}
+
+/// A subscriber pool as an operator writes it: `PREFIX/LEN` (IPv4, one /32
+/// per subscriber; IPv6, one /64) or `PREFIX/LEN,UNIT` (IPv6 delegated
+/// prefixes of length UNIT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSpec {
+    pub prefix: IpAddr,
+    pub prefix_len: u8,
+    pub unit_len: u8,
+}
+
+impl std::str::FromStr for PoolSpec {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<PoolSpec, String> {
+        let (net, unit) = match spec.split_once(',') {
+            Some((n, u)) => {
+                (n, Some(u.trim().parse::<u8>().map_err(|_| format!("bad unit length in {spec:?}"))?))
+            }
+            None => (spec, None),
+        };
+        let (addr, len) =
+            net.split_once('/').ok_or_else(|| format!("{spec:?}: expected PREFIX/LEN[,UNIT]"))?;
+        let prefix: IpAddr = addr.trim().parse().map_err(|_| format!("bad address in {spec:?}"))?;
+        let prefix_len: u8 = len.trim().parse().map_err(|_| format!("bad prefix length in {spec:?}"))?;
+        let unit_len = unit.unwrap_or(if prefix.is_ipv4() { 32 } else { 64 });
+        let p = PoolSpec { prefix, prefix_len, unit_len };
+        p.to_pool(0)?;
+        Ok(p)
+    }
+}
+
+impl std::fmt::Display for PoolSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{},{}", self.prefix, self.prefix_len, self.unit_len)
+    }
+}
+
+impl PoolSpec {
+    /// Units the pool holds.
+    pub fn units(&self) -> u32 {
+        1u32 << (self.unit_len - self.prefix_len).min(31)
+    }
+
+    /// The ABI entry, its unit 0 at `base`: refuses what the program could
+    /// not use (host bits set, a unit shorter than the prefix or, for IPv6,
+    /// longer than /64, more than 2^24 units).
+    pub fn to_pool(&self, base: u32) -> Result<Pool, String> {
+        let (version, width, num) = match self.prefix {
+            IpAddr::V4(a) => (4u8, 32u8, u64::from(u32::from(a))),
+            IpAddr::V6(a) => (6u8, 64u8, (u128::from(a) >> 64) as u64),
+        };
+        if version == 4 && self.unit_len != 32 {
+            return Err(format!("IPv4 pool {self}: the unit is one address (/32)"));
+        }
+        if self.prefix_len == 0 || self.unit_len > width || self.prefix_len > self.unit_len {
+            return Err(format!("pool {self}: needs 0 < length <= unit <= {width}"));
+        }
+        if self.unit_len - self.prefix_len > MAX_POOL_UNIT_BITS {
+            return Err(format!("pool {self}: more than 2^{MAX_POOL_UNIT_BITS} units"));
+        }
+        let host_bits = match self.prefix {
+            IpAddr::V4(a) => u128::from(u32::from(a)) & (u128::MAX >> (96 + u32::from(self.prefix_len))),
+            IpAddr::V6(a) => u128::from(a) & (u128::MAX >> self.prefix_len),
+        };
+        if host_bits != 0 {
+            return Err(format!("pool {self}: bits set past the prefix length"));
+        }
+        Ok(Pool {
+            net: num,
+            units: self.units(),
+            base,
+            ip_version: version,
+            prefix_len: self.prefix_len,
+            unit_len: self.unit_len,
+            unit_shift: width - self.unit_len,
+            _pad: 0,
+        })
+    }
+}
+
+impl Pool {
+    /// The unit (its index in `lns_pool_bits`) that `addr`/`len` is
+    /// exactly, if it is one of this pool's.
+    pub fn unit_of(&self, addr: IpAddr, len: u8) -> Option<u32> {
+        if len != self.unit_len {
+            return None;
+        }
+        let num = match (addr, self.ip_version) {
+            (IpAddr::V4(a), 4) => u64::from(u32::from(a)),
+            (IpAddr::V6(a), 6) => {
+                let bits = u128::from(a);
+                // Host bits past the unit: not a unit but something in it.
+                if bits & (u128::MAX >> len) != 0 {
+                    return None;
+                }
+                (bits >> 64) as u64
+            }
+            _ => return None,
+        };
+        self.unit_at(num)
+    }
+
+    /// The unit the host-order number `num` falls in (the program's
+    /// computation), if it is inside this pool.
+    pub fn unit_at(&self, num: u64) -> Option<u32> {
+        let off = num.wrapping_sub(self.net) >> (self.unit_shift & 63);
+        (off < u64::from(self.units)).then(|| self.base + off as u32)
+    }
+
+    /// The number the program computes for `addr` (IPv4: the address;
+    /// IPv6: its top 64 bits), if `addr` is of this pool's family.
+    pub fn number(&self, addr: IpAddr) -> Option<u64> {
+        match (addr, self.ip_version) {
+            (IpAddr::V4(a), 4) => Some(u64::from(u32::from(a))),
+            (IpAddr::V6(a), 6) => Some((u128::from(a) >> 64) as u64),
+            _ => None,
+        }
+    }
 }
 
 /// The bank mask for a session table of `max_sessions` slots: the number of
@@ -184,6 +343,43 @@ impl Config {
     /// `lns_fast_slots` goes to the worker unchecked, and the worker checks
     /// it (the program reads no session for it).
     pub const WORKER_CHECKS: u32 = 1 << 2;
+}
+
+/// `enum lns_nh_result`: what `lns_nh_resolve` answers.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NhResult {
+    Forward = 0,
+    NoNeighbour = 1,
+    NoRoute = 2,
+    NotForwarded = 3,
+    BadQuery = 4,
+}
+
+impl NhResult {
+    pub fn from_raw(v: u32) -> NhResult {
+        match v {
+            0 => NhResult::Forward,
+            1 => NhResult::NoNeighbour,
+            2 => NhResult::NoRoute,
+            3 => NhResult::NotForwarded,
+            _ => NhResult::BadQuery,
+        }
+    }
+}
+
+/// `struct lns_nh_query`: the input and output of `lns_nh_resolve`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct NhQuery {
+    pub ifindex: u32,
+    pub ip_version: u32,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub result: u32,
+    pub out_ifindex: u32,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
 }
 
 /// `LNS_MARK_*`: why a slot's bit in `lns_fast_slots` must stay clear
@@ -561,6 +757,9 @@ counters! {
     /// L2TP data of a fast slot, to AF_XDP unchecked: the worker checks it
     /// ([`XdpMeta::CHECK`]).
     RedirectUpstreamCheck = LNS_CNT_REDIRECT_UPSTREAM_CHECK, "redirect_upstream_check";
+    /// Core packet to a pool unit whose bit is set, to AF_XDP unchecked:
+    /// the worker finds and checks the session ([`XdpMeta::CHECK`]).
+    RedirectDownstreamCheck = LNS_CNT_REDIRECT_DOWNSTREAM_CHECK, "redirect_downstream_check";
 }
 
 /// `LNS_CNT_MAX`: entries of `lns_counters`.
@@ -588,8 +787,12 @@ layout!(
     nh_cache_ms,
     session_bank_mask,
     nh_epoch,
-    sub_flat_shift
+    sub_flat_shift,
+    pool_count,
+    pools
 );
+layout!(Pool, c::lns_pool, net, units, base, ip_version, prefix_len, unit_len, unit_shift, _pad);
+layout!(NhQuery, c::lns_nh_query, ifindex, ip_version, src, dst, result, out_ifindex, smac, dmac);
 layout!(FlatEntry, c::lns_flat_entry, tag, session_plus1);
 layout!(Iface, c::lns_iface, roles, xsk_base);
 layout!(
@@ -657,6 +860,11 @@ const _: () = {
     assert!(SessionState::Forwarding as u32 == c::lns_session_state::LNS_SESSION_FORWARDING.0);
     assert!(Direction::Upstream as u32 == c::lns_direction::LNS_DIR_UPSTREAM.0);
     assert!(Direction::Downstream as u32 == c::lns_direction::LNS_DIR_DOWNSTREAM.0);
+    assert!(NhResult::Forward as u32 == c::lns_nh_result::LNS_NH_FORWARD.0);
+    assert!(NhResult::NoNeighbour as u32 == c::lns_nh_result::LNS_NH_NO_NEIGHBOUR.0);
+    assert!(NhResult::NoRoute as u32 == c::lns_nh_result::LNS_NH_NO_ROUTE.0);
+    assert!(NhResult::NotForwarded as u32 == c::lns_nh_result::LNS_NH_NOT_FORWARDED.0);
+    assert!(NhResult::BadQuery as u32 == c::lns_nh_result::LNS_NH_BAD_QUERY.0);
 };
 
 #[cfg(test)]
@@ -696,5 +904,55 @@ mod tests {
         assert_eq!(define("LNS_DEFAULT_MAX_SESSIONS"), DEFAULT_MAX_SESSIONS as u64);
         assert_eq!(define("LNS_FLAT_PROBES"), FlatEntry::PROBES as u64);
         assert_eq!(define("LNS_FLAT_HASH"), FlatEntry::HASH as u64);
+        assert_eq!(define("LNS_MAX_POOLS"), MAX_POOLS as u64);
+        assert_eq!(define("LNS_MAX_POOL_UNIT_BITS"), MAX_POOL_UNIT_BITS as u64);
+    }
+
+    #[test]
+    fn pool_specs_parse_and_refuse() {
+        let p: PoolSpec = "192.0.2.0/24".parse().unwrap();
+        assert_eq!((p.prefix_len, p.unit_len, p.units()), (24, 32, 256));
+        let p6: PoolSpec = "2001:db8:1000::/44".parse().unwrap();
+        assert_eq!((p6.prefix_len, p6.unit_len, p6.units()), (44, 64, 1 << 20));
+        let pd: PoolSpec = "2001:db8:2000::/40,56".parse().unwrap();
+        assert_eq!(pd.units(), 1 << 16);
+        for bad in [
+            "192.0.2.1/24",     // host bits
+            "192.0.2.0/24,30",  // IPv4 unit other than /32
+            "2001:db8::/40,72", // IPv6 unit past /64
+            "2001:db8::/64,56", // unit shorter than the prefix
+            "2001:db8::/32,64", // 2^32 units
+            "2001:db8::",       // no length
+            "0.0.0.0/0",        // everything
+            "2001:db8::/44,x",
+        ] {
+            assert!(bad.parse::<PoolSpec>().is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn pool_units_follow_the_programs_arithmetic() {
+        let v4 = "192.0.2.0/24".parse::<PoolSpec>().unwrap().to_pool(100).unwrap();
+        let a = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(v4.unit_of(a("192.0.2.0"), 32), Some(100));
+        assert_eq!(v4.unit_of(a("192.0.2.255"), 32), Some(355));
+        assert_eq!(v4.unit_of(a("192.0.3.0"), 32), None);
+        assert_eq!(v4.unit_of(a("192.0.1.255"), 32), None);
+        assert_eq!(v4.unit_of(a("192.0.2.7"), 31), None);
+        assert_eq!(v4.unit_of(a("2001:db8::"), 32), None);
+        let v6 = "2001:db8:1000::/44".parse::<PoolSpec>().unwrap().to_pool(0).unwrap();
+        assert_eq!(v6.unit_of(a("2001:db8:1000::"), 64), Some(0));
+        assert_eq!(v6.unit_of(a("2001:db8:1000:5::"), 64), Some(5));
+        assert_eq!(v6.unit_of(a("2001:db8:100f:ffff::"), 64), Some((1 << 20) - 1));
+        assert_eq!(v6.unit_of(a("2001:db8:1010::"), 64), None);
+        assert_eq!(v6.unit_of(a("2001:db8:1000:5::1"), 64), None, "host bits past the unit");
+        assert_eq!(v6.unit_of(a("2001:db8:1000:5::"), 56), None);
+        // An address anywhere in a unit falls in it (the program's view).
+        assert_eq!(v6.number(a("2001:db8:1000:5::1234")).and_then(|n| v6.unit_at(n)), Some(5));
+        // Below the pool: the difference wraps and stays out.
+        assert_eq!(v6.number(a("2001:db8:fff:ffff::")).and_then(|n| v6.unit_at(n)), None);
+        let pd = "2001:db8:2000::/40,56".parse::<PoolSpec>().unwrap().to_pool(7).unwrap();
+        assert_eq!(pd.unit_of(a("2001:db8:2000:100::"), 56), Some(8));
+        assert_eq!(pd.number(a("2001:db8:2000:1ff:1::1")).and_then(|n| pd.unit_at(n)), Some(8));
     }
 }

@@ -21,8 +21,8 @@ use std::path::PathBuf;
 
 pub use maps::{CounterSnapshot, Maps, MAP_NAMES};
 pub use sys::{
-    default_pin_dir, ifindex, open_pinned, Attachment, LoadOptions, MmapArray, Steering, TestRunContext,
-    TestRunResult, XdpAction, XdpMode,
+    default_pin_dir, ifindex, open_pinned, Attachment, LoadOptions, MmapArray, NhResolver, Steering,
+    TestRunContext, TestRunResult, XdpAction, XdpMode,
 };
 
 /// Errors of loading, attaching and map access.
@@ -50,6 +50,8 @@ pub enum Error {
     PrefixLength(u8),
     #[error("{prefix}/{len} overlaps a /64 of session slot {other}: a subscriber's /64 and another's longer prefix inside it cannot both be routed")]
     PrefixOverlap { prefix: std::net::Ipv6Addr, len: u8, other: u32 },
+    #[error("subscriber pools: {0}")]
+    Pool(String),
     #[error("missing {0}")]
     Missing(&'static str),
 }

@@ -14,7 +14,7 @@ use crate::Error;
 use crate::MmapArray;
 
 /// Every map the program defines, by the name it is pinned under.
-pub const MAP_NAMES: [&str; 20] = [
+pub const MAP_NAMES: [&str; 22] = [
     "lns_config",
     "lns_ifaces",
     "lns_xsks",
@@ -35,6 +35,8 @@ pub const MAP_NAMES: [&str; 20] = [
     "lns_session_ns",
     "lns_fast_slots",
     "lns_slot_marks",
+    "lns_pool_bits",
+    "lns_pool_sessions",
 ];
 
 /// Descriptors of every map of one instance.
@@ -61,6 +63,13 @@ pub struct Maps {
     pub(crate) fast_slots: MmapArray<u64>,
     /// `lns_slot_marks` ([`abi::slot_mark`]).
     pub(crate) slot_marks: MmapArray<u32>,
+    /// `lns_pool_bits`, one bit per pool unit ([`Maps::refresh_pool_unit`]).
+    pub(crate) pool_bits: MmapArray<u64>,
+    /// `lns_pool_sessions`: session index + 1 per pool unit.
+    pub(crate) pool_sessions: MmapArray<u32>,
+    pub(crate) pool_sessions_map: MapHandle,
+    /// The pools of `lns_config`, fixed by the loader.
+    pub(crate) pools: Vec<abi::Pool>,
 }
 
 pub(crate) fn read_config(config: &MapHandle) -> Result<Config, Error> {
@@ -440,7 +449,15 @@ impl Maps {
         Ok(())
     }
 
-    fn remove_addresses(&self, s: &Session) -> Result<(), Error> {
+    fn remove_addresses(&self, index: u32, s: &Session) -> Result<(), Error> {
+        // The units first: the program stops sending their frames to the
+        // workers before the addresses go.
+        for (addr, len) in own_addresses(s) {
+            if let Some(u) = self.pool_unit(addr, len) {
+                let _ = self.pool_sessions.compare_exchange(u as usize, index.wrapping_add(1), 0);
+                self.refresh_pool_unit(u)?;
+            }
+        }
         if let Some(v4) = s.subscriber_ipv4() {
             self.remove_subscriber_v4(v4)?;
         }
@@ -453,6 +470,110 @@ impl Maps {
         Ok(())
     }
 
+    /// The subscriber pools the loader declared.
+    pub fn pools(&self) -> &[abi::Pool] {
+        &self.pools
+    }
+
+    /// The pool unit that `addr`/`len` is exactly, if any.
+    pub fn pool_unit(&self, addr: IpAddr, len: u8) -> Option<u32> {
+        self.pools.iter().find_map(|p| p.unit_of(addr, len))
+    }
+
+    /// After `addr`/`len` was pointed at session `index` in the address
+    /// maps: a pool unit follows it when it is the session's own address;
+    /// otherwise the unit leaves the fast path (whoever had it), so the
+    /// program's lookups, which now answer `index`, decide.
+    fn follow_unit(&self, addr: IpAddr, len: u8, index: u32) -> Result<(), Error> {
+        let Some(u) = self.pool_unit(addr, len) else { return Ok(()) };
+        let s = self.read_session(index)?;
+        let own =
+            s.session_state() != Some(SessionState::Free) && own_addresses(&s).any(|a| a == (addr, len));
+        self.pool_sessions.store(u as usize, if own { index.wrapping_add(1) } else { 0 });
+        self.refresh_pool_unit(u)
+    }
+
+    /// After `addr`/`len` left the address maps: its unit leaves the fast path.
+    fn drop_unit(&self, addr: IpAddr, len: u8) -> Result<(), Error> {
+        let Some(u) = self.pool_unit(addr, len) else { return Ok(()) };
+        self.pool_sessions.store(u as usize, 0);
+        self.refresh_pool_unit(u)
+    }
+
+    fn set_pool_bit(&self, unit: u32, on: bool) {
+        let (word, bit) = Self::fast_bit(unit);
+        if on {
+            self.pool_bits.fetch_or(word, bit);
+        } else {
+            self.pool_bits.fetch_and(word, !bit);
+        }
+    }
+
+    /// Should unit `unit`'s bit be set? (`lns_abi.h`: its entry names a
+    /// forwarding session one of whose own addresses is the unit.)
+    fn pool_wanted(&self, unit: u32) -> Result<bool, Error> {
+        let Some(index) = self.pool_sessions.load(unit as usize).and_then(|v| v.checked_sub(1)) else {
+            return Ok(false);
+        };
+        let Ok(s) = self.read_session(index) else { return Ok(false) };
+        Ok(s.session_state() == Some(SessionState::Forwarding)
+            && own_addresses(&s).any(|(a, l)| self.pool_unit(a, l) == Some(unit)))
+    }
+
+    /// Brings unit `unit`'s bit in line with its entry and session, looking
+    /// again after the store as [`Maps::refresh_fast_slot`] does.
+    pub fn refresh_pool_unit(&self, unit: u32) -> Result<(), Error> {
+        for _ in 0..64 {
+            let want = self.pool_wanted(unit)?;
+            self.set_pool_bit(unit, want);
+            if self.pool_wanted(unit)? == want {
+                return Ok(());
+            }
+        }
+        self.set_pool_bit(unit, false);
+        Ok(())
+    }
+
+    /// Is pool unit `unit`'s bit set (its downstream frames go to the
+    /// workers without the program's lookups)?
+    pub fn pool_unit_fast(&self, unit: u32) -> bool {
+        let (word, bit) = Self::fast_bit(unit);
+        self.pool_bits.load(word).is_some_and(|w| w & bit != 0)
+    }
+
+    /// The session that pool unit `unit` names, if any.
+    pub fn pool_unit_session(&self, unit: u32) -> Option<u32> {
+        self.pool_sessions.load(unit as usize).and_then(|v| v.checked_sub(1))
+    }
+
+    /// Clears every unit and derives them again from the installed
+    /// sessions (the loader, when the pools may have changed).
+    pub(crate) fn rebuild_pool_units(&self) -> Result<(), Error> {
+        for w in 0..self.pool_bits.len() {
+            self.pool_bits.fetch_and(w, 0);
+        }
+        for u in 0..self.pool_sessions.len() {
+            self.pool_sessions.store(u, 0);
+        }
+        if self.pools.is_empty() {
+            return Ok(());
+        }
+        for (index, s) in self.sessions()? {
+            for (addr, len) in own_addresses(&s) {
+                if let Some(u) = self.pool_unit(addr, len) {
+                    self.pool_sessions.store(u as usize, index.wrapping_add(1));
+                    self.refresh_pool_unit(u)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `lns_pool_sessions` mapped into this process, for a worker.
+    pub fn mmap_pool_sessions(&self) -> Result<crate::MmapArray<u32>, Error> {
+        crate::MmapArray::map(&self.pool_sessions_map)
+    }
+
     /// Rewrites a live session (state change, new addresses after IPCP),
     /// keeping its key. Addresses it no longer holds are removed first.
     pub fn update_session(&self, index: u32, s: &Session) -> Result<(), Error> {
@@ -463,7 +584,7 @@ impl Maps {
         if old.key() != s.key() {
             return Err(Error::KeyChange(index));
         }
-        self.remove_addresses(&old)?;
+        self.remove_addresses(index, &old)?;
         self.write_session(index, s)?;
         self.install_addresses(index, s)?;
         self.refresh_fast_slot(index)
@@ -476,7 +597,7 @@ impl Maps {
         if old.session_state() == Some(SessionState::Free) {
             return Ok(None);
         }
-        self.remove_addresses(&old)?;
+        self.remove_addresses(index, &old)?;
         delete_if_present(
             &self.session_ids,
             bytemuck::bytes_of(&old.key()),
@@ -538,10 +659,11 @@ impl Maps {
             .map_err(ctx("writing lns_sub_v4"))?;
         // The tag is the address: any entry of it is this address's.
         self.sub_v4_flat.insert(abi::flat_tag_v4(addr), index, |_| true);
-        Ok(())
+        self.follow_unit(IpAddr::V4(addr), 32, index)
     }
 
     pub fn remove_subscriber_v4(&self, addr: Ipv4Addr) -> Result<bool, Error> {
+        self.drop_unit(IpAddr::V4(addr), 32)?;
         self.sub_v4_flat.remove(abi::flat_tag_v4(addr), |_| true);
         delete_if_present(&self.sub_v4, &addr.octets(), "deleting from lns_sub_v4")
     }
@@ -617,7 +739,7 @@ impl Maps {
                 .update(&net, &index.to_ne_bytes(), MapFlags::ANY)
                 .map_err(ctx("writing lns_sub_v6_64"))?;
             self.sub_v6_flat.insert(abi::flat_tag_v6(net), index, |s| Some(s) == old);
-            return Ok(());
+            return self.follow_unit(IpAddr::V6(Ipv6Addr::from(key.addr)), len, index);
         }
         self.check_not_inside_other_64(Ipv6Addr::from(key.addr), len, index)?;
         let k = bytemuck::bytes_of(&key);
@@ -628,11 +750,12 @@ impl Maps {
         if fresh {
             self.count_long(Ipv6Addr::from(key.addr), index, true)?;
         }
-        Ok(())
+        self.follow_unit(IpAddr::V6(Ipv6Addr::from(key.addr)), len, index)
     }
 
     pub fn remove_route_v6(&self, prefix: Ipv6Addr, len: u8) -> Result<bool, Error> {
         let key = lpm_v6(prefix, len)?;
+        self.drop_unit(IpAddr::V6(Ipv6Addr::from(key.addr)), len)?;
         if len == 64 {
             let net: [u8; 8] = key.addr[..8].try_into().expect("8 of 16 bytes");
             let old = match self.sub_v6_64.lookup_and_delete(&net) {
@@ -822,6 +945,15 @@ impl Maps {
         }
         Ok(CounterSnapshot(out))
     }
+}
+
+/// A session's own addresses with their lengths: its IPv4 /32, SLAAC
+/// prefix and delegated prefix.
+fn own_addresses(s: &Session) -> impl Iterator<Item = (IpAddr, u8)> {
+    let v4 = s.subscriber_ipv4().map(|a| (IpAddr::V4(a), 32));
+    let v6 = s.subscriber_ipv6_prefix().map(|(a, l)| (IpAddr::V6(a), l));
+    let pd = s.subscriber_delegated_prefix().map(|(a, l)| (IpAddr::V6(a), l));
+    v4.into_iter().chain(v6).chain(pd)
 }
 
 fn lpm_v4(prefix: Ipv4Addr, len: u8) -> Result<LpmV4, Error> {

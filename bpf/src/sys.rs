@@ -66,6 +66,13 @@ pub struct LoadOptions {
     /// ([`abi::Config::WORKER_CHECKS`]); false: the program checks every
     /// frame.
     pub worker_checks: bool,
+    /// Subscriber pools declared to the program (`lns_config.pools`):
+    /// downstream, a forwarding session's own unit in one of them goes to
+    /// the workers without the program reading a subscriber table.
+    pub pools: Vec<abi::PoolSpec>,
+    /// Entries of `lns_pool_bits` / `lns_pool_sessions`, shared by the
+    /// pools (their units together may not exceed it).
+    pub pool_units: u32,
 }
 
 impl Default for LoadOptions {
@@ -79,6 +86,8 @@ impl Default for LoadOptions {
             pass_unknown_sessions: false,
             nh_cache_ms: 1000,
             worker_checks: true,
+            pools: Vec::new(),
+            pool_units: abi::DEFAULT_POOL_UNITS,
         }
     }
 }
@@ -190,6 +199,13 @@ impl Steering {
         maps.lns_slot_marks
             .set_max_entries(opts.max_sessions)
             .map_err(|e| Error::bpf("sizing lns_slot_marks", e))?;
+        let pools = pool_table(&opts.pools, opts.pool_units)?;
+        maps.lns_pool_bits
+            .set_max_entries(opts.pool_units.div_ceil(64).max(1))
+            .map_err(|e| Error::bpf("sizing lns_pool_bits", e))?;
+        maps.lns_pool_sessions
+            .set_max_entries(opts.pool_units.max(1))
+            .map_err(|e| Error::bpf("sizing lns_pool_sessions", e))?;
         let flat = abi::flat_entries(opts.max_sessions);
         for map in [&mut maps.lns_sub_v4_flat, &mut maps.lns_sub_v6_flat] {
             map.set_max_entries(flat).map_err(|e| Error::bpf("sizing the flat subscriber tables", e))?;
@@ -229,6 +245,8 @@ impl Steering {
                 (&mut maps.lns_session_ns, "lns_session_ns"),
                 (&mut maps.lns_fast_slots, "lns_fast_slots"),
                 (&mut maps.lns_slot_marks, "lns_slot_marks"),
+                (&mut maps.lns_pool_bits, "lns_pool_bits"),
+                (&mut maps.lns_pool_sessions, "lns_pool_sessions"),
             ] {
                 debug_assert!(MAP_NAMES.contains(&name));
                 map.set_pin_path(dir.join(name)).map_err(|e| Error::bpf("setting a pin path", e))?;
@@ -260,8 +278,12 @@ impl Steering {
             session_ns: handle(&m.lns_session_ns)?,
             fast_slots: MmapArray::map(&handle(&m.lns_fast_slots)?)?,
             slot_marks: MmapArray::map(&handle(&m.lns_slot_marks)?)?,
+            pool_bits: MmapArray::map(&handle(&m.lns_pool_bits)?)?,
+            pool_sessions: MmapArray::map(&handle(&m.lns_pool_sessions)?)?,
+            pool_sessions_map: handle(&m.lns_pool_sessions)?,
+            pools: pools.clone(),
         };
-        let config = Config {
+        let mut config = Config {
             abi_version: abi::ABI_VERSION,
             flags: if opts.pass_unknown_sessions { Config::PASS_UNKNOWN_SESSION } else { 0 }
                 | if opts.worker_checks { Config::WORKER_CHECKS } else { 0 },
@@ -269,9 +291,14 @@ impl Steering {
             nh_cache_ms: opts.nh_cache_ms,
             session_bank_mask: abi::session_bank_mask(opts.max_sessions),
             sub_flat_shift: abi::flat_shift(flat),
+            pool_count: pools.len() as u32,
             ..Config::default()
         };
+        config.pools[..pools.len()].copy_from_slice(&pools);
         maps.write_config(&config)?;
+        // Pinned maps kept from a previous run may have had other pools:
+        // the units are derived again from the sessions.
+        maps.rebuild_pool_units()?;
         Ok(Steering { skel, maps, pin_dir: opts.pin_dir.clone(), attachments: Vec::new() })
     }
 
@@ -286,6 +313,19 @@ impl Steering {
 
     pub fn pin_dir(&self) -> Option<&Path> {
         self.pin_dir.as_deref()
+    }
+
+    /// A handle on `lns_nh_resolve` for a worker thread (its own
+    /// descriptor, so it outlives nothing it borrows).
+    pub fn nh_resolver(&self) -> Result<NhResolver, Error> {
+        let fd = self
+            .skel
+            .progs
+            .lns_nh_resolve
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::io("duplicating the resolver's descriptor".into(), e))?;
+        Ok(NhResolver { prog: fd })
     }
 
     /// Attaches the program to `ifindex` through a BPF link.
@@ -423,6 +463,96 @@ impl Drop for Steering {
     }
 }
 
+/// The ABI entries of `specs`, their units laid out one pool after the
+/// other; refuses pools that overlap, too many, or more units than the
+/// maps hold.
+fn pool_table(specs: &[abi::PoolSpec], capacity: u32) -> Result<Vec<abi::Pool>, Error> {
+    if specs.len() > abi::MAX_POOLS {
+        return Err(Error::Pool(format!("{} pools; at most {}", specs.len(), abi::MAX_POOLS)));
+    }
+    let mut out: Vec<abi::Pool> = Vec::new();
+    let mut base = 0u32;
+    for spec in specs {
+        let pool = spec.to_pool(base).map_err(Error::Pool)?;
+        let end = base.checked_add(pool.units).filter(|&e| e <= capacity).ok_or_else(|| {
+            Error::Pool(format!(
+                "the pools hold more than --pool-units ({capacity}) units; {spec} does not fit"
+            ))
+        })?;
+        // Prefixes overlap when one contains the other's first address.
+        for (other, o) in specs.iter().zip(&out) {
+            let inside = |a: &abi::Pool, b: &abi::Pool| {
+                a.ip_version == b.ip_version && {
+                    let width = if a.ip_version == 4 { 32 } else { 64 };
+                    let shift = width - u32::from(a.prefix_len);
+                    (a.net >> shift) == (b.net >> shift)
+                }
+            };
+            if inside(&pool, o) || inside(o, &pool) {
+                return Err(Error::Pool(format!("pools {other} and {spec} overlap")));
+            }
+        }
+        out.push(pool);
+        base = end;
+    }
+    Ok(out)
+}
+
+/// `lns_nh_resolve`, run by a worker with BPF_PROG_TEST_RUN: the kernel's
+/// next hop toward an address, the same answer the steering program's
+/// bpf_fib_lookup gets (one syscall; for a LAC once per cache lifetime,
+/// never per frame).
+#[derive(Debug)]
+pub struct NhResolver {
+    prog: OwnedFd,
+}
+
+impl NhResolver {
+    /// The next hop toward `dst` from `src` (both of one family), looked up
+    /// as if arriving on `ifindex`. The answer's `result` is an
+    /// [`abi::NhResult`].
+    pub fn resolve(
+        &self,
+        ifindex: u32,
+        src: std::net::IpAddr,
+        dst: std::net::IpAddr,
+    ) -> Result<abi::NhQuery, Error> {
+        let query = abi::NhQuery {
+            ifindex,
+            ip_version: if dst.is_ipv4() { 4 } else { 6 },
+            src: abi::mapped(src),
+            dst: abi::mapped(dst),
+            ..abi::NhQuery::default()
+        };
+        let mut out = query;
+        let size = std::mem::size_of::<abi::NhQuery>() as u32;
+        // SAFETY: an all-zero bpf_test_run_opts is the documented "no
+        // options" value; sz tells libbpf which version we pass.
+        let mut opts: libbpf_rs::libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
+        opts.sz = std::mem::size_of_val(&opts) as _;
+        opts.data_in = (&query as *const abi::NhQuery).cast();
+        opts.data_size_in = size;
+        opts.data_out = (&mut out as *mut abi::NhQuery).cast();
+        opts.data_size_out = size;
+        // SAFETY: the descriptor is a loaded XDP program we own; data_in
+        // and data_out point at live structs of data_size_* bytes for the
+        // duration of the call (the kernel copies out at most
+        // data_size_out bytes).
+        let rc = unsafe { libbpf_rs::libbpf_sys::bpf_prog_test_run_opts(self.prog.as_raw_fd(), &mut opts) };
+        if rc < 0 {
+            return Err(Error::io(
+                "BPF_PROG_TEST_RUN of lns_nh_resolve".into(),
+                io::Error::from_raw_os_error(-rc),
+            ));
+        }
+        if opts.retval != 2 {
+            // XDP_PASS is the answer; anything else refused the query.
+            out.result = abi::NhResult::BadQuery as u32;
+        }
+        Ok(out)
+    }
+}
+
 /// Removes this program's map pins from `dir`, leaving anything else.
 fn remove_pins(dir: &Path) -> Result<(), Error> {
     for name in MAP_NAMES {
@@ -499,6 +629,10 @@ pub fn open_pinned(dir: &Path) -> Result<Maps, Error> {
         session_ns: open("lns_session_ns")?,
         fast_slots: MmapArray::map(&open("lns_fast_slots")?)?,
         slot_marks: MmapArray::map(&open("lns_slot_marks")?)?,
+        pool_bits: MmapArray::map(&open("lns_pool_bits")?)?,
+        pool_sessions: MmapArray::map(&open("lns_pool_sessions")?)?,
+        pool_sessions_map: open("lns_pool_sessions")?,
+        pools: found.pools().to_vec(),
     };
     let config = maps.read_config()?;
     if config.abi_version != abi::ABI_VERSION {
@@ -676,6 +810,27 @@ macro_rules! atomic_words {
 }
 
 atomic_words!(u64 => std::sync::atomic::AtomicU64, u32 => std::sync::atomic::AtomicU32);
+
+impl MmapArray<u32> {
+    /// Replaces entry `i` with `new` if it still holds `current`; the value
+    /// found otherwise.
+    #[inline]
+    pub fn compare_exchange(&self, i: usize, current: u32, new: u32) -> Result<u32, u32> {
+        let a = self.atomic(i).ok_or(current)?;
+        a.compare_exchange(
+            current,
+            new,
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+        )
+    }
+
+    /// Atomically stores `v` in entry `i` (sequentially consistent).
+    #[inline]
+    pub fn store(&self, i: usize, v: u32) -> bool {
+        self.atomic(i).map(|a| a.store(v, std::sync::atomic::Ordering::SeqCst)).is_some()
+    }
+}
 
 impl MmapArray<u64> {
     /// Replaces entry `i` with `new` if it still holds `current` (other

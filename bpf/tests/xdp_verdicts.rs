@@ -1360,3 +1360,222 @@ fn fast_bits_settle_right_under_racing_writers() {
     assert_eq!(maps.slot_marks(300), 0);
     assert!(maps.fast_slot(300), "forwarding at its direct slot, nothing displaced");
 }
+
+/// The pools the standard session's own addresses come from: IPv4 /32s,
+/// SLAAC /64s and delegated /56s.
+fn pool_lab() -> Lab {
+    Lab::with_options(LoadOptions {
+        max_sessions: 1024,
+        pools: vec![
+            "198.51.100.0/24".parse().unwrap(),
+            "2001:db8:100::/48".parse().unwrap(),
+            "2001:db8:200::/40,56".parse().unwrap(),
+        ],
+        pool_units: 1 << 18,
+        ..Default::default()
+    })
+}
+
+/// Downstream, a forwarding session's own units go to the worker flagged
+/// for its checks, with the unit and no next hop; everything else in and
+/// out of the pools takes the program's lookups as before.
+#[test]
+fn pool_units_of_forwarding_sessions_go_to_the_workers() {
+    let lab = pool_lab();
+    let maps = lab.steering.maps();
+    let xsk = BoundXsk::bind(&lab.core_name, 0);
+    maps.set_xsk(64, xsk.fd()).unwrap();
+    let v4_unit = 10; // 198.51.100.10 in the first pool
+    let v6_unit = 256 + 0x10; // 2001:db8:100:10::/64 in the second
+    let pd_unit = 256 + 65536; // 2001:db8:200::/56, the third pool's unit 0
+    let units = [
+        (IpAddr::V4(SUB_V4), v4_unit),
+        (IpAddr::V6(SUB_V6), v6_unit),
+        (IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0xff, 1, 2, 3, 4)), pd_unit),
+    ];
+
+    let mut s = Lab::session(SessionState::Control);
+    lab.install(200, &s);
+    for (_, u) in units {
+        assert_eq!(maps.pool_unit_session(u), Some(200));
+        assert!(!maps.pool_unit_fast(u), "negotiating");
+    }
+    lab.expect(
+        lab.core,
+        &core_frame(IpAddr::V4(SUB_V4), false),
+        XdpAction::Pass,
+        Counter::PassSubscriberNotForwarding,
+    );
+
+    s.state = SessionState::Forwarding as u32;
+    maps.update_session(200, &s).unwrap();
+    for vlan in [false, true] {
+        for (d, u) in units {
+            assert!(maps.pool_unit_fast(u));
+            let r = lab.expect(
+                lab.core,
+                &core_frame(d, vlan),
+                XdpAction::Redirect,
+                Counter::RedirectDownstreamCheck,
+            );
+            let m = r.meta.unwrap();
+            assert_eq!(m.session_index, u);
+            assert_eq!(m.flags, lns_bpf::abi::XdpMeta::CHECK);
+            assert_eq!(m.direction(), Some(Direction::Downstream));
+            assert_eq!(m.inner_offset, if vlan { 18 } else { 14 });
+            assert_eq!(m.ip_version, if d.is_ipv4() { 4 } else { 6 });
+            assert_eq!(
+                (m.egress_ifindex, m.dmac, m.smac),
+                (0, [0; 6], [0; 6]),
+                "the worker finds the next hop"
+            );
+        }
+    }
+
+    // Units nobody owns, and addresses outside the pools: the program's
+    // lookups, which find nobody.
+    for d in [
+        IpAddr::V4(Ipv4Addr::new(198, 51, 100, 11)),
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0x11, 0, 0, 0, 1)),
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0x100, 0, 0, 0, 1)),
+        IpAddr::V4(Ipv4Addr::new(198, 51, 101, 10)),
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x101, 0x10, 0, 0, 0, 1)),
+    ] {
+        lab.expect(lab.core, &core_frame(d, false), XdpAction::Pass, Counter::PassNotL2tp);
+    }
+
+    // A framed route or an extra address inside a pool is not a unit of
+    // the session's own: its frames take the program's lookups.
+    maps.add_subscriber_v4(Ipv4Addr::new(198, 51, 100, 20), 200).unwrap();
+    assert_eq!(maps.pool_unit_session(20), None);
+    assert!(!maps.pool_unit_fast(20));
+    let r = lab.expect(
+        lab.core,
+        &core_frame(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20)), false),
+        XdpAction::Redirect,
+        Counter::RedirectDownstream,
+    );
+    assert_eq!(r.meta.unwrap().session_index, 200);
+    maps.remove_subscriber_v4(Ipv4Addr::new(198, 51, 100, 20)).unwrap();
+    // Another session pointed at this one's own address takes the unit
+    // off the fast path (the address maps now answer the other session).
+    let mut other = Lab::session(SessionState::Forwarding);
+    other.local_session_id = 300;
+    other.ipv4 = [0; 4];
+    other.ipv6_prefix_len = 0;
+    other.delegated_prefix_len = 0;
+    lab.install(300, &other);
+    maps.add_subscriber_v4(SUB_V4, 300).unwrap();
+    assert!(!maps.pool_unit_fast(v4_unit));
+    let r = lab.expect(
+        lab.core,
+        &core_frame(IpAddr::V4(SUB_V4), false),
+        XdpAction::Redirect,
+        Counter::RedirectDownstream,
+    );
+    assert_eq!(r.meta.unwrap().session_index, 300);
+    maps.remove_session(300).unwrap();
+
+    // Leaving forwarding or leaving altogether clears the units.
+    s.state = SessionState::Control as u32;
+    maps.update_session(200, &s).unwrap();
+    assert!(units.iter().all(|(_, u)| !maps.pool_unit_fast(*u)));
+    s.state = SessionState::Forwarding as u32;
+    maps.update_session(200, &s).unwrap();
+    assert!(units.iter().all(|(_, u)| maps.pool_unit_fast(*u)));
+    maps.remove_session(200).unwrap();
+    for (d, u) in units {
+        assert!(!maps.pool_unit_fast(u));
+        assert_eq!(maps.pool_unit_session(u), None);
+        lab.expect(lab.core, &core_frame(d, false), XdpAction::Pass, Counter::PassNotL2tp);
+    }
+
+    // A delegated prefix of another length than the pool's unit is no
+    // unit: the trie answers for it.
+    s.delegated_prefix_len = 48;
+    s.delegated_prefix = Ipv6Addr::new(0x2001, 0xdb8, 0x201, 0, 0, 0, 0, 0).octets();
+    lab.install(200, &s);
+    assert_eq!(maps.pool_unit_session(pd_unit + 256), None);
+    let r = lab.expect(
+        lab.core,
+        &core_frame(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x201, 5, 0, 0, 0, 1)), false),
+        XdpAction::Redirect,
+        Counter::RedirectDownstream,
+    );
+    assert_eq!(r.meta.unwrap().session_index, 200);
+}
+
+/// With the workers' checks off the pools change nothing.
+#[test]
+fn without_worker_checks_pools_take_the_programs_lookups() {
+    let lab = Lab::with_options(LoadOptions {
+        max_sessions: 1024,
+        worker_checks: false,
+        pools: vec!["198.51.100.0/24".parse().unwrap()],
+        ..Default::default()
+    });
+    let maps = lab.steering.maps();
+    let xsk = BoundXsk::bind(&lab.core_name, 0);
+    maps.set_xsk(64, xsk.fd()).unwrap();
+    lab.install(200, &Lab::session(SessionState::Forwarding));
+    assert!(maps.pool_unit_fast(10));
+    let r = lab.expect(
+        lab.core,
+        &core_frame(IpAddr::V4(SUB_V4), false),
+        XdpAction::Redirect,
+        Counter::RedirectDownstream,
+    );
+    assert_eq!(r.meta.unwrap().session_index, 200);
+}
+
+#[test]
+fn pools_the_maps_cannot_hold_are_refused_at_load() {
+    for pools in [
+        vec!["198.51.100.0/24", "198.51.100.128/25"],
+        vec!["2001:db8:100::/48", "2001:db8::/32,48"],
+        vec!["2001:db8:100::/40"], // 2^24 /64s, more than the 2^17 units given
+    ] {
+        let opts = LoadOptions {
+            max_sessions: 1024,
+            pools: pools.iter().map(|p| p.parse().unwrap()).collect(),
+            pool_units: 1 << 17,
+            ..Default::default()
+        };
+        match lns_bpf::Steering::load(&opts) {
+            Err(lns_bpf::Error::Pool(_)) => {}
+            other => panic!("{pools:?}: {:?}", other.map(|_| ())),
+        }
+    }
+}
+
+/// The workers' next-hop lookup toward a LAC answers what the program's
+/// bpf_fib_lookup does, and records a missing neighbour for the data plane.
+#[test]
+fn the_resolver_program_answers_from_the_kernel_tables() {
+    use lns_bpf::abi::NhResult;
+    let lab = Lab::new();
+    let resolver = lab.steering.nh_resolver().unwrap();
+    let mac = |dev: &str| -> [u8; 6] {
+        let out = lab.ns.exec("cat", &[&format!("/sys/class/net/{dev}/address")]).unwrap();
+        let s = String::from_utf8(out.stdout).unwrap();
+        let v: Vec<u8> = s.trim().split(':').map(|h| u8::from_str_radix(h, 16).unwrap()).collect();
+        v.try_into().unwrap()
+    };
+    for (src, dst) in [(IpAddr::V4(LNS_V4), IpAddr::V4(LAC_V4)), (IpAddr::V6(LNS_V6), IpAddr::V6(LAC_V6))] {
+        let q = resolver.resolve(lab.core, src, dst).unwrap();
+        assert_eq!(NhResult::from_raw(q.result), NhResult::Forward, "{dst}");
+        assert_eq!(q.out_ifindex, lab.access);
+        assert_eq!(q.dmac, LAC_MAC);
+        assert_eq!(q.smac, mac("acc0"));
+    }
+    lab.ns.ip(&["neigh", "del", "192.0.2.2", "dev", "acc0"]).unwrap();
+    let q = resolver.resolve(lab.core, IpAddr::V4(LNS_V4), IpAddr::V4(LAC_V4)).unwrap();
+    assert_eq!(NhResult::from_raw(q.result), NhResult::NoNeighbour);
+    assert_eq!(lab.steering.maps().neighbour_misses().unwrap(), vec![IpAddr::V4(LAC_V4)]);
+    lab.ns.ip(&["route", "add", "blackhole", "192.0.2.2/32"]).unwrap();
+    let q = resolver.resolve(lab.core, IpAddr::V4(LNS_V4), IpAddr::V4(LAC_V4)).unwrap();
+    assert_eq!(NhResult::from_raw(q.result), NhResult::NoRoute);
+    // Outside every route: the FIB declines.
+    let q = resolver.resolve(lab.core, IpAddr::V4(LNS_V4), IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1))).unwrap();
+    assert_eq!(NhResult::from_raw(q.result), NhResult::NotForwarded);
+}

@@ -34,6 +34,8 @@ const enum lns_direction *lns_btf_direction __attribute__((unused));
 const struct lns_session_stats *lns_btf_session_stats __attribute__((unused));
 const enum lns_owner *lns_btf_owner __attribute__((unused));
 const struct lns_long64 *lns_btf_long64 __attribute__((unused));
+const struct lns_nh_query *lns_btf_nh_query __attribute__((unused));
+const enum lns_nh_result *lns_btf_nh_result __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -81,6 +83,24 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } lns_slot_marks SEC(".maps");
+
+/* Sized by the loader (--pool-units / 64, rounded up). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lns_pool_bits SEC(".maps");
+
+/* Written by userspace, read by the workers only (see lns_abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} lns_pool_sessions SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -403,14 +423,53 @@ static __always_inline int nh_matches(const struct lns_nh *e, __u32 ifindex, con
 	       k[2] == dst[2] && k[3] == dst[3];
 }
 
+/* The kernel's routing and neighbour tables, asked for `dst` from `src`
+ * (IPv4-mapped for v4) as if the lookup came in on `ifindex`: an enum
+ * lns_nh_result, with *nh filled on LNS_NH_FORWARD. A missing neighbour
+ * is recorded in lns_neigh_miss, for the data plane to resolve. */
+static __always_inline int fib_query(struct xdp_md *ctx, __u32 ifindex, int v4, const __u32 *src,
+				     const __u32 *dst, struct nexthop *nh)
+{
+	struct bpf_fib_lookup fib = {};
+	long rc;
+
+	fib.ifindex = ifindex;
+	if (v4) {
+		fib.family = 2; /* AF_INET */
+		fib.ipv4_src = src[3];
+		fib.ipv4_dst = dst[3];
+	} else {
+		fib.family = 10; /* AF_INET6 */
+		__builtin_memcpy(fib.ipv6_src, src, 16);
+		__builtin_memcpy(fib.ipv6_dst, dst, 16);
+	}
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		nh->ifindex = fib.ifindex;
+		__builtin_memcpy(nh->smac, fib.smac, 6);
+		__builtin_memcpy(nh->dmac, fib.dmac, 6);
+		return LNS_NH_FORWARD;
+	}
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		struct lns_in6 key;
+		__u64 now = bpf_ktime_get_ns();
+
+		__builtin_memcpy(key.addr, dst, 16);
+		bpf_map_update_elem(&lns_neigh_miss, &key, &now, BPF_ANY);
+		return LNS_NH_NO_NEIGHBOUR;
+	}
+	if (rc == BPF_FIB_LKUP_RET_BLACKHOLE || rc == BPF_FIB_LKUP_RET_UNREACHABLE ||
+	    rc == BPF_FIB_LKUP_RET_PROHIBIT)
+		return LNS_NH_NO_ROUTE;
+	return LNS_NH_NOT_FORWARDED;
+}
+
 static __always_inline int fib_nexthop(struct xdp_md *ctx, const struct lns_config *cfg, int v4,
 				       const __u32 *src, const __u32 *dst, struct nexthop *nh)
 {
-	struct bpf_fib_lookup fib = {};
 	struct lns_nh *way0 = NULL, *way1 = NULL, *hit = NULL;
 	__u32 ifindex = ctx->ingress_ifindex;
 	__u32 epoch = cfg->nh_epoch;
-	long rc;
 
 	if (cfg->nh_cache_ms) {
 		__u32 k0 = nh_set(ifindex, dst) * LNS_NH_CACHE_WAYS, k1 = k0 + 1;
@@ -429,21 +488,8 @@ static __always_inline int fib_nexthop(struct xdp_md *ctx, const struct lns_conf
 		}
 	}
 
-	fib.ifindex = ifindex;
-	if (v4) {
-		fib.family = 2; /* AF_INET */
-		fib.ipv4_src = src[3];
-		fib.ipv4_dst = dst[3];
-	} else {
-		fib.family = 10; /* AF_INET6 */
-		__builtin_memcpy(fib.ipv6_src, src, 16);
-		__builtin_memcpy(fib.ipv6_dst, dst, 16);
-	}
-	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		nh->ifindex = fib.ifindex;
-		__builtin_memcpy(nh->smac, fib.smac, 6);
-		__builtin_memcpy(nh->dmac, fib.dmac, 6);
+	switch (fib_query(ctx, ifindex, v4, src, dst, nh)) {
+	case LNS_NH_FORWARD:
 		if (way0 && way1) {
 			/* A stale or empty way0 first, else way1: a destination
 			 * that settled in way0 keeps it while newcomers take
@@ -453,24 +499,18 @@ static __always_inline int fib_nexthop(struct xdp_md *ctx, const struct lns_conf
 			e->key_ifindex = ifindex;
 			e->epoch = epoch;
 			__builtin_memcpy(e->key_addr, dst, 16);
-			e->ifindex = fib.ifindex;
-			__builtin_memcpy(e->smac, fib.smac, 6);
-			__builtin_memcpy(e->dmac, fib.dmac, 6);
+			e->ifindex = nh->ifindex;
+			__builtin_memcpy(e->smac, nh->smac, 6);
+			__builtin_memcpy(e->dmac, nh->dmac, 6);
 		}
 		return -1;
-	}
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
-		struct lns_in6 key;
-		__u64 now = bpf_ktime_get_ns();
-
-		__builtin_memcpy(key.addr, dst, 16);
-		bpf_map_update_elem(&lns_neigh_miss, &key, &now, BPF_ANY);
+	case LNS_NH_NO_NEIGHBOUR:
 		return count(LNS_CNT_PASS_NO_NEIGHBOUR, XDP_PASS);
-	}
-	if (rc == BPF_FIB_LKUP_RET_BLACKHOLE || rc == BPF_FIB_LKUP_RET_UNREACHABLE ||
-	    rc == BPF_FIB_LKUP_RET_PROHIBIT)
+	case LNS_NH_NO_ROUTE:
 		return count(LNS_CNT_DROP_NO_ROUTE, XDP_DROP);
-	return count(LNS_CNT_PASS_NOT_FORWARDED, XDP_PASS);
+	default:
+		return count(LNS_CNT_PASS_NOT_FORWARDED, XDP_PASS);
+	}
 }
 
 /* What the worker needs to check an upstream frame itself (LNS_META_CHECK). */
@@ -523,11 +563,52 @@ static __always_inline int to_fast_path(struct xdp_md *ctx, const struct lns_ifa
 	meta->l2tp_ids = chk->l2tp_ids;
 	meta->flags = chk->flags;
 	meta->outer_ip_version = chk->outer_ip_version;
-	count(direction == LNS_DIR_DOWNSTREAM ? LNS_CNT_REDIRECT_DOWNSTREAM
-		: (chk->flags & LNS_META_CHECK) ? LNS_CNT_REDIRECT_UPSTREAM_CHECK
-						 : LNS_CNT_REDIRECT_UPSTREAM,
-	      0);
+	if (direction == LNS_DIR_DOWNSTREAM)
+		count((chk->flags & LNS_META_CHECK) ? LNS_CNT_REDIRECT_DOWNSTREAM_CHECK
+						   : LNS_CNT_REDIRECT_DOWNSTREAM,
+		      0);
+	else
+		count((chk->flags & LNS_META_CHECK) ? LNS_CNT_REDIRECT_UPSTREAM_CHECK
+						   : LNS_CNT_REDIRECT_UPSTREAM,
+		      0);
 	return bpf_redirect_map(&lns_xsks, slot, XDP_DROP);
+}
+
+/* The pool unit `num` falls in (an IPv4 address, or an IPv6 address's top
+ * 64 bits, as a host-order number): the index of its bit, or -1. Pools are
+ * aligned on their prefix, so the unsigned difference is below the pool's
+ * size exactly when `num` lies inside it. */
+static __always_inline long pool_unit(const struct lns_config *cfg, __u8 version, __u64 num)
+{
+	__u32 n = cfg->pool_count;
+
+#pragma unroll
+	for (int i = 0; i < LNS_MAX_POOLS; i++) {
+		const struct lns_pool *pl = &cfg->pools[i];
+		__u64 off;
+
+		if (i >= n)
+			break;
+		if (pl->ip_version != version)
+			continue;
+		off = (num - pl->net) >> (pl->unit_shift & 63);
+		if (off < pl->units)
+			return (long)(pl->base + (__u32)off);
+	}
+	return -1;
+}
+
+/* Is pool unit `unit`'s bit set in lns_pool_bits? */
+static __always_inline int pool_bit(long unit)
+{
+	__u32 word;
+	__u64 *w;
+
+	if (unit < 0)
+		return 0;
+	word = (__u32)unit / 64;
+	w = bpf_map_lookup_elem(&lns_pool_bits, &word);
+	return w && ((*(volatile __u64 *)w >> (unit % 64)) & 1);
 }
 
 /* Core -> subscriber: the destination decides. A frame for no subscriber is
@@ -538,9 +619,36 @@ static __always_inline int steer_core(struct xdp_md *ctx, const struct lns_confi
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct lns_session *s;
-	__u32 idx;
+	__u32 idx, *w;
+	long unit = -1;
 	int found;
 
+	if (!(cfg->flags & LNS_CFG_WORKER_CHECKS) || cfg->pool_count == 0)
+		goto lookup;
+	if (p->ip_version == 4) {
+		struct iphdr *ip = data + p->l3;
+
+		if ((void *)(ip + 1) > data_end)
+			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+		unit = pool_unit(cfg, 4, bpf_ntohl(ip->daddr));
+	} else {
+		struct ipv6hdr *ip6 = data + p->l3;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
+		w = ip6->daddr.in6_u.u6_addr32;
+		unit = pool_unit(cfg, 6, ((__u64)bpf_ntohl(w[0]) << 32) | bpf_ntohl(w[1]));
+	}
+	if (pool_bit(unit)) {
+		/* A forwarding session's own unit: the worker reads the
+		 * session and finds the LAC's next hop (lns_pool_bits). */
+		struct nexthop nh = {};
+		struct checks chk = { .flags = LNS_META_CHECK };
+
+		return to_fast_path(ctx, iface, (__u32)unit, p->l3, LNS_DIR_DOWNSTREAM, p->ip_version, &nh,
+				    &chk);
+	}
+lookup:
 	if (p->ip_version == 4) {
 		struct iphdr *ip = data + p->l3;
 
@@ -922,4 +1030,26 @@ int lns_xdp(struct xdp_md *ctx)
 	if (iface->roles & LNS_IF_CORE)
 		return steer_core(ctx, cfg, iface, &p, LNS_CNT_PASS_NOT_L2TP);
 	return count(LNS_CNT_PASS_NOT_L2TP, XDP_PASS);
+}
+
+/* Never attached: the workers run it with BPF_PROG_TEST_RUN on a
+ * lns_nh_query to learn the next hop toward a LAC (lns_abi.h). */
+SEC("xdp")
+int lns_nh_resolve(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct lns_nh_query *q = data;
+	struct nexthop nh = {};
+	__u32 src[4], dst[4];
+
+	if ((void *)(q + 1) > data_end)
+		return XDP_DROP;
+	__builtin_memcpy(src, q->src, 16);
+	__builtin_memcpy(dst, q->dst, 16);
+	q->result = fib_query(ctx, q->ifindex, q->ip_version == 4, src, dst, &nh);
+	q->out_ifindex = nh.ifindex;
+	__builtin_memcpy(q->smac, nh.smac, 6);
+	__builtin_memcpy(q->dmac, nh.dmac, 6);
+	return XDP_PASS;
 }
