@@ -128,6 +128,20 @@ struct Args {
     /// effect within this time. 0 looks up every frame.
     #[arg(long, default_value_t = 1000)]
     nh_cache_ms: u32,
+    /// A subscriber pool, PREFIX/LEN (IPv4: a /32 per subscriber; IPv6: a
+    /// /64) or PREFIX/LEN,UNIT (IPv6 delegated prefixes of length UNIT);
+    /// repeat for up to 8. Downstream, a forwarding session's own address
+    /// in a pool goes to the workers by its prefix alone (the program reads
+    /// no subscriber table for it, which costs a cache miss per frame with
+    /// many subscribers); the workers find the session and the next hop
+    /// toward its LAC. Give the control plane's pools. With
+    /// --session-checks xdp, pools are not used.
+    #[arg(long = "pool", value_name = "PREFIX/LEN[,UNIT]")]
+    pools: Vec<lns_bpf::abi::PoolSpec>,
+    /// Units (addresses or prefixes) all pools may hold together: 1 bit of
+    /// lns_pool_bits and 4 bytes of lns_pool_sessions each.
+    #[arg(long, default_value_t = lns_bpf::abi::DEFAULT_POOL_UNITS)]
+    pool_units: u32,
     /// Seconds between statistics lines on stdout; 0 for none.
     #[arg(long, default_value_t = 10)]
     stats_interval: u64,
@@ -205,6 +219,8 @@ fn main() -> Result<()> {
         worker_checks: matches!(args.session_checks, SessionChecksArg::Worker),
         nh_cache_ms: args.nh_cache_ms,
         unpin_on_exit: args.unpin_on_exit,
+        pools: args.pools.clone(),
+        pool_units: args.pool_units,
     };
     let mut running = supervisor::start(opts)?;
     let stop = running.stop_handle();
@@ -225,6 +241,7 @@ fn main() -> Result<()> {
     while !stop.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         running.resolve_neighbours();
+        running.sync_nh_epoch();
         if args.nh_cache_ms > 0 && nh_aged.elapsed() >= nh_max_age {
             // The program's cached next hops are good for one epoch.
             nh_aged = std::time::Instant::now();

@@ -51,10 +51,19 @@ pub enum DropReason {
     PeerMismatch,
     /// Upstream, checked here: the subscriber's source is not the session's.
     Spoofed,
+    /// Downstream, checked here (a pool unit): the unit names no session,
+    /// or one that does not own the destination.
+    NoSubscriber,
+    /// Downstream, checked here: the LAC's next hop has no neighbour entry
+    /// yet (recorded for the data plane to resolve).
+    NoNeighbour,
+    /// Downstream, checked here: the kernel has no usable route to the LAC
+    /// (blackhole, unreachable, prohibit, or none).
+    NoRoute,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Malformed,
         DropReason::SessionGone,
         DropReason::TtlExceeded,
@@ -63,6 +72,9 @@ impl DropReason {
         DropReason::UnknownSession,
         DropReason::PeerMismatch,
         DropReason::Spoofed,
+        DropReason::NoSubscriber,
+        DropReason::NoNeighbour,
+        DropReason::NoRoute,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,6 +87,9 @@ impl DropReason {
             DropReason::UnknownSession => "unknown_session",
             DropReason::PeerMismatch => "peer_mismatch",
             DropReason::Spoofed => "spoofed",
+            DropReason::NoSubscriber => "no_subscriber",
+            DropReason::NoNeighbour => "no_neighbour",
+            DropReason::NoRoute => "no_route",
         }
     }
 }
@@ -338,6 +353,31 @@ pub fn check_upstream(frame: &[u8], meta: &XdpMeta, s: &Session) -> Result<(), D
     };
     if !owned {
         return Err(DropReason::Spoofed);
+    }
+    Ok(())
+}
+
+/// The program's check of a downstream frame it sent unchecked
+/// ([`XdpMeta::CHECK`]: a pool unit, whose session it did not read), made
+/// against the session the unit names: the session must be forwarding and
+/// the destination must be its IPv4 address or lie in its SLAAC or
+/// delegated prefix (a unit is only ever one of those).
+pub fn check_downstream(frame: &[u8], meta: &XdpMeta, s: &Session) -> Result<(), DropReason> {
+    if s.state != lns_bpf::abi::SessionState::Forwarding as u32 {
+        return Err(DropReason::SessionGone);
+    }
+    let ip = meta.inner_offset as usize;
+    let owned = match meta.ip_version {
+        4 => s.ipv4 != [0; 4] && frame.get(ip + 16..ip + 20).ok_or(DropReason::Malformed)? == s.ipv4,
+        6 => {
+            let dst = frame.get(ip + 24..ip + 40).ok_or(DropReason::Malformed)?;
+            in_prefix(dst, &s.ipv6_prefix, s.ipv6_prefix_len)
+                || in_prefix(dst, &s.delegated_prefix, s.delegated_prefix_len)
+        }
+        _ => return Err(DropReason::Malformed),
+    };
+    if !owned {
+        return Err(DropReason::NoSubscriber);
     }
     Ok(())
 }

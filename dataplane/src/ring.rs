@@ -158,13 +158,13 @@ impl Rings {
         (d, len)
     }
 
-    /// The session index in the metadata at the start of a received
-    /// frame (read ahead of processing, to prefetch the session).
-    pub fn peek_session_index(&self, desc: &FrameDesc) -> Option<u32> {
+    /// The metadata at the start of a received frame (read ahead of
+    /// processing, to prefetch what it names).
+    pub fn peek_meta(&self, desc: &FrameDesc) -> Option<lns_bpf::abi::XdpMeta> {
         // SAFETY: desc came from this UMEM's rx ring and the frame belongs
         // to userspace until it is sent or refilled; only read here.
         let d = unsafe { self.umem.data(desc) };
-        lns_bpf::abi::XdpMeta::from_bytes(d.contents()).map(|m| m.session_index)
+        lns_bpf::abi::XdpMeta::from_bytes(d.contents())
     }
 
     /// Moves the start of `desc`'s data by `delta` bytes within its frame

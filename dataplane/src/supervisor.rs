@@ -16,7 +16,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::packet::{DropReason, MssClamp};
 use crate::ring::{BindMode, Rings};
-use crate::worker::{Mode, Shared, Worker, WorkerConfig, WorkerCounters};
+use crate::worker::{LacNexthops, Mode, Shared, Worker, WorkerConfig, WorkerCounters};
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -40,6 +40,10 @@ pub struct Options {
     pub worker_checks: bool,
     pub nh_cache_ms: u32,
     pub unpin_on_exit: bool,
+    /// Subscriber pools declared to the program (`--pool`).
+    pub pools: Vec<abi::PoolSpec>,
+    /// Units the pools may hold together (`--pool-units`).
+    pub pool_units: u32,
 }
 
 /// Rx queues of an interface, from sysfs.
@@ -94,9 +98,13 @@ pub fn start(o: Options) -> Result<Running> {
         pass_unknown_sessions: o.pass_unknown_sessions,
         nh_cache_ms: o.nh_cache_ms,
         worker_checks: o.worker_checks,
+        pools: o.pools.clone(),
+        pool_units: o.pool_units,
     };
     let mut steering = match Steering::load(&load) {
         Ok(s) => s,
+        // Pools the maps cannot hold are the operator's to fix.
+        Err(e @ lns_bpf::Error::Pool(_)) => return Err(e.into()),
         Err(e) => {
             // Pins of another size or layout cannot be reused; the sessions
             // in them are lost and the control plane must write them again.
@@ -132,6 +140,8 @@ pub fn start(o: Options) -> Result<Running> {
         max_sessions: maps.max_sessions() as usize,
         stats_rows: maps.stats_rows() as usize,
         ns: maps.mmap_session_ns()?,
+        pool_sessions: maps.mmap_pool_sessions()?,
+        nh_epoch: std::sync::atomic::AtomicU32::new(cfg.nh_epoch),
         stop: AtomicBool::new(false),
     });
     let stop = Arc::new(Stop { stop: AtomicBool::new(false) });
@@ -151,9 +161,16 @@ pub fn start(o: Options) -> Result<Running> {
             slots.push(slot);
         }
         let counters = Arc::new(WorkerCounters { batch_ns: Mutex::new(None), ..Default::default() });
-        let cfg =
-            WorkerConfig { id: q as usize, mode: o.mode, batch: o.batch, busy_poll: o.busy_poll, mss: o.mss };
-        let worker = Worker::new(cfg, rings, Arc::clone(&shared), Arc::clone(&counters));
+        let cfg = WorkerConfig {
+            id: q as usize,
+            mode: o.mode,
+            batch: o.batch,
+            busy_poll: o.busy_poll,
+            mss: o.mss,
+            nh_cache: o.nh_cache_ms > 0,
+        };
+        let lacs = LacNexthops::new(Some(steering.nh_resolver()?));
+        let worker = Worker::new(cfg, rings, Arc::clone(&shared), Arc::clone(&counters), lacs);
         let pin = o.cores.get(q as usize).and_then(|c| core_ids.iter().find(|id| id.id == *c).copied());
         let handle = std::thread::Builder::new()
             .name(format!("lns-worker-{q}"))
@@ -207,6 +224,8 @@ pub struct WorkerReport {
     pub no_egress: u64,
     pub tx_ring_full: u64,
     pub batches: u64,
+    /// Next-hop lookups toward LACs (pool units' frames), not per frame.
+    pub nh_lookups: u64,
     pub batch_ns_p50: u64,
     pub batch_ns_p99: u64,
     pub batch_ns_max: u64,
@@ -221,9 +240,9 @@ impl Report {
             let drops: Vec<String> =
                 w.drops.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k}={v}")).collect();
             s.push_str(&format!(
-                "\nworker {i}: rx={} tx={} up={} down={} icmp={} frag={} no_egress={} tx_full={} drops[{}] batch p50={}ns p99={}ns max={}ns",
+                "\nworker {i}: rx={} tx={} up={} down={} icmp={} frag={} no_egress={} tx_full={} nh_lookups={} drops[{}] batch p50={}ns p99={}ns max={}ns",
                 w.rx, w.tx, w.upstream, w.downstream, w.icmp, w.fragments, w.no_egress, w.tx_ring_full,
-                drops.join(" "), w.batch_ns_p50, w.batch_ns_p99, w.batch_ns_max
+                w.nh_lookups, drops.join(" "), w.batch_ns_p50, w.batch_ns_p99, w.batch_ns_max
             ));
         }
         s
@@ -270,6 +289,7 @@ impl Running {
                     no_egress: c.no_egress.load(Ordering::Relaxed),
                     tx_ring_full: c.tx_ring_full.load(Ordering::Relaxed),
                     batches: c.batches.load(Ordering::Relaxed),
+                    nh_lookups: c.nh_lookups.load(Ordering::Relaxed),
                     batch_ns_p50: p50,
                     batch_ns_p99: p99,
                     batch_ns_max: max,
@@ -313,6 +333,16 @@ impl Running {
     pub fn age_nexthops(&mut self) {
         if let Err(e) = self.steering.maps().flush_nexthops() {
             eprintln!("lns-dataplane: ageing the next-hop cache: {e}");
+        }
+        self.sync_nh_epoch();
+    }
+
+    /// Tells the workers the program's next-hop epoch, so the next hops
+    /// they resolved themselves age and flush with the program's (a flush
+    /// may come from another process).
+    pub fn sync_nh_epoch(&self) {
+        if let Ok(c) = self.steering.maps().read_config() {
+            self.shared.nh_epoch.store(c.nh_epoch, Ordering::Relaxed);
         }
     }
 

@@ -2,13 +2,14 @@
 //! each frame in place, send, recycle. No syscall per packet: the only ones
 //! are the transmit kick once per batch and a poll when idle.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use lns_bpf::abi::{Direction, Session, SessionState, SessionStats, XdpMeta};
-use lns_bpf::MmapArray;
+use lns_bpf::abi::{self, Direction, NhResult, Session, SessionState, SessionStats, XdpMeta};
+use lns_bpf::{MmapArray, NhResolver};
 use xsk_rs::FrameDesc;
 
 use crate::packet::{self, DropReason, EncapState, MssClamp, Outcome};
@@ -22,6 +23,13 @@ const PREPEND_ROOM: usize = 64;
 
 /// How often a worker publishes its counters and batch-time histogram.
 const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// How long a worker keeps a failed next-hop lookup toward a LAC before
+/// asking again (the data plane probes a missing neighbour every 100 ms).
+const NEGATIVE_NEXTHOP: Duration = Duration::from_millis(10);
+
+/// LACs a worker remembers next hops for; past it the cache starts over.
+const MAX_LACS: usize = 65536;
 
 /// What the workers run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +52,13 @@ pub struct Shared {
     /// shared with the control plane, which numbers its PPP frames from the
     /// same counters (`lns_session_ns`).
     pub ns: MmapArray<u64>,
+    /// `lns_pool_sessions`: the session of each pool unit, for downstream
+    /// frames the program sent by prefix alone.
+    pub pool_sessions: MmapArray<u32>,
+    /// `lns_config.nh_epoch` as the management thread last read it: next
+    /// hops a worker resolved under another epoch are stale, as the
+    /// program's are.
+    pub nh_epoch: AtomicU32,
     pub stop: AtomicBool,
 }
 
@@ -60,6 +75,8 @@ pub struct WorkerCounters {
     pub no_egress: AtomicU64,
     pub tx_ring_full: AtomicU64,
     pub batches: AtomicU64,
+    /// Next-hop lookups toward LACs this worker made (lns_nh_resolve).
+    pub nh_lookups: AtomicU64,
     /// Nanoseconds per batch; the worker merges its own into it now and then.
     pub batch_ns: Mutex<Option<Histogram<u64>>>,
 }
@@ -76,6 +93,7 @@ struct Local {
     no_egress: u64,
     tx_ring_full: u64,
     batches: u64,
+    nh_lookups: u64,
 }
 
 impl Local {
@@ -96,6 +114,7 @@ impl Local {
         c.no_egress.store(self.no_egress, Ordering::Relaxed);
         c.tx_ring_full.store(self.tx_ring_full, Ordering::Relaxed);
         c.batches.store(self.batches, Ordering::Relaxed);
+        c.nh_lookups.store(self.nh_lookups, Ordering::Relaxed);
     }
 }
 
@@ -105,6 +124,72 @@ pub struct WorkerConfig {
     pub batch: usize,
     pub busy_poll: bool,
     pub mss: MssClamp,
+    /// Next hops toward LACs are reused for the rest of their epoch
+    /// (`--nh-cache-ms` > 0); false: for one batch.
+    pub nh_cache: bool,
+}
+
+/// Next hops toward LACs, for downstream frames the program did not look
+/// up (pool units): the worker asks the kernel through `lns_nh_resolve`
+/// once per LAC per epoch, not per frame.
+pub struct LacNexthops {
+    resolver: Option<NhResolver>,
+    /// (LNS address, LAC address, interface the lookup is made from).
+    cache: HashMap<([u8; 16], [u8; 16], u32), LacNexthop>,
+}
+
+#[derive(Clone, Copy)]
+struct LacNexthop {
+    epoch: u32,
+    batch: u64,
+    at: Instant,
+    answer: Result<(u32, [u8; 6], [u8; 6]), DropReason>,
+}
+
+impl LacNexthops {
+    /// `resolver`: None answers every query with [`DropReason::NoRoute`].
+    pub fn new(resolver: Option<NhResolver>) -> LacNexthops {
+        LacNexthops { resolver, cache: HashMap::new() }
+    }
+
+    /// The egress interface and Ethernet addresses toward `s`'s LAC.
+    fn get(
+        &mut self,
+        s: &Session,
+        ifindex: u32,
+        epoch: u32,
+        batch: u64,
+        now: Instant,
+        keep: bool,
+        local: &mut Local,
+    ) -> Result<(u32, [u8; 6], [u8; 6]), DropReason> {
+        let key = (s.local_addr, s.peer_addr, ifindex);
+        if let Some(e) = self.cache.get(&key) {
+            let fresh = e.epoch == epoch
+                && (keep || e.batch == batch)
+                && (e.answer.is_ok() || now.saturating_duration_since(e.at) < NEGATIVE_NEXTHOP);
+            if fresh {
+                return e.answer;
+            }
+        }
+        local.nh_lookups += 1;
+        let answer = match &self.resolver {
+            Some(r) => match r.resolve(ifindex, abi::unmap(s.local_addr), abi::unmap(s.peer_addr)) {
+                Ok(q) => match NhResult::from_raw(q.result) {
+                    NhResult::Forward => Ok((q.out_ifindex, q.smac, q.dmac)),
+                    NhResult::NoNeighbour => Err(DropReason::NoNeighbour),
+                    _ => Err(DropReason::NoRoute),
+                },
+                Err(_) => Err(DropReason::NoRoute),
+            },
+            None => Err(DropReason::NoRoute),
+        };
+        if self.cache.len() >= MAX_LACS {
+            self.cache.clear();
+        }
+        self.cache.insert(key, LacNexthop { epoch, batch, at: now, answer });
+        answer
+    }
 }
 
 /// Where a processed frame goes.
@@ -121,6 +206,9 @@ pub struct Worker {
     local: Local,
     hist: Histogram<u64>,
     encap: EncapState,
+    lacs: LacNexthops,
+    /// When the batch being processed started.
+    now: Instant,
     /// When counters and histogram were last published.
     published: Instant,
     rx: Vec<FrameDesc>,
@@ -134,6 +222,7 @@ impl Worker {
         rings: Rings,
         shared: Arc<Shared>,
         counters: Arc<WorkerCounters>,
+        lacs: LacNexthops,
     ) -> Worker {
         let ports = rings.ports.len();
         let batch = cfg.batch.max(1);
@@ -148,6 +237,8 @@ impl Worker {
             local: Local::default(),
             hist: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("static histogram bounds"),
             encap: EncapState::default(),
+            lacs,
+            now: Instant::now(),
             published: Instant::now(),
         }
     }
@@ -220,18 +311,30 @@ impl Worker {
         let n = self.rings.receive(port, &mut rx);
         if n > 0 {
             let t0 = Instant::now();
+            self.now = t0;
             self.local.rx += n as u64;
             self.local.batches += 1;
             // With many subscribers their sessions and counters are not in
             // the cache: ask for all of the batch's at once, so the misses
-            // overlap instead of costing one after the other.
+            // overlap instead of costing one after the other. A pool unit
+            // names its session through lns_pool_sessions: those entries
+            // first, then (a second pass) the sessions they name.
             if self.cfg.mode == Mode::Lns {
+                let mut units = false;
                 for d in rx.iter().take(n) {
-                    if let Some(i) = self.rings.peek_session_index(d) {
-                        let i = i as usize;
-                        self.shared.sessions.prefetch(i);
-                        if let Some(slot) = self.stats_slot(i) {
-                            self.shared.stats.prefetch(slot);
+                    let Some(m) = self.rings.peek_meta(d) else { continue };
+                    if is_pool_unit(&m) {
+                        self.shared.pool_sessions.prefetch(m.session_index as usize);
+                        units = true;
+                    } else {
+                        self.prefetch_session(m.session_index as usize);
+                    }
+                }
+                if units {
+                    for d in rx.iter().take(n) {
+                        let Some(m) = self.rings.peek_meta(d).filter(is_pool_unit) else { continue };
+                        if let Some(i) = self.unit_session(m.session_index) {
+                            self.prefetch_session(i);
                         }
                     }
                 }
@@ -248,6 +351,18 @@ impl Worker {
         }
         self.rx = rx;
         n
+    }
+
+    fn prefetch_session(&self, i: usize) {
+        self.shared.sessions.prefetch(i);
+        if let Some(slot) = self.stats_slot(i) {
+            self.shared.stats.prefetch(slot);
+        }
+    }
+
+    /// The session pool unit `unit` names (`lns_pool_sessions`).
+    fn unit_session(&self, unit: u32) -> Option<usize> {
+        self.shared.pool_sessions.load(unit as usize).and_then(|v| v.checked_sub(1)).map(|i| i as usize)
     }
 
     fn flush(&mut self) {
@@ -288,7 +403,7 @@ impl Worker {
             return Action::Send(port);
         }
 
-        let shared = &self.shared;
+        let in_ifindex = self.rings.ports[port].ifindex;
         // Room for the outer headers before the received bytes (the kernel
         // leaves 256 bytes before a packet, the program took 32 for the
         // metadata): encapsulation writes them there instead of moving the
@@ -297,12 +412,23 @@ impl Worker {
         // `len` counts from the new start: the room, the metadata, the frame.
         let (mut d, len) = self.rings.frame(desc);
         let buf = d.contents_mut();
-        let Some(meta) = buf.get(at..).and_then(XdpMeta::from_bytes) else {
+        let Some(mut meta) = buf.get(at..).and_then(XdpMeta::from_bytes) else {
             drop(d);
             self.local.drop(DropReason::Malformed);
             return Action::Free;
         };
-        let idx = meta.session_index as usize;
+        let unit = is_pool_unit(&meta);
+        let idx = if unit {
+            let Some(i) = self.unit_session(meta.session_index) else {
+                drop(d);
+                self.local.drop(DropReason::NoSubscriber);
+                return Action::Free;
+            };
+            i
+        } else {
+            meta.session_index as usize
+        };
+        let shared = &self.shared;
         let Some(s) = shared.sessions.get(idx) else {
             drop(d);
             self.local.drop(DropReason::Malformed);
@@ -310,10 +436,31 @@ impl Worker {
         };
         if meta.flags & XdpMeta::CHECK != 0 {
             let frame = buf.get(at + packet::META_LEN..len).unwrap_or(&[]);
-            if let Err(r) = packet::check_upstream(frame, &meta, &s) {
+            let checked = if unit {
+                packet::check_downstream(frame, &meta, &s)
+            } else {
+                packet::check_upstream(frame, &meta, &s)
+            };
+            if let Err(r) = checked {
                 drop(d);
                 self.local.drop(r);
                 return Action::Free;
+            }
+        }
+        if unit {
+            let epoch = shared.nh_epoch.load(Ordering::Relaxed);
+            let batch = self.local.batches;
+            match self.lacs.get(&s, in_ifindex, epoch, batch, self.now, self.cfg.nh_cache, &mut self.local) {
+                Ok((ifindex, smac, dmac)) => {
+                    meta.egress_ifindex = ifindex;
+                    meta.smac = smac;
+                    meta.dmac = dmac;
+                }
+                Err(r) => {
+                    drop(d);
+                    self.local.drop(r);
+                    return Action::Free;
+                }
             }
         }
         if s.state != SessionState::Forwarding as u32 {
@@ -456,4 +603,10 @@ impl Worker {
             self.shared.stats.set(slot, st);
         }
     }
+}
+
+/// A downstream frame the program sent by its pool unit alone: the
+/// metadata's session index is the unit.
+fn is_pool_unit(m: &XdpMeta) -> bool {
+    m.direction == Direction::Downstream as u8 && m.flags & XdpMeta::CHECK != 0
 }

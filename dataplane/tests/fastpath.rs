@@ -160,7 +160,10 @@ fn check_toward_lac(m: &Macs, f: &[u8]) -> Vec<u8> {
     udp.payload().to_vec()
 }
 
-fn scenario(xdp_mode: &str) {
+/// `pools`: the subscribers' addresses are declared as pools, so the
+/// program sends their downstream frames to the workers by prefix alone
+/// and the workers find the session and the LAC's next hop.
+fn scenario(xdp_mode: &str, pools: bool) {
     let lab = Lab::new(2).unwrap();
     let pins = PinDir::new().unwrap();
     // Resolve the next hops the way traffic would.
@@ -178,28 +181,34 @@ fn scenario(xdp_mode: &str) {
         core0: Lab::mac(&lab.lns, "core0").unwrap(),
         core0p: Lab::mac(&lab.core, "core0p").unwrap(),
     };
+    let pool_args: &[&str] =
+        if pools { &["--pool", "198.51.100.0/24", "--pool", "2001:db8:100::/48"] } else { &[] };
     let mut dp = lab
         .start_dataplane(
             pins.path(),
             &[
-                "--queues",
-                "2",
-                "--cores",
-                "0,1",
-                "--xdp-mode",
-                xdp_mode,
-                "--bind",
-                "copy",
-                "--frames",
-                "1024",
-                "--ring-size",
-                "256",
-                "--stats-interval",
-                "0",
-                "--json",
-                "--max-sessions",
-                "1024",
-            ],
+                pool_args,
+                &[
+                    "--queues",
+                    "2",
+                    "--cores",
+                    "0,1",
+                    "--xdp-mode",
+                    xdp_mode,
+                    "--bind",
+                    "copy",
+                    "--frames",
+                    "1024",
+                    "--ring-size",
+                    "256",
+                    "--stats-interval",
+                    "0",
+                    "--json",
+                    "--max-sessions",
+                    "1024",
+                ],
+            ]
+            .concat(),
         )
         .unwrap();
 
@@ -430,6 +439,11 @@ fn scenario(xdp_mode: &str) {
     assert_eq!(d("redirect_upstream_check"), 3);
     assert_eq!(d("drop_unknown_session"), 1);
     assert_eq!(d("pass_malformed"), 1);
+    // The core's RST (its answer to the SYN upstream) and SYN, the
+    // oversized packet with DF and the one without, to session A's own
+    // address: by its pool unit, or the program's lookups.
+    let (by_unit, looked_up) = if pools { (4, 0) } else { (0, 4) };
+    assert_eq!((d("redirect_downstream_check"), d("redirect_downstream")), (by_unit, looked_up));
 
     // ---- per-session counters through lnsctl, then a clean stop ----------
     let list: serde_json::Value =
@@ -447,6 +461,28 @@ fn scenario(xdp_mode: &str) {
     std::thread::sleep(std::time::Duration::from_millis(1300));
     assert_ne!(maps.read_config().unwrap().nh_epoch, epoch, "the next-hop cache's epoch moved");
 
+    if pools {
+        // The LAC's neighbour entry gone: once the workers' next hops age
+        // (with the program's, every --nh-cache-ms), a frame for the LAC
+        // is dropped and counted, and the data plane has the kernel
+        // resolve the neighbour again, so the next ones go.
+        lab.lns.ip(&["neigh", "flush", "dev", "acc0"]).unwrap();
+        std::thread::sleep(Duration::from_millis(1300));
+        let ip = inner_v4(CORE, 9000, SUB_A, 4000, 64, b"no neighbour");
+        core_raw.send(&from_core(&m, &ip)).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let mut arrived = false;
+        for i in 0..20u16 {
+            let ip = inner_v4(CORE, 9001 + i, SUB_A, 4000, 64, b"resolved");
+            core_raw.send(&from_core(&m, &ip)).unwrap();
+            if lac_udp.recv_from(&mut b).is_ok() {
+                arrived = true;
+                break;
+            }
+        }
+        assert!(arrived, "the LAC's neighbour was resolved again");
+    }
+
     let status = dp.stop(10).expect("it ran");
     assert!(status.success(), "clean exit on SIGTERM: {status:?} {:?}", dp.output());
     assert!(!attached(&lab.lns, "acc0") && !attached(&lab.lns, "core0"), "detached on exit");
@@ -457,6 +493,15 @@ fn scenario(xdp_mode: &str) {
     let dropped = |why: &str| workers.iter().map(|w| w["drops"][why].as_u64().unwrap()).sum::<u64>();
     assert_eq!((dropped("spoofed"), dropped("peer_mismatch")), (1, 1), "the workers' checks: {report}");
     assert_eq!(dropped("unknown_session"), 0, "{report}");
+    let lookups = workers.iter().map(|w| w["nh_lookups"].as_u64().unwrap()).sum::<u64>();
+    if pools {
+        assert!(dropped("no_neighbour") >= 1, "{report}");
+        // Once per LAC per epoch and worker, never per frame: the run sent
+        // a few dozen frames to the LAC over a few epochs.
+        assert!((1..=16).contains(&lookups), "{report}");
+    } else {
+        assert_eq!((lookups, dropped("no_neighbour")), (0, 0), "{report}");
+    }
     if xdp_mode == "native" {
         assert!(
             workers.iter().all(|w| w["rx"].as_u64().unwrap() > 0),
@@ -471,10 +516,15 @@ fn scenario(xdp_mode: &str) {
 
 #[test]
 fn fast_path_native_xdp() {
-    scenario("native");
+    scenario("native", false);
+}
+
+#[test]
+fn fast_path_native_xdp_with_pools() {
+    scenario("native", true);
 }
 
 #[test]
 fn fast_path_generic_xdp() {
-    scenario("skb");
+    scenario("skb", false);
 }

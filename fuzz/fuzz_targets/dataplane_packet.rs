@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use libfuzzer_sys::fuzz_target;
 use lns_bpf::abi::{Session, XdpMeta};
-use lns_dataplane::packet::{check_upstream, decap, encap, EncapState, MssClamp};
+use lns_dataplane::packet::{check_downstream, check_upstream, decap, encap, EncapState, MssClamp};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 14 {
@@ -38,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
     // room (taken from the fuzzer's own bytes).
     let at = if head[7] & 4 == 0 { 0 } else { 64.min(len) };
     let _ = check_upstream(frame, &meta, &s);
+    let _ = check_downstream(frame, &meta, &s);
     let _ = decap(&mut buf.clone(), at, len, &meta, clamp, s.mtu);
     let _ = encap(&mut buf, at, len, &meta, &s, clamp, Some(1), &mut EncapState::default());
 });

@@ -547,3 +547,63 @@ fn check_upstream_reads_an_ipv6_lac_behind_a_vlan_tag() {
     s.set_peer(SocketAddr::new("2001:db8:ac::3".parse().unwrap(), 1701));
     assert_eq!(check_upstream(&frame, &m, &s), Err(DropReason::PeerMismatch));
 }
+
+/// A downstream frame the program sent by its pool unit (no session read,
+/// no next hop), and the session the unit names.
+fn unchecked_downstream(inner: &[u8], version: u8) -> (Vec<u8>, XdpMeta, Session) {
+    let (buf, len, m) = downstream_buf(inner, version);
+    let m = XdpMeta { flags: XdpMeta::CHECK, egress_ifindex: 0, smac: [0; 6], dmac: [0; 6], ..m };
+    let mut s = session(false, 0);
+    s.ipv6_prefix = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0x10, 0, 0, 0, 0).octets();
+    s.ipv6_prefix_len = 64;
+    s.delegated_prefix = Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0, 0, 0, 0, 0).octets();
+    s.delegated_prefix_len = 56;
+    (buf[META_LEN..len].to_vec(), m, s)
+}
+
+#[test]
+fn check_downstream_accepts_the_unit_s_own_session() {
+    let (frame, m, s) = unchecked_downstream(&udp_v4(CORE, SUB, 64, b"x"), 4);
+    assert_eq!(check_downstream(&frame, &m, &s), Ok(()));
+    let (frame, m, s) = unchecked_downstream(&udp_v6(CORE6, SUB6, b"x"), 6);
+    assert_eq!(check_downstream(&frame, &m, &s), Ok(()));
+    let pd = Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0xff, 0, 0, 0, 1);
+    let (frame, m, s) = unchecked_downstream(&udp_v6(CORE6, pd, b"x"), 6);
+    assert_eq!(check_downstream(&frame, &m, &s), Ok(()));
+}
+
+#[test]
+fn check_downstream_drops_what_the_session_does_not_own() {
+    // A unit whose session changed under it, or left forwarding.
+    let (frame, m, s) = unchecked_downstream(&udp_v4(CORE, Ipv4Addr::new(198, 51, 100, 11), 64, b"x"), 4);
+    assert_eq!(check_downstream(&frame, &m, &s), Err(DropReason::NoSubscriber));
+    let (frame, m, mut s) = unchecked_downstream(&udp_v4(CORE, SUB, 64, b"x"), 4);
+    s.ipv4 = [0; 4];
+    assert_eq!(check_downstream(&frame, &m, &s), Err(DropReason::NoSubscriber));
+    let other = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0x11, 0, 0, 0, 1);
+    let (frame, m, s) = unchecked_downstream(&udp_v6(CORE6, other, b"x"), 6);
+    assert_eq!(check_downstream(&frame, &m, &s), Err(DropReason::NoSubscriber));
+    let beyond_pd = Ipv6Addr::new(0x2001, 0xdb8, 0x201, 0, 0, 0, 0, 1);
+    let (frame, m, s) = unchecked_downstream(&udp_v6(CORE6, beyond_pd, b"x"), 6);
+    assert_eq!(check_downstream(&frame, &m, &s), Err(DropReason::NoSubscriber));
+    for state in [SessionState::Control, SessionState::Free] {
+        let (frame, m, mut s) = unchecked_downstream(&udp_v4(CORE, SUB, 64, b"x"), 4);
+        s.state = state as u32;
+        assert_eq!(check_downstream(&frame, &m, &s), Err(DropReason::SessionGone));
+    }
+}
+
+#[test]
+fn check_downstream_survives_offsets_past_the_frame() {
+    for (inner, v) in [(udp_v4(CORE, SUB, 64, b"x"), 4), (udp_v6(CORE6, SUB6, b"x"), 6)] {
+        let (frame, m, s) = unchecked_downstream(&inner, v);
+        for cut in 0..frame.len() {
+            let r = check_downstream(&frame[..cut], &m, &s);
+            assert!(r.is_ok() || r == Err(DropReason::Malformed), "{cut}: {r:?}");
+        }
+        for off in [1u16, 13, 60, 1000, u16::MAX] {
+            let _ = check_downstream(&frame, &XdpMeta { inner_offset: off, ..m }, &s);
+        }
+        assert_eq!(check_downstream(&frame, &XdpMeta { ip_version: 5, ..m }, &s), Err(DropReason::Malformed));
+    }
+}
