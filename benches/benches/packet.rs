@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use etherparse::PacketBuilder;
 use lns_bpf::abi::{Session, SessionState, XdpMeta};
-use lns_dataplane::packet::{check_upstream, decap, encap, EncapState, MssClamp, META_LEN};
+use lns_dataplane::packet::{check_downstream, check_upstream, decap, encap, EncapState, MssClamp, META_LEN};
 
 const BATCH: usize = 64;
 
@@ -159,6 +159,35 @@ fn benches(c: &mut Criterion) {
                 )
             });
         }
+        // A pool unit's frame: the worker's check (state, destination) on
+        // the session the unit names, then the encapsulation.
+        let unit_meta = XdpMeta { flags: XdpMeta::CHECK, ..down_meta };
+        let mut owner = session(false);
+        owner.ipv4 = [203, 0, 113, 7];
+        assert_eq!(check_downstream(&down[ROOM + META_LEN..down_len], &unit_meta, &owner), Ok(()));
+        g.bench_function("check_and_encap", |b| {
+            let mut st = EncapState::default();
+            b.iter_batched_ref(
+                || vec![down.clone(); BATCH],
+                |bufs| {
+                    for buf in bufs.iter_mut() {
+                        if check_downstream(&buf[ROOM + META_LEN..down_len], &unit_meta, &owner).is_ok() {
+                            black_box(encap(
+                                buf,
+                                ROOM,
+                                down_len,
+                                &unit_meta,
+                                &owner,
+                                MssClamp::Auto,
+                                None,
+                                &mut st,
+                            ));
+                        }
+                    }
+                },
+                BatchSize::SmallInput,
+            )
+        });
         g.finish();
     }
 }

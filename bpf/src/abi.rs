@@ -195,22 +195,16 @@ impl PoolSpec {
 }
 
 impl Pool {
-    /// The unit (its index in `lns_pool_bits`) that `addr`/`len` is
-    /// exactly, if it is one of this pool's.
+    /// The unit (its index in `lns_pool_bits`) that the prefix `addr`/`len`
+    /// is exactly, if it is one of this pool's. Bits of `addr` past `len`
+    /// are ignored, as the address maps' keys ignore them.
     pub fn unit_of(&self, addr: IpAddr, len: u8) -> Option<u32> {
         if len != self.unit_len {
             return None;
         }
         let num = match (addr, self.ip_version) {
             (IpAddr::V4(a), 4) => u64::from(u32::from(a)),
-            (IpAddr::V6(a), 6) => {
-                let bits = u128::from(a);
-                // Host bits past the unit: not a unit but something in it.
-                if bits & (u128::MAX >> len) != 0 {
-                    return None;
-                }
-                (bits >> 64) as u64
-            }
+            (IpAddr::V6(a), 6) => (u128::from(a) >> 64) as u64,
             _ => return None,
         };
         self.unit_at(num)
@@ -945,7 +939,11 @@ mod tests {
         assert_eq!(v6.unit_of(a("2001:db8:1000:5::"), 64), Some(5));
         assert_eq!(v6.unit_of(a("2001:db8:100f:ffff::"), 64), Some((1 << 20) - 1));
         assert_eq!(v6.unit_of(a("2001:db8:1010::"), 64), None);
-        assert_eq!(v6.unit_of(a("2001:db8:1000:5::1"), 64), None, "host bits past the unit");
+        assert_eq!(
+            v6.unit_of(a("2001:db8:1000:5::1"), 64),
+            Some(5),
+            "bits past the length are not the prefix's"
+        );
         assert_eq!(v6.unit_of(a("2001:db8:1000:5::"), 56), None);
         // An address anywhere in a unit falls in it (the program's view).
         assert_eq!(v6.number(a("2001:db8:1000:5::1234")).and_then(|n| v6.unit_at(n)), Some(5));

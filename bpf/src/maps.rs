@@ -487,8 +487,10 @@ impl Maps {
     fn follow_unit(&self, addr: IpAddr, len: u8, index: u32) -> Result<(), Error> {
         let Some(u) = self.pool_unit(addr, len) else { return Ok(()) };
         let s = self.read_session(index)?;
-        let own =
-            s.session_state() != Some(SessionState::Free) && own_addresses(&s).any(|a| a == (addr, len));
+        // Compared as units: a SLAAC prefix may be written with bits set
+        // past its length, which the address maps' keys drop.
+        let own = s.session_state() != Some(SessionState::Free)
+            && own_addresses(&s).any(|(a, l)| self.pool_unit(a, l) == Some(u));
         self.pool_sessions.store(u as usize, if own { index.wrapping_add(1) } else { 0 });
         self.refresh_pool_unit(u)
     }
@@ -843,6 +845,16 @@ impl Maps {
             ("lns_sub_v6_lpm", self.sub_v6_lpm.keys().count()),
             ("lns_sub_v4_flat", self.sub_v4_flat.occupancy().0),
             ("lns_sub_v6_flat", self.sub_v6_flat.occupancy().0),
+            (
+                "lns_pool_sessions",
+                (0..self.pool_sessions.len()).filter(|&u| self.pool_sessions.load(u) != Some(0)).count(),
+            ),
+            (
+                "lns_pool_bits",
+                (0..self.pool_bits.len())
+                    .map(|w| self.pool_bits.load(w).unwrap_or(0).count_ones() as usize)
+                    .sum(),
+            ),
         ])
     }
 

@@ -1503,6 +1503,20 @@ fn pool_units_of_forwarding_sessions_go_to_the_workers() {
         Counter::RedirectDownstream,
     );
     assert_eq!(r.meta.unwrap().session_index, 200);
+
+    // A SLAAC prefix written with bits set past its length is still its
+    // /64, as the address maps take it.
+    maps.remove_session(200).unwrap();
+    let mut s = Lab::session(SessionState::Forwarding);
+    s.ipv6_prefix = SUB_V6.octets();
+    lab.install(200, &s);
+    assert!(maps.pool_unit_fast(v6_unit));
+    lab.expect(
+        lab.core,
+        &core_frame(IpAddr::V6(SUB_V6), false),
+        XdpAction::Redirect,
+        Counter::RedirectDownstreamCheck,
+    );
 }
 
 /// With the workers' checks off the pools change nothing.

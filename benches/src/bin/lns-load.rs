@@ -101,6 +101,11 @@ struct Args {
     /// session entries) apart or more.
     #[arg(long)]
     lean: bool,
+    /// Do not declare the subscribers' pool to the data plane (`--pool`):
+    /// downstream frames then take the steering program's lookups (a
+    /// subscriber table and the session, per frame), as before session 8.
+    #[arg(long)]
+    no_pools: bool,
 }
 
 /// Set by SIGINT or SIGTERM: the trafgen run under way is stopped and the
@@ -511,6 +516,12 @@ fn measure(
     ];
     if busy_poll {
         dp_args.push("--busy-poll");
+    }
+    // The /64s `subscriber` hands out: tunnels 1 and 2 (up to 130,560
+    // sessions) lie in a /46, up to 15 tunnels in a /44.
+    if !args.no_pools {
+        let pool = if sessions < 3 * PER_TUNNEL { "2001:db8:1000::/46" } else { "2001:db8:1000::/44" };
+        dp_args.extend(["--pool", pool]);
     }
     dp_args.extend(args.dataplane_args.iter().map(String::as_str));
     let mut dp = lab.start_dataplane(pins.path(), &dp_args)?;

@@ -21,9 +21,15 @@ pub fn resolve_neighbours(lab: &Lab) {
     lab.lns.exec("ping", &["-c1", "-W2", "203.0.113.7"]).unwrap();
 }
 
-/// lns-dataplane on the lab's LNS, copy mode, room for 4096 sessions.
+/// lns-dataplane on the lab's LNS, copy mode, room for 4096 sessions; the
+/// control plane's IPv4 pool and the first /48 of its IPv6 pool declared
+/// as pools (the rest of the IPv6 pool takes the program's lookups).
 pub fn start_dp(lab: &Lab, pins: &PinDir, queues: &str, xdp_mode: &str) -> NsProcess {
     let args = [
+        "--pool",
+        "198.51.100.0/24",
+        "--pool",
+        "2001:db8:100::/48",
         "--queues",
         queues,
         "--xdp-mode",

@@ -57,6 +57,13 @@ fn main() -> Result<()> {
     let mut dp = lab.start_dataplane(
         pins.path(),
         &[
+            // The control plane's IPv4 pool and the first /48 of its IPv6
+            // pool: downstream to a subscriber's own address there goes to
+            // the workers by prefix alone.
+            "--pool",
+            "198.51.100.0/24",
+            "--pool",
+            "2001:db8:100::/48",
             "--queues",
             "2",
             "--xdp-mode",
@@ -133,7 +140,8 @@ fn main() -> Result<()> {
         "fast path (XDP → AF_XDP workers): {} frames decapsulated upstream, {} encapsulated downstream; \
          {} L2TP control and {} PPP control frames passed to lns-controlplane",
         xdp["redirect_upstream"].as_u64().unwrap_or(0) + xdp["redirect_upstream_check"].as_u64().unwrap_or(0),
-        xdp["redirect_downstream"],
+        xdp["redirect_downstream"].as_u64().unwrap_or(0)
+            + xdp["redirect_downstream_check"].as_u64().unwrap_or(0),
         xdp["pass_l2tp_control"],
         xdp["pass_ppp_control"]
     );
