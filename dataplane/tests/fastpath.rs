@@ -450,6 +450,12 @@ fn scenario(xdp_mode: &str, pools: bool) {
         serde_json::from_str(&lnsctl(p, &["--json", "static-session", "list"])).unwrap();
     let a = list.as_array().unwrap().iter().find(|r| r["local_session"] == 200).unwrap().clone();
     assert_eq!(a["checks"], "worker", "at its direct slot with its own addresses only: a fast slot");
+    let units: Vec<&str> = a["pool_units"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    if pools {
+        assert_eq!(units, ["198.51.100.10", "2001:db8:100:10::/64"], "its own addresses, by pool unit");
+    } else {
+        assert!(units.is_empty());
+    }
     assert_eq!(a["up_packets"], 16 + 1 + 1, "16 v4, 1 v6, 1 SYN");
     assert_eq!(a["down_packets"], 16 + 1 + 1 + 2, "16, the core's RST and SYN, two fragments");
     lnsctl(p, &["static-session", "del", "--tunnel", "101", "--session", "201"]);

@@ -8,7 +8,7 @@
 //! tested before PPP is up, and a debugging tool afterwards. `show-xdp`
 //! reads the data plane's counters from the same maps.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -186,6 +186,9 @@ struct Row {
     /// Who checks its upstream data against it: "worker" for a fast slot
     /// (`lns_fast_slots`), else "xdp".
     checks: &'static str,
+    /// Its own addresses whose downstream frames the program sends to the
+    /// workers by pool unit (`lns_pool_bits`, `lns-dataplane --pool`).
+    pool_units: Vec<String>,
     up_packets: u64,
     up_bytes: u64,
     down_packets: u64,
@@ -307,6 +310,16 @@ fn main() -> Result<()> {
                     delegated_prefix: s.subscriber_delegated_prefix().map(|(p, l)| format!("{p}/{l}")),
                     mtu: s.mtu,
                     checks: if maps.fast_slot(index) { "worker" } else { "xdp" },
+                    pool_units: [
+                        s.subscriber_ipv4().map(|a| (IpAddr::V4(a), 32)),
+                        s.subscriber_ipv6_prefix().map(|(a, l)| (IpAddr::V6(a), l)),
+                        s.subscriber_delegated_prefix().map(|(a, l)| (IpAddr::V6(a), l)),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .filter(|&(a, l)| maps.pool_unit(a, l).is_some_and(|u| maps.pool_unit_fast(u)))
+                    .map(|(a, l)| if l == 32 { a.to_string() } else { format!("{a}/{l}") })
+                    .collect(),
                     up_packets: st.up_packets,
                     up_bytes: st.up_bytes,
                     down_packets: st.down_packets,
@@ -317,7 +330,7 @@ fn main() -> Result<()> {
                 println!("{}", serde_json::to_string(&rows)?);
             } else {
                 println!(
-                    "{:>6} {:>6}/{:<6} {:>6}/{:<6} {:<22} {:<16} {:<11} {:<6} {:>10} {:>12} {:>10} {:>12}",
+                    "{:>6} {:>6}/{:<6} {:>6}/{:<6} {:<22} {:<16} {:<11} {:<6} {:>5} {:>10} {:>12} {:>10} {:>12}",
                     "slot",
                     "tun",
                     "sess",
@@ -327,6 +340,7 @@ fn main() -> Result<()> {
                     "ipv4",
                     "state",
                     "checks",
+                    "units",
                     "up_pkts",
                     "up_bytes",
                     "down_pkts",
@@ -334,7 +348,7 @@ fn main() -> Result<()> {
                 );
                 for r in rows {
                     println!(
-                        "{:>6} {:>6}/{:<6} {:>6}/{:<6} {:<22} {:<16} {:<11} {:<6} {:>10} {:>12} {:>10} {:>12}",
+                        "{:>6} {:>6}/{:<6} {:>6}/{:<6} {:<22} {:<16} {:<11} {:<6} {:>5} {:>10} {:>12} {:>10} {:>12}",
                         r.index,
                         r.local_tunnel,
                         r.local_session,
@@ -344,6 +358,7 @@ fn main() -> Result<()> {
                         r.ipv4.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
                         r.state,
                         r.checks,
+                        r.pool_units.len(),
                         r.up_packets,
                         r.up_bytes,
                         r.down_packets,
