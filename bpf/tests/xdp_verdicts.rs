@@ -1593,3 +1593,41 @@ fn the_resolver_program_answers_from_the_kernel_tables() {
     let q = resolver.resolve(lab.core, IpAddr::V4(LNS_V4), IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1))).unwrap();
     assert_eq!(NhResult::from_raw(q.result), NhResult::NotForwarded);
 }
+
+/// Pool units are shared through the pins with the other writers, and a
+/// data plane restarted on the same pins with other pools derives them
+/// again from the sessions it keeps.
+#[test]
+fn pool_units_are_rebuilt_from_the_sessions_on_a_restart() {
+    let pins = lns_testlab::PinDir::new().unwrap();
+    let opts = |pools: &[&str]| LoadOptions {
+        pin_dir: Some(pins.path().to_path_buf()),
+        reuse_pinned: true,
+        max_sessions: 512,
+        pools: pools.iter().map(|p| p.parse().unwrap()).collect(),
+        pool_units: 1 << 17,
+        ..Default::default()
+    };
+    let lab = Lab::with_options(opts(&["198.51.100.0/24"]));
+    let other = lns_bpf::open_pinned(pins.path()).unwrap();
+    assert_eq!(other.pools().len(), 1);
+    other.install_session(200, &Lab::session(SessionState::Forwarding)).unwrap();
+    let maps = lab.steering.maps();
+    assert!(maps.pool_unit_fast(10) && maps.pool_unit_session(10) == Some(200));
+
+    let restarted = lns_bpf::Steering::load(&opts(&["2001:db8:100::/48", "198.51.100.0/24"])).unwrap();
+    let m = restarted.maps();
+    assert_eq!(m.read_session(200).unwrap().state, SessionState::Forwarding as u32, "sessions kept");
+    let v4_unit = 65536 + 10;
+    assert!(m.pool_unit_fast(0x10) && m.pool_unit_session(0x10) == Some(200), "its /64");
+    assert!(m.pool_unit_fast(v4_unit) && m.pool_unit_session(v4_unit) == Some(200), "its IPv4 address");
+    assert!(!m.pool_unit_fast(10) && m.pool_unit_session(10).is_none(), "the old layout's unit");
+    let counts = m.entry_counts();
+    assert_eq!((counts["lns_pool_sessions"], counts["lns_pool_bits"]), (2, 2));
+    let fresh = lns_bpf::open_pinned(pins.path()).unwrap();
+    assert_eq!(fresh.pool_unit(IpAddr::V4(SUB_V4), 32), Some(v4_unit));
+    fresh.remove_session(200).unwrap();
+    let counts = m.entry_counts();
+    assert_eq!((counts["lns_pool_sessions"], counts["lns_pool_bits"]), (0, 0));
+    lab.steering.unpin().unwrap();
+}
