@@ -619,8 +619,10 @@ pub struct XdpMeta {
 }
 
 impl XdpMeta {
-    /// `LNS_META_CHECK`: the program did not check this upstream frame
-    /// against its session (a fast slot): the worker must.
+    /// `LNS_META_CHECK`: the program did not check this frame against its
+    /// session: the worker must. Upstream (a fast slot) `session_index` is
+    /// the slot; downstream (a pool unit) it is the unit, and the next hop
+    /// is left to the worker.
     pub const CHECK: u8 = 1 << 0;
     pub const LEN: usize = std::mem::size_of::<XdpMeta>();
     /// `LNS_XDP_META_ROOM`: the bytes the program puts in front of a

@@ -136,6 +136,8 @@ pub struct LacNexthops {
     resolver: Option<NhResolver>,
     /// (LNS address, LAC address, interface the lookup is made from).
     cache: HashMap<([u8; 16], [u8; 16], u32), LacNexthop>,
+    /// Lookups made (`nh_lookups` in the report).
+    lookups: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -149,7 +151,7 @@ struct LacNexthop {
 impl LacNexthops {
     /// `resolver`: None answers every query with [`DropReason::NoRoute`].
     pub fn new(resolver: Option<NhResolver>) -> LacNexthops {
-        LacNexthops { resolver, cache: HashMap::new() }
+        LacNexthops { resolver, cache: HashMap::new(), lookups: 0 }
     }
 
     /// The egress interface and Ethernet addresses toward `s`'s LAC.
@@ -161,7 +163,6 @@ impl LacNexthops {
         batch: u64,
         now: Instant,
         keep: bool,
-        local: &mut Local,
     ) -> Result<(u32, [u8; 6], [u8; 6]), DropReason> {
         let key = (s.local_addr, s.peer_addr, ifindex);
         if let Some(e) = self.cache.get(&key) {
@@ -172,7 +173,7 @@ impl LacNexthops {
                 return e.answer;
             }
         }
-        local.nh_lookups += 1;
+        self.lookups += 1;
         let answer = match &self.resolver {
             Some(r) => match r.resolve(ifindex, abi::unmap(s.local_addr), abi::unmap(s.peer_addr)) {
                 Ok(q) => match NhResult::from_raw(q.result) {
@@ -294,6 +295,7 @@ impl Worker {
 
     fn publish(&mut self) {
         self.published = Instant::now();
+        self.local.nh_lookups = self.lacs.lookups;
         self.local.publish(&self.counters);
         if let Ok(mut h) = self.counters.batch_ns.try_lock() {
             match h.as_mut() {
@@ -450,7 +452,7 @@ impl Worker {
         if unit {
             let epoch = shared.nh_epoch.load(Ordering::Relaxed);
             let batch = self.local.batches;
-            match self.lacs.get(&s, in_ifindex, epoch, batch, self.now, self.cfg.nh_cache, &mut self.local) {
+            match self.lacs.get(&s, in_ifindex, epoch, batch, self.now, self.cfg.nh_cache) {
                 Ok((ifindex, smac, dmac)) => {
                     meta.egress_ifindex = ifindex;
                     meta.smac = smac;
