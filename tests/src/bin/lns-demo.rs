@@ -156,8 +156,21 @@ fn main() -> Result<()> {
         let report: serde_json::Value = serde_json::from_str(last)?;
         for (i, w) in report["workers"].as_array().into_iter().flatten().enumerate() {
             println!(
-                "worker {i}: rx {} tx {} upstream {} downstream {}  batch p50 {} ns p99 {} ns",
-                w["rx"], w["tx"], w["upstream"], w["downstream"], w["batch_ns_p50"], w["batch_ns_p99"]
+                "worker {i}: rx {} tx {} upstream {} downstream {} nh_lookups {}  batch p50 {} ns p99 {} ns{}",
+                w["rx"],
+                w["tx"],
+                w["upstream"],
+                w["downstream"],
+                w["nh_lookups"],
+                w["batch_ns_p50"],
+                w["batch_ns_p99"],
+                w["drops"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+                    .map(|(k, v)| format!(" drop {k}={v}"))
+                    .collect::<String>()
             );
         }
     }
