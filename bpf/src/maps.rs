@@ -350,21 +350,7 @@ impl Maps {
     /// looks again after setting the bit, or set it before this clears it.
     fn mark_slot(&self, index: u32, mark: u32) {
         self.slot_marks.fetch_or(index as usize, mark);
-        self.set_fast_bit(index, false);
-    }
-
-    /// Where slot `index`'s bit lies in `lns_fast_slots`: word and mask.
-    fn fast_bit(index: u32) -> (usize, u64) {
-        (index as usize / 64, 1u64 << (index % 64))
-    }
-
-    fn set_fast_bit(&self, index: u32, on: bool) {
-        let (word, bit) = Self::fast_bit(index);
-        if on {
-            self.fast_slots.fetch_or(word, bit);
-        } else {
-            self.fast_slots.fetch_and(word, !bit);
-        }
+        set_bit(&self.fast_slots, index, false);
     }
 
     /// Should slot `index`'s bit in `lns_fast_slots` be set? (See
@@ -378,29 +364,16 @@ impl Maps {
             && abi::direct_slot(s.key(), self.max_sessions()) == Some(index))
     }
 
-    /// Brings slot `index`'s fast bit in line with its session and marks;
-    /// every change to either is followed by this. Several processes write
-    /// the maps: after setting the bit, the inputs are read again, and a
-    /// change meanwhile (whose writer may have read them before this one
-    /// wrote) goes round again, so the last writer leaves the right bit.
+    /// Brings slot `index`'s fast bit in line with its session and marks
+    /// (see [`settle_bit`]); every change to either is followed by this.
     pub fn refresh_fast_slot(&self, index: u32) -> Result<(), Error> {
-        for _ in 0..64 {
-            let want = self.fast_wanted(index)?;
-            self.set_fast_bit(index, want);
-            if self.fast_wanted(index)? == want {
-                return Ok(());
-            }
-        }
-        // A slot that will not settle keeps the program's own checks.
-        self.set_fast_bit(index, false);
-        Ok(())
+        settle_bit(&self.fast_slots, index, || self.fast_wanted(index))
     }
 
     /// Is slot `index`'s bit set in `lns_fast_slots` (its L2TP data goes to
     /// the workers unchecked when the config says so)?
     pub fn fast_slot(&self, index: u32) -> bool {
-        let (word, bit) = Self::fast_bit(index);
-        self.fast_slots.load(word).is_some_and(|w| w & bit != 0)
+        bit_set(&self.fast_slots, index)
     }
 
     /// The marks of slot `index` ([`abi::slot_mark`]).
@@ -502,15 +475,6 @@ impl Maps {
         self.refresh_pool_unit(u)
     }
 
-    fn set_pool_bit(&self, unit: u32, on: bool) {
-        let (word, bit) = Self::fast_bit(unit);
-        if on {
-            self.pool_bits.fetch_or(word, bit);
-        } else {
-            self.pool_bits.fetch_and(word, !bit);
-        }
-    }
-
     /// Should unit `unit`'s bit be set? (`lns_abi.h`: its entry names a
     /// forwarding session one of whose own addresses is the unit.)
     fn pool_wanted(&self, unit: u32) -> Result<bool, Error> {
@@ -522,25 +486,16 @@ impl Maps {
             && own_addresses(&s).any(|(a, l)| self.pool_unit(a, l) == Some(unit)))
     }
 
-    /// Brings unit `unit`'s bit in line with its entry and session, looking
-    /// again after the store as [`Maps::refresh_fast_slot`] does.
+    /// Brings unit `unit`'s bit in line with its entry and session (see
+    /// [`settle_bit`]).
     pub fn refresh_pool_unit(&self, unit: u32) -> Result<(), Error> {
-        for _ in 0..64 {
-            let want = self.pool_wanted(unit)?;
-            self.set_pool_bit(unit, want);
-            if self.pool_wanted(unit)? == want {
-                return Ok(());
-            }
-        }
-        self.set_pool_bit(unit, false);
-        Ok(())
+        settle_bit(&self.pool_bits, unit, || self.pool_wanted(unit))
     }
 
     /// Is pool unit `unit`'s bit set (its downstream frames go to the
     /// workers without the program's lookups)?
     pub fn pool_unit_fast(&self, unit: u32) -> bool {
-        let (word, bit) = Self::fast_bit(unit);
-        self.pool_bits.load(word).is_some_and(|w| w & bit != 0)
+        bit_set(&self.pool_bits, unit)
     }
 
     /// The session that pool unit `unit` names, if any.
@@ -957,6 +912,44 @@ impl Maps {
         }
         Ok(CounterSnapshot(out))
     }
+}
+
+/// Where bit `i` of a bitmap of words (`lns_fast_slots`, `lns_pool_bits`)
+/// lies: word and mask.
+fn bit_of(i: u32) -> (usize, u64) {
+    (i as usize / 64, 1u64 << (i % 64))
+}
+
+fn bit_set(words: &MmapArray<u64>, i: u32) -> bool {
+    let (word, bit) = bit_of(i);
+    words.load(word).is_some_and(|w| w & bit != 0)
+}
+
+fn set_bit(words: &MmapArray<u64>, i: u32, on: bool) {
+    let (word, bit) = bit_of(i);
+    if on {
+        words.fetch_or(word, bit);
+    } else {
+        words.fetch_and(word, !bit);
+    }
+}
+
+/// Brings bit `i` in line with `wanted` (which reads the bit's inputs);
+/// every change to the inputs is followed by this. Several processes write
+/// the maps: after setting the bit, the inputs are read again, and a change
+/// meanwhile (whose writer may have read them before this one wrote) goes
+/// round again, so the last writer leaves the right bit. A bit that will
+/// not settle stays clear: the program then makes its own lookups.
+fn settle_bit(words: &MmapArray<u64>, i: u32, wanted: impl Fn() -> Result<bool, Error>) -> Result<(), Error> {
+    for _ in 0..64 {
+        let want = wanted()?;
+        set_bit(words, i, want);
+        if wanted()? == want {
+            return Ok(());
+        }
+    }
+    set_bit(words, i, false);
+    Ok(())
 }
 
 /// A session's own addresses with their lengths: its IPv4 /32, SLAAC

@@ -805,6 +805,20 @@ macro_rules! atomic_words {
             pub fn fetch_and(&self, i: usize, bits: $word) -> Option<$word> {
                 Some(self.atomic(i)?.fetch_and(bits, std::sync::atomic::Ordering::SeqCst))
             }
+
+            /// Replaces entry `i` with `new` if it still holds `current`
+            /// (other processes mapping the same array may be writing it
+            /// too); the value found otherwise.
+            #[inline]
+            pub fn compare_exchange(&self, i: usize, current: $word, new: $word) -> Result<$word, $word> {
+                let a = self.atomic(i).ok_or(current)?;
+                a.compare_exchange(
+                    current,
+                    new,
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                )
+            }
         }
     )*};
 }
@@ -812,19 +826,6 @@ macro_rules! atomic_words {
 atomic_words!(u64 => std::sync::atomic::AtomicU64, u32 => std::sync::atomic::AtomicU32);
 
 impl MmapArray<u32> {
-    /// Replaces entry `i` with `new` if it still holds `current`; the value
-    /// found otherwise.
-    #[inline]
-    pub fn compare_exchange(&self, i: usize, current: u32, new: u32) -> Result<u32, u32> {
-        let a = self.atomic(i).ok_or(current)?;
-        a.compare_exchange(
-            current,
-            new,
-            std::sync::atomic::Ordering::SeqCst,
-            std::sync::atomic::Ordering::SeqCst,
-        )
-    }
-
     /// Atomically stores `v` in entry `i` (sequentially consistent).
     #[inline]
     pub fn store(&self, i: usize, v: u32) -> bool {
@@ -833,20 +834,6 @@ impl MmapArray<u32> {
 }
 
 impl MmapArray<u64> {
-    /// Replaces entry `i` with `new` if it still holds `current` (other
-    /// processes mapping the same array may be writing it too); the value
-    /// found otherwise.
-    #[inline]
-    pub fn compare_exchange(&self, i: usize, current: u64, new: u64) -> Result<u64, u64> {
-        let a = self.atomic(i).ok_or(current)?;
-        a.compare_exchange(
-            current,
-            new,
-            std::sync::atomic::Ordering::AcqRel,
-            std::sync::atomic::Ordering::Acquire,
-        )
-    }
-
     /// Atomically adds 1 to entry `i` and returns the value before: other
     /// processes mapping the same array take numbers from the same counter.
     #[inline]

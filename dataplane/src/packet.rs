@@ -341,20 +341,37 @@ pub fn check_upstream(frame: &[u8], meta: &XdpMeta, s: &Session) -> Result<(), D
     if s.state != lns_bpf::abi::SessionState::Forwarding as u32 {
         return Err(DropReason::SessionGone);
     }
-    let ip = meta.inner_offset as usize;
-    let owned = match meta.ip_version {
-        4 => s.ipv4 != [0; 4] && frame.get(ip + 12..ip + 16).ok_or(DropReason::Malformed)? == s.ipv4,
-        6 => {
-            let src = frame.get(ip + 8..ip + 24).ok_or(DropReason::Malformed)?;
-            in_prefix(src, &s.ipv6_prefix, s.ipv6_prefix_len)
-                || in_prefix(src, &s.delegated_prefix, s.delegated_prefix_len)
-        }
-        _ => return Err(DropReason::Malformed),
-    };
-    if !owned {
+    if !owns(frame, meta, s, Address::Source)? {
         return Err(DropReason::Spoofed);
     }
     Ok(())
+}
+
+/// Which address of the subscriber packet [`owns`] looks at.
+#[derive(Clone, Copy)]
+enum Address {
+    Source,
+    Destination,
+}
+
+/// Is the subscriber packet's source or destination one of the session's
+/// own addresses: its IPv4 address, or inside its SLAAC or delegated prefix?
+fn owns(frame: &[u8], meta: &XdpMeta, s: &Session, which: Address) -> Result<bool, DropReason> {
+    let ip = meta.inner_offset as usize;
+    let dst = matches!(which, Address::Destination);
+    match meta.ip_version {
+        4 => {
+            let at = ip + if dst { 16 } else { 12 };
+            Ok(s.ipv4 != [0; 4] && frame.get(at..at + 4).ok_or(DropReason::Malformed)? == s.ipv4)
+        }
+        6 => {
+            let at = ip + if dst { 24 } else { 8 };
+            let a = frame.get(at..at + 16).ok_or(DropReason::Malformed)?;
+            Ok(in_prefix(a, &s.ipv6_prefix, s.ipv6_prefix_len)
+                || in_prefix(a, &s.delegated_prefix, s.delegated_prefix_len))
+        }
+        _ => Err(DropReason::Malformed),
+    }
 }
 
 /// The program's check of a downstream frame it sent unchecked
@@ -366,17 +383,7 @@ pub fn check_downstream(frame: &[u8], meta: &XdpMeta, s: &Session) -> Result<(),
     if s.state != lns_bpf::abi::SessionState::Forwarding as u32 {
         return Err(DropReason::SessionGone);
     }
-    let ip = meta.inner_offset as usize;
-    let owned = match meta.ip_version {
-        4 => s.ipv4 != [0; 4] && frame.get(ip + 16..ip + 20).ok_or(DropReason::Malformed)? == s.ipv4,
-        6 => {
-            let dst = frame.get(ip + 24..ip + 40).ok_or(DropReason::Malformed)?;
-            in_prefix(dst, &s.ipv6_prefix, s.ipv6_prefix_len)
-                || in_prefix(dst, &s.delegated_prefix, s.delegated_prefix_len)
-        }
-        _ => return Err(DropReason::Malformed),
-    };
-    if !owned {
+    if !owns(frame, meta, s, Address::Destination)? {
         return Err(DropReason::NoSubscriber);
     }
     Ok(())

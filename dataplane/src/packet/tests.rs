@@ -428,6 +428,14 @@ fn checksums_of_any_bytes_never_overflow() {
 /// An upstream frame of session (100, 200) from 192.0.2.2:1701 as the
 /// program sends it unchecked, with the offsets it gives the worker; the
 /// session that sits in its slot.
+/// The session's SLAAC /64 (SUB6's) and delegated /56.
+fn own_prefixes(s: &mut Session) {
+    s.ipv6_prefix = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0x10, 0, 0, 0, 0).octets();
+    s.ipv6_prefix_len = 64;
+    s.delegated_prefix = Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0, 0, 0, 0, 0).octets();
+    s.delegated_prefix_len = 56;
+}
+
 fn unchecked_upstream(inner: &[u8], proto: u16) -> (Vec<u8>, XdpMeta, Session) {
     let (buf, len, off) = upstream_buf(inner, proto);
     let m = XdpMeta {
@@ -441,10 +449,7 @@ fn unchecked_upstream(inner: &[u8], proto: u16) -> (Vec<u8>, XdpMeta, Session) {
     };
     let mut s = session(false, 0);
     s.set_peer(SocketAddr::new("192.0.2.2".parse().unwrap(), 1701));
-    s.ipv6_prefix = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0x10, 0, 0, 0, 0).octets();
-    s.ipv6_prefix_len = 64;
-    s.delegated_prefix = Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0, 0, 0, 0, 0).octets();
-    s.delegated_prefix_len = 56;
+    own_prefixes(&mut s);
     (buf[META_LEN..len].to_vec(), m, s)
 }
 
@@ -554,10 +559,7 @@ fn unchecked_downstream(inner: &[u8], version: u8) -> (Vec<u8>, XdpMeta, Session
     let (buf, len, m) = downstream_buf(inner, version);
     let m = XdpMeta { flags: XdpMeta::CHECK, egress_ifindex: 0, smac: [0; 6], dmac: [0; 6], ..m };
     let mut s = session(false, 0);
-    s.ipv6_prefix = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0x10, 0, 0, 0, 0).octets();
-    s.ipv6_prefix_len = 64;
-    s.delegated_prefix = Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0, 0, 0, 0, 0).octets();
-    s.delegated_prefix_len = 56;
+    own_prefixes(&mut s);
     (buf[META_LEN..len].to_vec(), m, s)
 }
 
