@@ -202,12 +202,7 @@ impl Pool {
         if len != self.unit_len {
             return None;
         }
-        let num = match (addr, self.ip_version) {
-            (IpAddr::V4(a), 4) => u64::from(u32::from(a)),
-            (IpAddr::V6(a), 6) => (u128::from(a) >> 64) as u64,
-            _ => return None,
-        };
-        self.unit_at(num)
+        self.unit_at(self.number(addr)?)
     }
 
     /// The unit the host-order number `num` falls in (the program's

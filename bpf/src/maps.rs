@@ -422,15 +422,10 @@ impl Maps {
         Ok(())
     }
 
-    fn remove_addresses(&self, index: u32, s: &Session) -> Result<(), Error> {
-        // The units first: the program stops sending their frames to the
-        // workers before the addresses go.
-        for (addr, len) in own_addresses(s) {
-            if let Some(u) = self.pool_unit(addr, len) {
-                let _ = self.pool_sessions.compare_exchange(u as usize, index.wrapping_add(1), 0);
-                self.refresh_pool_unit(u)?;
-            }
-        }
+    /// Each removal takes the address's pool unit off the fast path before
+    /// the address leaves the maps ([`Maps::remove_subscriber_v4`],
+    /// [`Maps::remove_route_v6`]).
+    fn remove_addresses(&self, s: &Session) -> Result<(), Error> {
         if let Some(v4) = s.subscriber_ipv4() {
             self.remove_subscriber_v4(v4)?;
         }
@@ -541,7 +536,7 @@ impl Maps {
         if old.key() != s.key() {
             return Err(Error::KeyChange(index));
         }
-        self.remove_addresses(index, &old)?;
+        self.remove_addresses(&old)?;
         self.write_session(index, s)?;
         self.install_addresses(index, s)?;
         self.refresh_fast_slot(index)
@@ -554,7 +549,7 @@ impl Maps {
         if old.session_state() == Some(SessionState::Free) {
             return Ok(None);
         }
-        self.remove_addresses(index, &old)?;
+        self.remove_addresses(&old)?;
         delete_if_present(
             &self.session_ids,
             bytemuck::bytes_of(&old.key()),

@@ -93,7 +93,6 @@ struct Local {
     no_egress: u64,
     tx_ring_full: u64,
     batches: u64,
-    nh_lookups: u64,
 }
 
 impl Local {
@@ -114,7 +113,6 @@ impl Local {
         c.no_egress.store(self.no_egress, Ordering::Relaxed);
         c.tx_ring_full.store(self.tx_ring_full, Ordering::Relaxed);
         c.batches.store(self.batches, Ordering::Relaxed);
-        c.nh_lookups.store(self.nh_lookups, Ordering::Relaxed);
     }
 }
 
@@ -295,8 +293,8 @@ impl Worker {
 
     fn publish(&mut self) {
         self.published = Instant::now();
-        self.local.nh_lookups = self.lacs.lookups;
         self.local.publish(&self.counters);
+        self.counters.nh_lookups.store(self.lacs.lookups, Ordering::Relaxed);
         if let Ok(mut h) = self.counters.batch_ns.try_lock() {
             match h.as_mut() {
                 Some(shared) => {
