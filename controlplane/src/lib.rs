@@ -10,3 +10,4 @@ pub mod ctl;
 pub mod daemon;
 pub mod l2tp;
 pub mod ppp;
+pub mod snapshot;
