@@ -9,7 +9,7 @@
 //! recent Random Vector AVP of that message and the tunnel secret.
 
 use super::header::{SessionId, TunnelId};
-use super::message::MessageType;
+use super::message_type::MessageType;
 use super::Error;
 use md5::{Digest, Md5};
 
