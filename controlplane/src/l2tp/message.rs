@@ -11,6 +11,7 @@
 use super::avp::{self, attr, Accm, Avp, AvpValue, CallErrors, Codec, Q931Cause, ResultCode};
 use super::header::{Kind, Packet, Repr, SessionId, TunnelId};
 use super::Error;
+use serde::{Deserialize, Serialize};
 
 pub use super::message_type::{MessageType, Scope};
 
@@ -83,7 +84,7 @@ impl ValidationError {
 }
 
 /// A control message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// The recipient's tunnel id (0 in SCCRQ, §6.1).
     pub tunnel_id: TunnelId,

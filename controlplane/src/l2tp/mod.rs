@@ -46,6 +46,7 @@ mod ids;
 pub mod message;
 pub mod message_type;
 pub mod reliable;
+mod serde_maps;
 pub mod session;
 pub mod tunnel;
 
