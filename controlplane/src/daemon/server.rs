@@ -688,7 +688,7 @@ impl Lns {
                     "session up"
                 );
                 drop(_in_session);
-                let mut ppp = ppp::Session::new(self.ppp_config.clone());
+                let mut ppp = ppp::Session::new(self.ppp_config.clone(), ppp::SeedableRng::from_entropy());
                 match proxy_of(&info) {
                     Some((lcp, auth)) => ppp.open_with_proxy(now, &lcp, auth),
                     None => ppp.open(now),

@@ -11,6 +11,7 @@ use super::lcp::{chap_algorithm, AuthProtocol};
 use super::mschapv2::{self, ct_eq};
 use super::pap::{PapAuthenticator, PapPeer};
 use super::Error;
+use rand::Rng;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -248,11 +249,17 @@ pub enum Authenticator {
 
 impl Authenticator {
     /// Start authenticating the peer with `method`; `name` is our CHAP Name.
-    pub fn start(method: AuthMethod, name: &[u8], config: AuthConfig, now: Instant) -> Self {
+    pub fn start(
+        method: AuthMethod,
+        name: &[u8],
+        config: AuthConfig,
+        now: Instant,
+        rng: &mut impl Rng,
+    ) -> Self {
         match method {
             AuthMethod::Pap => Authenticator::Pap(PapAuthenticator::new(config, now)),
             AuthMethod::ChapMd5 | AuthMethod::MsChapV2 => {
-                Authenticator::Chap(ChapAuthenticator::new(method, name, config, now))
+                Authenticator::Chap(ChapAuthenticator::new(method, name, config, now, rng))
             }
         }
     }
@@ -308,9 +315,15 @@ pub enum AuthPeer {
 }
 
 impl AuthPeer {
-    pub fn start(method: AuthMethod, credentials: Credentials, config: AuthConfig, now: Instant) -> Self {
+    pub fn start(
+        method: AuthMethod,
+        credentials: Credentials,
+        config: AuthConfig,
+        now: Instant,
+        rng: &mut impl Rng,
+    ) -> Self {
         match method {
-            AuthMethod::Pap => AuthPeer::Pap(PapPeer::new(credentials, config, now)),
+            AuthMethod::Pap => AuthPeer::Pap(PapPeer::new(credentials, config, now, rng)),
             AuthMethod::ChapMd5 | AuthMethod::MsChapV2 => {
                 AuthPeer::Chap(ChapPeer::new(method, credentials, config, now))
             }
@@ -324,10 +337,10 @@ impl AuthPeer {
         }
     }
 
-    pub fn input(&mut self, now: Instant, packet: &[u8]) -> Result<(), Error> {
+    pub fn input(&mut self, now: Instant, packet: &[u8], rng: &mut impl Rng) -> Result<(), Error> {
         match self {
             AuthPeer::Pap(p) => p.input(now, packet),
-            AuthPeer::Chap(p) => p.input(now, packet),
+            AuthPeer::Chap(p) => p.input(now, packet, rng),
         }
     }
 

@@ -20,6 +20,7 @@ use super::lcp::{self, LcpConfig, LcpNegotiated, LcpOption, LcpPolicy, LcpRepr};
 use super::nd::{self, RouterConfig};
 use super::pap::PapAuthenticator;
 use super::Error;
+use rand_chacha::ChaCha8Rng;
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
@@ -283,10 +284,16 @@ pub struct Session {
     cause: Option<DisconnectCause>,
     transmit: VecDeque<Vec<u8>>,
     events: VecDeque<SessionEvent>,
+    /// Every random value of the link (Identifiers, Magic-Numbers,
+    /// challenges, interface identifiers, advertisement jitter) comes from
+    /// here, so a seed replays a link and a snapshot carries on its stream.
+    rng: ChaCha8Rng,
 }
 
 impl Session {
-    pub fn new(mut config: SessionConfig) -> Self {
+    /// A link in the Dead phase; `rng` (seeded by the caller) is the only
+    /// source of randomness it will use.
+    pub fn new(mut config: SessionConfig, mut rng: ChaCha8Rng) -> Self {
         let server = config.role == Role::Server;
         if config.credentials.is_none() {
             // Without credentials we cannot authenticate ourselves.
@@ -294,13 +301,16 @@ impl Session {
         }
         Session {
             phase: Phase::Dead,
-            lcp: Fsm::new(Protocol::LCP, config.fsm, LcpPolicy::new(config.lcp.clone())),
+            lcp: Fsm::new(Protocol::LCP, config.fsm, LcpPolicy::new(config.lcp.clone(), &mut rng), &mut rng),
             ipcp: config
                 .ipcp
                 .clone()
-                .map(|c| Fsm::new(Protocol::IPCP, config.fsm, IpcpPolicy::new(c, server))),
-            ipv6cp: config.ipv6cp.map(|c| Fsm::new(Protocol::IPV6CP, config.fsm, Ipv6cpPolicy::new(c))),
-            ccp: config.ccp.then(|| Fsm::new(Protocol::CCP, config.fsm, CcpPolicy)),
+                .map(|c| Fsm::new(Protocol::IPCP, config.fsm, IpcpPolicy::new(c, server), &mut rng)),
+            ipv6cp: config.ipv6cp.map(|c| {
+                let policy = Ipv6cpPolicy::new(c, &mut rng);
+                Fsm::new(Protocol::IPV6CP, config.fsm, policy, &mut rng)
+            }),
+            ccp: config.ccp.then(|| Fsm::new(Protocol::CCP, config.fsm, CcpPolicy, &mut rng)),
             router: None,
             host: None,
             authenticator: None,
@@ -314,6 +324,7 @@ impl Session {
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             config,
+            rng,
         }
     }
 
@@ -366,7 +377,7 @@ impl Session {
             _ => None,
         };
         if let Some(r) = &mut self.router {
-            r.handle_timeout(now);
+            r.handle_timeout(now, &mut self.rng);
         }
         self.pump(now);
     }
@@ -406,7 +417,7 @@ impl Session {
         let repr = nd::Repr::parse_bytes(packet).map_err(|_| Error::NotNeighbourDiscovery)?;
         match (&repr.message, &mut self.router, &mut self.host) {
             (nd::Message::RouterSolicitation, Some(r), _) => {
-                r.handle_solicitation(now);
+                r.handle_solicitation(now, &mut self.rng);
                 Ok(())
             }
             // No prefix yet: the advertisement goes out when it is set.
@@ -429,8 +440,8 @@ impl Session {
     /// layer is up at once).
     pub fn open(&mut self, now: Instant) {
         self.phase = Phase::Establish;
-        self.lcp.open(now);
-        self.lcp.up(now);
+        self.lcp.open(now, &mut self.rng);
+        self.lcp.up(now, &mut self.rng);
         self.pump(now);
     }
 
@@ -441,7 +452,7 @@ impl Session {
         let parse = |bytes: &[u8]| lcp::parse_options::<LcpOption>(bytes);
         let adopted = self.config.accept_proxy_lcp
             && match (parse(&proxy.last_sent), parse(&proxy.last_received)) {
-                (Ok(sent), Ok(received)) => self.lcp.policy.adopt_proxy(&sent, &received),
+                (Ok(sent), Ok(received)) => self.lcp.policy.adopt_proxy(&sent, &received, &mut self.rng),
                 _ => false,
             };
         if !adopted {
@@ -544,7 +555,7 @@ impl Session {
             self.echo_tick(now);
         }
         if let Some(r) = &mut self.router {
-            r.handle_timeout(now);
+            r.handle_timeout(now, &mut self.rng);
         }
         if let Some(h) = &mut self.host {
             h.handle_timeout(now);
@@ -574,7 +585,7 @@ impl Session {
                     r = a.input(now, payload);
                 }
                 if let Some(p) = self.auth_peer.as_mut().filter(|p| method_matches(p.method())) {
-                    r = r.and(p.input(now, payload));
+                    r = r.and(p.input(now, payload, &mut self.rng));
                 }
                 r
             }
@@ -583,11 +594,13 @@ impl Session {
                 // discarded.
                 if self.phase == Phase::Network {
                     match protocol {
-                        Protocol::IPCP => self.ipcp.as_mut().map_or(Ok(()), |f| f.input_ncp(now, payload)),
-                        Protocol::IPV6CP => {
-                            self.ipv6cp.as_mut().map_or(Ok(()), |f| f.input_ncp(now, payload))
+                        Protocol::IPCP => {
+                            self.ipcp.as_mut().map_or(Ok(()), |f| f.input_ncp(now, payload, &mut self.rng))
                         }
-                        _ => self.ccp.as_mut().map_or(Ok(()), |f| f.input_ncp(now, payload)),
+                        Protocol::IPV6CP => {
+                            self.ipv6cp.as_mut().map_or(Ok(()), |f| f.input_ncp(now, payload, &mut self.rng))
+                        }
+                        _ => self.ccp.as_mut().map_or(Ok(()), |f| f.input_ncp(now, payload, &mut self.rng)),
                     }
                 } else {
                     Ok(())
@@ -640,7 +653,7 @@ impl Session {
     }
 
     fn input_lcp(&mut self, now: Instant, payload: &[u8]) -> Result<(), Error> {
-        let extra = self.lcp.input(now, payload)?;
+        let extra = self.lcp.input(now, payload, &mut self.rng)?;
         let opened = self.lcp.is_opened();
         match extra {
             Some(LcpRepr::EchoRequest { identifier, data, .. }) if opened => {
@@ -872,7 +885,7 @@ impl Session {
         self.auth_peer =
             match (peer.auth.as_ref().and_then(AuthMethod::from_protocol), &self.config.credentials) {
                 (Some(method), Some(credentials)) => {
-                    Some(AuthPeer::start(method, credentials.clone(), self.config.auth, now))
+                    Some(AuthPeer::start(method, credentials.clone(), self.config.auth, now, &mut self.rng))
                 }
                 _ => None,
             };
@@ -893,7 +906,7 @@ impl Session {
                 ))
             }
             // No (matching) proxy data: authenticate ourselves.
-            _ => Authenticator::start(method, self.config.hostname.as_bytes(), config, now),
+            _ => Authenticator::start(method, self.config.hostname.as_bytes(), config, now, &mut self.rng),
         }
     }
 
@@ -940,16 +953,16 @@ impl Session {
             return;
         }
         if let Some(f) = &mut self.ipcp {
-            f.open(now);
-            f.up(now);
+            f.open(now, &mut self.rng);
+            f.up(now, &mut self.rng);
         }
         if let Some(f) = &mut self.ipv6cp {
-            f.open(now);
-            f.up(now);
+            f.open(now, &mut self.rng);
+            f.up(now, &mut self.rng);
         }
         if let Some(f) = &mut self.ccp {
-            f.open(now);
-            f.up(now);
+            f.open(now, &mut self.rng);
+            f.up(now, &mut self.rng);
         }
     }
 
@@ -1096,6 +1109,14 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ppp::test_rng as rng;
+    use rand::SeedableRng;
+
+    /// The two ends of a link need different streams (equal Magic-Numbers
+    /// would look like a loop, RFC 1661 §6.4).
+    fn seeded(seed: u64) -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(seed)
+    }
     use crate::ppp::auth::LocalUsers;
     use crate::ppp::fsm::State;
     use crate::ppp::lcp::Packet;
@@ -1141,8 +1162,8 @@ mod tests {
             users.insert("alice", "secret");
             Pair {
                 now: Instant::now(),
-                server: Session::new(server),
-                client: Session::new(client),
+                server: Session::new(server, seeded(1)),
+                client: Session::new(client, seeded(2)),
                 users,
                 server_events: vec![],
                 client_events: vec![],
@@ -1500,7 +1521,7 @@ mod tests {
         assert!(p.now - start >= Duration::from_secs(30));
 
         // A peer that answers but never acknowledges: cause 5.
-        let mut s = Session::new(server_config());
+        let mut s = Session::new(server_config(), rng());
         let now = Instant::now();
         s.open(now);
         let mut t = now;
@@ -1530,7 +1551,7 @@ mod tests {
 
     #[test]
     fn loopback_detected_by_magic_numbers() {
-        let mut s = Session::new(server_config());
+        let mut s = Session::new(server_config(), rng());
         let now = Instant::now();
         s.open(now);
         let mut down = None;
@@ -1610,8 +1631,8 @@ mod tests {
         assert_up(&p, AuthMethod::MsChapV2);
         // A fresh pair where the client drops every CHAP packet is simpler
         // with a raw client: answer LCP only.
-        let mut s = Session::new(server_config());
-        let mut c = Session::new(client_config("secret"));
+        let mut s = Session::new(server_config(), seeded(1));
+        let mut c = Session::new(client_config("secret"), seeded(2));
         let mut now = Instant::now();
         s.open(now);
         c.open(now);
@@ -1669,7 +1690,7 @@ mod tests {
         let mut config = server_config();
         config.accept_proxy_lcp = true;
         config.accept_proxy_auth = true;
-        let mut s = Session::new(config);
+        let mut s = Session::new(config, rng());
         let now = Instant::now();
         let proxy = proxy_lcp(&LcpOption::AuthenticationProtocol(lcp::AuthProtocol::Pap));
         s.open_with_proxy(
@@ -1701,7 +1722,7 @@ mod tests {
         let now = Instant::now();
         let challenge = vec![3u8; 16];
         let response = crate::ppp::chap::md5_response(4, b"secret", &challenge).to_vec();
-        let mut s = Session::new(config.clone());
+        let mut s = Session::new(config.clone(), rng());
         s.open_with_proxy(
             now,
             &proxy_lcp(&LcpOption::AuthenticationProtocol(AuthMethod::ChapMd5.to_protocol())),
@@ -1719,7 +1740,7 @@ mod tests {
         assert_eq!(s.poll_transmit(), Some(vec![0xff, 0x03, 0xc2, 0x23, 3, 4, 0, 4]));
 
         // Proxy LCP without an acceptable auth protocol: full negotiation.
-        let mut s = Session::new(config.clone());
+        let mut s = Session::new(config.clone(), rng());
         let mut bad = proxy_lcp(&LcpOption::MagicNumber(1));
         bad.last_sent = vec![0x05, 0x06, 0, 0, 0, 1];
         s.open_with_proxy(now, &bad, None);
@@ -1727,12 +1748,12 @@ mod tests {
         let f = s.poll_transmit().expect("LCP request");
         assert_eq!(&f[2..5], &[0xc0, 0x21, 1]);
         // Malformed proxy AVP bytes: full negotiation as well.
-        let mut s = Session::new(config);
+        let mut s = Session::new(config, rng());
         let garbage = ProxyLcp { initial_received: vec![], last_sent: vec![1, 9], last_received: vec![] };
         s.open_with_proxy(now, &garbage, None);
         assert_eq!(s.phase(), Phase::Establish);
         // Proxy LCP disabled: full negotiation.
-        let mut s = Session::new(server_config());
+        let mut s = Session::new(server_config(), rng());
         s.open_with_proxy(now, &proxy_lcp(&LcpOption::AuthenticationProtocol(lcp::AuthProtocol::Pap)), None);
         assert_eq!(s.phase(), Phase::Establish);
     }
@@ -1877,8 +1898,8 @@ mod tests {
 
     #[test]
     fn mutated_frames_never_panic() {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(0x1661);
+        use rand::Rng;
+        let mut rng = seeded(0x1661);
         // Collect a realistic set of frames from a full exchange.
         let mut server = server_config();
         server.ipv6cp = Some(Ipv6cpConfig::default());
@@ -1892,9 +1913,9 @@ mod tests {
         // Feed mutations to fresh sessions of both roles in various phases.
         for round in 0..300 {
             let mut target = if round % 2 == 0 {
-                Session::new(server.clone())
+                Session::new(server.clone(), seeded(round))
             } else {
-                Session::new(client_config("secret"))
+                Session::new(client_config("secret"), seeded(round))
             };
             let now = Instant::now();
             target.open(now);
