@@ -12,11 +12,12 @@ use super::mschapv2::{self, ct_eq};
 use super::pap::{PapAuthenticator, PapPeer};
 use super::Error;
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// An authentication protocol this implementation runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AuthMethod {
     /// RFC 1334.
     Pap,
@@ -55,14 +56,14 @@ impl AuthMethod {
 }
 
 /// What the client side authenticates with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credentials {
     pub username: String,
     pub password: String,
 }
 
 /// Everything a verifier needs, per method.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuthMaterial {
     /// RFC 1334 §2.2.1: the cleartext password.
     Pap { password: Vec<u8> },
@@ -80,7 +81,7 @@ pub enum AuthMaterial {
 }
 
 /// The authenticator asks its owner to check a peer's credentials.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthRequest {
     pub method: AuthMethod,
     /// Peer-ID (PAP) or Name (CHAP), as sent.
@@ -92,7 +93,7 @@ pub struct AuthRequest {
 }
 
 /// The owner's answer to an [`AuthRequest`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthDecision {
     pub accept: bool,
     /// Text for the PAP Ack/Nak message or CHAP Success/Failure "M=".
@@ -192,7 +193,7 @@ impl LocalUsers {
 }
 
 /// Why an authentication exchange ended badly.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuthFailure {
     /// No answer in time (RFC 3145 cause 13).
     Timeout,
@@ -204,7 +205,7 @@ pub enum AuthFailure {
 }
 
 /// Output of the authentication machines.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuthOutput {
     /// A packet of the method's protocol (no PPP header).
     Send(Vec<u8>),
@@ -219,7 +220,7 @@ pub enum AuthOutput {
 }
 
 /// Timers of the authentication machines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthConfig {
     /// Retransmission interval of Challenges / Authenticate-Requests.
     pub restart_interval: Duration,
@@ -241,7 +242,7 @@ impl Default for AuthConfig {
 }
 
 /// The authenticator side, whichever the method.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub enum Authenticator {
     Pap(PapAuthenticator),
     Chap(ChapAuthenticator),
@@ -308,7 +309,7 @@ impl Authenticator {
 }
 
 /// The peer (authenticatee) side, whichever the method.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub enum AuthPeer {
     Pap(PapPeer),
     Chap(ChapPeer),

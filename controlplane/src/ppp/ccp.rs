@@ -6,13 +6,14 @@
 use super::fsm::{OptionPolicy, Verdict};
 use super::lcp::{RawOption, Repr};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 /// CCP packets (RFC 1962 §2: codes 1–7, plus 14/15 Reset-Request/Ack which
 /// parse as `Unknown` and are Code-Rejected).
 pub type CcpRepr = Repr<RawOption>;
 
 /// The null CCP policy.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CcpPolicy;
 
 impl OptionPolicy for CcpPolicy {

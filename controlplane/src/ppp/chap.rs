@@ -10,6 +10,7 @@ use super::mschapv2::{self, FailureMessage, ResponseValue};
 use super::{put, Error};
 use md5::{Digest, Md5};
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -106,7 +107,7 @@ pub fn md5_response(identifier: u8, secret: &[u8], challenge: &[u8]) -> [u8; 16]
     Md5::new().chain_update([identifier]).chain_update(secret).chain_update(challenge).finalize().into()
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum ServerState {
     /// Challenge sent, waiting for the Response.
     Challenging,
@@ -117,7 +118,7 @@ enum ServerState {
 }
 
 /// The CHAP authenticator (the LNS side), MD5 or MS-CHAP-V2.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ChapAuthenticator {
     method: AuthMethod,
     name: Vec<u8>,
@@ -125,6 +126,7 @@ pub struct ChapAuthenticator {
     identifier: u8,
     challenge: Vec<u8>,
     transmissions: u32,
+    #[serde(with = "crate::snapshot::opt_instant")]
     deadline: Option<Instant>,
     state: ServerState,
     outputs: VecDeque<AuthOutput>,
@@ -335,7 +337,7 @@ impl ChapAuthenticator {
 }
 
 /// The CHAP peer (the subscriber side), MD5 or MS-CHAP-V2.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ChapPeer {
     method: AuthMethod,
     credentials: Credentials,
@@ -343,6 +345,7 @@ pub struct ChapPeer {
     identifier: Option<u8>,
     /// MS-CHAP-V2: the "S=" string a genuine authenticator will send.
     expected_authenticator_response: Option<String>,
+    #[serde(with = "crate::snapshot::opt_instant")]
     deadline: Option<Instant>,
     done: bool,
     outputs: VecDeque<AuthOutput>,

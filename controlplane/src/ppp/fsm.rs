@@ -9,11 +9,12 @@ use super::frame::Protocol;
 use super::lcp::{self, ConfigOption, Packet, Repr};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// RFC 1661 §4.2 states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum State {
     Initial,
     Starting,
@@ -28,7 +29,7 @@ pub enum State {
 }
 
 /// RFC 1661 §4.6 counters and timer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FsmConfig {
     /// Restart timer (default three seconds).
     pub restart_interval: Duration,
@@ -82,7 +83,7 @@ pub trait OptionPolicy {
 }
 
 /// Why the automaton signalled This-Layer-Finished (for RFC 3145 causes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FinishReason {
     /// Configure-Requests went unanswered (TO- while negotiating); `heard`
     /// says whether any packet of this protocol was received.
@@ -98,7 +99,7 @@ pub enum FinishReason {
 }
 
 /// Output of the automaton.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Action {
     /// A control packet (without PPP header) to send.
     Send(Vec<u8>),
@@ -113,13 +114,15 @@ pub enum Action {
 }
 
 /// One instance of the automaton.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound(serialize = "P: Serialize", deserialize = "P: Deserialize<'de>"))]
 pub struct Fsm<P: OptionPolicy> {
     pub policy: P,
     protocol: Protocol,
     config: FsmConfig,
     state: State,
     restart_count: u32,
+    #[serde(with = "crate::snapshot::opt_instant")]
     deadline: Option<Instant>,
     /// Identifier and options of our outstanding Configure-Request.
     request_id: u8,

@@ -5,6 +5,7 @@ use super::fsm::{OptionPolicy, Verdict};
 use super::lcp::{ConfigOption, Repr};
 use super::{be16, put, Error};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 
 /// IPCP option types.
@@ -20,7 +21,7 @@ pub mod option_type {
 }
 
 /// An IPCP configuration option.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IpcpOption {
     /// RFC 1332 §3.2 (e.g. Van Jacobson 0x002d with its parameters).
     IpCompressionProtocol {
@@ -107,7 +108,7 @@ impl ConfigOption for IpcpOption {
 /// one we assign (may be set later, e.g. from RADIUS Framed-IP-Address), and
 /// the name servers we hand out. For a client: everything is learnt, and
 /// `request_dns` asks for name servers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpcpConfig {
     pub local_address: Option<Ipv4Addr>,
     pub peer_address: Option<Ipv4Addr>,
@@ -120,7 +121,7 @@ pub struct IpcpConfig {
 }
 
 /// What IPCP settled, reported when it opens.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpcpNegotiated {
     pub local_address: Option<Ipv4Addr>,
     pub peer_address: Option<Ipv4Addr>,
@@ -129,7 +130,7 @@ pub struct IpcpNegotiated {
 }
 
 /// The IPCP option policy; `server` selects the LNS behaviour.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IpcpPolicy {
     pub config: IpcpConfig,
     server: bool,

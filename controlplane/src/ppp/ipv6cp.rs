@@ -5,6 +5,7 @@ use super::lcp::{ConfigOption, Repr};
 use super::{be16, put, Error};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 /// IPv6CP option types (RFC 5072 §4).
 pub mod option_type {
@@ -13,7 +14,7 @@ pub mod option_type {
 }
 
 /// An IPv6CP configuration option.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Ipv6cpOption {
     /// RFC 5072 §4.1: 64-bit interface identifier.
     InterfaceIdentifier([u8; 8]),
@@ -74,7 +75,7 @@ impl ConfigOption for Ipv6cpOption {
 }
 
 /// IPv6CP settings.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ipv6cpConfig {
     /// Our interface identifier; random when None (RFC 5072 §4.1 asks for a
     /// unique, preferably random, value).
@@ -84,14 +85,14 @@ pub struct Ipv6cpConfig {
 }
 
 /// What IPv6CP settled.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ipv6cpNegotiated {
     pub local_interface_identifier: Option<[u8; 8]>,
     pub peer_interface_identifier: Option<[u8; 8]>,
 }
 
 /// The IPv6CP option policy (the same for both roles).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ipv6cpPolicy {
     pub config: Ipv6cpConfig,
     want: Option<[u8; 8]>,

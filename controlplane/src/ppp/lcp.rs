@@ -10,6 +10,8 @@ use super::fsm::{OptionPolicy, Verdict};
 use super::{be16, be32, put, Error};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// RFC 1661 §5 packet header length: Code, Identifier, Length.
@@ -113,7 +115,10 @@ pub(crate) fn emit_header(buf: &mut [u8], code: u8, identifier: u8, len: usize) 
 }
 
 /// A configuration option type of one control protocol (RFC 1661 §6 layout).
-pub trait ConfigOption: Sized + Clone + PartialEq + fmt::Debug {
+///
+/// Options are plain data (serde) since a negotiation in progress is part
+/// of a session's snapshot.
+pub trait ConfigOption: Sized + Clone + PartialEq + fmt::Debug + Serialize + DeserializeOwned {
     /// The Type octet.
     fn kind(&self) -> u8;
     /// Parse the Data of an option whose Type is `kind`.
@@ -126,7 +131,7 @@ pub trait ConfigOption: Sized + Clone + PartialEq + fmt::Debug {
 
 /// An option kept as raw Type and Data (protocols whose options this
 /// implementation does not interpret, e.g. CCP or CDPCP).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RawOption {
     pub kind: u8,
     pub data: Vec<u8>,
@@ -439,7 +444,7 @@ pub mod chap_algorithm {
 }
 
 /// The Authentication-Protocol option's value (RFC 1661 §6.2).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuthProtocol {
     /// 0xc023 with no data (RFC 1334 §3.1).
     Pap,
@@ -485,7 +490,7 @@ impl AuthProtocol {
 }
 
 /// An LCP configuration option (RFC 1661 §6).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LcpOption {
     MaximumReceiveUnit(u16),
     AsyncControlCharacterMap(u32),
@@ -585,7 +590,7 @@ impl ConfigOption for LcpOption {
 }
 
 /// Local LCP wishes and limits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LcpConfig {
     /// The MRU we announce. Chosen so that a full frame still fits the
     /// access network once tunnelled: see [`LcpConfig::mru_for_access_mtu`].
@@ -639,7 +644,7 @@ impl Default for LcpConfig {
 }
 
 /// What one direction of the link negotiated.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LcpNegotiated {
     /// MRU (RFC 1661 §6.1 default 1500 when absent).
     pub mru: u16,
@@ -668,7 +673,7 @@ impl LcpNegotiated {
 }
 
 /// The LCP option policy for the [`super::fsm::Fsm`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LcpPolicy {
     pub config: LcpConfig,
     want_mru: Option<u16>,

@@ -17,6 +17,7 @@
 //! Untrusted bytes never panic: every length is checked before it is used.
 
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
@@ -187,7 +188,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 /// A Prefix Information option (RFC 4861 §4.6.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrefixInformation {
     pub prefix: Ipv6Addr,
     pub prefix_len: u8,
@@ -398,7 +399,7 @@ impl Repr {
 }
 
 /// RFC 4861 §6.2.1 and §10 router variables, as the LNS uses them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouterConfig {
     /// MaxRtrAdvInterval: the longest time between unsolicited
     /// advertisements (4 s to 1800 s).
@@ -443,7 +444,7 @@ pub const MAX_RTR_SOLICITATIONS: u32 = 3;
 
 /// The LNS's advertising interface for one PPP link: one prefix, our
 /// link-local address from our IPv6CP interface identifier.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Router {
     config: RouterConfig,
     local: Ipv6Addr,
@@ -451,7 +452,9 @@ pub struct Router {
     mtu: Option<u32>,
     /// Advertisements sent so far (the first few come quicker).
     sent: u32,
+    #[serde(with = "crate::snapshot::opt_instant")]
     last_sent: Option<Instant>,
+    #[serde(with = "crate::snapshot::instant")]
     next: Instant,
     transmit: VecDeque<Vec<u8>>,
     /// Solicitations answered, and ND input refused (bad checks).
@@ -553,10 +556,11 @@ impl Router {
 
 /// A subscriber's end: solicits until an advertisement brings an
 /// autonomous prefix it can form an address from.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Host {
     interface_identifier: [u8; 8],
     sent: u32,
+    #[serde(with = "crate::snapshot::opt_instant")]
     next: Option<Instant>,
     transmit: VecDeque<Vec<u8>>,
     learned: Option<PrefixInformation>,

@@ -8,6 +8,7 @@ use super::auth::{
 use super::lcp::{emit_header, Packet, HEADER_LEN};
 use super::{put, Error};
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -19,7 +20,7 @@ pub mod code {
 }
 
 /// An owned PAP packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PapRepr {
     AuthenticateRequest { identifier: u8, peer_id: Vec<u8>, password: Vec<u8> },
     AuthenticateAck { identifier: u8, message: Vec<u8> },
@@ -107,7 +108,7 @@ impl PapRepr {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum ServerState {
     /// Waiting for an Authenticate-Request until the deadline.
     Waiting,
@@ -118,9 +119,10 @@ enum ServerState {
 }
 
 /// The PAP authenticator (the LNS side).
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct PapAuthenticator {
     state: ServerState,
+    #[serde(with = "crate::snapshot::opt_instant")]
     deadline: Option<Instant>,
     outputs: VecDeque<AuthOutput>,
 }
@@ -227,12 +229,13 @@ impl PapAuthenticator {
 }
 
 /// The PAP peer (the subscriber side).
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct PapPeer {
     credentials: Credentials,
     config: AuthConfig,
     identifier: u8,
     transmissions: u32,
+    #[serde(with = "crate::snapshot::opt_instant")]
     deadline: Option<Instant>,
     done: bool,
     outputs: VecDeque<AuthOutput>,

@@ -21,12 +21,13 @@ use super::nd::{self, RouterConfig};
 use super::pap::PapAuthenticator;
 use super::Error;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 /// Which end of the link this is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Role {
     /// The LNS: requires authentication, assigns addresses.
     Server,
@@ -35,7 +36,7 @@ pub enum Role {
 }
 
 /// RFC 1661 §3.2 phases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
     Dead,
     Establish,
@@ -45,7 +46,7 @@ pub enum Phase {
 }
 
 /// LCP Echo keepalive (RFC 1661 §5.8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EchoConfig {
     /// Time between Echo-Requests once LCP is opened; None disables.
     pub interval: Option<Duration>,
@@ -60,7 +61,7 @@ impl Default for EchoConfig {
 }
 
 /// Everything a [`Session`] needs to know.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionConfig {
     pub role: Role,
     pub lcp: LcpConfig,
@@ -135,7 +136,7 @@ impl SessionConfig {
 }
 
 /// RFC 3145 §3 PPP Disconnect Cause codes (for the L2TP CDN AVP 46).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DisconnectCode(pub u16);
 
 impl DisconnectCode {
@@ -162,7 +163,7 @@ impl DisconnectCode {
 }
 
 /// RFC 3145 §2 Direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Direction {
     Global = 0,
     /// Detected at, or caused by, the peer.
@@ -172,7 +173,7 @@ pub enum Direction {
 }
 
 /// Why the link went down, in RFC 3145 terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DisconnectCause {
     pub code: DisconnectCode,
     /// The control protocol concerned (LCP, PAP, IPCP...), 0 if none.
@@ -201,7 +202,7 @@ impl DisconnectCause {
 
 /// The L2TP proxy LCP AVPs (RFC 2661 §4.4.5, types 26–28): each is the
 /// Configure-Request body starting at the first option.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProxyLcp {
     pub initial_received: Vec<u8>,
     pub last_sent: Vec<u8>,
@@ -209,7 +210,7 @@ pub struct ProxyLcp {
 }
 
 /// The L2TP proxy authentication AVPs (RFC 2661 §4.4.5, types 29–33).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProxyAuth {
     /// Proxy Authen Type 3.
     Pap { identifier: u8, username: Vec<u8>, password: Vec<u8> },
@@ -218,14 +219,14 @@ pub enum ProxyAuth {
 }
 
 /// What a network protocol settled on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkConfig {
     Ipv4 { local: Ipv4Addr, peer: Ipv4Addr, primary_dns: Option<Ipv4Addr>, secondary_dns: Option<Ipv4Addr> },
     Ipv6 { local_interface_identifier: [u8; 8], peer_interface_identifier: [u8; 8] },
 }
 
 /// Something the owner should know or act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SessionEvent {
     /// LCP opened (RFC 1661 §3.3); `local` is what the peer accepted of ours
     /// (our MRU...), `peer` what we accepted of the peer's (its MRU...).
@@ -262,7 +263,7 @@ pub enum SessionEvent {
 }
 
 /// A PPP link.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Session {
     config: SessionConfig,
     phase: Phase,
@@ -279,6 +280,7 @@ pub struct Session {
     server_auth_done: bool,
     client_auth_done: bool,
     proxy_auth: Option<ProxyAuth>,
+    #[serde(with = "crate::snapshot::opt_instant")]
     echo_deadline: Option<Instant>,
     echo_unanswered: u32,
     cause: Option<DisconnectCause>,
@@ -1945,6 +1947,69 @@ mod tests {
                 target.handle_timeout(t);
             }
         }
+    }
+
+    #[test]
+    fn snapshot_restores_a_working_link() {
+        let mut p = Pair::new(server_config(), client_config("secret"));
+        p.start();
+        assert_up(&p, AuthMethod::MsChapV2);
+        // Between two echoes of the server's keepalive.
+        p.run_for(Duration::from_secs(14));
+        let taken = p.now;
+        let echo_due = p.server.echo_deadline.expect("echo timer running");
+        let magic = p.server.lcp_negotiated().0.magic_number.expect("magic");
+        let json = crate::snapshot::with_base(taken, || serde_json::to_string(&p.server)).expect("serialize");
+        // The process restarts: the state is read back 10 s later.
+        let restored_at = taken + Duration::from_secs(10);
+        let restored: Session =
+            crate::snapshot::with_base(restored_at, || serde_json::from_str(&json)).expect("deserialize");
+        assert_eq!(restored.phase(), Phase::Network);
+        assert_eq!(restored.lcp_negotiated(), p.server.lcp_negotiated());
+        assert_eq!(restored.rng, p.server.rng, "the random stream carries on");
+        // Every timer is as far from the restore as it was from the snapshot.
+        assert_eq!(restored.echo_deadline, Some(restored_at + (echo_due - taken)));
+        assert_eq!(
+            restored.poll_timeout().map(|t| t - restored_at),
+            p.server.poll_timeout().map(|t| t - taken)
+        );
+        // Meanwhile the subscriber lived on, unheard.
+        while let Some(t) = p.client.poll_timeout().filter(|t| *t <= restored_at) {
+            p.client.handle_timeout(t);
+            while p.client.poll_transmit().is_some() {}
+        }
+        p.server = restored;
+        p.now = restored_at;
+        let (wire_before, server_events_before) = (p.wire.len(), p.server_events.len());
+        p.run_for(Duration::from_secs(60));
+        // No renegotiation, no loss of the link, and echoes both ways.
+        assert_eq!(Pair::link_down(&p.server_events), None);
+        assert_eq!(Pair::link_down(&p.client_events), None);
+        assert_eq!(p.server.phase(), Phase::Network);
+        assert_eq!(
+            p.server_events.len(),
+            server_events_before,
+            "{:?}",
+            &p.server_events[server_events_before..]
+        );
+        let after = &p.wire[wire_before..];
+        let lcp = |from_server: bool, code: u8| {
+            after
+                .iter()
+                .filter(move |(s, f)| *s == from_server && f.get(2..5) == Some(&[0xc0, 0x21, code]))
+                .map(|(_, f)| f.clone())
+        };
+        assert_eq!(lcp(true, lcp::code::CONFIGURE_REQUEST).count(), 0);
+        assert_eq!(lcp(false, lcp::code::CONFIGURE_REQUEST).count(), 0);
+        let requests: Vec<_> = lcp(true, lcp::code::ECHO_REQUEST).collect();
+        assert!(requests.len() >= 5, "{}", requests.len());
+        assert!(requests.iter().all(|f| f.get(8..12) == Some(&magic.to_be_bytes()[..])));
+        assert_eq!(lcp(false, lcp::code::ECHO_REPLY).count(), requests.len());
+        let replies: Vec<_> = lcp(true, lcp::code::ECHO_REPLY).collect();
+        assert!(
+            !replies.is_empty() && replies.iter().all(|f| f.get(8..12) == Some(&magic.to_be_bytes()[..]))
+        );
+        assert_eq!(p.server.echo_unanswered, 0);
     }
 
     #[test]
