@@ -15,6 +15,8 @@
 //! or fragmented when IPv4 allows it.
 
 use lns_bpf::abi::{Session, XdpMeta};
+use lns_wire::checksum;
+use lns_wire::l2tp;
 
 pub const META_LEN: usize = XdpMeta::ROOM;
 pub const ETH_LEN: usize = 14;
@@ -147,52 +149,6 @@ fn put16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
-/// One's-complement sum of `data` (RFC 1071), not yet folded or inverted.
-#[inline]
-pub fn csum_add(mut sum: u64, data: &[u8]) -> u64 {
-    // Hand-written rather than a crate: it is ten lines, on the hot path, and
-    // summing 8 bytes at a time is what makes it cheap.
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        sum = csum_add_word(sum, u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
-    }
-    let rest = chunks.remainder();
-    let mut i = 0;
-    while i + 1 < rest.len() {
-        sum = csum_add_word(sum, u16::from_be_bytes([rest[i], rest[i + 1]]) as u64);
-        i += 2;
-    }
-    if i < rest.len() {
-        sum = csum_add_word(sum, (rest[i] as u64) << 8);
-    }
-    sum
-}
-
-/// Adds a value to a running one's-complement sum with end-around carry,
-/// so the sum never overflows whatever it already holds.
-#[inline]
-pub fn csum_add_word(sum: u64, v: u64) -> u64 {
-    let (s, carry) = sum.overflowing_add(v);
-    s + carry as u64
-}
-
-#[inline]
-pub fn csum_fold(mut sum: u64) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// RFC 1624 incremental update of a checksum field for a 16-bit word change.
-#[inline]
-fn csum_replace16(csum: u16, old: u16, new: u16) -> u16 {
-    let mut sum = (!csum as u32) + (!old as u32 & 0xffff) + new as u32;
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    !(sum as u16)
-}
-
 /// Length of the IP packet starting at `ip` (from its header), checked
 /// against what the buffer holds.
 fn ip_len(b: &[u8], ip: usize, end: usize, version: u8) -> Option<usize> {
@@ -215,7 +171,7 @@ fn hop(b: &mut [u8], ip: usize, version: u8) -> bool {
         b[ip + 8] = ttl - 1;
         let new = be16(b, ip + 8).unwrap_or(0);
         let c = be16(b, ip + 10).unwrap_or(0);
-        put16(b, ip + 10, csum_replace16(c, old, new));
+        put16(b, ip + 10, checksum::replace16(c, old, new));
     } else {
         let hl = b[ip + 7];
         if hl <= 1 {
@@ -270,7 +226,7 @@ pub fn clamp_mss(b: &mut [u8], ip: usize, len: usize, version: u8, mss: u16) -> 
                     }
                     put16(b, o + 2, mss);
                     let c = be16(b, l4 + 16).unwrap_or(0);
-                    put16(b, l4 + 16, csum_replace16(c, cur, mss));
+                    put16(b, l4 + 16, checksum::replace16(c, cur, mss));
                     return true;
                 }
                 o += olen;
@@ -500,7 +456,7 @@ pub fn encap_at(
         h[10..12].copy_from_slice(&[0, 0]);
         h[12..16].copy_from_slice(&s.local_addr[12..16]);
         h[16..20].copy_from_slice(&s.peer_addr[12..16]);
-        let c = csum_fold(csum_add(0, h));
+        let c = checksum::of(h);
         h[10..12].copy_from_slice(&c.to_be_bytes());
     } else {
         let h = &mut buf[l3..l3 + 40];
@@ -518,12 +474,12 @@ pub fn encap_at(
     put16(buf, l4 + 6, 0);
     // L2TP data message header (RFC 2661 3.1)
     let mut o = l4 + 8;
-    let mut flags: u16 = 0x0002;
+    let mut flags = l2tp::DATA;
     if s.flags & Session::LENGTH != 0 {
-        flags |= 0x4000;
+        flags |= l2tp::flags::LENGTH;
     }
     if s.flags & Session::SEQUENCING != 0 {
-        flags |= 0x0800;
+        flags |= l2tp::flags::SEQUENCE;
     }
     put16(buf, o, flags);
     o += 2;
@@ -558,19 +514,16 @@ pub fn encap_at(
     // The UDP checksum is mandatory over IPv6 and optional over IPv4
     // (RFC 768), where the session says whether to compute it.
     if !outer_v4 || s.flags & Session::UDP_CSUM_ZERO == 0 {
-        let mut sum = 0u64;
-        if outer_v4 {
-            sum = csum_add(sum, &buf[l3 + 12..l3 + 20]);
+        // The pseudo-header's addresses are summed where they lie in the
+        // outer header just written.
+        let mut sum = if outer_v4 {
+            checksum::add(0, &buf[l3 + 12..l3 + 20])
         } else {
-            sum = csum_add(sum, &buf[l3 + 8..l3 + 40]);
-        }
-        sum = csum_add_word(sum, IPPROTO_UDP as u64 + udp_len as u64);
-        sum = csum_add(sum, &buf[l4..total]);
-        let mut c = csum_fold(sum);
-        if c == 0 {
-            c = 0xffff;
-        }
-        put16(buf, l4 + 6, c);
+            checksum::add(0, &buf[l3 + 8..l3 + 40])
+        };
+        sum = checksum::add_word(sum, IPPROTO_UDP as u64 + udp_len as u64);
+        sum = checksum::add(sum, &buf[l4..total]);
+        put16(buf, l4 + 6, checksum::udp_field(checksum::fold(sum)));
     }
     Outcome::Forward { start: base, len: hdr + ilen }
 }
@@ -652,7 +605,7 @@ fn icmp_reply(
         h[10..12].copy_from_slice(&[0, 0]);
         h[12..16].copy_from_slice(&dst);
         h[16..20].copy_from_slice(&src);
-        let c = csum_fold(csum_add(0, h));
+        let c = checksum::of(h);
         h[10..12].copy_from_slice(&c.to_be_bytes());
         let m = &mut buf[icmp..icmp + 8];
         m[0] = ty;
@@ -660,7 +613,7 @@ fn icmp_reply(
         m[2..4].copy_from_slice(&[0, 0]);
         m[4..6].copy_from_slice(&[0, 0]);
         m[6..8].copy_from_slice(&(mtu as u16).to_be_bytes()); // RFC 1191 next-hop MTU
-        let c = csum_fold(csum_add(0, &buf[icmp..icmp + 8 + quote]));
+        let c = checksum::of(&buf[icmp..icmp + 8 + quote]);
         put16(buf, icmp + 2, c);
         Outcome::Reply { len: ETH_LEN + total }
     } else {
@@ -689,10 +642,10 @@ fn icmp_reply(
         m[1] = code;
         m[2..4].copy_from_slice(&[0, 0]);
         m[4..8].copy_from_slice(&mtu.to_be_bytes());
-        let mut sum = csum_add(0, &buf[out_ip + 8..out_ip + 40]);
-        sum = csum_add_word(sum, plen as u64 + IPPROTO_ICMPV6 as u64);
-        sum = csum_add(sum, &buf[icmp..icmp + plen]);
-        put16(buf, icmp + 2, csum_fold(sum));
+        let mut sum = checksum::add(0, &buf[out_ip + 8..out_ip + 40]);
+        sum = checksum::add_word(sum, plen as u64 + IPPROTO_ICMPV6 as u64);
+        sum = checksum::add(sum, &buf[icmp..icmp + plen]);
+        put16(buf, icmp + 2, checksum::fold(sum));
         Outcome::Reply { len: ETH_LEN + 40 + plen }
     }
 }
@@ -731,7 +684,7 @@ pub fn fragment_v4(pkt: &[u8], mtu: u16, mut emit: impl FnMut(&[u8])) -> usize {
         let mf = if last { orig_mf } else { 0x2000 };
         put16(&mut out, 6, mf | (((base_off + off) / 8) as u16 & 0x1fff));
         put16(&mut out, 10, 0);
-        let c = csum_fold(csum_add(0, &out[..ihl]));
+        let c = checksum::of(&out[..ihl]);
         put16(&mut out, 10, c);
         emit(&out[..total]);
         n += 1;

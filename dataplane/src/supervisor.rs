@@ -311,7 +311,7 @@ impl Running {
             match addr {
                 IpAddr::V4(_) => {
                     let mut m = [8u8, 0, 0, 0, 0x4c, 0x4e, seq[0], seq[1]];
-                    let c = crate::packet::csum_fold(crate::packet::csum_add(0, &m));
+                    let c = lns_wire::checksum::of(&m);
                     m[2..4].copy_from_slice(&c.to_be_bytes());
                     if let Some(s) = &self.icmp4 {
                         let _ = s.send_to(&m, &SocketAddr::new(addr, 0).into());

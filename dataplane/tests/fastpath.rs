@@ -8,7 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use lns_testlab::frames::{eth_ip, l2tp_data};
 use lns_testlab::{workspace_bin, Lab, Netns, PinDir, RawSocket};
+use lns_wire::checksum;
 
 const SUB_A: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 const SUB_B: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 11);
@@ -77,33 +79,9 @@ fn l2tp_v6(m: &Macs, l2tp: &[u8]) -> Vec<u8> {
     v
 }
 
-/// L2TP data header (no options) + PPP FF 03 + protocol.
-fn l2tp_data(tunnel: u16, session: u16, proto: u16, inner: &[u8]) -> Vec<u8> {
-    let mut v = vec![0x00, 0x02];
-    v.extend_from_slice(&tunnel.to_be_bytes());
-    v.extend_from_slice(&session.to_be_bytes());
-    v.extend_from_slice(&[0xff, 0x03]);
-    v.extend_from_slice(&proto.to_be_bytes());
-    v.extend_from_slice(inner);
-    v
-}
-
+/// An IP packet as the core sends it to the LNS.
 fn from_core(m: &Macs, ip: &[u8]) -> Vec<u8> {
-    let mut v = Vec::new();
-    v.extend_from_slice(&m.core0);
-    v.extend_from_slice(&m.core0p);
-    v.extend_from_slice(if ip[0] >> 4 == 4 { &[0x08, 0x00] } else { &[0x86, 0xdd] });
-    v.extend_from_slice(ip);
-    v
-}
-
-fn eth_ip(dst: [u8; 6], src: [u8; 6], ip: &[u8]) -> Vec<u8> {
-    let mut v = Vec::new();
-    v.extend_from_slice(&dst);
-    v.extend_from_slice(&src);
-    v.extend_from_slice(if ip[0] >> 4 == 4 { &[0x08, 0x00] } else { &[0x86, 0xdd] });
-    v.extend_from_slice(ip);
-    v
+    eth_ip(m.core0, m.core0p, ip)
 }
 
 fn tcp_syn(src: Ipv4Addr, dst: Ipv4Addr, mss: u16) -> Vec<u8> {
@@ -121,15 +99,7 @@ fn tcp_syn(src: Ipv4Addr, dst: Ipv4Addr, mss: u16) -> Vec<u8> {
 }
 
 fn ipv4_checksum_ok(h: &[u8]) -> bool {
-    let ihl = ((h[0] & 0xf) as usize) * 4;
-    let mut sum = 0u32;
-    for c in h[..ihl].chunks(2) {
-        sum += u16::from_be_bytes([c[0], c[1]]) as u32;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum == 0xffff
+    checksum::of(&h[..((h[0] & 0xf) as usize) * 4]) == 0
 }
 
 /// Checks a frame that left toward the LAC and returns (L2TP payload after
@@ -407,14 +377,8 @@ fn scenario(xdp_mode: &str, pools: bool) {
     nodf[6] = 0;
     nodf[10] = 0;
     nodf[11] = 0;
-    let mut s = 0u32;
-    for c in nodf[..20].chunks(2) {
-        s += u16::from_be_bytes([c[0], c[1]]) as u32;
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    nodf[10..12].copy_from_slice(&(!(s as u16)).to_be_bytes());
+    let c = checksum::of(&nodf[..20]);
+    nodf[10..12].copy_from_slice(&c.to_be_bytes());
     core_raw.send(&from_core(&m, &nodf)).unwrap();
     // The LNS's own kernel answers the passed L2TPv3-style frame with a port
     // unreachable: only the tunnel's UDP is of interest here.

@@ -14,6 +14,7 @@ use lns_controlplane::l2tp::{
 use lns_controlplane::ppp::auth::{AuthMethod, Credentials};
 use lns_controlplane::ppp::session::{NetworkConfig, Session as Ppp, SessionConfig, SessionEvent};
 use lns_controlplane::ppp::{ChaCha8Rng, Ipv6cpConfig, SeedableRng};
+use lns_wire::checksum;
 
 /// Subscriber traffic: UDP from each session's address(es) to a target.
 #[derive(Clone, Copy, Debug)]
@@ -240,7 +241,7 @@ pub fn udp_packet(src: Ipv4Addr, dst: SocketAddrV4, sport: u16, size: usize) -> 
     v[9] = 17;
     v[12..16].copy_from_slice(&src.octets());
     v[16..20].copy_from_slice(&dst.ip().octets());
-    let c = checksum(&v[..20], 0);
+    let c = checksum::of(&v[..20]);
     v[10..12].copy_from_slice(&c.to_be_bytes());
     v[20..22].copy_from_slice(&sport.to_be_bytes());
     v[22..24].copy_from_slice(&dst.port().to_be_bytes());
@@ -248,15 +249,7 @@ pub fn udp_packet(src: Ipv4Addr, dst: SocketAddrV4, sport: u16, size: usize) -> 
     for (i, b) in v[28..].iter_mut().enumerate() {
         *b = i as u8;
     }
-    let mut pseudo = 0u32;
-    for c in src.octets().chunks(2).chain(dst.ip().octets().chunks(2)) {
-        pseudo += u16::from_be_bytes([c[0], c[1]]) as u32;
-    }
-    pseudo += 17 + (size - 20) as u32;
-    let mut c = checksum(&v[20..], pseudo);
-    if c == 0 {
-        c = 0xffff;
-    }
+    let c = checksum::udp_field(checksum::ipv4_upper_layer(src.octets(), dst.ip().octets(), 17, &v[20..]));
     v[26..28].copy_from_slice(&c.to_be_bytes());
     v
 }
@@ -278,23 +271,9 @@ pub fn udp6_packet(src: Ipv6Addr, dst: SocketAddrV6, sport: u16, size: usize) ->
     for (i, b) in v[48..].iter_mut().enumerate() {
         *b = i as u8;
     }
-    let mut c = lns_controlplane::ppp::nd::ipv6_checksum(&src, dst.ip(), 17, &v[40..]);
-    if c == 0 {
-        c = 0xffff;
-    }
+    let c = checksum::udp_field(checksum::ipv6_upper_layer(src.octets(), dst.ip().octets(), 17, &v[40..]));
     v[46..48].copy_from_slice(&c.to_be_bytes());
     v
-}
-
-/// RFC 1071 checksum of `data` on top of a partial `sum`.
-pub(crate) fn checksum(data: &[u8], mut sum: u32) -> u16 {
-    for c in data.chunks(2) {
-        sum += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 impl Emulator {
@@ -813,12 +792,8 @@ mod tests {
             assert_eq!(usize::from(u16::from_be_bytes([p[4], p[5]])), p.len() - 40);
             assert_eq!((p[0] >> 4, p[6], p[7]), (6, 17, 64));
             // The checksum over the pseudo-header and the datagram sums to 0.
-            let mut pseudo = 0u32;
-            for c in p[8..40].chunks(2) {
-                pseudo += u32::from(u16::from_be_bytes([c[0], c[1]]));
-            }
-            pseudo += 17 + (p.len() - 40) as u32;
-            assert_eq!(checksum(&p[40..], pseudo), 0, "size {size}");
+            let pseudo = checksum::add_word(checksum::add(0, &p[8..40]), 17 + (p.len() - 40) as u64);
+            assert_eq!(checksum::fold(checksum::add(pseudo, &p[40..])), 0, "size {size}");
         }
     }
 

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::emulator::checksum;
+use lns_wire::checksum;
 
 /// The outer headers of the tunnel as the LNS sees them.
 #[derive(Clone, Copy, Debug)]
@@ -34,7 +34,7 @@ pub fn frame(o: &Outer, l2tp: &[u8]) -> Vec<u8> {
     ip[9] = 17;
     ip[12..16].copy_from_slice(&o.lac.ip().octets());
     ip[16..20].copy_from_slice(&o.lns.ip().octets());
-    let c = checksum(&ip, 0);
+    let c = checksum::of(&ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     v.extend_from_slice(&ip);
     v.extend_from_slice(&o.lac.port().to_be_bytes());
@@ -77,7 +77,7 @@ mod tests {
         };
         let f = frame(&o, &[0, 2, 0, 7, 0, 9, 0xff, 0x03, 0, 0x21]);
         assert_eq!(f.len(), 14 + 20 + 8 + 10);
-        assert_eq!(checksum(&f[14..34], 0), 0, "IPv4 header checksum");
+        assert_eq!(checksum::of(&f[14..34]), 0, "IPv4 header checksum");
         assert_eq!(&f[26..30], &[192, 0, 2, 2]);
         assert_eq!(u16::from_be_bytes([f[38], f[39]]), 18);
         let cfg = config(&o, &[("198.51.100.10".parse().unwrap(), vec![0, 2, 0, 7, 0, 9])]);

@@ -1,20 +1,16 @@
-//! Authentication plumbing shared by PAP, CHAP-MD5 and MS-CHAP-V2.
+//! What passes between the authentication machines (PAP, CHAP-MD5,
+//! MS-CHAP-V2), their owner and the verifier, whichever the method.
 //!
 //! The authenticator never decides by itself: it emits an [`AuthRequest`]
 //! carrying everything a verifier needs (a local users file, RADIUS...), and
-//! the owner answers later with an [`AuthDecision`]. [`LocalUsers`] and
-//! [`verify_password`] are the local verifier.
+//! the owner answers later with an [`AuthDecision`]. The machines that run
+//! each method are in [`super::pap`] and [`super::chap`]; which one runs,
+//! and the local password check, are in [`super::authenticate`].
 
-use super::chap::{ChapAuthenticator, ChapPeer};
+use super::error::{be16, put, Error};
 use super::frame::Protocol;
-use super::lcp::{chap_algorithm, AuthProtocol};
-use super::mschapv2::{self, ct_eq};
-use super::pap::{PapAuthenticator, PapPeer};
-use super::Error;
-use rand::Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// An authentication protocol this implementation runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -113,85 +109,6 @@ impl AuthDecision {
     }
 }
 
-/// Check `request` against a known cleartext password (the local verifier).
-/// For MS-CHAP-V2 an accepting decision carries the authenticator response.
-pub fn verify_password(request: &AuthRequest, password: &str) -> AuthDecision {
-    let ok = match &request.material {
-        AuthMaterial::Pap { password: given } => ct_eq(given, password.as_bytes()),
-        AuthMaterial::ChapMd5 { identifier, challenge, response } => {
-            ct_eq(&super::chap::md5_response(*identifier, password.as_bytes(), challenge), response)
-        }
-        AuthMaterial::MsChapV2 { authenticator_challenge, peer_challenge, nt_response, .. } => {
-            let expected = mschapv2::generate_nt_response(
-                authenticator_challenge,
-                peer_challenge,
-                &request.username,
-                password,
-            );
-            if ct_eq(&expected, nt_response) {
-                return AuthDecision {
-                    accept: true,
-                    message: String::new(),
-                    authenticator_response: Some(mschapv2::generate_authenticator_response(
-                        &mschapv2::nt_password_hash(password),
-                        nt_response,
-                        peer_challenge,
-                        authenticator_challenge,
-                        &request.username,
-                    )),
-                };
-            }
-            false
-        }
-    };
-    if ok {
-        AuthDecision::accept()
-    } else {
-        AuthDecision::reject("Authentication failed")
-    }
-}
-
-/// A local users table (user name → cleartext password).
-#[derive(Debug, Clone, Default)]
-pub struct LocalUsers {
-    users: HashMap<Vec<u8>, String>,
-}
-
-impl LocalUsers {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn insert(&mut self, username: &str, password: &str) {
-        self.users.insert(username.as_bytes().to_vec(), password.to_string());
-    }
-
-    /// Parse a users file: one "username password" pair per line, blank
-    /// lines and lines starting with '#' ignored.
-    pub fn parse(text: &str) -> Result<Self, Error> {
-        let mut users = LocalUsers::new();
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let mut fields = line.split_whitespace();
-            match (fields.next(), fields.next(), fields.next()) {
-                (Some(user), Some(password), None) => users.insert(user, password),
-                _ => return Err(Error::Malformed("users file line")),
-            }
-        }
-        Ok(users)
-    }
-
-    pub fn check(&self, request: &AuthRequest) -> AuthDecision {
-        match self.users.get(&request.username) {
-            Some(password) => verify_password(request, password),
-            None => AuthDecision::reject("Authentication failed"),
-        }
-    }
-}
-
 /// Why an authentication exchange ended badly.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuthFailure {
@@ -241,128 +158,59 @@ impl Default for AuthConfig {
     }
 }
 
-/// The authenticator side, whichever the method.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum Authenticator {
-    Pap(PapAuthenticator),
-    Chap(ChapAuthenticator),
+/// RFC 1661 §6.2: the Type of the Authentication-Protocol LCP option.
+const AUTHENTICATION_PROTOCOL_OPTION: u8 = 3;
+
+/// CHAP Algorithm values (RFC 1994 §3, RFC 2433, RFC 2759 §2).
+pub mod chap_algorithm {
+    pub const MD5: u8 = 5;
+    pub const MS_CHAP: u8 = 0x80;
+    pub const MS_CHAP_V2: u8 = 0x81;
 }
 
-impl Authenticator {
-    /// Start authenticating the peer with `method`; `name` is our CHAP Name.
-    pub fn start(
-        method: AuthMethod,
-        name: &[u8],
-        config: AuthConfig,
-        now: Instant,
-        rng: &mut impl Rng,
-    ) -> Self {
-        match method {
-            AuthMethod::Pap => Authenticator::Pap(PapAuthenticator::new(config, now)),
-            AuthMethod::ChapMd5 | AuthMethod::MsChapV2 => {
-                Authenticator::Chap(ChapAuthenticator::new(method, name, config, now, rng))
+/// The Authentication-Protocol option's value (RFC 1661 §6.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuthProtocol {
+    /// 0xc023 with no data (RFC 1334 §3.1).
+    Pap,
+    /// 0xc223 with a one-octet Algorithm (RFC 1994 §3).
+    Chap { algorithm: u8 },
+    /// Anything else (EAP, malformed PAP/CHAP data), kept raw.
+    Other { protocol: u16, data: Vec<u8> },
+}
+
+impl AuthProtocol {
+    /// The option's Data (RFC 1661 §6.2: Authentication-Protocol, then
+    /// protocol-specific data), as carried in the LCP option.
+    pub(crate) fn parse(data: &[u8]) -> Result<Self, Error> {
+        let protocol = be16(data, 0).ok_or(Error::BadOption { kind: AUTHENTICATION_PROTOCOL_OPTION })?;
+        let rest = data.get(2..).unwrap_or(&[]);
+        Ok(match (protocol, rest) {
+            (0xc023, []) => AuthProtocol::Pap,
+            (0xc223, [algorithm]) => AuthProtocol::Chap { algorithm: *algorithm },
+            _ => AuthProtocol::Other { protocol, data: rest.to_vec() },
+        })
+    }
+
+    pub(crate) fn data_len(&self) -> usize {
+        2 + match self {
+            AuthProtocol::Pap => 0,
+            AuthProtocol::Chap { .. } => 1,
+            AuthProtocol::Other { data, .. } => data.len(),
+        }
+    }
+
+    pub(crate) fn emit(&self, buf: &mut [u8]) -> Result<(), Error> {
+        match self {
+            AuthProtocol::Pap => put(buf, 0, &0xc023u16.to_be_bytes()),
+            AuthProtocol::Chap { algorithm } => {
+                put(buf, 0, &0xc223u16.to_be_bytes())?;
+                put(buf, 2, &[*algorithm])
             }
-        }
-    }
-
-    pub fn method(&self) -> AuthMethod {
-        match self {
-            Authenticator::Pap(_) => AuthMethod::Pap,
-            Authenticator::Chap(c) => c.method(),
-        }
-    }
-
-    pub fn input(&mut self, now: Instant, packet: &[u8]) -> Result<(), Error> {
-        match self {
-            Authenticator::Pap(a) => a.input(now, packet),
-            Authenticator::Chap(a) => a.input(now, packet),
-        }
-    }
-
-    pub fn decide(&mut self, decision: &AuthDecision) -> bool {
-        match self {
-            Authenticator::Pap(a) => a.decide(decision),
-            Authenticator::Chap(a) => a.decide(decision),
-        }
-    }
-
-    pub fn handle_timeout(&mut self, now: Instant) {
-        match self {
-            Authenticator::Pap(a) => a.handle_timeout(now),
-            Authenticator::Chap(a) => a.handle_timeout(now),
-        }
-    }
-
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        match self {
-            Authenticator::Pap(a) => a.poll_timeout(),
-            Authenticator::Chap(a) => a.poll_timeout(),
-        }
-    }
-
-    pub fn poll_output(&mut self) -> Option<AuthOutput> {
-        match self {
-            Authenticator::Pap(a) => a.poll_output(),
-            Authenticator::Chap(a) => a.poll_output(),
-        }
-    }
-}
-
-/// The peer (authenticatee) side, whichever the method.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum AuthPeer {
-    Pap(PapPeer),
-    Chap(ChapPeer),
-}
-
-impl AuthPeer {
-    pub fn start(
-        method: AuthMethod,
-        credentials: Credentials,
-        config: AuthConfig,
-        now: Instant,
-        rng: &mut impl Rng,
-    ) -> Self {
-        match method {
-            AuthMethod::Pap => AuthPeer::Pap(PapPeer::new(credentials, config, now, rng)),
-            AuthMethod::ChapMd5 | AuthMethod::MsChapV2 => {
-                AuthPeer::Chap(ChapPeer::new(method, credentials, config, now))
+            AuthProtocol::Other { protocol, data } => {
+                put(buf, 0, &protocol.to_be_bytes())?;
+                put(buf, 2, data)
             }
-        }
-    }
-
-    pub fn method(&self) -> AuthMethod {
-        match self {
-            AuthPeer::Pap(_) => AuthMethod::Pap,
-            AuthPeer::Chap(c) => c.method(),
-        }
-    }
-
-    pub fn input(&mut self, now: Instant, packet: &[u8], rng: &mut impl Rng) -> Result<(), Error> {
-        match self {
-            AuthPeer::Pap(p) => p.input(now, packet),
-            AuthPeer::Chap(p) => p.input(now, packet, rng),
-        }
-    }
-
-    pub fn handle_timeout(&mut self, now: Instant) {
-        match self {
-            AuthPeer::Pap(p) => p.handle_timeout(now),
-            AuthPeer::Chap(p) => p.handle_timeout(now),
-        }
-    }
-
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        match self {
-            AuthPeer::Pap(p) => p.poll_timeout(),
-            AuthPeer::Chap(p) => p.poll_timeout(),
-        }
-    }
-
-    pub fn poll_output(&mut self) -> Option<AuthOutput> {
-        match self {
-            AuthPeer::Pap(p) => p.poll_output(),
-            AuthPeer::Chap(p) => p.poll_output(),
         }
     }
 }
@@ -370,63 +218,6 @@ impl AuthPeer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn request(material: AuthMaterial, method: AuthMethod) -> AuthRequest {
-        AuthRequest { method, username: b"User".to_vec(), material, proxied: false }
-    }
-
-    #[test]
-    fn local_verifier_for_each_method() {
-        let users = LocalUsers::parse("# comment\n\nUser clientPass\nother x\n").expect("parse");
-        // PAP.
-        let pap = request(AuthMaterial::Pap { password: b"clientPass".to_vec() }, AuthMethod::Pap);
-        assert!(users.check(&pap).accept);
-        let bad = request(AuthMaterial::Pap { password: b"nope".to_vec() }, AuthMethod::Pap);
-        assert!(!users.check(&bad).accept);
-        // CHAP-MD5.
-        let challenge = vec![7u8; 16];
-        let response = super::super::chap::md5_response(3, b"clientPass", &challenge).to_vec();
-        let chap = request(
-            AuthMaterial::ChapMd5 { identifier: 3, challenge: challenge.clone(), response },
-            AuthMethod::ChapMd5,
-        );
-        assert!(users.check(&chap).accept);
-        let chap_bad_id = request(
-            AuthMaterial::ChapMd5 {
-                identifier: 4,
-                challenge,
-                response: super::super::chap::md5_response(3, b"clientPass", &[7u8; 16]).to_vec(),
-            },
-            AuthMethod::ChapMd5,
-        );
-        assert!(!users.check(&chap_bad_id).accept);
-        // MS-CHAP-V2 with the RFC 2759 vectors: accept and S= computed.
-        let auth =
-            [0x5B, 0x5D, 0x7C, 0x7D, 0x7B, 0x3F, 0x2F, 0x3E, 0x3C, 0x2C, 0x60, 0x21, 0x32, 0x26, 0x26, 0x28];
-        let peer =
-            [0x21, 0x40, 0x23, 0x24, 0x25, 0x5E, 0x26, 0x2A, 0x28, 0x29, 0x5F, 0x2B, 0x3A, 0x33, 0x7C, 0x7E];
-        let nt = mschapv2::generate_nt_response(&auth, &peer, b"User", "clientPass");
-        let ms = request(
-            AuthMaterial::MsChapV2 {
-                identifier: 1,
-                authenticator_challenge: auth,
-                peer_challenge: peer,
-                nt_response: nt,
-                flags: 0,
-            },
-            AuthMethod::MsChapV2,
-        );
-        let d = users.check(&ms);
-        assert!(d.accept);
-        assert_eq!(d.authenticator_response.as_deref(), Some("S=407A5589115FD0D6209F510FE9C04566932CDA56"));
-        // Unknown user.
-        let mut unknown = pap.clone();
-        unknown.username = b"nobody".to_vec();
-        assert!(!users.check(&unknown).accept);
-        // Malformed users file.
-        assert!(LocalUsers::parse("onlyname\n").is_err());
-        assert!(LocalUsers::parse("a b c\n").is_err());
-    }
 
     #[test]
     fn method_protocol_mapping() {

@@ -7,7 +7,8 @@ use super::frame::{Frame, FrameRepr, Protocol};
 use super::fsm::{OptionPolicy, Verdict};
 use super::ipcp::{IpcpConfig, IpcpOption, IpcpPolicy, IpcpRepr};
 use super::ipv6cp::Ipv6cpRepr;
-use super::lcp::{LcpConfig, LcpOption, LcpPolicy, LcpRepr, Packet, RawOption, Repr};
+use super::lcp::{LcpConfig, LcpOption, LcpPolicy, LcpRepr};
+use super::packet::{Packet, RawOption, Repr};
 use super::pap::PapRepr;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -274,7 +275,7 @@ fn our_policies_on_captured_requests() {
     let lns = options(&lcp_requests[0]);
     match lcp.judge(&lns, &mut crate::ppp::test_rng()) {
         Verdict::Reject(r) => {
-            let kinds: Vec<u8> = r.iter().map(super::lcp::ConfigOption::kind).collect();
+            let kinds: Vec<u8> = r.iter().map(super::packet::ConfigOption::kind).collect();
             // Auth asked of the server side, MRRU, endpoint discriminator.
             assert_eq!(kinds, vec![3, 17, 19]);
         }

@@ -4,7 +4,7 @@
 //! prefer over the Protocol-Reject sent when CCP is disabled.
 
 use super::fsm::{OptionPolicy, Verdict};
-use super::lcp::{RawOption, Repr};
+use super::packet::{RawOption, Repr};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 

@@ -5,9 +5,9 @@
 use super::auth::{
     AuthConfig, AuthDecision, AuthFailure, AuthMaterial, AuthMethod, AuthOutput, AuthRequest, Credentials,
 };
-use super::lcp::{emit_header, Packet, HEADER_LEN};
+use super::error::{put, Error};
 use super::mschapv2::{self, FailureMessage, ResponseValue};
-use super::{put, Error};
+use super::packet::{emit_header, Packet, HEADER_LEN};
 use md5::{Digest, Md5};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -462,7 +462,7 @@ impl ChapPeer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ppp::auth::{verify_password, LocalUsers};
+    use crate::ppp::authenticate::verify_password;
     use crate::ppp::test_rng as rng;
     use std::time::Duration;
 
@@ -529,8 +529,6 @@ mod tests {
     ) -> (Vec<AuthOutput>, Vec<AuthOutput>) {
         let now = Instant::now();
         let config = AuthConfig::default();
-        let mut users = LocalUsers::new();
-        users.insert("alice", server_password);
         let mut server = ChapAuthenticator::new(method, b"lns", config, now, &mut rng());
         let mut client = ChapPeer::new(
             method,
@@ -549,7 +547,8 @@ mod tests {
                     }
                     AuthOutput::Request(r) => {
                         assert_eq!(r.method, method);
-                        let d = users.check(&r);
+                        assert_eq!(r.username, b"alice");
+                        let d = verify_password(&r, server_password);
                         server.decide(&d);
                     }
                     other => so.push(other),

@@ -2,7 +2,7 @@
 //! elided after ACFC, RFC 1661 §6.6) followed by a 1- or 2-octet Protocol
 //! field (RFC 1661 §2, 1-octet form after PFC, §6.5).
 
-use super::Error;
+use super::error::{be16, put, Error};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -142,7 +142,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
         if self.is_protocol_compressed() {
             Protocol(u16::from(data.get(at).copied().unwrap_or(0)))
         } else {
-            Protocol(super::be16(data, at).unwrap_or(0))
+            Protocol(be16(data, at).unwrap_or(0))
         }
     }
 
@@ -191,15 +191,15 @@ impl FrameRepr {
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, Error> {
         let mut at = 0;
         if self.address_control {
-            super::put(buf, 0, &[ADDRESS, CONTROL])?;
+            put(buf, 0, &[ADDRESS, CONTROL])?;
             at = 2;
         }
         if self.protocol_compressed {
             let byte = u8::try_from(self.protocol.0).map_err(|_| Error::BadProtocol)?;
-            super::put(buf, at, &[byte])?;
+            put(buf, at, &[byte])?;
             at += 1;
         } else {
-            super::put(buf, at, &self.protocol.0.to_be_bytes())?;
+            put(buf, at, &self.protocol.0.to_be_bytes())?;
             at += 2;
         }
         Ok(at)

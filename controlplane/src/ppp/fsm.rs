@@ -6,7 +6,7 @@
 //! [`Fsm::poll_action`]; time only enters through the `now` arguments.
 
 use super::frame::Protocol;
-use super::lcp::{self, ConfigOption, Packet, Repr};
+use super::packet::{self, ConfigOption, Packet, Repr};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -414,7 +414,7 @@ impl<P: OptionPolicy> Fsm<P> {
         now: Instant,
         packet: &[u8],
         rng: &mut ChaCha8Rng,
-    ) -> Result<Option<Repr<P::Option>>, super::Error> {
+    ) -> Result<Option<Repr<P::Option>>, super::error::Error> {
         let view = Packet::new_checked(packet)?;
         let repr = Repr::parse(&view)?;
         Ok(self.receive(now, repr, view.packet_bytes(), rng))
@@ -426,7 +426,7 @@ impl<P: OptionPolicy> Fsm<P> {
         now: Instant,
         packet: &[u8],
         rng: &mut ChaCha8Rng,
-    ) -> Result<(), super::Error> {
+    ) -> Result<(), super::error::Error> {
         let view = Packet::new_checked(packet)?;
         let repr = Repr::parse_ncp(&view)?;
         let _ = self.receive(now, repr, view.packet_bytes(), rng);
@@ -471,7 +471,7 @@ impl<P: OptionPolicy> Fsm<P> {
                 // catastrophic; the others (Echo, Discard...) are optional.
                 let rejected = rejected_packet.first().copied().unwrap_or(0);
                 let catastrophic =
-                    (lcp::code::CONFIGURE_REQUEST..=lcp::code::CODE_REJECT).contains(&rejected);
+                    (packet::code::CONFIGURE_REQUEST..=packet::code::CODE_REJECT).contains(&rejected);
                 self.rxj(now, catastrophic);
             }
             Repr::Unknown { .. } => self.ruc(raw),
@@ -656,7 +656,7 @@ impl<P: OptionPolicy> Fsm<P> {
     fn ruc(&mut self, raw: &[u8]) {
         // RFC 1661 §5.6: the rejected packet is truncated so that the
         // Code-Reject fits the peer's MRU (the default when unknown here).
-        let room = usize::from(lcp::DEFAULT_MRU) - lcp::HEADER_LEN;
+        let room = usize::from(packet::DEFAULT_MRU) - packet::HEADER_LEN;
         let identifier = self.id();
         self.send(Repr::CodeReject {
             identifier,
@@ -708,7 +708,7 @@ impl<P: OptionPolicy> Fsm<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ppp::lcp::RawOption;
+    use crate::ppp::packet::RawOption;
     use crate::ppp::test_rng as rng;
 
     /// A toy policy: we ask for option 1 = [want]; the peer's option 1 must
@@ -866,12 +866,12 @@ mod tests {
             let out = drain(&mut a);
             assert_eq!(out.len(), 1);
             let Action::Send(p) = &out[0] else { panic!() };
-            assert_eq!(p[0], lcp::code::CONFIGURE_NAK, "id {id}");
+            assert_eq!(p[0], packet::code::CONFIGURE_NAK, "id {id}");
         }
         a.input_ncp(now, &request(5), &mut rng()).expect("ok");
         let out = drain(&mut a);
         let Action::Send(p) = &out[0] else { panic!() };
-        assert_eq!(p[0], lcp::code::CONFIGURE_REJECT);
+        assert_eq!(p[0], packet::code::CONFIGURE_REJECT);
         assert_eq!(&p[4..], &[1, 3, 7]);
     }
 
@@ -895,7 +895,7 @@ mod tests {
         a.input_ncp(now, &echo, &mut rng()).expect("ok");
         let out = drain(&mut a);
         let Action::Send(p) = &out[0] else { panic!() };
-        assert_eq!(p[0], lcp::code::CODE_REJECT);
+        assert_eq!(p[0], packet::code::CODE_REJECT);
         assert_eq!(&p[4..], &echo[..8], "padding is not echoed");
     }
 

@@ -1,9 +1,9 @@
 //! IPCP (RFC 1332) with the RFC 1877 name-server options, and its policies
 //! for the LNS (assigns the peer's address) and the client (asks for one).
 
+use super::error::{be16, put, Error};
 use super::fsm::{OptionPolicy, Verdict};
-use super::lcp::{ConfigOption, Repr};
-use super::{be16, put, Error};
+use super::packet::{ConfigOption, Repr};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -384,7 +384,7 @@ impl OptionPolicy for IpcpPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ppp::lcp::Packet;
+    use crate::ppp::packet::Packet;
     use crate::ppp::test_rng as rng;
 
     fn ip(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {

@@ -1,8 +1,8 @@
 //! IPv6CP (RFC 5072): Interface-Identifier negotiation.
 
+use super::error::{be16, put, Error};
 use super::fsm::{OptionPolicy, Verdict};
-use super::lcp::{ConfigOption, Repr};
-use super::{be16, put, Error};
+use super::packet::{ConfigOption, Repr};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -211,7 +211,7 @@ impl OptionPolicy for Ipv6cpPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ppp::lcp::Packet;
+    use crate::ppp::packet::Packet;
     use crate::ppp::test_rng as rng;
 
     #[test]

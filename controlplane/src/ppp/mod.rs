@@ -5,21 +5,39 @@
 //! [`std::time::Instant`], and is drained of frames to send, events and the
 //! next deadline, in the manner of `quinn-proto`.
 //!
-//! Layout, one file per protocol:
-//! * [`frame`]: the PPP header (Address/Control, Protocol) and protocol numbers.
-//! * [`lcp`]: the RFC 1661 §5 packet format shared by LCP and the NCPs, LCP
-//!   options and the LCP option policy.
-//! * [`ipcp`], [`ipv6cp`], [`ccp`]: NCP options and policies.
-//! * [`nd`]: Router Solicitation/Advertisement over the link once IPv6CP
-//!   is up, so the subscriber learns its prefix (SLAAC).
-//! * [`fsm`]: the one RFC 1661 §4 option-negotiation automaton.
-//! * [`pap`], [`chap`], [`mschapv2`], [`auth`]: authentication codecs,
-//!   authenticator and peer machines, and the pluggable credential check.
-//! * [`session`]: the PPP link (phases, keepalive, proxy LCP, both roles).
+//! Layout, one file per protocol, in layers: a module only imports from
+//! the layers below it, so the module graph has no cycle.
+//!
+//! 1. [`error`]: the [`Error`] every codec reports and the bounds-checked
+//!    byte access they share. Imports nothing of `ppp`.
+//! 2. Codecs that know no other protocol:
+//!    * [`frame`]: the PPP header (Address/Control, Protocol) and protocol
+//!      numbers;
+//!    * [`packet`]: the RFC 1661 §5 control packet (Code, Identifier,
+//!      Length) and §6 option list, generic over the option type, used by
+//!      LCP, every NCP, PAP and CHAP; the RFC 1661 §6.1 [`DEFAULT_MRU`];
+//!    * [`mschapv2`]: the RFC 2759 computations;
+//!    * [`nd`]: Router Solicitation/Advertisement over the link once IPv6CP
+//!      is up, so the subscriber learns its prefix (SLAAC).
+//! 3. [`fsm`] (the one RFC 1661 §4 option-negotiation automaton, over
+//!    [`packet`]) and [`auth`] (what passes between the authentication
+//!    machines, their owner and the verifier: methods, credentials,
+//!    requests, decisions; over [`frame`]).
+//! 4. Each protocol, over layers 1–3: [`lcp`] (options and policy; needs
+//!    [`auth`] for the Authentication-Protocol option), [`ipcp`],
+//!    [`ipv6cp`], [`ccp`] (NCP options and policies), [`pap`] and [`chap`]
+//!    (codecs, authenticator and peer machines).
+//! 5. [`authenticate`]: which authentication machine runs, whichever the
+//!    method, and the local password check ([`verify_password`]).
+//! 6. [`session`]: the PPP link (phases, keepalive, proxy LCP, both roles).
+//!
+//! This file only declares the modules and re-exports their public face.
 
 pub mod auth;
+pub mod authenticate;
 pub mod ccp;
 pub mod chap;
+pub mod error;
 pub mod frame;
 pub mod fsm;
 pub mod ipcp;
@@ -27,20 +45,22 @@ pub mod ipv6cp;
 pub mod lcp;
 pub mod mschapv2;
 pub mod nd;
+pub mod packet;
 pub mod pap;
 pub mod session;
 
 #[cfg(test)]
 mod capture_tests;
 
-pub use auth::{
-    verify_password, AuthConfig, AuthDecision, AuthMaterial, AuthMethod, AuthRequest, Credentials, LocalUsers,
-};
+pub use auth::{AuthConfig, AuthDecision, AuthMaterial, AuthMethod, AuthRequest, Credentials};
+pub use authenticate::verify_password;
+pub use error::Error;
 pub use frame::{FrameRepr, Protocol};
 pub use fsm::FsmConfig;
 pub use ipcp::IpcpConfig;
 pub use ipv6cp::Ipv6cpConfig;
 pub use lcp::{LcpConfig, LcpNegotiated};
+pub use packet::DEFAULT_MRU;
 /// The generator a [`Session`] draws from, and the trait that seeds it,
 /// re-exported so that drivers seed sessions without naming the crates.
 pub use rand::SeedableRng;
@@ -50,64 +70,10 @@ pub use session::{
     Session, SessionConfig, SessionEvent,
 };
 
-/// Why a PPP packet could not be parsed or emitted.
-///
-/// RFC 1661 §5: malformed packets are silently discarded by the receiver, so
-/// these errors never tear a link down on their own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Error {
-    /// The buffer ends before the fixed part of the packet.
-    #[error("truncated packet")]
-    Truncated,
-    /// A Length field is smaller than the header or larger than the buffer.
-    #[error("length field inconsistent with the buffer")]
-    BadLength,
-    /// A configuration option has a length that its type does not allow.
-    #[error("malformed configuration option of type {kind}")]
-    BadOption {
-        /// The option's Type octet.
-        kind: u8,
-    },
-    /// The Protocol field does not follow the RFC 1661 §2 numbering rules.
-    #[error("malformed protocol field")]
-    BadProtocol,
-    /// A field is present but its contents are invalid.
-    #[error("malformed {0}")]
-    Malformed(&'static str),
-    /// The output buffer is too small for the representation.
-    #[error("buffer too small to emit")]
-    BufferTooSmall,
-    /// An IPv6 frame on the control path that is not Neighbour Discovery
-    /// we answer (the data plane passes link-local and multicast IPv6 up).
-    #[error("IPv6 frame other than router discovery")]
-    NotNeighbourDiscovery,
-}
-
 /// A fixed-seed generator for unit tests: every test run draws the same
 /// identifiers, magic numbers and challenges.
 #[cfg(test)]
 pub(crate) fn test_rng() -> rand_chacha::ChaCha8Rng {
     use rand::SeedableRng;
     rand_chacha::ChaCha8Rng::seed_from_u64(1661)
-}
-
-/// Read a big-endian u16 at `at`, if the slice is long enough.
-pub(crate) fn be16(data: &[u8], at: usize) -> Option<u16> {
-    let b = data.get(at..at.checked_add(2)?)?;
-    Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]))
-}
-
-/// Read a big-endian u32 at `at`, if the slice is long enough.
-pub(crate) fn be32(data: &[u8], at: usize) -> Option<u32> {
-    let b = data.get(at..at.checked_add(4)?)?;
-    let mut a = [0u8; 4];
-    a.copy_from_slice(b);
-    Some(u32::from_be_bytes(a))
-}
-
-/// Copy `src` into `dst` at `at`, failing instead of panicking when short.
-pub(crate) fn put(dst: &mut [u8], at: usize, src: &[u8]) -> Result<(), Error> {
-    let end = at.checked_add(src.len()).ok_or(Error::BufferTooSmall)?;
-    dst.get_mut(at..end).ok_or(Error::BufferTooSmall)?.copy_from_slice(src);
-    Ok(())
 }

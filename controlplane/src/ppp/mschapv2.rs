@@ -5,7 +5,7 @@
 //! MS-CHAP-V2 travels in CHAP packets (RFC 1994) with Algorithm 0x81; the
 //! packet codec is in [`super::chap`].
 
-use super::Error;
+use super::error::Error;
 use des::cipher::generic_array::GenericArray;
 use des::cipher::{BlockEncrypt, KeyInit};
 use md4::{Digest as _, Md4};

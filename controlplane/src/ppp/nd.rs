@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
-use super::Error;
+use super::error::{be16, be32, Error};
 
 /// IPv6 Next Header of ICMPv6.
 pub const NEXT_HEADER_ICMPV6: u8 = 58;
@@ -79,15 +79,6 @@ pub fn slaac_address(prefix: Ipv6Addr, interface_identifier: [u8; 8]) -> Ipv6Add
 pub fn is_link_local(a: &Ipv6Addr) -> bool {
     let o = a.octets();
     o[0] == 0xfe && (o[1] & 0xc0) == 0x80
-}
-
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    super::be16(b, at)
-}
-
-fn be32(b: &[u8], at: usize) -> Option<u32> {
-    let s = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_be_bytes([*s.first()?, *s.get(1)?, *s.get(2)?, *s.get(3)?]))
 }
 
 fn addr(b: &[u8], at: usize) -> Option<Ipv6Addr> {

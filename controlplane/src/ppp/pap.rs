@@ -5,8 +5,8 @@
 use super::auth::{
     AuthConfig, AuthDecision, AuthFailure, AuthMaterial, AuthMethod, AuthOutput, AuthRequest, Credentials,
 };
-use super::lcp::{emit_header, Packet, HEADER_LEN};
-use super::{put, Error};
+use super::error::{put, Error};
+use super::packet::{emit_header, Packet, HEADER_LEN};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;

@@ -6,20 +6,19 @@
 //! [`Session::handle_timeout`], then drain [`Session::poll_transmit`],
 //! [`Session::poll_event`] and arm a timer for [`Session::poll_timeout`].
 
-use super::auth::{
-    AuthConfig, AuthDecision, AuthFailure, AuthMethod, AuthOutput, AuthPeer, AuthRequest, Authenticator,
-    Credentials,
-};
+use super::auth::{AuthConfig, AuthDecision, AuthFailure, AuthMethod, AuthOutput, AuthRequest, Credentials};
+use super::authenticate::{AuthPeer, Authenticator};
 use super::ccp::CcpPolicy;
 use super::chap::ChapAuthenticator;
+use super::error::Error;
 use super::frame::{Frame, FrameRepr, Protocol};
 use super::fsm::{Action, FinishReason, Fsm, FsmConfig};
 use super::ipcp::{IpcpConfig, IpcpPolicy};
 use super::ipv6cp::{Ipv6cpConfig, Ipv6cpPolicy};
-use super::lcp::{self, LcpConfig, LcpNegotiated, LcpOption, LcpPolicy, LcpRepr};
+use super::lcp::{LcpConfig, LcpNegotiated, LcpOption, LcpPolicy, LcpRepr};
 use super::nd::{self, RouterConfig};
+use super::packet;
 use super::pap::PapAuthenticator;
-use super::Error;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -451,7 +450,7 @@ impl Session {
     /// optionally with its captured authentication. Falls back to a full
     /// LCP negotiation when proxy LCP is disabled or unacceptable.
     pub fn open_with_proxy(&mut self, now: Instant, proxy: &ProxyLcp, auth: Option<ProxyAuth>) {
-        let parse = |bytes: &[u8]| lcp::parse_options::<LcpOption>(bytes);
+        let parse = |bytes: &[u8]| packet::parse_options::<LcpOption>(bytes);
         let adopted = self.config.accept_proxy_lcp
             && match (parse(&proxy.last_sent), parse(&proxy.last_received)) {
                 (Ok(sent), Ok(received)) => self.lcp.policy.adopt_proxy(&sent, &received, &mut self.rng),
@@ -645,7 +644,7 @@ impl Session {
     fn protocol_reject(&mut self, protocol: Protocol, payload: &[u8]) {
         // RFC 1661 §5.7: the rejected information is truncated to fit the
         // peer's MRU.
-        let room = usize::from(self.lcp.policy.peer.mru.max(64)).saturating_sub(lcp::HEADER_LEN + 2);
+        let room = usize::from(self.lcp.policy.peer.mru.max(64)).saturating_sub(packet::HEADER_LEN + 2);
         let identifier = self.lcp.fresh_identifier();
         self.lcp.send_extra(LcpRepr::ProtocolReject {
             identifier,
@@ -1119,9 +1118,10 @@ mod tests {
     fn seeded(seed: u64) -> ChaCha8Rng {
         ChaCha8Rng::seed_from_u64(seed)
     }
-    use crate::ppp::auth::LocalUsers;
+    use crate::ppp::authenticate::verify_password;
     use crate::ppp::fsm::State;
-    use crate::ppp::lcp::Packet;
+    use crate::ppp::lcp;
+    use crate::ppp::packet::Packet;
 
     const ASSIGNED: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
     const GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -1142,12 +1142,19 @@ mod tests {
         SessionConfig::client(Credentials { username: "alice".into(), password: password.into() })
     }
 
+    /// The verifier of these tests: one user, alice, password "secret".
+    fn alice(request: &AuthRequest) -> AuthDecision {
+        match request.username.as_slice() {
+            b"alice" => verify_password(request, "secret"),
+            _ => AuthDecision::reject("Authentication failed"),
+        }
+    }
+
     /// Two sessions wired back to back on virtual time.
     struct Pair {
         now: Instant,
         server: Session,
         client: Session,
-        users: LocalUsers,
         server_events: Vec<SessionEvent>,
         client_events: Vec<SessionEvent>,
         /// Frames from the client are lost.
@@ -1160,13 +1167,10 @@ mod tests {
 
     impl Pair {
         fn new(server: SessionConfig, client: SessionConfig) -> Self {
-            let mut users = LocalUsers::new();
-            users.insert("alice", "secret");
             Pair {
                 now: Instant::now(),
                 server: Session::new(server, seeded(1)),
                 client: Session::new(client, seeded(2)),
-                users,
                 server_events: vec![],
                 client_events: vec![],
                 client_muted: false,
@@ -1202,7 +1206,7 @@ mod tests {
                 while let Some(e) = self.server.poll_event() {
                     moved = true;
                     if let SessionEvent::AuthRequest(r) = &e {
-                        let d = self.users.check(r);
+                        let d = alice(r);
                         self.server.auth_result(now, d);
                     }
                     self.server_events.push(e);
@@ -1345,7 +1349,7 @@ mod tests {
         p.start();
         assert_up(&p, AuthMethod::Pap);
         // The server's first request asked for MS-CHAP-V2 and was Nak'ed.
-        assert!(p.lcp_codes(false).contains(&lcp::code::CONFIGURE_NAK));
+        assert!(p.lcp_codes(false).contains(&packet::code::CONFIGURE_NAK));
     }
 
     #[test]
@@ -1355,7 +1359,7 @@ mod tests {
         let mut p = Pair::new(server_config(), client);
         p.start();
         p.run_for(Duration::from_secs(10));
-        assert!(p.lcp_codes(false).contains(&lcp::code::CONFIGURE_REJECT));
+        assert!(p.lcp_codes(false).contains(&packet::code::CONFIGURE_REJECT));
         let cause = Pair::link_down(&p.server_events).expect("down");
         assert_eq!(cause.code, DisconnectCode::AUTH_PROTOCOL_UNACCEPTABLE);
     }
@@ -1374,8 +1378,8 @@ mod tests {
         p.start();
         assert_up(&p, AuthMethod::MsChapV2);
         let codes = p.lcp_codes(true);
-        assert!(codes.contains(&lcp::code::CONFIGURE_NAK), "{codes:?}");
-        assert!(codes.contains(&lcp::code::CONFIGURE_REJECT), "{codes:?}");
+        assert!(codes.contains(&packet::code::CONFIGURE_NAK), "{codes:?}");
+        assert!(codes.contains(&packet::code::CONFIGURE_REJECT), "{codes:?}");
         let (_, peer) = p.server.lcp_negotiated();
         assert_eq!(peer.mru, 1500);
         assert!(!peer.pfc && peer.acfc);
@@ -1395,7 +1399,7 @@ mod tests {
         p.server.handle_frame(p.now, &frame).expect("frame");
         let mut reject = None;
         while let Some(f) = p.server.poll_transmit() {
-            if f[4] == lcp::code::CONFIGURE_REJECT {
+            if f[4] == packet::code::CONFIGURE_REJECT {
                 reject = Some(f);
             }
         }
@@ -1450,7 +1454,7 @@ mod tests {
         p.start();
         assert_up(&p, AuthMethod::MsChapV2);
         // The client Protocol-Rejected IPv6CP; IPv4 keeps the link up.
-        assert!(p.lcp_codes(false).contains(&lcp::code::PROTOCOL_REJECT));
+        assert!(p.lcp_codes(false).contains(&packet::code::PROTOCOL_REJECT));
         assert_eq!(p.server.ipv6cp.as_ref().map(|f| f.state()), Some(State::Stopped));
         p.run_for(Duration::from_secs(30));
         assert_eq!(Pair::link_down(&p.server_events), None);
@@ -1582,14 +1586,14 @@ mod tests {
         let ccp = [0xff, 0x03, 0x80, 0xfd, 0x01, 0x01, 0x00, 0x0a, 0x12, 0x06, 0, 0, 0, 0x40];
         p.server.handle_frame(now, &ccp).expect("frame");
         let f = p.server.poll_transmit().expect("reject");
-        assert_eq!(&f[..5], &[0xff, 0x03, 0xc0, 0x21, lcp::code::PROTOCOL_REJECT]);
+        assert_eq!(&f[..5], &[0xff, 0x03, 0xc0, 0x21, packet::code::PROTOCOL_REJECT]);
         assert_eq!(&f[8..10], &[0x80, 0xfd]);
         assert_eq!(&f[10..], &ccp[4..]);
         // An unknown LCP code: Code-Reject.
         let unknown = [0xff, 0x03, 0xc0, 0x21, 0x20, 0x05, 0x00, 0x05, 0xaa];
         p.server.handle_frame(now, &unknown).expect("frame");
         let f = p.server.poll_transmit().expect("code reject");
-        assert_eq!(f[4], lcp::code::CODE_REJECT);
+        assert_eq!(f[4], packet::code::CODE_REJECT);
         assert_eq!(&f[8..], &unknown[4..]);
         // Garbage does not panic and is reported.
         assert!(p.server.handle_frame(now, &[0xff, 0x03, 0xc0]).is_err());
@@ -1606,7 +1610,7 @@ mod tests {
                 codes.push(f[4]);
             }
         }
-        assert!(codes.contains(&lcp::code::CONFIGURE_REJECT), "{codes:?}");
+        assert!(codes.contains(&packet::code::CONFIGURE_REJECT), "{codes:?}");
     }
 
     #[test]
@@ -1676,8 +1680,8 @@ mod tests {
         let sent = [LcpOption::MaximumReceiveUnit(1460), auth.clone(), LcpOption::MagicNumber(0x0a0b_0c0d)];
         let received = [LcpOption::MaximumReceiveUnit(1492), LcpOption::MagicNumber(0x01020304)];
         let encode = |o: &[LcpOption]| {
-            let mut buf = vec![0u8; lcp::options_len(o)];
-            lcp::emit_options(o, &mut buf).expect("emit");
+            let mut buf = vec![0u8; packet::options_len(o)];
+            packet::emit_options(o, &mut buf).expect("emit");
             buf
         };
         ProxyLcp {
@@ -1705,9 +1709,7 @@ mod tests {
         assert!(matches!(s.poll_event(), Some(SessionEvent::LinkUp { peer, .. }) if peer.mru == 1492));
         let Some(SessionEvent::AuthRequest(r)) = s.poll_event() else { panic!() };
         assert!(r.proxied);
-        let mut users = LocalUsers::new();
-        users.insert("alice", "secret");
-        assert!(s.auth_result(now, users.check(&r)));
+        assert!(s.auth_result(now, alice(&r)));
         // The PAP Ack goes to the subscriber with the LAC's identifier, then
         // IPCP starts.
         assert_eq!(s.poll_transmit(), Some(vec![0xff, 0x03, 0xc0, 0x23, 2, 9, 0, 5, 0]));
@@ -1736,9 +1738,7 @@ mod tests {
                 _ => None,
             })
             .expect("auth request");
-        let mut users = LocalUsers::new();
-        users.insert("alice", "secret");
-        s.auth_result(now, users.check(&r));
+        s.auth_result(now, alice(&r));
         assert_eq!(s.poll_transmit(), Some(vec![0xff, 0x03, 0xc2, 0x23, 3, 4, 0, 4]));
 
         // Proxy LCP without an acceptable auth protocol: full negotiation.
@@ -1999,13 +1999,13 @@ mod tests {
                 .filter(move |(s, f)| *s == from_server && f.get(2..5) == Some(&[0xc0, 0x21, code]))
                 .map(|(_, f)| f.clone())
         };
-        assert_eq!(lcp(true, lcp::code::CONFIGURE_REQUEST).count(), 0);
-        assert_eq!(lcp(false, lcp::code::CONFIGURE_REQUEST).count(), 0);
-        let requests: Vec<_> = lcp(true, lcp::code::ECHO_REQUEST).collect();
+        assert_eq!(lcp(true, packet::code::CONFIGURE_REQUEST).count(), 0);
+        assert_eq!(lcp(false, packet::code::CONFIGURE_REQUEST).count(), 0);
+        let requests: Vec<_> = lcp(true, packet::code::ECHO_REQUEST).collect();
         assert!(requests.len() >= 5, "{}", requests.len());
         assert!(requests.iter().all(|f| f.get(8..12) == Some(&magic.to_be_bytes()[..])));
-        assert_eq!(lcp(false, lcp::code::ECHO_REPLY).count(), requests.len());
-        let replies: Vec<_> = lcp(true, lcp::code::ECHO_REPLY).collect();
+        assert_eq!(lcp(false, packet::code::ECHO_REPLY).count(), requests.len());
+        let replies: Vec<_> = lcp(true, packet::code::ECHO_REPLY).collect();
         assert!(
             !replies.is_empty() && replies.iter().all(|f| f.get(8..12) == Some(&magic.to_be_bytes()[..]))
         );

@@ -1,0 +1,19 @@
+//! Wire helpers shared by every crate of the LNS.
+//!
+//! The data plane, the control plane, the LAC emulator and the test labs
+//! each need the Internet checksum and the L2TP flag bits; they used to
+//! carry their own copies, which could drift apart. These are the one
+//! definition:
+//!
+//! * [`checksum`]: the Internet checksum (RFC 1071) with the IPv4 and IPv6
+//!   pseudo-headers and the RFC 1624 incremental update. The 64-bit
+//!   summing is the data plane's hot-path version.
+//! * [`l2tp`]: the L2TPv2 header's flag bits and version (RFC 2661 §3.1).
+//!
+//! No dependencies and no `unsafe`, so anything (a fuzz target, a bench,
+//! the protocol cores) can use it.
+
+#![forbid(unsafe_code)]
+
+pub mod checksum;
+pub mod l2tp;
