@@ -792,6 +792,12 @@ macro_rules! atomic_words {
                 self.atomic(i).map(|a| a.load(std::sync::atomic::Ordering::SeqCst))
             }
 
+            /// Atomically stores `v` in entry `i` (sequentially consistent).
+            #[inline]
+            pub fn store(&self, i: usize, v: $word) -> bool {
+                self.atomic(i).map(|a| a.store(v, std::sync::atomic::Ordering::SeqCst)).is_some()
+            }
+
             /// Atomically ORs `bits` into entry `i` (sequentially consistent:
             /// the writers of `lns_fast_slots` order it against their other
             /// reads).
@@ -824,14 +830,6 @@ macro_rules! atomic_words {
 }
 
 atomic_words!(u64 => std::sync::atomic::AtomicU64, u32 => std::sync::atomic::AtomicU32);
-
-impl MmapArray<u32> {
-    /// Atomically stores `v` in entry `i` (sequentially consistent).
-    #[inline]
-    pub fn store(&self, i: usize, v: u32) -> bool {
-        self.atomic(i).map(|a| a.store(v, std::sync::atomic::Ordering::SeqCst)).is_some()
-    }
-}
 
 impl MmapArray<u64> {
     /// Atomically adds 1 to entry `i` and returns the value before: other

@@ -143,16 +143,8 @@ impl Maps {
             ("lns_sub_v6_lpm", self.sub_v6_lpm.keys().count()),
             ("lns_sub_v4_flat", self.sub_v4_flat.occupancy().0),
             ("lns_sub_v6_flat", self.sub_v6_flat.occupancy().0),
-            (
-                "lns_pool_sessions",
-                (0..self.pool_sessions.len()).filter(|&u| self.pool_sessions.load(u) != Some(0)).count(),
-            ),
-            (
-                "lns_pool_bits",
-                (0..self.pool_bits.len())
-                    .map(|w| self.pool_bits.load(w).unwrap_or(0).count_ones() as usize)
-                    .sum(),
-            ),
+            ("lns_pool_sessions", self.units().occupancy().0),
+            ("lns_pool_bits", self.units().occupancy().1),
         ])
     }
 }

@@ -60,22 +60,17 @@ impl Maps {
             .update(&index.to_ne_bytes(), &0u64.to_ne_bytes(), MapFlags::ANY)
             .map_err(ctx("writing lns_session_ns"))?;
         let key = s.key();
+        let publish = || {
+            self.session_ids
+                .update(bytemuck::bytes_of(&key), &index.to_ne_bytes(), MapFlags::ANY)
+                .map_err(ctx("writing lns_session_ids"))
+        };
         // A session away from its direct slot: the program must look up
-        // the key in the hash whenever it names that slot, so the slot's
-        // fast bit goes before the key becomes findable.
-        let displaced_from = abi::direct_slot(key, self.max_sessions()).filter(|&d| d != index);
-        if let Some(d) = displaced_from {
-            self.mark_slot(d, abi::slot_mark::DISPLACED);
-        }
-        let idx = index.to_ne_bytes();
-        self.session_ids
-            .update(bytemuck::bytes_of(&key), &idx, MapFlags::ANY)
-            .map_err(ctx("writing lns_session_ids"))?;
-        // Again, now that the key is findable: a writer that was clearing
-        // the mark (the last displaced session of the slot leaving) and did
-        // not see this key yet cannot have left it clear.
-        if let Some(d) = displaced_from {
-            self.mark_slot(d, abi::slot_mark::DISPLACED);
+        // the key in the hash whenever it names that slot, so the slot is
+        // marked around the key becoming findable.
+        match abi::direct_slot(key, self.max_sessions()).filter(|&d| d != index) {
+            Some(d) => self.fast().mark_around(d, abi::slot_mark::DISPLACED, publish)?,
+            None => publish()?,
         }
         self.install_addresses(index, s)?;
         self.refresh_fast_slot(index)
@@ -113,18 +108,14 @@ impl Maps {
         self.write_session(index, &Session::default())?;
         // Addresses the caller added besides the session's own were the
         // caller's to remove; the next session here starts without.
-        self.slot_marks.fetch_and(index as usize, !abi::slot_mark::EXTRA);
-        self.refresh_fast_slot(index)?;
+        self.fast().unmark(index, abi::slot_mark::EXTRA, || self.session_fast(index))?;
         if let Some(d) = abi::direct_slot(old.key(), self.max_sessions()).filter(|&d| d != index) {
-            if !self.displaced_from(d)? {
-                self.slot_marks.fetch_and(d as usize, !abi::slot_mark::DISPLACED);
-                // A session displaced meanwhile marks the slot again after
-                // its key is findable; look once more, after the clear.
-                if self.displaced_from(d)? {
-                    self.mark_slot(d, abi::slot_mark::DISPLACED);
-                }
-                self.refresh_fast_slot(d)?;
-            }
+            self.fast().release(
+                d,
+                abi::slot_mark::DISPLACED,
+                || self.displaced_from(d),
+                || self.session_fast(d),
+            )?;
         }
         Ok(Some(old))
     }
