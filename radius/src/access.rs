@@ -145,7 +145,7 @@ impl AccessRequest {
         let mut v = vec![AttributeRepr::string(T::USER_NAME, &self.user_name)?];
         match &self.credentials {
             Credentials::Pap { password } => {
-                if password.len() > crate::crypto::MAX_USER_PASSWORD_LEN {
+                if password.len() > crate::hiding::MAX_USER_PASSWORD_LEN {
                     return Err(Error::Invalid("User-Password over 128 octets"));
                 }
                 v.push(AttributeRepr::string(T::USER_PASSWORD, password)?);

@@ -15,8 +15,6 @@ use core::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::error::{Error, Result};
-use crate::tunnel::Tag;
-use crate::vendor::VendorSpecific;
 
 mod field {
     pub const TYPE: usize = 0;
@@ -53,7 +51,7 @@ attribute_types! {
     // RFC 2865 §5
     USER_NAME = 1, "User-Name";
     /// RFC 2865 §5.2: hidden with the shared secret, see
-    /// [`crate::crypto::hide_user_password`].
+    /// [`crate::hiding::hide_user_password`].
     USER_PASSWORD = 2, "User-Password";
     /// RFC 2865 §5.3: CHAP Ident (1) then the 16-octet response.
     CHAP_PASSWORD = 3, "CHAP-Password";
@@ -478,21 +476,9 @@ impl AttributeRepr {
         AttributeRepr { typ, value: p.to_bytes() }
     }
 
-    pub fn vendor_specific(v: &VendorSpecific) -> Result<AttributeRepr> {
-        AttributeRepr::new(AttributeType::VENDOR_SPECIFIC, v.to_bytes()?)
-    }
-
-    /// RFC 2868 §3.1-style tagged integer: Tag (1 octet) then the low 24
-    /// bits of the value.
-    pub fn tagged_integer(typ: AttributeType, tag: Tag, v: u32) -> Result<AttributeRepr> {
-        Ok(AttributeRepr { typ, value: crate::tunnel::tagged_integer(tag, v)? })
-    }
-
-    /// RFC 2868 §3.3-style tagged string: the Tag octet (if any) then the
-    /// string.
-    pub fn tagged_string(typ: AttributeType, tag: Option<Tag>, v: impl AsRef<[u8]>) -> Result<AttributeRepr> {
-        AttributeRepr::new(typ, crate::tunnel::tagged_string(tag, v.as_ref()))
-    }
+    // The Vendor-Specific (RFC 2865 §5.26) and tagged (RFC 2868 §3)
+    // constructors and accessors are defined beside their formats, in
+    // crate::vendor and crate::tunnel, which build on this module.
 
     /// Sixteen zero octets, filled in by [`crate::crypto::sign`].
     pub fn message_authenticator_placeholder() -> AttributeRepr {
@@ -523,23 +509,6 @@ impl AttributeRepr {
     /// RFC 2865 §5 "text": UTF-8.
     pub fn as_text(&self) -> Result<&str> {
         core::str::from_utf8(&self.value).map_err(|_| Error::Malformed("text is not UTF-8"))
-    }
-
-    pub fn as_vendor_specific(&self) -> Result<VendorSpecific> {
-        if self.typ != AttributeType::VENDOR_SPECIFIC {
-            return Err(Error::Invalid("not a Vendor-Specific attribute"));
-        }
-        VendorSpecific::parse(&self.value)
-    }
-
-    /// Tagged integer (Tunnel-Type, Tunnel-Medium-Type): (tag, value).
-    pub fn as_tagged_integer(&self) -> Result<(Option<Tag>, u32)> {
-        crate::tunnel::parse_tagged_integer(&self.value)
-    }
-
-    /// Tagged string (Tunnel-Server-Endpoint and the like): (tag, value).
-    pub fn as_tagged_string(&self) -> (Option<Tag>, &[u8]) {
-        crate::tunnel::parse_tagged_string(&self.value)
     }
 }
 

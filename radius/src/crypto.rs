@@ -1,141 +1,30 @@
-//! Everything keyed by the shared secret: User-Password hiding (RFC 2865
-//! §5.2), the salt encryption of Tunnel-Password (RFC 2868 §3.5) and the
-//! MS-MPPE keys (RFC 2548 §2.4.2-3), CHAP responses (RFC 1994 §4.1), the
-//! Request and Response Authenticators (RFC 2865 §3, RFC 2866 §3,
-//! RFC 5176 §2.3) and Message-Authenticator (RFC 3579 §3.2, RFC 2869
-//! §5.14, RFC 5176 §3.1).
+//! Signing and verifying packets with the shared secret, a step after
+//! emit: the Request and Response Authenticators (RFC 2865 §3, RFC 2866
+//! §3, RFC 5176 §2.3) and Message-Authenticator (RFC 3579 §3.2, RFC 2869
+//! §5.14, RFC 5176 §3.1) are computed over the bytes
+//! [`Repr::emit`](crate::packet::Repr::emit) wrote, and checked over the
+//! bytes received. Also CHAP responses (RFC 1994 §4.1).
+//!
+//! The hiding of attribute values (User-Password, salt encryption) lives
+//! in [`crate::hiding`], below the packet codec, and is re-exported here so
+//! that everything keyed by the secret is found in one place.
 
 use hmac::{Hmac, Mac};
-use md5::{Digest, Md5};
+use md5::Md5;
 
-use crate::attribute::{Attribute, AttributeType};
+use crate::attribute::{Attribute, AttributeIter, AttributeType};
 use crate::error::{Error, Result};
-use crate::packet::{Code, Packet, AUTHENTICATOR};
+use crate::hiding::md5;
+pub use crate::hiding::{
+    hide_user_password, recover_user_password, salt_decrypt, salt_encrypt, MAX_USER_PASSWORD_LEN,
+};
+use crate::packet::{Code, Packet, Repr, AUTHENTICATOR, HEADER_LEN};
 
 type HmacMd5 = Hmac<Md5>;
-
-/// RFC 2865 §5.2: the password is padded to a multiple of 16 and at most
-/// 128 octets long.
-pub const MAX_USER_PASSWORD_LEN: usize = 128;
-/// Salt-encrypted values: the longest ciphertext that fits an attribute
-/// after a Tag and Salt (253 - 3) or a VSA header and Salt (253 - 8).
-const MAX_SALTED_CIPHER_LEN: usize = 240;
 
 /// Comparison whose time does not depend on where the inputs differ.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn md5(parts: &[&[u8]]) -> [u8; 16] {
-    let mut h = Md5::new();
-    for p in parts {
-        h.update(p);
-    }
-    h.finalize().into()
-}
-
-/// The RFC 2865 §5.2 chain: c(1) = p(1) xor MD5(S + first), c(i) =
-/// p(i) xor MD5(S + c(i-1)). `first` is the Request Authenticator
-/// (User-Password) or Request Authenticator + Salt (RFC 2868 §3.5).
-fn chain_encrypt(plain: &mut [u8], secret: &[u8], first: &[&[u8]]) {
-    let mut h = Md5::new();
-    h.update(secret);
-    for p in first {
-        h.update(p);
-    }
-    let mut b: [u8; 16] = h.finalize().into();
-    for block in plain.chunks_mut(16) {
-        for (p, k) in block.iter_mut().zip(b.iter()) {
-            *p ^= k;
-        }
-        b = md5(&[secret, block]);
-    }
-}
-
-fn chain_decrypt(cipher: &mut [u8], secret: &[u8], first: &[&[u8]]) {
-    let mut h = Md5::new();
-    h.update(secret);
-    for p in first {
-        h.update(p);
-    }
-    let mut b: [u8; 16] = h.finalize().into();
-    for block in cipher.chunks_mut(16) {
-        let next = md5(&[secret, block]);
-        for (c, k) in block.iter_mut().zip(b.iter()) {
-            *c ^= k;
-        }
-        b = next;
-    }
-}
-
-/// RFC 2865 §5.2: hide `password` (at most 128 octets) with the Request
-/// Authenticator of the Access-Request that carries it.
-pub fn hide_user_password(password: &[u8], secret: &[u8], authenticator: &[u8; 16]) -> Result<Vec<u8>> {
-    if password.len() > MAX_USER_PASSWORD_LEN {
-        return Err(Error::Invalid("User-Password over 128 octets"));
-    }
-    // An empty password still takes one block (Length is at least 18).
-    let padded = password.len().div_ceil(16).max(1) * 16;
-    let mut out = password.to_vec();
-    out.resize(padded, 0);
-    chain_encrypt(&mut out, secret, &[authenticator]);
-    Ok(out)
-}
-
-/// The inverse of [`hide_user_password`]; trailing NUL padding is removed.
-pub fn recover_user_password(hidden: &[u8], secret: &[u8], authenticator: &[u8; 16]) -> Result<Vec<u8>> {
-    if hidden.is_empty() || hidden.len() % 16 != 0 || hidden.len() > MAX_USER_PASSWORD_LEN {
-        return Err(Error::Malformed("User-Password length"));
-    }
-    let mut out = hidden.to_vec();
-    chain_decrypt(&mut out, secret, &[authenticator]);
-    while out.last() == Some(&0) {
-        out.pop();
-    }
-    Ok(out)
-}
-
-/// Salt encryption of RFC 2868 §3.5 (Tunnel-Password) and RFC 2548
-/// §2.4.2 (MS-MPPE-Send-Key, MS-MPPE-Recv-Key): the plaintext is a length
-/// octet, the data, and zero padding to 16; the chain starts from
-/// MD5(secret + Request Authenticator + Salt). Returns Salt + ciphertext.
-/// The Salt's most significant bit is forced on, as both RFCs require.
-pub fn salt_encrypt(
-    data: &[u8],
-    secret: &[u8],
-    request_authenticator: &[u8; 16],
-    salt: u16,
-) -> Result<Vec<u8>> {
-    let len = u8::try_from(data.len()).map_err(|_| Error::Invalid("salted value over 255 octets"))?;
-    let padded = (data.len() + 1).div_ceil(16) * 16;
-    if padded > MAX_SALTED_CIPHER_LEN {
-        return Err(Error::Invalid("salted value too long for one attribute"));
-    }
-    let salt = (salt | 0x8000).to_be_bytes();
-    let mut plain = Vec::with_capacity(padded);
-    plain.push(len);
-    plain.extend_from_slice(data);
-    plain.resize(padded, 0);
-    chain_encrypt(&mut plain, secret, &[request_authenticator, &salt]);
-    let mut out = salt.to_vec();
-    out.extend_from_slice(&plain);
-    Ok(out)
-}
-
-/// The inverse of [`salt_encrypt`]: `salted` is Salt + ciphertext.
-pub fn salt_decrypt(salted: &[u8], secret: &[u8], request_authenticator: &[u8; 16]) -> Result<Vec<u8>> {
-    let salt = salted.get(..2).ok_or(Error::Malformed("salted value without salt"))?;
-    let cipher = salted.get(2..).unwrap_or(&[]);
-    if cipher.is_empty() || cipher.len() % 16 != 0 {
-        return Err(Error::Malformed("salted value length"));
-    }
-    let mut plain = cipher.to_vec();
-    chain_decrypt(&mut plain, secret, &[request_authenticator, salt]);
-    let (&len, rest) = plain.split_first().ok_or(Error::Malformed("salted value"))?;
-    // A length octet beyond the decrypted data means a wrong secret or a
-    // damaged attribute.
-    let data = rest.get(..usize::from(len)).ok_or(Error::Malformed("salted value length octet"))?;
-    Ok(data.to_vec())
 }
 
 /// RFC 1994 §4.1 (and RFC 2865 §5.3 CHAP-Password): MD5(Identifier +
@@ -147,7 +36,7 @@ pub fn chap_md5_response(identifier: u8, password: &[u8], challenge: &[u8]) -> [
 /// The offset of the first Message-Authenticator's Value in `packet`.
 /// Errors if one has a length other than 18 (RFC 3579 §3.2).
 fn message_authenticator_offset(packet: &Packet<&[u8]>) -> Result<Option<usize>> {
-    let mut at = crate::packet::HEADER_LEN;
+    let mut at = HEADER_LEN;
     let mut found = None;
     for a in packet.attributes() {
         if a.typ() == AttributeType::MESSAGE_AUTHENTICATOR {
@@ -226,6 +115,20 @@ pub fn sign(bytes: &mut [u8], secret: &[u8], request_authenticator: Option<&[u8;
     };
     bytes.get_mut(AUTHENTICATOR).ok_or(Error::Malformed("packet"))?.copy_from_slice(&auth);
     Ok(())
+}
+
+impl Repr {
+    /// Emit and sign: Message-Authenticator (if the packet carries one) and
+    /// then the Authenticator field, as [`sign`] describes.
+    /// `request_authenticator` is the request's, for responses.
+    ///
+    /// Defined here rather than in [`crate::packet`] so that the codec
+    /// does not depend on signing: signing depends on the codec.
+    pub fn encode(&self, secret: &[u8], request_authenticator: Option<&[u8; 16]>) -> Result<Vec<u8>> {
+        let mut buf = self.to_bytes()?;
+        sign(&mut buf, secret, request_authenticator)?;
+        Ok(buf)
+    }
 }
 
 fn verify_message_authenticator(
@@ -317,55 +220,38 @@ pub fn verify_request(bytes: &[u8], secret: &[u8], require_message_authenticator
 /// Does the attribute area hold a Message-Authenticator? (For callers that
 /// only need to know, e.g. to log policy violations.)
 pub fn has_message_authenticator(attributes: &[u8]) -> bool {
-    crate::attribute::AttributeIter::new(attributes)
-        .any(|a: Attribute<&[u8]>| a.typ() == AttributeType::MESSAGE_AUTHENTICATOR)
+    AttributeIter::new(attributes).any(|a: Attribute<&[u8]>| a.typ() == AttributeType::MESSAGE_AUTHENTICATOR)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::attribute::AttributeRepr;
-    use crate::packet::Repr;
+    use crate::packet::tests::{hex, RFC2865_7_1_ACCEPT, RFC2865_7_1_REQUEST};
+
+    // RFC 2865 §7.1's Access-Request and Access-Accept (shared secret
+    // "xyzzy5461"), whose parse and emit are tested in crate::packet.
 
     #[test]
-    fn user_password_multi_block() {
-        let auth = [7u8; 16];
-        for len in [0usize, 1, 15, 16, 17, 31, 32, 33, 100, 128] {
-            let pw: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
-            let hidden = hide_user_password(&pw, b"secret", &auth).expect("hide");
-            assert_eq!(hidden.len(), len.div_ceil(16).max(1) * 16);
-            assert_eq!(recover_user_password(&hidden, b"secret", &auth).expect("recover"), pw);
-            if len > 16 {
-                // The second block depends on the first ciphertext block
-                // (RFC 2865 §5.2), not only on the secret.
-                let mut other = pw.clone();
-                other[0] ^= 1;
-                let h2 = hide_user_password(&other, b"secret", &auth).expect("hide");
-                assert_ne!(hidden[16..32], h2[16..32]);
-            }
-        }
-        assert!(hide_user_password(&[b'x'; 129], b"s", &auth).is_err());
-        for bad in [0usize, 15, 17, 144] {
-            assert!(recover_user_password(&vec![0; bad], b"s", &auth).is_err(), "{bad}");
-        }
+    fn rfc2865_access_request_signing_leaves_it_unchanged() {
+        let bytes = hex(RFC2865_7_1_REQUEST);
+        let r = Repr::from_bytes(&bytes).expect("parse");
+        // No Message-Authenticator and a random authenticator: signing
+        // leaves the bytes unchanged.
+        assert_eq!(r.encode(b"xyzzy5461", None).expect("encode"), bytes);
     }
 
     #[test]
-    fn salt_encryption_round_trip_and_checks() {
-        let auth = [9u8; 16];
-        let key = [0x11u8; 16];
-        let s = salt_encrypt(&key, b"secret", &auth, 0x0102).expect("encrypt");
-        assert_eq!(s[..2], [0x81, 0x02]);
-        assert_eq!(s.len(), 2 + 32, "1 + 16 octets pad to 32");
-        assert_eq!(salt_decrypt(&s, b"secret", &auth).expect("decrypt"), key);
-        // A different salt gives a different ciphertext for the same key.
-        let s2 = salt_encrypt(&key, b"secret", &auth, 0x0103).expect("encrypt");
-        assert_ne!(s[2..], s2[2..]);
-        for bad in [&[][..], &[0x80], &[0x80, 1], &[0x80, 1, 2, 3]] {
-            assert!(salt_decrypt(bad, b"secret", &auth).is_err(), "{bad:?}");
-        }
-        assert!(salt_encrypt(&[0; 240], b"s", &auth, 0).is_err());
-        assert!(salt_encrypt(&[0; 239], b"s", &auth, 0).is_ok());
+    fn rfc2865_access_accept_response_authenticator() {
+        let req = hex(RFC2865_7_1_REQUEST);
+        let acc = hex(RFC2865_7_1_ACCEPT);
+        let req_auth: [u8; 16] = req[4..20].try_into().expect("16");
+        verify_response(&acc, b"xyzzy5461", &req_auth, false).expect("verifies");
+        assert_eq!(verify_response(&acc, b"xyzzy5460", &req_auth, false), Err(Error::BadAuthenticator));
+        // Rebuild it: same response authenticator.
+        let mut again = Repr::from_bytes(&acc).expect("parse");
+        again.authenticator = [0; 16];
+        assert_eq!(again.encode(b"xyzzy5461", Some(&req_auth)).expect("encode"), acc);
     }
 
     #[test]

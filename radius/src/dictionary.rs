@@ -375,7 +375,7 @@ impl Dictionary {
 
     /// Read an attribute through the dictionary. A Vendor-Specific may hold
     /// several sub-attributes, hence the Vec. Encrypted values are
-    /// returned as octets (they need the secret, see [`crate::crypto`]).
+    /// returned as octets (they need the secret, see [`crate::hiding`]).
     pub fn decode(&self, a: &AttributeRepr) -> Result<Vec<Decoded>, Error> {
         if a.typ() != AttributeType::VENDOR_SPECIFIC {
             return Ok(vec![self.decode_one(0, u32::from(a.typ().0), a.value())?]);
@@ -456,7 +456,7 @@ impl Dictionary {
     pub fn encode(&self, name: &str, text: &str, tag: Option<Tag>) -> Result<AttributeRepr, Error> {
         let def = self.attribute(name).ok_or(Error::Invalid("unknown attribute name"))?;
         if def.encrypt != Encryption::None {
-            return Err(Error::Invalid("encrypted attributes are built with crate::crypto"));
+            return Err(Error::Invalid("encrypted attributes are built with crate::hiding"));
         }
         let enumerated = self.value(&def.name, text);
         let mut value = match (&def.data_type, enumerated) {

@@ -5,8 +5,8 @@
 use std::net::Ipv4Addr;
 
 use crate::attribute::AttributeRepr;
-use crate::crypto;
 use crate::error::{Error, Result};
+use crate::hiding;
 use crate::packet::Repr;
 use crate::vendor::{VendorAttribute, VendorSpecific};
 
@@ -166,12 +166,12 @@ pub fn mppe_key_attribute(
     request_authenticator: &[u8; 16],
     salt: u16,
 ) -> Result<AttributeRepr> {
-    attribute(vendor_type, crypto::salt_encrypt(key, secret, request_authenticator, salt)?)
+    attribute(vendor_type, hiding::salt_encrypt(key, secret, request_authenticator, salt)?)
 }
 
 /// Decrypt an MS-MPPE-Send-Key or -Recv-Key value.
 pub fn mppe_key(value: &[u8], secret: &[u8], request_authenticator: &[u8; 16]) -> Result<Vec<u8>> {
-    crypto::salt_decrypt(value, secret, request_authenticator)
+    hiding::salt_decrypt(value, secret, request_authenticator)
 }
 
 /// The MS-CHAP values a reply carries, read from any packet.

@@ -11,8 +11,8 @@
 //! ```
 
 use crate::attribute::{AttributeRepr, AttributeType};
-use crate::crypto;
 use crate::error::{Error, Result};
+use crate::hiding;
 
 /// A tunnel Tag, 0x01..=0x1F (RFC 2868 §3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -116,6 +116,32 @@ pub(crate) fn parse_tagged_string(value: &[u8]) -> (Option<Tag>, &[u8]) {
     }
 }
 
+/// Tagged attributes. Defined here rather than in [`crate::attribute`] so
+/// that the generic attribute codec does not depend on this format.
+impl AttributeRepr {
+    /// RFC 2868 §3.1-style tagged integer: Tag (1 octet) then the low 24
+    /// bits of the value.
+    pub fn tagged_integer(typ: AttributeType, tag: Tag, v: u32) -> Result<AttributeRepr> {
+        AttributeRepr::new(typ, tagged_integer(tag, v)?)
+    }
+
+    /// RFC 2868 §3.3-style tagged string: the Tag octet (if any) then the
+    /// string.
+    pub fn tagged_string(typ: AttributeType, tag: Option<Tag>, v: impl AsRef<[u8]>) -> Result<AttributeRepr> {
+        AttributeRepr::new(typ, tagged_string(tag, v.as_ref()))
+    }
+
+    /// Tagged integer (Tunnel-Type, Tunnel-Medium-Type): (tag, value).
+    pub fn as_tagged_integer(&self) -> Result<(Option<Tag>, u32)> {
+        parse_tagged_integer(self.value())
+    }
+
+    /// Tagged string (Tunnel-Server-Endpoint and the like): (tag, value).
+    pub fn as_tagged_string(&self) -> (Option<Tag>, &[u8]) {
+        parse_tagged_string(self.value())
+    }
+}
+
 /// A decoded Tunnel-Password (RFC 2868 §3.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelPassword {
@@ -135,7 +161,7 @@ impl TunnelPassword {
         salt: u16,
     ) -> Result<AttributeRepr> {
         let mut value = vec![self.tag.map_or(0, Tag::get)];
-        value.extend_from_slice(&crypto::salt_encrypt(&self.password, secret, request_authenticator, salt)?);
+        value.extend_from_slice(&hiding::salt_encrypt(&self.password, secret, request_authenticator, salt)?);
         AttributeRepr::new(AttributeType::TUNNEL_PASSWORD, value)
     }
 
@@ -152,7 +178,7 @@ impl TunnelPassword {
         if tag > Tag::MAX {
             return Err(Error::Malformed("Tunnel-Password tag"));
         }
-        let password = crypto::salt_decrypt(salted, secret, request_authenticator)?;
+        let password = hiding::salt_decrypt(salted, secret, request_authenticator)?;
         Ok(TunnelPassword { tag: Tag::new(tag), password })
     }
 }

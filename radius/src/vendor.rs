@@ -9,7 +9,7 @@
 //! Vendors using other layouts (e.g. 2- or 4-octet types) are decoded
 //! through [`crate::dictionary`], which knows their `format=`.
 
-use crate::attribute::{AttributeIter, MAX_VALUE_LEN};
+use crate::attribute::{AttributeIter, AttributeRepr, AttributeType, MAX_VALUE_LEN};
 use crate::error::{Error, Result};
 
 /// One sub-attribute in the RFC 2865 §5.26 recommended format.
@@ -99,6 +99,22 @@ impl VendorSpecific {
             out.extend_from_slice(&a.value);
         }
         Ok(out)
+    }
+}
+
+/// Vendor-Specific attributes. Defined here rather than in
+/// [`crate::attribute`] so that the generic attribute codec does not depend
+/// on this format (this module builds on its iterator).
+impl AttributeRepr {
+    pub fn vendor_specific(v: &VendorSpecific) -> Result<AttributeRepr> {
+        AttributeRepr::new(AttributeType::VENDOR_SPECIFIC, v.to_bytes()?)
+    }
+
+    pub fn as_vendor_specific(&self) -> Result<VendorSpecific> {
+        if self.typ() != AttributeType::VENDOR_SPECIFIC {
+            return Err(Error::Invalid("not a Vendor-Specific attribute"));
+        }
+        VendorSpecific::parse(self.value())
     }
 }
 

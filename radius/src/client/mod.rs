@@ -43,6 +43,7 @@ use crate::accounting::AccountingRequest;
 use crate::attribute::{AttributeRepr, AttributeType};
 use crate::crypto;
 use crate::error::{Error, Result};
+use crate::hiding;
 use crate::microsoft;
 use crate::packet::{Code, Packet, Repr};
 use crate::tunnel::TunnelPassword;
@@ -543,7 +544,7 @@ impl Client {
             self.rng.fill_bytes(&mut repr.authenticator);
             let auth = repr.authenticator;
             for a in repr.attributes.iter_mut().filter(|a| a.typ() == AttributeType::USER_PASSWORD) {
-                let hidden = crypto::hide_user_password(a.value(), secret, &auth)?;
+                let hidden = hiding::hide_user_password(a.value(), secret, &auth)?;
                 *a = AttributeRepr::new(AttributeType::USER_PASSWORD, hidden)?;
             }
         } else if request.code == Code::AccountingRequest {
