@@ -7,8 +7,6 @@
 //! `lns_testlab::freeradius`, here on the host's loopback) is killed and
 //! its directory removed when the test ends, passing or not.
 
-mod support;
-
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -23,10 +21,13 @@ use lns_radius::dictionary::Dictionary;
 use lns_radius::driver::{RadiusClient, ServerEvent};
 use lns_radius::microsoft::MsChap2Response;
 use lns_radius::{crypto, Code};
+// The PPP peer's side of MS-CHAPv2 comes from the control plane, whose
+// RFC 2759 code is what the LNS itself runs (a dev-dependency: the control
+// plane depends on this crate, and cargo accepts the cycle for tests).
+use lns_controlplane::ppp::mschapv2;
 use lns_testlab::freeradius::{free_udp_port, FreeRadiusConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use support::mschapv2;
 
 const SECRET: &str = "lns-test-secret";
 
@@ -158,8 +159,9 @@ fn chap(user: &str, password: &str) -> AccessRequest {
 fn mschapv2(user: &str, password: &str) -> (AccessRequest, String) {
     let auth: [u8; 16] = std::array::from_fn(|i| (i as u8).wrapping_mul(13).wrapping_add(5));
     let peer: [u8; 16] = std::array::from_fn(|i| (i as u8).wrapping_mul(29).wrapping_add(3));
-    let nt = mschapv2::nt_response(&auth, &peer, user.as_bytes(), password);
-    let expected = mschapv2::authenticator_response(password, &nt, &peer, &auth, user.as_bytes());
+    let nt = mschapv2::generate_nt_response(&auth, &peer, user.as_bytes(), password);
+    let hash = mschapv2::nt_password_hash(password);
+    let expected = mschapv2::generate_authenticator_response(&hash, &nt, &peer, &auth, user.as_bytes());
     let response = MsChap2Response { ident: 9, flags: 0, peer_challenge: peer, nt_response: nt };
     (request(user, Credentials::MsChapV2 { authenticator_challenge: auth, response }), expected)
 }
