@@ -140,7 +140,7 @@ pub fn log(n: &Notice, slot: Option<u32>) {
             "PPP link down: CDN"
         ),
         Notice::SessionDown { key, reason, ppp_frames_rx } => info!(
-            why = %describe_session_down(reason),
+            why = describe_session_down(reason).as_str(),
             ppp_frames_rx,
             tunnel_id = key.tunnel.0,
             session_id = key.session.0,
