@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use lns_controlplane::ppp::auth::Credentials;
 use lns_controlplane::ppp::session::{Session, SessionConfig};
+use lns_controlplane::ppp::{ChaCha8Rng, SeedableRng};
 
 fuzz_target!(|data: &[u8]| {
     let now = Instant::now();
     let client = SessionConfig::client(Credentials { username: "u".into(), password: "p".into() });
     for cfg in [SessionConfig::server("lns"), client] {
-        let mut s = Session::new(cfg);
+        let mut s = Session::new(cfg, ChaCha8Rng::seed_from_u64(1661));
         s.open(now);
         // The input is a sequence of frames, each prefixed by one length byte.
         let mut rest = data;

@@ -13,7 +13,7 @@ use lns_controlplane::l2tp::{
 };
 use lns_controlplane::ppp::auth::{AuthMethod, Credentials};
 use lns_controlplane::ppp::session::{NetworkConfig, Session as Ppp, SessionConfig, SessionEvent};
-use lns_controlplane::ppp::Ipv6cpConfig;
+use lns_controlplane::ppp::{ChaCha8Rng, Ipv6cpConfig, SeedableRng};
 
 /// Subscriber traffic: UDP from each session's address(es) to a target.
 #[derive(Clone, Copy, Debug)]
@@ -198,6 +198,9 @@ pub struct Emulator {
     unsettled: u32,
     /// Name servers the LNS handed out in IPCP, over all subscribers.
     dns_learned: std::collections::BTreeSet<Ipv4Addr>,
+    /// Seeds each subscriber's PPP generator (`--seed` makes runs
+    /// reproducible, as it does for the L2TP ids).
+    ppp_rng: ChaCha8Rng,
 }
 
 /// Moves a subscriber to `to`, keeping the count of unsettled ones.
@@ -337,6 +340,10 @@ impl Emulator {
             traffic_timers: BTreeSet::new(),
             unsettled: 0,
             dns_learned: std::collections::BTreeSet::new(),
+            ppp_rng: match seed {
+                Some(seed) => ChaCha8Rng::seed_from_u64(seed),
+                None => ChaCha8Rng::from_entropy(),
+            },
         }
     }
 
@@ -641,7 +648,9 @@ impl Emulator {
                 Event::SessionUp { session_id, .. } => {
                     let cfg = self.subs.get(&(t, session_id)).map(|s| self.ppp_config(s.number));
                     if let (Some(s), Some(cfg)) = (self.subs.get_mut(&(t, session_id)), cfg) {
-                        let mut ppp = Ppp::new(cfg);
+                        let rng = ChaCha8Rng::from_rng(&mut self.ppp_rng)
+                            .unwrap_or_else(|_| ChaCha8Rng::from_entropy());
+                        let mut ppp = Ppp::new(cfg, rng);
                         ppp.open(now);
                         s.ppp = Some(ppp);
                         set_phase(&mut self.unsettled, &mut s.phase, Phase::Ppp);

@@ -85,8 +85,8 @@ struct Args {
     /// does not arrive that way.
     #[arg(long)]
     in_order: bool,
-    /// The scattered order, the default since it stopped being an option
-    /// (accepted so that the commands in docs/benchmarks.md still run).
+    /// Send the sessions' frames in the scattered order, which is the
+    /// default: this flag changes nothing.
     #[arg(long, hide = true, conflicts_with = "in_order")]
     shuffle: bool,
     /// One trafgen template per 256 sessions instead of one per session:
@@ -103,7 +103,8 @@ struct Args {
     lean: bool,
     /// Do not declare the subscribers' pool to the data plane (`--pool`):
     /// downstream frames then take the steering program's lookups (a
-    /// subscriber table and the session, per frame), as before session 8.
+    /// subscriber table and the session, per frame) instead of going to the
+    /// workers by pool unit.
     #[arg(long)]
     no_pools: bool,
 }

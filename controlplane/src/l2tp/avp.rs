@@ -9,9 +9,10 @@
 //! recent Random Vector AVP of that message and the tunnel secret.
 
 use super::header::{SessionId, TunnelId};
-use super::message::MessageType;
+use super::message_type::MessageType;
 use super::Error;
 use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
 
 /// IETF AVPs (RFC 2661 and later RFCs that took IANA numbers).
 pub const VENDOR_IETF: u16 = 0;
@@ -98,7 +99,7 @@ pub mod bbf {
 }
 
 /// Result Code AVP (§4.4.2): result, optional error code, optional text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultCode {
     pub result: u16,
     pub error: Option<u16>,
@@ -158,7 +159,7 @@ pub mod error_code {
 }
 
 /// Q.931 Cause Code AVP (§4.4.4).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Q931Cause {
     pub cause: u16,
     pub message: u8,
@@ -166,7 +167,7 @@ pub struct Q931Cause {
 }
 
 /// Call Errors AVP (§4.4.6), sent in WEN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CallErrors {
     pub crc_errors: u32,
     pub framing_errors: u32,
@@ -177,7 +178,7 @@ pub struct CallErrors {
 }
 
 /// ACCM AVP (§4.4.6), sent in SLI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Accm {
     pub send: u32,
     pub receive: u32,
@@ -185,7 +186,7 @@ pub struct Accm {
 
 /// Connect Speed Update AVP (RFC 5515 §4.4), L2TPv2 form: reserved(2),
 /// remote session id(2), current Tx and Rx speed in bit/s.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectSpeedUpdate {
     pub remote_session_id: SessionId,
     pub tx_bps: u32,
@@ -193,7 +194,7 @@ pub struct ConnectSpeedUpdate {
 }
 
 /// RFC 5515 access-line information (vendor [`VENDOR_BBF`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AccessLine {
     AgentCircuitId(Vec<u8>),
     AgentRemoteId(Vec<u8>),
@@ -210,7 +211,7 @@ pub const PPP_DISCONNECT_CAUSE: u16 = 46;
 /// An AVP the module does not model, kept as it was on the wire (still
 /// hidden if H is set) so it can be logged, re-emitted and judged by its M
 /// bit (§4.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RawAvp {
     pub vendor: u16,
     pub attr: u16,
@@ -220,7 +221,7 @@ pub struct RawAvp {
 }
 
 /// The value of an AVP.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AvpValue {
     MessageType(MessageType),
     ResultCode(ResultCode),
@@ -293,7 +294,7 @@ pub mod proxy_authen {
 }
 
 /// One AVP: flags plus value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Avp {
     pub mandatory: bool,
     pub hidden: bool,

@@ -14,8 +14,9 @@ use super::message::{Message, MessageType};
 use super::session::SessionInfo;
 use super::tunnel::{Event, Tunnel, TunnelConfig, TunnelDownReason, TunnelError, TunnelState};
 use super::Error;
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 
 /// A peer (or a network of peers) allowed to build tunnels, with its
 /// credentials.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerConfig {
     pub network: IpAddr,
     pub prefix_len: u8,
@@ -64,7 +65,7 @@ impl PeerConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EndpointConfig {
     /// Template for every tunnel; the secret may come from [`PeerConfig`].
     pub tunnel: TunnelConfig,
@@ -155,11 +156,12 @@ pub enum EndpointError {
     Tunnel(#[from] TunnelError),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Entry {
     tunnel: Tunnel,
     peer: SocketAddr,
     /// Deadline currently in the timer heap (older heap entries are stale).
+    #[serde(with = "crate::snapshot::opt_instant")]
     scheduled: Option<Instant>,
     /// In the `dirty` list: may have something to send or a new deadline.
     dirty: bool,
@@ -173,33 +175,71 @@ impl Entry {
     }
 }
 
-#[derive(Debug)]
+/// Every tunnel of one UDP socket.
+///
+/// Plain data: serialize it inside [`crate::snapshot::with_base`] and a
+/// restarted process deserializes it (inside `with_base` too, with its own
+/// clock's now) and carries on: timers keep their distance from now,
+/// messages awaiting acknowledgement are retransmitted, the peers notice
+/// nothing but the pause. Sockets and the data plane are the caller's.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Endpoint {
     cfg: EndpointConfig,
+    #[serde(with = "super::serde_maps::pairs")]
     tunnels: HashMap<TunnelId, Entry>,
     /// (peer address, peer's Assigned Tunnel ID) → our id, so that a
     /// retransmitted SCCRQ reaches the tunnel it already created.
+    #[serde(with = "super::serde_maps::pairs")]
     by_peer: HashMap<(SocketAddr, TunnelId), TunnelId>,
     ids: IdAllocator,
-    rng: StdRng,
+    rng: ChaCha8Rng,
     events: VecDeque<(TunnelId, Event)>,
     /// Tunnels touched since they last had nothing to send; polling only
     /// visits these, so the cost per datagram does not grow with the
     /// number of tunnels.
     dirty: VecDeque<TunnelId>,
     /// Min-heap of (deadline, tunnel); entries not matching
-    /// `Entry::scheduled` are stale and skipped.
+    /// `Entry::scheduled` are stale and skipped. Not in a snapshot: rebuilt
+    /// from `Entry::scheduled` on restore.
+    #[serde(skip)]
     timers: BinaryHeap<Reverse<(Instant, TunnelId)>>,
     half_open: usize,
     /// One session-id space per bank (`session_id_banks`), none without.
     spaces: Vec<SessionIdSpace>,
 }
 
+impl Serialize for Endpoint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Endpoint::serialize(self, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Endpoint {
+    /// The derived part, then what a snapshot leaves out: the timer heap,
+    /// and the tunnels' links to the session-id spaces of their banks.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut ep = Endpoint::deserialize(d)?;
+        let ids: Vec<TunnelId> = ep.tunnels.keys().copied().collect();
+        for id in ids {
+            let bank = ep.session_id_bank(id) as usize;
+            let Some(e) = ep.tunnels.get_mut(&id) else { continue };
+            if let Some(space) = ep.spaces.get(bank) {
+                e.tunnel.relink_session_ids(space);
+            }
+            if let Some(t) = e.scheduled {
+                ep.timers.push(Reverse((t, id)));
+            }
+        }
+        Ok(ep)
+    }
+}
+
 impl Endpoint {
     pub fn new(cfg: EndpointConfig) -> Self {
         let rng = match cfg.seed {
-            Some(s) => StdRng::seed_from_u64(s),
-            None => StdRng::from_entropy(),
+            Some(s) => ChaCha8Rng::seed_from_u64(s),
+            None => ChaCha8Rng::from_entropy(),
         };
         let ids = IdAllocator::new(cfg.tunnel_id_hold_down);
         let banks = match cfg.session_id_banks {

@@ -14,15 +14,16 @@
 //! accessors afterwards only index ranges that were proven to exist.
 
 use super::Error;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A tunnel identifier: locally significant, chosen by the receiver of the
 /// messages that carry it (§3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
 pub struct TunnelId(pub u16);
 
 /// A session identifier, locally significant within a tunnel (§3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
 pub struct SessionId(pub u16);
 
 impl fmt::Display for TunnelId {

@@ -5,8 +5,8 @@
 //! late retransmission for an old tunnel or session cannot land on a new
 //! one. 0 is never allocated: it means "not yet assigned" (§3.1).
 
-use rand::rngs::StdRng;
 use rand::Rng;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -19,6 +19,39 @@ use std::time::{Duration, Instant};
 /// tunnel A can only be mistaken for a session of tunnel A.
 #[derive(Debug, Clone, Default)]
 pub struct SessionIdSpace(Arc<Mutex<SpaceBits>>);
+
+/// A snapshot keeps only the reserved ids, as runs (the data plane reserves
+/// long runs: a few pairs, not 8 KiB of bits). Which ids are taken is
+/// known from the tunnels that hold them; [`IdAllocator::relink`] marks
+/// them again when the endpoint that shares the space is restored.
+impl Serialize for SessionIdSpace {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let bits = self.bits();
+        let mut runs: Vec<(u16, u16)> = Vec::new();
+        for id in (0..=u16::MAX).filter(|id| bit(&bits.reserved, *id)) {
+            match runs.last_mut() {
+                Some((_, last)) if last.wrapping_add(1) == id => *last = id,
+                _ => runs.push((id, id)),
+            }
+        }
+        runs.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionIdSpace {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let space = SessionIdSpace::default();
+        {
+            let mut bits = space.bits();
+            for (first, last) in Vec::<(u16, u16)>::deserialize(d)? {
+                for id in first..=last {
+                    set_bit(&mut bits.reserved, id, true);
+                }
+            }
+        }
+        Ok(space)
+    }
+}
 
 #[derive(Debug)]
 struct SpaceBits {
@@ -154,17 +187,57 @@ impl SessionIdSpace {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub(crate) struct IdAllocator {
     /// Ids this allocator handed out and not yet released.
     in_use: HashSet<u16>,
     /// The space shared with other allocators, if any: an id is free only
-    /// if no allocator of the space holds it.
+    /// if no allocator of the space holds it. A snapshot says only whether
+    /// there is one: the space is the endpoint's, restored there and
+    /// handed back through [`IdAllocator::relink`]; until then a restored
+    /// allocator has a space of its own with its ids taken.
+    #[serde(with = "shares")]
     shared: Option<SessionIdSpace>,
+    #[serde(with = "super::serde_maps::instant_values")]
     held: HashMap<u16, Instant>,
     /// Release order, for expiring `held` cheaply.
+    #[serde(with = "super::serde_maps::instant_queue")]
     held_order: VecDeque<(Instant, u16)>,
     hold_down: Duration,
+}
+
+mod shares {
+    use super::*;
+
+    pub(super) fn serialize<S: Serializer>(shared: &Option<SessionIdSpace>, s: S) -> Result<S::Ok, S::Error> {
+        shared.is_some().serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SessionIdSpace>, D::Error> {
+        Ok(bool::deserialize(d)?.then(SessionIdSpace::default))
+    }
+}
+
+impl Serialize for IdAllocator {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        IdAllocator::serialize(self, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for IdAllocator {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let a = IdAllocator::deserialize(d)?;
+        // The placeholder space must know the ids this allocator holds, or
+        // it would hand them out again.
+        if let Some(space) = &a.shared {
+            let mut bits = space.bits();
+            for id in &a.in_use {
+                bits.take(*id);
+            }
+        }
+        Ok(a)
+    }
 }
 
 impl IdAllocator {
@@ -190,6 +263,29 @@ impl IdAllocator {
         true
     }
 
+    /// After a restore: draw from `space` again, the endpoint's restored
+    /// copy of the space this allocator shared, and mark the ids it holds
+    /// as taken there. Nothing for an allocator that shared no space.
+    pub(crate) fn relink(&mut self, space: &SessionIdSpace) {
+        if self.shared.is_none() {
+            return;
+        }
+        {
+            let mut bits = space.bits();
+            for id in &self.in_use {
+                // Taken twice only in a snapshot that was not one
+                // endpoint's: the id stays with whoever marked it first.
+                bits.take(*id);
+            }
+        }
+        if let Some(old) = self.shared.replace(space.clone()) {
+            let mut bits = old.bits();
+            for id in &self.in_use {
+                bits.give_back(*id);
+            }
+        }
+    }
+
     fn expire(&mut self, now: Instant) {
         while let Some(&(until, id)) = self.held_order.front() {
             if until > now {
@@ -207,7 +303,7 @@ impl IdAllocator {
     }
 
     /// A fresh id, or None when all 65535 are taken, reserved or held.
-    pub(crate) fn allocate(&mut self, now: Instant, rng: &mut StdRng) -> Option<u16> {
+    pub(crate) fn allocate<R: Rng + ?Sized>(&mut self, now: Instant, rng: &mut R) -> Option<u16> {
         self.expire(now);
         let id = match &self.shared {
             Some(space) => Self::allocate_shared(&mut space.bits(), &self.held, rng)?,
@@ -217,7 +313,7 @@ impl IdAllocator {
         Some(id)
     }
 
-    fn allocate_own(&self, rng: &mut StdRng) -> Option<u16> {
+    fn allocate_own<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<u16> {
         // Random probes first; they almost always succeed.
         for _ in 0..32 {
             let id: u16 = rng.gen();
@@ -234,7 +330,11 @@ impl IdAllocator {
     /// slot lies beyond its table, one long run, so a bank is often mostly
     /// reserved, and a scan id by id from a random start would both walk
     /// that run for every call and hand out the ids just after it in order.
-    fn allocate_shared(bits: &mut SpaceBits, held: &HashMap<u16, Instant>, rng: &mut StdRng) -> Option<u16> {
+    fn allocate_shared<R: Rng + ?Sized>(
+        bits: &mut SpaceBits,
+        held: &HashMap<u16, Instant>,
+        rng: &mut R,
+    ) -> Option<u16> {
         // Ids this tunnel holds are taken in the space; those it holds
         // down are free there, and another tunnel may have them.
         let usable = |bits: &SpaceBits, id: u16| bits.free(id) && !held.contains_key(&id);
@@ -288,6 +388,7 @@ impl Drop for IdAllocator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
     use rand::SeedableRng;
 
     #[test]

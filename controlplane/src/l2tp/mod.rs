@@ -4,13 +4,18 @@
 //! datagrams and the current time in, and takes datagrams, events and the
 //! next timer deadline out (see [`Endpoint`] and [`Tunnel`]).
 //!
-//! Layers, bottom up:
+//! Layers, bottom up; each module uses only those above it in this list
+//! (and the crate-level [`Error`]), so the module graph has no cycle:
 //! - [`header`]: the L2TP header (§3.1), zero-copy, for control and data.
+//! - [`message_type`]: the Message Type values (§3.2) and their scope
+//!   (tunnel or session, §4.1), needed by both layers below.
 //! - [`avp`]: attribute-value pairs (§4), including hidden AVPs (§4.3) and
 //!   the RFC 5515 access-line AVPs.
 //! - [`message`]: control messages (§6) and their mandatory-AVP rules.
-//! - [`reliable`]: the control channel's reliable delivery (§5.8, App. A).
-//! - [`tunnel`] and [`session`]: the state machines (§7).
+//! - [`reliable`]: the control channel's reliable delivery (§5.8, App. A);
+//!   it sees only headers and opaque bodies.
+//! - `ids`: tunnel and session id allocation (no protocol knowledge).
+//! - [`session`], then [`tunnel`]: the state machines (§7).
 //! - [`endpoint`]: demultiplexing, id allocation and admission limits.
 //!
 //! Driving an [`Endpoint`] from an event loop (one UDP socket):
@@ -39,7 +44,9 @@ pub mod endpoint;
 pub mod header;
 mod ids;
 pub mod message;
+pub mod message_type;
 pub mod reliable;
+mod serde_maps;
 pub mod session;
 pub mod tunnel;
 

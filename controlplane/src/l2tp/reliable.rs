@@ -14,13 +14,14 @@
 //!   congestion window with slow start and congestion avoidance (App. A).
 
 use super::header::{Repr, SessionId, TunnelId};
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// The receive window a peer has when it sends no RWS AVP (§4.4.3).
 pub const DEFAULT_PEER_WINDOW: u16 = 4;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReliableConfig {
     /// Our receive window, advertised in the RWS AVP.
     pub receive_window: u16,
@@ -51,7 +52,7 @@ pub fn seq_lt(a: u16, b: u16) -> bool {
     (a.wrapping_sub(b) as i16) < 0
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Outgoing {
     ns: u16,
     tunnel_id: TunnelId,
@@ -65,7 +66,8 @@ pub struct RetransmitLimit;
 
 /// Reliable delivery state for one control connection. `M` is whatever
 /// the caller wants back in order (a parsed message).
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound(serialize = "M: Serialize", deserialize = "M: Deserialize<'de>"))]
 pub struct Reliable<M> {
     cfg: ReliableConfig,
     next_ns: u16,
@@ -75,13 +77,16 @@ pub struct Reliable<M> {
     in_flight: VecDeque<Outgoing>,
     rto: Duration,
     retries: u32,
+    #[serde(with = "crate::snapshot::opt_instant")]
     rtx_deadline: Option<Instant>,
     resend_oldest: bool,
     cwnd: u16,
     ssthresh: u16,
     /// Acks counted towards the next cwnd increase in congestion avoidance.
     cwnd_acks: u16,
+    #[serde(with = "super::serde_maps::pairs")]
     held: HashMap<u16, M>,
+    #[serde(with = "crate::snapshot::opt_instant")]
     ack_deadline: Option<Instant>,
     /// Messages delivered since our last ack went out.
     unacked: u16,

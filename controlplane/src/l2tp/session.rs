@@ -5,12 +5,13 @@
 use super::avp::{AccessLine, Avp, AvpValue, ConnectSpeedUpdate, Q931Cause, ResultCode};
 use super::header::SessionId;
 use super::message::Message;
+use serde::{Deserialize, Serialize};
 
 /// What the LAC tells the LNS about a call, from ICRQ and ICCN. The LNS
 /// uses it for proxy LCP/authentication (§4.4.5), AAA (calling/called
 /// number, connect speeds, RFC 5515 access-line data) and data-plane
 /// sequencing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {
     pub call_serial_number: u32,
     pub bearer_type: Option<u32>,
@@ -113,7 +114,7 @@ impl SessionInfo {
 }
 
 /// Incoming-call states (§7.4.1 LAC, §7.4.2 LNS).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SessionState {
     /// LAC: ICRQ sent, waiting for ICRP.
     WaitReply,
@@ -122,7 +123,7 @@ pub enum SessionState {
     Established,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Session {
     pub local_id: SessionId,
     /// The peer's id for this call, once known (0 before ICRP on a LAC).
@@ -132,7 +133,7 @@ pub struct Session {
 }
 
 /// Why a session ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionDownCause {
     /// Result Code sent (local close) or received (peer's CDN).
     pub result: Option<ResultCode>,

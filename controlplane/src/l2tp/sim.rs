@@ -974,3 +974,113 @@ fn a_released_session_id_is_held_down_in_its_tunnel_only() {
     let (_, up) = call(&mut sim, a);
     assert_eq!(up, Some((lns_a, SessionId(4242))));
 }
+
+/// Sorts every JSON array (recursively), so two snapshots of one state
+/// compare equal whatever order their hash maps listed entries in.
+fn canonical(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Array(a) => {
+            let mut a: Vec<Value> = a.into_iter().map(canonical).collect();
+            a.sort_by_cached_key(|x| x.to_string());
+            Value::Array(a)
+        }
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, canonical(v))).collect()),
+        v => v,
+    }
+}
+
+/// The LNS process stops with tunnels and sessions up, a CDN in flight
+/// (lost), another CDN and an event not yet taken out; 10 s later a new
+/// process restores its snapshot. The LAC notices nothing: the lost CDN is
+/// retransmitted, the queued one sent, new calls are served, its CDNs and
+/// HELLOs acknowledged, and no tunnel goes down.
+#[test]
+fn a_restored_endpoint_carries_on_where_the_snapshot_left() {
+    // Banks, so the restore must link the tunnels to the shared space again.
+    let lns_cfg = EndpointConfig { session_id_banks: 1, ..base(Role::Lns, "lns", 202) };
+    let mut sim = Sim::new(base(Role::Lac, "lac", 201), lns_cfg.clone(), 203, 0.0, 0.0, 5);
+    let (a, lns_a) = sim.connect();
+    let (b, _) = sim.connect();
+    for _ in 0..5 {
+        for t in [a, b] {
+            sim.lac.open_session(sim.now, t, call_info()).expect("open");
+        }
+    }
+    assert!(sim.run_until(Duration::from_secs(10), |s| s.sessions_up(Side::Lac).len() == 10));
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.lns.session_ids_in_use(), vec![10]);
+    let ups = sim.sessions_up(Side::Lns);
+    let in_a: Vec<SessionId> = ups.iter().filter(|(t, _)| *t == lns_a).map(|(_, s)| *s).collect();
+    let cdn = || ResultCode::new(avp::cdn::ADMINISTRATIVE);
+
+    // A CDN that the network loses, then one still queued, its event not
+    // yet polled, when the process stops.
+    sim.pipe.cut = true;
+    sim.lns.close_session(sim.now, lns_a, in_a[0], cdn()).expect("close");
+    sim.flush();
+    sim.lns.close_session(sim.now, lns_a, in_a[1], cdn()).expect("close");
+    let in_flight = sim.lns.tunnel(lns_a).expect("t").reliable().in_flight();
+    assert_eq!(in_flight, 1, "the first CDN awaits its ack");
+    let retransmitted = sim.lns.tunnel(lns_a).expect("t").reliable().retransmissions;
+
+    let json = crate::snapshot::with_base(sim.now, || serde_json::to_string(&sim.lns)).expect("serialize");
+    // Down for 10 s: whatever reaches the LNS's address meanwhile is lost.
+    let dead = EndpointConfig { accept_incoming: false, ..base(Role::Lns, "dead", 0) };
+    let old = std::mem::replace(&mut sim.lns, Endpoint::new(dead));
+    let snapshot_at = sim.now;
+    sim.run_for(Duration::from_secs(10));
+    let restored: Endpoint =
+        crate::snapshot::with_base(sim.now, || serde_json::from_str(&json)).expect("deserialize");
+    // The same state, seen from its own moment.
+    let again = crate::snapshot::with_base(sim.now, || serde_json::to_value(&restored)).expect("serialize");
+    let before = crate::snapshot::with_base(snapshot_at, || serde_json::to_value(&old)).expect("serialize");
+    assert_eq!(canonical(again), canonical(before));
+    drop(old);
+    sim.lns = restored;
+    sim.pipe.cut = false;
+    assert_eq!(sim.lns.session_ids_in_use(), vec![10 - 2], "relinked to the bank's space");
+    assert!(!sim.lns.reserve_session_id(0, in_a[2].0), "held by a restored tunnel");
+
+    // The event queued before the stop comes out of the new process.
+    sim.flush();
+    assert!(sim.has(Side::Lns, |e| matches!(e, Event::SessionDown { session_id, cause }
+        if *session_id == in_a[1] && !cause.by_peer)));
+    // Both CDNs reach the LAC, the lost one by retransmission.
+    let lac_of = |sim: &Sim, lns_s: SessionId| {
+        sim.lac.tunnel(a).and_then(|t| t.sessions().find(|s| s.peer_id == lns_s).map(|s| s.local_id))
+    };
+    let gone = [lac_of(&sim, in_a[0]).expect("s"), lac_of(&sim, in_a[1]).expect("s")];
+    assert!(sim.run_until(Duration::from_secs(5), |s| gone.iter().all(|g| s.has(
+        Side::Lac,
+        |e| matches!(e,
+        Event::SessionDown { session_id, cause } if session_id == g && cause.by_peer)
+    ))));
+    let lns_tunnel = sim.lns.tunnel(lns_a).expect("t");
+    assert!(lns_tunnel.reliable().retransmissions > retransmitted, "retransmission resumed");
+    // A new call, and a CDN from the LAC.
+    let n = sim.sessions_up(Side::Lns).len();
+    sim.lac.open_session(sim.now, b, call_info()).expect("open");
+    assert!(sim.run_until(Duration::from_secs(5), |s| s.sessions_up(Side::Lns).len() == n + 1));
+    let hung_up = lac_of(&sim, in_a[2]).expect("s");
+    sim.lac.close_session(sim.now, a, hung_up, cdn()).expect("close");
+    assert!(sim.run_until(Duration::from_secs(5), |s| s.has(Side::Lns, |e| matches!(e,
+        Event::SessionDown { session_id, cause } if *session_id == in_a[2] && cause.by_peer))));
+    // The data path still finds the sessions left.
+    assert!(sim.lns.encapsulate(lns_a, in_a[3], &[0xff, 0x03, 0xc0, 0x21], None, true).is_some());
+    // Idle minutes: HELLOs, acknowledged both ways; nothing goes down.
+    let hellos = sim.sent(Side::Lac, Some(MessageType::Hello)).len()
+        + sim.sent(Side::Lns, Some(MessageType::Hello)).len();
+    sim.run_for(Duration::from_secs(130));
+    let hellos_after = sim.sent(Side::Lac, Some(MessageType::Hello)).len()
+        + sim.sent(Side::Lns, Some(MessageType::Hello)).len();
+    assert!(hellos_after >= hellos + 4, "{hellos} → {hellos_after}");
+    assert!(!sim.events.iter().any(|e| matches!(e.2, Event::TunnelDown { .. })));
+    for t in [a, b] {
+        assert_eq!(sim.lac.tunnel(t).expect("t").reliable().in_flight(), 0);
+        let lns_t = sim.lac.tunnel(t).expect("t").peer_id();
+        assert_eq!(sim.lns.tunnel(lns_t).expect("t").reliable().in_flight(), 0);
+    }
+    assert_eq!(sim.lns.tunnel_count(), 2);
+    assert_eq!(sim.lns.session_ids_in_use(), vec![10 - 3 + 1]);
+}

@@ -13,20 +13,21 @@ use super::reliable::{Reliable, ReliableConfig};
 use super::session::{self, Session, SessionDownCause, SessionInfo, SessionState};
 use super::Error;
 use md5::{Digest, Md5};
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Which end of calls this tunnel plays: the LAC places incoming calls
 /// (ICRQ/ICCN), the LNS answers them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Role {
     Lac,
     Lns,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TunnelConfig {
     pub role: Role,
     pub host_name: Vec<u8>,
@@ -82,7 +83,7 @@ impl Default for TunnelConfig {
 
 /// §7.2 states (Idle/wait-ctl-reply/wait-ctl-conn/established), plus the
 /// orderly shutdown of §5.7.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TunnelState {
     /// Responder, before the SCCRQ was processed.
     Idle,
@@ -96,7 +97,7 @@ pub enum TunnelState {
     Closed,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TunnelDownReason {
     /// We sent StopCCN on request of the application.
     LocalClose(ResultCode),
@@ -112,7 +113,7 @@ pub enum TunnelDownReason {
     TieBreakerLost,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     TunnelUp {
         peer_tunnel_id: TunnelId,
@@ -177,7 +178,12 @@ pub fn challenge_response(message_type: MessageType, secret: &[u8], challenge: &
 }
 
 /// One control connection.
-#[derive(Debug)]
+///
+/// Plain data (serde), so a process can snapshot its tunnels and a new one
+/// take them back (with [`crate::snapshot::with_base`]); a tunnel drawing
+/// its session ids from a shared [`SessionIdSpace`] is linked to it again
+/// by the [`Endpoint`](super::Endpoint) that holds both.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Tunnel {
     cfg: TunnelConfig,
     state: TunnelState,
@@ -187,19 +193,26 @@ pub struct Tunnel {
     reliable: Reliable<Message>,
     our_challenge: Option<Vec<u8>>,
     our_tie_breaker: Option<[u8; 8]>,
+    #[serde(with = "super::serde_maps::pairs")]
     sessions: HashMap<SessionId, Session>,
     /// Peer session id → ours, to spot duplicate ICRQs and to match a CDN
     /// sent before the peer learnt our id, without scanning.
+    #[serde(with = "super::serde_maps::pairs")]
     by_peer_session: HashMap<SessionId, SessionId>,
     session_ids: IdAllocator,
     next_call_serial: u32,
     events: VecDeque<Event>,
     /// LNS calls waiting for their ICCN, and until when.
+    #[serde(with = "super::serde_maps::instant_values")]
     awaiting_iccn: HashMap<SessionId, Instant>,
+    #[serde(with = "crate::snapshot::opt_instant")]
     hello_deadline: Option<Instant>,
+    #[serde(with = "crate::snapshot::opt_instant")]
     linger_until: Option<Instant>,
     down_reported: bool,
-    rng: StdRng,
+    /// ChaCha rather than StdRng: its state serializes (and is the same
+    /// generator in every build).
+    rng: ChaCha8Rng,
 }
 
 impl Tunnel {
@@ -224,7 +237,7 @@ impl Tunnel {
             hello_deadline: None,
             linger_until: None,
             down_reported: false,
-            rng: StdRng::seed_from_u64(seed),
+            rng: ChaCha8Rng::seed_from_u64(seed),
         }
     }
 
@@ -255,6 +268,12 @@ impl Tunnel {
     /// creates.
     pub fn share_session_ids(&mut self, space: SessionIdSpace) -> bool {
         self.session_ids.share(space)
+    }
+
+    /// After a restore: draw session ids from `space` again (the restored
+    /// copy of the space this tunnel shared before), its ids taken there.
+    pub(crate) fn relink_session_ids(&mut self, space: &SessionIdSpace) {
+        self.session_ids.relink(space);
     }
 
     pub fn state(&self) -> TunnelState {

@@ -11,11 +11,13 @@ use super::lcp::{chap_algorithm, AuthProtocol};
 use super::mschapv2::{self, ct_eq};
 use super::pap::{PapAuthenticator, PapPeer};
 use super::Error;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// An authentication protocol this implementation runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AuthMethod {
     /// RFC 1334.
     Pap,
@@ -54,14 +56,14 @@ impl AuthMethod {
 }
 
 /// What the client side authenticates with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credentials {
     pub username: String,
     pub password: String,
 }
 
 /// Everything a verifier needs, per method.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuthMaterial {
     /// RFC 1334 §2.2.1: the cleartext password.
     Pap { password: Vec<u8> },
@@ -79,7 +81,7 @@ pub enum AuthMaterial {
 }
 
 /// The authenticator asks its owner to check a peer's credentials.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthRequest {
     pub method: AuthMethod,
     /// Peer-ID (PAP) or Name (CHAP), as sent.
@@ -91,7 +93,7 @@ pub struct AuthRequest {
 }
 
 /// The owner's answer to an [`AuthRequest`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthDecision {
     pub accept: bool,
     /// Text for the PAP Ack/Nak message or CHAP Success/Failure "M=".
@@ -191,7 +193,7 @@ impl LocalUsers {
 }
 
 /// Why an authentication exchange ended badly.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuthFailure {
     /// No answer in time (RFC 3145 cause 13).
     Timeout,
@@ -203,7 +205,7 @@ pub enum AuthFailure {
 }
 
 /// Output of the authentication machines.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuthOutput {
     /// A packet of the method's protocol (no PPP header).
     Send(Vec<u8>),
@@ -218,7 +220,7 @@ pub enum AuthOutput {
 }
 
 /// Timers of the authentication machines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthConfig {
     /// Retransmission interval of Challenges / Authenticate-Requests.
     pub restart_interval: Duration,
@@ -240,7 +242,7 @@ impl Default for AuthConfig {
 }
 
 /// The authenticator side, whichever the method.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub enum Authenticator {
     Pap(PapAuthenticator),
     Chap(ChapAuthenticator),
@@ -248,11 +250,17 @@ pub enum Authenticator {
 
 impl Authenticator {
     /// Start authenticating the peer with `method`; `name` is our CHAP Name.
-    pub fn start(method: AuthMethod, name: &[u8], config: AuthConfig, now: Instant) -> Self {
+    pub fn start(
+        method: AuthMethod,
+        name: &[u8],
+        config: AuthConfig,
+        now: Instant,
+        rng: &mut impl Rng,
+    ) -> Self {
         match method {
             AuthMethod::Pap => Authenticator::Pap(PapAuthenticator::new(config, now)),
             AuthMethod::ChapMd5 | AuthMethod::MsChapV2 => {
-                Authenticator::Chap(ChapAuthenticator::new(method, name, config, now))
+                Authenticator::Chap(ChapAuthenticator::new(method, name, config, now, rng))
             }
         }
     }
@@ -301,16 +309,22 @@ impl Authenticator {
 }
 
 /// The peer (authenticatee) side, whichever the method.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub enum AuthPeer {
     Pap(PapPeer),
     Chap(ChapPeer),
 }
 
 impl AuthPeer {
-    pub fn start(method: AuthMethod, credentials: Credentials, config: AuthConfig, now: Instant) -> Self {
+    pub fn start(
+        method: AuthMethod,
+        credentials: Credentials,
+        config: AuthConfig,
+        now: Instant,
+        rng: &mut impl Rng,
+    ) -> Self {
         match method {
-            AuthMethod::Pap => AuthPeer::Pap(PapPeer::new(credentials, config, now)),
+            AuthMethod::Pap => AuthPeer::Pap(PapPeer::new(credentials, config, now, rng)),
             AuthMethod::ChapMd5 | AuthMethod::MsChapV2 => {
                 AuthPeer::Chap(ChapPeer::new(method, credentials, config, now))
             }
@@ -324,10 +338,10 @@ impl AuthPeer {
         }
     }
 
-    pub fn input(&mut self, now: Instant, packet: &[u8]) -> Result<(), Error> {
+    pub fn input(&mut self, now: Instant, packet: &[u8], rng: &mut impl Rng) -> Result<(), Error> {
         match self {
             AuthPeer::Pap(p) => p.input(now, packet),
-            AuthPeer::Chap(p) => p.input(now, packet),
+            AuthPeer::Chap(p) => p.input(now, packet, rng),
         }
     }
 

@@ -256,8 +256,10 @@ fn our_policies_on_captured_requests() {
     // The xl2tpd client's LCP request (MRU 1400, magic) is acceptable; the
     // LNS's own first request (MRRU, endpoint discriminator) asked of us
     // would be rejected on exactly those two options.
-    let mut lcp =
-        LcpPolicy::new(LcpConfig { require_auth: vec![AuthMethod::ChapMd5], ..LcpConfig::default() });
+    let mut lcp = LcpPolicy::new(
+        LcpConfig { require_auth: vec![AuthMethod::ChapMd5], ..LcpConfig::default() },
+        &mut crate::ppp::test_rng(),
+    );
     let lcp_requests = requests([0xc0, 0x21]);
     let options = |bytes: &[u8]| match LcpRepr::parse(&Packet::new_checked(bytes).expect("p")).expect("lcp") {
         Repr::ConfigureRequest { options, .. } => options,
@@ -268,9 +270,9 @@ fn our_policies_on_captured_requests() {
         .map(|r| options(r))
         .find(|o| o.contains(&LcpOption::MaximumReceiveUnit(1400)))
         .expect("client request");
-    assert_eq!(lcp.judge(&client), Verdict::Ack);
+    assert_eq!(lcp.judge(&client, &mut crate::ppp::test_rng()), Verdict::Ack);
     let lns = options(&lcp_requests[0]);
-    match lcp.judge(&lns) {
+    match lcp.judge(&lns, &mut crate::ppp::test_rng()) {
         Verdict::Reject(r) => {
             let kinds: Vec<u8> = r.iter().map(super::lcp::ConfigOption::kind).collect();
             // Auth asked of the server side, MRRU, endpoint discriminator.
@@ -297,7 +299,7 @@ fn our_policies_on_captured_requests() {
         })
         .find(|o| o.contains(&IpcpOption::IpAddress(Ipv4Addr::UNSPECIFIED)))
         .expect("client IPCP request");
-    match ipcp.judge(&first_client_ipcp) {
+    match ipcp.judge(&first_client_ipcp, &mut crate::ppp::test_rng()) {
         Verdict::Nak(n) => assert!(n.contains(&IpcpOption::IpAddress(Ipv4Addr::new(198, 51, 100, 1)))),
         other => panic!("{other:?}"),
     }

@@ -9,6 +9,8 @@ use super::lcp::{emit_header, Packet, HEADER_LEN};
 use super::mschapv2::{self, FailureMessage, ResponseValue};
 use super::{put, Error};
 use md5::{Digest, Md5};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -105,7 +107,7 @@ pub fn md5_response(identifier: u8, secret: &[u8], challenge: &[u8]) -> [u8; 16]
     Md5::new().chain_update([identifier]).chain_update(secret).chain_update(challenge).finalize().into()
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum ServerState {
     /// Challenge sent, waiting for the Response.
     Challenging,
@@ -116,7 +118,7 @@ enum ServerState {
 }
 
 /// The CHAP authenticator (the LNS side), MD5 or MS-CHAP-V2.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ChapAuthenticator {
     method: AuthMethod,
     name: Vec<u8>,
@@ -124,6 +126,7 @@ pub struct ChapAuthenticator {
     identifier: u8,
     challenge: Vec<u8>,
     transmissions: u32,
+    #[serde(with = "crate::snapshot::opt_instant")]
     deadline: Option<Instant>,
     state: ServerState,
     outputs: VecDeque<AuthOutput>,
@@ -131,15 +134,21 @@ pub struct ChapAuthenticator {
 
 impl ChapAuthenticator {
     /// Start by sending a Challenge (RFC 1994 §2) named `name`.
-    pub fn new(method: AuthMethod, name: &[u8], config: AuthConfig, now: Instant) -> Self {
+    pub fn new(
+        method: AuthMethod,
+        name: &[u8],
+        config: AuthConfig,
+        now: Instant,
+        rng: &mut impl Rng,
+    ) -> Self {
         // RFC 2759 §4 requires 16 octets; RFC 1994 §2.3 asks for an
         // unpredictable value, 16 octets is also the MD5 norm.
-        let challenge: [u8; 16] = rand::random();
+        let challenge: [u8; 16] = rng.gen();
         let mut auth = ChapAuthenticator {
             method,
             name: name.to_vec(),
             config,
-            identifier: rand::random(),
+            identifier: rng.gen(),
             challenge: challenge.to_vec(),
             transmissions: 0,
             deadline: None,
@@ -328,7 +337,7 @@ impl ChapAuthenticator {
 }
 
 /// The CHAP peer (the subscriber side), MD5 or MS-CHAP-V2.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ChapPeer {
     method: AuthMethod,
     credentials: Credentials,
@@ -336,6 +345,7 @@ pub struct ChapPeer {
     identifier: Option<u8>,
     /// MS-CHAP-V2: the "S=" string a genuine authenticator will send.
     expected_authenticator_response: Option<String>,
+    #[serde(with = "crate::snapshot::opt_instant")]
     deadline: Option<Instant>,
     done: bool,
     outputs: VecDeque<AuthOutput>,
@@ -366,14 +376,15 @@ impl ChapPeer {
         self.outputs.push_back(output);
     }
 
-    pub fn input(&mut self, _now: Instant, packet: &[u8]) -> Result<(), Error> {
+    /// `rng` draws the MS-CHAP-V2 Peer-Challenge (RFC 2759 §4).
+    pub fn input(&mut self, _now: Instant, packet: &[u8], rng: &mut impl Rng) -> Result<(), Error> {
         let view = Packet::new_checked(packet)?;
         let repr = ChapRepr::parse(&view)?;
         if self.done {
             return Ok(());
         }
         match repr {
-            ChapRepr::Challenge { identifier, value, .. } => self.answer(identifier, &value)?,
+            ChapRepr::Challenge { identifier, value, .. } => self.answer(identifier, &value, rng)?,
             ChapRepr::Success { identifier, message } if Some(identifier) == self.identifier => {
                 let verified = match &self.expected_authenticator_response {
                     // RFC 2759 §5: the peer MUST check the authenticator.
@@ -407,13 +418,13 @@ impl ChapPeer {
         Ok(())
     }
 
-    fn answer(&mut self, identifier: u8, challenge: &[u8]) -> Result<(), Error> {
+    fn answer(&mut self, identifier: u8, challenge: &[u8], rng: &mut impl Rng) -> Result<(), Error> {
         let username = self.credentials.username.as_bytes();
         let value = match self.method {
             AuthMethod::MsChapV2 => {
                 let auth: [u8; 16] =
                     challenge.try_into().map_err(|_| Error::Malformed("MS-CHAP-V2 challenge length"))?;
-                let peer_challenge: [u8; 16] = rand::random();
+                let peer_challenge: [u8; 16] = rng.gen();
                 let password = &self.credentials.password;
                 let nt_response = mschapv2::generate_nt_response(&auth, &peer_challenge, username, password);
                 self.expected_authenticator_response = Some(mschapv2::generate_authenticator_response(
@@ -452,6 +463,7 @@ impl ChapPeer {
 mod tests {
     use super::*;
     use crate::ppp::auth::{verify_password, LocalUsers};
+    use crate::ppp::test_rng as rng;
     use std::time::Duration;
 
     // cisco-ios_ppp-serial_lcp-chap-ipcp.pcapng frames 5 and 6.
@@ -519,7 +531,7 @@ mod tests {
         let config = AuthConfig::default();
         let mut users = LocalUsers::new();
         users.insert("alice", server_password);
-        let mut server = ChapAuthenticator::new(method, b"lns", config, now);
+        let mut server = ChapAuthenticator::new(method, b"lns", config, now, &mut rng());
         let mut client = ChapPeer::new(
             method,
             Credentials { username: "alice".into(), password: client_password.into() },
@@ -533,7 +545,7 @@ mod tests {
                 match o {
                     AuthOutput::Send(p) => {
                         moved = true;
-                        client.input(now, &p).expect("client input");
+                        client.input(now, &p, &mut rng()).expect("client input");
                     }
                     AuthOutput::Request(r) => {
                         assert_eq!(r.method, method);
@@ -591,7 +603,7 @@ mod tests {
         // S=; the peer must refuse it.
         let now = Instant::now();
         let config = AuthConfig::default();
-        let mut server = ChapAuthenticator::new(AuthMethod::MsChapV2, b"lns", config, now);
+        let mut server = ChapAuthenticator::new(AuthMethod::MsChapV2, b"lns", config, now, &mut rng());
         let mut client = ChapPeer::new(
             AuthMethod::MsChapV2,
             Credentials { username: "alice".into(), password: "pw".into() },
@@ -599,7 +611,7 @@ mod tests {
             now,
         );
         let Some(AuthOutput::Send(ch)) = server.poll_output() else { panic!() };
-        client.input(now, &ch).expect("in");
+        client.input(now, &ch, &mut rng()).expect("in");
         let Some(AuthOutput::Send(resp)) = client.poll_output() else { panic!() };
         server.input(now, &resp).expect("in");
         let Some(AuthOutput::Request(r)) = server.poll_output() else { panic!() };
@@ -610,14 +622,15 @@ mod tests {
             authenticator_response: Some(format!("S={}", "0".repeat(40))),
         });
         let Some(AuthOutput::Send(success)) = server.poll_output() else { panic!() };
-        client.input(now, &success).expect("in");
+        client.input(now, &success, &mut rng()).expect("in");
         assert_eq!(client.poll_output(), Some(AuthOutput::Failure(AuthFailure::BadAuthenticatorResponse)));
     }
 
     #[test]
     fn mschapv2_accept_without_authenticator_response_fails() {
         let now = Instant::now();
-        let mut server = ChapAuthenticator::new(AuthMethod::MsChapV2, b"lns", AuthConfig::default(), now);
+        let mut server =
+            ChapAuthenticator::new(AuthMethod::MsChapV2, b"lns", AuthConfig::default(), now, &mut rng());
         let mut client = ChapPeer::new(
             AuthMethod::MsChapV2,
             Credentials { username: "alice".into(), password: "pw".into() },
@@ -625,7 +638,7 @@ mod tests {
             now,
         );
         let Some(AuthOutput::Send(ch)) = server.poll_output() else { panic!() };
-        client.input(now, &ch).expect("in");
+        client.input(now, &ch, &mut rng()).expect("in");
         let Some(AuthOutput::Send(resp)) = client.poll_output() else { panic!() };
         server.input(now, &resp).expect("in");
         server.poll_output();
@@ -639,7 +652,7 @@ mod tests {
     fn challenge_retransmission_and_timeouts() {
         let now = Instant::now();
         let config = AuthConfig::default();
-        let mut server = ChapAuthenticator::new(AuthMethod::ChapMd5, b"lns", config, now);
+        let mut server = ChapAuthenticator::new(AuthMethod::ChapMd5, b"lns", config, now, &mut rng());
         let mut ids = vec![];
         let mut t = now;
         loop {
@@ -656,7 +669,7 @@ mod tests {
         assert_eq!(ids.len(), 10);
         assert_eq!(t - now, Duration::from_secs(30));
         // A Response to an old Challenge is ignored.
-        let mut server = ChapAuthenticator::new(AuthMethod::ChapMd5, b"lns", config, now);
+        let mut server = ChapAuthenticator::new(AuthMethod::ChapMd5, b"lns", config, now, &mut rng());
         let Some(AuthOutput::Send(ch)) = server.poll_output() else { panic!() };
         let stale =
             ChapRepr::Response { identifier: ch[1].wrapping_sub(1), value: vec![0; 16], name: b"a".to_vec() };

@@ -3,6 +3,7 @@
 //! field (RFC 1661 §2, 1-octet form after PFC, §6.5).
 
 use super::Error;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The RFC 1662 All-Stations address.
@@ -11,7 +12,7 @@ pub const ADDRESS: u8 = 0xff;
 pub const CONTROL: u8 = 0x03;
 
 /// A PPP Protocol field value (IANA "PPP DLL Protocol Numbers").
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Protocol(pub u16);
 
 impl Protocol {

@@ -7,11 +7,14 @@
 
 use super::frame::Protocol;
 use super::lcp::{self, ConfigOption, Packet, Repr};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// RFC 1661 §4.2 states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum State {
     Initial,
     Starting,
@@ -26,7 +29,7 @@ pub enum State {
 }
 
 /// RFC 1661 §4.6 counters and timer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FsmConfig {
     /// Restart timer (default three seconds).
     pub restart_interval: Duration,
@@ -62,24 +65,25 @@ pub enum Verdict<O> {
 /// What one protocol wants and accepts.
 pub trait OptionPolicy {
     type Option: ConfigOption;
-    /// A new negotiation starts: forget Naks and Rejects of earlier rounds.
-    fn reset(&mut self);
+    /// A new negotiation starts: forget Naks and Rejects of earlier rounds
+    /// (and draw new random values, e.g. a Magic-Number, from `rng`).
+    fn reset(&mut self, rng: &mut ChaCha8Rng);
     /// Options for our next Configure-Request.
     fn request(&mut self) -> Vec<Self::Option>;
     /// Judge the peer's Configure-Request.
-    fn judge(&mut self, request: &[Self::Option]) -> Verdict<Self::Option>;
+    fn judge(&mut self, request: &[Self::Option], rng: &mut ChaCha8Rng) -> Verdict<Self::Option>;
     /// We acknowledged this request of the peer's.
     fn peer_acknowledged(&mut self, request: &[Self::Option]);
     /// The peer acknowledged our request.
     fn acknowledged(&mut self, options: &[Self::Option]);
     /// The peer Nak'ed our request with these values.
-    fn naked(&mut self, options: &[Self::Option]);
+    fn naked(&mut self, options: &[Self::Option], rng: &mut ChaCha8Rng);
     /// The peer rejected these options of our request.
     fn rejected(&mut self, options: &[Self::Option]);
 }
 
 /// Why the automaton signalled This-Layer-Finished (for RFC 3145 causes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FinishReason {
     /// Configure-Requests went unanswered (TO- while negotiating); `heard`
     /// says whether any packet of this protocol was received.
@@ -95,7 +99,7 @@ pub enum FinishReason {
 }
 
 /// Output of the automaton.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Action {
     /// A control packet (without PPP header) to send.
     Send(Vec<u8>),
@@ -110,13 +114,15 @@ pub enum Action {
 }
 
 /// One instance of the automaton.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound(serialize = "P: Serialize", deserialize = "P: Deserialize<'de>"))]
 pub struct Fsm<P: OptionPolicy> {
     pub policy: P,
     protocol: Protocol,
     config: FsmConfig,
     state: State,
     restart_count: u32,
+    #[serde(with = "crate::snapshot::opt_instant")]
     deadline: Option<Instant>,
     /// Identifier and options of our outstanding Configure-Request.
     request_id: u8,
@@ -131,7 +137,9 @@ pub struct Fsm<P: OptionPolicy> {
 }
 
 impl<P: OptionPolicy> Fsm<P> {
-    pub fn new(protocol: Protocol, config: FsmConfig, policy: P) -> Self {
+    /// `rng` picks the first Identifier (RFC 1661 §5: any value; a random
+    /// start keeps a restarted link from matching stale replies).
+    pub fn new(protocol: Protocol, config: FsmConfig, policy: P, rng: &mut impl Rng) -> Self {
         Fsm {
             policy,
             protocol,
@@ -142,7 +150,7 @@ impl<P: OptionPolicy> Fsm<P> {
             request_id: 0,
             request: Vec::new(),
             terminate_id: 0,
-            next_id: rand::random(),
+            next_id: rng.gen(),
             naks_sent: 0,
             heard: false,
             terminate_reason: FinishReason::LocalClose,
@@ -230,8 +238,8 @@ impl<P: OptionPolicy> Fsm<P> {
     /// A negotiation starts from a non-negotiating state (Starting, Closed,
     /// Stopped, Opened): start again from the configured wishes, before the
     /// peer's request is judged and before our request is built.
-    fn begin(&mut self) {
-        self.policy.reset();
+    fn begin(&mut self, rng: &mut ChaCha8Rng) {
+        self.policy.reset(rng);
         self.naks_sent = 0;
     }
 
@@ -284,11 +292,11 @@ impl<P: OptionPolicy> Fsm<P> {
     // RFC 1661 §4.3 events.
 
     /// Up: the lower layer is ready.
-    pub fn up(&mut self, now: Instant) {
+    pub fn up(&mut self, now: Instant, rng: &mut ChaCha8Rng) {
         match self.state {
             State::Initial => self.state = State::Closed,
             State::Starting => {
-                self.begin();
+                self.begin(rng);
                 self.irc_configure();
                 self.scr(now, false);
                 self.state = State::RequestSent;
@@ -318,14 +326,14 @@ impl<P: OptionPolicy> Fsm<P> {
     }
 
     /// Open: administratively allowed to come up.
-    pub fn open(&mut self, now: Instant) {
+    pub fn open(&mut self, now: Instant, rng: &mut ChaCha8Rng) {
         match self.state {
             State::Initial => {
                 self.tls();
                 self.state = State::Starting;
             }
             State::Closed => {
-                self.begin();
+                self.begin(rng);
                 self.irc_configure();
                 self.scr(now, false);
                 self.state = State::RequestSent;
@@ -401,21 +409,37 @@ impl<P: OptionPolicy> Fsm<P> {
     /// Parse and process a packet of this protocol. Returns packets with
     /// codes outside 1–7 for the owner (LCP's Echo etc.); NCPs should use
     /// [`Fsm::input_ncp`] which answers those with Code-Reject itself.
-    pub fn input(&mut self, now: Instant, packet: &[u8]) -> Result<Option<Repr<P::Option>>, super::Error> {
+    pub fn input(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Option<Repr<P::Option>>, super::Error> {
         let view = Packet::new_checked(packet)?;
         let repr = Repr::parse(&view)?;
-        Ok(self.receive(now, repr, view.packet_bytes()))
+        Ok(self.receive(now, repr, view.packet_bytes(), rng))
     }
 
     /// As [`Fsm::input`] for an NCP (RFC 1332 §2: codes 1–7 only).
-    pub fn input_ncp(&mut self, now: Instant, packet: &[u8]) -> Result<(), super::Error> {
+    pub fn input_ncp(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<(), super::Error> {
         let view = Packet::new_checked(packet)?;
         let repr = Repr::parse_ncp(&view)?;
-        let _ = self.receive(now, repr, view.packet_bytes());
+        let _ = self.receive(now, repr, view.packet_bytes(), rng);
         Ok(())
     }
 
-    fn receive(&mut self, now: Instant, repr: Repr<P::Option>, raw: &[u8]) -> Option<Repr<P::Option>> {
+    fn receive(
+        &mut self,
+        now: Instant,
+        repr: Repr<P::Option>,
+        raw: &[u8],
+        rng: &mut ChaCha8Rng,
+    ) -> Option<Repr<P::Option>> {
         if matches!(self.state, State::Initial | State::Starting) {
             // RFC 1661 §4.2: no packets are expected before the lower layer
             // is up; discard.
@@ -423,25 +447,25 @@ impl<P: OptionPolicy> Fsm<P> {
         }
         self.heard = true;
         match repr {
-            Repr::ConfigureRequest { identifier, options } => self.rcr(now, identifier, options),
+            Repr::ConfigureRequest { identifier, options } => self.rcr(now, identifier, options, rng),
             Repr::ConfigureAck { identifier, options } => {
                 // RFC 1661 §5.2: an Ack must match our request exactly.
                 if identifier == self.request_id && options == self.request {
-                    self.rca(now, options);
+                    self.rca(now, options, rng);
                 }
             }
             Repr::ConfigureNak { identifier, options } => {
                 if identifier == self.request_id {
-                    self.rcn(now, options, false);
+                    self.rcn(now, options, false, rng);
                 }
             }
             Repr::ConfigureReject { identifier, options } => {
                 if identifier == self.request_id {
-                    self.rcn(now, options, true);
+                    self.rcn(now, options, true, rng);
                 }
             }
             Repr::TerminateRequest { identifier, .. } => self.rtr(now, identifier),
-            Repr::TerminateAck { .. } => self.rta(now),
+            Repr::TerminateAck { .. } => self.rta(now, rng),
             Repr::CodeReject { rejected_packet, .. } => {
                 // RFC 1661 §5.6: rejecting a code we need (1–7) is
                 // catastrophic; the others (Echo, Discard...) are optional.
@@ -456,17 +480,17 @@ impl<P: OptionPolicy> Fsm<P> {
         None
     }
 
-    fn rcr(&mut self, now: Instant, identifier: u8, options: Vec<P::Option>) {
+    fn rcr(&mut self, now: Instant, identifier: u8, options: Vec<P::Option>, rng: &mut ChaCha8Rng) {
         match self.state {
             State::Closed => {
                 self.sta(identifier);
                 return;
             }
             State::Closing | State::Stopping => return,
-            State::Stopped | State::Opened => self.begin(),
+            State::Stopped | State::Opened => self.begin(rng),
             _ => {}
         }
-        let mut verdict = self.policy.judge(&options);
+        let mut verdict = self.policy.judge(&options, rng);
         if let Verdict::Nak(naks) = &verdict {
             if self.naks_sent >= self.config.max_failure {
                 // RFC 1661 §4.6 Max-Failure: stop suggesting, reject the
@@ -527,7 +551,7 @@ impl<P: OptionPolicy> Fsm<P> {
         }
     }
 
-    fn rca(&mut self, now: Instant, options: Vec<P::Option>) {
+    fn rca(&mut self, now: Instant, options: Vec<P::Option>, rng: &mut ChaCha8Rng) {
         match self.state {
             State::Closed | State::Stopped => self.sta(self.request_id),
             State::RequestSent => {
@@ -549,7 +573,7 @@ impl<P: OptionPolicy> Fsm<P> {
             }
             State::Opened => {
                 self.tld();
-                self.begin();
+                self.begin(rng);
                 self.scr(now, false);
                 self.state = State::RequestSent;
             }
@@ -558,30 +582,30 @@ impl<P: OptionPolicy> Fsm<P> {
     }
 
     /// Configure-Nak (`reject == false`) or Configure-Reject of our request.
-    fn rcn(&mut self, now: Instant, options: Vec<P::Option>, reject: bool) {
-        let apply = |this: &mut Self| {
+    fn rcn(&mut self, now: Instant, options: Vec<P::Option>, reject: bool, rng: &mut ChaCha8Rng) {
+        let apply = |this: &mut Self, rng: &mut ChaCha8Rng| {
             if reject {
                 this.policy.rejected(&options);
             } else {
-                this.policy.naked(&options);
+                this.policy.naked(&options, rng);
             }
         };
         match self.state {
             State::Closed | State::Stopped => self.sta(self.request_id),
             State::RequestSent | State::AckSent => {
-                apply(self);
+                apply(self, rng);
                 self.irc_configure();
                 self.scr(now, false);
             }
             State::AckReceived => {
-                apply(self);
+                apply(self, rng);
                 self.scr(now, false);
                 self.state = State::RequestSent;
             }
             State::Opened => {
                 self.tld();
-                self.begin();
-                apply(self);
+                self.begin(rng);
+                apply(self, rng);
                 self.scr(now, false);
                 self.state = State::RequestSent;
             }
@@ -607,7 +631,7 @@ impl<P: OptionPolicy> Fsm<P> {
         }
     }
 
-    fn rta(&mut self, now: Instant) {
+    fn rta(&mut self, now: Instant, rng: &mut ChaCha8Rng) {
         match self.state {
             State::Closing => {
                 self.state = State::Closed;
@@ -620,7 +644,7 @@ impl<P: OptionPolicy> Fsm<P> {
             State::AckReceived => self.state = State::RequestSent,
             State::Opened => {
                 self.tld();
-                self.begin();
+                self.begin(rng);
                 self.scr(now, false);
                 self.state = State::RequestSent;
             }
@@ -685,6 +709,7 @@ impl<P: OptionPolicy> Fsm<P> {
 mod tests {
     use super::*;
     use crate::ppp::lcp::RawOption;
+    use crate::ppp::test_rng as rng;
 
     /// A toy policy: we ask for option 1 = [want]; the peer's option 1 must
     /// equal `accept` (else Nak with it); option 9 is rejected.
@@ -698,11 +723,11 @@ mod tests {
 
     impl OptionPolicy for Toy {
         type Option = RawOption;
-        fn reset(&mut self) {}
+        fn reset(&mut self, _: &mut ChaCha8Rng) {}
         fn request(&mut self) -> Vec<RawOption> {
             vec![RawOption { kind: 1, data: vec![self.want] }]
         }
-        fn judge(&mut self, request: &[RawOption]) -> Verdict<RawOption> {
+        fn judge(&mut self, request: &[RawOption], _: &mut ChaCha8Rng) -> Verdict<RawOption> {
             let rejects: Vec<_> = request.iter().filter(|o| o.kind == 9).cloned().collect();
             if !rejects.is_empty() {
                 return Verdict::Reject(rejects);
@@ -720,7 +745,7 @@ mod tests {
         fn acknowledged(&mut self, _: &[RawOption]) {
             self.acked += 1;
         }
-        fn naked(&mut self, options: &[RawOption]) {
+        fn naked(&mut self, options: &[RawOption], _: &mut ChaCha8Rng) {
             if let Some(v) = options.first().and_then(|o| o.data.first()) {
                 self.want = *v;
             }
@@ -729,7 +754,12 @@ mod tests {
     }
 
     fn toy(want: u8, accept: u8) -> Fsm<Toy> {
-        Fsm::new(Protocol(0x8021), FsmConfig::default(), Toy { want, accept, peer_acked: vec![], acked: 0 })
+        Fsm::new(
+            Protocol(0x8021),
+            FsmConfig::default(),
+            Toy { want, accept, peer_acked: vec![], acked: 0 },
+            &mut rng(),
+        )
     }
 
     fn drain(f: &mut Fsm<Toy>) -> Vec<Action> {
@@ -746,7 +776,7 @@ mod tests {
                 match act {
                     Action::Send(p) => {
                         moved = true;
-                        b.input_ncp(now, &p).expect("valid");
+                        b.input_ncp(now, &p, &mut rng()).expect("valid");
                     }
                     other => sa.push(other),
                 }
@@ -755,7 +785,7 @@ mod tests {
                 match act {
                     Action::Send(p) => {
                         moved = true;
-                        a.input_ncp(now, &p).expect("valid");
+                        a.input_ncp(now, &p, &mut rng()).expect("valid");
                     }
                     other => sb.push(other),
                 }
@@ -772,10 +802,10 @@ mod tests {
         let now = Instant::now();
         let mut a = toy(1, 2);
         let mut b = toy(3, 2); // b wants 3 but a only accepts 2 → Nak
-        a.open(now);
-        a.up(now);
-        b.open(now);
-        b.up(now);
+        a.open(now, &mut rng());
+        a.up(now, &mut rng());
+        b.open(now, &mut rng());
+        b.up(now, &mut rng());
         assert_eq!(a.state(), State::RequestSent);
         let (sa, sb) = exchange(&mut a, &mut b, now);
         assert!(sa.contains(&Action::Up), "{sa:?}");
@@ -790,8 +820,8 @@ mod tests {
     fn retransmit_then_timeout_finishes() {
         let start = Instant::now();
         let mut a = toy(1, 1);
-        a.open(start);
-        a.up(start);
+        a.open(start, &mut rng());
+        a.up(start, &mut rng());
         let mut sent = drain(&mut a).into_iter().filter(|x| matches!(x, Action::Send(_))).count();
         let mut now = start;
         let mut finished = None;
@@ -820,8 +850,8 @@ mod tests {
     fn max_failure_turns_nak_into_reject() {
         let now = Instant::now();
         let mut a = toy(1, 2);
-        a.open(now);
-        a.up(now);
+        a.open(now, &mut rng());
+        a.up(now, &mut rng());
         drain(&mut a);
         let request = |id: u8| {
             Repr::<RawOption>::ConfigureRequest {
@@ -832,13 +862,13 @@ mod tests {
             .expect("emit")
         };
         for id in 0..5 {
-            a.input_ncp(now, &request(id)).expect("ok");
+            a.input_ncp(now, &request(id), &mut rng()).expect("ok");
             let out = drain(&mut a);
             assert_eq!(out.len(), 1);
             let Action::Send(p) = &out[0] else { panic!() };
             assert_eq!(p[0], lcp::code::CONFIGURE_NAK, "id {id}");
         }
-        a.input_ncp(now, &request(5)).expect("ok");
+        a.input_ncp(now, &request(5), &mut rng()).expect("ok");
         let out = drain(&mut a);
         let Action::Send(p) = &out[0] else { panic!() };
         assert_eq!(p[0], lcp::code::CONFIGURE_REJECT);
@@ -849,8 +879,8 @@ mod tests {
     fn reject_and_unknown_code() {
         let now = Instant::now();
         let mut a = toy(1, 1);
-        a.open(now);
-        a.up(now);
+        a.open(now, &mut rng());
+        a.up(now, &mut rng());
         drain(&mut a);
         let req = Repr::<RawOption>::ConfigureRequest {
             identifier: 9,
@@ -858,11 +888,11 @@ mod tests {
         }
         .to_bytes()
         .expect("emit");
-        a.input_ncp(now, &req).expect("ok");
+        a.input_ncp(now, &req, &mut rng()).expect("ok");
         assert_eq!(drain(&mut a), vec![Action::Send(vec![4, 9, 0, 6, 9, 2])]);
         // Code 9 is unknown to an NCP: Code-Reject echoes the packet.
         let echo = [9, 1, 0, 8, 0, 0, 0, 0, 0xee];
-        a.input_ncp(now, &echo).expect("ok");
+        a.input_ncp(now, &echo, &mut rng()).expect("ok");
         let out = drain(&mut a);
         let Action::Send(p) = &out[0] else { panic!() };
         assert_eq!(p[0], lcp::code::CODE_REJECT);
@@ -875,8 +905,8 @@ mod tests {
         let mut a = toy(1, 1);
         let mut b = toy(1, 1);
         for f in [&mut a, &mut b] {
-            f.open(now);
-            f.up(now);
+            f.open(now, &mut rng());
+            f.up(now, &mut rng());
         }
         exchange(&mut a, &mut b, now);
         assert!(a.is_opened() && b.is_opened());
@@ -895,7 +925,7 @@ mod tests {
         // In Closed a Configure-Request is answered with Terminate-Ack.
         let req =
             Repr::<RawOption>::ConfigureRequest { identifier: 3, options: vec![] }.to_bytes().expect("emit");
-        a.input_ncp(later, &req).expect("ok");
+        a.input_ncp(later, &req, &mut rng()).expect("ok");
         assert_eq!(drain(&mut a), vec![Action::Send(vec![6, 3, 0, 4])]);
     }
 
@@ -905,8 +935,8 @@ mod tests {
         let mut a = toy(1, 1);
         let mut b = toy(1, 1);
         for f in [&mut a, &mut b] {
-            f.open(now);
-            f.up(now);
+            f.open(now, &mut rng());
+            f.up(now, &mut rng());
         }
         exchange(&mut a, &mut b, now);
         let req = Repr::<RawOption>::ConfigureRequest {
@@ -915,7 +945,7 @@ mod tests {
         }
         .to_bytes()
         .expect("emit");
-        a.input_ncp(now, &req).expect("ok");
+        a.input_ncp(now, &req, &mut rng()).expect("ok");
         assert_eq!(a.state(), State::AckSent);
         let out = drain(&mut a);
         assert_eq!(out.first(), Some(&Action::Down));
@@ -924,7 +954,7 @@ mod tests {
         assert!(matches!(&out[2], Action::Send(p) if p[0] == 2 && p[1] == 77));
         for act in out {
             if let Action::Send(p) = act {
-                b.input_ncp(now, &p).expect("ok");
+                b.input_ncp(now, &p, &mut rng()).expect("ok");
             }
         }
         let (sa, _) = exchange(&mut a, &mut b, now);
@@ -938,12 +968,12 @@ mod tests {
         let mut a = toy(1, 1);
         let mut b = toy(1, 1);
         for f in [&mut a, &mut b] {
-            f.open(now);
-            f.up(now);
+            f.open(now, &mut rng());
+            f.up(now, &mut rng());
         }
         exchange(&mut a, &mut b, now);
         // Code-Reject of a Configure-Request: RXJ-.
-        a.input_ncp(now, &[7, 1, 0, 8, 1, 1, 0, 4]).expect("ok");
+        a.input_ncp(now, &[7, 1, 0, 8, 1, 1, 0, 4], &mut rng()).expect("ok");
         let out = drain(&mut a);
         assert_eq!(out[0], Action::Down);
         assert!(matches!(&out[1], Action::Send(p) if p[0] == 5));
@@ -952,11 +982,11 @@ mod tests {
         let mut c = toy(1, 1);
         let mut d = toy(1, 1);
         for f in [&mut c, &mut d] {
-            f.open(now);
-            f.up(now);
+            f.open(now, &mut rng());
+            f.up(now, &mut rng());
         }
         exchange(&mut c, &mut d, now);
-        c.input_ncp(now, &[7, 1, 0, 8, 9, 1, 0, 4]).expect("ok");
+        c.input_ncp(now, &[7, 1, 0, 8, 9, 1, 0, 4], &mut rng()).expect("ok");
         assert!(drain(&mut c).is_empty());
         assert!(c.is_opened());
     }
@@ -967,42 +997,42 @@ mod tests {
         let mut a = toy(1, 1);
         let req =
             Repr::<RawOption>::ConfigureRequest { identifier: 1, options: vec![] }.to_bytes().expect("emit");
-        a.input_ncp(now, &req).expect("ok");
+        a.input_ncp(now, &req, &mut rng()).expect("ok");
         assert!(drain(&mut a).is_empty());
-        a.open(now);
-        a.up(now);
+        a.open(now, &mut rng());
+        a.up(now, &mut rng());
         drain(&mut a);
         // An Ack with the wrong identifier or wrong options is discarded.
         let wrong_id = Repr::<RawOption>::ConfigureAck {
             identifier: a.request_id.wrapping_add(1),
             options: a.request.clone(),
         };
-        a.input_ncp(now, &wrong_id.to_bytes().expect("emit")).expect("ok");
+        a.input_ncp(now, &wrong_id.to_bytes().expect("emit"), &mut rng()).expect("ok");
         assert_eq!(a.state(), State::RequestSent);
         let wrong_opts = Repr::<RawOption>::ConfigureAck { identifier: a.request_id, options: vec![] };
-        a.input_ncp(now, &wrong_opts.to_bytes().expect("emit")).expect("ok");
+        a.input_ncp(now, &wrong_opts.to_bytes().expect("emit"), &mut rng()).expect("ok");
         assert_eq!(a.state(), State::RequestSent);
         let right = Repr::<RawOption>::ConfigureAck { identifier: a.request_id, options: a.request.clone() };
-        a.input_ncp(now, &right.to_bytes().expect("emit")).expect("ok");
+        a.input_ncp(now, &right.to_bytes().expect("emit"), &mut rng()).expect("ok");
         assert_eq!(a.state(), State::AckReceived);
         assert_eq!(a.policy.acked, 1);
         // Truncated input is an error.
-        assert!(a.input_ncp(now, &[1, 2, 0]).is_err());
+        assert!(a.input_ncp(now, &[1, 2, 0], &mut rng()).is_err());
     }
 
     #[test]
     fn down_and_open_transitions() {
         let now = Instant::now();
         let mut a = toy(1, 1);
-        a.open(now);
+        a.open(now, &mut rng());
         assert_eq!(drain(&mut a), vec![Action::Started]);
         assert_eq!(a.state(), State::Starting);
         a.close(now);
         assert_eq!(drain(&mut a), vec![Action::Finished(FinishReason::NotStarted)]);
         assert_eq!(a.state(), State::Initial);
-        a.up(now);
+        a.up(now, &mut rng());
         assert_eq!(a.state(), State::Closed);
-        a.open(now);
+        a.open(now, &mut rng());
         assert_eq!(a.state(), State::RequestSent);
         a.down();
         assert_eq!(a.state(), State::Starting);

@@ -4,6 +4,8 @@
 use super::fsm::{OptionPolicy, Verdict};
 use super::lcp::{ConfigOption, Repr};
 use super::{be16, put, Error};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 
 /// IPCP option types.
@@ -19,7 +21,7 @@ pub mod option_type {
 }
 
 /// An IPCP configuration option.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IpcpOption {
     /// RFC 1332 §3.2 (e.g. Van Jacobson 0x002d with its parameters).
     IpCompressionProtocol {
@@ -106,7 +108,7 @@ impl ConfigOption for IpcpOption {
 /// one we assign (may be set later, e.g. from RADIUS Framed-IP-Address), and
 /// the name servers we hand out. For a client: everything is learnt, and
 /// `request_dns` asks for name servers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpcpConfig {
     pub local_address: Option<Ipv4Addr>,
     pub peer_address: Option<Ipv4Addr>,
@@ -119,7 +121,7 @@ pub struct IpcpConfig {
 }
 
 /// What IPCP settled, reported when it opens.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpcpNegotiated {
     pub local_address: Option<Ipv4Addr>,
     pub peer_address: Option<Ipv4Addr>,
@@ -128,7 +130,7 @@ pub struct IpcpNegotiated {
 }
 
 /// The IPCP option policy; `server` selects the LNS behaviour.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IpcpPolicy {
     pub config: IpcpConfig,
     server: bool,
@@ -151,7 +153,7 @@ impl IpcpPolicy {
             address_refused: false,
             negotiated: IpcpNegotiated::default(),
         };
-        p.reset();
+        p.start_over();
         p
     }
 
@@ -269,10 +271,9 @@ impl IpcpPolicy {
     }
 }
 
-impl OptionPolicy for IpcpPolicy {
-    type Option = IpcpOption;
-
-    fn reset(&mut self) {
+impl IpcpPolicy {
+    /// Back to the configured wishes (a negotiation starts again).
+    fn start_over(&mut self) {
         self.want_address = if self.server {
             self.config.local_address
         } else {
@@ -283,6 +284,14 @@ impl OptionPolicy for IpcpPolicy {
         self.want_secondary_dns = ask;
         self.address_refused = false;
         self.negotiated = IpcpNegotiated::default();
+    }
+}
+
+impl OptionPolicy for IpcpPolicy {
+    type Option = IpcpOption;
+
+    fn reset(&mut self, _: &mut ChaCha8Rng) {
+        self.start_over();
     }
 
     fn request(&mut self) -> Vec<IpcpOption> {
@@ -299,7 +308,7 @@ impl OptionPolicy for IpcpPolicy {
         options
     }
 
-    fn judge(&mut self, request: &[IpcpOption]) -> Verdict<IpcpOption> {
+    fn judge(&mut self, request: &[IpcpOption], _: &mut ChaCha8Rng) -> Verdict<IpcpOption> {
         if self.server {
             self.judge_server(request)
         } else {
@@ -330,7 +339,7 @@ impl OptionPolicy for IpcpPolicy {
         }
     }
 
-    fn naked(&mut self, options: &[IpcpOption]) {
+    fn naked(&mut self, options: &[IpcpOption], _: &mut ChaCha8Rng) {
         for option in options {
             match option {
                 IpcpOption::IpAddress(a) => {
@@ -376,6 +385,7 @@ impl OptionPolicy for IpcpPolicy {
 mod tests {
     use super::*;
     use crate::ppp::lcp::Packet;
+    use crate::ppp::test_rng as rng;
 
     fn ip(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
         Ipv4Addr::new(a, b, c, d)
@@ -444,7 +454,7 @@ mod tests {
         assert_eq!(p.request(), vec![IpcpOption::IpAddress(ip(192, 0, 2, 1))]);
         let z = Ipv4Addr::UNSPECIFIED;
         assert_eq!(
-            p.judge(&[IpcpOption::IpAddress(z), IpcpOption::PrimaryDns(z)]),
+            p.judge(&[IpcpOption::IpAddress(z), IpcpOption::PrimaryDns(z)], &mut rng()),
             Verdict::Nak(vec![
                 IpcpOption::IpAddress(ip(198, 51, 100, 7)),
                 IpcpOption::PrimaryDns(ip(192, 0, 2, 53))
@@ -452,28 +462,34 @@ mod tests {
         );
         // A wrong address is corrected too.
         assert_eq!(
-            p.judge(&[IpcpOption::IpAddress(ip(10, 0, 0, 1))]),
+            p.judge(&[IpcpOption::IpAddress(ip(10, 0, 0, 1))], &mut rng()),
             Verdict::Nak(vec![IpcpOption::IpAddress(ip(198, 51, 100, 7))])
         );
         // Secondary DNS is not configured: Reject. VJ: Reject.
         let vj = IpcpOption::IpCompressionProtocol { protocol: 0x2d, data: vec![15, 1] };
         assert_eq!(
-            p.judge(&[IpcpOption::IpAddress(z), IpcpOption::SecondaryDns(z), vj.clone()]),
+            p.judge(&[IpcpOption::IpAddress(z), IpcpOption::SecondaryDns(z), vj.clone()], &mut rng()),
             Verdict::Reject(vec![IpcpOption::SecondaryDns(z), vj])
         );
         // The right values are acknowledged.
         assert_eq!(
-            p.judge(&[IpcpOption::IpAddress(ip(198, 51, 100, 7)), IpcpOption::PrimaryDns(ip(192, 0, 2, 53))]),
+            p.judge(
+                &[IpcpOption::IpAddress(ip(198, 51, 100, 7)), IpcpOption::PrimaryDns(ip(192, 0, 2, 53))],
+                &mut rng()
+            ),
             Verdict::Ack
         );
         // No IP-Address at all: hint it.
-        assert_eq!(p.judge(&[]), Verdict::Nak(vec![IpcpOption::IpAddress(ip(198, 51, 100, 7))]));
+        assert_eq!(p.judge(&[], &mut rng()), Verdict::Nak(vec![IpcpOption::IpAddress(ip(198, 51, 100, 7))]));
         // Without an address to assign, the option is rejected.
         let mut none = IpcpPolicy::new(IpcpConfig::default(), true);
-        assert_eq!(none.judge(&[IpcpOption::IpAddress(z)]), Verdict::Reject(vec![IpcpOption::IpAddress(z)]));
+        assert_eq!(
+            none.judge(&[IpcpOption::IpAddress(z)], &mut rng()),
+            Verdict::Reject(vec![IpcpOption::IpAddress(z)])
+        );
         assert_eq!(none.request(), vec![]);
         none.set_peer_address(ip(1, 2, 3, 4));
-        assert_eq!(none.judge(&[IpcpOption::IpAddress(ip(1, 2, 3, 4))]), Verdict::Ack);
+        assert_eq!(none.judge(&[IpcpOption::IpAddress(ip(1, 2, 3, 4))], &mut rng()), Verdict::Ack);
     }
 
     #[test]
@@ -484,7 +500,10 @@ mod tests {
             c.request(),
             vec![IpcpOption::IpAddress(z), IpcpOption::PrimaryDns(z), IpcpOption::SecondaryDns(z)]
         );
-        c.naked(&[IpcpOption::IpAddress(ip(198, 51, 100, 7)), IpcpOption::PrimaryDns(ip(192, 0, 2, 53))]);
+        c.naked(
+            &[IpcpOption::IpAddress(ip(198, 51, 100, 7)), IpcpOption::PrimaryDns(ip(192, 0, 2, 53))],
+            &mut rng(),
+        );
         c.rejected(&[IpcpOption::SecondaryDns(z)]);
         let req = c.request();
         assert_eq!(
@@ -495,8 +514,11 @@ mod tests {
         assert_eq!(c.negotiated.local_address, Some(ip(198, 51, 100, 7)));
         assert_eq!(c.negotiated.primary_dns, Some(ip(192, 0, 2, 53)));
         // The server's own address is accepted unless zero.
-        assert_eq!(c.judge(&[IpcpOption::IpAddress(ip(192, 0, 2, 1))]), Verdict::Ack);
-        assert_eq!(c.judge(&[IpcpOption::IpAddress(z)]), Verdict::Reject(vec![IpcpOption::IpAddress(z)]));
+        assert_eq!(c.judge(&[IpcpOption::IpAddress(ip(192, 0, 2, 1))], &mut rng()), Verdict::Ack);
+        assert_eq!(
+            c.judge(&[IpcpOption::IpAddress(z)], &mut rng()),
+            Verdict::Reject(vec![IpcpOption::IpAddress(z)])
+        );
         c.rejected(&[IpcpOption::IpAddress(z)]);
         assert!(c.address_refused());
     }

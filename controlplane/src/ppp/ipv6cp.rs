@@ -3,6 +3,9 @@
 use super::fsm::{OptionPolicy, Verdict};
 use super::lcp::{ConfigOption, Repr};
 use super::{be16, put, Error};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 /// IPv6CP option types (RFC 5072 §4).
 pub mod option_type {
@@ -11,7 +14,7 @@ pub mod option_type {
 }
 
 /// An IPv6CP configuration option.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Ipv6cpOption {
     /// RFC 5072 §4.1: 64-bit interface identifier.
     InterfaceIdentifier([u8; 8]),
@@ -72,7 +75,7 @@ impl ConfigOption for Ipv6cpOption {
 }
 
 /// IPv6CP settings.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ipv6cpConfig {
     /// Our interface identifier; random when None (RFC 5072 §4.1 asks for a
     /// unique, preferably random, value).
@@ -82,23 +85,24 @@ pub struct Ipv6cpConfig {
 }
 
 /// What IPv6CP settled.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ipv6cpNegotiated {
     pub local_interface_identifier: Option<[u8; 8]>,
     pub peer_interface_identifier: Option<[u8; 8]>,
 }
 
 /// The IPv6CP option policy (the same for both roles).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ipv6cpPolicy {
     pub config: Ipv6cpConfig,
     want: Option<[u8; 8]>,
     pub negotiated: Ipv6cpNegotiated,
 }
 
-fn random_identifier(avoid: &[[u8; 8]]) -> [u8; 8] {
+/// RFC 5072 §4.1: a random, non-zero identifier other than `avoid`.
+fn random_identifier(rng: &mut impl Rng, avoid: &[[u8; 8]]) -> [u8; 8] {
     loop {
-        let id: [u8; 8] = rand::random();
+        let id: [u8; 8] = rng.gen();
         if id != [0; 8] && !avoid.contains(&id) {
             return id;
         }
@@ -106,9 +110,10 @@ fn random_identifier(avoid: &[[u8; 8]]) -> [u8; 8] {
 }
 
 impl Ipv6cpPolicy {
-    pub fn new(config: Ipv6cpConfig) -> Self {
+    /// `rng` draws our interface identifier unless one is configured.
+    pub fn new(config: Ipv6cpConfig, rng: &mut ChaCha8Rng) -> Self {
         let mut p = Ipv6cpPolicy { config, want: None, negotiated: Ipv6cpNegotiated::default() };
-        p.reset();
+        p.reset(rng);
         p
     }
 
@@ -121,8 +126,8 @@ impl Ipv6cpPolicy {
 impl OptionPolicy for Ipv6cpPolicy {
     type Option = Ipv6cpOption;
 
-    fn reset(&mut self) {
-        self.want = Some(self.config.interface_identifier.unwrap_or_else(|| random_identifier(&[])));
+    fn reset(&mut self, rng: &mut ChaCha8Rng) {
+        self.want = Some(self.config.interface_identifier.unwrap_or_else(|| random_identifier(rng, &[])));
         self.negotiated = Ipv6cpNegotiated::default();
     }
 
@@ -130,7 +135,7 @@ impl OptionPolicy for Ipv6cpPolicy {
         self.want.map(Ipv6cpOption::InterfaceIdentifier).into_iter().collect()
     }
 
-    fn judge(&mut self, request: &[Ipv6cpOption]) -> Verdict<Ipv6cpOption> {
+    fn judge(&mut self, request: &[Ipv6cpOption], rng: &mut ChaCha8Rng) -> Verdict<Ipv6cpOption> {
         let mut naks = Vec::new();
         let mut rejects = Vec::new();
         for option in request {
@@ -145,7 +150,7 @@ impl OptionPolicy for Ipv6cpPolicy {
                             .config
                             .peer_interface_identifier
                             .filter(|s| *s != ours && *s != [0; 8])
-                            .unwrap_or_else(|| random_identifier(&[ours, *id]));
+                            .unwrap_or_else(|| random_identifier(rng, &[ours, *id]));
                         naks.push(Ipv6cpOption::InterfaceIdentifier(suggestion));
                     }
                 }
@@ -178,12 +183,15 @@ impl OptionPolicy for Ipv6cpPolicy {
         }
     }
 
-    fn naked(&mut self, options: &[Ipv6cpOption]) {
+    fn naked(&mut self, options: &[Ipv6cpOption], rng: &mut ChaCha8Rng) {
         for option in options {
             if let Ipv6cpOption::InterfaceIdentifier(id) = option {
                 // RFC 5072 §4.1: adopt the suggestion unless it is zero.
-                self.want =
-                    Some(if *id == [0; 8] { random_identifier(&[self.want.unwrap_or([0; 8])]) } else { *id });
+                self.want = Some(if *id == [0; 8] {
+                    random_identifier(rng, &[self.want.unwrap_or([0; 8])])
+                } else {
+                    *id
+                });
             }
         }
     }
@@ -204,6 +212,7 @@ impl OptionPolicy for Ipv6cpPolicy {
 mod tests {
     use super::*;
     use crate::ppp::lcp::Packet;
+    use crate::ppp::test_rng as rng;
 
     #[test]
     fn parse_emit_and_bad_lengths() {
@@ -230,13 +239,16 @@ mod tests {
 
     #[test]
     fn collisions_and_zero_are_naked() {
-        let mut p = Ipv6cpPolicy::new(Ipv6cpConfig {
-            interface_identifier: Some([0, 0, 0, 0, 0, 0, 0, 1]),
-            peer_interface_identifier: None,
-        });
+        let mut p = Ipv6cpPolicy::new(
+            Ipv6cpConfig {
+                interface_identifier: Some([0, 0, 0, 0, 0, 0, 0, 1]),
+                peer_interface_identifier: None,
+            },
+            &mut rng(),
+        );
         assert_eq!(p.request(), vec![Ipv6cpOption::InterfaceIdentifier([0, 0, 0, 0, 0, 0, 0, 1])]);
         for asked in [[0u8; 8], [0, 0, 0, 0, 0, 0, 0, 1]] {
-            match p.judge(&[Ipv6cpOption::InterfaceIdentifier(asked)]) {
+            match p.judge(&[Ipv6cpOption::InterfaceIdentifier(asked)], &mut rng()) {
                 Verdict::Nak(v) => match v.as_slice() {
                     [Ipv6cpOption::InterfaceIdentifier(s)] => {
                         assert_ne!(*s, [0; 8]);
@@ -247,21 +259,21 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        assert_eq!(p.judge(&[Ipv6cpOption::InterfaceIdentifier([9; 8])]), Verdict::Ack);
+        assert_eq!(p.judge(&[Ipv6cpOption::InterfaceIdentifier([9; 8])], &mut rng()), Verdict::Ack);
         let comp = Ipv6cpOption::Ipv6CompressionProtocol { protocol: 0x61, data: vec![] };
-        assert_eq!(p.judge(std::slice::from_ref(&comp)), Verdict::Reject(vec![comp]));
-        p.naked(&[Ipv6cpOption::InterfaceIdentifier([7; 8])]);
+        assert_eq!(p.judge(std::slice::from_ref(&comp), &mut rng()), Verdict::Reject(vec![comp]));
+        p.naked(&[Ipv6cpOption::InterfaceIdentifier([7; 8])], &mut rng());
         assert_eq!(p.local_identifier(), Some([7; 8]));
         p.rejected(&[Ipv6cpOption::InterfaceIdentifier([7; 8])]);
         assert_eq!(p.request(), vec![]);
         assert_eq!(p.negotiated.local_interface_identifier, Some([7; 8]));
         // A configured peer identifier is what the LNS suggests.
-        let mut s = Ipv6cpPolicy::new(Ipv6cpConfig {
-            interface_identifier: None,
-            peer_interface_identifier: Some([5; 8]),
-        });
+        let mut s = Ipv6cpPolicy::new(
+            Ipv6cpConfig { interface_identifier: None, peer_interface_identifier: Some([5; 8]) },
+            &mut rng(),
+        );
         assert_eq!(
-            s.judge(&[Ipv6cpOption::InterfaceIdentifier([0; 8])]),
+            s.judge(&[Ipv6cpOption::InterfaceIdentifier([0; 8])], &mut rng()),
             Verdict::Nak(vec![Ipv6cpOption::InterfaceIdentifier([5; 8])])
         );
     }

@@ -8,6 +8,10 @@
 use super::auth::AuthMethod;
 use super::fsm::{OptionPolicy, Verdict};
 use super::{be16, be32, put, Error};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// RFC 1661 §5 packet header length: Code, Identifier, Length.
@@ -111,7 +115,10 @@ pub(crate) fn emit_header(buf: &mut [u8], code: u8, identifier: u8, len: usize) 
 }
 
 /// A configuration option type of one control protocol (RFC 1661 §6 layout).
-pub trait ConfigOption: Sized + Clone + PartialEq + fmt::Debug {
+///
+/// Options are plain data (serde) since a negotiation in progress is part
+/// of a session's snapshot.
+pub trait ConfigOption: Sized + Clone + PartialEq + fmt::Debug + Serialize + DeserializeOwned {
     /// The Type octet.
     fn kind(&self) -> u8;
     /// Parse the Data of an option whose Type is `kind`.
@@ -124,7 +131,7 @@ pub trait ConfigOption: Sized + Clone + PartialEq + fmt::Debug {
 
 /// An option kept as raw Type and Data (protocols whose options this
 /// implementation does not interpret, e.g. CCP or CDPCP).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RawOption {
     pub kind: u8,
     pub data: Vec<u8>,
@@ -437,7 +444,7 @@ pub mod chap_algorithm {
 }
 
 /// The Authentication-Protocol option's value (RFC 1661 §6.2).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuthProtocol {
     /// 0xc023 with no data (RFC 1334 §3.1).
     Pap,
@@ -483,7 +490,7 @@ impl AuthProtocol {
 }
 
 /// An LCP configuration option (RFC 1661 §6).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LcpOption {
     MaximumReceiveUnit(u16),
     AsyncControlCharacterMap(u32),
@@ -583,7 +590,7 @@ impl ConfigOption for LcpOption {
 }
 
 /// Local LCP wishes and limits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LcpConfig {
     /// The MRU we announce. Chosen so that a full frame still fits the
     /// access network once tunnelled: see [`LcpConfig::mru_for_access_mtu`].
@@ -637,7 +644,7 @@ impl Default for LcpConfig {
 }
 
 /// What one direction of the link negotiated.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LcpNegotiated {
     /// MRU (RFC 1661 §6.1 default 1500 when absent).
     pub mru: u16,
@@ -666,7 +673,7 @@ impl LcpNegotiated {
 }
 
 /// The LCP option policy for the [`super::fsm::Fsm`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LcpPolicy {
     pub config: LcpConfig,
     want_mru: Option<u16>,
@@ -686,9 +693,11 @@ pub struct LcpPolicy {
     pub peer: LcpNegotiated,
 }
 
-fn random_magic(avoid: &[u32]) -> u32 {
+/// RFC 1661 §6.4: a Magic-Number chosen at random, never zero, and not one
+/// of `avoid` (ours or the peer's, on a collision).
+fn random_magic(rng: &mut impl Rng, avoid: &[u32]) -> u32 {
     loop {
-        let m: u32 = rand::random();
+        let m: u32 = rng.gen();
         if m != 0 && !avoid.contains(&m) {
             return m;
         }
@@ -696,7 +705,8 @@ fn random_magic(avoid: &[u32]) -> u32 {
 }
 
 impl LcpPolicy {
-    pub fn new(config: LcpConfig) -> Self {
+    /// `rng` draws the first Magic-Number (RFC 1661 §6.4).
+    pub fn new(config: LcpConfig, rng: &mut ChaCha8Rng) -> Self {
         let mut policy = LcpPolicy {
             config,
             want_mru: None,
@@ -711,7 +721,7 @@ impl LcpPolicy {
             local: LcpNegotiated::default(),
             peer: LcpNegotiated::default(),
         };
-        policy.reset();
+        policy.reset(rng);
         policy
     }
 
@@ -742,7 +752,7 @@ impl LcpPolicy {
     /// peer requested and the LAC acknowledged. Returns false (leaving the
     /// policy untouched) when the result is not acceptable to us, so LCP must
     /// be renegotiated.
-    pub fn adopt_proxy(&mut self, sent: &[LcpOption], received: &[LcpOption]) -> bool {
+    pub fn adopt_proxy(&mut self, sent: &[LcpOption], received: &[LcpOption], rng: &mut ChaCha8Rng) -> bool {
         let local = LcpNegotiated::from_options(sent);
         if !self.config.require_auth.is_empty() {
             let acceptable = local
@@ -755,7 +765,7 @@ impl LcpPolicy {
             }
         }
         let saved = (self.last_nak_magic, self.loop_suspicions);
-        let verdict = self.judge(received);
+        let verdict = self.judge(received, rng);
         (self.last_nak_magic, self.loop_suspicions) = saved;
         if verdict != Verdict::Ack {
             return false;
@@ -769,10 +779,10 @@ impl LcpPolicy {
 impl OptionPolicy for LcpPolicy {
     type Option = LcpOption;
 
-    fn reset(&mut self) {
+    fn reset(&mut self, rng: &mut ChaCha8Rng) {
         self.want_mru = Some(self.config.mru);
         self.want_auth = if self.config.require_auth.is_empty() { None } else { Some(0) };
-        self.want_magic = self.config.magic_number.then(|| random_magic(&[]));
+        self.want_magic = self.config.magic_number.then(|| random_magic(rng, &[]));
         self.want_pfc = self.config.request_pfc;
         self.want_acfc = self.config.request_acfc;
         self.auth_refused = false;
@@ -803,14 +813,14 @@ impl OptionPolicy for LcpPolicy {
         options
     }
 
-    fn judge(&mut self, request: &[LcpOption]) -> Verdict<LcpOption> {
+    fn judge(&mut self, request: &[LcpOption], rng: &mut ChaCha8Rng) -> Verdict<LcpOption> {
         // RFC 1661 §6.4: a request carrying our own Magic-Number may be our
         // own request looped back. Answer only that with a Nak carrying a
         // different value, so that a loop shows up as repeated collisions
         // rather than as a rejection of our other options.
         if let Some(ours) = self.want_magic {
             if request.contains(&LcpOption::MagicNumber(ours)) {
-                let suggestion = random_magic(&[ours]);
+                let suggestion = random_magic(rng, &[ours]);
                 self.last_nak_magic = Some(suggestion);
                 return Verdict::Nak(vec![LcpOption::MagicNumber(suggestion)]);
             }
@@ -862,7 +872,7 @@ impl OptionPolicy for LcpPolicy {
         self.local = LcpNegotiated::from_options(options);
     }
 
-    fn naked(&mut self, options: &[LcpOption]) {
+    fn naked(&mut self, options: &[LcpOption], rng: &mut ChaCha8Rng) {
         for option in options {
             match option {
                 LcpOption::MaximumReceiveUnit(v) => {
@@ -895,7 +905,7 @@ impl OptionPolicy for LcpPolicy {
                         }
                     }
                     let old = self.want_magic.unwrap_or(0);
-                    self.want_magic = Some(random_magic(&[old, *v]));
+                    self.want_magic = Some(random_magic(rng, &[old, *v]));
                 }
                 LcpOption::ProtocolFieldCompression => self.want_pfc = false,
                 LcpOption::AddressControlFieldCompression => self.want_acfc = false,
@@ -923,6 +933,7 @@ impl OptionPolicy for LcpPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ppp::test_rng as rng;
 
     // From l2tpns-lns_ppp-chap-ipcp.pcap frame 9: MRU 1462, CHAP-MD5, magic,
     // MRRU, endpoint discriminator (class 2, 192.0.2.1).
@@ -1075,10 +1086,13 @@ mod tests {
     }
 
     fn server_policy() -> LcpPolicy {
-        LcpPolicy::new(LcpConfig {
-            require_auth: vec![AuthMethod::MsChapV2, AuthMethod::ChapMd5, AuthMethod::Pap],
-            ..LcpConfig::default()
-        })
+        LcpPolicy::new(
+            LcpConfig {
+                require_auth: vec![AuthMethod::MsChapV2, AuthMethod::ChapMd5, AuthMethod::Pap],
+                ..LcpConfig::default()
+            },
+            &mut rng(),
+        )
     }
 
     #[test]
@@ -1092,22 +1106,22 @@ mod tests {
             LcpOption::ProtocolFieldCompression,
             LcpOption::AddressControlFieldCompression,
         ];
-        assert_eq!(p.judge(&ok), Verdict::Ack);
+        assert_eq!(p.judge(&ok, &mut rng()), Verdict::Ack);
         // Tiny MRU Nak'ed up.
         assert_eq!(
-            p.judge(&[LcpOption::MaximumReceiveUnit(20)]),
+            p.judge(&[LcpOption::MaximumReceiveUnit(20)], &mut rng()),
             Verdict::Nak(vec![LcpOption::MaximumReceiveUnit(128)])
         );
         // Unknown options and auth asked of the server are rejected verbatim.
         let mrru = LcpOption::Unknown { kind: option_type::MRRU, data: vec![5, 0xd4] };
         let auth = LcpOption::AuthenticationProtocol(AuthProtocol::Pap);
         assert_eq!(
-            p.judge(&[LcpOption::MaximumReceiveUnit(20), mrru.clone(), auth.clone()]),
+            p.judge(&[LcpOption::MaximumReceiveUnit(20), mrru.clone(), auth.clone()], &mut rng()),
             Verdict::Reject(vec![mrru, auth])
         );
         // Our own magic: Nak with another value.
         let ours = p.magic_number();
-        match p.judge(&[LcpOption::MagicNumber(ours)]) {
+        match p.judge(&[LcpOption::MagicNumber(ours)], &mut rng()) {
             Verdict::Nak(v) => match v.as_slice() {
                 [LcpOption::MagicNumber(m)] => assert_ne!(*m, ours),
                 other => panic!("{other:?}"),
@@ -1118,15 +1132,15 @@ mod tests {
 
     #[test]
     fn policy_client_auth_acceptance() {
-        let mut p = LcpPolicy::new(LcpConfig {
-            accept_auth: vec![AuthMethod::ChapMd5, AuthMethod::Pap],
-            ..LcpConfig::default()
-        });
+        let mut p = LcpPolicy::new(
+            LcpConfig { accept_auth: vec![AuthMethod::ChapMd5, AuthMethod::Pap], ..LcpConfig::default() },
+            &mut rng(),
+        );
         let pap = LcpOption::AuthenticationProtocol(AuthProtocol::Pap);
-        assert_eq!(p.judge(&[pap]), Verdict::Ack);
+        assert_eq!(p.judge(&[pap], &mut rng()), Verdict::Ack);
         let v2 = LcpOption::AuthenticationProtocol(AuthMethod::MsChapV2.to_protocol());
         assert_eq!(
-            p.judge(&[v2]),
+            p.judge(&[v2], &mut rng()),
             Verdict::Nak(vec![LcpOption::AuthenticationProtocol(AuthMethod::ChapMd5.to_protocol())])
         );
     }
@@ -1136,19 +1150,19 @@ mod tests {
         let mut p = server_policy();
         assert_eq!(p.requested_auth(), Some(AuthMethod::MsChapV2));
         // Peer suggests PAP, which we accept: jump to it.
-        p.naked(&[LcpOption::AuthenticationProtocol(AuthProtocol::Pap)]);
+        p.naked(&[LcpOption::AuthenticationProtocol(AuthProtocol::Pap)], &mut rng());
         assert_eq!(p.requested_auth(), Some(AuthMethod::Pap));
         assert!(!p.auth_refused());
-        p.reset();
+        p.reset(&mut rng());
         // Peer suggests EAP, which we do not do: next in our list.
         let eap = LcpOption::AuthenticationProtocol(AuthProtocol::Other { protocol: 0xc227, data: vec![] });
-        p.naked(std::slice::from_ref(&eap));
+        p.naked(std::slice::from_ref(&eap), &mut rng());
         assert_eq!(p.requested_auth(), Some(AuthMethod::ChapMd5));
-        p.naked(std::slice::from_ref(&eap));
+        p.naked(std::slice::from_ref(&eap), &mut rng());
         assert_eq!(p.requested_auth(), Some(AuthMethod::Pap));
-        p.naked(std::slice::from_ref(&eap));
+        p.naked(std::slice::from_ref(&eap), &mut rng());
         assert!(p.auth_refused());
-        p.reset();
+        p.reset(&mut rng());
         p.rejected(&[eap]);
         assert!(p.auth_refused());
     }
@@ -1156,11 +1170,11 @@ mod tests {
     #[test]
     fn policy_mru_nak_and_reject() {
         let mut p = server_policy();
-        p.naked(&[LcpOption::MaximumReceiveUnit(1400)]);
+        p.naked(&[LcpOption::MaximumReceiveUnit(1400)], &mut rng());
         assert!(p.request().contains(&LcpOption::MaximumReceiveUnit(1400)));
-        p.naked(&[LcpOption::MaximumReceiveUnit(1500)]);
+        p.naked(&[LcpOption::MaximumReceiveUnit(1500)], &mut rng());
         assert!(!p.request().iter().any(|o| matches!(o, LcpOption::MaximumReceiveUnit(_))));
-        p.reset();
+        p.reset(&mut rng());
         p.rejected(&[LcpOption::MagicNumber(1)]);
         assert!(!p.request().iter().any(|o| matches!(o, LcpOption::MagicNumber(_))));
         assert_eq!(p.magic_number(), 0);
@@ -1175,13 +1189,13 @@ mod tests {
             LcpOption::MagicNumber(5),
         ];
         let received = [LcpOption::MagicNumber(6), LcpOption::MaximumReceiveUnit(1492)];
-        assert!(p.adopt_proxy(&sent, &received));
+        assert!(p.adopt_proxy(&sent, &received, &mut rng()));
         assert_eq!(p.local.auth, Some(AuthProtocol::Pap));
         assert_eq!(p.peer.mru, 1492);
         // No authentication negotiated by the LAC: unacceptable.
-        assert!(!p.adopt_proxy(&[LcpOption::MagicNumber(5)], &received));
+        assert!(!p.adopt_proxy(&[LcpOption::MagicNumber(5)], &received, &mut rng()));
         // The LAC acknowledged something we would reject.
         let bad = [LcpOption::Unknown { kind: option_type::CALLBACK, data: vec![6] }];
-        assert!(!p.adopt_proxy(&sent, &bad));
+        assert!(!p.adopt_proxy(&sent, &bad, &mut rng()));
     }
 }

@@ -41,6 +41,10 @@ pub use fsm::FsmConfig;
 pub use ipcp::IpcpConfig;
 pub use ipv6cp::Ipv6cpConfig;
 pub use lcp::{LcpConfig, LcpNegotiated};
+/// The generator a [`Session`] draws from, and the trait that seeds it,
+/// re-exported so that drivers seed sessions without naming the crates.
+pub use rand::SeedableRng;
+pub use rand_chacha::ChaCha8Rng;
 pub use session::{
     Direction, DisconnectCause, DisconnectCode, EchoConfig, NetworkConfig, Phase, ProxyAuth, ProxyLcp, Role,
     Session, SessionConfig, SessionEvent,
@@ -77,6 +81,14 @@ pub enum Error {
     /// we answer (the data plane passes link-local and multicast IPv6 up).
     #[error("IPv6 frame other than router discovery")]
     NotNeighbourDiscovery,
+}
+
+/// A fixed-seed generator for unit tests: every test run draws the same
+/// identifiers, magic numbers and challenges.
+#[cfg(test)]
+pub(crate) fn test_rng() -> rand_chacha::ChaCha8Rng {
+    use rand::SeedableRng;
+    rand_chacha::ChaCha8Rng::seed_from_u64(1661)
 }
 
 /// Read a big-endian u16 at `at`, if the slice is long enough.

@@ -16,6 +16,8 @@
 //! Both machines are sans-IO: fed the time and packets, drained of packets.
 //! Untrusted bytes never panic: every length is checked before it is used.
 
+use rand::Rng;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
@@ -186,7 +188,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 /// A Prefix Information option (RFC 4861 §4.6.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrefixInformation {
     pub prefix: Ipv6Addr,
     pub prefix_len: u8,
@@ -397,7 +399,7 @@ impl Repr {
 }
 
 /// RFC 4861 §6.2.1 and §10 router variables, as the LNS uses them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouterConfig {
     /// MaxRtrAdvInterval: the longest time between unsolicited
     /// advertisements (4 s to 1800 s).
@@ -442,7 +444,7 @@ pub const MAX_RTR_SOLICITATIONS: u32 = 3;
 
 /// The LNS's advertising interface for one PPP link: one prefix, our
 /// link-local address from our IPv6CP interface identifier.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Router {
     config: RouterConfig,
     local: Ipv6Addr,
@@ -450,7 +452,9 @@ pub struct Router {
     mtu: Option<u32>,
     /// Advertisements sent so far (the first few come quicker).
     sent: u32,
+    #[serde(with = "crate::snapshot::opt_instant")]
     last_sent: Option<Instant>,
+    #[serde(with = "crate::snapshot::instant")]
     next: Instant,
     transmit: VecDeque<Vec<u8>>,
     /// Solicitations answered, and ND input refused (bad checks).
@@ -517,7 +521,8 @@ impl Router {
         Some(self.next)
     }
 
-    pub fn handle_timeout(&mut self, now: Instant) {
+    /// `rng` spreads the next advertisement (RFC 4861 §6.2.4 jitter).
+    pub fn handle_timeout(&mut self, now: Instant, rng: &mut impl Rng) {
         if now < self.next {
             return;
         }
@@ -527,7 +532,7 @@ impl Router {
         // §6.2.4: uniformly between Min and Max; the first few at most
         // MAX_INITIAL_RTR_ADVERT_INTERVAL apart.
         let (lo, hi) = (self.config.min_interval(), self.config.max_interval.max(MIN_RTR_ADV_INTERVAL));
-        let mut interval = if hi > lo { lo + (hi - lo).mul_f64(rand::random::<f64>()) } else { lo };
+        let mut interval = if hi > lo { lo + (hi - lo).mul_f64(rng.gen::<f64>()) } else { lo };
         if self.sent < MAX_INITIAL_RTR_ADVERTISEMENTS {
             interval = interval.min(MAX_INITIAL_RTR_ADVERT_INTERVAL);
         }
@@ -536,11 +541,11 @@ impl Router {
 
     /// A valid Router Solicitation (§6.2.6): an advertisement goes out now,
     /// or MIN_DELAY_BETWEEN_RAS after the last one if that was sooner.
-    pub fn handle_solicitation(&mut self, now: Instant) {
+    pub fn handle_solicitation(&mut self, now: Instant, rng: &mut impl Rng) {
         self.solicitations += 1;
         let earliest = self.last_sent.map_or(now, |t| (t + MIN_DELAY_BETWEEN_RAS).max(now));
         self.next = self.next.min(earliest);
-        self.handle_timeout(now);
+        self.handle_timeout(now, rng);
     }
 
     /// The next IPv6 packet to send over the link.
@@ -551,10 +556,11 @@ impl Router {
 
 /// A subscriber's end: solicits until an advertisement brings an
 /// autonomous prefix it can form an address from.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Host {
     interface_identifier: [u8; 8],
     sent: u32,
+    #[serde(with = "crate::snapshot::opt_instant")]
     next: Option<Instant>,
     transmit: VecDeque<Vec<u8>>,
     learned: Option<PrefixInformation>,
@@ -617,6 +623,7 @@ impl Host {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ppp::test_rng as rng;
 
     const IFID: [u8; 8] = [0x02, 0, 0, 0, 0, 0, 0, 0x01];
     const PEER: [u8; 8] = [0x0a, 0xb, 0xc, 0xd, 1, 2, 3, 4];
@@ -770,7 +777,7 @@ mod tests {
         let mut r = Router::new(t0, cfg, IFID, prefix(), 64, None);
         // The first at once.
         assert_eq!(r.poll_timeout(), Some(t0));
-        r.handle_timeout(t0);
+        r.handle_timeout(t0, &mut rng());
         assert!(r.poll_transmit().is_some());
         assert!(r.poll_transmit().is_none());
         // The next two at most 16 s apart, then between Min and Max.
@@ -779,9 +786,9 @@ mod tests {
         for _ in 0..6 {
             let next = r.poll_timeout().expect("scheduled");
             // Nothing before its time.
-            r.handle_timeout(next - Duration::from_millis(1));
+            r.handle_timeout(next - Duration::from_millis(1), &mut rng());
             assert!(r.poll_transmit().is_none());
-            r.handle_timeout(next);
+            r.handle_timeout(next, &mut rng());
             assert!(r.poll_transmit().is_some());
             gaps.push(next - now);
             now = next;
@@ -801,18 +808,18 @@ mod tests {
     fn solicitations_are_answered_at_most_every_three_seconds() {
         let t0 = Instant::now();
         let mut r = Router::new(t0, RouterConfig::default(), IFID, prefix(), 64, None);
-        r.handle_timeout(t0);
+        r.handle_timeout(t0, &mut rng());
         assert!(r.poll_transmit().is_some());
         // Right after the unsolicited one: the answer waits until t0 + 3 s.
         let t1 = t0 + Duration::from_secs(1);
-        r.handle_solicitation(t1);
+        r.handle_solicitation(t1, &mut rng());
         assert!(r.poll_transmit().is_none());
         assert_eq!(r.poll_timeout(), Some(t0 + MIN_DELAY_BETWEEN_RAS));
-        r.handle_timeout(t0 + MIN_DELAY_BETWEEN_RAS);
+        r.handle_timeout(t0 + MIN_DELAY_BETWEEN_RAS, &mut rng());
         assert!(r.poll_transmit().is_some());
         // Later: at once.
         let t2 = t0 + Duration::from_secs(100);
-        r.handle_solicitation(t2);
+        r.handle_solicitation(t2, &mut rng());
         assert!(r.poll_transmit().is_some());
         assert_eq!(r.solicitations, 2);
     }

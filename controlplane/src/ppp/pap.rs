@@ -7,6 +7,8 @@ use super::auth::{
 };
 use super::lcp::{emit_header, Packet, HEADER_LEN};
 use super::{put, Error};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -18,7 +20,7 @@ pub mod code {
 }
 
 /// An owned PAP packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PapRepr {
     AuthenticateRequest { identifier: u8, peer_id: Vec<u8>, password: Vec<u8> },
     AuthenticateAck { identifier: u8, message: Vec<u8> },
@@ -106,7 +108,7 @@ impl PapRepr {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum ServerState {
     /// Waiting for an Authenticate-Request until the deadline.
     Waiting,
@@ -117,9 +119,10 @@ enum ServerState {
 }
 
 /// The PAP authenticator (the LNS side).
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct PapAuthenticator {
     state: ServerState,
+    #[serde(with = "crate::snapshot::opt_instant")]
     deadline: Option<Instant>,
     outputs: VecDeque<AuthOutput>,
 }
@@ -226,23 +229,25 @@ impl PapAuthenticator {
 }
 
 /// The PAP peer (the subscriber side).
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct PapPeer {
     credentials: Credentials,
     config: AuthConfig,
     identifier: u8,
     transmissions: u32,
+    #[serde(with = "crate::snapshot::opt_instant")]
     deadline: Option<Instant>,
     done: bool,
     outputs: VecDeque<AuthOutput>,
 }
 
 impl PapPeer {
-    pub fn new(credentials: Credentials, config: AuthConfig, now: Instant) -> Self {
+    /// `rng` picks the first Identifier.
+    pub fn new(credentials: Credentials, config: AuthConfig, now: Instant, rng: &mut impl Rng) -> Self {
         let mut peer = PapPeer {
             credentials,
             config,
-            identifier: rand::random(),
+            identifier: rng.gen(),
             transmissions: 0,
             deadline: None,
             done: false,
@@ -323,6 +328,7 @@ impl PapPeer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ppp::test_rng as rng;
     use std::time::Duration;
 
     // l2tpns-lns_ppp-pap-ipcp.pcap frame 17 (PAP part).
@@ -381,7 +387,7 @@ mod tests {
         let config = AuthConfig::default();
         let creds = Credentials { username: "fixeduser".into(), password: "fixedpass".into() };
         let mut server = PapAuthenticator::new(config, now);
-        let mut client = PapPeer::new(creds, config, now);
+        let mut client = PapPeer::new(creds, config, now, &mut rng());
         let out = outputs(|| client.poll_output());
         let [AuthOutput::Send(req)] = out.as_slice() else { panic!("{out:?}") };
         server.input(now, req).expect("input");
@@ -411,7 +417,7 @@ mod tests {
         let config = AuthConfig::default();
         let creds = Credentials { username: "u".into(), password: "p".into() };
         let mut server = PapAuthenticator::new(config, now);
-        let mut client = PapPeer::new(creds.clone(), config, now);
+        let mut client = PapPeer::new(creds.clone(), config, now, &mut rng());
         let Some(AuthOutput::Send(req)) = client.poll_output() else { panic!() };
         server.input(now, &req).expect("input");
         server.poll_output();
@@ -435,7 +441,7 @@ mod tests {
         assert_eq!(server.poll_output(), Some(AuthOutput::Failure(AuthFailure::Timeout)));
 
         // Peer retransmits with new identifiers, then gives up.
-        let mut client = PapPeer::new(creds, config, now);
+        let mut client = PapPeer::new(creds, config, now, &mut rng());
         let mut ids = vec![];
         loop {
             while let Some(o) = client.poll_output() {

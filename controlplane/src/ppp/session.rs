@@ -20,12 +20,14 @@ use super::lcp::{self, LcpConfig, LcpNegotiated, LcpOption, LcpPolicy, LcpRepr};
 use super::nd::{self, RouterConfig};
 use super::pap::PapAuthenticator;
 use super::Error;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 /// Which end of the link this is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Role {
     /// The LNS: requires authentication, assigns addresses.
     Server,
@@ -34,7 +36,7 @@ pub enum Role {
 }
 
 /// RFC 1661 §3.2 phases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
     Dead,
     Establish,
@@ -44,7 +46,7 @@ pub enum Phase {
 }
 
 /// LCP Echo keepalive (RFC 1661 §5.8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EchoConfig {
     /// Time between Echo-Requests once LCP is opened; None disables.
     pub interval: Option<Duration>,
@@ -59,7 +61,7 @@ impl Default for EchoConfig {
 }
 
 /// Everything a [`Session`] needs to know.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionConfig {
     pub role: Role,
     pub lcp: LcpConfig,
@@ -134,7 +136,7 @@ impl SessionConfig {
 }
 
 /// RFC 3145 §3 PPP Disconnect Cause codes (for the L2TP CDN AVP 46).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DisconnectCode(pub u16);
 
 impl DisconnectCode {
@@ -161,7 +163,7 @@ impl DisconnectCode {
 }
 
 /// RFC 3145 §2 Direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Direction {
     Global = 0,
     /// Detected at, or caused by, the peer.
@@ -171,7 +173,7 @@ pub enum Direction {
 }
 
 /// Why the link went down, in RFC 3145 terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DisconnectCause {
     pub code: DisconnectCode,
     /// The control protocol concerned (LCP, PAP, IPCP...), 0 if none.
@@ -200,7 +202,7 @@ impl DisconnectCause {
 
 /// The L2TP proxy LCP AVPs (RFC 2661 §4.4.5, types 26–28): each is the
 /// Configure-Request body starting at the first option.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProxyLcp {
     pub initial_received: Vec<u8>,
     pub last_sent: Vec<u8>,
@@ -208,7 +210,7 @@ pub struct ProxyLcp {
 }
 
 /// The L2TP proxy authentication AVPs (RFC 2661 §4.4.5, types 29–33).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProxyAuth {
     /// Proxy Authen Type 3.
     Pap { identifier: u8, username: Vec<u8>, password: Vec<u8> },
@@ -217,14 +219,14 @@ pub enum ProxyAuth {
 }
 
 /// What a network protocol settled on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkConfig {
     Ipv4 { local: Ipv4Addr, peer: Ipv4Addr, primary_dns: Option<Ipv4Addr>, secondary_dns: Option<Ipv4Addr> },
     Ipv6 { local_interface_identifier: [u8; 8], peer_interface_identifier: [u8; 8] },
 }
 
 /// Something the owner should know or act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SessionEvent {
     /// LCP opened (RFC 1661 §3.3); `local` is what the peer accepted of ours
     /// (our MRU...), `peer` what we accepted of the peer's (its MRU...).
@@ -261,7 +263,7 @@ pub enum SessionEvent {
 }
 
 /// A PPP link.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Session {
     config: SessionConfig,
     phase: Phase,
@@ -278,15 +280,22 @@ pub struct Session {
     server_auth_done: bool,
     client_auth_done: bool,
     proxy_auth: Option<ProxyAuth>,
+    #[serde(with = "crate::snapshot::opt_instant")]
     echo_deadline: Option<Instant>,
     echo_unanswered: u32,
     cause: Option<DisconnectCause>,
     transmit: VecDeque<Vec<u8>>,
     events: VecDeque<SessionEvent>,
+    /// Every random value of the link (Identifiers, Magic-Numbers,
+    /// challenges, interface identifiers, advertisement jitter) comes from
+    /// here, so a seed replays a link and a snapshot carries on its stream.
+    rng: ChaCha8Rng,
 }
 
 impl Session {
-    pub fn new(mut config: SessionConfig) -> Self {
+    /// A link in the Dead phase; `rng` (seeded by the caller) is the only
+    /// source of randomness it will use.
+    pub fn new(mut config: SessionConfig, mut rng: ChaCha8Rng) -> Self {
         let server = config.role == Role::Server;
         if config.credentials.is_none() {
             // Without credentials we cannot authenticate ourselves.
@@ -294,13 +303,16 @@ impl Session {
         }
         Session {
             phase: Phase::Dead,
-            lcp: Fsm::new(Protocol::LCP, config.fsm, LcpPolicy::new(config.lcp.clone())),
+            lcp: Fsm::new(Protocol::LCP, config.fsm, LcpPolicy::new(config.lcp.clone(), &mut rng), &mut rng),
             ipcp: config
                 .ipcp
                 .clone()
-                .map(|c| Fsm::new(Protocol::IPCP, config.fsm, IpcpPolicy::new(c, server))),
-            ipv6cp: config.ipv6cp.map(|c| Fsm::new(Protocol::IPV6CP, config.fsm, Ipv6cpPolicy::new(c))),
-            ccp: config.ccp.then(|| Fsm::new(Protocol::CCP, config.fsm, CcpPolicy)),
+                .map(|c| Fsm::new(Protocol::IPCP, config.fsm, IpcpPolicy::new(c, server), &mut rng)),
+            ipv6cp: config.ipv6cp.map(|c| {
+                let policy = Ipv6cpPolicy::new(c, &mut rng);
+                Fsm::new(Protocol::IPV6CP, config.fsm, policy, &mut rng)
+            }),
+            ccp: config.ccp.then(|| Fsm::new(Protocol::CCP, config.fsm, CcpPolicy, &mut rng)),
             router: None,
             host: None,
             authenticator: None,
@@ -314,6 +326,7 @@ impl Session {
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             config,
+            rng,
         }
     }
 
@@ -366,7 +379,7 @@ impl Session {
             _ => None,
         };
         if let Some(r) = &mut self.router {
-            r.handle_timeout(now);
+            r.handle_timeout(now, &mut self.rng);
         }
         self.pump(now);
     }
@@ -406,7 +419,7 @@ impl Session {
         let repr = nd::Repr::parse_bytes(packet).map_err(|_| Error::NotNeighbourDiscovery)?;
         match (&repr.message, &mut self.router, &mut self.host) {
             (nd::Message::RouterSolicitation, Some(r), _) => {
-                r.handle_solicitation(now);
+                r.handle_solicitation(now, &mut self.rng);
                 Ok(())
             }
             // No prefix yet: the advertisement goes out when it is set.
@@ -429,8 +442,8 @@ impl Session {
     /// layer is up at once).
     pub fn open(&mut self, now: Instant) {
         self.phase = Phase::Establish;
-        self.lcp.open(now);
-        self.lcp.up(now);
+        self.lcp.open(now, &mut self.rng);
+        self.lcp.up(now, &mut self.rng);
         self.pump(now);
     }
 
@@ -441,7 +454,7 @@ impl Session {
         let parse = |bytes: &[u8]| lcp::parse_options::<LcpOption>(bytes);
         let adopted = self.config.accept_proxy_lcp
             && match (parse(&proxy.last_sent), parse(&proxy.last_received)) {
-                (Ok(sent), Ok(received)) => self.lcp.policy.adopt_proxy(&sent, &received),
+                (Ok(sent), Ok(received)) => self.lcp.policy.adopt_proxy(&sent, &received, &mut self.rng),
                 _ => false,
             };
         if !adopted {
@@ -544,7 +557,7 @@ impl Session {
             self.echo_tick(now);
         }
         if let Some(r) = &mut self.router {
-            r.handle_timeout(now);
+            r.handle_timeout(now, &mut self.rng);
         }
         if let Some(h) = &mut self.host {
             h.handle_timeout(now);
@@ -574,7 +587,7 @@ impl Session {
                     r = a.input(now, payload);
                 }
                 if let Some(p) = self.auth_peer.as_mut().filter(|p| method_matches(p.method())) {
-                    r = r.and(p.input(now, payload));
+                    r = r.and(p.input(now, payload, &mut self.rng));
                 }
                 r
             }
@@ -583,11 +596,13 @@ impl Session {
                 // discarded.
                 if self.phase == Phase::Network {
                     match protocol {
-                        Protocol::IPCP => self.ipcp.as_mut().map_or(Ok(()), |f| f.input_ncp(now, payload)),
-                        Protocol::IPV6CP => {
-                            self.ipv6cp.as_mut().map_or(Ok(()), |f| f.input_ncp(now, payload))
+                        Protocol::IPCP => {
+                            self.ipcp.as_mut().map_or(Ok(()), |f| f.input_ncp(now, payload, &mut self.rng))
                         }
-                        _ => self.ccp.as_mut().map_or(Ok(()), |f| f.input_ncp(now, payload)),
+                        Protocol::IPV6CP => {
+                            self.ipv6cp.as_mut().map_or(Ok(()), |f| f.input_ncp(now, payload, &mut self.rng))
+                        }
+                        _ => self.ccp.as_mut().map_or(Ok(()), |f| f.input_ncp(now, payload, &mut self.rng)),
                     }
                 } else {
                     Ok(())
@@ -640,7 +655,7 @@ impl Session {
     }
 
     fn input_lcp(&mut self, now: Instant, payload: &[u8]) -> Result<(), Error> {
-        let extra = self.lcp.input(now, payload)?;
+        let extra = self.lcp.input(now, payload, &mut self.rng)?;
         let opened = self.lcp.is_opened();
         match extra {
             Some(LcpRepr::EchoRequest { identifier, data, .. }) if opened => {
@@ -872,7 +887,7 @@ impl Session {
         self.auth_peer =
             match (peer.auth.as_ref().and_then(AuthMethod::from_protocol), &self.config.credentials) {
                 (Some(method), Some(credentials)) => {
-                    Some(AuthPeer::start(method, credentials.clone(), self.config.auth, now))
+                    Some(AuthPeer::start(method, credentials.clone(), self.config.auth, now, &mut self.rng))
                 }
                 _ => None,
             };
@@ -893,7 +908,7 @@ impl Session {
                 ))
             }
             // No (matching) proxy data: authenticate ourselves.
-            _ => Authenticator::start(method, self.config.hostname.as_bytes(), config, now),
+            _ => Authenticator::start(method, self.config.hostname.as_bytes(), config, now, &mut self.rng),
         }
     }
 
@@ -940,16 +955,16 @@ impl Session {
             return;
         }
         if let Some(f) = &mut self.ipcp {
-            f.open(now);
-            f.up(now);
+            f.open(now, &mut self.rng);
+            f.up(now, &mut self.rng);
         }
         if let Some(f) = &mut self.ipv6cp {
-            f.open(now);
-            f.up(now);
+            f.open(now, &mut self.rng);
+            f.up(now, &mut self.rng);
         }
         if let Some(f) = &mut self.ccp {
-            f.open(now);
-            f.up(now);
+            f.open(now, &mut self.rng);
+            f.up(now, &mut self.rng);
         }
     }
 
@@ -1096,6 +1111,14 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ppp::test_rng as rng;
+    use rand::SeedableRng;
+
+    /// The two ends of a link need different streams (equal Magic-Numbers
+    /// would look like a loop, RFC 1661 §6.4).
+    fn seeded(seed: u64) -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(seed)
+    }
     use crate::ppp::auth::LocalUsers;
     use crate::ppp::fsm::State;
     use crate::ppp::lcp::Packet;
@@ -1141,8 +1164,8 @@ mod tests {
             users.insert("alice", "secret");
             Pair {
                 now: Instant::now(),
-                server: Session::new(server),
-                client: Session::new(client),
+                server: Session::new(server, seeded(1)),
+                client: Session::new(client, seeded(2)),
                 users,
                 server_events: vec![],
                 client_events: vec![],
@@ -1500,7 +1523,7 @@ mod tests {
         assert!(p.now - start >= Duration::from_secs(30));
 
         // A peer that answers but never acknowledges: cause 5.
-        let mut s = Session::new(server_config());
+        let mut s = Session::new(server_config(), rng());
         let now = Instant::now();
         s.open(now);
         let mut t = now;
@@ -1530,7 +1553,7 @@ mod tests {
 
     #[test]
     fn loopback_detected_by_magic_numbers() {
-        let mut s = Session::new(server_config());
+        let mut s = Session::new(server_config(), rng());
         let now = Instant::now();
         s.open(now);
         let mut down = None;
@@ -1610,8 +1633,8 @@ mod tests {
         assert_up(&p, AuthMethod::MsChapV2);
         // A fresh pair where the client drops every CHAP packet is simpler
         // with a raw client: answer LCP only.
-        let mut s = Session::new(server_config());
-        let mut c = Session::new(client_config("secret"));
+        let mut s = Session::new(server_config(), seeded(1));
+        let mut c = Session::new(client_config("secret"), seeded(2));
         let mut now = Instant::now();
         s.open(now);
         c.open(now);
@@ -1669,7 +1692,7 @@ mod tests {
         let mut config = server_config();
         config.accept_proxy_lcp = true;
         config.accept_proxy_auth = true;
-        let mut s = Session::new(config);
+        let mut s = Session::new(config, rng());
         let now = Instant::now();
         let proxy = proxy_lcp(&LcpOption::AuthenticationProtocol(lcp::AuthProtocol::Pap));
         s.open_with_proxy(
@@ -1701,7 +1724,7 @@ mod tests {
         let now = Instant::now();
         let challenge = vec![3u8; 16];
         let response = crate::ppp::chap::md5_response(4, b"secret", &challenge).to_vec();
-        let mut s = Session::new(config.clone());
+        let mut s = Session::new(config.clone(), rng());
         s.open_with_proxy(
             now,
             &proxy_lcp(&LcpOption::AuthenticationProtocol(AuthMethod::ChapMd5.to_protocol())),
@@ -1719,7 +1742,7 @@ mod tests {
         assert_eq!(s.poll_transmit(), Some(vec![0xff, 0x03, 0xc2, 0x23, 3, 4, 0, 4]));
 
         // Proxy LCP without an acceptable auth protocol: full negotiation.
-        let mut s = Session::new(config.clone());
+        let mut s = Session::new(config.clone(), rng());
         let mut bad = proxy_lcp(&LcpOption::MagicNumber(1));
         bad.last_sent = vec![0x05, 0x06, 0, 0, 0, 1];
         s.open_with_proxy(now, &bad, None);
@@ -1727,12 +1750,12 @@ mod tests {
         let f = s.poll_transmit().expect("LCP request");
         assert_eq!(&f[2..5], &[0xc0, 0x21, 1]);
         // Malformed proxy AVP bytes: full negotiation as well.
-        let mut s = Session::new(config);
+        let mut s = Session::new(config, rng());
         let garbage = ProxyLcp { initial_received: vec![], last_sent: vec![1, 9], last_received: vec![] };
         s.open_with_proxy(now, &garbage, None);
         assert_eq!(s.phase(), Phase::Establish);
         // Proxy LCP disabled: full negotiation.
-        let mut s = Session::new(server_config());
+        let mut s = Session::new(server_config(), rng());
         s.open_with_proxy(now, &proxy_lcp(&LcpOption::AuthenticationProtocol(lcp::AuthProtocol::Pap)), None);
         assert_eq!(s.phase(), Phase::Establish);
     }
@@ -1877,8 +1900,8 @@ mod tests {
 
     #[test]
     fn mutated_frames_never_panic() {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(0x1661);
+        use rand::Rng;
+        let mut rng = seeded(0x1661);
         // Collect a realistic set of frames from a full exchange.
         let mut server = server_config();
         server.ipv6cp = Some(Ipv6cpConfig::default());
@@ -1892,9 +1915,9 @@ mod tests {
         // Feed mutations to fresh sessions of both roles in various phases.
         for round in 0..300 {
             let mut target = if round % 2 == 0 {
-                Session::new(server.clone())
+                Session::new(server.clone(), seeded(round))
             } else {
-                Session::new(client_config("secret"))
+                Session::new(client_config("secret"), seeded(round))
             };
             let now = Instant::now();
             target.open(now);
@@ -1924,6 +1947,69 @@ mod tests {
                 target.handle_timeout(t);
             }
         }
+    }
+
+    #[test]
+    fn snapshot_restores_a_working_link() {
+        let mut p = Pair::new(server_config(), client_config("secret"));
+        p.start();
+        assert_up(&p, AuthMethod::MsChapV2);
+        // Between two echoes of the server's keepalive.
+        p.run_for(Duration::from_secs(14));
+        let taken = p.now;
+        let echo_due = p.server.echo_deadline.expect("echo timer running");
+        let magic = p.server.lcp_negotiated().0.magic_number.expect("magic");
+        let json = crate::snapshot::with_base(taken, || serde_json::to_string(&p.server)).expect("serialize");
+        // The process restarts: the state is read back 10 s later.
+        let restored_at = taken + Duration::from_secs(10);
+        let restored: Session =
+            crate::snapshot::with_base(restored_at, || serde_json::from_str(&json)).expect("deserialize");
+        assert_eq!(restored.phase(), Phase::Network);
+        assert_eq!(restored.lcp_negotiated(), p.server.lcp_negotiated());
+        assert_eq!(restored.rng, p.server.rng, "the random stream carries on");
+        // Every timer is as far from the restore as it was from the snapshot.
+        assert_eq!(restored.echo_deadline, Some(restored_at + (echo_due - taken)));
+        assert_eq!(
+            restored.poll_timeout().map(|t| t - restored_at),
+            p.server.poll_timeout().map(|t| t - taken)
+        );
+        // Meanwhile the subscriber lived on, unheard.
+        while let Some(t) = p.client.poll_timeout().filter(|t| *t <= restored_at) {
+            p.client.handle_timeout(t);
+            while p.client.poll_transmit().is_some() {}
+        }
+        p.server = restored;
+        p.now = restored_at;
+        let (wire_before, server_events_before) = (p.wire.len(), p.server_events.len());
+        p.run_for(Duration::from_secs(60));
+        // No renegotiation, no loss of the link, and echoes both ways.
+        assert_eq!(Pair::link_down(&p.server_events), None);
+        assert_eq!(Pair::link_down(&p.client_events), None);
+        assert_eq!(p.server.phase(), Phase::Network);
+        assert_eq!(
+            p.server_events.len(),
+            server_events_before,
+            "{:?}",
+            &p.server_events[server_events_before..]
+        );
+        let after = &p.wire[wire_before..];
+        let lcp = |from_server: bool, code: u8| {
+            after
+                .iter()
+                .filter(move |(s, f)| *s == from_server && f.get(2..5) == Some(&[0xc0, 0x21, code]))
+                .map(|(_, f)| f.clone())
+        };
+        assert_eq!(lcp(true, lcp::code::CONFIGURE_REQUEST).count(), 0);
+        assert_eq!(lcp(false, lcp::code::CONFIGURE_REQUEST).count(), 0);
+        let requests: Vec<_> = lcp(true, lcp::code::ECHO_REQUEST).collect();
+        assert!(requests.len() >= 5, "{}", requests.len());
+        assert!(requests.iter().all(|f| f.get(8..12) == Some(&magic.to_be_bytes()[..])));
+        assert_eq!(lcp(false, lcp::code::ECHO_REPLY).count(), requests.len());
+        let replies: Vec<_> = lcp(true, lcp::code::ECHO_REPLY).collect();
+        assert!(
+            !replies.is_empty() && replies.iter().all(|f| f.get(8..12) == Some(&magic.to_be_bytes()[..]))
+        );
+        assert_eq!(p.server.echo_unanswered, 0);
     }
 
     #[test]

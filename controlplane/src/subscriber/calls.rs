@@ -98,7 +98,7 @@ impl Core {
             calling_number: String::from_utf8_lossy(info.calling_number.as_deref().unwrap_or_default())
                 .into_owned(),
         };
-        let mut ppp = new_link(self.cfg.ppp.clone(), self.link_rng());
+        let mut ppp = ppp::Session::new(self.cfg.ppp.clone(), self.link_rng());
         match proxy_of(&info) {
             Some((lcp, auth)) => ppp.open_with_proxy(now, &lcp, auth),
             None => ppp.open(now),
@@ -216,7 +216,3 @@ fn proxy_of(info: &SessionInfo) -> Option<(ProxyLcp, Option<ProxyAuth>)> {
     Some((lcp, auth))
 }
 
-// Until ppp::Session takes its RNG.
-fn new_link(cfg: crate::ppp::SessionConfig, _rng: rand_chacha::ChaCha8Rng) -> ppp::Session {
-    ppp::Session::new(cfg)
-}

@@ -261,7 +261,7 @@ impl Lab {
                         username: user,
                     });
                     c.lcp.accept_auth = vec![AuthMethod::ChapMd5];
-                    let mut ppp = ppp::Session::new(c);
+                    let mut ppp = ppp::Session::new(c, rand_chacha::ChaCha8Rng::seed_from_u64(self.rng.gen()));
                     ppp.open(self.now);
                     self.subs.insert((t, session_id), Subscriber { ppp, mute: false });
                     self.connected_at.insert((t, session_id), self.now);

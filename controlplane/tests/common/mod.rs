@@ -279,10 +279,12 @@ impl Lac {
 
     /// Starts a subscriber's PPP on a session that is up.
     pub fn start_ppp(&mut self, tid: TunnelId, sid: SessionId, user: &str, password: &str) {
-        let mut c = ppp::Session::new(SessionConfig::client(Credentials {
-            username: user.into(),
-            password: password.into(),
-        }));
+        // One stream per session, reproducible from its ids.
+        let seed = (u64::from(tid.0) << 16) | u64::from(sid.0);
+        let mut c = ppp::Session::new(
+            SessionConfig::client(Credentials { username: user.into(), password: password.into() }),
+            <ppp::ChaCha8Rng as ppp::SeedableRng>::seed_from_u64(seed),
+        );
         c.open(Instant::now());
         self.ppp.insert((tid, sid), c);
     }

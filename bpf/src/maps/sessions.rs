@@ -1,0 +1,227 @@
+//! The session table and its keys: `lns_sessions` (one slot per session),
+//! `lns_session_ids` ((tunnel, session) → slot) and `lns_session_ns` (the
+//! data messages' Ns). A session is installed, rewritten and removed here,
+//! in an order that never lets the program find a key or an address whose
+//! slot is half written, and that keeps each slot's fast bit and marks
+//! (`fast_slots`) and its addresses' pool units (`pool_units`) in step.
+
+use std::net::IpAddr;
+
+use libbpf_rs::{MapCore, MapFlags};
+
+use super::{ctx, delete_if_present, Maps};
+use crate::abi::{self, Session, SessionKey, SessionState};
+use crate::Error;
+
+impl Maps {
+    pub fn max_sessions(&self) -> u32 {
+        self.sessions.max_entries()
+    }
+
+    pub(super) fn check_index(&self, index: u32) -> Result<(), Error> {
+        if index >= self.sessions.max_entries() {
+            return Err(Error::SessionIndex { index, max: self.sessions.max_entries() });
+        }
+        Ok(())
+    }
+
+    pub fn read_session(&self, index: u32) -> Result<Session, Error> {
+        self.check_index(index)?;
+        let v = self
+            .sessions
+            .lookup(&index.to_ne_bytes(), MapFlags::ANY)
+            .map_err(ctx("reading lns_sessions"))?
+            .ok_or(Error::Missing("lns_sessions entry"))?;
+        bytemuck::try_pod_read_unaligned(&v).map_err(|_| Error::Missing("lns_sessions value size"))
+    }
+
+    fn write_session(&self, index: u32, s: &Session) -> Result<(), Error> {
+        self.sessions
+            .update(&index.to_ne_bytes(), bytemuck::bytes_of(s), MapFlags::ANY)
+            .map_err(ctx("writing lns_sessions"))
+    }
+
+    /// Installs a session in slot `index`: the entry, its (tunnel, session)
+    /// key and the subscriber addresses it holds (IPv4 /32, SLAAC prefix,
+    /// delegated prefix).
+    ///
+    /// The entry is written before anything points at it, so the program
+    /// never finds a key or an address whose slot is half written.
+    pub fn install_session(&self, index: u32, s: &Session) -> Result<(), Error> {
+        self.check_index(index)?;
+        if let Ok(old) = self.read_session(index) {
+            if old.session_state() != Some(SessionState::Free) {
+                return Err(Error::SlotInUse(index));
+            }
+        }
+        self.write_session(index, s)?;
+        // A new session's data messages are numbered from 0 (RFC 2661 §5.4).
+        self.session_ns
+            .update(&index.to_ne_bytes(), &0u64.to_ne_bytes(), MapFlags::ANY)
+            .map_err(ctx("writing lns_session_ns"))?;
+        let key = s.key();
+        // A session away from its direct slot: the program must look up
+        // the key in the hash whenever it names that slot, so the slot's
+        // fast bit goes before the key becomes findable.
+        let displaced_from = abi::direct_slot(key, self.max_sessions()).filter(|&d| d != index);
+        if let Some(d) = displaced_from {
+            self.mark_slot(d, abi::slot_mark::DISPLACED);
+        }
+        let idx = index.to_ne_bytes();
+        self.session_ids
+            .update(bytemuck::bytes_of(&key), &idx, MapFlags::ANY)
+            .map_err(ctx("writing lns_session_ids"))?;
+        // Again, now that the key is findable: a writer that was clearing
+        // the mark (the last displaced session of the slot leaving) and did
+        // not see this key yet cannot have left it clear.
+        if let Some(d) = displaced_from {
+            self.mark_slot(d, abi::slot_mark::DISPLACED);
+        }
+        self.install_addresses(index, s)?;
+        self.refresh_fast_slot(index)
+    }
+
+    /// Rewrites a live session (state change, new addresses after IPCP),
+    /// keeping its key. Addresses it no longer holds are removed first.
+    pub fn update_session(&self, index: u32, s: &Session) -> Result<(), Error> {
+        let old = self.read_session(index)?;
+        if old.session_state() == Some(SessionState::Free) {
+            return Err(Error::Missing("session to update"));
+        }
+        if old.key() != s.key() {
+            return Err(Error::KeyChange(index));
+        }
+        self.remove_addresses(&old)?;
+        self.write_session(index, s)?;
+        self.install_addresses(index, s)?;
+        self.refresh_fast_slot(index)
+    }
+
+    /// Removes a session and everything that points at it, in the reverse
+    /// order of [`Maps::install_session`]. Returns the entry it removed.
+    pub fn remove_session(&self, index: u32) -> Result<Option<Session>, Error> {
+        let old = self.read_session(index)?;
+        if old.session_state() == Some(SessionState::Free) {
+            return Ok(None);
+        }
+        self.remove_addresses(&old)?;
+        delete_if_present(
+            &self.session_ids,
+            bytemuck::bytes_of(&old.key()),
+            "deleting from lns_session_ids",
+        )?;
+        self.write_session(index, &Session::default())?;
+        // Addresses the caller added besides the session's own were the
+        // caller's to remove; the next session here starts without.
+        self.slot_marks.fetch_and(index as usize, !abi::slot_mark::EXTRA);
+        self.refresh_fast_slot(index)?;
+        if let Some(d) = abi::direct_slot(old.key(), self.max_sessions()).filter(|&d| d != index) {
+            if !self.displaced_from(d)? {
+                self.slot_marks.fetch_and(d as usize, !abi::slot_mark::DISPLACED);
+                // A session displaced meanwhile marks the slot again after
+                // its key is findable; look once more, after the clear.
+                if self.displaced_from(d)? {
+                    self.mark_slot(d, abi::slot_mark::DISPLACED);
+                }
+                self.refresh_fast_slot(d)?;
+            }
+        }
+        Ok(Some(old))
+    }
+
+    /// Is a session other than the one in `index` still living away from
+    /// its direct slot `index`? A walk over every key: only for removing
+    /// such a session, which only an operator's static sessions are.
+    fn displaced_from(&self, index: u32) -> Result<bool, Error> {
+        for key in self.session_ids.keys() {
+            let Ok(k) = bytemuck::try_pod_read_unaligned::<SessionKey>(&key) else { continue };
+            if abi::direct_slot(k, self.max_sessions()) == Some(index)
+                && self.find_session(k)?.is_some_and(|i| i != index)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn install_addresses(&self, index: u32, s: &Session) -> Result<(), Error> {
+        if let Some(v4) = s.subscriber_ipv4() {
+            self.put_subscriber_v4(v4, index)?;
+        }
+        if let Some((p, len)) = s.subscriber_ipv6_prefix() {
+            self.put_route_v6(p, len, index)?;
+        }
+        if let Some((p, len)) = s.subscriber_delegated_prefix() {
+            self.put_route_v6(p, len, index)?;
+        }
+        Ok(())
+    }
+
+    /// Each removal takes the address's pool unit off the fast path before
+    /// the address leaves the maps ([`Maps::remove_subscriber_v4`],
+    /// [`Maps::remove_route_v6`]).
+    fn remove_addresses(&self, s: &Session) -> Result<(), Error> {
+        if let Some(v4) = s.subscriber_ipv4() {
+            self.remove_subscriber_v4(v4)?;
+        }
+        if let Some((p, len)) = s.subscriber_ipv6_prefix() {
+            self.remove_route_v6(p, len)?;
+        }
+        if let Some((p, len)) = s.subscriber_delegated_prefix() {
+            self.remove_route_v6(p, len)?;
+        }
+        Ok(())
+    }
+
+    /// The slot of the session with these local ids.
+    pub fn find_session(&self, key: SessionKey) -> Result<Option<u32>, Error> {
+        let v = self
+            .session_ids
+            .lookup(bytemuck::bytes_of(&key), MapFlags::ANY)
+            .map_err(ctx("reading lns_session_ids"))?;
+        Ok(v.and_then(|b| bytemuck::try_pod_read_unaligned::<u32>(&b).ok()))
+    }
+
+    /// Every installed session, by slot (a syscall per slot: for tools and
+    /// tests, not for a packet path).
+    pub fn sessions(&self) -> Result<Vec<(u32, Session)>, Error> {
+        let mut out = Vec::new();
+        for key in self.session_ids.keys() {
+            if let Ok(k) = bytemuck::try_pod_read_unaligned::<SessionKey>(&key) {
+                if let Some(i) = self.find_session(k)? {
+                    out.push((i, self.read_session(i)?));
+                }
+            }
+        }
+        out.sort_by_key(|(i, _)| *i);
+        Ok(out)
+    }
+
+    /// The slot the program looks at first for `key` ([`crate::abi::direct_slot`]),
+    /// if it is in the table and free: where a writer should put the session.
+    pub fn free_direct_slot(&self, key: SessionKey) -> Result<Option<u32>, Error> {
+        let Some(slot) = crate::abi::direct_slot(key, self.max_sessions()) else { return Ok(None) };
+        let s = self.read_session(slot)?;
+        Ok((s.session_state() == Some(SessionState::Free)).then_some(slot))
+    }
+
+    /// The session table mapped into this process.
+    pub fn mmap_sessions(&self) -> Result<crate::MmapArray<Session>, Error> {
+        crate::MmapArray::map(&self.sessions)
+    }
+
+    /// The per-session Ns counters (`lns_session_ns`) mapped into this
+    /// process; take numbers with [`crate::MmapArray::fetch_add`].
+    pub fn mmap_session_ns(&self) -> Result<crate::MmapArray<u64>, Error> {
+        crate::MmapArray::map(&self.session_ns)
+    }
+}
+
+/// A session's own addresses with their lengths: its IPv4 /32, SLAAC
+/// prefix and delegated prefix.
+pub(super) fn own_addresses(s: &Session) -> impl Iterator<Item = (IpAddr, u8)> {
+    let v4 = s.subscriber_ipv4().map(|a| (IpAddr::V4(a), 32));
+    let v6 = s.subscriber_ipv6_prefix().map(|(a, l)| (IpAddr::V6(a), l));
+    let pd = s.subscriber_delegated_prefix().map(|(a, l)| (IpAddr::V6(a), l));
+    v4.into_iter().chain(v6).chain(pd)
+}
