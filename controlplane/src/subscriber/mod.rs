@@ -28,7 +28,8 @@
 //! - IPv6 prefixes: [`ipv6`];
 //! - timeouts, accounting and counters: [`timers`] and [`accounting`];
 //! - why sessions end, as the LAC and RADIUS are told: [`reason`];
-//! - what `lnsctl` shows: [`views`].
+//! - what `lnsctl` shows: [`views`];
+//! - the state as data, written and read back: [`snapshot`].
 
 pub mod accounting;
 mod calls;
@@ -36,6 +37,7 @@ pub mod effect;
 mod ipv6;
 mod link;
 pub mod reason;
+mod snapshot;
 mod timers;
 mod views;
 
@@ -49,6 +51,7 @@ use std::time::{Duration, Instant};
 use lns_bpf::abi;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 pub use self::accounting::{AccountingConfig, AcctKind, AcctRecord, Counters};
 pub use self::effect::{AuthAnswer, AuthJob, Datagram, Effect, MapOp, NcpRefusal, Notice, NsFill};
@@ -67,7 +70,7 @@ const MAX_EARLY_PPP: usize = 8;
 const TIMEOUT_CHECK: Duration = Duration::from_secs(1);
 
 /// A session: its tunnel and its own id, both ours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SessionKey {
     pub tunnel: TunnelId,
     pub session: SessionId,
@@ -108,17 +111,18 @@ pub struct CoreConfig {
 }
 
 /// A tunnel as the core knows it besides the Endpoint: where it is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TunnelRecord {
     pub peer: SocketAddr,
     /// Our address the LAC sends to.
     pub local: IpAddr,
     pub ifindex: u32,
+    #[serde(with = "crate::snapshot::instant")]
     pub since: Instant,
 }
 
 /// What the link negotiated that the data plane needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     pub mtu: u16,
     pub acfc: bool,
@@ -128,7 +132,7 @@ pub struct Link {
 }
 
 /// A session's IPv6: what the backend granted and what it holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ipv6Record {
     /// A fixed prefix from the backend (RADIUS Framed-IPv6-Prefix).
     pub granted_prefix: Option<(std::net::Ipv6Addr, u8)>,
@@ -142,11 +146,12 @@ pub struct Ipv6Record {
 }
 
 /// A connected session (ICCN received) and its subscriber.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Subscriber {
     pub peer_tunnel_id: TunnelId,
     pub peer_session_id: SessionId,
     pub info: SessionInfo,
+    #[serde(with = "crate::snapshot::instant")]
     pub since: Instant,
     pub ppp_frames_rx: u64,
     pub ppp: ppp::Session,
@@ -159,9 +164,11 @@ pub struct Subscriber {
     pub ipv4_forwarding: bool,
     pub ipv6: Ipv6Record,
     /// When the first network protocol opened (Session-Timeout counts from here).
+    #[serde(with = "crate::snapshot::opt_instant")]
     pub network_up: Option<Instant>,
     /// Fast-path packets at the last sample, and when they last changed.
     pub traffic: u64,
+    #[serde(with = "crate::snapshot::instant")]
     pub last_activity: Instant,
     /// The LNS is ending the session, and why.
     pub ending: Option<EndReason>,
@@ -172,12 +179,14 @@ pub struct Subscriber {
     pub session_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub acct: Option<accounting::Accounting>,
-    /// This session's entry in the core's PPP timer index.
+    /// This session's entry in the core's PPP timer index (rebuilt on
+    /// restore).
+    #[serde(skip)]
     timer: Option<Instant>,
 }
 
 /// A call accepted (ICRP sent) and not yet connected.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Calling {
     /// PPP frames that arrived before the ICCN (the LAC's ICCN can wait in
     /// its send window while data goes straight out).

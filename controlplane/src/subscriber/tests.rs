@@ -394,7 +394,12 @@ fn radius_accept(class: &'static [u8]) -> Backend {
         let (decision, _) = users.check(req);
         Authorization {
             decision,
-            ipv4: Some(Ipv4Addr::new(203, 0, 113, 10 + req.username.len() as u8)),
+            // Framed-IP-Address for alice and bob; the rest from the pool.
+            ipv4: match req.username.as_slice() {
+                b"alice" => Some(Ipv4Addr::new(203, 0, 113, 15)),
+                b"bob" => Some(Ipv4Addr::new(203, 0, 113, 13)),
+                _ => None,
+            },
             class: vec![class.to_vec()],
             interim_interval: Some(Duration::from_secs(60)),
             ..Authorization::accept()
@@ -714,4 +719,44 @@ fn many_subscribers_in_several_tunnels_on_a_clean_pipe() {
     let _ = lab.t0;
     let _: VecDeque<u8> = VecDeque::new();
     let _ = Phase::Network;
+}
+
+#[test]
+fn a_restored_core_keeps_its_subscribers_and_their_accounting() {
+    let mut cfg = base_config();
+    cfg.accounting = accounting();
+    let mut lab = Lab::new(cfg.clone());
+    lab.backend = radius_accept(b"gold");
+    lab.dial(&["alice", "bob"]);
+    lab.run_for(Duration::from_secs(5));
+    let (a, b) = (lab.key("alice"), lab.key("bob"));
+    lab.counters.get_mut(&a).expect("alice").up_bytes += 4000;
+    lab.run_for(Duration::from_secs(30));
+    let snap = lab.core.snapshot(lab.now).expect("snapshot");
+    // The process is gone for 2 s: what the LAC sent meanwhile is lost.
+    lab.now += Duration::from_secs(2);
+    lab.pipe.retain(|p| !p.1);
+    lab.core = Core::restore(cfg, &snap, lab.now).expect("restore");
+    assert_eq!(lab.core.addresses_in_use(), 2, "the pools hold the same addresses");
+    lab.counters.get_mut(&a).expect("alice").up_bytes += 1000;
+    lab.run_for(Duration::from_secs(60));
+    assert!(lab.forwarding(a) && lab.forwarding(b), "{:#?}", lab.notices.iter().rev().take(5).collect::<Vec<_>>());
+    assert_eq!(lab.ended(a), None);
+    assert_eq!(lab.records.iter().filter(|r| r.kind == AcctKind::Start).count(), 2, "no second Start");
+    let interim = lab.records.iter().rev().find(|r| r.kind == AcctKind::Interim && r.context.session_id == a.session.0);
+    assert_eq!(interim.expect("interims go on").counters.expect("counters").up_bytes, 5000);
+    // A new subscriber gets an address nobody holds.
+    lab.dial(&["carol"]);
+    lab.run_for(Duration::from_secs(5));
+    let c = lab.key("carol");
+    let addresses: HashSet<_> = [a, b, c].iter().map(|k| lab.entries[k].subscriber_ipv4()).collect();
+    assert_eq!(addresses.len(), 3);
+    // The LAC never noticed: its tunnel and calls are up, echoes answered.
+    assert!(lab.lac.tunnel(lab.lac_tunnels[0]).is_some_and(|t| t.session_count() == 2));
+    let (t, s) = lab.lac_call("alice");
+    lab.lac.close_session(lab.now, t, s, crate::l2tp::ResultCode::new(cdn::ADMINISTRATIVE)).expect("CDN");
+    lab.run_for(Duration::from_secs(1));
+    let stop = lab.stop_of(a).expect("Stop");
+    assert_eq!(stop.counters.expect("counters").up_bytes, 5000, "the whole session's counters");
+    assert!(stop.session_time.expect("time") >= Duration::from_secs(95));
 }
