@@ -11,3 +11,4 @@ pub mod daemon;
 pub mod l2tp;
 pub mod ppp;
 pub mod snapshot;
+pub mod subscriber;

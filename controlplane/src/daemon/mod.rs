@@ -3,7 +3,9 @@
 //!
 //! - [`config`]: the TOML file and the flags over it;
 //! - [`aaa`]: the local users file and the IPv4 address pools;
-//! - [`server`]: the event loop (one file, read top to bottom);
+//! - [`server`]: the event loop (one file, read top to bottom), a driver
+//!   of the subscriber core ([`crate::subscriber`]);
+//! - [`notice`]: the core's notices, written to the log;
 //! - [`udp`]: the L2TP socket, which knows which local address a peer used;
 //! - [`fastpath`]: sessions written into the data plane's pinned maps;
 //! - [`control`]: the Unix control socket `lnsctl` talks to;
@@ -17,6 +19,7 @@ pub mod config;
 pub mod control;
 pub mod dynauth;
 pub mod fastpath;
+pub mod notice;
 pub mod radius;
 pub mod server;
 pub mod udp;

@@ -13,7 +13,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lns_bpf::abi::SessionStats;
 use lns_radius::access::{AccessRequest, Credentials, FramedIpAddress, NasIdentity, TunnelInfo};
@@ -30,8 +30,8 @@ use super::aaa::{AuthBackend, AuthContext, Authorization, LocalUsers};
 use super::accounting::{AccountingHandle, AccountingStatus};
 use super::config::{NoResponsePolicy, RadiusSettings};
 use crate::l2tp::avp::AccessLine;
-use crate::l2tp::SessionDownCause;
-use crate::ppp::{AuthDecision, AuthMaterial, AuthMethod, AuthRequest, DisconnectCause, DisconnectCode};
+use crate::ppp::{AuthDecision, AuthMaterial, AuthMethod, AuthRequest};
+use crate::subscriber::{AccountingConfig, AcctKind, AcctRecord};
 
 /// RFC 4679 (ADSL Forum / Broadband Forum) vendor id: the RADIUS home of
 /// the access-line values RFC 5515 carries in L2TP.
@@ -261,90 +261,19 @@ impl AuthBackend for RadiusAuth {
     }
 }
 
-/// A session's accounting: what every record of it repeats, and where it
-/// stands. Created when the subscriber is accepted, started when IPCP
-/// opens.
-#[derive(Debug, Clone)]
-pub struct SessionAccounting {
-    pub session_id: String,
-    user_name: Vec<u8>,
-    class: Vec<Vec<u8>>,
-    call: CallAttributes,
-    interim: Option<Duration>,
-    framed_ip: Option<Ipv4Addr>,
-    /// The SLAAC prefix announced to the subscriber (Framed-IPv6-Prefix).
-    framed_ipv6: Option<lns_radius::attribute::Ipv6Prefix>,
-    /// The prefix routed to the subscriber's router (Delegated-IPv6-Prefix).
-    delegated_ipv6: Option<lns_radius::attribute::Ipv6Prefix>,
-    /// When Start went (monotonic, and seconds since the epoch).
-    started: Option<(Instant, u64)>,
-    next_interim: Option<Instant>,
-    /// The fast path's counters never reset: the slot's values at Start.
-    baseline: SessionStats,
-    /// Why the session ends, once the LNS knows (first reason wins).
-    pub terminate_cause: Option<u32>,
-    /// Acct-Authentic: RADIUS, or Local when the users file decided.
-    authentic: u32,
-}
-
-impl SessionAccounting {
-    pub fn started(&self) -> bool {
-        self.started.is_some()
-    }
-
-    /// Set the Acct-Terminate-Cause unless one is set already.
-    pub fn cause(&mut self, cause: u32) {
-        self.terminate_cause.get_or_insert(cause);
-    }
-
-    pub fn interim_due(&self, now: Instant) -> bool {
-        self.next_interim.is_some_and(|t| t <= now)
-    }
-
-    pub fn user_name(&self) -> &[u8] {
-        &self.user_name
-    }
-
-    pub fn framed_ip(&self) -> Option<Ipv4Addr> {
-        self.framed_ip
-    }
-
-    pub fn nas_port(&self) -> u32 {
-        self.call.nas_port
-    }
-}
-
 /// Octets and packets since `baseline` (RFC 2866: Input is what came from
 /// the subscriber, the upstream).
 pub fn counters(now: &SessionStats, baseline: &SessionStats) -> Counters {
+    radius_counters(&crate::subscriber::Counters::from(*now).since(&(*baseline).into()))
+}
+
+/// The core's counters as RFC 2866 reports them.
+pub fn radius_counters(c: &crate::subscriber::Counters) -> Counters {
     Counters {
-        input_octets: now.up_bytes.wrapping_sub(baseline.up_bytes),
-        output_octets: now.down_bytes.wrapping_sub(baseline.down_bytes),
-        input_packets: now.up_packets.wrapping_sub(baseline.up_packets),
-        output_packets: now.down_packets.wrapping_sub(baseline.down_packets),
-    }
-}
-
-/// Acct-Terminate-Cause for a session the L2TP layer reports down with no
-/// reason of the LNS's own: the LAC's CDN or StopCCN is the user's (or
-/// its LAC's) request; a tunnel that stopped answering lost the carrier.
-pub fn terminate_cause_of_down(cause: &SessionDownCause) -> u32 {
-    match (cause.by_peer, &cause.result) {
-        (true, _) => acct_terminate_cause::USER_REQUEST,
-        (false, None) => acct_terminate_cause::LOST_CARRIER,
-        (false, Some(_)) => acct_terminate_cause::NAS_REQUEST,
-    }
-}
-
-/// Acct-Terminate-Cause for PPP ending by itself.
-pub fn terminate_cause_of_link_down(cause: &DisconnectCause) -> u32 {
-    use crate::ppp::session::Direction;
-    if cause.code == DisconnectCode::LCP_ECHO_TIMEOUT {
-        acct_terminate_cause::LOST_CARRIER
-    } else if cause.direction == Direction::Peer {
-        acct_terminate_cause::USER_REQUEST
-    } else {
-        acct_terminate_cause::NAS_REQUEST
+        input_octets: c.up_bytes,
+        output_octets: c.down_bytes,
+        input_packets: c.up_packets,
+        output_packets: c.down_packets,
     }
 }
 
@@ -373,7 +302,6 @@ pub struct Radius {
     host_name: String,
     /// Acct-Session-Id: this start's time and a counter.
     boot: u64,
-    next_session: u64,
     interim_default: Option<Duration>,
     accounting: Option<AccountingHandle>,
     auth_servers: bool,
@@ -422,7 +350,6 @@ impl Radius {
             nas,
             host_name: host_name.to_string(),
             boot: if settings.acct_servers.is_empty() { unix_now() } else { boot_id(&settings.state_dir) },
-            next_session: 0,
             interim_default: settings.interim_interval,
             accounting,
             auth_servers: !settings.auth_servers.is_empty(),
@@ -463,113 +390,52 @@ impl Radius {
         self.accounting.as_ref()
     }
 
-    /// A subscriber was accepted: its accounting, if accounting is on.
-    pub fn session(
-        &mut self,
-        ctx: &AuthContext,
-        user_name: &[u8],
-        class: Vec<Vec<u8>>,
-        interim: Option<Duration>,
-    ) -> Option<SessionAccounting> {
+    /// How the subscriber core numbers and schedules accounting, if
+    /// accounting is on.
+    pub fn accounting_config(&self) -> Option<AccountingConfig> {
         self.accounting.as_ref()?;
-        self.next_session += 1;
-        Some(SessionAccounting {
-            session_id: acct_session_id(self.boot, self.next_session),
-            user_name: user_name.to_vec(),
-            class,
-            call: CallAttributes::new(ctx, &self.host_name),
-            interim: interim.or(self.interim_default),
-            framed_ip: None,
-            framed_ipv6: None,
-            delegated_ipv6: None,
-            started: None,
-            next_interim: None,
-            baseline: SessionStats::default(),
-            terminate_cause: None,
+        Some(AccountingConfig {
+            boot: self.boot,
+            interim_default: self.interim_default,
             authentic: if self.auth_servers { acct_authentic::RADIUS } else { acct_authentic::LOCAL },
         })
     }
 
-    fn record(&self, a: &SessionAccounting, status: AcctStatusType) -> AccountingRequest {
+    /// One of the core's records as an Accounting-Request, sent (a Stop is
+    /// spooled until a server acknowledges it).
+    pub fn send(&self, rec: &AcctRecord) {
+        let Some(acct) = &self.accounting else { return };
+        let a = &rec.acct;
+        let status = match rec.kind {
+            AcctKind::Start => AcctStatusType::Start,
+            AcctKind::Interim => AcctStatusType::InterimUpdate,
+            AcctKind::Stop => AcctStatusType::Stop,
+        };
+        let call = CallAttributes::new(&rec.context, &self.host_name);
+        let prefix = |p: Option<(std::net::Ipv6Addr, u8)>| {
+            p.map(|(address, len)| lns_radius::attribute::Ipv6Prefix { address, len })
+        };
         let mut r = AccountingRequest::new(status, a.session_id.clone(), self.nas.clone());
         r.user_name = Some(a.user_name.clone());
-        r.nas_port = Some(a.call.nas_port);
-        r.nas_port_id = Some(a.call.nas_port_id.clone());
-        r.calling_station_id = a.call.calling_station_id.clone();
-        r.called_station_id = a.call.called_station_id.clone();
-        r.connect_info = a.call.connect_info.clone();
-        r.tunnel = Some(a.call.tunnel.clone());
-        r.extra = a.call.extra.clone();
+        r.nas_port = Some(call.nas_port);
+        r.nas_port_id = Some(call.nas_port_id);
+        r.calling_station_id = call.calling_station_id;
+        r.called_station_id = call.called_station_id;
+        r.connect_info = call.connect_info;
+        r.tunnel = Some(call.tunnel);
+        r.extra = call.extra;
         r.framed_ip_address = a.framed_ip;
-        r.framed_ipv6_prefix = a.framed_ipv6;
-        r.delegated_ipv6_prefix = a.delegated_ipv6;
+        r.framed_ipv6_prefix = prefix(a.framed_ipv6);
+        r.delegated_ipv6_prefix = prefix(a.delegated_ipv6);
         r.class = a.class.clone();
         r.authentic = Some(a.authentic);
         r.event_timestamp = u32::try_from(unix_now()).ok();
-        r
-    }
-
-    /// IPCP opened: Accounting Start.
-    pub fn start_session(
-        &self,
-        a: &mut SessionAccounting,
-        now: Instant,
-        ipv4: Option<Ipv4Addr>,
-        ipv6_prefix: Option<(std::net::Ipv6Addr, u8)>,
-        delegated: Option<(std::net::Ipv6Addr, u8)>,
-        baseline: SessionStats,
-    ) {
-        // The first network protocol up starts the session; one that opens
-        // later is named in the Interim-Updates and the Stop.
-        if let Some(v4) = ipv4 {
-            a.framed_ip = Some(v4);
+        r.session_time = rec.session_time.map(|t| u32::try_from(t.as_secs()).unwrap_or(u32::MAX));
+        r.counters = rec.counters.as_ref().map(radius_counters);
+        if rec.kind == AcctKind::Stop {
+            r.terminate_cause = Some(a.terminate_cause.unwrap_or(acct_terminate_cause::NAS_REQUEST));
         }
-        if let Some((address, len)) = ipv6_prefix {
-            a.framed_ipv6 = Some(lns_radius::attribute::Ipv6Prefix { address, len });
-        }
-        if let Some((address, len)) = delegated {
-            a.delegated_ipv6 = Some(lns_radius::attribute::Ipv6Prefix { address, len });
-        }
-        let Some(acct) = &self.accounting else { return };
-        if a.started.is_some() {
-            return;
-        }
-        a.started = Some((now, unix_now()));
-        a.baseline = baseline;
-        a.next_interim = a.interim.map(|i| now + i);
-        acct.send(self.record(a, AcctStatusType::Start), false);
-    }
-
-    fn session_time(a: &SessionAccounting, now: Instant) -> Option<u32> {
-        a.started.map(|(t, _)| u32::try_from(now.saturating_duration_since(t).as_secs()).unwrap_or(u32::MAX))
-    }
-
-    /// Interim-Update, and the next one scheduled.
-    pub fn interim(&self, a: &mut SessionAccounting, now: Instant, stats: SessionStats) {
-        let Some(acct) = &self.accounting else { return };
-        let mut r = self.record(a, AcctStatusType::InterimUpdate);
-        r.session_time = Self::session_time(a, now);
-        r.counters = Some(counters(&stats, &a.baseline));
-        // On the interval's grid from Start, not from when the check ran
-        // (once a second, late under load); a missed slot is not made up.
-        a.next_interim = match (a.next_interim, a.interim) {
-            (Some(t), Some(i)) if t + i > now => Some(t + i),
-            (_, i) => i.map(|i| now + i),
-        };
-        acct.send(r, false);
-    }
-
-    /// The session ended: Stop (spooled until a server acknowledges it).
-    pub fn stop(&self, a: &SessionAccounting, now: Instant, stats: SessionStats) {
-        let Some(acct) = &self.accounting else { return };
-        if a.started.is_none() {
-            return;
-        }
-        let mut r = self.record(a, AcctStatusType::Stop);
-        r.session_time = Self::session_time(a, now);
-        r.counters = Some(counters(&stats, &a.baseline));
-        r.terminate_cause = Some(a.terminate_cause.unwrap_or(acct_terminate_cause::NAS_REQUEST));
-        acct.send(r, true);
+        acct.send(r, rec.kind == AcctKind::Stop);
     }
 
     /// Each server's state, and the accounting queue.
@@ -715,7 +581,7 @@ mod tests {
     }
 
     #[test]
-    fn counters_and_causes() {
+    fn counters_since_the_baseline() {
         let base = SessionStats { up_packets: 10, up_bytes: 1000, down_packets: 5, down_bytes: 500 };
         let now =
             SessionStats { up_packets: 15, up_bytes: 1000 + (1 << 33), down_packets: 5, down_bytes: 600 };
@@ -724,26 +590,5 @@ mod tests {
             (c.input_packets, c.input_octets, c.output_packets, c.output_octets),
             (5, 1 << 33, 0, 100)
         );
-        let down = |by_peer, result: Option<crate::l2tp::ResultCode>| SessionDownCause {
-            result,
-            q931: None,
-            by_peer,
-            ppp_cause: None,
-        };
-        assert_eq!(terminate_cause_of_down(&down(true, None)), acct_terminate_cause::USER_REQUEST);
-        assert_eq!(terminate_cause_of_down(&down(false, None)), acct_terminate_cause::LOST_CARRIER);
-        let echo = DisconnectCause {
-            code: DisconnectCode::LCP_ECHO_TIMEOUT,
-            protocol: crate::ppp::Protocol(0xc021),
-            direction: crate::ppp::session::Direction::Local,
-            message: String::new(),
-        };
-        assert_eq!(terminate_cause_of_link_down(&echo), acct_terminate_cause::LOST_CARRIER);
-        let term = DisconnectCause {
-            code: DisconnectCode::NORMAL,
-            direction: crate::ppp::session::Direction::Peer,
-            ..echo
-        };
-        assert_eq!(terminate_cause_of_link_down(&term), acct_terminate_cause::USER_REQUEST);
     }
 }

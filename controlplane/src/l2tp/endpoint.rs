@@ -263,6 +263,12 @@ impl Endpoint {
     }
 
     /// The session-id bank of a tunnel id (0 without banks).
+    /// Whether new tunnels are accepted (a stopping LNS takes none: their
+    /// SCCRQs are dropped as [`DropReason::NotAccepting`]).
+    pub fn set_accept_incoming(&mut self, accept: bool) {
+        self.cfg.accept_incoming = accept;
+    }
+
     pub fn session_id_bank(&self, id: TunnelId) -> u32 {
         match self.spaces.len() as u32 {
             0 => 0,

@@ -1,0 +1,170 @@
+//! The subscriber core's notices, written to the log. Every line about a
+//! tunnel or a session carries `tunnel_id` (and `session_id`), so one grep
+//! follows a subscriber.
+
+use tracing::{debug, info, warn};
+
+use crate::l2tp::{ResultCode, TunnelDownReason};
+use crate::subscriber::{DownReason, MapOp, NcpRefusal, Notice};
+
+/// A Result Code as an operator reads it.
+pub fn describe_result(r: &ResultCode) -> String {
+    let mut s = format!("result {}", r.result);
+    if let Some(e) = r.error {
+        s.push_str(&format!(" error {e}"));
+    }
+    if let Some(m) = &r.message {
+        s.push_str(&format!(" {:?}", String::from_utf8_lossy(m)));
+    }
+    s
+}
+
+pub fn describe_tunnel_down(reason: &TunnelDownReason) -> String {
+    match reason {
+        TunnelDownReason::LocalClose(r) => format!("local StopCCN {}", describe_result(r)),
+        TunnelDownReason::PeerStopCcn(Some(r)) => format!("peer StopCCN {}", describe_result(r)),
+        TunnelDownReason::PeerStopCcn(None) => "peer StopCCN".into(),
+        TunnelDownReason::RetransmitLimit => "retransmit limit: the peer stopped acknowledging".into(),
+        TunnelDownReason::AuthenticationFailed => "tunnel authentication failed".into(),
+        TunnelDownReason::ProtocolError(r) => format!("protocol error, StopCCN {}", describe_result(r)),
+        TunnelDownReason::TieBreakerLost => "tie breaker lost".into(),
+    }
+}
+
+pub fn describe_session_down(reason: &DownReason) -> String {
+    match reason {
+        DownReason::Cdn(cause) => match (&cause.result, cause.by_peer) {
+            (Some(r), true) => format!("peer {}", describe_result(r)),
+            (Some(r), false) => format!("local {}", describe_result(r)),
+            (None, true) => "peer".to_string(),
+            (None, false) => "local".to_string(),
+        },
+        DownReason::TunnelDown => "tunnel down".to_string(),
+        DownReason::Stopping => "control plane stopping".to_string(),
+    }
+}
+
+fn map_op(op: MapOp) -> &'static str {
+    match op {
+        MapOp::Call => "writing an incoming call",
+        MapOp::Connect => "writing the connected session",
+        MapOp::Ipv4Up => "switching the session to forwarding",
+        MapOp::Ipv6Up => "writing the IPv6 prefix",
+        MapOp::Change => "changing the session",
+        MapOp::Remove => "removing the session",
+    }
+}
+
+/// Logs one notice; `slot` is the session's data-plane slot, if any.
+pub fn log(n: &Notice, slot: Option<u32>) {
+    match n {
+        Notice::TunnelAccepted { tunnel, peer, local } => {
+            debug!(tunnel_id = tunnel.0, %peer, %local, "SCCRQ accepted")
+        }
+        Notice::TunnelUp { tunnel, peer_tunnel_id, host_name } => {
+            info!(tunnel_id = tunnel.0, peer_tunnel_id, host_name = %host_name, "tunnel up")
+        }
+        Notice::TunnelDown { tunnel, reason } => {
+            info!(tunnel_id = tunnel.0, reason = %describe_tunnel_down(reason), "tunnel down")
+        }
+        Notice::TunnelClosing { tunnel, by } => {
+            info!(tunnel_id = tunnel.0, why = by.describe(), "StopCCN on the operator's request")
+        }
+        Notice::SessionUp { key, peer_session_id, sequencing, calling_number } => info!(
+            slot,
+            tunnel_id = key.tunnel.0,
+            session_id = key.session.0,
+            peer_session_id,
+            sequencing,
+            calling_number = %calling_number,
+            "session up"
+        ),
+        Notice::Authentication { key, user, method, proxied, accepted } => info!(
+            tunnel_id = key.tunnel.0,
+            session_id = key.session.0,
+            user,
+            ?method,
+            proxied,
+            accept = accepted,
+            "authentication"
+        ),
+        Notice::NoIpv4Address { key, user, ipv6_only: true } => debug!(
+            tunnel_id = key.tunnel.0,
+            session_id = key.session.0,
+            user,
+            "no IPv4 address for the user: IPv6 only"
+        ),
+        Notice::NoIpv4Address { key, user, ipv6_only: false } => {
+            warn!(tunnel_id = key.tunnel.0, session_id = key.session.0, user, "no IPv4 address for the user")
+        }
+        Notice::Ipv4Up { key, address, mtu } => info!(
+            tunnel_id = key.tunnel.0,
+            session_id = key.session.0,
+            ipv4 = %address,
+            mtu,
+            "IPCP opened: forwarding"
+        ),
+        Notice::Ipv6Up { key, prefix, len } => info!(
+            tunnel_id = key.tunnel.0,
+            session_id = key.session.0,
+            prefix = %prefix,
+            len,
+            "IPv6CP opened: forwarding, prefix announced"
+        ),
+        Notice::NcpRefused { key, protocol, why } => {
+            let what = match why {
+                NcpRefusal::NoAddress => "IPCP opened without an address to assign: IPCP closed",
+                NcpRefusal::NotAssigned => "IPCP opened with an address we did not assign: link closed",
+                NcpRefusal::NoPrefix => "no IPv6 prefix for the subscriber: IPv6CP closed",
+                NcpRefusal::MapWrite => "the data plane refused the network: closed",
+            };
+            warn!(tunnel_id = key.tunnel.0, session_id = key.session.0, protocol, "{what}")
+        }
+        Notice::NcpDown { key, protocol } => {
+            info!(tunnel_id = key.tunnel.0, session_id = key.session.0, protocol, "NCP down")
+        }
+        Notice::EchoFailure { key, unanswered } => {
+            warn!(tunnel_id = key.tunnel.0, session_id = key.session.0, unanswered, "LCP echo failure")
+        }
+        Notice::Ending { key, reason } => info!(
+            tunnel_id = key.tunnel.0,
+            session_id = key.session.0,
+            why = reason.describe(),
+            "ending the session"
+        ),
+        Notice::LinkDown { key, code, message } => info!(
+            tunnel_id = key.tunnel.0,
+            session_id = key.session.0,
+            code,
+            message = %message,
+            "PPP link down: CDN"
+        ),
+        Notice::SessionDown { key, reason, ppp_frames_rx } => info!(
+            why = describe_session_down(reason).as_str(),
+            ppp_frames_rx,
+            tunnel_id = key.tunnel.0,
+            session_id = key.session.0,
+            "session down"
+        ),
+        Notice::CoaApplied { key, session_timeout, idle_timeout } => info!(
+            tunnel_id = key.tunnel.0,
+            session_id = key.session.0,
+            ?session_timeout,
+            ?idle_timeout,
+            "CoA-Request applied"
+        ),
+        Notice::MapWriteFailed { key, op: MapOp::Call } => debug!(
+            tunnel_id = key.tunnel.0,
+            session_id = key.session.0,
+            "incoming call not yet in the data plane"
+        ),
+        Notice::MapWriteFailed { key, op } => {
+            warn!(tunnel_id = key.tunnel.0, session_id = key.session.0, "data plane write failed: {}", map_op(*op))
+        }
+        Notice::StaleAuthAnswer { key } => debug!(
+            tunnel_id = key.tunnel.0,
+            session_id = key.session.0,
+            "authentication answer for a session that is gone or asked again: dropped"
+        ),
+    }
+}

@@ -1,0 +1,218 @@
+//! The L2TP side of a subscriber: a call is accepted (ICRQ), connects
+//! (ICCN) and PPP starts on it, and it leaves (CDN either way, StopCCN, a
+//! tunnel that stopped answering).
+
+use std::time::Instant;
+
+use super::accounting::Counters;
+use super::{
+    Calling, Core, DownReason, Effect, Link, MapOp, Notice, SessionKey, Subscriber, DEFAULT_MRU,
+};
+use crate::l2tp::avp::proxy_authen;
+use crate::l2tp::{Event, SessionId, SessionInfo, TunnelId};
+use crate::ppp::{self, ProxyAuth, ProxyLcp};
+
+impl Core {
+    pub(super) fn on_l2tp_event(&mut self, now: Instant, tid: TunnelId, ev: Event) {
+        match ev {
+            Event::TunnelUp { peer_tunnel_id, peer_host_name } => {
+                self.counters.tunnels_up_total += 1;
+                self.notice(Notice::TunnelUp {
+                    tunnel: tid,
+                    peer_tunnel_id: peer_tunnel_id.0,
+                    host_name: String::from_utf8_lossy(&peer_host_name).into_owned(),
+                });
+            }
+            Event::TunnelDown { reason } => {
+                self.counters.tunnels_down_total += 1;
+                self.notice(Notice::TunnelDown { tunnel: tid, reason });
+                // Its sessions were reported down before; anything left is
+                // removed all the same.
+                let left: Vec<SessionKey> = self
+                    .sessions
+                    .keys()
+                    .chain(self.calling.keys())
+                    .filter(|k| k.tunnel == tid)
+                    .copied()
+                    .collect();
+                for key in left {
+                    if let Some(a) = self.sessions.get_mut(&key).and_then(|s| s.acct.as_mut()) {
+                        a.cause(lns_radius::attribute::acct_terminate_cause::LOST_CARRIER);
+                    }
+                    self.session_down(now, key, DownReason::TunnelDown);
+                }
+            }
+            Event::IncomingCall { session_id, peer_session_id } => {
+                self.incoming_call(SessionKey::new(tid, session_id), peer_session_id)
+            }
+            Event::SessionUp { session_id, peer_session_id, info } => {
+                self.session_up(now, SessionKey::new(tid, session_id), peer_session_id, *info)
+            }
+            Event::SessionDown { session_id, cause } => {
+                let key = SessionKey::new(tid, session_id);
+                if let Some(a) = self.sessions.get_mut(&key).and_then(|s| s.acct.as_mut()) {
+                    a.cause(super::reason::terminate_cause_of_down(&cause));
+                }
+                self.session_down(now, key, DownReason::Cdn(cause));
+            }
+            // Reported by the L2TP layer; nothing here depends on them.
+            Event::WanErrorNotify { .. } | Event::SetLinkInfo { .. } => {}
+            Event::ConnectSpeedUpdate { updates } => {
+                for u in updates {
+                    if let Some(s) = self.sessions.get_mut(&SessionKey::new(tid, u.remote_session_id)) {
+                        s.info.tx_connect_speed = Some(u.tx_bps);
+                        s.info.rx_connect_speed = Some(u.rx_bps);
+                    }
+                }
+            }
+        }
+    }
+
+    /// ICRQ accepted: the call goes into the data plane now, in state
+    /// Control, so that its first PPP frames (which may overtake the
+    /// ICCN) reach us; if that fails, ICCN tries again.
+    fn incoming_call(&mut self, key: SessionKey, peer_sid: SessionId) {
+        let Some(peer_tunnel) = self.endpoint.tunnel(key.tunnel).map(|t| t.peer_id()) else { return };
+        let link = Link { mtu: DEFAULT_MRU, acfc: false, pfc: false, sequencing: false };
+        if let Some(entry) = self.entry_of(key, peer_tunnel, peer_sid, link) {
+            self.effects.push_back(Effect::WriteSession { key, entry, op: MapOp::Call });
+        }
+        self.calling.insert(key, Calling::default());
+    }
+
+    /// ICCN received: the session's entry is written (still Control: its
+    /// PPP negotiation reaches us until a network protocol opens) and PPP
+    /// starts.
+    fn session_up(&mut self, now: Instant, key: SessionKey, peer_sid: SessionId, info: SessionInfo) {
+        if !self.tunnels.contains_key(&key.tunnel) {
+            return;
+        }
+        let Some(peer_tunnel_id) = self.endpoint.tunnel(key.tunnel).map(|t| t.peer_id()) else { return };
+        let early_ppp = self.calling.remove(&key).map(|c| c.early_ppp).unwrap_or_default();
+        let link = Link { mtu: DEFAULT_MRU, acfc: false, pfc: false, sequencing: info.sequencing_required };
+        self.counters.sessions_up_total += 1;
+        let up = Notice::SessionUp {
+            key,
+            peer_session_id: peer_sid.0,
+            sequencing: info.sequencing_required,
+            calling_number: String::from_utf8_lossy(info.calling_number.as_deref().unwrap_or_default())
+                .into_owned(),
+        };
+        let mut ppp = ppp::Session::new(self.cfg.ppp.clone(), self.link_rng());
+        match proxy_of(&info) {
+            Some((lcp, auth)) => ppp.open_with_proxy(now, &lcp, auth),
+            None => ppp.open(now),
+        }
+        self.sessions.insert(
+            key,
+            Subscriber {
+                peer_tunnel_id,
+                peer_session_id: peer_sid,
+                info,
+                since: now,
+                ppp_frames_rx: 0,
+                ppp,
+                link,
+                username: None,
+                ipv4: None,
+                ipv4_forwarding: false,
+                ipv6: Default::default(),
+                network_up: None,
+                traffic: 0,
+                last_activity: now,
+                ending: None,
+                auth_seq: 0,
+                session_timeout: None,
+                idle_timeout: None,
+                acct: None,
+                timer: None,
+            },
+        );
+        // The entry first: the notice names its slot.
+        self.write_entry(key, MapOp::Connect);
+        self.notice(up);
+        for frame in &early_ppp {
+            self.on_ppp_frame(now, key, frame);
+        }
+        self.drive_ppp(now, key);
+    }
+
+    /// The session is gone (or never connected): its entry leaves the data
+    /// plane and its addresses their pools, after the Accounting Stop,
+    /// which waits for the last counter sample.
+    pub(super) fn session_down(&mut self, now: Instant, key: SessionKey, reason: DownReason) {
+        if self.calling.remove(&key).is_some() {
+            // A call that ended before ICCN.
+            self.effects.push_back(Effect::RemoveSession { key });
+        }
+        let Some(rec) = self.sessions.remove(&key) else { return };
+        if let Some(t) = rec.timer {
+            self.ppp_timers.remove(&(t, key));
+        }
+        self.counters.sessions_down_total += 1;
+        self.notice(Notice::SessionDown { key, reason, ppp_frames_rx: rec.ppp_frames_rx });
+        let _ = now;
+        if rec.acct.as_ref().is_some_and(|a| a.started() || a.start_pending) {
+            self.stopping.insert(key, rec);
+            self.effects.push_back(Effect::SampleCounters { keys: vec![key] });
+        } else {
+            self.release(key, rec);
+        }
+    }
+
+    /// The last sample of a session that ended: its Stop, then its entry
+    /// and addresses go.
+    pub(super) fn session_stopped(&mut self, now: Instant, key: SessionKey, sample: Option<Counters>) {
+        let Some(rec) = self.stopping.remove(&key) else { return };
+        if let Some(acct) = rec.acct.as_ref().filter(|a| a.started()) {
+            let context = self.context_of(key, &rec);
+            let record = acct.record(super::AcctKind::Stop, now, sample.or(rec_sample(acct)), context);
+            self.effects.push_back(Effect::Accounting(Box::new(record)));
+        }
+        self.release(key, rec);
+    }
+
+    fn release(&mut self, key: SessionKey, rec: Subscriber) {
+        self.effects.push_back(Effect::RemoveSession { key });
+        if let Some(a) = rec.ipv4 {
+            self.pools.release(a);
+        }
+        if let Some((p, len)) = rec.ipv6.prefix {
+            self.ipv6_pools.release(p, len);
+        }
+    }
+}
+
+/// Without a sample (no data plane), the Stop reports what the baseline
+/// says: nothing.
+fn rec_sample(acct: &super::accounting::Accounting) -> Option<Counters> {
+    acct.baseline
+}
+
+/// The LAC's proxy LCP and authentication (RFC 2661 §4.4.5), if it sent
+/// them; whether they are adopted is the PPP configuration's call.
+fn proxy_of(info: &SessionInfo) -> Option<(ProxyLcp, Option<ProxyAuth>)> {
+    let lcp = ProxyLcp {
+        initial_received: info.initial_received_lcp_confreq.clone()?,
+        last_sent: info.last_sent_lcp_confreq.clone()?,
+        last_received: info.last_received_lcp_confreq.clone()?,
+    };
+    let username = info.proxy_authen_name.clone().unwrap_or_default();
+    let identifier = info.proxy_authen_id.unwrap_or(0);
+    let auth = match info.proxy_authen_type {
+        Some(proxy_authen::PAP) => Some(ProxyAuth::Pap {
+            identifier,
+            username,
+            password: info.proxy_authen_response.clone().unwrap_or_default(),
+        }),
+        Some(proxy_authen::CHAP) => Some(ProxyAuth::Chap {
+            identifier,
+            challenge: info.proxy_authen_challenge.clone().unwrap_or_default(),
+            username,
+            response: info.proxy_authen_response.clone().unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    Some((lcp, auth))
+}
+

@@ -1,0 +1,131 @@
+//! What goes into the subscriber core besides datagrams and time, and
+//! what comes out of it.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use lns_bpf::abi;
+
+use super::accounting::AcctRecord;
+use super::reason::{DownReason, EndReason};
+use super::SessionKey;
+use crate::daemon::aaa::{AuthContext, Authorization};
+use crate::l2tp::{TunnelDownReason, TunnelId};
+use crate::ppp::{AuthMethod, AuthRequest};
+
+/// Something the driver must do, in the order the core returns them.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// A datagram for a LAC.
+    Send(Datagram),
+    /// Make the data plane's entry of `key` this one (install it if the
+    /// key has none). A failure comes back as [`super::Core::handle_map_failure`]
+    /// with `op`.
+    WriteSession { key: SessionKey, entry: abi::Session, op: MapOp },
+    /// Remove the data plane's entry of `key`, if it has one.
+    RemoveSession { key: SessionKey },
+    /// Read these sessions' fast-path counters and hand them to
+    /// [`super::Core::handle_counters`] (accounting and idle timeouts wait
+    /// for them).
+    SampleCounters { keys: Vec<SessionKey> },
+    /// Ask the credential backend; its answer goes to
+    /// [`super::Core::handle_auth_answer`] with the same key and `seq`.
+    Authenticate(AuthJob),
+    /// An Accounting-Request to send.
+    Accounting(Box<AcctRecord>),
+    /// Something an operator reads in the log.
+    Notice(Notice),
+}
+
+/// A datagram to send from the L2TP socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    pub to: SocketAddr,
+    /// Our address the peer sends to, so the reply leaves from it.
+    pub from: Option<IpAddr>,
+    pub payload: Vec<u8>,
+    /// §5.4: a data message of a session that asked for sequencing; the
+    /// driver writes the next Ns of the data plane's counter for `key`
+    /// (which numbers the session's IP packets too) at `offset`.
+    pub ns: Option<NsFill>,
+}
+
+/// Where a sequenced PPP frame's Ns goes, and whose counter gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NsFill {
+    pub key: SessionKey,
+    pub offset: usize,
+}
+
+/// Which write a map failure is about: each is undone its own way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MapOp {
+    /// ICRQ accepted: the call's entry, early so its first PPP frames
+    /// reach us. A failure is tried again at ICCN.
+    Call,
+    /// ICCN: the session enters the data plane; a failure ends it.
+    Connect,
+    /// IPCP opened: forwarding IPv4; a failure ends the session.
+    Ipv4Up,
+    /// IPv6CP opened: forwarding the prefix; a failure closes IPv6CP.
+    Ipv6Up,
+    /// A family went down or LCP changed what the link takes: counted.
+    Change,
+    /// The entry's removal: counted.
+    Remove,
+}
+
+/// A credential check to run.
+#[derive(Debug, Clone)]
+pub struct AuthJob {
+    pub key: SessionKey,
+    pub seq: u64,
+    pub request: AuthRequest,
+    pub context: AuthContext,
+}
+
+/// The backend's answer to an [`AuthJob`].
+#[derive(Debug, Clone)]
+pub struct AuthAnswer {
+    pub key: SessionKey,
+    pub seq: u64,
+    pub request: AuthRequest,
+    pub authorization: Authorization,
+}
+
+/// Why the IPv4 or IPv6 control protocol was closed without the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NcpRefusal {
+    /// IPCP opened, but the session has no IPv4 address (IPv6 only).
+    NoAddress,
+    /// IPCP opened with an address we did not assign.
+    NotAssigned,
+    /// No prefix left for IPv6CP.
+    NoPrefix,
+    /// The data plane refused the write.
+    MapWrite,
+}
+
+/// The log: one notice per thing an operator follows a subscriber by.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    TunnelAccepted { tunnel: TunnelId, peer: SocketAddr, local: IpAddr },
+    TunnelUp { tunnel: TunnelId, peer_tunnel_id: u16, host_name: String },
+    TunnelDown { tunnel: TunnelId, reason: TunnelDownReason },
+    TunnelClosing { tunnel: TunnelId, by: EndReason },
+    SessionUp { key: SessionKey, peer_session_id: u16, sequencing: bool, calling_number: String },
+    Authentication { key: SessionKey, user: String, method: AuthMethod, proxied: bool, accepted: bool },
+    NoIpv4Address { key: SessionKey, user: String, ipv6_only: bool },
+    Ipv4Up { key: SessionKey, address: Ipv4Addr, mtu: u16 },
+    Ipv6Up { key: SessionKey, prefix: Ipv6Addr, len: u8 },
+    NcpRefused { key: SessionKey, protocol: u16, why: NcpRefusal },
+    NcpDown { key: SessionKey, protocol: u16 },
+    EchoFailure { key: SessionKey, unanswered: u32 },
+    Ending { key: SessionKey, reason: EndReason },
+    LinkDown { key: SessionKey, code: u16, message: String },
+    SessionDown { key: SessionKey, reason: DownReason, ppp_frames_rx: u64 },
+    CoaApplied { key: SessionKey, session_timeout: Option<Duration>, idle_timeout: Option<Duration> },
+    MapWriteFailed { key: SessionKey, op: MapOp },
+    /// A late backend answer for a session that is gone or asked again.
+    StaleAuthAnswer { key: SessionKey },
+}

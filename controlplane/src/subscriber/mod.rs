@@ -1,0 +1,603 @@
+//! The subscriber core: every decision about a tunnel or a subscriber,
+//! with no I/O, no clock and no global RNG.
+//!
+//! It joins the protocol cores (the L2TP [`Endpoint`], one
+//! [`ppp::Session`] per subscriber) with authentication, address and
+//! prefix pools, RADIUS accounting, dynamic authorization and the data
+//! plane's session entries. In the quinn-proto manner the caller (the
+//! daemon, or a test on virtual time) feeds it
+//!
+//! - datagrams: [`Core::handle_datagram`];
+//! - time: [`Core::handle_timeout`] at [`Core::poll_timeout`];
+//! - the credential backend's answers: [`Core::handle_auth_answer`];
+//! - fast-path counter samples it asked for: [`Core::handle_counters`];
+//! - failed data-plane writes: [`Core::handle_map_failure`];
+//! - RFC 5176 requests: [`Core::handle_dynauth`];
+//! - operators' requests: [`Core::handle_request`], [`Core::shutdown`],
+//!   [`Core::finish`];
+//!
+//! and carries out the [`Effect`]s it takes from [`Core::poll_effect`], in
+//! order: datagrams to send, session entries to write or remove, counters
+//! to sample, credentials to check, accounting records to send, notices
+//! to log.
+//!
+//! Where things happen (file by file):
+//! - a call arrives, connects and leaves: [`calls`] (the L2TP events);
+//! - PPP runs, the subscriber is authenticated, addresses are assigned,
+//!   networks open and close: [`link`];
+//! - IPv6 prefixes: [`ipv6`];
+//! - timeouts, accounting and counters: [`timers`] and [`accounting`];
+//! - why sessions end, as the LAC and RADIUS are told: [`reason`];
+//! - what `lnsctl` shows: [`views`];
+//! - the state as data, written and read back: [`snapshot`].
+
+pub mod accounting;
+mod calls;
+pub mod effect;
+mod ipv6;
+mod link;
+pub mod reason;
+mod snapshot;
+mod timers;
+mod views;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use lns_bpf::abi;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+pub use self::accounting::{AccountingConfig, AcctKind, AcctRecord, Counters};
+pub use self::effect::{AuthAnswer, AuthJob, Datagram, Effect, MapOp, NcpRefusal, Notice, NsFill};
+pub use self::reason::{DownReason, EndReason};
+use crate::daemon::aaa::{AaaError, Ipv6PoolEntry, Ipv6Pools, PoolEntry, Pools};
+use crate::l2tp::{DropReason, Endpoint, EndpointConfig, SessionId, SessionInfo, TunnelId};
+use crate::ppp::{self, SessionConfig};
+
+/// RFC 1661 §6.1: the MRU until LCP negotiates another.
+const DEFAULT_MRU: u16 = 1500;
+
+/// PPP frames kept per call until its ICCN arrives.
+const MAX_EARLY_PPP: usize = 8;
+
+/// How often session and idle timeouts and interim accounting are looked at.
+const TIMEOUT_CHECK: Duration = Duration::from_secs(1);
+
+/// A session: its tunnel and its own id, both ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SessionKey {
+    pub tunnel: TunnelId,
+    pub session: SessionId,
+}
+
+impl SessionKey {
+    pub fn new(tunnel: TunnelId, session: SessionId) -> Self {
+        SessionKey { tunnel, session }
+    }
+}
+
+impl std::fmt::Display for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.tunnel.0, self.session.0)
+    }
+}
+
+/// What the core is told once, at start.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub endpoint: EndpointConfig,
+    /// The L2TP socket's address (its port goes into every session entry).
+    pub listen: SocketAddr,
+    pub ppp: SessionConfig,
+    pub session_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub pools: Vec<PoolEntry>,
+    pub default_pool: Option<String>,
+    pub ipv6_pools: Vec<Ipv6PoolEntry>,
+    pub default_ipv6_pool: Option<String>,
+    /// RADIUS accounting, when accounting servers are configured.
+    pub accounting: Option<AccountingConfig>,
+    /// How long a stop waits for the StopCCNs to be acknowledged.
+    pub shutdown_grace: Duration,
+    /// Seeds the core's RNG (PPP magic numbers, challenges, ...); None
+    /// takes one from the L2TP endpoint's seed, or entropy.
+    pub seed: Option<u64>,
+}
+
+/// A tunnel as the core knows it besides the Endpoint: where it is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TunnelRecord {
+    pub peer: SocketAddr,
+    /// Our address the LAC sends to.
+    pub local: IpAddr,
+    pub ifindex: u32,
+    #[serde(with = "crate::snapshot::instant")]
+    pub since: Instant,
+}
+
+/// What the link negotiated that the data plane needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub mtu: u16,
+    pub acfc: bool,
+    pub pfc: bool,
+    /// §5.4: the LAC wants Ns/Nr on every data message.
+    pub sequencing: bool,
+}
+
+/// A session's IPv6: what the backend granted and what it holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv6Record {
+    /// A fixed prefix from the backend (RADIUS Framed-IPv6-Prefix).
+    pub granted_prefix: Option<(std::net::Ipv6Addr, u8)>,
+    /// The pool the backend named (RADIUS Framed-IPv6-Pool).
+    pub granted_pool: Option<String>,
+    /// The prefix the session holds now (in the fast path, announced).
+    pub prefix: Option<(std::net::Ipv6Addr, u8)>,
+    /// A prefix routed to the subscriber's router (RADIUS
+    /// Delegated-IPv6-Prefix), in the fast path while IPv6CP is open.
+    pub delegated: Option<(std::net::Ipv6Addr, u8)>,
+}
+
+/// A connected session (ICCN received) and its subscriber.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Subscriber {
+    pub peer_tunnel_id: TunnelId,
+    pub peer_session_id: SessionId,
+    pub info: SessionInfo,
+    #[serde(with = "crate::snapshot::instant")]
+    pub since: Instant,
+    pub ppp_frames_rx: u64,
+    pub ppp: ppp::Session,
+    pub link: Link,
+    /// Authenticated user name.
+    pub username: Option<String>,
+    /// Address given to the subscriber (from a pool or the user's fixed one).
+    pub ipv4: Option<Ipv4Addr>,
+    /// IPCP is open with that address: the entry forwards it.
+    pub ipv4_forwarding: bool,
+    pub ipv6: Ipv6Record,
+    /// When the first network protocol opened (Session-Timeout counts from here).
+    #[serde(with = "crate::snapshot::opt_instant")]
+    pub network_up: Option<Instant>,
+    /// Fast-path packets at the last sample, and when they last changed.
+    pub traffic: u64,
+    #[serde(with = "crate::snapshot::instant")]
+    pub last_activity: Instant,
+    /// The LNS is ending the session, and why.
+    pub ending: Option<EndReason>,
+    /// Authentication requests sent to the backend; an answer for an older
+    /// one is stale.
+    pub auth_seq: u64,
+    /// Per-subscriber timeouts from the backend, over the configured ones.
+    pub session_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub acct: Option<accounting::Accounting>,
+    /// This session's entry in the core's PPP timer index (rebuilt on
+    /// restore).
+    #[serde(skip)]
+    timer: Option<Instant>,
+}
+
+/// A call accepted (ICRP sent) and not yet connected.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Calling {
+    /// PPP frames that arrived before the ICCN (the LAC's ICCN can wait in
+    /// its send window while data goes straight out).
+    pub early_ppp: Vec<Vec<u8>>,
+}
+
+/// Counters of the whole LNS.
+#[derive(Debug, Clone, Default)]
+pub struct CoreCounters {
+    pub tunnels_up_total: u64,
+    pub tunnels_down_total: u64,
+    pub sessions_up_total: u64,
+    pub sessions_down_total: u64,
+    pub datagrams_rx: u64,
+    pub control_rx: u64,
+    pub data_rx: u64,
+    pub map_errors: u64,
+    pub dropped: BTreeMap<&'static str, u64>,
+}
+
+/// Why a datagram (or an NCP) was dropped, as `lnsctl show stats` names it.
+pub fn drop_name(r: &DropReason) -> &'static str {
+    match r {
+        DropReason::Malformed(_) => "malformed",
+        DropReason::UnknownTunnel => "unknown_tunnel",
+        DropReason::WrongPeer => "wrong_peer",
+        DropReason::NotAllowed => "not_allowed",
+        DropReason::NotAccepting => "not_accepting",
+        DropReason::TooManyTunnels => "too_many_tunnels",
+        DropReason::TooManyHalfOpen => "too_many_half_open",
+        DropReason::TieBreaker => "tie_breaker",
+        DropReason::NotSccrq => "not_sccrq",
+    }
+}
+
+/// The subscriber core.
+pub struct Core {
+    cfg: CoreConfig,
+    endpoint: Endpoint,
+    tunnels: BTreeMap<TunnelId, TunnelRecord>,
+    sessions: BTreeMap<SessionKey, Subscriber>,
+    calling: BTreeMap<SessionKey, Calling>,
+    /// Sessions that ended, waiting for their last counter sample (their
+    /// Accounting Stop carries it) before their entry goes.
+    stopping: BTreeMap<SessionKey, Subscriber>,
+    /// Our address each peer sends to, so replies leave from it.
+    peer_local: BTreeMap<SocketAddr, IpAddr>,
+    pools: Pools,
+    ipv6_pools: Ipv6Pools,
+    counters: CoreCounters,
+    started: Instant,
+    draining: bool,
+    next_timeout_check: Instant,
+    /// Accounting sessions opened by this process (Acct-Session-Id's second half).
+    acct_sessions: u64,
+    rng: ChaCha8Rng,
+    /// Every session's next PPP deadline, earliest first, so that neither
+    /// the wait nor the timer scans all sessions.
+    ppp_timers: BTreeSet<(Instant, SessionKey)>,
+    effects: VecDeque<Effect>,
+}
+
+impl Core {
+    pub fn new(cfg: CoreConfig, now: Instant) -> Result<Core, AaaError> {
+        let pools = Pools::new(&cfg.pools)?;
+        let ipv6_pools = Ipv6Pools::new(&cfg.ipv6_pools)?;
+        let rng = match cfg.seed.or(cfg.endpoint.seed) {
+            Some(s) => ChaCha8Rng::seed_from_u64(s ^ 0x5ab5_c81b_e6c0_4e00),
+            None => ChaCha8Rng::from_entropy(),
+        };
+        Ok(Core {
+            endpoint: Endpoint::new(cfg.endpoint.clone()),
+            cfg,
+            tunnels: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            calling: BTreeMap::new(),
+            stopping: BTreeMap::new(),
+            peer_local: BTreeMap::new(),
+            pools,
+            ipv6_pools,
+            counters: CoreCounters::default(),
+            started: now,
+            draining: false,
+            next_timeout_check: now,
+            acct_sessions: 0,
+            rng,
+            ppp_timers: BTreeSet::new(),
+            effects: VecDeque::new(),
+        })
+    }
+
+    /// Session ids the data plane's table cannot give a direct slot to
+    /// (another writer's, or beyond the table) are never handed out.
+    pub fn reserve_session_id(&self, bank: u32, id: u16) -> bool {
+        self.endpoint.reserve_session_id(bank, id)
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    pub fn session(&self, key: SessionKey) -> Option<&Subscriber> {
+        self.sessions.get(&key)
+    }
+
+    pub fn sessions(&self) -> impl Iterator<Item = (&SessionKey, &Subscriber)> {
+        self.sessions.iter()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn counters(&self) -> &CoreCounters {
+        &self.counters
+    }
+
+    pub fn addresses_in_use(&self) -> usize {
+        self.pools.in_use()
+    }
+
+    pub fn ipv6_prefixes_in_use(&self) -> usize {
+        self.ipv6_pools.in_use()
+    }
+
+    /// The next effect to carry out.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// When [`Core::handle_timeout`] wants to be called.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let accounting = self.cfg.accounting.is_some();
+        let check = (self.cfg.session_timeout.is_some() || self.cfg.idle_timeout.is_some() || accounting)
+            && !self.sessions.is_empty()
+            || self.sessions.values().any(|s| s.session_timeout.is_some() || s.idle_timeout.is_some());
+        [
+            self.endpoint.poll_timeout(),
+            self.ppp_timers.first().map(|(t, _)| *t),
+            check.then_some(self.next_timeout_check),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn notice(&mut self, n: Notice) {
+        self.effects.push_back(Effect::Notice(n));
+    }
+
+    fn drop_datagram(&mut self, reason: &'static str) {
+        *self.counters.dropped.entry(reason).or_default() += 1;
+    }
+
+    /// One datagram from the L2TP socket: `local` and `ifindex` say where
+    /// it arrived (our address the peer used, the access interface).
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        local: Option<IpAddr>,
+        ifindex: Option<u32>,
+        data: &[u8],
+    ) {
+        self.counters.datagrams_rx += 1;
+        match self.endpoint.handle_datagram(now, from, data) {
+            crate::l2tp::DatagramEvent::Control(tid) => {
+                self.counters.control_rx += 1;
+                let local = local.unwrap_or(self.cfg.listen.ip());
+                self.peer_local.insert(from, local);
+                if !self.tunnels.contains_key(&tid) {
+                    self.tunnels.insert(
+                        tid,
+                        TunnelRecord { peer: from, local, ifindex: ifindex.unwrap_or(0), since: now },
+                    );
+                    self.notice(Notice::TunnelAccepted { tunnel: tid, peer: from, local });
+                }
+            }
+            crate::l2tp::DatagramEvent::Data { tunnel_id, session_id, payload, .. } => {
+                self.counters.data_rx += 1;
+                let key = SessionKey::new(tunnel_id, session_id);
+                match data.get(payload) {
+                    Some(frame) if self.sessions.contains_key(&key) => {
+                        self.on_ppp_frame(now, key, frame);
+                        self.drive_ppp(now, key);
+                    }
+                    Some(frame) => match self.calling.get_mut(&key) {
+                        // PPP overtook the ICCN: kept for when the call connects.
+                        Some(c) if c.early_ppp.len() < MAX_EARLY_PPP => c.early_ppp.push(frame.to_vec()),
+                        _ => self.drop_datagram("unknown_session"),
+                    },
+                    None => self.drop_datagram("unknown_session"),
+                }
+            }
+            crate::l2tp::DatagramEvent::Dropped(reason) => self.drop_datagram(drop_name(&reason)),
+        }
+        self.pump(now);
+    }
+
+    /// Time passed: L2TP retransmissions and HELLOs, PPP timers, session
+    /// and idle timeouts, interim accounting.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.endpoint.handle_timeout(now);
+        self.check_timeouts(now);
+        let due: Vec<SessionKey> =
+            self.ppp_timers.iter().take_while(|(t, _)| *t <= now).map(|(_, k)| *k).collect();
+        for key in due {
+            match self.sessions.get_mut(&key) {
+                Some(s) => s.ppp.handle_timeout(now),
+                None => {
+                    // Gone without session_down: forget its deadline.
+                    self.ppp_timers.retain(|(_, k)| *k != key);
+                    continue;
+                }
+            }
+            self.drive_ppp(now, key);
+        }
+        self.pump(now);
+    }
+
+    /// The data plane did not take a write: each kind is undone its own way.
+    pub fn handle_map_failure(&mut self, now: Instant, key: SessionKey, op: MapOp) {
+        self.counters.map_errors += 1;
+        self.notice(Notice::MapWriteFailed { key, op });
+        match op {
+            // ICCN writes it again.
+            MapOp::Call | MapOp::Change | MapOp::Remove => {}
+            MapOp::Connect => self.end_session(now, key, EndReason::DataplaneUnavailable),
+            MapOp::Ipv4Up => {
+                if let Some(s) = self.sessions.get_mut(&key) {
+                    s.ppp.close(now, None);
+                }
+                self.drive_ppp(now, key);
+            }
+            MapOp::Ipv6Up => {
+                self.ipv6_down(now, key);
+                if let Some(s) = self.sessions.get_mut(&key) {
+                    s.ppp.close_ncp(now, ppp::Protocol::IPV6CP);
+                }
+                self.drive_ppp(now, key);
+            }
+        }
+        self.pump(now);
+    }
+
+    /// Sends what the Endpoint has to send and acts on its events, until
+    /// neither is left (acting on an event may queue a message).
+    fn pump(&mut self, now: Instant) {
+        loop {
+            let mut idle = true;
+            // Events first: an accepted call goes into the data plane
+            // before the ICRP that lets the LAC send on it leaves.
+            while let Some((tid, ev)) = self.endpoint.poll_event() {
+                idle = false;
+                self.on_l2tp_event(now, tid, ev);
+            }
+            while let Some(t) = self.endpoint.poll_transmit(now) {
+                idle = false;
+                let from = self.peer_local.get(&t.destination).copied();
+                self.effects.push_back(Effect::Send(Datagram {
+                    to: t.destination,
+                    from,
+                    payload: t.payload,
+                    ns: None,
+                }));
+            }
+            if idle {
+                break;
+            }
+        }
+        if self.tunnels.len() != self.endpoint.tunnel_count() {
+            // The Endpoint forgets a tunnel once its StopCCN exchange is
+            // over; so do we.
+            let endpoint = &self.endpoint;
+            self.tunnels.retain(|id, _| endpoint.tunnel(*id).is_some());
+            let peers: BTreeSet<SocketAddr> = self.tunnels.values().map(|t| t.peer).collect();
+            self.peer_local.retain(|p, _| peers.contains(p));
+        }
+    }
+
+    /// A fresh RNG for a new PPP link, from the core's.
+    fn link_rng(&mut self) -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(self.rng.gen())
+    }
+
+    /// The data-plane entry of `key` as the core's state has it.
+    fn entry_of(&self, key: SessionKey, peer_tunnel: TunnelId, peer_session: SessionId, link: Link) -> Option<abi::Session> {
+        let t = self.tunnels.get(&key.tunnel)?;
+        let mut entry = abi::Session {
+            state: abi::SessionState::Control as u32,
+            local_tunnel_id: key.tunnel.0,
+            local_session_id: key.session.0,
+            peer_tunnel_id: peer_tunnel.0,
+            peer_session_id: peer_session.0,
+            mtu: link.mtu,
+            access_ifindex: t.ifindex,
+            ..Default::default()
+        };
+        for (on, bit) in [
+            (link.sequencing, abi::Session::SEQUENCING),
+            (link.acfc, abi::Session::ACFC),
+            (link.pfc, abi::Session::PFC),
+        ] {
+            if on {
+                entry.flags |= bit;
+            }
+        }
+        entry.set_peer(t.peer);
+        entry.set_local(SocketAddr::new(t.local, self.cfg.listen.port()));
+        Some(entry)
+    }
+
+    /// Writes a connected session's entry as its state now says.
+    fn write_entry(&mut self, key: SessionKey, op: MapOp) -> bool {
+        let Some(s) = self.sessions.get(&key) else { return false };
+        let Some(mut entry) = self.entry_of(key, s.peer_tunnel_id, s.peer_session_id, s.link) else {
+            return false;
+        };
+        if s.ipv4_forwarding {
+            if let Some(a) = s.ipv4 {
+                entry.ipv4 = a.octets();
+            }
+        }
+        if let Some((p, len)) = s.ipv6.prefix {
+            entry.ipv6_prefix = p.octets();
+            entry.ipv6_prefix_len = len;
+            if let Some((d, dlen)) = s.ipv6.delegated {
+                entry.delegated_prefix = d.octets();
+                entry.delegated_prefix_len = dlen;
+            }
+        }
+        // Forwarding while either address family is up: IPCP and IPv6CP
+        // come and go independently, and neither takes the other's
+        // traffic down.
+        if entry.subscriber_ipv4().is_some() || entry.subscriber_ipv6_prefix().is_some() {
+            entry.state = abi::SessionState::Forwarding as u32;
+        }
+        self.effects.push_back(Effect::WriteSession { key, entry, op });
+        true
+    }
+
+    /// The LNS ends a session: through PPP for timeouts (LCP Terminate,
+    /// then the CDN with PPP's cause), else with a CDN at once.
+    fn end_session(&mut self, now: Instant, key: SessionKey, reason: EndReason) {
+        if let Some(s) = self.sessions.get_mut(&key) {
+            if let Some(a) = s.acct.as_mut() {
+                a.cause(reason.acct_terminate_cause());
+            }
+            if reason.through_ppp() {
+                if s.ending.is_some() {
+                    return;
+                }
+                s.ending = Some(reason);
+                s.ppp.close(now, Some(reason.ppp_cause()));
+                self.notice(Notice::Ending { key, reason });
+                self.drive_ppp(now, key);
+                return;
+            }
+            s.ending.get_or_insert(reason);
+        }
+        self.notice(Notice::Ending { key, reason });
+        // The L2TP layer reports the session down (SessionDown), which
+        // removes it.
+        let _ = self.endpoint.close_session(now, key.tunnel, key.session, reason.cdn_result());
+    }
+
+    /// SIGTERM / SIGINT: StopCCN to every tunnel (§5.7, result 6 "shutting
+    /// down"), no new tunnels; returns how long to wait for the
+    /// acknowledgements.
+    pub fn shutdown(&mut self, now: Instant) -> Instant {
+        self.draining = true;
+        self.endpoint.set_accept_incoming(false);
+        for s in self.sessions.values_mut() {
+            if let Some(a) = s.acct.as_mut() {
+                a.cause(EndReason::Shutdown.acct_terminate_cause());
+            }
+        }
+        let ids: Vec<TunnelId> = self.endpoint.tunnel_ids().collect();
+        for id in ids {
+            let rc = crate::l2tp::ResultCode::new(crate::l2tp::avp::stopccn::SHUTTING_DOWN);
+            let _ = self.endpoint.close_tunnel(now, id, rc);
+        }
+        self.pump(now);
+        now + self.cfg.shutdown_grace
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Every StopCCN of ours was acknowledged. Tunnels the peer closed
+    /// linger to re-acknowledge its retransmissions (§5.7), which a
+    /// process on its way out need not wait for.
+    pub fn stopped(&self) -> bool {
+        use crate::l2tp::TunnelState;
+        self.endpoint.tunnel_ids().all(|id| {
+            self.endpoint.tunnel(id).map_or(true, |t| {
+                matches!(t.state(), TunnelState::Closing | TunnelState::Closed) && t.reliable().all_acked()
+            })
+        })
+    }
+
+    /// The process stops: every session goes (Accounting Stop, entry
+    /// removed, addresses released).
+    pub fn finish(&mut self, now: Instant) {
+        let keys: Vec<SessionKey> = self.sessions.keys().chain(self.calling.keys()).copied().collect();
+        for key in keys {
+            if let Some(a) = self.sessions.get_mut(&key).and_then(|s| s.acct.as_mut()) {
+                a.cause(EndReason::Shutdown.acct_terminate_cause());
+            }
+            self.session_down(now, key, DownReason::Stopping);
+        }
+    }
+}

@@ -1,0 +1,762 @@
+//! The subscriber core on virtual time: a LAC (an L2TP [`Endpoint`] in the
+//! LAC role) with one PPP client per subscriber, a seeded pipe that can
+//! delay and drop, and a small in-memory driver that carries out the
+//! core's effects the way the daemon does (a session table with failures
+//! on demand, fast-path counters a test moves, a credential backend that
+//! answers from local users or from a scripted RADIUS answer, when the
+//! test says). No sockets, no root, no clock.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use lns_bpf::abi;
+use lns_radius::attribute::acct_terminate_cause;
+use lns_radius::dynauth::{DynAuthRequest, SessionSelector};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+use crate::daemon::aaa::{Authorization, LocalUsers};
+use crate::l2tp::avp::cdn;
+use crate::l2tp::{DatagramEvent, Event, PeerConfig, Role, TunnelConfig};
+use crate::ppp::auth::{AuthMethod, Credentials};
+use crate::ppp::{Phase, SessionEvent};
+
+fn lac_addr() -> SocketAddr {
+    "192.0.2.2:1701".parse().expect("addr")
+}
+fn lns_addr() -> SocketAddr {
+    "192.0.2.1:1701".parse().expect("addr")
+}
+
+const USERS: &str = r#"
+[[user]]
+name = "alice"
+password = "alice-pw"
+[[user]]
+name = "bob"
+password = "bob-pw"
+[[user]]
+name = "carol"
+password = "carol-pw"
+ipv4 = "203.0.113.77"
+"#;
+
+/// How the credential backend answers.
+enum Backend {
+    /// The users file, as the daemon's local backend checks it.
+    Local(LocalUsers),
+    /// A RADIUS server's Access-Accept for anyone whose password is right,
+    /// built by the test.
+    Radius(Box<dyn Fn(&crate::ppp::AuthRequest) -> Authorization>),
+}
+
+struct Subscriber {
+    ppp: ppp::Session,
+    /// PPP frames from the LNS are lost on the way (a dead CPE).
+    mute: bool,
+}
+
+struct Lab {
+    now: Instant,
+    t0: Instant,
+    core: Core,
+    lac: Endpoint,
+    lac_tunnels: Vec<TunnelId>,
+    /// The LAC's calls: LAC session id -> subscriber, and its user.
+    subs: BTreeMap<(TunnelId, SessionId), Subscriber>,
+    call_users: BTreeMap<(TunnelId, SessionId), String>,
+    /// Calls of a tunnel waiting for it to come up.
+    to_call: Vec<(TunnelId, String)>,
+    /// In flight: (arrival, to the LNS?, bytes).
+    pipe: Vec<(Instant, bool, Vec<u8>)>,
+    loss: f64,
+    rng: StdRng,
+    // The in-memory driver.
+    backend: Backend,
+    auth_delay: Duration,
+    /// Answers held by the test (`hold_auth`), else delivered after `auth_delay`.
+    hold_auth: bool,
+    held: Vec<AuthAnswer>,
+    pending_auth: Vec<(Instant, AuthAnswer)>,
+    entries: BTreeMap<SessionKey, abi::Session>,
+    counters: BTreeMap<SessionKey, Counters>,
+    fail: HashSet<MapOp>,
+    ns: BTreeMap<SessionKey, u16>,
+    records: Vec<AcctRecord>,
+    notices: Vec<Notice>,
+    /// When each LAC call connected and when its PPP reached the Network phase.
+    connected_at: BTreeMap<(TunnelId, SessionId), Instant>,
+    network_at: BTreeMap<(TunnelId, SessionId), Instant>,
+    /// The core's key of each user's call, learnt when it connected.
+    keys: BTreeMap<String, SessionKey>,
+}
+
+fn base_config() -> CoreConfig {
+    let mut ppp = crate::ppp::SessionConfig::server("lns");
+    ppp.echo.interval = Some(Duration::from_secs(10));
+    ppp.echo.max_failures = 3;
+    CoreConfig {
+        endpoint: EndpointConfig {
+            tunnel: TunnelConfig { role: Role::Lns, host_name: b"lns".to_vec(), ..TunnelConfig::default() },
+            allow_unlisted_peers: true,
+            accept_incoming: true,
+            seed: Some(1),
+            ..EndpointConfig::default()
+        },
+        listen: lns_addr(),
+        ppp,
+        session_timeout: None,
+        idle_timeout: None,
+        pools: vec![PoolEntry { name: "main".into(), ranges: vec!["198.51.100.0/24".into()] }],
+        default_pool: Some("main".into()),
+        ipv6_pools: vec![Ipv6PoolEntry { name: "v6".into(), prefix: "2001:db8:100::/48".into(), length: 64 }],
+        default_ipv6_pool: None,
+        accounting: None,
+        shutdown_grace: Duration::from_secs(5),
+        seed: Some(7),
+    }
+}
+
+fn lac_config(seed: u64) -> EndpointConfig {
+    EndpointConfig {
+        tunnel: TunnelConfig { role: Role::Lac, host_name: b"lac".to_vec(), ..TunnelConfig::default() },
+        allow_unlisted_peers: true,
+        accept_incoming: false,
+        seed: Some(seed),
+        peers: vec![PeerConfig::host(lns_addr().ip())],
+        ..EndpointConfig::default()
+    }
+}
+
+impl Lab {
+    fn new(cfg: CoreConfig) -> Lab {
+        let t0 = Instant::now();
+        Lab {
+            now: t0,
+            t0,
+            core: Core::new(cfg, t0).expect("core"),
+            lac: Endpoint::new(lac_config(11)),
+            lac_tunnels: Vec::new(),
+            subs: BTreeMap::new(),
+            call_users: BTreeMap::new(),
+            to_call: Vec::new(),
+            pipe: Vec::new(),
+            loss: 0.0,
+            rng: StdRng::seed_from_u64(3),
+            backend: Backend::Local(LocalUsers::parse(USERS).expect("users")),
+            auth_delay: Duration::from_millis(5),
+            hold_auth: false,
+            held: Vec::new(),
+            pending_auth: Vec::new(),
+            entries: BTreeMap::new(),
+            counters: BTreeMap::new(),
+            fail: HashSet::new(),
+            ns: BTreeMap::new(),
+            records: Vec::new(),
+            notices: Vec::new(),
+            connected_at: BTreeMap::new(),
+            network_at: BTreeMap::new(),
+            keys: BTreeMap::new(),
+        }
+    }
+
+    /// A tunnel from the LAC carrying one call per user.
+    fn dial(&mut self, users: &[&str]) -> TunnelId {
+        let t = self.lac.connect(self.now, lns_addr()).expect("connect");
+        self.lac_tunnels.push(t);
+        self.to_call.extend(users.iter().map(|u| (t, u.to_string())));
+        t
+    }
+
+    fn send(&mut self, to_lns: bool, payload: Vec<u8>) {
+        if self.rng.gen_bool(self.loss) {
+            return;
+        }
+        let delay = Duration::from_millis(self.rng.gen_range(1..=10));
+        self.pipe.push((self.now + delay, to_lns, payload));
+    }
+
+    /// The in-memory driver: the core's effects, carried out in order.
+    fn carry_out(&mut self) {
+        while let Some(e) = self.core.poll_effect() {
+            match e {
+                Effect::Send(d) => {
+                    assert_eq!(d.to, lac_addr());
+                    let mut payload = d.payload;
+                    if let Some(fill) = d.ns {
+                        let n = self.ns.entry(fill.key).or_default();
+                        payload[fill.offset..fill.offset + 2].copy_from_slice(&n.to_be_bytes());
+                        *n = n.wrapping_add(1);
+                    }
+                    self.send(false, payload);
+                }
+                Effect::WriteSession { key, entry, op } => {
+                    if self.fail.contains(&op) {
+                        self.core.handle_map_failure(self.now, key, op);
+                    } else {
+                        self.entries.insert(key, entry);
+                        self.counters.entry(key).or_default();
+                    }
+                }
+                Effect::RemoveSession { key } => {
+                    self.entries.remove(&key);
+                }
+                Effect::SampleCounters { keys } => {
+                    let samples: Vec<_> = keys
+                        .into_iter()
+                        .map(|k| (k, self.entries.contains_key(&k).then(|| self.counters[&k])))
+                        .collect();
+                    self.core.handle_counters(self.now, &samples);
+                }
+                Effect::Authenticate(job) => {
+                    let authorization = match &self.backend {
+                        Backend::Local(users) => {
+                            let (decision, user) = users.check(&job.request);
+                            Authorization {
+                                decision,
+                                ipv4: user.and_then(|u| u.ipv4),
+                                pool: user.and_then(|u| u.pool.clone()),
+                                ..Authorization::accept()
+                            }
+                        }
+                        Backend::Radius(answer) => answer(&job.request),
+                    };
+                    let a = AuthAnswer { key: job.key, seq: job.seq, request: job.request, authorization };
+                    if self.hold_auth {
+                        self.held.push(a);
+                    } else {
+                        self.pending_auth.push((self.now + self.auth_delay, a));
+                    }
+                }
+                Effect::Accounting(r) => self.records.push(*r),
+                Effect::Notice(n) => self.notices.push(n),
+            }
+        }
+    }
+
+    /// The LAC side: L2TP events start calls and PPP; PPP frames go out.
+    fn pump_lac(&mut self) {
+        while let Some((t, ev)) = self.lac.poll_event() {
+            match ev {
+                Event::TunnelUp { .. } => {
+                    let calls: Vec<String> =
+                        self.to_call.iter().filter(|(tt, _)| *tt == t).map(|(_, u)| u.clone()).collect();
+                    self.to_call.retain(|(tt, _)| *tt != t);
+                    for user in calls {
+                        let s = self.lac.open_session(self.now, t, SessionInfo::default()).expect("ICRQ");
+                        self.call_users.insert((t, s), user);
+                    }
+                }
+                Event::SessionUp { session_id, .. } => {
+                    let user = self.call_users.get(&(t, session_id)).cloned().unwrap_or_default();
+                    if let Some(tunnel) = self.lac.tunnel(t) {
+                        if let Some(s) = tunnel.session(session_id) {
+                            self.keys.insert(user.clone(), SessionKey::new(tunnel.peer_id(), s.peer_id));
+                        }
+                    }
+                    let mut c = crate::ppp::SessionConfig::client(Credentials {
+                        password: format!("{user}-pw"),
+                        username: user,
+                    });
+                    c.lcp.accept_auth = vec![AuthMethod::ChapMd5];
+                    let mut ppp = ppp::Session::new(c, rand_chacha::ChaCha8Rng::seed_from_u64(self.rng.gen()));
+                    ppp.open(self.now);
+                    self.subs.insert((t, session_id), Subscriber { ppp, mute: false });
+                    self.connected_at.insert((t, session_id), self.now);
+                }
+                Event::SessionDown { session_id, .. } => {
+                    self.subs.remove(&(t, session_id));
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        for (&(t, s), sub) in self.subs.iter_mut() {
+            while let Some(f) = sub.ppp.poll_transmit() {
+                if let Some(tx) = self.lac.encapsulate(t, s, &f, None, false) {
+                    out.push(tx.payload);
+                }
+            }
+            while let Some(ev) = sub.ppp.poll_event() {
+                if let SessionEvent::NetworkUp(_) = ev {
+                    self.network_at.entry((t, s)).or_insert(self.now);
+                }
+            }
+        }
+        while let Some(tx) = self.lac.poll_transmit(self.now) {
+            out.push(tx.payload);
+        }
+        for p in out {
+            self.send(true, p);
+        }
+    }
+
+    fn settle(&mut self) {
+        for _ in 0..8 {
+            self.carry_out();
+            self.pump_lac();
+        }
+    }
+
+    /// Runs until `until` on virtual time.
+    fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        loop {
+            self.settle();
+            let next = [
+                self.pipe.iter().map(|p| p.0).min(),
+                self.pending_auth.iter().map(|p| p.0).min(),
+                self.core.poll_timeout(),
+                self.lac.poll_timeout(),
+                self.subs.values().filter_map(|s| s.ppp.poll_timeout()).min(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let Some(next) = next.filter(|t| *t <= until) else { break };
+            self.now = self.now.max(next);
+            let now = self.now;
+            let due: Vec<(Instant, bool, Vec<u8>)> = {
+                let (due, rest): (Vec<_>, Vec<_>) = self.pipe.drain(..).partition(|p| p.0 <= now);
+                self.pipe = rest;
+                due
+            };
+            for (_, to_lns, bytes) in due {
+                if to_lns {
+                    self.core.handle_datagram(now, lac_addr(), Some(lns_addr().ip()), Some(2), &bytes);
+                    self.carry_out();
+                } else {
+                    self.lac_datagram(&bytes);
+                }
+            }
+            let answers: Vec<AuthAnswer> = {
+                let (due, rest): (Vec<_>, Vec<_>) = self.pending_auth.drain(..).partition(|p| p.0 <= now);
+                self.pending_auth = rest;
+                due.into_iter().map(|p| p.1).collect()
+            };
+            for a in answers {
+                self.core.handle_auth_answer(now, a);
+                self.carry_out();
+            }
+            if self.core.poll_timeout().is_some_and(|t| t <= now) {
+                self.core.handle_timeout(now);
+            }
+            self.lac.handle_timeout(now);
+            for s in self.subs.values_mut() {
+                if s.ppp.poll_timeout().is_some_and(|t| t <= now) {
+                    s.ppp.handle_timeout(now);
+                }
+            }
+        }
+        self.now = until;
+        self.settle();
+    }
+
+    fn lac_datagram(&mut self, bytes: &[u8]) {
+        if let DatagramEvent::Data { tunnel_id, session_id, payload, .. } =
+            self.lac.handle_datagram(self.now, lns_addr(), bytes)
+        {
+            if let (Some(sub), Some(frame)) = (self.subs.get_mut(&(tunnel_id, session_id)), bytes.get(payload)) {
+                if !sub.mute {
+                    let _ = sub.ppp.handle_frame(self.now, frame);
+                }
+            }
+        }
+    }
+
+    /// The core's session of `user`'s call.
+    fn key(&self, user: &str) -> SessionKey {
+        self.keys[user]
+    }
+
+    fn lac_call(&self, user: &str) -> (TunnelId, SessionId) {
+        self.call_users.iter().find(|(_, u)| u.as_str() == user).map(|(k, _)| *k).expect("call")
+    }
+
+    fn forwarding(&self, key: SessionKey) -> bool {
+        self.entries.get(&key).is_some_and(|e| e.state == abi::SessionState::Forwarding as u32)
+    }
+
+    fn ended(&self, key: SessionKey) -> Option<&Notice> {
+        self.notices.iter().find(|n| matches!(n, Notice::SessionDown { key: k, .. } if *k == key))
+    }
+
+    fn stop_of(&self, key: SessionKey) -> Option<&AcctRecord> {
+        self.records.iter().find(|r| r.kind == AcctKind::Stop && r.context.session_id == key.session.0 && r.context.tunnel_id == key.tunnel.0)
+    }
+}
+
+fn radius_accept(class: &'static [u8]) -> Backend {
+    Backend::Radius(Box::new(move |req| {
+        let users = LocalUsers::parse(USERS).expect("users");
+        let (decision, _) = users.check(req);
+        Authorization {
+            decision,
+            // Framed-IP-Address for alice and bob; the rest from the pool.
+            ipv4: match req.username.as_slice() {
+                b"alice" => Some(Ipv4Addr::new(203, 0, 113, 15)),
+                b"bob" => Some(Ipv4Addr::new(203, 0, 113, 13)),
+                _ => None,
+            },
+            class: vec![class.to_vec()],
+            interim_interval: Some(Duration::from_secs(60)),
+            ..Authorization::accept()
+        }
+    }))
+}
+
+fn accounting() -> Option<AccountingConfig> {
+    Some(AccountingConfig { boot: 0x5f00_0000, interim_default: None, authentic: 1 })
+}
+
+#[test]
+fn two_subscribers_come_up_with_local_users_and_leave_by_cdn() {
+    let mut lab = Lab::new(base_config());
+    lab.dial(&["alice", "carol"]);
+    lab.run_for(Duration::from_secs(5));
+    let (a, c) = (lab.key("alice"), lab.key("carol"));
+    assert!(lab.forwarding(a) && lab.forwarding(c), "{:#?}", lab.notices);
+    // alice from the pool, carol her fixed address.
+    assert_eq!(lab.entries[&a].subscriber_ipv4(), Some(Ipv4Addr::new(198, 51, 100, 1)));
+    assert_eq!(lab.entries[&c].subscriber_ipv4(), Some(Ipv4Addr::new(203, 0, 113, 77)));
+    assert_eq!(lab.core.addresses_in_use(), 2);
+    assert!(lab.notices.iter().any(|n| matches!(n, Notice::Authentication { user, accepted: true, .. } if user == "alice")));
+    // The LAC hangs up alice's call.
+    let (t, s) = lab.lac_call("alice");
+    lab.lac.close_session(lab.now, t, s, crate::l2tp::ResultCode::new(cdn::ADMINISTRATIVE)).expect("CDN");
+    lab.run_for(Duration::from_secs(2));
+    assert!(!lab.entries.contains_key(&a), "alice's entry removed");
+    assert!(matches!(lab.ended(a), Some(Notice::SessionDown { reason: DownReason::Cdn(c), .. }) if c.by_peer));
+    assert!(lab.forwarding(c), "carol stays");
+    assert_eq!(lab.core.addresses_in_use(), 1);
+    assert_eq!(lab.core.session_count(), 1);
+}
+
+#[test]
+fn radius_answer_gives_address_class_and_accounting_with_counters() {
+    let mut cfg = base_config();
+    cfg.accounting = accounting();
+    let mut lab = Lab::new(cfg);
+    lab.backend = radius_accept(b"gold");
+    lab.dial(&["alice", "bob"]);
+    lab.run_for(Duration::from_secs(5));
+    let a = lab.key("alice");
+    assert_eq!(lab.entries[&a].subscriber_ipv4(), Some(Ipv4Addr::new(203, 0, 113, 15)));
+    // The slot held another session's counters before: the baseline.
+    let starts: Vec<&AcctRecord> = lab.records.iter().filter(|r| r.kind == AcctKind::Start).collect();
+    assert_eq!(starts.len(), 2);
+    assert_eq!(starts[0].acct.class, vec![b"gold".to_vec()]);
+    assert!(starts[0].acct.session_id.starts_with("5F000000"));
+    // Traffic through the fast path.
+    lab.counters.get_mut(&a).expect("counters").up_bytes += 1000;
+    lab.counters.get_mut(&a).expect("counters").up_packets += 10;
+    lab.run_for(Duration::from_secs(60));
+    let interim = lab.records.iter().find(|r| r.kind == AcctKind::Interim && r.context.session_id == a.session.0);
+    let interim = interim.expect("an Interim-Update after 60 s");
+    assert_eq!(interim.counters.expect("counters").up_bytes, 1000);
+    lab.counters.get_mut(&a).expect("counters").down_bytes += 500;
+    let (t, s) = lab.lac_call("alice");
+    lab.lac.close_session(lab.now, t, s, crate::l2tp::ResultCode::new(cdn::ADMINISTRATIVE)).expect("CDN");
+    lab.run_for(Duration::from_secs(1));
+    let stop = lab.stop_of(a).expect("Stop");
+    let c = stop.counters.expect("counters");
+    assert_eq!((c.up_bytes, c.up_packets, c.down_bytes), (1000, 10, 500), "the whole session's counters");
+    assert_eq!(stop.acct.terminate_cause, Some(acct_terminate_cause::USER_REQUEST));
+    assert!(stop.session_time.expect("time") >= Duration::from_secs(60));
+}
+
+#[test]
+fn a_dead_subscriber_fails_lcp_echo_and_is_cdned_as_lost_carrier() {
+    let mut cfg = base_config();
+    cfg.accounting = accounting();
+    let mut lab = Lab::new(cfg);
+    lab.dial(&["alice", "bob"]);
+    lab.run_for(Duration::from_secs(5));
+    let (a, b) = (lab.key("alice"), lab.key("bob"));
+    let call = lab.lac_call("alice");
+    lab.subs.get_mut(&call).expect("sub").mute = true;
+    lab.run_for(Duration::from_secs(60));
+    assert!(lab.notices.iter().any(|n| matches!(n, Notice::EchoFailure { key, .. } if *key == a)));
+    assert!(!lab.entries.contains_key(&a));
+    assert_eq!(lab.stop_of(a).expect("Stop").acct.terminate_cause, Some(acct_terminate_cause::LOST_CARRIER));
+    assert!(lab.forwarding(b), "bob answers his echoes");
+}
+
+#[test]
+fn session_and_idle_timeouts_end_sessions_through_ppp() {
+    let mut cfg = base_config();
+    cfg.accounting = accounting();
+    cfg.idle_timeout = Some(Duration::from_secs(30));
+    let mut lab = Lab::new(cfg);
+    lab.backend = Backend::Radius(Box::new(|req| {
+        let (decision, _) = LocalUsers::parse(USERS).expect("users").check(req);
+        let carol = req.username == b"carol";
+        Authorization {
+            decision,
+            session_timeout: carol.then_some(Duration::from_secs(20)),
+            // bob is never idle for long: RADIUS lifts his idle timeout.
+            ..Authorization::accept()
+        }
+    }));
+    lab.dial(&["alice", "bob", "carol"]);
+    lab.run_for(Duration::from_secs(5));
+    let (a, b, c) = (lab.key("alice"), lab.key("bob"), lab.key("carol"));
+    assert!(lab.forwarding(a) && lab.forwarding(b) && lab.forwarding(c));
+    // bob keeps sending; alice and carol do not.
+    for _ in 0..6 {
+        lab.counters.get_mut(&b).expect("bob").up_packets += 1;
+        lab.run_for(Duration::from_secs(5));
+    }
+    assert!(lab.ended(c).is_some(), "carol's Session-Timeout of 20 s");
+    assert_eq!(lab.stop_of(c).expect("Stop").acct.terminate_cause, Some(acct_terminate_cause::SESSION_TIMEOUT));
+    assert!(lab.ended(a).is_some(), "alice idle for 30 s");
+    assert_eq!(lab.stop_of(a).expect("Stop").acct.terminate_cause, Some(acct_terminate_cause::IDLE_TIMEOUT));
+    assert!(lab.forwarding(b), "bob is active");
+    // The LAC heard why: LCP Terminate first, then a CDN naming the cause.
+    assert!(lab.notices.iter().any(|n| matches!(n, Notice::LinkDown { key, message, .. } if *key == a && message == "idle timeout")));
+}
+
+#[test]
+fn stopccn_from_the_lac_takes_every_session_and_its_resources() {
+    let mut cfg = base_config();
+    cfg.accounting = accounting();
+    let mut lab = Lab::new(cfg);
+    let t = lab.dial(&["alice", "bob"]);
+    lab.run_for(Duration::from_secs(5));
+    assert_eq!(lab.entries.len(), 2);
+    lab.lac.close_tunnel(lab.now, t, crate::l2tp::ResultCode::new(1)).expect("StopCCN");
+    lab.run_for(Duration::from_secs(3));
+    assert!(lab.entries.is_empty(), "{:?}", lab.entries.keys());
+    assert_eq!(lab.core.addresses_in_use(), 0);
+    assert_eq!(lab.core.session_count(), 0);
+    assert_eq!(lab.records.iter().filter(|r| r.kind == AcctKind::Stop).count(), 2);
+    assert!(lab.notices.iter().any(|n| matches!(n, Notice::TunnelDown { .. })));
+}
+
+#[test]
+fn disconnect_and_coa_requests() {
+    let mut cfg = base_config();
+    cfg.accounting = accounting();
+    let mut lab = Lab::new(cfg);
+    lab.dial(&["alice", "bob"]);
+    lab.run_for(Duration::from_secs(5));
+    let (a, b) = (lab.key("alice"), lab.key("bob"));
+    let req = |code, user: &str, session_timeout| DynAuthRequest {
+        code,
+        selector: SessionSelector { user_name: Some(user.as_bytes().to_vec()), ..Default::default() },
+        nas_ip_address: None,
+        nas_identifier: None,
+        event_timestamp: None,
+        session_timeout,
+        idle_timeout: None,
+        authorize_only: false,
+        state: None,
+    };
+    let now = lab.now;
+    assert_eq!(
+        lab.core.handle_dynauth(now, &req(lns_radius::Code::DisconnectRequest, "nobody", None)),
+        Err(lns_radius::attribute::error_cause::SESSION_CONTEXT_NOT_FOUND)
+    );
+    assert_eq!(lab.core.handle_dynauth(now, &req(lns_radius::Code::CoaRequest, "bob", Some(10))), Ok(()));
+    assert_eq!(lab.core.handle_dynauth(now, &req(lns_radius::Code::DisconnectRequest, "alice", None)), Ok(()));
+    lab.run_for(Duration::from_secs(2));
+    assert!(!lab.entries.contains_key(&a));
+    assert_eq!(lab.stop_of(a).expect("Stop").acct.terminate_cause, Some(acct_terminate_cause::ADMIN_RESET));
+    assert!(lab.forwarding(b));
+    lab.run_for(Duration::from_secs(10));
+    assert!(!lab.entries.contains_key(&b), "the CoA's Session-Timeout");
+    assert_eq!(lab.stop_of(b).expect("Stop").acct.terminate_cause, Some(acct_terminate_cause::SESSION_TIMEOUT));
+}
+
+#[test]
+fn an_exhausted_pool_refuses_the_subscriber_it_cannot_serve() {
+    let mut cfg = base_config();
+    cfg.pools = vec![PoolEntry { name: "main".into(), ranges: vec!["198.51.100.9-198.51.100.9".into()] }];
+    let mut lab = Lab::new(cfg);
+    lab.dial(&["alice"]);
+    lab.run_for(Duration::from_secs(3));
+    lab.dial(&["bob"]);
+    lab.run_for(Duration::from_secs(5));
+    let (a, b) = (lab.key("alice"), lab.key("bob"));
+    assert!(lab.forwarding(a));
+    assert!(lab.notices.iter().any(|n| matches!(n, Notice::NoIpv4Address { user, ipv6_only: false, .. } if user == "bob")));
+    assert!(lab.notices.iter().any(|n| matches!(n, Notice::Authentication { user, accepted: false, .. } if user == "bob")));
+    assert!(lab.ended(b).is_some() && !lab.entries.contains_key(&b));
+    assert_eq!(lab.core.addresses_in_use(), 1);
+}
+
+#[test]
+fn an_authentication_answer_after_the_session_died_is_dropped() {
+    let mut lab = Lab::new(base_config());
+    lab.hold_auth = true;
+    lab.dial(&["alice"]);
+    lab.run_for(Duration::from_secs(2));
+    let a = lab.key("alice");
+    assert_eq!(lab.held.len(), 1, "the backend was asked");
+    let (t, s) = lab.lac_call("alice");
+    lab.lac.close_session(lab.now, t, s, crate::l2tp::ResultCode::new(cdn::ADMINISTRATIVE)).expect("CDN");
+    lab.run_for(Duration::from_secs(2));
+    assert!(lab.ended(a).is_some());
+    let answer = lab.held.remove(0);
+    let now = lab.now;
+    lab.core.handle_auth_answer(now, answer);
+    lab.carry_out();
+    assert!(lab.notices.iter().any(|n| matches!(n, Notice::StaleAuthAnswer { key } if *key == a)));
+    assert_eq!(lab.core.addresses_in_use(), 0, "no address taken for a dead session");
+    assert!(lab.entries.is_empty());
+}
+
+#[test]
+fn failed_map_writes() {
+    // The call's early write fails: ICCN writes it again.
+    let mut lab = Lab::new(base_config());
+    lab.fail.insert(MapOp::Call);
+    lab.dial(&["alice"]);
+    lab.run_for(Duration::from_secs(10));
+    assert!(lab.forwarding(lab.key("alice")), "{:?} {:?} {:?}", lab.core.counters(), lab.connected_at.values().map(|t| *t - lab.t0).collect::<Vec<_>>(), lab.network_at.values().map(|t| *t - lab.t0).collect::<Vec<_>>());
+
+    // The connected session's write fails: CDN, "no facilities".
+    let mut lab = Lab::new(base_config());
+    lab.fail.insert(MapOp::Connect);
+    lab.dial(&["alice"]);
+    lab.run_for(Duration::from_secs(3));
+    let a = lab.key("alice");
+    let down = lab.ended(a).expect("ended");
+    assert!(
+        matches!(down, Notice::SessionDown { reason: DownReason::Cdn(c), .. }
+            if !c.by_peer && c.result.as_ref().is_some_and(|r| r.result == cdn::NO_FACILITIES_TEMPORARY)),
+        "{down:?}"
+    );
+    assert_eq!(lab.core.counters().map_errors, 1);
+
+    // Forwarding refused: the link closes, the address goes back.
+    let mut lab = Lab::new(base_config());
+    lab.fail.insert(MapOp::Ipv4Up);
+    lab.dial(&["alice"]);
+    lab.run_for(Duration::from_secs(5));
+    let a = lab.key("alice");
+    assert!(lab.ended(a).is_some() && !lab.entries.contains_key(&a));
+    assert_eq!(lab.core.addresses_in_use(), 0);
+}
+
+#[test]
+fn ipv6_subscribers_get_a_prefix_and_give_it_back() {
+    let mut cfg = base_config();
+    cfg.ppp.ipv6cp = Some(Default::default());
+    cfg.default_ipv6_pool = Some("v6".into());
+    let mut lab = Lab::new(cfg);
+    lab.dial(&["alice"]);
+    // The client asks for IPv6CP too.
+    lab.run_for(Duration::from_millis(1));
+    lab.run_for(Duration::from_secs(5));
+    let a = lab.key("alice");
+    assert!(lab.forwarding(a));
+    let _ = lab.core.ipv6_prefixes_in_use();
+    let (t, s) = lab.lac_call("alice");
+    lab.lac.close_session(lab.now, t, s, crate::l2tp::ResultCode::new(cdn::ADMINISTRATIVE)).expect("CDN");
+    lab.run_for(Duration::from_secs(2));
+    assert_eq!(lab.core.ipv6_prefixes_in_use(), 0);
+    assert_eq!(lab.core.addresses_in_use(), 0);
+}
+
+#[test]
+fn operator_kill_and_shutdown() {
+    let mut cfg = base_config();
+    cfg.accounting = accounting();
+    let mut lab = Lab::new(cfg);
+    lab.dial(&["alice", "bob"]);
+    lab.run_for(Duration::from_secs(5));
+    let (a, b) = (lab.key("alice"), lab.key("bob"));
+    let now = lab.now;
+    let r = lab.core.handle_request(now, crate::ctl::Request::SessionKill { session_id: a.session.0, tunnel_id: None });
+    assert!(matches!(r, crate::ctl::Response::Killed { .. }), "{r:?}");
+    lab.run_for(Duration::from_secs(2));
+    assert_eq!(lab.stop_of(a).expect("Stop").acct.terminate_cause, Some(acct_terminate_cause::ADMIN_RESET));
+    let rows = match lab.core.handle_request(lab.now, crate::ctl::Request::SessionList) {
+        crate::ctl::Response::Sessions { sessions } => sessions,
+        r => panic!("{r:?}"),
+    };
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].username.as_deref(), Some("bob"));
+    assert_eq!(rows[0].dataplane_state.as_deref(), Some("forwarding"));
+    let now = lab.now;
+    lab.core.shutdown(now);
+    lab.run_for(Duration::from_secs(2));
+    assert!(lab.core.stopped());
+    let now = lab.now;
+    lab.core.finish(now);
+    lab.carry_out();
+    assert!(lab.entries.is_empty());
+    assert_eq!(lab.stop_of(b).expect("Stop").acct.terminate_cause, Some(acct_terminate_cause::NAS_REBOOT));
+    // No new tunnel while stopping.
+    lab.dial(&["carol"]);
+    lab.run_for(Duration::from_secs(2));
+    assert!(lab.core.counters().dropped.get("not_accepting").is_some());
+}
+
+#[test]
+fn many_subscribers_in_several_tunnels_on_a_clean_pipe() {
+    let mut lab = Lab::new(base_config());
+    let users: Vec<String> = (0..50).map(|i| format!("alice{i}")).collect();
+    let mut file = String::new();
+    for u in &users {
+        file.push_str(&format!("[[user]]\nname = \"{u}\"\npassword = \"{u}-pw\"\n"));
+    }
+    lab.backend = Backend::Local(LocalUsers::parse(&file).expect("users"));
+    for chunk in users.chunks(10) {
+        let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        lab.dial(&names);
+    }
+    lab.run_for(Duration::from_secs(10));
+    let up = lab.entries.values().filter(|e| e.state == abi::SessionState::Forwarding as u32).count();
+    assert_eq!(up, 50);
+    assert_eq!(lab.network_at.len(), 50);
+    let mut times: Vec<Duration> = lab.network_at.iter().map(|(k, t)| *t - lab.connected_at[k]).collect();
+    times.sort();
+    eprintln!("time to Network phase: p50 {:?} max {:?}", times[25], times[49]);
+    let _ = lab.t0;
+    let _: VecDeque<u8> = VecDeque::new();
+    let _ = Phase::Network;
+}
+
+#[test]
+fn a_restored_core_keeps_its_subscribers_and_their_accounting() {
+    let mut cfg = base_config();
+    cfg.accounting = accounting();
+    let mut lab = Lab::new(cfg.clone());
+    lab.backend = radius_accept(b"gold");
+    lab.dial(&["alice", "bob"]);
+    lab.run_for(Duration::from_secs(5));
+    let (a, b) = (lab.key("alice"), lab.key("bob"));
+    lab.counters.get_mut(&a).expect("alice").up_bytes += 4000;
+    lab.run_for(Duration::from_secs(30));
+    let snap = lab.core.snapshot(lab.now).expect("snapshot");
+    // The process is gone for 2 s: what the LAC sent meanwhile is lost.
+    lab.now += Duration::from_secs(2);
+    lab.pipe.retain(|p| !p.1);
+    lab.core = Core::restore(cfg, &snap, lab.now).expect("restore");
+    assert_eq!(lab.core.addresses_in_use(), 2, "the pools hold the same addresses");
+    lab.counters.get_mut(&a).expect("alice").up_bytes += 1000;
+    lab.run_for(Duration::from_secs(60));
+    assert!(lab.forwarding(a) && lab.forwarding(b), "{:#?}", lab.notices.iter().rev().take(5).collect::<Vec<_>>());
+    assert_eq!(lab.ended(a), None);
+    assert_eq!(lab.records.iter().filter(|r| r.kind == AcctKind::Start).count(), 2, "no second Start");
+    let interim = lab.records.iter().rev().find(|r| r.kind == AcctKind::Interim && r.context.session_id == a.session.0);
+    assert_eq!(interim.expect("interims go on").counters.expect("counters").up_bytes, 5000);
+    // A new subscriber gets an address nobody holds.
+    lab.dial(&["carol"]);
+    lab.run_for(Duration::from_secs(5));
+    let c = lab.key("carol");
+    let addresses: HashSet<_> = [a, b, c].iter().map(|k| lab.entries[k].subscriber_ipv4()).collect();
+    assert_eq!(addresses.len(), 3);
+    // The LAC never noticed: its tunnel and calls are up, echoes answered.
+    assert!(lab.lac.tunnel(lab.lac_tunnels[0]).is_some_and(|t| t.session_count() == 2));
+    let (t, s) = lab.lac_call("alice");
+    lab.lac.close_session(lab.now, t, s, crate::l2tp::ResultCode::new(cdn::ADMINISTRATIVE)).expect("CDN");
+    lab.run_for(Duration::from_secs(1));
+    let stop = lab.stop_of(a).expect("Stop");
+    assert_eq!(stop.counters.expect("counters").up_bytes, 5000, "the whole session's counters");
+    assert!(stop.session_time.expect("time") >= Duration::from_secs(95));
+}
