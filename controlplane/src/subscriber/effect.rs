@@ -14,6 +14,9 @@ use crate::l2tp::{TunnelDownReason, TunnelId};
 use crate::ppp::{AuthMethod, AuthRequest};
 
 /// Something the driver must do, in the order the core returns them.
+// Effects live in a queue for a moment; boxing the session entry would
+// cost an allocation per write for no saving that matters.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Effect {
     /// A datagram for a LAC.

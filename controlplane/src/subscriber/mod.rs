@@ -357,11 +357,8 @@ impl Core {
                 self.counters.control_rx += 1;
                 let local = local.unwrap_or(self.cfg.listen.ip());
                 self.peer_local.insert(from, local);
-                if !self.tunnels.contains_key(&tid) {
-                    self.tunnels.insert(
-                        tid,
-                        TunnelRecord { peer: from, local, ifindex: ifindex.unwrap_or(0), since: now },
-                    );
+                if let std::collections::btree_map::Entry::Vacant(e) = self.tunnels.entry(tid) {
+                    e.insert(TunnelRecord { peer: from, local, ifindex: ifindex.unwrap_or(0), since: now });
                     self.notice(Notice::TunnelAccepted { tunnel: tid, peer: from, local });
                 }
             }
@@ -583,7 +580,7 @@ impl Core {
     pub fn stopped(&self) -> bool {
         use crate::l2tp::TunnelState;
         self.endpoint.tunnel_ids().all(|id| {
-            self.endpoint.tunnel(id).map_or(true, |t| {
+            self.endpoint.tunnel(id).is_none_or(|t| {
                 matches!(t.state(), TunnelState::Closing | TunnelState::Closed) && t.reliable().all_acked()
             })
         })
