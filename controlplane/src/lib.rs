@@ -1,10 +1,13 @@
-//! The LNS control plane: sans-IO protocol cores (L2TPv2, PPP) and the tokio
-//! layer that drives them.
+//! The LNS control plane: sans-IO protocol cores (L2TPv2, PPP), the
+//! subscriber core that joins them, and the tokio layer that drives it.
 //!
-//! The protocol modules own no sockets and read no clock: the caller feeds
-//! datagrams and time and takes out datagrams, events and the next timer.
-//! [`daemon`] is that caller for the `lns-controlplane` process; [`ctl`] is
-//! the protocol of its control socket, spoken by `lnsctl`.
+//! The protocol modules and the [`subscriber`] core own no sockets and read
+//! no clock: the caller feeds datagrams, answers and time and takes out
+//! datagrams, effects and the next timer. [`daemon`] is that caller for the
+//! `lns-controlplane` process; [`ctl`] is the protocol of its control
+//! socket, spoken by `lnsctl`; [`snapshot`] stores the cores' deadlines
+//! relative to a moment the caller gives, so their state can be written
+//! and read back.
 
 pub mod ctl;
 pub mod daemon;
