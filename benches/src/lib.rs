@@ -1,5 +1,7 @@
 //! Benchmark helpers shared by the criterion benches and the load harness.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{Context, Result};
 use lns_testlab::{workspace_bin, Lab};
 

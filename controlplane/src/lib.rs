@@ -9,6 +9,8 @@
 //! relative to a moment the caller gives, so their state can be written
 //! and read back.
 
+#![forbid(unsafe_code)]
+
 pub mod ctl;
 pub mod daemon;
 pub mod l2tp;

@@ -2,5 +2,7 @@
 //! tests. The protocol work is the project's own sans-IO L2TP endpoint (LAC
 //! role) and PPP sessions (client role); see [`emulator`].
 
+#![forbid(unsafe_code)]
+
 pub mod emulator;
 pub mod trafgen;

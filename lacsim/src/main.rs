@@ -1,5 +1,7 @@
 //! lns-lacsim: emulates LACs carrying PPP subscribers against an LNS.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::PathBuf;

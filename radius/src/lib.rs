@@ -43,6 +43,8 @@
 //! [`AttributeRepr`] are defined in [`vendor`] and [`tunnel`], which build
 //! on [`attribute`] rather than the other way round.
 
+#![forbid(unsafe_code)]
+
 pub mod access;
 pub mod accounting;
 pub mod attribute;

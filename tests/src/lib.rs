@@ -16,3 +16,5 @@
 //!   FreeRADIUS (`radius.rs`);
 //! - `radius/tests/freeradius.rs`: the RADIUS client against FreeRADIUS on
 //!   the host's loopback.
+
+#![forbid(unsafe_code)]

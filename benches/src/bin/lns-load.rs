@@ -12,6 +12,8 @@
 //! The far ends drop what they receive as cheaply as a kernel can: the
 //! destinations are addresses the sink namespaces do not own.
 
+#![forbid(unsafe_code)]
+
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;

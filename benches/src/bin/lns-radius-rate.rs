@@ -13,6 +13,8 @@
 //!    fast as FreeRADIUS acknowledges them (each written to its detail
 //!    file), and this prints records per second.
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::time::Instant;
 

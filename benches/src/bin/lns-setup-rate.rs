@@ -11,6 +11,8 @@
 //! them all: `--ncp ipv6 --tunnels 10 --sessions-per-tunnel 1000` is one
 //! round of 10,000 (a session counts once its address is usable).
 
+#![forbid(unsafe_code)]
+
 use anyhow::Result;
 use clap::Parser;
 use lns_testlab::{Lab, PinDir};

@@ -4,6 +4,8 @@
 //! pinned maps, and serves `lnsctl` on a Unix socket. See
 //! `lns_controlplane::daemon::config` for the configuration file.
 
+#![forbid(unsafe_code)]
+
 use anyhow::Result;
 use clap::Parser;
 use lns_controlplane::daemon::{self, Config, Flags};

@@ -8,6 +8,8 @@
 //! tested before PPP is up, and a debugging tool afterwards. `show-xdp`
 //! reads the data plane's counters from the same maps.
 
+#![forbid(unsafe_code)]
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 

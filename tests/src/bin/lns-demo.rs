@@ -4,6 +4,8 @@
 //! echoes the subscribers' packets. It prints what happened and removes
 //! everything.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
