@@ -345,6 +345,13 @@ pub struct ChapPeer {
     identifier: Option<u8>,
     /// MS-CHAP-V2: the "S=" string a genuine authenticator will send.
     expected_authenticator_response: Option<String>,
+    config: AuthConfig,
+    /// Our last Response, repeated until Success or Failure arrives.
+    response: Option<Vec<u8>>,
+    /// Transmissions of `response`.
+    transmissions: u32,
+    /// Waiting for a Challenge until then; once answered, when to repeat
+    /// the Response.
     #[serde(with = "crate::snapshot::opt_instant")]
     deadline: Option<Instant>,
     done: bool,
@@ -352,14 +359,18 @@ pub struct ChapPeer {
 }
 
 impl ChapPeer {
-    /// Wait for the authenticator's Challenge, at most `config.wait_timeout`
-    /// until a result.
+    /// Wait for the authenticator's Challenge, at most `config.wait_timeout`;
+    /// once answered, repeat the Response every `config.restart_interval`,
+    /// `config.max_transmissions` times, until Success or Failure.
     pub fn new(method: AuthMethod, credentials: Credentials, config: AuthConfig, now: Instant) -> Self {
         ChapPeer {
             method,
             credentials,
             identifier: None,
             expected_authenticator_response: None,
+            config,
+            response: None,
+            transmissions: 0,
             deadline: Some(now + config.wait_timeout),
             done: false,
             outputs: VecDeque::new(),
@@ -377,14 +388,14 @@ impl ChapPeer {
     }
 
     /// `rng` draws the MS-CHAP-V2 Peer-Challenge (RFC 2759 §4).
-    pub fn input(&mut self, _now: Instant, packet: &[u8], rng: &mut impl Rng) -> Result<(), Error> {
+    pub fn input(&mut self, now: Instant, packet: &[u8], rng: &mut impl Rng) -> Result<(), Error> {
         let view = Packet::new_checked(packet)?;
         let repr = ChapRepr::parse(&view)?;
         if self.done {
             return Ok(());
         }
         match repr {
-            ChapRepr::Challenge { identifier, value, .. } => self.answer(identifier, &value, rng)?,
+            ChapRepr::Challenge { identifier, value, .. } => self.answer(now, identifier, &value, rng)?,
             ChapRepr::Success { identifier, message } if Some(identifier) == self.identifier => {
                 let verified = match &self.expected_authenticator_response {
                     // RFC 2759 §5: the peer MUST check the authenticator.
@@ -418,7 +429,13 @@ impl ChapPeer {
         Ok(())
     }
 
-    fn answer(&mut self, identifier: u8, challenge: &[u8], rng: &mut impl Rng) -> Result<(), Error> {
+    fn answer(
+        &mut self,
+        now: Instant,
+        identifier: u8,
+        challenge: &[u8],
+        rng: &mut impl Rng,
+    ) -> Result<(), Error> {
         let username = self.credentials.username.as_bytes();
         let value = match self.method {
             AuthMethod::MsChapV2 => {
@@ -438,15 +455,31 @@ impl ChapPeer {
             }
             _ => md5_response(identifier, self.credentials.password.as_bytes(), challenge).to_vec(),
         };
+        let bytes = ChapRepr::Response { identifier, value, name: username.to_vec() }.to_bytes()?;
         self.identifier = Some(identifier);
-        let repr = ChapRepr::Response { identifier, value, name: username.to_vec() };
-        self.outputs.push_back(AuthOutput::Send(repr.to_bytes()?));
+        self.response = Some(bytes.clone());
+        self.transmissions = 1;
+        self.deadline = Some(now + self.config.restart_interval);
+        self.outputs.push_back(AuthOutput::Send(bytes));
         Ok(())
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if !self.done && self.deadline.is_some_and(|d| d <= now) {
-            self.finish(AuthOutput::Failure(AuthFailure::Timeout));
+        if self.done || !self.deadline.is_some_and(|d| d <= now) {
+            return;
+        }
+        match &self.response {
+            // RFC 1994 §4.2: Success or Failure may be lost, and the
+            // authenticator, having had our Response, no longer challenges;
+            // it "MUST allow repeated Response packets" and answers each
+            // with the same Code. So the Response is repeated, as the PAP
+            // peer repeats its Authenticate-Request (RFC 1334 §2.2.1).
+            Some(response) if self.transmissions < self.config.max_transmissions => {
+                self.outputs.push_back(AuthOutput::Send(response.clone()));
+                self.transmissions += 1;
+                self.deadline = Some(now + self.config.restart_interval);
+            }
+            _ => self.finish(AuthOutput::Failure(AuthFailure::Timeout)),
         }
     }
 
@@ -683,6 +716,64 @@ mod tests {
         );
         peer.handle_timeout(now + config.wait_timeout);
         assert_eq!(peer.poll_output(), Some(AuthOutput::Failure(AuthFailure::Timeout)));
+    }
+
+    #[test]
+    fn lost_success_is_recovered_by_repeating_the_response() {
+        let now = Instant::now();
+        let config = AuthConfig::default();
+        let mut server = ChapAuthenticator::new(AuthMethod::MsChapV2, b"lns", config, now, &mut rng());
+        let mut client = ChapPeer::new(
+            AuthMethod::MsChapV2,
+            Credentials { username: "alice".into(), password: "pw".into() },
+            config,
+            now,
+        );
+        let Some(AuthOutput::Send(ch)) = server.poll_output() else { panic!() };
+        client.input(now, &ch, &mut rng()).expect("in");
+        let Some(AuthOutput::Send(resp)) = client.poll_output() else { panic!() };
+        server.input(now, &resp).expect("in");
+        let Some(AuthOutput::Request(r)) = server.poll_output() else { panic!() };
+        server.decide(&verify_password(&r, "pw"));
+        // The Success is lost; the authenticator is done and waits no more.
+        assert!(matches!(server.poll_output(), Some(AuthOutput::Send(_))));
+        assert!(matches!(server.poll_output(), Some(AuthOutput::Success { .. })));
+        assert_eq!(server.poll_timeout(), None);
+        // RFC 1994 §4.2: the peer repeats its Response, the same bytes, and
+        // the authenticator answers it with the same Success.
+        let t = client.poll_timeout().expect("repeat timer");
+        assert_eq!(t, now + config.restart_interval);
+        client.handle_timeout(t);
+        assert_eq!(client.poll_output(), Some(AuthOutput::Send(resp.clone())));
+        server.input(t, &resp).expect("in");
+        let Some(AuthOutput::Send(success)) = server.poll_output() else { panic!() };
+        client.input(t, &success, &mut rng()).expect("in");
+        assert!(matches!(
+            client.poll_output(),
+            Some(AuthOutput::Success { authenticator_response: Some(_), .. })
+        ));
+        assert_eq!(client.poll_timeout(), None);
+        // Unanswered, it gives up after max_transmissions.
+        let mut client = ChapPeer::new(
+            AuthMethod::ChapMd5,
+            Credentials { username: "alice".into(), password: "pw".into() },
+            config,
+            now,
+        );
+        client.input(now, &ch, &mut rng()).expect("in");
+        let mut sent = 0;
+        loop {
+            match client.poll_output() {
+                Some(AuthOutput::Send(_)) => sent += 1,
+                Some(AuthOutput::Failure(AuthFailure::Timeout)) => break,
+                Some(other) => panic!("{other:?}"),
+                None => {
+                    let t = client.poll_timeout().expect("timer");
+                    client.handle_timeout(t);
+                }
+            }
+        }
+        assert_eq!(sent, config.max_transmissions);
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub mod session;
 
 #[cfg(test)]
 mod capture_tests;
+#[cfg(test)]
+mod loss_tests;
 
 pub use auth::{AuthConfig, AuthDecision, AuthMaterial, AuthMethod, AuthRequest, Credentials};
 pub use authenticate::verify_password;

@@ -86,6 +86,11 @@ pub struct SessionConfig {
     pub accept_proxy_lcp: bool,
     /// Accept the LAC's captured PAP/CHAP exchange (RFC 2661 §4.4.5).
     pub accept_proxy_auth: bool,
+    /// Client role: a link that failed for want of answers (LCP, CHAP/PAP,
+    /// NCP or Echo timeouts) starts again after this hold-off, as a CPE
+    /// does (pppd `persist`, `holdoff`); never after a close on purpose or
+    /// a refused authentication. None: the link ends with LinkDown.
+    pub holdoff: Option<Duration>,
 }
 
 impl SessionConfig {
@@ -108,6 +113,7 @@ impl SessionConfig {
             echo: EchoConfig::default(),
             accept_proxy_lcp: false,
             accept_proxy_auth: false,
+            holdoff: None,
         }
     }
 
@@ -130,9 +136,14 @@ impl SessionConfig {
             echo: EchoConfig::default(),
             accept_proxy_lcp: false,
             accept_proxy_auth: false,
+            holdoff: Some(DEFAULT_HOLDOFF),
         }
     }
 }
+
+/// The subscriber's hold-off before it starts a failed link again: one
+/// RFC 1661 §4.6 restart interval.
+pub const DEFAULT_HOLDOFF: Duration = Duration::from_secs(3);
 
 /// RFC 3145 §3 PPP Disconnect Cause codes (for the L2TP CDN AVP 46).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -159,6 +170,19 @@ impl DisconnectCode {
     pub const NO_NCPS: Self = Self(18);
     pub const NCP_NO_ACCEPTABLE_ADDRESS: Self = Self(19);
     pub const NCP_NO_PERMITTED_ADDRESS: Self = Self(20);
+
+    /// The link failed for want of answers, not by anyone's decision: a
+    /// subscriber tries again ([`SessionConfig::holdoff`]).
+    pub fn calls_for_restart(self) -> bool {
+        matches!(
+            self,
+            Self::LCP_TIMEOUT
+                | Self::LCP_NO_RECOGNIZABLE_PACKETS
+                | Self::LCP_ECHO_TIMEOUT
+                | Self::AUTH_TIMEOUT
+                | Self::NCP_TIMEOUT
+        )
+    }
 }
 
 /// RFC 3145 §2 Direction.
@@ -279,6 +303,11 @@ pub struct Session {
     server_auth_done: bool,
     client_auth_done: bool,
     proxy_auth: Option<ProxyAuth>,
+    /// Client: the link failed and starts again then ([`SessionConfig::holdoff`]).
+    #[serde(with = "crate::snapshot::opt_instant")]
+    holdoff_until: Option<Instant>,
+    /// Client: how many times the link was started again.
+    restarts: u32,
     #[serde(with = "crate::snapshot::opt_instant")]
     echo_deadline: Option<Instant>,
     echo_unanswered: u32,
@@ -319,6 +348,8 @@ impl Session {
             server_auth_done: false,
             client_auth_done: false,
             proxy_auth: None,
+            holdoff_until: None,
+            restarts: 0,
             echo_deadline: None,
             echo_unanswered: 0,
             cause: None,
@@ -339,7 +370,19 @@ impl Session {
 
     /// True once LinkDown was reported: the session will do nothing more.
     pub fn is_dead(&self) -> bool {
-        self.phase == Phase::Dead && self.lcp.state() != super::fsm::State::Initial
+        self.phase == Phase::Dead
+            && self.holdoff_until.is_none()
+            && self.lcp.state() != super::fsm::State::Initial
+    }
+
+    /// True while the NCP of `protocol` (IPCP, IPv6CP, CCP) is Opened.
+    pub fn ncp_opened(&self, protocol: Protocol) -> bool {
+        match protocol {
+            Protocol::IPCP => self.ipcp.as_ref().is_some_and(|f| f.is_opened()),
+            Protocol::IPV6CP => self.ipv6cp.as_ref().is_some_and(|f| f.is_opened()),
+            Protocol::CCP => self.ccp.as_ref().is_some_and(|f| f.is_opened()),
+            _ => false,
+        }
     }
 
     /// LCP results: (ours as acknowledged by the peer, the peer's).
@@ -524,6 +567,7 @@ impl Session {
             self.authenticator.as_ref().and_then(|a| a.poll_timeout()),
             self.auth_peer.as_ref().and_then(|a| a.poll_timeout()),
             self.echo_deadline,
+            self.holdoff_until,
             self.router.as_ref().and_then(|r| r.poll_timeout()),
             self.host.as_ref().and_then(|h| h.poll_timeout()),
         ]
@@ -535,6 +579,9 @@ impl Session {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.is_dead() {
             return;
+        }
+        if self.holdoff_until.is_some_and(|t| t <= now) {
+            self.restart(now);
         }
         self.lcp.handle_timeout(now);
         if let Some(f) = &mut self.ipcp {
@@ -567,12 +614,23 @@ impl Session {
     /// Process one received PPP frame. Malformed frames are reported and
     /// otherwise ignored (RFC 1661 §5: silently discarded).
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8]) -> Result<(), Error> {
-        if self.is_dead() || self.phase == Phase::Dead {
+        if self.is_dead() {
             return Ok(());
         }
         let view = Frame::new_checked(frame)?;
         let protocol = view.protocol();
         let payload = view.payload();
+        if self.phase == Phase::Dead {
+            // Holding off: a Configure-Request shows the peer wants the
+            // link now, so start at once and answer it; nothing else is
+            // heard while the link is down.
+            let request =
+                protocol == Protocol::LCP && payload.first() == Some(&packet::code::CONFIGURE_REQUEST);
+            if !(self.holdoff_until.is_some() && request) {
+                return Ok(());
+            }
+            self.restart(now);
+        }
         let lcp_opened = self.lcp.is_opened();
         let result = match protocol {
             Protocol::LCP => self.input_lcp(now, payload),
@@ -862,9 +920,32 @@ impl Session {
                 });
                 self.phase = Phase::Dead;
                 self.echo_deadline = None;
-                self.events.push_back(SessionEvent::LinkDown { cause });
+                match self.config.holdoff {
+                    Some(holdoff) if self.config.role == Role::Client && cause.code.calls_for_restart() => {
+                        self.holdoff_until = Some(now + holdoff);
+                    }
+                    _ => self.events.push_back(SessionEvent::LinkDown { cause }),
+                }
             }
         }
+    }
+
+    /// Client: the hold-off is over (or the peer asked): the lower layer
+    /// goes down and up again (RFC 1661 §4.3 Down, Up) and LCP starts anew
+    /// from Stopped or Closed.
+    fn restart(&mut self, now: Instant) {
+        self.holdoff_until = None;
+        self.restarts += 1;
+        self.cause = None;
+        self.phase = Phase::Establish;
+        self.lcp.down();
+        self.lcp.up(now, &mut self.rng);
+        self.lcp.open(now, &mut self.rng);
+    }
+
+    /// Client: how many times the link was started again after a failure.
+    pub fn restarts(&self) -> u32 {
+        self.restarts
     }
 
     /// This-Layer-Up of LCP: RFC 1661 §3.4, proceed to authentication.
@@ -1947,6 +2028,57 @@ mod tests {
                 target.handle_timeout(t);
             }
         }
+    }
+
+    #[test]
+    fn client_starts_again_after_lcp_gives_up() {
+        let mut p = Pair::new(server_config(), client_config("secret"));
+        // The LNS is not there yet: the subscriber's LCP runs out of
+        // Configure-Requests (RFC 1661 §4.6), holds off, and starts again.
+        p.client.open(p.now);
+        p.run_for(Duration::from_secs(32));
+        assert_eq!(p.client.restarts(), 0);
+        assert_eq!(p.client.phase(), Phase::Dead);
+        assert!(!p.client.is_dead());
+        p.run_for(Duration::from_secs(2));
+        assert_eq!(p.client.restarts(), 1);
+        assert_eq!(p.client.phase(), Phase::Establish);
+        p.server.open(p.now);
+        p.run_for(Duration::from_secs(10));
+        assert_up(&p, AuthMethod::MsChapV2);
+        assert_eq!(Pair::link_down(&p.client_events), None);
+        // During the hold-off a Configure-Request starts it at once.
+        let mut p = Pair::new(server_config(), client_config("secret"));
+        p.client.open(p.now);
+        p.run_for(Duration::from_secs(31));
+        assert_eq!(p.client.phase(), Phase::Dead);
+        p.server.open(p.now);
+        p.pump();
+        assert_eq!(p.client.restarts(), 1);
+        assert_up(&p, AuthMethod::MsChapV2);
+        // Closed on purpose, or refused: no new start.
+        p.client.close(p.now, None);
+        p.run_for(Duration::from_secs(60));
+        assert!(p.client.is_dead() && p.client.restarts() == 1);
+        let mut server = server_config();
+        server.holdoff = Some(DEFAULT_HOLDOFF);
+        let mut p = Pair::new(server, client_config("wrong"));
+        p.start();
+        p.run_for(Duration::from_secs(60));
+        assert_eq!(Pair::link_down(&p.client_events).map(|c| c.code), Some(DisconnectCode::AUTH_FAILED));
+        assert!(p.client.is_dead() && p.client.restarts() == 0);
+        // The server role never holds off, whatever it is configured with.
+        let mut server = server_config();
+        server.holdoff = Some(DEFAULT_HOLDOFF);
+        let mut p = Pair::new(server, client_config("secret"));
+        p.client_muted = true;
+        p.server.open(p.now);
+        p.run_for(Duration::from_secs(60));
+        assert_eq!(
+            Pair::link_down(&p.server_events).map(|c| c.code),
+            Some(DisconnectCode::LCP_NO_RECOGNIZABLE_PACKETS)
+        );
+        assert!(p.server.is_dead());
     }
 
     #[test]
