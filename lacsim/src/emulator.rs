@@ -2,17 +2,19 @@
 //! LAC role and one PPP client per session, driven with datagrams and time
 //! like every protocol core here. The binary owns the socket and the clock.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use lns_controlplane::l2tp::{
     DatagramEvent, Endpoint, EndpointConfig, Event, PeerConfig, ResultCode, SessionId, SessionInfo, Transmit,
-    TunnelConfig, TunnelId,
+    TunnelConfig, TunnelDownReason, TunnelId,
 };
 use lns_controlplane::ppp::auth::{AuthMethod, Credentials};
-use lns_controlplane::ppp::session::{NetworkConfig, Session as Ppp, SessionConfig, SessionEvent};
+use lns_controlplane::ppp::session::{
+    Direction, DisconnectCause, DisconnectCode, NetworkConfig, Session as Ppp, SessionConfig, SessionEvent,
+};
 use lns_controlplane::ppp::{ChaCha8Rng, Ipv6cpConfig, SeedableRng};
 use lns_wire::checksum;
 
@@ -73,6 +75,12 @@ pub struct EmulatorConfig {
     /// Our host name in SCCRQ.
     pub host_name: String,
     pub ncp: Ncp,
+    /// Redial, as a CPE does, a call that ended before it was up (its PPP
+    /// gave up, the LNS sent CDN or Terminate-Request, the call could not
+    /// be placed) after this hold-off, and a tunnel that went down with
+    /// calls in it; None: such calls count as failed. The run's deadline
+    /// is the caller's (it tears down).
+    pub redial_holdoff: Option<Duration>,
 }
 
 impl Default for EmulatorConfig {
@@ -91,6 +99,7 @@ impl Default for EmulatorConfig {
             traffic: None,
             host_name: "lns-lacsim".into(),
             ncp: Ncp::Ipv4,
+            redial_holdoff: None,
         }
     }
 }
@@ -145,6 +154,19 @@ pub struct Summary {
     /// Sessions that were up and that the LNS ended (CDN, StopCCN, LCP
     /// Terminate) before we hung up.
     pub sessions_ended_by_lns: u32,
+    /// Calls that ended before they were up because our PPP gave up (each
+    /// attempt counts: with redialling a subscriber may give up and come up).
+    pub calls_given_up: u32,
+    /// Calls that the LNS ended before they were up (CDN, StopCCN, LCP
+    /// Terminate-Request).
+    pub calls_ended_by_lns: u32,
+    /// Why calls ended before they were up: the PPP cause's message, ours
+    /// ("lacsim: ...") or the one in the LNS's CDN ("lns: ...").
+    pub calls_lost_causes: BTreeMap<String, u32>,
+    /// Calls placed again after one ended before it was up (`redial_holdoff`).
+    pub redials: u32,
+    /// Tunnels opened again after one went down with calls in it.
+    pub tunnel_redials: u32,
     /// Sessions up per second, from the first ICRQ to the last IPCP up.
     pub setup_rate: f64,
     pub setup_latency_ms_p50: f64,
@@ -185,6 +207,18 @@ pub struct Emulator {
     tunnels_failed: u32,
     failed: u32,
     ended_by_lns: u32,
+    calls_given_up: u32,
+    calls_ended_by_lns: u32,
+    calls_lost_causes: BTreeMap<String, u32>,
+    redials: u32,
+    tunnel_redials: u32,
+    /// Calls to place again, in due order (one hold-off for all).
+    redial: VecDeque<(Instant, TunnelId, u32)>,
+    /// Subscribers of tunnels that went down, to call in a new tunnel.
+    retunnel: VecDeque<(Instant, Vec<u32>)>,
+    /// When each subscriber first called: set-up latency counts from
+    /// there, redials included, as the subscriber sees it.
+    first_called: HashMap<u32, Instant>,
     hanging_up: bool,
     /// Subscribers whose PPP was fed since the last pump: only they can
     /// have frames or events, so a pump need not visit every session (with
@@ -213,6 +247,26 @@ fn set_phase(unsettled: &mut u32, phase: &mut Phase, to: Phase) {
         _ => {}
     }
     *phase = to;
+}
+
+/// Why a call that was not up ended.
+enum Lost {
+    /// Our side gave up (the subscriber's PPP, or the call).
+    Ours(String),
+    /// The LNS ended it.
+    Lns(String),
+}
+
+impl Lost {
+    /// The subscriber's PPP finished: the LNS ended it if it sent
+    /// Terminate-Request, else our PPP gave up (timeouts, refusals).
+    fn of_ppp(cause: &DisconnectCause) -> Lost {
+        if cause.code == DisconnectCode::NORMAL && cause.direction == Direction::Peer {
+            Lost::Lns(cause.message.clone())
+        } else {
+            Lost::Ours(cause.message.clone())
+        }
+    }
 }
 
 fn ppp_protocol(frame: &[u8]) -> Option<(u16, usize)> {
@@ -283,7 +337,10 @@ impl Emulator {
             host_name: cfg.host_name.clone().into_bytes(),
             secret: cfg.secret.clone(),
             hide_avps: cfg.hidden_avps && cfg.secret.is_some(),
-            max_sessions: cfg.sessions_per_tunnel as usize + 16,
+            // Redialled calls overlap the ones they replace while those
+            // close.
+            max_sessions: cfg.sessions_per_tunnel as usize * if cfg.redial_holdoff.is_some() { 2 } else { 1 }
+                + 16,
             ..TunnelConfig::default()
         };
         let mut peer = PeerConfig::host(cfg.server.ip());
@@ -313,6 +370,14 @@ impl Emulator {
             tunnels_failed: 0,
             failed: 0,
             ended_by_lns: 0,
+            calls_given_up: 0,
+            calls_ended_by_lns: 0,
+            calls_lost_causes: BTreeMap::new(),
+            redials: 0,
+            tunnel_redials: 0,
+            redial: VecDeque::new(),
+            retunnel: VecDeque::new(),
+            first_called: HashMap::new(),
             hanging_up: false,
             dirty: Vec::new(),
             ppp_timers: BTreeSet::new(),
@@ -382,6 +447,7 @@ impl Emulator {
                 self.dirty.push((tid, sid));
             }
         }
+        self.redial_due(now);
         self.call(now);
         self.send_traffic(now);
         self.pump(now);
@@ -407,6 +473,8 @@ impl Emulator {
         if !self.to_call.is_empty() {
             consider(self.next_call);
         }
+        consider(self.redial.front().map(|(t, _, _)| *t));
+        consider(self.retunnel.front().map(|(t, _)| *t));
         consider(self.ppp_timers.first().map(|(t, _, _)| *t));
         consider(self.traffic_timers.first().map(|(t, _, _)| *t));
         next
@@ -425,6 +493,11 @@ impl Emulator {
         self.traffic_timers.clear();
         self.hanging_up = true;
         self.to_call.clear();
+        // Calls still to be redialled were not up: they failed.
+        self.failed +=
+            self.redial.len() as u32 + self.retunnel.iter().map(|(_, n)| n.len() as u32).sum::<u32>();
+        self.redial.clear();
+        self.retunnel.clear();
         self.pump(now);
     }
 
@@ -435,7 +508,11 @@ impl Emulator {
 
     /// All sessions either up or failed, no call pending.
     pub fn settled(&self) -> bool {
-        self.to_call.is_empty() && self.waiting.is_empty() && self.unsettled == 0
+        self.to_call.is_empty()
+            && self.waiting.is_empty()
+            && self.unsettled == 0
+            && self.redial.is_empty()
+            && self.retunnel.is_empty()
     }
 
     pub fn summary(&self) -> Summary {
@@ -443,6 +520,8 @@ impl Emulator {
         let up = self.latency_us.len() as u32;
         let pending = self.to_call.len() as u32
             + self.waiting.values().map(|v| v.len() as u32).sum::<u32>()
+            + self.redial.len() as u32
+            + self.retunnel.iter().map(|(_, n)| n.len() as u32).sum::<u32>()
             + self.subs.values().filter(|s| matches!(s.phase, Phase::Calling | Phase::Ppp)).count() as u32;
         let sent_v6: u64 = self.subs.values().map(|s| s.sent_v6).sum();
         let received_v6: u64 = self.subs.values().map(|s| s.received_v6).sum();
@@ -466,6 +545,11 @@ impl Emulator {
             sessions_failed: self.failed,
             sessions_pending: pending,
             sessions_ended_by_lns: self.ended_by_lns,
+            calls_given_up: self.calls_given_up,
+            calls_ended_by_lns: self.calls_ended_by_lns,
+            calls_lost_causes: self.calls_lost_causes.clone(),
+            redials: self.redials,
+            tunnel_redials: self.tunnel_redials,
             setup_rate,
             setup_latency_ms_p50: q(0.5),
             setup_latency_ms_p99: q(0.99),
@@ -520,6 +604,11 @@ impl Emulator {
             match self.ep.open_session(now, t, info) {
                 Ok(sid) => {
                     self.first_call.get_or_insert(now);
+                    if self.first_called.contains_key(&number) {
+                        self.redials += 1;
+                    } else {
+                        self.first_called.insert(number, now);
+                    }
                     self.subs.insert(
                         (t, sid),
                         Subscriber {
@@ -541,7 +630,7 @@ impl Emulator {
                     );
                     self.unsettled += 1;
                 }
-                Err(_) => self.failed += 1,
+                Err(_) => self.call_lost(now, t, number, Lost::Ours("the call could not be placed".into())),
             }
         }
     }
@@ -604,25 +693,36 @@ impl Emulator {
                         self.to_call.extend(numbers.into_iter().map(|n| (t, n)));
                     }
                 }
-                Event::TunnelDown { .. } => {
+                Event::TunnelDown { reason } => {
+                    // Every subscriber of the tunnel that was not up: those
+                    // waiting for it, to call, calling or negotiating, and
+                    // those to redial in it.
+                    let mut lost = Vec::new();
                     if let Some(n) = self.waiting.remove(&t) {
                         self.tunnels_failed += 1;
-                        self.failed += n.len() as u32;
+                        lost = n;
                     }
-                    let before = self.to_call.len();
-                    self.to_call.retain(|(tt, _)| *tt != t);
-                    self.failed += (before - self.to_call.len()) as u32;
-                    for ((tt, _), s) in self.subs.iter_mut() {
+                    let (gone, kept): (VecDeque<_>, _) = self.to_call.drain(..).partition(|(tt, _)| *tt == t);
+                    self.to_call = kept;
+                    lost.extend(gone.into_iter().map(|(_, n)| n));
+                    let (gone, kept): (VecDeque<_>, _) =
+                        self.redial.drain(..).partition(|(_, tt, _)| *tt == t);
+                    self.redial = kept;
+                    lost.extend(gone.into_iter().map(|(_, _, n)| n));
+                    for ((tt, sid), s) in self.subs.iter_mut() {
                         if *tt == t && s.phase != Phase::Down {
                             if s.phase != Phase::Up {
-                                self.failed += 1;
+                                lost.push(s.number);
                             } else if !self.hanging_up {
                                 self.ended_by_lns += 1;
                             }
                             set_phase(&mut self.unsettled, &mut s.phase, Phase::Down);
                             s.next_packet = None;
+                            s.ppp = None;
+                            self.dirty.push((t, *sid));
                         }
                     }
+                    self.tunnel_lost(now, reason, lost);
                 }
                 Event::SessionUp { session_id, .. } => {
                     let cfg = self.subs.get(&(t, session_id)).map(|s| self.ppp_config(s.number));
@@ -636,21 +736,41 @@ impl Emulator {
                         self.dirty.push((t, session_id));
                     }
                 }
-                Event::SessionDown { session_id, .. } => {
+                Event::SessionDown { session_id, cause } => {
                     if let Some(s) = self.subs.get_mut(&(t, session_id)) {
+                        let mut lost = None;
                         if matches!(s.phase, Phase::Calling | Phase::Ppp) {
-                            self.failed += 1;
+                            lost = Some(s.number);
                         } else if s.phase == Phase::Up && !self.hanging_up {
                             self.ended_by_lns += 1;
                         }
                         set_phase(&mut self.unsettled, &mut s.phase, Phase::Down);
                         s.next_packet = None;
+                        s.ppp = None;
+                        self.dirty.push((t, session_id));
+                        if let Some(number) = lost {
+                            let why = if cause.by_peer {
+                                // The LNS's PPP cause (RFC 3145) says why.
+                                let message = cause.ppp_cause.as_deref().and_then(|v| v.get(5..));
+                                Lost::Lns(match message {
+                                    Some(m) if !m.is_empty() => String::from_utf8_lossy(m).into_owned(),
+                                    _ => format!("CDN, result {:?}", cause.result.as_ref().map(|r| r.result)),
+                                })
+                            } else {
+                                Lost::Ours(format!(
+                                    "call closed, result {:?}",
+                                    cause.result.as_ref().map(|r| r.result)
+                                ))
+                            };
+                            self.call_lost(now, t, number, why);
+                        }
                     }
                 }
                 _ => {}
             }
         }
         let mut closes = Vec::new();
+        let mut lost = Vec::new();
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
         dirty.dedup();
@@ -675,10 +795,10 @@ impl Emulator {
                         self.dns_learned.extend(primary_dns.into_iter().chain(secondary_dns));
                     }
                     SessionEvent::Ipv6AddressUp { address, .. } => s.address_v6 = Some(address),
-                    SessionEvent::LinkDown { .. } => {
-                        if s.phase != Phase::Up {
-                            self.failed += 1;
-                        } else if !self.hanging_up {
+                    SessionEvent::LinkDown { cause } => {
+                        if matches!(s.phase, Phase::Calling | Phase::Ppp) {
+                            lost.push((*t, s.number, Lost::of_ppp(&cause)));
+                        } else if s.phase == Phase::Up && !self.hanging_up {
                             self.ended_by_lns += 1;
                         }
                         set_phase(&mut self.unsettled, &mut s.phase, Phase::Down);
@@ -692,7 +812,8 @@ impl Emulator {
                 let usable = (!ncp.ipv4() || s.address.is_some()) && (!ncp.ipv6() || s.address_v6.is_some());
                 if usable && s.phase == Phase::Ppp {
                     set_phase(&mut self.unsettled, &mut s.phase, Phase::Up);
-                    let _ = self.latency_us.record(now.duration_since(s.called_at).as_micros().max(1) as u64);
+                    let called = self.first_called.get(&s.number).copied().unwrap_or(s.called_at);
+                    let _ = self.latency_us.record(now.duration_since(called).as_micros().max(1) as u64);
                     self.last_up = Some(now);
                     if self.cfg.traffic.is_some_and(|tr| tr.pps > 0.0) {
                         s.next_packet = Some(now);
@@ -703,8 +824,72 @@ impl Emulator {
         for (t, sid) in closes {
             let _ = self.ep.close_session(now, t, sid, ResultCode::new(2));
         }
+        for (t, number, why) in lost {
+            self.call_lost(now, t, number, why);
+        }
         for key in dirty {
             self.refile(key);
+        }
+    }
+
+    /// A call that was not up ended (or could not be placed): counted by
+    /// who ended it, then redialled after the hold-off, or failed.
+    fn call_lost(&mut self, now: Instant, t: TunnelId, number: u32, why: Lost) {
+        if self.hanging_up {
+            self.failed += 1;
+            return;
+        }
+        let key = match why {
+            Lost::Ours(m) => {
+                self.calls_given_up += 1;
+                format!("lacsim: {m}")
+            }
+            Lost::Lns(m) => {
+                self.calls_ended_by_lns += 1;
+                format!("lns: {m}")
+            }
+        };
+        *self.calls_lost_causes.entry(key).or_default() += 1;
+        match self.cfg.redial_holdoff {
+            Some(holdoff) => self.redial.push_back((now + holdoff, t, number)),
+            None => self.failed += 1,
+        }
+    }
+
+    /// A tunnel went down with these subscribers not up in it: a new
+    /// tunnel for them after the hold-off, or they failed.
+    fn tunnel_lost(&mut self, now: Instant, reason: TunnelDownReason, numbers: Vec<u32>) {
+        if self.hanging_up || numbers.is_empty() {
+            self.failed += numbers.len() as u32;
+            return;
+        }
+        let by = match reason {
+            TunnelDownReason::PeerStopCcn(_) => "lns: StopCCN".to_string(),
+            other => format!("lacsim: tunnel down ({other:?})"),
+        };
+        *self.calls_lost_causes.entry(by).or_default() += numbers.len() as u32;
+        match self.cfg.redial_holdoff {
+            Some(holdoff) => self.retunnel.push_back((now + holdoff, numbers)),
+            None => self.failed += numbers.len() as u32,
+        }
+    }
+
+    /// Calls and tunnels whose hold-off is over go out again.
+    fn redial_due(&mut self, now: Instant) {
+        while self.redial.front().is_some_and(|(at, _, _)| *at <= now) {
+            if let Some((_, t, number)) = self.redial.pop_front() {
+                self.to_call.push_back((t, number));
+            }
+        }
+        while self.retunnel.front().is_some_and(|(at, _)| *at <= now) {
+            let Some((_, numbers)) = self.retunnel.pop_front() else { break };
+            match self.ep.connect(now, self.cfg.server) {
+                Ok(t) => {
+                    self.tunnel_redials += 1;
+                    self.waiting.insert(t, numbers);
+                }
+                Err(_) => self.failed += numbers.len() as u32,
+            }
         }
     }
 
@@ -795,6 +980,61 @@ mod tests {
             let pseudo = checksum::add_word(checksum::add(0, &p[8..40]), 17 + (p.len() - 40) as u64);
             assert_eq!(checksum::fold(checksum::add(pseudo, &p[40..])), 0, "size {size}");
         }
+    }
+
+    /// Drives `e` on virtual time with nobody answering, until `done` or
+    /// nothing is left to wait for; returns the time reached.
+    fn run_unanswered(e: &mut Emulator, mut now: Instant, done: impl Fn(&Summary) -> bool) -> Instant {
+        for _ in 0..10_000 {
+            while e.poll_transmit(now).is_some() {}
+            if done(&e.summary()) {
+                break;
+            }
+            let Some(next) = e.poll_timeout() else { break };
+            now = next.max(now);
+            e.handle_timeout(now);
+        }
+        now
+    }
+
+    #[test]
+    fn a_tunnel_that_never_comes_up_is_dialled_again_after_the_holdoff() {
+        let cfg = EmulatorConfig {
+            sessions_per_tunnel: 2,
+            redial_holdoff: Some(Duration::from_secs(1)),
+            ..EmulatorConfig::default()
+        };
+        let mut e = Emulator::new(cfg, Some(1));
+        let t0 = Instant::now();
+        e.start(t0).expect("start");
+        let now = run_unanswered(&mut e, t0, |s| s.tunnel_redials == 1);
+        let s = e.summary();
+        // The SCCRQ went unacknowledged (RFC 2661 §5.8); the two subscribers
+        // wait for the new tunnel instead of failing.
+        assert_eq!((s.tunnel_redials, s.sessions_failed, s.sessions_pending), (1, 0, 2), "{s:?}");
+        assert_eq!(s.calls_lost_causes.get("lacsim: tunnel down (RetransmitLimit)"), Some(&2), "{s:?}");
+        assert!(!e.settled());
+        // The deadline: what was still to come up failed.
+        e.teardown(now);
+        let now = run_unanswered(&mut e, now, |_| false);
+        let s = e.summary();
+        assert_eq!((s.sessions_failed, s.sessions_pending), (2, 0), "{s:?} at {:?}", now - t0);
+    }
+
+    #[test]
+    fn without_a_holdoff_a_tunnel_that_never_comes_up_fails_its_subscribers() {
+        let mut e =
+            Emulator::new(EmulatorConfig { sessions_per_tunnel: 2, ..EmulatorConfig::default() }, Some(1));
+        let t0 = Instant::now();
+        e.start(t0).expect("start");
+        run_unanswered(&mut e, t0, |s| s.sessions_failed > 0);
+        let s = e.summary();
+        assert_eq!(
+            (s.tunnel_redials, s.tunnels_failed, s.sessions_failed, s.sessions_pending),
+            (0, 1, 2, 0),
+            "{s:?}"
+        );
+        assert!(e.settled());
     }
 
     #[test]

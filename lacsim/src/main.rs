@@ -86,9 +86,15 @@ struct Args {
     /// its addresses are usable: IPCP up, Router Advertisement received.
     #[arg(long, value_enum, default_value = "ipv4")]
     ncp: NcpArg,
-    /// Give up on sessions that are not up after this many seconds.
+    /// Give up on sessions that are not up after this many seconds (the
+    /// deadline for the whole run, redials included).
     #[arg(long, default_value_t = 60.0)]
     timeout: f64,
+    /// Redial a call that ended before it was up (its PPP gave up, the LNS
+    /// sent CDN or LCP Terminate-Request, its tunnel went down) after this
+    /// many seconds, as a CPE does, until --timeout; 0: such a call fails.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    redial_holdoff: f64,
     /// Machine-readable summary on stdout.
     #[arg(long)]
     json: bool,
@@ -155,12 +161,13 @@ fn neighbour_mac(ip: Ipv4Addr) -> Result<[u8; 6]> {
 
 fn progress(s: &Summary, t: Duration) {
     eprint!(
-        "\r[{:>6.1}s] tunnels {} up  sessions {} up {} failed {} pending  data {} sent {} received   ",
+        "\r[{:>6.1}s] tunnels {} up  sessions {} up {} failed {} pending {} redials  data {} sent {} received   ",
         t.as_secs_f64(),
         s.tunnels_up,
         s.sessions_up,
         s.sessions_failed,
         s.sessions_pending,
+        s.redials,
         s.data_sent,
         s.data_received
     );
@@ -201,6 +208,7 @@ async fn main() -> Result<()> {
             NcpArg::Ipv6 => Ncp::Ipv6,
             NcpArg::Dual => Ncp::Dual,
         },
+        redial_holdoff: (args.redial_holdoff > 0.0).then(|| Duration::from_secs_f64(args.redial_holdoff)),
         ..EmulatorConfig::default()
     };
     // The LNS's socket: 16 MiB buffers (thousands of sessions answer at
@@ -314,12 +322,15 @@ async fn main() -> Result<()> {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         println!(
-            "tunnels {} up {} failed; sessions {} up ({} IPv6) {} failed; set-up {:.0}/s, latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms; data {} sent {} received {} lost ({} IPv6 sent {} received), {} sessions answered",
+            "tunnels {} up {} failed; sessions {} up ({} IPv6) {} failed; calls {} given up, {} ended by the LNS, {} redials; set-up {:.0}/s, latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms; data {} sent {} received {} lost ({} IPv6 sent {} received), {} sessions answered",
             summary.tunnels_up,
             summary.tunnels_failed,
             summary.sessions_up,
             summary.ipv6_sessions_up,
             summary.sessions_failed,
+            summary.calls_given_up,
+            summary.calls_ended_by_lns,
+            summary.redials,
             summary.setup_rate,
             summary.setup_latency_ms_p50,
             summary.setup_latency_ms_p99,
