@@ -760,3 +760,57 @@ fn a_restored_core_keeps_its_subscribers_and_their_accounting() {
     assert_eq!(stop.counters.expect("counters").up_bytes, 5000, "the whole session's counters");
     assert!(stop.session_time.expect("time") >= Duration::from_secs(95));
 }
+/// Item 9 of the issue: loss must not cost subscribers. Every session
+/// comes up behind a pipe that drops 10 % each way.
+#[test]
+fn every_subscriber_comes_up_behind_a_lossy_pipe() {
+    for (loss, seed) in [(0.0, 1), (0.01, 2), (0.10, 3)] {
+        let mut cfg = base_config();
+        // A dead peer is one that missed 5 echoes in a row, as by default:
+        // at 10 % loss each way, 3 in a row happen to live peers too.
+        cfg.ppp.echo.max_failures = 5;
+        let mut lab = Lab::new(cfg);
+        lab.loss = loss;
+        lab.rng = StdRng::seed_from_u64(seed);
+        let users: Vec<String> = (0..200).map(|i| format!("u{i}")).collect();
+        let mut file = String::new();
+        for u in &users {
+            file.push_str(&format!("[[user]]\nname = \"{u}\"\npassword = \"{u}-pw\"\n"));
+        }
+        lab.backend = Backend::Local(LocalUsers::parse(&file).expect("users"));
+        for chunk in users.chunks(20) {
+            let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            lab.dial(&names);
+        }
+        lab.run_for(Duration::from_secs(180));
+        let up: HashSet<SessionKey> = lab
+            .notices
+            .iter()
+            .filter_map(|n| match n {
+                Notice::Ipv4Up { key, .. } => Some(*key),
+                _ => None,
+            })
+            .collect();
+        let up = up.len();
+        let mut times: Vec<Duration> = lab.network_at.iter().map(|(k, t)| *t - lab.connected_at[k]).collect();
+        times.sort();
+        let pct = |p: usize| times.get(times.len().saturating_sub(1) * p / 100).copied().unwrap_or_default();
+        eprintln!(
+            "loss {:>4.1} %: {up}/200 came up (forwarding), {} calls connected, PPP to Network p50 {:?} p99 {:?}",
+            loss * 100.0,
+            lab.connected_at.len(),
+            pct(50),
+            pct(99)
+        );
+        let mut why: BTreeMap<String, usize> = BTreeMap::new();
+        for n in &lab.notices {
+            match n {
+                Notice::LinkDown { message, .. } => *why.entry(format!("LNS PPP: {message}")).or_default() += 1,
+                Notice::SessionDown { reason, .. } => *why.entry(format!("down: {reason:?}").chars().take(60).collect()).or_default() += 1,
+                Notice::Authentication { accepted: false, .. } => *why.entry("auth refused".into()).or_default() += 1,
+                _ => {}
+            }
+        }
+        assert_eq!(up, 200, "loss {loss}: {why:#?}");
+    }
+}
