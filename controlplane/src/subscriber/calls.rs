@@ -6,11 +6,11 @@ use std::time::Instant;
 
 use super::accounting::Counters;
 use super::{
-    Calling, Core, DownReason, Effect, Link, MapOp, Notice, SessionKey, Subscriber, DEFAULT_MRU,
+    Calling, Core, DownReason, Effect, Link, MapOp, Notice, SessionKey, Subscriber,
 };
 use crate::l2tp::avp::proxy_authen;
 use crate::l2tp::{Event, SessionId, SessionInfo, TunnelId};
-use crate::ppp::{self, ProxyAuth, ProxyLcp};
+use crate::ppp::{self, ProxyAuth, ProxyLcp, DEFAULT_MRU};
 
 impl Core {
     pub(super) fn on_l2tp_event(&mut self, now: Instant, tid: TunnelId, ev: Event) {

@@ -60,9 +60,6 @@ use crate::daemon::aaa::{AaaError, Ipv6PoolEntry, Ipv6Pools, PoolEntry, Pools};
 use crate::l2tp::{DropReason, Endpoint, EndpointConfig, SessionId, SessionInfo, TunnelId};
 use crate::ppp::{self, SessionConfig};
 
-/// RFC 1661 §6.1: the MRU until LCP negotiates another.
-const DEFAULT_MRU: u16 = 1500;
-
 /// PPP frames kept per call until its ICCN arrives.
 const MAX_EARLY_PPP: usize = 8;
 
