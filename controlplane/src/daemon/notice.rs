@@ -159,7 +159,12 @@ pub fn log(n: &Notice, slot: Option<u32>) {
             "incoming call not yet in the data plane"
         ),
         Notice::MapWriteFailed { key, op } => {
-            warn!(tunnel_id = key.tunnel.0, session_id = key.session.0, "data plane write failed: {}", map_op(*op))
+            warn!(
+                tunnel_id = key.tunnel.0,
+                session_id = key.session.0,
+                "data plane write failed: {}",
+                map_op(*op)
+            )
         }
         Notice::StaleAuthAnswer { key } => debug!(
             tunnel_id = key.tunnel.0,

@@ -85,7 +85,13 @@ pub struct Accounting {
 }
 
 impl Accounting {
-    pub fn new(cfg: &AccountingConfig, n: u64, user_name: &[u8], class: Vec<Vec<u8>>, interim: Option<Duration>) -> Self {
+    pub fn new(
+        cfg: &AccountingConfig,
+        n: u64,
+        user_name: &[u8],
+        class: Vec<Vec<u8>>,
+        interim: Option<Duration>,
+    ) -> Self {
         Accounting {
             session_id: lns_radius::accounting::acct_session_id(cfg.boot, n),
             user_name: user_name.to_vec(),
@@ -168,7 +174,13 @@ impl Accounting {
     }
 
     /// A record of this session with the counters `now` shows.
-    pub fn record(&self, kind: AcctKind, now: Instant, sample: Option<Counters>, context: AuthContext) -> AcctRecord {
+    pub fn record(
+        &self,
+        kind: AcctKind,
+        now: Instant,
+        sample: Option<Counters>,
+        context: AuthContext,
+    ) -> AcctRecord {
         let counters = match (kind, sample, self.baseline) {
             (AcctKind::Start, _, _) => None,
             (_, Some(s), Some(b)) => Some(s.since(&b)),

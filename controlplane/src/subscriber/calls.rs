@@ -5,9 +5,7 @@
 use std::time::Instant;
 
 use super::accounting::Counters;
-use super::{
-    Calling, Core, DownReason, Effect, Link, MapOp, Notice, SessionKey, Subscriber,
-};
+use super::{Calling, Core, DownReason, Effect, Link, MapOp, Notice, SessionKey, Subscriber};
 use crate::l2tp::avp::proxy_authen;
 use crate::l2tp::{Event, SessionId, SessionInfo, TunnelId};
 use crate::ppp::{self, ProxyAuth, ProxyLcp, DEFAULT_MRU};
@@ -215,4 +213,3 @@ fn proxy_of(info: &SessionInfo) -> Option<(ProxyLcp, Option<ProxyAuth>)> {
     };
     Some((lcp, auth))
 }
-

@@ -112,23 +112,90 @@ pub enum NcpRefusal {
 /// The log: one notice per thing an operator follows a subscriber by.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Notice {
-    TunnelAccepted { tunnel: TunnelId, peer: SocketAddr, local: IpAddr },
-    TunnelUp { tunnel: TunnelId, peer_tunnel_id: u16, host_name: String },
-    TunnelDown { tunnel: TunnelId, reason: TunnelDownReason },
-    TunnelClosing { tunnel: TunnelId, by: EndReason },
-    SessionUp { key: SessionKey, peer_session_id: u16, sequencing: bool, calling_number: String },
-    Authentication { key: SessionKey, user: String, method: AuthMethod, proxied: bool, accepted: bool },
-    NoIpv4Address { key: SessionKey, user: String, ipv6_only: bool },
-    Ipv4Up { key: SessionKey, address: Ipv4Addr, mtu: u16 },
-    Ipv6Up { key: SessionKey, prefix: Ipv6Addr, len: u8 },
-    NcpRefused { key: SessionKey, protocol: u16, why: NcpRefusal },
-    NcpDown { key: SessionKey, protocol: u16 },
-    EchoFailure { key: SessionKey, unanswered: u32 },
-    Ending { key: SessionKey, reason: EndReason },
-    LinkDown { key: SessionKey, code: u16, message: String },
-    SessionDown { key: SessionKey, reason: DownReason, ppp_frames_rx: u64 },
-    CoaApplied { key: SessionKey, session_timeout: Option<Duration>, idle_timeout: Option<Duration> },
-    MapWriteFailed { key: SessionKey, op: MapOp },
+    TunnelAccepted {
+        tunnel: TunnelId,
+        peer: SocketAddr,
+        local: IpAddr,
+    },
+    TunnelUp {
+        tunnel: TunnelId,
+        peer_tunnel_id: u16,
+        host_name: String,
+    },
+    TunnelDown {
+        tunnel: TunnelId,
+        reason: TunnelDownReason,
+    },
+    TunnelClosing {
+        tunnel: TunnelId,
+        by: EndReason,
+    },
+    SessionUp {
+        key: SessionKey,
+        peer_session_id: u16,
+        sequencing: bool,
+        calling_number: String,
+    },
+    Authentication {
+        key: SessionKey,
+        user: String,
+        method: AuthMethod,
+        proxied: bool,
+        accepted: bool,
+    },
+    NoIpv4Address {
+        key: SessionKey,
+        user: String,
+        ipv6_only: bool,
+    },
+    Ipv4Up {
+        key: SessionKey,
+        address: Ipv4Addr,
+        mtu: u16,
+    },
+    Ipv6Up {
+        key: SessionKey,
+        prefix: Ipv6Addr,
+        len: u8,
+    },
+    NcpRefused {
+        key: SessionKey,
+        protocol: u16,
+        why: NcpRefusal,
+    },
+    NcpDown {
+        key: SessionKey,
+        protocol: u16,
+    },
+    EchoFailure {
+        key: SessionKey,
+        unanswered: u32,
+    },
+    Ending {
+        key: SessionKey,
+        reason: EndReason,
+    },
+    LinkDown {
+        key: SessionKey,
+        code: u16,
+        message: String,
+    },
+    SessionDown {
+        key: SessionKey,
+        reason: DownReason,
+        ppp_frames_rx: u64,
+    },
+    CoaApplied {
+        key: SessionKey,
+        session_timeout: Option<Duration>,
+        idle_timeout: Option<Duration>,
+    },
+    MapWriteFailed {
+        key: SessionKey,
+        op: MapOp,
+    },
     /// A late backend answer for a session that is gone or asked again.
-    StaleAuthAnswer { key: SessionKey },
+    StaleAuthAnswer {
+        key: SessionKey,
+    },
 }

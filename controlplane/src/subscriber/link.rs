@@ -3,9 +3,7 @@
 
 use std::time::Instant;
 
-use super::{
-    AuthAnswer, AuthJob, Core, Effect, MapOp, NcpRefusal, Notice, NsFill, SessionKey, Subscriber,
-};
+use super::{AuthAnswer, AuthJob, Core, Effect, MapOp, NcpRefusal, Notice, NsFill, SessionKey, Subscriber};
 use crate::daemon::aaa::{AuthContext, Authorization};
 use crate::l2tp::header::{flags, Sequence};
 use crate::ppp::{self, AuthDecision, NetworkConfig, SessionEvent};
@@ -134,7 +132,8 @@ impl Core {
                 self.notice(Notice::LinkDown { key, code: cause.code.0, message: cause.message.clone() });
                 let rc = super::reason::cdn_of_link_down(&cause);
                 let ppp_cause = Some(cause.to_avp_value());
-                let _ = self.endpoint.close_session_with_ppp_cause(now, key.tunnel, key.session, rc, ppp_cause);
+                let _ =
+                    self.endpoint.close_session_with_ppp_cause(now, key.tunnel, key.session, rc, ppp_cause);
             }
         }
     }
@@ -226,7 +225,11 @@ impl Core {
             session_id: key.session.0,
             lac: t.map_or(self.cfg.listen, |t| t.peer),
             local: t.map_or(self.cfg.listen, |t| std::net::SocketAddr::new(t.local, self.cfg.listen.port())),
-            lac_hostname: self.endpoint.tunnel(key.tunnel).map(|t| t.peer_host_name().to_vec()).unwrap_or_default(),
+            lac_hostname: self
+                .endpoint
+                .tunnel(key.tunnel)
+                .map(|t| t.peer_host_name().to_vec())
+                .unwrap_or_default(),
             info: s.info.clone(),
         }
     }

@@ -467,7 +467,13 @@ impl Core {
     }
 
     /// The data-plane entry of `key` as the core's state has it.
-    fn entry_of(&self, key: SessionKey, peer_tunnel: TunnelId, peer_session: SessionId, link: Link) -> Option<abi::Session> {
+    fn entry_of(
+        &self,
+        key: SessionKey,
+        peer_tunnel: TunnelId,
+        peer_session: SessionId,
+        link: Link,
+    ) -> Option<abi::Session> {
         let t = self.tunnels.get(&key.tunnel)?;
         let mut entry = abi::Session {
             state: abi::SessionState::Control as u32,

@@ -113,7 +113,8 @@ pub fn terminate_cause_of_link_down(cause: &DisconnectCause) -> u32 {
 /// The CDN for PPP that ended by itself: a dead peer is a lost carrier,
 /// anything else an administrative end, with the cause's text.
 pub fn cdn_of_link_down(cause: &DisconnectCause) -> ResultCode {
-    let result = if cause.code == DisconnectCode::LCP_ECHO_TIMEOUT { cdn::LOST_CARRIER } else { cdn::ADMINISTRATIVE };
+    let result =
+        if cause.code == DisconnectCode::LCP_ECHO_TIMEOUT { cdn::LOST_CARRIER } else { cdn::ADMINISTRATIVE };
     ResultCode::with_error(result, error_code::NO_ERROR, &cause.message)
 }
 

@@ -92,7 +92,8 @@ impl Core {
         core.acct_sessions = state.acct_sessions;
         core.draining = state.draining;
         core.rng = state.rng;
-        let held: Vec<_> = core.sessions.values().chain(core.stopping.values()).map(|s| (s.ipv4, s.ipv6.prefix)).collect();
+        let held: Vec<_> =
+            core.sessions.values().chain(core.stopping.values()).map(|s| (s.ipv4, s.ipv6.prefix)).collect();
         for (ipv4, ipv6) in held {
             if let Some(a) = ipv4 {
                 if !core.pools.reserve(a) {

@@ -261,7 +261,8 @@ impl Lab {
                         username: user,
                     });
                     c.lcp.accept_auth = vec![AuthMethod::ChapMd5];
-                    let mut ppp = ppp::Session::new(c, rand_chacha::ChaCha8Rng::seed_from_u64(self.rng.gen()));
+                    let mut ppp =
+                        ppp::Session::new(c, rand_chacha::ChaCha8Rng::seed_from_u64(self.rng.gen()));
                     ppp.open(self.now);
                     self.subs.insert((t, session_id), Subscriber { ppp, mute: false });
                     self.connected_at.insert((t, session_id), self.now);
@@ -358,7 +359,9 @@ impl Lab {
         if let DatagramEvent::Data { tunnel_id, session_id, payload, .. } =
             self.lac.handle_datagram(self.now, lns_addr(), bytes)
         {
-            if let (Some(sub), Some(frame)) = (self.subs.get_mut(&(tunnel_id, session_id)), bytes.get(payload)) {
+            if let (Some(sub), Some(frame)) =
+                (self.subs.get_mut(&(tunnel_id, session_id)), bytes.get(payload))
+            {
                 if !sub.mute {
                     let _ = sub.ppp.handle_frame(self.now, frame);
                 }
@@ -384,7 +387,11 @@ impl Lab {
     }
 
     fn stop_of(&self, key: SessionKey) -> Option<&AcctRecord> {
-        self.records.iter().find(|r| r.kind == AcctKind::Stop && r.context.session_id == key.session.0 && r.context.tunnel_id == key.tunnel.0)
+        self.records.iter().find(|r| {
+            r.kind == AcctKind::Stop
+                && r.context.session_id == key.session.0
+                && r.context.tunnel_id == key.tunnel.0
+        })
     }
 }
 
@@ -422,13 +429,18 @@ fn two_subscribers_come_up_with_local_users_and_leave_by_cdn() {
     assert_eq!(lab.entries[&a].subscriber_ipv4(), Some(Ipv4Addr::new(198, 51, 100, 1)));
     assert_eq!(lab.entries[&c].subscriber_ipv4(), Some(Ipv4Addr::new(203, 0, 113, 77)));
     assert_eq!(lab.core.addresses_in_use(), 2);
-    assert!(lab.notices.iter().any(|n| matches!(n, Notice::Authentication { user, accepted: true, .. } if user == "alice")));
+    assert!(lab
+        .notices
+        .iter()
+        .any(|n| matches!(n, Notice::Authentication { user, accepted: true, .. } if user == "alice")));
     // The LAC hangs up alice's call.
     let (t, s) = lab.lac_call("alice");
     lab.lac.close_session(lab.now, t, s, crate::l2tp::ResultCode::new(cdn::ADMINISTRATIVE)).expect("CDN");
     lab.run_for(Duration::from_secs(2));
     assert!(!lab.entries.contains_key(&a), "alice's entry removed");
-    assert!(matches!(lab.ended(a), Some(Notice::SessionDown { reason: DownReason::Cdn(c), .. }) if c.by_peer));
+    assert!(
+        matches!(lab.ended(a), Some(Notice::SessionDown { reason: DownReason::Cdn(c), .. }) if c.by_peer)
+    );
     assert!(lab.forwarding(c), "carol stays");
     assert_eq!(lab.core.addresses_in_use(), 1);
     assert_eq!(lab.core.session_count(), 1);
@@ -453,7 +465,8 @@ fn radius_answer_gives_address_class_and_accounting_with_counters() {
     lab.counters.get_mut(&a).expect("counters").up_bytes += 1000;
     lab.counters.get_mut(&a).expect("counters").up_packets += 10;
     lab.run_for(Duration::from_secs(60));
-    let interim = lab.records.iter().find(|r| r.kind == AcctKind::Interim && r.context.session_id == a.session.0);
+    let interim =
+        lab.records.iter().find(|r| r.kind == AcctKind::Interim && r.context.session_id == a.session.0);
     let interim = interim.expect("an Interim-Update after 60 s");
     assert_eq!(interim.counters.expect("counters").up_bytes, 1000);
     lab.counters.get_mut(&a).expect("counters").down_bytes += 500;
@@ -510,12 +523,17 @@ fn session_and_idle_timeouts_end_sessions_through_ppp() {
         lab.run_for(Duration::from_secs(5));
     }
     assert!(lab.ended(c).is_some(), "carol's Session-Timeout of 20 s");
-    assert_eq!(lab.stop_of(c).expect("Stop").acct.terminate_cause, Some(acct_terminate_cause::SESSION_TIMEOUT));
+    assert_eq!(
+        lab.stop_of(c).expect("Stop").acct.terminate_cause,
+        Some(acct_terminate_cause::SESSION_TIMEOUT)
+    );
     assert!(lab.ended(a).is_some(), "alice idle for 30 s");
     assert_eq!(lab.stop_of(a).expect("Stop").acct.terminate_cause, Some(acct_terminate_cause::IDLE_TIMEOUT));
     assert!(lab.forwarding(b), "bob is active");
     // The LAC heard why: LCP Terminate first, then a CDN naming the cause.
-    assert!(lab.notices.iter().any(|n| matches!(n, Notice::LinkDown { key, message, .. } if *key == a && message == "idle timeout")));
+    assert!(lab.notices.iter().any(
+        |n| matches!(n, Notice::LinkDown { key, message, .. } if *key == a && message == "idle timeout")
+    ));
 }
 
 #[test]
@@ -560,14 +578,20 @@ fn disconnect_and_coa_requests() {
         Err(lns_radius::attribute::error_cause::SESSION_CONTEXT_NOT_FOUND)
     );
     assert_eq!(lab.core.handle_dynauth(now, &req(lns_radius::Code::CoaRequest, "bob", Some(10))), Ok(()));
-    assert_eq!(lab.core.handle_dynauth(now, &req(lns_radius::Code::DisconnectRequest, "alice", None)), Ok(()));
+    assert_eq!(
+        lab.core.handle_dynauth(now, &req(lns_radius::Code::DisconnectRequest, "alice", None)),
+        Ok(())
+    );
     lab.run_for(Duration::from_secs(2));
     assert!(!lab.entries.contains_key(&a));
     assert_eq!(lab.stop_of(a).expect("Stop").acct.terminate_cause, Some(acct_terminate_cause::ADMIN_RESET));
     assert!(lab.forwarding(b));
     lab.run_for(Duration::from_secs(10));
     assert!(!lab.entries.contains_key(&b), "the CoA's Session-Timeout");
-    assert_eq!(lab.stop_of(b).expect("Stop").acct.terminate_cause, Some(acct_terminate_cause::SESSION_TIMEOUT));
+    assert_eq!(
+        lab.stop_of(b).expect("Stop").acct.terminate_cause,
+        Some(acct_terminate_cause::SESSION_TIMEOUT)
+    );
 }
 
 #[test]
@@ -581,8 +605,14 @@ fn an_exhausted_pool_refuses_the_subscriber_it_cannot_serve() {
     lab.run_for(Duration::from_secs(5));
     let (a, b) = (lab.key("alice"), lab.key("bob"));
     assert!(lab.forwarding(a));
-    assert!(lab.notices.iter().any(|n| matches!(n, Notice::NoIpv4Address { user, ipv6_only: false, .. } if user == "bob")));
-    assert!(lab.notices.iter().any(|n| matches!(n, Notice::Authentication { user, accepted: false, .. } if user == "bob")));
+    assert!(lab
+        .notices
+        .iter()
+        .any(|n| matches!(n, Notice::NoIpv4Address { user, ipv6_only: false, .. } if user == "bob")));
+    assert!(lab
+        .notices
+        .iter()
+        .any(|n| matches!(n, Notice::Authentication { user, accepted: false, .. } if user == "bob")));
     assert!(lab.ended(b).is_some() && !lab.entries.contains_key(&b));
     assert_eq!(lab.core.addresses_in_use(), 1);
 }
@@ -615,7 +645,13 @@ fn failed_map_writes() {
     lab.fail.insert(MapOp::Call);
     lab.dial(&["alice"]);
     lab.run_for(Duration::from_secs(10));
-    assert!(lab.forwarding(lab.key("alice")), "{:?} {:?} {:?}", lab.core.counters(), lab.connected_at.values().map(|t| *t - lab.t0).collect::<Vec<_>>(), lab.network_at.values().map(|t| *t - lab.t0).collect::<Vec<_>>());
+    assert!(
+        lab.forwarding(lab.key("alice")),
+        "{:?} {:?} {:?}",
+        lab.core.counters(),
+        lab.connected_at.values().map(|t| *t - lab.t0).collect::<Vec<_>>(),
+        lab.network_at.values().map(|t| *t - lab.t0).collect::<Vec<_>>()
+    );
 
     // The connected session's write fails: CDN, "no facilities".
     let mut lab = Lab::new(base_config());
@@ -670,7 +706,9 @@ fn operator_kill_and_shutdown() {
     lab.run_for(Duration::from_secs(5));
     let (a, b) = (lab.key("alice"), lab.key("bob"));
     let now = lab.now;
-    let r = lab.core.handle_request(now, crate::ctl::Request::SessionKill { session_id: a.session.0, tunnel_id: None });
+    let r = lab
+        .core
+        .handle_request(now, crate::ctl::Request::SessionKill { session_id: a.session.0, tunnel_id: None });
     assert!(matches!(r, crate::ctl::Response::Killed { .. }), "{r:?}");
     lab.run_for(Duration::from_secs(2));
     assert_eq!(lab.stop_of(a).expect("Stop").acct.terminate_cause, Some(acct_terminate_cause::ADMIN_RESET));
@@ -740,10 +778,15 @@ fn a_restored_core_keeps_its_subscribers_and_their_accounting() {
     assert_eq!(lab.core.addresses_in_use(), 2, "the pools hold the same addresses");
     lab.counters.get_mut(&a).expect("alice").up_bytes += 1000;
     lab.run_for(Duration::from_secs(60));
-    assert!(lab.forwarding(a) && lab.forwarding(b), "{:#?}", lab.notices.iter().rev().take(5).collect::<Vec<_>>());
+    assert!(
+        lab.forwarding(a) && lab.forwarding(b),
+        "{:#?}",
+        lab.notices.iter().rev().take(5).collect::<Vec<_>>()
+    );
     assert_eq!(lab.ended(a), None);
     assert_eq!(lab.records.iter().filter(|r| r.kind == AcctKind::Start).count(), 2, "no second Start");
-    let interim = lab.records.iter().rev().find(|r| r.kind == AcctKind::Interim && r.context.session_id == a.session.0);
+    let interim =
+        lab.records.iter().rev().find(|r| r.kind == AcctKind::Interim && r.context.session_id == a.session.0);
     assert_eq!(interim.expect("interims go on").counters.expect("counters").up_bytes, 5000);
     // A new subscriber gets an address nobody holds.
     lab.dial(&["carol"]);
@@ -805,9 +848,15 @@ fn every_subscriber_comes_up_behind_a_lossy_pipe() {
         let mut why: BTreeMap<String, usize> = BTreeMap::new();
         for n in &lab.notices {
             match n {
-                Notice::LinkDown { message, .. } => *why.entry(format!("LNS PPP: {message}")).or_default() += 1,
-                Notice::SessionDown { reason, .. } => *why.entry(format!("down: {reason:?}").chars().take(60).collect()).or_default() += 1,
-                Notice::Authentication { accepted: false, .. } => *why.entry("auth refused".into()).or_default() += 1,
+                Notice::LinkDown { message, .. } => {
+                    *why.entry(format!("LNS PPP: {message}")).or_default() += 1
+                }
+                Notice::SessionDown { reason, .. } => {
+                    *why.entry(format!("down: {reason:?}").chars().take(60).collect()).or_default() += 1
+                }
+                Notice::Authentication { accepted: false, .. } => {
+                    *why.entry("auth refused".into()).or_default() += 1
+                }
                 _ => {}
             }
         }

@@ -92,7 +92,13 @@ impl Core {
 
     /// The subscriber was accepted: its accounting record, if accounting
     /// is on (a renegotiation keeps the one that started).
-    pub(super) fn acct_begin(&mut self, key: SessionKey, user: &[u8], class: Vec<Vec<u8>>, interim: Option<Duration>) {
+    pub(super) fn acct_begin(
+        &mut self,
+        key: SessionKey,
+        user: &[u8],
+        class: Vec<Vec<u8>>,
+        interim: Option<Duration>,
+    ) {
         let Some(cfg) = self.cfg.accounting.as_ref() else { return };
         let Some(s) = self.sessions.get_mut(&key) else { return };
         if s.acct.as_ref().is_some_and(|a| a.started() || a.start_pending) {
@@ -155,4 +161,3 @@ impl Core {
         Ok(())
     }
 }
-

@@ -42,7 +42,8 @@ impl Core {
     }
 
     fn kill_tunnel(&mut self, now: Instant, tid: TunnelId) -> Response {
-        let rc = ResultCode::with_error(stopccn::GENERAL_REQUEST, error_code::NO_ERROR, "closed by the operator");
+        let rc =
+            ResultCode::with_error(stopccn::GENERAL_REQUEST, error_code::NO_ERROR, "closed by the operator");
         for s in self.sessions.iter_mut().filter(|(k, _)| k.tunnel == tid).map(|(_, s)| s) {
             if let Some(a) = s.acct.as_mut() {
                 a.cause(EndReason::Operator.acct_terminate_cause());
@@ -146,8 +147,7 @@ impl Core {
                     }
                     .to_string(),
                     slot: None,
-                    dataplane_state: forwarding
-                        .map(|f| if f { "forwarding" } else { "control" }.to_string()),
+                    dataplane_state: forwarding.map(|f| if f { "forwarding" } else { "control" }.to_string()),
                     sequencing: info.sequencing_required,
                     calling_number: info.calling_number.as_deref().map(lossy),
                     called_number: info.called_number.as_deref().map(lossy),
