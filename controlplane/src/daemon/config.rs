@@ -723,6 +723,9 @@ impl Config {
                 .or(file.retransmit.max_retransmissions)
                 .unwrap_or(rd.max_retransmissions),
             ack_delay: rd.ack_delay,
+            rto_min: rd.rto_min,
+
+
         };
         if reliable.receive_window == 0 {
             return Err(ConfigError::Invalid("retransmit.receive_window must be at least 1".into()));
