@@ -724,8 +724,6 @@ impl Config {
                 .unwrap_or(rd.max_retransmissions),
             ack_delay: rd.ack_delay,
             rto_min: rd.rto_min,
-
-
         };
         if reliable.receive_window == 0 {
             return Err(ConfigError::Invalid("retransmit.receive_window must be at least 1".into()));
