@@ -20,7 +20,8 @@
 //! session_id_hold_down = "60s"
 //!
 //! [retransmit]                  # RFC 2661 §5.8
-//! initial_timeout = "1s"
+//! initial_timeout = "1s"        # until a round trip is measured
+//! rto_min = "200ms"             # floor of the adaptive timeout (RFC 6298)
 //! max_timeout = "8s"
 //! max_retransmissions = 5
 //! receive_window = 16
@@ -581,6 +582,9 @@ pub struct Limits {
 pub struct Retransmit {
     #[serde(default, deserialize_with = "de_duration")]
     pub initial_timeout: Option<Duration>,
+    /// The floor of the timeout adapted to the measured round trip.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub rto_min: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration")]
     pub max_timeout: Option<Duration>,
     pub max_retransmissions: Option<u32>,
@@ -723,7 +727,7 @@ impl Config {
                 .or(file.retransmit.max_retransmissions)
                 .unwrap_or(rd.max_retransmissions),
             ack_delay: rd.ack_delay,
-            rto_min: rd.rto_min,
+            rto_min: file.retransmit.rto_min.unwrap_or(rd.rto_min),
         };
         if reliable.receive_window == 0 {
             return Err(ConfigError::Invalid("retransmit.receive_window must be at least 1".into()));
@@ -795,6 +799,7 @@ mod tests {
         tunnel_id_hold_down = 5
         [retransmit]
         initial_timeout = "250ms"
+        rto_min = "50ms"
         max_retransmissions = 3
         [[peer]]
         network = "192.0.2.0/24"
@@ -824,6 +829,7 @@ mod tests {
         assert_eq!(c.endpoint.tunnel.max_sessions, 100);
         assert_eq!(c.endpoint.tunnel_id_hold_down, Duration::from_secs(5));
         assert_eq!(c.endpoint.tunnel.reliable.initial_timeout, Duration::from_millis(250));
+        assert_eq!(c.endpoint.tunnel.reliable.rto_min, Duration::from_millis(50));
         assert_eq!(c.endpoint.tunnel.reliable.max_retransmissions, 3);
         assert_eq!(c.endpoint.tunnel.secret.as_deref(), Some(&b"default-secret"[..]));
         assert_eq!(c.endpoint.peers.len(), 2);
