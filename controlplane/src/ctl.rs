@@ -48,7 +48,7 @@ pub enum Response {
     Error { message: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TunnelRow {
     pub tunnel_id: u16,
     pub peer_tunnel_id: u16,
@@ -63,6 +63,12 @@ pub struct TunnelRow {
     pub age_secs: u64,
     /// Control messages retransmitted on this tunnel (§5.8).
     pub retransmissions: u64,
+    /// The control channel's smoothed round trip, once measured, and its
+    /// retransmission timeout now (adapted to the round trip).
+    #[serde(default)]
+    pub srtt_ms: Option<f64>,
+    #[serde(default)]
+    pub rto_ms: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -407,12 +407,13 @@ fn print_answer(answer: Response, json: bool) -> Result<()> {
     match answer {
         Response::Tunnels { tunnels } => {
             println!(
-                "{:>6} {:>6} {:<22} {:<22} {:<16} {:<14} {:>8} {:>8}",
-                "tunnel", "peer", "lac", "local", "host", "state", "sessions", "age"
+                "{:>6} {:>6} {:<22} {:<22} {:<16} {:<14} {:>8} {:>8} {:>8} {:>8} {:>6}",
+                "tunnel", "peer", "lac", "local", "host", "state", "sessions", "age", "srtt", "rto", "rexmit"
             );
             for t in tunnels {
+                let srtt = t.srtt_ms.map_or_else(|| "-".to_string(), |ms| format!("{ms:.0}ms"));
                 println!(
-                    "{:>6} {:>6} {:<22} {:<22} {:<16} {:<14} {:>8} {:>7}s",
+                    "{:>6} {:>6} {:<22} {:<22} {:<16} {:<14} {:>8} {:>7}s {:>8} {:>6.0}ms {:>6}",
                     t.tunnel_id,
                     t.peer_tunnel_id,
                     t.peer,
@@ -420,7 +421,10 @@ fn print_answer(answer: Response, json: bool) -> Result<()> {
                     t.peer_host_name,
                     t.state,
                     t.sessions,
-                    t.age_secs
+                    t.age_secs,
+                    srtt,
+                    t.rto_ms,
+                    t.retransmissions
                 );
             }
         }

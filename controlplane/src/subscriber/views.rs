@@ -118,6 +118,8 @@ impl Core {
                     sessions: t.session_count(),
                     age_secs: rec.map(|r| now.saturating_duration_since(r.since).as_secs()).unwrap_or(0),
                     retransmissions: t.reliable().retransmissions,
+                    srtt_ms: t.reliable().srtt().map(|d| d.as_secs_f64() * 1000.0),
+                    rto_ms: t.reliable().rto().as_secs_f64() * 1000.0,
                 })
             })
             .collect()
