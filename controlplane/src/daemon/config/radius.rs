@@ -1,0 +1,183 @@
+//! `[radius]` and `[radius.dynauth]` of the configuration file, and the
+//! `--radius-*` flags over them.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{de_duration, ConfigError, Flags};
+
+/// `[radius]` as written.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RadiusFile {
+    pub nas_identifier: Option<String>,
+    pub nas_ip_address: Option<Ipv4Addr>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub timeout: Option<Duration>,
+    pub retries: Option<u32>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub dead_time: Option<Duration>,
+    pub on_no_response: Option<String>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub interim_interval: Option<Duration>,
+    pub state_dir: Option<PathBuf>,
+    #[serde(default, rename = "auth_server")]
+    pub auth_servers: Vec<RadiusServerEntry>,
+    #[serde(default, rename = "acct_server")]
+    pub acct_servers: Vec<RadiusServerEntry>,
+    pub dynauth: Option<DynAuthFile>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RadiusServerEntry {
+    pub address: SocketAddr,
+    pub secret: String,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DynAuthFile {
+    pub listen: Option<SocketAddr>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub event_timestamp_window: Option<Duration>,
+    /// Refuse requests without Event-Timestamp (they cannot be checked
+    /// for replay).
+    pub require_event_timestamp: Option<bool>,
+    #[serde(default, rename = "client")]
+    pub clients: Vec<DynAuthClientEntry>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DynAuthClientEntry {
+    pub address: IpAddr,
+    pub secret: String,
+    /// Refuse this client's requests without a Message-Authenticator
+    /// (default false: many CoA clients do not send one).
+    #[serde(default)]
+    pub require_message_authenticator: bool,
+}
+
+/// What RADIUS does when no server answers an Access-Request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoResponsePolicy {
+    Reject,
+    /// The local users file decides.
+    Local,
+}
+
+/// `[radius]`, resolved.
+#[derive(Debug, Clone)]
+pub struct RadiusSettings {
+    pub nas_identifier: String,
+    pub nas_ip_address: Option<Ipv4Addr>,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub dead_time: Duration,
+    pub on_no_response: NoResponsePolicy,
+    pub interim_interval: Option<Duration>,
+    pub state_dir: PathBuf,
+    pub auth_servers: Vec<RadiusServerEntry>,
+    pub acct_servers: Vec<RadiusServerEntry>,
+    pub dynauth: Option<DynAuthSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DynAuthSettings {
+    pub listen: SocketAddr,
+    pub event_timestamp_window: Duration,
+    pub require_event_timestamp: bool,
+    pub clients: Vec<DynAuthClientEntry>,
+}
+
+impl RadiusSettings {
+    pub(super) fn resolve(
+        f: Option<RadiusFile>,
+        flags: &Flags,
+        host_name: &str,
+        instance: &str,
+    ) -> Result<Option<Self>, ConfigError> {
+        if f.is_none() && flags.radius_servers.is_empty() {
+            return Ok(None);
+        }
+        let f = f.unwrap_or_default();
+        let (mut auth_servers, mut acct_servers) = (f.auth_servers, f.acct_servers);
+        if !flags.radius_servers.is_empty() {
+            let secret = flags
+                .radius_secret
+                .clone()
+                .ok_or_else(|| ConfigError::Invalid("--radius-server needs --radius-secret".into()))?;
+            auth_servers.clear();
+            acct_servers.clear();
+            for s in &flags.radius_servers {
+                let (auth, acct) = parse_radius_server(s)?;
+                auth_servers.push(RadiusServerEntry { address: auth, secret: secret.clone() });
+                acct_servers.push(RadiusServerEntry { address: acct, secret: secret.clone() });
+            }
+        }
+        if auth_servers.is_empty() && acct_servers.is_empty() {
+            return Err(ConfigError::Invalid("[radius] names no auth_server and no acct_server".into()));
+        }
+        if auth_servers.iter().chain(&acct_servers).any(|s| s.secret.is_empty()) {
+            return Err(ConfigError::Invalid("a RADIUS server needs a non-empty secret".into()));
+        }
+        let on_no_response = match f.on_no_response.as_deref().unwrap_or("reject") {
+            "reject" => NoResponsePolicy::Reject,
+            "local" => NoResponsePolicy::Local,
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "radius.on_no_response {other:?}: expected \"reject\" or \"local\""
+                )))
+            }
+        };
+        let timeout = f.timeout.unwrap_or(Duration::from_secs(2));
+        if timeout.is_zero() {
+            return Err(ConfigError::Invalid("radius.timeout must be positive".into()));
+        }
+        let dead_time = f.dead_time.unwrap_or(Duration::from_secs(10)).max(Duration::from_millis(100));
+        let dynauth_file = match (f.dynauth, flags.dynauth_listen) {
+            (Some(d), l) => Some(DynAuthFile { listen: l.or(d.listen), ..d }),
+            (None, Some(l)) => Some(DynAuthFile { listen: Some(l), ..Default::default() }),
+            (None, None) => None,
+        };
+        let dynauth = dynauth_file.map(|d| DynAuthSettings {
+            listen: d.listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 3799))),
+            event_timestamp_window: d.event_timestamp_window.unwrap_or(Duration::from_secs(300)),
+            require_event_timestamp: d.require_event_timestamp.unwrap_or(false),
+            clients: d.clients,
+        });
+        Ok(Some(RadiusSettings {
+            nas_identifier: f.nas_identifier.unwrap_or_else(|| host_name.to_string()),
+            nas_ip_address: f.nas_ip_address,
+            timeout,
+            retries: f.retries.unwrap_or(2),
+            dead_time,
+            on_no_response,
+            interim_interval: f.interim_interval.filter(|d| !d.is_zero()),
+            state_dir: flags
+                .radius_state_dir
+                .clone()
+                .or(f.state_dir)
+                .unwrap_or_else(|| Path::new("/var/lib/lns").join(instance)),
+            auth_servers,
+            acct_servers,
+            dynauth,
+        }))
+    }
+}
+
+/// `--radius-server`: `ADDR` (ports 1812 and 1813) or `ADDR:PORT`
+/// (authentication on PORT, accounting on PORT+1).
+fn parse_radius_server(s: &str) -> Result<(SocketAddr, SocketAddr), ConfigError> {
+    let bad = || ConfigError::Invalid(format!("bad --radius-server {s:?}: expected ADDR or ADDR:PORT"));
+    let auth = match s.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => SocketAddr::new(s.parse::<IpAddr>().map_err(|_| bad())?, 1812),
+    };
+    let acct_port = auth.port().checked_add(1).ok_or_else(bad)?;
+    Ok((auth, SocketAddr::new(auth.ip(), acct_port)))
+}
