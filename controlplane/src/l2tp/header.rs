@@ -38,18 +38,10 @@ impl fmt::Display for SessionId {
     }
 }
 
-/// Flag bits of the first 16-bit word.
-pub mod flags {
-    pub const TYPE: u16 = 0x8000;
-    pub const LENGTH: u16 = 0x4000;
-    pub const SEQUENCE: u16 = 0x0800;
-    pub const OFFSET: u16 = 0x0200;
-    pub const PRIORITY: u16 = 0x0100;
-    pub const VERSION_MASK: u16 = 0x000f;
-}
-
-/// The only version this module speaks (§3.1: Ver MUST be 2; 1 is L2F).
-pub const VERSION: u8 = 2;
+/// Flag bits of the first 16-bit word, and the only version this module
+/// speaks (§3.1: Ver MUST be 2; 1 is L2F): one definition with the data
+/// plane's encapsulation, in lns-wire.
+pub use lns_wire::l2tp::{flags, VERSION};
 
 /// Byte ranges of the fixed fields; the rest are computed from the flags.
 mod field {

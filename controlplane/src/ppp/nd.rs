@@ -90,32 +90,7 @@ fn addr(b: &[u8], at: usize) -> Option<Ipv6Addr> {
 /// complemented. Over a message whose checksum field is filled in, 0 means
 /// valid.
 pub fn icmpv6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, message: &[u8]) -> u16 {
-    ipv6_checksum(src, dst, NEXT_HEADER_ICMPV6, message)
-}
-
-/// The upper-layer checksum of an IPv6 packet (ICMPv6, UDP, TCP): RFC 1071
-/// over the RFC 8200 §8.1 pseudo-header and `message`, complemented.
-pub fn ipv6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, next_header: u8, message: &[u8]) -> u16 {
-    let mut sum: u64 = 0;
-    let mut add = |data: &[u8]| {
-        let mut chunks = data.chunks_exact(2);
-        for c in &mut chunks {
-            sum += u64::from(u16::from_be_bytes([c[0], c[1]]));
-        }
-        if let [last] = chunks.remainder() {
-            sum += u64::from(u16::from_be_bytes([*last, 0]));
-        }
-    };
-    add(&src.octets());
-    add(&dst.octets());
-    let len = u32::try_from(message.len()).unwrap_or(u32::MAX);
-    add(&len.to_be_bytes());
-    add(&[0, 0, 0, next_header]);
-    add(message);
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    lns_wire::checksum::ipv6_upper_layer(src.octets(), dst.octets(), NEXT_HEADER_ICMPV6, message)
 }
 
 /// A zero-copy view of an IPv6 packet (fixed header, no extension headers:
