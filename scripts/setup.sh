@@ -11,6 +11,8 @@ PACKAGES=(
   bpftool
   # labs and tests: namespaces, veths, captures, traffic generation
   iproute2 ethtool tcpdump tshark netsniff-ng iputils-ping procps
+  # lns-setup-rate --loss: random drops of L2TP datagrams (statistic match)
+  iptables
   # interop tests of the control plane: Debian's L2TP daemon as the LAC
   xl2tpd
   # RADIUS tests: a real FreeRADIUS started by the tests, and radclient

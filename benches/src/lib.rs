@@ -2,8 +2,12 @@
 
 #![forbid(unsafe_code)]
 
-use anyhow::{Context, Result};
-use lns_testlab::{workspace_bin, Lab};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use lns_testlab::{workspace_bin, Lab, Netns};
 
 /// What rounds of lns-lacsim set-up gave.
 #[derive(Debug, Default)]
@@ -11,6 +15,14 @@ pub struct SetupRounds {
     pub rounds: u32,
     pub up: u64,
     pub failed: u64,
+    /// Calls that ended before they were up, by lacsim's own PPP and by
+    /// the LNS (each attempt counts), and why (lacsim's causes).
+    pub given_up: u64,
+    pub ended_by_lns: u64,
+    pub causes: BTreeMap<String, u64>,
+    /// Calls and tunnels lacsim placed again (`--redial-holdoff`).
+    pub redials: u64,
+    pub tunnel_redials: u64,
     /// Mean of the rounds' set-up rates (sessions/s).
     pub rate: f64,
     /// Median of the rounds' p50 latency, worst round's p99, worst max (ms).
@@ -63,6 +75,15 @@ pub fn setup_rounds(lab: &Lab, rounds: u32, round: &Round) -> Result<SetupRounds
         let j: serde_json::Value = serde_json::from_slice(&out.stdout).context("lacsim summary")?;
         r.up += j["sessions_up"].as_u64().unwrap_or(0);
         r.failed += j["sessions_failed"].as_u64().unwrap_or(0);
+        r.given_up += j["calls_given_up"].as_u64().unwrap_or(0);
+        r.ended_by_lns += j["calls_ended_by_lns"].as_u64().unwrap_or(0);
+        r.redials += j["redials"].as_u64().unwrap_or(0);
+        r.tunnel_redials += j["tunnel_redials"].as_u64().unwrap_or(0);
+        if let Some(causes) = j["calls_lost_causes"].as_object() {
+            for (why, n) in causes {
+                *r.causes.entry(why.clone()).or_default() += n.as_u64().unwrap_or(0);
+            }
+        }
         rate_sum += j["setup_rate"].as_f64().unwrap_or(0.0);
         p50s.push(j["setup_latency_ms_p50"].as_f64().unwrap_or(0.0));
         r.p99_ms = r.p99_ms.max(j["setup_latency_ms_p99"].as_f64().unwrap_or(0.0));
@@ -94,4 +115,80 @@ pub fn print_udp_errors(lab: &Lab) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Drops `percent` % of the L2TP datagrams (UDP port 1701, either end)
+/// arriving in `ns`, at random (iptables' statistic match), after a rule
+/// that only counts them. The rules live in the namespace and go with it.
+pub fn drop_l2tp(ns: &Netns, percent: f64) -> Result<()> {
+    let p = format!("{:.6}", percent / 100.0);
+    let base = ["-A", "INPUT", "-p", "udp", "-m", "multiport", "--ports", "1701"];
+    ns.exec("iptables", &base).context("iptables (apt-get install iptables)")?;
+    let mut drop = base.to_vec();
+    drop.extend_from_slice(&["-m", "statistic", "--mode", "random", "--probability", &p, "-j", "DROP"]);
+    ns.exec("iptables", &drop)?;
+    Ok(())
+}
+
+/// (L2TP datagrams that arrived in `ns`, of which dropped) by the rules of
+/// [`drop_l2tp`].
+pub fn l2tp_dropped(ns: &Netns) -> Result<(u64, u64)> {
+    let out = ns.exec("iptables", &["-L", "INPUT", "-v", "-n", "-x"])?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let counts: Vec<(u64, bool)> = text
+        .lines()
+        .filter(|l| l.contains("1701"))
+        .filter_map(|l| {
+            let pkts = l.split_whitespace().next()?.parse().ok()?;
+            Some((pkts, l.contains("DROP")))
+        })
+        .collect();
+    let seen = counts.iter().filter(|(_, d)| !d).map(|(n, _)| n).sum();
+    let dropped = counts.iter().filter(|(_, d)| *d).map(|(n, _)| n).sum();
+    Ok((seen, dropped))
+}
+
+/// `lnsctl show stats` of the control plane behind `socket`, as JSON.
+pub fn lns_stats(socket: &Path) -> Result<serde_json::Value> {
+    let out = std::process::Command::new(workspace_bin("lnsctl")?)
+        .args(["--control-socket", socket.to_str().context("socket path")?, "--json", "show", "stats"])
+        .output()
+        .context("running lnsctl")?;
+    if !out.status.success() {
+        bail!("lnsctl show stats: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    serde_json::from_slice(&out.stdout).context("lnsctl show stats")
+}
+
+/// Waits up to `wait` until nothing a session holds is left: no entry in
+/// the data plane's maps (pinned in `pins`), no slot, address or prefix
+/// held by the control plane. Err says what is left.
+pub fn assert_released(pins: &Path, socket: &Path, wait: Duration) -> Result<()> {
+    let maps = lns_bpf::open_pinned(pins).context("opening the pinned maps")?;
+    let t0 = Instant::now();
+    loop {
+        let counts = maps.entry_counts();
+        let stats = lns_stats(socket)?;
+        let held = ["sessions", "slots_in_use", "addresses_in_use", "ipv6_prefixes_in_use"]
+            .map(|k| (k, stats[k].as_u64().unwrap_or(u64::MAX)));
+        if counts.values().all(|n| *n == 0) && held.iter().all(|(_, n)| *n == 0) {
+            return Ok(());
+        }
+        if t0.elapsed() > wait {
+            bail!("left behind after {wait:?}: maps {counts:?}, control plane {held:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Counts the lines of a tracing log (the control plane's stderr) whose
+/// message is `message`, by what follows ` field=` on the line (the field's
+/// value and the fields after it).
+pub fn count_log(log: &str, message: &str, field: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for line in log.lines().filter(|l| l.contains(message)) {
+        let value = line.split_once(&format!(" {field}=")).map_or("?", |(_, rest)| rest);
+        *out.entry(value.to_string()).or_default() += 1;
+    }
+    out
 }
