@@ -656,14 +656,8 @@ fn abi_mismatch_is_refused() {
 fn fix_ipv4_checksum(f: &mut [u8], l3: usize) {
     f[l3 + 10] = 0;
     f[l3 + 11] = 0;
-    let mut sum = 0u32;
-    for i in (0..20).step_by(2) {
-        sum += u16::from_be_bytes([f[l3 + i], f[l3 + i + 1]]) as u32;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    f[l3 + 10..l3 + 12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let sum = lns_wire::checksum::of(&f[l3..l3 + 20]);
+    f[l3 + 10..l3 + 12].copy_from_slice(&sum.to_be_bytes());
 }
 
 #[test]
