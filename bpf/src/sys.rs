@@ -430,7 +430,7 @@ impl Steering {
         ctx_in[3] = ctx.ingress_ifindex;
         ctx_in[4] = ctx.rx_queue_index;
         let mut ctx_in_bytes: Vec<u8> = ctx_in.iter().flat_map(|v| v.to_ne_bytes()).collect();
-        let mut ctx_out = vec![0u8; 24];
+        let mut ctx_out = [0u8; 24];
         let mut data_out = vec![0u8; frame.len() + 256];
         let with_ctx = ctx.ingress_ifindex != 0 || ctx.rx_queue_index != 0;
 

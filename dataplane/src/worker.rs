@@ -391,7 +391,6 @@ impl Worker {
             let (mut d, len) = self.rings.frame(desc);
             let buf = d.contents_mut();
             if len < 12 {
-                drop(d);
                 self.local.drop(DropReason::Malformed);
                 return Action::Free;
             }
@@ -413,14 +412,12 @@ impl Worker {
         let (mut d, len) = self.rings.frame(desc);
         let buf = d.contents_mut();
         let Some(mut meta) = buf.get(at..).and_then(XdpMeta::from_bytes) else {
-            drop(d);
             self.local.drop(DropReason::Malformed);
             return Action::Free;
         };
         let unit = is_pool_unit(&meta);
         let idx = if unit {
             let Some(i) = self.unit_session(meta.session_index) else {
-                drop(d);
                 self.local.drop(DropReason::NoSubscriber);
                 return Action::Free;
             };
@@ -430,7 +427,6 @@ impl Worker {
         };
         let shared = &self.shared;
         let Some(s) = shared.sessions.get(idx) else {
-            drop(d);
             self.local.drop(DropReason::Malformed);
             return Action::Free;
         };
@@ -442,7 +438,6 @@ impl Worker {
                 packet::check_upstream(frame, &meta, &s)
             };
             if let Err(r) = checked {
-                drop(d);
                 self.local.drop(r);
                 return Action::Free;
             }
@@ -457,14 +452,12 @@ impl Worker {
                     meta.dmac = dmac;
                 }
                 Err(r) => {
-                    drop(d);
                     self.local.drop(r);
                     return Action::Free;
                 }
             }
         }
         if s.state != SessionState::Forwarding as u32 {
-            drop(d);
             self.local.drop(DropReason::SessionGone);
             return Action::Free;
         }
@@ -494,7 +487,6 @@ impl Worker {
                 // Send from where the frame now starts: the data ends at
                 // start + len, then its start moves up to `start`.
                 d.cursor().set_pos(start + len);
-                drop(d);
                 if !self.rings.move_start(desc, start as isize) {
                     self.local.drop(DropReason::NoRoom);
                     return Action::Free;
@@ -508,7 +500,6 @@ impl Worker {
             }
             Outcome::Reply { len } => {
                 d.cursor().set_pos(len);
-                drop(d);
                 self.local.icmp += 1;
                 Action::Send(port)
             }
@@ -518,12 +509,10 @@ impl Worker {
                 let mut pkt = [0u8; 2048];
                 let n = inner_len.min(pkt.len()).min(buf.len().saturating_sub(inner));
                 pkt[..n].copy_from_slice(&buf[inner..inner + n]);
-                drop(d);
                 self.fragment(&pkt[..n], &meta, &s, idx);
                 Action::Free
             }
             Outcome::Drop(r) => {
-                drop(d);
                 self.local.drop(r);
                 Action::Free
             }
@@ -549,7 +538,6 @@ impl Worker {
             // Build the piece far enough in that the headers fit before it.
             let at = 256.min(buf.len());
             if at + piece.len() > buf.len() {
-                drop(d);
                 self.rings.free.push(desc);
                 self.local.drop(DropReason::NoRoom);
                 continue;
@@ -558,7 +546,6 @@ impl Worker {
             match packet::encap_at(buf, at, piece.len(), 4, meta, s, ns, &mut self.encap) {
                 Outcome::Forward { start, len } => {
                     d.cursor().set_pos(start + len);
-                    drop(d);
                     if !self.rings.move_start(&mut desc, start as isize) {
                         self.rings.free.push(desc);
                         self.local.drop(DropReason::NoRoom);
@@ -569,7 +556,6 @@ impl Worker {
                     self.pending[out].push(desc);
                 }
                 _ => {
-                    drop(d);
                     self.rings.free.push(desc);
                     self.local.drop(DropReason::NoRoom);
                 }

@@ -161,7 +161,7 @@ fn a_session_killed_with_lnsctl_ends_on_the_lac_too() {
         }
         sim.stop(1)
     };
-    assert!(status.map_or(true, |s| s.success()));
+    assert!(status.is_none_or(|s| s.success()));
     let (out, err) = sim.output();
     let s: serde_json::Value = serde_json::from_str(out.lines().last().unwrap_or("{}")).unwrap_or_default();
     assert_eq!(s["sessions_up"].as_u64(), Some(5), "{out} {err}");

@@ -512,7 +512,7 @@ fn parse_format(s: &str) -> Option<(u8, u8)> {
     let mut parts = f.split(',');
     let t: u8 = parts.next()?.parse().ok()?;
     let l: u8 = parts.next()?.parse().ok()?;
-    (matches!(t, 1 | 2 | 4) && matches!(l, 0 | 1 | 2)).then_some((t, l))
+    (matches!(t, 1 | 2 | 4) && l <= 2).then_some((t, l))
 }
 
 fn fixed<const N: usize>(v: &[u8], what: &'static str) -> Result<[u8; N], Error> {

@@ -77,7 +77,7 @@ pub fn hide_user_password(password: &[u8], secret: &[u8], authenticator: &[u8; 1
 
 /// The inverse of [`hide_user_password`]; trailing NUL padding is removed.
 pub fn recover_user_password(hidden: &[u8], secret: &[u8], authenticator: &[u8; 16]) -> Result<Vec<u8>> {
-    if hidden.is_empty() || hidden.len() % 16 != 0 || hidden.len() > MAX_USER_PASSWORD_LEN {
+    if hidden.is_empty() || !hidden.len().is_multiple_of(16) || hidden.len() > MAX_USER_PASSWORD_LEN {
         return Err(Error::Malformed("User-Password length"));
     }
     let mut out = hidden.to_vec();

@@ -538,7 +538,7 @@ pub(crate) mod tests {
         }
         assert!(r.buffer_len() > MAX_LEN);
         assert_eq!(r.to_bytes(), Err(Error::TooLong(r.buffer_len())));
-        let mut small = vec![0u8; 10];
+        let mut small = [0u8; 10];
         let r = Repr::new(Code::AccessRequest, 1);
         assert!(matches!(
             r.emit(&mut Packet::new_unchecked(&mut small[..])),

@@ -559,7 +559,7 @@ fn measure(
                 gen_dev,
                 sink_ns,
                 sink_dev,
-                &cfg,
+                cfg,
                 rate,
                 packets,
                 pid,

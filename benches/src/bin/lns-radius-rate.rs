@@ -104,7 +104,7 @@ fn setup_rate(lab: &Lab, args: &Args, per_round: u32) -> Result<()> {
     let cp = lab.start_controlplane_with(pins.path(), 0, &radius, &["--log", "warn"])?;
     let rounds = args.sessions.div_ceil(per_round);
     let res = lns_benches::setup_rounds(
-        &lab,
+        lab,
         rounds,
         &lns_benches::Round {
             tunnels: args.tunnels,
@@ -115,7 +115,7 @@ fn setup_rate(lab: &Lab, args: &Args, per_round: u32) -> Result<()> {
         },
     )?;
     // Where losses happen, if any (FreeRADIUS shares the LNS's namespace).
-    lns_benches::print_udp_errors(&lab)?;
+    lns_benches::print_udp_errors(lab)?;
     let radius = lns_controlplane::ctl::request(&cp.socket, &lns_controlplane::ctl::Request::Radius)?;
     if let lns_controlplane::ctl::Response::Radius { radius } = radius {
         for s in &radius.servers {

@@ -286,7 +286,7 @@ impl<M> Reliable<M> {
                 r
             }
             Some(srtt) => {
-                let delta = if srtt > r { srtt - r } else { r - srtt };
+                let delta = srtt.abs_diff(r);
                 self.rttvar = (self.rttvar.saturating_mul(3).saturating_add(delta)) / 4;
                 (srtt.saturating_mul(7).saturating_add(r)) / 8
             }
@@ -335,7 +335,7 @@ impl<M> Reliable<M> {
         // after it is timed even if the ack also covers the retransmitted
         // one (as BSD TCP times the next new segment).
         if let (Some(sent), false) = (newest.sent_at, newest.retransmitted) {
-            if self.last_retransmit.map_or(true, |r| sent > r) {
+            if self.last_retransmit.is_none_or(|r| sent > r) {
                 self.on_rtt_sample(now.saturating_duration_since(sent));
             }
         }

@@ -465,7 +465,7 @@ impl ChapPeer {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.done || !self.deadline.is_some_and(|d| d <= now) {
+        if self.done || self.deadline.is_none_or(|d| d > now) {
             return;
         }
         match &self.response {

@@ -54,7 +54,7 @@ struct LossyLink {
 impl LossyLink {
     fn new(seed: u64, loss: f64) -> Self {
         let method = [AuthMethod::MsChapV2, AuthMethod::ChapMd5, AuthMethod::Pap][(seed % 3) as usize];
-        let ipv6 = seed % 2 == 0;
+        let ipv6 = seed.is_multiple_of(2);
         let mut server = SessionConfig::server("lns");
         server.lcp.require_auth = vec![method];
         server.ipcp = Some(super::IpcpConfig {

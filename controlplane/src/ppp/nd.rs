@@ -556,7 +556,7 @@ impl Host {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.next.map_or(true, |t| now < t) || self.learned.is_some() {
+        if self.next.is_none_or(|t| now < t) || self.learned.is_some() {
             return;
         }
         self.transmit.push_back(self.solicitation().emit());
