@@ -533,7 +533,7 @@ impl Emulator {
         let answered = self.subs.values().filter(|s| s.sent + s.sent_v6 > 0 && !s.unanswered()).count();
         let q = |p: f64| self.latency_us.value_at_quantile(p) as f64 / 1000.0;
         let setup_rate = match (self.first_call, self.last_up) {
-            (Some(a), Some(b)) if b > a && self.latency_us.len() > 0 => {
+            (Some(a), Some(b)) if b > a && !self.latency_us.is_empty() => {
                 self.latency_us.len() as f64 / b.duration_since(a).as_secs_f64()
             }
             _ => 0.0,
@@ -604,10 +604,11 @@ impl Emulator {
             match self.ep.open_session(now, t, info) {
                 Ok(sid) => {
                     self.first_call.get_or_insert(now);
-                    if self.first_called.contains_key(&number) {
-                        self.redials += 1;
-                    } else {
-                        self.first_called.insert(number, now);
+                    match self.first_called.entry(number) {
+                        std::collections::hash_map::Entry::Occupied(_) => self.redials += 1,
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            e.insert(now);
+                        }
                     }
                     self.subs.insert(
                         (t, sid),
