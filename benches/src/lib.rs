@@ -23,6 +23,8 @@ pub struct SetupRounds {
     /// Calls and tunnels lacsim placed again (`--redial-holdoff`).
     pub redials: u64,
     pub tunnel_redials: u64,
+    /// Times lacsim's PPP started a timed-out link again within its call.
+    pub ppp_restarts: u64,
     /// Mean of the rounds' set-up rates (sessions/s).
     pub rate: f64,
     /// Median of the rounds' p50 latency, worst round's p99, worst max (ms).
@@ -79,6 +81,7 @@ pub fn setup_rounds(lab: &Lab, rounds: u32, round: &Round) -> Result<SetupRounds
         r.ended_by_lns += j["calls_ended_by_lns"].as_u64().unwrap_or(0);
         r.redials += j["redials"].as_u64().unwrap_or(0);
         r.tunnel_redials += j["tunnel_redials"].as_u64().unwrap_or(0);
+        r.ppp_restarts += j["ppp_restarts"].as_u64().unwrap_or(0);
         if let Some(causes) = j["calls_lost_causes"].as_object() {
             for (why, n) in causes {
                 *r.causes.entry(why.clone()).or_default() += n.as_u64().unwrap_or(0);

@@ -167,6 +167,9 @@ pub struct Summary {
     pub redials: u32,
     /// Tunnels opened again after one went down with calls in it.
     pub tunnel_redials: u32,
+    /// Times the subscribers' PPP started a timed-out link again within
+    /// its call (the PPP hold-off, pppd's `persist`).
+    pub ppp_restarts: u32,
     /// Sessions up per second, from the first ICRQ to the last IPCP up.
     pub setup_rate: f64,
     pub setup_latency_ms_p50: f64,
@@ -212,6 +215,9 @@ pub struct Emulator {
     calls_lost_causes: BTreeMap<String, u32>,
     redials: u32,
     tunnel_redials: u32,
+    /// PPP restarts of the links dropped so far (the rest are counted in
+    /// the summary).
+    ppp_restarts: u32,
     /// Calls to place again, in due order (one hold-off for all).
     redial: VecDeque<(Instant, TunnelId, u32)>,
     /// Subscribers of tunnels that went down, to call in a new tunnel.
@@ -375,6 +381,7 @@ impl Emulator {
             calls_lost_causes: BTreeMap::new(),
             redials: 0,
             tunnel_redials: 0,
+            ppp_restarts: 0,
             redial: VecDeque::new(),
             retunnel: VecDeque::new(),
             first_called: HashMap::new(),
@@ -550,6 +557,8 @@ impl Emulator {
             calls_lost_causes: self.calls_lost_causes.clone(),
             redials: self.redials,
             tunnel_redials: self.tunnel_redials,
+            ppp_restarts: self.ppp_restarts
+                + self.subs.values().filter_map(|s| s.ppp.as_ref()).map(|p| p.restarts()).sum::<u32>(),
             setup_rate,
             setup_latency_ms_p50: q(0.5),
             setup_latency_ms_p99: q(0.99),
@@ -719,7 +728,7 @@ impl Emulator {
                             }
                             set_phase(&mut self.unsettled, &mut s.phase, Phase::Down);
                             s.next_packet = None;
-                            s.ppp = None;
+                            self.ppp_restarts += s.ppp.take().map_or(0, |p| p.restarts());
                             self.dirty.push((t, *sid));
                         }
                     }
@@ -747,7 +756,7 @@ impl Emulator {
                         }
                         set_phase(&mut self.unsettled, &mut s.phase, Phase::Down);
                         s.next_packet = None;
-                        s.ppp = None;
+                        self.ppp_restarts += s.ppp.take().map_or(0, |p| p.restarts());
                         self.dirty.push((t, session_id));
                         if let Some(number) = lost {
                             let why = if cause.by_peer {

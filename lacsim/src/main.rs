@@ -322,7 +322,7 @@ async fn main() -> Result<()> {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         println!(
-            "tunnels {} up {} failed; sessions {} up ({} IPv6) {} failed; calls {} given up, {} ended by the LNS, {} redials; set-up {:.0}/s, latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms; data {} sent {} received {} lost ({} IPv6 sent {} received), {} sessions answered",
+            "tunnels {} up {} failed; sessions {} up ({} IPv6) {} failed; calls {} given up, {} ended by the LNS, {} redials, {} PPP restarts; set-up {:.0}/s, latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms; data {} sent {} received {} lost ({} IPv6 sent {} received), {} sessions answered",
             summary.tunnels_up,
             summary.tunnels_failed,
             summary.sessions_up,
@@ -331,6 +331,7 @@ async fn main() -> Result<()> {
             summary.calls_given_up,
             summary.calls_ended_by_lns,
             summary.redials,
+            summary.ppp_restarts,
             summary.setup_rate,
             summary.setup_latency_ms_p50,
             summary.setup_latency_ms_p99,

@@ -148,8 +148,9 @@ fn main() -> Result<()> {
         }
     }
     println!(
-        "calls ended before they were up: {} given up by lacsim, {} ended by the LNS; {} redials, {} tunnel redials",
-        res.given_up, res.ended_by_lns, res.redials, res.tunnel_redials
+        "calls ended before they were up: {} given up by lacsim, {} ended by the LNS; {} redials, {} tunnel redials; \
+         lacsim's PPP started {} timed-out links again",
+        res.given_up, res.ended_by_lns, res.redials, res.tunnel_redials, res.ppp_restarts
     );
     for (why, n) in &res.causes {
         println!("  lacsim saw {n:>5}  {why}");
