@@ -175,7 +175,10 @@ impl PoolSpec {
             return Err(format!("pool {self}: more than 2^{MAX_POOL_UNIT_BITS} units"));
         }
         let host_bits = match self.prefix {
-            IpAddr::V4(a) => u128::from(u32::from(a)) & (u128::MAX >> (96 + u32::from(self.prefix_len))),
+            // A /32 has no host bits (and a shift by 128 overflows).
+            IpAddr::V4(a) => {
+                u128::from(u32::from(a)) & u128::MAX.checked_shr(96 + u32::from(self.prefix_len)).unwrap_or(0)
+            }
             IpAddr::V6(a) => u128::from(a) & (u128::MAX >> self.prefix_len),
         };
         if host_bits != 0 {
@@ -907,6 +910,8 @@ mod tests {
         assert_eq!((p6.prefix_len, p6.unit_len, p6.units()), (44, 64, 1 << 20));
         let pd: PoolSpec = "2001:db8:2000::/40,56".parse().unwrap();
         assert_eq!(pd.units(), 1 << 16);
+        let one: PoolSpec = "192.0.2.77/32".parse().unwrap();
+        assert_eq!(one.units(), 1, "a pool of one address");
         for bad in [
             "192.0.2.1/24",     // host bits
             "192.0.2.0/24,30",  // IPv4 unit other than /32

@@ -1,6 +1,7 @@
 //! The LNS fast path: AF_XDP workers that decapsulate and encapsulate PPP
 //! payloads. The binary `lns-dataplane` drives this library.
 
+pub mod config;
 pub mod packet;
 pub mod ring;
 pub mod supervisor;

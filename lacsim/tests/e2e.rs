@@ -530,3 +530,114 @@ fn an_exhausted_ipv6_pool_refuses_the_next_subscriber() {
     assert_eq!(stats["dropped"]["ipv6_no_prefix"].as_u64(), Some(1), "{stats}");
     assert_all_released(&pins, &cp.socket);
 }
+
+/// One configuration file for both processes: lns-dataplane takes its
+/// interfaces and modes from `[dataplane]` and its pool units from the
+/// control plane's `[[pool]]` and `[[ipv6_pool]]` (no `--pool`), and
+/// lns-controlplane reads the same file. Downstream packets to the
+/// subscribers then go to the workers by pool unit.
+#[test]
+fn both_processes_read_one_file_and_the_pools_are_declared_once() {
+    let lab = Lab::new(1).unwrap();
+    let pins = PinDir::new().unwrap();
+    let dir = std::env::temp_dir().join(lns_testlab::unique_name("lnsconf"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let users: String =
+        (1..=5).map(|i| format!("[[user]]\nname = \"user{i}\"\npassword = \"pw{i}\"\n")).collect();
+    std::fs::write(dir.join("users.toml"), users).unwrap();
+    let (conf, sock) = (dir.join("lns.toml"), dir.join("ctl.sock"));
+    std::fs::write(
+        &conf,
+        format!(
+            r#"listen = "0.0.0.0:1701"
+bpf_pin_dir = "{pins}"
+control_socket = "{sock}"
+
+[[peer]]
+network = "192.0.2.2"
+
+[ppp]
+users_file = "{users}"
+local_ipv4 = "203.0.113.1"
+
+[dataplane]
+access_if = "acc0"
+core_if = "core0"
+queues = 1
+xdp_mode = "native"
+bind = "copy"
+max_sessions = 4096
+stats_interval = 0
+
+[[pool]]
+name = "default"
+ranges = ["198.51.100.0/25", "198.51.100.128/25"]
+
+[[ipv6_pool]]
+name = "default"
+prefix = "2001:db8:100::/48"
+length = 64
+"#,
+            pins = pins.path().display(),
+            sock = sock.display(),
+            users = dir.join("users.toml").display(),
+        ),
+    )
+    .unwrap();
+    let conf_arg = conf.to_str().unwrap();
+    let dp = lab.start_dataplane_args(&["--config", conf_arg]).unwrap();
+    let mut cp = lns_testlab::NsProcess::spawn(
+        &lab.lns,
+        &workspace_bin("lns-controlplane").unwrap(),
+        &["--config", conf_arg],
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    while !sock.exists() {
+        assert!(cp.alive() && t0.elapsed() < Duration::from_secs(10), "{:?}", cp.output());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = dp.output().1;
+    assert!(
+        started.contains("pools: 198.51.100.0/24,32 2001:db8:100::/48,64 (from "),
+        "the file's pools, the two /25s as one /24: {started}"
+    );
+    resolve_neighbours(&lab);
+    let _echo4 = UdpEcho::start(&lab.core, "203.0.113.7:7").unwrap();
+    let _echo6 = UdpEcho::start(&lab.core, "[2001:db8:c0::7]:7").unwrap();
+    lab.lns.exec("ping", &["-6", "-c1", "-W2", "2001:db8:c0::7"]).unwrap();
+    let maps = lns_bpf::open_pinned(pins.path()).unwrap();
+    let before = maps.counters().unwrap();
+    let s = lacsim(
+        &lab,
+        &[
+            "--tunnels",
+            "1",
+            "--sessions-per-tunnel",
+            "5",
+            "--user",
+            "user%d",
+            "--password",
+            "pw%d",
+            "--ncp",
+            "dual",
+            "--traffic",
+            "20,200",
+            "--hold",
+            "1.5",
+        ],
+    );
+    let d = maps.counters().unwrap().since(&before);
+    eprintln!("{s}\n{d:?}");
+    assert_eq!((s["sessions_up"].as_u64(), s["ipv6_sessions_up"].as_u64()), (Some(5), Some(5)), "{s}");
+    let received = s["data_received"].as_u64().unwrap();
+    assert!(received > 0, "{s}");
+    use lns_bpf::abi::Counter;
+    // Every echo to a subscriber, IPv4 and IPv6, by its pool unit: the
+    // file's pools reached the program.
+    assert!(d.get(Counter::RedirectDownstreamCheck) >= received, "{d:?}");
+    assert_eq!(d.get(Counter::RedirectDownstream), 0, "{d:?}");
+    cp.stop(5);
+    drop(dp);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -529,7 +529,13 @@ impl Lab {
         let mut args = vec!["--access-if", "acc0", "--core-if", "core0", "--bpf-pin-dir"];
         args.push(pins.to_str().context("pin path")?);
         args.extend_from_slice(extra);
-        let mut dp = NsProcess::spawn(&self.lns, &workspace_bin("lns-dataplane")?, &args)?;
+        self.start_dataplane_args(&args)
+    }
+
+    /// [`Lab::start_dataplane`] with exactly `args` (a `--config` naming
+    /// acc0 and core0, say).
+    pub fn start_dataplane_args(&self, args: &[&str]) -> Result<NsProcess> {
+        let mut dp = NsProcess::spawn(&self.lns, &workspace_bin("lns-dataplane")?, args)?;
         let t0 = std::time::Instant::now();
         loop {
             let attached = |dev: &str| -> Result<bool> {

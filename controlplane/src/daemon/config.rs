@@ -77,6 +77,9 @@
 //! address = "192.0.2.10"
 //! secret = "coa-secret"
 //! require_message_authenticator = false
+//!
+//! [dataplane]                   # lns-dataplane --config reads this file too
+//! access_if = "eth1"            # its keys: dataplane/src/config.rs
 //! ```
 //!
 //! Durations are a number of seconds or a string with a unit (`ms`, `s`,
@@ -259,6 +262,10 @@ pub struct File {
     #[serde(default, rename = "ipv6_pool")]
     pub ipv6_pools: Vec<Ipv6PoolEntry>,
     pub radius: Option<RadiusFile>,
+    /// `[dataplane]`: lns-dataplane's section of this one file (its
+    /// interfaces, queues, modes; see the data plane's `config` module). Not
+    /// read here: the data plane parses it, unknown keys and all.
+    pub dataplane: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Debug, Default)]
