@@ -17,6 +17,8 @@ PACKAGES=(
   xl2tpd
   # RADIUS tests: a real FreeRADIUS started by the tests, and radclient
   freeradius freeradius-utils
+  # metrics tests: scraped with curl, linted with promtool (in prometheus)
+  curl prometheus
 )
 
 missing=()
@@ -39,9 +41,12 @@ fi
 
 # xl2tpd's package starts a system daemon on UDP 1701; the tests run their
 # own copies in namespaces and want no LAC answering in the root namespace.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q xl2tpd 2>/dev/null; then
-  systemctl disable --now xl2tpd >/dev/null 2>&1 || true
-fi
+# The prometheus package (installed for promtool) starts a server: not wanted either.
+for unit in xl2tpd prometheus prometheus-node-exporter; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q "$unit" 2>/dev/null; then
+    systemctl disable --now "$unit" >/dev/null 2>&1 || true
+  fi
+done
 
 # bpffs is needed for pinned maps; most systems mount it already.
 if ! mountpoint -q /sys/fs/bpf 2>/dev/null; then

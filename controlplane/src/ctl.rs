@@ -140,6 +140,9 @@ pub struct Stats {
     pub ipv6_prefixes_in_use: usize,
     /// Datagrams dropped, by reason.
     pub dropped: BTreeMap<String, u64>,
+    /// Sessions that ended, by cause.
+    #[serde(default)]
+    pub sessions_down: BTreeMap<String, u64>,
     /// XDP verdict counters of the data plane, when there is one.
     pub xdp: Option<BTreeMap<String, u64>>,
 }
@@ -165,11 +168,24 @@ pub struct RadiusServerRow {
     pub retransmissions: u64,
     pub replies: u64,
     pub timeouts: u64,
-    /// Replies refused: bad authenticator, missing Message-Authenticator,
-    /// malformed, unknown identifier, wrong code.
+    /// Replies refused: bad authenticator, missing or bad
+    /// Message-Authenticator, malformed, unknown identifier, wrong code.
     pub bad_replies: u64,
     pub status_server_sent: u64,
     pub last_rtt_ms: Option<f64>,
+    /// Of `bad_replies`: dropped for want of the Message-Authenticator
+    /// the server's policy requires (Blast-RADIUS, CVE-2024-3596).
+    #[serde(default)]
+    pub missing_message_authenticator: u64,
+    /// Of `bad_replies`: dropped for a Message-Authenticator that does not
+    /// verify.
+    #[serde(default)]
+    pub bad_message_authenticator: u64,
+    /// Its replies' Message-Authenticator policy now: "true", "false",
+    /// "auto:unsigned" (auto, nothing signed yet: unsigned replies taken)
+    /// or "auto:signed" (auto, the server signed: required).
+    #[serde(default)]
+    pub message_authenticator: String,
 }
 
 /// The accounting sender's queue and counters.

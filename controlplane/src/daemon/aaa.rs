@@ -345,6 +345,11 @@ impl Pools {
         self.in_use.len()
     }
 
+    /// Each pool's name, addresses in use and addresses in all.
+    pub fn usage(&self) -> Vec<(String, u64, u64)> {
+        self.pools.iter().map(|(n, p)| (n.clone(), p.used, p.size)).collect()
+    }
+
     /// Is `a` inside any pool (for reports)?
     pub fn pool_of(&self, a: Ipv4Addr) -> Option<&str> {
         self.pools.iter().find(|(_, p)| p.contains(a.into())).map(|(n, _)| n.as_str())
@@ -471,6 +476,13 @@ impl Ipv6Pools {
 
     pub fn in_use(&self) -> usize {
         self.in_use.len()
+    }
+
+    /// Each pool's name, prefixes in use and prefixes in all (a pool of
+    /// more than 2^32 counts as 2^32).
+    pub fn usage(&self) -> Vec<(String, u64, u64)> {
+        let n = |v: u128| u64::try_from(v).unwrap_or(u64::MAX);
+        self.pools.iter().map(|(name, p)| (name.clone(), n(p.used), n(p.size))).collect()
     }
 }
 

@@ -19,6 +19,7 @@ pub mod config;
 pub mod control;
 pub mod dynauth;
 pub mod fastpath;
+pub mod metrics;
 pub mod notice;
 pub mod radius;
 pub mod server;

@@ -29,6 +29,7 @@ use super::config::Config;
 use super::control::{Command, ControlSocket};
 use super::dynauth;
 use super::fastpath::SessionTable;
+use super::metrics;
 use super::notice;
 use super::radius::{self, Radius};
 use super::udp::{Batch, L2tpSocket, Outgoing, Received};
@@ -116,6 +117,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let radius = radius.map(|(r, _)| r);
     let core = core_of(&cfg, listen, &table, radius.as_ref(), Instant::now())?;
     let (auth_tx, mut auth_rx) = mpsc::unbounded_channel();
+    let (scrape_tx, mut scrapes) = mpsc::channel::<metrics::Scrape>(16);
+    if let Some(addr) = cfg.metrics_listen {
+        metrics::serve(addr, scrape_tx).with_context(|| format!("serving metrics on {addr}"))?;
+    }
     let mut d = Driver {
         core,
         socket: socket.clone(),
@@ -146,6 +151,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             () = sleep => Wake::Timer,
             Some(c) = commands.recv() => Wake::Command(c),
             Some(a) = auth_rx.recv() => Wake::Auth(a),
+            Some(s) = scrapes.recv() => Wake::Scrape(s),
             Some(job) = async {
                 match dynauth_jobs.as_mut() {
                     Some(j) => j.recv().await,
@@ -178,6 +184,17 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             Wake::DynAuth(job) => {
                 let result = d.core.handle_dynauth(now, &job.request);
                 let _ = job.done.send(result);
+            }
+            Wake::Scrape(reply) => {
+                // RADIUS figures come from the client's task: gathered
+                // without holding up the loop.
+                let snapshot = d.metrics(now);
+                let servers = d.radius_servers();
+                tokio::spawn(async move {
+                    let mut snapshot = snapshot;
+                    snapshot.radius = servers.await;
+                    let _ = reply.send(snapshot);
+                });
             }
             Wake::Command((Request::Radius, reply)) if d.radius.is_some() => {
                 // The client and the accounting sender answer
@@ -265,6 +282,7 @@ enum Wake {
     Command(Command),
     Auth(AuthAnswer),
     DynAuth(dynauth::Job),
+    Scrape(metrics::Scrape),
     Stop(&'static str),
 }
 
@@ -432,6 +450,23 @@ impl Driver {
         }
     }
 
+    /// What a scrape of `/metrics` reports, but RADIUS.
+    fn metrics(&mut self, now: Instant) -> metrics::Snapshot {
+        let stats = match self.request(now, Request::ShowStats) {
+            Response::Stats { stats } => stats,
+            _ => Default::default(),
+        };
+        metrics::Snapshot {
+            stats,
+            tunnels: self.core.tunnel_states(),
+            sessions: self.core.session_states(),
+            sessions_down: self.core.counters().sessions_down.clone(),
+            pools: self.core.pool_usage(),
+            ipv6_pools: self.core.ipv6_pool_usage(),
+            radius: Vec::new(),
+        }
+    }
+
     /// Nothing of ours stays in the maps.
     fn finish(&mut self) {
         let now = Instant::now();
@@ -445,6 +480,16 @@ impl Driver {
         info!(tunnels_left = self.core.endpoint().tunnel_count(), "lns-controlplane stopped");
     }
 
+    /// Each RADIUS server's state and counters, from the client's task.
+    fn radius_servers(&self) -> impl std::future::Future<Output = Vec<RadiusServerRow>> + Send + 'static {
+        let client = self.radius.as_ref().map(|r| r.client().clone());
+        async move {
+            let Some(client) = client else { return Vec::new() };
+            let (servers, _) = Radius::status(client, None).await;
+            servers.into_iter().map(server_row).collect()
+        }
+    }
+
     /// `lnsctl radius`: gathered from the client and the accounting
     /// sender without holding up the loop.
     fn radius_status(&self) -> impl std::future::Future<Output = Response> + Send + 'static {
@@ -455,34 +500,40 @@ impl Driver {
                 return Response::Radius { radius: RadiusStatus::default() };
             };
             let (servers, accounting) = Radius::status(client, accounting).await;
-            let servers = servers
-                .into_iter()
-                .map(|s| RadiusServerRow {
-                    address: s.address.to_string(),
-                    service: match s.service {
-                        lns_radius::client::Service::Authentication => "authentication",
-                        lns_radius::client::Service::Accounting => "accounting",
-                    }
-                    .into(),
-                    state: match s.state {
-                        lns_radius::client::ServerState::Alive => "alive",
-                        lns_radius::client::ServerState::Dead => "dead",
-                    }
-                    .into(),
-                    requests: s.stats.requests,
-                    retransmissions: s.stats.retransmissions,
-                    replies: s.stats.replies,
-                    timeouts: s.stats.timeouts,
-                    bad_replies: s.stats.bad_authenticator
-                        + s.stats.missing_message_authenticator
-                        + s.stats.malformed
-                        + s.stats.unknown_identifier
-                        + s.stats.bad_code,
-                    status_server_sent: s.stats.status_server_sent,
-                    last_rtt_ms: s.stats.last_rtt.map(|d| d.as_secs_f64() * 1000.0),
-                })
-                .collect();
+            let servers = servers.into_iter().map(server_row).collect();
             Response::Radius { radius: RadiusStatus { enabled: true, servers, accounting, dynauth } }
         }
+    }
+}
+
+/// A server as `lnsctl radius` and the metrics show it.
+fn server_row(s: lns_radius::client::ServerStatus) -> RadiusServerRow {
+    RadiusServerRow {
+        address: s.address.to_string(),
+        service: match s.service {
+            lns_radius::client::Service::Authentication => "authentication",
+            lns_radius::client::Service::Accounting => "accounting",
+        }
+        .into(),
+        state: match s.state {
+            lns_radius::client::ServerState::Alive => "alive",
+            lns_radius::client::ServerState::Dead => "dead",
+        }
+        .into(),
+        requests: s.stats.requests,
+        retransmissions: s.stats.retransmissions,
+        replies: s.stats.replies,
+        timeouts: s.stats.timeouts,
+        bad_replies: s.stats.bad_authenticator
+            + s.stats.missing_message_authenticator
+            + s.stats.bad_message_authenticator
+            + s.stats.malformed
+            + s.stats.unknown_identifier
+            + s.stats.bad_code,
+        status_server_sent: s.stats.status_server_sent,
+        last_rtt_ms: s.stats.last_rtt.map(|d| d.as_secs_f64() * 1000.0),
+        missing_message_authenticator: s.stats.missing_message_authenticator,
+        bad_message_authenticator: s.stats.bad_message_authenticator,
+        message_authenticator: s.message_authenticator.to_string(),
     }
 }

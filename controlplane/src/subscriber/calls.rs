@@ -123,6 +123,7 @@ impl Core {
                 session_timeout: None,
                 idle_timeout: None,
                 acct: None,
+                link_down: None,
                 timer: None,
             },
         );
@@ -148,6 +149,7 @@ impl Core {
             self.ppp_timers.remove(&(t, key));
         }
         self.counters.sessions_down_total += 1;
+        *self.counters.sessions_down.entry(down_cause(&rec, &reason)).or_default() += 1;
         self.notice(Notice::SessionDown { key, reason, ppp_frames_rx: rec.ppp_frames_rx });
         let _ = now;
         if rec.acct.as_ref().is_some_and(|a| a.started() || a.start_pending) {
@@ -212,4 +214,22 @@ fn proxy_of(info: &SessionInfo) -> Option<(ProxyLcp, Option<ProxyAuth>)> {
         _ => None,
     };
     Some((lcp, auth))
+}
+
+/// Why a session ended, as a metric's label: what the LNS decided, or
+/// what it was told.
+fn down_cause(rec: &Subscriber, reason: &DownReason) -> &'static str {
+    if let Some(r) = rec.ending {
+        return r.label();
+    }
+    match (reason, rec.link_down) {
+        (DownReason::Cdn(c), _) if c.by_peer => "peer_cdn",
+        (DownReason::Cdn(_), Some(code)) if code == ppp::DisconnectCode::LCP_ECHO_TIMEOUT.0 => {
+            "lcp_echo_timeout"
+        }
+        (DownReason::Cdn(_), Some(_)) => "ppp_closed",
+        (DownReason::Cdn(_), None) => "local_cdn",
+        (DownReason::TunnelDown, _) => "tunnel_down",
+        (DownReason::Stopping, _) => "shutdown",
+    }
 }

@@ -126,6 +126,7 @@ impl Core {
             SessionEvent::Ipv6AddressUp { .. } => {}
             SessionEvent::EchoFailure { unanswered } => self.notice(Notice::EchoFailure { key, unanswered }),
             SessionEvent::LinkDown { cause } => {
+                s.link_down = Some(cause.code.0);
                 if let Some(acct) = s.acct.as_mut() {
                     acct.cause(super::reason::terminate_cause_of_link_down(&cause));
                 }

@@ -169,6 +169,9 @@ pub struct Subscriber {
     pub last_activity: Instant,
     /// The LNS is ending the session, and why.
     pub ending: Option<EndReason>,
+    /// PPP ended by itself with this RFC 3145 cause code.
+    #[serde(default)]
+    pub link_down: Option<u16>,
     /// Authentication requests sent to the backend; an answer for an older
     /// one is stale.
     pub auth_seq: u64,
@@ -202,6 +205,9 @@ pub struct CoreCounters {
     pub data_rx: u64,
     pub map_errors: u64,
     pub dropped: BTreeMap<&'static str, u64>,
+    /// Sessions ended, by cause (see [`Core::session_states`] for those
+    /// alive).
+    pub sessions_down: BTreeMap<&'static str, u64>,
 }
 
 /// Why a datagram (or an NCP) was dropped, as `lnsctl show stats` names it.
@@ -307,6 +313,47 @@ impl Core {
 
     pub fn ipv6_prefixes_in_use(&self) -> usize {
         self.ipv6_pools.in_use()
+    }
+
+    /// Each IPv4 pool's name, addresses in use and in all.
+    pub fn pool_usage(&self) -> Vec<(String, u64, u64)> {
+        self.pools.usage()
+    }
+
+    /// Each IPv6 pool's name, prefixes in use and in all.
+    pub fn ipv6_pool_usage(&self) -> Vec<(String, u64, u64)> {
+        self.ipv6_pools.usage()
+    }
+
+    /// Sessions by where they stand: `connecting` (ICRP sent, no ICCN
+    /// yet), `negotiating` (PPP, no network protocol open), `forwarding`
+    /// (IPv4 or IPv6 in the fast path), `ending` (the LNS is closing it).
+    pub fn session_states(&self) -> BTreeMap<&'static str, u64> {
+        let mut m: BTreeMap<&'static str, u64> =
+            [("connecting", 0), ("negotiating", 0), ("forwarding", 0), ("ending", 0)].into_iter().collect();
+        *m.entry("connecting").or_default() += self.calling.len() as u64;
+        for s in self.sessions.values() {
+            let state = if s.ending.is_some() {
+                "ending"
+            } else if s.ipv4_forwarding || s.ipv6.prefix.is_some() {
+                "forwarding"
+            } else {
+                "negotiating"
+            };
+            *m.entry(state).or_default() += 1;
+        }
+        m
+    }
+
+    /// Tunnels by RFC 2661 §7.2 state.
+    pub fn tunnel_states(&self) -> BTreeMap<&'static str, u64> {
+        let mut m = BTreeMap::new();
+        for id in self.endpoint.tunnel_ids() {
+            if let Some(t) = self.endpoint.tunnel(id) {
+                *m.entry(views::tunnel_state_name(t.state())).or_default() += 1;
+            }
+        }
+        m
     }
 
     /// The next effect to carry out.

@@ -37,6 +37,18 @@ impl EndReason {
         }
     }
 
+    /// The reason as a metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            EndReason::SessionTimeout => "session_timeout",
+            EndReason::IdleTimeout => "idle_timeout",
+            EndReason::Operator => "operator",
+            EndReason::RadiusDisconnect => "radius_disconnect",
+            EndReason::DataplaneUnavailable => "dataplane_unavailable",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
+
     pub fn acct_terminate_cause(self) -> u32 {
         match self {
             EndReason::SessionTimeout => acct_terminate_cause::SESSION_TIMEOUT,

@@ -11,7 +11,7 @@ use crate::l2tp::avp::{error_code, stopccn};
 use crate::l2tp::session::SessionState as CallState;
 use crate::l2tp::{ResultCode, SessionId, TunnelId, TunnelState};
 
-fn tunnel_state_name(s: TunnelState) -> &'static str {
+pub(super) fn tunnel_state_name(s: TunnelState) -> &'static str {
     match s {
         TunnelState::Idle => "idle",
         TunnelState::WaitCtlReply => "wait-ctl-reply",
@@ -193,6 +193,7 @@ impl Core {
             addresses_in_use: self.pools.in_use(),
             ipv6_prefixes_in_use: self.ipv6_pools.in_use(),
             dropped: c.dropped.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            sessions_down: c.sessions_down.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             ..Stats::default()
         }
     }

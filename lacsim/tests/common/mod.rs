@@ -1,5 +1,8 @@
 //! What the lacsim end-to-end tests share.
 
+// Each test binary uses a part of it.
+#![allow(dead_code)]
+
 use lns_testlab::{workspace_bin, Lab, NsProcess, PinDir};
 
 /// Runs lns-lacsim in the LAC namespace against the LNS and returns its

@@ -1,0 +1,254 @@
+//! `/metrics` of `lns-controlplane`, in the Prometheus text format
+//! (version 0.0.4, what `promtool check metrics` reads).
+//!
+//! The HTTP side is `tiny_http` on a thread of its own; each scrape asks
+//! the loop for a [`Snapshot`] (the loop owns every figure, and answers
+//! between two wake-ups, as it answers `lnsctl`), and encodes it with
+//! `prometheus-client` into a registry made for that scrape. Counters are
+//! the loop's own, never reset, so a fresh registry per scrape reports
+//! them as they are.
+//!
+//! Families (all `lns_`): tunnels and sessions by state, session set-ups
+//! and teardowns by cause, datagrams and drops by reason, map and send
+//! errors, pool usage per pool, and per RADIUS server its requests,
+//! replies, timeouts, retransmissions, dropped replies and last round
+//! trip.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus_client::encoding::prometheus_text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use crate::ctl::{RadiusServerRow, Stats};
+
+/// What a scrape reports, gathered by the loop.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub stats: Stats,
+    pub tunnels: BTreeMap<&'static str, u64>,
+    pub sessions: BTreeMap<&'static str, u64>,
+    pub sessions_down: BTreeMap<&'static str, u64>,
+    /// (pool, used, total) of IPv4 addresses and of IPv6 prefixes.
+    pub pools: Vec<(String, u64, u64)>,
+    pub ipv6_pools: Vec<(String, u64, u64)>,
+    pub radius: Vec<RadiusServerRow>,
+}
+
+/// One of a RADIUS server's counts.
+type ServerCount = fn(&RadiusServerRow) -> u64;
+
+/// A scrape waiting for the loop's figures.
+pub type Scrape = oneshot::Sender<Snapshot>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct State {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Cause {
+    cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Pool {
+    pool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Server {
+    server: String,
+    service: String,
+}
+
+fn counter(r: &mut Registry, name: &str, help: &str, v: u64) {
+    let c = Counter::<u64>::default();
+    c.inc_by(v);
+    r.register(name, help, c);
+}
+
+fn gauge(r: &mut Registry, name: &str, help: &str, v: i64) {
+    let g = Gauge::<i64>::default();
+    g.set(v);
+    r.register(name, help, g);
+}
+
+fn count(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The snapshot as the Prometheus text format.
+pub fn render(s: &Snapshot) -> String {
+    let mut r = Registry::with_prefix("lns");
+    let tunnels = Family::<State, Gauge>::default();
+    for (state, n) in &s.tunnels {
+        tunnels.get_or_create(&State { state: state.to_string() }).set(count(*n));
+    }
+    r.register("tunnels", "L2TP tunnels by RFC 2661 state", tunnels);
+    let sessions = Family::<State, Gauge>::default();
+    for (state, n) in &s.sessions {
+        sessions.get_or_create(&State { state: state.to_string() }).set(count(*n));
+    }
+    r.register("sessions", "Sessions by state (connecting, negotiating, forwarding, ending)", sessions);
+    counter(&mut r, "tunnel_setups", "Tunnels that came up", s.stats.tunnels_up_total);
+    counter(&mut r, "tunnel_teardowns", "Tunnels that went down", s.stats.tunnels_down_total);
+    counter(&mut r, "session_setups", "Sessions connected (ICCN)", s.stats.sessions_up_total);
+    let downs = Family::<Cause, Counter>::default();
+    for (cause, n) in &s.sessions_down {
+        downs.get_or_create(&Cause { cause: cause.to_string() }).inc_by(*n);
+    }
+    r.register("session_teardowns", "Sessions that ended, by cause", downs);
+    counter(&mut r, "datagrams_received", "L2TP datagrams received", s.stats.datagrams_rx);
+    counter(&mut r, "datagrams_sent", "L2TP datagrams sent", s.stats.datagrams_tx);
+    counter(&mut r, "control_messages_received", "L2TP control datagrams received", s.stats.control_rx);
+    counter(&mut r, "data_messages_received", "L2TP data datagrams received (PPP)", s.stats.data_rx);
+    let dropped = Family::<Reason, Counter>::default();
+    for (reason, n) in &s.stats.dropped {
+        dropped.get_or_create(&Reason { reason: reason.clone() }).inc_by(*n);
+    }
+    r.register("datagrams_dropped", "Datagrams dropped by the control plane, by reason", dropped);
+    counter(&mut r, "send_errors", "Datagrams the socket did not take", s.stats.send_errors);
+    counter(&mut r, "map_errors", "Data-plane map writes that failed", s.stats.map_errors);
+    gauge(
+        &mut r,
+        "dataplane_slots_used",
+        "Session slots of the data plane in use",
+        s.stats.slots_in_use as i64,
+    );
+    gauge(&mut r, "dataplane_slots", "Session slots of the data plane", s.stats.slots_total as i64);
+    let (used, total) = (Family::<Pool, Gauge>::default(), Family::<Pool, Gauge>::default());
+    for (name, u, t) in &s.pools {
+        used.get_or_create(&Pool { pool: name.clone() }).set(count(*u));
+        total.get_or_create(&Pool { pool: name.clone() }).set(count(*t));
+    }
+    r.register("pool_addresses_used", "IPv4 addresses of the pool in use", used);
+    r.register("pool_addresses", "IPv4 addresses of the pool", total);
+    let (used, total) = (Family::<Pool, Gauge>::default(), Family::<Pool, Gauge>::default());
+    for (name, u, t) in &s.ipv6_pools {
+        used.get_or_create(&Pool { pool: name.clone() }).set(count(*u));
+        total.get_or_create(&Pool { pool: name.clone() }).set(count(*t));
+    }
+    r.register("ipv6_pool_prefixes_used", "IPv6 prefixes of the pool in use", used);
+    r.register("ipv6_pool_prefixes", "IPv6 prefixes of the pool", total);
+    if !s.radius.is_empty() {
+        let radius = r.sub_registry_with_prefix("radius");
+        let families: [(&str, &str, ServerCount); 5] = [
+            ("requests", "Requests sent (first transmissions)", |s| s.requests),
+            ("retransmissions", "Requests sent again", |s| s.retransmissions),
+            ("replies", "Replies accepted", |s| s.replies),
+            ("timeouts", "Requests given up without a reply", |s| s.timeouts),
+            ("dropped_replies", "Replies dropped (bad authenticator, malformed, unknown id)", |s| {
+                s.bad_replies
+            }),
+        ];
+        for (name, help, get) in families {
+            let f = Family::<Server, Counter>::default();
+            for row in &s.radius {
+                f.get_or_create(&Server { server: row.address.clone(), service: row.service.clone() })
+                    .inc_by(get(row));
+            }
+            radius.register(name, help, f);
+        }
+        let up = Family::<Server, Gauge>::default();
+        let rtt = Family::<Server, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        for row in &s.radius {
+            let key = Server { server: row.address.clone(), service: row.service.clone() };
+            up.get_or_create(&key).set(i64::from(row.state == "alive"));
+            if let Some(ms) = row.last_rtt_ms {
+                rtt.get_or_create(&key).set(ms / 1000.0);
+            }
+        }
+        radius.register("server_up", "1 while the server answers, 0 while it is dead", up);
+        radius.register("last_rtt_seconds", "Round trip of the server's last reply", rtt);
+    }
+    let mut out = String::new();
+    if let Err(e) = encode(&mut out, &r) {
+        warn!(error = %e, "encoding metrics");
+    }
+    out
+}
+
+/// Serves `/metrics` on `listen` from a thread; each scrape goes through
+/// `to_loop`. Returns the address bound.
+pub fn serve(listen: SocketAddr, to_loop: mpsc::Sender<Scrape>) -> std::io::Result<SocketAddr> {
+    let server = tiny_http::Server::http(listen).map_err(std::io::Error::other)?;
+    let bound = server.server_addr().to_ip().unwrap_or(listen);
+    let server = Arc::new(server);
+    info!(%bound, "metrics: http://{bound}/metrics");
+    std::thread::Builder::new().name("metrics".into()).spawn(move || {
+        for request in server.incoming_requests() {
+            let response = if request.url() != "/metrics" {
+                tiny_http::Response::from_string("see /metrics\n").with_status_code(404)
+            } else {
+                let (tx, rx) = oneshot::channel();
+                let snapshot = to_loop.blocking_send(tx).ok().and_then(|()| rx.blocking_recv().ok());
+                match snapshot {
+                    Some(s) => {
+                        let header = tiny_http::Header::from_bytes(
+                            &b"Content-Type"[..],
+                            prometheus_client::encoding::prometheus_text::CONTENT_TYPE.as_bytes(),
+                        );
+                        let mut response = tiny_http::Response::from_string(render(&s));
+                        if let Ok(h) = header {
+                            response = response.with_header(h);
+                        }
+                        response
+                    }
+                    None => tiny_http::Response::from_string("stopping\n").with_status_code(503),
+                }
+            };
+            let _ = request.respond(response);
+        }
+    })?;
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_are_prefixed_and_counters_end_in_total() {
+        let mut s = Snapshot::default();
+        s.stats.sessions_up_total = 7;
+        s.stats.dropped.insert("not_allowed".into(), 3);
+        s.sessions.insert("forwarding", 5);
+        s.sessions_down.insert("peer_cdn", 2);
+        s.pools.push(("main".into(), 5, 254));
+        s.radius.push(RadiusServerRow {
+            address: "192.0.2.9:1812".into(),
+            service: "authentication".into(),
+            state: "alive".into(),
+            requests: 9,
+            last_rtt_ms: Some(2.5),
+            ..Default::default()
+        });
+        let text = render(&s);
+        for want in [
+            "lns_session_setups_total 7",
+            "lns_datagrams_dropped_total{reason=\"not_allowed\"} 3",
+            "lns_sessions{state=\"forwarding\"} 5",
+            "lns_session_teardowns_total{cause=\"peer_cdn\"} 2",
+            "lns_pool_addresses_used{pool=\"main\"} 5",
+            "lns_pool_addresses{pool=\"main\"} 254",
+            "lns_radius_requests_total{server=\"192.0.2.9:1812\",service=\"authentication\"} 9",
+            "lns_radius_last_rtt_seconds{server=\"192.0.2.9:1812\",service=\"authentication\"} 0.0025",
+            "# TYPE lns_session_setups_total counter",
+        ] {
+            assert!(text.contains(want), "{want} missing from\n{text}");
+        }
+    }
+}
