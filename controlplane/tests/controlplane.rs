@@ -287,3 +287,19 @@ fn a_restart_after_sigkill_removes_what_the_dead_process_left() {
     assert_eq!(left.len(), 1, "the static session stays: {left:?}");
     assert_eq!(left[0].1.local_session_id, 7);
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let lab = Lab::new(1).expect("lab");
+    let lns = Lns::start(&lab.lns, &["--no-dataplane", "--peer", "192.0.2.0/24", "--log-format", "json"]);
+    let log = lns.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|v| v["fields"]["message"] == "lns-controlplane ready" && v["level"] == "INFO"),
+        "{log}"
+    );
+}

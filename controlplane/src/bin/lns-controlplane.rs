@@ -27,7 +27,11 @@ fn main() -> Result<()> {
         _ => EnvFilter::try_new(&cfg.log)?,
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    let log = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cfg.log_format {
+        daemon::config::LogFormat::Text => log.with_ansi(ansi).init(),
+        daemon::config::LogFormat::Json => log.json().init(),
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(daemon::run(cfg))
 }

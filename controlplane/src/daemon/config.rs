@@ -11,6 +11,8 @@
 //! # secret = "..."              # for peers that have none of their own
 //! allow_unlisted_peers = false
 //! shutdown_grace = "2s"         # wait for StopCCN acks on SIGTERM
+//! # metrics_listen = "127.0.0.1:9701"   # Prometheus /metrics
+//! # log_format = "json"          # text (default) or json
 //!
 //! [limits]
 //! max_tunnels = 4096
@@ -127,6 +129,9 @@ pub struct Flags {
     /// UDP address to receive L2TP on [default: 0.0.0.0:1701].
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
+    /// Serve Prometheus metrics on http://ADDR:PORT/metrics.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Instance name: pinned maps in /sys/fs/bpf/lns/<instance>, control
     /// socket /run/lns/<instance>.sock [default: default].
     #[arg(long)]
@@ -174,6 +179,10 @@ pub struct Flags {
     /// tracing filter (also RUST_LOG) [default: info].
     #[arg(long, value_name = "FILTER")]
     pub log: Option<String>,
+    /// `text` (the default), or `json`: one JSON object per line, for log
+    /// shippers.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
     /// RADIUS server, repeatable, tried in order: ADDR (authentication on
     /// 1812, accounting on 1813) or ADDR:PORT (accounting on PORT+1);
     /// replaces the file's servers.
@@ -237,6 +246,7 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::E
 #[serde(deny_unknown_fields)]
 pub struct File {
     pub listen: Option<SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
     pub instance: Option<String>,
     pub bpf_pin_dir: Option<PathBuf>,
     pub no_dataplane: Option<bool>,
@@ -249,6 +259,7 @@ pub struct File {
     #[serde(default, deserialize_with = "de_duration")]
     pub shutdown_grace: Option<Duration>,
     pub log: Option<String>,
+    pub log_format: Option<LogFormat>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -493,14 +504,28 @@ pub enum Dataplane {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     pub instance: String,
     pub dataplane: Dataplane,
     pub control_socket: PathBuf,
     pub endpoint: EndpointConfig,
     pub shutdown_grace: Duration,
     pub log: String,
+    pub log_format: LogFormat,
     pub ppp: PppSettings,
     pub radius: Option<RadiusSettings>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One line per event, for people.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, fields, message).
+    Json,
 }
 
 /// Per-instance default of the control socket.
@@ -611,12 +636,14 @@ impl Config {
         };
         Ok(Config {
             listen: flags.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 1701))),
+            metrics_listen: flags.metrics_listen.or(file.metrics_listen),
             instance,
             dataplane,
             control_socket,
             endpoint,
             shutdown_grace: flags.shutdown_grace.or(file.shutdown_grace).unwrap_or(Duration::from_secs(2)),
             log: flags.log.clone().or(file.log).unwrap_or_else(|| "info".into()),
+            log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
             ppp,
             radius,
         })

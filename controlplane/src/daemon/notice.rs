@@ -173,3 +173,85 @@ pub fn log(n: &Notice, slot: Option<u32>) {
         ),
     }
 }
+
+/// Warnings a flood of packets or calls could repeat without end: at
+/// most this many of a kind per second reach the log.
+const WARNINGS_PER_SECOND: u32 = 20;
+
+/// Which rate-limited kind a notice is, if it is a warning.
+fn warning_kind(n: &Notice) -> Option<&'static str> {
+    match n {
+        Notice::NoIpv4Address { ipv6_only: false, .. } => Some("no_ipv4_address"),
+        Notice::NcpRefused { .. } => Some("ncp_refused"),
+        Notice::EchoFailure { .. } => Some("echo_failure"),
+        Notice::MapWriteFailed { op, .. } if *op != MapOp::Call => Some("map_write"),
+        _ => None,
+    }
+}
+
+/// Writes notices, with warnings rate-limited per kind: a LAC (or a
+/// subscriber) that makes the LNS warn thousands of times a second fills
+/// no disk; what was left out is counted and said once a second. (A
+/// counter per kind and second: small enough not to need a crate.)
+#[derive(Debug, Default)]
+pub struct Limiter {
+    second: Option<std::time::Instant>,
+    counts: std::collections::BTreeMap<&'static str, u32>,
+    suppressed: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl Limiter {
+    pub fn log(&mut self, n: &Notice, slot: Option<u32>, now: std::time::Instant) {
+        if self.allow(warning_kind(n), now) {
+            log(n, slot);
+        }
+    }
+
+    /// Whether a notice of `kind` is written now; a new second first
+    /// reports what the last ones left out.
+    fn allow(&mut self, kind: Option<&'static str>, now: std::time::Instant) -> bool {
+        let Some(kind) = kind else { return true };
+        if self.second.is_none_or(|s| now.saturating_duration_since(s) >= std::time::Duration::from_secs(1)) {
+            for (kind, n) in std::mem::take(&mut self.suppressed) {
+                warn!(
+                    kind,
+                    suppressed = n,
+                    "warnings left out of the log (more than {WARNINGS_PER_SECOND} a second)"
+                );
+            }
+            self.counts.clear();
+            self.second = Some(now);
+        }
+        let c = self.counts.entry(kind).or_default();
+        *c += 1;
+        if *c > WARNINGS_PER_SECOND {
+            *self.suppressed.entry(kind).or_default() += 1;
+            return false;
+        }
+        true
+    }
+
+    /// Warnings left out since the last report.
+    pub fn suppressed(&self) -> u64 {
+        self.suppressed.values().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_flood_of_warnings_is_cut_per_kind_and_second() {
+        let mut l = Limiter::default();
+        let t0 = Instant::now();
+        let written = (0..1000).filter(|_| l.allow(Some("ncp_refused"), t0)).count();
+        assert_eq!(written, WARNINGS_PER_SECOND as usize);
+        assert_eq!(l.suppressed(), 1000 - u64::from(WARNINGS_PER_SECOND));
+        assert!(l.allow(Some("echo_failure"), t0), "another kind has its own budget");
+        assert!(l.allow(None, t0), "what is not a warning is always written");
+        assert!(l.allow(Some("ncp_refused"), t0 + Duration::from_secs(1)), "a new second");
+        assert_eq!(l.suppressed(), 0, "reported");
+    }
+}

@@ -132,6 +132,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         radius,
         dynauth_stats,
         outbox: Batch::new(),
+        log: notice::Limiter::default(),
         datagrams_tx: 0,
         send_errors: 0,
     };
@@ -302,6 +303,8 @@ struct Driver {
     dynauth_stats: Option<Arc<std::sync::Mutex<crate::ctl::DynAuthStats>>>,
     /// Datagrams of this pass of the loop, sent by [`Driver::transmit`].
     outbox: Batch,
+    /// The log, its warnings rate-limited.
+    log: notice::Limiter,
     datagrams_tx: u64,
     send_errors: u64,
 }
@@ -392,7 +395,7 @@ impl Driver {
                         Notice::SessionUp { key, .. } => self.slots.get(key).copied(),
                         _ => None,
                     };
-                    notice::log(&n, slot);
+                    self.log.log(&n, slot, now);
                 }
             }
         }
