@@ -7,16 +7,16 @@
 //! # async fn f(req: lns_radius::access::AccessRequest) -> Result<(), Box<dyn std::error::Error>> {
 //! use lns_radius::client::{ClientConfig, Outcome, ServerConfig, Service};
 //! use lns_radius::driver::RadiusClient;
-//! let cfg = ClientConfig::new(vec![ServerConfig {
-//!     address: "192.0.2.10:1812".parse()?,
-//!     secret: b"s3cret".to_vec(),
-//!     service: Service::Authentication,
-//! }]);
+//! let cfg = ClientConfig::new(vec![ServerConfig::new(
+//!     "192.0.2.10:1812".parse()?,
+//!     b"s3cret".to_vec(),
+//!     Service::Authentication,
+//! )]);
 //! let (client, mut server_events) = RadiusClient::spawn(cfg);
 //! match client.access(&req).await? {
 //!     Outcome::Answered(reply) if reply.accepted() => { let _auth = reply.authorization()?; }
 //!     Outcome::Answered(_) => { /* Access-Reject or -Challenge */ }
-//!     Outcome::NoAnswer { policy } => { /* reject, or the local users file */ let _ = policy; }
+//!     Outcome::NoAnswer { policy, .. } => { /* reject, or the local users file */ let _ = policy; }
 //! }
 //! # Ok(()) }
 //! ```
@@ -33,7 +33,8 @@ use tokio::time::Instant;
 use crate::access::AccessRequest;
 use crate::accounting::AccountingRequest;
 use crate::client::{
-    Client, ClientConfig, Event, Outcome, Request, RequestHandle, ServerId, ServerStatus, SocketId,
+    Client, ClientConfig, DropReason, Event, MessageAuthenticatorPolicy, Outcome, Request, RequestHandle,
+    ServerId, ServerStatus, SocketId,
 };
 use crate::error::Error;
 
@@ -103,6 +104,84 @@ impl RadiusClient {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Command::Status { reply }).map_err(|_| ClientError::Stopped)?;
         rx.await.map_err(|_| ClientError::Stopped)
+    }
+}
+
+/// Dropped replies are logged at most this often per server and reason
+/// (thousands of subscribers refused at once must not flood the log).
+const DROP_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The logs of what the engine reports about servers.
+#[derive(Default)]
+struct ServerLog {
+    /// Per (server, reason): when last logged, and drops since.
+    drops: HashMap<(ServerId, DropReason), (Option<Instant>, u64)>,
+}
+
+impl ServerLog {
+    fn event(&mut self, client: &Client, e: &Event) {
+        let (id, now) = match e {
+            Event::Completed { .. } => return,
+            Event::ServerDown(s)
+            | Event::ServerUp(s)
+            | Event::UnsignedAccessReplies(s)
+            | Event::MessageAuthenticatorRequired(s)
+            | Event::ReplyDropped { server: s, .. } => (*s, Instant::now()),
+        };
+        let Some(status) = client.server(id) else { return };
+        let server = status.address;
+        match e {
+            Event::Completed { .. } => {}
+            Event::ServerDown(_) => {
+                tracing::warn!(%server, "RADIUS server down: it answered nothing while a request was retransmitted to it")
+            }
+            Event::ServerUp(_) => tracing::info!(%server, "RADIUS server up"),
+            Event::UnsignedAccessReplies(_) => tracing::warn!(
+                %server,
+                "RADIUS server answers Access-Requests without Message-Authenticator: its answers are taken \
+                 (require_message_authenticator = \"auto\") but a man in the middle can forge them \
+                 (Blast-RADIUS, CVE-2024-3596); make the server sign its replies and set \
+                 require_message_authenticator = true for it"
+            ),
+            Event::MessageAuthenticatorRequired(_) => tracing::info!(
+                %server,
+                "RADIUS server signs its replies with Message-Authenticator: unsigned ones are dropped from now on \
+                 (require_message_authenticator = \"auto\")"
+            ),
+            Event::ReplyDropped { reason, probe, .. } => {
+                let entry = self.drops.entry((id, *reason)).or_insert((None, 0));
+                entry.1 += 1;
+                if entry.0.is_some_and(|t| now.saturating_duration_since(t) < DROP_LOG_INTERVAL) {
+                    return;
+                }
+                let dropped = std::mem::take(&mut entry.1);
+                entry.0 = Some(now);
+                let answering = if *probe { "Status-Server" } else { "a request" };
+                match (reason, status.message_authenticator) {
+                    (DropReason::MissingMessageAuthenticator, policy) => tracing::warn!(
+                        %server,
+                        dropped,
+                        total = status.stats.missing_message_authenticator,
+                        policy = %policy,
+                        "RADIUS reply to {answering} dropped: no Message-Authenticator, which {} requires; \
+                         the server answers but is not listened to (Blast-RADIUS, CVE-2024-3596: setting \
+                         require_message_authenticator = false for it would accept forgeable replies)",
+                        match policy {
+                            MessageAuthenticatorPolicy::AutoSigned =>
+                                "require_message_authenticator = \"auto\" (the server signed before)",
+                            _ => "require_message_authenticator = true",
+                        }
+                    ),
+                    (DropReason::BadMessageAuthenticator, _) => tracing::warn!(
+                        %server,
+                        dropped,
+                        total = status.stats.bad_message_authenticator,
+                        "RADIUS reply to {answering} dropped: its Message-Authenticator does not verify \
+                         (a forgery, or a server computing it wrongly)"
+                    ),
+                }
+            }
+        }
     }
 }
 
@@ -176,6 +255,7 @@ async fn run(
     let mut sockets = Sockets { bind, open: HashMap::new(), readers: Vec::new(), incoming: incoming_tx };
     let mut waiters: HashMap<RequestHandle, oneshot::Sender<Result<Outcome, Error>>> = HashMap::new();
     let mut accepting = true;
+    let mut log = ServerLog::default();
     loop {
         while let Some(t) = client.poll_transmit() {
             match sockets.get(t.socket, t.destination.is_ipv6()).await {
@@ -189,6 +269,7 @@ async fn run(
             }
         }
         while let Some(e) = client.poll_event() {
+            log.event(&client, &e);
             match e {
                 Event::Completed { handle, outcome } => {
                     if let Some(w) = waiters.remove(&handle) {
@@ -196,13 +277,14 @@ async fn run(
                     }
                 }
                 Event::ServerDown(s) => {
-                    tracing::warn!(server = s.0, "RADIUS server down");
                     let _ = events.send(ServerEvent::Down(s));
                 }
                 Event::ServerUp(s) => {
-                    tracing::info!(server = s.0, "RADIUS server up");
                     let _ = events.send(ServerEvent::Up(s));
                 }
+                Event::UnsignedAccessReplies(_)
+                | Event::MessageAuthenticatorRequired(_)
+                | Event::ReplyDropped { .. } => {}
             }
         }
         // Requests a caller gave up on (future dropped) are cancelled.

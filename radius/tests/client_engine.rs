@@ -1,8 +1,8 @@
 //! The sans-IO client on virtual time against RADIUS servers built from
 //! this crate's codec (they verify what they receive exactly as a real
 //! server must): loss and RFC 5080 retransmission, failover, dead-server
-//! detection and revival by Status-Server, identifier exhaustion, and the
-//! validation of replies.
+//! detection and revival by Status-Server, identifier exhaustion, the
+//! validation of replies, and each server's Message-Authenticator policy.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use lns_radius::access::{AccessRequest, Credentials, FramedIpAddress, NasIdentity};
 use lns_radius::accounting::{AccountingRequest, AcctStatusType};
 use lns_radius::client::{
-    Client, ClientConfig, Event, NoAnswerPolicy, Outcome, Request, RequestHandle, RetransmitConfig,
-    ServerConfig, ServerId, ServerState, Service, SocketId, Transmit,
+    Client, ClientConfig, DropReason, Event, MessageAuthenticatorPolicy, NoAnswerPolicy, Outcome, Request,
+    RequestHandle, RequireMessageAuthenticator, RetransmitConfig, ServerConfig, ServerId, ServerState,
+    Service, SocketId, Transmit,
 };
 use lns_radius::{crypto, AttributeRepr, AttributeType as T, Code, PacketRepr};
 use rand::rngs::StdRng;
@@ -35,12 +36,25 @@ struct TestServer {
     drop: usize,
     /// Answer nothing at all.
     down: bool,
+    /// Requests whose answers carry no Message-Authenticator (as
+    /// FreeRADIUS 3.2.1 as installed answers them all).
+    unsigned: &'static [Code],
+    /// Sign answers with the wrong key.
+    bad_message_authenticator: bool,
     received: Vec<(Instant, Transmit)>,
 }
 
 impl TestServer {
     fn new(address: &str, secret: &'static [u8]) -> TestServer {
-        TestServer { address: addr(address), secret, drop: 0, down: false, received: Vec::new() }
+        TestServer {
+            address: addr(address),
+            secret,
+            drop: 0,
+            down: false,
+            unsigned: &[],
+            bad_message_authenticator: false,
+            received: Vec::new(),
+        }
     }
 
     fn answer(&mut self, now: Instant, t: &Transmit) -> Option<Vec<u8>> {
@@ -73,11 +87,25 @@ impl TestServer {
             c => panic!("unexpected {c}"),
         };
         let mut reply = PacketRepr::new(code, req.identifier);
-        reply.ensure_message_authenticator();
+        let signed = !self.unsigned.contains(&req.code);
+        if signed {
+            reply.ensure_message_authenticator();
+        }
         if code == Code::AccessAccept && req.code == Code::AccessRequest {
             reply.push(AttributeRepr::ipv4(T::FRAMED_IP_ADDRESS, [198, 51, 100, 7].into()));
         }
-        Some(reply.encode(self.secret, Some(&req.authenticator)).expect("encode"))
+        let mut bytes = reply.encode(self.secret, Some(&req.authenticator)).expect("encode");
+        if signed && self.bad_message_authenticator {
+            // The Message-Authenticator under another key, and the
+            // Response Authenticator right over the result.
+            let wrong = reply.encode(b"another key", Some(&req.authenticator)).expect("encode");
+            bytes[22..38].copy_from_slice(&wrong[22..38]);
+            use md5::Digest;
+            bytes[4..20].copy_from_slice(&req.authenticator);
+            let auth = md5::Md5::new().chain_update(&bytes).chain_update(self.secret).finalize();
+            bytes[4..20].copy_from_slice(&auth);
+        }
+        Some(bytes)
     }
 }
 
@@ -89,12 +117,8 @@ struct Lab {
 }
 
 fn config(servers: &[&TestServer], service: Service) -> ClientConfig {
-    let mut c = ClientConfig::new(
-        servers
-            .iter()
-            .map(|s| ServerConfig { address: s.address, secret: s.secret.to_vec(), service })
-            .collect(),
-    );
+    let mut c =
+        ClientConfig::new(servers.iter().map(|s| ServerConfig::new(s.address, s.secret, service)).collect());
     c.retransmit = RetransmitConfig {
         irt: Duration::from_secs(2),
         mrc: 2,
@@ -280,7 +304,7 @@ fn no_server_answers_gives_the_policy() {
     let h = lab.pap("pw");
     let t0 = lab.now;
     let o = lab.run_until_done(h, Duration::from_secs(60));
-    assert!(matches!(o, Outcome::NoAnswer { policy: NoAnswerPolicy::FallbackLocal }), "{o:?}");
+    assert!(matches!(o, Outcome::NoAnswer { policy: NoAnswerPolicy::FallbackLocal, .. }), "{o:?}");
     assert!(lab.now - t0 < Duration::from_secs(40), "two servers × (2+4+8 s)");
     // Both dead now: the next request is answered at once, without
     // waiting for time-outs.
@@ -322,7 +346,9 @@ fn identifiers_run_out_and_more_sockets_open() {
 #[test]
 fn replies_are_validated() {
     let s = TestServer::new(A, b"s");
-    let mut lab = Lab::new(vec![s], Service::Authentication, |_| {});
+    let mut lab = Lab::new(vec![s], Service::Authentication, |c| {
+        c.servers[0].require_message_authenticator = RequireMessageAuthenticator::Always
+    });
     let h = lab.pap("pw");
     let t = lab.client.poll_transmit().expect("transmit");
     let now = lab.now;
@@ -394,4 +420,171 @@ fn accounting_retransmission_updates_delay_time_with_a_new_identifier() {
     assert!(rx.iter().all(|p| p.attributes[0].typ() == T::MESSAGE_AUTHENTICATOR));
     // An Accounting-Request is not accepted as an authentication request.
     assert!(lab.client.send(lab.now, Request { code: Code::CoaRequest, attributes: vec![] }).is_err());
+}
+
+/// The lab's PAP request until it completes.
+fn pap_outcome(lab: &mut Lab) -> Outcome {
+    let h = lab.pap("pw");
+    lab.run_until_done(h, Duration::from_secs(40))
+}
+
+fn count(lab: &Lab, f: impl Fn(&Event) -> bool) -> usize {
+    lab.events.iter().filter(|e| f(e)).count()
+}
+
+fn policy(lab: &Lab) -> MessageAuthenticatorPolicy {
+    lab.client.servers()[0].message_authenticator
+}
+
+/// The default: a server that never signs (FreeRADIUS 3.2.1 as installed)
+/// is listened to, with one warning; once it signs an answer, its
+/// unsigned ones are dropped and counted, and it is not called dead.
+#[test]
+fn auto_takes_unsigned_replies_until_the_server_signs_one() {
+    let mut s = TestServer::new(A, b"s");
+    s.unsigned = &[Code::AccessRequest, Code::StatusServer];
+    let mut lab = Lab::new(vec![s], Service::Authentication, |_| {});
+    assert_eq!(policy(&lab), MessageAuthenticatorPolicy::AutoUnsigned);
+    for _ in 0..3 {
+        let o = pap_outcome(&mut lab);
+        assert!(accepted(&o), "{o:?}");
+    }
+    assert_eq!(count(&lab, |e| matches!(e, Event::UnsignedAccessReplies(ServerId(0)))), 1, "warned once");
+    assert_eq!(lab.client.servers()[0].stats.replies, 3);
+    assert_eq!(policy(&lab), MessageAuthenticatorPolicy::AutoUnsigned);
+
+    // It signs one (an upgrade, or require_message_authenticator set on
+    // its side): from now on a reply without one could be a forgery.
+    lab.servers[0].unsigned = &[Code::StatusServer];
+    assert!(accepted(&pap_outcome(&mut lab)));
+    assert_eq!(count(&lab, |e| matches!(e, Event::MessageAuthenticatorRequired(ServerId(0)))), 1);
+    assert_eq!(policy(&lab), MessageAuthenticatorPolicy::AutoSigned);
+    lab.servers[0].unsigned = &[Code::AccessRequest, Code::StatusServer];
+    let t0 = lab.now;
+    let o = pap_outcome(&mut lab);
+    assert!(
+        matches!(o, Outcome::NoAnswer { dropped: Some(DropReason::MissingMessageAuthenticator), .. }),
+        "{o:?}"
+    );
+    assert!(
+        lab.now - t0 >= Duration::from_secs(10),
+        "dropped, so retransmitted until MRC: {:?}",
+        lab.now - t0
+    );
+    let st = lab.client.servers()[0].clone();
+    assert_eq!(st.stats.missing_message_authenticator, 3, "the request and its 2 retransmissions");
+    assert_eq!(st.stats.replies, 4);
+    assert_eq!(st.state, ServerState::Alive, "it answers: not dead");
+    assert_eq!(count(&lab, |e| matches!(e, Event::ServerDown(_))), 0);
+    let drops = count(&lab, |e| {
+        matches!(
+            e,
+            Event::ReplyDropped {
+                server: ServerId(0),
+                reason: DropReason::MissingMessageAuthenticator,
+                probe: false
+            }
+        )
+    });
+    assert_eq!(drops, 3);
+    assert_eq!(count(&lab, |e| matches!(e, Event::UnsignedAccessReplies(_))), 1, "still once");
+}
+
+/// `Auto` learns replies to Access-Request, to Accounting-Request and to
+/// Status-Server apart: FreeRADIUS 3 signs what its post-auth adds but
+/// answers Status-Server bare, and a dead server must still come back.
+#[test]
+fn auto_learns_status_server_answers_apart() {
+    let mut s = TestServer::new(A, b"s");
+    s.unsigned = &[Code::StatusServer];
+    let mut lab = Lab::new(vec![s], Service::Authentication, |_| {});
+    assert!(accepted(&pap_outcome(&mut lab)));
+    assert_eq!(policy(&lab), MessageAuthenticatorPolicy::AutoSigned);
+    lab.servers[0].down = true;
+    lab.advance(Duration::from_secs(1));
+    let o = pap_outcome(&mut lab);
+    assert!(matches!(o, Outcome::NoAnswer { dropped: None, .. }), "{o:?}");
+    assert_eq!(lab.client.servers()[0].state, ServerState::Dead);
+    lab.servers[0].down = false;
+    lab.advance(Duration::from_secs(11));
+    assert_eq!(lab.client.servers()[0].state, ServerState::Alive, "revived by unsigned answers");
+    assert_eq!(lab.client.servers()[0].stats.missing_message_authenticator, 0);
+    assert_eq!(count(&lab, |e| matches!(e, Event::UnsignedAccessReplies(_))), 0, "no warning");
+}
+
+/// `true`: unsigned replies are dropped, whatever they answer, and counted;
+/// `false`: taken without a word; a Message-Authenticator that is there
+/// must verify under either.
+#[test]
+fn always_and_never() {
+    let mut s = TestServer::new(A, b"s");
+    s.unsigned = &[Code::AccessRequest, Code::StatusServer];
+    let mut lab = Lab::new(vec![s], Service::Authentication, |c| {
+        c.servers[0].require_message_authenticator = RequireMessageAuthenticator::Always
+    });
+    assert_eq!(policy(&lab), MessageAuthenticatorPolicy::Always);
+    let o = pap_outcome(&mut lab);
+    assert!(
+        matches!(o, Outcome::NoAnswer { dropped: Some(DropReason::MissingMessageAuthenticator), .. }),
+        "{o:?}"
+    );
+    let st = lab.client.servers()[0].clone();
+    assert_eq!((st.stats.missing_message_authenticator, st.stats.replies), (3, 0));
+    assert_eq!(st.state, ServerState::Alive, "it answers: not dead");
+    // Signed, it is heard.
+    lab.servers[0].unsigned = &[];
+    assert!(accepted(&pap_outcome(&mut lab)));
+
+    // Accounting-Response and Status-Server answers follow the same
+    // setting.
+    let mut s = TestServer::new(ACCT, b"acct");
+    s.unsigned = &[Code::AccountingRequest];
+    let mut lab = Lab::new(vec![s], Service::Accounting, |c| {
+        c.servers[0].require_message_authenticator = RequireMessageAuthenticator::Always
+    });
+    let nas = NasIdentity { identifier: Some("lns-test".into()), ..Default::default() };
+    let r = AccountingRequest::new(AcctStatusType::Start, "S-1", nas);
+    let h = lab.client.send(lab.now, Request::accounting(&r).expect("request")).expect("send");
+    let o = lab.run_until_done(h, Duration::from_secs(40));
+    assert!(matches!(o, Outcome::NoAnswer { dropped: Some(_), .. }), "{o:?}");
+    assert_eq!(lab.client.servers()[0].stats.missing_message_authenticator, 3);
+
+    let mut a = TestServer::new(A, b"s");
+    a.down = true;
+    a.unsigned = &[Code::StatusServer];
+    let mut lab = Lab::new(vec![a], Service::Authentication, |c| {
+        c.servers[0].require_message_authenticator = RequireMessageAuthenticator::Always
+    });
+    pap_outcome(&mut lab);
+    assert_eq!(lab.client.servers()[0].state, ServerState::Dead);
+    lab.servers[0].down = false;
+    // A dropped answer is a lost probe: the next one is due 5 s after its
+    // deadline (IRT, 2 s).
+    lab.advance(Duration::from_secs(5 + 2 + 5 + 1));
+    assert_eq!(lab.client.servers()[0].state, ServerState::Dead, "unsigned probe answers are dropped");
+    assert_eq!(count(&lab, |e| matches!(e, Event::ReplyDropped { probe: true, .. })), 2);
+
+    // false: unsigned taken, and no warning (the operator chose it).
+    let mut s = TestServer::new(A, b"s");
+    s.unsigned = &[Code::AccessRequest];
+    let mut lab = Lab::new(vec![s], Service::Authentication, |c| {
+        c.servers[0].require_message_authenticator = RequireMessageAuthenticator::Never
+    });
+    assert!(accepted(&pap_outcome(&mut lab)));
+    assert_eq!(policy(&lab), MessageAuthenticatorPolicy::Never);
+    assert_eq!(count(&lab, |e| matches!(e, Event::UnsignedAccessReplies(_))), 0);
+    // A wrong one is dropped even so, and counted apart.
+    lab.servers[0].unsigned = &[];
+    lab.servers[0].bad_message_authenticator = true;
+    let o = pap_outcome(&mut lab);
+    assert!(
+        matches!(o, Outcome::NoAnswer { dropped: Some(DropReason::BadMessageAuthenticator), .. }),
+        "{o:?}"
+    );
+    let st = lab.client.servers()[0].stats;
+    assert_eq!(
+        (st.bad_message_authenticator, st.bad_authenticator, st.missing_message_authenticator),
+        (3, 0, 0)
+    );
+    assert_eq!(lab.client.servers()[0].state, ServerState::Alive);
 }

@@ -15,7 +15,8 @@ use lns_radius::access::{AccessRequest, Credentials, FramedIpAddress, NasIdentit
 use lns_radius::accounting::{acct_session_id, AccountingRequest, AcctStatusType, Counters};
 use lns_radius::attribute::acct_terminate_cause;
 use lns_radius::client::{
-    Client, ClientConfig, NoAnswerPolicy, Outcome, RetransmitConfig, ServerConfig, ServerState, Service,
+    Client, ClientConfig, NoAnswerPolicy, Outcome, RequireMessageAuthenticator, RetransmitConfig,
+    ServerConfig, ServerState, Service,
 };
 use lns_radius::dictionary::Dictionary;
 use lns_radius::driver::{RadiusClient, ServerEvent};
@@ -113,17 +114,19 @@ fn client_for(
     let mut cfg = ClientConfig::new(servers);
     cfg.retransmit = fast_retransmit();
     cfg.authentication_policy = NoAnswerPolicy::FallbackLocal;
-    // FreeRADIUS signs Accounting-Response as configured above.
-    cfg.require_message_authenticator_accounting = true;
     RadiusClient::spawn_with(Client::with_rng(cfg, StdRng::from_entropy()), None)
 }
 
 fn auth_server(addr: SocketAddr) -> ServerConfig {
-    ServerConfig { address: addr, secret: SECRET.into(), service: Service::Authentication }
+    ServerConfig::new(addr, SECRET, Service::Authentication)
 }
 
 fn acct_server(addr: SocketAddr) -> ServerConfig {
-    ServerConfig { address: addr, secret: SECRET.into(), service: Service::Accounting }
+    ServerConfig {
+        // FreeRADIUS signs Accounting-Response as configured above.
+        require_message_authenticator: RequireMessageAuthenticator::Always,
+        ..ServerConfig::new(addr, SECRET, Service::Accounting)
+    }
 }
 
 fn nas() -> NasIdentity {
@@ -310,7 +313,7 @@ async fn first_server_down_the_second_serves() {
     // Both down: the caller gets the configured policy.
     drop(fr);
     let r = client.access(&pap("pap-user", "pap-pass")).await.expect("request");
-    assert!(matches!(r, Outcome::NoAnswer { policy: NoAnswerPolicy::FallbackLocal }), "{r:?}");
+    assert!(matches!(r, Outcome::NoAnswer { policy: NoAnswerPolicy::FallbackLocal, .. }), "{r:?}");
 }
 
 #[tokio::test]

@@ -10,9 +10,14 @@
 //! file of every accounting record, Status-Server, and replies signed with
 //! Message-Authenticator (FreeRADIUS 3.2.1 predates the BlastRADIUS change
 //! that adds it by itself, hence `update reply`).
+//!
+//! [`FreeRadius::start_stock`] is the other kind: Debian's configuration
+//! exactly as the package installs it, with one client entry and the users
+//! entries added and nothing else, so its replies carry no
+//! Message-Authenticator (what an operator's fresh install does).
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -170,7 +175,13 @@ pub struct FreeRadius {
     dir: PathBuf,
     pub config: FreeRadiusConfig,
     ns: Option<String>,
+    /// Where clients reach it: the loopback, or for a stock server the
+    /// client's own address (its datagrams then come from that address).
+    host: IpAddr,
 }
+
+/// Debian's configuration directory, as the package installs it.
+pub const STOCK_CONFIG_DIR: &str = "/etc/freeradius/3.0";
 
 impl FreeRadius {
     /// Writes the configuration and starts `freeradius` in `ns`, waiting
@@ -185,10 +196,58 @@ impl FreeRadius {
     pub fn start_in(ns: Option<&Netns>, config: FreeRadiusConfig) -> Result<FreeRadius> {
         let dir = std::env::temp_dir().join(unique_name("frad"));
         std::fs::create_dir_all(&dir)?;
-        let mut fr = FreeRadius { proc: None, dir, config, ns: ns.map(|n| n.name().to_string()) };
+        let mut fr = FreeRadius {
+            proc: None,
+            dir,
+            config,
+            ns: ns.map(|n| n.name().to_string()),
+            host: Ipv4Addr::LOCALHOST.into(),
+        };
         std::fs::write(fr.dir.join("radiusd.conf"), radiusd_conf(&fr.dir, &fr.config))?;
         std::fs::write(fr.dir.join("users"), &fr.config.users)?;
         fr.run(ns)?;
+        Ok(fr)
+    }
+
+    /// Debian's FreeRADIUS with its default configuration: a copy of
+    /// [`STOCK_CONFIG_DIR`] with one `client` entry (`client`, `secret`)
+    /// appended to clients.conf and `users` put at the top of the users
+    /// file (mods-config/files/authorize, before its `DEFAULT
+    /// Framed-Protocol == PPP` entry, which would otherwise answer PPP
+    /// users first), started in `ns` with `-X`. It listens on every
+    /// address on 1812 and 1813; `client` must be an address of `ns`,
+    /// which [`FreeRadius::auth`] and [`FreeRadius::acct`] then name, so
+    /// that datagrams sent there come from it. Like the packaged service it
+    /// writes its accounting detail under /var/log/freeradius/radacct
+    /// ([`FreeRadius::detail`] reads nothing).
+    pub fn start_stock(ns: &Netns, client: IpAddr, secret: &str, users: &str) -> Result<FreeRadius> {
+        let dir = std::env::temp_dir().join(unique_name("frad"));
+        std::fs::create_dir_all(&dir)?;
+        let config = FreeRadiusConfig {
+            secret: secret.into(),
+            auth_port: 1812,
+            acct_port: 1813,
+            users: users.into(),
+            debug: true,
+        };
+        let mut fr = FreeRadius { proc: None, dir, config, ns: Some(ns.name().to_string()), host: client };
+        // -a: the package's owners and modes (freerad reads it after
+        // dropping root) and its relative module symlinks.
+        let out = Command::new("cp")
+            .args(["-a", &format!("{STOCK_CONFIG_DIR}/."), fr.dir.to_str().context("path")?])
+            .output()
+            .context("cp")?;
+        if !out.status.success() {
+            bail!("copying {STOCK_CONFIG_DIR}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let clients = fr.dir.join("clients.conf");
+        let mut text = std::fs::read_to_string(&clients)?;
+        text.push_str(&format!("\nclient lns {{\n\tipaddr = {client}\n\tsecret = {secret}\n}}\n"));
+        std::fs::write(&clients, text)?;
+        let authorize = fr.dir.join("mods-config/files/authorize");
+        let text = std::fs::read_to_string(&authorize)?;
+        std::fs::write(&authorize, format!("{users}\n{text}"))?;
+        fr.run(Some(ns))?;
         Ok(fr)
     }
 
@@ -233,11 +292,11 @@ impl FreeRadius {
     }
 
     pub fn auth(&self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.config.auth_port))
+        SocketAddr::new(self.host, self.config.auth_port)
     }
 
     pub fn acct(&self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.config.acct_port))
+        SocketAddr::new(self.host, self.config.acct_port)
     }
 
     pub fn dir(&self) -> &Path {

@@ -143,11 +143,7 @@ fn auth_rate(lab: &Lab, fr: &FreeRadius, args: &Args, users: u32) -> Result<()> 
     let auth = fr.auth();
     let (n, window) = (args.auths, args.window);
     rt.block_on(async move {
-        let mut cfg = ClientConfig::new(vec![ServerConfig {
-            address: auth,
-            secret: SECRET.as_bytes().to_vec(),
-            service: Service::Authentication,
-        }]);
+        let mut cfg = ClientConfig::new(vec![ServerConfig::new(auth, SECRET, Service::Authentication)]);
         cfg.max_sockets = 32;
         let (client, _events) = RadiusClient::spawn_with(Client::new(cfg), None);
         let nas = NasIdentity { ip: Some([192, 0, 2, 1].into()), ipv6: None, identifier: Some("bench".into()) };
@@ -210,11 +206,7 @@ fn accounting_rate(lab: &Lab, fr: &FreeRadius, args: &Args) -> Result<()> {
     let acct = fr.acct();
     let (n, window) = (args.interims, args.window);
     rt.block_on(async move {
-        let mut cfg = ClientConfig::new(vec![ServerConfig {
-            address: acct,
-            secret: SECRET.as_bytes().to_vec(),
-            service: Service::Accounting,
-        }]);
+        let mut cfg = ClientConfig::new(vec![ServerConfig::new(acct, SECRET, Service::Accounting)]);
         cfg.max_sockets = 32;
         let (client, _events) = RadiusClient::spawn_with(Client::new(cfg), None);
         let nas = NasIdentity { ip: Some([192, 0, 2, 1].into()), ipv6: None, identifier: Some("bench".into()) };

@@ -242,7 +242,15 @@ impl AuthBackend for RadiusAuth {
                         Authorization::reject("Authentication failed")
                     }
                 },
-                Ok(Outcome::NoAnswer { .. }) => match fallback {
+                Ok(Outcome::NoAnswer { dropped: Some(why), .. }) => {
+                    // The servers answered, but their replies were dropped
+                    // (the client logs why, per server): not a matter for
+                    // the local users file, which stands in for servers
+                    // that are away.
+                    warn!(reason = %why, "RADIUS replies dropped, none taken: refusing");
+                    Authorization::reject("Authentication service unavailable")
+                }
+                Ok(Outcome::NoAnswer { dropped: None, .. }) => match fallback {
                     Some(users) => {
                         warn!("no RADIUS server answered: the local users file decides");
                         users.authenticate(request, context).await
@@ -317,9 +325,8 @@ impl Radius {
             .map(|s| (s, Service::Authentication))
             .chain(settings.acct_servers.iter().map(|s| (s, Service::Accounting)))
             .map(|(s, service)| ServerConfig {
-                address: s.address,
-                secret: s.secret.clone().into_bytes(),
-                service,
+                require_message_authenticator: s.require_message_authenticator,
+                ..ServerConfig::new(s.address, s.secret.clone(), service)
             })
             .collect();
         let mut cfg = ClientConfig::new(servers);

@@ -16,8 +16,9 @@
 //!   each (RFC 2865 §3), more sockets (source ports) when they run out;
 //! * replies accepted only from the server's address and port, for an
 //!   identifier in flight, with the right code, Response Authenticator and
-//!   Message-Authenticator (always required on replies to
-//!   Access-Request, BlastRADIUS; verified whenever present);
+//!   Message-Authenticator (verified whenever present; whether it must be
+//!   present is each server's [`RequireMessageAuthenticator`], for
+//!   Blast-RADIUS, CVE-2024-3596);
 //! * every request signed with a Message-Authenticator placed first;
 //!   User-Password hidden anew for each server's secret and each
 //!   transmission's Request Authenticator; Acct-Delay-Time counting the
@@ -69,11 +70,83 @@ pub enum Service {
     Accounting,
 }
 
+/// Whether a server's replies must carry a Message-Authenticator
+/// (RFC 3579 §3.2). Without one, an Access-Accept is protected by the
+/// MD5 Response Authenticator alone, which Blast-RADIUS (CVE-2024-3596)
+/// forges from an Access-Reject by a chosen-prefix collision: a
+/// man in the middle turns any refusal into an acceptance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum RequireMessageAuthenticator {
+    /// Replies without one are accepted until the server sends one with
+    /// it, then required. Learnt separately for replies to Access-Request,
+    /// to Accounting-Request and to Status-Server, which servers sign
+    /// differently (FreeRADIUS 3 signs what its post-auth section adds,
+    /// never its Status-Server answers). Unsigned answers to
+    /// Access-Request make an [`Event::UnsignedAccessReplies`], once.
+    #[default]
+    Auto,
+    /// Always: replies without one are dropped (and counted).
+    Always,
+    /// Never required (verified when present).
+    Never,
+}
+
+/// What a server's replies are held to now ([`ServerStatus`]): its
+/// [`RequireMessageAuthenticator`], and for `Auto` whether the server has
+/// signed a reply of its service yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageAuthenticatorPolicy {
+    Always,
+    Never,
+    /// Auto, and nothing signed yet: unsigned replies are accepted.
+    AutoUnsigned,
+    /// Auto, and the server signed: required from now on.
+    AutoSigned,
+}
+
+impl MessageAuthenticatorPolicy {
+    /// As `lnsctl radius` shows it: the setting's value, and for auto
+    /// what it learnt.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageAuthenticatorPolicy::Always => "true",
+            MessageAuthenticatorPolicy::Never => "false",
+            MessageAuthenticatorPolicy::AutoUnsigned => "auto:unsigned",
+            MessageAuthenticatorPolicy::AutoSigned => "auto:signed",
+        }
+    }
+
+    /// Are replies without a Message-Authenticator dropped?
+    pub fn required(self) -> bool {
+        matches!(self, MessageAuthenticatorPolicy::Always | MessageAuthenticatorPolicy::AutoSigned)
+    }
+}
+
+impl fmt::Display for MessageAuthenticatorPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     pub address: SocketAddr,
     pub secret: Vec<u8>,
     pub service: Service,
+    /// Whether its replies must carry a Message-Authenticator.
+    pub require_message_authenticator: RequireMessageAuthenticator,
+}
+
+impl ServerConfig {
+    /// A server whose replies are held to [`RequireMessageAuthenticator::Auto`].
+    pub fn new(address: SocketAddr, secret: impl Into<Vec<u8>>, service: Service) -> ServerConfig {
+        ServerConfig {
+            address,
+            secret: secret.into(),
+            service,
+            require_message_authenticator: RequireMessageAuthenticator::Auto,
+        }
+    }
 }
 
 impl fmt::Debug for ServerConfig {
@@ -81,6 +154,7 @@ impl fmt::Debug for ServerConfig {
         f.debug_struct("ServerConfig")
             .field("address", &self.address)
             .field("service", &self.service)
+            .field("require_message_authenticator", &self.require_message_authenticator)
             .finish_non_exhaustive()
     }
 }
@@ -106,17 +180,6 @@ pub struct ClientConfig {
     pub max_sockets: u16,
     pub authentication_policy: NoAnswerPolicy,
     pub accounting_policy: NoAnswerPolicy,
-    /// Require Message-Authenticator in Accounting-Response too. Off by
-    /// default: the Response Authenticator already covers the whole
-    /// packet with the secret, and many servers do not add one.
-    pub require_message_authenticator_accounting: bool,
-    /// Require Message-Authenticator in answers to Status-Server. Off by
-    /// default: FreeRADIUS 3 answers Status-Server with a bare
-    /// Access-Accept, and the BlastRADIUS forgery needs attacker-chosen
-    /// request content, which a probe never has; the Response
-    /// Authenticator is still verified, and a Message-Authenticator that
-    /// is present must be right.
-    pub require_message_authenticator_status_server: bool,
 }
 
 impl ClientConfig {
@@ -129,8 +192,6 @@ impl ClientConfig {
             max_sockets: 16,
             authentication_policy: NoAnswerPolicy::Reject,
             accounting_policy: NoAnswerPolicy::Reject,
-            require_message_authenticator_accounting: false,
-            require_message_authenticator_status_server: false,
         }
     }
 }
@@ -227,14 +288,54 @@ pub enum Outcome {
     /// No server of the service answered in time (or all are dead).
     NoAnswer {
         policy: NoAnswerPolicy,
+        /// Why the last reply this request got, if any, was dropped: a
+        /// server did answer, but not acceptably.
+        dropped: Option<DropReason>,
     },
+}
+
+/// Why a reply that passed its Response Authenticator was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// None, and the server's policy requires one.
+    MissingMessageAuthenticator,
+    /// One that does not verify.
+    BadMessageAuthenticator,
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DropReason::MissingMessageAuthenticator => "no Message-Authenticator",
+            DropReason::BadMessageAuthenticator => "Message-Authenticator does not verify",
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
 pub enum Event {
-    Completed { handle: RequestHandle, outcome: Outcome },
+    Completed {
+        handle: RequestHandle,
+        outcome: Outcome,
+    },
     ServerDown(ServerId),
     ServerUp(ServerId),
+    /// Once per server: under [`RequireMessageAuthenticator::Auto`], it
+    /// answered an Access-Request without a Message-Authenticator and the
+    /// answer was taken. The owner warns (Blast-RADIUS, CVE-2024-3596).
+    UnsignedAccessReplies(ServerId),
+    /// Under [`RequireMessageAuthenticator::Auto`], the server signed an
+    /// answer to an Access-Request: its unsigned ones are dropped from now
+    /// on.
+    MessageAuthenticatorRequired(ServerId),
+    /// A reply from a server was dropped (and counted in its
+    /// [`ServerStats`]); the server is there, it is not marked dead for it.
+    ReplyDropped {
+        server: ServerId,
+        reason: DropReason,
+        /// Whether it answered a Status-Server probe.
+        probe: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,7 +355,12 @@ pub struct ServerStats {
     pub unknown_identifier: u64,
     pub bad_code: u64,
     pub bad_authenticator: u64,
+    /// Replies dropped because the server's policy requires a
+    /// Message-Authenticator and they had none.
     pub missing_message_authenticator: u64,
+    /// Replies dropped because their Message-Authenticator does not
+    /// verify (their Response Authenticator did).
+    pub bad_message_authenticator: u64,
     pub status_server_sent: u64,
     /// Round-trip time of the last reply to a request sent once (a reply
     /// after a retransmission cannot say which transmission it answers).
@@ -268,6 +374,17 @@ pub struct ServerStatus {
     pub service: Service,
     pub state: ServerState,
     pub stats: ServerStats,
+    /// What its replies (of its service) are held to now.
+    pub message_authenticator: MessageAuthenticatorPolicy,
+}
+
+/// What a reply answers; [`RequireMessageAuthenticator::Auto`] learns
+/// each separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReplyKind {
+    Access,
+    Accounting,
+    StatusServer,
 }
 
 #[derive(Debug)]
@@ -275,7 +392,14 @@ struct Server {
     address: SocketAddr,
     secret: Arc<[u8]>,
     service: Service,
+    require_message_authenticator: RequireMessageAuthenticator,
+    /// Kinds of reply it has signed (Access, Accounting, StatusServer).
+    signed: [bool; 3],
+    /// [`Event::UnsignedAccessReplies`] was emitted.
+    warned_unsigned: bool,
     state: ServerState,
+    /// Its last reply whose Response Authenticator verified, taken or
+    /// dropped for its Message-Authenticator: it is there.
     last_reply: Option<Instant>,
     stats: ServerStats,
     probe: Option<Probe>,
@@ -311,6 +435,8 @@ struct Pending {
     service: Service,
     started: Instant,
     tried: Vec<usize>,
+    /// Why its last reply was dropped, if one was.
+    dropped: Option<DropReason>,
     attempt: Option<Attempt>,
 }
 
@@ -379,6 +505,19 @@ pub struct Client {
     rng: StdRng,
 }
 
+impl Server {
+    fn policy(&self, kind: ReplyKind) -> MessageAuthenticatorPolicy {
+        match self.require_message_authenticator {
+            RequireMessageAuthenticator::Always => MessageAuthenticatorPolicy::Always,
+            RequireMessageAuthenticator::Never => MessageAuthenticatorPolicy::Never,
+            RequireMessageAuthenticator::Auto if self.signed[kind as usize] => {
+                MessageAuthenticatorPolicy::AutoSigned
+            }
+            RequireMessageAuthenticator::Auto => MessageAuthenticatorPolicy::AutoUnsigned,
+        }
+    }
+}
+
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
@@ -405,6 +544,9 @@ impl Client {
                 address: s.address,
                 secret: Arc::from(s.secret.as_slice()),
                 service: s.service,
+                require_message_authenticator: s.require_message_authenticator,
+                signed: [false; 3],
+                warned_unsigned: false,
                 state: ServerState::Alive,
                 last_reply: None,
                 stats: ServerStats::default(),
@@ -436,8 +578,10 @@ impl Client {
         self.encode(&request, b"check", 0, now, now)?;
         let handle = RequestHandle(self.next_handle);
         self.next_handle += 1;
-        self.pending
-            .insert(handle, Pending { request, service, started: now, tried: Vec::new(), attempt: None });
+        self.pending.insert(
+            handle,
+            Pending { request, service, started: now, tried: Vec::new(), dropped: None, attempt: None },
+        );
         self.start_attempt(now, handle);
         Ok(handle)
     }
@@ -471,17 +615,23 @@ impl Client {
     }
 
     pub fn servers(&self) -> Vec<ServerStatus> {
-        self.servers
-            .iter()
-            .enumerate()
-            .map(|(i, s)| ServerStatus {
-                id: ServerId(i),
-                address: s.address,
-                service: s.service,
-                state: s.state,
-                stats: s.stats,
-            })
-            .collect()
+        (0..self.servers.len()).filter_map(|i| self.server(ServerId(i))).collect()
+    }
+
+    /// One server's state and counters.
+    pub fn server(&self, id: ServerId) -> Option<ServerStatus> {
+        let s = self.servers.get(id.0)?;
+        Some(ServerStatus {
+            id,
+            address: s.address,
+            service: s.service,
+            state: s.state,
+            stats: s.stats,
+            message_authenticator: s.policy(match s.service {
+                Service::Authentication => ReplyKind::Access,
+                Service::Accounting => ReplyKind::Accounting,
+            }),
+        })
     }
 
     /// Abandon a request (e.g. the session went away); its identifier is
@@ -592,8 +742,8 @@ impl Client {
             .find(|(i, s)| s.service == service && s.state == ServerState::Alive && !p.tried.contains(i))
             .map(|(i, _)| i);
         let Some(server) = next else {
-            let policy = self.policy(service);
-            self.complete(now, handle, Outcome::NoAnswer { policy });
+            let (policy, dropped) = (self.policy(service), p.dropped);
+            self.complete(now, handle, Outcome::NoAnswer { policy, dropped });
             return;
         };
         let Some((socket, id)) = self.allocate_id(server, Slot::Request(handle)) else {
@@ -613,7 +763,7 @@ impl Client {
             // request cannot go anywhere.
             self.free_id(socket, server, id);
             let policy = self.policy(service);
-            self.complete(now, handle, Outcome::NoAnswer { policy });
+            self.complete(now, handle, Outcome::NoAnswer { policy, dropped: None });
             return;
         };
         let jitter = self.jitter();
@@ -801,15 +951,17 @@ impl Client {
             return;
         };
         let mut rtt = None;
-        let (request_code, authenticator, require_ma) = match slot {
+        let (request_code, authenticator, kind) = match slot {
             Slot::Request(h) => match self.pending.get(&h).and_then(|p| p.attempt.as_ref().map(|a| (p, a))) {
                 Some((p, a)) if a.server == server && a.socket == socket && a.id == id => {
-                    let require = p.service == Service::Authentication
-                        || self.config.require_message_authenticator_accounting;
                     if a.retransmissions == 0 {
                         rtt = Some(now.saturating_duration_since(a.first_sent));
                     }
-                    (p.request.code, a.authenticator, require)
+                    let kind = match p.service {
+                        Service::Authentication => ReplyKind::Access,
+                        Service::Accounting => ReplyKind::Accounting,
+                    };
+                    (p.request.code, a.authenticator, kind)
                 }
                 _ => {
                     self.servers[server].stats.unknown_identifier += 1;
@@ -817,11 +969,9 @@ impl Client {
                 }
             },
             Slot::Probe => match &self.servers[server].probe {
-                Some(p) if p.socket == socket && p.id == id => (
-                    Code::StatusServer,
-                    p.authenticator,
-                    self.config.require_message_authenticator_status_server,
-                ),
+                Some(p) if p.socket == socket && p.id == id => {
+                    (Code::StatusServer, p.authenticator, ReplyKind::StatusServer)
+                }
                 _ => {
                     self.servers[server].stats.unknown_identifier += 1;
                     return;
@@ -833,15 +983,46 @@ impl Client {
             return;
         }
         let secret = Arc::clone(&self.servers[server].secret);
-        match crypto::verify_response(bytes, &secret, &authenticator, require_ma) {
-            Ok(()) => {}
-            Err(Error::MissingMessageAuthenticator) => {
-                self.servers[server].stats.missing_message_authenticator += 1;
-                return;
-            }
+        let policy = self.servers[server].policy(kind);
+        let dropped = match crypto::verify_response(bytes, &secret, &authenticator, policy.required()) {
+            Ok(()) => None,
+            Err(Error::MissingMessageAuthenticator) => Some(DropReason::MissingMessageAuthenticator),
+            Err(Error::BadMessageAuthenticator) => Some(DropReason::BadMessageAuthenticator),
             Err(_) => {
                 self.servers[server].stats.bad_authenticator += 1;
                 return;
+            }
+        };
+        if let Some(reason) = dropped {
+            // The Response Authenticator verified: the server is there and
+            // knows the secret, so this is no reason to call it dead; the
+            // owner logs why its replies go nowhere.
+            let s = &mut self.servers[server];
+            s.last_reply = Some(now);
+            match reason {
+                DropReason::MissingMessageAuthenticator => s.stats.missing_message_authenticator += 1,
+                DropReason::BadMessageAuthenticator => s.stats.bad_message_authenticator += 1,
+            }
+            if let Slot::Request(h) = slot {
+                if let Some(p) = self.pending.get_mut(&h) {
+                    p.dropped = Some(reason);
+                }
+            }
+            let probe = slot == Slot::Probe;
+            self.events.push_back(Event::ReplyDropped { server: ServerId(server), reason, probe });
+            return;
+        }
+        let signed = crypto::has_message_authenticator(packet.attributes_bytes());
+        let s = &mut self.servers[server];
+        if s.require_message_authenticator == RequireMessageAuthenticator::Auto {
+            if signed && !s.signed[kind as usize] {
+                s.signed[kind as usize] = true;
+                if kind == ReplyKind::Access {
+                    self.events.push_back(Event::MessageAuthenticatorRequired(ServerId(server)));
+                }
+            } else if !signed && kind == ReplyKind::Access && !s.warned_unsigned {
+                s.warned_unsigned = true;
+                self.events.push_back(Event::UnsignedAccessReplies(ServerId(server)));
             }
         }
         let Ok(repr) = Repr::parse(&packet) else {

@@ -5,7 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use lns_radius::client::RequireMessageAuthenticator;
+use serde::{Deserialize, Deserializer};
 
 use super::{de_duration, ConfigError, Flags};
 
@@ -36,6 +37,31 @@ pub struct RadiusFile {
 pub struct RadiusServerEntry {
     pub address: SocketAddr,
     pub secret: String,
+    /// `"auto"` (the default), `true` or `false`: must its replies carry a
+    /// Message-Authenticator (Blast-RADIUS, CVE-2024-3596)? See
+    /// [`RequireMessageAuthenticator`].
+    #[serde(default, deserialize_with = "de_require_message_authenticator")]
+    pub require_message_authenticator: RequireMessageAuthenticator,
+}
+
+/// `true`, `false` or `"auto"`.
+fn de_require_message_authenticator<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<RequireMessageAuthenticator, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bool(bool),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Bool(true) => Ok(RequireMessageAuthenticator::Always),
+        Raw::Bool(false) => Ok(RequireMessageAuthenticator::Never),
+        Raw::Text(t) if t == "auto" => Ok(RequireMessageAuthenticator::Auto),
+        Raw::Text(t) => Err(serde::de::Error::custom(format!(
+            "require_message_authenticator {t:?}: expected true, false or \"auto\""
+        ))),
+    }
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -115,8 +141,13 @@ impl RadiusSettings {
             acct_servers.clear();
             for s in &flags.radius_servers {
                 let (auth, acct) = parse_radius_server(s)?;
-                auth_servers.push(RadiusServerEntry { address: auth, secret: secret.clone() });
-                acct_servers.push(RadiusServerEntry { address: acct, secret: secret.clone() });
+                let entry = |address| RadiusServerEntry {
+                    address,
+                    secret: secret.clone(),
+                    require_message_authenticator: RequireMessageAuthenticator::Auto,
+                };
+                auth_servers.push(entry(auth));
+                acct_servers.push(entry(acct));
             }
         }
         if auth_servers.is_empty() && acct_servers.is_empty() {
@@ -180,4 +211,42 @@ fn parse_radius_server(s: &str) -> Result<(SocketAddr, SocketAddr), ConfigError>
     };
     let acct_port = auth.port().checked_add(1).ok_or_else(bad)?;
     Ok((auth, SocketAddr::new(auth.ip(), acct_port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn require_message_authenticator_per_server() {
+        let f: RadiusFile = toml::from_str(
+            r#"
+            [[auth_server]]
+            address = "192.0.2.10:1812"
+            secret = "a"
+            [[auth_server]]
+            address = "192.0.2.11:1812"
+            secret = "a"
+            require_message_authenticator = true
+            [[acct_server]]
+            address = "192.0.2.10:1813"
+            secret = "a"
+            require_message_authenticator = false
+            [[acct_server]]
+            address = "192.0.2.11:1813"
+            secret = "a"
+            require_message_authenticator = "auto"
+            "#,
+        )
+        .expect("parse");
+        let got: Vec<_> =
+            f.auth_servers.iter().chain(&f.acct_servers).map(|s| s.require_message_authenticator).collect();
+        use RequireMessageAuthenticator::*;
+        assert_eq!(got, [Auto, Always, Never, Auto]);
+        let bad = toml::from_str::<RadiusFile>(
+            "[[auth_server]]\naddress = \"192.0.2.10:1812\"\nsecret = \"a\"\nrequire_message_authenticator = \"yes\"\n",
+        )
+        .expect_err("yes is not a value");
+        assert!(bad.to_string().contains("require_message_authenticator \"yes\""), "{bad}");
+    }
 }
