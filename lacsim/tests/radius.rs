@@ -9,6 +9,7 @@ mod common;
 use common::{lacsim, resolve_neighbours, start_dp};
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use lns_testlab::freeradius::{radclient, DetailRecord, FreeRadius, FreeRadiusConfig};
@@ -645,4 +646,83 @@ fn access_accept_dns_and_delegated_prefix_reach_the_subscriber() {
         "nothing routed once the session is gone"
     );
     drop(cp);
+}
+
+/// Issue 20: Debian's FreeRADIUS as installed, with one client entry and
+/// the users entries added and nothing else, answers without
+/// Message-Authenticator. With `require_message_authenticator` left at
+/// "auto" its CHAP and PAP subscribers get in and the LNS warns once, naming
+/// Blast-RADIUS; with `true` they are refused, the drops are counted in
+/// `lnsctl radius` and logged as what they are, and the server is not called
+/// down.
+#[test]
+fn stock_freeradius_unsigned_replies_auto_accepts_them_true_refuses_them() {
+    let lab = Lab::new(1).unwrap();
+    let pins = PinDir::new().unwrap();
+    let _dp = start_dp(&lab, &pins, "1", "skb");
+    let users = lns_testlab::freeradius::users(20, "rad");
+    // The LNS's own address: datagrams to it come from it, the client entry.
+    let fr = FreeRadius::start_stock(&lab.lns, "192.0.2.1".parse().unwrap(), SECRET, &users).unwrap();
+    let state = StateDir::new();
+    let toml = |policy: &str| {
+        let server = |kind: &str, a: SocketAddr| {
+            format!("[[radius.{kind}_server]]\naddress = \"{a}\"\nsecret = \"{SECRET}\"\n{policy}\n")
+        };
+        format!(
+            "[radius]\nnas_identifier = \"lns-test\"\ntimeout = \"300ms\"\nretries = 1\ndead_time = \"1s\"\nstate_dir = \"{}\"\n{}{}",
+            state.0.display(),
+            server("auth", fr.auth()),
+            server("acct", fr.acct())
+        )
+    };
+    let log = |cp: &ControlPlane| {
+        let (out, err) = cp.proc.output();
+        out + &err
+    };
+
+    let cp = lab.start_controlplane_with(pins.path(), 0, &toml(""), &[]).unwrap();
+    let s = lacsim(&lab, &one_tunnel("20", "chap", &["--timeout", "20"]));
+    assert_eq!((s["sessions_up"].as_u64(), s["sessions_failed"].as_u64()), (Some(20), Some(0)), "{s}");
+    let s = lacsim(&lab, &one_tunnel("5", "pap", &["--timeout", "20"]));
+    assert_eq!((s["sessions_up"].as_u64(), s["sessions_failed"].as_u64()), (Some(5), Some(0)), "{s}");
+    let r = lnsctl(&cp, &["radius"]);
+    let servers = r["servers"].as_array().unwrap();
+    let auth = &servers[0];
+    assert_eq!(auth["replies"].as_u64(), Some(25), "{r}");
+    assert_eq!(auth["missing_message_authenticator"].as_u64(), Some(0), "{r}");
+    assert_eq!(auth["message_authenticator"], "auto:unsigned", "{r}");
+    let acct = &servers[1];
+    assert!(acct["replies"].as_u64() >= Some(1), "Accounting-Responses taken too: {r}");
+    assert_eq!(acct["message_authenticator"], "auto:unsigned", "{r}");
+    let text = log(&cp);
+    assert_eq!(text.matches("CVE-2024-3596").count(), 1, "warned once: {text}");
+    assert!(text.contains("require_message_authenticator = true"), "{text}");
+    drop(cp);
+
+    let cp = lab
+        .start_controlplane_with(pins.path(), 0, &toml("require_message_authenticator = true"), &[])
+        .unwrap();
+    let s = lacsim(&lab, &one_tunnel("2", "chap", &["--timeout", "15"]));
+    assert_eq!((s["sessions_up"].as_u64(), s["sessions_failed"].as_u64()), (Some(0), Some(2)), "{s}");
+    let r = lnsctl(&cp, &["radius"]);
+    let auth = &r["servers"][0];
+    // Each request sent once and retransmitted once, each answer dropped.
+    assert_eq!(auth["missing_message_authenticator"].as_u64(), Some(4), "{r}");
+    assert_eq!((auth["replies"].as_u64(), auth["state"].as_str()), (Some(0), Some("alive")), "{r}");
+    assert_eq!(auth["message_authenticator"], "true", "{r}");
+    assert!(r["servers"][1]["missing_message_authenticator"].as_u64() >= Some(1), "Accounting-On's: {r}");
+    let out = std::process::Command::new(workspace_bin("lnsctl").unwrap())
+        .args(["--control-socket", cp.socket.to_str().unwrap(), "radius"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{table}");
+    assert!(table.contains("no m-a") && table.contains("replies without Message-Authenticator"), "{table}");
+    let text = log(&cp);
+    assert!(text.contains("dropped: no Message-Authenticator"), "{text}");
+    assert!(text.contains("RADIUS replies dropped, none taken: refusing"), "{text}");
+    assert!(!text.contains("RADIUS server down"), "{text}");
+    assert!(!text.contains("no RADIUS server answered"), "{text}");
+    drop(cp);
+    drop(fr);
 }
