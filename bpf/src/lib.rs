@@ -21,8 +21,8 @@ use std::path::PathBuf;
 
 pub use maps::{CounterSnapshot, Maps, MAP_NAMES};
 pub use sys::{
-    default_pin_dir, ifindex, open_pinned, Attachment, LoadOptions, MmapArray, NhResolver, Steering,
-    TestRunContext, TestRunResult, XdpAction, XdpMode,
+    check_pin_dir, default_pin_dir, ifindex, open_pinned, rx_queue_count, Attachment, LoadOptions, MmapArray,
+    NhResolver, Steering, TestRunContext, TestRunResult, XdpAction, XdpMode,
 };
 
 /// Errors of loading, attaching and map access.
@@ -52,6 +52,14 @@ pub enum Error {
     PrefixOverlap { prefix: std::net::Ipv6Addr, len: u8, other: u32 },
     #[error("subscriber pools: {0}")]
     Pool(String),
+    #[error(
+        "{} is not on a BPF filesystem (bpffs) in this process's view. `ip netns exec` mounts a /sys of \
+         its own, which hides /sys/fs/bpf: enter the namespace with `nsenter --net=/run/netns/NS` \
+         instead (lns-dataplane and lns-controlplane both), or give both --bpf-pin-dir (bpf_pin_dir) \
+         on a bpffs they both see (mount -t bpf bpf DIR)",
+        dir.display()
+    )]
+    NotBpffs { dir: PathBuf },
     #[error("missing {0}")]
     Missing(&'static str),
 }

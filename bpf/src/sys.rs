@@ -166,6 +166,9 @@ impl Steering {
         // The skeleton borrows its object storage for as long as it lives;
         // a loaded program lives as long as the process that loaded it, so
         // the few bytes of storage are leaked on purpose.
+        if let Some(dir) = &opts.pin_dir {
+            check_pin_dir(dir)?;
+        }
         let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
         let mut open = LnsXdpSkelBuilder::default()
             .open(storage)
@@ -597,6 +600,7 @@ fn program_name(id: u32) -> Option<String> {
 /// Opens the maps an instance pinned in `dir` (for the control plane and
 /// lnsctl), refusing maps written by a build with another ABI.
 pub fn open_pinned(dir: &Path) -> Result<Maps, Error> {
+    check_pin_dir(dir)?;
     let open = |name: &str| {
         let path = dir.join(name);
         MapHandle::from_pinned_path(&path).map_err(|e| Error::bpf_path("opening a pinned map", path, e))
@@ -662,6 +666,150 @@ pub fn ifindex(name: &str) -> Result<u32, Error> {
         return Err(Error::NoSuchInterface(name.to_string()));
     }
     Ok(idx)
+}
+
+/// Rx queues of an interface in this process's network namespace, from
+/// its kernel: `ETHTOOL_GCHANNELS` (rx plus combined channels, what AF_XDP
+/// binds to), or, for a device without channels, `IFLA_NUM_RX_QUEUES` by
+/// rtnetlink. Not sysfs: under `nsenter --net` /sys still shows the
+/// namespace it was mounted in.
+pub fn rx_queue_count(name: &str) -> Result<u32, Error> {
+    let what = || format!("counting the rx queues of {name}");
+    let index = ifindex(name)?;
+    match ethtool_channels(name) {
+        Ok(ch) if ch.rx_count + ch.combined_count > 0 => Ok(ch.rx_count + ch.combined_count),
+        Ok(_) => link_rx_queues(index).map_err(|e| Error::io(what(), e)),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+            link_rx_queues(index).map_err(|e| Error::io(what(), e))
+        }
+        Err(e) => Err(Error::io(what(), e)),
+    }
+}
+
+/// `struct ethtool_channels` of linux/ethtool.h.
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolChannels {
+    cmd: u32,
+    max_rx: u32,
+    max_tx: u32,
+    max_other: u32,
+    max_combined: u32,
+    rx_count: u32,
+    tx_count: u32,
+    other_count: u32,
+    combined_count: u32,
+}
+
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+
+fn ethtool_channels(name: &str) -> io::Result<EthtoolChannels> {
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::from_raw_os_error(libc::ENODEV));
+    }
+    // SAFETY: plain socket(2); the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a new descriptor nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut ch = EthtoolChannels { cmd: ETHTOOL_GCHANNELS, ..Default::default() };
+    // SAFETY: ifreq is plain data (a name and a union of plain fields);
+    // all zeroes is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = (&mut ch as *mut EthtoolChannels).cast();
+    // SAFETY: SIOCETHTOOL reads the NUL-terminated name (shorter than
+    // IFNAMSIZ, checked above) and writes one struct ethtool_channels
+    // through ifru_data, which points at `ch`, alive across the call.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ch)
+}
+
+/// `IFLA_NUM_RX_QUEUES` of one link by `RTM_GETLINK`: every device has it.
+fn link_rx_queues(index: u32) -> io::Result<u32> {
+    const IFLA_NUM_RX_QUEUES: u16 = 32;
+    const NLMSG_ERROR: u16 = 2;
+    // SAFETY: plain socket(2); the result is checked before use.
+    let fd =
+        unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a new descriptor nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // struct nlmsghdr (16 bytes) and struct ifinfomsg (16 bytes), native
+    // byte order.
+    let mut req = [0u8; 32];
+    req[0..4].copy_from_slice(&32u32.to_ne_bytes());
+    req[4..6].copy_from_slice(&libc::RTM_GETLINK.to_ne_bytes());
+    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    req[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    req[20..24].copy_from_slice(&(index as i32).to_ne_bytes());
+    // SAFETY: req is valid for its length; the kernel is the destination
+    // of an unbound netlink socket.
+    if unsafe { libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = vec![0u8; 32 * 1024];
+    // SAFETY: buf is valid for writes of its length.
+    let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let msg = &buf[..n as usize];
+    let u16_at = |b: &[u8], i: usize| b.get(i..i + 2).map(|s| u16::from_ne_bytes([s[0], s[1]]));
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "short RTM_NEWLINK");
+    let len = msg.get(0..4).map(|s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]) as usize).ok_or_else(bad)?;
+    let msg = msg.get(..len).ok_or_else(bad)?;
+    if u16_at(msg, 4) == Some(NLMSG_ERROR) {
+        let errno = msg.get(16..20).map(|s| i32::from_ne_bytes([s[0], s[1], s[2], s[3]])).ok_or_else(bad)?;
+        return Err(io::Error::from_raw_os_error(-errno));
+    }
+    let mut at = 32;
+    while let (Some(alen), Some(kind)) = (u16_at(msg, at), u16_at(msg, at + 2)) {
+        let alen = usize::from(alen);
+        if alen < 4 {
+            break;
+        }
+        if kind == IFLA_NUM_RX_QUEUES {
+            let v = msg.get(at + 4..at + 8).ok_or_else(bad)?;
+            return Ok(u32::from_ne_bytes([v[0], v[1], v[2], v[3]]));
+        }
+        at += alen.div_ceil(4) * 4;
+    }
+    Err(io::Error::new(io::ErrorKind::NotFound, "no IFLA_NUM_RX_QUEUES"))
+}
+
+/// `BPF_FS_MAGIC` of linux/magic.h.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Refuses a pin directory that is not on a BPF filesystem, where pins
+/// would fail or be seen by no other process. `ip netns exec` is the usual
+/// cause: it gives the process a /sys of its own, without the bpffs
+/// mounted on /sys/fs/bpf.
+pub fn check_pin_dir(dir: &Path) -> Result<(), Error> {
+    // The nearest directory that exists: the pin directory is made later.
+    let Some(existing) = dir.ancestors().find(|p| p.exists()) else { return Ok(()) };
+    let c = CString::new(existing.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::NotBpffs { dir: dir.to_path_buf() })?;
+    // SAFETY: statfs is plain data; all zeroes is a valid value.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a valid NUL-terminated path and st a valid statfs to
+    // write, both alive across the call.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } < 0 {
+        return Err(Error::io(format!("statfs {}", existing.display()), io::Error::last_os_error()));
+    }
+    if st.f_type as i64 != BPF_FS_MAGIC {
+        return Err(Error::NotBpffs { dir: dir.to_path_buf() });
+    }
+    Ok(())
 }
 
 /// A BPF array map created with `BPF_F_MMAPABLE`, mapped into this process:
@@ -850,5 +998,29 @@ impl<T: bytemuck::Pod> Drop for MmapArray<T> {
     fn drop(&mut self) {
         // SAFETY: ptr and map_len are exactly what mmap returned and took.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.map_len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rx_queues_from_ethtool_or_rtnetlink() {
+        // Loopback has no channels (EOPNOTSUPP): rtnetlink answers.
+        assert_eq!(link_rx_queues(ifindex("lo").unwrap()).unwrap(), 1);
+        assert_eq!(rx_queue_count("lo").unwrap(), 1);
+        assert!(matches!(rx_queue_count("no-such-if0"), Err(Error::NoSuchInterface(_))));
+        assert!(link_rx_queues(u32::MAX >> 1).is_err(), "no such index");
+    }
+
+    #[test]
+    fn pin_dirs_must_be_on_bpffs() {
+        let err = check_pin_dir(&std::env::temp_dir().join("lns-not-bpffs")).unwrap_err();
+        assert!(err.to_string().contains("nsenter --net"), "{err}");
+        if Path::new("/sys/fs/bpf").exists() && check_pin_dir(Path::new("/sys/fs/bpf")).is_ok() {
+            // Not yet made: its nearest directory decides.
+            check_pin_dir(Path::new("/sys/fs/bpf/lns/not-made-yet")).unwrap();
+        }
     }
 }

@@ -12,7 +12,7 @@ use lns_dataplane::supervisor;
 
 fn main() -> Result<()> {
     let flags = Flags::parse();
-    let settings = config::load(&flags, &supervisor::rx_queue_count)?;
+    let settings = config::load(&flags, &|ifname| Ok(lns_bpf::rx_queue_count(ifname)?))?;
     for note in &settings.notes {
         eprintln!("lns-dataplane: {note}");
     }

@@ -46,17 +46,6 @@ pub struct Options {
     pub pool_units: u32,
 }
 
-/// Rx queues of an interface, from sysfs.
-pub fn rx_queue_count(ifname: &str) -> Result<u32> {
-    let dir = format!("/sys/class/net/{ifname}/queues");
-    let n = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading {dir}"))?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
-        .count();
-    Ok(n as u32)
-}
-
 /// bpf_fib_lookup answers only for interfaces that forward, as a router's.
 fn enable_forwarding(ifname: &str) -> Result<()> {
     for fam in ["ipv4", "ipv6"] {
@@ -103,8 +92,9 @@ pub fn start(o: Options) -> Result<Running> {
     };
     let mut steering = match Steering::load(&load) {
         Ok(s) => s,
-        // Pools the maps cannot hold are the operator's to fix.
-        Err(e @ lns_bpf::Error::Pool(_)) => return Err(e.into()),
+        // Pools the maps cannot hold, and a pin directory other processes
+        // would not see, are the operator's to fix.
+        Err(e @ (lns_bpf::Error::Pool(_) | lns_bpf::Error::NotBpffs { .. })) => return Err(e.into()),
         Err(e) => {
             // Pins of another size or layout cannot be reused; the sessions
             // in them are lost and the control plane must write them again.
