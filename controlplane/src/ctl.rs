@@ -35,6 +35,10 @@ pub enum Request {
     ShowStats,
     /// RADIUS servers, the accounting queue and dynamic authorization.
     Radius,
+    /// Read the configuration file again (as SIGHUP does): users, peers,
+    /// limits, pools and timeouts take effect; sessions stay. A file with
+    /// an error changes nothing.
+    Reload,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +49,7 @@ pub enum Response {
     Killed { tunnel_id: u16, session_id: Option<u16> },
     Stats { stats: Stats },
     Radius { radius: RadiusStatus },
+    Reloaded { summary: String },
     Error { message: String },
 }
 

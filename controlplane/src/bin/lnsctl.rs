@@ -61,6 +61,10 @@ enum Cmd {
     /// trip), the accounting queue (in memory and spooled on disk) and
     /// dynamic authorization counters.
     Radius,
+    /// Read the control plane's configuration file again (as SIGHUP does):
+    /// users, peers, limits, pools and timeouts change, sessions stay; a
+    /// file with an error changes nothing and the answer says what is wrong.
+    Reload,
 }
 
 #[derive(Subcommand, Debug)]
@@ -208,6 +212,7 @@ fn main() -> Result<()> {
         }
         Cmd::Show(ShowCmd::Stats) => Some(Request::ShowStats),
         Cmd::Radius => Some(Request::Radius),
+        Cmd::Reload => Some(Request::Reload),
         Cmd::StaticSession(_) | Cmd::ShowXdp => None,
     };
     if let Some(req) = request {
@@ -369,7 +374,7 @@ fn main() -> Result<()> {
                 }
             }
         }
-        Cmd::Tunnel(_) | Cmd::Session(_) | Cmd::Show(_) | Cmd::Radius => {}
+        Cmd::Tunnel(_) | Cmd::Session(_) | Cmd::Show(_) | Cmd::Radius | Cmd::Reload => {}
         Cmd::ShowXdp => {
             let c = maps.counters()?;
             if cli.json {
@@ -462,6 +467,7 @@ fn print_answer(answer: Response, json: bool) -> Result<()> {
                 );
             }
         }
+        Response::Reloaded { summary } => println!("reloaded: {summary}"),
         Response::Killed { tunnel_id, session_id: None } => println!("tunnel {tunnel_id}: StopCCN sent"),
         Response::Killed { tunnel_id, session_id: Some(s) } => {
             println!("tunnel {tunnel_id} session {s}: CDN sent")

@@ -180,6 +180,44 @@ impl AuthBackend for LocalUsers {
     }
 }
 
+/// The users file as the loop and the backends share it: replaced whole
+/// on reload, while authentications already asked finish with the one
+/// they started with.
+#[derive(Debug, Default)]
+pub struct SharedUsers(std::sync::RwLock<std::sync::Arc<LocalUsers>>);
+
+impl SharedUsers {
+    pub fn new(users: LocalUsers) -> Self {
+        SharedUsers(std::sync::RwLock::new(std::sync::Arc::new(users)))
+    }
+
+    pub fn current(&self) -> std::sync::Arc<LocalUsers> {
+        // A writer that panicked left a whole Arc behind: still usable.
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn replace(&self, users: LocalUsers) {
+        let users = std::sync::Arc::new(users);
+        match self.0.write() {
+            Ok(mut g) => *g = users,
+            Err(poisoned) => *poisoned.into_inner() = users,
+        }
+    }
+}
+
+impl AuthBackend for SharedUsers {
+    fn authenticate(
+        &self,
+        request: AuthRequest,
+        context: AuthContext,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Authorization> + Send + 'static>> {
+        self.current().authenticate(request, context)
+    }
+}
+
 /// The embedded credential backend: a TOML file of users.
 #[derive(Debug, Default)]
 pub struct LocalUsers {

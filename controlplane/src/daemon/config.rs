@@ -513,6 +513,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub log: String,
     pub log_format: LogFormat,
+    /// The flags it was resolved with: a reload reads the file again
+    /// under the same flags.
+    pub flags: Flags,
     pub ppp: PppSettings,
     pub radius: Option<RadiusSettings>,
 }
@@ -643,6 +646,7 @@ impl Config {
             endpoint,
             shutdown_grace: flags.shutdown_grace.or(file.shutdown_grace).unwrap_or(Duration::from_secs(2)),
             log: flags.log.clone().or(file.log).unwrap_or_else(|| "info".into()),
+            flags: flags.clone(),
             log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
             ppp,
             radius,

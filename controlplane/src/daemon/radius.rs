@@ -26,7 +26,7 @@ use lns_radius::VendorSpecific;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::aaa::{AuthBackend, AuthContext, Authorization, LocalUsers};
+use super::aaa::{AuthBackend, AuthContext, Authorization, SharedUsers};
 use super::accounting::{AccountingHandle, AccountingStatus};
 use super::config::{NoResponsePolicy, RadiusSettings};
 use crate::l2tp::avp::AccessLine;
@@ -213,7 +213,7 @@ pub struct RadiusAuth {
     nas: NasIdentity,
     host_name: String,
     /// `on_no_response = "local"`: the users file answers instead.
-    fallback: Option<Arc<LocalUsers>>,
+    fallback: Option<Arc<SharedUsers>>,
 }
 
 impl AuthBackend for RadiusAuth {
@@ -376,7 +376,7 @@ impl Radius {
     }
 
     /// The authentication backend, if authentication servers are configured.
-    pub fn auth_backend(&self, settings: &RadiusSettings, users: Arc<LocalUsers>) -> Option<RadiusAuth> {
+    pub fn auth_backend(&self, settings: &RadiusSettings, users: Arc<SharedUsers>) -> Option<RadiusAuth> {
         self.auth_servers.then(|| RadiusAuth {
             client: self.client.clone(),
             nas: self.nas.clone(),

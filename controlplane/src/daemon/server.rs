@@ -24,7 +24,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::aaa::{AuthBackend, LocalUsers};
+use super::aaa::{AuthBackend, LocalUsers, SharedUsers};
 use super::config::Config;
 use super::control::{Command, ControlSocket};
 use super::dynauth;
@@ -52,12 +52,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             LocalUsers::default()
         }
     };
-    let pool_names: Vec<&str> = cfg.ppp.pools.iter().map(|p| p.name.as_str()).collect();
-    for u in users.users() {
-        if let Some(p) = u.pool.as_ref().filter(|p| !pool_names.contains(&p.as_str())) {
-            anyhow::bail!("user {} names pool {p}, which is not configured", u.name);
-        }
-    }
+    check_user_pools(&users, &cfg)?;
     let socket =
         Arc::new(L2tpSocket::bind(cfg.listen).with_context(|| format!("binding UDP {}", cfg.listen))?);
     let listen = socket.local_addr()?;
@@ -66,6 +61,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     control.serve(to_loop);
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     info!(
         %listen,
         control_socket = %control.path().display(),
@@ -74,7 +70,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         "lns-controlplane ready"
     );
 
-    let users = Arc::new(users);
+    let users = Arc::new(SharedUsers::new(users));
     let host_name = String::from_utf8_lossy(&cfg.endpoint.tunnel.host_name).into_owned();
     let radius = match &cfg.radius {
         Some(settings) => {
@@ -87,7 +83,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let auth: Arc<dyn AuthBackend> =
         match radius.as_ref().and_then(|(r, settings)| r.auth_backend(settings, Arc::clone(&users))) {
             Some(backend) => Arc::new(backend),
-            None => users,
+            None => users.clone(),
         };
     let mut dynauth_jobs = None;
     let mut dynauth_stats = None;
@@ -128,6 +124,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         slots: HashMap::new(),
         ns_without_slot: HashMap::new(),
         auth,
+        users,
+        listen,
+        flags: cfg.flags.clone(),
         auth_tx,
         radius,
         dynauth_stats,
@@ -161,6 +160,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             } => Wake::DynAuth(job),
             _ = sigterm.recv(), if drain_until.is_none() => Wake::Stop("SIGTERM"),
             _ = sigint.recv(), if drain_until.is_none() => Wake::Stop("SIGINT"),
+            _ = sighup.recv() => Wake::Reload,
         };
         let now = Instant::now();
         match wake {
@@ -205,6 +205,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                     let _ = reply.send(status.await);
                 });
             }
+            Wake::Reload => {
+                let _ = d.reload();
+            }
+            Wake::Command((Request::Reload, reply)) => {
+                let answer = match d.reload() {
+                    Ok(summary) => Response::Reloaded { summary },
+                    Err(message) => Response::Error { message },
+                };
+                let _ = reply.send(answer);
+            }
             Wake::Command((req, reply)) => {
                 let answer = d.request(now, req);
                 let _ = reply.send(answer);
@@ -238,6 +248,17 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Users must name configured pools.
+fn check_user_pools(users: &LocalUsers, cfg: &Config) -> anyhow::Result<()> {
+    let pool_names: Vec<&str> = cfg.ppp.pools.iter().map(|p| p.name.as_str()).collect();
+    for u in users.users() {
+        if let Some(p) = u.pool.as_ref().filter(|p| !pool_names.contains(&p.as_str())) {
+            anyhow::bail!("user {} names pool {p}, which is not configured", u.name);
+        }
+    }
+    Ok(())
+}
+
 /// The core as the configuration describes it, with the session ids the
 /// data plane cannot give a direct slot to set aside.
 fn core_of(
@@ -252,29 +273,36 @@ fn core_of(
     // per packet): one id space per bank of 65,536 slots, and the ids
     // whose slot is beyond the table or another writer's are never handed
     // out.
-    let mut endpoint = cfg.endpoint.clone();
-    endpoint.session_id_banks = table.session_id_banks().unwrap_or(0);
-    let core = Core::new(
-        CoreConfig {
-            endpoint,
-            listen,
-            ppp: cfg.ppp.session.clone(),
-            session_timeout: cfg.ppp.session_timeout,
-            idle_timeout: cfg.ppp.idle_timeout,
-            pools: cfg.ppp.pools.clone(),
-            default_pool: cfg.ppp.default_pool.clone(),
-            ipv6_pools: cfg.ppp.ipv6_pools.clone(),
-            default_ipv6_pool: cfg.ppp.default_ipv6_pool.clone(),
-            accounting: radius.and_then(Radius::accounting_config),
-            shutdown_grace: cfg.shutdown_grace,
-            seed: None,
-        },
-        now,
-    )?;
+    let core = Core::new(core_config(cfg, listen, table, radius), now)?;
     for (bank, sid) in table.direct_slot_reservations() {
         core.reserve_session_id(bank, sid);
     }
     Ok(core)
+}
+
+/// What the core is told of the configuration.
+fn core_config(
+    cfg: &Config,
+    listen: SocketAddr,
+    table: &SessionTable,
+    radius: Option<&Radius>,
+) -> CoreConfig {
+    let mut endpoint = cfg.endpoint.clone();
+    endpoint.session_id_banks = table.session_id_banks().unwrap_or(0);
+    CoreConfig {
+        endpoint,
+        listen,
+        ppp: cfg.ppp.session.clone(),
+        session_timeout: cfg.ppp.session_timeout,
+        idle_timeout: cfg.ppp.idle_timeout,
+        pools: cfg.ppp.pools.clone(),
+        default_pool: cfg.ppp.default_pool.clone(),
+        ipv6_pools: cfg.ppp.ipv6_pools.clone(),
+        default_ipv6_pool: cfg.ppp.default_ipv6_pool.clone(),
+        accounting: radius.and_then(Radius::accounting_config),
+        shutdown_grace: cfg.shutdown_grace,
+        seed: None,
+    }
 }
 
 enum Wake {
@@ -284,6 +312,7 @@ enum Wake {
     Auth(AuthAnswer),
     DynAuth(dynauth::Job),
     Scrape(metrics::Scrape),
+    Reload,
     Stop(&'static str),
 }
 
@@ -298,6 +327,12 @@ struct Driver {
     /// plane): the counter the data plane would keep.
     ns_without_slot: HashMap<SessionKey, u16>,
     auth: Arc<dyn AuthBackend>,
+    /// The users file the backends read, replaced on reload.
+    users: Arc<SharedUsers>,
+    /// The L2TP socket's address (a reload does not move it).
+    listen: SocketAddr,
+    /// The flags the process started with, for a reload.
+    flags: super::Flags,
     auth_tx: mpsc::UnboundedSender<AuthAnswer>,
     radius: Option<Radius>,
     dynauth_stats: Option<Arc<std::sync::Mutex<crate::ctl::DynAuthStats>>>,
@@ -450,6 +485,39 @@ impl Driver {
                 Response::Stats { stats }
             }
             other => other,
+        }
+    }
+
+    /// SIGHUP or `lnsctl reload`: the file again, under the same flags.
+    /// Everything is read and checked before anything changes, so a
+    /// broken file leaves the running configuration as it was.
+    fn reload(&mut self) -> Result<String, String> {
+        let result = (|| -> anyhow::Result<String> {
+            let cfg = Config::load(&self.flags)?;
+            let users = match &cfg.ppp.users_file {
+                Some(path) => LocalUsers::load(path)?,
+                None => LocalUsers::default(),
+            };
+            check_user_pools(&users, &cfg)?;
+            let n = users.users().count();
+            let core = core_config(&cfg, self.listen, &self.table, self.radius.as_ref());
+            let summary = self.core.reconfigure(core)?;
+            self.users.replace(users);
+            if cfg.listen != self.listen && cfg.listen.port() != 0 {
+                warn!(listen = %cfg.listen, "reload: the L2TP address changes at the next start, not now");
+            }
+            Ok(format!("{summary}, {n} local users"))
+        })();
+        match result {
+            Ok(summary) => {
+                info!(summary, "configuration reloaded");
+                Ok(summary)
+            }
+            Err(e) => {
+                let message = format!("{e:#}: the running configuration stays");
+                warn!("reload: {message}");
+                Err(message)
+            }
         }
     }
 

@@ -263,6 +263,16 @@ impl Endpoint {
     }
 
     /// The session-id bank of a tunnel id (0 without banks).
+    /// A reloaded configuration: peers, limits and the settings of new
+    /// tunnels. What ids are allocated from (`session_id_banks`, the seed)
+    /// stays, and tunnels already up keep the settings they started with.
+    pub fn reconfigure(&mut self, mut cfg: EndpointConfig) {
+        cfg.session_id_banks = self.cfg.session_id_banks;
+        cfg.seed = self.cfg.seed;
+        cfg.accept_incoming = self.cfg.accept_incoming;
+        self.cfg = cfg;
+    }
+
     /// Whether new tunnels are accepted (a stopping LNS takes none: their
     /// SCCRQs are dropped as [`DropReason::NotAccepting`]).
     pub fn set_accept_incoming(&mut self, accept: bool) {

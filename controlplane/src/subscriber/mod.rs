@@ -281,6 +281,41 @@ impl Core {
         })
     }
 
+    /// A reloaded configuration: pools (rebuilt, with every address and
+    /// prefix a session holds taken again, so none is given twice, even
+    /// from a pool that is gone), PPP settings and timeouts of new
+    /// sessions, the timeouts of those up, and the endpoint's peers and
+    /// limits. The L2TP address stays. On an error nothing changes.
+    pub fn reconfigure(&mut self, mut cfg: CoreConfig) -> Result<String, AaaError> {
+        let mut pools = Pools::new(&cfg.pools)?;
+        let mut ipv6_pools = Ipv6Pools::new(&cfg.ipv6_pools)?;
+        for s in self.sessions.values().chain(self.stopping.values()) {
+            if let Some(a) = s.ipv4 {
+                pools.reserve(a);
+            }
+            if let Some((p, len)) = s.ipv6.prefix {
+                ipv6_pools.reserve(p, len);
+            }
+        }
+        let names = |u: &[(String, u64, u64)]| u.iter().map(|p| p.0.clone()).collect::<BTreeSet<_>>();
+        let (old, new) = (names(&self.pools.usage()), names(&pools.usage()));
+        let (added, removed) = (new.difference(&old).count(), old.difference(&new).count());
+        self.pools = pools;
+        self.ipv6_pools = ipv6_pools;
+        cfg.listen = self.cfg.listen;
+        cfg.seed = self.cfg.seed;
+        cfg.accounting = self.cfg.accounting.clone();
+        self.endpoint.reconfigure(cfg.endpoint.clone());
+        let peers = cfg.endpoint.peers.len();
+        self.cfg = cfg;
+        Ok(format!(
+            "{} IPv4 pools ({added} added, {removed} removed), {} IPv6 pools, {peers} peers; {} sessions kept",
+            new.len(),
+            self.ipv6_pools.usage().len(),
+            self.sessions.len()
+        ))
+    }
+
     /// Session ids the data plane's table cannot give a direct slot to
     /// (another writer's, or beyond the table) are never handed out.
     pub fn reserve_session_id(&self, bank: u32, id: u16) -> bool {

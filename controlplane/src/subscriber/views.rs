@@ -34,6 +34,8 @@ impl Core {
             Request::SessionList => Response::Sessions { sessions: self.session_rows(now) },
             Request::ShowStats => Response::Stats { stats: self.stats(now) },
             Request::Radius => Response::Radius { radius: Default::default() },
+            // The driver reads the file and calls Core::reconfigure.
+            Request::Reload => Response::Error { message: "reload is the driver's".into() },
             Request::TunnelKill { tunnel_id } => self.kill_tunnel(now, TunnelId(tunnel_id)),
             Request::SessionKill { session_id, tunnel_id } => self.kill_session(now, session_id, tunnel_id),
         };
