@@ -170,6 +170,21 @@ impl Lab {
         t
     }
 
+    /// `n` users (`u0`, `u1`, ...) of a users file of their own, dialled
+    /// in tunnels of `per_tunnel` calls.
+    fn dial_numbered(&mut self, n: usize, per_tunnel: usize) {
+        let users: Vec<String> = (0..n).map(|i| format!("u{i}")).collect();
+        let mut file = String::new();
+        for u in &users {
+            file.push_str(&format!("[[user]]\nname = \"{u}\"\npassword = \"{u}-pw\"\n"));
+        }
+        self.backend = Backend::Local(LocalUsers::parse(&file).expect("users"));
+        for chunk in users.chunks(per_tunnel) {
+            let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            self.dial(&names);
+        }
+    }
+
     fn send(&mut self, to_lns: bool, payload: Vec<u8>) {
         if self.rng.gen_bool(self.loss) {
             return;
@@ -737,16 +752,7 @@ fn operator_kill_and_shutdown() {
 #[test]
 fn many_subscribers_in_several_tunnels_on_a_clean_pipe() {
     let mut lab = Lab::new(base_config());
-    let users: Vec<String> = (0..50).map(|i| format!("alice{i}")).collect();
-    let mut file = String::new();
-    for u in &users {
-        file.push_str(&format!("[[user]]\nname = \"{u}\"\npassword = \"{u}-pw\"\n"));
-    }
-    lab.backend = Backend::Local(LocalUsers::parse(&file).expect("users"));
-    for chunk in users.chunks(10) {
-        let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        lab.dial(&names);
-    }
+    lab.dial_numbered(50, 10);
     lab.run_for(Duration::from_secs(10));
     let up = lab.entries.values().filter(|e| e.state == abi::SessionState::Forwarding as u32).count();
     assert_eq!(up, 50);
@@ -815,16 +821,7 @@ fn every_subscriber_comes_up_behind_a_lossy_pipe() {
         let mut lab = Lab::new(cfg);
         lab.loss = loss;
         lab.rng = StdRng::seed_from_u64(seed);
-        let users: Vec<String> = (0..200).map(|i| format!("u{i}")).collect();
-        let mut file = String::new();
-        for u in &users {
-            file.push_str(&format!("[[user]]\nname = \"{u}\"\npassword = \"{u}-pw\"\n"));
-        }
-        lab.backend = Backend::Local(LocalUsers::parse(&file).expect("users"));
-        for chunk in users.chunks(20) {
-            let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            lab.dial(&names);
-        }
+        lab.dial_numbered(200, 20);
         lab.run_for(Duration::from_secs(180));
         let up: HashSet<SessionKey> = lab
             .notices
