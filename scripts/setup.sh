@@ -19,6 +19,9 @@ PACKAGES=(
   freeradius freeradius-utils
   # metrics tests: scraped with curl, linted with promtool (in prometheus)
   curl prometheus
+  # the package's tests: systemd-analyze verify on the units, dpkg-shlibdeps
+  # for cargo-deb's $auto dependencies
+  systemd dpkg-dev
 )
 
 missing=()
@@ -51,4 +54,13 @@ done
 # bpffs is needed for pinned maps; most systems mount it already.
 if ! mountpoint -q /sys/fs/bpf 2>/dev/null; then
   mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
+fi
+
+# The Debian package (scripts/build-deb.sh, packaging/tests/package.rs) is
+# built with cargo-deb, pinned: it says it will refuse the dev profile the
+# tests package. About 2 to 3 minutes to build, once.
+CARGO_DEB_VERSION=3.8.0
+if command -v cargo >/dev/null && ! cargo deb --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION"; then
+  echo "setup: installing cargo-deb $CARGO_DEB_VERSION"
+  cargo install --quiet --locked --version "$CARGO_DEB_VERSION" cargo-deb
 fi
