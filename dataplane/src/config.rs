@@ -1,9 +1,10 @@
 //! `lns-dataplane` configuration: the node's one TOML file, the one
 //! `lns-controlplane --config` reads, overridden by flags.
 //!
-//! The data plane reads its own section, `[dataplane]`, three keys of the
+//! The data plane reads its own section, `[dataplane]`, four keys of the
 //! top level it shares with the control plane (`instance`, `bpf_pin_dir`,
-//! and `listen`, whose port is L2TP's), and the subscriber pools,
+//! `listen`, whose port is L2TP's, and `log_format`, which `[dataplane]`
+//! may override), and the subscriber pools,
 //! `[[pool]]` and `[[ipv6_pool]]`, which it declares to the program as
 //! pool units without a second declaration. Everything else in the file
 //! is the control plane's, and the control plane refuses what it does not
@@ -14,6 +15,7 @@
 //! instance = "lns1"             # pinned maps in /sys/fs/bpf/lns/<instance>
 //! # bpf_pin_dir = "/sys/fs/bpf/lns/lns1"
 //! listen = "192.0.2.1:1701"     # the data plane takes the port
+//! # log_format = "json"         # both processes' (unless [dataplane] has its own)
 //!
 //! [dataplane]
 //! access_if = "eth1"            # LAC-facing: L2TP arrives here
@@ -37,6 +39,8 @@
 //! stats_interval = 10           # seconds; 0 for none
 //! json = false
 //! unpin_on_exit = false
+//! # metrics_listen = "127.0.0.1:9702"   # Prometheus /metrics
+//! log_format = "text"           # or "json": one object per line on stderr
 //!
 //! [[pool]]                      # IPv4: the ranges, covered by prefixes of /32 units
 //! name = "default"
@@ -118,6 +122,19 @@ pub enum SessionChecksArg {
     /// prefetches a whole batch's sessions where the program would wait for
     /// each frame's.
     Worker,
+}
+
+/// How the data plane writes its messages to stderr (the statistics on
+/// stdout keep their own `--json`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `lns-dataplane: message`, for people.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, fields.message, target),
+    /// as lns-controlplane writes them, for log shippers.
+    Json,
 }
 
 /// Queues to serve: every rx queue of the access interface, or 0..N.
@@ -348,6 +365,14 @@ pub struct Flags {
     /// keeps the control plane's sessions).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub unpin_on_exit: Option<bool>,
+    /// Serve Prometheus metrics on http://ADDR:PORT/metrics (lns_xdp_*,
+    /// lns_worker_*) [default: none].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Messages on stderr as text, or as one JSON object per line for log
+    /// shippers [default: the file's, else text].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
 }
 
 /// The file as the data plane reads it. No `deny_unknown_fields` here: the
@@ -358,6 +383,8 @@ pub struct File {
     pub bpf_pin_dir: Option<PathBuf>,
     /// The control plane's L2TP address: the data plane takes its port.
     pub listen: Option<SocketAddr>,
+    /// The node's log format, unless `[dataplane]` has its own.
+    pub log_format: Option<LogFormat>,
     #[serde(default)]
     pub dataplane: DataplaneFile,
     #[serde(default, rename = "pool")]
@@ -391,6 +418,8 @@ pub struct DataplaneFile {
     pub stats_interval: Option<u64>,
     pub json: Option<bool>,
     pub unpin_on_exit: Option<bool>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub log_format: Option<LogFormat>,
 }
 
 /// `[[pool]]`, as the control plane reads it (`daemon::aaa::PoolEntry`):
@@ -431,6 +460,9 @@ pub struct Settings {
     pub options: Options,
     pub stats_interval: u64,
     pub json: bool,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+    pub log_format: LogFormat,
     pub pool_source: PoolSource,
     /// What the operator should know but is no error (a pool the program
     /// cannot take as units).
@@ -578,6 +610,8 @@ pub fn resolve(
         options,
         stats_interval: flags.stats_interval.or(d.stats_interval).unwrap_or(10),
         json: flags.json.or(d.json).unwrap_or(false),
+        metrics_listen: flags.metrics_listen.or(d.metrics_listen),
+        log_format: flags.log_format.or(d.log_format).or(file.log_format).unwrap_or_default(),
         pool_source,
         notes,
     })

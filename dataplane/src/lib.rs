@@ -2,6 +2,8 @@
 //! payloads. The binary `lns-dataplane` drives this library.
 
 pub mod config;
+pub mod log;
+pub mod metrics;
 pub mod packet;
 pub mod ring;
 pub mod supervisor;

@@ -13,6 +13,7 @@ use lns_bpf::abi::{self, Config, Iface};
 use lns_bpf::{LoadOptions, Steering, XdpMode};
 use serde::Serialize;
 use socket2::{Domain, Protocol, Socket, Type};
+use tracing::warn;
 
 use crate::packet::{DropReason, MssClamp};
 use crate::ring::{BindMode, Rings};
@@ -69,6 +70,8 @@ pub struct Running {
     icmp4: Option<Socket>,
     icmp6: Option<Socket>,
     probe_seq: u16,
+    /// Echoes sent by [`Running::resolve_neighbours`].
+    probes: u64,
 }
 
 pub fn start(o: Options) -> Result<Running> {
@@ -98,10 +101,7 @@ pub fn start(o: Options) -> Result<Running> {
         Err(e) => {
             // Pins of another size or layout cannot be reused; the sessions
             // in them are lost and the control plane must write them again.
-            eprintln!(
-                "lns-dataplane: cannot reuse the maps pinned in {}: {e}; starting with fresh maps",
-                o.pin_dir.display()
-            );
+            warn!("cannot reuse the maps pinned in {}: {e}; starting with fresh maps", o.pin_dir.display());
             load.reuse_pinned = false;
             Steering::load(&load).context("loading the XDP program")?
         }
@@ -192,6 +192,7 @@ pub fn start(o: Options) -> Result<Running> {
         icmp4,
         icmp6,
         probe_seq: 0,
+        probes: 0,
     })
 }
 
@@ -289,6 +290,21 @@ impl Running {
         Report { xdp, workers }
     }
 
+    /// What `/metrics` reports: the report, the workers' batch-time
+    /// histograms, the neighbour probes.
+    pub fn metrics(&self) -> crate::metrics::Snapshot {
+        crate::metrics::Snapshot {
+            report: self.report(),
+            batch_times: self.workers.iter().map(|(_, c)| c.batch_times()).collect(),
+            neighbour_probes: self.probes,
+        }
+    }
+
+    /// Whether the maps stay pinned at exit (`--unpin-on-exit` unset).
+    pub fn keeps_pins(&self) -> bool {
+        !self.unpin_on_exit
+    }
+
     /// The program cannot resolve a next hop; the kernel does when it has
     /// something to send there. An ICMP echo to each destination that missed
     /// makes it resolve the next hop toward it, and the following packets
@@ -298,22 +314,21 @@ impl Running {
         for addr in misses {
             self.probe_seq = self.probe_seq.wrapping_add(1);
             let seq = self.probe_seq.to_be_bytes();
-            match addr {
+            let sent = match addr {
                 IpAddr::V4(_) => {
                     let mut m = [8u8, 0, 0, 0, 0x4c, 0x4e, seq[0], seq[1]];
                     let c = lns_wire::checksum::of(&m);
                     m[2..4].copy_from_slice(&c.to_be_bytes());
-                    if let Some(s) = &self.icmp4 {
-                        let _ = s.send_to(&m, &SocketAddr::new(addr, 0).into());
-                    }
+                    self.icmp4.as_ref().map(|s| s.send_to(&m, &SocketAddr::new(addr, 0).into()))
                 }
                 IpAddr::V6(_) => {
                     // The kernel fills in the ICMPv6 checksum on raw sockets.
                     let m = [128u8, 0, 0, 0, 0x4c, 0x4e, seq[0], seq[1]];
-                    if let Some(s) = &self.icmp6 {
-                        let _ = s.send_to(&m, &SocketAddr::new(addr, 0).into());
-                    }
+                    self.icmp6.as_ref().map(|s| s.send_to(&m, &SocketAddr::new(addr, 0).into()))
                 }
+            };
+            if matches!(sent, Some(Ok(_))) {
+                self.probes += 1;
             }
         }
     }
@@ -322,7 +337,7 @@ impl Running {
     /// is looked up again (the expiry of `--nh-cache-ms`).
     pub fn age_nexthops(&mut self) {
         if let Err(e) = self.steering.maps().flush_nexthops() {
-            eprintln!("lns-dataplane: ageing the next-hop cache: {e}");
+            warn!("ageing the next-hop cache: {e}");
         }
         self.sync_nh_epoch();
     }

@@ -47,6 +47,8 @@ pool_units = 70000
 stats_interval = 2
 json = true
 unpin_on_exit = true
+metrics_listen = "192.0.2.1:9702"
+log_format = "json"
 
 [[pool]]
 name = "default"
@@ -104,6 +106,8 @@ fn every_key_of_the_section_is_read() {
     assert_eq!(o.pools, specs(&["198.51.100.0/24", "2001:db8:100::/48,64"]));
     assert_eq!(s.pool_source, PoolSource::None, "no --config: the text came from the test");
     assert_eq!((s.stats_interval, s.json), (2, true));
+    assert_eq!(s.metrics_listen, Some("192.0.2.1:9702".parse().unwrap()));
+    assert_eq!(s.log_format, LogFormat::Json);
     assert!(s.notes.is_empty(), "{:?}", s.notes);
 }
 
@@ -122,6 +126,7 @@ fn defaults_without_a_file() {
     assert_eq!((o.nh_cache_ms, o.unpin_on_exit, o.pool_units), (1000, false, DEFAULT_POOL_UNITS));
     assert!(o.pools.is_empty());
     assert_eq!((s.stats_interval, s.json, s.pool_source), (10, false, PoolSource::None));
+    assert_eq!((s.metrics_listen, s.log_format), (None, LogFormat::Text));
     // The access interface is required somewhere.
     let e = resolve(File::default(), &Flags::default(), &four_queues).expect_err("no access interface");
     assert!(e.to_string().contains("access_if"), "{e}");
@@ -178,6 +183,10 @@ fn flags_override_the_file() {
         "0",
         "--json=false",
         "--unpin-on-exit=false",
+        "--metrics-listen",
+        "[2001:db8::1]:9800",
+        "--log-format",
+        "text",
     ]);
     let s = settings(FULL, &f).expect("resolve");
     let o = &s.options;
@@ -191,6 +200,8 @@ fn flags_override_the_file() {
     assert_eq!((o.nh_cache_ms, o.unpin_on_exit, o.pool_units), (0, false, 512));
     assert_eq!(o.pools, specs(&["203.0.113.0/24"]), "--pool replaces the file's pools");
     assert_eq!((s.stats_interval, s.json, s.pool_source), (0, false, PoolSource::Flags));
+    assert_eq!(s.metrics_listen, Some("[2001:db8::1]:9800".parse().unwrap()));
+    assert_eq!(s.log_format, LogFormat::Text, "--log-format over the section's");
     // A bare boolean flag is true; --bpf-pin-dir wins over the instance.
     let f = flags(&["--busy-poll", "--json", "--bpf-pin-dir", "/run/lns/bpf", "--unpin-on-exit"]);
     let s = settings(&FULL.replace("busy_poll = true", "busy_poll = false"), &f).expect("resolve");
@@ -199,6 +210,17 @@ fn flags_override_the_file() {
     assert!(Flags::try_parse_from(["lns-dataplane", "--queues", "some"]).is_err());
     assert!(Flags::try_parse_from(["lns-dataplane", "--cores", "3-1"]).is_err());
     assert!(Flags::try_parse_from(["lns-dataplane", "--mss-clamp", "big"]).is_err());
+    assert!(Flags::try_parse_from(["lns-dataplane", "--log-format", "xml"]).is_err());
+    assert!(Flags::try_parse_from(["lns-dataplane", "--metrics-listen", "9702"]).is_err());
+}
+
+#[test]
+fn the_log_format_of_the_node_applies_unless_the_section_has_its_own() {
+    let node = "log_format = \"json\"\n[dataplane]\naccess_if = \"a\"\n";
+    assert_eq!(settings(node, &Flags::default()).expect("resolve").log_format, LogFormat::Json);
+    let own = format!("{node}log_format = \"text\"\n");
+    assert_eq!(settings(&own, &Flags::default()).expect("resolve").log_format, LogFormat::Text);
+    assert!(settings("[dataplane]\nlog_format = \"xml\"\n", &Flags::default()).is_err());
 }
 
 #[test]

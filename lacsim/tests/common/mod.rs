@@ -28,7 +28,12 @@ pub fn resolve_neighbours(lab: &Lab) {
 /// control plane's IPv4 pool and the first /48 of its IPv6 pool declared
 /// as pools (the rest of the IPv6 pool takes the program's lookups).
 pub fn start_dp(lab: &Lab, pins: &PinDir, queues: &str, xdp_mode: &str) -> NsProcess {
-    let args = [
+    start_dp_with(lab, pins, queues, xdp_mode, &[])
+}
+
+/// [`start_dp`] with more flags.
+pub fn start_dp_with(lab: &Lab, pins: &PinDir, queues: &str, xdp_mode: &str, extra: &[&str]) -> NsProcess {
+    let mut args = vec![
         "--pool",
         "198.51.100.0/24",
         "--pool",
@@ -44,5 +49,6 @@ pub fn start_dp(lab: &Lab, pins: &PinDir, queues: &str, xdp_mode: &str) -> NsPro
         "--max-sessions",
         "4096",
     ];
+    args.extend_from_slice(extra);
     lab.start_dataplane(pins.path(), &args).unwrap()
 }
