@@ -6,11 +6,14 @@
 //! `fields.message`, `target`), so one log shipper's parser reads both
 //! processes. RUST_LOG filters, as for the control plane [default: info].
 //!
-//! Statistics are not messages: they go to stdout as before (`--json`).
+//! libbpf's own messages (loading, attaching) go through the same logger,
+//! at their level, instead of straight to stderr. Statistics are not
+//! messages: they go to stdout as before (`--json`).
 
 use std::fmt;
 
-use tracing::{Event, Level, Subscriber};
+use libbpf_rs::PrintLevel;
+use tracing::{debug, info, warn, Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -38,12 +41,26 @@ where
     }
 }
 
+/// A libbpf message (`libbpf: ...\n`) as an event of its level.
+fn libbpf(level: PrintLevel, msg: String) {
+    let msg = msg.trim_end();
+    match level {
+        PrintLevel::Warn => warn!(target: "libbpf", "{msg}"),
+        PrintLevel::Info => info!(target: "libbpf", "{msg}"),
+        PrintLevel::Debug => debug!(target: "libbpf", "{msg}"),
+    }
+}
+
 /// Installs the process's logger; a second call changes nothing.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let log = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
+    let installed = match format {
         LogFormat::Text => log.event_format(Plain).try_init(),
         LogFormat::Json => log.json().try_init(),
     };
+    if installed.is_ok() {
+        // What libbpf prints by default: warnings and information.
+        libbpf_rs::set_print(Some((PrintLevel::Info, libbpf)));
+    }
 }
