@@ -76,7 +76,10 @@ fn run(settings: Settings) -> Result<()> {
         match scrapes.recv_timeout(tick.saturating_duration_since(Instant::now())) {
             Ok(reply) => {
                 let _ = reply.send(running.metrics());
-                continue;
+                // Scrapes back to back must not hold the duties off.
+                if Instant::now() < tick {
+                    continue;
+                }
             }
             Err(RecvTimeoutError::Timeout) => {}
             // No --metrics-listen.
