@@ -145,7 +145,7 @@ pub fn render(s: &Snapshot) -> String {
     r.register("ipv6_pool_prefixes", "IPv6 prefixes of the pool", total);
     if !s.radius.is_empty() {
         let radius = r.sub_registry_with_prefix("radius");
-        let families: [(&str, &str, ServerCount); 5] = [
+        let families: [(&str, &str, ServerCount); 7] = [
             ("requests", "Requests sent (first transmissions)", |s| s.requests),
             ("retransmissions", "Requests sent again", |s| s.retransmissions),
             ("replies", "Replies accepted", |s| s.replies),
@@ -153,6 +153,16 @@ pub fn render(s: &Snapshot) -> String {
             ("dropped_replies", "Replies dropped (bad authenticator, malformed, unknown id)", |s| {
                 s.bad_replies
             }),
+            (
+                "replies_missing_message_authenticator",
+                "Of the dropped replies: without the Message-Authenticator the server's policy requires (CVE-2024-3596)",
+                |s| s.missing_message_authenticator,
+            ),
+            (
+                "replies_bad_message_authenticator",
+                "Of the dropped replies: with a Message-Authenticator that does not verify",
+                |s| s.bad_message_authenticator,
+            ),
         ];
         for (name, help, get) in families {
             let f = Family::<Server, Counter>::default();
@@ -234,6 +244,7 @@ mod tests {
             state: "alive".into(),
             requests: 9,
             last_rtt_ms: Some(2.5),
+            missing_message_authenticator: 4,
             ..Default::default()
         });
         let text = render(&s);
@@ -246,6 +257,7 @@ mod tests {
             "lns_pool_addresses{pool=\"main\"} 254",
             "lns_radius_requests_total{server=\"192.0.2.9:1812\",service=\"authentication\"} 9",
             "lns_radius_last_rtt_seconds{server=\"192.0.2.9:1812\",service=\"authentication\"} 0.0025",
+            "lns_radius_replies_missing_message_authenticator_total{server=\"192.0.2.9:1812\",service=\"authentication\"} 4",
             "# TYPE lns_session_setups_total counter",
         ] {
             assert!(text.contains(want), "{want} missing from\n{text}");
