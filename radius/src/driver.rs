@@ -34,7 +34,7 @@ use crate::access::AccessRequest;
 use crate::accounting::AccountingRequest;
 use crate::client::{
     Client, ClientConfig, DropReason, Event, MessageAuthenticatorPolicy, Outcome, Request, RequestHandle,
-    ServerId, ServerStatus, SocketId,
+    ServerConfig, ServerId, ServerStatus, SocketId,
 };
 use crate::error::Error;
 
@@ -51,11 +51,17 @@ pub enum ClientError {
 pub enum ServerEvent {
     Down(ServerId),
     Up(ServerId),
+    /// The server list was replaced ([`RadiusClient::set_servers`],
+    /// [`RadiusClient::reconfigure`]): ids name the new list's servers,
+    /// and records no server took may find one now.
+    Changed,
 }
 
 enum Command {
     Send { request: Request, reply: oneshot::Sender<Result<Outcome, Error>> },
     Status { reply: oneshot::Sender<Vec<ServerStatus>> },
+    SetServers(Vec<ServerConfig>),
+    Reconfigure(Box<ClientConfig>),
 }
 
 /// Handle to the client task; the task ends when every handle is dropped.
@@ -97,6 +103,19 @@ impl RadiusClient {
     /// Send an accounting record (to the accounting servers).
     pub async fn accounting(&self, request: &AccountingRequest) -> Result<Outcome, ClientError> {
         self.request(Request::accounting(request)?).await
+    }
+
+    /// Replace the servers (see [`Client::set_servers`]): requests sent
+    /// after this call use the new list, those in flight finish as they
+    /// would have.
+    pub fn set_servers(&self, servers: Vec<ServerConfig>) -> Result<(), ClientError> {
+        self.tx.send(Command::SetServers(servers)).map_err(|_| ClientError::Stopped)
+    }
+
+    /// Replace the servers, timers and policies (see
+    /// [`Client::reconfigure`]), for the requests sent after this call.
+    pub fn reconfigure(&self, config: ClientConfig) -> Result<(), ClientError> {
+        self.tx.send(Command::Reconfigure(Box::new(config))).map_err(|_| ClientError::Stopped)
     }
 
     /// Each server's state and counters.
@@ -183,6 +202,15 @@ impl ServerLog {
             }
         }
     }
+}
+
+/// After a change of servers: ids were renumbered, the log's memory of
+/// them goes; listeners hear of it.
+fn changed(client: &Client, log: &mut ServerLog, events: &mpsc::UnboundedSender<ServerEvent>) {
+    log.drops.clear();
+    let servers: Vec<String> = client.servers().iter().map(|s| s.address.to_string()).collect();
+    tracing::info!(servers = servers.join(" "), "RADIUS servers set");
+    let _ = events.send(ServerEvent::Changed);
 }
 
 /// Requested socket buffer size.
@@ -307,6 +335,14 @@ async fn run(
                     }
                 }
                 Some(Command::Status { reply }) => { let _ = reply.send(client.servers()); }
+                Some(Command::SetServers(servers)) => {
+                    client.set_servers(servers);
+                    changed(&client, &mut log, &events);
+                }
+                Some(Command::Reconfigure(config)) => {
+                    client.reconfigure(*config);
+                    changed(&client, &mut log, &events);
+                }
                 None => accepting = false,
             },
             Some((socket, from, data)) = incoming.recv() => {

@@ -588,3 +588,121 @@ fn always_and_never() {
     );
     assert_eq!(lab.client.servers()[0].state, ServerState::Alive);
 }
+
+#[test]
+fn round_trips_are_counted_in_buckets() {
+    let s = TestServer::new(A, b"s");
+    let mut lab = Lab::new(vec![s], Service::Authentication, |_| {});
+    // Answered after 0, 3, 30 ms and 7 s (the last after a
+    // retransmission: it tells no round trip).
+    for after in [0, 3, 30] {
+        let h = lab.pap("pw");
+        let t = lab.client.poll_transmit().expect("sent");
+        lab.now += Duration::from_millis(after);
+        let now = lab.now;
+        let reply = lab.servers[0].answer(now, &t).expect("answer");
+        lab.client.handle_datagram(now, t.socket, addr(A), &reply);
+        lab.exchange();
+        assert!(lab.completed(h).as_ref().is_some_and(accepted));
+    }
+    let h = lab.pap("pw");
+    let first = lab.client.poll_transmit().expect("sent");
+    lab.now += Duration::from_millis(2500);
+    lab.client.handle_timeout(lab.now);
+    let again = lab.client.poll_transmit().expect("retransmitted");
+    assert_eq!(first.payload, again.payload);
+    let now = lab.now;
+    let reply = lab.servers[0].answer(now, &again).expect("answer");
+    lab.client.handle_datagram(now, again.socket, addr(A), &reply);
+    lab.exchange();
+    assert!(lab.completed(h).as_ref().is_some_and(accepted));
+    let st = lab.client.servers()[0].stats;
+    assert_eq!(st.replies, 4);
+    assert_eq!(st.rtt.count(), 3);
+    // ≤ 1 ms, (2, 5] ms, (20, 50] ms.
+    assert_eq!(st.rtt.counts, [1, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(st.rtt.sum, Duration::from_millis(33));
+    assert_eq!(st.last_rtt, Some(Duration::from_millis(30)));
+}
+
+#[test]
+fn servers_replaced_mid_run() {
+    const C: &str = "192.0.2.12:1812";
+    let mut a = TestServer::new(A, b"secret-a");
+    a.down = true;
+    let b = TestServer::new(B, b"secret-b");
+    let c = TestServer::new(C, b"secret-c");
+    let mut lab = Lab::new(vec![a, b, c], Service::Authentication, |c| {
+        c.servers.truncate(2);
+    });
+    // A is silent: marked dead, the request answered by B.
+    let h = lab.pap("pw");
+    assert!(accepted(&lab.run_until_done(h, Duration::from_secs(40))));
+    assert_eq!(lab.client.servers()[0].state, ServerState::Dead);
+    // One more to B, in flight while the list changes.
+    let h = lab.pap("pw");
+    let in_flight = lab.client.poll_transmit().expect("sent to B");
+    assert_eq!(in_flight.destination, addr(B));
+    let to_a = lab.servers[0].received.len();
+
+    // A removed, B kept with a new secret, C new and first.
+    lab.client.set_servers(vec![
+        ServerConfig::new(addr(C), b"secret-c".to_vec(), Service::Authentication),
+        ServerConfig::new(addr(B), b"secret-b2".to_vec(), Service::Authentication),
+    ]);
+    let servers = lab.client.servers();
+    let listed: Vec<_> = servers.iter().map(|s| (s.id, s.address, s.state)).collect();
+    assert_eq!(
+        listed,
+        [(ServerId(0), addr(C), ServerState::Alive), (ServerId(1), addr(B), ServerState::Alive)]
+    );
+    let b_stats = servers[1].stats;
+    assert_eq!((b_stats.requests, b_stats.replies, b_stats.rtt.count()), (2, 1, 1), "B keeps its counters");
+    assert_eq!(servers[0].stats, Default::default());
+
+    // The request in flight finishes: B answers with the secret it was
+    // sent with, 40 ms later.
+    lab.now += Duration::from_millis(40);
+    let now = lab.now;
+    let reply = lab.servers[1].answer(now, &in_flight).expect("answer");
+    lab.client.handle_datagram(now, in_flight.socket, addr(B), &reply);
+    lab.exchange();
+    let o = lab.completed(h).expect("completed");
+    assert!(matches!(&o, Outcome::Answered(r) if r.accepted() && r.server == ServerId(1)), "{o:?}");
+    let b_stats = lab.client.servers()[1].stats;
+    assert_eq!((b_stats.replies, b_stats.rtt.count(), b_stats.rtt.counts[5]), (2, 2, 1));
+    lab.servers[1].secret = b"secret-b2";
+
+    // New requests go to C, first in the new list.
+    let h = lab.pap("pw");
+    let o = lab.run_until_done(h, Duration::from_millis(1));
+    assert!(matches!(&o, Outcome::Answered(r) if r.server == ServerId(0)), "{o:?}");
+    assert_eq!(lab.servers[2].received.len(), 1);
+
+    // A, removed while dead, is probed no more.
+    lab.advance(Duration::from_secs(60));
+    assert_eq!(lab.servers[0].received.len(), to_a, "nothing more to A");
+
+    // C removed while a request is in flight to it and silent: the
+    // request is retransmitted to it as before, then fails over to B.
+    lab.servers[2].down = true;
+    let h = lab.pap("pw");
+    let t = lab.client.poll_transmit().expect("sent to C");
+    assert_eq!(t.destination, addr(C));
+    let now = lab.now;
+    assert!(lab.servers[2].answer(now, &t).is_none());
+    lab.client.set_servers(vec![ServerConfig::new(addr(B), b"secret-b2".to_vec(), Service::Authentication)]);
+    assert_eq!(lab.client.servers().len(), 1, "C is not listed");
+    let o = lab.run_until_done(h, Duration::from_secs(40));
+    assert!(matches!(&o, Outcome::Answered(r) if r.server == ServerId(0)), "{o:?}");
+    assert_eq!(lab.servers[2].received.len(), 1 + 1 + 2, "C: the one before, this and its 2 retransmissions");
+    assert_eq!(lab.client.servers()[0].stats.requests, 3, "B: the failover, the one in flight, this");
+    // ... and nothing new, nor a probe.
+    lab.servers[2].down = false;
+    let h = lab.pap("pw");
+    assert!(accepted(&lab.run_until_done(h, Duration::from_millis(1))));
+    lab.advance(Duration::from_secs(60));
+    assert_eq!(lab.servers[2].received.len(), 4);
+    assert!(!lab.events.iter().any(|e| matches!(e, Event::ServerDown(ServerId(1)))), "{:?}", lab.events);
+    assert_eq!(lab.client.in_flight(), 0);
+}

@@ -51,7 +51,8 @@ use crate::tunnel::TunnelPassword;
 
 pub use retransmit::RetransmitConfig;
 
-/// Index of a server in [`ClientConfig::servers`].
+/// Index of a server in [`ClientConfig::servers`] (the list last given,
+/// see [`Client::set_servers`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServerId(pub usize);
 
@@ -365,6 +366,52 @@ pub struct ServerStats {
     /// Round-trip time of the last reply to a request sent once (a reply
     /// after a retransmission cannot say which transmission it answers).
     pub last_rtt: Option<Duration>,
+    /// Every such round trip, counted in fixed buckets.
+    pub rtt: RttHistogram,
+}
+
+/// Upper bounds of the round-trip buckets of [`RttHistogram`] (the last
+/// bucket, above 5 s, is unbounded): 1, 2, 5 per decade from 1 ms, which
+/// tells a server on the same site (under 1 ms) from one across a country
+/// (tens of ms) and one that is struggling (hundreds).
+pub const RTT_BOUNDS: [Duration; 12] = [
+    Duration::from_millis(1),
+    Duration::from_millis(2),
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(20),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(200),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+];
+
+/// Round trips counted per bucket, as a Prometheus histogram reports them
+/// (from what the engine is given, no clock of its own): `counts[i]` is
+/// the round trips in (`RTT_BOUNDS[i-1]`, `RTT_BOUNDS[i]`], the last one
+/// those above every bound. Not cumulative.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RttHistogram {
+    pub counts: [u64; RTT_BOUNDS.len() + 1],
+    pub sum: Duration,
+}
+
+impl RttHistogram {
+    pub fn observe(&mut self, rtt: Duration) {
+        let i = RTT_BOUNDS.iter().position(|b| rtt <= *b).unwrap_or(RTT_BOUNDS.len());
+        if let Some(c) = self.counts.get_mut(i) {
+            *c += 1;
+        }
+        self.sum = self.sum.saturating_add(rtt);
+    }
+
+    /// Round trips counted.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -405,6 +452,9 @@ struct Server {
     probe: Option<Probe>,
     next_probe: Option<Instant>,
     probe_answers: u32,
+    /// No longer configured ([`Client::set_servers`]): kept only until the
+    /// requests in flight to it end; it gets no new request nor probe.
+    retired: bool,
 }
 
 #[derive(Debug)]
@@ -412,6 +462,8 @@ struct Probe {
     socket: SocketId,
     id: u8,
     authenticator: [u8; 16],
+    /// The secret it was signed with (the server's may change meanwhile).
+    secret: Arc<[u8]>,
     deadline: Instant,
 }
 
@@ -421,6 +473,9 @@ struct Attempt {
     socket: SocketId,
     id: u8,
     authenticator: [u8; 16],
+    /// The secret its packet was made with: its reply is checked with it,
+    /// even if a reload changed the server's meanwhile.
+    secret: Arc<[u8]>,
     payload: Vec<u8>,
     first_sent: Instant,
     retransmissions: u32,
@@ -506,6 +561,24 @@ pub struct Client {
 }
 
 impl Server {
+    fn new(c: &ServerConfig) -> Server {
+        Server {
+            address: c.address,
+            secret: Arc::from(c.secret.as_slice()),
+            service: c.service,
+            require_message_authenticator: c.require_message_authenticator,
+            signed: [false; 3],
+            warned_unsigned: false,
+            state: ServerState::Alive,
+            last_reply: None,
+            stats: ServerStats::default(),
+            probe: None,
+            next_probe: None,
+            probe_answers: 0,
+            retired: false,
+        }
+    }
+
     fn policy(&self, kind: ReplyKind) -> MessageAuthenticatorPolicy {
         match self.require_message_authenticator {
             RequireMessageAuthenticator::Always => MessageAuthenticatorPolicy::Always,
@@ -537,24 +610,7 @@ impl Client {
 
     /// A client with a given generator (tests seed it to be repeatable).
     pub fn with_rng(config: ClientConfig, rng: StdRng) -> Client {
-        let servers = config
-            .servers
-            .iter()
-            .map(|s| Server {
-                address: s.address,
-                secret: Arc::from(s.secret.as_slice()),
-                service: s.service,
-                require_message_authenticator: s.require_message_authenticator,
-                signed: [false; 3],
-                warned_unsigned: false,
-                state: ServerState::Alive,
-                last_reply: None,
-                stats: ServerStats::default(),
-                probe: None,
-                next_probe: None,
-                probe_answers: 0,
-            })
-            .collect();
+        let servers = config.servers.iter().map(Server::new).collect();
         Client {
             config,
             servers,
@@ -614,8 +670,89 @@ impl Client {
         self.sockets
     }
 
+    /// The configured servers' state and counters, in the configured
+    /// order.
     pub fn servers(&self) -> Vec<ServerStatus> {
-        (0..self.servers.len()).filter_map(|i| self.server(ServerId(i))).collect()
+        (0..self.servers.len())
+            .filter(|i| self.servers.get(*i).is_some_and(|s| !s.retired))
+            .filter_map(|i| self.server(ServerId(i)))
+            .collect()
+    }
+
+    /// Replace the server list (a reload of the configuration). A server
+    /// kept (same address and service) keeps its state, counters and what
+    /// it was learnt to sign, and takes the new secret and
+    /// Message-Authenticator setting; a new one starts alive. A removed one
+    /// gets no new request and no probe; a request in flight to it goes on
+    /// as before (its reply, checked with the secret it was sent with, is
+    /// taken; without one it fails over to the servers of the new list
+    /// it has not tried), and the server is forgotten at the next change
+    /// once nothing is in flight to it. Server ids follow the new list.
+    pub fn set_servers(&mut self, configs: Vec<ServerConfig>) {
+        let mut old: Vec<Option<Server>> = std::mem::take(&mut self.servers).into_iter().map(Some).collect();
+        // Old index → new index.
+        let mut moved: Vec<Option<usize>> = vec![None; old.len()];
+        let mut servers = Vec::with_capacity(configs.len());
+        for c in &configs {
+            let found = old
+                .iter()
+                .position(|s| s.as_ref().is_some_and(|s| s.address == c.address && s.service == c.service));
+            let kept = found.and_then(|i| {
+                moved[i] = Some(servers.len());
+                old.get_mut(i).and_then(Option::take)
+            });
+            servers.push(match kept {
+                Some(mut s) => {
+                    s.secret = Arc::from(c.secret.as_slice());
+                    s.require_message_authenticator = c.require_message_authenticator;
+                    if s.retired {
+                        // Removed by an earlier change and back before
+                        // its requests ended: alive, as a new one.
+                        s.retired = false;
+                        s.state = ServerState::Alive;
+                        s.probe_answers = 0;
+                    }
+                    s
+                }
+                None => Server::new(c),
+            });
+        }
+        for (i, s) in old.into_iter().enumerate() {
+            let Some(mut s) = s else { continue };
+            if let Some(p) = s.probe.take() {
+                self.free_id(p.socket, i, p.id);
+            }
+            let busy = self.pending.values().any(|p| p.attempt.as_ref().is_some_and(|a| a.server == i));
+            if busy {
+                s.retired = true;
+                s.next_probe = None;
+                moved[i] = Some(servers.len());
+                servers.push(s);
+            }
+        }
+        self.servers = servers;
+        let moved = |i: usize| moved.get(i).copied().flatten();
+        self.ids = std::mem::take(&mut self.ids)
+            .into_iter()
+            .filter_map(|((socket, i), table)| Some(((socket, moved(i)?), table)))
+            .collect();
+        for p in self.pending.values_mut() {
+            p.tried = p.tried.iter().filter_map(|i| moved(*i)).collect();
+            if let Some(a) = p.attempt.as_mut() {
+                // Busy servers were all kept or retired.
+                a.server = moved(a.server).unwrap_or(usize::MAX);
+            }
+        }
+        self.config.servers = configs;
+    }
+
+    /// Replace the whole configuration: the servers as
+    /// [`Client::set_servers`] does, and the timers, probing and policies
+    /// for what is sent from now on (a retransmission timer running keeps
+    /// its deadline).
+    pub fn reconfigure(&mut self, config: ClientConfig) {
+        self.set_servers(config.servers.clone());
+        self.config = config;
     }
 
     /// One server's state and counters.
@@ -739,7 +876,9 @@ impl Client {
             .servers
             .iter()
             .enumerate()
-            .find(|(i, s)| s.service == service && s.state == ServerState::Alive && !p.tried.contains(i))
+            .find(|(i, s)| {
+                s.service == service && s.state == ServerState::Alive && !s.retired && !p.tried.contains(i)
+            })
             .map(|(i, _)| i);
         let Some(server) = next else {
             let (policy, dropped) = (self.policy(service), p.dropped);
@@ -778,6 +917,7 @@ impl Client {
                 socket,
                 id,
                 authenticator,
+                secret,
                 payload,
                 first_sent: now,
                 retransmissions: 0,
@@ -857,6 +997,7 @@ impl Client {
                                 a.socket = sid;
                                 a.id = id;
                                 a.authenticator = auth;
+                                a.secret = secret;
                                 a.payload = payload.clone();
                                 a.delay = delay;
                             }
@@ -885,7 +1026,7 @@ impl Client {
         let s = &mut self.servers[server];
         s.stats.timeouts += 1;
         let silent = s.last_reply.is_none_or(|t| t < first_sent);
-        if silent && s.state == ServerState::Alive {
+        if silent && s.state == ServerState::Alive && !s.retired {
             s.state = ServerState::Dead;
             s.probe_answers = 0;
             s.next_probe = Some(now + self.config.status_server_interval);
@@ -898,6 +1039,9 @@ impl Client {
     /// probe is never retransmitted, a lost one simply counts as no answer.
     fn probe_timer(&mut self, now: Instant, server: usize) {
         let s = &mut self.servers[server];
+        if s.retired {
+            return;
+        }
         if let Some(p) = &s.probe {
             if p.deadline > now {
                 return;
@@ -928,6 +1072,7 @@ impl Client {
             socket,
             id,
             authenticator: repr.authenticator,
+            secret: Arc::clone(&s.secret),
             deadline: now + self.config.retransmit.irt,
         });
         self.transmits.push_back(Transmit { socket, destination: s.address, payload });
@@ -951,7 +1096,7 @@ impl Client {
             return;
         };
         let mut rtt = None;
-        let (request_code, authenticator, kind) = match slot {
+        let (request_code, authenticator, secret, kind) = match slot {
             Slot::Request(h) => match self.pending.get(&h).and_then(|p| p.attempt.as_ref().map(|a| (p, a))) {
                 Some((p, a)) if a.server == server && a.socket == socket && a.id == id => {
                     if a.retransmissions == 0 {
@@ -961,7 +1106,7 @@ impl Client {
                         Service::Authentication => ReplyKind::Access,
                         Service::Accounting => ReplyKind::Accounting,
                     };
-                    (p.request.code, a.authenticator, kind)
+                    (p.request.code, a.authenticator, Arc::clone(&a.secret), kind)
                 }
                 _ => {
                     self.servers[server].stats.unknown_identifier += 1;
@@ -970,7 +1115,7 @@ impl Client {
             },
             Slot::Probe => match &self.servers[server].probe {
                 Some(p) if p.socket == socket && p.id == id => {
-                    (Code::StatusServer, p.authenticator, ReplyKind::StatusServer)
+                    (Code::StatusServer, p.authenticator, Arc::clone(&p.secret), ReplyKind::StatusServer)
                 }
                 _ => {
                     self.servers[server].stats.unknown_identifier += 1;
@@ -982,7 +1127,6 @@ impl Client {
             self.servers[server].stats.bad_code += 1;
             return;
         }
-        let secret = Arc::clone(&self.servers[server].secret);
         let policy = self.servers[server].policy(kind);
         let dropped = match crypto::verify_response(bytes, &secret, &authenticator, policy.required()) {
             Ok(()) => None,
@@ -1032,8 +1176,9 @@ impl Client {
         let s = &mut self.servers[server];
         s.stats.replies += 1;
         s.last_reply = Some(now);
-        if rtt.is_some() {
-            s.stats.last_rtt = rtt;
+        if let Some(rtt) = rtt {
+            s.stats.last_rtt = Some(rtt);
+            s.stats.rtt.observe(rtt);
         }
         match slot {
             Slot::Request(handle) => {
