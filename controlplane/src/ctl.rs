@@ -39,6 +39,9 @@ pub enum Request {
     /// limits, pools and timeouts take effect; sessions stay. A file with
     /// an error changes nothing.
     Reload,
+    /// End every session and stop (StopCCN to every tunnel, Accounting
+    /// Stops), even when SIGTERM would keep them.
+    Shutdown,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,6 +53,7 @@ pub enum Response {
     Stats { stats: Stats },
     Radius { radius: RadiusStatus },
     Reloaded { summary: String },
+    ShuttingDown { tunnels: usize, sessions: usize },
     Error { message: String },
 }
 
@@ -148,6 +152,12 @@ pub struct Stats {
     /// Sessions that ended, by cause.
     #[serde(default)]
     pub sessions_down: BTreeMap<String, u64>,
+    /// Sessions taken back at start from what the last control plane
+    /// kept, and of those ended because the data plane had lost them.
+    #[serde(default)]
+    pub sessions_restored: u64,
+    #[serde(default)]
+    pub sessions_reconciled: u64,
     /// XDP verdict counters of the data plane, when there is one.
     pub xdp: Option<BTreeMap<String, u64>>,
 }
@@ -191,6 +201,27 @@ pub struct RadiusServerRow {
     /// or "auto:signed" (auto, the server signed: required).
     #[serde(default)]
     pub message_authenticator: String,
+    /// Round trips of its replies to requests sent once, counted in
+    /// fixed buckets.
+    #[serde(default)]
+    pub rtt: RttHistogram,
+}
+
+/// A round-trip histogram: `counts[i]` round trips took at most
+/// `bounds_ms[i]` (and more than the bound before); the last count, one
+/// more than the bounds, is of those above every bound. Not cumulative.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RttHistogram {
+    pub bounds_ms: Vec<f64>,
+    pub counts: Vec<u64>,
+    pub sum_ms: f64,
+}
+
+impl RttHistogram {
+    /// Round trips counted.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
 }
 
 /// The accounting sender's queue and counters.

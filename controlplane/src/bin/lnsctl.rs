@@ -65,6 +65,9 @@ enum Cmd {
     /// users, peers, limits, pools and timeouts change, sessions stay; a
     /// file with an error changes nothing and the answer says what is wrong.
     Reload,
+    /// End every session (StopCCN to every tunnel, Accounting Stops) and
+    /// stop the control plane, even one started with --keep-sessions.
+    Shutdown,
 }
 
 #[derive(Subcommand, Debug)]
@@ -213,6 +216,7 @@ fn main() -> Result<()> {
         Cmd::Show(ShowCmd::Stats) => Some(Request::ShowStats),
         Cmd::Radius => Some(Request::Radius),
         Cmd::Reload => Some(Request::Reload),
+        Cmd::Shutdown => Some(Request::Shutdown),
         Cmd::StaticSession(_) | Cmd::ShowXdp => None,
     };
     if let Some(req) = request {
@@ -374,7 +378,7 @@ fn main() -> Result<()> {
                 }
             }
         }
-        Cmd::Tunnel(_) | Cmd::Session(_) | Cmd::Show(_) | Cmd::Radius | Cmd::Reload => {}
+        Cmd::Tunnel(_) | Cmd::Session(_) | Cmd::Show(_) | Cmd::Radius | Cmd::Reload | Cmd::Shutdown => {}
         Cmd::ShowXdp => {
             let c = maps.counters()?;
             if cli.json {
@@ -468,6 +472,9 @@ fn print_answer(answer: Response, json: bool) -> Result<()> {
             }
         }
         Response::Reloaded { summary } => println!("reloaded: {summary}"),
+        Response::ShuttingDown { tunnels, sessions } => {
+            println!("shutting down: StopCCN to {tunnels} tunnels, {sessions} sessions ending")
+        }
         Response::Killed { tunnel_id, session_id: None } => println!("tunnel {tunnel_id}: StopCCN sent"),
         Response::Killed { tunnel_id, session_id: Some(s) } => {
             println!("tunnel {tunnel_id} session {s}: CDN sent")

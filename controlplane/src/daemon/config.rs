@@ -13,6 +13,8 @@
 //! shutdown_grace = "2s"         # wait for StopCCN acks on SIGTERM
 //! # metrics_listen = "127.0.0.1:9701"   # Prometheus /metrics
 //! # log_format = "json"          # text (default) or json
+//! # keep_sessions = true         # SIGTERM keeps sessions for the next start
+//! # state_dir = "/var/lib/lns/default"
 //!
 //! [limits]
 //! max_tunnels = 4096
@@ -132,6 +134,16 @@ pub struct Flags {
     /// Serve Prometheus metrics on http://ADDR:PORT/metrics.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<SocketAddr>,
+    /// SIGTERM keeps every session: the state is written to the state
+    /// directory, the data plane's entries stay, and the next start takes
+    /// them back (a restart or an upgrade). `lnsctl shutdown` still ends
+    /// every session. Without it, SIGTERM ends them (StopCCN, Stops).
+    #[arg(long)]
+    pub keep_sessions: bool,
+    /// Where a control plane that keeps its sessions writes them
+    /// (default /var/lib/lns/INSTANCE).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Instance name: pinned maps in /sys/fs/bpf/lns/<instance>, control
     /// socket /run/lns/<instance>.sock [default: default].
     #[arg(long)]
@@ -247,6 +259,8 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::E
 pub struct File {
     pub listen: Option<SocketAddr>,
     pub metrics_listen: Option<SocketAddr>,
+    pub keep_sessions: Option<bool>,
+    pub state_dir: Option<PathBuf>,
     pub instance: Option<String>,
     pub bpf_pin_dir: Option<PathBuf>,
     pub no_dataplane: Option<bool>,
@@ -506,6 +520,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where `/metrics` is served, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// SIGTERM keeps the sessions for the next start (see `Flags`).
+    pub keep_sessions: bool,
+    pub state_dir: PathBuf,
     pub instance: String,
     pub dataplane: Dataplane,
     pub control_socket: PathBuf,
@@ -639,6 +656,12 @@ impl Config {
         };
         Ok(Config {
             listen: flags.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 1701))),
+            keep_sessions: flags.keep_sessions || file.keep_sessions.unwrap_or(false),
+            state_dir: flags
+                .state_dir
+                .clone()
+                .or(file.state_dir)
+                .unwrap_or_else(|| Path::new("/var/lib/lns").join(&instance)),
             metrics_listen: flags.metrics_listen.or(file.metrics_listen),
             instance,
             dataplane,

@@ -51,8 +51,19 @@ pub struct SessionTable {
 impl SessionTable {
     /// Opens the pinned maps, or none when the configuration says so.
     pub fn open(dp: &Dataplane) -> Result<SessionTable, FastpathError> {
+        Ok(SessionTable::open_adopting(dp, false)?.0)
+    }
+
+    /// Opens the pinned maps. Entries a previous control plane left are
+    /// taken over when `adopt` (a restart that keeps sessions: they come
+    /// back, slot and entry, for the caller to match with what it
+    /// restored), else removed (it died, and its tunnels with it).
+    pub fn open_adopting(
+        dp: &Dataplane,
+        adopt: bool,
+    ) -> Result<(SessionTable, Vec<(u32, Session)>), FastpathError> {
         let Dataplane::PinDir(dir) = dp else {
-            return Ok(SessionTable {
+            let table = SessionTable {
                 maps: None,
                 ns: None,
                 stats: None,
@@ -61,15 +72,20 @@ impl SessionTable {
                 generations: HashMap::new(),
                 size: 0,
                 direct_misses: 0,
-            });
+            };
+            return Ok((table, Vec::new()));
         };
         let maps = lns_bpf::open_pinned(dir)
             .map_err(|source| FastpathError::Open { dir: dir.display().to_string(), source })?;
         let size = maps.max_sessions();
         let mut taken = BTreeSet::new();
         let mut reclaimed = 0;
+        let mut adopted = Vec::new();
         for (slot, s) in maps.sessions()? {
-            if s.owner == Session::OWNER_CONTROL_PLANE {
+            if s.owner == Session::OWNER_CONTROL_PLANE && adopt {
+                taken.insert(slot);
+                adopted.push((slot, s));
+            } else if s.owner == Session::OWNER_CONTROL_PLANE {
                 // Left by a control plane that died without cleaning up:
                 // its tunnels died with it, so the entries are stale.
                 maps.remove_session(slot)?;
@@ -84,16 +100,23 @@ impl SessionTable {
         let free = (0..size).filter(|i| !taken.contains(i)).collect();
         let ns = Some(maps.mmap_session_ns()?);
         let stats = Some(maps.mmap_session_stats()?);
-        Ok(SessionTable {
+        let table = SessionTable {
             maps: Some(maps),
             ns,
             stats,
             free,
-            ours: BTreeSet::new(),
-            generations: HashMap::new(),
+            ours: adopted.iter().map(|(slot, _)| *slot).collect(),
+            generations: adopted.iter().map(|(slot, s)| (*slot, s.generation)).collect(),
             size,
             direct_misses: 0,
-        })
+        };
+        Ok((table, adopted))
+    }
+
+    /// Leaves every entry this process wrote in the maps when it goes (a
+    /// restart that keeps sessions: the next control plane adopts them).
+    pub fn keep_on_exit(&mut self) {
+        self.ours.clear();
     }
 
     pub fn has_dataplane(&self) -> bool {

@@ -28,7 +28,7 @@ use tracing::{debug, warn};
 
 use super::aaa::{AuthBackend, AuthContext, Authorization, SharedUsers};
 use super::accounting::{AccountingHandle, AccountingStatus};
-use super::config::{NoResponsePolicy, RadiusSettings};
+use super::config::{NoResponsePolicy, RadiusServerEntry, RadiusSettings};
 use crate::l2tp::avp::AccessLine;
 use crate::ppp::{AuthDecision, AuthMaterial, AuthMethod, AuthRequest};
 use crate::subscriber::{AccountingConfig, AcctKind, AcctRecord};
@@ -313,35 +313,47 @@ pub struct Radius {
     interim_default: Option<Duration>,
     accounting: Option<AccountingHandle>,
     auth_servers: bool,
+    /// What it runs with (a reload compares the file's with it).
+    settings: RadiusSettings,
+}
+
+/// The client engine's configuration of `[radius]`.
+fn client_config(settings: &RadiusSettings) -> ClientConfig {
+    let servers: Vec<ServerConfig> = settings
+        .auth_servers
+        .iter()
+        .map(|s| (s, Service::Authentication))
+        .chain(settings.acct_servers.iter().map(|s| (s, Service::Accounting)))
+        .map(|(s, service)| ServerConfig {
+            require_message_authenticator: s.require_message_authenticator,
+            ..ServerConfig::new(s.address, s.secret.clone(), service)
+        })
+        .collect();
+    let mut cfg = ClientConfig::new(servers);
+    let irt = settings.timeout;
+    let mrt = (irt * 8).max(irt);
+    // MRD: long enough for every retransmission asked for.
+    let mrd =
+        (0..=settings.retries).fold(Duration::ZERO, |acc, i| acc + (irt * 2u32.pow(i.min(16))).min(mrt));
+    cfg.retransmit = RetransmitConfig { irt, mrc: settings.retries, mrt, mrd: mrd + irt };
+    cfg.status_server_interval = settings.dead_time;
+    cfg.authentication_policy = match settings.on_no_response {
+        NoResponsePolicy::Reject => NoAnswerPolicy::Reject,
+        NoResponsePolicy::Local => NoAnswerPolicy::FallbackLocal,
+    };
+    cfg
+}
+
+/// Servers of `new` that `old` does not have (by address).
+fn servers_not_in(new: &[RadiusServerEntry], old: &[RadiusServerEntry]) -> usize {
+    new.iter().filter(|n| !old.iter().any(|o| o.address == n.address)).count()
 }
 
 impl Radius {
     /// Start the client (and the accounting sender, with its spool);
     /// needs a tokio runtime.
     pub fn start(settings: &RadiusSettings, host_name: &str) -> anyhow::Result<Radius> {
-        let servers: Vec<ServerConfig> = settings
-            .auth_servers
-            .iter()
-            .map(|s| (s, Service::Authentication))
-            .chain(settings.acct_servers.iter().map(|s| (s, Service::Accounting)))
-            .map(|(s, service)| ServerConfig {
-                require_message_authenticator: s.require_message_authenticator,
-                ..ServerConfig::new(s.address, s.secret.clone(), service)
-            })
-            .collect();
-        let mut cfg = ClientConfig::new(servers);
-        let irt = settings.timeout;
-        let mrt = (irt * 8).max(irt);
-        // MRD: long enough for every retransmission asked for.
-        let mrd =
-            (0..=settings.retries).fold(Duration::ZERO, |acc, i| acc + (irt * 2u32.pow(i.min(16))).min(mrt));
-        cfg.retransmit = RetransmitConfig { irt, mrc: settings.retries, mrt, mrd: mrd + irt };
-        cfg.status_server_interval = settings.dead_time;
-        cfg.authentication_policy = match settings.on_no_response {
-            NoResponsePolicy::Reject => NoAnswerPolicy::Reject,
-            NoResponsePolicy::Local => NoAnswerPolicy::FallbackLocal,
-        };
-        let (client, events) = RadiusClient::spawn(cfg);
+        let (client, events) = RadiusClient::spawn(client_config(settings));
         let nas = NasIdentity {
             ip: settings.nas_ip_address,
             ipv6: None,
@@ -360,9 +372,16 @@ impl Radius {
             interim_default: settings.interim_interval,
             accounting,
             auth_servers: !settings.auth_servers.is_empty(),
+            settings: settings.clone(),
         };
-        radius.nas_record(AcctStatusType::AccountingOn);
         Ok(radius)
+    }
+
+    /// A fresh start: Accounting-On (RFC 2866 §5.1: any session the
+    /// server still thinks open on this NAS is not). Not sent by a control
+    /// plane that took its sessions back.
+    pub fn announce_start(&self) {
+        self.nas_record(AcctStatusType::AccountingOn);
     }
 
     /// Accounting-On (this NAS starts: any session the server still thinks
@@ -373,6 +392,78 @@ impl Radius {
         r.authentic = None;
         r.event_timestamp = u32::try_from(unix_now()).ok();
         acct.send(r, false);
+    }
+
+    /// A reload: the servers (added, removed, secrets,
+    /// `require_message_authenticator`), `timeout`, `retries`, `dead_time`
+    /// and `on_no_response` (for the backend [`Radius::auth_backend`] makes
+    /// next) take effect for the requests sent from now on; requests in
+    /// flight finish or fail over as before, and a server kept keeps its
+    /// state and counters. What only a restart changes (the accounting
+    /// spool, the dynamic authorization port and clients, the NAS's
+    /// identity, the default interim interval, servers for a service that
+    /// had none or has none left) stays as it runs and is named in the
+    /// summary. Cannot fail: the file was checked whole before.
+    pub fn reconfigure(&mut self, new: &RadiusSettings) -> String {
+        let old = &self.settings;
+        let mut later = Vec::new();
+        let mut applied = new.clone();
+        if old.auth_servers.is_empty() != new.auth_servers.is_empty() {
+            later.push(if new.auth_servers.is_empty() {
+                "no authentication server left"
+            } else {
+                "authentication servers where there were none"
+            });
+            applied.auth_servers = old.auth_servers.clone();
+        }
+        if old.acct_servers.is_empty() != new.acct_servers.is_empty() {
+            later.push(if new.acct_servers.is_empty() {
+                "no accounting server left"
+            } else {
+                "accounting servers where there were none"
+            });
+            applied.acct_servers = old.acct_servers.clone();
+        }
+        if old.state_dir != new.state_dir {
+            later.push("state_dir");
+            applied.state_dir = old.state_dir.clone();
+        }
+        if old.dynauth != new.dynauth {
+            later.push("[radius.dynauth]");
+            applied.dynauth = old.dynauth.clone();
+        }
+        if old.nas_identifier != new.nas_identifier || old.nas_ip_address != new.nas_ip_address {
+            later.push("nas_identifier and nas_ip_address");
+            applied.nas_identifier = old.nas_identifier.clone();
+            applied.nas_ip_address = old.nas_ip_address;
+        }
+        if old.interim_interval != new.interim_interval {
+            later.push("interim_interval");
+            applied.interim_interval = old.interim_interval;
+        }
+        let (auth, acct) = (&applied.auth_servers, &applied.acct_servers);
+        let added = servers_not_in(auth, &old.auth_servers) + servers_not_in(acct, &old.acct_servers);
+        let removed = servers_not_in(&old.auth_servers, auth) + servers_not_in(&old.acct_servers, acct);
+        if self.client.reconfigure(client_config(&applied)).is_err() {
+            warn!("reload: the RADIUS client has stopped");
+        }
+        let mut summary = format!(
+            "RADIUS: {} authentication and {} accounting servers ({added} added, {removed} removed)",
+            auth.len(),
+            acct.len()
+        );
+        if !later.is_empty() {
+            let later = later.join(", ");
+            warn!(settings = later, "reload: these RADIUS settings change at the next start, not now");
+            summary.push_str(&format!("; at the next start, not now: {later}"));
+        }
+        self.settings = applied;
+        summary
+    }
+
+    /// What it runs with.
+    pub fn settings(&self) -> &RadiusSettings {
+        &self.settings
     }
 
     /// The authentication backend, if authentication servers are configured.
@@ -597,5 +688,53 @@ mod tests {
             (c.input_packets, c.input_octets, c.output_packets, c.output_octets),
             (5, 1 << 33, 0, 100)
         );
+    }
+
+    fn server(address: &str, secret: &str) -> RadiusServerEntry {
+        RadiusServerEntry {
+            address: address.parse().expect("address"),
+            secret: secret.into(),
+            require_message_authenticator: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reload_changes_servers_now_and_names_what_waits_for_a_restart() {
+        let settings = RadiusSettings {
+            nas_identifier: "lns".into(),
+            nas_ip_address: None,
+            timeout: Duration::from_secs(2),
+            retries: 2,
+            dead_time: Duration::from_secs(10),
+            on_no_response: NoResponsePolicy::Reject,
+            interim_interval: None,
+            state_dir: "/nonexistent/lns-test".into(),
+            auth_servers: vec![server("192.0.2.10:1812", "a"), server("192.0.2.11:1812", "a")],
+            acct_servers: Vec::new(),
+            dynauth: None,
+        };
+        let mut radius = Radius::start(&settings, "lns").expect("start");
+        let mut new = settings.clone();
+        new.auth_servers = vec![server("192.0.2.11:1812", "b"), server("192.0.2.12:1812", "b")];
+        new.timeout = Duration::from_millis(500);
+        new.on_no_response = NoResponsePolicy::Local;
+        new.state_dir = "/nonexistent/elsewhere".into();
+        new.acct_servers = vec![server("192.0.2.12:1813", "b")];
+        let summary = radius.reconfigure(&new);
+        assert_eq!(
+            summary,
+            "RADIUS: 2 authentication and 0 accounting servers (1 added, 1 removed); at the next start, \
+             not now: accounting servers where there were none, state_dir"
+        );
+        let listed: Vec<String> =
+            radius.client().servers().await.expect("servers").iter().map(|s| s.address.to_string()).collect();
+        assert_eq!(listed, ["192.0.2.11:1812", "192.0.2.12:1812"]);
+        assert_eq!(radius.settings().timeout, Duration::from_millis(500));
+        assert_eq!(radius.settings().on_no_response, NoResponsePolicy::Local);
+        assert_eq!(radius.settings().state_dir, std::path::PathBuf::from("/nonexistent/lns-test"));
+        assert!(radius.settings().acct_servers.is_empty());
+        // The same file again: nothing added, nothing waiting.
+        let again = radius.reconfigure(&new);
+        assert_eq!(again, "RADIUS: 2 authentication and 0 accounting servers (0 added, 0 removed); at the next start, not now: accounting servers where there were none, state_dir");
     }
 }

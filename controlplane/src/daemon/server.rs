@@ -39,9 +39,21 @@ use crate::subscriber::{AuthAnswer, Core, CoreConfig, Effect, MapOp, Notice, Ses
 /// Datagrams taken from the socket in one pass of the loop.
 const RX_BURST: usize = 64;
 
+/// The sessions a control plane keeps for the next start, in its state
+/// directory.
+const SNAPSHOT_FILE: &str = "sessions.json";
+
 /// Runs the control plane until SIGINT or SIGTERM.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    let table = SessionTable::open(&cfg.dataplane)?;
+    // What the last control plane kept (--keep-sessions), used once: a
+    // later crash must not bring back this state.
+    let snapshot_path = cfg.state_dir.join(SNAPSHOT_FILE);
+    let saved = if cfg.keep_sessions { std::fs::read_to_string(&snapshot_path).ok() } else { None };
+    if saved.is_some() {
+        std::fs::remove_file(&snapshot_path)
+            .with_context(|| format!("removing {} once read", snapshot_path.display()))?;
+    }
+    let (mut table, adopted) = SessionTable::open_adopting(&cfg.dataplane, saved.is_some())?;
     if !table.has_dataplane() {
         warn!("running without a data plane (--no-dataplane): sessions are written to no map");
     }
@@ -111,7 +123,58 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     }
     let radius = radius.map(|(r, _)| r);
-    let core = core_of(&cfg, listen, &table, radius.as_ref(), Instant::now())?;
+    let now = Instant::now();
+    let mut slots = HashMap::new();
+    let restored = saved.and_then(|json| {
+        match Core::restore(core_config(&cfg, listen, &table, radius.as_ref()), &json, now) {
+            Ok(core) => Some(core),
+            Err(e) => {
+                warn!(error = %e, "cannot take back the sessions the last control plane kept: starting afresh");
+                None
+            }
+        }
+    });
+    let core = match restored {
+        Some(mut core) => {
+            for (bank, sid) in table.direct_slot_reservations() {
+                core.reserve_session_id(bank, sid);
+            }
+            // The entries the data plane still has are matched with the
+            // sessions taken back; the rest of either side goes.
+            let mut present = std::collections::BTreeSet::new();
+            let mut removed = 0;
+            for (slot, entry) in adopted {
+                let key = SessionKey::new(
+                    crate::l2tp::TunnelId(entry.local_tunnel_id),
+                    crate::l2tp::SessionId(entry.local_session_id),
+                );
+                if core.knows(key) {
+                    slots.insert(key, slot);
+                    present.insert(key);
+                } else if table.remove(slot).is_ok() {
+                    removed += 1;
+                }
+            }
+            let ended = core.reconcile(now, &present);
+            info!(
+                restored = core.counters().sessions_restored,
+                ended_not_in_dataplane = ended,
+                entries_removed_not_in_state = removed,
+                tunnels = core.endpoint().tunnel_count(),
+                "took back the sessions the last control plane kept"
+            );
+            core
+        }
+        None => {
+            for (slot, _) in adopted {
+                let _ = table.remove(slot);
+            }
+            if let Some(r) = &radius {
+                r.announce_start();
+            }
+            core_of(&cfg, listen, &table, radius.as_ref(), now)?
+        }
+    };
     let (auth_tx, mut auth_rx) = mpsc::unbounded_channel();
     let (scrape_tx, mut scrapes) = mpsc::channel::<metrics::Scrape>(16);
     if let Some(addr) = cfg.metrics_listen {
@@ -121,7 +184,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         core,
         socket: socket.clone(),
         table,
-        slots: HashMap::new(),
+        slots,
         ns_without_slot: HashMap::new(),
         auth,
         users,
@@ -136,6 +199,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         send_errors: 0,
     };
     let shutdown_grace = cfg.shutdown_grace;
+    let keep_sessions = cfg.keep_sessions;
+    let mut keep = false;
     let mut buf = vec![0u8; 65536];
     let mut drain_until: Option<Instant> = None;
     loop {
@@ -215,9 +280,25 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 };
                 let _ = reply.send(answer);
             }
+            Wake::Command((Request::Shutdown, reply)) => {
+                let (tunnels, sessions) = (d.core.endpoint().tunnel_count(), d.core.session_count());
+                info!(tunnels, sessions, "lnsctl shutdown: StopCCN to every tunnel");
+                if drain_until.is_none() {
+                    drain_until = Some(d.core.shutdown(now));
+                }
+                let _ = reply.send(Response::ShuttingDown { tunnels, sessions });
+            }
             Wake::Command((req, reply)) => {
                 let answer = d.request(now, req);
                 let _ = reply.send(answer);
+            }
+            Wake::Stop(sig) if keep_sessions && drain_until.is_none() => {
+                info!(
+                    signal = sig,
+                    sessions = d.core.session_count(),
+                    "stopping, keeping every session for the next start"
+                );
+                keep = true;
             }
             Wake::Stop(sig) => {
                 info!(
@@ -230,15 +311,22 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
         d.carry_out(Instant::now());
         d.transmit();
+        if keep {
+            break;
+        }
         if let Some(until) = drain_until {
             if d.core.stopped() || Instant::now() >= until {
                 break;
             }
         }
     }
-    d.finish();
-    if let Some(r) = &d.radius {
-        r.nas_record(lns_radius::accounting::AcctStatusType::AccountingOff);
+    if keep {
+        d.keep(&snapshot_path)?;
+    } else {
+        d.finish();
+        if let Some(r) = &d.radius {
+            r.nas_record(lns_radius::accounting::AcctStatusType::AccountingOff);
+        }
     }
     if let Some(acct) = d.radius.as_ref().and_then(|r| r.accounting().cloned()) {
         // Every Stop is on disk once this returns; those a server answers
@@ -506,7 +594,8 @@ impl Driver {
             if cfg.listen != self.listen && cfg.listen.port() != 0 {
                 warn!(listen = %cfg.listen, "reload: the L2TP address changes at the next start, not now");
             }
-            Ok(format!("{summary}, {n} local users"))
+            let radius = self.reload_radius(cfg.radius.as_ref());
+            Ok(format!("{summary}, {n} local users{radius}"))
         })();
         match result {
             Ok(summary) => {
@@ -518,6 +607,33 @@ impl Driver {
                 warn!("reload: {message}");
                 Err(message)
             }
+        }
+    }
+
+    /// The reload's part of RADIUS (after everything was checked):
+    /// servers, secrets and timers change now, what needs a restart is
+    /// said. Returns the summary's words, "" without RADIUS.
+    fn reload_radius(&mut self, settings: Option<&super::config::RadiusSettings>) -> String {
+        match (self.radius.as_mut(), settings) {
+            (Some(r), Some(settings)) => {
+                let mut settings = settings.clone();
+                settings.nas_ip_address = settings.nas_ip_address.or(radius::nas_ip_of(self.listen.ip()));
+                let summary = r.reconfigure(&settings);
+                // on_no_response is the backend's.
+                if let Some(backend) = r.auth_backend(r.settings(), Arc::clone(&self.users)) {
+                    self.auth = Arc::new(backend);
+                }
+                format!("; {summary}")
+            }
+            (Some(_), None) => {
+                warn!("reload: the file has no [radius]: RADIUS stays on until the next start");
+                "; RADIUS: the file has none, it stays on until the next start".into()
+            }
+            (None, Some(_)) => {
+                warn!("reload: [radius] is turned on at the next start, not now");
+                "; RADIUS: turned on at the next start, not now".into()
+            }
+            (None, None) => String::new(),
         }
     }
 
@@ -536,6 +652,38 @@ impl Driver {
             ipv6_pools: self.core.ipv6_pool_usage(),
             radius: Vec::new(),
         }
+    }
+
+    /// A stop that keeps every session: the core's state goes to `path`
+    /// (written whole, then renamed over, so a crash leaves the old file or
+    /// the new one), the data plane's entries stay for the next start.
+    fn keep(&mut self, path: &std::path::Path) -> anyhow::Result<()> {
+        let now = Instant::now();
+        self.carry_out(now);
+        self.transmit();
+        let json = self.core.snapshot(now).context("writing the sessions down")?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            // It holds tunnel secrets and credentials the LAC proxied.
+            std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+            f.write_all(json.as_bytes())?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        self.table.keep_on_exit();
+        info!(
+            sessions = self.core.session_count(),
+            tunnels = self.core.endpoint().tunnel_count(),
+            state = %path.display(),
+            "lns-controlplane stopped; its sessions stay in the data plane for the next start"
+        );
+        Ok(())
     }
 
     /// Nothing of ours stays in the maps.
@@ -606,5 +754,10 @@ fn server_row(s: lns_radius::client::ServerStatus) -> RadiusServerRow {
         missing_message_authenticator: s.stats.missing_message_authenticator,
         bad_message_authenticator: s.stats.bad_message_authenticator,
         message_authenticator: s.message_authenticator.to_string(),
+        rtt: crate::ctl::RttHistogram {
+            bounds_ms: lns_radius::client::RTT_BOUNDS.iter().map(|b| b.as_secs_f64() * 1000.0).collect(),
+            counts: s.stats.rtt.counts.to_vec(),
+            sum_ms: s.stats.rtt.sum.as_secs_f64() * 1000.0,
+        },
     }
 }

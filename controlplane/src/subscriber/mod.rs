@@ -208,6 +208,10 @@ pub struct CoreCounters {
     /// Sessions ended, by cause (see [`Core::session_states`] for those
     /// alive).
     pub sessions_down: BTreeMap<&'static str, u64>,
+    /// Taken back from a snapshot at start, and of those ended because
+    /// the data plane no longer had their entry.
+    pub sessions_restored: u64,
+    pub sessions_reconciled: u64,
 }
 
 /// Why a datagram (or an NCP) was dropped, as `lnsctl show stats` names it.

@@ -84,6 +84,8 @@ impl Core {
         let state: State = crate::snapshot::with_base(now, || serde_json::from_str(snapshot))?;
         let mut core = Core::new(cfg, now)?;
         core.endpoint = state.endpoint;
+        // This start's peers and limits; the id spaces stay the snapshot's.
+        core.endpoint.reconfigure(core.cfg.endpoint.clone());
         core.tunnels = state.tunnels.into_iter().collect();
         core.sessions = state.sessions.into_iter().collect::<BTreeMap<_, _>>();
         core.calling = state.calling.into_iter().collect();
@@ -107,9 +109,29 @@ impl Core {
             }
         }
         let keys: Vec<SessionKey> = core.sessions.keys().copied().collect();
+        core.counters.sessions_restored = keys.len() as u64;
         for key in keys {
             core.drive_ppp(now, key);
         }
         Ok(core)
+    }
+
+    /// After a restore: the sessions and calls whose entry the data plane
+    /// no longer has (`present` holds those it has) are ended cleanly (CDN
+    /// to the LAC, Accounting Stop, addresses released). Returns how many.
+    pub fn reconcile(&mut self, now: Instant, present: &std::collections::BTreeSet<SessionKey>) -> u64 {
+        let missing: Vec<SessionKey> =
+            self.sessions.keys().filter(|k| !present.contains(k)).copied().collect();
+        for key in &missing {
+            self.end_session(now, *key, super::EndReason::DataplaneUnavailable);
+        }
+        self.counters.sessions_reconciled += missing.len() as u64;
+        self.pump(now);
+        missing.len() as u64
+    }
+
+    /// Is `key` a session or a call of this core?
+    pub fn knows(&self, key: SessionKey) -> bool {
+        self.sessions.contains_key(&key) || self.calling.contains_key(&key)
     }
 }

@@ -35,7 +35,7 @@ impl Core {
             Request::ShowStats => Response::Stats { stats: self.stats(now) },
             Request::Radius => Response::Radius { radius: Default::default() },
             // The driver reads the file and calls Core::reconfigure.
-            Request::Reload => Response::Error { message: "reload is the driver's".into() },
+            Request::Reload | Request::Shutdown => Response::Error { message: "the driver's".into() },
             Request::TunnelKill { tunnel_id } => self.kill_tunnel(now, TunnelId(tunnel_id)),
             Request::SessionKill { session_id, tunnel_id } => self.kill_session(now, session_id, tunnel_id),
         };
@@ -196,6 +196,8 @@ impl Core {
             ipv6_prefixes_in_use: self.ipv6_pools.in_use(),
             dropped: c.dropped.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             sessions_down: c.sessions_down.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            sessions_restored: c.sessions_restored,
+            sessions_reconciled: c.sessions_reconciled,
             ..Stats::default()
         }
     }

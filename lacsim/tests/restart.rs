@@ -1,0 +1,132 @@
+//! A control plane started with `--keep-sessions` restarts under its
+//! subscribers: SIGTERM writes its state down and leaves the data plane's
+//! entries, the next start takes every session back, the LAC and the
+//! subscribers notice nothing (no CDN, no StopCCN, echoes answered,
+//! traffic carried throughout), and a new subscriber comes up at once.
+//! `lnsctl shutdown` still ends everything.
+
+mod common;
+use common::{resolve_neighbours, start_dp};
+
+use std::time::{Duration, Instant};
+
+use lns_testlab::{workspace_bin, Lab, NsProcess, PinDir, UdpEcho};
+
+fn stats(socket: &std::path::Path) -> serde_json::Value {
+    let out = std::process::Command::new(workspace_bin("lnsctl").unwrap())
+        .arg("--control-socket")
+        .arg(socket)
+        .args(["--json", "show", "stats"])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(secs) {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn subscribers(lab: &Lab, args: &[&str]) -> NsProcess {
+    let mut a = vec!["--server", "192.0.2.1:1701", "--json", "--user", "user%d", "--password", "pw%d"];
+    a.extend_from_slice(args);
+    NsProcess::spawn(&lab.lac, &workspace_bin("lns-lacsim").unwrap(), &a).unwrap()
+}
+
+fn summary(sim: &mut NsProcess, secs: u64) -> serde_json::Value {
+    assert!(wait_for(secs, || !sim.alive()), "lacsim did not finish: {:?}", sim.output());
+    let (out, err) = sim.output();
+    serde_json::from_str(out.lines().last().unwrap_or("{}")).unwrap_or_else(|_| panic!("{out} {err}"))
+}
+
+#[test]
+fn a_restart_keeps_every_session() {
+    let lab = Lab::new(1).unwrap();
+    let pins = PinDir::new().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap().to_string();
+    let _dp = start_dp(&lab, &pins, "1", "skb");
+    let keep = ["--keep-sessions", "--state-dir", state_dir.as_str()];
+    let mut cp = lab.start_controlplane(pins.path(), 20, &keep).unwrap();
+    resolve_neighbours(&lab);
+    let echo = UdpEcho::start(&lab.core, "203.0.113.7:7").unwrap();
+    let mut resident = subscribers(
+        &lab,
+        &["--tunnels", "1", "--sessions-per-tunnel", "5", "--hold", "12", "--traffic", "100,200"],
+    );
+    assert!(
+        wait_for(20, || stats(&cp.socket)["sessions"].as_u64() == Some(5)),
+        "5 sessions up: {}",
+        stats(&cp.socket)
+    );
+
+    // SIGTERM: the state is written down, the entries stay.
+    let status = cp.proc.stop(10).expect("stopped");
+    assert!(status.success(), "{:?}", cp.proc.output());
+    let log = cp.proc.output().1;
+    assert!(log.contains("its sessions stay in the data plane"), "{log}");
+    assert!(state.path().join("sessions.json").exists());
+    let maps = lns_bpf::open_pinned(pins.path()).unwrap();
+    assert_eq!(maps.sessions().unwrap().len(), 5, "the entries stay while no control plane runs");
+
+    // The next start takes them back.
+    let cp2 = lab.start_controlplane(pins.path(), 20, &keep).unwrap();
+    let s = stats(&cp2.socket);
+    assert_eq!((s["sessions_restored"].as_u64(), s["sessions"].as_u64()), (Some(5), Some(5)), "{s}");
+    assert_eq!(s["sessions_reconciled"].as_u64(), Some(0), "{s}");
+    assert!(!state.path().join("sessions.json").exists(), "used once");
+    // A new subscriber right after.
+    let mut fresh = subscribers(&lab, &["--tunnels", "1", "--sessions-per-tunnel", "1", "--hold", "1"]);
+    if !wait_for(20, || !fresh.alive()) {
+        panic!("a new subscriber after the restart: {:?}\n{}", fresh.output(), cp2.proc.output().1);
+    }
+    let f = summary(&mut fresh, 1);
+    assert_eq!(f["sessions_up"].as_u64(), Some(1), "{f}");
+
+    // The resident subscribers never noticed.
+    let r = summary(&mut resident, 40);
+    assert_eq!(r["sessions_up"].as_u64(), Some(5), "{r}");
+    assert_eq!(r["sessions_ended_by_lns"].as_u64(), Some(0), "no CDN, no Terminate-Request: {r}");
+    let (sent, received) = (r["data_sent"].as_u64().unwrap(), r["data_received"].as_u64().unwrap());
+    assert!(sent > 0 && received + 5 >= sent, "traffic carried throughout: {r}");
+    assert!(echo.stop() > 0);
+    // They hung up: the new control plane saw their CDNs.
+    assert!(wait_for(10, || maps.sessions().unwrap().is_empty()), "entries left");
+    let s = stats(&cp2.socket);
+    assert_eq!(s["sessions"].as_u64(), Some(0), "{s}");
+    assert_eq!(s["addresses_in_use"].as_u64(), Some(0), "{s}");
+}
+
+#[test]
+fn lnsctl_shutdown_ends_every_session_even_when_sigterm_would_keep_them() {
+    let lab = Lab::new(1).unwrap();
+    let pins = PinDir::new().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap().to_string();
+    let _dp = start_dp(&lab, &pins, "1", "skb");
+    let mut cp = lab
+        .start_controlplane(pins.path(), 10, &["--keep-sessions", "--state-dir", state_dir.as_str()])
+        .unwrap();
+    let mut sim = subscribers(&lab, &["--tunnels", "1", "--sessions-per-tunnel", "3", "--hold", "5"]);
+    assert!(wait_for(20, || stats(&cp.socket)["sessions"].as_u64() == Some(3)));
+    let out = std::process::Command::new(workspace_bin("lnsctl").unwrap())
+        .arg("--control-socket")
+        .arg(&cp.socket)
+        .arg("shutdown")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(wait_for(10, || !cp.proc.alive()), "the control plane stops");
+    let r = summary(&mut sim, 30);
+    assert_eq!(r["sessions_up"].as_u64(), Some(3), "{r}");
+    assert_eq!(r["sessions_ended_by_lns"].as_u64(), Some(3), "{r}");
+    let maps = lns_bpf::open_pinned(pins.path()).unwrap();
+    assert!(maps.sessions().unwrap().is_empty(), "nothing kept");
+    assert!(!state.path().join("sessions.json").exists(), "nothing written down");
+}
