@@ -706,3 +706,24 @@ fn servers_replaced_mid_run() {
     assert!(!lab.events.iter().any(|e| matches!(e, Event::ServerDown(ServerId(1)))), "{:?}", lab.events);
     assert_eq!(lab.client.in_flight(), 0);
 }
+
+#[test]
+fn a_dead_server_kept_is_alive_again_only_with_a_new_secret() {
+    let mut a = TestServer::new(A, b"wrong");
+    a.down = true;
+    let mut lab = Lab::new(vec![a], Service::Authentication, |_| {});
+    let h = lab.pap("pw");
+    assert!(matches!(lab.run_until_done(h, Duration::from_secs(40)), Outcome::NoAnswer { .. }));
+    assert_eq!(lab.client.servers()[0].state, ServerState::Dead);
+    let same = || vec![ServerConfig::new(addr(A), b"wrong".to_vec(), Service::Authentication)];
+    lab.client.set_servers(same());
+    assert_eq!(lab.client.servers()[0].state, ServerState::Dead, "same secret: still dead");
+    // The secret fixed (on both sides): used at once, not after probes.
+    lab.servers[0] = TestServer::new(A, b"right");
+    lab.client.set_servers(vec![ServerConfig::new(addr(A), b"right".to_vec(), Service::Authentication)]);
+    assert_eq!(lab.client.servers()[0].state, ServerState::Alive);
+    let h = lab.pap("pw");
+    assert!(accepted(&lab.run_until_done(h, Duration::from_millis(1))));
+    let st = lab.client.servers()[0].stats;
+    assert_eq!((st.requests, st.timeouts, st.replies), (2, 1, 1), "its counters kept");
+}

@@ -682,7 +682,9 @@ impl Client {
     /// Replace the server list (a reload of the configuration). A server
     /// kept (same address and service) keeps its state, counters and what
     /// it was learnt to sign, and takes the new secret and
-    /// Message-Authenticator setting; a new one starts alive. A removed one
+    /// Message-Authenticator setting (a dead one whose secret changed is
+    /// alive again: it was found dead under the old one); a new one starts
+    /// alive. A removed one
     /// gets no new request and no probe; a request in flight to it goes on
     /// as before (its reply, checked with the secret it was sent with, is
     /// taken; without one it fails over to the servers of the new list
@@ -703,6 +705,17 @@ impl Client {
             });
             servers.push(match kept {
                 Some(mut s) => {
+                    if *s.secret != *c.secret.as_slice() && s.state == ServerState::Dead {
+                        // Found dead under the old secret (a server drops
+                        // what it cannot verify): that says nothing of the
+                        // new one, which it may well have been waiting for.
+                        s.state = ServerState::Alive;
+                        s.probe_answers = 0;
+                        s.next_probe = None;
+                        if let (Some(p), Some(i)) = (s.probe.take(), found) {
+                            self.free_id(p.socket, i, p.id);
+                        }
+                    }
                     s.secret = Arc::from(c.secret.as_slice());
                     s.require_message_authenticator = c.require_message_authenticator;
                     if s.retired {
