@@ -726,3 +726,88 @@ fn stock_freeradius_unsigned_replies_auto_accepts_them_true_refuses_them() {
     drop(cp);
     drop(fr);
 }
+
+#[test]
+fn a_reload_points_the_lns_at_another_radius_server_and_fixes_its_secret() {
+    let lab = Lab::new(1).unwrap();
+    let pins = PinDir::new().unwrap();
+    let _dp = start_dp(&lab, &pins, "1", "skb");
+    let users = (1..=3).map(|i| format!("user{i}\tCleartext-Password := \"rad{i}\"\n\n")).collect();
+    let fr = freeradius(&lab, users, 1812, 0);
+    // Nothing answers on 1645.
+    let cp = lab
+        .start_controlplane_with(
+            pins.path(),
+            3,
+            &radius_toml(&[1645], &[], "", ""),
+            &["--metrics-listen", "192.0.2.1:9701"],
+        )
+        .unwrap();
+    let conf = cp.dir.join("lns.toml");
+    // user1, password rad1.
+    let login = || {
+        let s = lacsim(&lab, &one_tunnel("1", "pap", &["--user", "user%d", "--timeout", "10"]));
+        s["sessions_up"].as_u64()
+    };
+    let reload = || {
+        let out = std::process::Command::new(workspace_bin("lnsctl").unwrap())
+            .args(["--control-socket", cp.socket.to_str().unwrap(), "reload"])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+        said
+    };
+    assert_eq!(login(), Some(0), "no RADIUS server answers");
+
+    // FreeRADIUS, but under the wrong secret: it drops what it cannot
+    // verify, the LNS still gets no answer.
+    let file = std::fs::read_to_string(&conf).unwrap();
+    let wrong = file.replace("127.0.0.1:1645", "127.0.0.1:1812").replace(SECRET, "not-the-secret");
+    std::fs::write(&conf, &wrong).unwrap();
+    let said = reload();
+    assert!(
+        said.contains("RADIUS: 1 authentication and 0 accounting servers (1 added, 1 removed)"),
+        "{said}"
+    );
+    assert!(!said.contains("next start"), "{said}");
+    assert_eq!(login(), Some(0), "wrong secret");
+    let r = lnsctl(&cp, &["radius"]);
+    let servers = r["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 1, "{r}");
+    assert_eq!(servers[0]["address"], "127.0.0.1:1812", "{r}");
+    assert_eq!(servers[0]["state"], "dead", "{r}");
+    assert_eq!(servers[0]["replies"].as_u64(), Some(0), "{r}");
+
+    // The secret fixed: the server kept (its counters too) is used at
+    // once, without waiting for Status-Server to find it alive.
+    std::fs::write(&conf, file.replace("127.0.0.1:1645", "127.0.0.1:1812")).unwrap();
+    let said = reload();
+    assert!(said.contains("(0 added, 0 removed)"), "{said}");
+    assert_eq!(login(), Some(1), "accepted by FreeRADIUS");
+    let r = lnsctl(&cp, &["radius"]);
+    let s = &r["servers"][0];
+    assert_eq!((s["address"].as_str(), s["state"].as_str()), (Some("127.0.0.1:1812"), Some("alive")), "{r}");
+    assert!(s["timeouts"].as_u64() >= Some(1), "the counters of the wrong-secret time kept: {r}");
+    assert_eq!(s["replies"].as_u64(), Some(1), "{r}");
+    let rtt: u64 = s["rtt"]["counts"].as_array().unwrap().iter().filter_map(|c| c.as_u64()).sum();
+    assert_eq!(rtt, 1, "one round trip counted: {r}");
+    // The histogram as Prometheus reads it, promtool finding nothing to say.
+    let out = lab.lns.exec("curl", &["-sf", "http://192.0.2.1:9701/metrics"]).unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let series = "lns_radius_rtt_seconds_count{server=\"127.0.0.1:1812\",service=\"authentication\"} 1";
+    assert!(text.lines().any(|l| l == series), "{series} missing from\n{text}");
+    assert!(!text.contains("127.0.0.1:1645"), "the removed server is gone: {text}");
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics: {said}\n{text}");
+    drop(fr);
+}

@@ -460,9 +460,16 @@ impl Sender {
                 },
                 Some(r) = self.results.recv() => self.on_result(r),
                 Some(ev) = events.recv() => {
-                    if let ServerEvent::Up(s) = ev {
-                        debug!(server = s.0, held = self.held.len(), "RADIUS server back: resending");
-                        self.waiting.extend(self.held.drain(..));
+                    match ev {
+                        ServerEvent::Up(s) => {
+                            debug!(server = s.0, held = self.held.len(), "RADIUS server back: resending");
+                            self.waiting.extend(self.held.drain(..));
+                        }
+                        ServerEvent::Changed => {
+                            debug!(held = self.held.len(), "RADIUS servers changed: resending");
+                            self.waiting.extend(self.held.drain(..));
+                        }
+                        ServerEvent::Down(_) => {}
                     }
                 }
                 _ = retry_timer.tick() => {

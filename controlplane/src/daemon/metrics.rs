@@ -11,23 +11,24 @@
 //! Families (all `lns_`): tunnels and sessions by state, session set-ups
 //! and teardowns by cause, datagrams and drops by reason, map and send
 //! errors, pool usage per pool, and per RADIUS server its requests,
-//! replies, timeouts, retransmissions, dropped replies and last round
-//! trip.
+//! replies, timeouts, retransmissions, dropped replies, last round trip
+//! and round-trip histogram.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use prometheus_client::encoding::prometheus_text::encode;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::ctl::{RadiusServerRow, Stats};
+use crate::ctl::{RadiusServerRow, RttHistogram, Stats};
 
 /// What a scrape reports, gathered by the loop.
 #[derive(Debug, Clone, Default)]
@@ -72,6 +73,38 @@ struct Pool {
 struct Server {
     server: String,
     service: String,
+}
+
+/// The RADIUS servers' round-trip histograms: prometheus-client's
+/// `Histogram` takes observations one by one, these come counted already
+/// (by the client engine, in a snapshot per scrape).
+#[derive(Debug)]
+struct RttSeconds(Vec<(Server, RttHistogram)>);
+
+impl EncodeMetric for RttSeconds {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (server, h) in &self.0 {
+            let inf = h.counts.get(h.bounds_ms.len()).copied().unwrap_or(0);
+            let buckets: Vec<(f64, u64)> = h
+                .bounds_ms
+                .iter()
+                .map(|ms| ms / 1000.0)
+                .zip(h.counts.iter().copied())
+                .chain([(f64::INFINITY, inf)])
+                .collect();
+            encoder.encode_family(server)?.encode_histogram::<NoLabelSet>(
+                h.sum_ms / 1000.0,
+                h.count(),
+                &buckets,
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 fn counter(r: &mut Registry, name: &str, help: &str, v: u64) {
@@ -183,6 +216,18 @@ pub fn render(s: &Snapshot) -> String {
         }
         radius.register("server_up", "1 while the server answers, 0 while it is dead", up);
         radius.register("last_rtt_seconds", "Round trip of the server's last reply", rtt);
+        let histograms = s
+            .radius
+            .iter()
+            .map(|row| {
+                (Server { server: row.address.clone(), service: row.service.clone() }, row.rtt.clone())
+            })
+            .collect();
+        radius.register(
+            "rtt_seconds",
+            "Round trips of the server's replies to requests sent once (a reply after a retransmission tells none)",
+            RttSeconds(histograms),
+        );
     }
     let mut out = String::new();
     if let Err(e) = encode(&mut out, &r) {
@@ -245,6 +290,13 @@ mod tests {
             requests: 9,
             last_rtt_ms: Some(2.5),
             missing_message_authenticator: 4,
+            rtt: RttHistogram { bounds_ms: vec![1.0, 2.0, 5.0], counts: vec![3, 0, 1, 2], sum_ms: 130.5 },
+            ..Default::default()
+        });
+        // A server as an older control plane reports it: no buckets.
+        s.radius.push(RadiusServerRow {
+            address: "192.0.2.9:1813".into(),
+            service: "accounting".into(),
             ..Default::default()
         });
         let text = render(&s);
@@ -259,6 +311,14 @@ mod tests {
             "lns_radius_last_rtt_seconds{server=\"192.0.2.9:1812\",service=\"authentication\"} 0.0025",
             "lns_radius_replies_missing_message_authenticator_total{server=\"192.0.2.9:1812\",service=\"authentication\"} 4",
             "# TYPE lns_session_setups_total counter",
+            "# TYPE lns_radius_rtt_seconds histogram",
+            "lns_radius_rtt_seconds_bucket{server=\"192.0.2.9:1812\",service=\"authentication\",le=\"0.001\"} 3",
+            "lns_radius_rtt_seconds_bucket{server=\"192.0.2.9:1812\",service=\"authentication\",le=\"0.002\"} 3",
+            "lns_radius_rtt_seconds_bucket{server=\"192.0.2.9:1812\",service=\"authentication\",le=\"0.005\"} 4",
+            "lns_radius_rtt_seconds_bucket{server=\"192.0.2.9:1812\",service=\"authentication\",le=\"+Inf\"} 6",
+            "lns_radius_rtt_seconds_sum{server=\"192.0.2.9:1812\",service=\"authentication\"} 0.1305",
+            "lns_radius_rtt_seconds_count{server=\"192.0.2.9:1812\",service=\"authentication\"} 6",
+            "lns_radius_rtt_seconds_bucket{server=\"192.0.2.9:1813\",service=\"accounting\",le=\"+Inf\"} 0",
         ] {
             assert!(text.contains(want), "{want} missing from\n{text}");
         }

@@ -733,7 +733,8 @@ mod tests {
         assert_eq!(radius.settings().on_no_response, NoResponsePolicy::Local);
         assert_eq!(radius.settings().state_dir, std::path::PathBuf::from("/nonexistent/lns-test"));
         assert!(radius.settings().acct_servers.is_empty());
-        // The same file again: nothing added, nothing waiting.
+        // The same file again: nothing added; what waits for a restart
+        // is said again.
         let again = radius.reconfigure(&new);
         assert_eq!(again, "RADIUS: 2 authentication and 0 accounting servers (0 added, 0 removed); at the next start, not now: accounting servers where there were none, state_dir");
     }

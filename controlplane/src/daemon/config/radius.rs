@@ -77,7 +77,7 @@ pub struct DynAuthFile {
     pub clients: Vec<DynAuthClientEntry>,
 }
 
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct DynAuthClientEntry {
     pub address: IpAddr,
@@ -112,7 +112,7 @@ pub struct RadiusSettings {
     pub dynauth: Option<DynAuthSettings>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DynAuthSettings {
     pub listen: SocketAddr,
     pub event_timestamp_window: Duration,
