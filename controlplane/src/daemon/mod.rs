@@ -22,7 +22,9 @@ pub mod fastpath;
 pub mod metrics;
 pub mod notice;
 pub mod radius;
+pub mod routes;
 pub mod server;
+pub mod tun;
 pub mod udp;
 
 pub use config::{Config, Flags};
