@@ -17,6 +17,7 @@
 use lns_bpf::abi::{Session, XdpMeta};
 use lns_wire::checksum;
 use lns_wire::l2tp;
+use lns_wire::tcp;
 
 pub const META_LEN: usize = XdpMeta::ROOM;
 pub const ETH_LEN: usize = 14;
@@ -24,7 +25,6 @@ const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
 const PPP_IPV4: u16 = 0x0021;
 const PPP_IPV6: u16 = 0x0057;
-const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_ICMPV6: u8 = 58;
@@ -182,60 +182,6 @@ fn hop(b: &mut [u8], ip: usize, version: u8) -> bool {
     true
 }
 
-/// Clamps the MSS option of a TCP SYN in the IP packet at `ip` to `mss`.
-/// Returns whether it changed anything. Only the first header of the packet
-/// is looked at: IPv6 extension headers and IPv4 fragments are left alone.
-pub fn clamp_mss(b: &mut [u8], ip: usize, len: usize, version: u8, mss: u16) -> bool {
-    let (l4, proto) = if version == 4 {
-        let ihl = ((b[ip] & 0x0f) as usize) * 4;
-        let frag = be16(b, ip + 6).unwrap_or(0) & 0x3fff;
-        if frag != 0 {
-            return false;
-        }
-        (ip + ihl, b[ip + 9])
-    } else {
-        (ip + 40, b[ip + 6])
-    };
-    let end = ip + len;
-    if proto != IPPROTO_TCP || l4 + 20 > end {
-        return false;
-    }
-    let flags = b[l4 + 13];
-    if flags & 0x02 == 0 {
-        return false; // not a SYN
-    }
-    let doff = ((b[l4 + 12] >> 4) as usize) * 4;
-    if doff < 20 || l4 + doff > end {
-        return false;
-    }
-    let mut o = l4 + 20;
-    while o < l4 + doff {
-        match b[o] {
-            0 => break,
-            1 => o += 1,
-            kind => {
-                let Some(&olen) = b.get(o + 1) else { return false };
-                let olen = olen as usize;
-                if olen < 2 || o + olen > l4 + doff {
-                    return false;
-                }
-                if kind == 2 && olen == 4 {
-                    let cur = be16(b, o + 2).unwrap_or(0);
-                    if cur <= mss {
-                        return false;
-                    }
-                    put16(b, o + 2, mss);
-                    let c = be16(b, l4 + 16).unwrap_or(0);
-                    put16(b, l4 + 16, checksum::replace16(c, cur, mss));
-                    return true;
-                }
-                o += olen;
-            }
-        }
-    }
-    false
-}
-
 fn mss_for(clamp: MssClamp, mtu: u16, version: u8) -> Option<u16> {
     let hdrs = if version == 4 { 40 } else { 60 };
     match clamp {
@@ -358,7 +304,7 @@ pub fn decap(buf: &mut [u8], at: usize, len: usize, meta: &XdpMeta, clamp: MssCl
         return Outcome::Drop(DropReason::TtlExceeded);
     }
     if let Some(mss) = mss_for(clamp, mtu, v) {
-        clamp_mss(buf, ip, ilen, v, mss);
+        tcp::clamp_mss_at(buf, ip, ilen, mss);
     }
     // The metadata and the Ethernet header come before the subscriber
     // packet, so there are always more than 14 bytes in front of it.
@@ -404,7 +350,7 @@ pub fn encap(
         return Outcome::Drop(DropReason::TtlExceeded);
     }
     if let Some(mss) = mss_for(clamp, s.mtu, v) {
-        clamp_mss(buf, ip, ilen, v, mss);
+        tcp::clamp_mss_at(buf, ip, ilen, mss);
     }
     encap_at(buf, ip, ilen, v, meta, s, ns, st)
 }

@@ -9,6 +9,10 @@
 //!   pseudo-headers and the RFC 1624 incremental update. The 64-bit
 //!   summing is the data plane's hot-path version.
 //! * [`l2tp`]: the L2TPv2 header's flag bits and version (RFC 2661 §3.1).
+//! * [`ppp`]: the PPP header of a frame in L2TP, with and without ACFC
+//!   and PFC (RFC 1661 §6.5, §6.6).
+//! * [`tcp`]: MSS clamping of TCP SYNs, in place, for the data plane's
+//!   fast path and the control plane's slow path alike.
 //!
 //! No dependencies and no `unsafe`, so anything (a fuzz target, a bench,
 //! the protocol cores) can use it.
@@ -17,3 +21,5 @@
 
 pub mod checksum;
 pub mod l2tp;
+pub mod ppp;
+pub mod tcp;

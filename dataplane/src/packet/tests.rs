@@ -282,7 +282,7 @@ fn tcp_checksum_ok(ip: &[u8]) -> bool {
     let ihl = ((ip[0] & 0xf) as usize) * 4;
     let tot = u16::from_be_bytes([ip[2], ip[3]]) as usize;
     let (src, dst) = (ip[12..16].try_into().unwrap(), ip[16..20].try_into().unwrap());
-    checksum::ipv4_upper_layer(src, dst, IPPROTO_TCP, &ip[ihl..tot]) == 0
+    checksum::ipv4_upper_layer(src, dst, tcp::PROTOCOL, &ip[ihl..tot]) == 0
 }
 
 #[test]
@@ -312,7 +312,7 @@ fn mss_is_clamped_on_syn_both_ways() {
     // A smaller MSS is left alone, and so is a non-SYN.
     let mut p = tcp_syn(500);
     let n = p.len();
-    assert!(!clamp_mss(&mut p, 0, n, 4, 1200));
+    assert!(!tcp::clamp_mss_at(&mut p, 0, n, 1200));
 }
 
 #[test]
