@@ -13,6 +13,9 @@
 //!   and PFC (RFC 1661 §6.5, §6.6).
 //! * [`tcp`]: MSS clamping of TCP SYNs, in place, for the data plane's
 //!   fast path and the control plane's slow path alike.
+//! * [`icmp`]: the ICMP and ICMPv6 errors for a packet too big for the
+//!   next hop (RFC 1191, RFC 4443).
+//! * [`ipv4`]: the IPv4 header's checks, for the errors above.
 //!
 //! No dependencies and no `unsafe`, so anything (a fuzz target, a bench,
 //! the protocol cores) can use it.
@@ -20,6 +23,8 @@
 #![forbid(unsafe_code)]
 
 pub mod checksum;
+pub mod icmp;
+pub mod ipv4;
 pub mod l2tp;
 pub mod ppp;
 pub mod tcp;
