@@ -15,7 +15,7 @@
 //!   fast path and the control plane's slow path alike.
 //! * [`icmp`]: the ICMP and ICMPv6 errors for a packet too big for the
 //!   next hop (RFC 1191, RFC 4443).
-//! * [`ipv4`]: the IPv4 header's checks, for the errors above.
+//! * [`ipv4`]: IPv4 fragmentation (RFC 791) and the header's checks.
 //!
 //! No dependencies and no `unsafe`, so anything (a fuzz target, a bench,
 //! the protocol cores) can use it.
