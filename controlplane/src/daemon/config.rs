@@ -15,6 +15,10 @@
 //! # log_format = "json"          # text (default) or json
 //! # keep_sessions = true         # SIGTERM keeps sessions for the next start
 //! # state_dir = "/var/lib/lns/default"
+//! slow_path = true               # the exception path: a TUN device, routes into it
+//! # tun_name = "lns-default"     # default lns-<instance> (cut to 15 bytes)
+//! route_table = 254              # subscriber routes into the device (254: main)
+//! route_metric = 1024
 //!
 //! [limits]
 //! max_tunnels = 4096
@@ -209,6 +213,21 @@ pub struct Flags {
     /// Dynamic authorization (RFC 5176) listen address (radius.dynauth.listen).
     #[arg(long, value_name = "ADDR:PORT")]
     pub dynauth_listen: Option<SocketAddr>,
+    /// The exception path's TUN device, at most 15 bytes [default:
+    /// lns-INSTANCE, cut to 15].
+    #[arg(long, value_name = "NAME")]
+    pub tun_name: Option<String>,
+    /// Routing table of the subscriber routes into the TUN device
+    /// [default: 254, main].
+    #[arg(long, value_name = "TABLE")]
+    pub route_table: Option<u32>,
+    /// Metric of the subscriber routes into the TUN device [default: 1024].
+    #[arg(long, value_name = "METRIC")]
+    pub route_metric: Option<u32>,
+    /// No exception path: no TUN device, no subscriber routes; what the data
+    /// plane cannot forward is dropped.
+    #[arg(long)]
+    pub no_slow_path: bool,
 }
 
 fn parse_duration_flag(s: &str) -> Result<Duration, String> {
@@ -274,6 +293,11 @@ pub struct File {
     pub shutdown_grace: Option<Duration>,
     pub log: Option<String>,
     pub log_format: Option<LogFormat>,
+    /// The exception path (see `SlowPathSettings`); on unless false.
+    pub slow_path: Option<bool>,
+    pub tun_name: Option<String>,
+    pub route_table: Option<u32>,
+    pub route_metric: Option<u32>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -514,6 +538,67 @@ pub enum Dataplane {
     None,
 }
 
+/// The exception path (issue 18): subscriber packets the data plane does
+/// not forward go through the control plane and a TUN device, and the
+/// subscribers' addresses are routed into that device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlowPathSettings {
+    /// At most 15 bytes (IFNAMSIZ).
+    pub tun_name: String,
+    /// Routing table of the subscriber routes (254: main).
+    pub table: u32,
+    pub metric: u32,
+}
+
+/// The file's top-level keys of the exception path.
+struct SlowPathFile {
+    slow_path: Option<bool>,
+    tun_name: Option<String>,
+    route_table: Option<u32>,
+    route_metric: Option<u32>,
+}
+
+impl SlowPathSettings {
+    fn resolve(file: SlowPathFile, flags: &Flags, instance: &str) -> Result<Option<Self>, ConfigError> {
+        if flags.no_slow_path || file.slow_path == Some(false) {
+            return Ok(None);
+        }
+        let tun_name = match flags.tun_name.clone().or(file.tun_name) {
+            Some(name) if name.len() > 15 => {
+                return Err(ConfigError::Invalid(format!(
+                    "tun_name {name:?} is {} bytes: an interface name has at most 15",
+                    name.len()
+                )))
+            }
+            Some(name) => name,
+            // An instance name's own characters, cut on a character boundary.
+            None => format!("lns-{instance}")
+                .char_indices()
+                .take_while(|(i, c)| i + c.len_utf8() <= 15)
+                .map(|(_, c)| c)
+                .collect(),
+        };
+        if tun_name.is_empty()
+            || tun_name == "."
+            || tun_name == ".."
+            || tun_name.contains(|c: char| c == '/' || c.is_whitespace())
+        {
+            return Err(ConfigError::Invalid(format!("tun_name {tun_name:?} is not an interface name")));
+        }
+        let table = flags.route_table.or(file.route_table).unwrap_or(254);
+        if table == 0 || table == 255 {
+            return Err(ConfigError::Invalid(format!(
+                "route_table {table}: 0 is no table and 255 is the kernel's local one"
+            )));
+        }
+        Ok(Some(SlowPathSettings {
+            tun_name,
+            table,
+            metric: flags.route_metric.or(file.route_metric).unwrap_or(1024),
+        }))
+    }
+}
+
 /// Everything the server needs, resolved.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -535,6 +620,9 @@ pub struct Config {
     pub flags: Flags,
     pub ppp: PppSettings,
     pub radius: Option<RadiusSettings>,
+    /// The exception path; `None` when it is off (`slow_path = false`,
+    /// `--no-slow-path`).
+    pub slow_path: Option<SlowPathSettings>,
 }
 
 /// How log lines are written.
@@ -573,6 +661,13 @@ impl Config {
             return Err(ConfigError::Invalid(format!("instance name {instance:?} must be a plain name")));
         }
         let no_dataplane = flags.no_dataplane || file.no_dataplane.unwrap_or(false);
+        let slow_path_file = SlowPathFile {
+            slow_path: file.slow_path,
+            tun_name: file.tun_name,
+            route_table: file.route_table,
+            route_metric: file.route_metric,
+        };
+        let slow_path = SlowPathSettings::resolve(slow_path_file, flags, &instance)?;
         let pin_dir = flags
             .bpf_pin_dir
             .clone()
@@ -673,6 +768,7 @@ impl Config {
             log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
             ppp,
             radius,
+            slow_path,
         })
     }
 }
@@ -842,6 +938,40 @@ mod tests {
         .expect("resolve")
         .radius
         .is_none());
+    }
+
+    #[test]
+    fn slow_path_keys_and_flags() {
+        let flags = Flags { allow_unlisted_peers: true, ..Default::default() };
+        let c = Config::resolve(File::default(), &flags).expect("resolve");
+        let want = SlowPathSettings { tun_name: "lns-default".into(), table: 254, metric: 1024 };
+        assert_eq!(c.slow_path, Some(want), "on by default, in the main table");
+        let file: File = toml::from_str(
+            "instance = \"edge1\"\ntun_name = \"exc0\"\nroute_table = 100\nroute_metric = 50\n",
+        )
+        .expect("parse");
+        let s = Config::resolve(file, &flags).expect("resolve").slow_path.expect("on");
+        assert_eq!((s.tun_name.as_str(), s.table, s.metric), ("exc0", 100, 50));
+        let file: File = toml::from_str("tun_name = \"exc0\"\nroute_metric = 50\n").expect("parse");
+        let over = Flags { tun_name: Some("exc1".into()), route_table: Some(7), ..flags.clone() };
+        let s = Config::resolve(file, &over).expect("resolve").slow_path.expect("on");
+        assert_eq!((s.tun_name.as_str(), s.table, s.metric), ("exc1", 7, 50), "flags win");
+        // The default name of a long instance is cut to IFNAMSIZ less one;
+        // a name given too long is refused.
+        let long = Flags { instance: Some("a-very-long-instance".into()), ..flags.clone() };
+        let s = Config::resolve(File::default(), &long).expect("resolve").slow_path.expect("on");
+        assert_eq!(s.tun_name, "lns-a-very-long");
+        let file: File = toml::from_str("tun_name = \"a-name-over-15-bytes\"").expect("parse");
+        let e = Config::resolve(file, &flags).expect_err("too long");
+        assert!(e.to_string().contains("at most 15"), "{e}");
+        for bad in ["tun_name = \"a/b\"", "route_table = 0", "route_table = 255"] {
+            let file: File = toml::from_str(bad).expect("parse");
+            assert!(Config::resolve(file, &flags).is_err(), "{bad}");
+        }
+        let file: File = toml::from_str("slow_path = false\ntun_name = \"exc0\"").expect("parse");
+        assert_eq!(Config::resolve(file, &flags).expect("resolve").slow_path, None);
+        let off = Flags { no_slow_path: true, ..flags };
+        assert_eq!(Config::resolve(File::default(), &off).expect("resolve").slow_path, None);
     }
 
     #[test]
