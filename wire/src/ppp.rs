@@ -59,10 +59,11 @@ pub fn decapsulate(frame: &[u8]) -> Option<(u16, usize)> {
 /// left out, except on LCP frames (RFC 1661 §6.6: "MUST NOT be compressed
 /// when sending any LCP packet"); with `pfc` a protocol below 0x100 whose
 /// value is odd goes in one octet (§6.5; others cannot be compressed and
-/// keep two).
+/// keep two), except 0x00FF, whose one octet would read as the Address
+/// (RFC 1661 §2 reserves it "(compression inefficient)").
 pub fn encapsulate(protocol: u16, acfc: bool, pfc: bool, payload: &[u8]) -> Vec<u8> {
     let address_control = !acfc || protocol == LCP;
-    let compressed = pfc && protocol < 0x100 && protocol & 1 == 1;
+    let compressed = pfc && protocol < 0x100 && protocol & 1 == 1 && protocol != 0x00ff;
     let header = usize::from(address_control) * 2 + if compressed { 1 } else { 2 };
     let mut out = Vec::with_capacity(header + payload.len());
     if address_control {
@@ -130,13 +131,17 @@ mod tests {
         // No PFC for protocols of 0x100 and above, nor for even values.
         assert_eq!(encapsulate(0x8021, true, true, &[]), [0x80, 0x21]);
         assert_eq!(encapsulate(0x0020, true, true, &[]), [0x00, 0x20]);
+        // 0x00FF in one octet would be the Address (found by the
+        // wire_helpers fuzz target): it keeps two.
+        assert_eq!(encapsulate(0x00ff, true, true, &[3]), [0x00, 0xff, 3]);
+        assert_eq!(decapsulate(&[0x00, 0xff, 3]), Some((0x00ff, 2)));
         // LCP keeps FF 03 whatever was negotiated.
         assert_eq!(encapsulate(LCP, true, true, &[1]), [0xff, 0x03, 0xc0, 0x21, 1]);
     }
 
     #[test]
     fn round_trips() {
-        for protocol in [IPV4, IPV6, 0x0023, 0x00fd, 0x8021, 0x8057, LCP, 0xc023, 0xc223] {
+        for protocol in [IPV4, IPV6, 0x0023, 0x00fd, 0x00ff, 0x8021, 0x8057, LCP, 0xc023, 0xc223] {
             for acfc in [false, true] {
                 for pfc in [false, true] {
                     let f = encapsulate(protocol, acfc, pfc, &IP);
