@@ -158,6 +158,10 @@ pub struct Stats {
     pub sessions_restored: u64,
     #[serde(default)]
     pub sessions_reconciled: u64,
+    /// The exception path: `up_packets`, `down_packets`, and drops by
+    /// reason.
+    #[serde(default)]
+    pub slow_path: BTreeMap<String, u64>,
     /// XDP verdict counters of the data plane, when there is one.
     pub xdp: Option<BTreeMap<String, u64>>,
 }

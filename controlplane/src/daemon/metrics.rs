@@ -155,6 +155,29 @@ pub fn render(s: &Snapshot) -> String {
     r.register("datagrams_dropped", "Datagrams dropped by the control plane, by reason", dropped);
     counter(&mut r, "send_errors", "Datagrams the socket did not take", s.stats.send_errors);
     counter(&mut r, "map_errors", "Data-plane map writes that failed", s.stats.map_errors);
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct Direction {
+        direction: String,
+    }
+    let (packets, drops) = (Family::<Direction, Counter>::default(), Family::<Reason, Counter>::default());
+    for (what, n) in &s.stats.slow_path {
+        match what.strip_suffix("_packets") {
+            Some(direction) => {
+                packets.get_or_create(&Direction { direction: direction.to_string() }).inc_by(*n)
+            }
+            None => drops.get_or_create(&Reason { reason: what.clone() }).inc_by(*n),
+        };
+    }
+    r.register(
+        "slow_path_packets",
+        "Subscriber packets the control plane carried (the exception path), by direction",
+        packets,
+    );
+    r.register(
+        "slow_path_events",
+        "The exception path's drops (spoofed, not_forwarding, no_session, too_big, malformed) and what it did instead of forwarding as is (fragmented, icmp_too_big)",
+        drops,
+    );
     gauge(
         &mut r,
         "dataplane_slots_used",

@@ -32,9 +32,11 @@ use super::fastpath::SessionTable;
 use super::metrics;
 use super::notice;
 use super::radius::{self, Radius};
+use super::routes::Routes;
+use super::tun::TunDevice;
 use super::udp::{Batch, L2tpSocket, Outgoing, Received};
 use crate::ctl::{RadiusServerRow, RadiusStatus, Request, Response};
-use crate::subscriber::{AuthAnswer, Core, CoreConfig, Effect, MapOp, Notice, SessionKey};
+use crate::subscriber::{AuthAnswer, Core, CoreConfig, Effect, MapOp, Notice, SessionKey, SlowPathConfig};
 
 /// Datagrams taken from the socket in one pass of the loop.
 const RX_BURST: usize = 64;
@@ -123,6 +125,45 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     }
     let radius = radius.map(|(r, _)| r);
+    // The exception path: a TUN device the kernel routes subscribers'
+    // packets into and takes theirs from, and the routes into it (a task
+    // of their own: netlink is asynchronous, the effects are not).
+    let tun = match &cfg.slow_path {
+        Some(sp) => {
+            let tun = TunDevice::create(&sp.tun_name, 1500)
+                .with_context(|| format!("creating the slow path's TUN device {}", sp.tun_name))?;
+            // The kernel forwards what it reads from the device only if
+            // the device forwards (IPv4 decides by the interface a packet
+            // came in on).
+            for family in ["ipv4", "ipv6"] {
+                let knob = format!("/proc/sys/net/{family}/conf/{}/forwarding", tun.name());
+                if let Err(e) = std::fs::write(&knob, "1") {
+                    warn!(%knob, error = %e, "slow path: cannot turn forwarding on: subscribers' packets from the device will not be forwarded");
+                }
+            }
+            let routes = Routes::new(tun.ifindex(), sp.table, sp.metric).await?;
+            info!(
+                tun = tun.name(),
+                table = sp.table,
+                metric = sp.metric,
+                "slow path: subscriber routes into the TUN device"
+            );
+            Some((tun, routes))
+        }
+        None => None,
+    };
+    let (route_tx, mut route_rx) = mpsc::unbounded_channel::<(std::net::IpAddr, u8, bool)>();
+    let tun = tun.map(|(tun, routes)| {
+        tokio::spawn(async move {
+            while let Some((prefix, len, add)) = route_rx.recv().await {
+                let done = if add { routes.add(prefix, len).await } else { routes.remove(prefix, len).await };
+                if let Err(e) = done {
+                    warn!(error = %e, "slow path route");
+                }
+            }
+        });
+        tun
+    });
     let now = Instant::now();
     let mut slots = HashMap::new();
     let restored = saved.and_then(|json| {
@@ -186,6 +227,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         table,
         slots,
         ns_without_slot: HashMap::new(),
+        tun,
+        route_tx,
+        tun_errors: 0,
         auth,
         users,
         listen,
@@ -202,6 +246,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let keep_sessions = cfg.keep_sessions;
     let mut keep = false;
     let mut buf = vec![0u8; 65536];
+    let mut tun_buf = vec![0u8; 65536];
     let mut drain_until: Option<Instant> = None;
     loop {
         let wake_at = [d.core.poll_timeout(), drain_until].into_iter().flatten().min();
@@ -217,6 +262,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             Some(c) = commands.recv() => Wake::Command(c),
             Some(a) = auth_rx.recv() => Wake::Auth(a),
             Some(s) = scrapes.recv() => Wake::Scrape(s),
+            Some(r) = async {
+                match d.tun.as_ref() {
+                    Some(t) => Some(t.recv(&mut tun_buf).await),
+                    None => std::future::pending().await,
+                }
+            } => Wake::Tun(r),
             Some(job) = async {
                 match dynauth_jobs.as_mut() {
                     Some(j) => j.recv().await,
@@ -246,6 +297,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             }
             Wake::Datagram(Err(e)) => warn!(error = %e, "UDP receive"),
             Wake::Timer => d.core.handle_timeout(now),
+            Wake::Tun(Ok(n)) => {
+                if let Some(packet) = tun_buf.get(..n) {
+                    d.core.handle_tun_packet(now, packet);
+                }
+            }
+            Wake::Tun(Err(e)) => warn!(error = %e, "slow path: TUN receive"),
             Wake::Auth(a) => d.core.handle_auth_answer(now, a),
             Wake::DynAuth(job) => {
                 let result = d.core.handle_dynauth(now, &job.request);
@@ -390,6 +447,19 @@ fn core_config(
         accounting: radius.and_then(Radius::accounting_config),
         shutdown_grace: cfg.shutdown_grace,
         seed: None,
+        slow_path: cfg.slow_path.as_ref().map(|_| SlowPathConfig {
+            mss_clamp: true,
+            icmp_source_v4: cfg.ppp.session.ipcp.as_ref().and_then(|i| i.local_address).or(
+                match listen.ip() {
+                    std::net::IpAddr::V4(a) if !a.is_unspecified() => Some(a),
+                    _ => None,
+                },
+            ),
+            icmp_source_v6: match listen.ip() {
+                std::net::IpAddr::V6(a) if !a.is_unspecified() => Some(a),
+                _ => None,
+            },
+        }),
     }
 }
 
@@ -400,6 +470,7 @@ enum Wake {
     Auth(AuthAnswer),
     DynAuth(dynauth::Job),
     Scrape(metrics::Scrape),
+    Tun(std::io::Result<usize>),
     Reload,
     Stop(&'static str),
 }
@@ -414,6 +485,11 @@ struct Driver {
     /// §5.4 numbering of sequenced sessions that have no slot (no data
     /// plane): the counter the data plane would keep.
     ns_without_slot: HashMap<SessionKey, u16>,
+    /// The slow path's TUN device, and the queue to the routes' task.
+    tun: Option<TunDevice>,
+    route_tx: mpsc::UnboundedSender<(std::net::IpAddr, u8, bool)>,
+    /// Packets the TUN device did not take.
+    tun_errors: u64,
     auth: Arc<dyn AuthBackend>,
     /// The users file the backends read, replaced on reload.
     users: Arc<SharedUsers>,
@@ -513,6 +589,16 @@ impl Driver {
                         r.send(&record);
                     }
                 }
+                Effect::Deliver { packet } => {
+                    if let Some(tun) = &self.tun {
+                        if tun.try_send(&packet).is_err() {
+                            self.tun_errors += 1;
+                        }
+                    }
+                }
+                Effect::Route { prefix, len, add } => {
+                    let _ = self.route_tx.send((prefix, len, add));
+                }
                 Effect::Notice(n) => {
                     let slot = match &n {
                         Notice::SessionUp { key, .. } => self.slots.get(key).copied(),
@@ -565,6 +651,9 @@ impl Driver {
                 stats.slots_in_use = self.table.in_use();
                 stats.slots_total = self.table.size();
                 stats.slots_off_direct = self.table.direct_misses();
+                if self.tun_errors > 0 {
+                    stats.slow_path.insert("tun_send_errors".into(), self.tun_errors);
+                }
                 stats.xdp = self
                     .table
                     .maps()

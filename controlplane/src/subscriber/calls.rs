@@ -174,6 +174,7 @@ impl Core {
 
     fn release(&mut self, key: SessionKey, rec: Subscriber) {
         self.effects.push_back(Effect::RemoveSession { key });
+        self.sync_routes(key);
         if let Some(a) = rec.ipv4 {
             self.pools.release(a);
         }

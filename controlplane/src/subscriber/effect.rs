@@ -38,6 +38,11 @@ pub enum Effect {
     Accounting(Box<AcctRecord>),
     /// Something an operator reads in the log.
     Notice(Notice),
+    /// An IP packet for the kernel to route (the slow path's TUN device).
+    Deliver { packet: Vec<u8> },
+    /// Route `prefix/len` into the TUN device (or stop routing it): a
+    /// subscriber's address or prefix entered or left the fast path.
+    Route { prefix: IpAddr, len: u8, add: bool },
 }
 
 /// A datagram to send from the L2TP socket.

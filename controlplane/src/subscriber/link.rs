@@ -238,7 +238,7 @@ impl Core {
 
 /// Where Ns sits in a data message this LNS built (§3.1: flags and
 /// version, the Length if L is set, tunnel and session ids, then Ns).
-fn ns_offset(payload: &[u8]) -> usize {
+pub(super) fn ns_offset(payload: &[u8]) -> usize {
     let f = payload.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
     if f & flags::LENGTH != 0 {
         8

@@ -37,6 +37,7 @@ pub mod effect;
 mod ipv6;
 mod link;
 pub mod reason;
+mod slowpath;
 mod snapshot;
 mod timers;
 mod views;
@@ -56,6 +57,7 @@ use serde::{Deserialize, Serialize};
 pub use self::accounting::{AccountingConfig, AcctKind, AcctRecord, Counters};
 pub use self::effect::{AuthAnswer, AuthJob, Datagram, Effect, MapOp, NcpRefusal, Notice, NsFill};
 pub use self::reason::{DownReason, EndReason};
+pub use self::slowpath::SlowPathConfig;
 use crate::daemon::aaa::{AaaError, Ipv6PoolEntry, Ipv6Pools, PoolEntry, Pools};
 use crate::l2tp::{DropReason, Endpoint, EndpointConfig, SessionId, SessionInfo, TunnelId};
 use crate::ppp::{self, SessionConfig};
@@ -105,6 +107,9 @@ pub struct CoreConfig {
     /// Seeds the core's RNG (PPP magic numbers, challenges, ...); None
     /// takes one from the L2TP endpoint's seed, or entropy.
     pub seed: Option<u64>,
+    /// The exception path (see [`slowpath`]); None: data that reaches the
+    /// control plane is discarded, as before a session forwards.
+    pub slow_path: Option<SlowPathConfig>,
 }
 
 /// A tunnel as the core knows it besides the Endpoint: where it is.
@@ -212,6 +217,8 @@ pub struct CoreCounters {
     /// the data plane no longer had their entry.
     pub sessions_restored: u64,
     pub sessions_reconciled: u64,
+    /// The exception path: packets each way, and drops by reason.
+    pub slow_path: BTreeMap<&'static str, u64>,
 }
 
 /// Why a datagram (or an NCP) was dropped, as `lnsctl show stats` names it.
@@ -253,6 +260,8 @@ pub struct Core {
     /// Every session's next PPP deadline, earliest first, so that neither
     /// the wait nor the timer scans all sessions.
     ppp_timers: BTreeSet<(Instant, SessionKey)>,
+    /// Which session a destination belongs to, for the slow path.
+    routes: slowpath::RouteIndex,
     effects: VecDeque<Effect>,
 }
 
@@ -281,6 +290,7 @@ impl Core {
             acct_sessions: 0,
             rng,
             ppp_timers: BTreeSet::new(),
+            routes: Default::default(),
             effects: VecDeque::new(),
         })
     }
@@ -450,8 +460,10 @@ impl Core {
                 let key = SessionKey::new(tunnel_id, session_id);
                 match data.get(payload) {
                     Some(frame) if self.sessions.contains_key(&key) => {
-                        self.on_ppp_frame(now, key, frame);
-                        self.drive_ppp(now, key);
+                        if !self.slow_path_up(key, frame) {
+                            self.on_ppp_frame(now, key, frame);
+                            self.drive_ppp(now, key);
+                        }
                     }
                     Some(frame) => match self.calling.get_mut(&key) {
                         // PPP overtook the ICCN: kept for when the call connects.
@@ -611,6 +623,7 @@ impl Core {
             entry.state = abi::SessionState::Forwarding as u32;
         }
         self.effects.push_back(Effect::WriteSession { key, entry, op });
+        self.sync_routes(key);
         true
     }
 

@@ -112,6 +112,7 @@ impl Core {
         core.counters.sessions_restored = keys.len() as u64;
         for key in keys {
             core.drive_ppp(now, key);
+            core.sync_routes(key);
         }
         Ok(core)
     }

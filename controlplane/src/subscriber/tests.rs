@@ -6,8 +6,8 @@
 //! answers from local users or from a scripted RADIUS answer, when the
 //! test says). No sockets, no root, no clock.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use lns_bpf::abi;
@@ -91,6 +91,11 @@ struct Lab {
     network_at: BTreeMap<(TunnelId, SessionId), Instant>,
     /// The core's key of each user's call, learnt when it connected.
     keys: BTreeMap<String, SessionKey>,
+    /// The slow path: packets for the kernel, and the routes into the TUN.
+    delivered: Vec<Vec<u8>>,
+    routes: BTreeSet<(std::net::IpAddr, u8)>,
+    /// IP packets the subscribers received over their PPP links.
+    lac_ip: Vec<((TunnelId, SessionId), Vec<u8>)>,
 }
 
 fn base_config() -> CoreConfig {
@@ -116,6 +121,7 @@ fn base_config() -> CoreConfig {
         accounting: None,
         shutdown_grace: Duration::from_secs(5),
         seed: Some(7),
+        slow_path: None,
     }
 }
 
@@ -159,6 +165,9 @@ impl Lab {
             connected_at: BTreeMap::new(),
             network_at: BTreeMap::new(),
             keys: BTreeMap::new(),
+            delivered: Vec::new(),
+            routes: BTreeSet::new(),
+            lac_ip: Vec::new(),
         }
     }
 
@@ -247,6 +256,16 @@ impl Lab {
                 }
                 Effect::Accounting(r) => self.records.push(*r),
                 Effect::Notice(n) => self.notices.push(n),
+                Effect::Deliver { packet } => self.delivered.push(packet),
+                Effect::Route { prefix, len, add: true } => {
+                    assert!(self.routes.insert((prefix, len)), "a route added twice: {prefix}/{len}");
+                }
+                Effect::Route { prefix, len, add: false } => {
+                    assert!(
+                        self.routes.remove(&(prefix, len)),
+                        "a route removed that was not there: {prefix}/{len}"
+                    );
+                }
             }
         }
     }
@@ -377,6 +396,11 @@ impl Lab {
             if let (Some(sub), Some(frame)) =
                 (self.subs.get_mut(&(tunnel_id, session_id)), bytes.get(payload))
             {
+                if let Some((protocol, at)) = lns_wire::ppp::decapsulate(frame) {
+                    if protocol == lns_wire::ppp::IPV4 || protocol == lns_wire::ppp::IPV6 {
+                        self.lac_ip.push(((tunnel_id, session_id), frame[at..].to_vec()));
+                    }
+                }
                 if !sub.mute {
                     let _ = sub.ppp.handle_frame(self.now, frame);
                 }
@@ -859,4 +883,120 @@ fn every_subscriber_comes_up_behind_a_lossy_pipe() {
         }
         assert_eq!(up, 200, "loss {loss}: {why:#?}");
     }
+}
+
+/// An IPv4 packet: `payload` after a 20-byte header (protocol 17 unless a
+/// TCP segment is given), checksum right.
+fn ipv4_packet(src: Ipv4Addr, dst: Ipv4Addr, df: bool, protocol: u8, payload: &[u8]) -> Vec<u8> {
+    let len = 20 + payload.len();
+    let mut p =
+        vec![0x45, 0, (len >> 8) as u8, len as u8, 0, 1, if df { 0x40 } else { 0 }, 0, 64, protocol, 0, 0];
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    let c = lns_wire::checksum::of(&p);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// A TCP SYN with an MSS option.
+fn tcp_syn(mss: u16) -> Vec<u8> {
+    let mut t = vec![0x30, 0x39, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x60, 0x02, 0xff, 0xff, 0, 0, 0, 0];
+    t.extend_from_slice(&[2, 4, (mss >> 8) as u8, mss as u8]);
+    t
+}
+
+fn slow_path_config() -> CoreConfig {
+    let mut cfg = base_config();
+    cfg.slow_path = Some(SlowPathConfig {
+        mss_clamp: true,
+        icmp_source_v4: Some(Ipv4Addr::new(203, 0, 113, 1)),
+        icmp_source_v6: None,
+    });
+    cfg
+}
+
+impl Lab {
+    /// The LAC sends `packet` in a PPP frame on `user`'s call.
+    fn send_ip(&mut self, user: &str, packet: &[u8]) {
+        let (t, s) = self.lac_call(user);
+        let frame = lns_wire::ppp::encapsulate(lns_wire::ppp::IPV4, false, false, packet);
+        let tx = self.lac.encapsulate(t, s, &frame, None, false).expect("data message");
+        let now = self.now;
+        self.core.handle_datagram(now, lac_addr(), Some(lns_addr().ip()), Some(2), &tx.payload);
+        self.carry_out();
+    }
+}
+
+#[test]
+fn the_slow_path_carries_data_both_ways_and_routes_follow_the_sessions() {
+    let mut lab = Lab::new(slow_path_config());
+    lab.dial(&["alice", "bob"]);
+    lab.run_for(Duration::from_secs(5));
+    let (a, b) = (lab.key("alice"), lab.key("bob"));
+    let alice = lab.entries[&a].subscriber_ipv4().expect("alice's address");
+    let bob = lab.entries[&b].subscriber_ipv4().expect("bob's address");
+    assert_eq!(
+        lab.routes,
+        [(IpAddr::V4(alice), 32), (IpAddr::V4(bob), 32)].into_iter().collect::<BTreeSet<_>>()
+    );
+    let core_host = Ipv4Addr::new(203, 0, 113, 7);
+
+    // Upstream: decapsulated and handed to the kernel, the MSS clamped to
+    // what the link carries.
+    let syn = ipv4_packet(alice, core_host, true, 6, &tcp_syn(1460));
+    lab.send_ip("alice", &syn);
+    let up = lab.delivered.pop().expect("delivered to the kernel");
+    assert_eq!(&up[..20], &syn[..20], "the IP header as sent");
+    let mss = u16::from_be_bytes([up[42], up[43]]);
+    let mtu = lab.entries[&a].mtu;
+    assert!(mtu < 1500, "the client's MRU: {mtu}");
+    assert_eq!(mss, mtu - 40, "clamped to the TCP payload the link's MRU leaves");
+    // Not from alice's address: dropped, counted.
+    lab.send_ip("alice", &ipv4_packet(bob, core_host, false, 17, &[0; 8]));
+    assert!(lab.delivered.is_empty());
+    assert_eq!(lab.core.counters().slow_path.get("spoofed"), Some(&1));
+
+    // Downstream: into bob's session, at the LAC in PPP.
+    let down = ipv4_packet(core_host, bob, false, 17, &[7; 100]);
+    let now = lab.now;
+    lab.core.handle_tun_packet(now, &down);
+    lab.carry_out();
+    lab.run_for(Duration::from_millis(50));
+    let (call, got) = lab.lac_ip.pop().expect("at the LAC");
+    assert_eq!(call, lab.lac_call("bob"));
+    assert_eq!(got, down);
+    // Too big for the link: IPv4 without DF is fragmented...
+    let big = ipv4_packet(core_host, bob, false, 17, &[9; 3000]);
+    let now = lab.now;
+    lab.core.handle_tun_packet(now, &big);
+    lab.carry_out();
+    lab.run_for(Duration::from_millis(50));
+    let fragments: Vec<_> = lab.lac_ip.drain(..).map(|(_, p)| p).collect();
+    let bob_mtu = usize::from(lab.entries[&b].mtu);
+    assert!(fragments.len() >= 3 && fragments.iter().all(|f| f.len() <= bob_mtu), "{}", fragments.len());
+    assert_eq!(fragments.iter().map(|f| f.len() - 20).sum::<usize>(), 3000, "every byte of the datagram");
+    // ... with DF, answered by ICMP "fragmentation needed" toward its source.
+    let big_df = ipv4_packet(core_host, bob, true, 17, &[9; 3000]);
+    let now = lab.now;
+    lab.core.handle_tun_packet(now, &big_df);
+    lab.carry_out();
+    let icmp = lab.delivered.pop().expect("ICMP to the kernel");
+    assert_eq!(
+        (icmp[9], icmp[20], icmp[21]),
+        (1, 3, 4),
+        "ICMP destination unreachable, fragmentation needed"
+    );
+    assert_eq!(&icmp[16..20], &core_host.octets(), "back to the sender");
+    // Nobody's address: dropped.
+    let now = lab.now;
+    lab.core
+        .handle_tun_packet(now, &ipv4_packet(core_host, Ipv4Addr::new(198, 51, 100, 250), false, 17, &[]));
+    assert_eq!(lab.core.counters().slow_path.get("no_session"), Some(&1));
+
+    // The session goes: so does its route.
+    let (t, s) = lab.lac_call("alice");
+    lab.lac.close_session(lab.now, t, s, crate::l2tp::ResultCode::new(cdn::ADMINISTRATIVE)).expect("CDN");
+    lab.run_for(Duration::from_secs(2));
+    assert_eq!(lab.routes, [(IpAddr::V4(bob), 32)].into_iter().collect::<BTreeSet<_>>());
 }

@@ -198,6 +198,7 @@ impl Core {
             sessions_down: c.sessions_down.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             sessions_restored: c.sessions_restored,
             sessions_reconciled: c.sessions_reconciled,
+            slow_path: c.slow_path.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             ..Stats::default()
         }
     }

@@ -1,0 +1,307 @@
+//! The exception path: subscriber data the fast path did not take.
+//!
+//! Upstream, an L2TP data message of a forwarding session that reached the
+//! control plane's socket (the kernel reassembled its fragments, IPsec
+//! decrypted it, the XDP program passed it for a missing neighbour) is
+//! checked as the fast path checks it (the session forwards that family,
+//! the inner source is the subscriber's), its PPP header removed, TCP MSS
+//! clamped, and handed to the kernel ([`Effect::Deliver`], a TUN device of
+//! the instance), which routes it, queueing it while it resolves a
+//! neighbour.
+//!
+//! Downstream, the kernel routes the subscribers' addresses and prefixes
+//! into that device ([`Effect::Route`], added and removed with what the
+//! sessions forward); a core packet the XDP program passed instead of
+//! redirecting arrives at [`Core::handle_tun_packet`], is clamped, put in
+//! PPP as the link negotiated (ACFC, PFC) and in an L2TP data message
+//! (Ns when the LAC asked for sequencing) and sent from the L2TP socket,
+//! where the kernel fragments the outer packet if it must and applies
+//! IPsec when a policy covers it. An inner packet larger than the link's
+//! MRU is fragmented (IPv4 without DF) or answered with ICMP "too big", as
+//! a router does.
+//!
+//! The routes and their index are derived from the sessions (rebuilt on
+//! restore), never state of their own.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Instant;
+
+use super::{Core, Datagram, Effect, NsFill, SessionKey};
+use crate::l2tp::header::Sequence;
+
+/// What the core needs to run the slow path.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SlowPathConfig {
+    /// Clamp the TCP MSS of SYNs both ways to what the link carries.
+    pub mss_clamp: bool,
+    /// Where ICMP errors of the LNS come from (per family; none: not sent).
+    pub icmp_source_v4: Option<Ipv4Addr>,
+    pub icmp_source_v6: Option<Ipv6Addr>,
+}
+
+/// A route the driver keeps in the kernel: `prefix/len` into the TUN.
+pub type Route = (IpAddr, u8);
+
+/// Which session owns a destination, for packets from the TUN.
+#[derive(Debug, Default)]
+pub(super) struct RouteIndex {
+    v4: HashMap<Ipv4Addr, SessionKey>,
+    v6: BTreeMap<(u128, u8), SessionKey>,
+    /// Prefix lengths in `v6`, longest first when looked up.
+    v6_lengths: BTreeMap<u8, usize>,
+    /// What each session has routed now.
+    routed: BTreeMap<SessionKey, BTreeSet<Route>>,
+}
+
+fn mask(a: u128, len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        a & (u128::MAX << (128 - u32::from(len.min(128))))
+    }
+}
+
+impl RouteIndex {
+    fn insert(&mut self, key: SessionKey, (prefix, len): Route) {
+        match prefix {
+            IpAddr::V4(a) => {
+                self.v4.insert(a, key);
+            }
+            IpAddr::V6(p) => {
+                if self.v6.insert((mask(p.into(), len), len), key).is_none() {
+                    *self.v6_lengths.entry(len).or_default() += 1;
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, (prefix, len): Route) {
+        match prefix {
+            IpAddr::V4(a) => {
+                self.v4.remove(&a);
+            }
+            IpAddr::V6(p) => {
+                if self.v6.remove(&(mask(p.into(), len), len)).is_some() {
+                    if let Some(n) = self.v6_lengths.get_mut(&len) {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.v6_lengths.remove(&len);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn lookup(&self, dst: IpAddr) -> Option<SessionKey> {
+        match dst {
+            IpAddr::V4(a) => self.v4.get(&a).copied(),
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                self.v6_lengths.keys().rev().find_map(|&len| self.v6.get(&(mask(a, len), len)).copied())
+            }
+        }
+    }
+
+    /// The session's routes as `want`; returns what to add and remove.
+    fn set(&mut self, key: SessionKey, want: BTreeSet<Route>) -> (Vec<Route>, Vec<Route>) {
+        let had = self.routed.remove(&key).unwrap_or_default();
+        let add: Vec<Route> = want.difference(&had).copied().collect();
+        let remove: Vec<Route> = had.difference(&want).copied().collect();
+        for r in &remove {
+            self.remove(*r);
+        }
+        for r in &add {
+            self.insert(key, *r);
+        }
+        if !want.is_empty() {
+            self.routed.insert(key, want);
+        }
+        (add, remove)
+    }
+}
+
+fn ip_version(packet: &[u8]) -> Option<u8> {
+    packet.first().map(|b| b >> 4)
+}
+
+fn src_dst(packet: &[u8]) -> Option<(IpAddr, IpAddr)> {
+    match ip_version(packet)? {
+        4 => {
+            let s: [u8; 4] = packet.get(12..16)?.try_into().ok()?;
+            let d: [u8; 4] = packet.get(16..20)?.try_into().ok()?;
+            Some((IpAddr::from(s), IpAddr::from(d)))
+        }
+        6 => {
+            let s: [u8; 16] = packet.get(8..24)?.try_into().ok()?;
+            let d: [u8; 16] = packet.get(24..40)?.try_into().ok()?;
+            Some((IpAddr::from(s), IpAddr::from(d)))
+        }
+        _ => None,
+    }
+}
+
+fn in_prefix(a: Ipv6Addr, (p, len): (Ipv6Addr, u8)) -> bool {
+    mask(a.into(), len) == mask(p.into(), len)
+}
+
+/// IPv6 the PPP session answers itself: router discovery and the rest of
+/// link-local and multicast traffic (the fast path passes it up too).
+fn for_the_link(dst: Ipv6Addr) -> bool {
+    dst.is_multicast() || (dst.segments()[0] & 0xffc0) == 0xfe80
+}
+
+impl Core {
+    fn slow_drop(&mut self, reason: &'static str) {
+        *self.counters.slow_path.entry(reason).or_default() += 1;
+    }
+
+    /// The routes a session's state calls for: its IPv4 address while
+    /// IPCP forwards it, its IPv6 prefix and delegated prefix while IPv6CP
+    /// does. Emits the differences.
+    pub(super) fn sync_routes(&mut self, key: SessionKey) {
+        if self.cfg.slow_path.is_none() {
+            return;
+        }
+        let want: BTreeSet<Route> = match self.sessions.get(&key) {
+            Some(s) => {
+                let mut w = BTreeSet::new();
+                if let (true, Some(a)) = (s.ipv4_forwarding, s.ipv4) {
+                    w.insert((IpAddr::V4(a), 32));
+                }
+                if let Some((p, len)) = s.ipv6.prefix {
+                    w.insert((IpAddr::V6(p), len));
+                    if let Some((d, dlen)) = s.ipv6.delegated {
+                        w.insert((IpAddr::V6(d), dlen));
+                    }
+                }
+                w
+            }
+            None => BTreeSet::new(),
+        };
+        let (add, remove) = self.routes.set(key, want);
+        for (prefix, len) in remove {
+            self.effects.push_back(Effect::Route { prefix, len, add: false });
+        }
+        for (prefix, len) in add {
+            self.effects.push_back(Effect::Route { prefix, len, add: true });
+        }
+    }
+
+    /// Upstream: a PPP frame of a connected session. Returns false when it
+    /// is not the slow path's (PPP control, link-local IPv6, the slow path
+    /// off): the PPP session takes it.
+    pub(super) fn slow_path_up(&mut self, key: SessionKey, frame: &[u8]) -> bool {
+        if self.cfg.slow_path.is_none() {
+            return false;
+        }
+        let Some((protocol, at)) = lns_wire::ppp::decapsulate(frame) else { return false };
+        if protocol != lns_wire::ppp::IPV4 && protocol != lns_wire::ppp::IPV6 {
+            return false;
+        }
+        let Some(s) = self.sessions.get(&key) else { return false };
+        let packet = frame.get(at..).unwrap_or_default();
+        let Some((src, dst)) = src_dst(packet) else {
+            self.slow_drop("malformed");
+            return true;
+        };
+        let own = match (src, dst) {
+            (IpAddr::V6(_), IpAddr::V6(d)) if for_the_link(d) => return false,
+            (IpAddr::V4(a), _) => s.ipv4_forwarding && s.ipv4 == Some(a),
+            (IpAddr::V6(a), _) => {
+                s.ipv6.prefix.is_some_and(|p| in_prefix(a, p))
+                    || s.ipv6.prefix.and(s.ipv6.delegated).is_some_and(|p| in_prefix(a, p))
+            }
+        };
+        let forwarding = match src {
+            IpAddr::V4(_) => s.ipv4_forwarding,
+            IpAddr::V6(_) => s.ipv6.prefix.is_some(),
+        };
+        if !forwarding {
+            // RFC 1661 §3.5: data before its NCP is up is discarded.
+            self.slow_drop("not_forwarding");
+            return true;
+        }
+        if !own {
+            self.slow_drop("spoofed");
+            return true;
+        }
+        let mut packet = packet.to_vec();
+        let mtu = s.link.mtu;
+        self.clamp(&mut packet, mtu);
+        *self.counters.slow_path.entry("up_packets").or_default() += 1;
+        self.effects.push_back(Effect::Deliver { packet });
+        true
+    }
+
+    fn clamp(&self, packet: &mut [u8], mtu: u16) {
+        if self.cfg.slow_path.as_ref().is_some_and(|c| c.mss_clamp) {
+            let headers = if ip_version(packet) == Some(4) { 40 } else { 60 };
+            lns_wire::tcp::clamp_mss(packet, mtu.saturating_sub(headers));
+        }
+    }
+
+    /// Downstream: an IP packet the kernel routed into the TUN device.
+    pub fn handle_tun_packet(&mut self, now: Instant, packet: &[u8]) {
+        let Some(cfg) = self.cfg.slow_path.clone() else { return };
+        let Some((_, dst)) = src_dst(packet) else {
+            self.slow_drop("malformed");
+            return;
+        };
+        let Some(key) = self.routes.lookup(dst) else {
+            self.slow_drop("no_session");
+            return;
+        };
+        let Some(s) = self.sessions.get(&key) else {
+            self.slow_drop("no_session");
+            return;
+        };
+        let link = s.link;
+        let mtu = usize::from(link.mtu);
+        let mut pieces = vec![packet.to_vec()];
+        if packet.len() > mtu {
+            let source = match dst {
+                IpAddr::V4(_) => cfg.icmp_source_v4.map(IpAddr::V4),
+                IpAddr::V6(_) => cfg.icmp_source_v6.map(IpAddr::V6),
+            };
+            match lns_wire::ipv4::fragment(packet, link.mtu) {
+                Some(f) if dst.is_ipv4() => {
+                    *self.counters.slow_path.entry("fragmented").or_default() += 1;
+                    pieces = f;
+                }
+                _ => {
+                    if let Some(icmp) =
+                        source.and_then(|from| lns_wire::icmp::too_big(packet, link.mtu, from))
+                    {
+                        *self.counters.slow_path.entry("icmp_too_big").or_default() += 1;
+                        self.effects.push_back(Effect::Deliver { packet: icmp });
+                    } else {
+                        self.slow_drop("too_big");
+                    }
+                    return;
+                }
+            }
+        }
+        let protocol = if dst.is_ipv4() { lns_wire::ppp::IPV4 } else { lns_wire::ppp::IPV6 };
+        for mut p in pieces {
+            self.clamp(&mut p, link.mtu);
+            let frame = lns_wire::ppp::encapsulate(protocol, link.acfc, link.pfc, &p);
+            let sequence = link.sequencing.then_some(Sequence { ns: 0, nr: 0 });
+            let Some(t) = self.endpoint.encapsulate(key.tunnel, key.session, &frame, sequence, false) else {
+                self.slow_drop("no_session");
+                return;
+            };
+            let ns = link.sequencing.then(|| NsFill { key, offset: super::link::ns_offset(&t.payload) });
+            let from = self.peer_local.get(&t.destination).copied();
+            *self.counters.slow_path.entry("down_packets").or_default() += 1;
+            self.effects.push_back(Effect::Send(Datagram {
+                to: t.destination,
+                from,
+                payload: t.payload,
+                ns,
+            }));
+        }
+        let _ = now;
+    }
+}
