@@ -176,19 +176,7 @@ mod tests {
     const HOST6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10];
     const PEER6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
 
-    /// The textbook sum (16 bits at a time in a u32), independent of
-    /// `checksum`'s 64-bit one.
-    fn sum16(pieces: &[&[u8]]) -> u16 {
-        let bytes: Vec<u8> = pieces.concat();
-        let mut s = 0u32;
-        for c in bytes.chunks(2) {
-            s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-        }
-        while s > 0xffff {
-            s = (s & 0xffff) + (s >> 16);
-        }
-        !(s as u16)
-    }
+    use crate::reference::sum16;
 
     /// An IPv4 packet 198.51.100.10 → 203.0.113.7 with DF, of `protocol`
     /// and `payload`.

@@ -138,14 +138,7 @@ mod tests {
 
     /// The textbook header checksum, independent of `checksum`.
     fn sum16(bytes: &[u8]) -> u16 {
-        let mut s = 0u32;
-        for c in bytes.chunks(2) {
-            s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-        }
-        while s > 0xffff {
-            s = (s & 0xffff) + (s >> 16);
-        }
-        !(s as u16)
+        crate::reference::sum16(&[bytes])
     }
 
     /// A packet 198.51.100.10 → 203.0.113.7 with `options` (a multiple of

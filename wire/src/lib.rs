@@ -28,3 +28,6 @@ pub mod ipv4;
 pub mod l2tp;
 pub mod ppp;
 pub mod tcp;
+
+#[cfg(test)]
+mod reference;
