@@ -152,6 +152,9 @@ pub struct Stats {
     /// Sessions that ended, by cause.
     #[serde(default)]
     pub sessions_down: BTreeMap<String, u64>,
+    /// Tunnels that went down, by cause.
+    #[serde(default)]
+    pub tunnels_down: BTreeMap<String, u64>,
     /// Sessions taken back at start from what the last control plane
     /// kept, and of those ended because the data plane had lost them.
     #[serde(default)]

@@ -285,6 +285,7 @@ fn the_dashboard_asks_for_families_the_two_processes_serve() {
     c.tunnels.insert("established", 1);
     c.sessions.insert("forwarding", 1);
     c.sessions_down.insert("peer_cdn", 1);
+    c.stats.tunnels_down.insert("peer_stopccn".into(), 1);
     c.stats.dropped.insert("not_allowed".into(), 1);
     c.pools.push(("default".into(), 1, 254));
     c.ipv6_pools.push(("default".into(), 1, 256));

@@ -137,7 +137,11 @@ pub fn render(s: &Snapshot) -> String {
     }
     r.register("sessions", "Sessions by state (connecting, negotiating, forwarding, ending)", sessions);
     counter(&mut r, "tunnel_setups", "Tunnels that came up", s.stats.tunnels_up_total);
-    counter(&mut r, "tunnel_teardowns", "Tunnels that went down", s.stats.tunnels_down_total);
+    let tunnel_downs = Family::<Cause, Counter>::default();
+    for (cause, n) in &s.stats.tunnels_down {
+        tunnel_downs.get_or_create(&Cause { cause: cause.clone() }).inc_by(*n);
+    }
+    r.register("tunnel_teardowns", "Tunnels that went down, by cause", tunnel_downs);
     counter(&mut r, "session_setups", "Sessions connected (ICCN)", s.stats.sessions_up_total);
     let downs = Family::<Cause, Counter>::default();
     for (cause, n) in &s.sessions_down {
@@ -305,6 +309,7 @@ mod tests {
         s.stats.dropped.insert("not_allowed".into(), 3);
         s.sessions.insert("forwarding", 5);
         s.sessions_down.insert("peer_cdn", 2);
+        s.stats.tunnels_down.insert("retransmit_limit".into(), 1);
         s.pools.push(("main".into(), 5, 254));
         s.radius.push(RadiusServerRow {
             address: "192.0.2.9:1812".into(),
@@ -328,6 +333,7 @@ mod tests {
             "lns_datagrams_dropped_total{reason=\"not_allowed\"} 3",
             "lns_sessions{state=\"forwarding\"} 5",
             "lns_session_teardowns_total{cause=\"peer_cdn\"} 2",
+            "lns_tunnel_teardowns_total{cause=\"retransmit_limit\"} 1",
             "lns_pool_addresses_used{pool=\"main\"} 5",
             "lns_pool_addresses{pool=\"main\"} 254",
             "lns_radius_requests_total{server=\"192.0.2.9:1812\",service=\"authentication\"} 9",

@@ -23,6 +23,7 @@ impl Core {
             }
             Event::TunnelDown { reason } => {
                 self.counters.tunnels_down_total += 1;
+                *self.counters.tunnels_down.entry(tunnel_down_cause(&reason)).or_default() += 1;
                 self.notice(Notice::TunnelDown { tunnel: tid, reason });
                 // Its sessions were reported down before; anything left is
                 // removed all the same.
@@ -232,5 +233,18 @@ fn down_cause(rec: &Subscriber, reason: &DownReason) -> &'static str {
         (DownReason::Cdn(_), None) => "local_cdn",
         (DownReason::TunnelDown, _) => "tunnel_down",
         (DownReason::Stopping, _) => "shutdown",
+    }
+}
+
+/// Why a tunnel went down, as a metric's label.
+fn tunnel_down_cause(reason: &crate::l2tp::TunnelDownReason) -> &'static str {
+    use crate::l2tp::TunnelDownReason as R;
+    match reason {
+        R::LocalClose(_) => "local_stopccn",
+        R::PeerStopCcn(_) => "peer_stopccn",
+        R::RetransmitLimit => "retransmit_limit",
+        R::AuthenticationFailed => "authentication_failed",
+        R::ProtocolError(_) => "protocol_error",
+        R::TieBreakerLost => "tie_breaker_lost",
     }
 }

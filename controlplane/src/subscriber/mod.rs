@@ -219,6 +219,8 @@ pub struct CoreCounters {
     pub sessions_reconciled: u64,
     /// The exception path: packets each way, and drops by reason.
     pub slow_path: BTreeMap<&'static str, u64>,
+    /// Tunnels that went down, by cause.
+    pub tunnels_down: BTreeMap<&'static str, u64>,
 }
 
 /// Why a datagram (or an NCP) was dropped, as `lnsctl show stats` names it.

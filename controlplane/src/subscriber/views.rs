@@ -196,6 +196,7 @@ impl Core {
             ipv6_prefixes_in_use: self.ipv6_pools.in_use(),
             dropped: c.dropped.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             sessions_down: c.sessions_down.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            tunnels_down: c.tunnels_down.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             sessions_restored: c.sessions_restored,
             sessions_reconciled: c.sessions_reconciled,
             slow_path: c.slow_path.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
