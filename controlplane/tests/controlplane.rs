@@ -303,3 +303,13 @@ fn json_logs_are_one_object_per_line() {
         "{log}"
     );
 }
+
+#[test]
+fn without_its_tun_device_the_lns_runs_on_the_fast_path_alone() {
+    let lab = Lab::new(1).expect("lab");
+    // `lo` exists and is no TUN device: creating it fails.
+    let lns = Lns::start(&lab.lns, &["--no-dataplane", "--peer", "192.0.2.0/24", "--tun-name", "lo"]);
+    let log = lns.log();
+    assert!(log.contains("slow path off"), "{log}");
+    assert!(!log.contains("subscriber routes into the TUN device"), "{log}");
+}

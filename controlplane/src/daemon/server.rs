@@ -46,7 +46,7 @@ const RX_BURST: usize = 64;
 const SNAPSHOT_FILE: &str = "sessions.json";
 
 /// Runs the control plane until SIGINT or SIGTERM.
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
+pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     // What the last control plane kept (--keep-sessions), used once: a
     // later crash must not bring back this state.
     let snapshot_path = cfg.state_dir.join(SNAPSHOT_FILE);
@@ -128,30 +128,40 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     // The exception path: a TUN device the kernel routes subscribers'
     // packets into and takes theirs from, and the routes into it (a task
     // of their own: netlink is asynchronous, the effects are not).
-    let tun = match &cfg.slow_path {
-        Some(sp) => {
-            let tun = TunDevice::create(&sp.tun_name, 1500)
-                .with_context(|| format!("creating the slow path's TUN device {}", sp.tun_name))?;
-            // The kernel forwards what it reads from the device only if
-            // the device forwards (IPv4 decides by the interface a packet
-            // came in on).
-            for family in ["ipv4", "ipv6"] {
-                let knob = format!("/proc/sys/net/{family}/conf/{}/forwarding", tun.name());
-                if let Err(e) = std::fs::write(&knob, "1") {
-                    warn!(%knob, error = %e, "slow path: cannot turn forwarding on: subscribers' packets from the device will not be forwarded");
+    let mut tun = None;
+    if let Some(sp) = cfg.slow_path.clone() {
+        match TunDevice::create(&sp.tun_name, 1500) {
+            Ok(device) => {
+                // The kernel forwards what it reads from the device only
+                // if the device forwards (IPv4 decides by the interface a
+                // packet came in on).
+                for family in ["ipv4", "ipv6"] {
+                    let knob = format!("/proc/sys/net/{family}/conf/{}/forwarding", device.name());
+                    if let Err(e) = std::fs::write(&knob, "1") {
+                        warn!(%knob, error = %e, "slow path: cannot turn forwarding on: subscribers' packets from the device will not be forwarded");
+                    }
                 }
+                let routes = Routes::new(device.ifindex(), sp.table, sp.metric).await?;
+                info!(
+                    tun = device.name(),
+                    table = sp.table,
+                    metric = sp.metric,
+                    "slow path: subscriber routes into the TUN device"
+                );
+                tun = Some((device, routes));
             }
-            let routes = Routes::new(tun.ifindex(), sp.table, sp.metric).await?;
-            info!(
-                tun = tun.name(),
-                table = sp.table,
-                metric = sp.metric,
-                "slow path: subscriber routes into the TUN device"
-            );
-            Some((tun, routes))
+            // Without its device the LNS still runs, on the fast path
+            // alone, and says so.
+            Err(e) => warn!(
+                tun = %sp.tun_name,
+                error = %e,
+                "slow path off: cannot create its TUN device (is /dev/net/tun there?)"
+            ),
         }
-        None => None,
-    };
+    }
+    if tun.is_none() {
+        cfg.slow_path = None;
+    }
     let (route_tx, mut route_rx) = mpsc::unbounded_channel::<(std::net::IpAddr, u8, bool)>();
     let tun = tun.map(|(tun, routes)| {
         tokio::spawn(async move {
@@ -677,7 +687,11 @@ impl Driver {
             };
             check_user_pools(&users, &cfg)?;
             let n = users.users().count();
-            let core = core_config(&cfg, self.listen, &self.table, self.radius.as_ref());
+            let mut core = core_config(&cfg, self.listen, &self.table, self.radius.as_ref());
+            if self.tun.is_none() {
+                // No device to carry it: the slow path stays off.
+                core.slow_path = None;
+            }
             let summary = self.core.reconfigure(core)?;
             self.users.replace(users);
             if cfg.listen != self.listen && cfg.listen.port() != 0 {
