@@ -249,6 +249,13 @@ impl Core {
             self.slow_drop("malformed");
             return;
         };
+        if let IpAddr::V6(d) = dst {
+            if for_the_link(d) {
+                // The kernel's own IPv6 on the device (router
+                // solicitations, MLD): nobody's, and not a drop.
+                return;
+            }
+        }
         let Some(key) = self.routes.lookup(dst) else {
             self.slow_drop("no_session");
             return;

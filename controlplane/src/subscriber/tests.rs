@@ -988,6 +988,15 @@ fn the_slow_path_carries_data_both_ways_and_routes_follow_the_sessions() {
         "ICMP destination unreachable, fragmentation needed"
     );
     assert_eq!(&icmp[16..20], &core_host.octets(), "back to the sender");
+    // The kernel's own link-scope IPv6 on the device (a router
+    // solicitation): nobody's, not counted as a drop.
+    let mut rs = vec![0x60, 0, 0, 0, 0, 8, 58, 255];
+    rs.extend_from_slice(&"fe80::1".parse::<std::net::Ipv6Addr>().expect("addr").octets());
+    rs.extend_from_slice(&"ff02::2".parse::<std::net::Ipv6Addr>().expect("addr").octets());
+    rs.extend_from_slice(&[133, 0, 0, 0, 0, 0, 0, 0]);
+    let now = lab.now;
+    lab.core.handle_tun_packet(now, &rs);
+    assert!(!lab.core.counters().slow_path.contains_key("no_session"));
     // Nobody's address: dropped.
     let now = lab.now;
     lab.core
