@@ -18,14 +18,13 @@
 
 use std::net::SocketAddr;
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::time::Duration;
 
+use lns_metrics::{Counted, CountedHistograms};
 use prometheus_client::encoding::prometheus_text::encode;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tracing::warn;
 
@@ -69,35 +68,6 @@ struct WorkerDirection {
 struct WorkerReason {
     worker: usize,
     reason: &'static str,
-}
-
-/// The workers' batch-time histograms: prometheus-client's `Histogram`
-/// takes observations one by one, these come counted already.
-#[derive(Debug)]
-struct BatchSeconds(Vec<BatchTimes>);
-
-impl EncodeMetric for BatchSeconds {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        for (worker, t) in self.0.iter().enumerate() {
-            let buckets: Vec<(f64, u64)> = BATCH_BOUNDS_NS
-                .iter()
-                .map(|ns| *ns as f64 / 1e9)
-                .chain([f64::INFINITY])
-                .zip(t.counts)
-                .collect();
-            encoder.encode_family(&Worker { worker })?.encode_histogram::<NoLabelSet>(
-                t.sum_ns as f64 / 1e9,
-                t.count(),
-                &buckets,
-                None,
-            )?;
-        }
-        Ok(())
-    }
-
-    fn metric_type(&self) -> MetricType {
-        MetricType::Histogram
-    }
 }
 
 /// An XDP counter's name as its verdict and reason: `drop_no_route` is
@@ -192,7 +162,20 @@ pub fn render(s: &Snapshot) -> String {
     w.register(
         "batch_seconds",
         "Time to process a batch: receive, decapsulate or encapsulate, send",
-        BatchSeconds(s.batch_times.clone()),
+        CountedHistograms(
+            s.batch_times
+                .iter()
+                .enumerate()
+                .map(|(worker, t)| {
+                    let h = Counted {
+                        bounds: BATCH_BOUNDS_NS.iter().map(|ns| *ns as f64 / 1e9).collect(),
+                        counts: t.counts.to_vec(),
+                        sum: t.sum_ns as f64 / 1e9,
+                    };
+                    (Worker { worker }, h)
+                })
+                .collect(),
+        ),
     );
 
     let probes = Counter::<u64>::default();
@@ -212,37 +195,14 @@ pub fn render(s: &Snapshot) -> String {
 /// Serves `/metrics` on `listen` from a thread; each scrape goes through
 /// `to_loop`. Returns the address bound.
 pub fn serve(listen: SocketAddr, to_loop: mpsc::Sender<Scrape>) -> std::io::Result<SocketAddr> {
-    let server = tiny_http::Server::http(listen).map_err(std::io::Error::other)?;
-    let bound = server.server_addr().to_ip().unwrap_or(listen);
-    let server = Arc::new(server);
-    std::thread::Builder::new().name("metrics".into()).spawn(move || {
-        for request in server.incoming_requests() {
-            let response = if request.url() != "/metrics" {
-                tiny_http::Response::from_string("see /metrics\n").with_status_code(404)
-            } else {
-                let (tx, rx) = mpsc::sync_channel(1);
-                // The loop answers within its 100 ms tick at worst.
-                let snapshot =
-                    to_loop.send(tx).ok().and_then(|()| rx.recv_timeout(Duration::from_secs(5)).ok());
-                match snapshot {
-                    Some(s) => {
-                        let header = tiny_http::Header::from_bytes(
-                            &b"Content-Type"[..],
-                            prometheus_client::encoding::prometheus_text::CONTENT_TYPE.as_bytes(),
-                        );
-                        let mut response = tiny_http::Response::from_string(render(&s));
-                        if let Ok(h) = header {
-                            response = response.with_header(h);
-                        }
-                        response
-                    }
-                    None => tiny_http::Response::from_string("stopping\n").with_status_code(503),
-                }
-            };
-            let _ = request.respond(response);
-        }
-    })?;
-    Ok(bound)
+    // `to_loop` is not Sync: the scrape thread owns it alone.
+    let to_loop = std::sync::Mutex::new(to_loop);
+    lns_metrics::serve(listen, move || {
+        let (tx, rx) = mpsc::sync_channel(1);
+        // The loop answers within its 100 ms tick at worst.
+        to_loop.lock().ok()?.send(tx).ok()?;
+        rx.recv_timeout(Duration::from_secs(5)).ok().map(|s| render(&s))
+    })
 }
 
 #[cfg(test)]

@@ -284,7 +284,7 @@ fn the_dashboard_asks_for_families_the_two_processes_serve() {
     let mut c = cp::Snapshot::default();
     c.tunnels.insert("established", 1);
     c.sessions.insert("forwarding", 1);
-    c.sessions_down.insert("peer_cdn", 1);
+    c.stats.sessions_down.insert("peer_cdn".into(), 1);
     c.stats.tunnels_down.insert("peer_stopccn".into(), 1);
     c.stats.dropped.insert("not_allowed".into(), 1);
     c.pools.push(("default".into(), 1, 254));

@@ -420,7 +420,8 @@ impl Ipv6Pool {
     }
 }
 
-fn mask(a: u128, len: u8) -> u128 {
+/// `a` with the bits past `len` cleared.
+pub fn mask(a: u128, len: u8) -> u128 {
     if len == 0 {
         0
     } else {

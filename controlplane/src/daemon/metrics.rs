@@ -16,19 +16,18 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
+use lns_metrics::{Counted, CountedHistograms};
 use prometheus_client::encoding::prometheus_text::encode;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::ctl::{RadiusServerRow, RttHistogram, Stats};
+use crate::ctl::{RadiusServerRow, Stats};
 
 /// What a scrape reports, gathered by the loop.
 #[derive(Debug, Clone, Default)]
@@ -36,7 +35,6 @@ pub struct Snapshot {
     pub stats: Stats,
     pub tunnels: BTreeMap<&'static str, u64>,
     pub sessions: BTreeMap<&'static str, u64>,
-    pub sessions_down: BTreeMap<&'static str, u64>,
     /// (pool, used, total) of IPv4 addresses and of IPv6 prefixes.
     pub pools: Vec<(String, u64, u64)>,
     pub ipv6_pools: Vec<(String, u64, u64)>,
@@ -73,38 +71,6 @@ struct Pool {
 struct Server {
     server: String,
     service: String,
-}
-
-/// The RADIUS servers' round-trip histograms: prometheus-client's
-/// `Histogram` takes observations one by one, these come counted already
-/// (by the client engine, in a snapshot per scrape).
-#[derive(Debug)]
-struct RttSeconds(Vec<(Server, RttHistogram)>);
-
-impl EncodeMetric for RttSeconds {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        for (server, h) in &self.0 {
-            let inf = h.counts.get(h.bounds_ms.len()).copied().unwrap_or(0);
-            let buckets: Vec<(f64, u64)> = h
-                .bounds_ms
-                .iter()
-                .map(|ms| ms / 1000.0)
-                .zip(h.counts.iter().copied())
-                .chain([(f64::INFINITY, inf)])
-                .collect();
-            encoder.encode_family(server)?.encode_histogram::<NoLabelSet>(
-                h.sum_ms / 1000.0,
-                h.count(),
-                &buckets,
-                None,
-            )?;
-        }
-        Ok(())
-    }
-
-    fn metric_type(&self) -> MetricType {
-        MetricType::Histogram
-    }
 }
 
 fn counter(r: &mut Registry, name: &str, help: &str, v: u64) {
@@ -144,8 +110,8 @@ pub fn render(s: &Snapshot) -> String {
     r.register("tunnel_teardowns", "Tunnels that went down, by cause", tunnel_downs);
     counter(&mut r, "session_setups", "Sessions connected (ICCN)", s.stats.sessions_up_total);
     let downs = Family::<Cause, Counter>::default();
-    for (cause, n) in &s.sessions_down {
-        downs.get_or_create(&Cause { cause: cause.to_string() }).inc_by(*n);
+    for (cause, n) in &s.stats.sessions_down {
+        downs.get_or_create(&Cause { cause: cause.clone() }).inc_by(*n);
     }
     r.register("session_teardowns", "Sessions that ended, by cause", downs);
     counter(&mut r, "datagrams_received", "L2TP datagrams received", s.stats.datagrams_rx);
@@ -247,13 +213,18 @@ pub fn render(s: &Snapshot) -> String {
             .radius
             .iter()
             .map(|row| {
-                (Server { server: row.address.clone(), service: row.service.clone() }, row.rtt.clone())
+                let h = Counted {
+                    bounds: row.rtt.bounds_ms.iter().map(|ms| ms / 1000.0).collect(),
+                    counts: row.rtt.counts.clone(),
+                    sum: row.rtt.sum_ms / 1000.0,
+                };
+                (Server { server: row.address.clone(), service: row.service.clone() }, h)
             })
             .collect();
         radius.register(
             "rtt_seconds",
             "Round trips of the server's replies to requests sent once (a reply after a retransmission tells none)",
-            RttSeconds(histograms),
+            CountedHistograms(histograms),
         );
     }
     let mut out = String::new();
@@ -266,35 +237,12 @@ pub fn render(s: &Snapshot) -> String {
 /// Serves `/metrics` on `listen` from a thread; each scrape goes through
 /// `to_loop`. Returns the address bound.
 pub fn serve(listen: SocketAddr, to_loop: mpsc::Sender<Scrape>) -> std::io::Result<SocketAddr> {
-    let server = tiny_http::Server::http(listen).map_err(std::io::Error::other)?;
-    let bound = server.server_addr().to_ip().unwrap_or(listen);
-    let server = Arc::new(server);
-    info!(%bound, "metrics: http://{bound}/metrics");
-    std::thread::Builder::new().name("metrics".into()).spawn(move || {
-        for request in server.incoming_requests() {
-            let response = if request.url() != "/metrics" {
-                tiny_http::Response::from_string("see /metrics\n").with_status_code(404)
-            } else {
-                let (tx, rx) = oneshot::channel();
-                let snapshot = to_loop.blocking_send(tx).ok().and_then(|()| rx.blocking_recv().ok());
-                match snapshot {
-                    Some(s) => {
-                        let header = tiny_http::Header::from_bytes(
-                            &b"Content-Type"[..],
-                            prometheus_client::encoding::prometheus_text::CONTENT_TYPE.as_bytes(),
-                        );
-                        let mut response = tiny_http::Response::from_string(render(&s));
-                        if let Ok(h) = header {
-                            response = response.with_header(h);
-                        }
-                        response
-                    }
-                    None => tiny_http::Response::from_string("stopping\n").with_status_code(503),
-                }
-            };
-            let _ = request.respond(response);
-        }
+    let bound = lns_metrics::serve(listen, move || {
+        let (tx, rx) = oneshot::channel();
+        let snapshot = to_loop.blocking_send(tx).ok().and_then(|()| rx.blocking_recv().ok())?;
+        Some(render(&snapshot))
     })?;
+    info!(%bound, "metrics: http://{bound}/metrics");
     Ok(bound)
 }
 
@@ -308,7 +256,7 @@ mod tests {
         s.stats.sessions_up_total = 7;
         s.stats.dropped.insert("not_allowed".into(), 3);
         s.sessions.insert("forwarding", 5);
-        s.sessions_down.insert("peer_cdn", 2);
+        s.stats.sessions_down.insert("peer_cdn".into(), 2);
         s.stats.tunnels_down.insert("retransmit_limit".into(), 1);
         s.pools.push(("main".into(), 5, 254));
         s.radius.push(RadiusServerRow {
@@ -318,7 +266,11 @@ mod tests {
             requests: 9,
             last_rtt_ms: Some(2.5),
             missing_message_authenticator: 4,
-            rtt: RttHistogram { bounds_ms: vec![1.0, 2.0, 5.0], counts: vec![3, 0, 1, 2], sum_ms: 130.5 },
+            rtt: crate::ctl::RttHistogram {
+                bounds_ms: vec![1.0, 2.0, 5.0],
+                counts: vec![3, 0, 1, 2],
+                sum_ms: 130.5,
+            },
             ..Default::default()
         });
         // A server as an older control plane reports it: no buckets.

@@ -750,7 +750,6 @@ impl Driver {
             stats,
             tunnels: self.core.tunnel_states(),
             sessions: self.core.session_states(),
-            sessions_down: self.core.counters().sessions_down.clone(),
             pools: self.core.pool_usage(),
             ipv6_pools: self.core.ipv6_pool_usage(),
             radius: Vec::new(),

@@ -303,16 +303,8 @@ impl Core {
     /// sessions, the timeouts of those up, and the endpoint's peers and
     /// limits. The L2TP address stays. On an error nothing changes.
     pub fn reconfigure(&mut self, mut cfg: CoreConfig) -> Result<String, AaaError> {
-        let mut pools = Pools::new(&cfg.pools)?;
-        let mut ipv6_pools = Ipv6Pools::new(&cfg.ipv6_pools)?;
-        for s in self.sessions.values().chain(self.stopping.values()) {
-            if let Some(a) = s.ipv4 {
-                pools.reserve(a);
-            }
-            if let Some((p, len)) = s.ipv6.prefix {
-                ipv6_pools.reserve(p, len);
-            }
-        }
+        // Addresses held already are each held once: nothing to refuse.
+        let (pools, ipv6_pools, _) = self.pools_holding(&cfg)?;
         let names = |u: &[(String, u64, u64)]| u.iter().map(|p| p.0.clone()).collect::<BTreeSet<_>>();
         let (old, new) = (names(&self.pools.usage()), names(&pools.usage()));
         let (added, removed) = (new.difference(&old).count(), old.difference(&new).count());
@@ -330,6 +322,24 @@ impl Core {
             self.ipv6_pools.usage().len(),
             self.sessions.len()
         ))
+    }
+
+    /// The pools of `cfg`, with every address and prefix a session (or a
+    /// session waiting for its Stop) holds taken; and those that were
+    /// already taken by another session, which the caller decides about.
+    fn pools_holding(&self, cfg: &CoreConfig) -> Result<(Pools, Ipv6Pools, Vec<String>), AaaError> {
+        let mut pools = Pools::new(&cfg.pools)?;
+        let mut ipv6_pools = Ipv6Pools::new(&cfg.ipv6_pools)?;
+        let mut twice = Vec::new();
+        for s in self.sessions.values().chain(self.stopping.values()) {
+            if let Some(a) = s.ipv4.filter(|a| !pools.reserve(*a)) {
+                twice.push(a.to_string());
+            }
+            if let Some((p, len)) = s.ipv6.prefix.filter(|(p, len)| !ipv6_pools.reserve(*p, *len)) {
+                twice.push(format!("{p}/{len}"));
+            }
+        }
+        Ok((pools, ipv6_pools, twice))
     }
 
     /// Session ids the data plane's table cannot give a direct slot to

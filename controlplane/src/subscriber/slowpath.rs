@@ -28,6 +28,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use super::{Core, Datagram, Effect, NsFill, SessionKey};
+use crate::daemon::aaa::mask;
 use crate::l2tp::header::Sequence;
 
 /// What the core needs to run the slow path.
@@ -52,14 +53,6 @@ pub(super) struct RouteIndex {
     v6_lengths: BTreeMap<u8, usize>,
     /// What each session has routed now.
     routed: BTreeMap<SessionKey, BTreeSet<Route>>,
-}
-
-fn mask(a: u128, len: u8) -> u128 {
-    if len == 0 {
-        0
-    } else {
-        a & (u128::MAX << (128 - u32::from(len.min(128))))
-    }
 }
 
 impl RouteIndex {

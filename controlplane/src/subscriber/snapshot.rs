@@ -94,20 +94,11 @@ impl Core {
         core.acct_sessions = state.acct_sessions;
         core.draining = state.draining;
         core.rng = state.rng;
-        let held: Vec<_> =
-            core.sessions.values().chain(core.stopping.values()).map(|s| (s.ipv4, s.ipv6.prefix)).collect();
-        for (ipv4, ipv6) in held {
-            if let Some(a) = ipv4 {
-                if !core.pools.reserve(a) {
-                    return Err(RestoreError::AddressTwice(a.to_string()));
-                }
-            }
-            if let Some((p, len)) = ipv6 {
-                if !core.ipv6_pools.reserve(p, len) {
-                    return Err(RestoreError::AddressTwice(format!("{p}/{len}")));
-                }
-            }
+        let (pools, ipv6_pools, twice) = core.pools_holding(&core.cfg)?;
+        if let Some(a) = twice.into_iter().next() {
+            return Err(RestoreError::AddressTwice(a));
         }
+        (core.pools, core.ipv6_pools) = (pools, ipv6_pools);
         let keys: Vec<SessionKey> = core.sessions.keys().copied().collect();
         core.counters.sessions_restored = keys.len() as u64;
         for key in keys {
