@@ -6,32 +6,20 @@
 //! `lnsctl shutdown` still ends everything.
 
 mod common;
-use common::{resolve_neighbours, start_dp};
+use common::{lnsctl_json, resolve_neighbours, start_dp};
 
 use std::time::{Duration, Instant};
 
 use lns_testlab::{workspace_bin, Lab, NsProcess, PinDir, UdpEcho};
 
 fn stats(socket: &std::path::Path) -> serde_json::Value {
-    let out = std::process::Command::new(workspace_bin("lnsctl").unwrap())
-        .arg("--control-socket")
-        .arg(socket)
-        .args(["--json", "show", "stats"])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_default()
+    lnsctl_json(socket, &["show", "stats"])
 }
 
 /// Sessions the control plane has forwarding (PPP up, in the fast path).
 fn forwarding(socket: &std::path::Path) -> usize {
-    let out = std::process::Command::new(workspace_bin("lnsctl").unwrap())
-        .arg("--control-socket")
-        .arg(socket)
-        .args(["--json", "session", "list"])
-        .output()
-        .unwrap();
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    rows.iter().filter(|r| r["dataplane_state"] == "forwarding").count()
+    let rows = lnsctl_json(socket, &["session", "list"]);
+    rows.as_array().into_iter().flatten().filter(|r| r["dataplane_state"] == "forwarding").count()
 }
 
 fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {

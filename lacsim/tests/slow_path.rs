@@ -10,9 +10,9 @@
 //! from the access link is still to come, so they are not checked here.)
 
 mod common;
-use common::{lacsim, resolve_neighbours, start_dp};
+use common::{lacsim, lnsctl_json, resolve_neighbours, start_dp};
 
-use lns_testlab::{workspace_bin, Lab, PinDir, UdpEcho};
+use lns_testlab::{Lab, PinDir, UdpEcho};
 
 #[test]
 fn fragmented_l2tp_from_a_small_access_link_crosses_the_slow_path() {
@@ -45,13 +45,7 @@ fn fragmented_l2tp_from_a_small_access_link_crosses_the_slow_path() {
     assert_eq!(s["sessions_up"].as_u64(), Some(2), "{s}");
     let sent = s["data_sent"].as_u64().unwrap();
     let echoed = echo.stop();
-    let out = std::process::Command::new(workspace_bin("lnsctl").unwrap())
-        .arg("--control-socket")
-        .arg(&cp.socket)
-        .args(["--json", "show", "stats"])
-        .output()
-        .unwrap();
-    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stats = lnsctl_json(&cp.socket, &["show", "stats"]);
     assert!(sent >= 40, "{s}");
     // Every packet reached the core host (the last of each session may be
     // in flight at hang-up).

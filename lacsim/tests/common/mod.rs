@@ -52,3 +52,16 @@ pub fn start_dp_with(lab: &Lab, pins: &PinDir, queues: &str, xdp_mode: &str, ext
     args.extend_from_slice(extra);
     lab.start_dataplane(pins.path(), &args).unwrap()
 }
+
+/// `lnsctl --json ARGS` against the control socket `socket`; Null when it
+/// does not answer (a control plane starting or stopping).
+pub fn lnsctl_json(socket: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(lns_testlab::workspace_bin("lnsctl").unwrap())
+        .arg("--control-socket")
+        .arg(socket)
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
