@@ -15,7 +15,6 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lns_bpf::abi::SessionStats;
 use lns_radius::access::{AccessRequest, Credentials, FramedIpAddress, NasIdentity, TunnelInfo};
 use lns_radius::accounting::{acct_session_id, AccountingRequest, AcctStatusType, Counters};
 use lns_radius::attribute::{acct_authentic, acct_terminate_cause, AttributeRepr};
@@ -269,13 +268,8 @@ impl AuthBackend for RadiusAuth {
     }
 }
 
-/// Octets and packets since `baseline` (RFC 2866: Input is what came from
+/// The core's counters as RFC 2866 reports them (Input is what came from
 /// the subscriber, the upstream).
-pub fn counters(now: &SessionStats, baseline: &SessionStats) -> Counters {
-    radius_counters(&crate::subscriber::Counters::from(*now).since(&(*baseline).into()))
-}
-
-/// The core's counters as RFC 2866 reports them.
 pub fn radius_counters(c: &crate::subscriber::Counters) -> Counters {
     Counters {
         input_octets: c.up_bytes,
@@ -565,6 +559,7 @@ pub fn nas_ip_of(addr: IpAddr) -> Option<Ipv4Addr> {
 mod tests {
     use super::*;
     use crate::l2tp::SessionInfo;
+    use lns_bpf::abi::SessionStats;
     use lns_radius::attribute::AttributeType as T;
     use lns_radius::packet::{Code, Repr};
 
@@ -683,7 +678,7 @@ mod tests {
         let base = SessionStats { up_packets: 10, up_bytes: 1000, down_packets: 5, down_bytes: 500 };
         let now =
             SessionStats { up_packets: 15, up_bytes: 1000 + (1 << 33), down_packets: 5, down_bytes: 600 };
-        let c = counters(&now, &base);
+        let c = radius_counters(&crate::subscriber::Counters::from(now).since(&base.into()));
         assert_eq!(
             (c.input_packets, c.input_octets, c.output_packets, c.output_octets),
             (5, 1 << 33, 0, 100)
