@@ -25,7 +25,7 @@
 
 /* Bumped on any incompatible change; stored in the config map so a process
  * can refuse maps pinned by a build with another layout. */
-#define LNS_ABI_VERSION 8
+#define LNS_ABI_VERSION 9
 
 /* Map sizes. The session table's size is set by the loader at load time;
  * this is the default. */
@@ -183,7 +183,15 @@ struct lns_session {
 	__u32 owner;             /* enum lns_owner: who wrote the entry and must remove it */
 	__u32 _pad0;
 	__u64 generation;        /* bumped by the control plane on every reuse of the slot */
-	__u8 _reserved[16];      /* to 128 bytes: a slot never straddles three cache lines */
+	/* Per-subscriber rate limits, enforced by the workers (never by the
+	 * program): kbit/s (1000 bit/s), 0 for none. A frame over the limit is
+	 * dropped (or, downstream with shaping on, delayed) and counted in
+	 * lns_session_stats. The burst is the bucket's depth in bytes of
+	 * subscriber IP packets, chosen by the writer (at least one MTU). */
+	__u32 rate_down_kbps;    /* core -> subscriber */
+	__u32 rate_up_kbps;      /* subscriber -> core */
+	__u32 burst_down;        /* bytes */
+	__u32 burst_up;          /* bytes */
 };
 
 /* ---- lns_fast_slots: ARRAY (mmapable), key word index -> __u64 ---------
@@ -388,6 +396,12 @@ struct lns_session_stats {
 	__u64 up_bytes;     /* subscriber IP bytes */
 	__u64 down_packets; /* encapsulated, core -> LAC */
 	__u64 down_bytes;   /* subscriber IP bytes */
+	/* Over the session's rate limit (lns_session.rate_*): dropped. A
+	 * whole cache line per slot with the above. */
+	__u64 up_policed_packets;
+	__u64 up_policed_bytes;
+	__u64 down_policed_packets;
+	__u64 down_policed_bytes;
 };
 
 #define LNS_DEFAULT_MAX_WORKERS 4
@@ -410,7 +424,7 @@ enum lns_counter {
 	LNS_CNT_DROP_SPOOFED,               /* inner source not owned by the session */
 	LNS_CNT_DROP_UNKNOWN_SESSION,       /* L2TP data for an unknown (tunnel, session) */
 	LNS_CNT_DROP_PEER_MISMATCH,         /* known session, outer source not its LAC */
-	LNS_CNT_DROP_NO_XSK,                /* no AF_XDP socket bound for the rx queue */
+	LNS_CNT_DROP_NO_XSK,                /* rx queue past LNS_MAX_QUEUES, or no room for the metadata */
 	LNS_CNT_PASS_L2TP_CONTROL,          /* T bit set: control connection */
 	LNS_CNT_PASS_PPP_CONTROL,           /* PPP protocol other than IPv4/IPv6 (LCP, auth, NCPs, ...) */
 	LNS_CNT_PASS_SESSION_NOT_FORWARDING,/* session exists, PPP not yet up */
@@ -430,6 +444,7 @@ enum lns_counter {
 	LNS_CNT_REDIRECT_REFLECT,           /* LNS_CFG_REFLECT: frame sent to AF_XDP untouched */
 	LNS_CNT_REDIRECT_UPSTREAM_CHECK,    /* L2TP data of a fast slot -> AF_XDP, the worker checks (LNS_META_CHECK) */
 	LNS_CNT_REDIRECT_DOWNSTREAM_CHECK,  /* core packet to a pool unit whose bit is set -> AF_XDP, the worker checks */
+	LNS_CNT_PASS_NO_SOCKET,             /* would go to AF_XDP, but no socket is bound on the queue (a data plane restarting): the kernel, so the control plane's slow path */
 	LNS_CNT_MAX,
 };
 

@@ -18,7 +18,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::skel::types as c;
 
 /// `LNS_ABI_VERSION`: stored in [`Config::abi_version`] by the loader.
-pub const ABI_VERSION: u32 = 8;
+pub const ABI_VERSION: u32 = 9;
 /// Default size of the session table (`LNS_DEFAULT_MAX_SESSIONS`).
 pub const DEFAULT_MAX_SESSIONS: u32 = 65536;
 /// `LNS_MAX_IFACES`: interfaces one instance can be attached to.
@@ -468,8 +468,16 @@ pub struct Session {
     /// Bumped by the control plane on every reuse of the slot, so a reader
     /// can tell a new session from the old one in the same slot.
     pub generation: u64,
-    /// To 128 bytes, so a slot never straddles three cache lines.
-    pub _reserved: [u8; 16],
+    /// Rate limit toward the subscriber (core to LAC), kbit/s; 0: none.
+    /// Enforced by the workers: over it a frame is dropped (or delayed,
+    /// shaping) and counted in [`SessionStats`].
+    pub rate_down_kbps: u32,
+    /// Rate limit from the subscriber (LAC to core), kbit/s; 0: none.
+    pub rate_up_kbps: u32,
+    /// Depth of the downstream bucket, bytes of subscriber IP packets.
+    pub burst_down: u32,
+    /// Depth of the upstream bucket, bytes.
+    pub burst_up: u32,
 }
 
 impl Session {
@@ -661,6 +669,13 @@ pub struct SessionStats {
     pub down_packets: u64,
     /// Subscriber IP bytes downstream.
     pub down_bytes: u64,
+    /// Upstream packets over the session's rate limit, dropped.
+    pub up_policed_packets: u64,
+    pub up_policed_bytes: u64,
+    /// Downstream packets over the session's rate limit, dropped (with
+    /// shaping: those the session's queue had no room for).
+    pub down_policed_packets: u64,
+    pub down_policed_bytes: u64,
 }
 
 impl SessionStats {
@@ -669,6 +684,10 @@ impl SessionStats {
         self.up_bytes = self.up_bytes.wrapping_add(o.up_bytes);
         self.down_packets = self.down_packets.wrapping_add(o.down_packets);
         self.down_bytes = self.down_bytes.wrapping_add(o.down_bytes);
+        self.up_policed_packets = self.up_policed_packets.wrapping_add(o.up_policed_packets);
+        self.up_policed_bytes = self.up_policed_bytes.wrapping_add(o.up_policed_bytes);
+        self.down_policed_packets = self.down_policed_packets.wrapping_add(o.down_policed_packets);
+        self.down_policed_bytes = self.down_policed_bytes.wrapping_add(o.down_policed_bytes);
     }
 }
 
@@ -712,7 +731,8 @@ counters! {
     DropUnknownSession = LNS_CNT_DROP_UNKNOWN_SESSION, "drop_unknown_session";
     /// Known session, but the outer source is not its LAC.
     DropPeerMismatch = LNS_CNT_DROP_PEER_MISMATCH, "drop_peer_mismatch";
-    /// No AF_XDP socket bound for the rx queue.
+    /// An rx queue past `LNS_MAX_QUEUES`, or no headroom for the metadata
+    /// (a queue without a socket is [`Counter::PassNoSocket`]).
     DropNoXsk = LNS_CNT_DROP_NO_XSK, "drop_no_xsk";
     /// L2TP control message (T bit).
     PassL2tpControl = LNS_CNT_PASS_L2TP_CONTROL, "pass_l2tp_control";
@@ -754,6 +774,10 @@ counters! {
     /// Core packet to a pool unit whose bit is set, to AF_XDP unchecked:
     /// the worker finds and checks the session ([`XdpMeta::CHECK`]).
     RedirectDownstreamCheck = LNS_CNT_REDIRECT_DOWNSTREAM_CHECK, "redirect_downstream_check";
+    /// A frame for AF_XDP while no socket is bound on its queue (the data
+    /// plane restarting under a kept program): passed to the kernel, where
+    /// the control plane's slow path carries it.
+    PassNoSocket = LNS_CNT_PASS_NO_SOCKET, "pass_no_socket";
 }
 
 /// `LNS_CNT_MAX`: entries of `lns_counters`.
@@ -812,7 +836,10 @@ layout!(
     owner,
     _pad0,
     generation,
-    _reserved,
+    rate_down_kbps,
+    rate_up_kbps,
+    burst_down,
+    burst_up,
 );
 layout!(SessionKey, c::lns_session_key, tunnel_id, session_id);
 layout!(LpmV4, c::lns_lpm_v4, prefixlen, addr);
@@ -833,12 +860,24 @@ layout!(
     flags,
     outer_ip_version
 );
-layout!(SessionStats, c::lns_session_stats, up_packets, up_bytes, down_packets, down_bytes);
+layout!(
+    SessionStats,
+    c::lns_session_stats,
+    up_packets,
+    up_bytes,
+    down_packets,
+    down_bytes,
+    up_policed_packets,
+    up_policed_bytes,
+    down_policed_packets,
+    down_policed_bytes
+);
 
 const _: () = {
     assert!(COUNTER_COUNT as usize == Counter::ALL.len());
     assert!(XdpMeta::LEN <= XdpMeta::ROOM && XdpMeta::ROOM.is_multiple_of(64));
     assert!(std::mem::size_of::<Session>() == 128);
+    assert!(std::mem::size_of::<SessionStats>() == 64, "one cache line per slot and worker");
     assert!(
         std::mem::offset_of!(Session, ipv6_prefix) + 16 == 64,
         "the hot fields fill the first cache line"

@@ -4,11 +4,13 @@
 //!   and checked against the program's BTF at compile time.
 //! - [`Steering`]: loads the program (embedded at build time), pins its maps,
 //!   attaches it through BPF links, and runs it under BPF_PROG_TEST_RUN.
+//! - [`police`]: the meaning of a session's rate limits (a token bucket).
 //! - [`Maps`]: typed access to the maps, also from other processes through
 //!   [`open_pinned`].
 
 pub mod abi;
 mod maps;
+pub mod police;
 mod sys;
 
 #[allow(clippy::all, unused_imports)]

@@ -675,9 +675,20 @@ mod tests {
 
     #[test]
     fn counters_since_the_baseline() {
-        let base = SessionStats { up_packets: 10, up_bytes: 1000, down_packets: 5, down_bytes: 500 };
-        let now =
-            SessionStats { up_packets: 15, up_bytes: 1000 + (1 << 33), down_packets: 5, down_bytes: 600 };
+        let base = SessionStats {
+            up_packets: 10,
+            up_bytes: 1000,
+            down_packets: 5,
+            down_bytes: 500,
+            ..Default::default()
+        };
+        let now = SessionStats {
+            up_packets: 15,
+            up_bytes: 1000 + (1 << 33),
+            down_packets: 5,
+            down_bytes: 600,
+            ..Default::default()
+        };
         let c = radius_counters(&crate::subscriber::Counters::from(now).since(&base.into()));
         assert_eq!(
             (c.input_packets, c.input_octets, c.output_packets, c.output_octets),
