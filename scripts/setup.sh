@@ -22,6 +22,9 @@ PACKAGES=(
   # the package's tests: systemd-analyze verify on the units, dpkg-shlibdeps
   # for cargo-deb's $auto dependencies
   systemd dpkg-dev
+  # subscribers as real hosts over lns-lacsim --tun: TCP throughput and a
+  # DHCPv6 client asking for a delegated prefix (dhclient -6 -P)
+  iperf3 isc-dhcp-client
 )
 
 missing=()
@@ -38,6 +41,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   # tshark asks whether non-root users may capture; answer no without a prompt.
   echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
+  # iperf3 asks whether to run a system daemon; the tests start their own.
+  echo "iperf3 iperf3/start_daemon boolean false" | $SUDO debconf-set-selections
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
