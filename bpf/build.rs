@@ -6,6 +6,8 @@ use std::process::Command;
 use libbpf_cargo::SkeletonBuilder;
 
 const SRC: &str = "src/bpf/lns_xdp.bpf.c";
+/// The benchmarks' bare AF_XDP baseline (every frame to its queue's socket).
+const REFLECT_SRC: &str = "src/bpf/reflect.bpf.c";
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
@@ -33,6 +35,13 @@ fn main() {
         .build_and_generate(out.join("lns_xdp.skel.rs"))
         .expect("building the XDP program (is clang installed? run scripts/setup.sh)");
 
+    SkeletonBuilder::new()
+        .source(REFLECT_SRC)
+        .clang_args([format!("-I/usr/include/{multiarch}"), "-Wall".to_string(), "-Werror".to_string()])
+        .build_and_generate(out.join("reflect.skel.rs"))
+        .expect("building the reflector's XDP program");
+
     println!("cargo:rerun-if-changed={SRC}");
+    println!("cargo:rerun-if-changed={REFLECT_SRC}");
     println!("cargo:rerun-if-changed=include/lns_abi.h");
 }

@@ -7,10 +7,13 @@
 //! - [`police`]: the meaning of a session's rate limits (a token bucket).
 //! - [`Maps`]: typed access to the maps, also from other processes through
 //!   [`open_pinned`].
+//! - [`Reflector`]: the benchmarks' bare AF_XDP baseline, a program that
+//!   sends every frame of a queue to that queue's socket.
 
 pub mod abi;
 mod maps;
 pub mod police;
+mod reflect;
 mod sys;
 
 #[allow(clippy::all, unused_imports)]
@@ -18,10 +21,16 @@ mod skel {
     include!(concat!(env!("OUT_DIR"), "/lns_xdp.skel.rs"));
 }
 
+#[allow(clippy::all, unused_imports)]
+mod reflect_skel {
+    include!(concat!(env!("OUT_DIR"), "/reflect.skel.rs"));
+}
+
 use std::io;
 use std::path::PathBuf;
 
 pub use maps::{CounterSnapshot, Maps, MAP_NAMES};
+pub use reflect::Reflector;
 pub use sys::{
     check_pin_dir, default_pin_dir, ifindex, open_pinned, rx_queue_count, Attachment, LoadOptions, MmapArray,
     NhResolver, Steering, TestRunContext, TestRunResult, XdpAction, XdpMode,
