@@ -158,6 +158,13 @@ enum lns_owner {
 #define LNS_SESS_UDP_CSUM_ZERO (1U << 2)  /* IPv4 only: leave the outer UDP checksum zero */
 #define LNS_SESS_ACFC (1U << 3)           /* omit PPP address/control (FF 03) */
 #define LNS_SESS_PFC (1U << 4)            /* send 1-byte PPP protocol fields */
+/* Never on the fast path: the program passes the session's frames both ways
+ * to the kernel (LNS_CNT_PASS_SLOW_PATH_SESSION) and the control plane's
+ * slow path carries them. For peers whose L2TP must stay inside IPsec (the
+ * kernel decrypts and encrypts it after and before XDP) and for sessions an
+ * operator keeps off AF_XDP. The writers keep such a slot's fast bit and
+ * its pool units clear, so no worker sees its frames either. */
+#define LNS_SESS_SLOW_PATH (1U << 5)
 
 struct lns_session {
 	/* First cache line: what the program reads for every frame of the
@@ -445,6 +452,7 @@ enum lns_counter {
 	LNS_CNT_REDIRECT_UPSTREAM_CHECK,    /* L2TP data of a fast slot -> AF_XDP, the worker checks (LNS_META_CHECK) */
 	LNS_CNT_REDIRECT_DOWNSTREAM_CHECK,  /* core packet to a pool unit whose bit is set -> AF_XDP, the worker checks */
 	LNS_CNT_PASS_NO_SOCKET,             /* would go to AF_XDP, but no socket is bound on the queue (a data plane restarting): the kernel, so the control plane's slow path */
+	LNS_CNT_PASS_SLOW_PATH_SESSION,     /* a session flagged LNS_SESS_SLOW_PATH, either way: the kernel and the slow path carry it */
 	LNS_CNT_MAX,
 };
 

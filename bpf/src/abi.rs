@@ -491,6 +491,11 @@ impl Session {
     pub const ACFC: u32 = 1 << 3;
     /// Send 1-byte PPP protocol fields (PFC negotiated).
     pub const PFC: u32 = 1 << 4;
+    /// `LNS_SESS_SLOW_PATH`: never on the fast path. The program passes
+    /// the session's frames both ways to the kernel, and the writers keep
+    /// its slot's fast bit and its pool units clear (an IPsec peer's
+    /// session, or one an operator keeps off AF_XDP).
+    pub const SLOW_PATH: u32 = 1 << 5;
 
     /// `LNS_OWNER_STATIC`: written by an operator (lnsctl); never reclaimed.
     pub const OWNER_STATIC: u32 = c::lns_owner::LNS_OWNER_STATIC.0;
@@ -778,6 +783,9 @@ counters! {
     /// plane restarting under a kept program): passed to the kernel, where
     /// the control plane's slow path carries it.
     PassNoSocket = LNS_CNT_PASS_NO_SOCKET, "pass_no_socket";
+    /// A frame of a session flagged [`Session::SLOW_PATH`], either way:
+    /// passed to the kernel, the control plane's slow path carries it.
+    PassSlowPathSession = LNS_CNT_PASS_SLOW_PATH_SESSION, "pass_slow_path_session";
 }
 
 /// `LNS_CNT_MAX`: entries of `lns_counters`.
@@ -930,6 +938,7 @@ mod tests {
         assert_eq!(define("LNS_CFG_PASS_UNKNOWN_SESSION"), Config::PASS_UNKNOWN_SESSION as u64);
         assert_eq!(define("LNS_CFG_REFLECT"), Config::REFLECT as u64);
         assert_eq!(define("LNS_CFG_WORKER_CHECKS"), Config::WORKER_CHECKS as u64);
+        assert_eq!(define("LNS_SESS_SLOW_PATH"), Session::SLOW_PATH as u64);
         assert_eq!(define("LNS_META_CHECK"), XdpMeta::CHECK as u64);
         assert_eq!(define("LNS_MARK_DISPLACED"), slot_mark::DISPLACED as u64);
         assert_eq!(define("LNS_MARK_EXTRA"), slot_mark::EXTRA as u64);

@@ -1625,3 +1625,82 @@ fn pool_units_are_rebuilt_from_the_sessions_on_a_restart() {
     assert_eq!((counts["lns_pool_sessions"], counts["lns_pool_bits"]), (0, 0));
     lab.steering.unpin().unwrap();
 }
+
+/// A session flagged SLOW_PATH (an IPsec peer's, or kept off AF_XDP by
+/// configuration) never reaches a socket: its L2TP data and the core's
+/// packets to its addresses go to the kernel, counted, its slot's fast bit
+/// and its pool units stay clear; without the flag the same session is on
+/// the fast path again.
+#[test]
+fn a_slow_path_session_is_passed_both_ways() {
+    let lab = pool_lab();
+    let maps = lab.steering.maps();
+    let (access_xsk, core_xsk) = (BoundXsk::bind(&lab.access_name, 0), BoundXsk::bind(&lab.core_name, 0));
+    maps.set_xsk(0, access_xsk.fd()).unwrap();
+    maps.set_xsk(64, core_xsk.fd()).unwrap();
+    let (v4_unit, v6_unit) = (10, 256 + 0x10);
+    let mut s = Lab::session(SessionState::Forwarding);
+    s.flags |= Session::SLOW_PATH;
+    lab.install(200, &s);
+    assert!(!maps.fast_slot(200), "a slow-path session's slot is not fast");
+    assert!(!maps.pool_unit_fast(v4_unit) && !maps.pool_unit_fast(v6_unit));
+    for outer in all_outers() {
+        let mut s6 = s;
+        if outer.ipv6 {
+            s6.set_peer((IpAddr::V6(LAC_V6), LAC_PORT).into());
+            maps.update_session(200, &s6).unwrap();
+        }
+        for frame in [
+            data_frame(outer, L2tpOpts::default(), PPP_FULL),
+            data_frame_v6(outer, L2tpOpts::default(), PPP_FULL),
+        ] {
+            lab.expect(lab.access, &frame, XdpAction::Pass, Counter::PassSlowPathSession);
+        }
+        // PPP control is the control plane's as for every session.
+        let lcp = lac_frame(
+            outer,
+            LAC_PORT,
+            1701,
+            &l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, 0xc021, &[9, 1, 0, 8, 0, 0, 0, 1]),
+        );
+        lab.expect(lab.access, &lcp, XdpAction::Pass, Counter::PassPppControl);
+        // The peer check still comes first.
+        let stranger = lac_frame(
+            outer,
+            LAC_PORT + 1,
+            1701,
+            &l2tp_payload(L2tpOpts::default(), 100, 200, PPP_FULL, 0x21, &inner_v4(SUB_V4, CORE_V4, b"x")),
+        );
+        lab.expect(lab.access, &stranger, XdpAction::Drop, Counter::DropPeerMismatch);
+        maps.update_session(200, &s).unwrap();
+    }
+    for vlan in [false, true] {
+        for d in [IpAddr::V4(SUB_V4), IpAddr::V6(SUB_V6)] {
+            lab.expect(lab.core, &core_frame(d, vlan), XdpAction::Pass, Counter::PassSlowPathSession);
+        }
+    }
+
+    // The flag off: the same session is the workers' again.
+    s.flags &= !Session::SLOW_PATH;
+    maps.update_session(200, &s).unwrap();
+    assert!(maps.fast_slot(200) && maps.pool_unit_fast(v4_unit));
+    let frame = data_frame(Outer::default(), L2tpOpts::default(), PPP_FULL);
+    lab.expect(lab.access, &frame, XdpAction::Redirect, Counter::RedirectUpstreamCheck);
+    lab.expect(
+        lab.core,
+        &core_frame(IpAddr::V4(SUB_V4), false),
+        XdpAction::Redirect,
+        Counter::RedirectDownstreamCheck,
+    );
+    // And on again: off the fast path at once.
+    s.flags |= Session::SLOW_PATH;
+    maps.update_session(200, &s).unwrap();
+    assert!(!maps.fast_slot(200) && !maps.pool_unit_fast(v4_unit));
+    lab.expect(lab.access, &frame, XdpAction::Pass, Counter::PassSlowPathSession);
+    lab.expect(
+        lab.core,
+        &core_frame(IpAddr::V4(SUB_V4), false),
+        XdpAction::Pass,
+        Counter::PassSlowPathSession,
+    );
+}

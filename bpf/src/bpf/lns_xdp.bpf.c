@@ -667,6 +667,11 @@ lookup:
 	s = bpf_map_lookup_elem(&lns_sessions, &idx);
 	if (!s || s->state != LNS_SESSION_FORWARDING)
 		return count(LNS_CNT_PASS_SUBSCRIBER_NOT_FORWARDING, XDP_PASS);
+	/* Kept off the fast path (an IPsec peer's, whose frames must leave
+	 * through the kernel's IPsec): the kernel routes it into the slow
+	 * path's TUN device. */
+	if (s->flags & LNS_SESS_SLOW_PATH)
+		return count(LNS_CNT_PASS_SLOW_PATH_SESSION, XDP_PASS);
 	/* The encapsulated packet goes to the session's LAC. */
 	{
 		struct nexthop nh = {};
@@ -850,6 +855,10 @@ static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_confi
 		return count(LNS_CNT_PASS_PPP_CONTROL, XDP_PASS);
 	if (s && s->state != LNS_SESSION_FORWARDING)
 		return count(LNS_CNT_PASS_SESSION_NOT_FORWARDING, XDP_PASS);
+	/* Kept off the fast path: the control plane's socket takes it. (Its
+	 * slot's fast bit is never set, so the session was read.) */
+	if (s && (s->flags & LNS_SESS_SLOW_PATH))
+		return count(LNS_CNT_PASS_SLOW_PATH_SESSION, XDP_PASS);
 
 	inner = (__u32)((void *)ppp - data);
 	if (proto == PPP_IPV4) {

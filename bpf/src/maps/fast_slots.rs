@@ -115,10 +115,12 @@ impl Maps {
     }
 
     /// Are the frames of slot `index`'s session ones a worker may check?
-    /// (See `lns_abi.h`: a forwarding session at its direct slot.)
+    /// (See `lns_abi.h`: a forwarding session at its direct slot, not kept
+    /// off the fast path.)
     pub(super) fn session_fast(&self, index: u32) -> Result<bool, Error> {
         let s = self.read_session(index)?;
         Ok(s.session_state() == Some(SessionState::Forwarding)
+            && s.flags & Session::SLOW_PATH == 0
             && abi::direct_slot(s.key(), self.max_sessions()) == Some(index))
     }
 

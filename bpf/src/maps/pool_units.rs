@@ -95,12 +95,13 @@ impl Maps {
         self.pools.iter().find_map(|p| p.unit_of(addr, len))
     }
 
-    /// Does session `index` own `unit` (`lns_abi.h`: a forwarding session
-    /// one of whose own addresses is the unit)? A slot that cannot be read
-    /// owns nothing.
+    /// Does session `index` own `unit` (`lns_abi.h`: a forwarding session,
+    /// not kept off the fast path, one of whose own addresses is the
+    /// unit)? A slot that cannot be read owns nothing.
     fn unit_owned(&self, unit: u32, index: u32) -> Result<bool, Error> {
         let Ok(s) = self.read_session(index) else { return Ok(false) };
         Ok(s.session_state() == Some(SessionState::Forwarding)
+            && s.flags & abi::Session::SLOW_PATH == 0
             && own_addresses(&s).any(|(a, l)| self.pool_unit(a, l) == Some(unit)))
     }
 
