@@ -345,6 +345,10 @@ pub struct PppFile {
     /// MaxRtrAdvInterval of the Router Advertisements over PPP.
     #[serde(default, deserialize_with = "de_duration")]
     pub ra_interval: Option<Duration>,
+    /// The LCP MRU (RFC 1661 §6.1) the LNS proposes and the largest packet
+    /// it sends a subscriber; absent: derived per tunnel from the MTU of
+    /// the access link less the L2TP/UDP/IP overhead (at most 1500).
+    pub mru: Option<u16>,
 }
 
 /// PPP at the LNS: the per-session template and where credentials and
@@ -359,6 +363,8 @@ pub struct PppSettings {
     pub idle_timeout: Option<Duration>,
     pub default_ipv6_pool: Option<String>,
     pub ipv6_pools: Vec<Ipv6PoolEntry>,
+    /// `ppp.mru`: None derives it from each access link.
+    pub mru: Option<u16>,
 }
 
 fn auth_method(name: &str) -> Result<AuthMethod, ConfigError> {
@@ -440,6 +446,14 @@ impl PppSettings {
             session.nd.max_interval = d;
             session.nd.router_lifetime = (d * 3).min(Duration::from_secs(9000));
         }
+        if let Some(mru) = f.mru {
+            // RFC 1661 §6.1 leaves the floor to us: an IPv4 header and
+            // some; nothing past what an L2TP datagram can carry.
+            if !(576..=65000).contains(&mru) {
+                return Err(ConfigError::Invalid("ppp.mru must be 576..65000".into()));
+            }
+            session.lcp.mru = mru;
+        }
         let nonzero = |d: Option<Duration>| d.filter(|d| !d.is_zero());
         Ok(PppSettings {
             session,
@@ -450,6 +464,7 @@ impl PppSettings {
             idle_timeout: nonzero(f.idle_timeout),
             default_ipv6_pool,
             ipv6_pools,
+            mru: f.mru,
         })
     }
 }

@@ -78,6 +78,47 @@ impl std::fmt::Debug for Routes {
     }
 }
 
+/// The MTU of the interfaces tunnels arrive on, asked over route netlink
+/// (in the calling thread's namespace: `/sys/class/net` shows the
+/// namespace sysfs was mounted in, not necessarily ours). The driver asks
+/// with an interface index ([`MtuAsker::ask`]); the answer comes back on
+/// the receiver as (index, MTU). An interface that is gone or unreadable
+/// gets no answer (its sessions keep the default MRU). The tasks end when
+/// the last asker is dropped.
+pub fn interface_mtus() -> Result<(MtuAsker, tokio::sync::mpsc::UnboundedReceiver<(u32, u16)>), RouteError> {
+    let (connection, handle, _) = rtnetlink::new_connection().map_err(RouteError::Connect)?;
+    let connection = tokio::spawn(connection);
+    let (ask, mut questions) = tokio::sync::mpsc::unbounded_channel::<u32>();
+    let (tell, answers) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(ifindex) = questions.recv().await {
+            let mut links = handle.link().get().match_index(ifindex).execute();
+            let mtu = match links.try_next().await {
+                Ok(Some(link)) => link.attributes.iter().find_map(|a| match a {
+                    rtnetlink::packet_route::link::LinkAttribute::Mtu(m) => Some(*m),
+                    _ => None,
+                }),
+                _ => None,
+            };
+            if let Some(mtu) = mtu {
+                let _ = tell.send((ifindex, u16::try_from(mtu).unwrap_or(u16::MAX)));
+            }
+        }
+        connection.abort();
+    });
+    Ok((MtuAsker(ask), answers))
+}
+
+/// Asks [`interface_mtus`]'s task for an interface's MTU.
+#[derive(Clone, Debug)]
+pub struct MtuAsker(tokio::sync::mpsc::UnboundedSender<u32>);
+
+impl MtuAsker {
+    pub fn ask(&self, ifindex: u32) {
+        let _ = self.0.send(ifindex);
+    }
+}
+
 impl Drop for Routes {
     fn drop(&mut self) {
         self.connection.abort();

@@ -32,11 +32,14 @@ use super::fastpath::SessionTable;
 use super::metrics;
 use super::notice;
 use super::radius::{self, Radius};
-use super::routes::Routes;
+use super::routes::{interface_mtus, MtuAsker, Routes};
 use super::tun::TunDevice;
 use super::udp::{Batch, L2tpSocket, Outgoing, Received};
 use crate::ctl::{RadiusServerRow, RadiusStatus, Request, Response};
 use crate::subscriber::{AuthAnswer, Core, CoreConfig, Effect, MapOp, Notice, SessionKey, SlowPathConfig};
+
+/// How long an access interface's MTU is taken as known.
+const MTU_REFRESH: Duration = Duration::from_secs(30);
 
 /// Datagrams taken from the socket in one pass of the loop.
 const RX_BURST: usize = 64;
@@ -226,6 +229,15 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
             core_of(&cfg, listen, &table, radius.as_ref(), now)?
         }
     };
+    // Each access interface's MTU, which new sessions derive their MRU
+    // from (unless ppp.mru is set).
+    let (mtu_asker, mut mtu_answers) = match interface_mtus() {
+        Ok((asker, answers)) => (Some(asker), Some(answers)),
+        Err(e) => {
+            warn!(error = %e, "cannot ask the interfaces' MTU: sessions propose the default MRU");
+            (None, None)
+        }
+    };
     let (auth_tx, mut auth_rx) = mpsc::unbounded_channel();
     let (scrape_tx, mut scrapes) = mpsc::channel::<metrics::Scrape>(16);
     if let Some(addr) = cfg.metrics_listen {
@@ -240,6 +252,8 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         tun,
         route_tx,
         tun_errors: 0,
+        mtu_asker,
+        mtu_asked: HashMap::new(),
         auth,
         users,
         listen,
@@ -278,6 +292,12 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
                     None => std::future::pending().await,
                 }
             } => Wake::Tun(r),
+            Some((ifindex, mtu)) = async {
+                match mtu_answers.as_mut() {
+                    Some(a) => a.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => Wake::InterfaceMtu(ifindex, mtu),
             Some(job) = async {
                 match dynauth_jobs.as_mut() {
                     Some(j) => j.recv().await,
@@ -307,6 +327,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
             }
             Wake::Datagram(Err(e)) => warn!(error = %e, "UDP receive"),
             Wake::Timer => d.core.handle_timeout(now),
+            Wake::InterfaceMtu(ifindex, mtu) => d.core.set_interface_mtu(ifindex, mtu),
             Wake::Tun(Ok(n)) => {
                 if let Some(packet) = tun_buf.get(..n) {
                     d.core.handle_tun_packet(now, packet);
@@ -457,6 +478,7 @@ fn core_config(
         accounting: radius.and_then(Radius::accounting_config),
         shutdown_grace: cfg.shutdown_grace,
         seed: None,
+        mru: cfg.ppp.mru,
         slow_path: cfg.slow_path.as_ref().map(|_| SlowPathConfig {
             mss_clamp: true,
             icmp_source_v4: cfg.ppp.session.ipcp.as_ref().and_then(|i| i.local_address).or(
@@ -481,6 +503,7 @@ enum Wake {
     DynAuth(dynauth::Job),
     Scrape(metrics::Scrape),
     Tun(std::io::Result<usize>),
+    InterfaceMtu(u32, u16),
     Reload,
     Stop(&'static str),
 }
@@ -500,6 +523,10 @@ struct Driver {
     route_tx: mpsc::UnboundedSender<(std::net::IpAddr, u8, bool)>,
     /// Packets the TUN device did not take.
     tun_errors: u64,
+    /// Asks the MTU of the interfaces tunnels arrive on, and when each
+    /// was last asked.
+    mtu_asker: Option<MtuAsker>,
+    mtu_asked: HashMap<u32, Instant>,
     auth: Arc<dyn AuthBackend>,
     /// The users file the backends read, replaced on reload.
     users: Arc<SharedUsers>,
@@ -520,6 +547,15 @@ struct Driver {
 
 impl Driver {
     fn datagram(&mut self, now: Instant, rx: &Received, buf: &[u8]) {
+        if let (Some(asker), Some(ifindex)) = (&self.mtu_asker, rx.ifindex) {
+            // Asked again now and then: an operator may change it, and
+            // sessions set up later follow.
+            let due = self.mtu_asked.get(&ifindex).is_none_or(|t| now.duration_since(*t) >= MTU_REFRESH);
+            if due {
+                self.mtu_asked.insert(ifindex, now);
+                asker.ask(ifindex);
+            }
+        }
         if let Some(data) = buf.get(..rx.len) {
             self.core.handle_datagram(now, rx.from, rx.local, rx.ifindex, data);
         }

@@ -163,11 +163,36 @@ pub struct LcpConfig {
     pub loopback_threshold: u32,
 }
 
+/// Bytes a tunnelled PPP frame costs on top of its Information field on
+/// an access link: the outer IP header (IPv4 20, IPv6 40), UDP 8, the
+/// L2TP data header with its Length field (RFC 2661 §3.1: LACs commonly
+/// set L; this LNS does not) and, when the session is sequenced (§5.4),
+/// Ns and Nr, then PPP Address/Control and a 2-byte Protocol (what a
+/// frame carries when ACFC and PFC are not negotiated, which LCP has not
+/// decided yet when the MRU is proposed).
+pub fn l2tp_overhead(ipv6: bool, sequencing: bool) -> u16 {
+    let ip = if ipv6 { 40 } else { 20 };
+    ip + 8 + 8 + if sequencing { 4 } else { 0 } + 2 + 2
+}
+
+/// The largest MRU derived from an access link: the RFC 1661 §6.1 default.
+/// A jumbo access link does not raise it: subscribers expect 1500, and
+/// the data plane's frames hold a 1500-byte packet plus its tunnel.
+pub const MAX_DERIVED_MRU: u16 = DEFAULT_MRU;
+
 impl LcpConfig {
     /// RFC 1661 §6.1 MRU such that a full-size frame from the subscriber,
     /// once put into L2TP/UDP/IPv4, fits a path MTU of `mtu`.
     pub fn mru_for_access_mtu(mtu: u16) -> u16 {
         mtu.saturating_sub(L2TP_IPV4_OVERHEAD).max(64)
+    }
+
+    /// The MRU for a session whose LAC is reached over a link of MTU
+    /// `mtu` (outer IPv6 when `ipv6`, L2TP sequenced when `sequencing`):
+    /// a frame of that size, tunnelled either way, fits the link without
+    /// fragments. At most [`MAX_DERIVED_MRU`], at least 64.
+    pub fn mru_for_access_link(mtu: u16, ipv6: bool, sequencing: bool) -> u16 {
+        mtu.saturating_sub(l2tp_overhead(ipv6, sequencing)).clamp(64, MAX_DERIVED_MRU)
     }
 }
 
@@ -629,6 +654,13 @@ mod tests {
         assert_eq!(LcpConfig::mru_for_access_mtu(1500), 1460);
         assert_eq!(LcpConfig::default().mru, 1460);
         assert_eq!(LcpConfig::mru_for_access_mtu(10), 64);
+        // 1300 - (20 + 8 + 8 + 4), and 4 less sequenced, 20 less over IPv6.
+        assert_eq!(LcpConfig::mru_for_access_link(1300, false, false), 1260);
+        assert_eq!(LcpConfig::mru_for_access_link(1300, false, true), 1256);
+        assert_eq!(LcpConfig::mru_for_access_link(1300, true, false), 1240);
+        assert_eq!(LcpConfig::mru_for_access_link(1500, false, false), LcpConfig::default().mru);
+        assert_eq!(LcpConfig::mru_for_access_link(9000, false, false), 1500, "not above the default");
+        assert_eq!(LcpConfig::mru_for_access_link(68, true, true), 64);
     }
 
     fn server_policy() -> LcpPolicy {

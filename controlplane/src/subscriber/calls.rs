@@ -88,7 +88,8 @@ impl Core {
         }
         let Some(peer_tunnel_id) = self.endpoint.tunnel(key.tunnel).map(|t| t.peer_id()) else { return };
         let early_ppp = self.calling.remove(&key).map(|c| c.early_ppp).unwrap_or_default();
-        let link = Link { mtu: DEFAULT_MRU, acfc: false, pfc: false, sequencing: info.sequencing_required };
+        let mru = self.session_mru(key.tunnel, info.sequencing_required);
+        let link = Link { mtu: mru, acfc: false, pfc: false, sequencing: info.sequencing_required };
         self.counters.sessions_up_total += 1;
         let up = Notice::SessionUp {
             key,
@@ -97,7 +98,9 @@ impl Core {
             calling_number: String::from_utf8_lossy(info.calling_number.as_deref().unwrap_or_default())
                 .into_owned(),
         };
-        let mut ppp = ppp::Session::new(self.cfg.ppp.clone(), self.link_rng());
+        let mut config = self.cfg.ppp.clone();
+        config.lcp.mru = mru;
+        let mut ppp = ppp::Session::new(config, self.link_rng());
         match proxy_of(&info) {
             Some((lcp, auth)) => ppp.open_with_proxy(now, &lcp, auth),
             None => ppp.open(now),
@@ -112,6 +115,7 @@ impl Core {
                 ppp_frames_rx: 0,
                 ppp,
                 link,
+                mru,
                 username: None,
                 ipv4: None,
                 ipv4_forwarding: false,

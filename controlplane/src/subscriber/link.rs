@@ -70,10 +70,11 @@ impl Core {
         let Some(s) = self.sessions.get_mut(&key) else { return };
         match ev {
             SessionEvent::LinkUp { peer, .. } => {
-                // What the subscriber can receive: its MRU, and compressed
-                // headers if it asked for them (written with the next
-                // change of the entry).
-                s.link.mtu = peer.mru;
+                // What the subscriber can receive: its MRU, but no more
+                // than the access link carries (our own MRU, derived from
+                // it), and compressed headers if it asked for them
+                // (written with the next change of the entry).
+                s.link.mtu = peer.mru.min(s.mru);
                 s.link.acfc = peer.acfc;
                 s.link.pfc = peer.pfc;
             }

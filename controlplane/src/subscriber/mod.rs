@@ -110,6 +110,10 @@ pub struct CoreConfig {
     /// The exception path (see [`slowpath`]); None: data that reaches the
     /// control plane is discarded, as before a session forwards.
     pub slow_path: Option<SlowPathConfig>,
+    /// The LCP MRU every session proposes (`ppp.mru`); None: derived from
+    /// the MTU of the access link its tunnel arrived on
+    /// ([`Core::set_interface_mtu`], [`crate::ppp::lcp::LcpConfig::mru_for_access_link`]).
+    pub mru: Option<u16>,
 }
 
 /// A tunnel as the core knows it besides the Endpoint: where it is.
@@ -158,6 +162,10 @@ pub struct Subscriber {
     pub ppp_frames_rx: u64,
     pub ppp: ppp::Session,
     pub link: Link,
+    /// The MRU this session's LCP proposed (what the access link carries
+    /// of a frame): nothing larger is sent to the subscriber either.
+    #[serde(default = "default_mru")]
+    pub mru: u16,
     /// Authenticated user name.
     pub username: Option<String>,
     /// Address given to the subscriber (from a pool or the user's fixed one).
@@ -188,6 +196,10 @@ pub struct Subscriber {
     /// restore).
     #[serde(skip)]
     timer: Option<Instant>,
+}
+
+fn default_mru() -> u16 {
+    ppp::DEFAULT_MRU
 }
 
 /// A call accepted (ICRP sent) and not yet connected.
@@ -264,6 +276,8 @@ pub struct Core {
     ppp_timers: BTreeSet<(Instant, SessionKey)>,
     /// Which session a destination belongs to, for the slow path.
     routes: slowpath::RouteIndex,
+    /// The MTU of each access interface, as the driver learned it.
+    interface_mtu: BTreeMap<u32, u16>,
     effects: VecDeque<Effect>,
 }
 
@@ -293,6 +307,7 @@ impl Core {
             rng,
             ppp_timers: BTreeSet::new(),
             routes: Default::default(),
+            interface_mtu: BTreeMap::new(),
             effects: VecDeque::new(),
         })
     }
@@ -350,6 +365,26 @@ impl Core {
 
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// The driver learned the MTU of interface `ifindex` (where tunnels
+    /// arrive): sessions set up from now on derive their MRU from it.
+    pub fn set_interface_mtu(&mut self, ifindex: u32, mtu: u16) {
+        self.interface_mtu.insert(ifindex, mtu);
+    }
+
+    /// The MRU a new session of `tunnel` proposes: the configured one, or
+    /// what the access link's MTU leaves once tunnelled (the LCP
+    /// default when the link's MTU is not known).
+    fn session_mru(&self, tunnel: TunnelId, sequencing: bool) -> u16 {
+        if let Some(mru) = self.cfg.mru {
+            return mru;
+        }
+        let Some(t) = self.tunnels.get(&tunnel) else { return self.cfg.ppp.lcp.mru };
+        match self.interface_mtu.get(&t.ifindex) {
+            Some(&mtu) => ppp::lcp::LcpConfig::mru_for_access_link(mtu, t.peer.is_ipv6(), sequencing),
+            None => self.cfg.ppp.lcp.mru,
+        }
     }
 
     pub fn session(&self, key: SessionKey) -> Option<&Subscriber> {

@@ -122,6 +122,7 @@ fn base_config() -> CoreConfig {
         shutdown_grace: Duration::from_secs(5),
         seed: Some(7),
         slow_path: None,
+        mru: None,
     }
 }
 
@@ -1008,4 +1009,57 @@ fn the_slow_path_carries_data_both_ways_and_routes_follow_the_sessions() {
     lab.lac.close_session(lab.now, t, s, crate::l2tp::ResultCode::new(cdn::ADMINISTRATIVE)).expect("CDN");
     lab.run_for(Duration::from_secs(2));
     assert_eq!(lab.routes, [(IpAddr::V4(bob), 32)].into_iter().collect::<BTreeSet<_>>());
+}
+
+/// The MRU a session proposes comes from the MTU of the access link its
+/// tunnel arrived on (interface 2 in the lab), less the tunnel's overhead;
+/// the entry's MTU (what the workers and the slow path send at most) is
+/// the smaller of it and the subscriber's MRU. A configured `ppp.mru`
+/// wins; an interface of unknown MTU leaves the default.
+#[test]
+fn the_mru_derives_from_the_access_link() {
+    for (mtu, configured, want) in [
+        (Some(1300), None, 1260),
+        (Some(1280), None, 1240),
+        (None, None, 1460),
+        (Some(9000), None, 1500),
+        (Some(1300), Some(1400), 1400),
+    ] {
+        let mut cfg = base_config();
+        cfg.mru = configured;
+        let mut lab = Lab::new(cfg);
+        if let Some(mtu) = mtu {
+            lab.core.set_interface_mtu(2, mtu);
+        }
+        lab.dial(&["alice"]);
+        lab.run_for(Duration::from_secs(5));
+        let key = lab.key("alice");
+        let s = lab.core.session(key).expect("alice is up");
+        let (local, peer) = s.ppp.lcp_negotiated();
+        let proposed = want.min(1500);
+        assert_eq!(local.mru, proposed, "our MRU, acknowledged by the client (link MTU {mtu:?})");
+        // The lab's client asks for 1460 (the LCP default): the entry's
+        // MTU is what both allow.
+        assert_eq!(peer.mru, 1460);
+        assert_eq!(lab.entries[&key].mtu, proposed.min(1460), "the entry (link MTU {mtu:?})");
+        assert!(lab.entries[&key].subscriber_ipv4().is_some(), "forwarding");
+    }
+}
+
+/// A sequenced session (the LAC asked for Ns/Nr in ICCN) leaves 4 bytes
+/// more to its tunnel.
+#[test]
+fn a_sequenced_session_gets_an_mru_4_bytes_smaller() {
+    let mut lab = Lab::new(base_config());
+    lab.core.set_interface_mtu(2, 1300);
+    let t = lab.lac.connect(lab.now, lns_addr()).expect("connect");
+    lab.lac_tunnels.push(t);
+    lab.run_for(Duration::from_secs(1));
+    let info = SessionInfo { sequencing_required: true, ..SessionInfo::default() };
+    let s = lab.lac.open_session(lab.now, t, info).expect("ICRQ");
+    lab.call_users.insert((t, s), "alice".into());
+    lab.run_for(Duration::from_secs(5));
+    let key = lab.key("alice");
+    assert_eq!(lab.core.session(key).expect("up").ppp.lcp_negotiated().0.mru, 1256);
+    assert_eq!(lab.entries[&key].mtu, 1256);
 }
