@@ -36,6 +36,7 @@
 //! session_checks = "worker"     # or "xdp"
 //! nh_cache_ms = 1000            # next-hop cache lifetime (0: look up every frame)
 //! pool_units = 1048576          # units all pools may hold together
+//! shape_ms = 0                  # downstream: queue up to this long over a rate limit (0: drop)
 //! stats_interval = 10           # seconds; 0 for none
 //! json = false
 //! unpin_on_exit = false
@@ -365,6 +366,13 @@ pub struct Flags {
     /// keeps the control plane's sessions).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub unpin_on_exit: Option<bool>,
+    /// Downstream shaping: a frame over its session's rate limit waits up
+    /// to this many milliseconds for the session's bucket (a queue of
+    /// that many ms at the rate per session, a quarter of the UMEM frames
+    /// per worker at most), and is dropped beyond; 0 drops every frame
+    /// over the limit (policing). Upstream is always policed [default: 0].
+    #[arg(long, value_name = "MS")]
+    pub shape_ms: Option<u32>,
     /// Serve Prometheus metrics on http://ADDR:PORT/metrics (lns_xdp_*,
     /// lns_worker_*) [default: none].
     #[arg(long, value_name = "ADDR:PORT")]
@@ -415,6 +423,7 @@ pub struct DataplaneFile {
     pub session_checks: Option<SessionChecksArg>,
     pub nh_cache_ms: Option<u32>,
     pub pool_units: Option<u32>,
+    pub shape_ms: Option<u32>,
     pub stats_interval: Option<u64>,
     pub json: Option<bool>,
     pub unpin_on_exit: Option<bool>,
@@ -429,6 +438,12 @@ pub struct DataplaneFile {
 pub struct PoolEntry {
     pub name: String,
     pub ranges: Vec<String>,
+    /// The pool's default rate limits: the control plane's, which writes
+    /// them into the session entries; not read here.
+    #[serde(default, rename = "rate_down")]
+    pub _rate_down: Option<String>,
+    #[serde(default, rename = "rate_up")]
+    pub _rate_up: Option<String>,
 }
 
 /// `[[ipv6_pool]]`, as the control plane reads it
@@ -605,6 +620,7 @@ pub fn resolve(
         unpin_on_exit: flags.unpin_on_exit.or(d.unpin_on_exit).unwrap_or(false),
         pools,
         pool_units,
+        shape_ms: flags.shape_ms.or(d.shape_ms).unwrap_or(0).min(1000),
     };
     Ok(Settings {
         options,

@@ -5,6 +5,7 @@ pub mod config;
 pub mod log;
 pub mod metrics;
 pub mod packet;
+pub mod police;
 pub mod ring;
 pub mod supervisor;
 pub mod worker;

@@ -62,10 +62,13 @@ pub enum DropReason {
     /// Downstream, checked here: the kernel has no usable route to the LAC
     /// (blackhole, unreachable, prohibit, or none).
     NoRoute,
+    /// Over the session's rate limit (both directions), or downstream with
+    /// shaping on, beyond what its queue holds: also counted per session.
+    Policed,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Malformed,
         DropReason::SessionGone,
         DropReason::TtlExceeded,
@@ -77,6 +80,7 @@ impl DropReason {
         DropReason::NoSubscriber,
         DropReason::NoNeighbour,
         DropReason::NoRoute,
+        DropReason::Policed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -92,6 +96,7 @@ impl DropReason {
             DropReason::NoSubscriber => "no_subscriber",
             DropReason::NoNeighbour => "no_neighbour",
             DropReason::NoRoute => "no_route",
+            DropReason::Policed => "policed",
         }
     }
 }
@@ -158,6 +163,13 @@ fn ip_len(b: &[u8], ip: usize, end: usize, version: u8) -> Option<usize> {
         _ => return None,
     };
     (ip + len <= end && len >= if version == 4 { 20 } else { 40 }).then_some(len)
+}
+
+/// Length of the subscriber's IP packet in a received frame (`buf[at..len]`
+/// as for [`decap`] and [`encap`]): what a rate limit counts. None when the
+/// header disagrees with the frame (decap and encap drop it).
+pub fn inner_len(buf: &[u8], at: usize, len: usize, meta: &XdpMeta) -> Option<usize> {
+    ip_len(buf, at + META_LEN + meta.inner_offset as usize, len.min(buf.len()), meta.ip_version)
 }
 
 /// Decrements the TTL / hop limit; false when it would expire.

@@ -45,6 +45,9 @@ pub struct Options {
     pub pools: Vec<abi::PoolSpec>,
     /// Units the pools may hold together (`--pool-units`).
     pub pool_units: u32,
+    /// Downstream shaping: the longest a frame over its session's rate
+    /// waits, ms (`--shape-ms`); 0 drops it (policing).
+    pub shape_ms: u32,
 }
 
 /// bpf_fib_lookup answers only for interfaces that forward, as a router's.
@@ -132,6 +135,7 @@ pub fn start(o: Options) -> Result<Running> {
         ns: maps.mmap_session_ns()?,
         pool_sessions: maps.mmap_pool_sessions()?,
         nh_epoch: std::sync::atomic::AtomicU32::new(cfg.nh_epoch),
+        police: crate::police::PoliceTable::new(maps.max_sessions() as usize),
         stop: AtomicBool::new(false),
     });
     let stop = Arc::new(Stop { stop: AtomicBool::new(false) });
@@ -158,6 +162,10 @@ pub fn start(o: Options) -> Result<Running> {
             busy_poll: o.busy_poll,
             mss: o.mss,
             nh_cache: o.nh_cache_ms > 0,
+            shape_ns: u64::from(o.shape_ms) * 1_000_000,
+            // A quarter of the UMEM: the rest keeps the fill and transmit
+            // rings going while the shaper holds its most.
+            shape_frames: o.frames as usize / 4,
         };
         let lacs = LacNexthops::new(Some(steering.nh_resolver()?));
         let worker = Worker::new(cfg, rings, Arc::clone(&shared), Arc::clone(&counters), lacs);

@@ -13,7 +13,9 @@ use lns_bpf::{MmapArray, NhResolver};
 use xsk_rs::FrameDesc;
 
 use crate::packet::{self, DropReason, EncapState, MssClamp, Outcome};
+use crate::police::{self, PoliceTable, Shaper};
 use crate::ring::Rings;
+use lns_bpf::police::Verdict;
 
 /// Bytes a worker claims before a received frame's metadata for the outer
 /// headers of encapsulation: at least the largest overhead (Ethernet, IPv6,
@@ -110,6 +112,8 @@ pub struct Shared {
     /// hops a worker resolved under another epoch are stale, as the
     /// program's are.
     pub nh_epoch: AtomicU32,
+    /// Every session slot's rate-limit buckets (see [`crate::police`]).
+    pub police: PoliceTable,
     pub stop: AtomicBool,
 }
 
@@ -128,6 +132,10 @@ pub struct WorkerCounters {
     pub batches: AtomicU64,
     /// Next-hop lookups toward LACs this worker made (lns_nh_resolve).
     pub nh_lookups: AtomicU64,
+    /// Downstream frames held by the shaper until they conform, since the
+    /// start, and how many it holds now.
+    pub shaped: AtomicU64,
+    pub shaper_held: AtomicU64,
     /// Nanoseconds per batch; the worker merges its own into it now and then.
     pub batch_ns: Mutex<Option<Histogram<u64>>>,
     /// [`BatchTimes`] as published: batches per bucket, and their time.
@@ -157,6 +165,7 @@ struct Local {
     no_egress: u64,
     tx_ring_full: u64,
     batches: u64,
+    shaped: u64,
     batch_times: BatchTimes,
 }
 
@@ -178,6 +187,7 @@ impl Local {
         c.no_egress.store(self.no_egress, Ordering::Relaxed);
         c.tx_ring_full.store(self.tx_ring_full, Ordering::Relaxed);
         c.batches.store(self.batches, Ordering::Relaxed);
+        c.shaped.store(self.shaped, Ordering::Relaxed);
         for (a, v) in c.batch_counts.iter().zip(self.batch_times.counts) {
             a.store(v, Ordering::Relaxed);
         }
@@ -194,6 +204,11 @@ pub struct WorkerConfig {
     /// Next hops toward LACs are reused for the rest of their epoch
     /// (`--nh-cache-ms` > 0); false: for one batch.
     pub nh_cache: bool,
+    /// Downstream shaping: the longest a frame over its session's rate
+    /// waits (`--shape-ms`); 0 polices (drops) instead.
+    pub shape_ns: u64,
+    /// Frames the shaper may hold at once (of the worker's UMEM).
+    pub shape_frames: usize,
 }
 
 /// Next hops toward LACs, for downstream frames the program did not look
@@ -263,6 +278,8 @@ impl LacNexthops {
 /// Where a processed frame goes.
 enum Action {
     Send(usize),
+    /// Send on this port once the session's bucket says so (ns).
+    Hold(usize, u64),
     Free,
 }
 
@@ -277,6 +294,11 @@ pub struct Worker {
     lacs: LacNexthops,
     /// When the batch being processed started.
     now: Instant,
+    /// The same on the buckets' clock ([`PoliceTable::ns`]).
+    now_ns: u64,
+    /// Downstream frames over their session's rate, held until they
+    /// conform (`--shape-ms`), with their output port.
+    shaper: Option<Shaper<(FrameDesc, usize)>>,
     /// When counters and histogram were last published.
     published: Instant,
     rx: Vec<FrameDesc>,
@@ -294,7 +316,11 @@ impl Worker {
     ) -> Worker {
         let ports = rings.ports.len();
         let batch = cfg.batch.max(1);
+        let now_ns = shared.police.ns(Instant::now());
+        let shaper = (cfg.shape_ns > 0).then(|| Shaper::new(cfg.shape_ns, cfg.shape_frames, now_ns));
         Worker {
+            now_ns,
+            shaper,
             rx: vec![FrameDesc::default(); batch],
             pending: (0..ports).map(|_| Vec::with_capacity(batch * 2)).collect(),
             scratch: vec![FrameDesc::default(); batch * 4],
@@ -320,6 +346,7 @@ impl Worker {
                 self.scratch = scratch;
                 self.rings.refill(p);
             }
+            self.release_shaped();
             let mut received = 0;
             for p in 0..ports {
                 received += self.poll_port(p);
@@ -342,10 +369,17 @@ impl Worker {
             }
             if received == 0 {
                 let outstanding = self.rings.ports.iter().any(|p| p.tx_outstanding > 0);
+                // Held frames: wake up when the first is due (the wheel's
+                // tick is finer than a millisecond; a frame waits at most
+                // one more).
+                let due = self.shaper.as_ref().and_then(Shaper::next_due).map(|at| {
+                    let now = self.shared.police.ns(Instant::now());
+                    at.saturating_sub(now).div_ceil(1_000_000).min(10) as i32
+                });
                 if self.cfg.busy_poll {
                     std::hint::spin_loop();
-                } else {
-                    let _ = self.rings.wait(if outstanding { 0 } else { 10 });
+                } else if due != Some(0) {
+                    let _ = self.rings.wait(if outstanding { 0 } else { due.unwrap_or(10) });
                 }
             }
             // Merging the batch-time histogram walks all its buckets: at most
@@ -364,6 +398,8 @@ impl Worker {
         self.published = Instant::now();
         self.local.publish(&self.counters);
         self.counters.nh_lookups.store(self.lacs.lookups, Ordering::Relaxed);
+        let held = self.shaper.as_ref().map_or(0, Shaper::held);
+        self.counters.shaper_held.store(held as u64, Ordering::Relaxed);
         if let Ok(mut h) = self.counters.batch_ns.try_lock() {
             match h.as_mut() {
                 Some(shared) => {
@@ -381,6 +417,7 @@ impl Worker {
         if n > 0 {
             let t0 = Instant::now();
             self.now = t0;
+            self.now_ns = self.shared.police.ns(t0);
             self.local.rx += n as u64;
             self.local.batches += 1;
             // With many subscribers their sessions and counters are not in
@@ -412,6 +449,7 @@ impl Worker {
                 let mut desc = *d;
                 match self.process(port, &mut desc) {
                     Action::Send(out) => self.pending[out].push(desc),
+                    Action::Hold(out, at) => self.hold(desc, out, at),
                     Action::Free => self.rings.free.push(desc),
                 }
             }
@@ -426,6 +464,7 @@ impl Worker {
 
     fn prefetch_session(&self, i: usize) {
         self.shared.sessions.prefetch(i);
+        self.shared.police.prefetch(i);
         if let Some(slot) = self.stats_slot(i) {
             self.shared.stats.prefetch(slot);
         }
@@ -451,6 +490,36 @@ impl Worker {
             }
             self.pending[out].clear();
         }
+    }
+
+    /// A shaped frame: into the wheel until `at`. The bucket has counted
+    /// it already and the wheel had room when it was asked (one worker,
+    /// one thread), so it is refused only past the wheel's end, which the
+    /// bucket's bound keeps it from.
+    fn hold(&mut self, desc: FrameDesc, out: usize, at: u64) {
+        let Some(shaper) = self.shaper.as_mut() else {
+            self.pending[out].push(desc);
+            return;
+        };
+        match shaper.hold(at, (desc, out)) {
+            Ok(()) => self.local.shaped += 1,
+            Err((desc, _)) => {
+                self.local.drop(DropReason::Policed);
+                self.rings.free.push(desc);
+            }
+        }
+    }
+
+    /// Sends the held frames that are due.
+    fn release_shaped(&mut self) {
+        let Some(shaper) = self.shaper.as_mut() else { return };
+        if shaper.held() == 0 {
+            return;
+        }
+        let now = self.shared.police.ns(Instant::now());
+        let pending = &mut self.pending;
+        shaper.release(now, |(d, out)| pending[out].push(d));
+        self.flush();
     }
 
     fn port_of(&self, ifindex: u32) -> Option<usize> {
@@ -532,6 +601,28 @@ impl Worker {
             self.local.drop(DropReason::SessionGone);
             return Action::Free;
         }
+        // The session's rate limit, before any work (and before a
+        // sequencing session's Ns is taken).
+        let mut hold_until = None;
+        if s.rate_down_kbps | s.rate_up_kbps != 0 {
+            let upstream = meta.direction == Direction::Upstream as u8;
+            if police::limit(&s, upstream).is_limited() {
+                // A length the frame does not hold: decap/encap drop it.
+                let ilen = packet::inner_len(buf, at, len, &meta).unwrap_or(0) as u64;
+                let max_delay = match &self.shaper {
+                    Some(sh) if !upstream && sh.has_room() => sh.max_delay_ns,
+                    _ => 0,
+                };
+                match shared.police.check(idx, &s, upstream, self.now_ns, ilen, max_delay) {
+                    Verdict::Conform => {}
+                    Verdict::Later { at } => hold_until = Some(at),
+                    Verdict::Exceed => {
+                        self.policed(idx, upstream, ilen);
+                        return Action::Free;
+                    }
+                }
+            }
+        }
         let (outcome, inner_bytes) = match meta.direction() {
             Some(Direction::Upstream) => {
                 let o = packet::decap(buf, at, len, &meta, self.cfg.mss, s.mtu);
@@ -567,7 +658,10 @@ impl Worker {
                     return Action::Free;
                 };
                 self.account(idx, meta.direction == Direction::Upstream as u8, inner_bytes);
-                Action::Send(out)
+                match hold_until {
+                    Some(at) => Action::Hold(out, at),
+                    None => Action::Send(out),
+                }
             }
             Outcome::Reply { len } => {
                 d.cursor().set_pos(len);
@@ -638,6 +732,23 @@ impl Worker {
     /// None for a worker beyond the rows.
     fn stats_slot(&self, idx: usize) -> Option<usize> {
         (self.cfg.id < self.shared.stats_rows).then(|| self.cfg.id * self.shared.max_sessions + idx)
+    }
+
+    /// A frame over its session's rate, dropped: counted per worker and in
+    /// the session's policed counters.
+    fn policed(&mut self, idx: usize, upstream: bool, bytes: u64) {
+        self.local.drop(DropReason::Policed);
+        let Some(slot) = self.stats_slot(idx) else { return };
+        if let Some(mut st) = self.shared.stats.get(slot) {
+            if upstream {
+                st.up_policed_packets += 1;
+                st.up_policed_bytes += bytes;
+            } else {
+                st.down_policed_packets += 1;
+                st.down_policed_bytes += bytes;
+            }
+            self.shared.stats.set(slot, st);
+        }
     }
 
     /// Per-session counters in this worker's row: a single writer, so a

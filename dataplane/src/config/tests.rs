@@ -320,7 +320,7 @@ fn pools_are_derived_from_the_control_planes() {
 
 #[test]
 fn too_many_ipv4_prefixes_are_joined_into_wider_ones() {
-    let range = |r: &str| PoolEntry { name: "p".into(), ranges: vec![r.into()] };
+    let range = |r: &str| PoolEntry { name: "p".into(), ranges: vec![r.into()], _rate_down: None, _rate_up: None };
     let v6 = |i: u16| Ipv6PoolEntry {
         name: format!("v6-{i}"),
         prefix: format!("2001:db8:{i:x}::/48"),
