@@ -32,8 +32,9 @@ use std::path::PathBuf;
 pub use maps::{CounterSnapshot, Maps, MAP_NAMES};
 pub use reflect::Reflector;
 pub use sys::{
-    check_pin_dir, default_pin_dir, ifindex, open_pinned, rx_queue_count, Attachment, LoadOptions, MmapArray,
-    NhResolver, Steering, TestRunContext, TestRunResult, XdpAction, XdpMode,
+    check_pin_dir, default_pin_dir, ifindex, link_pin_path, open_pinned, pinned_links, rx_queue_count,
+    unpin_links, Attachment, LoadOptions, MmapArray, NhResolver, Steering, Takeover, TestRunContext,
+    TestRunResult, XdpAction, XdpMode,
 };
 
 /// Errors of loading, attaching and map access.

@@ -93,13 +93,75 @@ impl Default for LoadOptions {
 }
 
 /// An XDP attachment through a BPF link: the kernel detaches the program when
-/// the last descriptor of the link closes, so a crashed process leaves
-/// nothing behind on the interface.
+/// the last reference to the link goes, its descriptors and its pin. Without
+/// a pin a crashed process leaves nothing behind on the interface; with one
+/// ([`Steering::attach_kept`]) the program stays attached after the process.
 #[derive(Debug)]
 pub struct Attachment {
     pub ifindex: u32,
     pub mode: XdpMode,
     link: OwnedFd,
+    /// Where the link is pinned, if it is.
+    pub pinned: Option<PathBuf>,
+}
+
+/// How [`Steering::attach_kept`] came by its link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Takeover {
+    /// No link was pinned for the interface: a new one.
+    Created,
+    /// A pinned link (an earlier run's) now runs this program, swapped in by
+    /// BPF_LINK_UPDATE: the interface was never without one.
+    Replaced { old_prog_id: u32 },
+    /// A pinned link could not be kept (the interface is gone or another,
+    /// or it runs in another XDP mode than asked): removed and a new one
+    /// made, with a moment without a program.
+    Recreated { why: String },
+}
+
+/// Pins of kept links in a pin directory start with this, then the
+/// interface's name.
+const LINK_PIN_PREFIX: &str = "lns_link_";
+
+/// Where the kept link of interface `ifname` is pinned in `dir`.
+pub fn link_pin_path(dir: &Path, ifname: &str) -> PathBuf {
+    dir.join(format!("{LINK_PIN_PREFIX}{ifname}"))
+}
+
+/// The interfaces whose links are pinned in `dir`, with the pins.
+pub fn pinned_links(dir: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(ifname) = name.strip_prefix(LINK_PIN_PREFIX) {
+            out.push((ifname.to_string(), e.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Removes the pinned links in `dir` but those of `keep` (interface names):
+/// the program leaves each such interface as soon as no process holds its
+/// link (at once when no data plane runs). Returns the interfaces.
+pub fn unpin_links(dir: &Path, keep: &[&str]) -> Result<Vec<String>, Error> {
+    let mut gone = Vec::new();
+    for (ifname, path) in pinned_links(dir)? {
+        if keep.contains(&ifname.as_str()) {
+            continue;
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => gone.push(ifname),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
+        }
+    }
+    Ok(gone)
 }
 
 impl Attachment {
@@ -356,8 +418,54 @@ impl Steering {
             }
             Err(e) => return Err(Error::io(format!("attaching XDP ({mode:?}) to ifindex {ifindex}"), e)),
         };
-        self.attachments.push(Attachment { ifindex, mode, link });
+        self.attachments.push(Attachment { ifindex, mode, link, pinned: None });
         Ok(self.attachments.last().expect("just pushed"))
+    }
+
+    /// Attaches the program to `ifname` through a link that outlives the
+    /// process when `keep`: pinned in the pin directory
+    /// ([`link_pin_path`]), so a restart (or a crash) leaves the program on
+    /// the interface, passing to the kernel what it would give the
+    /// sockets that are gone.
+    ///
+    /// A link an earlier run pinned there is taken over: BPF_LINK_UPDATE
+    /// swaps this program in atomically, so no frame meets an interface
+    /// without one. Without `keep` that link's pin is removed, and the
+    /// program leaves the interface with this process.
+    pub fn attach_kept(&mut self, ifname: &str, mode: XdpMode, keep: bool) -> Result<Takeover, Error> {
+        let ifindex = ifindex(ifname)?;
+        let dir = self.pin_dir.clone().ok_or(Error::Missing("a pin directory to keep links in"))?;
+        let path = link_pin_path(&dir, ifname);
+        let prog_fd = self.skel.progs.lns_xdp.as_fd().as_raw_fd();
+        let mut takeover = Takeover::Created;
+        if let Some(old) = open_pinned_link(&path)? {
+            match kept_link_fits(&old, ifindex, mode) {
+                Ok(old_prog_id) => {
+                    link_update(old.as_raw_fd(), prog_fd)
+                        .map_err(|e| Error::io(format!("replacing the program of {}", path.display()), e))?;
+                    if !keep {
+                        remove_pin(&path)?;
+                    }
+                    let pinned = keep.then_some(path);
+                    self.attachments.push(Attachment { ifindex, mode, link: old, pinned });
+                    return Ok(Takeover::Replaced { old_prog_id });
+                }
+                Err(why) => {
+                    // The pin was the last reference but for `old`: the
+                    // old program leaves with it.
+                    remove_pin(&path)?;
+                    drop(old);
+                    takeover = Takeover::Recreated { why };
+                }
+            }
+        }
+        self.attach(ifindex, mode)?;
+        if keep {
+            let a = self.attachments.last_mut().expect("just attached");
+            pin_link(a.link.as_raw_fd(), &path)?;
+            a.pinned = Some(path);
+        }
+        Ok(takeover)
     }
 
     /// Detaches from every interface (also done on drop).
@@ -369,11 +477,13 @@ impl Steering {
         &self.attachments
     }
 
-    /// Removes the pinned maps (the process keeps using them until it exits).
+    /// Removes the pinned maps and links (the process keeps using them until
+    /// it exits; the program leaves the interfaces then).
     pub fn unpin(&self) -> Result<(), Error> {
         match &self.pin_dir {
             Some(dir) => {
                 remove_pins(dir)?;
+                unpin_links(dir, &[])?;
                 let _ = fs::remove_dir(dir);
                 Ok(())
             }
@@ -585,6 +695,99 @@ fn link_create(prog_fd: RawFd, ifindex: u32, mode: XdpMode) -> io::Result<OwnedF
     }
     // SAFETY: bpf_link_create returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The link pinned at `path`, if there is one.
+fn open_pinned_link(path: &Path) -> Result<Option<OwnedFd>, Error> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::Missing("a pin path without NUL bytes"))?;
+    // SAFETY: c is a valid NUL-terminated path for the duration of the call.
+    let fd = unsafe { libbpf_rs::libbpf_sys::bpf_obj_get(c.as_ptr()) };
+    if fd == -libc::ENOENT {
+        return Ok(None);
+    }
+    if fd < 0 {
+        return Err(Error::io(format!("opening {}", path.display()), io::Error::from_raw_os_error(-fd)));
+    }
+    // SAFETY: bpf_obj_get returned a new descriptor that nothing else owns.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Whether a kept link can take this run's program: an XDP link still on
+/// `ifindex` (a link whose interface went away is defunct, ifindex 0) in
+/// the mode asked for. Its program's id when it can, else why not.
+fn kept_link_fits(link: &OwnedFd, ifindex: u32, mode: XdpMode) -> Result<u32, String> {
+    // SAFETY: bpf_link_info is plain data; all zeroes is a valid value.
+    let mut info: libbpf_rs::libbpf_sys::bpf_link_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of_val(&info) as u32;
+    // SAFETY: the descriptor is a live link; info is writable for len bytes,
+    // and the kernel writes at most len.
+    let rc = unsafe { libbpf_rs::libbpf_sys::bpf_link_get_info_by_fd(link.as_raw_fd(), &mut info, &mut len) };
+    if rc < 0 {
+        return Err(format!("not a readable link: {}", io::Error::from_raw_os_error(-rc)));
+    }
+    if info.type_ != libbpf_rs::libbpf_sys::BPF_LINK_TYPE_XDP {
+        return Err(format!("not an XDP link (type {})", info.type_));
+    }
+    // SAFETY: the `xdp` member of the union is the one an XDP link fills.
+    let on = unsafe { info.__bindgen_anon_1.xdp.ifindex };
+    if on != ifindex {
+        return Err(if on == 0 {
+            "its interface is gone".to_string()
+        } else {
+            format!("it is on ifindex {on}, not {ifindex}")
+        });
+    }
+    // The mode is the link's for its life: a kept link in generic mode
+    // cannot become native.
+    // SAFETY: an all-zero bpf_xdp_query_opts is the documented "no options"
+    // value; sz tells libbpf which version we pass.
+    let mut q: libbpf_rs::libbpf_sys::bpf_xdp_query_opts = unsafe { std::mem::zeroed() };
+    q.sz = std::mem::size_of_val(&q) as _;
+    // SAFETY: q is a valid, initialised struct for the duration of the call.
+    let rc = unsafe { libbpf_rs::libbpf_sys::bpf_xdp_query(ifindex as i32, 0, &mut q) };
+    if rc < 0 {
+        return Err(format!("querying XDP on ifindex {ifindex}: {}", io::Error::from_raw_os_error(-rc)));
+    }
+    let in_mode = match mode {
+        XdpMode::Native => q.drv_prog_id,
+        XdpMode::Skb => q.skb_prog_id,
+        XdpMode::Auto => info.prog_id,
+    };
+    if in_mode != info.prog_id {
+        return Err(format!("it is not attached in {mode:?} mode"));
+    }
+    Ok(info.prog_id)
+}
+
+/// BPF_LINK_UPDATE: `link` runs `prog` from now on, atomically.
+fn link_update(link: RawFd, prog: RawFd) -> io::Result<()> {
+    // SAFETY: both descriptors are live for the call; no options (NULL).
+    let rc = unsafe { libbpf_rs::libbpf_sys::bpf_link_update(link, prog, std::ptr::null()) };
+    if rc < 0 {
+        return Err(io::Error::from_raw_os_error(-rc));
+    }
+    Ok(())
+}
+
+fn pin_link(link: RawFd, path: &Path) -> Result<(), Error> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::Missing("a pin path without NUL bytes"))?;
+    // SAFETY: link is a live descriptor and c a valid NUL-terminated path
+    // for the duration of the call.
+    let rc = unsafe { libbpf_rs::libbpf_sys::bpf_obj_pin(link, c.as_ptr()) };
+    if rc < 0 {
+        return Err(Error::io(format!("pinning {}", path.display()), io::Error::from_raw_os_error(-rc)));
+    }
+    Ok(())
+}
+
+fn remove_pin(path: &Path) -> Result<(), Error> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
+    }
 }
 
 /// The name of the loaded program with this id, if there is one.

@@ -1,5 +1,6 @@
 //! The program attached to real veths in both XDP modes, with real packets
-//! sent from a LAC namespace; detached when its owner goes away, and a copy
+//! sent from a LAC namespace; detached when its owner goes away, unless its
+//! link is kept pinned for the next run, which takes it over; and a copy
 //! left attached the old way (netlink) by an earlier run does not block the
 //! next start.
 
@@ -86,4 +87,79 @@ fn a_copy_left_attached_by_netlink_is_replaced() {
     assert_eq!(steering.maps().counters().unwrap().get(Counter::DropUnknownSession), 3);
     drop(steering);
     assert!(!xdp_attached(&w.lns, "acc0"));
+}
+
+/// The id of the XDP program on `dev` (`prog/xdp id N`), 0 for none.
+fn attached_id(ns: &Netns, dev: &str) -> u32 {
+    let out = ns.ip(&["-d", "link", "show", dev]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split("prog/xdp id ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `--keep-attached`: the link pinned beside the maps keeps the program on
+/// the interface after its process, on the pinned maps; the next run's
+/// program takes its place in the same link (BPF_LINK_UPDATE); a kept link
+/// of another XDP mode is made anew; removing the pins detaches.
+#[test]
+fn a_kept_link_outlives_its_process_and_takes_the_next_program() {
+    let w = wire();
+    let pins = lns_testlab::PinDir::new().unwrap();
+    let opts = |reuse_pinned| LoadOptions {
+        max_sessions: 64,
+        pin_dir: Some(pins.path().to_path_buf()),
+        reuse_pinned,
+        ..Default::default()
+    };
+    let entered = w.lns.enter().unwrap();
+    let acc = lns_bpf::ifindex("acc0").unwrap();
+    let mut first = Steering::load(&opts(false)).unwrap();
+    first.maps().set_iface(acc, &Iface { roles: Iface::ACCESS, xsk_base: 0 }).unwrap();
+    assert_eq!(first.attach_kept("acc0", XdpMode::Skb, true).unwrap(), lns_bpf::Takeover::Created);
+    assert!(lns_bpf::link_pin_path(pins.path(), "acc0").exists());
+    drop(first);
+    drop(entered);
+    assert!(xdp_attached(&w.lns, "acc0"), "kept after its process");
+    let old_id = attached_id(&w.lns, "acc0");
+
+    // The kept program goes on steering on the pinned maps.
+    send_traffic(&w.lac);
+    let maps = lns_bpf::open_pinned(pins.path()).unwrap();
+    assert_eq!(maps.counters().unwrap().get(Counter::DropUnknownSession), 3);
+
+    // The next run takes the link over.
+    let entered = w.lns.enter().unwrap();
+    let mut second = Steering::load(&opts(true)).unwrap();
+    let t = second.attach_kept("acc0", XdpMode::Skb, true).unwrap();
+    assert_eq!(t, lns_bpf::Takeover::Replaced { old_prog_id: old_id });
+    drop(entered);
+    let new_id = attached_id(&w.lns, "acc0");
+    assert!(new_id != 0 && new_id != old_id, "this run's program runs: {old_id} -> {new_id}");
+    send_traffic(&w.lac);
+    assert_eq!(second.maps().counters().unwrap().get(Counter::DropUnknownSession), 6, "same maps");
+    drop(second);
+    assert_eq!(attached_id(&w.lns, "acc0"), new_id, "kept again");
+
+    // Another mode cannot be had by an update: a new link.
+    let entered = w.lns.enter().unwrap();
+    let mut third = Steering::load(&opts(true)).unwrap();
+    let t = third.attach_kept("acc0", XdpMode::Native, false).unwrap();
+    assert!(matches!(t, lns_bpf::Takeover::Recreated { .. }), "{t:?}");
+    assert!(lns_bpf::pinned_links(pins.path()).unwrap().is_empty(), "not kept: no pin");
+    drop(third);
+    drop(entered);
+    assert!(!xdp_attached(&w.lns, "acc0"), "without a pin it leaves with its owner");
+
+    // Kept, then taken off by removing the pins (`lns-dataplane --detach`).
+    let entered = w.lns.enter().unwrap();
+    let mut fourth = Steering::load(&opts(true)).unwrap();
+    fourth.attach_kept("acc0", XdpMode::Native, true).unwrap();
+    drop(fourth);
+    drop(entered);
+    assert!(xdp_attached(&w.lns, "acc0"));
+    assert_eq!(lns_bpf::unpin_links(pins.path(), &[]).unwrap(), ["acc0"]);
+    assert!(!xdp_attached(&w.lns, "acc0"), "detached with its last pin");
 }

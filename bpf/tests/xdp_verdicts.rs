@@ -146,9 +146,9 @@ fn every_l2tp_option_and_ppp_form_is_parsed() {
                             if v6 { data_frame_v6(outer, opts, ppp) } else { data_frame(outer, opts, ppp) };
                         let l = if outer.ipv6 { lab6.as_ref().unwrap() } else { &lab };
                         // lab6 has no socket: its verdict is the counted
-                        // no-socket drop, which still proves the parse.
+                        // no-socket pass, which still proves the parse.
                         let (action, counter) = if outer.ipv6 {
-                            (XdpAction::Drop, Counter::DropNoXsk)
+                            (XdpAction::Pass, Counter::PassNoSocket)
                         } else {
                             (XdpAction::Redirect, Counter::RedirectUpstream)
                         };
@@ -170,11 +170,54 @@ fn every_l2tp_option_and_ppp_form_is_parsed() {
     assert_eq!(runs, 4 * (8 + 8 * 3) * 4 * 2);
 }
 
+/// While no socket is bound on the queue (a data plane restarting under
+/// its kept program), what would go to a worker goes to the kernel as it
+/// arrived, without the metadata (`expect` compares the frame): L2TP to
+/// the control plane's socket, core packets into its TUN device, the slow
+/// path. A socket in the slot takes them again, and its leaving gives
+/// them back to the kernel.
 #[test]
-fn no_socket_on_the_queue_is_a_counted_drop() {
-    let lab = forwarding_lab(Outer::default());
-    let frame = data_frame(Outer::default(), L2tpOpts::default(), PPP_FULL);
-    lab.expect(lab.access, &frame, XdpAction::Drop, Counter::DropNoXsk);
+fn no_socket_on_the_queue_passes_to_the_kernel() {
+    // The program's own checks (a session away from its direct slot), then
+    // the workers' (a fast slot whose pool units are set). One lab at a
+    // time: a lab's thread is in its namespace.
+    passes_without_a_socket(
+        forwarding_lab(Outer::default()),
+        [Counter::RedirectUpstream, Counter::RedirectDownstream],
+    );
+    let lab = pool_lab();
+    lab.install(200, &Lab::session(SessionState::Forwarding));
+    passes_without_a_socket(lab, [Counter::RedirectUpstreamCheck, Counter::RedirectDownstreamCheck]);
+}
+
+fn passes_without_a_socket(lab: Lab, redirects: [Counter; 2]) {
+    let up = data_frame(Outer::default(), L2tpOpts::default(), PPP_FULL);
+    let down = core_frame(IpAddr::V4(SUB_V4), false);
+    let maps = lab.steering.maps();
+    let no_socket = || {
+        lab.expect(lab.access, &up, XdpAction::Pass, Counter::PassNoSocket);
+        lab.expect(lab.core, &down, XdpAction::Pass, Counter::PassNoSocket);
+    };
+    let redirected = || {
+        let r = lab.expect(lab.access, &up, XdpAction::Redirect, redirects[0]);
+        assert!(r.meta.is_some(), "the metadata in front of a redirected frame");
+        lab.expect(lab.core, &down, XdpAction::Redirect, redirects[1]);
+    };
+    no_socket();
+    let (acc, core) = (BoundXsk::bind(&lab.access_name, 0), BoundXsk::bind(&lab.core_name, 0));
+    maps.set_xsk(0, acc.fd()).unwrap();
+    maps.set_xsk(64, core.fd()).unwrap();
+    redirected();
+    // A data plane stopping takes its sockets out of the map first.
+    maps.clear_xsk(0).unwrap();
+    maps.clear_xsk(64).unwrap();
+    no_socket();
+    maps.set_xsk(0, acc.fd()).unwrap();
+    maps.set_xsk(64, core.fd()).unwrap();
+    redirected();
+    // Closing them takes them out too, as a killed data plane's are.
+    drop((acc, core));
+    no_socket();
 }
 
 #[test]
@@ -607,9 +650,9 @@ fn pinned_maps_are_shared_with_a_second_process_view() {
     other.install_session(9, &Lab::session(SessionState::Forwarding)).unwrap();
     // ... and the program sees it.
     let frame = data_frame(Outer::default(), L2tpOpts::default(), PPP_FULL);
-    lab.expect(lab.access, &frame, XdpAction::Drop, Counter::DropNoXsk);
+    lab.expect(lab.access, &frame, XdpAction::Pass, Counter::PassNoSocket);
     // Counters are readable by name through the pins.
-    assert_eq!(other.counters().unwrap().get(Counter::from_name("drop_no_xsk").unwrap()), 1);
+    assert_eq!(other.counters().unwrap().get(Counter::from_name("pass_no_socket").unwrap()), 1);
     // A slot in use is refused, a session moves to forwarding by update.
     assert!(other.install_session(9, &Lab::session(SessionState::Forwarding)).is_err());
     let mut s = other.read_session(9).unwrap();

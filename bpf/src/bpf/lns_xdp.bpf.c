@@ -531,15 +531,21 @@ static __always_inline int to_fast_path(struct xdp_md *ctx, const struct lns_ifa
 {
 	struct lns_xdp_meta *meta;
 	__u32 slot;
+	long action;
 	void *data, *data_end;
 
 	if (ctx->rx_queue_index >= LNS_MAX_QUEUES)
 		return count(LNS_CNT_DROP_NO_XSK, XDP_DROP);
 	slot = iface->xsk_base + ctx->rx_queue_index;
-	/* The fallback action of bpf_redirect_map would hide a missing socket
-	 * from the counters, so ask first. */
-	if (!bpf_map_lookup_elem(&lns_xsks, &slot))
-		return count(LNS_CNT_DROP_NO_XSK, XDP_DROP);
+	/* No socket on the queue (the data plane restarting, the program kept
+	 * attached by its pinned link): the kernel takes the frame, L2TP to
+	 * the control plane's socket and core packets into its TUN device by
+	 * its routes, so the slow path carries it. The redirect is chosen
+	 * before the metadata is prepended, which a passed frame must not
+	 * carry; the flags' low bits are the action for an empty slot. */
+	action = bpf_redirect_map(&lns_xsks, slot, XDP_PASS);
+	if (action != XDP_REDIRECT)
+		return count(LNS_CNT_PASS_NO_SOCKET, XDP_PASS);
 
 	if (bpf_xdp_adjust_head(ctx, -LNS_XDP_META_ROOM))
 		return count(LNS_CNT_DROP_NO_XSK, XDP_DROP);
@@ -571,7 +577,7 @@ static __always_inline int to_fast_path(struct xdp_md *ctx, const struct lns_ifa
 		count((chk->flags & LNS_META_CHECK) ? LNS_CNT_REDIRECT_UPSTREAM_CHECK
 						   : LNS_CNT_REDIRECT_UPSTREAM,
 		      0);
-	return bpf_redirect_map(&lns_xsks, slot, XDP_DROP);
+	return action;
 }
 
 /* The pool unit `num` falls in (an IPv4 address, or an IPv6 address's top
@@ -959,13 +965,14 @@ int lns_xdp(struct xdp_md *ctx)
 		/* The bare AF_XDP baseline of the benchmarks: IP frames go to the
 		 * socket as they are; ARP and the rest still reach the stack. */
 		__u32 slot = iface->xsk_base + ctx->rx_queue_index;
+		long action;
 
 		if (proto != bpf_htons(ETH_P_IP) && proto != bpf_htons(ETH_P_IPV6))
 			return count(LNS_CNT_PASS_NOT_IP, XDP_PASS);
-		if (ctx->rx_queue_index >= LNS_MAX_QUEUES || !bpf_map_lookup_elem(&lns_xsks, &slot))
+		if (ctx->rx_queue_index >= LNS_MAX_QUEUES)
 			return count(LNS_CNT_DROP_NO_XSK, XDP_DROP);
-		count(LNS_CNT_REDIRECT_REFLECT, 0);
-		return bpf_redirect_map(&lns_xsks, slot, XDP_DROP);
+		action = bpf_redirect_map(&lns_xsks, slot, XDP_PASS);
+		return count(action == XDP_REDIRECT ? LNS_CNT_REDIRECT_REFLECT : LNS_CNT_PASS_NO_SOCKET, action);
 	}
 	p.l3 = sizeof(*eth);
 	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
