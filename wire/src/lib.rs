@@ -16,6 +16,8 @@
 //! * [`icmp`]: the ICMP and ICMPv6 errors for a packet too big for the
 //!   next hop (RFC 1191, RFC 4443).
 //! * [`ipv4`]: IPv4 fragmentation (RFC 791) and the header's checks.
+//! * [`dhcpv6`]: DHCPv6 messages (RFC 8415) for the server on the PPP
+//!   links, and the IPv6/UDP packet around them.
 //!
 //! No dependencies and no `unsafe`, so anything (a fuzz target, a bench,
 //! the protocol cores) can use it.
@@ -23,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checksum;
+pub mod dhcpv6;
 pub mod icmp;
 pub mod ipv4;
 pub mod l2tp;
