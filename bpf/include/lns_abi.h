@@ -453,6 +453,7 @@ enum lns_counter {
 	LNS_CNT_REDIRECT_DOWNSTREAM_CHECK,  /* core packet to a pool unit whose bit is set -> AF_XDP, the worker checks */
 	LNS_CNT_PASS_NO_SOCKET,             /* would go to AF_XDP, but no socket is bound on the queue (a data plane restarting): the kernel, so the control plane's slow path */
 	LNS_CNT_PASS_SLOW_PATH_SESSION,     /* a session flagged LNS_SESS_SLOW_PATH, either way: the kernel and the slow path carry it */
+	LNS_CNT_PASS_TOO_BIG,               /* core packet larger than its session's mtu: the kernel and the slow path fragment it or answer ICMP (with LNS_META_CHECK the worker does) */
 	LNS_CNT_MAX,
 };
 

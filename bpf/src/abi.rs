@@ -786,6 +786,12 @@ counters! {
     /// A frame of a session flagged [`Session::SLOW_PATH`], either way:
     /// passed to the kernel, the control plane's slow path carries it.
     PassSlowPathSession = LNS_CNT_PASS_SLOW_PATH_SESSION, "pass_slow_path_session";
+    /// A core packet larger than its session's [`Session::mtu`] (which
+    /// never exceeds what the access link carries once tunnelled): passed
+    /// to the kernel, which routes it to the slow path, where it is
+    /// fragmented or answered with ICMP "too big". (A frame the worker
+    /// checks, [`XdpMeta::CHECK`], is fragmented or answered there.)
+    PassTooBig = LNS_CNT_PASS_TOO_BIG, "pass_too_big";
 }
 
 /// `LNS_CNT_MAX`: entries of `lns_counters`.

@@ -1747,3 +1747,69 @@ fn a_slow_path_session_is_passed_both_ways() {
         Counter::PassSlowPathSession,
     );
 }
+
+/// A core frame to `dst` whose IP packet is `ip_len` bytes.
+fn core_frame_of(dst: IpAddr, vlan: bool, ip_len: usize) -> Vec<u8> {
+    let eth = etherparse::PacketBuilder::ethernet2([0x02, 0, 0, 0, 0, 0x03], LNS_MAC);
+    let mut out = Vec::new();
+    let vlan_id = etherparse::VlanId::try_new(7).unwrap();
+    match dst {
+        IpAddr::V4(d) => {
+            let payload = vec![0x5a; ip_len - 28];
+            if vlan {
+                eth.single_vlan(vlan_id)
+                    .ipv4(CORE_V4.octets(), d.octets(), 64)
+                    .udp(80, 4000)
+                    .write(&mut out, &payload)
+            } else {
+                eth.ipv4(CORE_V4.octets(), d.octets(), 64).udp(80, 4000).write(&mut out, &payload)
+            }
+        }
+        IpAddr::V6(d) => {
+            let payload = vec![0x5a; ip_len - 48];
+            if vlan {
+                eth.single_vlan(vlan_id)
+                    .ipv6(CORE_V6.octets(), d.octets(), 64)
+                    .udp(80, 4000)
+                    .write(&mut out, &payload)
+            } else {
+                eth.ipv6(CORE_V6.octets(), d.octets(), 64).udp(80, 4000).write(&mut out, &payload)
+            }
+        }
+    }
+    .unwrap();
+    out
+}
+
+/// A core packet larger than its session's MTU (what the access link
+/// carries once tunnelled) would not fit toward the LAC: the program
+/// passes it to the kernel (pass_too_big), which routes it to the slow
+/// path to be fragmented or answered with ICMP; one of exactly the MTU
+/// goes to the workers. The session's MTU decides (here the 1260 of a
+/// 1300-byte access link, then 1460).
+#[test]
+fn core_packets_larger_than_the_session_mtu_go_to_the_kernel() {
+    let lab = forwarding_lab(Outer::default());
+    let xsk = BoundXsk::bind(&lab.core_name, 0);
+    lab.steering.maps().set_xsk(64, xsk.fd()).unwrap();
+    for mtu in [1260u16, 1460] {
+        let mut s = Lab::session(SessionState::Forwarding);
+        s.mtu = mtu;
+        lab.steering.maps().update_session(5, &s).unwrap();
+        for vlan in [false, true] {
+            for d in [IpAddr::V4(SUB_V4), IpAddr::V6(SUB_V6)] {
+                let at_mtu = core_frame_of(d, vlan, usize::from(mtu));
+                lab.expect(lab.core, &at_mtu, XdpAction::Redirect, Counter::RedirectDownstream);
+                let over = core_frame_of(d, vlan, usize::from(mtu) + 1);
+                lab.expect(lab.core, &over, XdpAction::Pass, Counter::PassTooBig);
+                let ping_1300 = core_frame_of(d, vlan, 1300);
+                let want = if mtu < 1300 {
+                    (XdpAction::Pass, Counter::PassTooBig)
+                } else {
+                    (XdpAction::Redirect, Counter::RedirectDownstream)
+                };
+                lab.expect(lab.core, &ping_1300, want.0, want.1);
+            }
+        }
+    }
+}

@@ -678,6 +678,13 @@ lookup:
 	 * path's TUN device. */
 	if (s->flags & LNS_SESS_SLOW_PATH)
 		return count(LNS_CNT_PASS_SLOW_PATH_SESSION, XDP_PASS);
+	/* Larger than the session's MTU (the subscriber's MRU, no more than
+	 * the access link carries once tunnelled): encapsulated it would not
+	 * fit the link toward the LAC. The kernel routes it into the slow
+	 * path's TUN device, where the control plane fragments it (IPv4
+	 * without DF) or answers ICMP "too big", as a router does. */
+	if (s->mtu && p->l3_end - p->l3 > s->mtu)
+		return count(LNS_CNT_PASS_TOO_BIG, XDP_PASS);
 	/* The encapsulated packet goes to the session's LAC. */
 	{
 		struct nexthop nh = {};
