@@ -15,6 +15,11 @@ PACKAGES=(
   iptables
   # interop tests of the control plane: Debian's L2TP daemon as the LAC
   xl2tpd
+  # L2TP/IPsec tests (docs/ipsec.md): strongSwan's charon, one per test
+  # namespace, configured over vici with swanctl; ESP in user space by the
+  # kernel-libipsec plugin (libcharon-extra-plugins), as this kernel may
+  # have no ESP
+  charon-systemd strongswan-swanctl libcharon-extra-plugins
   # RADIUS tests: a real FreeRADIUS started by the tests, and radclient
   freeradius freeradius-utils
   # metrics tests: scraped with curl, linted with promtool (in prometheus)
@@ -49,8 +54,9 @@ fi
 
 # xl2tpd's package starts a system daemon on UDP 1701; the tests run their
 # own copies in namespaces and want no LAC answering in the root namespace.
-# The prometheus package (installed for promtool) starts a server: not wanted either.
-for unit in xl2tpd prometheus prometheus-node-exporter; do
+# The prometheus package (installed for promtool) starts a server: not wanted either,
+# nor strongSwan's system charon (the tests start their own).
+for unit in xl2tpd prometheus prometheus-node-exporter strongswan; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q "$unit" 2>/dev/null; then
     systemctl disable --now "$unit" >/dev/null 2>&1 || true
   fi
