@@ -40,6 +40,7 @@
 //! stats_interval = 10           # seconds; 0 for none
 //! json = false
 //! unpin_on_exit = false
+//! keep_attached = true          # XDP stays on the interfaces across restarts
 //! # metrics_listen = "127.0.0.1:9702"   # Prometheus /metrics
 //! log_format = "text"           # or "json": one object per line on stderr
 //!
@@ -253,7 +254,9 @@ impl<'de> Deserialize<'de> for Mss {
 /// Attaches the XDP steering program to the access (LAC-facing) and core
 /// interfaces, pins its maps under /sys/fs/bpf/lns/<instance> for the control
 /// plane and lnsctl, and runs one worker per queue, each pinned to a core.
-/// SIGINT or SIGTERM detaches cleanly.
+/// SIGINT or SIGTERM stops it: the program leaves the interfaces, unless
+/// --keep-attached keeps it there for the next start (a restart without
+/// loss of service); `lns-dataplane --detach` then takes it off.
 ///
 /// With --config, it reads the node's configuration file, the one
 /// lns-controlplane reads: its [dataplane] section (a key per flag below,
@@ -366,6 +369,21 @@ pub struct Flags {
     /// keeps the control plane's sessions).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub unpin_on_exit: Option<bool>,
+    /// Keep the XDP program attached when this process stops or dies: its
+    /// BPF links are pinned in the pin directory (lns_link_<interface>)
+    /// and the next start swaps its own program in (BPF_LINK_UPDATE), so
+    /// the interfaces are never without one. Meanwhile the program passes
+    /// what it would give the workers to the kernel (pass_no_socket), and
+    /// lns-controlplane's slow path carries it. Without it (or with
+    /// --unpin-on-exit) the program leaves the interfaces with the process.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub keep_attached: Option<bool>,
+    /// Take the kept XDP program off the interfaces (remove the links
+    /// --keep-attached pinned in the pin directory) and exit: the stop
+    /// after which no restart follows. Needs only the pin directory
+    /// (--config, --instance or --bpf-pin-dir).
+    #[arg(long)]
+    pub detach: bool,
     /// Downstream shaping: a frame over its session's rate limit waits up
     /// to this many milliseconds for the session's bucket (a queue of
     /// that many ms at the rate per session, a quarter of the UMEM frames
@@ -427,6 +445,7 @@ pub struct DataplaneFile {
     pub stats_interval: Option<u64>,
     pub json: Option<bool>,
     pub unpin_on_exit: Option<bool>,
+    pub keep_attached: Option<bool>,
     pub metrics_listen: Option<SocketAddr>,
     pub log_format: Option<LogFormat>,
 }
@@ -527,15 +546,36 @@ fn section_of(text: &str, line: usize) -> String {
 /// Reads `--config` (if any) and applies the flags. `rx_queues` counts an
 /// interface's rx queues, for `queues = "all"`.
 pub fn load(flags: &Flags, rx_queues: &dyn Fn(&str) -> anyhow::Result<u32>) -> Result<Settings, ConfigError> {
-    let file = match &flags.config {
+    resolve(read(flags)?, flags, rx_queues)
+}
+
+/// The `--config` file, or an empty one.
+fn read(flags: &Flags) -> Result<File, ConfigError> {
+    match &flags.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-            parse(&text, path)?
+            parse(&text, path)
         }
-        None => File::default(),
-    };
-    resolve(file, flags, rx_queues)
+        None => Ok(File::default()),
+    }
+}
+
+/// The pin directory alone (for `--detach`, which needs no interface).
+pub fn pin_dir(flags: &Flags) -> Result<PathBuf, ConfigError> {
+    resolve_pin_dir(&read(flags)?, flags)
+}
+
+fn resolve_pin_dir(file: &File, flags: &Flags) -> Result<PathBuf, ConfigError> {
+    let instance = flags.instance.clone().or(file.instance.clone()).unwrap_or_else(|| "default".into());
+    if instance.is_empty() || instance.contains('/') {
+        return Err(ConfigError::Invalid(format!("instance name {instance:?} must be a plain name")));
+    }
+    Ok(flags
+        .bpf_pin_dir
+        .clone()
+        .or(file.bpf_pin_dir.clone())
+        .unwrap_or_else(|| lns_bpf::default_pin_dir(&instance)))
 }
 
 /// The file under the flags: each flag set wins over its key.
@@ -544,6 +584,7 @@ pub fn resolve(
     flags: &Flags,
     rx_queues: &dyn Fn(&str) -> anyhow::Result<u32>,
 ) -> Result<Settings, ConfigError> {
+    let pin_dir = resolve_pin_dir(&file, flags)?;
     let d = file.dataplane;
     let access_if = flags.access_if.clone().or(d.access_if).ok_or_else(|| {
         ConfigError::Invalid("no access interface: give --access-if or [dataplane] access_if".into())
@@ -561,12 +602,6 @@ pub fn resolve(
         Some(Cores(c)) => c,
         None => (0..queues as usize).collect(),
     };
-    let instance = flags.instance.clone().or(file.instance).unwrap_or_else(|| "default".into());
-    if instance.is_empty() || instance.contains('/') {
-        return Err(ConfigError::Invalid(format!("instance name {instance:?} must be a plain name")));
-    }
-    let pin_dir =
-        flags.bpf_pin_dir.clone().or(file.bpf_pin_dir).unwrap_or_else(|| lns_bpf::default_pin_dir(&instance));
     let pool_units = flags.pool_units.or(d.pool_units).unwrap_or(DEFAULT_POOL_UNITS);
     let mut notes = Vec::new();
     let (pools, pool_source) = if !flags.pools.is_empty() {
@@ -618,6 +653,7 @@ pub fn resolve(
             == SessionChecksArg::Worker,
         nh_cache_ms: flags.nh_cache_ms.or(d.nh_cache_ms).unwrap_or(1000),
         unpin_on_exit: flags.unpin_on_exit.or(d.unpin_on_exit).unwrap_or(false),
+        keep_attached: flags.keep_attached.or(d.keep_attached).unwrap_or(false),
         pools,
         pool_units,
         shape_ms: flags.shape_ms.or(d.shape_ms).unwrap_or(0).min(1000),

@@ -19,6 +19,16 @@ const TICK: Duration = Duration::from_millis(100);
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
+    if flags.detach {
+        log::init(flags.log_format.unwrap_or_default());
+        return match detach(&flags) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                error!("{e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let settings = config::load(&flags, &|ifname| Ok(lns_bpf::rx_queue_count(ifname)?));
     // A file that does not load has no format to give: the flag's, else text.
     log::init(settings.as_ref().map(|s| s.log_format).unwrap_or(flags.log_format.unwrap_or_default()));
@@ -29,6 +39,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--detach`: the kept program leaves the interfaces (its pinned links go).
+fn detach(flags: &Flags) -> Result<()> {
+    let dir = config::pin_dir(flags)?;
+    let gone = lns_bpf::unpin_links(&dir, &[])
+        .with_context(|| format!("detaching the links in {}", dir.display()))?;
+    if gone.is_empty() {
+        info!("no XDP link kept in {}", dir.display());
+    } else {
+        info!("XDP detached from {} (links removed from {})", gone.join(" and "), dir.display());
+    }
+    Ok(())
 }
 
 fn run(settings: Settings) -> Result<()> {
@@ -67,6 +90,19 @@ fn run(settings: Settings) -> Result<()> {
         },
         metrics_at.map(|a| format!("; metrics on http://{a}/metrics")).unwrap_or_default(),
     );
+    for (ifname, t) in running.takeovers() {
+        if let lns_bpf::Takeover::Replaced { old_prog_id } = t {
+            info!(
+                "took over the XDP program kept on {ifname} (program {old_prog_id} replaced, never detached)"
+            );
+        }
+    }
+    if running.keeps_attached() {
+        info!(
+            "XDP stays on {interfaces} after this process (links pinned in {})",
+            running.pin_dir().display()
+        );
+    }
     let interval = Duration::from_secs(settings.stats_interval);
     let mut last = Instant::now();
     let nh_max_age = Duration::from_millis(o.nh_cache_ms.into());
@@ -103,10 +139,19 @@ fn run(settings: Settings) -> Result<()> {
     let report = running.report();
     let pin_dir = running.pin_dir().to_path_buf();
     let keeps_pins = running.keeps_pins();
+    let keeps_attached = running.keeps_attached();
     running.shutdown()?;
     print_report(&report, settings.json)?;
     info!(
-        "stopped: XDP detached from {interfaces}; {}",
+        "stopped: {}; {}",
+        if keeps_attached {
+            format!(
+                "XDP left on {interfaces}, passing to the kernel until the next start (`lns-dataplane --detach` \
+                 takes it off)"
+            )
+        } else {
+            format!("XDP detached from {interfaces}")
+        },
         if keeps_pins {
             format!("maps left pinned in {} for the next start", pin_dir.display())
         } else {

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 
 use anyhow::{bail, Context, Result};
 use lns_bpf::abi::{self, Config, Iface};
-use lns_bpf::{LoadOptions, Steering, XdpMode};
+use lns_bpf::{LoadOptions, Steering, Takeover, XdpMode};
 use serde::Serialize;
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::warn;
@@ -41,6 +41,9 @@ pub struct Options {
     pub worker_checks: bool,
     pub nh_cache_ms: u32,
     pub unpin_on_exit: bool,
+    /// The program stays on the interfaces after the process, through
+    /// links pinned beside the maps (`--keep-attached`).
+    pub keep_attached: bool,
     /// Subscriber pools declared to the program (`--pool`).
     pub pools: Vec<abi::PoolSpec>,
     /// Units the pools may hold together (`--pool-units`).
@@ -70,6 +73,9 @@ pub struct Running {
     workers: Vec<(JoinHandle<()>, Arc<WorkerCounters>)>,
     slots: Vec<u32>,
     unpin_on_exit: bool,
+    keep_attached: bool,
+    /// How each interface got its program at start.
+    takeovers: Vec<(String, Takeover)>,
     icmp4: Option<Socket>,
     icmp6: Option<Socket>,
     probe_seq: u16,
@@ -182,11 +188,29 @@ pub fn start(o: Options) -> Result<Running> {
         workers.push((handle, counters));
     }
 
-    // Attach last: until every socket is in the XSKMAP, redirects would be
-    // counted drops.
-    steering.attach(access, o.xdp_mode)?;
+    // Attach last: until every socket is in the XSKMAP, the program passes
+    // to the kernel what it would redirect. A program an earlier run kept
+    // attached is running already (on these maps, when they were reused)
+    // and redirects into the sockets as they enter the map; its link takes
+    // this run's program without a moment with none.
+    let keep = o.keep_attached && !o.unpin_on_exit;
+    let mut takeovers = Vec::new();
+    let mut names = vec![o.access_if.as_str()];
     if !one_arm {
-        steering.attach(core, o.xdp_mode)?;
+        names.push(o.core_if.as_str());
+    }
+    for ifname in &names {
+        let t = steering
+            .attach_kept(ifname, o.xdp_mode, keep)
+            .with_context(|| format!("attaching XDP to {ifname}"))?;
+        if let Takeover::Recreated { why } = &t {
+            warn!("the XDP link kept for {ifname} could not take this program ({why}): attached anew");
+        }
+        takeovers.push((ifname.to_string(), t));
+    }
+    // Links an earlier run kept on interfaces this one does not serve.
+    for gone in lns_bpf::unpin_links(&o.pin_dir, &names)? {
+        warn!("XDP kept on {gone} by an earlier run, not an interface of this one: detached");
     }
     let icmp4 = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).ok();
     let icmp6 = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6)).ok();
@@ -197,6 +221,8 @@ pub fn start(o: Options) -> Result<Running> {
         workers,
         slots,
         unpin_on_exit: o.unpin_on_exit,
+        keep_attached: keep,
+        takeovers,
         icmp4,
         icmp6,
         probe_seq: 0,
@@ -313,6 +339,18 @@ impl Running {
         !self.unpin_on_exit
     }
 
+    /// Whether the program stays on the interfaces at exit
+    /// (`--keep-attached`, without `--unpin-on-exit`).
+    pub fn keeps_attached(&self) -> bool {
+        self.keep_attached
+    }
+
+    /// How each interface got this run's program: a new link, or a kept
+    /// one that took it by BPF_LINK_UPDATE.
+    pub fn takeovers(&self) -> &[(String, Takeover)] {
+        &self.takeovers
+    }
+
     /// The program cannot resolve a next hop; the kernel does when it has
     /// something to send there. An ICMP echo to each destination that missed
     /// makes it resolve the next hop toward it, and the following packets
@@ -359,15 +397,19 @@ impl Running {
         }
     }
 
-    /// Stops the workers, empties the XSKMAP and detaches the program.
+    /// Empties the XSKMAP, stops the workers and detaches the program (but
+    /// for the links kept pinned).
     pub fn shutdown(mut self) -> Result<()> {
+        // The sockets leave the map first: from then on the program passes
+        // their frames to the kernel (and a kept program goes on so) rather
+        // than into rings no worker reads any more.
+        for slot in &self.slots {
+            let _ = self.steering.maps().clear_xsk(*slot);
+        }
         self.stop.stop.store(true, Ordering::Relaxed);
         self.shared.stop.store(true, Ordering::Relaxed);
         for (h, _) in self.workers.drain(..) {
             let _ = h.join();
-        }
-        for slot in &self.slots {
-            let _ = self.steering.maps().clear_xsk(*slot);
         }
         self.steering.detach_all();
         if self.unpin_on_exit {

@@ -47,6 +47,7 @@ pool_units = 70000
 stats_interval = 2
 json = true
 unpin_on_exit = true
+keep_attached = true
 metrics_listen = "192.0.2.1:9702"
 log_format = "json"
 
@@ -101,7 +102,7 @@ fn every_key_of_the_section_is_read() {
     assert!(o.pass_unknown_sessions);
     assert!(!o.worker_checks);
     assert_eq!(o.nh_cache_ms, 250);
-    assert!(o.unpin_on_exit);
+    assert!(o.unpin_on_exit && o.keep_attached);
     assert_eq!(o.pool_units, 70000);
     assert_eq!(o.pools, specs(&["198.51.100.0/24", "2001:db8:100::/48,64"]));
     assert_eq!(s.pool_source, PoolSource::None, "no --config: the text came from the test");
@@ -124,6 +125,7 @@ fn defaults_without_a_file() {
     assert_eq!(o.pin_dir, PathBuf::from("/sys/fs/bpf/lns/default"));
     assert_eq!((o.mss, o.pass_unknown_sessions, o.worker_checks), (MssClamp::Auto, false, true));
     assert_eq!((o.nh_cache_ms, o.unpin_on_exit, o.pool_units), (1000, false, DEFAULT_POOL_UNITS));
+    assert!(!o.keep_attached, "the program leaves with the process");
     assert!(o.pools.is_empty());
     assert_eq!((s.stats_interval, s.json, s.pool_source), (10, false, PoolSource::None));
     assert_eq!((s.metrics_listen, s.log_format), (None, LogFormat::Text));
@@ -183,6 +185,7 @@ fn flags_override_the_file() {
         "0",
         "--json=false",
         "--unpin-on-exit=false",
+        "--keep-attached=false",
         "--metrics-listen",
         "[2001:db8::1]:9800",
         "--log-format",
@@ -197,7 +200,7 @@ fn flags_override_the_file() {
     assert_eq!((o.l2tp_port, o.max_sessions, o.mode), (1701, 1024, Mode::Lns));
     assert_eq!(o.pin_dir, PathBuf::from("/sys/fs/bpf/lns/other"));
     assert_eq!((o.mss, o.pass_unknown_sessions, o.worker_checks), (MssClamp::Off, false, true));
-    assert_eq!((o.nh_cache_ms, o.unpin_on_exit, o.pool_units), (0, false, 512));
+    assert_eq!((o.nh_cache_ms, o.unpin_on_exit, o.keep_attached, o.pool_units), (0, false, false, 512));
     assert_eq!(o.pools, specs(&["203.0.113.0/24"]), "--pool replaces the file's pools");
     assert_eq!((s.stats_interval, s.json, s.pool_source), (0, false, PoolSource::Flags));
     assert_eq!(s.metrics_listen, Some("[2001:db8::1]:9800".parse().unwrap()));
@@ -207,6 +210,12 @@ fn flags_override_the_file() {
     let s = settings(&FULL.replace("busy_poll = true", "busy_poll = false"), &f).expect("resolve");
     assert!(s.options.busy_poll && s.json && s.options.unpin_on_exit);
     assert_eq!(s.options.pin_dir, PathBuf::from("/run/lns/bpf"));
+    // --detach needs the pin directory alone, no interface.
+    assert_eq!(
+        pin_dir(&flags(&["--detach", "--instance", "edge2"])).unwrap(),
+        PathBuf::from("/sys/fs/bpf/lns/edge2")
+    );
+    assert!(pin_dir(&flags(&["--detach", "--instance", "a/b"])).is_err());
     assert!(Flags::try_parse_from(["lns-dataplane", "--queues", "some"]).is_err());
     assert!(Flags::try_parse_from(["lns-dataplane", "--cores", "3-1"]).is_err());
     assert!(Flags::try_parse_from(["lns-dataplane", "--mss-clamp", "big"]).is_err());
@@ -320,7 +329,8 @@ fn pools_are_derived_from_the_control_planes() {
 
 #[test]
 fn too_many_ipv4_prefixes_are_joined_into_wider_ones() {
-    let range = |r: &str| PoolEntry { name: "p".into(), ranges: vec![r.into()], _rate_down: None, _rate_up: None };
+    let range =
+        |r: &str| PoolEntry { name: "p".into(), ranges: vec![r.into()], _rate_down: None, _rate_up: None };
     let v6 = |i: u16| Ipv6PoolEntry {
         name: format!("v6-{i}"),
         prefix: format!("2001:db8:{i:x}::/48"),
