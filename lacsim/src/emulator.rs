@@ -81,6 +81,12 @@ pub struct EmulatorConfig {
     /// calls in it; None: such calls count as failed. The run's deadline
     /// is the caller's (it tears down).
     pub redial_holdoff: Option<Duration>,
+    /// Subscribers 1..=host_links are hosts of the machine running us
+    /// (`--tun`): the IP they receive comes out of
+    /// [`Emulator::poll_host_packet`] instead of being counted, what
+    /// [`Emulator::send_from_host`] is given goes up their session, and
+    /// their addresses are reported by [`Emulator::poll_host_event`].
+    pub host_links: u32,
 }
 
 impl Default for EmulatorConfig {
@@ -100,8 +106,35 @@ impl Default for EmulatorConfig {
             host_name: "lns-lacsim".into(),
             ncp: Ncp::Ipv4,
             redial_holdoff: None,
+            host_links: 0,
         }
     }
+}
+
+/// What a host subscriber (see [`EmulatorConfig::host_links`]) learned or
+/// lost, for the device that stands for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostEvent {
+    /// IPCP opened with this address (and the LNS's, and name servers).
+    Ipv4Up { number: u32, local: Ipv4Addr, peer: Ipv4Addr, dns: Vec<Ipv4Addr> },
+    /// IPv6CP opened: the link-local addresses from the interface
+    /// identifiers (RFC 5072 §5).
+    Ipv6LinkUp { number: u32, local: Ipv6Addr, peer: Ipv6Addr },
+    /// A Router Advertisement's prefix gave this address (SLAAC).
+    Ipv6AddressUp { number: u32, address: Ipv6Addr, prefix_len: u8 },
+    /// IPCP (`ipv6` false) or IPv6CP left Opened: its addresses are gone.
+    NetworkDown { number: u32, ipv6: bool },
+    /// The session ended.
+    Down { number: u32 },
+}
+
+/// The link-local address of an IPv6CP interface identifier.
+pub fn link_local(interface_identifier: [u8; 8]) -> Ipv6Addr {
+    let mut a = [0u8; 16];
+    a[0] = 0xfe;
+    a[1] = 0x80;
+    a[8..].copy_from_slice(&interface_identifier);
+    Ipv6Addr::from(a)
 }
 
 /// Where a subscriber is.
@@ -242,6 +275,12 @@ pub struct Emulator {
     /// Seeds each subscriber's PPP generator (`--seed` makes runs
     /// reproducible, as it does for the L2TP ids).
     ppp_rng: ChaCha8Rng,
+    /// Host subscribers' sessions by number, and what they have for the host.
+    host_keys: HashMap<u32, (TunnelId, SessionId)>,
+    host_packets: VecDeque<(u32, Vec<u8>)>,
+    host_events: VecDeque<HostEvent>,
+    /// Host packets that could not go up (no session, no NCP for them).
+    host_dropped: u64,
 }
 
 /// Moves a subscriber to `to`, keeping the count of unsettled ones.
@@ -395,6 +434,62 @@ impl Emulator {
                 Some(seed) => ChaCha8Rng::seed_from_u64(seed),
                 None => ChaCha8Rng::from_entropy(),
             },
+            host_keys: HashMap::new(),
+            host_packets: VecDeque::new(),
+            host_events: VecDeque::new(),
+            host_dropped: 0,
+        }
+    }
+
+    fn is_host(&self, number: u32) -> bool {
+        number <= self.cfg.host_links
+    }
+
+    /// The next IP packet a host subscriber received, with its number.
+    pub fn poll_host_packet(&mut self) -> Option<(u32, Vec<u8>)> {
+        self.host_packets.pop_front()
+    }
+
+    /// The next change of a host subscriber's addresses.
+    pub fn poll_host_event(&mut self) -> Option<HostEvent> {
+        self.host_events.pop_front()
+    }
+
+    /// Host packets dropped: their subscriber had no session, or not the
+    /// network protocol of the packet open.
+    pub fn host_dropped(&self) -> u64 {
+        self.host_dropped
+    }
+
+    /// Sends an IP packet (version from its first nibble) from host
+    /// subscriber `number` up its session; false if it could not go.
+    pub fn send_from_host(&mut self, number: u32, packet: &[u8]) -> bool {
+        let sent = self.try_send_from_host(number, packet);
+        if !sent {
+            self.host_dropped += 1;
+        }
+        sent
+    }
+
+    fn try_send_from_host(&mut self, number: u32, packet: &[u8]) -> bool {
+        let Some(&(t, sid)) = self.host_keys.get(&number) else { return false };
+        let Some(s) = self.subs.get(&(t, sid)) else { return false };
+        let Some(ppp) = s.ppp.as_ref() else { return false };
+        let protocol = match packet.first().map(|b| b >> 4) {
+            Some(4) if ppp.ncp_opened(lns_controlplane::ppp::Protocol::IPCP) => 0x0021u16,
+            Some(6) if ppp.ncp_opened(lns_controlplane::ppp::Protocol::IPV6CP) => 0x0057,
+            _ => return false,
+        };
+        let mut frame = Vec::with_capacity(packet.len() + 4);
+        frame.extend_from_slice(&[0xff, 0x03]);
+        frame.extend_from_slice(&protocol.to_be_bytes());
+        frame.extend_from_slice(packet);
+        match self.ep.encapsulate(t, sid, &frame, None, false) {
+            Some(tx) => {
+                self.out.push_back(tx);
+                true
+            }
+            None => false,
         }
     }
 
@@ -418,6 +513,33 @@ impl Emulator {
             DatagramEvent::Data { tunnel_id, session_id, payload, .. } => {
                 let Some(frame) = data.get(payload) else { return };
                 let Some(sub) = self.subs.get_mut(&(tunnel_id, session_id)) else { return };
+                if sub.number <= self.cfg.host_links {
+                    match ppp_protocol(frame) {
+                        Some((0x0021, at)) => {
+                            self.host_packets.push_back((sub.number, frame[at..].to_vec()));
+                            return;
+                        }
+                        Some((0x0057, at)) => {
+                            let packet = &frame[at..];
+                            self.host_packets.push_back((sub.number, packet.to_vec()));
+                            // A Router Advertisement (ICMPv6 type 134
+                            // right after the fixed header) is also the
+                            // PPP client's, which forms the address from
+                            // it; the host sees it too (its M and O flags
+                            // start a DHCPv6 client).
+                            if !(packet.get(6) == Some(&58) && packet.get(40) == Some(&134)) {
+                                return;
+                            }
+                        }
+                        _ => {}
+                    }
+                    if let Some(ppp) = sub.ppp.as_mut() {
+                        let _ = ppp.handle_frame(now, frame);
+                        self.dirty.push((tunnel_id, session_id));
+                    }
+                    self.pump(now);
+                    return;
+                }
                 match ppp_protocol(frame) {
                     Some((0x0021, _)) => sub.received += 1,
                     // IPv6 UDP is an echo; the rest (router advertisements)
@@ -619,6 +741,9 @@ impl Emulator {
                             e.insert(now);
                         }
                     }
+                    if self.is_host(number) {
+                        self.host_keys.insert(number, (t, sid));
+                    }
                     self.subs.insert(
                         (t, sid),
                         Subscriber {
@@ -730,6 +855,9 @@ impl Emulator {
                             s.next_packet = None;
                             self.ppp_restarts += s.ppp.take().map_or(0, |p| p.restarts());
                             self.dirty.push((t, *sid));
+                            if s.number <= self.cfg.host_links {
+                                self.host_events.push_back(HostEvent::Down { number: s.number });
+                            }
                         }
                     }
                     self.tunnel_lost(now, reason, lost);
@@ -758,6 +886,9 @@ impl Emulator {
                         s.next_packet = None;
                         self.ppp_restarts += s.ppp.take().map_or(0, |p| p.restarts());
                         self.dirty.push((t, session_id));
+                        if s.number <= self.cfg.host_links {
+                            self.host_events.push_back(HostEvent::Down { number: s.number });
+                        }
                         if let Some(number) = lost {
                             let why = if cause.by_peer {
                                 // The LNS's PPP cause (RFC 3145) says why.
@@ -793,19 +924,45 @@ impl Emulator {
                     self.out.push_back(tx);
                 }
             }
+            let host = s.number <= self.cfg.host_links;
+            let number = s.number;
             while let Some(ev) = ppp.poll_event() {
+                let mut host_event = None;
                 match ev {
                     SessionEvent::NetworkUp(NetworkConfig::Ipv4 {
                         local,
+                        peer,
                         primary_dns,
                         secondary_dns,
-                        ..
                     }) => {
                         s.address = Some(local);
                         self.dns_learned.extend(primary_dns.into_iter().chain(secondary_dns));
+                        let dns = primary_dns.into_iter().chain(secondary_dns).collect();
+                        host_event = Some(HostEvent::Ipv4Up { number, local, peer, dns });
                     }
-                    SessionEvent::Ipv6AddressUp { address, .. } => s.address_v6 = Some(address),
+                    SessionEvent::NetworkUp(NetworkConfig::Ipv6 {
+                        local_interface_identifier,
+                        peer_interface_identifier,
+                    }) => {
+                        host_event = Some(HostEvent::Ipv6LinkUp {
+                            number,
+                            local: link_local(local_interface_identifier),
+                            peer: link_local(peer_interface_identifier),
+                        });
+                    }
+                    SessionEvent::Ipv6AddressUp { address, prefix_len, .. } => {
+                        s.address_v6 = Some(address);
+                        host_event = Some(HostEvent::Ipv6AddressUp { number, address, prefix_len });
+                    }
+                    SessionEvent::NetworkDown(p) => {
+                        let ipv6 = p == lns_controlplane::ppp::Protocol::IPV6CP;
+                        if ipv6 {
+                            s.address_v6 = None;
+                        }
+                        host_event = Some(HostEvent::NetworkDown { number, ipv6 });
+                    }
                     SessionEvent::LinkDown { cause } => {
+                        host_event = Some(HostEvent::Down { number });
                         if matches!(s.phase, Phase::Calling | Phase::Ppp) {
                             lost.push((*t, s.number, Lost::of_ppp(&cause)));
                         } else if s.phase == Phase::Up && !self.hanging_up {
@@ -816,6 +973,9 @@ impl Emulator {
                         closes.push((*t, *sid));
                     }
                     _ => {}
+                }
+                if let Some(ev) = host_event.filter(|_| host) {
+                    self.host_events.push_back(ev);
                 }
                 let ncp = self.cfg.ncp;
                 // Up once every address it runs is usable.

@@ -13,6 +13,7 @@ use lns_controlplane::daemon::udp::{Batch, L2tpSocket, Outgoing, BATCH};
 use lns_controlplane::ppp::auth::AuthMethod;
 use lns_lacsim::emulator::{Emulator, EmulatorConfig, Ncp, Summary, Traffic};
 use lns_lacsim::trafgen;
+use lns_lacsim::tun::{HostLinks, Route};
 use tokio::net::UdpSocket;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -109,7 +110,25 @@ struct Args {
     /// Seed for ids and challenges (reproducible runs).
     #[arg(long)]
     seed: Option<u64>,
+    /// Make the subscribers hosts of this machine: each gets a TUN device
+    /// (NAME for the first, NAME1, NAME2... for the others; at most 16
+    /// sessions) with its session's addresses, and the IP the kernel
+    /// routes there goes up the session. Without --hold the sessions stay
+    /// up until SIGINT or SIGTERM.
+    #[arg(long, value_name = "NAME")]
+    tun: Option<String>,
+    /// Routes through the first TUN device, once its address family is
+    /// up: PREFIX/LEN, or `default` for 0.0.0.0/0 and ::/0 (repeat for
+    /// more).
+    #[arg(long, value_name = "ROUTE", default_value = "default")]
+    tun_route: Vec<String>,
+    /// MTU of the TUN devices.
+    #[arg(long, default_value_t = 1400)]
+    tun_mtu: u16,
 }
+
+/// At most this many host subscribers (`--tun`).
+const MAX_HOST_LINKS: u32 = 16;
 
 fn parse_traffic(s: &str) -> Result<(f64, usize)> {
     let mut it = s.split(',');
@@ -209,8 +228,27 @@ async fn main() -> Result<()> {
             NcpArg::Dual => Ncp::Dual,
         },
         redial_holdoff: (args.redial_holdoff > 0.0).then(|| Duration::from_secs_f64(args.redial_holdoff)),
+        host_links: if args.tun.is_some() { args.tunnels * args.sessions_per_tunnel } else { 0 },
         ..EmulatorConfig::default()
     };
+    let mut hosts = match &args.tun {
+        Some(name) => {
+            if cfg.host_links > MAX_HOST_LINKS {
+                bail!("--tun takes at most {MAX_HOST_LINKS} sessions");
+            }
+            let mut routes = Vec::new();
+            for r in &args.tun_route {
+                routes.extend(Route::parse_list(r)?);
+            }
+            Some(HostLinks::create(name, cfg.host_links, args.tun_mtu, routes)?)
+        }
+        None => None,
+    };
+    // With host subscribers and no --hold, until we are told to stop.
+    let hold_until_signal = hosts.is_some() && args.hold == 0.0;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut stop_asked = false;
     // The LNS's socket: 16 MiB buffers (thousands of sessions answer at
     // once, and a lost PPP frame costs a 3-second restart timer), bursts
     // received without a pass of the loop each and sent with sendmmsg.
@@ -229,6 +267,16 @@ async fn main() -> Result<()> {
     let long_run = (args.tunnels * args.sessions_per_tunnel) > 50 || args.hold > 2.0;
     loop {
         let now = Instant::now();
+        if let Some(h) = hosts.as_mut() {
+            while let Some(ev) = emu.poll_host_event() {
+                if let Err(e) = h.apply(&ev) {
+                    eprintln!("lns-lacsim: {e:#}");
+                }
+            }
+            while let Some((number, packet)) = emu.poll_host_packet() {
+                h.deliver(number, &packet);
+            }
+        }
         while let Some(t) = emu.poll_transmit(now) {
             batch.out.push(Outgoing { to: t.destination, from: None, payload: t.payload });
             if batch.out.len() >= BATCH {
@@ -236,7 +284,9 @@ async fn main() -> Result<()> {
             }
         }
         send_all(&sock, &mut batch).await?;
-        if settled_at.is_none() && (emu.settled() || now.duration_since(start).as_secs_f64() > args.timeout) {
+        if settled_at.is_none()
+            && (emu.settled() || stop_asked || now.duration_since(start).as_secs_f64() > args.timeout)
+        {
             settled_at = Some(now);
             if let Some(path) = &args.trafgen_out {
                 let dev = args.trafgen_dev.as_deref().context("--trafgen-out needs --trafgen-dev")?;
@@ -269,7 +319,9 @@ async fn main() -> Result<()> {
             }
         }
         if let Some(s) = settled_at {
-            if closing_at.is_none() && now.duration_since(s).as_secs_f64() >= args.hold {
+            let held =
+                if hold_until_signal { stop_asked } else { now.duration_since(s).as_secs_f64() >= args.hold };
+            if closing_at.is_none() && (held || stop_asked) {
                 emu.teardown(now);
                 closing_at = Some(now);
                 continue;
@@ -308,6 +360,25 @@ async fn main() -> Result<()> {
                     }
                 }
             }
+            Some((number, packet)) = async {
+                match hosts.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                emu.send_from_host(number, &packet);
+                // What else the devices hold, in this pass.
+                if let Some(h) = hosts.as_mut() {
+                    for _ in 1..BATCH {
+                        match h.try_recv() {
+                            Some((number, packet)) => emu.send_from_host(number, &packet),
+                            None => break,
+                        };
+                    }
+                }
+            }
+            _ = sigterm.recv(), if !stop_asked => stop_asked = true,
+            _ = sigint.recv(), if !stop_asked => stop_asked = true,
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
                 last_timer = Instant::now();
                 emu.handle_timeout(last_timer);
