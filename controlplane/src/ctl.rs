@@ -116,6 +116,15 @@ pub struct SessionRow {
     /// Disconnect-Request or CoA-Request can name it by).
     #[serde(default)]
     pub acct_session_id: Option<String>,
+    /// The largest IP packet sent to the subscriber: its MRU, no more than
+    /// the access link carries (the entry's MTU).
+    #[serde(default)]
+    pub mtu: Option<u16>,
+    /// The session's packets and bytes through the exception path (the
+    /// control plane's TUN device), each way; RADIUS accounting reports
+    /// them with the fast path's.
+    #[serde(default)]
+    pub slow_path: crate::subscriber::Counters,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -42,7 +42,18 @@ use crate::subscriber::{AuthAnswer, Core, CoreConfig, Effect, MapOp, Notice, Ses
 const MTU_REFRESH: Duration = Duration::from_secs(30);
 
 /// Datagrams taken from the socket in one pass of the loop.
-const RX_BURST: usize = 64;
+const RX_BURST: usize = 256;
+
+/// Subscriber IP from the L2TP socket (the slow path's) handled in one
+/// pass of the loop, after every control message and PPP control frame
+/// read in it: under a flood of data, set-ups and keepalives still go
+/// first.
+const DATA_BUDGET: usize = 64;
+
+/// Subscriber IP waiting for the slow path, at most (datagrams, bytes):
+/// the excess is dropped and counted, never queued without bound.
+const DATA_QUEUE: usize = 2048;
+const DATA_QUEUE_BYTES: usize = 4 << 20;
 
 /// The sessions a control plane keeps for the next start, in its state
 /// directory.
@@ -143,6 +154,13 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
                     if let Err(e) = std::fs::write(&knob, "1") {
                         warn!(%knob, error = %e, "slow path: cannot turn forwarding on: subscribers' packets from the device will not be forwarded");
                     }
+                }
+                // The ICMP errors the slow path answers with ("too big")
+                // come from one of our own addresses: without accept_local
+                // the kernel drops them as martians on the device.
+                let knob = format!("/proc/sys/net/ipv4/conf/{}/accept_local", device.name());
+                if let Err(e) = std::fs::write(&knob, "1") {
+                    warn!(%knob, error = %e, "slow path: cannot set accept_local: its ICMP errors will be dropped");
                 }
                 let routes = Routes::new(device.ifindex(), sp.table, sp.metric).await?;
                 info!(
@@ -252,6 +270,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         tun,
         route_tx,
         tun_errors: 0,
+        slow_data: SlowData::default(),
         mtu_asker,
         mtu_asked: HashMap::new(),
         auth,
@@ -282,6 +301,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         };
         let wake = tokio::select! {
             r = socket.recv(&mut buf) => Wake::Datagram(r),
+            () = std::future::ready(()), if !d.slow_data.queue.is_empty() => Wake::DataBacklog,
             () = sleep => Wake::Timer,
             Some(c) = commands.recv() => Wake::Command(c),
             Some(a) = auth_rx.recv() => Wake::Auth(a),
@@ -311,12 +331,12 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         let now = Instant::now();
         match wake {
             Wake::Datagram(Ok(rx)) => {
-                d.datagram(now, &rx, &buf);
+                d.received(now, &rx, &buf);
                 // A burst (a LAC bringing up many calls) is handled in
                 // one pass: the rest of what is waiting, then one flush.
                 for _ in 1..RX_BURST {
                     match socket.try_recv(&mut buf) {
-                        Ok(Some(rx)) => d.datagram(now, &rx, &buf),
+                        Ok(Some(rx)) => d.received(now, &rx, &buf),
                         Ok(None) => break,
                         Err(e) => {
                             warn!(error = %e, "UDP receive");
@@ -324,7 +344,9 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
                         }
                     }
                 }
+                d.slow_data_turn(now);
             }
+            Wake::DataBacklog => d.slow_data_turn(now),
             Wake::Datagram(Err(e)) => warn!(error = %e, "UDP receive"),
             Wake::Timer => d.core.handle_timeout(now),
             Wake::InterfaceMtu(ifindex, mtu) => d.core.set_interface_mtu(ifindex, mtu),
@@ -503,6 +525,7 @@ enum Wake {
     DynAuth(dynauth::Job),
     Scrape(metrics::Scrape),
     Tun(std::io::Result<usize>),
+    DataBacklog,
     InterfaceMtu(u32, u16),
     Reload,
     Stop(&'static str),
@@ -523,6 +546,8 @@ struct Driver {
     route_tx: mpsc::UnboundedSender<(std::net::IpAddr, u8, bool)>,
     /// Packets the TUN device did not take.
     tun_errors: u64,
+    /// Subscriber IP from the L2TP socket waiting for the slow path.
+    slow_data: SlowData,
     /// Asks the MTU of the interfaces tunnels arrive on, and when each
     /// was last asked.
     mtu_asker: Option<MtuAsker>,
@@ -545,7 +570,48 @@ struct Driver {
     send_errors: u64,
 }
 
+/// The slow path's queue of datagrams from the L2TP socket (see
+/// [`DATA_BUDGET`]), and what it and the socket dropped.
+#[derive(Default)]
+struct SlowData {
+    queue: std::collections::VecDeque<(Received, Vec<u8>)>,
+    bytes: usize,
+    /// Dropped: the queue was full.
+    dropped: u64,
+    /// The kernel's count of datagrams the socket had no room for.
+    socket_overflows: u32,
+}
+
 impl Driver {
+    /// A datagram from the L2TP socket: control now, subscriber IP into
+    /// the slow path's bounded queue.
+    fn received(&mut self, now: Instant, rx: &Received, buf: &[u8]) {
+        if let Some(n) = rx.overflowed {
+            self.slow_data.socket_overflows = n;
+        }
+        let Some(data) = buf.get(..rx.len) else { return };
+        if super::udp::classify(data) == super::udp::Class::Control {
+            self.datagram(now, rx, buf);
+            return;
+        }
+        let q = &mut self.slow_data;
+        if q.queue.len() >= DATA_QUEUE || q.bytes + data.len() > DATA_QUEUE_BYTES {
+            q.dropped += 1;
+            return;
+        }
+        q.bytes += data.len();
+        q.queue.push_back((*rx, data.to_vec()));
+    }
+
+    /// Up to [`DATA_BUDGET`] datagrams of the slow path's queue.
+    fn slow_data_turn(&mut self, now: Instant) {
+        for _ in 0..DATA_BUDGET {
+            let Some((rx, data)) = self.slow_data.queue.pop_front() else { break };
+            self.slow_data.bytes -= data.len();
+            self.datagram(now, &rx, &data);
+        }
+    }
+
     fn datagram(&mut self, now: Instant, rx: &Received, buf: &[u8]) {
         if let (Some(asker), Some(ifindex)) = (&self.mtu_asker, rx.ifindex) {
             // Asked again now and then: an operator may change it, and
@@ -699,6 +765,14 @@ impl Driver {
                 stats.slots_off_direct = self.table.direct_misses();
                 if self.tun_errors > 0 {
                     stats.slow_path.insert("tun_send_errors".into(), self.tun_errors);
+                }
+                // Under a flood: what the slow path's queue and the
+                // socket had no room for.
+                if self.slow_data.dropped > 0 {
+                    stats.slow_path.insert("up_queue_full".into(), self.slow_data.dropped);
+                }
+                if self.slow_data.socket_overflows > 0 {
+                    stats.slow_path.insert("socket_overflows".into(), self.slow_data.socket_overflows.into());
                 }
                 stats.xdp = self
                     .table

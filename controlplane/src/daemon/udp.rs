@@ -26,6 +26,46 @@ pub struct Received {
     pub local: Option<IpAddr>,
     /// Interface it arrived on.
     pub ifindex: Option<u32>,
+    /// Datagrams the kernel dropped so far because the socket's buffer
+    /// was full (SO_RXQ_OVFL), as of this one.
+    pub overflowed: Option<u32>,
+}
+
+/// What a datagram on the L2TP socket is, for the order the loop serves
+/// datagrams in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// L2TP control messages, and data messages carrying PPP control (LCP,
+    /// authentication, the NCPs): what sets sessions up and keeps them.
+    /// Also anything unreadable, for the core to judge and count.
+    Control,
+    /// A subscriber's IPv4 or IPv6 in a data message: the slow path's
+    /// (reassembled fragments, IPsec, a missing neighbour...), which may
+    /// come in floods.
+    Data,
+}
+
+/// Peeks at the L2TP header (RFC 2661 §3.1: T bit, then the optional
+/// Length, the ids, Ns/Nr and Offset) and the PPP protocol.
+pub fn classify(datagram: &[u8]) -> Class {
+    use lns_wire::l2tp::flags;
+    let be16 = |at: usize| datagram.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let Some(f) = be16(0) else { return Class::Control };
+    if f & flags::TYPE != 0 {
+        return Class::Control;
+    }
+    let mut at = 2 + if f & flags::LENGTH != 0 { 2 } else { 0 } + 4;
+    if f & flags::SEQUENCE != 0 {
+        at += 4;
+    }
+    if f & flags::OFFSET != 0 {
+        let Some(pad) = be16(at) else { return Class::Control };
+        at += 2 + usize::from(pad);
+    }
+    match datagram.get(at..).and_then(lns_wire::ppp::decapsulate) {
+        Some((lns_wire::ppp::IPV4 | lns_wire::ppp::IPV6, _)) => Class::Data,
+        _ => Class::Control,
+    }
 }
 
 pub struct L2tpSocket {
@@ -65,6 +105,9 @@ impl L2tpSocket {
             setsockopt(&std, sockopt::Ipv4PacketInfo, &true)?;
         }
         set_buffers(&std);
+        // The kernel's count of datagrams it dropped for want of room:
+        // what a flood costs, reported.
+        let _ = setsockopt(&std, sockopt::RxqOvfl, &1);
         Ok(L2tpSocket { io: tokio::net::UdpSocket::from_std(std)?, v6 })
     }
 
@@ -95,7 +138,7 @@ impl L2tpSocket {
 
     fn recv_now(&self, buf: &mut [u8]) -> io::Result<Received> {
         let mut iov = [io::IoSliceMut::new(buf)];
-        let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo);
+        let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo, u32);
         let msg =
             recvmsg::<SockaddrStorage>(self.io.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())?;
         let from = msg
@@ -108,7 +151,7 @@ impl L2tpSocket {
                 }
             })
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "datagram without a source"))?;
-        let (mut local, mut ifindex) = (None, None);
+        let (mut local, mut ifindex, mut overflowed) = (None, None, None);
         for c in msg.cmsgs()? {
             match c {
                 ControlMessageOwned::Ipv4PacketInfo(pi) => {
@@ -119,10 +162,11 @@ impl L2tpSocket {
                     local = Some(IpAddr::V6(Ipv6Addr::from(pi.ipi6_addr.s6_addr)).to_canonical());
                     ifindex = Some(pi.ipi6_ifindex);
                 }
+                ControlMessageOwned::RxqOvfl(n) => overflowed = Some(n),
                 _ => {}
             }
         }
-        Ok(Received { len: msg.bytes, from: canonical(from), local, ifindex })
+        Ok(Received { len: msg.bytes, from: canonical(from), local, ifindex, overflowed })
     }
 
     /// Sends a batch with sendmmsg(2), one system call per run of
@@ -300,6 +344,52 @@ impl Default for Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Control messages and PPP control first; a subscriber's IP in any
+    /// header form waits; what cannot be read is the core's to judge.
+    #[test]
+    fn classify_peeks_at_l2tp_and_ppp() {
+        // Control: T, L, S bits, version 2.
+        assert_eq!(classify(&[0xc8, 0x02, 0, 12, 0, 1, 0, 0, 0, 0, 0, 0]), Class::Control);
+        let ipv4 = [0x45, 0, 0, 20];
+        let lcp = [1, 1, 0, 4];
+        for (l, s, o) in [(false, false, false), (true, false, false), (true, true, false), (false, true, true)] {
+            for (ppp, ours) in [
+                (&[0xff, 0x03, 0x00, 0x21][..], Class::Data),
+                (&[0x00, 0x21][..], Class::Data),
+                (&[0x21][..], Class::Data),
+                (&[0xff, 0x03, 0x00, 0x57][..], Class::Data),
+                (&[0x57][..], Class::Data),
+                (&[0xff, 0x03, 0xc0, 0x21][..], Class::Control),
+                (&[0xc0, 0x23][..], Class::Control),
+                (&[0xff, 0x03, 0x80, 0x21][..], Class::Control),
+            ] {
+                let mut f: u16 = 2;
+                let mut d = vec![0, 0];
+                if l {
+                    f |= lns_wire::l2tp::flags::LENGTH;
+                    d.extend_from_slice(&[0, 0]);
+                }
+                d.extend_from_slice(&[0, 7, 0, 9]);
+                if s {
+                    f |= lns_wire::l2tp::flags::SEQUENCE;
+                    d.extend_from_slice(&[0, 1, 0, 0]);
+                }
+                if o {
+                    f |= lns_wire::l2tp::flags::OFFSET;
+                    d.extend_from_slice(&[0, 3, 0xaa, 0xbb, 0xcc]);
+                }
+                d[..2].copy_from_slice(&f.to_be_bytes());
+                d.extend_from_slice(ppp);
+                d.extend_from_slice(if ours == Class::Data { &ipv4[..] } else { &lcp[..] });
+                assert_eq!(classify(&d), ours, "{d:02x?}");
+                // Every truncation is the core's to judge.
+                for n in 0..d.len() - ppp.len() - 4 {
+                    assert_eq!(classify(&d[..n]), Class::Control, "{:02x?}", &d[..n]);
+                }
+            }
+        }
+    }
 
     /// A batch larger than one sendmmsg, with runs of different source
     /// addresses, arrives whole and in order from the right sources.

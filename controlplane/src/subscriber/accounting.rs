@@ -48,6 +48,16 @@ impl Counters {
         self.up_packets.wrapping_add(self.down_packets)
     }
 
+    /// Both counts together (the fast path's and the slow path's).
+    pub fn plus(&self, other: &Counters) -> Counters {
+        Counters {
+            up_packets: self.up_packets.wrapping_add(other.up_packets),
+            up_bytes: self.up_bytes.wrapping_add(other.up_bytes),
+            down_packets: self.down_packets.wrapping_add(other.down_packets),
+            down_bytes: self.down_bytes.wrapping_add(other.down_bytes),
+        }
+    }
+
     pub fn since(&self, baseline: &Counters) -> Counters {
         Counters {
             up_packets: self.up_packets.wrapping_sub(baseline.up_packets),

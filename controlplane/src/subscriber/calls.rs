@@ -116,6 +116,7 @@ impl Core {
                 ppp,
                 link,
                 mru,
+                slow_path: Default::default(),
                 username: None,
                 ipv4: None,
                 ipv4_forwarding: false,

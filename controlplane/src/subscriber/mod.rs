@@ -166,6 +166,10 @@ pub struct Subscriber {
     /// of a frame): nothing larger is sent to the subscriber either.
     #[serde(default = "default_mru")]
     pub mru: u16,
+    /// Packets and bytes of the session through the exception path; the
+    /// fast path's counter samples are reported with them added.
+    #[serde(default)]
+    pub slow_path: accounting::Counters,
     /// Authenticated user name.
     pub username: Option<String>,
     /// Address given to the subscriber (from a pool or the user's fixed one).
@@ -507,7 +511,12 @@ impl Core {
                 let key = SessionKey::new(tunnel_id, session_id);
                 match data.get(payload) {
                     Some(frame) if self.sessions.contains_key(&key) => {
-                        if !self.slow_path_up(key, frame) {
+                        // Larger than its link carries: it came in fragments.
+                        let ip_udp = if from.is_ipv6() { 48 } else { 28 };
+                        let reassembled = ifindex
+                            .and_then(|i| self.interface_mtu.get(&i))
+                            .is_some_and(|&mtu| data.len() + ip_udp > usize::from(mtu));
+                        if !self.slow_path_up(key, frame, reassembled) {
                             self.on_ppp_frame(now, key, frame);
                             self.drive_ppp(now, key);
                         }

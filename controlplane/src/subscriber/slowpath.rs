@@ -185,7 +185,9 @@ impl Core {
     /// Upstream: a PPP frame of a connected session. Returns false when it
     /// is not the slow path's (PPP control, link-local IPv6, the slow path
     /// off): the PPP session takes it.
-    pub(super) fn slow_path_up(&mut self, key: SessionKey, frame: &[u8]) -> bool {
+    /// `reassembled`: the datagram was larger than its link's MTU (the
+    /// kernel put it together from fragments), counted as the reason.
+    pub(super) fn slow_path_up(&mut self, key: SessionKey, frame: &[u8], reassembled: bool) -> bool {
         if self.cfg.slow_path.is_none() {
             return false;
         }
@@ -224,6 +226,14 @@ impl Core {
         let mtu = s.link.mtu;
         self.clamp(&mut packet, mtu);
         *self.counters.slow_path.entry("up_packets").or_default() += 1;
+        *self.counters.slow_path.entry(if reassembled { "up_reassembled" } else { "up_whole" }).or_default() +=
+            1;
+        // Untracked by the store: counters alone are not worth a write;
+        // they go with the session's next one.
+        if let Some(s) = self.sessions.get_mut(&key) {
+            s.slow_path.up_packets += 1;
+            s.slow_path.up_bytes += packet.len() as u64;
+        }
         self.effects.push_back(Effect::Deliver { packet });
         true
     }
@@ -295,6 +305,10 @@ impl Core {
             let ns = link.sequencing.then(|| NsFill { key, offset: super::link::ns_offset(&t.payload) });
             let from = self.peer_local.get(&t.destination).copied();
             *self.counters.slow_path.entry("down_packets").or_default() += 1;
+            if let Some(s) = self.sessions.get_mut(&key) {
+                s.slow_path.down_packets += 1;
+                s.slow_path.down_bytes += p.len() as u64;
+            }
             self.effects.push_back(Effect::Send(Datagram {
                 to: t.destination,
                 from,

@@ -1063,3 +1063,59 @@ fn a_sequenced_session_gets_an_mru_4_bytes_smaller() {
     assert_eq!(lab.core.session(key).expect("up").ppp.lcp_negotiated().0.mru, 1256);
     assert_eq!(lab.entries[&key].mtu, 1256);
 }
+
+/// What a session sends and receives through the slow path is its own
+/// traffic: in its row (`lnsctl session list`), in the counters its
+/// accounting Stop reports (added to the fast path's), and activity that
+/// keeps the idle timeout away; a session whose traffic all goes that way
+/// is not idle, one that sends nothing is.
+#[test]
+fn slow_path_traffic_is_counted_per_session_accounted_and_keeps_a_session_active() {
+    let mut cfg = slow_path_config();
+    cfg.accounting = accounting();
+    cfg.idle_timeout = Some(Duration::from_secs(30));
+    let mut lab = Lab::new(cfg);
+    lab.dial(&["alice", "bob"]);
+    lab.run_for(Duration::from_secs(5));
+    let (a, b) = (lab.key("alice"), lab.key("bob"));
+    let alice = lab.entries[&a].subscriber_ipv4().expect("alice's address");
+    let core_host = Ipv4Addr::new(203, 0, 113, 7);
+    // The fast path moved some of alice's traffic too.
+    lab.counters.get_mut(&a).expect("alice").up_packets += 5;
+    lab.counters.get_mut(&a).expect("alice").up_bytes += 5000;
+    let (mut up_bytes, mut down_bytes) = (0, 0);
+    for _ in 0..8 {
+        let up = ipv4_packet(alice, core_host, false, 17, &[1; 300]);
+        lab.send_ip("alice", &up);
+        up_bytes += up.len() as u64;
+        let down = ipv4_packet(core_host, alice, false, 17, &[2; 200]);
+        let now = lab.now;
+        lab.core.handle_tun_packet(now, &down);
+        lab.carry_out();
+        down_bytes += down.len() as u64;
+        lab.run_for(Duration::from_secs(5));
+    }
+    assert_eq!(lab.delivered.len(), 8, "alice's packets went to the kernel");
+    let want = Counters { up_packets: 8, up_bytes, down_packets: 8, down_bytes };
+    let now = lab.now;
+    let rows = lab.core.session_rows(now);
+    let row = rows.iter().find(|r| r.session_id == a.session.0).expect("alice's row");
+    assert_eq!(row.slow_path, want);
+    assert_eq!(row.mtu, Some(lab.entries[&a].mtu));
+    assert_eq!(lab.core.counters().slow_path.get("up_whole"), Some(&8), "not reassembled");
+    // 40 s: bob sent nothing and is idle; alice's slow-path traffic kept
+    // her up.
+    assert!(lab.ended(b).is_some(), "bob idle for 30 s");
+    assert!(lab.forwarding(a), "alice is active through the slow path");
+    let (t, s) = lab.lac_call("alice");
+    lab.lac.close_session(lab.now, t, s, crate::l2tp::ResultCode::new(cdn::ADMINISTRATIVE)).expect("CDN");
+    lab.run_for(Duration::from_secs(2));
+    let stop = lab.stop_of(a).expect("alice's Stop");
+    let counters = stop.counters.expect("Stop counters");
+    assert_eq!(
+        counters,
+        Counters { up_packets: 5 + 8, up_bytes: 5000 + up_bytes, down_packets: 8, down_bytes },
+        "the fast path's and the slow path's together"
+    );
+}
+

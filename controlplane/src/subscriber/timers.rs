@@ -52,6 +52,14 @@ impl Core {
     /// knows is ignored; `None` means the data plane has no entry for it.
     pub fn handle_counters(&mut self, now: Instant, samples: &[(SessionKey, Option<Counters>)]) {
         for &(key, sample) in samples {
+            // What went through the slow path counts as the fast path's
+            // does: for accounting and as activity.
+            let slow = self.sessions.get(&key).or_else(|| self.stopping.get(&key)).map(|s| s.slow_path);
+            let sample = match (sample, slow) {
+                (Some(c), Some(slow)) => Some(c.plus(&slow)),
+                (None, Some(slow)) if slow.packets() > 0 => Some(slow),
+                (sample, _) => sample,
+            };
             if self.stopping.contains_key(&key) {
                 self.session_stopped(now, key, sample);
                 continue;

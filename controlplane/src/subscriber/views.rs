@@ -168,6 +168,8 @@ impl Core {
                         .map(|(p, l)| format!("{p}/{l}")),
                     age_secs: rec.map(|r| now.saturating_duration_since(r.since).as_secs()).unwrap_or(0),
                     acct_session_id: rec.and_then(|r| r.acct.as_ref()).map(|a| a.session_id.clone()),
+                    mtu: rec.map(|r| r.link.mtu),
+                    slow_path: rec.map(|r| r.slow_path).unwrap_or_default(),
                 });
             }
         }
