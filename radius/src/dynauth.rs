@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 use crate::attribute::{error_cause, service_type, AttributeRepr, AttributeType as T};
 use crate::error::{Error, Result};
 use crate::packet::{Code, Repr};
+use crate::rate::RateLimits;
 
 /// Which session(s) a request names (RFC 5176 §3: the "session
 /// identification attributes").
@@ -40,6 +41,8 @@ pub struct DynAuthRequest {
     /// CoA: new limits for the session.
     pub session_timeout: Option<u32>,
     pub idle_timeout: Option<u32>,
+    /// CoA: new rate limits (see [`crate::rate`]).
+    pub rates: RateLimits,
     /// RFC 5176 §3.2: Service-Type Authorize-Only asks the NAS to
     /// re-authorize; echoed State.
     pub authorize_only: bool,
@@ -49,6 +52,12 @@ pub struct DynAuthRequest {
 impl DynAuthRequest {
     /// Read a request; the error is the Error-Cause for the NAK.
     pub fn from_packet(p: &Repr) -> core::result::Result<DynAuthRequest, u32> {
+        Self::from_packet_with(p, None)
+    }
+
+    /// [`DynAuthRequest::from_packet`], where the text attribute `rate`
+    /// (if any) carries rate limits as `"down/up"` ([`crate::rate`]).
+    pub fn from_packet_with(p: &Repr, rate: Option<T>) -> core::result::Result<DynAuthRequest, u32> {
         if !matches!(p.code, Code::DisconnectRequest | Code::CoaRequest) {
             return Err(error_cause::INVALID_REQUEST);
         }
@@ -61,6 +70,7 @@ impl DynAuthRequest {
             event_timestamp: None,
             session_timeout: None,
             idle_timeout: None,
+            rates: RateLimits::default(),
             authorize_only: false,
             state: None,
         };
@@ -88,6 +98,7 @@ impl DynAuthRequest {
                     r.authorize_only = a.as_integer().map_err(bad)? == service_type::AUTHORIZE_ONLY
                 }
                 T::STATE => r.state = Some(a.value().to_vec()),
+                t if Some(t) == rate && p.code == Code::CoaRequest => {}
                 T::MESSAGE_AUTHENTICATOR
                 | T::PROXY_STATE
                 | T::VENDOR_SPECIFIC
@@ -99,6 +110,9 @@ impl DynAuthRequest {
         }
         if r.selector.is_empty() {
             return Err(error_cause::MISSING_ATTRIBUTE);
+        }
+        if p.code == Code::CoaRequest {
+            r.rates = RateLimits::from_packet(p, rate).map_err(|_| error_cause::INVALID_ATTRIBUTE_VALUE)?;
         }
         Ok(r)
     }

@@ -7,7 +7,8 @@
 //!   [`packet`] (RFC 2865 §3 header, codes), [`attribute`] (RFC 2865 §5,
 //!   2866, 2869, 3162, 4818, 5176 types and data formats), [`vendor`]
 //!   (Vendor-Specific, RFC 2865 §5.26), [`microsoft`] (RFC 2548),
-//!   [`tunnel`] (RFC 2868 tagged attributes), [`hiding`] (User-Password
+//!   [`tunnel`] (RFC 2868 tagged attributes), [`rate`] (subscriber rate
+//!   limits: WISPr bandwidth, a "down/up" text), [`hiding`] (User-Password
 //!   hiding, salt encryption), [`crypto`] (authenticators,
 //!   Message-Authenticator), and [`dictionary`] (FreeRADIUS dictionary
 //!   files).
@@ -28,7 +29,7 @@
 //! attribute                  Type-Length-Value, RFC 8044 data formats
 //! vendor, hiding             Vendor-Specific; values hidden with the secret
 //! tunnel, packet             tagged attributes, Tunnel-Password; the header and Repr::emit
-//! crypto, microsoft          signing after emit, verifying; MS attributes, MPPE keys
+//! crypto, microsoft, rate    signing after emit, verifying; MS attributes, MPPE keys; rate limits
 //! dictionary, access         FreeRADIUS dictionaries; Access-Request, Access-Accept
 //! accounting, dynauth        RFC 2866 records; RFC 5176 requests
 //! client                     the sans-IO engine
@@ -57,6 +58,7 @@ pub mod error;
 pub mod hiding;
 pub mod microsoft;
 pub mod packet;
+pub mod rate;
 pub mod tunnel;
 pub mod vendor;
 

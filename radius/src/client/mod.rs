@@ -262,6 +262,15 @@ impl Reply {
         Authorization::from_packet(&self.packet)
     }
 
+    /// The rate limits the reply sets (WISPr, and the text attribute
+    /// `text` if the operator names one; see [`crate::rate`]).
+    pub fn rate_limits(
+        &self,
+        text: Option<crate::attribute::AttributeType>,
+    ) -> Result<crate::rate::RateLimits> {
+        crate::rate::RateLimits::from_packet(&self.packet, text)
+    }
+
     /// MS-MPPE-Send-Key and MS-MPPE-Recv-Key, decrypted (RFC 2548 §2.4).
     pub fn mppe_keys(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         let get = |t| self.packet.vendor_attribute(microsoft::VENDOR_ID, t);
