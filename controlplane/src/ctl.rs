@@ -125,6 +125,27 @@ pub struct SessionRow {
     /// them with the fast path's.
     #[serde(default)]
     pub slow_path: crate::subscriber::Counters,
+    /// Rate limits in force, bits per second (0: none), toward and from
+    /// the subscriber.
+    #[serde(default)]
+    pub rate_down: u64,
+    #[serde(default)]
+    pub rate_up: u64,
+    /// The fast path's drops over those limits since the session started.
+    #[serde(default)]
+    pub policed: Policed,
+    /// What the fast path carried for it since it started.
+    #[serde(default)]
+    pub fast_path: crate::subscriber::Counters,
+}
+
+/// Packets and bytes a session's rate limits dropped, each way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policed {
+    pub up_packets: u64,
+    pub up_bytes: u64,
+    pub down_packets: u64,
+    pub down_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

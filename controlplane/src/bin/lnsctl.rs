@@ -85,6 +85,15 @@ enum TunnelCmd {
 enum SessionCmd {
     /// Every session with its tunnel, peer and data-plane slot.
     List,
+    /// One session in full: addresses, counters, rate limits and what
+    /// they dropped.
+    Show {
+        /// Our session id.
+        id: u16,
+        /// The tunnel it is in, when the id exists in more than one.
+        #[arg(long)]
+        tunnel: Option<u16>,
+    },
     /// Disconnect a session with CDN.
     Kill {
         /// Our session id.
@@ -209,7 +218,7 @@ fn main() -> Result<()> {
     let request = match &cli.cmd {
         Cmd::Tunnel(TunnelCmd::List) => Some(Request::TunnelList),
         Cmd::Tunnel(TunnelCmd::Kill { id }) => Some(Request::TunnelKill { tunnel_id: *id }),
-        Cmd::Session(SessionCmd::List) => Some(Request::SessionList),
+        Cmd::Session(SessionCmd::List | SessionCmd::Show { .. }) => Some(Request::SessionList),
         Cmd::Session(SessionCmd::Kill { id, tunnel }) => {
             Some(Request::SessionKill { session_id: *id, tunnel_id: *tunnel })
         }
@@ -222,6 +231,11 @@ fn main() -> Result<()> {
     if let Some(req) = request {
         let path = cli.control_socket.clone().unwrap_or_else(|| default_control_socket(&cli.instance));
         let answer = ctl::request(&path, &req)?;
+        if let (Cmd::Session(SessionCmd::Show { id, tunnel }), Response::Sessions { sessions }) =
+            (&cli.cmd, &answer)
+        {
+            return show_session(sessions, *id, *tunnel, cli.json);
+        }
         return print_answer(answer, cli.json);
     }
     let dir = cli.bpf_pin_dir.clone().unwrap_or_else(|| lns_bpf::default_pin_dir(&cli.instance));
@@ -388,6 +402,40 @@ fn main() -> Result<()> {
                     println!("{k:<32} {v}");
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// `session show`: the row of session `id` as `field value` lines (or
+/// its JSON object).
+fn show_session(sessions: &[ctl::SessionRow], id: u16, tunnel: Option<u16>, json: bool) -> Result<()> {
+    let mut found = sessions.iter().filter(|s| s.session_id == id && tunnel.is_none_or(|t| s.tunnel_id == t));
+    let Some(row) = found.next() else { bail!("no session {id}") };
+    if found.next().is_some() {
+        bail!("session id {id} exists in several tunnels: give --tunnel");
+    }
+    let value = serde_json::to_value(row)?;
+    if json {
+        println!("{value}");
+        return Ok(());
+    }
+    let rate = |bps: u64| if bps == 0 { "none".to_string() } else { format!("{bps} bit/s") };
+    println!("{:<24} {}", "rate_down", rate(row.rate_down));
+    println!("{:<24} {}", "rate_up", rate(row.rate_up));
+    let p = &row.policed;
+    println!("{:<24} {} packets, {} bytes", "policed_down", p.down_packets, p.down_bytes);
+    println!("{:<24} {} packets, {} bytes", "policed_up", p.up_packets, p.up_bytes);
+    if let serde_json::Value::Object(fields) = value {
+        for (k, v) in
+            fields.iter().filter(|(k, _)| !matches!(k.as_str(), "rate_down" | "rate_up" | "policed"))
+        {
+            let v = match v {
+                serde_json::Value::Null => "-".to_string(),
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            println!("{k:<24} {v}");
         }
     }
     Ok(())

@@ -9,6 +9,8 @@
 //! password = "secret"
 //! ipv4 = "198.51.100.200"   # optional fixed address
 //! pool = "business"         # optional; else the default pool
+//! rate_down = "20M"         # optional rate limits, bits/s with k, M, G
+//! rate_up = "5M"            # (else the pool's, else [ppp] rate_down/up)
 //! ```
 //!
 //! Pools (in the main configuration):
@@ -17,6 +19,8 @@
 //! [[pool]]
 //! name = "default"
 //! ranges = ["198.51.100.0/25", "198.51.100.130-198.51.100.140"]
+//! rate_down = "2M"              # optional: its subscribers' rate limits
+//! rate_up = "512k"
 //!
 //! [[ipv6_pool]]                 # one /64 per subscriber, announced by RA
 //! name = "default"
@@ -55,6 +59,32 @@ pub struct User {
     pub password: String,
     pub ipv4: Option<Ipv4Addr>,
     pub pool: Option<String>,
+    pub rate_down: Option<Rate>,
+    pub rate_up: Option<Rate>,
+}
+
+/// A rate limit in bits per second, written `"2M"`, `"512k"`, `"1.5G"` or
+/// as a number (see `lns_radius::rate`); 0 is no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate(pub u64);
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Rate, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(u64),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Num(n) => Ok(Rate(n)),
+            Raw::Str(s) => lns_radius::rate::parse_rate(&s).map(Rate).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "bad rate {s:?}: bits per second, e.g. \"512k\", \"2M\", \"1.5G\""
+                ))
+            }),
+        }
+    }
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -69,6 +99,23 @@ struct UsersFile {
 pub struct PoolEntry {
     pub name: String,
     pub ranges: Vec<String>,
+    /// Rate limits of the pool's subscribers that have none of their own.
+    #[serde(default)]
+    pub rate_down: Option<Rate>,
+    #[serde(default)]
+    pub rate_up: Option<Rate>,
+}
+
+impl PoolEntry {
+    /// A pool of `ranges` without rate limits.
+    pub fn new(name: &str, ranges: &[&str]) -> PoolEntry {
+        PoolEntry {
+            name: name.into(),
+            ranges: ranges.iter().map(|r| r.to_string()).collect(),
+            rate_down: None,
+            rate_up: None,
+        }
+    }
 }
 
 /// `[[ipv6_pool]]`: `prefix` carved into prefixes of `length` bits.
@@ -113,6 +160,9 @@ pub struct Authorization {
     pub interim_interval: Option<std::time::Duration>,
     /// RADIUS Class attributes, echoed in every Accounting-Request.
     pub class: Vec<Vec<u8>>,
+    /// Rate limits (users file `rate_down`/`rate_up`, RADIUS
+    /// WISPr-Bandwidth-Max-Down/Up or the configured text attribute).
+    pub rates: lns_radius::rate::RateLimits,
 }
 
 impl Authorization {
@@ -129,6 +179,7 @@ impl Authorization {
             idle_timeout: None,
             interim_interval: None,
             class: Vec::new(),
+            rates: Default::default(),
         }
     }
 
@@ -174,6 +225,10 @@ impl AuthBackend for LocalUsers {
             decision,
             ipv4: user.and_then(|u| u.ipv4),
             pool: user.and_then(|u| u.pool.clone()),
+            rates: lns_radius::rate::RateLimits {
+                down: user.and_then(|u| u.rate_down).map(|r| r.0),
+                up: user.and_then(|u| u.rate_up).map(|r| r.0),
+            },
             ..Authorization::accept()
         };
         Box::pin(std::future::ready(a))
@@ -600,11 +655,8 @@ mod tests {
 
     fn pools() -> Pools {
         Pools::new(&[
-            PoolEntry { name: "a".into(), ranges: vec!["198.51.100.0/30".into()] },
-            PoolEntry {
-                name: "b".into(),
-                ranges: vec!["203.0.113.5-203.0.113.6".into(), "203.0.113.9/32".into()],
-            },
+            PoolEntry::new("a", &["198.51.100.0/30"]),
+            PoolEntry::new("b", &["203.0.113.5-203.0.113.6", "203.0.113.9/32"]),
         ])
         .expect("pools")
     }
@@ -686,7 +738,7 @@ mod tests {
     #[test]
     fn bad_ranges() {
         for r in ["198.51.100.0/33", "1.2.3.4-1.2.3.1", "x", "1.2.3.4"] {
-            assert!(Pools::new(&[PoolEntry { name: "p".into(), ranges: vec![r.into()] }]).is_err(), "{r}");
+            assert!(Pools::new(&[PoolEntry::new("p", &[r])]).is_err(), "{r}");
         }
     }
 
@@ -703,5 +755,17 @@ mod tests {
         )
         .is_err());
         assert!(LocalUsers::parse("[[user]]\nname = \"a\"\n").is_err(), "password required");
+    }
+
+    #[test]
+    fn users_rates_in_bits_per_second() {
+        let u = LocalUsers::parse(
+            "[[user]]\nname = \"carol\"\npassword = \"pw\"\nrate_down = \"2M\"\nrate_up = \"512k\"\n",
+        )
+        .expect("parse");
+        let carol = u.users().next().expect("carol");
+        assert_eq!((carol.rate_down, carol.rate_up), (Some(Rate(2_000_000)), Some(Rate(512_000))));
+        let bad = LocalUsers::parse("[[user]]\nname = \"d\"\npassword = \"p\"\nrate_down = \"fast\"\n");
+        assert!(bad.is_err_and(|e| e.to_string().contains("bad rate")));
     }
 }

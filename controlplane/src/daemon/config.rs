@@ -53,6 +53,9 @@
 //! idle_timeout = "0"           # end sessions without fast-path traffic this long
 //! # ipv6 = true                # offer IPv6CP (default: when an [[ipv6_pool]] exists)
 //! default_ipv6_pool = "default"
+//! rate_down = "0"             # rate limits of subscribers with none of their own or
+//! rate_up = "0"               # of their pool's: bits/s with k, M, G ("2M"); 0: none
+//! rate_burst = "100ms"        # bucket depth as time at the rate (at least 15,000 bytes)
 //! ra_interval = "600s"         # MaxRtrAdvInterval of the Router Advertisements (4s..1800s)
 //!
 //! [[pool]]
@@ -345,6 +348,12 @@ pub struct PppFile {
     /// MaxRtrAdvInterval of the Router Advertisements over PPP.
     #[serde(default, deserialize_with = "de_duration")]
     pub ra_interval: Option<Duration>,
+    /// Rate limits of sessions with none of their own or of their pool's.
+    pub rate_down: Option<super::aaa::Rate>,
+    pub rate_up: Option<super::aaa::Rate>,
+    /// The depth of a rate limit's bucket, as time at the rate.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub rate_burst: Option<Duration>,
     /// The LCP MRU (RFC 1661 §6.1) the LNS proposes and the largest packet
     /// it sends a subscriber; absent: derived per tunnel from the MTU of
     /// the access link less the L2TP/UDP/IP overhead (at most 1500).
@@ -363,6 +372,8 @@ pub struct PppSettings {
     pub idle_timeout: Option<Duration>,
     pub default_ipv6_pool: Option<String>,
     pub ipv6_pools: Vec<Ipv6PoolEntry>,
+    /// `ppp.rate_down`, `rate_up`, `rate_burst`.
+    pub rates: crate::subscriber::RateDefaults,
     /// `ppp.mru`: None derives it from each access link.
     pub mru: Option<u16>,
 }
@@ -455,6 +466,15 @@ impl PppSettings {
             session.lcp.mru = mru;
         }
         let nonzero = |d: Option<Duration>| d.filter(|d| !d.is_zero());
+        let burst = f.rate_burst.unwrap_or(Duration::from_millis(100));
+        if burst < Duration::from_millis(1) || burst > Duration::from_secs(10) {
+            return Err(ConfigError::Invalid("ppp.rate_burst must be 1ms..10s".into()));
+        }
+        let rates = crate::subscriber::RateDefaults {
+            down: f.rate_down.map_or(0, |r| r.0),
+            up: f.rate_up.map_or(0, |r| r.0),
+            burst_ms: burst.as_millis() as u32,
+        };
         Ok(PppSettings {
             session,
             users_file: users_flag.or(f.users_file),
@@ -464,6 +484,7 @@ impl PppSettings {
             idle_timeout: nonzero(f.idle_timeout),
             default_ipv6_pool,
             ipv6_pools,
+            rates,
             mru: f.mru,
         })
     }

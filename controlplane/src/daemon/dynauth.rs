@@ -86,6 +86,9 @@ pub struct DynAuthServer {
     /// meanwhile is dropped (the answer follows).
     pending: HashMap<CacheKey, ()>,
     pub stats: DynAuthStats,
+    /// The text attribute that carries "down/up" rate limits, if any
+    /// (`[radius] rate_attribute`).
+    rate_attribute: Option<lns_radius::attribute::AttributeType>,
 }
 
 impl DynAuthServer {
@@ -104,7 +107,14 @@ impl DynAuthServer {
             expiry: VecDeque::new(),
             pending: HashMap::new(),
             stats: DynAuthStats::default(),
+            rate_attribute: None,
         }
+    }
+
+    /// Reads rate limits from `attribute` ("down/up") besides WISPr's.
+    pub fn with_rate_attribute(mut self, attribute: Option<lns_radius::attribute::AttributeType>) -> Self {
+        self.rate_attribute = attribute;
+        self
     }
 
     fn expire(&mut self, now: Instant) {
@@ -153,7 +163,7 @@ impl DynAuthServer {
         };
         let nak =
             |s: &mut Self, packet: &Repr, cause: u32| s.finish(now, key, packet, &client.secret, Err(cause));
-        let request = match DynAuthRequest::from_packet(&packet) {
+        let request = match DynAuthRequest::from_packet_with(&packet, self.rate_attribute) {
             Ok(r) => r,
             Err(cause) => return nak(self, &packet, cause),
         };
@@ -181,6 +191,7 @@ impl DynAuthServer {
         if request.code == Code::CoaRequest
             && request.session_timeout.is_none()
             && request.idle_timeout.is_none()
+            && request.rates.is_empty()
         {
             return nak(self, &packet, error_cause::INVALID_REQUEST);
         }

@@ -196,6 +196,7 @@ pub fn authorization(method: AuthMethod, a: lns_radius::access::Authorization) -
         idle_timeout: seconds(a.idle_timeout),
         interim_interval: seconds(a.acct_interim_interval),
         class: a.class,
+        rates: Default::default(),
     }
 }
 
@@ -213,6 +214,8 @@ pub struct RadiusAuth {
     host_name: String,
     /// `on_no_response = "local"`: the users file answers instead.
     fallback: Option<Arc<SharedUsers>>,
+    /// `[radius] rate_attribute`.
+    rate_attribute: Option<lns_radius::attribute::AttributeType>,
 }
 
 impl AuthBackend for RadiusAuth {
@@ -224,6 +227,7 @@ impl AuthBackend for RadiusAuth {
         let call = CallAttributes::new(&context, &self.host_name);
         let access = access_request(&request, &call, &self.nas);
         let (client, fallback) = (self.client.clone(), self.fallback.clone());
+        let rate_attribute = self.rate_attribute;
         Box::pin(async move {
             let access = match access {
                 Ok(a) => a,
@@ -234,7 +238,13 @@ impl AuthBackend for RadiusAuth {
             };
             match client.access(&access).await {
                 Ok(Outcome::Answered(reply)) => match reply.authorization() {
-                    Ok(a) if reply.accepted() => authorization(request.method, a),
+                    Ok(a) if reply.accepted() => match reply.rate_limits(rate_attribute) {
+                        Ok(rates) => Authorization { rates, ..authorization(request.method, a) },
+                        Err(e) => {
+                            warn!(error = %e, "RADIUS rate limits unreadable: refusing");
+                            Authorization::reject("Authentication failed")
+                        }
+                    },
                     Ok(a) => reject(&a),
                     Err(e) => {
                         warn!(error = %e, "RADIUS answer unreadable: refusing");
@@ -467,6 +477,7 @@ impl Radius {
             nas: self.nas.clone(),
             host_name: self.host_name.clone(),
             fallback: (settings.on_no_response == NoResponsePolicy::Local).then_some(users),
+            rate_attribute: settings.rate_attribute,
         })
     }
 
@@ -718,6 +729,7 @@ mod tests {
             auth_servers: vec![server("192.0.2.10:1812", "a"), server("192.0.2.11:1812", "a")],
             acct_servers: Vec::new(),
             dynauth: None,
+            rate_attribute: None,
         };
         let mut radius = Radius::start(&settings, "lns").expect("start");
         let mut new = settings.clone();

@@ -131,7 +131,8 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
                 d.event_timestamp_window,
                 d.require_event_timestamp,
                 r.nas().clone(),
-            );
+            )
+            .with_rate_attribute(settings.rate_attribute);
             let (jobs, stats) = dynauth::spawn(d.listen, server)
                 .with_context(|| format!("binding the dynamic authorization port {}", d.listen))?;
             dynauth_jobs = Some(jobs);
@@ -267,6 +268,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         table,
         slots,
         ns_without_slot: HashMap::new(),
+        slot_base: HashMap::new(),
         tun,
         route_tx,
         tun_errors: 0,
@@ -501,6 +503,7 @@ fn core_config(
         shutdown_grace: cfg.shutdown_grace,
         seed: None,
         mru: cfg.ppp.mru,
+        rates: cfg.ppp.rates,
         slow_path: cfg.slow_path.as_ref().map(|_| SlowPathConfig {
             mss_clamp: true,
             icmp_source_v4: cfg.ppp.session.ipcp.as_ref().and_then(|i| i.local_address).or(
@@ -538,6 +541,9 @@ struct Driver {
     table: SessionTable,
     /// Each session's slot in the data plane's table.
     slots: HashMap<SessionKey, u32>,
+    /// The slot's fast-path counters when the session took it (they are
+    /// never reset): what `lnsctl session show` subtracts.
+    slot_base: HashMap<SessionKey, lns_bpf::abi::SessionStats>,
     /// §5.4 numbering of sequenced sessions that have no slot (no data
     /// plane): the counter the data plane would keep.
     ns_without_slot: HashMap<SessionKey, u16>,
@@ -655,6 +661,7 @@ impl Driver {
                         None => self.table.install(&entry).map(|slot| {
                             if let Some(slot) = slot {
                                 self.slots.insert(key, slot);
+                                self.slot_base.insert(key, self.table.stats(slot));
                             }
                         }),
                     };
@@ -667,6 +674,7 @@ impl Driver {
                 }
                 Effect::RemoveSession { key } => {
                     self.ns_without_slot.remove(&key);
+                    self.slot_base.remove(&key);
                     if let Some(slot) = self.slots.remove(&key) {
                         if let Err(e) = self.table.remove(slot) {
                             warn!(slot, error = %e, "removing the session from the data plane");
@@ -752,6 +760,17 @@ impl Driver {
                     row.slot = self.slots.get(&key).copied();
                     if row.slot.is_none() {
                         row.dataplane_state = None;
+                    }
+                    if let Some(slot) = row.slot {
+                        let (now, base) = (self.table.stats(slot), self.slot_base.get(&key).copied());
+                        let base = base.unwrap_or_default();
+                        row.fast_path = crate::subscriber::Counters::from(now).since(&base.into());
+                        row.policed = crate::ctl::Policed {
+                            up_packets: now.up_policed_packets.wrapping_sub(base.up_policed_packets),
+                            up_bytes: now.up_policed_bytes.wrapping_sub(base.up_policed_bytes),
+                            down_packets: now.down_policed_packets.wrapping_sub(base.down_policed_packets),
+                            down_bytes: now.down_policed_bytes.wrapping_sub(base.down_policed_bytes),
+                        };
                     }
                 }
                 Response::Sessions { sessions }

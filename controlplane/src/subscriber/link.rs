@@ -152,6 +152,7 @@ impl Core {
         }
         let user = String::from_utf8_lossy(&a.request.username).into_owned();
         let (class, interim) = (a.authorization.class.clone(), a.authorization.interim_interval);
+        let rates = super::Rates::from(a.authorization.rates);
         let Authorization {
             mut decision,
             ipv4: fixed,
@@ -194,6 +195,8 @@ impl Core {
         let accepted = decision.accept;
         if accepted {
             s.username = Some(user.clone());
+            s.pool = pool.clone();
+            s.rates = rates;
             s.session_timeout = session_timeout;
             s.idle_timeout = idle_timeout;
             // Taken when IPv6CP opens (see the ipv6 module).

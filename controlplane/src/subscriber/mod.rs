@@ -36,6 +36,7 @@ mod calls;
 pub mod effect;
 mod ipv6;
 mod link;
+mod rates;
 pub mod reason;
 mod slowpath;
 mod snapshot;
@@ -57,6 +58,7 @@ use serde::{Deserialize, Serialize};
 pub use self::accounting::{AccountingConfig, AcctKind, AcctRecord, Counters};
 pub use self::effect::{AuthAnswer, AuthJob, Datagram, Effect, MapOp, NcpRefusal, Notice, NsFill};
 pub use self::reason::{DownReason, EndReason};
+pub use self::rates::{RateDefaults, Rates};
 pub use self::slowpath::SlowPathConfig;
 use crate::daemon::aaa::{AaaError, Ipv6PoolEntry, Ipv6Pools, PoolEntry, Pools};
 use crate::l2tp::{DropReason, Endpoint, EndpointConfig, SessionId, SessionInfo, TunnelId};
@@ -110,6 +112,9 @@ pub struct CoreConfig {
     /// The exception path (see [`slowpath`]); None: data that reaches the
     /// control plane is discarded, as before a session forwards.
     pub slow_path: Option<SlowPathConfig>,
+    /// Rate limits of sessions that have none of their own or of their
+    /// pool's (see [`rates`]).
+    pub rates: RateDefaults,
     /// The LCP MRU every session proposes (`ppp.mru`); None: derived from
     /// the MTU of the access link its tunnel arrived on
     /// ([`Core::set_interface_mtu`], [`crate::ppp::lcp::LcpConfig::mru_for_access_link`]).
@@ -196,6 +201,15 @@ pub struct Subscriber {
     pub session_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub acct: Option<accounting::Accounting>,
+    /// The pool the session's address was asked from (its rates apply).
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Rate limits of its own: from the backend, or a CoA-Request since.
+    #[serde(default)]
+    pub rates: Rates,
+    /// The exception path's rate-limit buckets.
+    #[serde(skip)]
+    pub slow_path_buckets: rates::SlowPathBuckets,
     /// This session's entry in the core's PPP timer index (rebuilt on
     /// restore).
     #[serde(skip)]
@@ -516,7 +530,7 @@ impl Core {
                         let reassembled = ifindex
                             .and_then(|i| self.interface_mtu.get(&i))
                             .is_some_and(|&mtu| data.len() + ip_udp > usize::from(mtu));
-                        if !self.slow_path_up(key, frame, reassembled) {
+                        if !self.slow_path_up(now, key, frame, reassembled) {
                             self.on_ppp_frame(now, key, frame);
                             self.drive_ppp(now, key);
                         }
@@ -678,6 +692,7 @@ impl Core {
         if entry.subscriber_ipv4().is_some() || entry.subscriber_ipv6_prefix().is_some() {
             entry.state = abi::SessionState::Forwarding as u32;
         }
+        self.set_entry_rates(&mut entry, s);
         self.effects.push_back(Effect::WriteSession { key, entry, op });
         self.sync_routes(key);
         true

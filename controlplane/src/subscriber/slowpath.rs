@@ -187,7 +187,13 @@ impl Core {
     /// off): the PPP session takes it.
     /// `reassembled`: the datagram was larger than its link's MTU (the
     /// kernel put it together from fragments), counted as the reason.
-    pub(super) fn slow_path_up(&mut self, key: SessionKey, frame: &[u8], reassembled: bool) -> bool {
+    pub(super) fn slow_path_up(
+        &mut self,
+        now: Instant,
+        key: SessionKey,
+        frame: &[u8],
+        reassembled: bool,
+    ) -> bool {
         if self.cfg.slow_path.is_none() {
             return false;
         }
@@ -225,6 +231,11 @@ impl Core {
         let mut packet = packet.to_vec();
         let mtu = s.link.mtu;
         self.clamp(&mut packet, mtu);
+        // The session's rate limit, as the fast path enforces it (a
+        // bucket of the slow path's own: packets here are few).
+        if !self.police_slow_path(now, key, true, packet.len()) {
+            return true;
+        }
         *self.counters.slow_path.entry("up_packets").or_default() += 1;
         *self.counters.slow_path.entry(if reassembled { "up_reassembled" } else { "up_whole" }).or_default() +=
             1;
@@ -263,6 +274,9 @@ impl Core {
             self.slow_drop("no_session");
             return;
         };
+        if !self.police_slow_path(now, key, false, packet.len()) {
+            return;
+        }
         let Some(s) = self.sessions.get(&key) else {
             self.slow_drop("no_session");
             return;

@@ -114,7 +114,7 @@ fn base_config() -> CoreConfig {
         ppp,
         session_timeout: None,
         idle_timeout: None,
-        pools: vec![PoolEntry { name: "main".into(), ranges: vec!["198.51.100.0/24".into()] }],
+        pools: vec![PoolEntry::new("main", &["198.51.100.0/24"])],
         default_pool: Some("main".into()),
         ipv6_pools: vec![Ipv6PoolEntry { name: "v6".into(), prefix: "2001:db8:100::/48".into(), length: 64 }],
         default_ipv6_pool: None,
@@ -123,6 +123,7 @@ fn base_config() -> CoreConfig {
         seed: Some(7),
         slow_path: None,
         mru: None,
+        rates: Default::default(),
     }
 }
 
@@ -637,7 +638,7 @@ fn disconnect_and_coa_requests() {
 #[test]
 fn an_exhausted_pool_refuses_the_subscriber_it_cannot_serve() {
     let mut cfg = base_config();
-    cfg.pools = vec![PoolEntry { name: "main".into(), ranges: vec!["198.51.100.9-198.51.100.9".into()] }];
+    cfg.pools = vec![PoolEntry::new("main", &["198.51.100.9-198.51.100.9"])];
     let mut lab = Lab::new(cfg);
     lab.dial(&["alice"]);
     lab.run_for(Duration::from_secs(3));

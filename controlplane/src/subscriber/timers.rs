@@ -162,7 +162,17 @@ impl Core {
             if let Some(t) = req.idle_timeout {
                 s.idle_timeout = secs(t);
             }
+            // New rates go into the entry at once: the workers read them
+            // with the next packet.
+            let rates = super::Rates::from(req.rates);
+            let rewrite = rates != super::Rates::default();
+            if rewrite {
+                s.rates = rates.or(s.rates);
+            }
             let (session_timeout, idle_timeout) = (s.session_timeout, s.idle_timeout);
+            if rewrite {
+                self.write_entry(key, super::MapOp::Change);
+            }
             self.notice(Notice::CoaApplied { key, session_timeout, idle_timeout });
         }
         self.pump(now);

@@ -170,6 +170,10 @@ impl Core {
                     acct_session_id: rec.and_then(|r| r.acct.as_ref()).map(|a| a.session_id.clone()),
                     mtu: rec.map(|r| r.link.mtu),
                     slow_path: rec.map(|r| r.slow_path).unwrap_or_default(),
+                    rate_down: rec.map_or(0, |r| self.effective_rates(r).0),
+                    rate_up: rec.map_or(0, |r| self.effective_rates(r).1),
+                    policed: Default::default(),
+                    fast_path: Default::default(),
                 });
             }
         }

@@ -30,6 +30,9 @@ pub struct RadiusFile {
     #[serde(default, rename = "acct_server")]
     pub acct_servers: Vec<RadiusServerEntry>,
     pub dynauth: Option<DynAuthFile>,
+    /// A text attribute that carries rate limits as "down/up" (accel-ppp
+    /// reads Filter-Id so): its name ("Filter-Id") or number.
+    pub rate_attribute: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -110,6 +113,8 @@ pub struct RadiusSettings {
     pub auth_servers: Vec<RadiusServerEntry>,
     pub acct_servers: Vec<RadiusServerEntry>,
     pub dynauth: Option<DynAuthSettings>,
+    /// See `RadiusFile::rate_attribute`.
+    pub rate_attribute: Option<lns_radius::attribute::AttributeType>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +175,7 @@ impl RadiusSettings {
             return Err(ConfigError::Invalid("radius.timeout must be positive".into()));
         }
         let dead_time = f.dead_time.unwrap_or(Duration::from_secs(10)).max(Duration::from_millis(100));
+        let rate_attribute = f.rate_attribute.as_ref().map(rate_attribute).transpose()?;
         let dynauth_file = match (f.dynauth, flags.dynauth_listen) {
             (Some(d), l) => Some(DynAuthFile { listen: l.or(d.listen), ..d }),
             (None, Some(l)) => Some(DynAuthFile { listen: Some(l), ..Default::default() }),
@@ -197,12 +203,30 @@ impl RadiusSettings {
             auth_servers,
             acct_servers,
             dynauth,
+            rate_attribute,
         }))
     }
 }
 
 /// `--radius-server`: `ADDR` (ports 1812 and 1813) or `ADDR:PORT`
 /// (authentication on PORT, accounting on PORT+1).
+/// `rate_attribute`: an attribute's RFC name (any case) or its number.
+fn rate_attribute(v: &toml::Value) -> Result<lns_radius::attribute::AttributeType, ConfigError> {
+    use lns_radius::attribute::AttributeType;
+    let found = match v {
+        toml::Value::Integer(n) => u8::try_from(*n).ok().filter(|n| *n > 0).map(AttributeType),
+        toml::Value::String(name) => {
+            (1..=255u8).map(AttributeType).find(|t| t.name().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+        }
+        _ => None,
+    };
+    found.ok_or_else(|| {
+        ConfigError::Invalid(format!(
+            "radius.rate_attribute {v}: expected an attribute name (\"Filter-Id\") or number 1..255"
+        ))
+    })
+}
+
 fn parse_radius_server(s: &str) -> Result<(SocketAddr, SocketAddr), ConfigError> {
     let bad = || ConfigError::Invalid(format!("bad --radius-server {s:?}: expected ADDR or ADDR:PORT"));
     let auth = match s.parse::<SocketAddr>() {
