@@ -116,12 +116,8 @@ secrets {{
         )
         .unwrap();
         let conf = format!("STRONGSWAN_CONF={d}/strongswan.conf");
-        let proc = NsProcess::spawn(
-            ns,
-            Path::new("/usr/bin/env"),
-            &[&conf, "/usr/sbin/charon-systemd"],
-        )
-        .unwrap();
+        let proc =
+            NsProcess::spawn(ns, Path::new("/usr/bin/env"), &[&conf, "/usr/sbin/charon-systemd"]).unwrap();
         let mut c = Charon { proc, dir, ns: ns.name().to_string() };
         let t0 = Instant::now();
         loop {
@@ -183,7 +179,11 @@ impl Capture {
         let mut c = Capture { proc, file };
         let t0 = Instant::now();
         while !c.proc.output().1.contains("listening on") {
-            assert!(c.proc.alive() && t0.elapsed() < Duration::from_secs(10), "tcpdump: {:?}", c.proc.output());
+            assert!(
+                c.proc.alive() && t0.elapsed() < Duration::from_secs(10),
+                "tcpdump: {:?}",
+                c.proc.output()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         c
@@ -235,7 +235,8 @@ fn l2tp_over_ipsec_forwards_both_ways_and_l2tp_in_clear_is_refused() {
     let lab = Lab::new(1).unwrap();
     let pins = PinDir::new().unwrap();
     let _dp = start_dp(&lab, &pins, "1", "skb");
-    let cp = lab.start_controlplane(pins.path(), 10, &["--peer", "192.0.2.2,ipsec-interface=ipsec0"]).unwrap();
+    let cp =
+        lab.start_controlplane(pins.path(), 10, &["--peer", "192.0.2.2,ipsec-interface=ipsec0"]).unwrap();
     // Before IPsec routes the LAC's address into ipsec0.
     resolve_neighbours(&lab);
     // lns-lacsim sends from a port of its own (as a client behind a NAT
@@ -300,7 +301,8 @@ fn l2tp_over_ipsec_forwards_both_ways_and_l2tp_in_clear_is_refused() {
 
     // By the slow path both ways, nothing to AF_XDP.
     let xdp = &stats["xdp"];
-    for redirect in ["redirect_upstream", "redirect_downstream", "redirect_upstream_check", "redirect_downstream_check"]
+    for redirect in
+        ["redirect_upstream", "redirect_downstream", "redirect_upstream_check", "redirect_downstream_check"]
     {
         assert_eq!(xdp[redirect].as_u64().unwrap_or(0), 0, "{redirect}: nothing to AF_XDP\n{stats}");
     }

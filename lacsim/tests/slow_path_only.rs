@@ -45,7 +45,8 @@ fn a_session_configured_slow_path_only_forwards_both_ways_without_af_xdp() {
     assert!(echoed + 2 >= sent, "upstream reached the core: {echoed} of {sent}\n{stats}");
     assert!(received + 4 >= sent, "downstream reached the subscribers: {received} of {sent}\n{s}\n{stats}");
     let xdp = &stats["xdp"];
-    for redirect in ["redirect_upstream", "redirect_downstream", "redirect_upstream_check", "redirect_downstream_check"]
+    for redirect in
+        ["redirect_upstream", "redirect_downstream", "redirect_upstream_check", "redirect_downstream_check"]
     {
         assert_eq!(xdp[redirect].as_u64().unwrap_or(0), 0, "{redirect}: nothing to AF_XDP\n{stats}");
     }
