@@ -191,6 +191,16 @@ pub struct Stats {
     pub sessions_restored: u64,
     #[serde(default)]
     pub sessions_reconciled: u64,
+    /// Tunnels taken back at start; the sessions a restart could not take
+    /// back (ended, or their entries removed), by why.
+    #[serde(default)]
+    pub tunnels_restored: u64,
+    #[serde(default)]
+    pub sessions_reconciled_by: BTreeMap<String, u64>,
+    /// The session store (`keep_sessions`): commits, records written and
+    /// removed, bytes written, failed commits, the last commit's time.
+    #[serde(default)]
+    pub store: BTreeMap<String, u64>,
     /// The exception path: `up_packets`, `down_packets`, and drops by
     /// reason.
     #[serde(default)]

@@ -101,6 +101,141 @@ pub mod opt_instant {
     }
 }
 
+/// A map that remembers which keys were changed (inserted, removed or
+/// borrowed mutably) since [`Tracked::take_dirty`] was last called, so the
+/// store writes only those records.
+///
+/// Reads go through `Deref` to the map; every way of changing it is a
+/// method here that notes the key first, so a change cannot slip past the
+/// store. A borrow that changes nothing is noted too: the record is written
+/// again, the same.
+#[derive(Debug)]
+pub struct Tracked<M: TrackedMap> {
+    map: M,
+    dirty: std::collections::BTreeSet<M::Key>,
+}
+
+/// The maps [`Tracked`] wraps.
+pub trait TrackedMap: Default {
+    type Key: Ord + Copy;
+}
+
+impl<K: Ord + Copy, V> TrackedMap for std::collections::BTreeMap<K, V> {
+    type Key = K;
+}
+
+impl<K: Ord + Copy + std::hash::Hash + Eq, V> TrackedMap for std::collections::HashMap<K, V> {
+    type Key = K;
+}
+
+impl<M: TrackedMap> Default for Tracked<M> {
+    fn default() -> Self {
+        Tracked { map: M::default(), dirty: Default::default() }
+    }
+}
+
+impl<M: TrackedMap> std::ops::Deref for Tracked<M> {
+    type Target = M;
+    fn deref(&self) -> &M {
+        &self.map
+    }
+}
+
+impl<M: TrackedMap> Tracked<M> {
+    /// A map read back from the store: nothing in it is changed yet.
+    pub fn from_map(map: M) -> Self {
+        Tracked { map, dirty: Default::default() }
+    }
+
+    /// The keys changed since the last call, in order.
+    pub fn take_dirty(&mut self) -> std::collections::BTreeSet<M::Key> {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// Notes `key` as changed without touching the map.
+    pub fn touch(&mut self, key: M::Key) {
+        self.dirty.insert(key);
+    }
+
+    /// The map, changed without noting anything: for what need not outlive
+    /// the process (counter samples between two accounting records).
+    pub fn untracked(&mut self) -> &mut M {
+        &mut self.map
+    }
+}
+
+macro_rules! tracked_map_methods {
+    ($map:ident, $module:ident $(, $bound:path)*) => {
+        impl<K: Ord + Copy $(+ $bound)*, V> Tracked<std::collections::$map<K, V>> {
+            pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+                let v = self.map.get_mut(key);
+                if v.is_some() {
+                    self.dirty.insert(*key);
+                }
+                v
+            }
+
+            pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+                self.dirty.insert(key);
+                self.map.insert(key, value)
+            }
+
+            pub fn remove(&mut self, key: &K) -> Option<V> {
+                let v = self.map.remove(key);
+                if v.is_some() {
+                    self.dirty.insert(*key);
+                }
+                v
+            }
+
+            pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
+                let dirty = &mut self.dirty;
+                self.map.retain(|k, v| {
+                    let kept = keep(k, v);
+                    if !kept {
+                        dirty.insert(*k);
+                    }
+                    kept
+                });
+            }
+
+            /// Every value, each noted as changed.
+            pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+                self.dirty.extend(self.map.keys().copied());
+                self.map.values_mut()
+            }
+
+            /// Every entry, each noted as changed.
+            pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
+                self.dirty.extend(self.map.keys().copied());
+                self.map.iter_mut()
+            }
+
+            pub fn entry(&mut self, key: K) -> std::collections::$module::Entry<'_, K, V> {
+                self.dirty.insert(key);
+                self.map.entry(key)
+            }
+        }
+
+        impl<K: Ord + Copy $(+ $bound)*, V> FromIterator<(K, V)> for Tracked<std::collections::$map<K, V>> {
+            fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+                Tracked::from_map(iter.into_iter().collect())
+            }
+        }
+
+        impl<'a, K: Ord + Copy $(+ $bound)*, V> IntoIterator for &'a Tracked<std::collections::$map<K, V>> {
+            type Item = (&'a K, &'a V);
+            type IntoIter = std::collections::$module::Iter<'a, K, V>;
+            fn into_iter(self) -> Self::IntoIter {
+                self.map.iter()
+            }
+        }
+    };
+}
+
+tracked_map_methods!(BTreeMap, btree_map);
+tracked_map_methods!(HashMap, hash_map, std::hash::Hash);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -109,11 +109,6 @@ struct Args {
     /// workers by pool unit.
     #[arg(long)]
     no_pools: bool,
-    /// Give every session a rate limit of this many kbit/s each way (far
-    /// above what one session is sent, so nothing is dropped): what
-    /// policing costs per packet, against a run without it (0: none).
-    #[arg(long, default_value_t = 0)]
-    rate_limit_kbps: u32,
 }
 
 /// Set by SIGINT or SIGTERM: the trafgen run under way is stopped and the
@@ -533,7 +528,7 @@ fn measure(
     }
     dp_args.extend(args.dataplane_args.iter().map(String::as_str));
     let mut dp = lab.start_dataplane(pins.path(), &dp_args)?;
-    install_sessions(pins.path(), sessions, args.rate_limit_kbps)?;
+    install_sessions(pins.path(), sessions)?;
     let napi = if threaded_napi { napi_threads(&["acc0", "core0"]) } else { Vec::new() };
     if threaded_napi {
         anyhow::ensure!(!napi.is_empty(), "no NAPI threads for acc0/core0");
@@ -846,7 +841,7 @@ fn attach_sinks(lab: &Lab) -> Result<()> {
     Ok(())
 }
 
-fn install_sessions(pins: &Path, n: u32, rate_limit_kbps: u32) -> Result<()> {
+fn install_sessions(pins: &Path, n: u32) -> Result<()> {
     let maps = lns_bpf::open_pinned(pins)?;
     for k in 0..n {
         let (t, s) = ids(k);
@@ -861,10 +856,6 @@ fn install_sessions(pins: &Path, n: u32, rate_limit_kbps: u32) -> Result<()> {
             ipv6_prefix: subscriber(k).octets(),
             ipv6_prefix_len: 64,
             generation: 1,
-            rate_down_kbps: rate_limit_kbps,
-            rate_up_kbps: rate_limit_kbps,
-            burst_down: 1 << 20,
-            burst_up: 1 << 20,
             ..Default::default()
         };
         sess.set_peer(SocketAddr::new(LAC_PEER.into(), 1701));

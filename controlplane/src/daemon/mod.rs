@@ -11,7 +11,8 @@
 //! - [`control`]: the Unix control socket `lnsctl` talks to;
 //! - [`radius`]: RADIUS authentication, accounting records per session;
 //! - [`accounting`]: the accounting sender and its durable spool;
-//! - [`dynauth`]: RFC 5176 Disconnect and CoA requests.
+//! - [`dynauth`]: RFC 5176 Disconnect and CoA requests;
+//! - [`store`]: the sessions, kept as they change for the next start.
 
 pub mod aaa;
 pub mod accounting;
@@ -24,6 +25,7 @@ pub mod notice;
 pub mod radius;
 pub mod routes;
 pub mod server;
+pub mod store;
 pub mod tun;
 pub mod udp;
 

@@ -33,10 +33,13 @@ use super::metrics;
 use super::notice;
 use super::radius::{self, Radius};
 use super::routes::{interface_mtus, MtuAsker, Routes};
+use super::store::{self, Store};
 use super::tun::TunDevice;
 use super::udp::{Batch, L2tpSocket, Outgoing, Received};
 use crate::ctl::{RadiusServerRow, RadiusStatus, Request, Response};
-use crate::subscriber::{AuthAnswer, Core, CoreConfig, Effect, MapOp, Notice, SessionKey, SlowPathConfig};
+use crate::subscriber::{
+    AuthAnswer, Core, CoreConfig, Effect, MapOp, Notice, Records, SessionKey, SlowPathConfig,
+};
 
 /// How long an access interface's MTU is taken as known.
 const MTU_REFRESH: Duration = Duration::from_secs(30);
@@ -55,20 +58,11 @@ const DATA_BUDGET: usize = 64;
 const DATA_QUEUE: usize = 2048;
 const DATA_QUEUE_BYTES: usize = 4 << 20;
 
-/// The sessions a control plane keeps for the next start, in its state
-/// directory.
-const SNAPSHOT_FILE: &str = "sessions.json";
-
 /// Runs the control plane until SIGINT or SIGTERM.
 pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
-    // What the last control plane kept (--keep-sessions), used once: a
-    // later crash must not bring back this state.
-    let snapshot_path = cfg.state_dir.join(SNAPSHOT_FILE);
-    let saved = if cfg.keep_sessions { std::fs::read_to_string(&snapshot_path).ok() } else { None };
-    if saved.is_some() {
-        std::fs::remove_file(&snapshot_path)
-            .with_context(|| format!("removing {} once read", snapshot_path.display()))?;
-    }
+    // What the last control plane kept (--keep-sessions): its store,
+    // written as the sessions changed, however it ended.
+    let (store, saved) = open_store(&cfg)?;
     let (mut table, adopted) = SessionTable::open_adopting(&cfg.dataplane, saved.is_some())?;
     if !table.has_dataplane() {
         warn!("running without a data plane (--no-dataplane): sessions are written to no map");
@@ -198,8 +192,8 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     });
     let now = Instant::now();
     let mut slots = HashMap::new();
-    let restored = saved.and_then(|json| {
-        match Core::restore(core_config(&cfg, listen, &table, radius.as_ref()), &json, now) {
+    let restored = saved.and_then(|records| {
+        match Core::restore(core_config(&cfg, listen, &table, radius.as_ref()), &records, now) {
             Ok(core) => Some(core),
             Err(e) => {
                 warn!(error = %e, "cannot take back the sessions the last control plane kept: starting afresh");
@@ -225,15 +219,23 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
                     slots.insert(key, slot);
                     present.insert(key);
                 } else if table.remove(slot).is_ok() {
+                    // Set up after the last commit: the LAC was never
+                    // answered for it (datagrams leave after the commit),
+                    // and asks again.
                     removed += 1;
                 }
             }
+            core.count_reconciled(crate::subscriber::snapshot::NOT_IN_STORE, removed);
             let ended = core.reconcile(now, &present);
+            let c = core.counters();
             info!(
-                restored = core.counters().sessions_restored,
+                tunnels = c.tunnels_restored,
+                sessions = c.sessions_restored,
                 ended_not_in_dataplane = ended,
-                entries_removed_not_in_state = removed,
-                tunnels = core.endpoint().tunnel_count(),
+                entries_removed_not_in_store = removed,
+                left_out_no_tunnel = c.reconciled.get(crate::subscriber::snapshot::NO_TUNNEL).copied().unwrap_or(0),
+                left_out_no_call = c.reconciled.get(crate::subscriber::snapshot::NO_CALL).copied().unwrap_or(0),
+                took = ?now.elapsed(),
                 "took back the sessions the last control plane kept"
             );
             core
@@ -286,6 +288,9 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         log: notice::Limiter::default(),
         datagrams_tx: 0,
         send_errors: 0,
+        store,
+        accounting_out: Vec::new(),
+        store_warned: None,
     };
     let shutdown_grace = cfg.shutdown_grace;
     let keep_sessions = cfg.keep_sessions;
@@ -293,6 +298,14 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 65536];
     let mut tun_buf = vec![0u8; 65536];
     let mut drain_until: Option<Instant> = None;
+    if d.core.draining() {
+        // Killed while stopping: the stop goes on.
+        drain_until = Some(d.core.shutdown(Instant::now()));
+    }
+    // What the restore and the reconciliation changed, in the store
+    // before anything leaves.
+    d.carry_out(Instant::now());
+    d.flush();
     loop {
         let wake_at = [d.core.poll_timeout(), drain_until].into_iter().flatten().min();
         let sleep = async {
@@ -422,7 +435,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
             }
         }
         d.carry_out(Instant::now());
-        d.transmit();
+        d.flush();
         if keep {
             break;
         }
@@ -433,7 +446,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         }
     }
     if keep {
-        d.keep(&snapshot_path)?;
+        d.keep()?;
     } else {
         d.finish();
         if let Some(r) = &d.radius {
@@ -457,6 +470,37 @@ fn check_user_pools(users: &LocalUsers, cfg: &Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The session store, when sessions are kept (`keep_sessions`), and what
+/// it holds (None when empty). Without `keep_sessions` a store an earlier
+/// start left is removed: this start removes the entries it describes.
+fn open_store(cfg: &Config) -> anyhow::Result<(Option<Store>, Option<Records>)> {
+    let path = cfg.state_dir.join(store::FILE);
+    let files = [path.clone(), cfg.state_dir.join(format!("{}-wal", store::FILE)), cfg.state_dir.join(format!("{}-shm", store::FILE))];
+    if !cfg.keep_sessions {
+        for f in &files {
+            match std::fs::remove_file(f) {
+                Ok(()) => info!(file = %f.display(), "removed the session store of an earlier start (keep_sessions is off)"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => warn!(file = %f.display(), error = %e, "removing an old session store"),
+            }
+        }
+        return Ok((None, None));
+    }
+    let store = match Store::open(&path) {
+        Err(e @ store::StoreError::Format { .. }) => {
+            warn!(error = %e, "the session store is of another version: starting afresh");
+            for f in &files {
+                let _ = std::fs::remove_file(f);
+            }
+            Store::open(&path)?
+        }
+        other => other?,
+    };
+    let records = store.read(std::time::SystemTime::now())?;
+    info!(store = %path.display(), records = records.0.len(), "session store");
+    Ok((Some(store), (!records.0.is_empty()).then_some(records)))
 }
 
 /// The core as the configuration describes it, with the session ids the
@@ -574,6 +618,13 @@ struct Driver {
     log: notice::Limiter,
     datagrams_tx: u64,
     send_errors: u64,
+    /// The session store (--keep-sessions): what changed is committed
+    /// before the datagrams and accounting records it led to go out.
+    store: Option<Store>,
+    /// Accounting records of this pass, sent once the pass is committed.
+    accounting_out: Vec<crate::subscriber::AcctRecord>,
+    /// When a failed commit was last logged.
+    store_warned: Option<Instant>,
 }
 
 /// The slow path's queue of datagrams from the L2TP socket (see
@@ -627,12 +678,6 @@ impl Driver {
                 self.mtu_asked.insert(ifindex, now);
                 asker.ask(ifindex);
             }
-        }
-        if let Some(ifindex) = rx.ifindex.filter(|i| self.core.wants_interface_name(*i)) {
-            // Once per interface (a quick ioctl): the core decides by name
-            // whether a peer's L2TP came through its IPsec.
-            let name = nix::net::if_::if_indextoname(ifindex).ok().and_then(|n| n.into_string().ok());
-            self.core.set_interface_name(ifindex, name);
         }
         if let Some(data) = buf.get(..rx.len) {
             self.core.handle_datagram(now, rx.from, rx.local, rx.ifindex, data);
@@ -711,8 +756,8 @@ impl Driver {
                     });
                 }
                 Effect::Accounting(record) => {
-                    if let Some(r) = &self.radius {
-                        r.send(&record);
+                    if self.radius.is_some() {
+                        self.accounting_out.push(*record);
                     }
                 }
                 Effect::Deliver { packet } => {
@@ -788,6 +833,9 @@ impl Driver {
                 stats.slots_in_use = self.table.in_use();
                 stats.slots_total = self.table.size();
                 stats.slots_off_direct = self.table.direct_misses();
+                if let Some(store) = &self.store {
+                    stats.store = store.stats_map();
+                }
                 if self.tun_errors > 0 {
                     stats.slow_path.insert("tun_send_errors".into(), self.tun_errors);
                 }
@@ -891,39 +939,29 @@ impl Driver {
         }
     }
 
-    /// A stop that keeps every session: the core's state goes to `path`
-    /// (written whole, then renamed over, so a crash leaves the old file or
-    /// the new one), the data plane's entries stay for the next start.
-    fn keep(&mut self, path: &std::path::Path) -> anyhow::Result<()> {
+    /// A stop that keeps every session: the last changes are committed
+    /// (the store is whole after every commit; this one only brings it up
+    /// to now), the store is closed, the data plane's entries stay for
+    /// the next start.
+    fn keep(&mut self) -> anyhow::Result<()> {
         let now = Instant::now();
         self.carry_out(now);
-        self.transmit();
-        let json = self.core.snapshot(now).context("writing the sessions down")?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        self.flush();
+        let path = self.store.as_ref().map(|s| s.path().display().to_string()).unwrap_or_default();
+        if let Some(store) = self.store.take() {
+            store.close().context("closing the session store")?;
         }
-        let tmp = path.with_extension("json.tmp");
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-            // It holds tunnel secrets and credentials the LAC proxied.
-            std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-            f.write_all(json.as_bytes())?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
         self.table.keep_on_exit();
         info!(
             sessions = self.core.session_count(),
             tunnels = self.core.endpoint().tunnel_count(),
-            state = %path.display(),
+            store = %path,
             "lns-controlplane stopped; its sessions stay in the data plane for the next start"
         );
         Ok(())
     }
 
-    /// Nothing of ours stays in the maps.
+    /// Nothing of ours stays in the maps, nor in the store.
     fn finish(&mut self) {
         let now = Instant::now();
         self.core.finish(now);
@@ -932,8 +970,45 @@ impl Driver {
         if failed > 0 {
             warn!(failed, "session entries could not be removed from the data plane");
         }
-        self.transmit();
+        self.flush();
+        if let Some(mut store) = self.store.take() {
+            if let Err(e) = store.clear().and_then(|()| store.close()) {
+                warn!(error = %e, "emptying the session store");
+            }
+        }
         info!(tunnels_left = self.core.endpoint().tunnel_count(), "lns-controlplane stopped");
+    }
+
+    /// The end of a pass (output commit): what the pass changed goes to
+    /// the store first, then its datagrams and accounting records go out.
+    /// So whatever a peer or a RADIUS server saw is in the store: a
+    /// control plane killed at any moment is followed by one that goes on
+    /// from there, and never sends a LAC an Ns it already had, nor a
+    /// second Accounting Start.
+    fn flush(&mut self) {
+        if let Some(store) = self.store.as_mut() {
+            let now = Instant::now();
+            let committed = self
+                .core
+                .take_changes(now)
+                .map_err(anyhow::Error::from)
+                .and_then(|changes| store.commit(&changes, std::time::SystemTime::now()).map_err(Into::into));
+            if let Err(e) = committed {
+                // Sent all the same: a peer left unanswered would retry and
+                // give up; a crash before the next good commit loses what
+                // this one held.
+                if self.store_warned.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
+                    warn!(error = %e, "session store: commit failed");
+                    self.store_warned = Some(now);
+                }
+            }
+        }
+        self.transmit();
+        if let Some(r) = &self.radius {
+            for record in self.accounting_out.drain(..) {
+                r.send(&record);
+            }
+        }
     }
 
     /// Each RADIUS server's state and counters, from the client's task.

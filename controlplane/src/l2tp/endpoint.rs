@@ -18,7 +18,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use super::ids::without_in_use;
+use super::tunnel::{SessionRecord, SessionRecordRef, TunnelShell, TunnelShellRef};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -32,39 +34,12 @@ pub struct PeerConfig {
     pub secret: Option<Vec<u8>>,
     /// If set, the Host Name the peer must present in its SCCRQ.
     pub host_name: Option<Vec<u8>>,
-    /// L2TP from this peer must have come through IPsec: it counts as
-    /// protected only when it arrived through one of these interfaces
-    /// (where the IPsec stack hands decrypted packets to the kernel), and
-    /// anything else from it is refused. None: L2TP in clear is taken.
-    #[serde(default)]
-    pub ipsec_interfaces: Option<Vec<String>>,
-    /// Its sessions may use the data plane's fast path; false (and always
-    /// with IPsec, which the fast path would bypass): the slow path
-    /// carries them both ways.
-    #[serde(default = "fast_path_default")]
-    pub fast_path: bool,
-}
-
-fn fast_path_default() -> bool {
-    true
 }
 
 impl PeerConfig {
     pub fn host(addr: IpAddr) -> Self {
         let prefix_len = if addr.is_ipv4() { 32 } else { 128 };
-        PeerConfig {
-            network: addr,
-            prefix_len,
-            secret: None,
-            host_name: None,
-            ipsec_interfaces: None,
-            fast_path: true,
-        }
-    }
-
-    /// Its sessions are kept off the fast path.
-    pub fn slow_path_only(&self) -> bool {
-        !self.fast_path || self.ipsec_interfaces.is_some()
+        PeerConfig { network: addr, prefix_len, secret: None, host_name: None }
     }
 
     /// CIDR match of `ip` against `network/prefix_len`.
@@ -202,6 +177,38 @@ impl Entry {
     }
 }
 
+/// A tunnel's record in the store (see [`Endpoint::tunnel_record`]).
+#[derive(Serialize)]
+pub struct TunnelRecordRef<'a> {
+    tunnel: TunnelShellRef<'a>,
+    peer: SocketAddr,
+}
+
+/// [`TunnelRecordRef`] read back.
+#[derive(Deserialize)]
+pub struct TunnelRecord {
+    tunnel: TunnelShell,
+    peer: SocketAddr,
+}
+
+/// The endpoint's own record in the store (see [`Endpoint::meta_record`]).
+#[derive(Serialize)]
+pub struct EndpointMetaRef<'a> {
+    cfg: &'a EndpointConfig,
+    #[serde(with = "without_in_use")]
+    ids: &'a IdAllocator,
+    rng: &'a ChaCha8Rng,
+}
+
+/// [`EndpointMetaRef`] read back.
+#[derive(Deserialize)]
+pub struct EndpointMeta {
+    cfg: EndpointConfig,
+    #[serde(with = "without_in_use")]
+    ids: IdAllocator,
+    rng: ChaCha8Rng,
+}
+
 /// Every tunnel of one UDP socket.
 ///
 /// Plain data: serialize it inside [`crate::snapshot::with_base`] and a
@@ -234,6 +241,12 @@ pub struct Endpoint {
     half_open: usize,
     /// One session-id space per bank (`session_id_banks`), none without.
     spaces: Vec<SessionIdSpace>,
+    /// Tunnels changed since [`Endpoint::take_changes`] (for the store).
+    #[serde(skip)]
+    changed: BTreeSet<TunnelId>,
+    /// Sessions of tunnels gone since then, whose records go too.
+    #[serde(skip)]
+    gone_sessions: Vec<(TunnelId, SessionId)>,
 }
 
 impl Serialize for Endpoint {
@@ -286,6 +299,8 @@ impl Endpoint {
             dirty: VecDeque::new(),
             timers: BinaryHeap::new(),
             half_open: 0,
+            changed: BTreeSet::new(),
+            gone_sessions: Vec::new(),
         }
     }
 
@@ -372,6 +387,7 @@ impl Endpoint {
 
     /// Note that `id` changed: collect its events, poll it later.
     fn touch(&mut self, id: TunnelId) {
+        self.changed.insert(id);
         if let Some(e) = self.tunnels.get_mut(&id) {
             while let Some(ev) = e.tunnel.poll_event() {
                 self.events.push_back((id, ev));
@@ -387,6 +403,7 @@ impl Endpoint {
     /// the half-open count, forget it if closed.
     fn settle(&mut self, now: Instant, id: TunnelId) {
         let Some(e) = self.tunnels.get_mut(&id) else { return };
+        self.changed.insert(id);
         e.dirty = false;
         while let Some(ev) = e.tunnel.poll_event() {
             self.events.push_back((id, ev));
@@ -407,8 +424,10 @@ impl Endpoint {
             if e.half_open {
                 self.half_open = self.half_open.saturating_sub(1);
             }
-            if let Some(e) = self.tunnels.remove(&id) {
+            if let Some(mut e) = self.tunnels.remove(&id) {
                 self.by_peer.remove(&(e.peer, e.tunnel.peer_id()));
+                let sessions = e.tunnel.take_changed_sessions().into_iter().chain(e.tunnel.sessions().map(|s| s.local_id));
+                self.gone_sessions.extend(sessions.map(|sid| (id, sid)));
             }
             self.ids.release(now, id.0);
             return;
@@ -544,6 +563,9 @@ impl Endpoint {
         if entry.peer != from && entry.tunnel.state() == TunnelState::WaitCtlReply {
             entry.peer = from;
         }
+        // Even a message refused half way may have moved the control
+        // channel's state.
+        self.changed.insert(tid);
         if let Err(e) = entry.tunnel.handle_datagram(now, data) {
             return DatagramEvent::Dropped(DropReason::Malformed(e));
         }
@@ -571,6 +593,7 @@ impl Endpoint {
         // Retransmitted SCCRQ (our SCCRP was lost): same tunnel.
         if let Some(&tid) = self.by_peer.get(&(from, peer_tid)) {
             if let Some(e) = self.tunnels.get_mut(&tid) {
+                self.changed.insert(tid);
                 if let Err(err) = e.tunnel.handle_datagram(now, data) {
                     return DatagramEvent::Dropped(DropReason::Malformed(err));
                 }
@@ -733,6 +756,78 @@ impl Endpoint {
         self.events.pop_front()
     }
 
+    /// What changed since the last call, for the store: the tunnels
+    /// (present or gone), and the sessions (of tunnels present or gone).
+    pub fn take_changes(&mut self) -> (BTreeSet<TunnelId>, Vec<(TunnelId, SessionId)>) {
+        let tunnels = std::mem::take(&mut self.changed);
+        let mut sessions = std::mem::take(&mut self.gone_sessions);
+        for id in &tunnels {
+            if let Some(e) = self.tunnels.get_mut(id) {
+                sessions.extend(e.tunnel.take_changed_sessions().into_iter().map(|s| (*id, s)));
+            }
+        }
+        (tunnels, sessions)
+    }
+
+    /// Tunnel `id`'s record in the store: its control channel's state and
+    /// its peer, not its sessions ([`Endpoint::session_record`]).
+    pub fn tunnel_record(&self, id: TunnelId) -> Option<TunnelRecordRef<'_>> {
+        let e = self.tunnels.get(&id)?;
+        Some(TunnelRecordRef { tunnel: e.tunnel.shell(), peer: e.peer })
+    }
+
+    /// Session `sid` of tunnel `tid`'s record in the store.
+    pub fn session_record(&self, tid: TunnelId, sid: SessionId) -> Option<SessionRecordRef<'_>> {
+        self.tunnels.get(&tid)?.tunnel.session_record(sid)
+    }
+
+    /// What the store keeps of the endpoint besides its tunnels: its
+    /// configuration (the id spaces' size and the seed stay across
+    /// restarts), the tunnel ids held down, the RNG.
+    pub fn meta_record(&self) -> EndpointMetaRef<'_> {
+        EndpointMetaRef { cfg: &self.cfg, ids: &self.ids, rng: &self.rng }
+    }
+
+    /// An endpoint put back together from the store's records. What is
+    /// derived is derived again: the session-id spaces (whose reservations
+    /// the caller makes again), the peers' index, the half-open count, the
+    /// timers; a tunnel whose record is there without its sessions' has
+    /// none. Tunnels are put back in any order.
+    pub fn from_records(
+        meta: EndpointMeta,
+        tunnels: impl IntoIterator<Item = (TunnelRecord, Vec<SessionRecord>)>,
+    ) -> Endpoint {
+        let mut ep = Endpoint::new(meta.cfg);
+        ep.ids = meta.ids;
+        ep.rng = meta.rng;
+        for (record, sessions) in tunnels {
+            let mut tunnel = Tunnel::from_records(record.tunnel, sessions);
+            let id = tunnel.local_id();
+            if ep.tunnels.contains_key(&id) {
+                continue;
+            }
+            ep.ids.hold(id.0);
+            if let Some(space) = ep.spaces.get(ep.session_id_bank(id) as usize) {
+                tunnel.relink_session_ids(space);
+            }
+            if tunnel.peer_id() != TunnelId(0) {
+                ep.by_peer.insert((record.peer, tunnel.peer_id()), id);
+            }
+            let mut entry = Entry::new(tunnel, record.peer);
+            entry.half_open = matches!(
+                entry.tunnel.state(),
+                TunnelState::Idle | TunnelState::WaitCtlConn | TunnelState::WaitCtlReply
+            );
+            ep.half_open += usize::from(entry.half_open);
+            entry.scheduled = entry.tunnel.poll_timeout();
+            if let Some(t) = entry.scheduled {
+                ep.timers.push(Reverse((t, id)));
+            }
+            ep.tunnels.insert(id, entry);
+        }
+        ep
+    }
+
     /// Tunnels that are not yet established (for metrics).
     pub fn half_open_count(&self) -> usize {
         self.half_open
@@ -886,7 +981,12 @@ mod tests {
 
     #[test]
     fn cidr_matching() {
-        let p = PeerConfig { prefix_len: 25, ..PeerConfig::host("192.0.2.0".parse().expect("ip")) };
+        let p = PeerConfig {
+            network: "192.0.2.0".parse().expect("ip"),
+            prefix_len: 25,
+            secret: None,
+            host_name: None,
+        };
         assert!(p.matches("192.0.2.1".parse().expect("ip")));
         assert!(p.matches("192.0.2.127".parse().expect("ip")));
         assert!(!p.matches("192.0.2.128".parse().expect("ip")));

@@ -219,6 +219,54 @@ mod shares {
     }
 }
 
+/// `#[serde(with = "without_in_use")]`: an allocator without the ids it
+/// holds, for a store that keeps them elsewhere (a tunnel's session ids
+/// are its sessions' ids; an endpoint's tunnel ids its tunnels'). The
+/// reader takes each again with [`IdAllocator::hold`].
+pub(crate) mod without_in_use {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct AllocatorRef<'a> {
+        shared: bool,
+        #[serde(with = "crate::l2tp::serde_maps::instant_values")]
+        held: &'a HashMap<u16, Instant>,
+        #[serde(with = "crate::l2tp::serde_maps::instant_queue")]
+        held_order: &'a VecDeque<(Instant, u16)>,
+        hold_down: Duration,
+    }
+
+    #[derive(Deserialize)]
+    struct Allocator {
+        shared: bool,
+        #[serde(with = "crate::l2tp::serde_maps::instant_values")]
+        held: HashMap<u16, Instant>,
+        #[serde(with = "crate::l2tp::serde_maps::instant_queue")]
+        held_order: VecDeque<(Instant, u16)>,
+        hold_down: Duration,
+    }
+
+    pub(crate) fn serialize<A: std::borrow::Borrow<IdAllocator>, S: Serializer>(
+        a: &A,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let a = a.borrow();
+        AllocatorRef { shared: a.shared.is_some(), held: &a.held, held_order: &a.held_order, hold_down: a.hold_down }
+            .serialize(s)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<IdAllocator, D::Error> {
+        let a = Allocator::deserialize(d)?;
+        Ok(IdAllocator {
+            in_use: HashSet::new(),
+            shared: a.shared.then(SessionIdSpace::default),
+            held: a.held,
+            held_order: a.held_order,
+            hold_down: a.hold_down,
+        })
+    }
+}
+
 impl Serialize for IdAllocator {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         IdAllocator::serialize(self, s)
@@ -261,6 +309,17 @@ impl IdAllocator {
         }
         self.shared = Some(space);
         true
+    }
+
+    /// Read back from a store that kept the ids in use elsewhere: `id` is
+    /// held again (and taken in the placeholder space, until
+    /// [`IdAllocator::relink`]).
+    pub(crate) fn hold(&mut self, id: u16) {
+        if self.in_use.insert(id) {
+            if let Some(space) = &self.shared {
+                space.bits().take(id);
+            }
+        }
     }
 
     /// After a restore: draw from `space` again, the endpoint's restored

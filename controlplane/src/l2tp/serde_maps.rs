@@ -48,6 +48,31 @@ pub(crate) mod pairs {
     }
 }
 
+/// `#[serde(with = "tracked_pairs")]` for a [`Tracked`] `HashMap<K, V>`:
+/// as [`pairs`]; what was changed is the process's, not the state's.
+pub(crate) mod tracked_pairs {
+    use super::*;
+    use crate::snapshot::Tracked;
+
+    pub(crate) fn serialize<K, V, S>(map: &Tracked<HashMap<K, V>>, s: S) -> Result<S::Ok, S::Error>
+    where
+        K: Serialize + Ord + Copy + Hash,
+        V: Serialize,
+        S: Serializer,
+    {
+        pairs::serialize(map, s)
+    }
+
+    pub(crate) fn deserialize<'de, K, V, D>(d: D) -> Result<Tracked<HashMap<K, V>>, D::Error>
+    where
+        K: Deserialize<'de> + Ord + Copy + Hash,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Tracked::from_map(pairs::deserialize(d)?))
+    }
+}
+
 /// `#[serde(with = "instant_values")]` for `HashMap<K, Instant>`.
 pub(crate) mod instant_values {
     use super::*;

@@ -16,7 +16,8 @@ use md5::{Digest, Md5};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use crate::snapshot::Tracked;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Which end of calls this tunnel plays: the LAC places incoming calls
@@ -193,8 +194,10 @@ pub struct Tunnel {
     reliable: Reliable<Message>,
     our_challenge: Option<Vec<u8>>,
     our_tie_breaker: Option<[u8; 8]>,
-    #[serde(with = "super::serde_maps::pairs")]
-    sessions: HashMap<SessionId, Session>,
+    /// Tracked: the store writes the sessions changed, each a record of
+    /// its own (see [`TunnelShellRef`]).
+    #[serde(with = "super::serde_maps::tracked_pairs")]
+    sessions: Tracked<HashMap<SessionId, Session>>,
     /// Peer session id → ours, to spot duplicate ICRQs and to match a CDN
     /// sent before the peer learnt our id, without scanning.
     #[serde(with = "super::serde_maps::pairs")]
@@ -215,6 +218,73 @@ pub struct Tunnel {
     rng: ChaCha8Rng,
 }
 
+/// A tunnel's record in the store, without its sessions: they are records
+/// of their own ([`SessionRecordRef`]), so a message about one session
+/// rewrites that session and the control channel's state, not every
+/// session of the tunnel. The session-id allocator goes without the ids in
+/// use: they are the sessions' ids, taken again by [`Tunnel::from_records`].
+#[derive(Serialize)]
+pub struct TunnelShellRef<'a> {
+    cfg: &'a TunnelConfig,
+    state: TunnelState,
+    local_id: TunnelId,
+    peer_id: TunnelId,
+    peer_host_name: &'a [u8],
+    reliable: &'a Reliable<Message>,
+    our_challenge: &'a Option<Vec<u8>>,
+    our_tie_breaker: Option<[u8; 8]>,
+    #[serde(with = "super::ids::without_in_use")]
+    session_ids: &'a IdAllocator,
+    next_call_serial: u32,
+    events: &'a VecDeque<Event>,
+    #[serde(with = "crate::snapshot::opt_instant")]
+    hello_deadline: Option<Instant>,
+    #[serde(with = "crate::snapshot::opt_instant")]
+    linger_until: Option<Instant>,
+    down_reported: bool,
+    rng: &'a ChaCha8Rng,
+}
+
+/// [`TunnelShellRef`] read back.
+#[derive(Deserialize)]
+pub struct TunnelShell {
+    cfg: TunnelConfig,
+    state: TunnelState,
+    local_id: TunnelId,
+    peer_id: TunnelId,
+    peer_host_name: Vec<u8>,
+    reliable: Reliable<Message>,
+    our_challenge: Option<Vec<u8>>,
+    our_tie_breaker: Option<[u8; 8]>,
+    #[serde(with = "super::ids::without_in_use")]
+    session_ids: IdAllocator,
+    next_call_serial: u32,
+    events: VecDeque<Event>,
+    #[serde(with = "crate::snapshot::opt_instant")]
+    hello_deadline: Option<Instant>,
+    #[serde(with = "crate::snapshot::opt_instant")]
+    linger_until: Option<Instant>,
+    down_reported: bool,
+    rng: ChaCha8Rng,
+}
+
+/// One L2TP session's record in the store: the session and, for a call
+/// not yet connected, until when its ICCN may come.
+#[derive(Serialize)]
+pub struct SessionRecordRef<'a> {
+    session: &'a Session,
+    #[serde(with = "crate::snapshot::opt_instant")]
+    awaiting_iccn: Option<Instant>,
+}
+
+/// [`SessionRecordRef`] read back.
+#[derive(Debug, Deserialize)]
+pub struct SessionRecord {
+    pub session: Session,
+    #[serde(with = "crate::snapshot::opt_instant")]
+    pub awaiting_iccn: Option<Instant>,
+}
+
 impl Tunnel {
     fn new(cfg: TunnelConfig, local_id: TunnelId, seed: u64, state: TunnelState) -> Self {
         let reliable = Reliable::new(cfg.reliable.clone());
@@ -228,7 +298,7 @@ impl Tunnel {
             reliable,
             our_challenge: None,
             our_tie_breaker: None,
-            sessions: HashMap::new(),
+            sessions: Tracked::default(),
             by_peer_session: HashMap::new(),
             session_ids,
             next_call_serial: 1,
@@ -274,6 +344,74 @@ impl Tunnel {
     /// copy of the space this tunnel shared before), its ids taken there.
     pub(crate) fn relink_session_ids(&mut self, space: &SessionIdSpace) {
         self.session_ids.relink(space);
+    }
+
+    /// This tunnel's record in the store, its sessions left out.
+    pub fn shell(&self) -> TunnelShellRef<'_> {
+        TunnelShellRef {
+            cfg: &self.cfg,
+            state: self.state,
+            local_id: self.local_id,
+            peer_id: self.peer_id,
+            peer_host_name: &self.peer_host_name,
+            reliable: &self.reliable,
+            our_challenge: &self.our_challenge,
+            our_tie_breaker: self.our_tie_breaker,
+            session_ids: &self.session_ids,
+            next_call_serial: self.next_call_serial,
+            events: &self.events,
+            hello_deadline: self.hello_deadline,
+            linger_until: self.linger_until,
+            down_reported: self.down_reported,
+            rng: &self.rng,
+        }
+    }
+
+    /// Session `id`'s record in the store.
+    pub fn session_record(&self, id: SessionId) -> Option<SessionRecordRef<'_>> {
+        let session = self.sessions.get(&id)?;
+        Some(SessionRecordRef { session, awaiting_iccn: self.awaiting_iccn.get(&id).copied() })
+    }
+
+    /// The sessions added, changed or removed since the last call.
+    pub fn take_changed_sessions(&mut self) -> BTreeSet<SessionId> {
+        self.sessions.take_dirty()
+    }
+
+    /// A tunnel put back together from its record and its sessions'; the
+    /// caller links it to its bank's session-id space again
+    /// ([`Tunnel::relink_session_ids`]).
+    pub fn from_records(shell: TunnelShell, sessions: impl IntoIterator<Item = SessionRecord>) -> Tunnel {
+        let mut t = Tunnel {
+            cfg: shell.cfg,
+            state: shell.state,
+            local_id: shell.local_id,
+            peer_id: shell.peer_id,
+            peer_host_name: shell.peer_host_name,
+            reliable: shell.reliable,
+            our_challenge: shell.our_challenge,
+            our_tie_breaker: shell.our_tie_breaker,
+            sessions: Tracked::default(),
+            by_peer_session: HashMap::new(),
+            session_ids: shell.session_ids,
+            next_call_serial: shell.next_call_serial,
+            events: shell.events,
+            awaiting_iccn: HashMap::new(),
+            hello_deadline: shell.hello_deadline,
+            linger_until: shell.linger_until,
+            down_reported: shell.down_reported,
+            rng: shell.rng,
+        };
+        for r in sessions {
+            let id = r.session.local_id;
+            t.session_ids.hold(id.0);
+            if let Some(d) = r.awaiting_iccn {
+                t.awaiting_iccn.insert(id, d);
+            }
+            t.insert_session(r.session);
+        }
+        t.sessions.take_dirty();
+        t
     }
 
     pub fn state(&self) -> TunnelState {

@@ -34,13 +34,12 @@
 pub mod accounting;
 mod calls;
 pub mod effect;
-mod ipsec;
 mod ipv6;
 mod link;
 mod rates;
 pub mod reason;
 mod slowpath;
-mod snapshot;
+pub mod snapshot;
 mod timers;
 mod views;
 
@@ -61,9 +60,11 @@ pub use self::effect::{AuthAnswer, AuthJob, Datagram, Effect, MapOp, NcpRefusal,
 pub use self::reason::{DownReason, EndReason};
 pub use self::rates::{RateDefaults, Rates};
 pub use self::slowpath::SlowPathConfig;
+pub use self::snapshot::{Changes, RecordKey, Records, StoredRecord};
 use crate::daemon::aaa::{AaaError, Ipv6PoolEntry, Ipv6Pools, PoolEntry, Pools};
 use crate::l2tp::{DropReason, Endpoint, EndpointConfig, SessionId, SessionInfo, TunnelId};
 use crate::ppp::{self, SessionConfig};
+use crate::snapshot::Tracked;
 
 /// PPP frames kept per call until its ICCN arrives.
 const MAX_EARLY_PPP: usize = 8;
@@ -248,6 +249,10 @@ pub struct CoreCounters {
     /// the data plane no longer had their entry.
     pub sessions_restored: u64,
     pub sessions_reconciled: u64,
+    /// Tunnels taken back at start, and the sessions a restart could not
+    /// take back, by why (see [`snapshot`]).
+    pub tunnels_restored: u64,
+    pub reconciled: BTreeMap<&'static str, u64>,
     /// The exception path: packets each way, and drops by reason.
     pub slow_path: BTreeMap<&'static str, u64>,
     /// Tunnels that went down, by cause.
@@ -273,12 +278,13 @@ pub fn drop_name(r: &DropReason) -> &'static str {
 pub struct Core {
     cfg: CoreConfig,
     endpoint: Endpoint,
-    tunnels: BTreeMap<TunnelId, TunnelRecord>,
-    sessions: BTreeMap<SessionKey, Subscriber>,
-    calling: BTreeMap<SessionKey, Calling>,
+    // Tracked: the store writes what changed (see [`snapshot`]).
+    tunnels: Tracked<BTreeMap<TunnelId, TunnelRecord>>,
+    sessions: Tracked<BTreeMap<SessionKey, Subscriber>>,
+    calling: Tracked<BTreeMap<SessionKey, Calling>>,
     /// Sessions that ended, waiting for their last counter sample (their
     /// Accounting Stop carries it) before their entry goes.
-    stopping: BTreeMap<SessionKey, Subscriber>,
+    stopping: Tracked<BTreeMap<SessionKey, Subscriber>>,
     /// Our address each peer sends to, so replies leave from it.
     peer_local: BTreeMap<SocketAddr, IpAddr>,
     pools: Pools,
@@ -289,9 +295,6 @@ pub struct Core {
     next_timeout_check: Instant,
     /// Accounting sessions opened by this process (Acct-Session-Id's second half).
     acct_sessions: u64,
-    /// Names of the interfaces datagrams arrived on, for the peers that
-    /// require IPsec (see [`ipsec`]).
-    interface_names: ipsec::InterfaceNames,
     rng: ChaCha8Rng,
     /// Every session's next PPP deadline, earliest first, so that neither
     /// the wait nor the timer scans all sessions.
@@ -314,10 +317,10 @@ impl Core {
         Ok(Core {
             endpoint: Endpoint::new(cfg.endpoint.clone()),
             cfg,
-            tunnels: BTreeMap::new(),
-            sessions: BTreeMap::new(),
-            calling: BTreeMap::new(),
-            stopping: BTreeMap::new(),
+            tunnels: Tracked::default(),
+            sessions: Tracked::default(),
+            calling: Tracked::default(),
+            stopping: Tracked::default(),
             peer_local: BTreeMap::new(),
             pools,
             ipv6_pools,
@@ -326,7 +329,6 @@ impl Core {
             draining: false,
             next_timeout_check: now,
             acct_sessions: 0,
-            interface_names: Default::default(),
             rng,
             ppp_timers: BTreeSet::new(),
             routes: Default::default(),
@@ -515,9 +517,6 @@ impl Core {
         data: &[u8],
     ) {
         self.counters.datagrams_rx += 1;
-        if self.refuse_clear_l2tp(from, ifindex) {
-            return;
-        }
         match self.endpoint.handle_datagram(now, from, data) {
             crate::l2tp::DatagramEvent::Control(tid) => {
                 self.counters.control_rx += 1;
@@ -670,7 +669,6 @@ impl Core {
                 entry.flags |= bit;
             }
         }
-        entry.flags |= self.slow_path_flag(t.peer.ip());
         entry.set_peer(t.peer);
         entry.set_local(SocketAddr::new(t.local, self.cfg.listen.port()));
         Some(entry)

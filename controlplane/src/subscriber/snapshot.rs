@@ -1,99 +1,345 @@
-//! The core's state as plain data: what a restarted process needs to take
-//! its tunnels and subscribers back.
+//! The core's state as records: what a restarted process needs to take
+//! its tunnels and subscribers back, cut so that a store can write what
+//! changed and nothing else.
 //!
-//! A snapshot holds the L2TP endpoint (tunnels, their control channels'
-//! sequence and retransmission state, sessions, id spaces), every tunnel's
-//! and subscriber's record (PPP with its negotiated options, magic numbers
-//! and timers, the user, addresses and prefixes, accounting ids, baseline
-//! and schedule), the calls not yet connected, the sessions waiting for
-//! their Stop, and the RNG. Deadlines are stored relative to the moment of
-//! the snapshot (see [`crate::snapshot`]).
+//! Three kinds of record ([`RecordKey`]):
+//! - the meta record: the L2TP endpoint's configuration, tunnel ids held
+//!   down and RNG, the core's RNG, accounting sessions opened, whether it
+//!   was stopping;
+//! - one per tunnel: its control channel (state, the sequence numbers,
+//!   messages awaiting acknowledgement, retransmission and HELLO timers,
+//!   session ids held down) and where it is (peer, our address, interface);
+//! - one per session: the L2TP call and, as it stands, the call not yet
+//!   connected, the subscriber (PPP with its negotiated options, magic
+//!   numbers and timers, the user, addresses and prefixes, accounting ids,
+//!   baseline and schedule), or the session waiting for its Stop.
 //!
-//! Not in it, because it is derived or belongs to the process: the pools'
-//! bookkeeping (rebuilt from the subscribers' addresses, so none is given
-//! twice), the PPP timer index, the counters of `lnsctl show stats`, and
-//! effects not yet carried out (take a snapshot after draining them).
+//! The maps of the core and of each tunnel are [`Tracked`]: every way of
+//! changing them notes the key, so [`Core::take_changes`] serializes only
+//! what changed since it was last called (a datagram costs its tunnel's
+//! and its session's record, not every session's). Records are postcard,
+//! their `Instant`s relative to the moment they were written
+//! ([`crate::snapshot`]); the store keeps that moment, and a restore
+//! puts each record back at its age, so a timer keeps its wall-clock time
+//! across the restart whatever record it is in.
+//!
+//! Not in them, because it is derived or belongs to the process: the
+//! pools' bookkeeping (rebuilt from the subscribers' addresses, so none is
+//! given twice), the session-id spaces (their reservations are the data
+//! plane's, made again at start), the timer indexes, the counters of
+//! `lnsctl show stats`, fast-path counter samples between two accounting
+//! records (the data plane keeps the counters), and effects not yet
+//! carried out (the driver commits the records before it carries out a
+//! batch's sends, so what the peers saw is always in the store).
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Calling, Core, CoreConfig, SessionKey, Subscriber, TunnelRecord};
+use super::{Calling, Core, CoreConfig, Effect, SessionKey, Subscriber, TunnelRecord};
 use crate::daemon::aaa::AaaError;
-use crate::l2tp::{Endpoint, TunnelId};
+use crate::l2tp::endpoint::{self, EndpointMeta, EndpointMetaRef, TunnelRecordRef};
+use crate::l2tp::tunnel::{SessionRecord, SessionRecordRef};
+use crate::l2tp::{Endpoint, SessionId, TunnelId};
+use crate::snapshot::{with_base, Tracked};
+
+/// Which record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RecordKey {
+    Meta,
+    Tunnel(TunnelId),
+    Session(SessionKey),
+}
+
+/// A record read back from the store: its bytes and how long ago they were
+/// written (by the wall clock: the process that wrote them is gone).
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    pub key: RecordKey,
+    pub bytes: Vec<u8>,
+    pub age: Duration,
+}
+
+/// Every record of a core, as a store holds them.
+#[derive(Debug, Clone, Default)]
+pub struct Records(pub Vec<StoredRecord>);
+
+/// What changed since the last [`Core::take_changes`]: records to write
+/// (`Some`) or to remove (`None`), in key order.
+#[derive(Debug, Default)]
+pub struct Changes(pub Vec<(RecordKey, Option<Vec<u8>>)>);
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 #[derive(Serialize)]
-struct StateRef<'a> {
-    endpoint: &'a Endpoint,
-    tunnels: Vec<(&'a TunnelId, &'a TunnelRecord)>,
-    sessions: Vec<(&'a SessionKey, &'a Subscriber)>,
-    calling: Vec<(&'a SessionKey, &'a Calling)>,
-    stopping: Vec<(&'a SessionKey, &'a Subscriber)>,
-    peer_local: Vec<(&'a SocketAddr, &'a IpAddr)>,
+struct MetaRef<'a> {
+    endpoint: EndpointMetaRef<'a>,
     acct_sessions: u64,
     draining: bool,
     rng: &'a ChaCha8Rng,
 }
 
 #[derive(Deserialize)]
-struct State {
-    endpoint: Endpoint,
-    tunnels: Vec<(TunnelId, TunnelRecord)>,
-    sessions: Vec<(SessionKey, Subscriber)>,
-    calling: Vec<(SessionKey, Calling)>,
-    stopping: Vec<(SessionKey, Subscriber)>,
-    peer_local: Vec<(SocketAddr, IpAddr)>,
+struct Meta {
+    endpoint: EndpointMeta,
     acct_sessions: u64,
     draining: bool,
     rng: ChaCha8Rng,
 }
 
+#[derive(Serialize)]
+struct TunnelRowRef<'a> {
+    l2tp: Option<TunnelRecordRef<'a>>,
+    record: Option<&'a TunnelRecord>,
+}
+
+#[derive(Deserialize)]
+struct TunnelRow {
+    l2tp: Option<endpoint::TunnelRecord>,
+    record: Option<TunnelRecord>,
+}
+
+#[derive(Serialize)]
+struct SessionRowRef<'a> {
+    l2tp: Option<SessionRecordRef<'a>>,
+    calling: Option<&'a Calling>,
+    subscriber: Option<&'a Subscriber>,
+    stopping: Option<&'a Subscriber>,
+}
+
+#[derive(Deserialize)]
+struct SessionRow {
+    l2tp: Option<SessionRecord>,
+    calling: Option<Calling>,
+    subscriber: Option<Subscriber>,
+    stopping: Option<Subscriber>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("record {0:?}: {1}")]
+    Encode(RecordKey, postcard::Error),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
-    #[error("the snapshot does not parse: {0}")]
-    Parse(#[from] serde_json::Error),
+    #[error("record {0:?} does not parse: {1}")]
+    Parse(RecordKey, postcard::Error),
+    #[error("the store has tunnels or sessions but no meta record")]
+    NoMeta,
     #[error(transparent)]
     Config(#[from] AaaError),
-    #[error("address {0} is held by two sessions of the snapshot")]
+    #[error("address {0} is held by two sessions of the store")]
     AddressTwice(String),
 }
 
+/// Sessions of the store a restore could not take back, and why (as
+/// `lnsctl show stats` names it).
+pub const NO_TUNNEL: &str = "no_tunnel_in_store";
+pub const NO_CALL: &str = "no_l2tp_call_in_store";
+pub const NOT_IN_DATAPLANE: &str = "not_in_dataplane";
+pub const NOT_IN_STORE: &str = "not_in_store";
+
+fn encode<T: Serialize>(key: RecordKey, v: &T) -> Result<Vec<u8>, RecordError> {
+    postcard::to_allocvec(v).map_err(|e| RecordError::Encode(key, e))
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(now: Instant, r: &StoredRecord) -> Result<T, RestoreError> {
+    // The moment the record was written, on this process's clock; a
+    // record older than the clock's origin (written before a reboot) is
+    // taken as written now: only its timers' distances are left.
+    let written = now.checked_sub(r.age).unwrap_or(now);
+    with_base(written, || postcard::from_bytes(&r.bytes)).map_err(|e| RestoreError::Parse(r.key, e))
+}
+
 impl Core {
-    /// The state as JSON, deadlines relative to `now`.
-    pub fn snapshot(&self, now: Instant) -> Result<String, serde_json::Error> {
-        let state = StateRef {
-            endpoint: &self.endpoint,
-            tunnels: self.tunnels.iter().collect(),
-            sessions: self.sessions.iter().collect(),
-            calling: self.calling.iter().collect(),
-            stopping: self.stopping.iter().collect(),
-            peer_local: self.peer_local.iter().collect(),
+    fn meta_bytes(&self) -> Result<Vec<u8>, RecordError> {
+        let meta = MetaRef {
+            endpoint: self.endpoint.meta_record(),
             acct_sessions: self.acct_sessions,
             draining: self.draining,
             rng: &self.rng,
         };
-        crate::snapshot::with_base(now, || serde_json::to_string(&state))
+        encode(RecordKey::Meta, &meta)
     }
 
-    /// A core that continues from `snapshot` at `now`, with this process's
+    fn tunnel_bytes(&self, id: TunnelId) -> Result<Option<Vec<u8>>, RecordError> {
+        let row = TunnelRowRef { l2tp: self.endpoint.tunnel_record(id), record: self.tunnels.get(&id) };
+        if row.l2tp.is_none() && row.record.is_none() {
+            return Ok(None);
+        }
+        encode(RecordKey::Tunnel(id), &row).map(Some)
+    }
+
+    fn session_bytes(&self, key: SessionKey) -> Result<Option<Vec<u8>>, RecordError> {
+        let row = SessionRowRef {
+            l2tp: self.endpoint.session_record(key.tunnel, key.session),
+            calling: self.calling.get(&key),
+            subscriber: self.sessions.get(&key),
+            stopping: self.stopping.get(&key),
+        };
+        if row.l2tp.is_none() && row.calling.is_none() && row.subscriber.is_none() && row.stopping.is_none() {
+            return Ok(None);
+        }
+        encode(RecordKey::Session(key), &row).map(Some)
+    }
+
+    /// The records changed since the last call, their `Instant`s relative
+    /// to `now`; with any, the meta record too. Call it once the effects
+    /// of a batch are taken, and commit what it returns before the
+    /// batch's datagrams leave.
+    pub fn take_changes(&mut self, now: Instant) -> Result<Changes, RecordError> {
+        let (mut tunnels, l2tp_sessions) = self.endpoint.take_changes();
+        tunnels.extend(self.tunnels.take_dirty());
+        let mut sessions: BTreeSet<SessionKey> =
+            l2tp_sessions.into_iter().map(|(t, s)| SessionKey::new(t, s)).collect();
+        sessions.extend(self.sessions.take_dirty());
+        sessions.extend(self.calling.take_dirty());
+        sessions.extend(self.stopping.take_dirty());
+        if tunnels.is_empty() && sessions.is_empty() {
+            return Ok(Changes::default());
+        }
+        with_base(now, || {
+            let mut out = Vec::with_capacity(1 + tunnels.len() + sessions.len());
+            out.push((RecordKey::Meta, Some(self.meta_bytes()?)));
+            for id in tunnels {
+                out.push((RecordKey::Tunnel(id), self.tunnel_bytes(id)?));
+            }
+            for key in sessions {
+                out.push((RecordKey::Session(key), self.session_bytes(key)?));
+            }
+            Ok(Changes(out))
+        })
+    }
+
+    /// Every record, as written at `now` (for a store written afresh, or a
+    /// test). What had changed is forgotten: all of it is in here.
+    pub fn snapshot(&mut self, now: Instant) -> Result<Records, RecordError> {
+        let _ = self.take_changes(now)?;
+        let tunnels: BTreeSet<TunnelId> =
+            self.endpoint.tunnel_ids().chain(self.tunnels.keys().copied()).collect();
+        let mut sessions: BTreeSet<SessionKey> = self
+            .sessions
+            .keys()
+            .chain(self.calling.keys())
+            .chain(self.stopping.keys())
+            .copied()
+            .collect();
+        for t in self.endpoint.tunnel_ids() {
+            if let Some(tunnel) = self.endpoint.tunnel(t) {
+                sessions.extend(tunnel.sessions().map(|s| SessionKey::new(t, s.local_id)));
+            }
+        }
+        with_base(now, || {
+            let record = |key, bytes| StoredRecord { key, bytes, age: Duration::ZERO };
+            let mut out = vec![record(RecordKey::Meta, self.meta_bytes()?)];
+            for id in tunnels {
+                if let Some(b) = self.tunnel_bytes(id)? {
+                    out.push(record(RecordKey::Tunnel(id), b));
+                }
+            }
+            for key in sessions {
+                if let Some(b) = self.session_bytes(key)? {
+                    out.push(record(RecordKey::Session(key), b));
+                }
+            }
+            Ok(Records(out))
+        })
+    }
+
+    /// A core that continues from `records` at `now`, with this process's
     /// configuration; the pools hold the subscribers' addresses again.
-    pub fn restore(cfg: CoreConfig, snapshot: &str, now: Instant) -> Result<Core, RestoreError> {
-        let state: State = crate::snapshot::with_base(now, || serde_json::from_str(snapshot))?;
+    /// Sessions whose tunnel or call is not in the records cannot go on
+    /// and are left out (counted by why); their data-plane entries are
+    /// then nobody's, and the driver removes them. An empty store gives a
+    /// fresh core.
+    pub fn restore(cfg: CoreConfig, records: &Records, now: Instant) -> Result<Core, RestoreError> {
         let mut core = Core::new(cfg, now)?;
-        core.endpoint = state.endpoint;
-        // This start's peers and limits; the id spaces stay the snapshot's.
+        let mut meta = None;
+        let mut tunnel_rows = BTreeMap::new();
+        let mut session_rows: BTreeMap<TunnelId, Vec<(SessionId, SessionRow)>> = BTreeMap::new();
+        for r in &records.0 {
+            match r.key {
+                RecordKey::Meta => meta = Some(decode::<Meta>(now, r)?),
+                RecordKey::Tunnel(id) => {
+                    tunnel_rows.insert(id, decode::<TunnelRow>(now, r)?);
+                }
+                RecordKey::Session(key) => {
+                    session_rows.entry(key.tunnel).or_default().push((key.session, decode(now, r)?));
+                }
+            }
+        }
+        let Some(meta) = meta else {
+            if tunnel_rows.is_empty() && session_rows.is_empty() {
+                return Ok(core);
+            }
+            return Err(RestoreError::NoMeta);
+        };
+        // Sessions go with their tunnel; those of a tunnel the store does
+        // not have cannot reach their LAC.
+        let mut no_tunnel = 0u64;
+        for (t, rows) in &session_rows {
+            if !tunnel_rows.get(t).is_some_and(|r| r.l2tp.is_some()) {
+                no_tunnel += rows.iter().filter(|(_, r)| r.subscriber.is_some() || r.calling.is_some()).count()
+                    as u64;
+            }
+        }
+        let mut l2tp = Vec::new();
+        let mut records_of = BTreeMap::new();
+        for (id, row) in tunnel_rows {
+            let mut rows = session_rows.remove(&id).unwrap_or_default();
+            if let Some(t) = row.l2tp {
+                let calls = rows.iter_mut().filter_map(|(_, r)| r.l2tp.take()).collect();
+                l2tp.push((t, calls));
+            }
+            if let Some(rec) = row.record {
+                records_of.insert(id, rec);
+            }
+            session_rows.insert(id, rows);
+        }
+        core.endpoint = Endpoint::from_records(meta.endpoint, l2tp);
+        // This start's peers and limits; the id spaces stay the store's.
         core.endpoint.reconfigure(core.cfg.endpoint.clone());
-        core.tunnels = state.tunnels.into_iter().collect();
-        core.sessions = state.sessions.into_iter().collect::<BTreeMap<_, _>>();
-        core.calling = state.calling.into_iter().collect();
-        core.stopping = state.stopping.into_iter().collect();
-        core.peer_local = state.peer_local.into_iter().collect();
-        core.acct_sessions = state.acct_sessions;
-        core.draining = state.draining;
-        core.rng = state.rng;
+        // A tunnel goes on with both halves, or not at all.
+        records_of.retain(|id, _| core.endpoint.tunnel(*id).is_some());
+        core.peer_local = records_of.values().map(|r| (r.peer, r.local)).collect();
+        core.tunnels = Tracked::from_map(records_of);
+        let mut no_call = 0u64;
+        let (mut sessions, mut calling, mut stopping) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        for (tid, rows) in session_rows {
+            let Some(tunnel) = core.endpoint.tunnel(tid) else { continue };
+            for (sid, row) in rows {
+                let key = SessionKey::new(tid, sid);
+                // Ended already: only its Stop is left to send.
+                if let Some(s) = row.stopping {
+                    stopping.insert(key, s);
+                }
+                if row.subscriber.is_none() && row.calling.is_none() {
+                    continue;
+                }
+                if tunnel.session(sid).is_none() {
+                    no_call += 1;
+                    continue;
+                }
+                if let Some(s) = row.subscriber {
+                    sessions.insert(key, s);
+                } else if let Some(c) = row.calling {
+                    calling.insert(key, c);
+                }
+            }
+        }
+        core.sessions = Tracked::from_map(sessions);
+        core.calling = Tracked::from_map(calling);
+        core.stopping = Tracked::from_map(stopping);
+        core.acct_sessions = meta.acct_sessions;
+        core.draining = meta.draining;
+        core.rng = meta.rng;
         let (pools, ipv6_pools, twice) = core.pools_holding(&core.cfg)?;
         if let Some(a) = twice.into_iter().next() {
             return Err(RestoreError::AddressTwice(a));
@@ -101,29 +347,51 @@ impl Core {
         (core.pools, core.ipv6_pools) = (pools, ipv6_pools);
         let keys: Vec<SessionKey> = core.sessions.keys().copied().collect();
         core.counters.sessions_restored = keys.len() as u64;
+        core.counters.tunnels_restored = core.endpoint.tunnel_count() as u64;
+        core.count_reconciled(NO_TUNNEL, no_tunnel);
+        core.count_reconciled(NO_CALL, no_call);
         for key in keys {
             core.drive_ppp(now, key);
             core.sync_routes(key);
         }
+        // The sessions that were waiting for their last counters ask again.
+        let stopping: Vec<SessionKey> = core.stopping.keys().copied().collect();
+        if !stopping.is_empty() {
+            core.effects.push_back(Effect::SampleCounters { keys: stopping });
+        }
+        // The store has all of this already.
+        let _ = core.endpoint.take_changes();
+        let _ = (core.tunnels.take_dirty(), core.sessions.take_dirty());
+        let _ = (core.calling.take_dirty(), core.stopping.take_dirty());
         Ok(core)
     }
 
-    /// After a restore: the sessions and calls whose entry the data plane
-    /// no longer has (`present` holds those it has) are ended cleanly (CDN
-    /// to the LAC, Accounting Stop, addresses released). Returns how many.
-    pub fn reconcile(&mut self, now: Instant, present: &std::collections::BTreeSet<SessionKey>) -> u64 {
+    /// After a restore: the sessions whose entry the data plane no longer
+    /// has (`present` holds those it has) are ended cleanly (CDN to the
+    /// LAC, Accounting Stop, addresses released). Returns how many.
+    pub fn reconcile(&mut self, now: Instant, present: &BTreeSet<SessionKey>) -> u64 {
         let missing: Vec<SessionKey> =
             self.sessions.keys().filter(|k| !present.contains(k)).copied().collect();
         for key in &missing {
             self.end_session(now, *key, super::EndReason::DataplaneUnavailable);
         }
-        self.counters.sessions_reconciled += missing.len() as u64;
+        self.count_reconciled(NOT_IN_DATAPLANE, missing.len() as u64);
         self.pump(now);
         missing.len() as u64
     }
 
-    /// Is `key` a session or a call of this core?
+    /// Sessions a restart could not take back, by why (see the constants
+    /// of this module; the driver counts the entries it removed).
+    pub fn count_reconciled(&mut self, why: &'static str, n: u64) {
+        if n > 0 {
+            self.counters.sessions_reconciled += n;
+            *self.counters.reconciled.entry(why).or_default() += n;
+        }
+    }
+
+    /// Is `key` a session, a call, or a session waiting for its Stop of
+    /// this core (its data-plane entry is ours)?
     pub fn knows(&self, key: SessionKey) -> bool {
-        self.sessions.contains_key(&key) || self.calling.contains_key(&key)
+        self.sessions.contains_key(&key) || self.calling.contains_key(&key) || self.stopping.contains_key(&key)
     }
 }

@@ -1120,69 +1120,88 @@ fn slow_path_traffic_is_counted_per_session_accounted_and_keeps_a_session_active
     );
 }
 
-/// A peer that requires IPsec (its L2TP taken only from its IPsec
-/// interfaces, here `ipsec0`) whose datagrams arrive through another
-/// interface: refused before any tunnel exists, counted and noticed; the
-/// same LAC through `ipsec0` comes up with its sessions flagged off the
-/// fast path.
+
+/// Issue 19: the core's records go to the store after every pass, and a
+/// process killed right after any commit (no close, no last write) is
+/// followed by one that takes everything back from the store: subscribers
+/// forwarding, accounting that goes on on the same schedule without a
+/// second Start, and the session that left before the kill stays gone.
 #[test]
-fn a_peer_requiring_ipsec_is_refused_in_clear_and_kept_off_the_fast_path() {
-    let ipsec_peer = || PeerConfig {
-        ipsec_interfaces: Some(vec!["ipsec0".to_string()]),
-        ..PeerConfig::host(lac_addr().ip())
+fn a_core_killed_between_two_commits_goes_on_from_its_store() {
+    use crate::daemon::store::{Store, FILE};
+    let mut cfg = base_config();
+    cfg.accounting = accounting();
+    let mut lab = Lab::new(cfg.clone());
+    lab.backend = radius_accept(b"gold");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(&dir.path().join(FILE)).expect("store");
+    let wall = |lab: &Lab| std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000) + (lab.now - lab.t0);
+    // The driver's pass: run, then commit what changed.
+    let pass = |lab: &mut Lab, store: &mut Store, d: Duration| {
+        lab.run_for(d);
+        let changes = lab.core.take_changes(lab.now).expect("records");
+        store.commit(&changes, wall(lab)).expect("commit");
     };
-    let mut cfg = base_config();
-    cfg.endpoint.peers = vec![ipsec_peer()];
-    let mut lab = Lab::new(cfg.clone());
-    // The lab's datagrams arrive through ifindex 2.
-    assert!(lab.core.wants_interface_name(2), "a peer requires IPsec: names are wanted");
-    lab.core.set_interface_name(2, Some("acc0".into()));
-    assert!(!lab.core.wants_interface_name(2), "asked once");
-    lab.dial(&["alice"]);
-    lab.run_for(Duration::from_secs(5));
-    assert_eq!(lab.core.endpoint().tunnel_count(), 0, "no tunnel from L2TP in clear");
-    let refused = lab.core.counters().dropped.get("ipsec_required").copied().unwrap_or(0);
-    assert!(refused >= 2, "the SCCRQ and its retransmissions: {refused}");
-    assert!(lab.notices.iter().any(|n| matches!(
-        n,
-        Notice::ClearL2tpRefused { peer, ifindex: Some(2), interface: Some(i) } if *peer == lac_addr() && i == "acc0"
-    )));
-    // An interface whose name is unknown is not an IPsec interface either.
-    let mut lab = Lab::new(cfg.clone());
-    lab.dial(&["alice"]);
-    lab.run_for(Duration::from_secs(3));
-    assert_eq!(lab.core.endpoint().tunnel_count(), 0);
-
-    let mut lab = Lab::new(cfg);
-    lab.core.set_interface_name(2, Some("ipsec0".into()));
     lab.dial(&["alice", "bob"]);
-    lab.run_for(Duration::from_secs(5));
-    let (a, b) = (lab.key("alice"), lab.key("bob"));
-    assert!(lab.forwarding(a) && lab.forwarding(b), "{:#?}", lab.notices);
-    for k in [a, b] {
-        assert_ne!(lab.entries[&k].flags & abi::Session::SLOW_PATH, 0, "never on the fast path");
+    for _ in 0..50 {
+        pass(&mut lab, &mut store, Duration::from_millis(100));
     }
-    assert_eq!(lab.core.counters().dropped.get("ipsec_required"), None);
-}
-
-/// `fast_path = false` keeps a peer's sessions off the fast path without
-/// IPsec (and without asking for interface names); other peers' sessions
-/// are untouched.
-#[test]
-fn a_peer_kept_off_the_fast_path_has_its_sessions_flagged() {
-    let mut cfg = base_config();
-    cfg.endpoint.peers = vec![PeerConfig { fast_path: false, ..PeerConfig::host(lac_addr().ip()) }];
-    let mut lab = Lab::new(cfg);
-    assert!(!lab.core.wants_interface_name(2), "no peer requires IPsec");
-    lab.dial(&["alice"]);
+    let (a, b) = (lab.key("alice"), lab.key("bob"));
+    assert!(lab.forwarding(a) && lab.forwarding(b));
+    lab.counters.get_mut(&a).expect("alice").up_bytes += 4000;
+    for _ in 0..70 {
+        pass(&mut lab, &mut store, Duration::from_secs(1));
+    }
+    // Bob leaves; carol comes.
+    let (t, s) = lab.lac_call("bob");
+    lab.lac.close_session(lab.now, t, s, crate::l2tp::ResultCode::new(cdn::ADMINISTRATIVE)).expect("CDN");
+    lab.dial(&["carol"]);
+    for _ in 0..50 {
+        pass(&mut lab, &mut store, Duration::from_millis(100));
+    }
+    let c = lab.key("carol");
+    assert!(lab.forwarding(c) && lab.stop_of(b).is_some());
+    assert_eq!(store.counts().expect("counts"), (2, 2), "bob's record went with him");
+    // Killed: the store is left as the last commit made it (copied as the
+    // kernel has it: this process still holds the dead store's locks), and
+    // what the LAC sends meanwhile is lost.
+    let before = dir.path().to_path_buf();
+    std::mem::forget(store);
+    let next = tempfile::tempdir().expect("tempdir");
+    for name in [FILE.to_string(), format!("{FILE}-wal")] {
+        std::fs::copy(before.join(&name), next.path().join(&name)).expect("copy");
+    }
+    lab.now += Duration::from_secs(3);
+    lab.pipe.retain(|p| !p.1);
+    let records = Store::open(&next.path().join(FILE)).expect("reopen").read(wall(&lab)).expect("read");
+    lab.core = Core::restore(cfg, &records, lab.now).expect("restore");
+    assert_eq!(lab.core.session_count(), 2);
+    assert_eq!(lab.core.addresses_in_use(), 2, "the pools hold the same addresses");
+    assert_eq!(lab.core.counters().tunnels_restored, 2);
+    lab.counters.get_mut(&a).expect("alice").up_bytes += 1000;
+    lab.run_for(Duration::from_secs(90));
+    assert!(lab.forwarding(a) && lab.forwarding(c));
+    assert_eq!((lab.ended(a), lab.ended(c)), (None, None), "the LAC never noticed");
+    let starts = lab.records.iter().filter(|r| r.kind == AcctKind::Start).count();
+    assert_eq!(starts, 3, "one Start each for alice, bob and carol, none again");
+    let interims: Vec<Duration> = lab
+        .records
+        .iter()
+        .filter(|r| r.kind == AcctKind::Interim && r.context.session_id == a.session.0)
+        .filter_map(|r| r.session_time)
+        .collect();
+    assert!(interims.len() >= 2, "interims before and after the kill: {interims:?}");
+    // On the same schedule: one a minute of session time, kill or not.
+    for w in interims.windows(2) {
+        assert_eq!((w[1] - w[0]).as_secs(), 60, "{interims:?}");
+    }
+    let last = lab.records.iter().rev().find(|r| r.kind == AcctKind::Interim && r.context.session_id == a.session.0);
+    assert_eq!(last.expect("interim").counters.expect("counters").up_bytes, 5000);
+    // Bob again, at once: no address is given twice.
+    lab.dial(&["bob"]);
     lab.run_for(Duration::from_secs(5));
-    let a = lab.key("alice");
-    assert!(lab.forwarding(a));
-    assert_ne!(lab.entries[&a].flags & abi::Session::SLOW_PATH, 0);
-
-    let mut lab = Lab::new(base_config());
-    lab.dial(&["alice"]);
-    lab.run_for(Duration::from_secs(5));
-    let a = lab.key("alice");
-    assert_eq!(lab.entries[&a].flags & abi::Session::SLOW_PATH, 0, "an unlisted peer: the fast path");
+    let b2 = lab.key("bob");
+    assert!(lab.forwarding(b2));
+    let addresses: HashSet<_> = [a, c, b2].iter().map(|k| lab.entries[k].subscriber_ipv4()).collect();
+    assert_eq!(addresses.len(), 3);
 }

@@ -64,7 +64,9 @@ impl Core {
                 self.session_stopped(now, key, sample);
                 continue;
             }
-            let Some(s) = self.sessions.get_mut(&key) else { continue };
+            // Untracked: a sample alone is not worth a write to the store
+            // (the data plane keeps the counters); what it leads to is.
+            let Some(s) = self.sessions.untracked().get_mut(&key) else { continue };
             let idle_timeout = s.idle_timeout.or(self.cfg.idle_timeout);
             if let Some(c) = sample {
                 if c.packets() != s.traffic {
@@ -84,6 +86,9 @@ impl Core {
             let idle = s.ending.is_none()
                 && s.network_up.is_some()
                 && idle_timeout.is_some_and(|t| now.duration_since(s.last_activity) >= t);
+            if record.is_some() || idle {
+                self.sessions.touch(key);
+            }
             if let Some(kind) = record {
                 let s = &self.sessions[&key];
                 if let Some(acct) = s.acct.as_ref() {

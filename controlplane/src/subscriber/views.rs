@@ -205,6 +205,8 @@ impl Core {
             tunnels_down: c.tunnels_down.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             sessions_restored: c.sessions_restored,
             sessions_reconciled: c.sessions_reconciled,
+            tunnels_restored: c.tunnels_restored,
+            sessions_reconciled_by: c.reconciled.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             slow_path: c.slow_path.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             ..Stats::default()
         }

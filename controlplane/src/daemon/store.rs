@@ -1,0 +1,396 @@
+//! The session store: the subscriber core's records ([`crate::subscriber::snapshot`])
+//! in an SQLite database in the state directory, written as they change,
+//! so that a control plane killed at any moment (`kill -9`, a crash, the
+//! OOM killer) is taken over by the next start with every session it had.
+//!
+//! Why SQLite, through rusqlite with the library built in: a store that is
+//! atomic per commit, survives a process killed half way through a write,
+//! and updates single records in place, is what SQLite has been doing for
+//! two decades; redb would do too, but its commits that skip the fsync
+//! are not guaranteed to survive a crash at all, so every commit would
+//! cost an fsync.
+//!
+//! Why WAL mode with `synchronous = NORMAL`: a commit appends its pages
+//! to the write-ahead log with write(2) and returns; it does not wait for
+//! the disk (fsync happens at checkpoints). What write(2) returned is in
+//! the kernel's page cache, which outlives the process: a `kill -9` right
+//! after a commit loses nothing of it, and one during a commit loses that
+//! commit whole (the log's frames are checksummed; a torn tail is
+//! ignored on open). Only a crash of the machine itself may lose the last
+//! commits, and then the data plane's maps are gone too: there is nothing
+//! to take back. So a commit costs a write, not a disk flush, and one per
+//! batch of events keeps up with 10,000 session set-ups a second.
+//!
+//! One row per record: `meta` (one), `tunnels` (one per tunnel),
+//! `sessions` (one per session, keyed by tunnel and session id). Each row
+//! carries the wall-clock time it was written, so a restore knows how old
+//! its timers are. The format version is the database's `user_version`;
+//! a store of another version is not read (the start is a fresh one).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OpenFlags};
+
+use crate::l2tp::{SessionId, TunnelId};
+use crate::subscriber::{Changes, RecordKey, Records, SessionKey, StoredRecord};
+
+/// The records' format; bump when a record's layout changes.
+pub const FORMAT: i64 = 1;
+
+/// The store's file in the state directory.
+pub const FILE: &str = "sessions.sqlite";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("session store {path}: {source}")]
+    Sqlite { path: String, source: rusqlite::Error },
+    #[error("session store {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("session store {path}: format {found}, this control plane reads {FORMAT}")]
+    Format { path: String, found: i64 },
+}
+
+/// What `lnsctl show stats` says of the store.
+#[derive(Debug, Clone, Default)]
+pub struct StoreStats {
+    pub commits: u64,
+    pub records_written: u64,
+    pub records_removed: u64,
+    pub bytes_written: u64,
+    pub commit_errors: u64,
+    /// The last commit's duration.
+    pub last_commit_us: u64,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    pub stats: StoreStats,
+}
+
+fn wall_ns(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)).unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`, 0600: it holds tunnel
+    /// secrets and credentials the LACs proxied.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let sql = |source| StoreError::Sqlite { path: path.display().to_string(), source };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| StoreError::Io { path: dir.display().to_string(), source })?;
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
+        }
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sql)?;
+        let has_tables: bool = conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'meta'", [], |r| r.get::<_, i64>(0))
+            .map_err(sql)?
+            > 0;
+        if has_tables && version != FORMAT {
+            return Err(StoreError::Format { path: path.display().to_string(), found: version });
+        }
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (
+                 k INTEGER PRIMARY KEY CHECK (k = 0),
+                 written_ns INTEGER NOT NULL,
+                 data BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS tunnels (
+                 id INTEGER PRIMARY KEY,
+                 written_ns INTEGER NOT NULL,
+                 data BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS sessions (
+                 tunnel INTEGER NOT NULL,
+                 session INTEGER NOT NULL,
+                 written_ns INTEGER NOT NULL,
+                 data BLOB NOT NULL,
+                 PRIMARY KEY (tunnel, session)) WITHOUT ROWID;",
+        )
+        .map_err(sql)?;
+        conn.pragma_update(None, "user_version", FORMAT).map_err(sql)?;
+        Ok(Store { conn, path: path.to_path_buf(), stats: StoreStats::default() })
+    }
+
+    /// The sessions a store holds, read without writing anything (the
+    /// process that owns it may be running): for tests and inspection.
+    pub fn session_keys(path: &Path) -> Result<Vec<SessionKey>, StoreError> {
+        let sql = |source| StoreError::Sqlite { path: path.display().to_string(), source };
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
+        let mut q = conn.prepare("SELECT tunnel, session FROM sessions ORDER BY tunnel, session").map_err(sql)?;
+        let rows = q
+            .query_map([], |r| Ok(SessionKey::new(TunnelId(r.get(0)?), SessionId(r.get(1)?))))
+            .map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |source| StoreError::Sqlite { path: self.path.display().to_string(), source }
+    }
+
+    /// Every record, each with its age at `now` (the wall clock).
+    pub fn read(&self, now: SystemTime) -> Result<Records, StoreError> {
+        let now = wall_ns(now);
+        let age = |written: i64| Duration::from_nanos(u64::try_from(now.saturating_sub(written)).unwrap_or(0));
+        let mut out = Vec::new();
+        let mut q = self.conn.prepare("SELECT written_ns, data FROM meta").map_err(self.sql())?;
+        let rows = q
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+            .map_err(self.sql())?;
+        for row in rows {
+            let (w, bytes) = row.map_err(self.sql())?;
+            out.push(StoredRecord { key: RecordKey::Meta, bytes, age: age(w) });
+        }
+        let mut q = self.conn.prepare("SELECT id, written_ns, data FROM tunnels").map_err(self.sql())?;
+        let rows = q
+            .query_map([], |r| Ok((r.get::<_, u16>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?)))
+            .map_err(self.sql())?;
+        for row in rows {
+            let (id, w, bytes) = row.map_err(self.sql())?;
+            out.push(StoredRecord { key: RecordKey::Tunnel(TunnelId(id)), bytes, age: age(w) });
+        }
+        let mut q =
+            self.conn.prepare("SELECT tunnel, session, written_ns, data FROM sessions").map_err(self.sql())?;
+        let rows = q
+            .query_map([], |r| {
+                Ok((r.get::<_, u16>(0)?, r.get::<_, u16>(1)?, r.get::<_, i64>(2)?, r.get::<_, Vec<u8>>(3)?))
+            })
+            .map_err(self.sql())?;
+        for row in rows {
+            let (t, s, w, bytes) = row.map_err(self.sql())?;
+            let key = RecordKey::Session(SessionKey::new(TunnelId(t), SessionId(s)));
+            out.push(StoredRecord { key, bytes, age: age(w) });
+        }
+        Ok(Records(out))
+    }
+
+    /// Writes `changes` in one transaction, stamped `now`. Once this
+    /// returns they survive the process (see the module's note).
+    pub fn commit(&mut self, changes: &Changes, now: SystemTime) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let t0 = std::time::Instant::now();
+        let result = self.write(changes, wall_ns(now));
+        self.stats.last_commit_us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+        match result {
+            Ok((written, removed, bytes)) => {
+                self.stats.commits += 1;
+                self.stats.records_written += written;
+                self.stats.records_removed += removed;
+                self.stats.bytes_written += bytes;
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.commit_errors += 1;
+                Err(self.sql()(e))
+            }
+        }
+    }
+
+    fn write(&mut self, changes: &Changes, now: i64) -> rusqlite::Result<(u64, u64, u64)> {
+        let tx = self.conn.transaction()?;
+        let (mut written, mut removed, mut bytes) = (0, 0, 0);
+        {
+            let mut put_meta = tx.prepare_cached(
+                "INSERT INTO meta (k, written_ns, data) VALUES (0, ?1, ?2)
+                 ON CONFLICT (k) DO UPDATE SET written_ns = excluded.written_ns, data = excluded.data",
+            )?;
+            let mut put_tunnel = tx.prepare_cached(
+                "INSERT INTO tunnels (id, written_ns, data) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET written_ns = excluded.written_ns, data = excluded.data",
+            )?;
+            let mut del_tunnel = tx.prepare_cached("DELETE FROM tunnels WHERE id = ?1")?;
+            let mut del_tunnel_sessions = tx.prepare_cached("DELETE FROM sessions WHERE tunnel = ?1")?;
+            let mut put_session = tx.prepare_cached(
+                "INSERT INTO sessions (tunnel, session, written_ns, data) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (tunnel, session) DO UPDATE SET written_ns = excluded.written_ns, data = excluded.data",
+            )?;
+            let mut del_session = tx.prepare_cached("DELETE FROM sessions WHERE tunnel = ?1 AND session = ?2")?;
+            for (key, data) in &changes.0 {
+                match (key, data) {
+                    (RecordKey::Meta, Some(d)) => {
+                        put_meta.execute(params![now, d])?;
+                    }
+                    (RecordKey::Meta, None) => {}
+                    (RecordKey::Tunnel(id), Some(d)) => {
+                        put_tunnel.execute(params![id.0, now, d])?;
+                    }
+                    (RecordKey::Tunnel(id), None) => {
+                        removed += del_tunnel.execute(params![id.0])? as u64;
+                        // Its sessions cannot outlive it.
+                        removed += del_tunnel_sessions.execute(params![id.0])? as u64;
+                    }
+                    (RecordKey::Session(k), Some(d)) => {
+                        put_session.execute(params![k.tunnel.0, k.session.0, now, d])?;
+                    }
+                    (RecordKey::Session(k), None) => {
+                        removed += del_session.execute(params![k.tunnel.0, k.session.0])? as u64;
+                    }
+                }
+                if let Some(d) = data {
+                    written += 1;
+                    bytes += d.len() as u64;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok((written, removed, bytes))
+    }
+
+    /// Forgets every record (a stop that ends every session).
+    pub fn clear(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("DELETE FROM sessions; DELETE FROM tunnels; DELETE FROM meta;").map_err(self.sql())
+    }
+
+    /// Tunnels and sessions in the store.
+    pub fn counts(&self) -> Result<(u64, u64), StoreError> {
+        let n = |table: &str| {
+            self.conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0))
+        };
+        Ok((n("tunnels").map_err(self.sql())? as u64, n("sessions").map_err(self.sql())? as u64))
+    }
+
+    /// The log folded into the database and truncated (a stop that went
+    /// well); a store never closed is read as well.
+    pub fn close(self) -> Result<(), StoreError> {
+        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(self.sql())?;
+        self.conn.close().map_err(|(_, source)| StoreError::Sqlite { path: self.path.display().to_string(), source })
+    }
+
+    /// For `lnsctl show stats`.
+    pub fn stats_map(&self) -> std::collections::BTreeMap<String, u64> {
+        let s = &self.stats;
+        [
+            ("commits", s.commits),
+            ("records_written", s.records_written),
+            ("records_removed", s.records_removed),
+            ("bytes_written", s.bytes_written),
+            ("commit_errors", s.commit_errors),
+            ("last_commit_us", s.last_commit_us),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(t: u16, s: u16) -> RecordKey {
+        RecordKey::Session(SessionKey::new(TunnelId(t), SessionId(s)))
+    }
+
+    /// What a process started after a `kill -9` finds: the database and
+    /// its log as the kernel has them (copied elsewhere, since this
+    /// process still holds the dead store's locks and shared index, which
+    /// a real successor rebuilds from the log).
+    fn after_kill(dir: &Path) -> tempfile::TempDir {
+        let next = tempfile::tempdir().expect("tempdir");
+        for name in [FILE.to_string(), format!("{FILE}-wal")] {
+            if dir.join(&name).exists() {
+                std::fs::copy(dir.join(&name), next.path().join(&name)).expect("copy");
+            }
+        }
+        next
+    }
+
+    fn read_back(path: &Path, now: SystemTime) -> Vec<(RecordKey, Vec<u8>, Duration)> {
+        let store = Store::open(path).expect("reopen");
+        let mut v: Vec<_> = store.read(now).expect("read").0.into_iter().map(|r| (r.key, r.bytes, r.age)).collect();
+        v.sort_by_key(|r| r.0);
+        v
+    }
+
+    #[test]
+    fn what_was_committed_survives_a_process_that_never_closed_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE);
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut store = Store::open(&path).expect("open");
+        let first = Changes(vec![
+            (RecordKey::Meta, Some(b"meta1".to_vec())),
+            (RecordKey::Tunnel(TunnelId(7)), Some(b"t7".to_vec())),
+            (key(7, 1), Some(b"s1".to_vec())),
+            (key(7, 2), Some(b"s2".to_vec())),
+            (key(8, 1), Some(b"orphan".to_vec())),
+        ]);
+        store.commit(&first, t0).expect("commit");
+        let second = Changes(vec![
+            (RecordKey::Meta, Some(b"meta2".to_vec())),
+            (key(7, 1), Some(b"s1 again".to_vec())),
+            (key(7, 2), None),
+            (RecordKey::Tunnel(TunnelId(8)), None),
+        ]);
+        store.commit(&second, t0 + Duration::from_secs(5)).expect("commit");
+        assert_eq!(store.stats.commits, 2);
+        assert_eq!(store.stats.records_removed, 2, "session 7/2 and tunnel 8's session");
+        // The process dies: no close, no checkpoint, the log stays as it is.
+        std::mem::forget(store);
+        assert!(dir.path().join(format!("{FILE}-wal")).exists(), "the commits are in the log");
+
+        let next = after_kill(dir.path());
+        let later = t0 + Duration::from_secs(65);
+        let back = read_back(&next.path().join(FILE), later);
+        assert_eq!(
+            back,
+            vec![
+                (RecordKey::Meta, b"meta2".to_vec(), Duration::from_secs(60)),
+                (RecordKey::Tunnel(TunnelId(7)), b"t7".to_vec(), Duration::from_secs(65)),
+                (key(7, 1), b"s1 again".to_vec(), Duration::from_secs(60)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_commit_cut_short_leaves_the_one_before() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE);
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut store = Store::open(&path).expect("open");
+        store.commit(&Changes(vec![(key(1, 1), Some(vec![1; 3000]))]), t0).expect("commit");
+        let whole = std::fs::metadata(dir.path().join(format!("{FILE}-wal"))).expect("wal").len();
+        store.commit(&Changes(vec![(key(1, 1), Some(vec![2; 3000])), (key(1, 2), Some(vec![3; 10]))]), t0)
+            .expect("commit");
+        std::mem::forget(store);
+        // The second commit's frames torn off part way, as a process
+        // killed inside write(2) would leave them.
+        let next = after_kill(dir.path());
+        let f = std::fs::OpenOptions::new().write(true).open(next.path().join(format!("{FILE}-wal"))).expect("wal");
+        f.set_len(whole + 1000).expect("truncate");
+        let back = read_back(&next.path().join(FILE), t0);
+        assert_eq!(back, vec![(key(1, 1), vec![1; 3000], Duration::ZERO)]);
+    }
+
+    #[test]
+    fn clear_forgets_everything_and_another_format_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE);
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut store = Store::open(&path).expect("open");
+        store.commit(&Changes(vec![(RecordKey::Tunnel(TunnelId(3)), Some(b"t".to_vec()))]), t0).expect("commit");
+        assert_eq!(store.counts().expect("counts"), (1, 0));
+        store.clear().expect("clear");
+        assert_eq!(store.counts().expect("counts"), (0, 0));
+        store.conn.pragma_update(None, "user_version", FORMAT + 1).expect("version");
+        store.close().expect("close");
+        assert!(matches!(Store::open(&path), Err(StoreError::Format { found, .. }) if found == FORMAT + 1));
+    }
+}
