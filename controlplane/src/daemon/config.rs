@@ -141,10 +141,12 @@ pub struct Flags {
     /// Serve Prometheus metrics on http://ADDR:PORT/metrics.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<SocketAddr>,
-    /// SIGTERM keeps every session: the state is written to the state
-    /// directory, the data plane's entries stay, and the next start takes
-    /// them back (a restart or an upgrade). `lnsctl shutdown` still ends
-    /// every session. Without it, SIGTERM ends them (StopCCN, Stops).
+    /// Keep every session across restarts: they are written to a store in
+    /// the state directory as they change, the data plane's entries stay,
+    /// and the next start takes them back, whatever ended the process
+    /// (SIGTERM: a restart or an upgrade; a crash; kill -9). `lnsctl
+    /// shutdown` still ends every session. Without it SIGTERM ends them
+    /// (StopCCN, Stops) and a kill -9 loses them.
     #[arg(long)]
     pub keep_sessions: bool,
     /// Where a control plane that keeps its sessions writes them
