@@ -143,7 +143,8 @@ fn a_thousand_sessions_outlive_a_kill_9_of_the_control_plane() {
     assert_eq!(s["sessions_reconciled"].as_u64(), Some(0), "{s}");
     assert_eq!(forwarding(&cp.socket), 1000);
     // A new subscriber right after.
-    let mut fresh = spawn_lacsim(&lab, &["--tunnels", "1", "--sessions-per-tunnel", "1", "--password", "pw%d"]);
+    let mut fresh =
+        spawn_lacsim(&lab, &["--tunnels", "1", "--sessions-per-tunnel", "1", "--password", "pw%d"]);
     let f = summary(&mut fresh, 20);
     assert_eq!(f["sessions_up"].as_u64(), Some(1), "a new session after the restart: {f}\n{}", tail(&cp));
 
@@ -156,7 +157,10 @@ fn a_thousand_sessions_outlive_a_kill_9_of_the_control_plane() {
     assert_eq!(r["ppp_restarts"].as_u64(), Some(0), "lacsim's echoes were answered: {r}");
     let (sent, received) = (r["data_sent_v6"].as_u64().unwrap(), r["data_received_v6"].as_u64().unwrap());
     let lost = sent.saturating_sub(received);
-    eprintln!("traffic: {sent} sent, {received} received, {lost} lost ({:.4} %)", 100.0 * lost as f64 / sent as f64);
+    eprintln!(
+        "traffic: {sent} sent, {received} received, {lost} lost ({:.4} %)",
+        100.0 * lost as f64 / sent as f64
+    );
     assert!(sent >= 1000 * 4 * 25, "{r}");
     assert!(lost * 1000 <= sent, "at most 0.1 % lost: {r}");
     assert!(echo.stop() > 0);
@@ -196,7 +200,18 @@ fn kill_9_at_random_moments_of_a_churn_leaves_maps_store_and_sessions_agreeing()
     let echo = UdpEcho::start(&lab.core, "203.0.113.7:7").unwrap();
     let mut resident = spawn_lacsim(
         &lab,
-        &["--tunnels", "1", "--sessions-per-tunnel", "20", "--password", "pw%d", "--traffic", "5,100", "--hold", "600"],
+        &[
+            "--tunnels",
+            "1",
+            "--sessions-per-tunnel",
+            "20",
+            "--password",
+            "pw%d",
+            "--traffic",
+            "5,100",
+            "--hold",
+            "600",
+        ],
     );
     assert!(wait_for(30, || forwarding(&cp.socket) == 20), "residents up: {}", stats(&cp.socket));
     let maps = lns_bpf::open_pinned(pins.path()).unwrap();
@@ -245,7 +260,14 @@ fn kill_9_at_random_moments_of_a_churn_leaves_maps_store_and_sessions_agreeing()
             last = three_views(&maps, &cp.socket, &store);
             last[0] == last[1] && last[1] == last[2] && last[0].len() == 20
         });
-        assert!(agreed, "round {round}: maps {:?}\nlist {:?}\nstore {:?}\n{}", last[0], last[1], last[2], tail(&cp));
+        assert!(
+            agreed,
+            "round {round}: maps {:?}\nlist {:?}\nstore {:?}\n{}",
+            last[0],
+            last[1],
+            last[2],
+            tail(&cp)
+        );
         let s = stats(&cp.socket);
         assert_eq!(s["addresses_in_use"].as_u64(), Some(20), "{s}");
         let mut holders: BTreeMap<[u8; 4], u32> = BTreeMap::new();
@@ -293,7 +315,13 @@ fn radius_accounting_goes_on_across_a_kill_9_and_the_stops_carry_the_whole_sessi
     let users: String = (1..=N).map(|i| format!("user{i}\tCleartext-Password := \"rad{i}\"\n\n")).collect();
     let fr = FreeRadius::start(
         &lab.lns,
-        FreeRadiusConfig { users, auth_port: 1812, acct_port: 1813, secret: SECRET.into(), ..Default::default() },
+        FreeRadiusConfig {
+            users,
+            auth_port: 1812,
+            acct_port: 1813,
+            secret: SECRET.into(),
+            ..Default::default()
+        },
     )
     .unwrap();
     let toml = format!(
@@ -373,8 +401,14 @@ fn radius_accounting_goes_on_across_a_kill_9_and_the_stops_carry_the_whole_sessi
             .filter_map(|r| r.int("Acct-Session-Time"))
             .collect();
         let kill = time as f64 - kill_to_stop;
-        assert!(interims.iter().any(|t| (*t as f64) < kill - 1.0), "{id}: interims before the kill at {kill}: {interims:?}");
-        assert!(interims.iter().any(|t| (*t as f64) > kill + 2.0), "{id}: interims after the kill at {kill}: {interims:?}");
+        assert!(
+            interims.iter().any(|t| (*t as f64) < kill - 1.0),
+            "{id}: interims before the kill at {kill}: {interims:?}"
+        );
+        assert!(
+            interims.iter().any(|t| (*t as f64) > kill + 2.0),
+            "{id}: interims after the kill at {kill}: {interims:?}"
+        );
         let packets = stop.int("Acct-Input-Packets").unwrap();
         assert_eq!(stop.octets("Input"), packets * 200, "{stop:?}");
         assert!(interims.len() as u64 + 2 >= time / 2, "{id}: {interims:?} over {time} s");

@@ -84,7 +84,9 @@ impl Store {
         }
         let conn = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(sql)?;
         {
@@ -128,7 +130,8 @@ impl Store {
     pub fn session_keys(path: &Path) -> Result<Vec<SessionKey>, StoreError> {
         let sql = |source| StoreError::Sqlite { path: path.display().to_string(), source };
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
-        let mut q = conn.prepare("SELECT tunnel, session FROM sessions ORDER BY tunnel, session").map_err(sql)?;
+        let mut q =
+            conn.prepare("SELECT tunnel, session FROM sessions ORDER BY tunnel, session").map_err(sql)?;
         let rows = q
             .query_map([], |r| Ok(SessionKey::new(TunnelId(r.get(0)?), SessionId(r.get(1)?))))
             .map_err(sql)?;
@@ -146,12 +149,12 @@ impl Store {
     /// Every record, each with its age at `now` (the wall clock).
     pub fn read(&self, now: SystemTime) -> Result<Records, StoreError> {
         let now = wall_ns(now);
-        let age = |written: i64| Duration::from_nanos(u64::try_from(now.saturating_sub(written)).unwrap_or(0));
+        let age =
+            |written: i64| Duration::from_nanos(u64::try_from(now.saturating_sub(written)).unwrap_or(0));
         let mut out = Vec::new();
         let mut q = self.conn.prepare("SELECT written_ns, data FROM meta").map_err(self.sql())?;
-        let rows = q
-            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
-            .map_err(self.sql())?;
+        let rows =
+            q.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))).map_err(self.sql())?;
         for row in rows {
             let (w, bytes) = row.map_err(self.sql())?;
             out.push(StoredRecord { key: RecordKey::Meta, bytes, age: age(w) });
@@ -164,8 +167,10 @@ impl Store {
             let (id, w, bytes) = row.map_err(self.sql())?;
             out.push(StoredRecord { key: RecordKey::Tunnel(TunnelId(id)), bytes, age: age(w) });
         }
-        let mut q =
-            self.conn.prepare("SELECT tunnel, session, written_ns, data FROM sessions").map_err(self.sql())?;
+        let mut q = self
+            .conn
+            .prepare("SELECT tunnel, session, written_ns, data FROM sessions")
+            .map_err(self.sql())?;
         let rows = q
             .query_map([], |r| {
                 Ok((r.get::<_, u16>(0)?, r.get::<_, u16>(1)?, r.get::<_, i64>(2)?, r.get::<_, Vec<u8>>(3)?))
@@ -221,7 +226,8 @@ impl Store {
                 "INSERT INTO sessions (tunnel, session, written_ns, data) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (tunnel, session) DO UPDATE SET written_ns = excluded.written_ns, data = excluded.data",
             )?;
-            let mut del_session = tx.prepare_cached("DELETE FROM sessions WHERE tunnel = ?1 AND session = ?2")?;
+            let mut del_session =
+                tx.prepare_cached("DELETE FROM sessions WHERE tunnel = ?1 AND session = ?2")?;
             for (key, data) in &changes.0 {
                 match (key, data) {
                     (RecordKey::Meta, Some(d)) => {
@@ -255,7 +261,9 @@ impl Store {
 
     /// Forgets every record (a stop that ends every session).
     pub fn clear(&mut self) -> Result<(), StoreError> {
-        self.conn.execute_batch("DELETE FROM sessions; DELETE FROM tunnels; DELETE FROM meta;").map_err(self.sql())
+        self.conn
+            .execute_batch("DELETE FROM sessions; DELETE FROM tunnels; DELETE FROM meta;")
+            .map_err(self.sql())
     }
 
     /// Tunnels and sessions in the store.
@@ -270,7 +278,9 @@ impl Store {
     /// well); a store never closed is read as well.
     pub fn close(self) -> Result<(), StoreError> {
         self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(self.sql())?;
-        self.conn.close().map_err(|(_, source)| StoreError::Sqlite { path: self.path.display().to_string(), source })
+        self.conn
+            .close()
+            .map_err(|(_, source)| StoreError::Sqlite { path: self.path.display().to_string(), source })
     }
 
     /// For `lnsctl show stats`.
@@ -314,7 +324,8 @@ mod tests {
 
     fn read_back(path: &Path, now: SystemTime) -> Vec<(RecordKey, Vec<u8>, Duration)> {
         let store = Store::open(path).expect("reopen");
-        let mut v: Vec<_> = store.read(now).expect("read").0.into_iter().map(|r| (r.key, r.bytes, r.age)).collect();
+        let mut v: Vec<_> =
+            store.read(now).expect("read").0.into_iter().map(|r| (r.key, r.bytes, r.age)).collect();
         v.sort_by_key(|r| r.0);
         v
     }
@@ -367,13 +378,17 @@ mod tests {
         let mut store = Store::open(&path).expect("open");
         store.commit(&Changes(vec![(key(1, 1), Some(vec![1; 3000]))]), t0).expect("commit");
         let whole = std::fs::metadata(dir.path().join(format!("{FILE}-wal"))).expect("wal").len();
-        store.commit(&Changes(vec![(key(1, 1), Some(vec![2; 3000])), (key(1, 2), Some(vec![3; 10]))]), t0)
+        store
+            .commit(&Changes(vec![(key(1, 1), Some(vec![2; 3000])), (key(1, 2), Some(vec![3; 10]))]), t0)
             .expect("commit");
         std::mem::forget(store);
         // The second commit's frames torn off part way, as a process
         // killed inside write(2) would leave them.
         let next = after_kill(dir.path());
-        let f = std::fs::OpenOptions::new().write(true).open(next.path().join(format!("{FILE}-wal"))).expect("wal");
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(next.path().join(format!("{FILE}-wal")))
+            .expect("wal");
         f.set_len(whole + 1000).expect("truncate");
         let back = read_back(&next.path().join(FILE), t0);
         assert_eq!(back, vec![(key(1, 1), vec![1; 3000], Duration::ZERO)]);
@@ -385,7 +400,9 @@ mod tests {
         let path = dir.path().join(FILE);
         let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let mut store = Store::open(&path).expect("open");
-        store.commit(&Changes(vec![(RecordKey::Tunnel(TunnelId(3)), Some(b"t".to_vec()))]), t0).expect("commit");
+        store
+            .commit(&Changes(vec![(RecordKey::Tunnel(TunnelId(3)), Some(b"t".to_vec()))]), t0)
+            .expect("commit");
         assert_eq!(store.counts().expect("counts"), (1, 0));
         store.clear().expect("clear");
         assert_eq!(store.counts().expect("counts"), (0, 0));

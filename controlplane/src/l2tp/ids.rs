@@ -251,8 +251,13 @@ pub(crate) mod without_in_use {
         s: S,
     ) -> Result<S::Ok, S::Error> {
         let a = a.borrow();
-        AllocatorRef { shared: a.shared.is_some(), held: &a.held, held_order: &a.held_order, hold_down: a.hold_down }
-            .serialize(s)
+        AllocatorRef {
+            shared: a.shared.is_some(),
+            held: &a.held,
+            held_order: &a.held_order,
+            hold_down: a.hold_down,
+        }
+        .serialize(s)
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<IdAllocator, D::Error> {

@@ -12,11 +12,11 @@ use super::message::{Message, MessageType, Scope, ValidationError};
 use super::reliable::{Reliable, ReliableConfig};
 use super::session::{self, Session, SessionDownCause, SessionInfo, SessionState};
 use super::Error;
+use crate::snapshot::Tracked;
 use md5::{Digest, Md5};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use crate::snapshot::Tracked;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 

@@ -224,13 +224,8 @@ impl Core {
         let _ = self.take_changes(now)?;
         let tunnels: BTreeSet<TunnelId> =
             self.endpoint.tunnel_ids().chain(self.tunnels.keys().copied()).collect();
-        let mut sessions: BTreeSet<SessionKey> = self
-            .sessions
-            .keys()
-            .chain(self.calling.keys())
-            .chain(self.stopping.keys())
-            .copied()
-            .collect();
+        let mut sessions: BTreeSet<SessionKey> =
+            self.sessions.keys().chain(self.calling.keys()).chain(self.stopping.keys()).copied().collect();
         for t in self.endpoint.tunnel_ids() {
             if let Some(tunnel) = self.endpoint.tunnel(t) {
                 sessions.extend(tunnel.sessions().map(|s| SessionKey::new(t, s.local_id)));
@@ -286,8 +281,8 @@ impl Core {
         let mut no_tunnel = 0u64;
         for (t, rows) in &session_rows {
             if !tunnel_rows.get(t).is_some_and(|r| r.l2tp.is_some()) {
-                no_tunnel += rows.iter().filter(|(_, r)| r.subscriber.is_some() || r.calling.is_some()).count()
-                    as u64;
+                no_tunnel +=
+                    rows.iter().filter(|(_, r)| r.subscriber.is_some() || r.calling.is_some()).count() as u64;
             }
         }
         let mut l2tp = Vec::new();
@@ -392,6 +387,8 @@ impl Core {
     /// Is `key` a session, a call, or a session waiting for its Stop of
     /// this core (its data-plane entry is ours)?
     pub fn knows(&self, key: SessionKey) -> bool {
-        self.sessions.contains_key(&key) || self.calling.contains_key(&key) || self.stopping.contains_key(&key)
+        self.sessions.contains_key(&key)
+            || self.calling.contains_key(&key)
+            || self.stopping.contains_key(&key)
     }
 }
