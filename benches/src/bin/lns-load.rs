@@ -1,11 +1,17 @@
 //! Load harness: trafgen against lns-dataplane in a namespace lab.
 //!
-//! For each configuration (mode reflect | lns, 1 or N sessions, upstream or
-//! downstream, inner packet size) it starts the data plane with one worker,
-//! installs the sessions, has trafgen send as fast as it can from the LAC or
-//! core namespace, and reads what the far side received. It prints delivered
-//! packets per second, loss, the worker's CPU time per packet and the ratio
-//! of lns to reflect measured in the same run.
+//! For each configuration (1 or N sessions, upstream or downstream, inner
+//! packet size) it measures two subjects in turn: the bare AF_XDP
+//! reflector (`lns-reflect`: a minimal XDP program that sends every frame
+//! of the queue to the socket, a worker that swaps MAC addresses and sends
+//! the frame back) and the LNS (`lns-dataplane` with one worker and the
+//! sessions installed). trafgen sends as fast as it can from the LAC or
+//! core namespace and the far side's counters say what arrived. It prints
+//! delivered packets per second, loss, the worker's CPU time per packet and
+//! the ratio of lns to bare measured in the same run.
+//!
+//! `--peer l2tpns` measures the LNS beside Debian's l2tpns instead (see
+//! the `peer` module).
 //!
 //! Subscribers are IPv6 (a /64 each under 2001:db8:1000::/36): IPv4
 //! documentation ranges hold a few hundred addresses, not 100,000.
@@ -13,6 +19,9 @@
 //! destinations are addresses the sink namespaces do not own.
 
 #![forbid(unsafe_code)]
+
+#[path = "lns-load/peer.rs"]
+mod peer;
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -27,7 +36,7 @@ use lns_testlab::{Lab, Netns, PinDir};
 use serde::Serialize;
 
 #[derive(Parser)]
-#[command(about = "trafgen against lns-dataplane: delivered pps, loss, CPU per packet, lns/reflect")]
+#[command(about = "trafgen against lns-dataplane: delivered pps, loss, CPU per packet, lns/bare")]
 struct Args {
     /// Session counts to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,100000")]
@@ -70,13 +79,13 @@ struct Args {
     /// Leave kernel.bpf_stats_enabled alone (the "xdp ns" column is then 0).
     #[arg(long)]
     no_bpf_stats: bool,
-    /// Measure each configuration this many times, reflect and lns taking
-    /// turns (R L R L ...), and print the median of the rounds' ratios: the
+    /// Measure each configuration this many times, bare and lns taking
+    /// turns (B L B L ...), and print the median of the rounds' ratios: the
     /// VM's speed drifts by several percent within minutes, and a pair
     /// measured back to back shares the drift.
     #[arg(long, default_value_t = 1)]
     rounds: u32,
-    /// Extra argument for lns-dataplane, in both modes (repeat it:
+    /// Extra argument for lns-dataplane (repeat it:
     /// `--dataplane-arg=--frames --dataplane-arg=4096`).
     #[arg(long = "dataplane-arg", allow_hyphen_values = true)]
     dataplane_args: Vec<String>,
@@ -109,6 +118,23 @@ struct Args {
     /// workers by pool unit.
     #[arg(long)]
     no_pools: bool,
+    /// Measure this LNS beside another, in the same lab with the same
+    /// frames, instead of beside the bare reflector: `l2tpns` (Debian's,
+    /// installed by scripts/setup.sh). Sessions (1 to 250, IPv4) come from
+    /// lns-lacsim for both.
+    #[arg(long, value_parser = ["l2tpns"])]
+    peer: Option<String>,
+    /// With --peer: the LNS's paths to measure, `fast` (AF_XDP) and `slow`
+    /// (the exception path through its TUN device: upstream as outer
+    /// fragments over a 1,300-byte access link, downstream without the
+    /// data plane's program).
+    #[arg(long, value_delimiter = ',', default_value = "fast", value_parser = ["fast", "slow"])]
+    path: Vec<String>,
+    /// Give every session a rate limit of this many kbit/s each way (far
+    /// above what one session is sent, so nothing is dropped): what
+    /// policing costs per packet, against a run without it (0: none).
+    #[arg(long, default_value_t = 0)]
+    rate_limit_kbps: u32,
 }
 
 /// Set by SIGINT or SIGTERM: the trafgen run under way is stopped and the
@@ -182,7 +208,7 @@ struct Row {
     /// ns/pkt says little about its per-packet work; near the batch size
     /// (64), it is the bottleneck.
     frames_per_batch: f64,
-    ratio_to_reflect: Option<f64>,
+    ratio_to_bare: Option<f64>,
 }
 
 struct Macs {
@@ -472,10 +498,70 @@ fn pin_napi(pids: &[u32]) -> Result<()> {
     Ok(())
 }
 
-fn find_dataplane_pid(wrapper: u32) -> u32 {
-    // NsProcess runs `nsenter ... lns-dataplane`; nsenter execs, so the pid
-    // is the data plane's own.
-    wrapper
+/// The subject under test, started for one measurement.
+struct Subject {
+    proc: lns_testlab::NsProcess,
+    /// lns-dataplane's pins (kept until the measurement ends).
+    _pins: Option<PinDir>,
+}
+
+/// Starts `lns-reflect` in the LNS namespace on the interface the
+/// generator's frames arrive on, its worker on core 1, and waits until its
+/// program is attached.
+fn start_bare(lab: &Lab, dev: &str, busy_poll: bool) -> Result<Subject> {
+    let mut a = vec!["--dev", dev, "--core", "1"];
+    if busy_poll {
+        a.push("--busy-poll");
+    }
+    let mut proc = lns_testlab::NsProcess::spawn(&lab.lns, &lns_testlab::workspace_bin("lns-reflect")?, &a)?;
+    let t0 = Instant::now();
+    loop {
+        let out = lab.lns.ip(&["-d", "link", "show", dev])?;
+        if String::from_utf8_lossy(&out.stdout).contains("prog/xdp") {
+            return Ok(Subject { proc, _pins: None });
+        }
+        if !proc.alive() || t0.elapsed() > Duration::from_secs(20) {
+            bail!("lns-reflect did not attach: {:?}", proc.output());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts lns-dataplane with one worker on core 1 and installs `sessions`.
+fn start_lns(lab: &Lab, sessions: u32, args: &Args) -> Result<Subject> {
+    let pins = PinDir::new()?;
+    // Session ids start at 256 (`ids`): the table reaches past the highest.
+    let max = (sessions + 256 + 16).next_power_of_two().max(1024).to_string();
+    let mut dp_args = vec![
+        "--queues",
+        "1",
+        "--cores",
+        "1",
+        "--xdp-mode",
+        args.xdp_mode.as_str(),
+        "--bind",
+        "copy",
+        "--stats-interval",
+        "0",
+        "--json",
+        "--max-sessions",
+        &max,
+        "--mss-clamp",
+        "off",
+    ];
+    if args.busy_poll {
+        dp_args.push("--busy-poll");
+    }
+    // The /64s `subscriber` hands out: tunnels 1 and 2 (up to 130,560
+    // sessions) lie in a /46, up to 15 tunnels in a /44.
+    if !args.no_pools {
+        let pool = if sessions < 3 * PER_TUNNEL { "2001:db8:1000::/46" } else { "2001:db8:1000::/44" };
+        dp_args.extend(["--pool", pool]);
+    }
+    dp_args.extend(args.dataplane_args.iter().map(String::as_str));
+    let proc = lab.start_dataplane(pins.path(), &dp_args)?;
+    install_sessions(pins.path(), sessions, args.rate_limit_kbps)?;
+    Ok(Subject { proc, _pins: Some(pins) })
 }
 
 fn measure(
@@ -487,50 +573,16 @@ fn measure(
     size: usize,
     args: &Args,
 ) -> Result<Row> {
-    let (packets, xdp_mode, search_steps, threaded_napi, warmup, busy_poll) = (
-        args.packets,
-        args.xdp_mode.as_str(),
-        args.search_steps,
-        args.threaded_napi,
-        args.warmup,
-        args.busy_poll,
-    );
-    let pins = PinDir::new()?;
-    // Session ids start at 256 (`ids`): the table reaches past the highest.
-    let max = (sessions + 256 + 16).next_power_of_two().max(1024).to_string();
-    let mut dp_args = vec![
-        "--queues",
-        "1",
-        "--cores",
-        "1",
-        "--xdp-mode",
-        xdp_mode,
-        "--bind",
-        "copy",
-        "--mode",
-        mode,
-        "--stats-interval",
-        "0",
-        "--json",
-        "--max-sessions",
-        &max,
-        "--mss-clamp",
-        "off",
-    ];
-    if busy_poll {
-        dp_args.push("--busy-poll");
-    }
-    // The /64s `subscriber` hands out: tunnels 1 and 2 (up to 130,560
-    // sessions) lie in a /46, up to 15 tunnels in a /44.
-    if !args.no_pools {
-        let pool = if sessions < 3 * PER_TUNNEL { "2001:db8:1000::/46" } else { "2001:db8:1000::/44" };
-        dp_args.extend(["--pool", pool]);
-    }
-    dp_args.extend(args.dataplane_args.iter().map(String::as_str));
-    let mut dp = lab.start_dataplane(pins.path(), &dp_args)?;
-    install_sessions(pins.path(), sessions)?;
-    let napi = if threaded_napi { napi_threads(&["acc0", "core0"]) } else { Vec::new() };
-    if threaded_napi {
+    // The LNS interface the generator's frames arrive on (the reflector
+    // sends them back out of it).
+    let rx_dev = if dir == Dir::Upstream { "acc0" } else { "core0" };
+    let mut subject = if mode == "bare" {
+        start_bare(lab, rx_dev, args.busy_poll)?
+    } else {
+        start_lns(lab, sessions, args)?
+    };
+    let napi = if args.threaded_napi { napi_threads(&["acc0", "core0"]) } else { Vec::new() };
+    if args.threaded_napi {
         anyhow::ensure!(!napi.is_empty(), "no NAPI threads for acc0/core0");
         pin_napi(&napi)?;
     }
@@ -538,68 +590,25 @@ fn measure(
     let cfg = TempFile(std::env::temp_dir().join(format!("{}.trafgen", lns_testlab::unique_name("tg"))));
     let group = if args.lean { LEAN_GROUP } else { 1 };
     std::fs::write(&cfg.0, trafgen_config(dir, m, sessions, size, !args.in_order, group))?;
-    let cfg = &cfg.0;
     let (gen_ns, gen_dev, sink_ns, sink_dev) = match (mode, dir) {
-        ("reflect", Dir::Upstream) => (&lab.lac, "lac0", &lab.lac, "lac0"),
-        ("reflect", Dir::Downstream) => (&lab.core, "core0p", &lab.core, "core0p"),
+        ("bare", Dir::Upstream) => (&lab.lac, "lac0", &lab.lac, "lac0"),
+        ("bare", Dir::Downstream) => (&lab.core, "core0p", &lab.core, "core0p"),
         (_, Dir::Upstream) => (&lab.lac, "lac0", &lab.core, "core0p"),
         (_, Dir::Downstream) => (&lab.core, "core0p", &lab.lac, "lac0"),
     };
-    let pid = find_dataplane_pid(dp.pid());
-    // The LNS interface the generator's frames arrive on (acc0 also in
-    // reflect mode upstream: the reflector sends them back to the LAC).
-    let rx_dev = if dir == Dir::Upstream { "acc0" } else { "core0" };
-    let run = |rate: Option<u64>, packets: u64| -> Result<Trial> {
-        // trafgen now and then gives up flushing its TX ring on a veth
-        // (EAGAIN); that says nothing about the data plane, so try again.
-        let mut last = None;
-        for _ in 0..3 {
-            match run_trafgen(
-                gen_ns,
-                gen_dev,
-                sink_ns,
-                sink_dev,
-                cfg,
-                rate,
-                packets,
-                pid,
-                &napi,
-                (&lab.lns, rx_dev),
-            ) {
-                Ok(t) => return Ok(t),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| anyhow::anyhow!("trafgen did not run")))
+    let path = Flow {
+        gen: (gen_ns, gen_dev),
+        sink: (sink_ns, sink_dev),
+        lns_rx: (&lab.lns, rx_dev),
+        cfg: &cfg.0,
+        pid: subject.proc.pid(),
+        napi: &napi,
+        procs: &[],
+        frames_per_packet: 1,
     };
-    // A first run warms what the measured one uses (the worker's pages,
-    // trafgen's, caches); the very first run of a process came out up to
-    // 10 % slow.
-    if warmup > 0 {
-        run(None, warmup)?;
-    }
-    // Saturation: trafgen as fast as it goes.
-    let sat = run(None, packets)?;
-    // Loss-free rate: a binary search under the delivered rate at
-    // saturation, each step a rate-limited trafgen run.
-    let mut lo = 0.0f64;
-    let mut hi = sat.delivered_pps.max(1.0);
-    if sat.loss_pct() <= LOSS_FREE_PCT {
-        lo = sat.delivered_pps;
-    } else {
-        for _ in 0..search_steps {
-            let mid = (lo + hi) / 2.0;
-            let n = (mid * 1.5) as u64;
-            let t = run(Some(mid as u64), n.max(1000))?;
-            if t.loss_pct() <= LOSS_FREE_PCT {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-    }
-    dp.stop(10);
-    let report = dp.output().0.lines().last().unwrap_or_default().to_string();
+    let (sat, lo) = saturate_and_search(&path, args, |t| t.loss_pct())?;
+    subject.proc.stop(10);
+    let report = subject.proc.output().0.lines().last().unwrap_or_default().to_string();
     if std::env::var_os("LNS_LOAD_VERBOSE").is_some() {
         eprintln!("{mode} {dir:?}: {report}");
     }
@@ -611,8 +620,7 @@ fn measure(
             (batches > 0.0).then(|| rx / batches)
         })
         .unwrap_or(0.0);
-    let (sent, delivered, secs, cpu, napi_cpu) =
-        (sat.sent, sat.delivered, sat.seconds, sat.cpu_ns, sat.napi_ns);
+    let (sent, delivered) = (sat.sent, sat.delivered);
     Ok(Row {
         mode,
         sessions,
@@ -620,16 +628,86 @@ fn measure(
         inner_size: size,
         sent,
         delivered,
-        seconds: secs,
+        seconds: sat.seconds,
         delivered_pps: sat.delivered_pps,
-        loss_pct: if sent > 0 { 100.0 * (sent - delivered) as f64 / sent as f64 } else { 0.0 },
+        loss_pct: sat.loss_pct(),
         loss_free_pps: lo,
-        worker_ns_per_packet: if delivered > 0 { cpu as f64 / delivered as f64 } else { 0.0 },
-        napi_ns_per_packet: if delivered > 0 { napi_cpu as f64 / delivered as f64 } else { 0.0 },
-        xdp_ns_per_frame: if sat.xdp_runs > 0 { sat.xdp_ns as f64 / sat.xdp_runs as f64 } else { 0.0 },
+        worker_ns_per_packet: per(sat.cpu_ns, delivered),
+        napi_ns_per_packet: per(sat.napi_ns, delivered),
+        xdp_ns_per_frame: per(sat.xdp_ns, sat.xdp_runs),
         frames_per_batch,
-        ratio_to_reflect: None,
+        ratio_to_bare: None,
     })
+}
+
+/// `total` per `n`, 0 for none.
+fn per(total: u64, n: u64) -> f64 {
+    if n > 0 {
+        total as f64 / n as f64
+    } else {
+        0.0
+    }
+}
+
+/// Where one measurement's frames go and what it watches.
+struct Flow<'a> {
+    gen: (&'a Netns, &'a str),
+    sink: (&'a Netns, &'a str),
+    /// The LNS's interface the frames arrive on (its XDP statistics).
+    lns_rx: (&'a Netns, &'a str),
+    cfg: &'a Path,
+    /// The process whose `lns-worker*` threads' CPU is counted.
+    pid: u32,
+    napi: &'a [u32],
+    /// Processes whose whole CPU time is counted (`Trial::procs_ns`).
+    procs: &'a [u32],
+    /// Frames the generator sends per packet (2: outer fragments).
+    frames_per_packet: u64,
+}
+
+/// A trafgen run of `packets` at `rate` (None: as fast as it goes) over
+/// `path`; trafgen now and then gives up flushing its TX ring on a veth
+/// (EAGAIN), which says nothing about the subject, so it is tried again.
+fn run_path(path: &Flow, rate: Option<u64>, packets: u64) -> Result<Trial> {
+    let mut last = None;
+    for _ in 0..3 {
+        match run_trafgen(path, rate, packets) {
+            Ok(t) => return Ok(t),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("trafgen did not run")))
+}
+
+/// A warm-up run, then saturation (trafgen as fast as it goes), then a
+/// binary search for the loss-free rate under the delivered rate at
+/// saturation, each step a rate-limited trafgen run; `loss` says a trial's
+/// loss in percent. Returns the saturation trial and the loss-free rate.
+fn saturate_and_search(path: &Flow, args: &Args, loss: impl Fn(&Trial) -> f64) -> Result<(Trial, f64)> {
+    // A first run warms what the measured one uses (the worker's pages,
+    // trafgen's, caches); the very first run of a process came out up to
+    // 10 % slow.
+    if args.warmup > 0 {
+        run_path(path, None, args.warmup)?;
+    }
+    let sat = run_path(path, None, args.packets)?;
+    let mut lo = 0.0f64;
+    let mut hi = sat.delivered_pps.max(1.0);
+    if loss(&sat) <= LOSS_FREE_PCT {
+        lo = sat.delivered_pps;
+    } else {
+        for _ in 0..args.search_steps {
+            let mid = (lo + hi) / 2.0;
+            let n = (mid * 1.5) as u64;
+            let t = run_path(path, Some(mid as u64), n.max(1000))?;
+            if loss(&t) <= LOSS_FREE_PCT {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+    }
+    Ok((sat, lo))
 }
 
 /// Loss at or below this counts as loss-free (veths drop the odd frame).
@@ -645,6 +723,11 @@ struct Trial {
     napi_ns: u64,
     xdp_ns: u64,
     xdp_runs: u64,
+    /// The whole machine's CPU between the first and last frame the sink
+    /// saw, and the packets the sink saw in that window.
+    machine: CpuStat,
+    window_packets: u64,
+    procs_ns: u64,
 }
 
 impl Trial {
@@ -660,18 +743,10 @@ impl Trial {
 /// between the first and the last frame it saw, so trafgen's start-up (it
 /// compiles its configuration first) does not count.
 #[allow(clippy::too_many_arguments)]
-fn run_trafgen(
-    gen_ns: &Netns,
-    gen_dev: &str,
-    sink_ns: &Netns,
-    sink_dev: &str,
-    cfg: &Path,
-    rate: Option<u64>,
-    packets: u64,
-    pid: u32,
-    napi: &[u32],
-    (lns_ns, lns_dev): (&Netns, &str),
-) -> Result<Trial> {
+fn run_trafgen(f: &Flow, rate: Option<u64>, packets: u64) -> Result<Trial> {
+    let ((gen_ns, gen_dev), (sink_ns, sink_dev), (lns_ns, lns_dev)) = (f.gen, f.sink, f.lns_rx);
+    let (cfg, pid, napi) = (f.cfg, f.pid, f.napi);
+    let procs0 = procs_cpu_ns(f.procs);
     let gen = DevCounters::open(gen_ns, gen_dev)?;
     let sink = DevCounters::open(sink_ns, sink_dev)?;
     let napi0 = threads_cpu_ns(napi);
@@ -701,6 +776,8 @@ fn run_trafgen(
     // last frame the sink sees.
     let mut first: Option<(Instant, u64)> = None;
     let mut last: Option<(Instant, u64)> = None;
+    // The whole machine's CPU over the same window.
+    let (mut stat_first, mut stat_last) = (None, None);
     let mut prev = rx0;
     let mut quiet_since: Option<Instant> = None;
     loop {
@@ -716,10 +793,12 @@ fn run_trafgen(
         let rx = sink.rx()?;
         if first.is_none() && gen.tx()? > tx0 + 16 {
             first = Some((now, rx));
+            stat_first = CpuStat::read().ok();
         }
         if rx > prev {
             if first.is_some() {
                 last = Some((now, rx));
+                stat_last = CpuStat::read().ok();
             }
             quiet_since = None;
         } else if child.try_wait()?.is_some() {
@@ -740,8 +819,17 @@ fn run_trafgen(
         }
         bail!("trafgen failed: {err}");
     }
-    let sent = gen.tx()? - tx0;
+    let sent = (gen.tx()? - tx0) / f.frames_per_packet.max(1);
     let delivered = (sink.rx()? - rx0).min(sent);
+    let machine = match (stat_first, stat_last) {
+        (Some(a), Some(b)) => b.since(&a),
+        _ => CpuStat::default(),
+    };
+    // Packets the sink saw in the window the machine's CPU was read over.
+    let window_packets = match (first, last) {
+        (Some((_, r1)), Some((_, r2))) => r2 - r1,
+        _ => 0,
+    };
     let (seconds, pps) = match (first, last) {
         (Some((t1, r1)), Some((t2, r2))) if t2 > t1 => {
             let s = t2.duration_since(t1).as_secs_f64();
@@ -758,7 +846,71 @@ fn run_trafgen(
         napi_ns: threads_cpu_ns(napi).saturating_sub(napi0),
         xdp_ns: xdp_run_stats(lns_ns, lns_dev).0.saturating_sub(xdp_ns0),
         xdp_runs: xdp_run_stats(lns_ns, lns_dev).1.saturating_sub(xdp_runs0),
+        machine,
+        window_packets,
+        procs_ns: procs_cpu_ns(f.procs).saturating_sub(procs0),
     })
+}
+
+/// The whole machine's CPU time by kind (ns, all CPUs), from the `cpu`
+/// line of /proc/stat.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+struct CpuStat {
+    user: u64,
+    system: u64,
+    softirq: u64,
+    /// irq, steal and guest time.
+    other: u64,
+    idle: u64,
+}
+
+impl CpuStat {
+    fn read() -> Result<CpuStat> {
+        let text = std::fs::read_to_string("/proc/stat")?;
+        let line = text.lines().find(|l| l.starts_with("cpu ")).context("no cpu line in /proc/stat")?;
+        // user nice system idle iowait irq softirq steal guest guest_nice,
+        // in USER_HZ ticks.
+        let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        let at = |i: usize| v.get(i).copied().unwrap_or(0) * 10_000_000;
+        Ok(CpuStat {
+            user: at(0) + at(1),
+            system: at(2),
+            idle: at(3) + at(4),
+            softirq: at(6),
+            // guest time is already counted in user.
+            other: at(5) + at(7),
+        })
+    }
+
+    fn since(&self, earlier: &CpuStat) -> CpuStat {
+        CpuStat {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+            softirq: self.softirq.saturating_sub(earlier.softirq),
+            other: self.other.saturating_sub(earlier.other),
+            idle: self.idle.saturating_sub(earlier.idle),
+        }
+    }
+
+    /// Time not idle.
+    fn busy(&self) -> u64 {
+        self.user + self.system + self.softirq + self.other
+    }
+}
+
+/// CPU time (ns) of whole processes (all their threads), from
+/// /proc/PID/stat (utime + stime).
+fn procs_cpu_ns(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the ")" of comm: state is field 3; utime 14,
+            // stime 15.
+            let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+            Some((tick(11)? + tick(12)?) * 10_000_000)
+        })
+        .sum()
 }
 
 /// The XDP program attached to `dev`: its total run time (ns) and run count
@@ -804,44 +956,148 @@ impl Drop for BpfStats {
     }
 }
 
-/// Both far ends drop every frame in XDP (counted in the veth's rx_packets),
-/// so what a sink's kernel would do with it is the same for every mode and
-/// direction and costs next to nothing: the sinks' receive work runs on the
-/// worker's core when the worker transmits into a veth.
-fn attach_sinks(lab: &Lab) -> Result<()> {
-    let dir = std::env::temp_dir().join(lns_testlab::unique_name("sink"));
-    std::fs::create_dir_all(&dir)?;
-    let src = dir.join("sink.c");
-    let obj = dir.join("sink.o");
-    std::fs::write(
-        &src,
-        "#include <linux/bpf.h>\n\
-         __attribute__((section(\"xdp\"), used)) int xdp_sink(struct xdp_md *ctx) { return XDP_DROP; }\n\
-         char _license[] __attribute__((section(\"license\"), used)) = \"GPL\";\n",
-    )?;
-    let arch = std::process::Command::new("gcc").arg("-dumpmachine").output()?;
-    let inc = format!("-I/usr/include/{}", String::from_utf8_lossy(&arch.stdout).trim());
-    lns_testlab::run(
-        "clang",
-        &[
-            "-O2",
-            "-target",
-            "bpf",
-            &inc,
-            "-c",
-            src.to_str().context("path")?,
-            "-o",
-            obj.to_str().context("path")?,
-        ],
-    )?;
-    let o = obj.to_str().context("path")?;
-    lab.lac.ip(&["link", "set", "dev", "lac0", "xdpdrv", "obj", o, "sec", "xdp"])?;
-    lab.core.ip(&["link", "set", "dev", "core0p", "xdpdrv", "obj", o, "sec", "xdp"])?;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+/// The far ends' XDP programs, compiled once per run.
+///
+/// Both far ends drop subscriber traffic in XDP (counted in the veth's
+/// rx_packets), so what a sink's kernel would do with it is the same for
+/// every subject and direction and costs next to nothing: the sinks'
+/// receive work runs on the worker's core when the worker transmits into a
+/// veth. The core's sink drops every frame. The LAC's drops L2TP data
+/// messages carrying IPv4 or IPv6 (and IPv4 fragments, which only data
+/// makes) and passes the rest, so that lns-lacsim, holding the sessions of
+/// `--peer`, still hears L2TP and PPP control (Hello, LCP Echo).
+pub struct Sinks {
+    dir: std::path::PathBuf,
 }
 
-fn install_sessions(pins: &Path, n: u32) -> Result<()> {
+const SINK_C: &str = r#"
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/in.h>
+#include <linux/udp.h>
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define bpf_htons(x) __builtin_bswap16(x)
+#else
+#define bpf_htons(x) (x)
+#endif
+
+__attribute__((section("xdp"), used)) int xdp_sink(struct xdp_md *ctx) { return XDP_DROP; }
+
+__attribute__((section("xdp"), used)) int xdp_sink_data(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + sizeof(*eth);
+	struct udphdr *udp;
+	unsigned char *l2tp, *ppp;
+	unsigned int off = 6;
+	unsigned short proto;
+
+	if ((void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return XDP_PASS;
+	if (ip->frag_off & bpf_htons(0x3fff))
+		return XDP_DROP;
+	if (ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
+		return XDP_PASS;
+	udp = (void *)(ip + 1);
+	l2tp = (void *)(udp + 1);
+	if ((void *)(l2tp + 12) > end)
+		return XDP_PASS;
+	if (l2tp[0] & 0x80 || l2tp[0] & 0x02)
+		return XDP_PASS; /* control, or an offset this does not follow */
+	if (l2tp[0] & 0x40)
+		off += 2;
+	if (l2tp[0] & 0x08)
+		off += 4;
+	ppp = l2tp + off;
+	if ((void *)(ppp + 4) > end)
+		return XDP_PASS;
+	if (ppp[0] == 0xff && ppp[1] == 0x03)
+		ppp += 2;
+	if ((void *)(ppp + 2) > end)
+		return XDP_PASS;
+	proto = ppp[0] & 1 ? ppp[0] : (ppp[0] << 8 | ppp[1]);
+	return proto == 0x21 || proto == 0x57 ? XDP_DROP : XDP_PASS;
+}
+
+char _license[] __attribute__((section("license"), used)) = "GPL";
+"#;
+
+impl Sinks {
+    /// Compiles the programs and attaches them to the lab's far ends.
+    fn attach(lab: &Lab) -> Result<Sinks> {
+        let dir = std::env::temp_dir().join(lns_testlab::unique_name("sink"));
+        std::fs::create_dir_all(&dir)?;
+        let sinks = Sinks { dir };
+        let src = sinks.dir.join("sink.c");
+        std::fs::write(&src, SINK_C)?;
+        let arch = std::process::Command::new("gcc").arg("-dumpmachine").output()?;
+        let inc = format!("-I/usr/include/{}", String::from_utf8_lossy(&arch.stdout).trim());
+        let out = std::process::Command::new("clang")
+            .args(["-O2", "-target", "bpf", &inc, "-c"])
+            .arg(&src)
+            .arg("-o")
+            .arg(sinks.obj())
+            .output()
+            .context("clang")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "compiling the sinks: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let o = sinks.obj();
+        let o = o.to_str().context("path")?;
+        lab.lac.ip(&[
+            "link",
+            "set",
+            "dev",
+            "lac0",
+            "xdpdrv",
+            "obj",
+            o,
+            "sec",
+            "xdp",
+            "program",
+            "xdp_sink_data",
+        ])?;
+        lab.core
+            .ip(&["link", "set", "dev", "core0p", "xdpdrv", "obj", o, "sec", "xdp", "program", "xdp_sink"])?;
+        Ok(sinks)
+    }
+
+    fn obj(&self) -> std::path::PathBuf {
+        self.dir.join("sink.o")
+    }
+
+    /// Drops every frame arriving on `dev` in `ns` until the guard goes.
+    fn drop_all_on<'a>(&self, ns: &'a Netns, dev: &'a str) -> Result<DropAll<'a>> {
+        let o = self.obj();
+        let o = o.to_str().context("path")?;
+        ns.ip(&["link", "set", "dev", dev, "xdpdrv", "obj", o, "sec", "xdp", "program", "xdp_sink"])?;
+        Ok(DropAll { ns, dev })
+    }
+}
+
+impl Drop for Sinks {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// [`Sinks::drop_all_on`]'s program, detached on drop.
+pub struct DropAll<'a> {
+    ns: &'a Netns,
+    dev: &'a str,
+}
+
+impl Drop for DropAll<'_> {
+    fn drop(&mut self) {
+        let _ = self.ns.ip(&["link", "set", "dev", self.dev, "xdpdrv", "off"]);
+    }
+}
+
+fn install_sessions(pins: &Path, n: u32, rate_limit_kbps: u32) -> Result<()> {
     let maps = lns_bpf::open_pinned(pins)?;
     for k in 0..n {
         let (t, s) = ids(k);
@@ -856,6 +1112,10 @@ fn install_sessions(pins: &Path, n: u32) -> Result<()> {
             ipv6_prefix: subscriber(k).octets(),
             ipv6_prefix_len: 64,
             generation: 1,
+            rate_down_kbps: rate_limit_kbps,
+            rate_up_kbps: rate_limit_kbps,
+            burst_down: 1 << 20,
+            burst_up: 1 << 20,
             ..Default::default()
         };
         sess.set_peer(SocketAddr::new(LAC_PEER.into(), 1701));
@@ -896,7 +1156,7 @@ fn main() -> Result<()> {
         "permanent",
     ])?;
 
-    attach_sinks(&lab)?;
+    let sinks = Sinks::attach(&lab)?;
     let _bpf_stats = if args.no_bpf_stats { None } else { Some(BpfStats::enable()) };
     let _wmem = if args.threaded_napi {
         thread_napi(&lab)?;
@@ -906,6 +1166,34 @@ fn main() -> Result<()> {
         None
     };
 
+    if args.peer.is_some() {
+        // Subscriber traffic upstream goes to peer::CORE_HOST, which nobody
+        // owns; the LAC is lacsim at 192.0.2.2. Permanent entries keep both
+        // next hops fixed through the run.
+        lab.lns.ip(&[
+            "neigh",
+            "add",
+            &peer::CORE_HOST.to_string(),
+            "lladdr",
+            &mac(m.core0p),
+            "dev",
+            "core0",
+            "nud",
+            "permanent",
+        ])?;
+        lab.lns.ip(&[
+            "neigh",
+            "add",
+            "192.0.2.2",
+            "lladdr",
+            &mac(m.lac0),
+            "dev",
+            "acc0",
+            "nud",
+            "permanent",
+        ])?;
+        return peer::run(&lab, &m, &sinks, &args);
+    }
     let mut rows = Vec::new();
     if !args.json {
         println!(
@@ -923,7 +1211,7 @@ fn main() -> Result<()> {
             "napi ns",
             "xdp ns",
             "f/bat",
-            "lns/refl"
+            "lns/bare"
         );
     }
     for &sessions in &args.sessions {
@@ -937,12 +1225,12 @@ fn main() -> Result<()> {
                     if interrupted() {
                         bail!("interrupted");
                     }
-                    let refl = measure(&lab, &m, "reflect", sessions, dir, size, &args)?;
+                    let bare = measure(&lab, &m, "bare", sessions, dir, size, &args)?;
                     let mut lns = measure(&lab, &m, "lns", sessions, dir, size, &args)?;
-                    lns.ratio_to_reflect =
-                        (refl.loss_free_pps > 0.0).then(|| lns.loss_free_pps / refl.loss_free_pps);
-                    ratios.extend(lns.ratio_to_reflect);
-                    for r in [refl, lns] {
+                    lns.ratio_to_bare =
+                        (bare.loss_free_pps > 0.0).then(|| lns.loss_free_pps / bare.loss_free_pps);
+                    ratios.extend(lns.ratio_to_bare);
+                    for r in [bare, lns] {
                         if args.json {
                             println!("{}", serde_json::to_string(&r)?);
                         } else {
@@ -961,7 +1249,7 @@ fn main() -> Result<()> {
                             r.napi_ns_per_packet,
                             r.xdp_ns_per_frame,
                             r.frames_per_batch,
-                            r.ratio_to_reflect.map(|x| format!("{x:.3}")).unwrap_or_default()
+                            r.ratio_to_bare.map(|x| format!("{x:.3}")).unwrap_or_default()
                         );
                         }
                         rows.push(r);
@@ -979,7 +1267,7 @@ fn main() -> Result<()> {
                         );
                     } else {
                         println!(
-                            "median   {sessions:>8} {:<10} {size:>5} lns/refl over {} rounds: {median:.3} ({})",
+                            "median   {sessions:>8} {:<10} {size:>5} lns/bare over {} rounds: {median:.3} ({})",
                             format!("{dir:?}").to_lowercase(),
                             ratios.len(),
                             list.join(" ")
