@@ -15,6 +15,8 @@ PACKAGES=(
   iptables
   # interop tests of the control plane: Debian's L2TP daemon as the LAC
   xl2tpd
+  # lns-load --peer l2tpns: Debian's TUN-based LNS as the benchmark's peer
+  l2tpns
   # L2TP/IPsec tests (docs/ipsec.md): strongSwan's charon, one per test
   # namespace, configured over vici with swanctl; ESP in user space by the
   # kernel-libipsec plugin (libcharon-extra-plugins), as this kernel may
@@ -56,7 +58,7 @@ fi
 # own copies in namespaces and want no LAC answering in the root namespace.
 # The prometheus package (installed for promtool) starts a server: not wanted either,
 # nor strongSwan's system charon (the tests start their own).
-for unit in xl2tpd prometheus prometheus-node-exporter strongswan; do
+for unit in xl2tpd l2tpns prometheus prometheus-node-exporter strongswan; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q "$unit" 2>/dev/null; then
     systemctl disable --now "$unit" >/dev/null 2>&1 || true
   fi
