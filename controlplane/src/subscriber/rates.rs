@@ -122,7 +122,9 @@ impl Core {
         if !limit.is_limited() {
             return true;
         }
-        let Some(s) = self.sessions.get_mut(&key) else { return true };
+        // Untracked by the store: the buckets are not in its records, and
+        // a write per packet would be the slow path's whole cost.
+        let Some(s) = self.sessions.untracked().get_mut(&key) else { return true };
         let epoch = *s.slow_path_buckets.epoch.get_or_insert(now);
         let ns = now.saturating_duration_since(epoch).as_nanos() as u64;
         let bucket = if upstream { &mut s.slow_path_buckets.up } else { &mut s.slow_path_buckets.down };

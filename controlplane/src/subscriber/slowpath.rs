@@ -240,8 +240,9 @@ impl Core {
         *self.counters.slow_path.entry(if reassembled { "up_reassembled" } else { "up_whole" }).or_default() +=
             1;
         // Untracked by the store: counters alone are not worth a write;
-        // they go with the session's next one.
-        if let Some(s) = self.sessions.get_mut(&key) {
+        // they go with the session's next one (an accounting record is
+        // one, so what was reported is always in the store).
+        if let Some(s) = self.sessions.untracked().get_mut(&key) {
             s.slow_path.up_packets += 1;
             s.slow_path.up_bytes += packet.len() as u64;
         }
@@ -319,7 +320,8 @@ impl Core {
             let ns = link.sequencing.then(|| NsFill { key, offset: super::link::ns_offset(&t.payload) });
             let from = self.peer_local.get(&t.destination).copied();
             *self.counters.slow_path.entry("down_packets").or_default() += 1;
-            if let Some(s) = self.sessions.get_mut(&key) {
+            // Untracked, as upstream.
+            if let Some(s) = self.sessions.untracked().get_mut(&key) {
                 s.slow_path.down_packets += 1;
                 s.slow_path.down_bytes += p.len() as u64;
             }

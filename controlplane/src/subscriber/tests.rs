@@ -1209,3 +1209,63 @@ fn a_core_killed_between_two_commits_goes_on_from_its_store() {
     let addresses: HashSet<_> = [a, c, b2].iter().map(|k| lab.entries[k].subscriber_ipv4()).collect();
     assert_eq!(addresses.len(), 3);
 }
+
+/// Issue 19: a packet through the slow path, either way, policed or not,
+/// writes nothing to the store (a write per packet would cost more than
+/// the packet); its counters go with the session's next record, at the
+/// latest the one of the accounting record that reports them, so a core
+/// restored from the store has what was reported.
+#[test]
+fn slow_path_packets_write_nothing_to_the_store_and_their_counters_go_with_the_next_record() {
+    use crate::daemon::store::{Store, FILE};
+    let mut cfg = slow_path_config();
+    cfg.accounting = Some(AccountingConfig {
+        boot: 0x5f00_0000,
+        interim_default: Some(Duration::from_secs(60)),
+        authentic: 1,
+    });
+    // Limited both ways (far above what is sent): the buckets are used.
+    cfg.rates = crate::subscriber::RateDefaults { down: 100_000_000, up: 100_000_000, burst_ms: 100 };
+    let mut lab = Lab::new(cfg.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(&dir.path().join(FILE)).expect("store");
+    let wall = |lab: &Lab| std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000) + (lab.now - lab.t0);
+    let commit = |lab: &mut Lab, store: &mut Store| {
+        let changes = lab.core.take_changes(lab.now).expect("records");
+        store.commit(&changes, wall(lab)).expect("commit");
+        changes
+    };
+    lab.dial(&["alice"]);
+    lab.run_for(Duration::from_secs(5));
+    commit(&mut lab, &mut store);
+    let a = lab.key("alice");
+    let alice = lab.entries[&a].subscriber_ipv4().expect("alice's address");
+    let core_host = Ipv4Addr::new(203, 0, 113, 7);
+    let (mut up_bytes, mut down_bytes) = (0, 0);
+    for _ in 0..20 {
+        let up = ipv4_packet(alice, core_host, false, 17, &[1; 300]);
+        lab.send_ip("alice", &up);
+        up_bytes += up.len() as u64;
+        let down = ipv4_packet(core_host, alice, false, 17, &[2; 200]);
+        let now = lab.now;
+        lab.core.handle_tun_packet(now, &down);
+        lab.carry_out();
+        down_bytes += down.len() as u64;
+    }
+    assert_eq!(lab.delivered.len(), 20);
+    let changes = commit(&mut lab, &mut store);
+    let keys: Vec<RecordKey> = changes.0.iter().map(|c| c.0).collect();
+    assert!(changes.is_empty(), "no record written for packets: {keys:?}");
+    // The interim at one minute reports them; the store has them since.
+    for _ in 0..61 {
+        lab.run_for(Duration::from_secs(1));
+        commit(&mut lab, &mut store);
+    }
+    let interim = lab.records.iter().find(|r| r.kind == AcctKind::Interim).expect("interim");
+    let want = Counters { up_packets: 20, up_bytes, down_packets: 20, down_bytes };
+    assert_eq!(interim.counters, Some(want));
+    let records = store.read(wall(&lab)).expect("read");
+    let restored = Core::restore(cfg, &records, lab.now).expect("restore");
+    let rows = restored.session_rows(lab.now);
+    assert_eq!(rows.iter().find(|r| r.session_id == a.session.0).expect("alice").slow_path, want);
+}
