@@ -573,7 +573,8 @@ impl Drop for ControlPlane {
 
 impl Lab {
     /// Starts lns-controlplane in the LNS namespace on the data plane's maps
-    /// in `pins`, accepting the LAC 192.0.2.2, with local users
+    /// in `pins`, accepting the LAC 192.0.2.2 (unless `extra` has peers of
+    /// its own), with local users
     /// `user1..=userN` (password `pw<N>`), the pool 198.51.100.0/24 and the
     /// IPv6 pool 2001:db8:100::/40 in /64s (so IPv6CP is offered; the core
     /// namespace routes that /40 to the LNS).
@@ -613,9 +614,12 @@ impl Lab {
             pins.to_str().context("path")?,
             "--control-socket",
             socket.to_str().context("path")?,
-            "--peer",
-            "192.0.2.2",
         ];
+        // A test that names its peers (`--peer 192.0.2.2,fast-path=no`)
+        // gets those alone: the first match would be the default's.
+        if !extra.iter().any(|a| *a == "--peer" || a.starts_with("--peer=")) {
+            args.extend(["--peer", "192.0.2.2"]);
+        }
         args.extend_from_slice(extra);
         let mut proc = NsProcess::spawn(&self.lns, &workspace_bin("lns-controlplane")?, &args)?;
         let t0 = std::time::Instant::now();
