@@ -1,15 +1,21 @@
 //! A control plane started with `--keep-sessions` restarts under its
-//! subscribers: SIGTERM writes its state down and leaves the data plane's
-//! entries, the next start takes every session back, the LAC and the
-//! subscribers notice nothing (no CDN, no StopCCN, echoes answered,
-//! traffic carried throughout), and a new subscriber comes up at once.
-//! `lnsctl shutdown` still ends everything.
+//! subscribers: SIGTERM commits its last changes to its session store,
+//! closes it and leaves the data plane's entries, the next start takes
+//! every session back, the LAC and the subscribers notice nothing (no CDN,
+//! no StopCCN, echoes answered, traffic carried throughout), and a new
+//! subscriber comes up at once. `lnsctl shutdown` still ends everything
+//! and empties the store; without `--keep-sessions` SIGTERM does the same
+//! and no store is kept. (`kill -9` is crash.rs.)
 
 mod common;
 use common::{lnsctl_json, resolve_neighbours, start_dp};
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use lns_controlplane::daemon::store::{Store, FILE};
+use lns_controlplane::l2tp::{SessionId, TunnelId};
+use lns_controlplane::subscriber::{Changes, RecordKey, SessionKey};
 use lns_testlab::{workspace_bin, Lab, NsProcess, PinDir, UdpEcho};
 
 fn stats(socket: &std::path::Path) -> serde_json::Value {
@@ -67,7 +73,9 @@ fn a_restart_keeps_every_session() {
     assert!(status.success(), "{:?}", cp.proc.output());
     let log = cp.proc.output().1;
     assert!(log.contains("its sessions stay in the data plane"), "{log}");
-    assert!(state.path().join("sessions.json").exists());
+    let store = state.path().join(FILE);
+    assert_eq!(Store::session_keys(&store).unwrap().len(), 5, "the store holds the five");
+    assert!(wal_folded(state.path()), "closed: the log folded into the database");
     let maps = lns_bpf::open_pinned(pins.path()).unwrap();
     assert_eq!(maps.sessions().unwrap().len(), 5, "the entries stay while no control plane runs");
 
@@ -76,7 +84,8 @@ fn a_restart_keeps_every_session() {
     let s = stats(&cp2.socket);
     assert_eq!((s["sessions_restored"].as_u64(), s["sessions"].as_u64()), (Some(5), Some(5)), "{s}");
     assert_eq!(s["sessions_reconciled"].as_u64(), Some(0), "{s}");
-    assert!(!state.path().join("sessions.json").exists(), "used once");
+    // The store goes on being written as the sessions change.
+    assert_eq!(Store::session_keys(&store).unwrap().len(), 5);
     // A new subscriber right after.
     let mut fresh = subscribers(&lab, &["--tunnels", "1", "--sessions-per-tunnel", "1", "--hold", "1"]);
     if !wait_for(20, || !fresh.alive()) {
@@ -102,6 +111,12 @@ fn a_restart_keeps_every_session() {
     let s = stats(&cp2.socket);
     assert_eq!(s["sessions"].as_u64(), Some(0), "{s}");
     assert_eq!(s["addresses_in_use"].as_u64(), Some(0), "{s}");
+    assert!(wait_for(10, || Store::session_keys(&store).unwrap().is_empty()), "records left");
+}
+
+/// The write-ahead log of a store closed well is empty (or gone).
+fn wal_folded(state: &Path) -> bool {
+    std::fs::metadata(state.join(format!("{FILE}-wal"))).map_or(true, |m| m.len() == 0)
 }
 
 #[test]
@@ -129,5 +144,48 @@ fn lnsctl_shutdown_ends_every_session_even_when_sigterm_would_keep_them() {
     assert_eq!(r["sessions_ended_by_lns"].as_u64(), Some(3), "{r}");
     let maps = lns_bpf::open_pinned(pins.path()).unwrap();
     assert!(maps.sessions().unwrap().is_empty(), "nothing kept");
-    assert!(!state.path().join("sessions.json").exists(), "nothing written down");
+    let store = state.path().join(FILE);
+    assert!(Store::session_keys(&store).unwrap().is_empty(), "the store emptied");
+    assert!(wal_folded(state.path()));
+}
+
+/// Without `--keep-sessions` SIGTERM is a stop: a CDN or StopCCN for every
+/// session, nothing left in the data plane, and no session store (one an
+/// earlier start with `--keep-sessions` left is removed at start).
+#[test]
+fn sigterm_without_keep_sessions_ends_every_session() {
+    let lab = Lab::new(1).unwrap();
+    let pins = PinDir::new().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap().to_string();
+    // What an earlier start with --keep-sessions would have left.
+    let store = state.path().join(FILE);
+    let mut old = Store::open(&store).unwrap();
+    let key = SessionKey::new(TunnelId(9), SessionId(9));
+    old.commit(
+        &Changes(vec![(RecordKey::Session(key), Some(b"old".to_vec()))]),
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    old.close().unwrap();
+    assert_eq!(Store::session_keys(&store).unwrap(), vec![key]);
+
+    let _dp = start_dp(&lab, &pins, "1", "skb");
+    let mut cp = lab.start_controlplane(pins.path(), 10, &["--state-dir", state_dir.as_str()]).unwrap();
+    assert!(!store.exists(), "the old store removed at start: {}", cp.proc.output().1);
+    let mut sim = subscribers(&lab, &["--tunnels", "2", "--sessions-per-tunnel", "2", "--hold", "30"]);
+    assert!(wait_for(20, || forwarding(&cp.socket) == 4), "4 sessions up: {}", stats(&cp.socket));
+    let maps = lns_bpf::open_pinned(pins.path()).unwrap();
+    assert_eq!(maps.sessions().unwrap().len(), 4);
+
+    let status = cp.proc.stop(15).expect("stopped");
+    assert!(status.success(), "{:?}", cp.proc.output());
+    let log = cp.proc.output().1;
+    assert!(log.contains("stopping: StopCCN to every tunnel"), "{log}");
+    assert!(!log.contains("stay in the data plane"), "{log}");
+    let r = summary(&mut sim, 40);
+    assert_eq!(r["sessions_up"].as_u64(), Some(4), "{r}");
+    assert_eq!(r["sessions_ended_by_lns"].as_u64(), Some(4), "CDN or StopCCN for each: {r}");
+    assert!(maps.sessions().unwrap().is_empty(), "nothing kept in the data plane");
+    assert!(!store.exists(), "no store without --keep-sessions");
 }
