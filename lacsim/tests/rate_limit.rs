@@ -82,7 +82,13 @@ fn rates_from_radius_police_each_way_and_a_coa_halves_them() {
     );
     let _fr = FreeRadius::start(
         &lab.lns,
-        FreeRadiusConfig { users, auth_port: 1812, acct_port: 0, secret: SECRET.into(), ..Default::default() },
+        FreeRadiusConfig {
+            users,
+            auth_port: 1812,
+            acct_port: 0,
+            secret: SECRET.into(),
+            ..Default::default()
+        },
     )
     .unwrap();
     let toml = format!(
@@ -133,7 +139,11 @@ fn rates_from_radius_police_each_way_and_a_coa_halves_them() {
     assert!(within(got[0][0], LIMIT, 0.10), "user1 downstream at its limit: {:?}", got[0]);
     assert!(got[0][1] > 3.0 * LIMIT as f64, "user1 upstream is not limited: {:?}", got[0]);
     assert!(within(got[1][1], LIMIT, 0.10), "user2 upstream at its limit: {:?}", got[1]);
-    assert!(got[2][0] > 3.0 * LIMIT as f64 && got[2][1] > 3.0 * LIMIT as f64, "user3 unlimited: {:?}", got[2]);
+    assert!(
+        got[2][0] > 3.0 * LIMIT as f64 && got[2][1] > 3.0 * LIMIT as f64,
+        "user3 unlimited: {:?}",
+        got[2]
+    );
     let (_, policed1, _) = counters(&cp, "user1");
     let (_, policed2, _) = counters(&cp, "user2");
     let (_, policed3, _) = counters(&cp, "user3");
