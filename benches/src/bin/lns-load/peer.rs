@@ -15,14 +15,15 @@
 //! Subjects, one at a time on 192.0.2.1:
 //! - `lns` (path fast): lns-dataplane (one worker, core 1) and
 //!   lns-controlplane with local users;
-//! - `lns` (path slow): the exception path. Upstream, the access link's
-//!   MTU is 1,300 and the LAC's frames are outer IPv4 fragments (two per
-//!   packet, as the LAC's kernel makes them), which the XDP program passes
-//!   and the kernel reassembles for the control plane's UDP socket, which
-//!   hands the packets to the kernel through its TUN device. Downstream,
-//!   the control plane runs with its maps but without the data plane's
-//!   program (no frame is redirected), so the kernel routes core packets
-//!   into the TUN device and the control plane encapsulates them;
+//! - `lns` (path slow): the exception path, the LAC configured
+//!   slow-path-only (`--peer 192.0.2.2,fast-path=no`), so the XDP program
+//!   passes its sessions' packets to the kernel both ways. Upstream, the
+//!   access link's MTU is 1,300 and the LAC's frames are outer IPv4
+//!   fragments (two per packet, as the LAC's kernel makes them), which the
+//!   kernel reassembles for the control plane's UDP socket; the control
+//!   plane hands the packets to the kernel through its TUN device.
+//!   Downstream, the kernel routes core packets into the TUN device and the
+//!   control plane encapsulates them and sends them from its socket;
 //! - `l2tpns`: Debian's l2tpns (a TUN-based LNS, one process) with
 //!   FreeRADIUS deciding who gets in (l2tpns authenticates only by RADIUS).
 //!   It gets the same frames as `lns` on the same path.
@@ -241,7 +242,6 @@ struct Running {
     /// lns-dataplane's process, whose worker threads are counted apart.
     dataplane: Option<u32>,
     _pins: Option<PinDir>,
-    _steering: Option<lns_bpf::Steering>,
     _cp: Option<lns_testlab::ControlPlane>,
     _radius: Option<lns_testlab::freeradius::FreeRadius>,
     _dir: Option<TempDir>,
@@ -349,7 +349,6 @@ fn start_l2tpns(lab: &Lab, sessions: u32) -> Result<Running> {
         procs: vec![p],
         dataplane: None,
         _pins: None,
-        _steering: None,
         _cp: None,
         _radius: Some(radius),
         _dir: Some(dir),
@@ -357,16 +356,14 @@ fn start_l2tpns(lab: &Lab, sessions: u32) -> Result<Running> {
     })
 }
 
-/// Starts this LNS: lns-controlplane with local users (user1.. userN,
-/// pwN) on the lab's pool 198.51.100.0/24, and lns-dataplane (one worker
-/// on core 1) when `dataplane`; without it the maps are created and
-/// pinned for the control plane, and no program is attached, so every
-/// packet takes the slow path.
-fn start_lns(lab: &Lab, sessions: u32, dataplane: bool, args: &Args) -> Result<Running> {
+/// Starts this LNS: lns-dataplane (one worker on core 1) and
+/// lns-controlplane with local users (user1.. userN, pwN) on the lab's
+/// pool 198.51.100.0/24; with `slow`, the LAC's sessions are kept off the
+/// fast path (`fast-path=no`).
+fn start_lns(lab: &Lab, sessions: u32, slow: bool, args: &Args) -> Result<Running> {
     let pins = PinDir::new()?;
     let mut procs = Vec::new();
-    let mut steering = None;
-    if dataplane {
+    {
         let mut a = vec![
             "--queues",
             "1",
@@ -389,23 +386,14 @@ fn start_lns(lab: &Lab, sessions: u32, dataplane: bool, args: &Args) -> Result<R
         }
         a.extend(args.dataplane_args.iter().map(String::as_str));
         procs.push(lab.start_dataplane(pins.path(), &a)?);
-    } else {
-        let load = lns_bpf::LoadOptions {
-            pin_dir: Some(pins.path().to_path_buf()),
-            reuse_pinned: false,
-            max_sessions: 1024,
-            max_workers: 1,
-            ..Default::default()
-        };
-        steering = Some(lns_bpf::Steering::load(&load).context("creating the maps for the control plane")?);
     }
     let dataplane_pid = procs.first().map(NsProcess::pid);
-    let cp = lab.start_controlplane(pins.path(), sessions, &[])?;
+    let extra: &[&str] = if slow { &["--peer", "192.0.2.2,fast-path=no"] } else { &[] };
+    let cp = lab.start_controlplane(pins.path(), sessions, extra)?;
     Ok(Running {
         procs,
         dataplane: dataplane_pid,
         _pins: Some(pins),
-        _steering: steering,
         _cp: Some(cp),
         _radius: None,
         _dir: None,
@@ -546,7 +534,7 @@ fn measure_subject(
     let (run, established) = match subject {
         Subject::Lns | Subject::L2tpns => {
             let mut run = if subject == Subject::Lns {
-                start_lns(lab, sessions, !(slow && dir == Dir::Downstream), args)?
+                start_lns(lab, sessions, slow, args)?
             } else {
                 start_l2tpns(lab, sessions)?
             };
