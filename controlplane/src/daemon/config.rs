@@ -38,6 +38,9 @@
 //! network = "192.0.2.0/24"
 //! secret = "s3cret"             # tunnel authentication and hidden AVPs
 //! host_name = "lac1"            # the Host Name its SCCRQ must carry
+//! # ipsec = "required"          # its L2TP only through IPsec (docs/ipsec.md)
+//! # ipsec_interfaces = ["ipsec0"]  # where decrypted L2TP arrives
+//! # fast_path = false           # its sessions on the slow path (IPsec: always)
 //!
 //! [ppp]
 //! users_file = "/etc/lns/users.toml"   # see daemon::aaa
@@ -121,7 +124,7 @@ pub enum ConfigError {
     Parse { path: PathBuf, source: toml::de::Error },
     #[error("bad peer network {0:?}: expected ADDRESS/LEN")]
     Network(String),
-    #[error("bad --peer {0:?}: expected CIDR[,secret=S][,host-name=H]")]
+    #[error("bad --peer {0:?}: expected CIDR[,secret=S][,host-name=H][,ipsec-interface=IF][,fast-path=no]")]
     PeerFlag(String),
     #[error("bad duration {0:?}: expected e.g. 60, \"500ms\", \"2s\", \"5m\"")]
     Duration(String),
@@ -173,7 +176,8 @@ pub struct Flags {
     #[arg(long, value_parser = parse_duration_flag, value_name = "DURATION")]
     pub hello_interval: Option<Duration>,
     /// Allowed LAC network, repeatable; replaces the file's peers:
-    /// CIDR[,secret=S][,host-name=H].
+    /// CIDR[,secret=S][,host-name=H][,ipsec-interface=IF][,fast-path=no]
+    /// (an ipsec-interface, repeatable, means IPsec is required).
     #[arg(long = "peer", value_name = "PEER")]
     pub peers: Vec<String>,
     /// Accept tunnels from addresses that match no peer.
@@ -518,34 +522,94 @@ pub struct Retransmit {
     pub receive_window: Option<u16>,
 }
 
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub struct PeerEntry {
     pub network: String,
     pub secret: Option<String>,
     pub host_name: Option<String>,
+    /// `"required"`: the peer's L2TP must come through IPsec (see
+    /// [`PeerEntry::ipsec_interfaces`]); `"none"` (the default): clear
+    /// L2TP is taken.
+    pub ipsec: Option<Ipsec>,
+    /// With `ipsec = "required"`: the interfaces the IPsec stack hands
+    /// the peer's decrypted packets to the kernel on (strongSwan's
+    /// kernel-libipsec TUN device `ipsec0`, an XFRM interface); L2TP from
+    /// the peer that arrives anywhere else is refused.
+    pub ipsec_interfaces: Option<Vec<String>>,
+    /// false: the peer's sessions are kept off the data plane's fast path
+    /// (the slow path carries them); default true. IPsec peers' always are.
+    pub fast_path: Option<bool>,
+}
+
+/// `[[peer]] ipsec`.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Ipsec {
+    None,
+    Required,
 }
 
 impl PeerEntry {
     fn to_peer(&self) -> Result<PeerConfig, ConfigError> {
         let (network, prefix_len) = parse_cidr(&self.network)?;
+        let ipsec_interfaces = match (self.ipsec, &self.ipsec_interfaces) {
+            (Some(Ipsec::Required), Some(names)) if !names.is_empty() => {
+                if let Some(bad) = names.iter().find(|n| n.is_empty() || n.len() > 15 || n.contains('/')) {
+                    return Err(ConfigError::Invalid(format!(
+                        "peer {}: ipsec_interfaces: {bad:?} is no interface name",
+                        self.network
+                    )));
+                }
+                Some(names.clone())
+            }
+            (Some(Ipsec::Required), _) => {
+                return Err(ConfigError::Invalid(format!(
+                    "peer {}: ipsec = \"required\" needs ipsec_interfaces, the devices its decrypted \
+                     L2TP arrives on (strongSwan kernel-libipsec: [\"ipsec0\"]; an XFRM interface)",
+                    self.network
+                )))
+            }
+            (_, Some(_)) => {
+                return Err(ConfigError::Invalid(format!(
+                    "peer {}: ipsec_interfaces without ipsec = \"required\"",
+                    self.network
+                )))
+            }
+            (_, None) => None,
+        };
         Ok(PeerConfig {
             network,
             prefix_len,
             secret: self.secret.as_ref().map(|s| s.as_bytes().to_vec()),
             host_name: self.host_name.as_ref().map(|s| s.as_bytes().to_vec()),
+            ipsec_interfaces,
+            fast_path: self.fast_path.unwrap_or(true),
         })
     }
 
-    /// `CIDR[,secret=S][,host-name=H]`; a bare address is a host.
+    /// `CIDR[,secret=S][,host-name=H][,ipsec-interface=IF...][,fast-path=no]`;
+    /// a bare address is a host; an `ipsec-interface` (repeatable) means
+    /// `ipsec = "required"`.
     fn from_flag(s: &str) -> Result<PeerEntry, ConfigError> {
         let mut parts = s.split(',');
         let network = parts.next().unwrap_or_default().trim().to_string();
-        let mut e = PeerEntry { network, secret: None, host_name: None };
+        let mut e = PeerEntry { network, ..Default::default() };
         for p in parts {
             match p.split_once('=') {
                 Some(("secret", v)) => e.secret = Some(v.to_string()),
                 Some(("host-name" | "host_name", v)) => e.host_name = Some(v.to_string()),
+                Some(("ipsec-interface" | "ipsec_interface", v)) => {
+                    e.ipsec = Some(Ipsec::Required);
+                    e.ipsec_interfaces.get_or_insert_with(Vec::new).push(v.to_string());
+                }
+                Some(("fast-path" | "fast_path", v)) => {
+                    e.fast_path = Some(match v {
+                        "yes" | "true" | "on" => true,
+                        "no" | "false" | "off" => false,
+                        _ => return Err(ConfigError::PeerFlag(s.to_string())),
+                    })
+                }
                 _ => return Err(ConfigError::PeerFlag(s.to_string())),
             }
         }
@@ -880,6 +944,42 @@ mod tests {
         assert_eq!(c.endpoint.peers.len(), 1);
         assert_eq!(c.endpoint.peers[0].secret.as_deref(), Some(&b"x"[..]));
         assert!(PeerEntry::from_flag("10.0.0.0/8,colour=blue").is_err());
+    }
+
+    #[test]
+    fn peers_requiring_ipsec_or_kept_off_the_fast_path() {
+        let text = |peer: &str| {
+            format!("allow_unlisted_peers = false\n[[peer]]\nnetwork = \"192.0.2.0/24\"\n{peer}")
+        };
+        let peer = |peer: &str| -> Result<PeerConfig, ConfigError> {
+            let file: File = toml::from_str(&text(peer)).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            let flags = Flags { no_dataplane: true, ..Default::default() };
+            Ok(Config::resolve(file, &flags)?.endpoint.peers.remove(0))
+        };
+        let p = peer("").expect("plain");
+        assert_eq!((p.ipsec_interfaces.as_deref(), p.fast_path, p.slow_path_only()), (None, true, false));
+        let p = peer("ipsec = \"required\"\nipsec_interfaces = [\"ipsec0\", \"xfrm1\"]").expect("ipsec");
+        assert_eq!(p.ipsec_interfaces, Some(vec!["ipsec0".to_string(), "xfrm1".to_string()]));
+        assert!(p.slow_path_only(), "IPsec peers never use the fast path");
+        let p = peer("fast_path = false").expect("slow");
+        assert!(p.slow_path_only() && p.ipsec_interfaces.is_none());
+        let p = peer("ipsec = \"none\"").expect("none");
+        assert!(!p.slow_path_only());
+        for bad in [
+            "ipsec = \"required\"",
+            "ipsec = \"required\"\nipsec_interfaces = []",
+            "ipsec_interfaces = [\"ipsec0\"]",
+            "ipsec = \"required\"\nipsec_interfaces = [\"a-name-longer-than-15\"]",
+            "ipsec = \"maybe\"",
+        ] {
+            assert!(peer(bad).is_err(), "{bad}");
+        }
+        let e = PeerEntry::from_flag("192.0.2.2,ipsec-interface=ipsec0,fast-path=no").expect("flag");
+        let p = e.to_peer().expect("peer");
+        assert_eq!((p.ipsec_interfaces, p.fast_path), (Some(vec!["ipsec0".to_string()]), false));
+        let p = PeerEntry::from_flag("192.0.2.2,fast-path=off").and_then(|e| e.to_peer()).expect("flag");
+        assert!(p.slow_path_only());
+        assert!(PeerEntry::from_flag("192.0.2.2,fast-path=sometimes").is_err());
     }
 
     #[test]

@@ -166,6 +166,12 @@ pub fn log(n: &Notice, slot: Option<u32>) {
                 map_op(*op)
             )
         }
+        Notice::ClearL2tpRefused { peer, ifindex, interface } => warn!(
+            %peer,
+            ifindex,
+            interface = interface.as_deref().unwrap_or("?"),
+            "L2TP in clear from a peer that requires IPsec (not through its ipsec_interfaces): refused"
+        ),
         Notice::StaleAuthAnswer { key } => debug!(
             tunnel_id = key.tunnel.0,
             session_id = key.session.0,
@@ -184,6 +190,7 @@ fn warning_kind(n: &Notice) -> Option<&'static str> {
         Notice::NoIpv4Address { ipv6_only: false, .. } => Some("no_ipv4_address"),
         Notice::NcpRefused { .. } => Some("ncp_refused"),
         Notice::EchoFailure { .. } => Some("echo_failure"),
+        Notice::ClearL2tpRefused { .. } => Some("clear_l2tp_refused"),
         Notice::MapWriteFailed { op, .. } if *op != MapOp::Call => Some("map_write"),
         _ => None,
     }

@@ -679,6 +679,12 @@ impl Driver {
                 asker.ask(ifindex);
             }
         }
+        if let Some(ifindex) = rx.ifindex.filter(|i| self.core.wants_interface_name(*i)) {
+            // Once per interface (a quick ioctl): the core decides by name
+            // whether a peer's L2TP came through its IPsec.
+            let name = nix::net::if_::if_indextoname(ifindex).ok().and_then(|n| n.into_string().ok());
+            self.core.set_interface_name(ifindex, name);
+        }
         if let Some(data) = buf.get(..rx.len) {
             self.core.handle_datagram(now, rx.from, rx.local, rx.ifindex, data);
         }

@@ -34,12 +34,39 @@ pub struct PeerConfig {
     pub secret: Option<Vec<u8>>,
     /// If set, the Host Name the peer must present in its SCCRQ.
     pub host_name: Option<Vec<u8>>,
+    /// L2TP from this peer must have come through IPsec: it counts as
+    /// protected only when it arrived through one of these interfaces
+    /// (where the IPsec stack hands decrypted packets to the kernel), and
+    /// anything else from it is refused. None: L2TP in clear is taken.
+    #[serde(default)]
+    pub ipsec_interfaces: Option<Vec<String>>,
+    /// Its sessions may use the data plane's fast path; false (and always
+    /// with IPsec, which the fast path would bypass): the slow path
+    /// carries them both ways.
+    #[serde(default = "fast_path_default")]
+    pub fast_path: bool,
+}
+
+fn fast_path_default() -> bool {
+    true
 }
 
 impl PeerConfig {
     pub fn host(addr: IpAddr) -> Self {
         let prefix_len = if addr.is_ipv4() { 32 } else { 128 };
-        PeerConfig { network: addr, prefix_len, secret: None, host_name: None }
+        PeerConfig {
+            network: addr,
+            prefix_len,
+            secret: None,
+            host_name: None,
+            ipsec_interfaces: None,
+            fast_path: true,
+        }
+    }
+
+    /// Its sessions are kept off the fast path.
+    pub fn slow_path_only(&self) -> bool {
+        !self.fast_path || self.ipsec_interfaces.is_some()
     }
 
     /// CIDR match of `ip` against `network/prefix_len`.
@@ -981,12 +1008,7 @@ mod tests {
 
     #[test]
     fn cidr_matching() {
-        let p = PeerConfig {
-            network: "192.0.2.0".parse().expect("ip"),
-            prefix_len: 25,
-            secret: None,
-            host_name: None,
-        };
+        let p = PeerConfig { prefix_len: 25, ..PeerConfig::host("192.0.2.0".parse().expect("ip")) };
         assert!(p.matches("192.0.2.1".parse().expect("ip")));
         assert!(p.matches("192.0.2.127".parse().expect("ip")));
         assert!(!p.matches("192.0.2.128".parse().expect("ip")));

@@ -203,4 +203,12 @@ pub enum Notice {
     StaleAuthAnswer {
         key: SessionKey,
     },
+    /// L2TP from a peer that requires IPsec arrived through an interface
+    /// that is not one of its IPsec interfaces (`interface`: its name, if
+    /// known): refused.
+    ClearL2tpRefused {
+        peer: SocketAddr,
+        ifindex: Option<u32>,
+        interface: Option<String>,
+    },
 }

@@ -34,6 +34,7 @@
 pub mod accounting;
 mod calls;
 pub mod effect;
+mod ipsec;
 mod ipv6;
 mod link;
 mod rates;
@@ -295,6 +296,9 @@ pub struct Core {
     next_timeout_check: Instant,
     /// Accounting sessions opened by this process (Acct-Session-Id's second half).
     acct_sessions: u64,
+    /// Names of the interfaces datagrams arrived on, for the peers that
+    /// require IPsec (see [`ipsec`]).
+    interface_names: ipsec::InterfaceNames,
     rng: ChaCha8Rng,
     /// Every session's next PPP deadline, earliest first, so that neither
     /// the wait nor the timer scans all sessions.
@@ -329,6 +333,7 @@ impl Core {
             draining: false,
             next_timeout_check: now,
             acct_sessions: 0,
+            interface_names: Default::default(),
             rng,
             ppp_timers: BTreeSet::new(),
             routes: Default::default(),
@@ -517,6 +522,9 @@ impl Core {
         data: &[u8],
     ) {
         self.counters.datagrams_rx += 1;
+        if self.refuse_clear_l2tp(from, ifindex) {
+            return;
+        }
         match self.endpoint.handle_datagram(now, from, data) {
             crate::l2tp::DatagramEvent::Control(tid) => {
                 self.counters.control_rx += 1;
@@ -669,6 +677,7 @@ impl Core {
                 entry.flags |= bit;
             }
         }
+        entry.flags |= self.slow_path_flag(t.peer.ip());
         entry.set_peer(t.peer);
         entry.set_local(SocketAddr::new(t.local, self.cfg.listen.port()));
         Some(entry)

@@ -1269,3 +1269,70 @@ fn slow_path_packets_write_nothing_to_the_store_and_their_counters_go_with_the_n
     let rows = restored.session_rows(lab.now);
     assert_eq!(rows.iter().find(|r| r.session_id == a.session.0).expect("alice").slow_path, want);
 }
+
+/// A peer that requires IPsec (its L2TP taken only from its IPsec
+/// interfaces, here `ipsec0`) whose datagrams arrive through another
+/// interface: refused before any tunnel exists, counted and noticed; the
+/// same LAC through `ipsec0` comes up with its sessions flagged off the
+/// fast path.
+#[test]
+fn a_peer_requiring_ipsec_is_refused_in_clear_and_kept_off_the_fast_path() {
+    let ipsec_peer = || PeerConfig {
+        ipsec_interfaces: Some(vec!["ipsec0".to_string()]),
+        ..PeerConfig::host(lac_addr().ip())
+    };
+    let mut cfg = base_config();
+    cfg.endpoint.peers = vec![ipsec_peer()];
+    let mut lab = Lab::new(cfg.clone());
+    // The lab's datagrams arrive through ifindex 2.
+    assert!(lab.core.wants_interface_name(2), "a peer requires IPsec: names are wanted");
+    lab.core.set_interface_name(2, Some("acc0".into()));
+    assert!(!lab.core.wants_interface_name(2), "asked once");
+    lab.dial(&["alice"]);
+    lab.run_for(Duration::from_secs(5));
+    assert_eq!(lab.core.endpoint().tunnel_count(), 0, "no tunnel from L2TP in clear");
+    let refused = lab.core.counters().dropped.get("ipsec_required").copied().unwrap_or(0);
+    assert!(refused >= 2, "the SCCRQ and its retransmissions: {refused}");
+    assert!(lab.notices.iter().any(|n| matches!(
+        n,
+        Notice::ClearL2tpRefused { peer, ifindex: Some(2), interface: Some(i) } if *peer == lac_addr() && i == "acc0"
+    )));
+    // An interface whose name is unknown is not an IPsec interface either.
+    let mut lab = Lab::new(cfg.clone());
+    lab.dial(&["alice"]);
+    lab.run_for(Duration::from_secs(3));
+    assert_eq!(lab.core.endpoint().tunnel_count(), 0);
+
+    let mut lab = Lab::new(cfg);
+    lab.core.set_interface_name(2, Some("ipsec0".into()));
+    lab.dial(&["alice", "bob"]);
+    lab.run_for(Duration::from_secs(5));
+    let (a, b) = (lab.key("alice"), lab.key("bob"));
+    assert!(lab.forwarding(a) && lab.forwarding(b), "{:#?}", lab.notices);
+    for k in [a, b] {
+        assert_ne!(lab.entries[&k].flags & abi::Session::SLOW_PATH, 0, "never on the fast path");
+    }
+    assert_eq!(lab.core.counters().dropped.get("ipsec_required"), None);
+}
+
+/// `fast_path = false` keeps a peer's sessions off the fast path without
+/// IPsec (and without asking for interface names); other peers' sessions
+/// are untouched.
+#[test]
+fn a_peer_kept_off_the_fast_path_has_its_sessions_flagged() {
+    let mut cfg = base_config();
+    cfg.endpoint.peers = vec![PeerConfig { fast_path: false, ..PeerConfig::host(lac_addr().ip()) }];
+    let mut lab = Lab::new(cfg);
+    assert!(!lab.core.wants_interface_name(2), "no peer requires IPsec");
+    lab.dial(&["alice"]);
+    lab.run_for(Duration::from_secs(5));
+    let a = lab.key("alice");
+    assert!(lab.forwarding(a));
+    assert_ne!(lab.entries[&a].flags & abi::Session::SLOW_PATH, 0);
+
+    let mut lab = Lab::new(base_config());
+    lab.dial(&["alice"]);
+    lab.run_for(Duration::from_secs(5));
+    let a = lab.key("alice");
+    assert_eq!(lab.entries[&a].flags & abi::Session::SLOW_PATH, 0, "an unlisted peer: the fast path");
+}
