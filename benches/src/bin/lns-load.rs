@@ -194,6 +194,12 @@ struct Row {
     /// Highest rate found with at most LOSS_FREE_PCT loss.
     loss_free_pps: f64,
     worker_ns_per_packet: f64,
+    /// Of the worker's CPU, the share in the kernel (%).
+    worker_sys_pct: f64,
+    /// The whole machine's busy time (both cores, /proc/stat) per packet
+    /// the sink saw, and the share of it in softirq (%).
+    machine_ns_per_packet: f64,
+    softirq_pct: f64,
     /// CPU of the LNS interfaces' NAPI threads (the XDP program and the
     /// kernel's receive path) per delivered packet; 0 without --threaded-napi.
     napi_ns_per_packet: f64,
@@ -400,9 +406,17 @@ impl DevCounters {
 
 /// CPU time (ns) of the data plane's worker thread.
 fn worker_cpu_ns(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    let (user, system) = worker_cpu_split_ns(pid);
+    user + system
+}
+
+/// (user, system) CPU time (ns) of the data plane's (or the reflector's)
+/// worker threads: user time is the worker's own per-packet work, system
+/// time the kernel's (copy-mode transmit in sendto, poll).
+fn worker_cpu_split_ns(pid: u32) -> (u64, u64) {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return (0, 0) };
     let tick = 1_000_000_000 / 100; // USER_HZ
-    let mut total = 0;
+    let (mut user, mut system) = (0, 0);
     for t in tasks.flatten() {
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
         if !comm.starts_with("lns-worker") {
@@ -412,12 +426,11 @@ fn worker_cpu_ns(pid: u32) -> u64 {
         // Fields after the ")" of comm: state is field 3; utime 14, stime 15.
         if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
             let f: Vec<&str> = rest.split_whitespace().collect();
-            let ut: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
-            let st: u64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-            total += (ut + st) * tick;
+            user += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * tick;
+            system += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * tick;
         }
     }
-    total
+    (user, system)
 }
 
 /// NAPI kernel threads of the LNS's interfaces ("napi/acc0-N", ...).
@@ -633,6 +646,9 @@ fn measure(
         loss_pct: sat.loss_pct(),
         loss_free_pps: lo,
         worker_ns_per_packet: per(sat.cpu_ns, delivered),
+        worker_sys_pct: 100.0 * per(sat.worker_sys_ns, sat.cpu_ns),
+        machine_ns_per_packet: per(sat.machine.busy(), sat.window_packets),
+        softirq_pct: 100.0 * per(sat.machine.softirq, sat.machine.busy()),
         napi_ns_per_packet: per(sat.napi_ns, delivered),
         xdp_ns_per_frame: per(sat.xdp_ns, sat.xdp_runs),
         frames_per_batch,
@@ -720,6 +736,8 @@ struct Trial {
     seconds: f64,
     delivered_pps: f64,
     cpu_ns: u64,
+    /// Of `cpu_ns`, the time in the kernel.
+    worker_sys_ns: u64,
     napi_ns: u64,
     xdp_ns: u64,
     xdp_runs: u64,
@@ -753,7 +771,7 @@ fn run_trafgen(f: &Flow, rate: Option<u64>, packets: u64) -> Result<Trial> {
     let (xdp_ns0, xdp_runs0) = xdp_run_stats(lns_ns, lns_dev);
     let rx0 = sink.rx()?;
     let tx0 = gen.tx()?;
-    let cpu0 = worker_cpu_ns(pid);
+    let cpu0 = worker_cpu_split_ns(pid);
     let n = packets.to_string();
     let rate_arg = rate.map(|r| format!("{r}pps"));
     let mut a: Vec<&str> =
@@ -842,7 +860,8 @@ fn run_trafgen(f: &Flow, rate: Option<u64>, packets: u64) -> Result<Trial> {
         delivered,
         seconds,
         delivered_pps: pps,
-        cpu_ns: worker_cpu_ns(pid).saturating_sub(cpu0),
+        cpu_ns: worker_cpu_ns(pid).saturating_sub(cpu0.0 + cpu0.1),
+        worker_sys_ns: worker_cpu_split_ns(pid).1.saturating_sub(cpu0.1),
         napi_ns: threads_cpu_ns(napi).saturating_sub(napi0),
         xdp_ns: xdp_run_stats(lns_ns, lns_dev).0.saturating_sub(xdp_ns0),
         xdp_runs: xdp_run_stats(lns_ns, lns_dev).1.saturating_sub(xdp_runs0),
@@ -1197,7 +1216,7 @@ fn main() -> Result<()> {
     let mut rows = Vec::new();
     if !args.json {
         println!(
-            "{:<8} {:>8} {:<10} {:>5} {:>10} {:>10} {:>10} {:>7} {:>11} {:>8} {:>8} {:>8} {:>6} {:>8}",
+            "{:<8} {:>8} {:<10} {:>5} {:>10} {:>10} {:>10} {:>7} {:>11} {:>8} {:>5} {:>8} {:>5} {:>8} {:>8} {:>6} {:>8}",
             "mode",
             "sessions",
             "direction",
@@ -1208,6 +1227,9 @@ fn main() -> Result<()> {
             "loss%",
             "lossfree_pps",
             "ns/pkt",
+            "wsys%",
+            "mach ns",
+            "sirq%",
             "napi ns",
             "xdp ns",
             "f/bat",
@@ -1235,7 +1257,7 @@ fn main() -> Result<()> {
                             println!("{}", serde_json::to_string(&r)?);
                         } else {
                             println!(
-                            "{:<8} {:>8} {:<10} {:>5} {:>10} {:>10} {:>10.0} {:>7.2} {:>11.0} {:>8.0} {:>8.0} {:>8.0} {:>6.1} {:>8}",
+                            "{:<8} {:>8} {:<10} {:>5} {:>10} {:>10} {:>10.0} {:>7.2} {:>11.0} {:>8.0} {:>5.0} {:>8.0} {:>5.0} {:>8.0} {:>8.0} {:>6.1} {:>8}",
                             r.mode,
                             r.sessions,
                             format!("{:?}", r.direction).to_lowercase(),
@@ -1246,6 +1268,9 @@ fn main() -> Result<()> {
                             r.loss_pct,
                             r.loss_free_pps,
                             r.worker_ns_per_packet,
+                            r.worker_sys_pct,
+                            r.machine_ns_per_packet,
+                            r.softirq_pct,
                             r.napi_ns_per_packet,
                             r.xdp_ns_per_frame,
                             r.frames_per_batch,
