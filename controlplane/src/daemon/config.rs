@@ -65,6 +65,18 @@
 //! name = "default"
 //! ranges = ["198.51.100.0/24"]
 //!
+//! [[ipv6_pd_pool]]              # DHCPv6 prefix delegation (IA_PD) to subscribers' routers
+//! name = "pd"                   # (set [ppp] default_ipv6_pd_pool = "pd" to use it; RADIUS
+//! prefix = "2001:db8:8000::/33" # Delegated-IPv6-Prefix wins)
+//! length = 56
+//!
+//! [dhcpv6]                      # the DHCPv6 server on the PPP links (RFC 8415)
+//! dns = ["2001:db8::53"]        # DNS recursive name servers (RFC 3646)
+//! ia_na = false                 # addresses (IA_NA) from the session's /64; sets the RA's M flag
+//! preferred_lifetime = 3600     # seconds; T1, T2 are 0.5 and 0.8 of it
+//! valid_lifetime = 7200
+//! rapid_commit = true
+//!
 //! [[ipv6_pool]]                 # a /64 per IPv6 subscriber, announced by RA (SLAAC)
 //! name = "default"
 //! prefix = "2001:db8:100::/40"
@@ -320,6 +332,10 @@ pub struct File {
     #[serde(default, rename = "ipv6_pool")]
     pub ipv6_pools: Vec<Ipv6PoolEntry>,
     pub radius: Option<RadiusFile>,
+    /// Prefixes for DHCPv6 prefix delegation.
+    #[serde(default, rename = "ipv6_pd_pool")]
+    pub ipv6_pd_pools: Vec<Ipv6PoolEntry>,
+    pub dhcpv6: Option<Dhcpv6File>,
     /// `[dataplane]`: lns-dataplane's section of this one file (its
     /// interfaces, queues, modes; see the data plane's `config` module). Not
     /// read here: the data plane parses it, unknown keys and all.
@@ -351,6 +367,8 @@ pub struct PppFile {
     /// Offer IPv6CP; by default when an IPv6 pool is configured.
     pub ipv6: Option<bool>,
     pub default_ipv6_pool: Option<String>,
+    /// The `[[ipv6_pd_pool]]` of sessions without a Delegated-IPv6-Prefix.
+    pub default_ipv6_pd_pool: Option<String>,
     /// MaxRtrAdvInterval of the Router Advertisements over PPP.
     #[serde(default, deserialize_with = "de_duration")]
     pub ra_interval: Option<Duration>,
@@ -725,6 +743,56 @@ pub struct Config {
     /// The exception path; `None` when it is off (`slow_path = false`,
     /// `--no-slow-path`).
     pub slow_path: Option<SlowPathSettings>,
+    /// The DHCPv6 server: `[dhcpv6]`, `[[ipv6_pd_pool]]`,
+    /// `ppp.default_ipv6_pd_pool`.
+    pub dhcpv6: crate::subscriber::Dhcpv6Config,
+}
+
+/// `[dhcpv6]`.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Dhcpv6File {
+    #[serde(default)]
+    pub dns: Vec<std::net::Ipv6Addr>,
+    pub ia_na: Option<bool>,
+    pub preferred_lifetime: Option<u32>,
+    pub valid_lifetime: Option<u32>,
+    pub rapid_commit: Option<bool>,
+}
+
+impl Dhcpv6File {
+    fn resolve(
+        self,
+        pd_pools: Vec<Ipv6PoolEntry>,
+        default_pd_pool: Option<String>,
+        ipv6_pools: &[Ipv6PoolEntry],
+    ) -> Result<crate::subscriber::Dhcpv6Config, ConfigError> {
+        let d = crate::subscriber::Dhcpv6Config::default();
+        if let Some(name) = &default_pd_pool {
+            if !pd_pools.iter().any(|p| &p.name == name) {
+                return Err(ConfigError::Invalid(format!(
+                    "ppp.default_ipv6_pd_pool {name:?} is not a configured [[ipv6_pd_pool]]"
+                )));
+            }
+        }
+        // One allocator holds both kinds: names must differ.
+        let all: Vec<Ipv6PoolEntry> = ipv6_pools.iter().chain(&pd_pools).cloned().collect();
+        super::aaa::Ipv6Pools::new(&all).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let valid = self.valid_lifetime.unwrap_or(d.valid_lifetime);
+        let preferred = self.preferred_lifetime.unwrap_or(d.preferred_lifetime.min(valid));
+        if valid == 0 || preferred > valid {
+            return Err(ConfigError::Invalid("dhcpv6: need 0 < preferred_lifetime <= valid_lifetime".into()));
+        }
+        Ok(crate::subscriber::Dhcpv6Config {
+            pd_pools,
+            default_pd_pool,
+            ia_na: self.ia_na.unwrap_or(false),
+            dns: self.dns,
+            preferred_lifetime: preferred,
+            valid_lifetime: valid,
+            rapid_commit: self.rapid_commit.unwrap_or(true),
+        })
+    }
 }
 
 /// How log lines are written.
@@ -816,6 +884,11 @@ impl Config {
         }
         let td = TunnelConfig::default();
         let host_name = flags.host_name.clone().or(file.host_name).unwrap_or_else(|| "lns".into());
+        let dhcpv6 = file.dhcpv6.unwrap_or_default().resolve(
+            file.ipv6_pd_pools,
+            file.ppp.default_ipv6_pd_pool.clone(),
+            &file.ipv6_pools,
+        )?;
         let ppp =
             PppSettings::resolve(file.ppp, file.pools, file.ipv6_pools, flags.users.clone(), &host_name)?;
         let radius = RadiusSettings::resolve(file.radius, flags, &host_name, &instance)?;
@@ -871,6 +944,7 @@ impl Config {
             ppp,
             radius,
             slow_path,
+            dhcpv6,
         })
     }
 }

@@ -548,6 +548,7 @@ fn core_config(
         seed: None,
         mru: cfg.ppp.mru,
         rates: cfg.ppp.rates,
+        dhcpv6: cfg.dhcpv6.clone(),
         slow_path: cfg.slow_path.as_ref().map(|_| SlowPathConfig {
             mss_clamp: true,
             icmp_source_v4: cfg.ppp.session.ipcp.as_ref().and_then(|i| i.local_address).or(

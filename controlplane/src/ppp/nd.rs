@@ -376,6 +376,13 @@ pub struct RouterConfig {
     /// AdvValidLifetime / AdvPreferredLifetime of the prefix, in seconds.
     pub valid_lifetime: u32,
     pub preferred_lifetime: u32,
+    /// AdvManagedFlag (M): addresses are also available by DHCPv6.
+    #[serde(default)]
+    pub managed: bool,
+    /// AdvOtherConfigFlag (O): other configuration (DNS servers, prefix
+    /// delegation) by DHCPv6.
+    #[serde(default)]
+    pub other: bool,
 }
 
 impl Default for RouterConfig {
@@ -386,6 +393,8 @@ impl Default for RouterConfig {
             router_lifetime: Duration::from_secs(1800),
             valid_lifetime: 2_592_000,
             preferred_lifetime: 604_800,
+            managed: false,
+            other: false,
         }
     }
 }
@@ -472,8 +481,8 @@ impl Router {
             message: Message::RouterAdvertisement {
                 // Unspecified: the subscriber keeps its own default.
                 cur_hop_limit: 64,
-                managed: false,
-                other: false,
+                managed: self.config.managed,
+                other: self.config.other,
                 router_lifetime: u16::try_from(self.config.router_lifetime.as_secs()).unwrap_or(9000),
                 reachable_time: 0,
                 retrans_timer: 0,
@@ -619,6 +628,14 @@ mod tests {
         };
         assert!(!managed && !other);
         assert_eq!((mtu, router_lifetime), (Some(1492), 1800));
+        // With a DHCPv6 server: M and O as configured.
+        let cfg = RouterConfig { managed: true, other: true, ..RouterConfig::default() };
+        let ra = Router::new(t0, cfg, IFID, prefix(), 64, None).advertisement().emit();
+        assert_eq!(ra[40 + 5], 0xc0, "M and O flags");
+        assert!(matches!(
+            Repr::parse_bytes(&ra).expect("parse").message,
+            Message::RouterAdvertisement { managed: true, other: true, .. }
+        ));
         assert_eq!(prefixes.len(), 1);
         assert!(prefixes[0].on_link && prefixes[0].autonomous);
         assert_eq!((prefixes[0].prefix, prefixes[0].prefix_len), (prefix(), 64));

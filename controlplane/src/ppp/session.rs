@@ -448,6 +448,19 @@ impl Session {
         self.router.as_ref().map(|r| r.prefix())
     }
 
+    /// Our link-local address on this link (RFC 5072 §5, from our IPv6CP
+    /// interface identifier) while IPv6CP is opened: where the LNS's
+    /// DHCPv6 answers come from.
+    pub fn ipv6_link_local(&self) -> Option<Ipv6Addr> {
+        if !self.ncp_opened(Protocol::IPV6CP) {
+            return None;
+        }
+        match self.network_config(Protocol::IPV6CP)? {
+            NetworkConfig::Ipv6 { local_interface_identifier, .. } => Some(nd::link_local(local_interface_identifier)),
+            NetworkConfig::Ipv4 { .. } => None,
+        }
+    }
+
     /// Client: the address formed from the advertised prefix, if any.
     pub fn ipv6_address(&self) -> Option<Ipv6Addr> {
         self.host.as_ref().and_then(|h| h.learned())

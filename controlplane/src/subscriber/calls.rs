@@ -187,6 +187,9 @@ impl Core {
         if let Some(a) = rec.ipv4 {
             self.pools.release(a);
         }
+        if let Some((p, len)) = Core::dhcpv6_pooled(&rec) {
+            self.ipv6_pools.release(p, len);
+        }
         if let Some((p, len)) = rec.ipv6.prefix {
             self.ipv6_pools.release(p, len);
         }

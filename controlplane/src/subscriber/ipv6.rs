@@ -48,6 +48,8 @@ impl Core {
             return;
         };
         s.ipv6.prefix = Some((p, len));
+        self.dhcpv6_ipv6_up(key);
+        let Some(s) = self.sessions.get_mut(&key) else { return };
         s.network_up.get_or_insert(now);
         s.last_activity = now;
         s.ppp.set_ipv6_prefix(now, Some((p, len)));
@@ -71,6 +73,9 @@ impl Core {
     /// Gives the session's prefix back (its entry is written by the
     /// caller); false if it held none.
     pub(super) fn ipv6_release(&mut self, key: SessionKey) -> bool {
+        // DHCPv6 bindings end with IPv6CP (a pooled delegated prefix goes
+        // back to its pool).
+        self.dhcpv6_ipv6_down(key);
         let Some(s) = self.sessions.get_mut(&key) else { return false };
         match s.ipv6.prefix.take() {
             Some((p, len)) => {

@@ -15,6 +15,9 @@ impl Core {
     /// IPv6 up) is dropped and counted; a malformed frame is silently
     /// discarded (RFC 1661 §5).
     pub(super) fn on_ppp_frame(&mut self, now: Instant, key: SessionKey, frame: &[u8]) {
+        if self.dhcpv6_input(now, key, frame) {
+            return;
+        }
         let Some(s) = self.sessions.get_mut(&key) else { return };
         s.ppp_frames_rx += 1;
         if let Err(ppp::Error::NotNeighbourDiscovery) = s.ppp.handle_frame(now, frame) {

@@ -33,6 +33,7 @@
 
 pub mod accounting;
 mod calls;
+mod dhcpv6;
 pub mod effect;
 mod ipsec;
 mod ipv6;
@@ -57,6 +58,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 pub use self::accounting::{AccountingConfig, AcctKind, AcctRecord, Counters};
+pub use self::dhcpv6::Dhcpv6Config;
 pub use self::effect::{AuthAnswer, AuthJob, Datagram, Effect, MapOp, NcpRefusal, Notice, NsFill};
 pub use self::reason::{DownReason, EndReason};
 pub use self::rates::{RateDefaults, Rates};
@@ -115,6 +117,8 @@ pub struct CoreConfig {
     /// The exception path (see [`slowpath`]); None: data that reaches the
     /// control plane is discarded, as before a session forwards.
     pub slow_path: Option<SlowPathConfig>,
+    /// The DHCPv6 server on the PPP links (see [`dhcpv6`]).
+    pub dhcpv6: Dhcpv6Config,
     /// Rate limits of sessions that have none of their own or of their
     /// pool's (see [`rates`]).
     pub rates: RateDefaults,
@@ -155,8 +159,12 @@ pub struct Ipv6Record {
     /// The prefix the session holds now (in the fast path, announced).
     pub prefix: Option<(std::net::Ipv6Addr, u8)>,
     /// A prefix routed to the subscriber's router (RADIUS
-    /// Delegated-IPv6-Prefix), in the fast path while IPv6CP is open.
+    /// Delegated-IPv6-Prefix, or DHCPv6 prefix delegation from a pool), in
+    /// the fast path while IPv6CP is open.
     pub delegated: Option<(std::net::Ipv6Addr, u8)>,
+    /// The DHCPv6 server's bindings on this link.
+    #[serde(default)]
+    pub dhcpv6: dhcpv6::Bindings,
 }
 
 /// A connected session (ICCN received) and its subscriber.
@@ -311,9 +319,10 @@ pub struct Core {
 }
 
 impl Core {
-    pub fn new(cfg: CoreConfig, now: Instant) -> Result<Core, AaaError> {
+    pub fn new(mut cfg: CoreConfig, now: Instant) -> Result<Core, AaaError> {
         let pools = Pools::new(&cfg.pools)?;
-        let ipv6_pools = Ipv6Pools::new(&cfg.ipv6_pools)?;
+        let ipv6_pools = Ipv6Pools::new(&dhcpv6::pool_entries(&cfg.ipv6_pools, &cfg.dhcpv6))?;
+        dhcpv6::set_ra_flags(&mut cfg);
         let rng = match cfg.seed.or(cfg.endpoint.seed) {
             Some(s) => ChaCha8Rng::seed_from_u64(s ^ 0x5ab5_c81b_e6c0_4e00),
             None => ChaCha8Rng::from_entropy(),
@@ -350,6 +359,7 @@ impl Core {
     pub fn reconfigure(&mut self, mut cfg: CoreConfig) -> Result<String, AaaError> {
         // Addresses held already are each held once: nothing to refuse.
         let (pools, ipv6_pools, _) = self.pools_holding(&cfg)?;
+        dhcpv6::set_ra_flags(&mut cfg);
         let names = |u: &[(String, u64, u64)]| u.iter().map(|p| p.0.clone()).collect::<BTreeSet<_>>();
         let (old, new) = (names(&self.pools.usage()), names(&pools.usage()));
         let (added, removed) = (new.difference(&old).count(), old.difference(&new).count());
@@ -374,13 +384,16 @@ impl Core {
     /// already taken by another session, which the caller decides about.
     fn pools_holding(&self, cfg: &CoreConfig) -> Result<(Pools, Ipv6Pools, Vec<String>), AaaError> {
         let mut pools = Pools::new(&cfg.pools)?;
-        let mut ipv6_pools = Ipv6Pools::new(&cfg.ipv6_pools)?;
+        let mut ipv6_pools = Ipv6Pools::new(&dhcpv6::pool_entries(&cfg.ipv6_pools, &cfg.dhcpv6))?;
         let mut twice = Vec::new();
         for s in self.sessions.values().chain(self.stopping.values()) {
             if let Some(a) = s.ipv4.filter(|a| !pools.reserve(*a)) {
                 twice.push(a.to_string());
             }
             if let Some((p, len)) = s.ipv6.prefix.filter(|(p, len)| !ipv6_pools.reserve(*p, *len)) {
+                twice.push(format!("{p}/{len}"));
+            }
+            if let Some((p, len)) = Core::dhcpv6_pooled(s).filter(|(p, len)| !ipv6_pools.reserve(*p, *len)) {
                 twice.push(format!("{p}/{len}"));
             }
         }
@@ -492,7 +505,9 @@ impl Core {
         let accounting = self.cfg.accounting.is_some();
         let check = (self.cfg.session_timeout.is_some() || self.cfg.idle_timeout.is_some() || accounting)
             && !self.sessions.is_empty()
-            || self.sessions.values().any(|s| s.session_timeout.is_some() || s.idle_timeout.is_some());
+            || self.sessions.values().any(|s| s.session_timeout.is_some() || s.idle_timeout.is_some())
+            // DHCPv6 bindings expire on the same one-second check.
+            || self.sessions.values().any(|s| s.ipv6.dhcpv6.pd.is_some() || s.ipv6.dhcpv6.na.is_some());
         [
             self.endpoint.poll_timeout(),
             self.ppp_timers.first().map(|(t, _)| *t),

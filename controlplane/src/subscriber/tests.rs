@@ -23,6 +23,8 @@ use crate::l2tp::{DatagramEvent, Event, PeerConfig, Role, TunnelConfig};
 use crate::ppp::auth::{AuthMethod, Credentials};
 use crate::ppp::{Phase, SessionEvent};
 
+mod dhcpv6;
+
 fn lac_addr() -> SocketAddr {
     "192.0.2.2:1701".parse().expect("addr")
 }
@@ -122,6 +124,7 @@ fn base_config() -> CoreConfig {
         shutdown_grace: Duration::from_secs(5),
         seed: Some(7),
         slow_path: None,
+        dhcpv6: Default::default(),
         mru: None,
         rates: Default::default(),
     }
@@ -297,6 +300,10 @@ impl Lab {
                         username: user,
                     });
                     c.lcp.accept_auth = vec![AuthMethod::ChapMd5];
+                    // IPv6 subscribers where the LNS offers IPv6CP.
+                    if self.core.cfg.ppp.ipv6cp.is_some() {
+                        c.ipv6cp = Some(Default::default());
+                    }
                     let mut ppp =
                         ppp::Session::new(c, rand_chacha::ChaCha8Rng::seed_from_u64(self.rng.gen()));
                     ppp.open(self.now);
@@ -612,6 +619,7 @@ fn disconnect_and_coa_requests() {
         idle_timeout: None,
         authorize_only: false,
         state: None,
+        rates: Default::default(),
     };
     let now = lab.now;
     assert_eq!(

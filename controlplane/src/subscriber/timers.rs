@@ -21,6 +21,7 @@ impl Core {
             return;
         }
         self.next_timeout_check = now + TIMEOUT_CHECK;
+        self.dhcpv6_expire(now);
         let mut ending = Vec::new();
         let mut sample = Vec::new();
         for (key, s) in &self.sessions {

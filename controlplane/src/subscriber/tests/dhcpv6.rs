@@ -1,0 +1,333 @@
+//! The DHCPv6 server on virtual time: a subscriber's router (the test, as
+//! the LAC's subscriber) sends DHCPv6 over its PPP link; the answers come
+//! back down the session, and the delegated prefix goes in and out of the
+//! session's fast-path entry.
+
+use std::net::Ipv6Addr;
+
+use lns_wire::dhcpv6::{message_type as mt, status_code, Ia, IaAddress, IaPrefix, Repr, Udp6, ALL_SERVERS};
+
+use super::*;
+
+const CLIENT_LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x99);
+
+fn dhcpv6_config() -> CoreConfig {
+    let mut cfg = base_config();
+    cfg.ppp.ipv6cp = Some(Default::default());
+    cfg.default_ipv6_pool = Some("v6".into());
+    cfg.dhcpv6 = Dhcpv6Config {
+        pd_pools: vec![Ipv6PoolEntry { name: "pd".into(), prefix: "2001:db8:8000::/48".into(), length: 56 }],
+        default_pd_pool: Some("pd".into()),
+        ia_na: true,
+        dns: vec!["2001:db8::53".parse().expect("dns")],
+        preferred_lifetime: 100,
+        valid_lifetime: 200,
+        rapid_commit: true,
+    };
+    cfg
+}
+
+fn duid(n: u8) -> Vec<u8> {
+    vec![0, 3, 0, 1, 2, 0, 0, 0, 0, n]
+}
+
+/// A client message with an IA_PD (IAID 7) and an IA_NA (IAID 8).
+fn message(msg_type: u8, client: u8) -> Repr {
+    let mut r = Repr::new(msg_type, [msg_type, 0, client]);
+    r.client_id = Some(duid(client));
+    r.oro = vec![23];
+    r.elapsed_time = Some(0);
+    r.ia_pd = vec![Ia { iaid: 7, t1: 0, t2: 0, entries: vec![], status: None }];
+    r.ia_na = vec![Ia { iaid: 8, t1: 0, t2: 0, entries: vec![], status: None }];
+    r
+}
+
+impl Lab {
+    /// `user`'s router sends `payload` to the servers' address (or where
+    /// `to` says) in UDP from port 546; returns what the LNS answered.
+    fn dhcpv6_raw(&mut self, user: &str, packet: &[u8]) -> Vec<Repr> {
+        let (t, s) = self.lac_call(user);
+        self.lac_ip.clear();
+        let frame = lns_wire::ppp::encapsulate(lns_wire::ppp::IPV6, false, false, packet);
+        let tx = self.lac.encapsulate(t, s, &frame, None, false).expect("data message");
+        let now = self.now;
+        self.core.handle_datagram(now, lac_addr(), Some(lns_addr().ip()), Some(2), &tx.payload);
+        self.carry_out();
+        self.run_for(Duration::from_millis(50));
+        self.lac_ip
+            .iter()
+            .filter(|(k, _)| *k == (t, s))
+            .filter_map(|(_, p)| Udp6::parse(p).ok().filter(|u| u.dst_port == 546 && u.dst == CLIENT_LL))
+            .map(|u| Repr::parse_bytes(u.payload).expect("the LNS's DHCPv6 parses"))
+            .collect()
+    }
+
+    fn dhcpv6(&mut self, user: &str, m: &Repr) -> Option<Repr> {
+        let bytes = m.to_bytes();
+        let packet = udp(&bytes);
+        let mut replies = self.dhcpv6_raw(user, &packet);
+        assert!(replies.len() <= 1, "{replies:?}");
+        let r = replies.pop()?;
+        assert_eq!(r.transaction_id, m.transaction_id);
+        assert_eq!(r.client_id, m.client_id);
+        Some(r)
+    }
+
+    fn delegated(&self, user: &str) -> Option<(Ipv6Addr, u8)> {
+        self.entries.get(&self.key(user)).and_then(|e| e.subscriber_delegated_prefix())
+    }
+
+    fn dropped(&self, why: &str) -> u64 {
+        self.core.counters().dropped.get(why).copied().unwrap_or(0)
+    }
+}
+
+fn udp(payload: &[u8]) -> Vec<u8> {
+    Udp6 { src: CLIENT_LL, dst: ALL_SERVERS, src_port: 546, dst_port: 547, hop_limit: 1, payload }.emit()
+}
+
+fn prefix_of(r: &Repr) -> Option<(Ipv6Addr, u8)> {
+    let p = r.ia_pd.first()?.entries.first()?;
+    (p.valid_lifetime > 0).then_some((p.prefix, p.prefix_len))
+}
+
+fn up(cfg: CoreConfig, users: &[&str]) -> Lab {
+    let mut lab = Lab::new(cfg);
+    lab.dial(users);
+    lab.run_for(Duration::from_secs(5));
+    for u in users {
+        assert!(
+            lab.entries.get(&lab.key(u)).and_then(|e| e.subscriber_ipv6_prefix()).is_some(),
+            "{u}: IPv6 up"
+        );
+    }
+    lab
+}
+
+/// Solicit, Advertise, Request, Reply: the prefix is offered from the
+/// pool, routed only once requested; DNS servers and an address come too.
+#[test]
+fn solicit_advertise_request_reply() {
+    let mut lab = up(dhcpv6_config(), &["alice"]);
+    // The Router Advertisement says: addresses and other configuration by DHCPv6.
+    assert!(lab.core.cfg.ppp.nd.managed && lab.core.cfg.ppp.nd.other);
+    let adv = lab.dhcpv6("alice", &message(mt::SOLICIT, 1)).expect("Advertise");
+    assert_eq!((adv.msg_type, adv.preference), (mt::ADVERTISE, Some(255)));
+    let offered = prefix_of(&adv).expect("a prefix offered");
+    assert_eq!(offered.1, 56);
+    assert!(offered.0.segments()[..3] == [0x2001, 0xdb8, 0x8000], "{offered:?}");
+    assert_eq!(adv.dns_servers, ["2001:db8::53".parse::<Ipv6Addr>().expect("dns")]);
+    let slaac = lab.entries[&lab.key("alice")].subscriber_ipv6_prefix().expect("/64");
+    let address = adv.ia_na[0].entries[0].address;
+    assert_eq!(address.segments()[..4], slaac.0.segments()[..4], "the address is in the session's /64");
+    assert_eq!(lab.delegated("alice"), None, "offered is not routed");
+
+    let mut req = message(mt::REQUEST, 1);
+    req.server_id = adv.server_id.clone();
+    let reply = lab.dhcpv6("alice", &req).expect("Reply");
+    assert_eq!(reply.msg_type, mt::REPLY);
+    assert_eq!(prefix_of(&reply), Some(offered));
+    let pd = &reply.ia_pd[0];
+    assert_eq!(
+        (pd.t1, pd.t2, pd.entries[0].preferred_lifetime, pd.entries[0].valid_lifetime),
+        (50, 80, 100, 200)
+    );
+    assert_eq!(lab.delegated("alice"), Some(offered), "bound: in the fast path");
+    assert_eq!(lab.core.session(lab.key("alice")).expect("s").ipv6.delegated, Some(offered));
+}
+
+#[test]
+fn rapid_commit_binds_at_once() {
+    let mut lab = up(dhcpv6_config(), &["alice"]);
+    let mut sol = message(mt::SOLICIT, 1);
+    sol.rapid_commit = true;
+    let reply = lab.dhcpv6("alice", &sol).expect("Reply");
+    assert_eq!((reply.msg_type, reply.rapid_commit), (mt::REPLY, true));
+    assert_eq!(lab.delegated("alice"), prefix_of(&reply));
+    assert!(lab.delegated("alice").is_some());
+}
+
+/// Bound, then renewed before it expires, rebound, and released: the
+/// prefix leaves the fast path and goes back to its pool.
+#[test]
+fn renew_rebind_release_and_expiry() {
+    let mut lab = up(dhcpv6_config(), &["alice"]);
+    let in_use = lab.core.ipv6_prefixes_in_use();
+    let mut sol = message(mt::SOLICIT, 1);
+    sol.rapid_commit = true;
+    let bound = lab.dhcpv6("alice", &sol).expect("Reply");
+    let p = prefix_of(&bound).expect("prefix");
+    assert_eq!(lab.core.ipv6_prefixes_in_use(), in_use + 1);
+    // T1 is 50 s: renew at 150 s, past the first valid lifetime's 200 s.
+    for (at, kind) in [(150, mt::RENEW), (300, mt::REBIND)] {
+        lab.run_for(Duration::from_secs(at) - (lab.now - lab.t0));
+        let mut m = message(kind, 1);
+        if kind == mt::RENEW {
+            m.server_id = bound.server_id.clone();
+        }
+        m.ia_pd[0].entries = vec![IaPrefix {
+            preferred_lifetime: 0,
+            valid_lifetime: 0,
+            prefix_len: p.1,
+            prefix: p.0,
+            status: None,
+        }];
+        let r = lab.dhcpv6("alice", &m).expect("Reply");
+        assert_eq!(prefix_of(&r), Some(p), "{kind}: extended");
+        assert_eq!(lab.delegated("alice"), Some(p), "{kind}: still routed");
+    }
+    let mut rel = message(mt::RELEASE, 1);
+    rel.server_id = bound.server_id.clone();
+    let r = lab.dhcpv6("alice", &rel).expect("Reply");
+    assert_eq!(r.status.as_ref().map(|s| s.code), Some(status_code::SUCCESS));
+    assert_eq!(lab.delegated("alice"), None, "released: out of the fast path");
+    assert_eq!(lab.core.ipv6_prefixes_in_use(), in_use, "and back in its pool");
+    // A renewal of what was released: no binding.
+    let mut renew = message(mt::RENEW, 1);
+    renew.server_id = bound.server_id.clone();
+    let r = lab.dhcpv6("alice", &renew).expect("Reply");
+    assert_eq!(r.ia_pd[0].status.as_ref().map(|s| s.code), Some(status_code::NO_BINDING));
+
+    // Bound again and left to expire: out of the fast path, back in the pool.
+    let again = lab.dhcpv6("alice", &sol).expect("Reply");
+    assert!(prefix_of(&again).is_some() && lab.delegated("alice").is_some());
+    lab.run_for(Duration::from_secs(202));
+    assert_eq!(lab.delegated("alice"), None, "expired");
+    assert_eq!(lab.core.ipv6_prefixes_in_use(), in_use);
+    assert!(lab.forwarding(lab.key("alice")), "the session goes on");
+}
+
+#[test]
+fn decline_confirm_and_information_request() {
+    let mut lab = up(dhcpv6_config(), &["alice"]);
+    let mut sol = message(mt::SOLICIT, 1);
+    sol.rapid_commit = true;
+    let bound = lab.dhcpv6("alice", &sol).expect("Reply");
+    let address = bound.ia_na[0].entries[0].address;
+    let ia_na = |a: Ipv6Addr| Ia {
+        iaid: 8,
+        t1: 0,
+        t2: 0,
+        entries: vec![IaAddress { address: a, preferred_lifetime: 0, valid_lifetime: 0, status: None }],
+        status: None,
+    };
+    // Confirm: on this link, or not.
+    let mut confirm = message(mt::CONFIRM, 1);
+    confirm.ia_pd.clear();
+    confirm.ia_na = vec![ia_na(address)];
+    let r = lab.dhcpv6("alice", &confirm).expect("Reply");
+    assert_eq!(r.status.as_ref().map(|s| s.code), Some(status_code::SUCCESS));
+    confirm.ia_na = vec![ia_na("2001:db8:ffff::1".parse().expect("a"))];
+    let r = lab.dhcpv6("alice", &confirm).expect("Reply");
+    assert_eq!(r.status.as_ref().map(|s| s.code), Some(status_code::NOT_ON_LINK));
+    confirm.ia_na = vec![];
+    assert!(lab.dhcpv6("alice", &confirm).is_none(), "nothing to confirm: no Reply");
+    // Decline: the address is not offered again; the prefix stays.
+    let mut decline = message(mt::DECLINE, 1);
+    decline.server_id = bound.server_id.clone();
+    decline.ia_pd.clear();
+    decline.ia_na = vec![ia_na(address)];
+    let r = lab.dhcpv6("alice", &decline).expect("Reply");
+    assert_eq!(r.status.as_ref().map(|s| s.code), Some(status_code::SUCCESS));
+    assert!(lab.delegated("alice").is_some());
+    let adv = lab.dhcpv6("alice", &message(mt::SOLICIT, 1)).expect("Advertise");
+    assert_eq!(adv.ia_na[0].status.as_ref().map(|s| s.code), Some(status_code::NO_ADDRS_AVAIL));
+    // Information-Request: DNS servers, no IAs, no client identifier needed.
+    let mut info = Repr::new(mt::INFORMATION_REQUEST, [9, 9, 9]);
+    info.oro = vec![23];
+    let r = lab.dhcpv6("alice", &info).expect("Reply");
+    assert_eq!(r.dns_servers.len(), 1);
+    assert!(r.ia_pd.is_empty() && r.ia_na.is_empty());
+}
+
+/// The Access-Accept's Delegated-IPv6-Prefix is the one delegated; the
+/// pool is not touched.
+#[test]
+fn the_access_accept_prefix_is_delegated() {
+    let mut lab = Lab::new(dhcpv6_config());
+    let radius: (Ipv6Addr, u8) = ("2001:db8:200:100::".parse().expect("p"), 56);
+    lab.backend = Backend::Radius(Box::new(move |req| {
+        let (decision, _) = LocalUsers::parse(USERS).expect("users").check(req);
+        Authorization { decision, delegated_prefix: Some(radius), ..Authorization::accept() }
+    }));
+    lab.dial(&["alice"]);
+    lab.run_for(Duration::from_secs(5));
+    let in_use = lab.core.ipv6_prefixes_in_use();
+    let adv = lab.dhcpv6("alice", &message(mt::SOLICIT, 1)).expect("Advertise");
+    assert_eq!(prefix_of(&adv), Some(radius));
+    let mut rel = message(mt::RELEASE, 1);
+    rel.server_id = adv.server_id.clone();
+    let mut req = message(mt::REQUEST, 1);
+    req.server_id = adv.server_id.clone();
+    assert_eq!(prefix_of(&lab.dhcpv6("alice", &req).expect("Reply")), Some(radius));
+    assert_eq!(lab.delegated("alice"), Some(radius));
+    lab.dhcpv6("alice", &rel).expect("Reply");
+    assert_eq!(lab.delegated("alice"), None);
+    // Asked for again, it is the same one.
+    assert_eq!(prefix_of(&lab.dhcpv6("alice", &req).expect("Reply")), Some(radius));
+    assert_eq!(lab.core.ipv6_prefixes_in_use(), in_use, "no pool prefix taken");
+}
+
+/// Malformed, truncated and oversized messages are dropped and counted;
+/// one subscriber's bindings are never another's.
+#[test]
+fn bad_input_is_dropped_and_counted_and_leases_stay_their_sessions() {
+    let mut lab = up(dhcpv6_config(), &["alice", "bob"]);
+    let mut sol = message(mt::SOLICIT, 1);
+    sol.rapid_commit = true;
+    let alice = lab.dhcpv6("alice", &sol).expect("Reply");
+    let alices = prefix_of(&alice).expect("prefix");
+
+    let good = sol.to_bytes();
+    for cut in [0, 3, 7, good.len() - 1] {
+        assert!(lab.dhcpv6_raw("bob", &udp(&good[..cut])).is_empty(), "cut at {cut}");
+    }
+    let mut big = good.clone();
+    big.extend_from_slice(&[0x12, 0x34, 0x05, 0xdc]);
+    big.resize(big.len() + 0x5dc, 0);
+    assert!(lab.dhcpv6_raw("bob", &udp(&big)).is_empty());
+    let mut bad_sum = udp(&good);
+    bad_sum[60] ^= 0xff;
+    assert!(lab.dhcpv6_raw("bob", &bad_sum).is_empty());
+    // A Server Identifier that is not ours: another server's Request.
+    let mut other = message(mt::REQUEST, 2);
+    other.server_id = Some(vec![0, 2, 9, 9, 9, 9]);
+    assert!(lab.dhcpv6("bob", &other).is_none());
+    // An Advertise from the subscriber's side: not a client's message.
+    assert!(lab.dhcpv6("bob", &Repr::new(mt::ADVERTISE, [1, 1, 1])).is_none());
+    assert!(lab.dropped("dhcpv6_malformed") >= 4, "{:?}", lab.core.counters().dropped);
+    assert_eq!(lab.dropped("dhcpv6_oversized"), 1);
+    assert_eq!(lab.dropped("dhcpv6_invalid"), 1);
+    assert_eq!(lab.dropped("dhcpv6_unexpected"), 1);
+
+    // Bob renews and releases with alice's DUID and IAIDs: his own link
+    // has no such binding, and alice keeps hers.
+    let mut renew = message(mt::RENEW, 1);
+    renew.server_id = alice.server_id.clone();
+    let r = lab.dhcpv6("bob", &renew).expect("Reply");
+    assert_eq!(r.ia_pd[0].status.as_ref().map(|s| s.code), Some(status_code::NO_BINDING));
+    assert!(r.ia_pd[0].entries.is_empty());
+    let mut rel = message(mt::RELEASE, 1);
+    rel.server_id = alice.server_id.clone();
+    lab.dhcpv6("bob", &rel).expect("Reply");
+    assert_eq!(lab.delegated("alice"), Some(alices));
+    // Bob's own Solicit gets a prefix of his own.
+    let bobs = prefix_of(&lab.dhcpv6("bob", &sol).expect("Reply")).expect("prefix");
+    assert_ne!(bobs, alices);
+    assert_eq!(lab.delegated("bob"), Some(bobs));
+}
+
+/// The session ends: its pooled prefix goes back to the pool.
+#[test]
+fn the_end_of_the_session_ends_the_binding() {
+    let mut lab = up(dhcpv6_config(), &["alice"]);
+    let before = lab.core.ipv6_prefixes_in_use();
+    let mut sol = message(mt::SOLICIT, 1);
+    sol.rapid_commit = true;
+    lab.dhcpv6("alice", &sol).expect("Reply");
+    assert_eq!(lab.core.ipv6_prefixes_in_use(), before + 1);
+    let (t, s) = lab.lac_call("alice");
+    lab.lac.close_session(lab.now, t, s, crate::l2tp::ResultCode::new(cdn::ADMINISTRATIVE)).expect("CDN");
+    lab.run_for(Duration::from_secs(2));
+    assert_eq!(lab.core.ipv6_prefixes_in_use(), 0);
+}
