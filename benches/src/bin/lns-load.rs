@@ -135,6 +135,13 @@ struct Args {
     /// policing costs per packet, against a run without it (0: none).
     #[arg(long, default_value_t = 0)]
     rate_limit_kbps: u32,
+    /// With --rate-limit-kbps: measure the LNS without limits and with
+    /// them in turn (A B A B ..., --rounds pairs, 5 unless given) instead
+    /// of beside the bare reflector, and print the medians of both and
+    /// the ratio with / without: the cost of policing measured in one run,
+    /// where the machine's drift hits both alike.
+    #[arg(long, requires = "rate_limit_kbps")]
+    compare: bool,
 }
 
 /// Set by SIGINT or SIGTERM: the trafgen run under way is stopped and the
@@ -541,7 +548,7 @@ fn start_bare(lab: &Lab, dev: &str, busy_poll: bool) -> Result<Subject> {
 }
 
 /// Starts lns-dataplane with one worker on core 1 and installs `sessions`.
-fn start_lns(lab: &Lab, sessions: u32, args: &Args) -> Result<Subject> {
+fn start_lns(lab: &Lab, sessions: u32, args: &Args, mode: &str) -> Result<Subject> {
     let pins = PinDir::new()?;
     // Session ids start at 256 (`ids`): the table reaches past the highest.
     let max = (sessions + 256 + 16).next_power_of_two().max(1024).to_string();
@@ -573,7 +580,9 @@ fn start_lns(lab: &Lab, sessions: u32, args: &Args) -> Result<Subject> {
     }
     dp_args.extend(args.dataplane_args.iter().map(String::as_str));
     let proc = lab.start_dataplane(pins.path(), &dp_args)?;
-    install_sessions(pins.path(), sessions, args.rate_limit_kbps)?;
+    // --compare measures "lns" without limits and "limited" with them.
+    let rate = if args.compare && mode != "limited" { 0 } else { args.rate_limit_kbps };
+    install_sessions(pins.path(), sessions, rate)?;
     Ok(Subject { proc, _pins: Some(pins) })
 }
 
@@ -592,7 +601,7 @@ fn measure(
     let mut subject = if mode == "bare" {
         start_bare(lab, rx_dev, args.busy_poll)?
     } else {
-        start_lns(lab, sessions, args)?
+        start_lns(lab, sessions, args, mode)?
     };
     let napi = if args.threaded_napi { napi_threads(&["acc0", "core0"]) } else { Vec::new() };
     if args.threaded_napi {
@@ -689,6 +698,7 @@ fn run_path(path: &Flow, rate: Option<u64>, packets: u64) -> Result<Trial> {
     for _ in 0..3 {
         match run_trafgen(path, rate, packets) {
             Ok(t) => return Ok(t),
+            Err(e) if interrupted() => return Err(e),
             Err(e) => last = Some(e),
         }
     }
@@ -1243,15 +1253,29 @@ fn main() -> Result<()> {
             }
             for &size in &args.sizes {
                 let mut ratios = Vec::new();
-                for _ in 0..args.rounds.max(1) {
+                // Saturation rates' ratios: the loss-free search rides on
+                // trafgen's rate-limited mode, which the VM's noise shakes
+                // more than a run as fast as trafgen goes.
+                let mut sat_ratios = Vec::new();
+                // --compare: the LNS without limits in the reference's place.
+                let (reference, subject) = if args.compare { ("lns", "limited") } else { ("bare", "lns") };
+                let mut pairs = Vec::new();
+                let rounds = if args.compare && args.rounds == 1 { 5 } else { args.rounds.max(1) };
+                for _ in 0..rounds {
                     if interrupted() {
                         bail!("interrupted");
                     }
-                    let bare = measure(&lab, &m, "bare", sessions, dir, size, &args)?;
-                    let mut lns = measure(&lab, &m, "lns", sessions, dir, size, &args)?;
+                    let bare = measure(&lab, &m, reference, sessions, dir, size, &args)?;
+                    let mut lns = measure(&lab, &m, subject, sessions, dir, size, &args)?;
                     lns.ratio_to_bare =
                         (bare.loss_free_pps > 0.0).then(|| lns.loss_free_pps / bare.loss_free_pps);
                     ratios.extend(lns.ratio_to_bare);
+                    if bare.delivered_pps > 0.0 {
+                        sat_ratios.push(lns.delivered_pps / bare.delivered_pps);
+                    }
+                    if args.compare {
+                        pairs.push(ComparePair::of(&bare, &lns));
+                    }
                     for r in [bare, lns] {
                         if args.json {
                             println!("{}", serde_json::to_string(&r)?);
@@ -1280,27 +1304,95 @@ fn main() -> Result<()> {
                         rows.push(r);
                     }
                 }
-                if args.rounds > 1 && !ratios.is_empty() {
+                if args.compare {
+                    print_compare(&pairs, sessions, dir, size, args.rate_limit_kbps, args.json)?;
+                } else if args.rounds > 1 && !ratios.is_empty() {
                     ratios.sort_by(f64::total_cmp);
+                    sat_ratios.sort_by(f64::total_cmp);
+                    let median_sat = self::median(&sat_ratios);
                     let median = median(&ratios);
                     let list: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+                    let sat_list: Vec<String> = sat_ratios.iter().map(|r| format!("{r:.3}")).collect();
                     if args.json {
                         println!(
                             "{}",
                             serde_json::json!({"sessions": sessions, "direction": dir, "inner_size": size,
-                                "ratios": ratios, "median_ratio": median})
+                                "ratios": ratios, "median_ratio": median,
+                                "saturation_ratios": sat_ratios, "median_saturation_ratio": median_sat})
                         );
                     } else {
                         println!(
-                            "median   {sessions:>8} {:<10} {size:>5} lns/bare over {} rounds: {median:.3} ({})",
+                            "median   {sessions:>8} {:<10} {size:>5} lns/bare over {} rounds: loss-free {median:.3} ({}), saturation {median_sat:.3} ({})",
                             format!("{dir:?}").to_lowercase(),
                             ratios.len(),
-                            list.join(" ")
+                            list.join(" "),
+                            sat_list.join(" ")
                         );
                     }
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// One round of `--compare`: the LNS without limits, then with them.
+struct ComparePair {
+    /// Worker CPU per packet (ns) at saturation, without and with.
+    ns: [f64; 2],
+    /// Loss-free rate (packets/s), without and with.
+    pps: [f64; 2],
+}
+
+impl ComparePair {
+    fn of(without: &Row, with: &Row) -> ComparePair {
+        ComparePair {
+            ns: [without.worker_ns_per_packet, with.worker_ns_per_packet],
+            pps: [without.loss_free_pps, with.loss_free_pps],
+        }
+    }
+}
+
+/// The medians of `--compare`'s rounds: ns/packet and loss-free rate
+/// without and with limits, and with / without of each (the median of the
+/// rounds' own ratios: a pair measured back to back shares the drift).
+fn print_compare(
+    pairs: &[ComparePair],
+    sessions: u32,
+    dir: Dir,
+    size: usize,
+    kbps: u32,
+    json: bool,
+) -> Result<()> {
+    let med = |f: &dyn Fn(&ComparePair) -> f64| {
+        let mut v: Vec<f64> = pairs.iter().map(f).filter(|x| x.is_finite()).collect();
+        v.sort_by(f64::total_cmp);
+        median(&v)
+    };
+    let ns = [med(&|p| p.ns[0]), med(&|p| p.ns[1])];
+    let pps = [med(&|p| p.pps[0]), med(&|p| p.pps[1])];
+    let ns_ratio = med(&|p| p.ns[1] / p.ns[0]);
+    let pps_ratio = med(&|p| p.pps[1] / p.pps[0]);
+    let dir_name = format!("{dir:?}").to_lowercase();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"compare": "rate_limit", "rate_limit_kbps": kbps, "sessions": sessions,
+                "direction": dir, "inner_size": size, "rounds": pairs.len(),
+                "median_ns_per_packet": {"without": ns[0], "with": ns[1]},
+                "median_loss_free_pps": {"without": pps[0], "with": pps[1]},
+                "median_ratio_ns_per_packet": ns_ratio, "median_ratio_loss_free_pps": pps_ratio})
+        );
+    } else {
+        println!(
+            "median   {sessions:>8} {dir_name:<10} {size:>5} over {} rounds, without / with a {kbps} kbit/s limit: \
+             ns/pkt {:.1} / {:.1} (with/without {ns_ratio:.3}), loss-free pps {:.0} / {:.0} (with/without {pps_ratio:.3})",
+            pairs.len(),
+            ns[0],
+            ns[1],
+            pps[0],
+            pps[1],
+        );
     }
     Ok(())
 }
