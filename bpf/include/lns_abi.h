@@ -25,7 +25,7 @@
 
 /* Bumped on any incompatible change; stored in the config map so a process
  * can refuse maps pinned by a build with another layout. */
-#define LNS_ABI_VERSION 9
+#define LNS_ABI_VERSION 10
 
 /* Map sizes. The session table's size is set by the loader at load time;
  * this is the default. */
@@ -95,6 +95,14 @@ struct lns_config {
 	/* Subscriber pools, pools[0..pool_count]; see lns_pool_bits. */
 	__u32 pool_count;
 	struct lns_pool pools[LNS_MAX_POOLS];
+	/* The control plane's own ports of tunnels (RFC 2661 section 8.1: it
+	 * answers an SCCRQ from a port it picks, and the LAC sends the
+	 * tunnel's data there): L2TP arrives on l2tp_port and on
+	 * tunnel_port_first..=tunnel_port_last. Host order, unlike l2tp_port:
+	 * a range is compared as numbers. last 0: no range. */
+	__u16 tunnel_port_first;
+	__u16 tunnel_port_last;
+	__u32 _pad1;
 };
 
 /* Banks of 65,536 direct slots that cover `max_sessions` (a power of two),

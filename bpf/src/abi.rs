@@ -18,7 +18,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::skel::types as c;
 
 /// `LNS_ABI_VERSION`: stored in [`Config::abi_version`] by the loader.
-pub const ABI_VERSION: u32 = 9;
+pub const ABI_VERSION: u32 = 10;
 /// Default size of the session table (`LNS_DEFAULT_MAX_SESSIONS`).
 pub const DEFAULT_MAX_SESSIONS: u32 = 65536;
 /// `LNS_MAX_IFACES`: interfaces one instance can be attached to.
@@ -77,9 +77,26 @@ pub struct Config {
     pub pool_count: u32,
     /// Subscriber pools ([`Pool`]).
     pub pools: [Pool; MAX_POOLS],
+    /// The control plane's own ports of tunnels, host order (see
+    /// [`Config::set_tunnel_ports`]); L2TP arrives on these and on
+    /// [`Config::l2tp_port`].
+    pub tunnel_port_first: u16,
+    pub tunnel_port_last: u16,
+    pub _pad1: u32,
 }
 
 impl Config {
+    /// L2TP also arrives on `first..=last` (None: on `l2tp_port` alone).
+    pub fn set_tunnel_ports(&mut self, range: Option<(u16, u16)>) {
+        (self.tunnel_port_first, self.tunnel_port_last) = range.filter(|(f, l)| f <= l).unwrap_or((0, 0));
+    }
+
+    /// The range [`Config::set_tunnel_ports`] set.
+    pub fn tunnel_ports(&self) -> Option<(u16, u16)> {
+        (self.tunnel_port_first <= self.tunnel_port_last && self.tunnel_port_last != 0)
+            .then_some((self.tunnel_port_first, self.tunnel_port_last))
+    }
+
     /// The subscriber pools in use.
     pub fn pools(&self) -> &[Pool] {
         &self.pools[..(self.pool_count as usize).min(MAX_POOLS)]
@@ -821,7 +838,10 @@ layout!(
     nh_epoch,
     sub_flat_shift,
     pool_count,
-    pools
+    pools,
+    tunnel_port_first,
+    tunnel_port_last,
+    _pad1
 );
 layout!(Pool, c::lns_pool, net, units, base, ip_version, prefix_len, unit_len, unit_shift, _pad);
 layout!(NhQuery, c::lns_nh_query, ifindex, ip_version, src, dst, result, out_ifindex, smac, dmac);

@@ -14,6 +14,7 @@ pub mod abi;
 mod maps;
 pub mod police;
 mod reflect;
+pub mod reuseport;
 mod sys;
 
 #[allow(clippy::all, unused_imports)]
@@ -36,6 +37,21 @@ pub use sys::{
     unpin_links, Attachment, LoadOptions, MmapArray, NhResolver, Steering, Takeover, TestRunContext,
     TestRunResult, XdpAction, XdpMode,
 };
+
+/// `FIRST-LAST` (or one port): the control plane's own ports of tunnels,
+/// as both processes read the node's `tunnel_ports`. Port 0 and 1701-like
+/// ranges written backwards are refused.
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let port = |p: &str| p.trim().parse::<u16>().ok().filter(|p| *p != 0);
+    let (first, last) = match s.split_once('-') {
+        Some((a, b)) => (port(a), port(b)),
+        None => (port(s), port(s)),
+    };
+    match (first, last) {
+        (Some(f), Some(l)) if f <= l => Ok((f, l)),
+        _ => Err(format!("{s:?}: expected FIRST-LAST, UDP ports from 1 to 65535, FIRST not above LAST")),
+    }
+}
 
 /// Errors of loading, attaching and map access.
 #[derive(Debug, thiserror::Error)]

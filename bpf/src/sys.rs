@@ -57,6 +57,9 @@ pub struct LoadOptions {
     pub max_workers: u32,
     /// UDP port L2TP arrives on.
     pub l2tp_port: u16,
+    /// The control plane's own ports of tunnels: L2TP arrives on these
+    /// too ([`abi::Config::set_tunnel_ports`]).
+    pub tunnel_ports: Option<(u16, u16)>,
     /// Pass data of unknown sessions to the stack instead of dropping it.
     pub pass_unknown_sessions: bool,
     /// Next-hop cache lifetime in milliseconds (0: no cache).
@@ -83,6 +86,7 @@ impl Default for LoadOptions {
             max_sessions: abi::DEFAULT_MAX_SESSIONS,
             max_workers: abi::DEFAULT_MAX_WORKERS,
             l2tp_port: abi::L2TP_PORT,
+            tunnel_ports: None,
             pass_unknown_sessions: false,
             nh_cache_ms: 1000,
             worker_checks: true,
@@ -360,6 +364,7 @@ impl Steering {
             ..Config::default()
         };
         config.pools[..pools.len()].copy_from_slice(&pools);
+        config.set_tunnel_ports(opts.tunnel_ports);
         maps.write_config(&config)?;
         // Pinned maps kept from a previous run may have had other pools:
         // the units are derived again from the sessions.

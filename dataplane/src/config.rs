@@ -29,6 +29,7 @@
 //! batch = 64
 //! busy_poll = false
 //! # l2tp_port = 1701            # default: the port of `listen`, else 1701
+//! # tunnel_ports = "20000-20999"  # default: the file's top-level tunnel_ports
 //! max_sessions = 65536
 //! mode = "lns"                  # or "reflect" (the benchmarks' baseline)
 //! mss_clamp = "auto"            # a number, or "off"
@@ -308,6 +309,10 @@ pub struct Flags {
     /// UDP port of L2TP [default: the port of the file's listen, else 1701].
     #[arg(long)]
     pub l2tp_port: Option<u16>,
+    /// The control plane's own ports of tunnels, FIRST-LAST: L2TP data
+    /// arrives on these too [default: the file's tunnel_ports, else none].
+    #[arg(long, value_name = "FIRST-LAST", value_parser = lns_bpf::parse_port_range)]
+    pub tunnel_ports: Option<(u16, u16)>,
     /// Instance name: maps are pinned under /sys/fs/bpf/lns/<instance>
     /// [default: default].
     #[arg(long)]
@@ -409,6 +414,8 @@ pub struct File {
     pub bpf_pin_dir: Option<PathBuf>,
     /// The control plane's L2TP address: the data plane takes its port.
     pub listen: Option<SocketAddr>,
+    /// The control plane's own ports of tunnels (`FIRST-LAST`).
+    pub tunnel_ports: Option<String>,
     /// The node's log format, unless `[dataplane]` has its own.
     pub log_format: Option<LogFormat>,
     #[serde(default)]
@@ -434,6 +441,7 @@ pub struct DataplaneFile {
     pub batch: Option<usize>,
     pub busy_poll: Option<bool>,
     pub l2tp_port: Option<u16>,
+    pub tunnel_ports: Option<String>,
     pub max_sessions: Option<u32>,
     pub mode: Option<ModeArg>,
     pub mss_clamp: Option<Mss>,
@@ -641,6 +649,16 @@ pub fn resolve(
         batch: flags.batch.or(d.batch).unwrap_or(64),
         busy_poll: flags.busy_poll.or(d.busy_poll).unwrap_or(false),
         l2tp_port: flags.l2tp_port.or(d.l2tp_port).or(file.listen.map(|a| a.port())).unwrap_or(1701),
+        tunnel_ports: match flags.tunnel_ports {
+            Some(r) => Some(r),
+            None => d
+                .tunnel_ports
+                .as_deref()
+                .or(file.tunnel_ports.as_deref())
+                .map(lns_bpf::parse_port_range)
+                .transpose()
+                .map_err(|e| ConfigError::Invalid(format!("tunnel_ports: {e}")))?,
+        },
         pin_dir,
         max_sessions: flags.max_sessions.or(d.max_sessions).unwrap_or(65536),
         mode: match flags.mode.or(d.mode).unwrap_or(ModeArg::Lns) {

@@ -32,6 +32,8 @@ pub struct Options {
     pub batch: usize,
     pub busy_poll: bool,
     pub l2tp_port: u16,
+    /// The control plane's own ports of tunnels: L2TP arrives on these too.
+    pub tunnel_ports: Option<(u16, u16)>,
     pub pin_dir: PathBuf,
     pub max_sessions: u32,
     pub mode: Mode,
@@ -96,6 +98,7 @@ pub fn start(o: Options) -> Result<Running> {
         max_sessions: o.max_sessions,
         max_workers: o.queues,
         l2tp_port: o.l2tp_port,
+        tunnel_ports: o.tunnel_ports,
         pass_unknown_sessions: o.pass_unknown_sessions,
         nh_cache_ms: o.nh_cache_ms,
         worker_checks: o.worker_checks,

@@ -697,10 +697,10 @@ impl Emulator {
         }
     }
 
-    /// Established sessions: (LNS tunnel id, LNS session id, subscriber
-    /// address) and an L2TP data message body for one packet of theirs, for
-    /// trafgen.
-    pub fn data_messages(&self, traffic: Traffic) -> Vec<(Ipv4Addr, Vec<u8>)> {
+    /// Established sessions: the subscriber's address, the LNS's UDP port
+    /// of its tunnel (the one the SCCRP came from, RFC 2661 §8.1) and an
+    /// L2TP data message body for one packet of theirs, for trafgen.
+    pub fn data_messages(&self, traffic: Traffic) -> Vec<(Ipv4Addr, u16, Vec<u8>)> {
         let mut out = Vec::new();
         let mut keys: Vec<_> = self.subs.iter().filter(|(_, s)| s.phase == Phase::Up).collect();
         keys.sort_by_key(|(_, s)| s.number);
@@ -709,7 +709,7 @@ impl Emulator {
             let mut ppp = vec![0xff, 0x03, 0x00, 0x21];
             ppp.extend_from_slice(&udp_packet(addr, traffic.target, 4000, traffic.size));
             if let Some(tx) = self.ep.encapsulate(*t, *sid, &ppp, None, false) {
-                out.push((addr, tx.payload));
+                out.push((addr, tx.destination.port(), tx.payload));
             }
         }
         out

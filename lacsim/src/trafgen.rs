@@ -9,7 +9,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use lns_wire::checksum;
 
-/// The outer headers of the tunnel as the LNS sees them.
+/// The outer headers of the tunnel as the LNS sees them (the LNS's port
+/// is each tunnel's: see [`config`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Outer {
     pub src_mac: [u8; 6],
@@ -45,14 +46,16 @@ pub fn frame(o: &Outer, l2tp: &[u8]) -> Vec<u8> {
     v
 }
 
-/// A trafgen configuration: one packet block per session, in order.
-pub fn config(o: &Outer, messages: &[(Ipv4Addr, Vec<u8>)]) -> String {
+/// A trafgen configuration: one packet block per session, in order; each
+/// message goes to its tunnel's port of the LNS (the second field).
+pub fn config(o: &Outer, messages: &[(Ipv4Addr, u16, Vec<u8>)]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "/* lns-lacsim: {} sessions, LAC {} -> LNS {} */", messages.len(), o.lac, o.lns);
-    for (addr, l2tp) in messages {
-        let _ = writeln!(s, "/* subscriber {addr} */");
+    for (addr, port, l2tp) in messages {
+        let _ = writeln!(s, "/* subscriber {addr}, LNS port {port} */");
+        let o = Outer { lns: SocketAddrV4::new(*o.lns.ip(), *port), ..*o };
         s.push('{');
-        for (i, b) in frame(o, l2tp).iter().enumerate() {
+        for (i, b) in frame(&o, l2tp).iter().enumerate() {
             if i > 0 {
                 s.push(',');
             }
@@ -80,8 +83,10 @@ mod tests {
         assert_eq!(checksum::of(&f[14..34]), 0, "IPv4 header checksum");
         assert_eq!(&f[26..30], &[192, 0, 2, 2]);
         assert_eq!(u16::from_be_bytes([f[38], f[39]]), 18);
-        let cfg = config(&o, &[("198.51.100.10".parse().unwrap(), vec![0, 2, 0, 7, 0, 9])]);
+        let cfg = config(&o, &[("198.51.100.10".parse().unwrap(), 20001, vec![0, 2, 0, 7, 0, 9])]);
         assert!(cfg.contains("{0x02,0x00,0x00,0x00,0x00,0x02,"));
         assert_eq!(cfg.matches('{').count(), 1);
+        // The tunnel's port of the LNS: 20001 = 0x4e21, after the LAC's 1701.
+        assert!(cfg.contains(",0x06,0xa5,0x4e,0x21,"), "{cfg}");
     }
 }

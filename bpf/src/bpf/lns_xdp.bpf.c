@@ -735,6 +735,14 @@ static __always_inline int fast_slot(__u32 slot)
 	return w && ((*(volatile __u64 *)w >> (slot % 64)) & 1);
 }
 
+/* One of the control plane's own ports of tunnels (lns_config). */
+static __always_inline int tunnel_port(const struct lns_config *cfg, __be16 port)
+{
+	__u16 p = bpf_ntohs(port);
+
+	return cfg->tunnel_port_last && p >= cfg->tunnel_port_first && p <= cfg->tunnel_port_last;
+}
+
 /* LAC -> LNS: an L2TP message. `p->l4` is the UDP header. */
 static __always_inline int steer_l2tp(struct xdp_md *ctx, const struct lns_config *cfg,
 				      const struct lns_iface *iface, const struct parsed *p)
@@ -1039,7 +1047,7 @@ int lns_xdp(struct xdp_md *ctx)
 
 			if ((void *)(udp + 1) > data_end)
 				return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
-			if (udp->dest == cfg->l2tp_port)
+			if (udp->dest == cfg->l2tp_port || tunnel_port(cfg, udp->dest))
 				return steer_l2tp(ctx, cfg, iface, &p);
 		} else if (p.fragment) {
 			/* Only the first fragment has a UDP header: unless it is
