@@ -76,7 +76,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     };
     check_user_pools(&users, &cfg)?;
     let socket =
-        Arc::new(L2tpSocket::bind(cfg.listen).with_context(|| format!("binding UDP {}", cfg.listen))?);
+        Arc::new(L2tpSocket::bind_split(cfg.listen).with_context(|| format!("binding UDP {}", cfg.listen))?);
     let listen = socket.local_addr()?;
     let mut control = ControlSocket::bind(&cfg.control_socket)?;
     let (to_loop, mut commands) = mpsc::channel::<Command>(64);
@@ -853,6 +853,11 @@ impl Driver {
                 }
                 if self.slow_data.socket_overflows > 0 {
                     stats.slow_path.insert("socket_overflows".into(), self.slow_data.socket_overflows.into());
+                }
+                // Of those, the control messages' socket's (apart from the
+                // data's): what a flood should never reach.
+                if let Some(n) = self.socket.control_overflows().filter(|n| *n > 0) {
+                    stats.dropped.insert("control_socket_overflows".into(), n.into());
                 }
                 stats.xdp = self
                     .table

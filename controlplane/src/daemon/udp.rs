@@ -9,7 +9,8 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use nix::sys::socket::{
     recvmsg, sendmmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders,
@@ -27,7 +28,8 @@ pub struct Received {
     /// Interface it arrived on.
     pub ifindex: Option<u32>,
     /// Datagrams the kernel dropped so far because the socket's buffer
-    /// was full (SO_RXQ_OVFL), as of this one.
+    /// was full (SO_RXQ_OVFL), as of this one (both sockets' of
+    /// [`L2tpSocket::bind_split`]).
     pub overflowed: Option<u32>,
 }
 
@@ -70,7 +72,82 @@ pub fn classify(datagram: &[u8]) -> Class {
 
 pub struct L2tpSocket {
     io: tokio::net::UdpSocket,
+    /// With [`L2tpSocket::bind_split`]: the socket the kernel gives the
+    /// subscribers' IP to, read after `io`.
+    data: Option<tokio::net::UdpSocket>,
     v6: bool,
+    /// SO_RXQ_OVFL's latest count of `io`, then of `data`.
+    overflows: [AtomicU32; 2],
+}
+
+/// A classic BPF program for the reuseport group of
+/// [`L2tpSocket::bind_split`], run by the kernel on each datagram's UDP
+/// payload: [`classify`] again (same header walk, same PPP rules), 0 (the
+/// control socket) for [`Class::Control`], 1 (the data socket) for
+/// [`Class::Data`]. A load past the datagram's end ends the program with
+/// 0, so what cannot be read goes to the control socket, as `classify`
+/// sends it to the core.
+fn reuseport_program() -> Vec<lns_bpf::reuseport::Instruction> {
+    use lns_wire::l2tp::flags;
+    const LDH_ABS: u32 = libc::BPF_LD | libc::BPF_H | libc::BPF_ABS;
+    const LDH_IND: u32 = libc::BPF_LD | libc::BPF_H | libc::BPF_IND;
+    const LDB_IND: u32 = libc::BPF_LD | libc::BPF_B | libc::BPF_IND;
+    const LD_MEM: u32 = libc::BPF_LD | libc::BPF_MEM;
+    const ST: u32 = libc::BPF_ST;
+    const LDX_IMM: u32 = libc::BPF_LDX | libc::BPF_IMM;
+    const ADD_K: u32 = libc::BPF_ALU | libc::BPF_ADD | libc::BPF_K;
+    const ADD_X: u32 = libc::BPF_ALU | libc::BPF_ADD | libc::BPF_X;
+    const TAX: u32 = libc::BPF_MISC | libc::BPF_TAX;
+    const TXA: u32 = libc::BPF_MISC | libc::BPF_TXA;
+    const JSET: u32 = libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K;
+    const JEQ: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+    const RET: u32 = libc::BPF_RET | libc::BPF_K;
+    let op =
+        |code: u32, jt: u8, jf: u8, k: u32| lns_bpf::reuseport::Instruction { code: code as u16, jt, jf, k };
+    let (t, l, s, o) = (flags::TYPE, flags::LENGTH, flags::SEQUENCE, flags::OFFSET);
+    // Jump offsets count the instructions skipped; the comments number
+    // them. X is the offset of what comes next.
+    vec![
+        /* 0 */ op(LDH_ABS, 0, 0, 0), // A = flags
+        /* 1 */ op(JSET, 32, 0, t.into()), // a control message: 34
+        /* 2 */ op(ST, 0, 0, 0), // M[0] = flags
+        /* 3 */ op(LDX_IMM, 0, 0, 6), // flags, tunnel id, session id
+        /* 4 */ op(JSET, 0, 3, l.into()), // Length: 2 more
+        /* 5 */ op(TXA, 0, 0, 0),
+        /* 6 */ op(ADD_K, 0, 0, 2),
+        /* 7 */ op(TAX, 0, 0, 0),
+        /* 8 */ op(LD_MEM, 0, 0, 0),
+        /* 9 */ op(JSET, 0, 3, s.into()), // Ns and Nr: 4 more
+        /* 10 */ op(TXA, 0, 0, 0),
+        /* 11 */ op(ADD_K, 0, 0, 4),
+        /* 12 */ op(TAX, 0, 0, 0),
+        /* 13 */ op(LD_MEM, 0, 0, 0),
+        /* 14 */ op(JSET, 0, 4, o.into()), // Offset Size, then that many
+        /* 15 */ op(LDH_IND, 0, 0, 0),
+        /* 16 */ op(ADD_K, 0, 0, 2),
+        /* 17 */ op(ADD_X, 0, 0, 0),
+        /* 18 */ op(TAX, 0, 0, 0),
+        // PPP as lns_wire::ppp::decapsulate reads it: FF 03 first, or
+        // neither (FF alone is no PPP: 34).
+        /* 19 */
+        op(LDB_IND, 0, 0, 0),
+        /* 20 */ op(JEQ, 0, 5, 0xff),
+        /* 21 */ op(LDB_IND, 0, 0, 1),
+        /* 22 */ op(JEQ, 0, 11, 0x03),
+        /* 23 */ op(TXA, 0, 0, 0),
+        /* 24 */ op(ADD_K, 0, 0, 2),
+        /* 25 */ op(TAX, 0, 0, 0),
+        /* 26 */ op(LDB_IND, 0, 0, 0), // the protocol's first octet
+        /* 27 */ op(JSET, 0, 3, 1), // odd: the compressed form, one octet
+        /* 28 */ op(JEQ, 6, 0, lns_wire::ppp::IPV4.into()),
+        /* 29 */ op(JEQ, 5, 0, lns_wire::ppp::IPV6.into()),
+        /* 30 */ op(RET, 0, 0, 0),
+        /* 31 */ op(LDH_IND, 0, 0, 0), // two octets
+        /* 32 */ op(JEQ, 2, 0, lns_wire::ppp::IPV4.into()),
+        /* 33 */ op(JEQ, 1, 0, lns_wire::ppp::IPV6.into()),
+        /* 34 */ op(RET, 0, 0, 0), // the control socket
+        /* 35 */ op(RET, 0, 0, 1), // the data socket
+    ]
 }
 
 /// IPv4-mapped IPv6 addresses (from a dual-stack socket) as IPv4.
@@ -97,18 +174,72 @@ pub fn set_buffers(s: &impl std::os::fd::AsFd) {
 impl L2tpSocket {
     pub fn bind(addr: SocketAddr) -> io::Result<L2tpSocket> {
         let std = std::net::UdpSocket::bind(addr)?;
-        std.set_nonblocking(true)?;
+        L2tpSocket::from_std(std, None, addr.is_ipv6())
+    }
+
+    /// [`L2tpSocket::bind`] as two sockets of one SO_REUSEPORT group,
+    /// between which the kernel sorts the datagrams as [`classify`] does
+    /// (a classic BPF program, [`reuseport_program`]): a flood of
+    /// subscriber IP (reassembled fragments, say) fills the data socket's
+    /// buffer and no longer the one the control messages and PPP control
+    /// wait in; reads take the control socket first. Where the kernel
+    /// refuses the program, one socket as [`L2tpSocket::bind`].
+    pub fn bind_split(addr: SocketAddr) -> io::Result<L2tpSocket> {
+        // Taken by someone else (another instance on the same address):
+        // the same error as without SO_REUSEPORT, which would otherwise
+        // let both bind and share the traffic.
+        let addr = std::net::UdpSocket::bind(addr)?.local_addr()?;
         let v6 = addr.is_ipv6();
-        if v6 {
-            setsockopt(&std, sockopt::Ipv6RecvPacketInfo, &true)?;
-        } else {
-            setsockopt(&std, sockopt::Ipv4PacketInfo, &true)?;
+        let reuseport = || -> io::Result<std::net::UdpSocket> {
+            use nix::sys::socket::{bind, socket, AddressFamily, SockFlag, SockType};
+            let family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+            let fd = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+            setsockopt(&fd, sockopt::ReusePort, &true)?;
+            bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+            Ok(std::net::UdpSocket::from(fd))
+        };
+        let control = reuseport()?;
+        let data = reuseport()?;
+        if let Err(e) = lns_bpf::reuseport::attach_reuseport_cbpf(control.as_fd(), &reuseport_program()) {
+            tracing::warn!(
+                error = %e,
+                "SO_ATTACH_REUSEPORT_CBPF: control messages share the subscribers' data socket"
+            );
+            return L2tpSocket::from_std(control, None, v6);
         }
-        set_buffers(&std);
-        // The kernel's count of datagrams it dropped for want of room:
-        // what a flood costs, reported.
-        let _ = setsockopt(&std, sockopt::RxqOvfl, &1);
-        Ok(L2tpSocket { io: tokio::net::UdpSocket::from_std(std)?, v6 })
+        L2tpSocket::from_std(control, Some(data), v6)
+    }
+
+    fn from_std(
+        io: std::net::UdpSocket,
+        data: Option<std::net::UdpSocket>,
+        v6: bool,
+    ) -> io::Result<L2tpSocket> {
+        let prepare = |s: std::net::UdpSocket| -> io::Result<tokio::net::UdpSocket> {
+            s.set_nonblocking(true)?;
+            if v6 {
+                setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true)?;
+            } else {
+                setsockopt(&s, sockopt::Ipv4PacketInfo, &true)?;
+            }
+            set_buffers(&s);
+            // The kernel's count of datagrams it dropped for want of
+            // room: what a flood costs, reported.
+            let _ = setsockopt(&s, sockopt::RxqOvfl, &1);
+            tokio::net::UdpSocket::from_std(s)
+        };
+        Ok(L2tpSocket {
+            io: prepare(io)?,
+            data: data.map(prepare).transpose()?,
+            v6,
+            overflows: [AtomicU32::new(0), AtomicU32::new(0)],
+        })
+    }
+
+    /// With [`L2tpSocket::bind_split`], SO_RXQ_OVFL's latest count of the
+    /// control socket alone: control messages the kernel had no room for.
+    pub fn control_overflows(&self) -> Option<u32> {
+        self.data.as_ref().map(|_| self.overflows[0].load(Ordering::Relaxed))
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -117,30 +248,38 @@ impl L2tpSocket {
 
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<Received> {
         loop {
-            self.io.readable().await?;
-            match self.io.try_io(Interest::READABLE, || self.recv_now(buf)) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                r => return r,
+            if let Some(r) = self.try_recv(buf)? {
+                return Ok(r);
+            }
+            match &self.data {
+                None => self.io.readable().await?,
+                Some(data) => tokio::select! {
+                    r = self.io.readable() => r?,
+                    r = data.readable() => r?,
+                },
             }
         }
     }
 
     /// The next datagram if one is waiting, without waiting: the loop
     /// drains a burst before it flushes, so a burst costs one pass of the
-    /// loop (timers, select) rather than one per datagram.
+    /// loop (timers, select) rather than one per datagram. The control
+    /// socket's first.
     pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
-        match self.io.try_io(Interest::READABLE, || self.recv_now(buf)) {
-            Ok(r) => Ok(Some(r)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
+        for (i, s) in [Some(&self.io), self.data.as_ref()].into_iter().flatten().enumerate() {
+            match s.try_io(Interest::READABLE, || self.recv_now(s, i, buf)) {
+                Ok(r) => return Ok(Some(r)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
         }
+        Ok(None)
     }
 
-    fn recv_now(&self, buf: &mut [u8]) -> io::Result<Received> {
+    fn recv_now(&self, s: &tokio::net::UdpSocket, i: usize, buf: &mut [u8]) -> io::Result<Received> {
         let mut iov = [io::IoSliceMut::new(buf)];
         let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo, u32);
-        let msg =
-            recvmsg::<SockaddrStorage>(self.io.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())?;
+        let msg = recvmsg::<SockaddrStorage>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())?;
         let from = msg
             .address
             .and_then(|a| {
@@ -162,7 +301,11 @@ impl L2tpSocket {
                     local = Some(IpAddr::V6(Ipv6Addr::from(pi.ipi6_addr.s6_addr)).to_canonical());
                     ifindex = Some(pi.ipi6_ifindex);
                 }
-                ControlMessageOwned::RxqOvfl(n) => overflowed = Some(n),
+                ControlMessageOwned::RxqOvfl(n) => {
+                    self.overflows[i].store(n, Ordering::Relaxed);
+                    let [a, b] = &self.overflows;
+                    overflowed = Some(a.load(Ordering::Relaxed).wrapping_add(b.load(Ordering::Relaxed)));
+                }
                 _ => {}
             }
         }
@@ -389,6 +532,98 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The kernel, running [`reuseport_program`], puts each datagram on
+    /// the socket [`classify`] names: every header form with and without
+    /// PPP control or subscriber IP, each of their truncations, and
+    /// random bytes.
+    #[tokio::test]
+    async fn bind_split_sorts_datagrams_as_classify_does() {
+        let rx = L2tpSocket::bind_split("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let data = rx.data.as_ref().expect("the kernel took the program");
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind tx");
+        let to = rx.local_addr().expect("addr");
+        let mut cases: Vec<Vec<u8>> =
+            vec![vec![], vec![0xc8], vec![0xc8, 0x02, 0, 12, 0, 1, 0, 0, 0, 0, 0, 0]];
+        let ppp: [&[u8]; 9] = [
+            &[0xff, 0x03, 0x00, 0x21, 0x45, 0, 0, 20],
+            &[0x00, 0x21, 0x45],
+            &[0x21, 0x45],
+            &[0xff, 0x03, 0x00, 0x57, 0x60],
+            &[0x57, 0x60],
+            &[0xff, 0x03, 0xc0, 0x21, 1, 1, 0, 4],
+            &[0xc0, 0x23, 1],
+            &[0xff, 0x21, 0x45],
+            &[0x00, 0x20, 0x45],
+        ];
+        for bits in 0..8u16 {
+            for frame in ppp {
+                let (l, seq, o) = (bits & 1 != 0, bits & 2 != 0, bits & 4 != 0);
+                let mut f: u16 = 2;
+                let mut d = vec![0, 0];
+                if l {
+                    f |= lns_wire::l2tp::flags::LENGTH;
+                    d.extend_from_slice(&[0, 0]);
+                }
+                d.extend_from_slice(&[0, 7, 0, 9]);
+                if seq {
+                    f |= lns_wire::l2tp::flags::SEQUENCE;
+                    d.extend_from_slice(&[0, 1, 0, 0]);
+                }
+                if o {
+                    f |= lns_wire::l2tp::flags::OFFSET;
+                    d.extend_from_slice(&[0, 3, 0xaa, 0xbb, 0xcc]);
+                }
+                d[..2].copy_from_slice(&f.to_be_bytes());
+                d.extend_from_slice(frame);
+                cases.extend((0..=d.len()).map(|n| d[..n].to_vec()));
+            }
+        }
+        let mut x: u32 = 0x9e37_79b9;
+        for _ in 0..2000 {
+            let mut d = Vec::new();
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            // Mostly data messages, so the random part is the rest.
+            d.push(if x & 3 == 0 { (x >> 8) as u8 } else { (x >> 8) as u8 & 0x4b });
+            for _ in 0..(x >> 24) % 24 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                d.push(x as u8);
+            }
+            cases.push(d);
+        }
+        let sockets = [rx.io.as_raw_fd(), data.as_raw_fd()];
+        let mut buf = [0u8; 128];
+        let (mut control, mut ip) = (0, 0);
+        for d in &cases {
+            tx.send_to(d, to).expect("send");
+            let t0 = std::time::Instant::now();
+            let on = 'wait: loop {
+                for (i, fd) in sockets.iter().enumerate() {
+                    if let Ok(n) = nix::sys::socket::recv(*fd, &mut buf, MsgFlags::MSG_DONTWAIT) {
+                        assert_eq!(&buf[..n], &d[..]);
+                        break 'wait i;
+                    }
+                }
+                assert!(t0.elapsed() < std::time::Duration::from_secs(2), "{d:02x?} arrived nowhere");
+                std::thread::yield_now();
+            };
+            let want = match classify(d) {
+                Class::Control => 0,
+                Class::Data => 1,
+            };
+            assert_eq!(on, want, "{d:02x?}");
+            if want == 0 {
+                control += 1;
+            } else {
+                ip += 1;
+            }
+        }
+        assert!(control > 100 && ip > 100, "both kinds tried: {control} control, {ip} IP");
     }
 
     /// A batch larger than one sendmmsg, with runs of different source
