@@ -30,8 +30,9 @@ PACKAGES=(
   # for cargo-deb's $auto dependencies
   systemd dpkg-dev
   # subscribers as real hosts over lns-lacsim --tun: TCP throughput and a
-  # DHCPv6 client asking for a delegated prefix (dhclient -6 -P)
-  iperf3 isc-dhcp-client
+  # DHCPv6 client asking for a delegated prefix (dhcpcd: ISC dhclient
+  # refuses a TUN device, "Unsupported device type 65534")
+  iperf3 dhcpcd-base
 )
 
 missing=()
