@@ -92,6 +92,11 @@ struct Setup {
 
 /// The LNS knows `lns_secret` for the LAC; xl2tpd uses `lac_secret`.
 fn setup(lns_secret: Option<&str>, lac_secret: Option<&str>) -> Option<Setup> {
+    setup_with(lns_secret, lac_secret, &[])
+}
+
+/// [`setup`] with more flags for the LNS.
+fn setup_with(lns_secret: Option<&str>, lac_secret: Option<&str>, extra: &[&str]) -> Option<Setup> {
     if !Path::new(XL2TPD).exists() {
         eprintln!("skipped: {XL2TPD} is not installed (run scripts/setup.sh)");
         return None;
@@ -108,7 +113,9 @@ fn setup(lns_secret: Option<&str>, lac_secret: Option<&str>) -> Option<Setup> {
         Some(s) => format!("192.0.2.2,secret={s},host-name=lac1"),
         None => "192.0.2.2".to_string(),
     };
-    let lns = Lns::start(&lab.lns, &["--bpf-pin-dir", pins.path().to_str().expect("utf-8"), "--peer", &peer]);
+    let mut args = vec!["--bpf-pin-dir", pins.path().to_str().expect("utf-8"), "--peer", &peer];
+    args.extend_from_slice(extra);
+    let lns = Lns::start(&lab.lns, &args);
     let lac = Xl2tpd::start(&lab, lac_secret);
     Some(Setup { lac, lns, steering, _pins: pins, _lab: lab })
 }
@@ -155,6 +162,34 @@ fn xl2tpd_lac_without_tunnel_secret() {
 #[test]
 fn xl2tpd_lac_with_tunnel_authentication() {
     interop(Some("interop-s3cret"));
+}
+
+/// With tunnel_ports the SCCRP leaves from a port of the range (RFC 2661
+/// §8.1): xl2tpd follows it (no SCCRQ repeated, so no fallback to 1701),
+/// the tunnel and the call come up, and the session's entry names that
+/// port, which the workers encapsulate downstream from.
+#[test]
+fn xl2tpd_lac_follows_the_tunnel_port() {
+    let Some(Setup { lac, lns, steering, .. }) = setup_with(None, None, &["--tunnel-ports", "20000-20099"])
+    else {
+        return;
+    };
+    let maps = steering.maps();
+    lac.call();
+    let mut port = None;
+    assert!(
+        wait_for(20, || {
+            port = maps.sessions().ok().and_then(|v| v.first().map(|(_, s)| s.local_port.to_host()));
+            port.is_some()
+        }),
+        "no session in the maps{}",
+        context(&lns, &lac)
+    );
+    let port = port.expect("port");
+    assert!((20000..=20099).contains(&port), "{port}{}", context(&lns, &lac));
+    assert!(!lns.log().contains("back to the listen port"), "{}", context(&lns, &lac));
+    let st = lns.stats();
+    assert_eq!((st.tunnels_up_total, st.sessions_up_total), (1, 1), "{}", context(&lns, &lac));
 }
 
 #[test]

@@ -2,6 +2,9 @@
 //!
 //! ```toml
 //! listen = "0.0.0.0:1701"
+//! # tunnel_ports = "20000-20999" # each tunnel answered from a port of its own
+//! #                              # (RFC 2661 §8.1), so RSS spreads tunnels over
+//! #                              # queues; default: off, every tunnel on listen's port
 //! instance = "default"          # pinned maps in /sys/fs/bpf/lns/<instance>
 //! # bpf_pin_dir = "/sys/fs/bpf/lns/default"
 //! # control_socket = "/run/lns/default.sock"
@@ -41,6 +44,8 @@
 //! # ipsec = "required"          # its L2TP only through IPsec (docs/ipsec.md)
 //! # ipsec_interfaces = ["ipsec0"]  # where decrypted L2TP arrives
 //! # fast_path = false           # its sessions on the slow path (IPsec: always)
+//! # own_port = false            # with tunnel_ports: its tunnels stay on listen's
+//! #                             # port (LACs that insist on 1701)
 //!
 //! [ppp]
 //! users_file = "/etc/lns/users.toml"   # see daemon::aaa
@@ -136,7 +141,7 @@ pub enum ConfigError {
     Parse { path: PathBuf, source: toml::de::Error },
     #[error("bad peer network {0:?}: expected ADDRESS/LEN")]
     Network(String),
-    #[error("bad --peer {0:?}: expected CIDR[,secret=S][,host-name=H][,ipsec-interface=IF][,fast-path=no]")]
+    #[error("bad --peer {0:?}: expected CIDR[,secret=S][,host-name=H][,ipsec-interface=IF][,fast-path=no][,own-port=no]")]
     PeerFlag(String),
     #[error("bad duration {0:?}: expected e.g. 60, \"500ms\", \"2s\", \"5m\"")]
     Duration(String),
@@ -153,6 +158,13 @@ pub struct Flags {
     /// UDP address to receive L2TP on [default: 0.0.0.0:1701].
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
+    /// Answer each SCCRQ from a UDP port of the tunnel's own, from
+    /// FIRST-LAST (RFC 2661 §8.1: the LAC sends the tunnel's later messages
+    /// there), so that RSS spreads tunnels over queues; SCCRQs still come
+    /// to --listen. Peers with own_port = false stay on --listen's port.
+    /// [default: none, every tunnel on --listen's port]
+    #[arg(long, value_name = "FIRST-LAST", value_parser = lns_bpf::parse_port_range)]
+    pub tunnel_ports: Option<(u16, u16)>,
     /// Serve Prometheus metrics on http://ADDR:PORT/metrics.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<SocketAddr>,
@@ -189,7 +201,8 @@ pub struct Flags {
     pub hello_interval: Option<Duration>,
     /// Allowed LAC network, repeatable; replaces the file's peers:
     /// CIDR[,secret=S][,host-name=H][,ipsec-interface=IF][,fast-path=no]
-    /// (an ipsec-interface, repeatable, means IPsec is required).
+    /// [,own-port=no] (an ipsec-interface, repeatable, means IPsec is
+    /// required; own-port=no: its tunnels stay on --listen's port).
     #[arg(long = "peer", value_name = "PEER")]
     pub peers: Vec<String>,
     /// Accept tunnels from addresses that match no peer.
@@ -298,6 +311,8 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::E
 #[serde(deny_unknown_fields)]
 pub struct File {
     pub listen: Option<SocketAddr>,
+    /// `FIRST-LAST`: see [`Flags::tunnel_ports`].
+    pub tunnel_ports: Option<String>,
     pub metrics_listen: Option<SocketAddr>,
     pub keep_sessions: Option<bool>,
     pub state_dir: Option<PathBuf>,
@@ -558,6 +573,9 @@ pub struct PeerEntry {
     /// false: the peer's sessions are kept off the data plane's fast path
     /// (the slow path carries them); default true. IPsec peers' always are.
     pub fast_path: Option<bool>,
+    /// false: with `tunnel_ports`, the peer's tunnels stay on the listen
+    /// port (a LAC that takes answers only from 1701); default true.
+    pub own_port: Option<bool>,
 }
 
 /// `[[peer]] ipsec`.
@@ -603,6 +621,7 @@ impl PeerEntry {
             host_name: self.host_name.as_ref().map(|s| s.as_bytes().to_vec()),
             ipsec_interfaces,
             fast_path: self.fast_path.unwrap_or(true),
+            own_port: self.own_port.unwrap_or(true),
         })
     }
 
@@ -623,6 +642,13 @@ impl PeerEntry {
                 }
                 Some(("fast-path" | "fast_path", v)) => {
                     e.fast_path = Some(match v {
+                        "yes" | "true" | "on" => true,
+                        "no" | "false" | "off" => false,
+                        _ => return Err(ConfigError::PeerFlag(s.to_string())),
+                    })
+                }
+                Some(("own-port" | "own_port", v)) => {
+                    e.own_port = Some(match v {
                         "yes" | "true" | "on" => true,
                         "no" | "false" | "off" => false,
                         _ => return Err(ConfigError::PeerFlag(s.to_string())),
@@ -923,7 +949,24 @@ impl Config {
             // Set from the data plane's table when the server opens it.
             session_id_banks: 0,
             seed: None,
+            tunnel_ports: match flags.tunnel_ports {
+                Some(r) => Some(r),
+                None => file
+                    .tunnel_ports
+                    .as_deref()
+                    .map(lns_bpf::parse_port_range)
+                    .transpose()
+                    .map_err(|e| ConfigError::Invalid(format!("tunnel_ports: {e}")))?,
+            },
         };
+        if let Some((first, last)) = endpoint.tunnel_ports {
+            let port = flags.listen.or(file.listen).map_or(1701, |a| a.port());
+            if (first..=last).contains(&port) {
+                return Err(ConfigError::Invalid(format!(
+                    "tunnel_ports {first}-{last} holds listen's port {port}, where SCCRQs arrive"
+                )));
+            }
+        }
         Ok(Config {
             listen: flags.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 1701))),
             keep_sessions: flags.keep_sessions || file.keep_sessions.unwrap_or(false),
@@ -1018,6 +1061,36 @@ mod tests {
         assert_eq!(c.endpoint.peers.len(), 1);
         assert_eq!(c.endpoint.peers[0].secret.as_deref(), Some(&b"x"[..]));
         assert!(PeerEntry::from_flag("10.0.0.0/8,colour=blue").is_err());
+    }
+
+    #[test]
+    fn tunnel_ports_from_the_file_and_the_flag() {
+        let resolve = |text: &str, flags: Flags| -> Result<Config, ConfigError> {
+            let file: File = toml::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            Config::resolve(file, &flags)
+        };
+        let flags = || Flags { allow_unlisted_peers: true, ..Default::default() };
+        assert_eq!(resolve("", flags()).expect("none").endpoint.tunnel_ports, None);
+        let c = resolve(
+            "tunnel_ports = \"20000-20999\"\n[[peer]]\nnetwork = \"192.0.2.2\"\nown_port = false",
+            flags(),
+        )
+        .expect("file");
+        assert_eq!(c.endpoint.tunnel_ports, Some((20000, 20999)));
+        assert!(!c.endpoint.peers[0].own_port);
+        let c = resolve(
+            "tunnel_ports = \"20000-20999\"",
+            Flags { tunnel_ports: Some((30000, 30001)), ..flags() },
+        )
+        .expect("flag");
+        assert_eq!(c.endpoint.tunnel_ports, Some((30000, 30001)));
+        for bad in ["\"20999-20000\"", "\"0-10\"", "\"a-b\"", "\"1000-2000\""] {
+            assert!(resolve(&format!("tunnel_ports = {bad}"), flags()).is_err(), "{bad}");
+        }
+        assert!(PeerEntry::from_flag("192.0.2.2,own-port=no")
+            .and_then(|e| e.to_peer())
+            .is_ok_and(|p| !p.own_port));
+        assert!(PeerEntry::from_flag("192.0.2.2,own-port=maybe").is_err());
     }
 
     #[test]

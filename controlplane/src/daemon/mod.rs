@@ -7,6 +7,7 @@
 //!   of the subscriber core ([`crate::subscriber`]);
 //! - [`notice`]: the core's notices, written to the log;
 //! - [`udp`]: the L2TP socket, which knows which local address a peer used;
+//! - [`ports`]: sockets on the tunnels' own ports (RFC 2661 §8.1);
 //! - [`fastpath`]: sessions written into the data plane's pinned maps;
 //! - [`control`]: the Unix control socket `lnsctl` talks to;
 //! - [`radius`]: RADIUS authentication, accounting records per session;
@@ -22,6 +23,7 @@ pub mod dynauth;
 pub mod fastpath;
 pub mod metrics;
 pub mod notice;
+pub mod ports;
 pub mod radius;
 pub mod routes;
 pub mod server;

@@ -31,6 +31,7 @@ use super::dynauth;
 use super::fastpath::SessionTable;
 use super::metrics;
 use super::notice;
+use super::ports::{PortDatagram, TunnelPorts};
 use super::radius::{self, Radius};
 use super::routes::{interface_mtus, MtuAsker, Routes};
 use super::store::{self, Store};
@@ -260,6 +261,9 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         }
     };
     let (auth_tx, mut auth_rx) = mpsc::unbounded_channel();
+    // The tunnels' own ports (tunnel_ports): sockets opened as tunnels
+    // take them, read by tasks that hand their datagrams to this loop.
+    let (ports, mut port_rx) = TunnelPorts::new(listen);
     let (scrape_tx, mut scrapes) = mpsc::channel::<metrics::Scrape>(16);
     if let Some(addr) = cfg.metrics_listen {
         metrics::serve(addr, scrape_tx).with_context(|| format!("serving metrics on {addr}"))?;
@@ -285,6 +289,9 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         radius,
         dynauth_stats,
         outbox: Batch::new(),
+        ports,
+        ports_generation: 0,
+        port_fallbacks: 0,
         log: notice::Limiter::default(),
         datagrams_tx: 0,
         send_errors: 0,
@@ -316,6 +323,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         };
         let wake = tokio::select! {
             r = socket.recv(&mut buf) => Wake::Datagram(r),
+            Some(p) = port_rx.recv() => Wake::PortDatagram(p),
             () = std::future::ready(()), if !d.slow_data.queue.is_empty() => Wake::DataBacklog,
             () = sleep => Wake::Timer,
             Some(c) = commands.recv() => Wake::Command(c),
@@ -357,6 +365,18 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
                             warn!(error = %e, "UDP receive");
                             break;
                         }
+                    }
+                }
+                d.slow_data_turn(now);
+            }
+            Wake::PortDatagram(p) => {
+                // A burst from the tunnels' ports, as from the listen
+                // socket: control first, subscriber IP queued.
+                d.port_received(now, p);
+                for _ in 1..RX_BURST {
+                    match port_rx.try_recv() {
+                        Ok(p) => d.port_received(now, p),
+                        Err(_) => break,
                     }
                 }
                 d.slow_data_turn(now);
@@ -567,6 +587,7 @@ fn core_config(
 
 enum Wake {
     Datagram(std::io::Result<Received>),
+    PortDatagram(PortDatagram),
     Timer,
     Command(Command),
     Auth(AuthAnswer),
@@ -615,6 +636,12 @@ struct Driver {
     dynauth_stats: Option<Arc<std::sync::Mutex<crate::ctl::DynAuthStats>>>,
     /// Datagrams of this pass of the loop, sent by [`Driver::transmit`].
     outbox: Batch,
+    /// Sockets on the tunnels' own ports, and the endpoint's
+    /// [`crate::l2tp::Endpoint::ports_generation`] they were opened for.
+    ports: TunnelPorts,
+    ports_generation: u64,
+    /// The endpoint's port fallbacks already logged.
+    port_fallbacks: u64,
     /// The log, its warnings rate-limited.
     log: notice::Limiter,
     datagrams_tx: u64,
@@ -659,6 +686,38 @@ impl Driver {
         }
         q.bytes += data.len();
         q.queue.push_back((*rx, data.to_vec()));
+    }
+
+    /// A datagram from a tunnel's own port.
+    fn port_received(&mut self, now: Instant, (port, mut rx, data): PortDatagram) {
+        if let Some(n) = rx.overflowed.take() {
+            self.ports.note_overflow(port, n);
+        }
+        self.received(now, &rx, &data);
+    }
+
+    /// Sockets on the ports the endpoint's tunnels use, and no others
+    /// (when that set changed). A port that cannot be bound is given up:
+    /// its tunnels go back to the listen port.
+    fn sync_ports(&mut self, now: Instant) {
+        let fallbacks = self.core.endpoint().port_fallbacks();
+        if fallbacks != self.port_fallbacks {
+            info!(
+                tunnels = fallbacks - self.port_fallbacks,
+                "SCCRQ repeated after our SCCRP from the tunnel's own port: back to the listen port \
+                 (a NAT or a LAC that takes only 1701; own_port = false spares the wait)"
+            );
+            self.port_fallbacks = fallbacks;
+        }
+        if self.core.endpoint().ports_generation() == self.ports_generation {
+            return;
+        }
+        let failed = self.ports.sync(self.core.endpoint().ports_in_use());
+        for port in failed {
+            self.core.port_unavailable(now, port);
+        }
+        self.carry_out(now);
+        self.ports_generation = self.core.endpoint().ports_generation();
     }
 
     /// Up to [`DATA_BUDGET`] datagrams of the slow path's queue.
@@ -711,7 +770,14 @@ impl Driver {
                             field.copy_from_slice(&ns.to_be_bytes());
                         }
                     }
-                    self.outbox.out.push(Outgoing { to: d.to, from: d.from, payload });
+                    let o = Outgoing { to: d.to, from: d.from, payload };
+                    // From its tunnel's own port; the listen socket's when
+                    // it has none (or its socket could not be opened).
+                    let o = match d.source_port.filter(|p| *p != self.listen.port()) {
+                        Some(port) => self.ports.queue(port, o),
+                        None => Some(o),
+                    };
+                    self.outbox.out.extend(o);
                 }
                 Effect::WriteSession { key, entry, op } => {
                     let written = match self.slots.get(&key) {
@@ -789,6 +855,9 @@ impl Driver {
     }
 
     fn transmit(&mut self) {
+        let (sent, failed) = self.ports.send();
+        self.datagrams_tx += sent;
+        self.send_errors += failed;
         let queued = self.outbox.out.len() as u64;
         if queued == 0 {
             return;
@@ -851,8 +920,9 @@ impl Driver {
                 if self.slow_data.dropped > 0 {
                     stats.slow_path.insert("up_queue_full".into(), self.slow_data.dropped);
                 }
-                if self.slow_data.socket_overflows > 0 {
-                    stats.slow_path.insert("socket_overflows".into(), self.slow_data.socket_overflows.into());
+                let overflows = u64::from(self.slow_data.socket_overflows) + self.ports.overflows();
+                if overflows > 0 {
+                    stats.slow_path.insert("socket_overflows".into(), overflows);
                 }
                 // Of those, the control messages' socket's (apart from the
                 // data's): what a flood should never reach.
@@ -998,6 +1068,7 @@ impl Driver {
     /// from there, and never sends a LAC an Ns it already had, nor a
     /// second Accounting Start.
     fn flush(&mut self) {
+        self.sync_ports(Instant::now());
         if let Some(store) = self.store.as_mut() {
             let now = Instant::now();
             let committed = self

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use super::ids::without_in_use;
 use super::tunnel::{SessionRecord, SessionRecordRef, TunnelShell, TunnelShellRef};
-use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,12 @@ pub struct PeerConfig {
     /// carries them both ways.
     #[serde(default = "fast_path_default")]
     pub fast_path: bool,
+    /// With [`EndpointConfig::tunnel_ports`]: its tunnels get a port of
+    /// their own; false: they stay on the port its SCCRQ came to (1701),
+    /// for LACs that insist on it. The running configuration's, so not in
+    /// the store's records.
+    #[serde(skip, default = "fast_path_default")]
+    pub own_port: bool,
 }
 
 fn fast_path_default() -> bool {
@@ -61,6 +67,7 @@ impl PeerConfig {
             host_name: None,
             ipsec_interfaces: None,
             fast_path: true,
+            own_port: true,
         }
     }
 
@@ -117,6 +124,17 @@ pub struct EndpointConfig {
     pub session_id_banks: u32,
     /// Seed for ids, challenges and tie breakers; None draws from the OS.
     pub seed: Option<u64>,
+    /// RFC 2661 §8.1: the recipient of an SCCRQ may answer from a port of
+    /// its choosing, and the initiator sends the tunnel's later messages
+    /// there. Some((first, last)): each tunnel accepted gets a port of
+    /// this range (the least used, so tunnels share a port only when there
+    /// are more of them than ports), whose distinct UDP 4-tuple lets a
+    /// NIC's RSS spread tunnels from one LAC over its queues. None, and
+    /// for peers without [`PeerConfig::own_port`]: the port the SCCRQ
+    /// came to. The running configuration's, so not in the store's
+    /// records (a restart takes it from its configuration).
+    #[serde(skip)]
+    pub tunnel_ports: Option<(u16, u16)>,
 }
 
 impl Default for EndpointConfig {
@@ -131,6 +149,7 @@ impl Default for EndpointConfig {
             tunnel_id_hold_down: Duration::from_secs(120),
             session_id_banks: 0,
             seed: None,
+            tunnel_ports: None,
         }
     }
 }
@@ -140,6 +159,9 @@ impl Default for EndpointConfig {
 pub struct Transmit {
     pub destination: SocketAddr,
     pub payload: Vec<u8>,
+    /// Our UDP port it leaves from: the tunnel's own (see
+    /// [`EndpointConfig::tunnel_ports`]); None: the socket's.
+    pub source_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,19 +218,30 @@ struct Entry {
     dirty: bool,
     /// Counted in `half_open`.
     half_open: bool,
+    /// Our port of the tunnel (see [`EndpointConfig::tunnel_ports`]);
+    /// None: the socket's. Snapshots and records written before tunnels
+    /// had ports have none.
+    #[serde(default)]
+    local_port: Option<u16>,
 }
 
 impl Entry {
     fn new(tunnel: Tunnel, peer: SocketAddr) -> Self {
-        Entry { tunnel, peer, scheduled: None, dirty: false, half_open: false }
+        Entry { tunnel, peer, scheduled: None, dirty: false, half_open: false, local_port: None }
     }
 }
 
 /// A tunnel's record in the store (see [`Endpoint::tunnel_record`]).
+/// postcard is not self-describing: a field added here would make older
+/// records unreadable, so `local_port` is not serialized with the rest;
+/// the caller writes it after the record (where an older record has
+/// nothing) and sets it on the [`TunnelRecord`] read back.
 #[derive(Serialize)]
 pub struct TunnelRecordRef<'a> {
     tunnel: TunnelShellRef<'a>,
     peer: SocketAddr,
+    #[serde(skip)]
+    pub local_port: Option<u16>,
 }
 
 /// [`TunnelRecordRef`] read back.
@@ -216,6 +249,8 @@ pub struct TunnelRecordRef<'a> {
 pub struct TunnelRecord {
     tunnel: TunnelShell,
     peer: SocketAddr,
+    #[serde(skip)]
+    pub local_port: Option<u16>,
 }
 
 /// The endpoint's own record in the store (see [`Endpoint::meta_record`]).
@@ -274,6 +309,20 @@ pub struct Endpoint {
     /// Sessions of tunnels gone since then, whose records go too.
     #[serde(skip)]
     gone_sessions: Vec<(TunnelId, SessionId)>,
+    /// Tunnels on each of our own ports (derived from the entries).
+    #[serde(skip)]
+    port_use: BTreeMap<u16, u32>,
+    /// Moves when a port enters or leaves `port_use`, so the caller opens
+    /// and closes its sockets only then.
+    #[serde(skip)]
+    ports_generation: u64,
+    /// Tunnels moved back to the socket's port (see
+    /// [`Endpoint::port_fallbacks`]).
+    #[serde(skip)]
+    port_fallbacks: u64,
+    /// Ports the caller could not open: not given to tunnels again.
+    #[serde(skip)]
+    unusable_ports: BTreeSet<u16>,
 }
 
 impl Serialize for Endpoint {
@@ -296,6 +345,9 @@ impl<'de> Deserialize<'de> for Endpoint {
             }
             if let Some(t) = e.scheduled {
                 ep.timers.push(Reverse((t, id)));
+            }
+            if let Some(p) = e.local_port {
+                *ep.port_use.entry(p).or_default() += 1;
             }
         }
         Ok(ep)
@@ -328,6 +380,10 @@ impl Endpoint {
             half_open: 0,
             changed: BTreeSet::new(),
             gone_sessions: Vec::new(),
+            port_use: BTreeMap::new(),
+            ports_generation: 0,
+            port_fallbacks: 0,
+            unusable_ports: BTreeSet::new(),
         }
     }
 
@@ -452,6 +508,9 @@ impl Endpoint {
                 self.half_open = self.half_open.saturating_sub(1);
             }
             if let Some(mut e) = self.tunnels.remove(&id) {
+                if let Some(p) = e.local_port {
+                    self.release_port(p);
+                }
                 self.by_peer.remove(&(e.peer, e.tunnel.peer_id()));
                 let sessions = e.tunnel.take_changed_sessions().into_iter().chain(e.tunnel.sessions().map(|s| s.local_id));
                 self.gone_sessions.extend(sessions.map(|sid| (id, sid)));
@@ -501,7 +560,7 @@ impl Endpoint {
     ) -> Option<Transmit> {
         let e = self.tunnels.get(&tunnel)?;
         let repr = e.tunnel.data_header(session, sequence, priority, ppp.len())?;
-        Some(Transmit { destination: e.peer, payload: repr.to_vec(ppp).ok()? })
+        Some(Transmit { destination: e.peer, payload: repr.to_vec(ppp).ok()?, source_port: e.local_port })
     }
 
     pub fn open_session(
@@ -620,9 +679,19 @@ impl Endpoint {
         // Retransmitted SCCRQ (our SCCRP was lost): same tunnel.
         if let Some(&tid) = self.by_peer.get(&(from, peer_tid)) {
             if let Some(e) = self.tunnels.get_mut(&tid) {
+                // The same SCCRQ again after our SCCRP left from the
+                // tunnel's own port: the LAC, or a NAT or firewall before
+                // it, takes answers only from the port it sent to. The
+                // tunnel goes back to that port (our SCCRP is sent again
+                // from it), as if the peer were configured so.
+                let fall_back = e.local_port.is_some() && e.tunnel.state() == TunnelState::WaitCtlConn;
                 self.changed.insert(tid);
                 if let Err(err) = e.tunnel.handle_datagram(now, data) {
                     return DatagramEvent::Dropped(DropReason::Malformed(err));
+                }
+                if fall_back {
+                    self.set_local_port(tid, None);
+                    self.port_fallbacks += 1;
                 }
                 self.touch(tid);
                 return DatagramEvent::Control(tid);
@@ -689,11 +758,113 @@ impl Endpoint {
             return DatagramEvent::Dropped(DropReason::Malformed(e));
         }
         self.insert(id, Entry::new(tunnel, from));
+        let port = self.pick_port(from.ip());
+        self.set_local_port(id, port);
         self.by_peer.insert((from, peer_tid), id);
         // Count it as half-open now, not at the next poll, so a burst of
         // SCCRQs in one batch is limited too.
         self.settle_half_open(id);
         DatagramEvent::Control(id)
+    }
+
+    /// A port of `tunnel_ports` for a new tunnel from `ip`: the least
+    /// used, searched from a random one so that tunnels do not pile up at
+    /// the range's start after a restart. None without a range, for a
+    /// peer that keeps the SCCRQ's port, or when no port is usable.
+    fn pick_port(&mut self, ip: IpAddr) -> Option<u16> {
+        let (first, last) = self.cfg.tunnel_ports.filter(|(f, l)| f <= l)?;
+        if self.peer_config(ip).is_some_and(|p| !p.own_port) {
+            return None;
+        }
+        let n = u32::from(last - first) + 1;
+        let start = self.rng.gen_range(0..n);
+        let mut best: Option<(u32, u16)> = None;
+        for i in 0..n {
+            let port = first + ((start + i) % n) as u16;
+            if self.unusable_ports.contains(&port) {
+                continue;
+            }
+            let used = self.port_use.get(&port).copied().unwrap_or(0);
+            if best.is_none_or(|(u, _)| used < u) {
+                best = Some((used, port));
+                if used == 0 {
+                    break;
+                }
+            }
+        }
+        best.map(|(_, p)| p)
+    }
+
+    fn set_local_port(&mut self, id: TunnelId, port: Option<u16>) {
+        let Some(e) = self.tunnels.get_mut(&id) else { return };
+        let old = std::mem::replace(&mut e.local_port, port);
+        if old == port {
+            return;
+        }
+        self.changed.insert(id);
+        if let Some(p) = old {
+            self.release_port(p);
+        }
+        if let Some(p) = port {
+            let n = self.port_use.entry(p).or_default();
+            *n += 1;
+            if *n == 1 {
+                self.ports_generation += 1;
+            }
+        }
+    }
+
+    fn release_port(&mut self, port: u16) {
+        if let Some(n) = self.port_use.get_mut(&port) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.port_use.remove(&port);
+                self.ports_generation += 1;
+            }
+        }
+    }
+
+    /// Where tunnel `id`'s datagrams go (for a LAC: the port the SCCRP
+    /// came from).
+    pub fn tunnel_peer(&self, id: TunnelId) -> Option<SocketAddr> {
+        self.tunnels.get(&id).map(|e| e.peer)
+    }
+
+    /// Our port of tunnel `id`: its own, or None for the socket's.
+    pub fn local_port(&self, id: TunnelId) -> Option<u16> {
+        self.tunnels.get(&id).and_then(|e| e.local_port)
+    }
+
+    /// The ports of our own that tunnels use: the caller keeps a socket
+    /// open on each (and on no other).
+    pub fn ports_in_use(&self) -> impl Iterator<Item = u16> + '_ {
+        self.port_use.keys().copied()
+    }
+
+    /// Moves whenever [`Endpoint::ports_in_use`] changes.
+    pub fn ports_generation(&self) -> u64 {
+        self.ports_generation
+    }
+
+    /// Tunnels moved back to the socket's port since the start, because
+    /// their LAC sent its SCCRQ again instead of answering our SCCRP from
+    /// the tunnel's own port (a NAT, a LAC that insists on 1701).
+    pub fn port_fallbacks(&self) -> u64 {
+        self.port_fallbacks
+    }
+
+    /// The caller could not open `port` (another program holds it): its
+    /// tunnels go back to the socket's port and it is not given again.
+    /// Returns the tunnels moved, whose sessions' entries name the port.
+    pub fn port_unavailable(&mut self, port: u16) -> Vec<TunnelId> {
+        self.unusable_ports.insert(port);
+        let moved: Vec<TunnelId> =
+            self.tunnels.iter().filter(|(_, e)| e.local_port == Some(port)).map(|(id, _)| *id).collect();
+        for id in &moved {
+            self.set_local_port(*id, None);
+            self.touch(*id);
+        }
+        moved
     }
 
     fn abort(&mut self, id: TunnelId, reason: TunnelDownReason) {
@@ -759,7 +930,7 @@ impl Endpoint {
         while let Some(&id) = self.dirty.front() {
             if let Some(e) = self.tunnels.get_mut(&id) {
                 if let Some(payload) = e.tunnel.poll_transmit(now) {
-                    return Some(Transmit { destination: e.peer, payload });
+                    return Some(Transmit { destination: e.peer, payload, source_port: e.local_port });
                 }
             }
             self.dirty.pop_front();
@@ -800,7 +971,7 @@ impl Endpoint {
     /// its peer, not its sessions ([`Endpoint::session_record`]).
     pub fn tunnel_record(&self, id: TunnelId) -> Option<TunnelRecordRef<'_>> {
         let e = self.tunnels.get(&id)?;
-        Some(TunnelRecordRef { tunnel: e.tunnel.shell(), peer: e.peer })
+        Some(TunnelRecordRef { tunnel: e.tunnel.shell(), peer: e.peer, local_port: e.local_port })
     }
 
     /// Session `sid` of tunnel `tid`'s record in the store.
@@ -841,6 +1012,11 @@ impl Endpoint {
                 ep.by_peer.insert((record.peer, tunnel.peer_id()), id);
             }
             let mut entry = Entry::new(tunnel, record.peer);
+            entry.local_port = record.local_port;
+            if let Some(p) = record.local_port {
+                *ep.port_use.entry(p).or_default() += 1;
+                ep.ports_generation += 1;
+            }
             entry.half_open = matches!(
                 entry.tunnel.state(),
                 TunnelState::Idle | TunnelState::WaitCtlConn | TunnelState::WaitCtlReply
@@ -1020,3 +1196,7 @@ mod tests {
         assert!(!v6.matches("2001:db9::1".parse().expect("ip")));
     }
 }
+
+#[cfg(test)]
+#[path = "tunnel_ports_tests.rs"]
+mod tunnel_ports_tests;

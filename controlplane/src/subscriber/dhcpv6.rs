@@ -125,6 +125,10 @@ pub struct Bindings {
     pub authorized_pd: Option<(Ipv6Addr, u8)>,
     /// The client declined the IA_NA address: not offered again.
     pub na_declined: bool,
+    /// The Access-Accept's DNS-Server-IPv6-Address (RFC 6911): answered
+    /// instead of the configured servers when there are any.
+    #[serde(default)]
+    pub dns: Vec<Ipv6Addr>,
     /// Messages answered.
     pub replies: u64,
 }
@@ -237,6 +241,7 @@ impl Core {
         self.effects.push_back(super::Effect::Send(super::Datagram {
             to: t.destination,
             from,
+            source_port: t.source_port,
             payload: t.payload,
             ns,
         }));
@@ -280,7 +285,8 @@ impl Core {
         reply.server_id = Some(duid.to_vec());
         reply.client_id = request.client_id.clone();
         if request.oro.contains(&option_code::DNS_SERVERS) {
-            reply.dns_servers = self.cfg.dhcpv6.dns.clone();
+            let authorized = self.sessions.get(&key).map(|s| s.ipv6.dhcpv6.dns.clone()).unwrap_or_default();
+            reply.dns_servers = if authorized.is_empty() { self.cfg.dhcpv6.dns.clone() } else { authorized };
         }
         let client = request.client_id.clone().unwrap_or_default();
         match request.msg_type {

@@ -51,6 +51,10 @@ pub struct Datagram {
     pub to: SocketAddr,
     /// Our address the peer sends to, so the reply leaves from it.
     pub from: Option<IpAddr>,
+    /// Our port it leaves from: its tunnel's own (RFC 2661 §8.1, see
+    /// [`crate::l2tp::EndpointConfig::tunnel_ports`]); None: the L2TP
+    /// socket's.
+    pub source_port: Option<u16>,
     pub payload: Vec<u8>,
     /// §5.4: a data message of a session that asked for sequencing; the
     /// driver writes the next Ns of the data plane's counter for `key`

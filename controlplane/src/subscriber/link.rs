@@ -59,6 +59,7 @@ impl Core {
                 self.effects.push_back(Effect::Send(super::Datagram {
                     to: t.destination,
                     from,
+                    source_port: t.source_port,
                     payload: t.payload,
                     ns,
                 }));
@@ -166,6 +167,7 @@ impl Core {
             ipv6_pool,
             delegated_prefix,
             dns,
+            dns_ipv6,
             ..
         } = a.authorization;
         let pool = pool.or_else(|| self.cfg.default_pool.clone());
@@ -206,6 +208,7 @@ impl Core {
             s.ipv6.granted_prefix = ipv6_prefix;
             s.ipv6.granted_pool = ipv6_pool;
             s.ipv6.delegated = delegated_prefix;
+            s.ipv6.dhcpv6.dns = dns_ipv6;
             if let Some(&primary) = dns.first() {
                 s.ppp.set_peer_dns(Some(primary), dns.get(1).copied());
             }

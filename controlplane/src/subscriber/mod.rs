@@ -410,6 +410,19 @@ impl Core {
         &self.endpoint
     }
 
+    /// The driver could not open our UDP port `port` for the tunnels the
+    /// endpoint gave it: they go back to the L2TP socket's port, and their
+    /// sessions' entries say so.
+    pub fn port_unavailable(&mut self, now: Instant, port: u16) {
+        let moved: BTreeSet<TunnelId> = self.endpoint.port_unavailable(port).into_iter().collect();
+        let keys: Vec<SessionKey> =
+            self.sessions.keys().filter(|k| moved.contains(&k.tunnel)).copied().collect();
+        for key in keys {
+            self.write_entry(key, MapOp::Change);
+        }
+        self.pump(now);
+    }
+
     /// The driver learned the MTU of interface `ifindex` (where tunnels
     /// arrive): sessions set up from now on derive their MRU from it.
     pub fn set_interface_mtu(&mut self, ifindex: u32, mtu: u16) {
@@ -641,6 +654,7 @@ impl Core {
                 self.effects.push_back(Effect::Send(Datagram {
                     to: t.destination,
                     from,
+                    source_port: t.source_port,
                     payload: t.payload,
                     ns: None,
                 }));
@@ -694,7 +708,10 @@ impl Core {
         }
         entry.flags |= self.slow_path_flag(t.peer.ip());
         entry.set_peer(t.peer);
-        entry.set_local(SocketAddr::new(t.local, self.cfg.listen.port()));
+        // The tunnel's own port when it has one: downstream leaves from
+        // where the LAC sends (RFC 2661 §8.1).
+        let port = self.endpoint.local_port(key.tunnel).unwrap_or(self.cfg.listen.port());
+        entry.set_local(SocketAddr::new(t.local, port));
         Some(entry)
     }
 

@@ -328,6 +328,7 @@ impl Core {
             self.effects.push_back(Effect::Send(Datagram {
                 to: t.destination,
                 from,
+                source_port: t.source_port,
                 payload: t.payload,
                 ns,
             }));

@@ -97,8 +97,13 @@ struct Meta {
 struct TunnelRowRef<'a> {
     l2tp: Option<TunnelRecordRef<'a>>,
     record: Option<&'a TunnelRecord>,
+    /// Fields added since the store's first format go after the rest,
+    /// where a row written before them ends ([`decode_tunnel_row`]): the
+    /// tunnel's own UDP port.
+    local_port: Option<u16>,
 }
 
+/// A tunnel row's fields of the first format.
 #[derive(Deserialize)]
 struct TunnelRow {
     l2tp: Option<endpoint::TunnelRecord>,
@@ -158,6 +163,22 @@ fn decode<T: for<'de> Deserialize<'de>>(now: Instant, r: &StoredRecord) -> Resul
     with_base(written, || postcard::from_bytes(&r.bytes)).map_err(|e| RestoreError::Parse(r.key, e))
 }
 
+/// A tunnel row, with the fields added after the first format when the
+/// row has them (postcard is not self-describing: a missing field is not
+/// defaulted, the bytes simply end).
+fn decode_tunnel_row(now: Instant, r: &StoredRecord) -> Result<TunnelRow, RestoreError> {
+    let written = now.checked_sub(r.age).unwrap_or(now);
+    with_base(written, || {
+        let (mut row, rest) = postcard::take_from_bytes::<TunnelRow>(&r.bytes)?;
+        let local_port: Option<u16> = if rest.is_empty() { None } else { postcard::from_bytes(rest)? };
+        if let Some(l2tp) = row.l2tp.as_mut() {
+            l2tp.local_port = local_port;
+        }
+        Ok(row)
+    })
+    .map_err(|e| RestoreError::Parse(r.key, e))
+}
+
 impl Core {
     fn meta_bytes(&self) -> Result<Vec<u8>, RecordError> {
         let meta = MetaRef {
@@ -170,7 +191,9 @@ impl Core {
     }
 
     fn tunnel_bytes(&self, id: TunnelId) -> Result<Option<Vec<u8>>, RecordError> {
-        let row = TunnelRowRef { l2tp: self.endpoint.tunnel_record(id), record: self.tunnels.get(&id) };
+        let l2tp = self.endpoint.tunnel_record(id);
+        let local_port = l2tp.as_ref().and_then(|l| l.local_port);
+        let row = TunnelRowRef { l2tp, record: self.tunnels.get(&id), local_port };
         if row.l2tp.is_none() && row.record.is_none() {
             return Ok(None);
         }
@@ -263,7 +286,7 @@ impl Core {
             match r.key {
                 RecordKey::Meta => meta = Some(decode::<Meta>(now, r)?),
                 RecordKey::Tunnel(id) => {
-                    tunnel_rows.insert(id, decode::<TunnelRow>(now, r)?);
+                    tunnel_rows.insert(id, decode_tunnel_row(now, r)?);
                 }
                 RecordKey::Session(key) => {
                     session_rows.entry(key.tunnel).or_default().push((key.session, decode(now, r)?));
@@ -390,5 +413,66 @@ impl Core {
         self.sessions.contains_key(&key)
             || self.calling.contains_key(&key)
             || self.stopping.contains_key(&key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::l2tp::avp::AvpValue;
+    use crate::l2tp::{EndpointConfig, Message, MessageType};
+    use std::net::SocketAddr;
+
+    /// A tunnel row keeps the tunnel's own port after the fields of the
+    /// first format; a row of that format (without it) still reads, as a
+    /// tunnel on the listen port.
+    #[test]
+    fn tunnel_rows_with_and_without_the_port_read_back() {
+        let now = Instant::now();
+        let mut ep = Endpoint::new(EndpointConfig {
+            allow_unlisted_peers: true,
+            seed: Some(9),
+            tunnel_ports: Some((20000, 20999)),
+            ..EndpointConfig::default()
+        });
+        let sccrq = Message::new(
+            MessageType::Sccrq,
+            [
+                AvpValue::ProtocolVersion { version: 1, revision: 0 },
+                AvpValue::FramingCapabilities(3),
+                AvpValue::HostName(b"lac".to_vec()),
+                AvpValue::AssignedTunnelId(TunnelId(5)),
+            ],
+        )
+        .emit(None)
+        .expect("emit");
+        let peer: SocketAddr = "192.0.2.2:1701".parse().expect("addr");
+        let crate::l2tp::DatagramEvent::Control(id) = ep.handle_datagram(now, peer, &sccrq) else {
+            panic!("tunnel")
+        };
+        let port = ep.local_port(id).expect("own port");
+        let record = TunnelRecord { peer, local: "192.0.2.1".parse().expect("ip"), ifindex: 2, since: now };
+        #[derive(Serialize)]
+        struct FirstFormat<'a> {
+            l2tp: Option<TunnelRecordRef<'a>>,
+            record: Option<&'a TunnelRecord>,
+        }
+        let key = RecordKey::Tunnel(id);
+        let (new, old) = with_base(now, || {
+            let l2tp = ep.tunnel_record(id);
+            let local_port = l2tp.as_ref().and_then(|l| l.local_port);
+            let new = encode(key, &TunnelRowRef { l2tp, record: Some(&record), local_port }).expect("new");
+            let old =
+                encode(key, &FirstFormat { l2tp: ep.tunnel_record(id), record: Some(&record) }).expect("old");
+            (new, old)
+        });
+        assert!(new.starts_with(&old), "the first format, then the port");
+        let read = |bytes: Vec<u8>| decode_tunnel_row(now, &StoredRecord { key, bytes, age: Duration::ZERO });
+        let row = read(new).expect("new row");
+        assert_eq!(row.l2tp.as_ref().and_then(|l| l.local_port), Some(port));
+        assert_eq!(row.record.as_ref().map(|r| r.ifindex), Some(2));
+        let row = read(old).expect("first-format row");
+        assert_eq!(row.l2tp.as_ref().map(|l| l.local_port), Some(None));
+        assert_eq!(row.record.as_ref().map(|r| r.ifindex), Some(2));
     }
 }
