@@ -63,8 +63,9 @@ pub struct Established {
     pub tunnel: u16,
     pub session: u16,
     pub address: Ipv4Addr,
-    /// lacsim's UDP port.
+    /// lacsim's UDP port, and the LNS's for this tunnel.
     pub lac_port: u16,
+    pub lns_port: u16,
     /// The L2TP header and PPP header bytes lacsim sends before the IP
     /// packet (the L2TP length field, if any, is rewritten per frame).
     pub header: Vec<u8>,
@@ -77,6 +78,8 @@ pub fn parse_lacsim_trafgen(text: &str) -> Result<Vec<Established>> {
     let mut address = None;
     for line in text.lines().map(str::trim) {
         if let Some(a) = line.strip_prefix("/* subscriber ").and_then(|r| r.strip_suffix(" */")) {
+            // "ADDR" or "ADDR, LNS port P": the port is read from the frame.
+            let a = a.split(',').next().unwrap_or(a).trim();
             address = Some(a.parse::<Ipv4Addr>().with_context(|| format!("subscriber {a:?}"))?);
             continue;
         }
@@ -90,6 +93,9 @@ pub fn parse_lacsim_trafgen(text: &str) -> Result<Vec<Established>> {
         // Ethernet 14, IPv4 20 (lacsim writes no options), UDP 8, then L2TP.
         let l2tp = bytes.get(42..).context("frame too short")?;
         let lac_port = u16::from_be_bytes([bytes[34], bytes[35]]);
+        // The LNS may answer a tunnel from a port of its own (RFC 2661
+        // lets it): its later messages go there.
+        let lns_port = u16::from_be_bytes([bytes[36], bytes[37]]);
         if l2tp.len() < 6 || l2tp[0] & 0x80 != 0 {
             bail!("not an L2TP data message");
         }
@@ -105,7 +111,14 @@ pub fn parse_lacsim_trafgen(text: &str) -> Result<Vec<Established>> {
             .find(|&i| l2tp[i] == 0x21 && l2tp.get(i + 1) == Some(&0x45))
             .context("no IPv4 packet in the PPP frame")?
             + 1;
-        out.push(Established { tunnel, session, address, lac_port, header: l2tp[..ip_at].to_vec() });
+        out.push(Established {
+            tunnel,
+            session,
+            address,
+            lac_port,
+            lns_port,
+            header: l2tp[..ip_at].to_vec(),
+        });
     }
     Ok(out)
 }
@@ -123,6 +136,7 @@ fn synthetic(k: u32) -> Established {
         session: s,
         address: Ipv4Addr::new(198, 51, 100, (k + 2) as u8),
         lac_port: 1701,
+        lns_port: 1701,
         header,
     }
 }
@@ -152,7 +166,7 @@ pub fn session_frames(dir: Dir, m: &Macs, s: &Established, size: usize, mtu: usi
             l2tp.extend_from_slice(&inner);
             let mut udp = Vec::with_capacity(8 + l2tp.len());
             udp.extend_from_slice(&s.lac_port.to_be_bytes());
-            udp.extend_from_slice(&1701u16.to_be_bytes());
+            udp.extend_from_slice(&s.lns_port.to_be_bytes());
             udp.extend_from_slice(&((8 + l2tp.len()) as u16).to_be_bytes());
             udp.extend_from_slice(&[0, 0]); // no checksum, as lacsim and most LACs send
             udp.extend_from_slice(&l2tp);
@@ -722,7 +736,8 @@ mod tests {
     #[test]
     fn lacsim_s_trafgen_file_gives_ids_addresses_and_headers() {
         let outer = lns_lacsim_frame();
-        let text = format!("/* lns-lacsim: 1 sessions */\n/* subscriber 198.51.100.5 */\n{outer}\n");
+        let text =
+            format!("/* lns-lacsim: 1 sessions */\n/* subscriber 198.51.100.5, LNS port 1701 */\n{outer}\n");
         let s = parse_lacsim_trafgen(&text).unwrap();
         assert_eq!(
             s,
@@ -731,6 +746,7 @@ mod tests {
                 session: 0x0007,
                 address: Ipv4Addr::new(198, 51, 100, 5),
                 lac_port: 40000,
+                lns_port: 1701,
                 header: vec![0x40, 0x02, 0x00, 0x30, 0x12, 0x34, 0x00, 0x07, 0xff, 0x03, 0x00, 0x21],
             }]
         );
