@@ -291,14 +291,18 @@ fn dhcpcd_gets_a_prefix_from_the_pool_uses_it_renews_and_releases_it() {
 }
 
 /// With RADIUS, the Access-Accept's Delegated-IPv6-Prefix is the prefix
-/// the client is given (not one of the pool's).
+/// the client is given (not one of the pool's), and its
+/// DNS-Server-IPv6-Address (RFC 6911) are its DNS servers (not the
+/// configured ones).
 #[test]
-fn dhcpcd_is_given_the_access_accepts_delegated_prefix() {
+fn dhcpcd_is_given_the_access_accepts_prefix_and_dns_servers() {
     let lab = Lab::new(1).unwrap();
     let pins = PinDir::new().unwrap();
     let _dp = start_dp(&lab, &pins, "1", "skb");
     let users = "user1\tCleartext-Password := \"rad1\"\n\
-                 \tDelegated-IPv6-Prefix = \"2001:db8:200:100::/56\"\n\n"
+                 \tDelegated-IPv6-Prefix = \"2001:db8:200:100::/56\",\n\
+                 \tDNS-Server-IPv6-Address = 2001:db8:200::53,\n\
+                 \tDNS-Server-IPv6-Address += 2001:db8:200::54\n\n"
         .to_string();
     let _fr = FreeRadius::start(
         &lab.lns,
@@ -325,6 +329,11 @@ fn dhcpcd_is_given_the_access_accepts_delegated_prefix() {
     let mut client = Dhcpcd::start(&lab.lac, dev);
     let bound = client.wait_event("BOUND6", 0);
     assert_eq!(delegated(&bound), "2001:db8:200:100::/56", "{bound:?}");
+    assert_eq!(
+        bound.get("new_dhcp6_name_servers").map(String::as_str),
+        Some("2001:db8:200::53 2001:db8:200::54"),
+        "{bound:?}"
+    );
     assert_eq!(session(&cp)["delegated_prefix"], "2001:db8:200:100::/56");
     assert_eq!(map_entries(&pins, "lns_sub_v6_lpm"), 1);
     drop(client);

@@ -219,6 +219,8 @@ pub struct Authorization {
     pub delegated_ipv6_prefix: Option<Ipv6Prefix>,
     /// RFC 6911.
     pub framed_ipv6_address: Option<Ipv6Addr>,
+    /// RFC 6911 §3.2, in order (may repeat): for DHCPv6 (RFC 3646).
+    pub dns_server_ipv6_addresses: Vec<Ipv6Addr>,
     pub framed_mtu: Option<u32>,
     /// MS-Primary-DNS-Server then MS-Secondary-DNS-Server (RFC 2548
     /// §2.7.x), for IPCP.
@@ -265,6 +267,7 @@ impl Authorization {
                 T::FRAMED_IPV6_POOL => a.framed_ipv6_pool = Some(attr.as_text()?.to_string()),
                 T::DELEGATED_IPV6_PREFIX => a.delegated_ipv6_prefix = Some(attr.as_ipv6_prefix()?),
                 T::FRAMED_IPV6_ADDRESS => a.framed_ipv6_address = Some(attr.as_ipv6()?),
+                T::DNS_SERVER_IPV6_ADDRESS => a.dns_server_ipv6_addresses.push(attr.as_ipv6()?),
                 T::FRAMED_MTU => a.framed_mtu = Some(attr.as_integer()?),
                 T::SESSION_TIMEOUT => a.session_timeout = Some(attr.as_integer()?),
                 T::IDLE_TIMEOUT => a.idle_timeout = Some(attr.as_integer()?),
@@ -345,6 +348,11 @@ mod tests {
         ));
         p.push(microsoft::attribute(microsoft::ms::PRIMARY_DNS_SERVER, vec![192, 0, 2, 53]).expect("a"));
         p.push(microsoft::attribute(microsoft::ms::SECONDARY_DNS_SERVER, vec![192, 0, 2, 54]).expect("a"));
+        let dns6: [Ipv6Addr; 2] =
+            ["2001:db8:53::2".parse().expect("a"), "2001:db8:53::1".parse().expect("a")];
+        for d in dns6 {
+            p.push(AttributeRepr::ipv6(T::DNS_SERVER_IPV6_ADDRESS, d));
+        }
         let p = Repr::from_bytes(&p.to_bytes().expect("emit")).expect("parse");
         let a = Authorization::from_packet(&p).expect("authorization");
         assert_eq!(a.framed_ip_address, Some(FramedIpAddress::NasSelects));
@@ -357,8 +365,12 @@ mod tests {
         assert_eq!(a.delegated_ipv6_prefix, Some(prefix));
         assert_eq!(a.framed_ipv6_prefixes.len(), 1);
         assert_eq!(a.dns_servers, [Ipv4Addr::new(192, 0, 2, 53), Ipv4Addr::new(192, 0, 2, 54)]);
+        assert_eq!(a.dns_server_ipv6_addresses, dns6, "in the Access-Accept's order");
         let mut bad = Repr::new(Code::AccessAccept, 1);
         bad.push(AttributeRepr::new(T::SESSION_TIMEOUT, vec![1]).expect("a"));
         assert!(Authorization::from_packet(&bad).is_err());
+        let mut bad = Repr::new(Code::AccessAccept, 1);
+        bad.push(AttributeRepr::new(T::DNS_SERVER_IPV6_ADDRESS, vec![0x20, 1, 0xd, 0xb8]).expect("a"));
+        assert!(Authorization::from_packet(&bad).is_err(), "RFC 6911: 16 octets");
     }
 }

@@ -155,6 +155,8 @@ attribute_types! {
     DELEGATED_IPV6_PREFIX = 123, "Delegated-IPv6-Prefix";
     /// RFC 6911 §3.1.
     FRAMED_IPV6_ADDRESS = 168, "Framed-IPv6-Address";
+    /// RFC 6911 §3.2: a DNS recursive name server (may repeat).
+    DNS_SERVER_IPV6_ADDRESS = 169, "DNS-Server-IPv6-Address";
 }
 
 impl fmt::Debug for AttributeType {

@@ -152,6 +152,9 @@ pub struct Authorization {
     pub delegated_prefix: Option<(Ipv6Addr, u8)>,
     /// DNS servers for IPCP (RADIUS MS-Primary/Secondary-DNS-Server).
     pub dns: Vec<Ipv4Addr>,
+    /// DNS servers for DHCPv6 (RADIUS DNS-Server-IPv6-Address, RFC
+    /// 6911); the configured ones when empty.
+    pub dns_ipv6: Vec<Ipv6Addr>,
     /// Overrides of the configured timeouts (RADIUS Session-Timeout,
     /// Idle-Timeout).
     pub session_timeout: Option<std::time::Duration>,
@@ -175,6 +178,7 @@ impl Authorization {
             ipv6_pool: None,
             delegated_prefix: None,
             dns: Vec::new(),
+            dns_ipv6: Vec::new(),
             session_timeout: None,
             idle_timeout: None,
             interim_interval: None,

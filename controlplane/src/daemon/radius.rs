@@ -192,6 +192,7 @@ pub fn authorization(method: AuthMethod, a: lns_radius::access::Authorization) -
         ipv6_pool: a.framed_ipv6_pool,
         delegated_prefix: a.delegated_ipv6_prefix.map(|p| (p.address, p.len)),
         dns: a.dns_servers,
+        dns_ipv6: a.dns_server_ipv6_addresses,
         session_timeout: seconds(a.session_timeout),
         idle_timeout: seconds(a.idle_timeout),
         interim_interval: seconds(a.acct_interim_interval),

@@ -331,3 +331,33 @@ fn the_end_of_the_session_ends_the_binding() {
     lab.run_for(Duration::from_secs(2));
     assert_eq!(lab.core.ipv6_prefixes_in_use(), 0);
 }
+
+/// The Access-Accept's DNS-Server-IPv6-Address (RFC 6911) are the DNS
+/// servers of that subscriber's Replies, in their order, instead of the
+/// configured ones; a subscriber without them gets the configured ones.
+#[test]
+fn the_access_accept_dns_servers_are_answered() {
+    let mut lab = Lab::new(dhcpv6_config());
+    let radius: Vec<Ipv6Addr> =
+        vec!["2001:db8:53::2".parse().expect("a"), "2001:db8:53::1".parse().expect("a")];
+    let given = radius.clone();
+    lab.backend = Backend::Radius(Box::new(move |req| {
+        let (decision, _) = LocalUsers::parse(USERS).expect("users").check(req);
+        let dns_ipv6 = if req.username == b"alice" { given.clone() } else { Vec::new() };
+        Authorization { decision, dns_ipv6, ..Authorization::accept() }
+    }));
+    lab.dial(&["alice", "bob"]);
+    lab.run_for(Duration::from_secs(5));
+    let mut sol = message(mt::SOLICIT, 1);
+    sol.rapid_commit = true;
+    assert_eq!(lab.dhcpv6("alice", &sol).expect("Reply").dns_servers, radius);
+    let mut info = Repr::new(mt::INFORMATION_REQUEST, [9, 9, 9]);
+    info.oro = vec![23];
+    assert_eq!(lab.dhcpv6("alice", &info).expect("Reply").dns_servers, radius);
+    let configured = dhcpv6_config().dhcpv6.dns;
+    assert_eq!(lab.dhcpv6("bob", &message(mt::SOLICIT, 2)).expect("Advertise").dns_servers, configured);
+    // Not asked for (no Option Request Option entry): none.
+    let mut quiet = message(mt::SOLICIT, 1);
+    quiet.oro.clear();
+    assert!(lab.dhcpv6("alice", &quiet).expect("Advertise").dns_servers.is_empty());
+}
