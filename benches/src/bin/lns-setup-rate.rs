@@ -11,6 +11,19 @@
 //! them all: `--ncp ipv6 --tunnels 10 --sessions-per-tunnel 1000` is one
 //! round of 10,000 (a session counts once its address is usable).
 //!
+//! `--store on` runs the control plane with `--keep-sessions`, so every
+//! set-up is written to its session store (SQLite in its state directory,
+//! one commit per pass of its loop); `--store both` measures without and
+//! then with it on the same lab and prints both rates, and what the store
+//! did (commits a second, records a commit, bytes a record).
+//!
+//! `--restart` measures a restart instead: one round of `--sessions`
+//! (`--ncp ipv6`) brought up with the store on and held, the control plane
+//! killed with SIGKILL and started again, and the time until it answers
+//! `lnsctl show stats` with every session taken back (beside the restore's
+//! own duration from its log), its memory (RSS) before and after, and that
+//! lacsim saw no session ended.
+//!
 //! `--loss PCT` drops that share of the L2TP datagrams each way (iptables
 //! in the LAC and LNS namespaces): lacsim redials a call that ends before it
 //! is up, and this says who gave up on calls (lacsim's PPP, the LNS) and why,
@@ -18,11 +31,21 @@
 
 #![forbid(unsafe_code)]
 
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use clap::Parser;
-use lns_testlab::{Lab, PinDir};
+use clap::{Parser, ValueEnum};
+use lns_testlab::{workspace_bin, ControlPlane, Lab, NsProcess, PinDir};
+
+/// Whether the control plane keeps its sessions in its store.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StoreMode {
+    Off,
+    On,
+    /// Off, then on, on the same lab.
+    Both,
+}
 
 #[derive(Parser)]
 #[command(about = "Session set-up rate against the real LNS")]
@@ -63,25 +86,42 @@ struct Args {
     /// Keep the control plane's log (its stderr) in this file.
     #[arg(long, value_name = "FILE")]
     save_log: Option<std::path::PathBuf>,
+    /// The control plane with its session store (`--keep-sessions`), without,
+    /// or both one after the other.
+    #[arg(long, value_enum, default_value = "off")]
+    store: StoreMode,
+    /// Measure a restart: --sessions up in one round with the store on,
+    /// the control plane killed (SIGKILL) and started again.
+    #[arg(long)]
+    restart: bool,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     let per_round = args.tunnels * args.sessions_per_tunnel;
-    let max_round = if args.ncp == "ipv6" { 60_000 } else { 250 };
+    // Session ids are 16 bits per bank of tunnels; the data plane's table
+    // below gives a round this large banks enough (see its slots).
+    let max_round = if args.ncp == "ipv6" { 200_000 } else { 250 };
     anyhow::ensure!(
         (1..=max_round).contains(&per_round),
         "tunnels × sessions-per-tunnel must be 1..={max_round} with --ncp {}",
         args.ncp
     );
     anyhow::ensure!((0.0..100.0).contains(&args.loss), "--loss must be 0 <= PCT < 100");
-    let slots = (per_round + 1024).next_power_of_two().max(4096).to_string();
+    if args.restart {
+        anyhow::ensure!(
+            args.sessions == per_round,
+            "--restart brings one round up: --sessions must be tunnels × sessions-per-tunnel ({per_round})"
+        );
+    }
+    // Headroom over the round: tunnels' ids fall into the session-id
+    // banks (65,536 slots each) at random, not evenly.
+    let slots = (per_round + per_round / 2 + 1024).next_power_of_two().max(4096).to_string();
     let lab = Lab::new(2)?;
     if args.loss > 0.0 {
         lns_benches::drop_l2tp(&lab.lac, args.loss)?;
         lns_benches::drop_l2tp(&lab.lns, args.loss)?;
     }
-    let cp_log = args.cp_log.clone().unwrap_or_else(|| if args.loss > 0.0 { "info" } else { "warn" }.into());
     let pins = PinDir::new()?;
     let _dp = lab.start_dataplane(
         pins.path(),
@@ -98,18 +138,110 @@ fn main() -> Result<()> {
             &slots,
         ],
     )?;
-    // As a carrier configures it: DNS servers handed out in IPCP (else the
-    // subscriber's DNS options are rejected, a round trip more) and the
-    // authentication the subscribers use offered first.
-    let cp = lab.start_controlplane_with(
-        pins.path(),
-        per_round,
+    let state = StateDir::new()?;
+    if args.restart {
+        return restart(&lab, pins.path(), &state, &args, per_round);
+    }
+    let modes: &[bool] = match args.store {
+        StoreMode::Off => &[false],
+        StoreMode::On => &[true],
+        StoreMode::Both => &[false, true],
+    };
+    let mut outcomes = Vec::new();
+    for &store in modes {
+        outcomes.push(rates(&lab, pins.path(), &state, &args, per_round, store)?);
+    }
+    if let [off, on] = outcomes.as_slice() {
+        println!(
+            "set-up rate {:.0} sessions/s without the store, {:.0} sessions/s with it ({:.1} %) \
+             ({} sessions ({}), {} tunnels × {} a round)",
+            off.rate,
+            on.rate,
+            100.0 * on.rate / off.rate.max(1.0),
+            args.sessions,
+            args.ncp,
+            args.tunnels,
+            args.sessions_per_tunnel
+        );
+    }
+    for o in &outcomes {
+        if let Err(e) = &o.released {
+            anyhow::bail!("{e:#}");
+        }
+    }
+    Ok(())
+}
+
+/// The control plane's state directory (where its session store is), the
+/// bench's own, removed at the end.
+struct StateDir(std::path::PathBuf);
+
+impl StateDir {
+    fn new() -> Result<StateDir> {
+        let dir = std::env::temp_dir().join(format!("lns-setup-rate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(StateDir(dir))
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap_or("/nonexistent")
+    }
+
+    /// The store's files' sizes (the database and its write-ahead log).
+    fn store_bytes(&self) -> u64 {
+        let file = lns_controlplane::daemon::store::FILE;
+        [file.to_string(), format!("{file}-wal")]
+            .iter()
+            .filter_map(|f| std::fs::metadata(self.0.join(f)).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// As a carrier configures it: DNS servers handed out in IPCP (else the
+/// subscriber's DNS options are rejected, a round trip more) and the
+/// authentication the subscribers use offered first.
+fn start_cp(lab: &Lab, pins: &Path, users: u32, extra: &[&str]) -> Result<ControlPlane> {
+    lab.start_controlplane_with(
+        pins,
+        users,
         "dns = [\"203.0.113.53\", \"203.0.113.54\"]\nauth = [\"chap-md5\", \"pap\"]",
-        &["--log", &cp_log],
-    )?;
+        extra,
+    )
+}
+
+/// What one run of rounds gave.
+struct Outcome {
+    rate: f64,
+    released: Result<()>,
+}
+
+/// Rounds of set-ups against a control plane started for them, with its
+/// session store or without; prints what they gave.
+fn rates(
+    lab: &Lab,
+    pins: &Path,
+    state: &StateDir,
+    args: &Args,
+    per_round: u32,
+    store: bool,
+) -> Result<Outcome> {
+    let cp_log = args.cp_log.clone().unwrap_or_else(|| if args.loss > 0.0 { "info" } else { "warn" }.into());
+    let mut cp_args = vec!["--log", &cp_log];
+    if store {
+        cp_args.extend(["--keep-sessions", "--state-dir", state.path()]);
+    }
+    let cp = start_cp(lab, pins, per_round, &cp_args)?;
     let rounds = args.sessions.div_ceil(per_round);
+    let t0 = Instant::now();
     let res = lns_benches::setup_rounds(
-        &lab,
+        lab,
         rounds,
         &lns_benches::Round {
             tunnels: args.tunnels,
@@ -126,9 +258,11 @@ fn main() -> Result<()> {
             ],
         },
     )?;
-    lns_benches::print_udp_errors(&lab)?;
+    let elapsed = t0.elapsed();
+    lns_benches::print_udp_errors(lab)?;
     // With loss a StopCCN may need its retransmissions: give the LNS time.
-    let released = lns_benches::assert_released(pins.path(), &cp.socket, Duration::from_secs(60));
+    let released = lns_benches::assert_released(pins, &cp.socket, Duration::from_secs(60));
+    let stats = lns_benches::lns_stats(&cp.socket)?;
     let lns_log = cp.proc.output().1;
     if let Some(path) = &args.save_log {
         std::fs::write(path, &lns_log).with_context(|| format!("writing {}", path.display()))?;
@@ -178,8 +312,11 @@ fn main() -> Result<()> {
             Err(e) => format!("{e:#}"),
         }
     );
+    if store {
+        print_store(&stats, elapsed);
+    }
     println!(
-        "{} sessions up ({}), {} failed, in {rounds} rounds of {per_round} ({} tunnels × {}): \
+        "{} sessions up ({}), {} failed, in {rounds} rounds of {per_round} ({} tunnels × {}), store {}: \
          set-up rate {:.0} sessions/s (mean of rounds), latency p50 {:.2} ms (median of rounds), \
          p99 {:.2} ms (worst round), max {:.2} ms",
         res.up,
@@ -187,10 +324,184 @@ fn main() -> Result<()> {
         res.failed,
         args.tunnels,
         args.sessions_per_tunnel,
+        if store { "on" } else { "off" },
         res.rate,
         res.p50_ms,
         res.p99_ms,
         res.max_ms
     );
-    released
+    drop(cp);
+    Ok(Outcome { rate: res.rate, released })
+}
+
+/// What the store did over `elapsed` (set-ups and hang-ups), from
+/// `lnsctl show stats`: how often it committed, how much each commit
+/// carried, and the share of the time spent committing.
+fn print_store(stats: &serde_json::Value, elapsed: Duration) {
+    let n = |k: &str| stats["store"][k].as_u64().unwrap_or(0);
+    let (commits, records, bytes, us) =
+        (n("commits"), n("records_written"), n("bytes_written"), n("commit_us"));
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "store: {commits} commits ({:.0}/s over {secs:.1} s of set-up and hang-up), {records} records written \
+         ({:.1} a commit, {:.0} bytes each), {} removed; {:.2} s committing ({:.1} % of the time, \
+         {:.0} µs a commit); {} commit errors",
+        commits as f64 / secs,
+        records as f64 / commits.max(1) as f64,
+        bytes as f64 / records.max(1) as f64,
+        n("records_removed"),
+        us as f64 / 1e6,
+        100.0 * us as f64 / 1e6 / secs,
+        us as f64 / commits.max(1) as f64,
+        n("commit_errors"),
+    );
+}
+
+/// The resident and peak memory of process `pid`, MiB.
+fn rss_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
+}
+
+/// `--restart`: one round up with the store on and held; SIGKILL of the
+/// control plane; the time its successor takes to take them back.
+fn restart(lab: &Lab, pins: &Path, state: &StateDir, args: &Args, per_round: u32) -> Result<()> {
+    // The restore's own line ("took back ...") is an info line of the
+    // driver; the rest of the control plane as asked.
+    let level = args.cp_log.clone().unwrap_or_else(|| "warn".into());
+    let cp_log = format!("{level},lns_controlplane::daemon::server=info");
+    let cp_args = ["--log", cp_log.as_str(), "--keep-sessions", "--state-dir", state.path()];
+    let mut cp = start_cp(lab, pins, per_round, &cp_args)?;
+    let (t, s, r) = (args.tunnels.to_string(), args.sessions_per_tunnel.to_string(), args.rate.to_string());
+    let timeout = args.timeout.to_string();
+    let lacsim_args = [
+        "--server",
+        "192.0.2.1:1701",
+        "--json",
+        "--tunnels",
+        &t,
+        "--sessions-per-tunnel",
+        &s,
+        "--rate",
+        &r,
+        "--auth",
+        "chap",
+        "--user",
+        "user%d",
+        "--password",
+        "pw%d",
+        "--ncp",
+        &args.ncp,
+        "--timeout",
+        &timeout,
+        // Held until told to hang up.
+        "--hold",
+        "86400",
+    ];
+    let mut sim = NsProcess::spawn(&lab.lac, &workspace_bin("lns-lacsim")?, &lacsim_args)?;
+    let t0 = Instant::now();
+    let all_up = |stats: &serde_json::Value| {
+        let n = |k: &str| stats[k].as_u64().unwrap_or(0);
+        let usable = if args.ncp == "ipv4" { n("addresses_in_use") } else { n("ipv6_prefixes_in_use") };
+        n("sessions") == u64::from(per_round) && usable == u64::from(per_round)
+    };
+    loop {
+        // A control plane busy with set-ups may not answer in lnsctl's time.
+        let stats = lns_benches::lns_stats(&cp.socket);
+        if stats.as_ref().is_ok_and(all_up) {
+            break;
+        }
+        if !sim.alive() || t0.elapsed().as_secs_f64() > args.timeout + 30.0 {
+            anyhow::bail!(
+                "{per_round} sessions not up after {:?}: {stats:?} {:?}",
+                t0.elapsed(),
+                sim.output()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let up = t0.elapsed();
+    // Settled: what set-up left to write is written.
+    std::thread::sleep(Duration::from_secs(2));
+    let stats = lns_benches::lns_stats(&cp.socket)?;
+    print_store(&stats, up);
+    let (rss, peak) = rss_mib(cp.proc.pid());
+    println!(
+        "{per_round} sessions ({}, {} tunnels × {}) up with the store on in {:.2} s ({:.0} sessions/s as the \
+         control plane counts them); control plane RSS {rss:.0} MiB (peak {peak:.0} MiB); store {:.1} MiB on disk",
+        args.ncp,
+        args.tunnels,
+        args.sessions_per_tunnel,
+        up.as_secs_f64(),
+        f64::from(per_round) / up.as_secs_f64(),
+        state.store_bytes() as f64 / (1 << 20) as f64
+    );
+
+    cp.proc.kill();
+    let t0 = Instant::now();
+    let cp = start_cp(lab, pins, per_round, &cp_args)?;
+    let socket_after = t0.elapsed();
+    // lnsctl gives up after a while: asked again until the loop answers.
+    let stats = loop {
+        match lns_benches::lns_stats(&cp.socket) {
+            Ok(s) => break s,
+            Err(e) if t0.elapsed() > Duration::from_secs(300) => return Err(e),
+            Err(_) => {}
+        }
+    };
+    let answered = t0.elapsed();
+    let n = |k: &str| stats[k].as_u64().unwrap_or(0);
+    let restored = n("sessions_restored");
+    let (rss, peak) = rss_mib(cp.proc.pid());
+    let log = cp.proc.output().1;
+    let field = |message: &str, key: &str| {
+        log.lines()
+            .find(|l| l.contains(message))
+            .and_then(|l| l.split_once(&format!(" {key}=")))
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .unwrap_or("?")
+            .to_string()
+    };
+    println!(
+        "restart after SIGKILL: {restored} of {per_round} sessions and {} tunnels taken back, {} ended by \
+         reconciliation {}; lnsctl show stats answered {:.2} s after the start (control socket after {:.2} s, \
+         {} store records read; the restore itself took {}); control plane RSS {rss:.0} MiB (peak {peak:.0} MiB)",
+        n("tunnels_restored"),
+        n("sessions_reconciled"),
+        stats["sessions_reconciled_by"],
+        answered.as_secs_f64(),
+        socket_after.as_secs_f64(),
+        field("session store", "records"),
+        field("took back the sessions", "took"),
+    );
+    anyhow::ensure!(restored == u64::from(per_round) && all_up(&stats), "not all taken back: {stats}");
+    // The subscribers hang up; they must not have noticed the restart.
+    std::thread::sleep(Duration::from_secs(2));
+    sim.stop(60);
+    let out = sim.output().0;
+    let summary: serde_json::Value =
+        serde_json::from_str(out.lines().last().unwrap_or("{}")).context("lacsim's summary")?;
+    let m = |k: &str| summary[k].as_u64().unwrap_or(0);
+    println!(
+        "lacsim: {} sessions up ({:.0} sessions/s), {} ended by the LNS, {} calls ended by the LNS, \
+         {} PPP restarts",
+        m("sessions_up"),
+        summary["setup_rate"].as_f64().unwrap_or(0.0),
+        m("sessions_ended_by_lns"),
+        m("calls_ended_by_lns"),
+        m("ppp_restarts"),
+    );
+    lns_benches::assert_released(pins, &cp.socket, Duration::from_secs(120))?;
+    anyhow::ensure!(
+        m("sessions_up") == u64::from(per_round) && m("sessions_ended_by_lns") == 0,
+        "the subscribers noticed the restart: {summary}"
+    );
+    Ok(())
 }

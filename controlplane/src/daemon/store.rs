@@ -61,6 +61,8 @@ pub struct StoreStats {
     pub commit_errors: u64,
     /// The last commit's duration.
     pub last_commit_us: u64,
+    /// All commits' time, for the share of the loop they take.
+    pub commit_us: u64,
 }
 
 pub struct Store {
@@ -193,6 +195,7 @@ impl Store {
         let t0 = std::time::Instant::now();
         let result = self.write(changes, wall_ns(now));
         self.stats.last_commit_us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.stats.commit_us = self.stats.commit_us.saturating_add(self.stats.last_commit_us);
         match result {
             Ok((written, removed, bytes)) => {
                 self.stats.commits += 1;
@@ -293,6 +296,7 @@ impl Store {
             ("bytes_written", s.bytes_written),
             ("commit_errors", s.commit_errors),
             ("last_commit_us", s.last_commit_us),
+            ("commit_us", s.commit_us),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
