@@ -154,9 +154,16 @@ impl<T> Shaper<T> {
         self.held
     }
 
-    /// Holds `frame` until `at` (ns). Err gives it back: no room, or `at`
-    /// beyond the wheel (the caller drops it).
-    pub fn hold(&mut self, at: u64, frame: T) -> Result<(), T> {
+    /// Holds `frame` until `at` (ns), asked at `now`. Err gives it back:
+    /// no room, or `at` beyond the wheel (the caller drops it).
+    pub fn hold(&mut self, now: u64, at: u64, frame: T) -> Result<(), T> {
+        if self.held == 0 {
+            // An empty wheel is not released (the worker skips it), so its
+            // next tick stays where the last frame left it: measured from
+            // there, any delay after an idle spell would lie beyond the
+            // wheel and every frame be refused (the shaper a policer).
+            self.next_tick = self.next_tick.max(now >> TICK_SHIFT);
+        }
         let tick = (at >> TICK_SHIFT).max(self.next_tick);
         if !self.has_room() || tick - self.next_tick >= self.wheel.len() as u64 {
             return Err(frame);
@@ -205,10 +212,10 @@ mod tests {
     #[test]
     fn the_wheel_releases_in_order_when_due() {
         let mut s: Shaper<u32> = Shaper::new(100 * MS, 10, 0);
-        s.hold(5 * MS, 1).unwrap();
-        s.hold(5 * MS, 2).unwrap();
-        s.hold(2 * MS, 3).unwrap();
-        s.hold(90 * MS, 4).unwrap();
+        s.hold(0, 5 * MS, 1).unwrap();
+        s.hold(0, 5 * MS, 2).unwrap();
+        s.hold(0, 2 * MS, 3).unwrap();
+        s.hold(0, 90 * MS, 4).unwrap();
         assert_eq!(s.held(), 4);
         let mut out = Vec::new();
         s.release(MS, |f| out.push(f));
@@ -225,18 +232,36 @@ mod tests {
     #[test]
     fn the_wheel_refuses_past_its_length_and_its_cap() {
         let mut s: Shaper<u32> = Shaper::new(10 * MS, 2, 0);
-        assert_eq!(s.hold(200 * MS, 1), Err(1), "beyond the wheel");
-        s.hold(MS, 1).unwrap();
-        s.hold(MS, 2).unwrap();
-        assert_eq!(s.hold(MS, 3), Err(3), "at its cap");
+        assert_eq!(s.hold(0, 200 * MS, 1), Err(1), "beyond the wheel");
+        s.hold(0, MS, 1).unwrap();
+        s.hold(0, MS, 2).unwrap();
+        assert_eq!(s.hold(0, MS, 3), Err(3), "at its cap");
         // Late by far more than the wheel: everything goes, once.
         let mut out = Vec::new();
         s.release(10_000 * MS, |f| out.push(f));
         assert_eq!(out, [1, 2]);
         // Due in the past: sent at the next release.
-        s.hold(MS, 5).unwrap();
+        s.hold(10_000 * MS, MS, 5).unwrap();
         s.release(10_001 * MS, |f| out.push(f));
         assert_eq!(out, [1, 2, 5]);
+    }
+
+    #[test]
+    fn an_idle_wheel_takes_frames_again() {
+        // Emptied at 1 ms, then idle (nothing held, so never released)
+        // for far longer than the wheel: a frame due within the bound is
+        // taken, and leaves when due.
+        let mut s: Shaper<u32> = Shaper::new(50 * MS, 10, 0);
+        s.hold(0, MS, 1).unwrap();
+        let mut out = Vec::new();
+        s.release(2 * MS, |f| out.push(f));
+        assert_eq!(out, [1]);
+        let now = 5_000 * MS;
+        s.hold(now, now + 40 * MS, 2).unwrap();
+        s.release(now + 39 * MS, |f| out.push(f));
+        assert_eq!(out, [1]);
+        s.release(now + 41 * MS, |f| out.push(f));
+        assert_eq!(out, [1, 2]);
     }
 
     #[test]

@@ -501,7 +501,7 @@ impl Worker {
             self.pending[out].push(desc);
             return;
         };
-        match shaper.hold(at, (desc, out)) {
+        match shaper.hold(self.now_ns, at, (desc, out)) {
             Ok(()) => self.local.shaped += 1,
             Err((desc, _)) => {
                 self.local.drop(DropReason::Policed);
