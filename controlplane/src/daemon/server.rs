@@ -697,8 +697,10 @@ impl Driver {
     }
 
     /// Sockets on the ports the endpoint's tunnels use, and no others
-    /// (when that set changed). A port that cannot be bound is given up:
-    /// its tunnels go back to the listen port.
+    /// (when that set changed): before a datagram from a new port is
+    /// queued, and at the end of a pass (ports given back, a restore). A
+    /// port that cannot be bound is given up: its tunnels go back to the
+    /// listen port.
     fn sync_ports(&mut self, now: Instant) {
         let fallbacks = self.core.endpoint().port_fallbacks();
         if fallbacks != self.port_fallbacks {
@@ -714,9 +716,10 @@ impl Driver {
         }
         let failed = self.ports.sync(self.core.endpoint().ports_in_use());
         for port in failed {
+            // Its effects (entries rewritten) are carried out by the
+            // caller's loop, or the next pass's.
             self.core.port_unavailable(now, port);
         }
-        self.carry_out(now);
         self.ports_generation = self.core.endpoint().ports_generation();
     }
 
@@ -774,7 +777,13 @@ impl Driver {
                     // From its tunnel's own port; the listen socket's when
                     // it has none (or its socket could not be opened).
                     let o = match d.source_port.filter(|p| *p != self.listen.port()) {
-                        Some(port) => self.ports.queue(port, o),
+                        Some(port) => {
+                            // A tunnel that just took a new port: its
+                            // socket first, or the SCCRP would leave from
+                            // the listen port and the LAC stay there.
+                            self.sync_ports(now);
+                            self.ports.queue(port, o)
+                        }
                         None => Some(o),
                     };
                     self.outbox.out.extend(o);
@@ -1068,7 +1077,10 @@ impl Driver {
     /// from there, and never sends a LAC an Ns it already had, nor a
     /// second Accounting Start.
     fn flush(&mut self) {
+        // Ports given back in this pass close; a port that could not be
+        // opened (at a restore) has its tunnels' entries rewritten now.
         self.sync_ports(Instant::now());
+        self.carry_out(Instant::now());
         if let Some(store) = self.store.as_mut() {
             let now = Instant::now();
             let committed = self
