@@ -14,7 +14,8 @@ PACKAGES=(
   # lns-setup-rate --loss: random drops of L2TP datagrams (statistic match)
   iptables
   # interop tests of the control plane: Debian's L2TP daemon as the LAC
-  xl2tpd
+  # (nftables counts which ports it sends to, with tunnel_ports)
+  xl2tpd nftables
   # lns-load --peer l2tpns: Debian's TUN-based LNS as the benchmark's peer
   l2tpns
   # L2TP/IPsec tests (docs/ipsec.md): strongSwan's charon, one per test
