@@ -163,3 +163,103 @@ fn rates_from_radius_police_each_way_and_a_coa_halves_them() {
     eprintln!("after the CoA: user1 {:?}", got[0]);
     assert!(within(got[0][0], LIMIT / 2, 0.10), "user1 downstream at its new limit: {:?}", got[0]);
 }
+
+/// The same with the operator's text attribute (`[radius] rate_attribute
+/// = "Filter-Id"`, "down/up" as accel-ppp reads it): the Access-Accept's
+/// Filter-Id sets the limits, a CoA-Request's Filter-Id changes them. A
+/// Filter-Id that is no rate pair (an ACL name) beside it is passed over.
+#[test]
+fn rates_from_a_configured_text_attribute_and_a_coa_changes_them() {
+    let lab = Lab::new(1).unwrap();
+    let pins = PinDir::new().unwrap();
+    let _dp = start_dp(&lab, &pins, "1", "skb");
+    // user1: limited downstream by Filter-Id (up "0": no limit); user2: no
+    // Filter-Id, not limited.
+    let users = format!(
+        "user1\tCleartext-Password := \"rad1\"\n\tFilter-Id = \"acl-basic\",\n\tFilter-Id += \"{}k/0\"\n\n\
+         user2\tCleartext-Password := \"rad2\"\n\n",
+        LIMIT / 1000
+    );
+    let _fr = FreeRadius::start(
+        &lab.lns,
+        FreeRadiusConfig {
+            users,
+            auth_port: 1812,
+            acct_port: 0,
+            secret: SECRET.into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let toml = format!(
+        "[radius]\nnas_identifier = \"lns-test\"\ntimeout = \"300ms\"\nretries = 1\nrate_attribute = \"Filter-Id\"\n\
+         [[radius.auth_server]]\naddress = \"127.0.0.1:1812\"\nsecret = \"{SECRET}\"\n\
+         [radius.dynauth]\nlisten = \"127.0.0.1:3799\"\n\
+         [[radius.dynauth.client]]\naddress = \"127.0.0.1\"\nsecret = \"{COA_SECRET}\"\n"
+    );
+    let cp = lab.start_controlplane_with(pins.path(), 2, &toml, &[]).unwrap();
+    resolve_neighbours(&lab);
+    let _echo = UdpEcho::start(&lab.core, "203.0.113.7:7").unwrap();
+    // 8 Mbit/s each way per session: four times the limit.
+    let _sim = NsProcess::spawn(
+        &lab.lac,
+        &workspace_bin("lns-lacsim").unwrap(),
+        &[
+            "--server",
+            "192.0.2.1:1701",
+            "--json",
+            "--tunnels",
+            "1",
+            "--sessions-per-tunnel",
+            "2",
+            "--auth",
+            "pap",
+            "--user",
+            "user%d",
+            "--password",
+            "rad%d",
+            "--traffic",
+            "1000,1000",
+            "--hold",
+            "60",
+        ],
+    )
+    .unwrap();
+    wait_until("2 sessions forwarding", Duration::from_secs(20), || {
+        let rows = sessions(&cp);
+        (rows.iter().filter(|r| r["dataplane_state"] == "forwarding").count() == 2).then_some(())
+    });
+    let (_, _, show) = counters(&cp, "user1");
+    assert_eq!((show["rate_down"].as_u64(), show["rate_up"].as_u64()), (Some(LIMIT), Some(0)), "{show}");
+    let (_, _, show) = counters(&cp, "user2");
+    assert_eq!((show["rate_down"].as_u64(), show["rate_up"].as_u64()), (Some(0), Some(0)), "{show}");
+    std::thread::sleep(Duration::from_secs(1));
+    let got = measure(&cp, &["user1", "user2"], Duration::from_secs(5));
+    eprintln!("bit/s (down, up): user1 {:?} user2 {:?}", got[0], got[1]);
+    assert!(within(got[0][0], LIMIT, 0.10), "user1 downstream at its limit: {:?}", got[0]);
+    assert!(got[0][1] > 3.0 * LIMIT as f64, "user1 upstream is not limited: {:?}", got[0]);
+    assert!(got[1][0] > 3.0 * LIMIT as f64, "user2 unlimited: {:?}", got[1]);
+
+    // A CoA-Request with an ACL name and a rate pair in Filter-Id: half
+    // the downstream limit, and an upstream one of twice the old (half
+    // what the subscriber sends; the echo returns what it gets, still
+    // four times the new downstream limit).
+    let (half, up) = (LIMIT / 2, 2 * LIMIT);
+    let attrs = format!(
+        "User-Name = \"user1\"\nFilter-Id = \"acl-basic\"\nFilter-Id += \"{}k/{}k\"\n",
+        half / 1000,
+        up / 1000
+    );
+    let out = radclient(&lab.lns, "127.0.0.1:3799", "coa", COA_SECRET, &attrs).unwrap();
+    assert!(out.contains("CoA-ACK"), "{out}");
+    let (_, _, show) = counters(&cp, "user1");
+    assert_eq!((show["rate_down"].as_u64(), show["rate_up"].as_u64()), (Some(half), Some(up)), "{show}");
+    let (_, _, show) = counters(&cp, "user2");
+    assert_eq!(show["rate_down"].as_u64(), Some(0), "the CoA named user1 only: {show}");
+    std::thread::sleep(Duration::from_secs(1));
+    let got = measure(&cp, &["user1", "user2"], Duration::from_secs(5));
+    eprintln!("after the CoA: user1 {:?} user2 {:?}", got[0], got[1]);
+    assert!(within(got[0][0], half, 0.10), "user1 downstream at its new limit: {:?}", got[0]);
+    assert!(within(got[0][1], up, 0.10), "user1 upstream at its new limit: {:?}", got[0]);
+    assert!(got[1][0] > 3.0 * LIMIT as f64, "user2 still unlimited: {:?}", got[1]);
+}
