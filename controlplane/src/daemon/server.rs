@@ -389,6 +389,25 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
                 if let Some(packet) = tun_buf.get(..n) {
                     d.core.handle_tun_packet(now, packet);
                 }
+                // A burst the kernel routed in is taken in one pass, as
+                // the socket's: one flush and one sendmmsg for all of it
+                // instead of a wake of the loop per packet.
+                if let Some(tun) = d.tun.as_ref() {
+                    for _ in 1..RX_BURST {
+                        match tun.try_recv(&mut tun_buf) {
+                            Ok(Some(n)) => {
+                                if let Some(packet) = tun_buf.get(..n) {
+                                    d.core.handle_tun_packet(now, packet);
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                warn!(error = %e, "slow path: TUN receive");
+                                break;
+                            }
+                        }
+                    }
+                }
             }
             Wake::Tun(Err(e)) => warn!(error = %e, "slow path: TUN receive"),
             Wake::Auth(a) => d.core.handle_auth_answer(now, a),

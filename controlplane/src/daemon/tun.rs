@@ -77,6 +77,17 @@ impl TunDevice {
         self.device.recv(buf).await
     }
 
+    /// The next IP packet already queued in the device, without waiting
+    /// (`None`: none is), copied into `buf` as [`TunDevice::recv`] does:
+    /// the driver drains a burst per wake of its loop.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match self.device.try_recv(buf) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Hands one IP packet to the kernel, as if it had arrived on the
     /// device. Never waits: a queue that is full is an error of kind
     /// `WouldBlock`, for the caller to count as a drop.
