@@ -303,7 +303,7 @@ impl Core {
         // not have cannot reach their LAC.
         let mut no_tunnel = 0u64;
         for (t, rows) in &session_rows {
-            if !tunnel_rows.get(t).is_some_and(|r| r.l2tp.is_some()) {
+            if tunnel_rows.get(t).is_none_or(|r| r.l2tp.is_none()) {
                 no_tunnel +=
                     rows.iter().filter(|(_, r)| r.subscriber.is_some() || r.calling.is_some()).count() as u64;
             }
