@@ -1340,7 +1340,8 @@ fn main() -> Result<()> {
 struct ComparePair {
     /// Worker CPU per packet (ns) at saturation, without and with.
     ns: [f64; 2],
-    /// Loss-free rate (packets/s), without and with.
+    /// Delivered rate at saturation (packets/s), without and with: the
+    /// loss-free rate is 0 with --search-steps 0 and a lossy saturation.
     pps: [f64; 2],
 }
 
@@ -1348,12 +1349,12 @@ impl ComparePair {
     fn of(without: &Row, with: &Row) -> ComparePair {
         ComparePair {
             ns: [without.worker_ns_per_packet, with.worker_ns_per_packet],
-            pps: [without.loss_free_pps, with.loss_free_pps],
+            pps: [without.delivered_pps, with.delivered_pps],
         }
     }
 }
 
-/// The medians of `--compare`'s rounds: ns/packet and loss-free rate
+/// The medians of `--compare`'s rounds: ns/packet and delivered rate
 /// without and with limits, and with / without of each (the median of the
 /// rounds' own ratios: a pair measured back to back shares the drift).
 fn print_compare(
@@ -1380,13 +1381,13 @@ fn print_compare(
             serde_json::json!({"compare": "rate_limit", "rate_limit_kbps": kbps, "sessions": sessions,
                 "direction": dir, "inner_size": size, "rounds": pairs.len(),
                 "median_ns_per_packet": {"without": ns[0], "with": ns[1]},
-                "median_loss_free_pps": {"without": pps[0], "with": pps[1]},
-                "median_ratio_ns_per_packet": ns_ratio, "median_ratio_loss_free_pps": pps_ratio})
+                "median_delivered_pps": {"without": pps[0], "with": pps[1]},
+                "median_ratio_ns_per_packet": ns_ratio, "median_ratio_delivered_pps": pps_ratio})
         );
     } else {
         println!(
             "median   {sessions:>8} {dir_name:<10} {size:>5} over {} rounds, without / with a {kbps} kbit/s limit: \
-             ns/pkt {:.1} / {:.1} (with/without {ns_ratio:.3}), loss-free pps {:.0} / {:.0} (with/without {pps_ratio:.3})",
+             ns/pkt {:.1} / {:.1} (with/without {ns_ratio:.3}), sat pps {:.0} / {:.0} (with/without {pps_ratio:.3})",
             pairs.len(),
             ns[0],
             ns[1],
