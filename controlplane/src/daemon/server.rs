@@ -327,7 +327,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
             () = std::future::ready(()), if !d.slow_data.queue.is_empty() => Wake::DataBacklog,
             () = sleep => Wake::Timer,
             Some(c) = commands.recv() => Wake::Command(c),
-            Some(a) = auth_rx.recv() => Wake::Auth(a),
+            Some(a) = auth_rx.recv() => Wake::Auth(Box::new(a)),
             Some(s) = scrapes.recv() => Wake::Scrape(s),
             Some(r) = async {
                 match d.tun.as_ref() {
@@ -410,7 +410,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
                 }
             }
             Wake::Tun(Err(e)) => warn!(error = %e, "slow path: TUN receive"),
-            Wake::Auth(a) => d.core.handle_auth_answer(now, a),
+            Wake::Auth(a) => d.core.handle_auth_answer(now, *a),
             Wake::DynAuth(job) => {
                 let result = d.core.handle_dynauth(now, &job.request);
                 let _ = job.done.send(result);
@@ -609,7 +609,9 @@ enum Wake {
     PortDatagram(PortDatagram),
     Timer,
     Command(Command),
-    Auth(AuthAnswer),
+    // Boxed: an answer (with its RADIUS attributes) is several times the
+    // size of every other wake.
+    Auth(Box<AuthAnswer>),
     DynAuth(dynauth::Job),
     Scrape(metrics::Scrape),
     Tun(std::io::Result<usize>),
