@@ -380,7 +380,7 @@ fn restart(lab: &Lab, pins: &Path, state: &StateDir, args: &Args, per_round: u32
     let cp_args = ["--log", cp_log.as_str(), "--keep-sessions", "--state-dir", state.path()];
     let mut cp = start_cp(lab, pins, per_round, &cp_args)?;
     let (t, s, r) = (args.tunnels.to_string(), args.sessions_per_tunnel.to_string(), args.rate.to_string());
-    let timeout = args.timeout.to_string();
+    let (timeout, redial) = (args.timeout.to_string(), args.redial_holdoff.to_string());
     let lacsim_args = [
         "--server",
         "192.0.2.1:1701",
@@ -401,6 +401,9 @@ fn restart(lab: &Lab, pins: &Path, state: &StateDir, args: &Args, per_round: u32
         &args.ncp,
         "--timeout",
         &timeout,
+        // A call the overloaded LNS gave up on is placed again.
+        "--redial-holdoff",
+        &redial,
         // Held until told to hang up.
         "--hold",
         "86400",
