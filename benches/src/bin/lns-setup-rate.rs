@@ -207,13 +207,9 @@ impl Drop for StateDir {
 /// As a carrier configures it: DNS servers handed out in IPCP (else the
 /// subscriber's DNS options are rejected, a round trip more) and the
 /// authentication the subscribers use offered first.
-fn start_cp(lab: &Lab, pins: &Path, users: u32, extra: &[&str]) -> Result<ControlPlane> {
-    lab.start_controlplane_with(
-        pins,
-        users,
-        "dns = [\"203.0.113.53\", \"203.0.113.54\"]\nauth = [\"chap-md5\", \"pap\"]",
-        extra,
-    )
+fn start_cp(lab: &Lab, pins: &Path, users: u32, ppp: &str, extra: &[&str]) -> Result<ControlPlane> {
+    let ppp = format!("dns = [\"203.0.113.53\", \"203.0.113.54\"]\nauth = [\"chap-md5\", \"pap\"]\n{ppp}");
+    lab.start_controlplane_with(pins, users, &ppp, extra)
 }
 
 /// What one run of rounds gave.
@@ -237,7 +233,7 @@ fn rates(
     if store {
         cp_args.extend(["--keep-sessions", "--state-dir", state.path()]);
     }
-    let cp = start_cp(lab, pins, per_round, &cp_args)?;
+    let cp = start_cp(lab, pins, per_round, "", &cp_args)?;
     let rounds = args.sessions.div_ceil(per_round);
     let t0 = Instant::now();
     let res = lns_benches::setup_rounds(
@@ -378,7 +374,10 @@ fn restart(lab: &Lab, pins: &Path, state: &StateDir, args: &Args, per_round: u32
     let level = args.cp_log.clone().unwrap_or_else(|| "warn".into());
     let cp_log = format!("{level},lns_controlplane::daemon::server=info");
     let cp_args = ["--log", cp_log.as_str(), "--keep-sessions", "--state-dir", state.path()];
-    let mut cp = start_cp(lab, pins, per_round, &cp_args)?;
+    // LCP echoes a minute apart, as at this scale: every 10 s (the
+    // default) 100,000 sessions are 10,000 echoes a second each way.
+    let ppp = "echo_interval = \"60s\"";
+    let mut cp = start_cp(lab, pins, per_round, ppp, &cp_args)?;
     let (t, s, r) = (args.tunnels.to_string(), args.sessions_per_tunnel.to_string(), args.rate.to_string());
     let (timeout, redial) = (args.timeout.to_string(), args.redial_holdoff.to_string());
     let lacsim_args = [
@@ -449,7 +448,7 @@ fn restart(lab: &Lab, pins: &Path, state: &StateDir, args: &Args, per_round: u32
 
     cp.proc.kill();
     let t0 = Instant::now();
-    let cp = start_cp(lab, pins, per_round, &cp_args)?;
+    let cp = start_cp(lab, pins, per_round, ppp, &cp_args)?;
     let socket_after = t0.elapsed();
     // lnsctl gives up after a while: asked again until the loop answers.
     let stats = loop {
