@@ -516,11 +516,17 @@ fn check_user_pools(users: &LocalUsers, cfg: &Config) -> anyhow::Result<()> {
 /// start left is removed: this start removes the entries it describes.
 fn open_store(cfg: &Config) -> anyhow::Result<(Option<Store>, Option<Records>)> {
     let path = cfg.state_dir.join(store::FILE);
-    let files = [path.clone(), cfg.state_dir.join(format!("{}-wal", store::FILE)), cfg.state_dir.join(format!("{}-shm", store::FILE))];
+    let files = [
+        path.clone(),
+        cfg.state_dir.join(format!("{}-wal", store::FILE)),
+        cfg.state_dir.join(format!("{}-shm", store::FILE)),
+    ];
     if !cfg.keep_sessions {
         for f in &files {
             match std::fs::remove_file(f) {
-                Ok(()) => info!(file = %f.display(), "removed the session store of an earlier start (keep_sessions is off)"),
+                Ok(()) => {
+                    info!(file = %f.display(), "removed the session store of an earlier start (keep_sessions is off)")
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => warn!(file = %f.display(), error = %e, "removing an old session store"),
             }
@@ -1104,11 +1110,10 @@ impl Driver {
         self.carry_out(Instant::now());
         if let Some(store) = self.store.as_mut() {
             let now = Instant::now();
-            let committed = self
-                .core
-                .take_changes(now)
-                .map_err(anyhow::Error::from)
-                .and_then(|changes| store.commit(&changes, std::time::SystemTime::now()).map_err(Into::into));
+            let committed =
+                self.core.take_changes(now).map_err(anyhow::Error::from).and_then(|changes| {
+                    store.commit(&changes, std::time::SystemTime::now()).map_err(Into::into)
+                });
             if let Err(e) = committed {
                 // Sent all the same: a peer left unanswered would retry and
                 // give up; a crash before the next good commit loses what

@@ -496,7 +496,9 @@ mod tests {
         assert_eq!(classify(&[0xc8, 0x02, 0, 12, 0, 1, 0, 0, 0, 0, 0, 0]), Class::Control);
         let ipv4 = [0x45, 0, 0, 20];
         let lcp = [1, 1, 0, 4];
-        for (l, s, o) in [(false, false, false), (true, false, false), (true, true, false), (false, true, true)] {
+        for (l, s, o) in
+            [(false, false, false), (true, false, false), (true, true, false), (false, true, true)]
+        {
             for (ppp, ours) in [
                 (&[0xff, 0x03, 0x00, 0x21][..], Class::Data),
                 (&[0x00, 0x21][..], Class::Data),

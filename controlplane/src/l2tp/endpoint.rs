@@ -9,17 +9,17 @@
 
 use super::avp::ResultCode;
 use super::header::{Kind, Packet, Repr, Sequence, SessionId, TunnelId};
+use super::ids::without_in_use;
 use super::ids::{IdAllocator, SessionIdSpace};
 use super::message::{Message, MessageType};
 use super::session::SessionInfo;
 use super::tunnel::{Event, Tunnel, TunnelConfig, TunnelDownReason, TunnelError, TunnelState};
+use super::tunnel::{SessionRecord, SessionRecordRef, TunnelShell, TunnelShellRef};
 use super::Error;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
-use super::ids::without_in_use;
-use super::tunnel::{SessionRecord, SessionRecordRef, TunnelShell, TunnelShellRef};
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -512,7 +512,11 @@ impl Endpoint {
                     self.release_port(p);
                 }
                 self.by_peer.remove(&(e.peer, e.tunnel.peer_id()));
-                let sessions = e.tunnel.take_changed_sessions().into_iter().chain(e.tunnel.sessions().map(|s| s.local_id));
+                let sessions = e
+                    .tunnel
+                    .take_changed_sessions()
+                    .into_iter()
+                    .chain(e.tunnel.sessions().map(|s| s.local_id));
                 self.gone_sessions.extend(sessions.map(|sid| (id, sid)));
             }
             self.ids.release(now, id.0);

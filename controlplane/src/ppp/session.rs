@@ -456,7 +456,9 @@ impl Session {
             return None;
         }
         match self.network_config(Protocol::IPV6CP)? {
-            NetworkConfig::Ipv6 { local_interface_identifier, .. } => Some(nd::link_local(local_interface_identifier)),
+            NetworkConfig::Ipv6 { local_interface_identifier, .. } => {
+                Some(nd::link_local(local_interface_identifier))
+            }
             NetworkConfig::Ipv4 { .. } => None,
         }
     }

@@ -237,8 +237,11 @@ impl Core {
             return true;
         }
         *self.counters.slow_path.entry("up_packets").or_default() += 1;
-        *self.counters.slow_path.entry(if reassembled { "up_reassembled" } else { "up_whole" }).or_default() +=
-            1;
+        *self
+            .counters
+            .slow_path
+            .entry(if reassembled { "up_reassembled" } else { "up_whole" })
+            .or_default() += 1;
         // Untracked by the store: counters alone are not worth a write;
         // they go with the session's next one (an accounting record is
         // one, so what was reported is always in the store).
