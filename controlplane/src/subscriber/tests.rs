@@ -1128,7 +1128,6 @@ fn slow_path_traffic_is_counted_per_session_accounted_and_keeps_a_session_active
     );
 }
 
-
 /// Issue 19: the core's records go to the store after every pass, and a
 /// process killed right after any commit (no close, no last write) is
 /// followed by one that takes everything back from the store: subscribers
