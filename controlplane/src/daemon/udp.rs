@@ -509,22 +509,7 @@ mod tests {
                 (&[0xc0, 0x23][..], Class::Control),
                 (&[0xff, 0x03, 0x80, 0x21][..], Class::Control),
             ] {
-                let mut f: u16 = 2;
-                let mut d = vec![0, 0];
-                if l {
-                    f |= lns_wire::l2tp::flags::LENGTH;
-                    d.extend_from_slice(&[0, 0]);
-                }
-                d.extend_from_slice(&[0, 7, 0, 9]);
-                if s {
-                    f |= lns_wire::l2tp::flags::SEQUENCE;
-                    d.extend_from_slice(&[0, 1, 0, 0]);
-                }
-                if o {
-                    f |= lns_wire::l2tp::flags::OFFSET;
-                    d.extend_from_slice(&[0, 3, 0xaa, 0xbb, 0xcc]);
-                }
-                d[..2].copy_from_slice(&f.to_be_bytes());
+                let mut d = data_header(l, s, o);
                 d.extend_from_slice(ppp);
                 d.extend_from_slice(if ours == Class::Data { &ipv4[..] } else { &lcp[..] });
                 assert_eq!(classify(&d), ours, "{d:02x?}");
@@ -534,6 +519,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// An L2TP data message's header (tunnel 7, session 9) with or without
+    /// Length, Ns/Nr and an Offset with padding.
+    fn data_header(length: bool, sequence: bool, offset: bool) -> Vec<u8> {
+        let mut f: u16 = 2;
+        let mut d = vec![0, 0];
+        if length {
+            f |= lns_wire::l2tp::flags::LENGTH;
+            d.extend_from_slice(&[0, 0]);
+        }
+        d.extend_from_slice(&[0, 7, 0, 9]);
+        if sequence {
+            f |= lns_wire::l2tp::flags::SEQUENCE;
+            d.extend_from_slice(&[0, 1, 0, 0]);
+        }
+        if offset {
+            f |= lns_wire::l2tp::flags::OFFSET;
+            d.extend_from_slice(&[0, 3, 0xaa, 0xbb, 0xcc]);
+        }
+        d[..2].copy_from_slice(&f.to_be_bytes());
+        d
     }
 
     /// The kernel, running [`reuseport_program`], puts each datagram on
@@ -562,22 +569,7 @@ mod tests {
         for bits in 0..8u16 {
             for frame in ppp {
                 let (l, seq, o) = (bits & 1 != 0, bits & 2 != 0, bits & 4 != 0);
-                let mut f: u16 = 2;
-                let mut d = vec![0, 0];
-                if l {
-                    f |= lns_wire::l2tp::flags::LENGTH;
-                    d.extend_from_slice(&[0, 0]);
-                }
-                d.extend_from_slice(&[0, 7, 0, 9]);
-                if seq {
-                    f |= lns_wire::l2tp::flags::SEQUENCE;
-                    d.extend_from_slice(&[0, 1, 0, 0]);
-                }
-                if o {
-                    f |= lns_wire::l2tp::flags::OFFSET;
-                    d.extend_from_slice(&[0, 3, 0xaa, 0xbb, 0xcc]);
-                }
-                d[..2].copy_from_slice(&f.to_be_bytes());
+                let mut d = data_header(l, seq, o);
                 d.extend_from_slice(frame);
                 cases.extend((0..=d.len()).map(|n| d[..n].to_vec()));
             }
