@@ -7,7 +7,7 @@
 //! the bucket's burst allows.
 
 mod common;
-use common::{lnsctl_json, resolve_neighbours, start_dp_with};
+use common::{lnsctl_json, resolve_neighbours, run_in, start_dp_with};
 
 use std::time::{Duration, Instant};
 
@@ -18,11 +18,6 @@ const LIMIT: f64 = 10_000_000.0;
 /// iperf3's measured seconds, after `OMIT` seconds of slow start left out.
 const SECS: &str = "10";
 const OMIT: &str = "2";
-
-/// `cmd args` in `ns`, whatever its exit status.
-fn run_in(ns: &Netns, cmd: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new("ip").args(["netns", "exec", ns.name(), cmd]).args(args).output().unwrap()
-}
 
 /// Waits until `ip addr show dev DEV` in `ns` shows `want`.
 fn wait_for_address(ns: &Netns, dev: &str, want: &str, lacsim: &mut NsProcess) {

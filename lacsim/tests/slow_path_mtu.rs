@@ -16,30 +16,11 @@
 //! is too big themselves).
 
 mod common;
-use common::{lnsctl_json, resolve_neighbours};
+use common::{lnsctl_json, resolve_neighbours, run_in, wait_for_ipv4};
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lns_testlab::{workspace_bin, Lab, Netns, NsProcess, PinDir};
-
-fn run_in(ns: &Netns, cmd: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new("ip").args(["netns", "exec", ns.name(), cmd]).args(args).output().unwrap()
-}
-
-fn wait_for_address(ns: &Netns, dev: &str, lacsim: &mut NsProcess) -> String {
-    let t0 = Instant::now();
-    loop {
-        // An error until the device exists.
-        let out = ns.ip(&["-4", "-o", "addr", "show", "dev", dev]);
-        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-        if let Some(a) = text.split_whitespace().skip_while(|w| *w != "inet").nth(1) {
-            return a.split('/').next().unwrap().to_string();
-        }
-        assert!(lacsim.alive(), "lns-lacsim exited: {:?}", lacsim.output());
-        assert!(t0.elapsed() < Duration::from_secs(30), "{dev} got no address: {:?}", lacsim.output());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn pings_of_1300_bytes_cross_a_1300_byte_access_link_both_ways() {
@@ -77,7 +58,7 @@ fn pings_of_1300_bytes_cross_a_1300_byte_access_link_both_ways() {
         ],
     )
     .unwrap();
-    let sub = wait_for_address(&lab.lac, "sub0", &mut sim);
+    let sub = wait_for_ipv4(&lab.lac, "sub0", &mut sim);
     let sessions = lnsctl_json(&cp.socket, &["session", "list"]);
     assert_eq!(sessions[0]["mtu"].as_u64(), Some(1260), "the MRU from the access link: {sessions}");
 

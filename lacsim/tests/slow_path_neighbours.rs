@@ -13,30 +13,9 @@
 //! fragments), is dropped and counted as the fast path drops it.
 
 mod common;
-use common::{lnsctl_json, resolve_neighbours, start_dp_with};
+use common::{lnsctl_json, resolve_neighbours, run_in, start_dp_with, wait_for_ipv4};
 
-use std::time::{Duration, Instant};
-
-use lns_testlab::{workspace_bin, Lab, Netns, NsProcess, PinDir};
-
-fn run_in(ns: &Netns, cmd: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new("ip").args(["netns", "exec", ns.name(), cmd]).args(args).output().unwrap()
-}
-
-fn wait_for_address(ns: &Netns, dev: &str, lacsim: &mut NsProcess) -> String {
-    let t0 = Instant::now();
-    loop {
-        // An error until the device exists.
-        let out = ns.ip(&["-4", "-o", "addr", "show", "dev", dev]);
-        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-        if let Some(a) = text.split_whitespace().skip_while(|w| *w != "inet").nth(1) {
-            return a.split('/').next().unwrap().to_string();
-        }
-        assert!(lacsim.alive(), "lns-lacsim exited: {:?}", lacsim.output());
-        assert!(t0.elapsed() < Duration::from_secs(30), "{dev} got no address: {:?}", lacsim.output());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use lns_testlab::{workspace_bin, Lab, NsProcess, PinDir};
 
 fn xdp(cp: &lns_testlab::ControlPlane, name: &str) -> u64 {
     lnsctl_json(&cp.socket, &["show", "stats"])["xdp"][name].as_u64().unwrap_or(0)
@@ -70,7 +49,7 @@ fn first_packets_to_unresolved_neighbours_and_spoofed_sources_on_the_slow_path()
         ],
     )
     .unwrap();
-    let sub = wait_for_address(&lab.lac, "sub0", &mut sim);
+    let sub = wait_for_ipv4(&lab.lac, "sub0", &mut sim);
     // A first ping resolves everything; the next ones are the fast path's.
     let out = run_in(&lab.lac, "ping", &["-c", "2", "-i", "0.3", "-W", "3", "203.0.113.7"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));

@@ -4,16 +4,11 @@
 //! Advertisement), and iperf3 TCP, whose rate is printed.
 
 mod common;
-use common::{resolve_neighbours, start_dp};
+use common::{resolve_neighbours, run_in, start_dp};
 
 use std::time::{Duration, Instant};
 
 use lns_testlab::{workspace_bin, Lab, Netns, NsProcess, PinDir};
-
-/// `cmd args` in `ns`, whatever its exit status.
-fn run_in(ns: &Netns, cmd: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new("ip").args(["netns", "exec", ns.name(), cmd]).args(args).output().unwrap()
-}
 
 /// Waits until `ip addr show dev DEV` in `ns` shows every one of `want`.
 fn wait_for_addresses(ns: &Netns, dev: &str, want: &[&str], lacsim: &mut NsProcess) -> String {

@@ -3,7 +3,9 @@
 // Each test binary uses a part of it.
 #![allow(dead_code)]
 
-use lns_testlab::{workspace_bin, Lab, NsProcess, PinDir};
+use std::time::{Duration, Instant};
+
+use lns_testlab::{workspace_bin, Lab, Netns, NsProcess, PinDir};
 
 /// Runs lns-lacsim in the LAC namespace against the LNS and returns its
 /// JSON summary; a failed run fails the test with lacsim's stderr.
@@ -64,4 +66,26 @@ pub fn lnsctl_json(socket: &std::path::Path, args: &[&str]) -> serde_json::Value
         .output()
         .unwrap();
     serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+/// `cmd args` in `ns`, whatever its exit status.
+pub fn run_in(ns: &Netns, cmd: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("ip").args(["netns", "exec", ns.name(), cmd]).args(args).output().unwrap()
+}
+
+/// The IPv4 address `lns-lacsim --tun` puts on `dev` in `ns`, once it is
+/// there (the session is up); fails the test if lacsim exits or 30 s pass.
+pub fn wait_for_ipv4(ns: &Netns, dev: &str, lacsim: &mut NsProcess) -> String {
+    let t0 = Instant::now();
+    loop {
+        // An error until the device exists.
+        let out = ns.ip(&["-4", "-o", "addr", "show", "dev", dev]);
+        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        if let Some(a) = text.split_whitespace().skip_while(|w| *w != "inet").nth(1) {
+            return a.split('/').next().unwrap().to_string();
+        }
+        assert!(lacsim.alive(), "lns-lacsim exited: {:?}", lacsim.output());
+        assert!(t0.elapsed() < Duration::from_secs(30), "{dev} got no address: {:?}", lacsim.output());
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
