@@ -8,7 +8,7 @@
 //! on, and the Stops carry the whole sessions' counters.
 
 mod common;
-use common::{lnsctl_json, resolve_neighbours, start_dp};
+use common::{forwarding, lnsctl_json, resolve_neighbours, start_dp, wait_for};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -25,21 +25,6 @@ fn stats(socket: &Path) -> serde_json::Value {
 
 fn session_rows(socket: &Path) -> Vec<serde_json::Value> {
     lnsctl_json(socket, &["session", "list"]).as_array().cloned().unwrap_or_default()
-}
-
-fn forwarding(socket: &Path) -> usize {
-    session_rows(socket).iter().filter(|r| r["dataplane_state"] == "forwarding").count()
-}
-
-fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(secs) {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    false
 }
 
 fn spawn_lacsim(lab: &Lab, args: &[&str]) -> NsProcess {

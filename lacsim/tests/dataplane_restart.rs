@@ -13,7 +13,7 @@
 //! loss over the run and the longest silence the core saw.
 
 mod common;
-use common::{lnsctl_json, resolve_neighbours, start_dp_with};
+use common::{forwarding, lnsctl_json, resolve_neighbours, start_dp_with, wait_for};
 
 use std::net::UdpSocket;
 use std::path::Path;
@@ -30,22 +30,6 @@ const TRAFFIC: &str = "200,200";
 
 fn stats(socket: &Path) -> serde_json::Value {
     lnsctl_json(socket, &["show", "stats"])
-}
-
-fn forwarding(socket: &Path) -> usize {
-    let rows = lnsctl_json(socket, &["session", "list"]);
-    rows.as_array().into_iter().flatten().filter(|r| r["dataplane_state"] == "forwarding").count()
-}
-
-fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(secs) {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 fn counter(v: &serde_json::Value, group: &str, name: &str) -> u64 {

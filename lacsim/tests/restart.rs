@@ -8,10 +8,9 @@
 //! and no store is kept. (`kill -9` is crash.rs.)
 
 mod common;
-use common::{lnsctl_json, resolve_neighbours, start_dp};
+use common::{forwarding, lnsctl_json, resolve_neighbours, start_dp, wait_for};
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use lns_controlplane::daemon::store::{Store, FILE};
 use lns_controlplane::l2tp::{SessionId, TunnelId};
@@ -20,23 +19,6 @@ use lns_testlab::{workspace_bin, Lab, NsProcess, PinDir, UdpEcho};
 
 fn stats(socket: &std::path::Path) -> serde_json::Value {
     lnsctl_json(socket, &["show", "stats"])
-}
-
-/// Sessions the control plane has forwarding (PPP up, in the fast path).
-fn forwarding(socket: &std::path::Path) -> usize {
-    let rows = lnsctl_json(socket, &["session", "list"]);
-    rows.as_array().into_iter().flatten().filter(|r| r["dataplane_state"] == "forwarding").count()
-}
-
-fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(secs) {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
 }
 
 fn subscribers(lab: &Lab, args: &[&str]) -> NsProcess {

@@ -89,3 +89,21 @@ pub fn wait_for_ipv4(ns: &Netns, dev: &str, lacsim: &mut NsProcess) -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Sessions the control plane has forwarding (PPP up, in the data plane).
+pub fn forwarding(socket: &std::path::Path) -> usize {
+    let rows = lnsctl_json(socket, &["session", "list"]);
+    rows.as_array().into_iter().flatten().filter(|r| r["dataplane_state"] == "forwarding").count()
+}
+
+/// Polls `cond` every 50 ms for up to `secs` seconds; whether it held.
+pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(secs) {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
