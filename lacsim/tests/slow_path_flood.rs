@@ -313,6 +313,7 @@ fn a_burst_of_session_set_ups_succeeds_under_a_flood_of_fragmented_data() {
     let before = lnsctl_json(&cp.socket, &["show", "stats"]);
     let rss_before = vm_rss_kib(cp.proc.pid());
     let reasm_fails_before = net_stat(&lab.lns, "snmp", "Ip", "ReasmFails");
+    let rcvbuf_errors_before = net_stat(&lab.lns, "snmp", "Udp", "RcvbufErrors");
     let sink_before = sink.count();
     let flood_start = Instant::now();
     let rate = format!("{FLOOD_PPS}pps");
@@ -400,7 +401,11 @@ fn a_burst_of_session_set_ups_succeeds_under_a_flood_of_fragmented_data() {
     let overflows = delta(&["slow_path", "socket_overflows"]);
     let reasm_fails = net_stat(&lab.lns, "snmp", "Ip", "ReasmFails") - reasm_fails_before;
     let at_core = sink.count() - sink_before;
-    let accounted = delivered + unknown_session + queue_full + overflows + reasm_fails;
+    // The socket's overflow count reaches the control plane with the next
+    // datagram it reads (SO_RXQ_OVFL): what overflowed after its last read
+    // is in the kernel's own count only.
+    let rcvbuf_errors = net_stat(&lab.lns, "snmp", "Udp", "RcvbufErrors") - rcvbuf_errors_before;
+    let accounted = delivered + unknown_session + queue_full + overflows.max(rcvbuf_errors) + reasm_fails;
 
     println!(
         "flood: trafgen sent {trafgen_sent} frames in {flood_secs:.1} s, {fragments_passed} reached the XDP program \
@@ -434,7 +439,7 @@ fn a_burst_of_session_set_ups_succeeds_under_a_flood_of_fragmented_data() {
     // was dropped (a little slack for fragments still in reassembly).
     assert!(
         accounted + arrived / 100 + 64 >= arrived && accounted <= arrived + 64,
-        "{arrived} arrived, {accounted} accounted for\n{before}\n{after}"
+        "{arrived} arrived, {accounted} accounted for (kernel UDP receive-buffer errors {rcvbuf_errors})\n{before}\n{after}"
     );
     assert!(delivered > 0 && unknown_session > 0, "{after}");
     assert!(unknown_session + queue_full + overflows > 0, "the drops counted: {after}");
