@@ -45,31 +45,30 @@ pub struct Round<'a> {
     pub extra: &'a [&'a str],
 }
 
+impl Round<'_> {
+    /// lns-lacsim's arguments for the round: CHAP subscribers user1,
+    /// user2, ... against the lab's LNS, then `extra`.
+    pub fn lacsim_args(&self) -> Vec<String> {
+        let (t, s, r) =
+            (self.tunnels.to_string(), self.sessions_per_tunnel.to_string(), self.rate.to_string());
+        let mut a: Vec<String> =
+            ["--server", "192.0.2.1:1701", "--json", "--tunnels", &t, "--sessions-per-tunnel", &s]
+                .iter()
+                .chain(&["--rate", &r, "--auth", "chap", "--user", "user%d", "--password", self.password])
+                .map(|x| x.to_string())
+                .collect();
+        a.extend(self.extra.iter().map(|x| x.to_string()));
+        a
+    }
+}
+
 /// Runs `rounds` of lns-lacsim (CHAP subscribers user1, user2, ...) in the
 /// LAC namespace against the lab's LNS, each brought up, held for nothing
 /// and hung up, with a pause between for the LNS to release them.
 pub fn setup_rounds(lab: &Lab, rounds: u32, round: &Round) -> Result<SetupRounds> {
     let lacsim = workspace_bin("lns-lacsim")?;
-    let (t, s, r) =
-        (round.tunnels.to_string(), round.sessions_per_tunnel.to_string(), round.rate.to_string());
-    let mut a = vec![
-        "--server",
-        "192.0.2.1:1701",
-        "--json",
-        "--tunnels",
-        &t,
-        "--sessions-per-tunnel",
-        &s,
-        "--rate",
-        &r,
-        "--auth",
-        "chap",
-        "--user",
-        "user%d",
-        "--password",
-        round.password,
-    ];
-    a.extend_from_slice(round.extra);
+    let args = round.lacsim_args();
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut r = SetupRounds { rounds, ..SetupRounds::default() };
     let (mut rate_sum, mut p50s) = (0.0, Vec::new());
     for _ in 0..rounds {

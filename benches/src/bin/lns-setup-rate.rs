@@ -378,24 +378,8 @@ fn restart(lab: &Lab, pins: &Path, state: &StateDir, args: &Args, per_round: u32
     // default) 100,000 sessions are 10,000 echoes a second each way.
     let ppp = "echo_interval = \"60s\"";
     let mut cp = start_cp(lab, pins, per_round, ppp, &cp_args)?;
-    let (t, s, r) = (args.tunnels.to_string(), args.sessions_per_tunnel.to_string(), args.rate.to_string());
     let (timeout, redial) = (args.timeout.to_string(), args.redial_holdoff.to_string());
-    let lacsim_args = [
-        "--server",
-        "192.0.2.1:1701",
-        "--json",
-        "--tunnels",
-        &t,
-        "--sessions-per-tunnel",
-        &s,
-        "--rate",
-        &r,
-        "--auth",
-        "chap",
-        "--user",
-        "user%d",
-        "--password",
-        "pw%d",
+    let extra = [
         "--ncp",
         &args.ncp,
         "--timeout",
@@ -407,6 +391,15 @@ fn restart(lab: &Lab, pins: &Path, state: &StateDir, args: &Args, per_round: u32
         "--hold",
         "86400",
     ];
+    let round = lns_benches::Round {
+        tunnels: args.tunnels,
+        sessions_per_tunnel: args.sessions_per_tunnel,
+        rate: args.rate,
+        password: "pw%d",
+        extra: &extra,
+    };
+    let owned = round.lacsim_args();
+    let lacsim_args: Vec<&str> = owned.iter().map(String::as_str).collect();
     let mut sim = NsProcess::spawn(&lab.lac, &workspace_bin("lns-lacsim")?, &lacsim_args)?;
     let t0 = Instant::now();
     let all_up = |stats: &serde_json::Value| {
