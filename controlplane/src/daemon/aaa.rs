@@ -134,6 +134,23 @@ fn default_ipv6_length() -> u8 {
     64
 }
 
+/// `[[ipv6_na_pool]]`: addresses for DHCPv6 IA_NA, one /128 each, from
+/// `prefix`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Ipv6NaPoolEntry {
+    pub name: String,
+    /// `2001:db8:400::/64`
+    pub prefix: String,
+}
+
+impl Ipv6NaPoolEntry {
+    /// As a pool of the IPv6 allocator: prefixes of 128 bits.
+    pub fn entry(&self) -> Ipv6PoolEntry {
+        Ipv6PoolEntry { name: self.name.clone(), prefix: self.prefix.clone(), length: 128 }
+    }
+}
+
 /// What an authentication backend says about a subscriber.
 #[derive(Debug, Clone)]
 pub struct Authorization {
@@ -542,6 +559,11 @@ impl Ipv6Pools {
         for _ in 0..pool.size {
             let i = pool.cursor;
             pool.cursor = (pool.cursor + 1) % pool.size;
+            if i == 0 && pool.length == 128 && pool.base_len < 127 {
+                // A pool of addresses (IA_NA) never gives its first: the
+                // Subnet-Router anycast address (RFC 4291 §2.6.1).
+                continue;
+            }
             let p = pool.nth(i);
             if self.in_use.insert((p, pool.length)) {
                 pool.used += 1;
@@ -771,5 +793,21 @@ mod tests {
         assert_eq!((carol.rate_down, carol.rate_up), (Some(Rate(2_000_000)), Some(Rate(512_000))));
         let bad = LocalUsers::parse("[[user]]\nname = \"d\"\npassword = \"p\"\nrate_down = \"fast\"\n");
         assert!(bad.is_err_and(|e| e.to_string().contains("bad rate")));
+    }
+
+    /// A pool of addresses hands out each /128 once, never the
+    /// Subnet-Router anycast address, and takes them back.
+    #[test]
+    fn address_pools_skip_the_anycast_address() {
+        let na = Ipv6NaPoolEntry { name: "na".into(), prefix: "2001:db8:400::/126".into() };
+        let mut pools = Ipv6Pools::new(&[na.entry()]).expect("pool");
+        let got: Vec<_> = (0..3).map(|_| pools.allocate("na").expect("free")).collect();
+        assert_eq!(
+            got,
+            [(v6("2001:db8:400::1"), 128), (v6("2001:db8:400::2"), 128), (v6("2001:db8:400::3"), 128)]
+        );
+        assert_eq!(pools.allocate("na"), None, "exhausted: ::0 is not given");
+        pools.release(v6("2001:db8:400::2"), 128);
+        assert_eq!(pools.allocate("na"), Some((v6("2001:db8:400::2"), 128)));
     }
 }

@@ -77,7 +77,13 @@
 //!
 //! [dhcpv6]                      # the DHCPv6 server on the PPP links (RFC 8415)
 //! dns = ["2001:db8::53"]        # DNS recursive name servers (RFC 3646)
-//! ia_na = false                 # addresses (IA_NA) from the session's /64; sets the RA's M flag
+//! ia_na = false                 # addresses (IA_NA), from the session's /64 unless
+//!                               # [ppp] default_ipv6_na_pool names a pool (then true);
+//!                               # sets the RA's M flag
+//!
+//! [[ipv6_na_pool]]              # addresses for IA_NA, a /128 each, routed while leased
+//! name = "na"                   # (set [ppp] default_ipv6_na_pool = "na" to use it)
+//! prefix = "2001:db8:400::/64"
 //! preferred_lifetime = 3600     # seconds; T1, T2 are 0.5 and 0.8 of it
 //! valid_lifetime = 7200
 //! rapid_commit = true
@@ -350,6 +356,9 @@ pub struct File {
     /// Prefixes for DHCPv6 prefix delegation.
     #[serde(default, rename = "ipv6_pd_pool")]
     pub ipv6_pd_pools: Vec<Ipv6PoolEntry>,
+    /// Addresses for DHCPv6 IA_NA.
+    #[serde(default, rename = "ipv6_na_pool")]
+    pub ipv6_na_pools: Vec<super::aaa::Ipv6NaPoolEntry>,
     pub dhcpv6: Option<Dhcpv6File>,
     /// `[dataplane]`: lns-dataplane's section of this one file (its
     /// interfaces, queues, modes; see the data plane's `config` module). Not
@@ -384,6 +393,8 @@ pub struct PppFile {
     pub default_ipv6_pool: Option<String>,
     /// The `[[ipv6_pd_pool]]` of sessions without a Delegated-IPv6-Prefix.
     pub default_ipv6_pd_pool: Option<String>,
+    /// The `[[ipv6_na_pool]]` DHCPv6 IA_NA addresses come from.
+    pub default_ipv6_na_pool: Option<String>,
     /// MaxRtrAdvInterval of the Router Advertisements over PPP.
     #[serde(default, deserialize_with = "de_duration")]
     pub ra_interval: Option<Duration>,
@@ -789,8 +800,8 @@ pub struct Dhcpv6File {
 impl Dhcpv6File {
     fn resolve(
         self,
-        pd_pools: Vec<Ipv6PoolEntry>,
-        default_pd_pool: Option<String>,
+        (pd_pools, default_pd_pool): (Vec<Ipv6PoolEntry>, Option<String>),
+        (na_pools, default_na_pool): (Vec<super::aaa::Ipv6NaPoolEntry>, Option<String>),
         ipv6_pools: &[Ipv6PoolEntry],
     ) -> Result<crate::subscriber::Dhcpv6Config, ConfigError> {
         let d = crate::subscriber::Dhcpv6Config::default();
@@ -801,8 +812,16 @@ impl Dhcpv6File {
                 )));
             }
         }
-        // One allocator holds both kinds: names must differ.
-        let all: Vec<Ipv6PoolEntry> = ipv6_pools.iter().chain(&pd_pools).cloned().collect();
+        let na_pools: Vec<Ipv6PoolEntry> = na_pools.iter().map(|p| p.entry()).collect();
+        if let Some(name) = &default_na_pool {
+            if !na_pools.iter().any(|p| &p.name == name) {
+                return Err(ConfigError::Invalid(format!(
+                    "ppp.default_ipv6_na_pool {name:?} is not a configured [[ipv6_na_pool]]"
+                )));
+            }
+        }
+        // One allocator holds every kind: names must differ.
+        let all: Vec<Ipv6PoolEntry> = ipv6_pools.iter().chain(&pd_pools).chain(&na_pools).cloned().collect();
         super::aaa::Ipv6Pools::new(&all).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let valid = self.valid_lifetime.unwrap_or(d.valid_lifetime);
         let preferred = self.preferred_lifetime.unwrap_or(d.preferred_lifetime.min(valid));
@@ -812,7 +831,10 @@ impl Dhcpv6File {
         Ok(crate::subscriber::Dhcpv6Config {
             pd_pools,
             default_pd_pool,
-            ia_na: self.ia_na.unwrap_or(false),
+            // A pool of addresses serves IA_NA unless told not to.
+            ia_na: self.ia_na.unwrap_or(default_na_pool.is_some()),
+            na_pools,
+            default_na_pool,
             dns: self.dns,
             preferred_lifetime: preferred,
             valid_lifetime: valid,
@@ -911,8 +933,8 @@ impl Config {
         let td = TunnelConfig::default();
         let host_name = flags.host_name.clone().or(file.host_name).unwrap_or_else(|| "lns".into());
         let dhcpv6 = file.dhcpv6.unwrap_or_default().resolve(
-            file.ipv6_pd_pools,
-            file.ppp.default_ipv6_pd_pool.clone(),
+            (file.ipv6_pd_pools, file.ppp.default_ipv6_pd_pool.clone()),
+            (file.ipv6_na_pools, file.ppp.default_ipv6_na_pool.clone()),
             &file.ipv6_pools,
         )?;
         let ppp =
@@ -1269,5 +1291,34 @@ mod tests {
         assert!(parse_duration("-1s").is_err());
         let f: File = toml::from_str("hello_interval = 0.5").expect("parse");
         assert_eq!(f.hello_interval, Some(Duration::from_millis(500)));
+    }
+
+    /// `[[ipv6_na_pool]]` and `[ppp] default_ipv6_na_pool`: IA_NA from the
+    /// pool (on unless `[dhcpv6] ia_na = false`), the RA's M flag with it;
+    /// a pool name that is not configured, or taken twice, is refused.
+    #[test]
+    fn ipv6_na_pools() {
+        let flags = Flags { allow_unlisted_peers: true, ..Default::default() };
+        let text = "[ppp]\ndefault_ipv6_na_pool = \"na\"\n\
+                    [[ipv6_pool]]\nname = \"v6\"\nprefix = \"2001:db8:100::/40\"\n\
+                    [[ipv6_na_pool]]\nname = \"na\"\nprefix = \"2001:db8:400::/64\"\n";
+        let c = Config::resolve(toml::from_str(text).expect("parse"), &flags).expect("resolve");
+        assert!(c.dhcpv6.ia_na);
+        assert_eq!(c.dhcpv6.default_na_pool.as_deref(), Some("na"));
+        assert_eq!(
+            (c.dhcpv6.na_pools[0].prefix.as_str(), c.dhcpv6.na_pools[0].length),
+            ("2001:db8:400::/64", 128)
+        );
+        for bad in [
+            text.replace("default_ipv6_na_pool = \"na\"", "default_ipv6_na_pool = \"x\""),
+            text.replace("name = \"na\"", "name = \"v6\""),
+            text.replace("2001:db8:400::/64", "2001:db8:400::1/64"),
+            format!("{text}length = 64\n"),
+        ] {
+            // Refused when parsed (an unknown key) or when resolved.
+            if let Ok(f) = toml::from_str::<File>(&bad) {
+                assert!(Config::resolve(f, &flags).is_err(), "{bad}");
+            }
+        }
     }
 }

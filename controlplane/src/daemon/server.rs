@@ -879,6 +879,21 @@ impl Driver {
                 Effect::Route { prefix, len, add } => {
                     let _ = self.route_tx.send((prefix, len, add));
                 }
+                Effect::AddressRoute { key, address, add } => {
+                    // Beside the session's entry in the data plane's
+                    // prefix maps; taken out by address (the entry may be
+                    // gone already).
+                    if let Some(maps) = self.table.maps() {
+                        let done = match (add, self.slots.get(&key)) {
+                            (true, Some(&slot)) => maps.add_route_v6(address, 128, slot),
+                            (true, None) => Ok(()),
+                            (false, _) => maps.remove_route_v6(address, 128).map(|_| ()),
+                        };
+                        if let Err(e) = done {
+                            warn!(%address, add, error = %e, "routing a DHCPv6 address in the data plane");
+                        }
+                    }
+                }
                 Effect::Notice(n) => {
                     let slot = match &n {
                         Notice::SessionUp { key, .. } => self.slots.get(key).copied(),

@@ -406,6 +406,14 @@ impl Session {
         }
     }
 
+    /// LNS: the Router Advertisements' O flag (RFC 4861 §4.2) on this link
+    /// where it differs from the configuration's: DNS servers by DHCPv6
+    /// for this subscriber alone (from RADIUS). For the advertisements of
+    /// the next [`Session::set_ipv6_prefix`].
+    pub fn set_ra_other_config(&mut self, on: bool) {
+        self.config.nd.other = on;
+    }
+
     /// LNS: the prefix to announce by Router Advertisement (RFC 4861) while
     /// IPv6CP is opened; the first advertisement goes out at once. None
     /// stops advertising. Without IPv6CP opened this does nothing: call it

@@ -182,12 +182,13 @@ impl Core {
     }
 
     fn release(&mut self, key: SessionKey, rec: Subscriber) {
+        self.dhcpv6_unroute(key, &rec);
         self.effects.push_back(Effect::RemoveSession { key });
         self.sync_routes(key);
         if let Some(a) = rec.ipv4 {
             self.pools.release(a);
         }
-        if let Some((p, len)) = Core::dhcpv6_pooled(&rec) {
+        for (p, len) in Core::dhcpv6_pooled(&rec) {
             self.ipv6_pools.release(p, len);
         }
         if let Some((p, len)) = rec.ipv6.prefix {

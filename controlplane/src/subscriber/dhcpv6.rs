@@ -22,9 +22,17 @@
 //! routed from IPv6CP up until the client releases it, as before this
 //! server existed, for routers configured by hand.
 //!
-//! The IA_NA address is one of the session's /64 (interface identifier
-//! `::d6c9:0:0:1`, never the LNS's own link-local), so it is routed with
-//! the /64; a Decline of it stops offering it on this session.
+//! The IA_NA address is one of an `[[ipv6_na_pool]]`'s when `[ppp]
+//! default_ipv6_na_pool` names one (taken when offered, held while bound,
+//! given back when the binding ends, as a pooled prefix is): while it is
+//! bound and IPv6CP is up it is routed as a /128 beside the session's
+//! entry ([`Effect::AddressRoute`]; the entry has room for two prefixes,
+//! the /64 and the delegated one), so the data plane forwards to it and
+//! takes it as a source. A Decline of it gives it back (the pool's cursor
+//! moves on, so the next offer is another). Without a pool it is one of
+//! the session's /64 (interface identifier `::d6c9:0:0:1`, never the LNS's
+//! own link-local), routed with the /64; a Decline of it stops offering it
+//! on this session.
 
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
@@ -35,7 +43,7 @@ use lns_wire::dhcpv6::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Core, MapOp, SessionKey};
+use super::{Core, Effect, MapOp, SessionKey};
 use crate::daemon::aaa::Ipv6PoolEntry;
 use crate::l2tp::header::Sequence;
 
@@ -48,9 +56,14 @@ pub struct Dhcpv6Config {
     /// `[ppp] default_ipv6_pd_pool`: the pool of sessions without a
     /// Delegated-IPv6-Prefix; None: no delegation for them.
     pub default_pd_pool: Option<String>,
-    /// Answer IA_NA with an address of the session's /64 (and set the
-    /// Router Advertisement's M flag).
+    /// Answer IA_NA (and set the Router Advertisement's M flag): with an
+    /// address of `default_na_pool`, or of the session's /64 without one.
     pub ia_na: bool,
+    /// Address pools for IA_NA (`[[ipv6_na_pool]]`, /128s), kept with the
+    /// IPv6 pools.
+    pub na_pools: Vec<Ipv6PoolEntry>,
+    /// `[ppp] default_ipv6_na_pool`: where IA_NA addresses come from.
+    pub default_na_pool: Option<String>,
     /// DNS recursive name servers (RFC 3646).
     pub dns: Vec<Ipv6Addr>,
     /// Lifetimes of bindings; T1 and T2 are 0.5 and 0.8 of the preferred
@@ -67,6 +80,8 @@ impl Default for Dhcpv6Config {
             pd_pools: Vec::new(),
             default_pd_pool: None,
             ia_na: false,
+            na_pools: Vec::new(),
+            default_na_pool: None,
             dns: Vec::new(),
             preferred_lifetime: 3600,
             valid_lifetime: 7200,
@@ -111,6 +126,17 @@ pub struct NaBinding {
     pub committed: bool,
     #[serde(with = "crate::snapshot::instant")]
     pub expires: Instant,
+    /// From an `[[ipv6_na_pool]]` (given back when the binding ends, and
+    /// routed as a /128 while committed), not from the session's /64.
+    #[serde(default)]
+    pub pooled: bool,
+}
+
+impl NaBinding {
+    /// The /128 routed beside the session's entry, if any.
+    fn route(&self) -> Option<Ipv6Addr> {
+        (self.pooled && self.committed).then_some(self.address)
+    }
 }
 
 /// A session's DHCPv6 state.
@@ -156,10 +182,10 @@ pub(super) fn set_ra_flags(cfg: &mut super::CoreConfig) {
     cfg.ppp.nd.other = cfg.dhcpv6.serves();
 }
 
-/// The IPv6 pool entries the core's allocator holds: the SLAAC pools and
-/// the delegation pools.
+/// The IPv6 pool entries the core's allocator holds: the SLAAC pools, the
+/// delegation pools and the address pools.
 pub(super) fn pool_entries(ipv6: &[Ipv6PoolEntry], cfg: &Dhcpv6Config) -> Vec<Ipv6PoolEntry> {
-    ipv6.iter().chain(cfg.pd_pools.iter()).cloned().collect()
+    ipv6.iter().chain(cfg.pd_pools.iter()).chain(cfg.na_pools.iter()).cloned().collect()
 }
 
 fn in_prefix(a: Ipv6Addr, (p, len): (Ipv6Addr, u8)) -> bool {
@@ -354,8 +380,8 @@ impl Core {
             return;
         }
         self.dhcpv6_end_pd(key);
+        self.dhcpv6_end_na(key);
         if let Some(s) = self.sessions.get_mut(&key) {
-            s.ipv6.dhcpv6.na = None;
             s.ipv6.dhcpv6.client_id = Some(client.to_vec());
         }
     }
@@ -429,6 +455,7 @@ impl Core {
         }
         if commit {
             self.write_entry(key, MapOp::Change);
+            self.dhcpv6_route_na(key);
         }
     }
 
@@ -492,19 +519,27 @@ impl Core {
             } else {
                 OFFER_HOLD
             };
+        let pool = self.cfg.dhcpv6.default_na_pool.clone();
         let s = self.sessions.get_mut(&key)?;
         let b = &mut s.ipv6.dhcpv6;
-        if b.na_declined || prefix.1 > 64 {
-            return None;
+        if b.na.is_none() {
+            let (address, pooled) = match pool {
+                Some(pool) => (self.ipv6_pools.allocate(&pool)?.0, true),
+                None if b.na_declined || prefix.1 > 64 => return None,
+                None => (
+                    Ipv6Addr::from(
+                        u128::from(prefix.0) & !u128::from(u64::MAX) | u128::from(IA_NA_INTERFACE_ID),
+                    ),
+                    false,
+                ),
+            };
+            b.na = Some(NaBinding { iaid, address, committed: false, expires: hold, pooled });
         }
-        let address =
-            Ipv6Addr::from(u128::from(prefix.0) & !u128::from(u64::MAX) | u128::from(IA_NA_INTERFACE_ID));
-        let na = b.na.get_or_insert(NaBinding { iaid, address, committed: false, expires: hold });
+        let na = b.na.as_mut()?;
         na.iaid = iaid;
-        na.address = address;
         na.expires = if commit { hold } else { na.expires.max(hold) };
         na.committed |= commit;
-        Some(address)
+        Some(na.address)
     }
 
     /// Renew and Rebind: bindings the client names are extended; the
@@ -642,9 +677,11 @@ impl Core {
             self.write_entry(key, MapOp::Change);
         }
         if na_named {
+            let pooled = self.dhcpv6_end_na(key);
             if let Some(s) = self.sessions.get_mut(&key) {
-                s.ipv6.dhcpv6.na = None;
-                s.ipv6.dhcpv6.na_declined |= decline;
+                // A pool's next offer is another address; the /64's
+                // would be the same one.
+                s.ipv6.dhcpv6.na_declined |= decline && !pooled;
             }
         }
     }
@@ -690,6 +727,7 @@ impl Core {
     /// prefix is the session's again for the next IPv6CP.
     pub(super) fn dhcpv6_ipv6_down(&mut self, key: SessionKey) {
         self.dhcpv6_end_pd(key);
+        self.dhcpv6_end_na(key);
         let idle = self.sessions.get(&key).is_none_or(|s| {
             let b = &s.ipv6.dhcpv6;
             b.na.is_none()
@@ -724,9 +762,7 @@ impl Core {
             .collect();
         for (key, pd, na) in expired {
             if na {
-                if let Some(s) = self.sessions.get_mut(&key) {
-                    s.ipv6.dhcpv6.na = None;
-                }
+                self.dhcpv6_end_na(key);
             }
             if pd {
                 let routed = self
@@ -741,9 +777,53 @@ impl Core {
         }
     }
 
-    /// Pooled delegated prefixes sessions hold (for a pool rebuild).
-    pub(super) fn dhcpv6_pooled(s: &super::Subscriber) -> Option<(Ipv6Addr, u8)> {
-        s.ipv6.dhcpv6.pd.as_ref().filter(|pd| pd.pooled).map(|pd| (pd.prefix, pd.len))
+    /// The pooled delegated prefix and address a session holds (for a
+    /// pool rebuild, and to give them back when it ends).
+    pub(super) fn dhcpv6_pooled(s: &super::Subscriber) -> impl Iterator<Item = (Ipv6Addr, u8)> {
+        let b = &s.ipv6.dhcpv6;
+        let pd = b.pd.as_ref().filter(|pd| pd.pooled).map(|pd| (pd.prefix, pd.len));
+        let na = b.na.as_ref().filter(|na| na.pooled).map(|na| (na.address, 128));
+        pd.into_iter().chain(na)
+    }
+
+    /// Ends the IA_NA binding: a pooled address leaves the fast path and
+    /// goes back to its pool. Returns whether it was pooled.
+    fn dhcpv6_end_na(&mut self, key: SessionKey) -> bool {
+        // Read first: a session taken mutably counts as changed for the
+        // session store.
+        if self.sessions.get(&key).is_none_or(|s| s.ipv6.dhcpv6.na.is_none()) {
+            return false;
+        }
+        let Some(s) = self.sessions.get_mut(&key) else { return false };
+        let Some(na) = s.ipv6.dhcpv6.na.take() else { return false };
+        if let Some(address) = na.route() {
+            self.effects.push_back(Effect::AddressRoute { key, address, add: false });
+        }
+        if na.pooled {
+            self.ipv6_pools.release(na.address, 128);
+        }
+        na.pooled
+    }
+
+    /// The session's pooled IA_NA address, bound, into the fast path (as
+    /// a /128 beside its entry) after a commit (again for a Request of a
+    /// bound one is harmless: the same route).
+    fn dhcpv6_route_na(&mut self, key: SessionKey) {
+        let Some(s) = self.sessions.get(&key) else { return };
+        if s.ipv6.prefix.is_none() {
+            return;
+        }
+        if let Some(address) = s.ipv6.dhcpv6.na.as_ref().and_then(NaBinding::route) {
+            self.effects.push_back(Effect::AddressRoute { key, address, add: true });
+        }
+    }
+
+    /// A session that ended (already out of the table): its routed
+    /// address leaves the fast path before its entry does.
+    pub(super) fn dhcpv6_unroute(&mut self, key: SessionKey, s: &super::Subscriber) {
+        if let Some(address) = s.ipv6.dhcpv6.na.as_ref().and_then(NaBinding::route) {
+            self.effects.push_back(Effect::AddressRoute { key, address, add: false });
+        }
     }
 }
 

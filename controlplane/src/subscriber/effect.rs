@@ -43,6 +43,10 @@ pub enum Effect {
     /// Route `prefix/len` into the TUN device (or stop routing it): a
     /// subscriber's address or prefix entered or left the fast path.
     Route { prefix: IpAddr, len: u8, add: bool },
+    /// Route `address`/128 to the data plane's entry of `key` (or stop
+    /// routing it): a DHCPv6 IA_NA address from a pool, which is in neither
+    /// of the entry's prefixes.
+    AddressRoute { key: SessionKey, address: Ipv6Addr, add: bool },
 }
 
 /// A datagram to send from the L2TP socket.

@@ -52,6 +52,12 @@ impl Core {
         let Some(s) = self.sessions.get_mut(&key) else { return };
         s.network_up.get_or_insert(now);
         s.last_activity = now;
+        if !s.ipv6.dhcpv6.dns.is_empty() {
+            // DNS servers from the Access-Accept (RFC 6911), answered by
+            // DHCPv6: the advertisements say there is other configuration
+            // even when the configuration alone has none to give.
+            s.ppp.set_ra_other_config(true);
+        }
         s.ppp.set_ipv6_prefix(now, Some((p, len)));
         let delegated = s.ipv6.delegated;
         self.write_entry(key, MapOp::Ipv6Up);

@@ -393,7 +393,7 @@ impl Core {
             if let Some((p, len)) = s.ipv6.prefix.filter(|(p, len)| !ipv6_pools.reserve(*p, *len)) {
                 twice.push(format!("{p}/{len}"));
             }
-            if let Some((p, len)) = Core::dhcpv6_pooled(s).filter(|(p, len)| !ipv6_pools.reserve(*p, *len)) {
+            for (p, len) in Core::dhcpv6_pooled(s).filter(|(p, len)| !ipv6_pools.reserve(*p, *len)) {
                 twice.push(format!("{p}/{len}"));
             }
         }

@@ -24,6 +24,7 @@ use crate::ppp::auth::{AuthMethod, Credentials};
 use crate::ppp::{Phase, SessionEvent};
 
 mod dhcpv6;
+mod store;
 
 fn lac_addr() -> SocketAddr {
     "192.0.2.2:1701".parse().expect("addr")
@@ -96,6 +97,8 @@ struct Lab {
     /// The slow path: packets for the kernel, and the routes into the TUN.
     delivered: Vec<Vec<u8>>,
     routes: BTreeSet<(std::net::IpAddr, u8)>,
+    /// Addresses routed to sessions' entries besides their prefixes.
+    address_routes: BTreeMap<std::net::Ipv6Addr, SessionKey>,
     /// IP packets the subscribers received over their PPP links.
     lac_ip: Vec<((TunnelId, SessionId), Vec<u8>)>,
 }
@@ -172,6 +175,7 @@ impl Lab {
             keys: BTreeMap::new(),
             delivered: Vec::new(),
             routes: BTreeSet::new(),
+            address_routes: BTreeMap::new(),
             lac_ip: Vec::new(),
         }
     }
@@ -270,6 +274,14 @@ impl Lab {
                         self.routes.remove(&(prefix, len)),
                         "a route removed that was not there: {prefix}/{len}"
                     );
+                }
+                Effect::AddressRoute { key, address, add: true } => {
+                    assert!(self.entries.contains_key(&key), "{address} routed to a session without an entry");
+                    let old = self.address_routes.insert(address, key);
+                    assert!(old.is_none_or(|k| k == key), "{address} routed to two sessions");
+                }
+                Effect::AddressRoute { key, address, add: false } => {
+                    assert_eq!(self.address_routes.remove(&address), Some(key), "{address} was not routed");
                 }
             }
         }

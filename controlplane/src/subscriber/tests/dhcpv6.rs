@@ -23,6 +23,7 @@ fn dhcpv6_config() -> CoreConfig {
         preferred_lifetime: 100,
         valid_lifetime: 200,
         rapid_commit: true,
+        ..Dhcpv6Config::default()
     };
     cfg
 }
@@ -360,4 +361,185 @@ fn the_access_accept_dns_servers_are_answered() {
     let mut quiet = message(mt::SOLICIT, 1);
     quiet.oro.clear();
     assert!(lab.dhcpv6("alice", &quiet).expect("Advertise").dns_servers.is_empty());
+}
+
+/// [`dhcpv6_config`] with IA_NA addresses from the pool `na`
+/// (2001:db8:400::/120).
+fn na_pool_config() -> CoreConfig {
+    let mut cfg = dhcpv6_config();
+    cfg.dhcpv6.na_pools =
+        vec![Ipv6PoolEntry { name: "na".into(), prefix: "2001:db8:400::/120".into(), length: 128 }];
+    cfg.dhcpv6.default_na_pool = Some("na".into());
+    cfg
+}
+
+fn address_of(r: &Repr) -> Option<Ipv6Addr> {
+    let a = r.ia_na.first()?.entries.first()?;
+    (a.valid_lifetime > 0).then_some(a.address)
+}
+
+impl Lab {
+    /// The address routed to `user`'s entry besides its prefixes.
+    fn routed_address(&self, user: &str) -> Option<Ipv6Addr> {
+        let key = self.key(user);
+        self.address_routes.iter().find(|(_, k)| **k == key).map(|(a, _)| *a)
+    }
+}
+
+/// IA_NA from an address pool: offered (held, not routed), bound and
+/// routed as a /128 beside the session's entry, renewed, released (out of
+/// the fast path, back in the pool); each subscriber gets its own.
+#[test]
+fn ia_na_addresses_come_from_the_pool_and_are_routed_while_bound() {
+    let mut lab = up(na_pool_config(), &["alice", "bob"]);
+    let in_use = lab.core.ipv6_prefixes_in_use();
+    let adv = lab.dhcpv6("alice", &message(mt::SOLICIT, 1)).expect("Advertise");
+    let offered = address_of(&adv).expect("an address offered");
+    assert_eq!(offered.segments()[..3], [0x2001, 0xdb8, 0x400], "from the pool: {offered}");
+    assert_ne!(offered, "2001:db8:400::".parse::<Ipv6Addr>().expect("a"), "not the anycast address");
+    let slaac = lab.entries[&lab.key("alice")].subscriber_ipv6_prefix().expect("/64");
+    assert_ne!(offered.segments()[..4], slaac.0.segments()[..4], "not of the session's /64");
+    assert_eq!(lab.core.ipv6_prefixes_in_use(), in_use + 2, "held while offered (and the prefix)");
+    assert_eq!(lab.routed_address("alice"), None, "offered is not routed");
+
+    let mut req = message(mt::REQUEST, 1);
+    req.server_id = adv.server_id.clone();
+    let reply = lab.dhcpv6("alice", &req).expect("Reply");
+    assert_eq!(address_of(&reply), Some(offered), "the offered address is bound");
+    assert_eq!(lab.routed_address("alice"), Some(offered), "bound: routed");
+    // Asked again, the same address (and no second route).
+    assert_eq!(address_of(&lab.dhcpv6("alice", &req).expect("Reply")), Some(offered));
+
+    let mut sol = message(mt::SOLICIT, 2);
+    sol.rapid_commit = true;
+    let bobs = address_of(&lab.dhcpv6("bob", &sol).expect("Reply")).expect("bob's");
+    assert_ne!(bobs, offered);
+    assert_eq!(lab.routed_address("bob"), Some(bobs));
+
+    // Renewed past the first valid lifetime (200 s): still routed.
+    lab.run_for(Duration::from_secs(150));
+    let mut renew = message(mt::RENEW, 1);
+    renew.server_id = adv.server_id.clone();
+    assert_eq!(address_of(&lab.dhcpv6("alice", &renew).expect("Reply")), Some(offered));
+    lab.run_for(Duration::from_secs(100));
+    assert_eq!(lab.routed_address("alice"), Some(offered), "renewed");
+    // Bob did not renew: expired, unrouted, back in the pool.
+    assert_eq!(lab.routed_address("bob"), None, "expired");
+    assert!(lab.core.session(lab.key("bob")).expect("bob").ipv6.dhcpv6.na.is_none());
+
+    let mut rel = message(mt::RELEASE, 1);
+    rel.server_id = adv.server_id.clone();
+    rel.ia_pd.clear();
+    let r = lab.dhcpv6("alice", &rel).expect("Reply");
+    assert_eq!(r.status.as_ref().map(|s| s.code), Some(status_code::SUCCESS));
+    assert_eq!(lab.routed_address("alice"), None, "released: out of the fast path");
+    assert!(lab.delegated("alice").is_some(), "the prefix stays");
+    // Alice's prefix alone (bob's binding expired with both of his).
+    assert_eq!(lab.core.ipv6_prefixes_in_use(), in_use + 1, "the address is back in the pool");
+    assert!(lab.forwarding(lab.key("alice")) && lab.forwarding(lab.key("bob")));
+}
+
+/// A declined pool address goes back; the next offer is another address.
+/// The end of IPv6CP and of the session take the address out of the fast
+/// path and give it back.
+#[test]
+fn declined_and_ended_pool_addresses_go_back() {
+    let mut lab = up(na_pool_config(), &["alice"]);
+    let in_use = lab.core.ipv6_prefixes_in_use();
+    let mut sol = message(mt::SOLICIT, 1);
+    sol.rapid_commit = true;
+    sol.ia_pd.clear();
+    let bound = lab.dhcpv6("alice", &sol).expect("Reply");
+    let first = address_of(&bound).expect("address");
+    let mut decline = message(mt::DECLINE, 1);
+    decline.server_id = bound.server_id.clone();
+    decline.ia_pd.clear();
+    decline.ia_na[0].entries =
+        vec![IaAddress { address: first, preferred_lifetime: 0, valid_lifetime: 0, status: None }];
+    lab.dhcpv6("alice", &decline).expect("Reply");
+    assert_eq!(lab.routed_address("alice"), None);
+    let second = address_of(&lab.dhcpv6("alice", &sol).expect("Reply")).expect("another address");
+    assert_ne!(second, first);
+    assert_eq!(lab.routed_address("alice"), Some(second));
+    assert_eq!(lab.core.ipv6_prefixes_in_use(), in_use + 1);
+
+    let (t, s) = lab.lac_call("alice");
+    lab.lac.close_session(lab.now, t, s, crate::l2tp::ResultCode::new(cdn::ADMINISTRATIVE)).expect("CDN");
+    lab.run_for(Duration::from_secs(2));
+    assert!(lab.address_routes.is_empty(), "the session's address left the fast path");
+    assert_eq!(lab.core.ipv6_prefixes_in_use(), 0);
+}
+
+/// A restarted core takes the bound pool address back: still the
+/// session's, still held in the pool (nobody else is given it).
+#[test]
+fn a_restored_core_keeps_the_pool_address() {
+    let cfg = na_pool_config();
+    let mut lab = up(cfg.clone(), &["alice", "bob"]);
+    let mut sol = message(mt::SOLICIT, 1);
+    sol.rapid_commit = true;
+    sol.ia_pd.clear();
+    let alices = address_of(&lab.dhcpv6("alice", &sol).expect("Reply")).expect("address");
+    let in_use = lab.core.ipv6_prefixes_in_use();
+    let snap = lab.core.snapshot(lab.now).expect("snapshot");
+    lab.now += Duration::from_secs(1);
+    lab.core = Core::restore(cfg, &snap, lab.now).expect("restore");
+    assert_eq!(lab.core.ipv6_prefixes_in_use(), in_use, "the pools hold the same");
+    let na = lab.core.session(lab.key("alice")).expect("alice").ipv6.dhcpv6.na.clone().expect("bound");
+    assert_eq!((na.address, na.pooled, na.committed), (alices, true, true));
+    let mut sol = message(mt::SOLICIT, 2);
+    sol.rapid_commit = true;
+    let bobs = address_of(&lab.dhcpv6("bob", &sol).expect("Reply")).expect("address");
+    assert_ne!(bobs, alices, "not given twice");
+    // Renewed by its client after the restart.
+    let mut renew = message(mt::RENEW, 1);
+    renew.server_id = Some(super::super::dhcpv6::server_duid(b"lns"));
+    renew.ia_pd.clear();
+    assert_eq!(address_of(&lab.dhcpv6("alice", &renew).expect("Reply")), Some(alices));
+}
+
+/// The Router Advertisement's flags (RFC 4861 §4.2) of the first
+/// advertisement `user`'s link carried: (M, O).
+fn ra_flags(lab: &Lab, user: &str) -> Option<(bool, bool)> {
+    let call = lab.lac_call(user);
+    lab.lac_ip.iter().filter(|(k, _)| *k == call).find_map(|(_, p)| {
+        // IPv6, ICMPv6, type 134 (Router Advertisement).
+        (p.first()? >> 4 == 6 && *p.get(6)? == 58 && *p.get(40)? == 134).then(|| {
+            let flags = p[45];
+            (flags & 0x80 != 0, flags & 0x40 != 0)
+        })
+    })
+}
+
+/// M and O as the server answers: M with IA_NA, O with anything to give;
+/// with only the Access-Accept's DNS servers (RFC 6911) configured, O on
+/// that subscriber's link alone.
+#[test]
+fn the_router_advertisement_flags_match_what_dhcpv6_gives() {
+    let mut lab = up(na_pool_config(), &["alice"]);
+    assert_eq!(ra_flags(&lab, "alice"), Some((true, true)), "addresses and prefixes by DHCPv6");
+
+    let mut cfg = dhcpv6_config();
+    cfg.dhcpv6.ia_na = false;
+    lab = up(cfg, &["alice"]);
+    assert_eq!(ra_flags(&lab, "alice"), Some((false, true)), "prefixes and DNS, no addresses");
+
+    // Nothing configured to give: neither, unless RADIUS gave DNS servers.
+    let mut cfg = dhcpv6_config();
+    cfg.dhcpv6 = Dhcpv6Config::default();
+    let mut lab = Lab::new(cfg);
+    lab.backend = Backend::Radius(Box::new(|req| {
+        let (decision, _) = LocalUsers::parse(USERS).expect("users").check(req);
+        let dns_ipv6 =
+            if req.username == b"alice" { vec!["2001:db8:53::1".parse().expect("a")] } else { Vec::new() };
+        Authorization { decision, dns_ipv6, ..Authorization::accept() }
+    }));
+    lab.dial(&["alice", "bob"]);
+    lab.run_for(Duration::from_secs(5));
+    assert_eq!(ra_flags(&lab, "alice"), Some((false, true)), "DNS servers from RADIUS: O");
+    assert_eq!(ra_flags(&lab, "bob"), Some((false, false)), "nothing to give: neither");
+    let mut info = Repr::new(mt::INFORMATION_REQUEST, [9, 9, 9]);
+    info.oro = vec![23];
+    let r = lab.dhcpv6("alice", &info).expect("Reply");
+    assert_eq!(r.dns_servers, ["2001:db8:53::1".parse::<Ipv6Addr>().expect("a")]);
 }
