@@ -1,6 +1,7 @@
 //! Cost of the steering program per frame, measured in the kernel with
 //! BPF_PROG_TEST_RUN (repeat), for each path a frame can take, beside the
-//! reflect-mode baseline (straight to the socket). Live-frame mode: every
+//! bare reflector's program (`lns_bpf::Reflector`: every frame straight to
+//! the socket of its queue) as the baseline. Live-frame mode: every
 //! run gets a fresh frame and its verdict is carried out, the copy into the
 //! AF_XDP socket included (copy mode on a veth).
 //!
@@ -12,21 +13,30 @@ mod common;
 use std::net::IpAddr;
 
 use common::*;
-use lns_bpf::abi::{Config, SessionState};
-use lns_bpf::{LoadOptions, TestRunContext, XdpAction};
+use lns_bpf::abi::SessionState;
+use lns_bpf::{LoadOptions, Reflector, TestRunContext, XdpAction};
 
 const REPEAT: u32 = 2_000_000;
 
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
-/// The kernel's run time and run count of the newest program named
-/// `lns_xdp` (this process's: it loaded it last), from its BPF statistics.
-fn prog_stats() -> (u64, u64) {
+/// The kernel's run time and run count of the newest program named `name`
+/// (this process's: it loaded it last), from its BPF statistics.
+fn prog_stats(name: &str) -> (u64, u64) {
     libbpf_rs::query::ProgInfoIter::default()
-        .filter(|p| p.name.to_bytes() == b"lns_xdp")
+        .filter(|p| p.name.to_bytes() == name.as_bytes())
         .max_by_key(|p| p.id)
         .map(|p| (p.run_time_ns, p.run_cnt))
         .unwrap_or((0, 0))
+}
+
+/// The program's own time per run over `f`, from the kernel's BPF
+/// statistics.
+fn prog_ns_of(name: &str, f: &mut dyn FnMut()) -> u64 {
+    let (t0, n0) = prog_stats(name);
+    f();
+    let (t1, n1) = prog_stats(name);
+    (t1 - t0) / (n1 - n0).max(1)
 }
 
 fn main() {
@@ -81,12 +91,7 @@ fn main() {
     // (on for the run, restored after), the figure that tells paths apart.
     let stats_before = std::fs::read_to_string(BPF_STATS).ok();
     let _ = std::fs::write(BPF_STATS, "1");
-    let prog_ns = |f: &mut dyn FnMut()| {
-        let (t0, n0) = prog_stats();
-        f();
-        let (t1, n1) = prog_stats();
-        (t1 - t0) / (n1 - n0).max(1)
-    };
+    let prog_ns = |f: &mut dyn FnMut()| prog_ns_of("lns_xdp", f);
     println!("{:<40} {:>10} {:>10} {:>10}", "path", "ns/frame", "prog ns", "verdict");
     let mut results = Vec::new();
     for (name, ifindex, frame) in &cases {
@@ -100,17 +105,26 @@ fn main() {
     if std::env::var_os("XDP_COST_DEBUG").is_some() {
         eprintln!("{:?}", maps.counters().unwrap().0.iter().filter(|(_, v)| **v > 0).collect::<Vec<_>>());
     }
-    let mut cfg = maps.read_config().unwrap();
-    cfg.flags |= Config::REFLECT;
-    maps.write_config(&cfg).unwrap();
-    let r = lab.steering.test_run(&cases[0].2, at(lab.access)).unwrap();
+    // The baseline: the bare reflector's program on the same frame, with
+    // the same socket in its map.
+    let reflector = Reflector::load().unwrap();
+    reflector.set_xsk(0, xa.fd()).unwrap();
+    let verdict = reflector.test_run_verdict(&cases[0].2, at(lab.access)).unwrap();
     let mut base = std::time::Duration::ZERO;
-    let p = prog_ns(&mut || base = lab.steering.test_run_live(&cases[0].2, at(lab.access), REPEAT).unwrap());
+    let p = prog_ns_of("reflect_xdp", &mut || {
+        base = reflector.test_run_live(&cases[0].2, at(lab.access), REPEAT).unwrap()
+    });
     if let Some(old) = stats_before {
         let _ = std::fs::write(BPF_STATS, old.trim());
     }
-    assert_eq!(r.action, XdpAction::Redirect);
-    println!("{:<40} {:>10} {:>10} {:>10?}", "reflect baseline (redirect)", base.as_nanos(), p, r.action);
+    assert_eq!(verdict, XdpAction::Redirect);
+    println!(
+        "{:<40} {:>10} {:>10} {:>10?}",
+        "bare reflector baseline (redirect)",
+        base.as_nanos(),
+        p,
+        verdict
+    );
     for (name, ns) in results.iter().take(4) {
         println!("  {name}: {:.2}x the baseline's time", *ns as f64 / base.as_nanos().max(1) as f64);
     }

@@ -25,7 +25,7 @@
 
 /* Bumped on any incompatible change; stored in the config map so a process
  * can refuse maps pinned by a build with another layout. */
-#define LNS_ABI_VERSION 10
+#define LNS_ABI_VERSION 11
 
 /* Map sizes. The session table's size is set by the loader at load time;
  * this is the default. */
@@ -43,7 +43,8 @@
 
 /* lns_config.flags */
 #define LNS_CFG_PASS_UNKNOWN_SESSION (1U << 0) /* pass, not drop, data for unknown sessions */
-#define LNS_CFG_REFLECT (1U << 1) /* benchmark baseline: every IP frame to AF_XDP, no parsing, no metadata */
+/* (1U << 1) is free: it was the benchmarks' reflect mode, now a program of
+ * its own (reflect.bpf.c). */
 /* L2TP data whose session's bit is set in lns_fast_slots goes to the fast
  * path without the program reading the session: the worker, which reads it
  * anyway, checks the session's key, state, peer and the subscriber's source
@@ -456,7 +457,6 @@ enum lns_counter {
 	LNS_CNT_DROP_NO_ROUTE,              /* the kernel's FIB says blackhole, unreachable or prohibit */
 	LNS_CNT_PASS_NO_NEIGHBOUR,          /* next hop not yet resolved: the stack resolves it */
 	LNS_CNT_PASS_NOT_FORWARDED,         /* FIB lookup declined (local, no route, forwarding off) */
-	LNS_CNT_REDIRECT_REFLECT,           /* LNS_CFG_REFLECT: frame sent to AF_XDP untouched */
 	LNS_CNT_REDIRECT_UPSTREAM_CHECK,    /* L2TP data of a fast slot -> AF_XDP, the worker checks (LNS_META_CHECK) */
 	LNS_CNT_REDIRECT_DOWNSTREAM_CHECK,  /* core packet to a pool unit whose bit is set -> AF_XDP, the worker checks */
 	LNS_CNT_PASS_NO_SOCKET,             /* would go to AF_XDP, but no socket is bound on the queue (a data plane restarting): the kernel, so the control plane's slow path */

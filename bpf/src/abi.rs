@@ -18,7 +18,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::skel::types as c;
 
 /// `LNS_ABI_VERSION`: stored in [`Config::abi_version`] by the loader.
-pub const ABI_VERSION: u32 = 10;
+pub const ABI_VERSION: u32 = 11;
 /// Default size of the session table (`LNS_DEFAULT_MAX_SESSIONS`).
 pub const DEFAULT_MAX_SESSIONS: u32 = 65536;
 /// `LNS_MAX_IFACES`: interfaces one instance can be attached to.
@@ -346,8 +346,6 @@ impl Config {
     /// Pass data messages of unknown sessions to the stack instead of
     /// dropping them (flood protection is off).
     pub const PASS_UNKNOWN_SESSION: u32 = 1 << 0;
-    /// Benchmark baseline: every IP frame to AF_XDP untouched, no metadata.
-    pub const REFLECT: u32 = 1 << 1;
     /// `LNS_CFG_WORKER_CHECKS`: L2TP data of a slot whose bit is set in
     /// `lns_fast_slots` goes to the worker unchecked, and the worker checks
     /// it (the program reads no session for it).
@@ -788,8 +786,6 @@ counters! {
     PassNoNeighbour = LNS_CNT_PASS_NO_NEIGHBOUR, "pass_no_neighbour";
     /// The FIB lookup declined: local destination, no route, forwarding off.
     PassNotForwarded = LNS_CNT_PASS_NOT_FORWARDED, "pass_not_forwarded";
-    /// Reflect mode (benchmark baseline): frame sent to AF_XDP untouched.
-    RedirectReflect = LNS_CNT_REDIRECT_REFLECT, "redirect_reflect";
     /// L2TP data of a fast slot, to AF_XDP unchecked: the worker checks it
     /// ([`XdpMeta::CHECK`]).
     RedirectUpstreamCheck = LNS_CNT_REDIRECT_UPSTREAM_CHECK, "redirect_upstream_check";
@@ -962,7 +958,6 @@ mod tests {
     fn constants_match_the_header_defines() {
         assert_eq!(define("LNS_ABI_VERSION"), ABI_VERSION as u64);
         assert_eq!(define("LNS_CFG_PASS_UNKNOWN_SESSION"), Config::PASS_UNKNOWN_SESSION as u64);
-        assert_eq!(define("LNS_CFG_REFLECT"), Config::REFLECT as u64);
         assert_eq!(define("LNS_CFG_WORKER_CHECKS"), Config::WORKER_CHECKS as u64);
         assert_eq!(define("LNS_SESS_SLOW_PATH"), Session::SLOW_PATH as u64);
         assert_eq!(define("LNS_META_CHECK"), XdpMeta::CHECK as u64);

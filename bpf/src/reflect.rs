@@ -10,7 +10,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
 
 use crate::reflect_skel::{ReflectSkel, ReflectSkelBuilder};
-use crate::Error;
+use crate::{Error, TestRunContext, XdpAction};
 
 /// The reflector's program, loaded, with its socket map and attachments.
 /// Dropping it detaches the program (the attachments are BPF links).
@@ -58,5 +58,22 @@ impl Reflector {
             .map_err(|e| Error::bpf("attaching the reflector's XDP program", e))?;
         self.links.push(link);
         Ok(())
+    }
+
+    /// Runs the program `repeat` times on `frame` in live-frame mode, as
+    /// [`crate::Steering::test_run_live`] does: the baseline of the
+    /// steering program's cost per frame.
+    pub fn test_run_live(
+        &self,
+        frame: &[u8],
+        ctx: TestRunContext,
+        repeat: u32,
+    ) -> Result<std::time::Duration, Error> {
+        crate::sys::xdp_test_run_live(&self.skel.progs.reflect_xdp, frame, ctx, repeat)
+    }
+
+    /// Runs the program once on `frame` and returns its verdict.
+    pub fn test_run_verdict(&self, frame: &[u8], ctx: TestRunContext) -> Result<XdpAction, Error> {
+        crate::sys::xdp_test_run_verdict(&self.skel.progs.reflect_xdp, frame, ctx)
     }
 }

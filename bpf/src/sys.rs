@@ -511,25 +511,7 @@ impl Steering {
         ctx: TestRunContext,
         repeat: u32,
     ) -> Result<std::time::Duration, Error> {
-        let mut ctx_in = [0u32; 6];
-        ctx_in[1] = frame.len() as u32;
-        ctx_in[3] = ctx.ingress_ifindex;
-        ctx_in[4] = ctx.rx_queue_index;
-        let mut ctx_in_bytes: Vec<u8> = ctx_in.iter().flat_map(|v| v.to_ne_bytes()).collect();
-        let input = libbpf_rs::ProgramInput {
-            context_in: Some(&mut ctx_in_bytes[..]),
-            data_in: Some(frame),
-            repeat,
-            flags: libbpf_rs::libbpf_sys::BPF_F_TEST_XDP_LIVE_FRAMES,
-            ..Default::default()
-        };
-        let out = self
-            .skel
-            .progs
-            .lns_xdp
-            .test_run(input)
-            .map_err(|e| Error::bpf("BPF_PROG_TEST_RUN (live frames)", e))?;
-        Ok(out.duration)
+        xdp_test_run_live(&self.skel.progs.lns_xdp, frame, ctx, repeat)
     }
 
     /// Runs the program `repeat` times on `frame` in the kernel and returns
@@ -1231,4 +1213,58 @@ mod tests {
             check_pin_dir(Path::new("/sys/fs/bpf/lns/not-made-yet")).unwrap();
         }
     }
+}
+
+/// Runs an XDP program `repeat` times in live-frame mode
+/// (BPF_F_TEST_XDP_LIVE_FRAMES) and returns the kernel's average time per
+/// frame: the steering program's and the bare reflector's cost are measured
+/// the same way.
+pub(crate) fn xdp_test_run_live(
+    prog: &libbpf_rs::ProgramMut<'_>,
+    frame: &[u8],
+    ctx: TestRunContext,
+    repeat: u32,
+) -> Result<std::time::Duration, Error> {
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+    // rx_queue_index, egress_ifindex.
+    let mut ctx_in = [0u32; 6];
+    ctx_in[1] = frame.len() as u32;
+    ctx_in[3] = ctx.ingress_ifindex;
+    ctx_in[4] = ctx.rx_queue_index;
+    let mut ctx_in_bytes: Vec<u8> = ctx_in.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    let input = libbpf_rs::ProgramInput {
+        context_in: Some(&mut ctx_in_bytes[..]),
+        data_in: Some(frame),
+        repeat,
+        flags: libbpf_rs::libbpf_sys::BPF_F_TEST_XDP_LIVE_FRAMES,
+        ..Default::default()
+    };
+    let out = prog.test_run(input).map_err(|e| Error::bpf("BPF_PROG_TEST_RUN (live frames)", e))?;
+    Ok(out.duration)
+}
+
+/// Runs an XDP program once on `frame` (BPF_PROG_TEST_RUN) and returns its
+/// verdict only.
+pub(crate) fn xdp_test_run_verdict(
+    prog: &libbpf_rs::ProgramMut<'_>,
+    frame: &[u8],
+    ctx: TestRunContext,
+) -> Result<XdpAction, Error> {
+    let mut ctx_in = [0u32; 6];
+    ctx_in[1] = frame.len() as u32;
+    ctx_in[3] = ctx.ingress_ifindex;
+    ctx_in[4] = ctx.rx_queue_index;
+    let mut ctx_in_bytes: Vec<u8> = ctx_in.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    let mut ctx_out = [0u8; 24];
+    let mut data_out = vec![0u8; frame.len() + 256];
+    let input = libbpf_rs::ProgramInput {
+        context_in: Some(&mut ctx_in_bytes[..]),
+        context_out: Some(&mut ctx_out[..]),
+        data_in: Some(frame),
+        data_out: Some(&mut data_out[..]),
+        repeat: 1,
+        ..Default::default()
+    };
+    let out = prog.test_run(input).map_err(|e| Error::bpf("BPF_PROG_TEST_RUN", e))?;
+    Ok(XdpAction::from_raw(out.return_value))
 }

@@ -31,7 +31,6 @@
 //! # l2tp_port = 1701            # default: the port of `listen`, else 1701
 //! # tunnel_ports = "20000-20999"  # default: the file's top-level tunnel_ports
 //! max_sessions = 65536
-//! mode = "lns"                  # or "reflect" (the benchmarks' baseline)
 //! mss_clamp = "auto"            # a number, or "off"
 //! pass_unknown_sessions = false
 //! session_checks = "worker"     # or "xdp"
@@ -69,7 +68,6 @@ use serde::Deserialize;
 use crate::packet::MssClamp;
 use crate::ring::BindMode;
 use crate::supervisor::Options;
-use crate::worker::Mode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -100,16 +98,6 @@ pub enum BindArg {
     Copy,
     Zerocopy,
     Auto,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModeArg {
-    /// Decapsulate toward the core, encapsulate toward the LACs.
-    Lns,
-    /// Swap MAC addresses and send every IP frame back: the bare AF_XDP
-    /// baseline that benchmarks compare against.
-    Reflect,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -324,9 +312,6 @@ pub struct Flags {
     /// Size of the session table [default: 65536].
     #[arg(long)]
     pub max_sessions: Option<u32>,
-    /// What the workers do [default: lns].
-    #[arg(long, value_enum)]
-    pub mode: Option<ModeArg>,
     /// TCP MSS clamping on SYN in both directions: "auto" (session MTU minus
     /// 40, or 60 for IPv6), a number, or "off" [default: auto].
     #[arg(long, value_name = "auto|N|off")]
@@ -443,7 +428,6 @@ pub struct DataplaneFile {
     pub l2tp_port: Option<u16>,
     pub tunnel_ports: Option<String>,
     pub max_sessions: Option<u32>,
-    pub mode: Option<ModeArg>,
     pub mss_clamp: Option<Mss>,
     pub pass_unknown_sessions: Option<bool>,
     pub session_checks: Option<SessionChecksArg>,
@@ -661,10 +645,6 @@ pub fn resolve(
         },
         pin_dir,
         max_sessions: flags.max_sessions.or(d.max_sessions).unwrap_or(65536),
-        mode: match flags.mode.or(d.mode).unwrap_or(ModeArg::Lns) {
-            ModeArg::Lns => Mode::Lns,
-            ModeArg::Reflect => Mode::Reflect,
-        },
         mss: flags.mss_clamp.or(d.mss_clamp).unwrap_or(Mss(MssClamp::Auto)).0,
         pass_unknown_sessions: flags.pass_unknown_sessions.or(d.pass_unknown_sessions).unwrap_or(false),
         worker_checks: flags.session_checks.or(d.session_checks).unwrap_or(SessionChecksArg::Worker)

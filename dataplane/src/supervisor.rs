@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::{bail, Context, Result};
-use lns_bpf::abi::{self, Config, Iface};
+use lns_bpf::abi::{self, Iface};
 use lns_bpf::{LoadOptions, Steering, Takeover, XdpMode};
 use serde::Serialize;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -17,7 +17,7 @@ use tracing::warn;
 
 use crate::packet::{DropReason, MssClamp};
 use crate::ring::{BindMode, Rings};
-use crate::worker::{LacNexthops, Mode, Shared, Worker, WorkerConfig, WorkerCounters};
+use crate::worker::{LacNexthops, Shared, Worker, WorkerConfig, WorkerCounters};
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -36,7 +36,6 @@ pub struct Options {
     pub tunnel_ports: Option<(u16, u16)>,
     pub pin_dir: PathBuf,
     pub max_sessions: u32,
-    pub mode: Mode,
     pub mss: MssClamp,
     pub pass_unknown_sessions: bool,
     /// The workers check upstream data of fast slots (`--session-checks`).
@@ -119,13 +118,8 @@ pub fn start(o: Options) -> Result<Running> {
         }
     };
     let maps = steering.maps();
-    let mut cfg = maps.read_config()?;
-    if o.mode == Mode::Reflect {
-        cfg.flags |= Config::REFLECT;
-    } else {
-        cfg.flags &= !Config::REFLECT;
-    }
-    maps.write_config(&cfg)?;
+    // The next-hop epoch the workers start from (pinned maps keep theirs).
+    let cfg = maps.read_config()?;
     let access_roles = if one_arm { Iface::ACCESS | Iface::CORE } else { Iface::ACCESS };
     maps.set_iface(access, &Iface { roles: access_roles, xsk_base: 0 })?;
     if !one_arm {
@@ -166,7 +160,6 @@ pub fn start(o: Options) -> Result<Running> {
         let counters = Arc::new(WorkerCounters { batch_ns: Mutex::new(None), ..Default::default() });
         let cfg = WorkerConfig {
             id: q as usize,
-            mode: o.mode,
             batch: o.batch,
             busy_poll: o.busy_poll,
             mss: o.mss,

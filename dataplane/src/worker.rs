@@ -84,15 +84,6 @@ impl BatchTimes {
     }
 }
 
-/// What the workers run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Decapsulate and encapsulate.
-    Lns,
-    /// Swap MAC addresses and send back: the bare AF_XDP baseline.
-    Reflect,
-}
-
 /// State shared by all workers and the management thread.
 pub struct Shared {
     pub sessions: MmapArray<Session>,
@@ -197,7 +188,6 @@ impl Local {
 
 pub struct WorkerConfig {
     pub id: usize,
-    pub mode: Mode,
     pub batch: usize,
     pub busy_poll: bool,
     pub mss: MssClamp,
@@ -425,23 +415,21 @@ impl Worker {
             // overlap instead of costing one after the other. A pool unit
             // names its session through lns_pool_sessions: those entries
             // first, then (a second pass) the sessions they name.
-            if self.cfg.mode == Mode::Lns {
-                let mut units = false;
-                for d in rx.iter().take(n) {
-                    let Some(m) = self.rings.peek_meta(d) else { continue };
-                    if is_pool_unit(&m) {
-                        self.shared.pool_sessions.prefetch(m.session_index as usize);
-                        units = true;
-                    } else {
-                        self.prefetch_session(m.session_index as usize);
-                    }
+            let mut units = false;
+            for d in rx.iter().take(n) {
+                let Some(m) = self.rings.peek_meta(d) else { continue };
+                if is_pool_unit(&m) {
+                    self.shared.pool_sessions.prefetch(m.session_index as usize);
+                    units = true;
+                } else {
+                    self.prefetch_session(m.session_index as usize);
                 }
-                if units {
-                    for d in rx.iter().take(n) {
-                        let Some(m) = self.rings.peek_meta(d).filter(is_pool_unit) else { continue };
-                        if let Some(i) = self.unit_session(m.session_index) {
-                            self.prefetch_session(i);
-                        }
+            }
+            if units {
+                for d in rx.iter().take(n) {
+                    let Some(m) = self.rings.peek_meta(d).filter(is_pool_unit) else { continue };
+                    if let Some(i) = self.unit_session(m.session_index) {
+                        self.prefetch_session(i);
                     }
                 }
             }
@@ -527,21 +515,6 @@ impl Worker {
     }
 
     fn process(&mut self, port: usize, desc: &mut FrameDesc) -> Action {
-        if self.cfg.mode == Mode::Reflect {
-            let (mut d, len) = self.rings.frame(desc);
-            let buf = d.contents_mut();
-            if len < 12 {
-                self.local.drop(DropReason::Malformed);
-                return Action::Free;
-            }
-            let mut mac = [0u8; 6];
-            mac.copy_from_slice(&buf[0..6]);
-            buf.copy_within(6..12, 0);
-            buf[6..12].copy_from_slice(&mac);
-            d.cursor().set_pos(len);
-            return Action::Send(port);
-        }
-
         let in_ifindex = self.rings.ports[port].ifindex;
         // Room for the outer headers before the received bytes (the kernel
         // leaves 256 bytes before a packet, the program took 32 for the

@@ -976,19 +976,6 @@ int lns_xdp(struct xdp_md *ctx)
 	if ((void *)(eth + 1) > data_end)
 		return count(LNS_CNT_PASS_TRUNCATED, XDP_PASS);
 	proto = eth->h_proto;
-	if (cfg->flags & LNS_CFG_REFLECT) {
-		/* The bare AF_XDP baseline of the benchmarks: IP frames go to the
-		 * socket as they are; ARP and the rest still reach the stack. */
-		__u32 slot = iface->xsk_base + ctx->rx_queue_index;
-		long action;
-
-		if (proto != bpf_htons(ETH_P_IP) && proto != bpf_htons(ETH_P_IPV6))
-			return count(LNS_CNT_PASS_NOT_IP, XDP_PASS);
-		if (ctx->rx_queue_index >= LNS_MAX_QUEUES)
-			return count(LNS_CNT_DROP_NO_XSK, XDP_DROP);
-		action = bpf_redirect_map(&lns_xsks, slot, XDP_PASS);
-		return count(action == XDP_REDIRECT ? LNS_CNT_REDIRECT_REFLECT : LNS_CNT_PASS_NO_SOCKET, action);
-	}
 	p.l3 = sizeof(*eth);
 	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
 		__be16 *inner_proto = data + sizeof(*eth) + 2;

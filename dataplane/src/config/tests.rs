@@ -38,7 +38,6 @@ batch = 32
 busy_poll = true
 l2tp_port = 1703
 max_sessions = 4096
-mode = "reflect"
 mss_clamp = 1400
 pass_unknown_sessions = true
 session_checks = "xdp"
@@ -97,7 +96,6 @@ fn every_key_of_the_section_is_read() {
     assert_eq!(o.l2tp_port, 1703, "the section's port wins over listen's");
     assert_eq!(o.pin_dir, PathBuf::from("/sys/fs/bpf/lns/edge1"), "the shared instance");
     assert_eq!(o.max_sessions, 4096);
-    assert_eq!(o.mode, Mode::Reflect);
     assert_eq!(o.mss, MssClamp::Fixed(1400));
     assert!(o.pass_unknown_sessions);
     assert!(!o.worker_checks);
@@ -121,7 +119,7 @@ fn defaults_without_a_file() {
     assert_eq!(o.xdp_mode, lns_bpf::XdpMode::Native);
     assert_eq!(o.bind, BindMode::Auto);
     assert_eq!((o.frames, o.ring_size, o.batch, o.busy_poll), (8192, 2048, 64, false));
-    assert_eq!((o.l2tp_port, o.max_sessions, o.mode), (1701, 65536, Mode::Lns));
+    assert_eq!((o.l2tp_port, o.max_sessions), (1701, 65536));
     assert_eq!(o.pin_dir, PathBuf::from("/sys/fs/bpf/lns/default"));
     assert_eq!((o.mss, o.pass_unknown_sessions, o.worker_checks), (MssClamp::Auto, false, true));
     assert_eq!((o.nh_cache_ms, o.unpin_on_exit, o.pool_units), (1000, false, DEFAULT_POOL_UNITS));
@@ -168,8 +166,6 @@ fn flags_override_the_file() {
         "other",
         "--max-sessions",
         "1024",
-        "--mode",
-        "lns",
         "--mss-clamp",
         "off",
         "--pass-unknown-sessions=false",
@@ -197,7 +193,7 @@ fn flags_override_the_file() {
     assert_eq!((o.queues, o.cores.as_slice()), (4, &[0, 1, 7][..]));
     assert_eq!((o.xdp_mode, o.bind), (lns_bpf::XdpMode::Native, BindMode::ZeroCopy));
     assert_eq!((o.frames, o.ring_size, o.batch, o.busy_poll), (2048, 512, 16, false));
-    assert_eq!((o.l2tp_port, o.max_sessions, o.mode), (1701, 1024, Mode::Lns));
+    assert_eq!((o.l2tp_port, o.max_sessions), (1701, 1024));
     assert_eq!(o.pin_dir, PathBuf::from("/sys/fs/bpf/lns/other"));
     assert_eq!((o.mss, o.pass_unknown_sessions, o.worker_checks), (MssClamp::Off, false, true));
     assert_eq!((o.nh_cache_ms, o.unpin_on_exit, o.keep_attached, o.pool_units), (0, false, false, 512));
