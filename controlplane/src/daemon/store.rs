@@ -21,6 +21,17 @@
 //! to take back. So a commit costs a write, not a disk flush, and one per
 //! batch of events keeps up with 10,000 session set-ups a second.
 //!
+//! Why checkpoints on a thread of their own: folding the log into the
+//! database (and the fsyncs that go with it) is what SQLite otherwise does
+//! inside the commit that crosses 1,000 pages of log, on the control
+//! plane's loop. Here the loop's connection never checkpoints
+//! (`wal_autocheckpoint = 0`); a [`Checkpointer`] thread with a
+//! connection of its own runs passive checkpoints (which never hold up a
+//! writer) every [`CHECKPOINT_EVERY`]. The log starts over from its
+//! beginning at the first commit after a checkpoint that caught up with
+//! it; under a burst that never lets one catch up it grows, and past
+//! [`WAL_LIMIT`] a checkpoint that makes the writer wait bounds it.
+//!
 //! One row per record: `meta` (one), `tunnels` (one per tunnel),
 //! `sessions` (one per session, keyed by tunnel and session id). Each row
 //! carries the wall-clock time it was written, so a restore knows how old
@@ -28,6 +39,8 @@
 //! a store of another version is not read (the start is a fresh one).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OpenFlags};
@@ -51,6 +64,107 @@ pub enum StoreError {
     Format { path: String, found: i64 },
 }
 
+/// How often the [`Checkpointer`] folds the log into the database.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// A log larger than this is checkpointed even if the loop's commits
+/// have to wait for it (a burst that never let a passive one catch up).
+pub const WAL_LIMIT: u64 = 256 << 20;
+
+/// How long a commit waits for a checkpoint that holds the log.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// When the [`Checkpointer`] runs: [`CHECKPOINT_EVERY`] and [`WAL_LIMIT`]
+/// unless a test says otherwise.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoints {
+    pub every: Duration,
+    pub wal_limit: u64,
+}
+
+impl Default for Checkpoints {
+    fn default() -> Self {
+        Checkpoints { every: CHECKPOINT_EVERY, wal_limit: WAL_LIMIT }
+    }
+}
+
+/// The background checkpoints' counters, shared with the thread.
+#[derive(Debug, Default)]
+struct CheckpointStats {
+    checkpoints: AtomicU64,
+    checkpoint_us: AtomicU64,
+    checkpoint_errors: AtomicU64,
+    /// Checkpoints that made the writer wait (the log past [`WAL_LIMIT`]).
+    checkpoints_blocking: AtomicU64,
+    /// Pages the last checkpoint found in the log.
+    wal_pages: AtomicU64,
+}
+
+/// The thread that checkpoints the store's log, off the loop.
+struct Checkpointer {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    stats: Arc<CheckpointStats>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path, when: Checkpoints) -> Result<Checkpointer, StoreError> {
+        let sql = |source| StoreError::Sqlite { path: path.display().to_string(), source };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        let stats = Arc::new(CheckpointStats::default());
+        let (stop, stopped) = mpsc::channel::<()>();
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        let shared = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(when.every) {
+                    let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > when.wal_limit);
+                    let mode = if big { "RESTART" } else { "PASSIVE" };
+                    let t0 = std::time::Instant::now();
+                    let done = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                    });
+                    let us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    match done {
+                        Ok((_, pages)) => {
+                            shared.checkpoints.fetch_add(1, Ordering::Relaxed);
+                            shared.checkpoint_us.fetch_add(us, Ordering::Relaxed);
+                            shared.wal_pages.store(u64::try_from(pages).unwrap_or(0), Ordering::Relaxed);
+                            if big {
+                                shared.checkpoints_blocking.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(_) => {
+                            shared.checkpoint_errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+            .map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
+        Ok(Checkpointer { stop: Some(stop), thread: Some(thread), stats })
+    }
+
+    /// Waits for the thread to finish its checkpoint, if one is under way.
+    fn stop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// What `lnsctl show stats` says of the store.
 #[derive(Debug, Clone, Default)]
 pub struct StoreStats {
@@ -69,6 +183,7 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     pub stats: StoreStats,
+    checkpointer: Checkpointer,
 }
 
 fn wall_ns(t: SystemTime) -> i64 {
@@ -79,6 +194,11 @@ impl Store {
     /// Opens (or creates) the store at `path`, 0600: it holds tunnel
     /// secrets and credentials the LACs proxied.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, Checkpoints::default())
+    }
+
+    /// [`Store::open`], its log checkpointed `when` says.
+    pub fn open_with(path: &Path, when: Checkpoints) -> Result<Store, StoreError> {
         let sql = |source| StoreError::Sqlite { path: path.display().to_string(), source };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
@@ -124,7 +244,11 @@ impl Store {
         )
         .map_err(sql)?;
         conn.pragma_update(None, "user_version", FORMAT).map_err(sql)?;
-        Ok(Store { conn, path: path.to_path_buf(), stats: StoreStats::default() })
+        // The checkpointer's, not this connection's (see the module's note).
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(sql)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        let checkpointer = Checkpointer::start(path, when)?;
+        Ok(Store { conn, path: path.to_path_buf(), stats: StoreStats::default(), checkpointer })
     }
 
     /// The sessions a store holds, read without writing anything (the
@@ -279,7 +403,8 @@ impl Store {
 
     /// The log folded into the database and truncated (a stop that went
     /// well); a store never closed is read as well.
-    pub fn close(self) -> Result<(), StoreError> {
+    pub fn close(mut self) -> Result<(), StoreError> {
+        self.checkpointer.stop();
         self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(self.sql())?;
         self.conn
             .close()
@@ -299,6 +424,17 @@ impl Store {
             ("commit_us", s.commit_us),
         ]
         .into_iter()
+        .chain({
+            let c = &self.checkpointer.stats;
+            [
+                ("checkpoints", c.checkpoints.load(Ordering::Relaxed)),
+                ("checkpoint_us", c.checkpoint_us.load(Ordering::Relaxed)),
+                ("checkpoint_errors", c.checkpoint_errors.load(Ordering::Relaxed)),
+                ("checkpoints_blocking", c.checkpoints_blocking.load(Ordering::Relaxed)),
+                ("wal_pages", c.wal_pages.load(Ordering::Relaxed)),
+            ]
+        })
+        .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
     }
@@ -307,6 +443,10 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store whose log is never checkpointed while the test looks at it
+    /// (what a process killed before its checkpointer ran leaves).
+    const NO_CHECKPOINTS: Checkpoints = Checkpoints { every: Duration::from_secs(3600), wal_limit: u64::MAX };
 
     fn key(t: u16, s: u16) -> RecordKey {
         RecordKey::Session(SessionKey::new(TunnelId(t), SessionId(s)))
@@ -339,7 +479,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(FILE);
         let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let mut store = Store::open(&path).expect("open");
+        let mut store = Store::open_with(&path, NO_CHECKPOINTS).expect("open");
         let first = Changes(vec![
             (RecordKey::Meta, Some(b"meta1".to_vec())),
             (RecordKey::Tunnel(TunnelId(7)), Some(b"t7".to_vec())),
@@ -379,7 +519,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(FILE);
         let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let mut store = Store::open(&path).expect("open");
+        let mut store = Store::open_with(&path, NO_CHECKPOINTS).expect("open");
         store.commit(&Changes(vec![(key(1, 1), Some(vec![1; 3000]))]), t0).expect("commit");
         let whole = std::fs::metadata(dir.path().join(format!("{FILE}-wal"))).expect("wal").len();
         store
@@ -413,5 +553,83 @@ mod tests {
         store.conn.pragma_update(None, "user_version", FORMAT + 1).expect("version");
         store.close().expect("close");
         assert!(matches!(Store::open(&path), Err(StoreError::Format { found, .. }) if found == FORMAT + 1));
+    }
+
+    fn wait_until(mut f: impl FnMut() -> bool) -> bool {
+        let end = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < end {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    fn batch(round: u16) -> Changes {
+        Changes((0..20).map(|s| (key(round % 7, s), Some(vec![round as u8; 400]))).collect())
+    }
+
+    /// The committing connection never checkpoints; the thread does, and
+    /// once it has caught up the log starts over from its beginning
+    /// instead of growing.
+    #[test]
+    fn the_log_is_checkpointed_off_the_committing_thread_and_starts_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE);
+        let wal = dir.path().join(format!("{FILE}-wal"));
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let when = Checkpoints { every: Duration::from_millis(10), wal_limit: u64::MAX };
+        let mut store = Store::open_with(&path, when).expect("open");
+        let auto: i64 =
+            store.conn.pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0)).expect("pragma");
+        assert_eq!(auto, 0, "the loop's connection leaves checkpoints to the thread");
+        for round in 0..300 {
+            store.commit(&batch(round), t0).expect("commit");
+        }
+        let checkpoints = |s: &Store| s.stats_map()["checkpoints"];
+        // Two checkpoints after the last commit: one of them began after
+        // it, and found the whole log.
+        let seen = checkpoints(&store);
+        assert!(wait_until(|| checkpoints(&store) >= seen + 2), "{:?}", store.stats_map());
+        assert_eq!(store.stats_map()["checkpoint_errors"], 0);
+        let grown = std::fs::metadata(&wal).expect("wal").len();
+        assert!(grown > 300 * 4096, "300 commits of a page or more each: {grown}");
+        for round in 0..10 {
+            store.commit(&batch(round), t0).expect("commit");
+        }
+        assert_eq!(std::fs::metadata(&wal).expect("wal").len(), grown, "written over from its beginning");
+        std::mem::forget(store);
+        let next = after_kill(dir.path());
+        // Rounds 0 to 9 were the last to write tunnels 0 to 6 (7 to 9 over
+        // 0 to 2).
+        let last = |t: u16| if t <= 2 { t + 7 } else { t } as u8;
+        let want: Vec<_> = (0..7)
+            .flat_map(|t| (0..20).map(move |s| (key(t, s), vec![last(t); 400], Duration::ZERO)))
+            .collect();
+        assert_eq!(read_back(&next.path().join(FILE), t0), want);
+    }
+
+    /// A log past the limit is checkpointed with the writer held back:
+    /// the commits wait for it and go through, none fails.
+    #[test]
+    fn a_log_past_its_limit_makes_commits_wait_not_fail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE);
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let when = Checkpoints { every: Duration::from_millis(1), wal_limit: 0 };
+        let mut store = Store::open_with(&path, when).expect("open");
+        let mut round = 0u16;
+        let blocking = |s: &Store| s.stats_map()["checkpoints_blocking"];
+        assert!(wait_until(|| {
+            store.commit(&batch(round), t0).expect("a commit waits for the checkpoint");
+            round = round.wrapping_add(1);
+            blocking(&store) >= 5
+        }));
+        assert_eq!(store.stats.commit_errors, 0);
+        let last = round.wrapping_sub(1);
+        store.close().expect("close");
+        let back = read_back(&path, t0);
+        assert!(back.contains(&(key(last % 7, 0), vec![last as u8; 400], Duration::ZERO)));
     }
 }

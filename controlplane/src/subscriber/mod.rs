@@ -294,6 +294,9 @@ pub struct Core {
     /// Sessions that ended, waiting for their last counter sample (their
     /// Accounting Stop carries it) before their entry goes.
     stopping: Tracked<BTreeMap<SessionKey, Subscriber>>,
+    /// Sessions still negotiating whose small record (the call's ids) is
+    /// in the store: their later steps are not written (see [`snapshot`]).
+    negotiating_stored: BTreeSet<SessionKey>,
     /// Our address each peer sends to, so replies leave from it.
     peer_local: BTreeMap<SocketAddr, IpAddr>,
     pools: Pools,
@@ -334,6 +337,7 @@ impl Core {
             sessions: Tracked::default(),
             calling: Tracked::default(),
             stopping: Tracked::default(),
+            negotiating_stored: BTreeSet::new(),
             peer_local: BTreeMap::new(),
             pools,
             ipv6_pools,

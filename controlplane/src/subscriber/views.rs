@@ -46,7 +46,11 @@ impl Core {
     fn kill_tunnel(&mut self, now: Instant, tid: TunnelId) -> Response {
         let rc =
             ResultCode::with_error(stopccn::GENERAL_REQUEST, error_code::NO_ERROR, "closed by the operator");
-        for s in self.sessions.iter_mut().filter(|(k, _)| k.tunnel == tid).map(|(_, s)| s) {
+        // Untracked: the cause only matters to the Stops of sessions the
+        // StopCCN ends, whose records are removed (or written whole once
+        // more when they wait for their Stop); noting every session of
+        // the tunnel would write each again just before it goes.
+        for (_, s) in self.sessions.untracked().iter_mut().filter(|(k, _)| k.tunnel == tid) {
             if let Some(a) = s.acct.as_mut() {
                 a.cause(EndReason::Operator.acct_terminate_cause());
             }
