@@ -1,6 +1,7 @@
 //! The DHCPv6 server end to end: a real Debian DHCPv6 client, dhcpcd,
 //! runs on the TUN device of `lns-lacsim --tun` (the subscriber's router)
-//! and asks the LNS for a delegated prefix (IA_PD) and DNS servers.
+//! and asks the LNS for a delegated prefix (IA_PD), an address (IA_NA)
+//! and DNS servers.
 //!
 //! Why dhcpcd and not ISC dhclient: dhclient 4.4 refuses a TUN device
 //! outright ("Unsupported device type 65534", ARPHRD_NONE has no
@@ -38,8 +39,8 @@ fn dhcpv6_toml() -> String {
 }
 
 /// dhcpcd on device `dev` of `ns`, in the foreground, DHCPv6 only,
-/// asking for one IA_PD and the DNS servers; its hook script appends each
-/// event's variables to `events`.
+/// asking for the IAs `ias` says (dhcpcd.conf lines) and the DNS servers;
+/// its hook script appends each event's variables to `events`.
 struct Dhcpcd {
     proc: NsProcess,
     dir: PathBuf,
@@ -50,6 +51,10 @@ struct Dhcpcd {
 
 impl Dhcpcd {
     fn start(ns: &Netns, dev: &str) -> Dhcpcd {
+        Dhcpcd::start_asking(ns, dev, "ia_pd 1\n")
+    }
+
+    fn start_asking(ns: &Netns, dev: &str, ias: &str) -> Dhcpcd {
         let dir = std::env::temp_dir().join(unique_name("dhcpcd"));
         std::fs::create_dir_all(&dir).unwrap();
         let events = dir.join("events");
@@ -64,12 +69,12 @@ impl Dhcpcd {
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-        // No Router Solicitation: with an IA_PD configured dhcpcd solicits
-        // at once. No address configuration: the TUN's are the session's.
+        // No Router Solicitation: with an IA configured dhcpcd solicits
+        // at once. No SLAAC: the TUN's addresses are the session's.
         let conf = dir.join("dhcpcd.conf");
         std::fs::write(
             &conf,
-            format!("ipv6only\nnoipv6rs\nia_pd 1\noption dhcp6_name_servers\nscript {}\n", hook.display()),
+            format!("ipv6only\nnoipv6rs\n{ias}option dhcp6_name_servers\nscript {}\n", hook.display()),
         )
         .unwrap();
         let proc = NsProcess::spawn(
@@ -336,6 +341,79 @@ fn dhcpcd_is_given_the_access_accepts_prefix_and_dns_servers() {
     );
     assert_eq!(session(&cp)["delegated_prefix"], "2001:db8:200:100::/56");
     assert_eq!(map_entries(&pins, "lns_sub_v6_lpm"), 1);
+    drop(client);
+    assert!(sim.stop(10).is_some_and(|s| s.success()), "lns-lacsim ends on SIGTERM: {:?}", sim.output());
+    drop(cp);
+}
+
+/// With an `[[ipv6_na_pool]]`, dhcpcd asking for an address (IA_NA) and a
+/// prefix gets an address of that pool (not of the session's /64) besides
+/// its /56: both are routed (`lns_sub_v6_lpm`: the /56 and the /128),
+/// traffic from and to the address crosses the fast path both ways, and
+/// a Release takes both out of the maps while the session stays.
+#[test]
+fn dhcpcd_gets_an_address_from_the_na_pool_and_uses_it() {
+    let lab = Lab::new(1).unwrap();
+    let pins = PinDir::new().unwrap();
+    let _dp = start_dp(&lab, &pins, "1", "skb");
+    let toml = format!(
+        "default_ipv6_na_pool = \"na\"\n{}[[ipv6_na_pool]]\nname = \"na\"\nprefix = \"2001:db8:400::/64\"\n",
+        dhcpv6_toml()
+    );
+    let cp = lab.start_controlplane_with(pins.path(), 1, &toml, &[]).unwrap();
+    ipv6_neighbours(&lab);
+    lab.core.ip(&["-6", "route", "add", "2001:db8:400::/64", "via", "2001:db8:c0::1"]).unwrap();
+    let dev = "dh6na";
+    let mut sim = start_tun_subscriber(&lab, dev, &["--user", "user1", "--password", "pw1"]);
+    wait_for_link_local(&lab, dev, &mut sim);
+    let mut client = Dhcpcd::start_asking(&lab.lac, dev, "ia_na 1\nia_pd 2\n");
+
+    let bound = client.wait_event("BOUND6", 0);
+    let address = bound
+        .iter()
+        .find(|(k, _)| k.starts_with("new_dhcp6_ia_na1_ia_addr1") && !k.ends_with("time"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("no IA_NA address: {bound:?}"));
+    println!("bound: address {address}, prefix {:?}", bound.get("new_dhcp6_ia_pd1_prefix1"));
+    assert!(address.starts_with("2001:db8:400::"), "an address of the pool: {bound:?}");
+    assert!(bound.get("new_dhcp6_ia_pd1_prefix1").is_some_and(|p| p.starts_with("2001:db8:3")), "{bound:?}");
+    wait_until("the address and the prefix routed", Duration::from_secs(10), || {
+        (map_entries(&pins, "lns_sub_v6_lpm") == 2).then_some(())
+    });
+
+    // Traffic from and to the address, through the fast path. dhcpcd puts
+    // it on the TUN device; on the loopback as well (no duplicate address
+    // detection to wait for), the pings' source either way.
+    lab.lac.ip(&["link", "set", "lo", "up"]).unwrap();
+    lab.lac.ip(&["-6", "addr", "add", &format!("{address}/128"), "dev", "lo", "nodad"]).unwrap();
+    let maps = lns_bpf::open_pinned(pins.path()).unwrap();
+    let before = maps.counters().unwrap();
+    let slow_before = session(&cp)["slow_path"].clone();
+    let pings = [
+        (&lab.lac, vec!["-6", "-c", "5", "-i", "0.2", "-W", "2", "-I", address.as_str(), "2001:db8:c0::7"]),
+        (&lab.core, vec!["-6", "-c", "5", "-i", "0.2", "-W", "2", address.as_str()]),
+    ];
+    for (ns, args) in &pings {
+        let out = ns.exec("ping", args).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("5 received"), "ping {args:?} in {}: {text}\n{:?}", ns.name(), sim.output());
+    }
+    let d = maps.counters().unwrap().since(&before);
+    println!("data plane during the pings: {d:?}");
+    let up = d.get(Counter::RedirectUpstream) + d.get(Counter::RedirectUpstreamCheck);
+    let down = d.get(Counter::RedirectDownstream) + d.get(Counter::RedirectDownstreamCheck);
+    assert!(up >= 10 && down >= 10, "{d:?}");
+    assert_eq!(d.get(Counter::DropSpoofed), 0, "the pool address is the session's as a source: {d:?}");
+    assert_eq!(session(&cp)["slow_path"], slow_before, "nothing of it on the slow path");
+
+    // Release: the address and the prefix leave the maps; the session and
+    // its /64 stay.
+    client.release();
+    wait_until("the address and the prefix out of the maps", Duration::from_secs(10), || {
+        (map_entries(&pins, "lns_sub_v6_lpm") == 0).then_some(())
+    });
+    assert_eq!(map_entries(&pins, "lns_sub_v6_64"), 1, "the session's /64 still is");
+    assert_eq!(session(&cp)["dataplane_state"], "forwarding");
     drop(client);
     assert!(sim.stop(10).is_some_and(|s| s.success()), "lns-lacsim ends on SIGTERM: {:?}", sim.output());
     drop(cp);
