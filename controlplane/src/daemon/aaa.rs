@@ -26,6 +26,10 @@
 //! name = "default"
 //! prefix = "2001:db8:100::/40"
 //! length = 64
+//!
+//! [[ipv6_na_pool]]              # DHCPv6 IA_NA addresses, a /128 each
+//! name = "na"
+//! prefix = "2001:db8:400::/64"
 //! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};

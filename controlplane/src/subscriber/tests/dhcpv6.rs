@@ -308,6 +308,8 @@ fn bad_input_is_dropped_and_counted_and_leases_stay_their_sessions() {
     let r = lab.dhcpv6("bob", &renew).expect("Reply");
     assert_eq!(r.ia_pd[0].status.as_ref().map(|s| s.code), Some(status_code::NO_BINDING));
     assert!(r.ia_pd[0].entries.is_empty());
+    assert_eq!(r.ia_na[0].status.as_ref().map(|s| s.code), Some(status_code::NO_BINDING));
+    assert!(r.ia_na[0].entries.is_empty(), "not alice's address either");
     let mut rel = message(mt::RELEASE, 1);
     rel.server_id = alice.server_id.clone();
     lab.dhcpv6("bob", &rel).expect("Reply");
