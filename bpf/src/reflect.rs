@@ -72,8 +72,14 @@ impl Reflector {
         crate::sys::xdp_test_run_live(&self.skel.progs.reflect_xdp, frame, ctx, repeat)
     }
 
-    /// Runs the program once on `frame` and returns its verdict.
-    pub fn test_run_verdict(&self, frame: &[u8], ctx: TestRunContext) -> Result<XdpAction, Error> {
-        crate::sys::xdp_test_run_verdict(&self.skel.progs.reflect_xdp, frame, ctx)
+    /// Runs the program `repeat` times on `frame` without carrying out the
+    /// verdict; returns the verdict and the kernel's time per run.
+    pub fn test_run_repeat(
+        &self,
+        frame: &[u8],
+        ctx: TestRunContext,
+        repeat: u32,
+    ) -> Result<(XdpAction, std::time::Duration), Error> {
+        crate::sys::xdp_test_run_verdict(&self.skel.progs.reflect_xdp, frame, ctx, repeat)
     }
 }

@@ -1243,13 +1243,15 @@ pub(crate) fn xdp_test_run_live(
     Ok(out.duration)
 }
 
-/// Runs an XDP program once on `frame` (BPF_PROG_TEST_RUN) and returns its
-/// verdict only.
+/// Runs an XDP program `repeat` times on `frame` (BPF_PROG_TEST_RUN, the
+/// verdict not carried out) and returns its verdict and the kernel's
+/// average time per run.
 pub(crate) fn xdp_test_run_verdict(
     prog: &libbpf_rs::ProgramMut<'_>,
     frame: &[u8],
     ctx: TestRunContext,
-) -> Result<XdpAction, Error> {
+    repeat: u32,
+) -> Result<(XdpAction, std::time::Duration), Error> {
     let mut ctx_in = [0u32; 6];
     ctx_in[1] = frame.len() as u32;
     ctx_in[3] = ctx.ingress_ifindex;
@@ -1262,9 +1264,9 @@ pub(crate) fn xdp_test_run_verdict(
         context_out: Some(&mut ctx_out[..]),
         data_in: Some(frame),
         data_out: Some(&mut data_out[..]),
-        repeat: 1,
+        repeat,
         ..Default::default()
     };
     let out = prog.test_run(input).map_err(|e| Error::bpf("BPF_PROG_TEST_RUN", e))?;
-    Ok(XdpAction::from_raw(out.return_value))
+    Ok((XdpAction::from_raw(out.return_value), out.duration))
 }
