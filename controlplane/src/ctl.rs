@@ -205,6 +205,12 @@ pub struct Stats {
     /// reason.
     #[serde(default)]
     pub slow_path: BTreeMap<String, u64>,
+    /// Tunnels' own ports (`tunnel_ports`): `sockets_open`,
+    /// `tunnels_on_own_port`, `fallbacks` (tunnels moved back to the
+    /// listen port because their LAC repeated its SCCRQ: a NAT, a LAC that
+    /// insists on 1701) and `unusable` (ports another program holds).
+    #[serde(default)]
+    pub tunnel_ports: BTreeMap<String, u64>,
     /// XDP verdict counters of the data plane, when there is one.
     pub xdp: Option<BTreeMap<String, u64>>,
 }

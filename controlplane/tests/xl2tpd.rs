@@ -228,6 +228,15 @@ fn xl2tpd_lac_and_tunnel_ports() {
         } else {
             assert!(from_range == 0 && from_1701 >= 3, "everything from 1701");
         }
+        // lnsctl show stats names the port in use and no fallback: the
+        // tunnel came up (xl2tpd took our SCCRP from the tunnel's port).
+        let ports = lns.stats().tunnel_ports;
+        let on_own = u64::from(own_port);
+        assert_eq!(
+            (ports.get("sockets_open"), ports.get("tunnels_on_own_port"), ports.get("fallbacks")),
+            (Some(&on_own), Some(&on_own), Some(&0)),
+            "{ports:?}"
+        );
     }
 }
 

@@ -148,6 +148,25 @@ pub fn render(s: &Snapshot) -> String {
         "The exception path's drops (spoofed, not_forwarding, no_session, too_big, malformed) and what it did instead of forwarding as is (fragmented, icmp_too_big)",
         drops,
     );
+    let port = |k: &str| s.stats.tunnel_ports.get(k).copied().unwrap_or(0);
+    gauge(
+        &mut r,
+        "tunnel_port_sockets",
+        "Sockets open on tunnels' own ports (tunnel_ports)",
+        count(port("sockets_open")),
+    );
+    gauge(
+        &mut r,
+        "tunnels_on_own_port",
+        "Tunnels answered from a port of their own",
+        count(port("tunnels_on_own_port")),
+    );
+    counter(
+        &mut r,
+        "tunnel_port_fallbacks",
+        "Tunnels moved back to the listen port because their LAC repeated its SCCRQ (NAT, a LAC that insists on 1701)",
+        port("fallbacks"),
+    );
     gauge(
         &mut r,
         "dataplane_slots_used",

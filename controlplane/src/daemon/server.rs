@@ -14,7 +14,7 @@
 //! they are acknowledged (or the grace period is over) every session goes
 //! ([`Core::finish`]) and nothing of ours is left in the maps.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -963,6 +963,13 @@ impl Driver {
                 if let Some(store) = &self.store {
                     stats.store = store.stats_map();
                 }
+                let endpoint = self.core.endpoint();
+                stats.tunnel_ports = BTreeMap::from([
+                    ("sockets_open".to_string(), self.ports.open() as u64),
+                    ("tunnels_on_own_port".to_string(), endpoint.tunnels_on_own_ports()),
+                    ("fallbacks".to_string(), endpoint.port_fallbacks()),
+                    ("unusable".to_string(), endpoint.unusable_port_count() as u64),
+                ]);
                 if self.tun_errors > 0 {
                     stats.slow_path.insert("tun_send_errors".into(), self.tun_errors);
                 }

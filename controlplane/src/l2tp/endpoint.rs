@@ -857,6 +857,16 @@ impl Endpoint {
         self.port_fallbacks
     }
 
+    /// Tunnels answered from a port of our own (`tunnel_ports`), now.
+    pub fn tunnels_on_own_ports(&self) -> u64 {
+        self.port_use.values().map(|n| u64::from(*n)).sum()
+    }
+
+    /// Ports of the range the caller could not open, not given again.
+    pub fn unusable_port_count(&self) -> usize {
+        self.unusable_ports.len()
+    }
+
     /// The caller could not open `port` (another program holds it): its
     /// tunnels go back to the socket's port and it is not given again.
     /// Returns the tunnels moved, whose sessions' entries name the port.
