@@ -5,7 +5,7 @@
 //! ways (the echoes come back through it).
 
 mod common;
-use common::{lacsim, resolve_neighbours, start_dp};
+use common::{resolve_neighbours, start_dp, Subscribers};
 
 use std::time::{Duration, Instant};
 
@@ -25,28 +25,12 @@ fn sessions_come_up_and_traffic_crosses_the_fast_path() {
         &[("chap", 4, 25), ("pap", 1, 10), ("mschapv2", 1, 10)]
     };
     for &(auth, tunnels, per) in runs {
-        let (t, p) = (tunnels.to_string(), per.to_string());
-        let s = lacsim(
-            &lab,
-            &[
-                "--tunnels",
-                &t,
-                "--sessions-per-tunnel",
-                &p,
-                "--auth",
-                auth,
-                "--user",
-                "user%d",
-                "--password",
-                "pw%d",
-                "--traffic",
-                "20,200",
-                "--hold",
-                "1.5",
-                "--rate",
-                "500",
-            ],
-        );
+        let s = Subscribers::new(tunnels, per)
+            .arg("--auth", auth)
+            .traffic("20,200")
+            .hold("1.5")
+            .arg("--rate", "500")
+            .run(&lab);
         eprintln!("{auth}: {s}");
         if std::env::var_os("LACSIM_E2E_DEBUG").is_some() {
             eprintln!("{}", cp.proc.output().1);
@@ -277,22 +261,11 @@ fn session_and_idle_timeouts_end_sessions_from_the_lns() {
     let _echo = UdpEcho::start(&lab.core, "203.0.113.7:7").unwrap();
     let run = |ppp: &str, traffic: &str| -> serde_json::Value {
         let cp = lab.start_controlplane_with(pins.path(), 10, ppp, &[]).unwrap();
-        let mut args = vec![
-            "--tunnels",
-            "1",
-            "--sessions-per-tunnel",
-            "3",
-            "--hold",
-            "4.5",
-            "--user",
-            "user%d",
-            "--password",
-            "pw%d",
-        ];
+        let mut round = Subscribers::new(1, 3).hold("4.5");
         if !traffic.is_empty() {
-            args.extend_from_slice(&["--traffic", traffic]);
+            round = round.traffic(traffic);
         }
-        let s = lacsim(&lab, &args);
+        let s = round.run(&lab);
         drop(cp);
         s
     };
@@ -367,31 +340,14 @@ fn a_thousand_ipv6_sessions_over_ten_tunnels_carry_traffic_and_leave_nothing() {
     let maps = lns_bpf::open_pinned(pins.path()).unwrap();
     let before = maps.counters().unwrap();
     let rate = std::env::var("LACSIM_E2E_RATE").unwrap_or_else(|_| "1000".into());
-    let s = lacsim(
-        &lab,
-        &[
-            "--tunnels",
-            "10",
-            "--sessions-per-tunnel",
-            "100",
-            "--auth",
-            "chap",
-            "--user",
-            "user%d",
-            "--password",
-            "pw%d",
-            "--ncp",
-            "ipv6",
-            "--traffic",
-            "4,100",
-            "--hold",
-            "2",
-            "--rate",
-            &rate,
-            "--timeout",
-            "60",
-        ],
-    );
+    let s = Subscribers::new(10, 100)
+        .arg("--auth", "chap")
+        .arg("--ncp", "ipv6")
+        .traffic("4,100")
+        .hold("2")
+        .arg("--rate", &rate)
+        .arg("--timeout", "60")
+        .run(&lab);
     let d = maps.counters().unwrap().since(&before);
     eprintln!("lacsim: {s}\nxdp: {d:?}");
     if std::env::var_os("LACSIM_E2E_LOG").is_some() {
@@ -443,25 +399,7 @@ fn a_dual_stack_session_carries_ipv4_and_ipv6() {
     let _echo6 = UdpEcho::start(&lab.core, "[2001:db8:c0::7]:7").unwrap();
     let maps = lns_bpf::open_pinned(pins.path()).unwrap();
     let before = maps.counters().unwrap();
-    let s = lacsim(
-        &lab,
-        &[
-            "--tunnels",
-            "1",
-            "--sessions-per-tunnel",
-            "3",
-            "--user",
-            "user%d",
-            "--password",
-            "pw%d",
-            "--ncp",
-            "dual",
-            "--traffic",
-            "20,200",
-            "--hold",
-            "1.5",
-        ],
-    );
+    let s = Subscribers::new(1, 3).arg("--ncp", "dual").traffic("20,200").hold("1.5").run(&lab);
     let d = maps.counters().unwrap().since(&before);
     eprintln!("{s}\n{d:?}");
     assert_eq!((s["sessions_up"].as_u64(), s["ipv6_sessions_up"].as_u64()), (Some(3), Some(3)), "{s}");
@@ -506,25 +444,7 @@ fn an_exhausted_ipv6_pool_refuses_the_next_subscriber() {
     // Two /64s in the pool the LNS hands out.
     let tiny = "default_ipv6_pool = \"tiny\"\n[[ipv6_pool]]\nname = \"tiny\"\nprefix = \"2001:db8:1ff::/63\"\nlength = 64\n";
     let cp = lab.start_controlplane_with(pins.path(), 10, tiny, &[]).unwrap();
-    let s = lacsim(
-        &lab,
-        &[
-            "--tunnels",
-            "1",
-            "--sessions-per-tunnel",
-            "3",
-            "--rate",
-            "5",
-            "--user",
-            "user%d",
-            "--password",
-            "pw%d",
-            "--ncp",
-            "ipv6",
-            "--hold",
-            "0.5",
-        ],
-    );
+    let s = Subscribers::new(1, 3).arg("--rate", "5").arg("--ncp", "ipv6").hold("0.5").run(&lab);
     assert_eq!((s["sessions_up"].as_u64(), s["sessions_failed"].as_u64()), (Some(2), Some(1)), "{s}");
     let stats = lns_stats(&cp.socket);
     assert_eq!(stats["dropped"]["ipv6_no_prefix"].as_u64(), Some(1), "{stats}");
@@ -608,25 +528,7 @@ length = 64
     lab.lns.exec("ping", &["-6", "-c1", "-W2", "2001:db8:c0::7"]).unwrap();
     let maps = lns_bpf::open_pinned(pins.path()).unwrap();
     let before = maps.counters().unwrap();
-    let s = lacsim(
-        &lab,
-        &[
-            "--tunnels",
-            "1",
-            "--sessions-per-tunnel",
-            "5",
-            "--user",
-            "user%d",
-            "--password",
-            "pw%d",
-            "--ncp",
-            "dual",
-            "--traffic",
-            "20,200",
-            "--hold",
-            "1.5",
-        ],
-    );
+    let s = Subscribers::new(1, 5).arg("--ncp", "dual").traffic("20,200").hold("1.5").run(&lab);
     let d = maps.counters().unwrap().since(&before);
     eprintln!("{s}\n{d:?}");
     assert_eq!((s["sessions_up"].as_u64(), s["ipv6_sessions_up"].as_u64()), (Some(5), Some(5)), "{s}");

@@ -20,7 +20,7 @@
 //! ESP-in-UDP on the access link and nothing redirected to AF_XDP.
 
 mod common;
-use common::{lnsctl_json, resolve_neighbours, start_dp};
+use common::{lnsctl_json, resolve_neighbours, start_dp, Subscribers};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -278,23 +278,7 @@ fn l2tp_over_ipsec(version: u8) {
     );
     let mut cap = Capture::start(&lab.lns, "acc0");
     let echo = UdpEcho::start(&lab.core, "203.0.113.7:7").unwrap();
-    let s = lacsim_run(
-        &lab,
-        &[
-            "--tunnels",
-            "1",
-            "--sessions-per-tunnel",
-            "2",
-            "--user",
-            "user%d",
-            "--password",
-            "pw%d",
-            "--traffic",
-            "20,200",
-            "--hold",
-            "2",
-        ],
-    );
+    let s = lacsim_run(&lab, &Subscribers::new(1, 2).traffic("20,200").hold("2").args());
     let echoed = echo.stop();
     cap.stop();
     let stats = lnsctl_json(&cp.socket, &["show", "stats"]);

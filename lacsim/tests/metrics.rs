@@ -6,7 +6,7 @@
 //! for families the two processes serve.
 
 mod common;
-use common::{lacsim, resolve_neighbours, start_dp, start_dp_with};
+use common::{lacsim, resolve_neighbours, start_dp, start_dp_with, Subscribers};
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -63,23 +63,7 @@ fn the_control_plane_serves_metrics_that_follow_its_subscribers() {
 
     let lab_ref = &lab;
     let during = std::thread::scope(|s| {
-        let sim = s.spawn(move || {
-            lacsim(
-                lab_ref,
-                &[
-                    "--tunnels",
-                    "1",
-                    "--sessions-per-tunnel",
-                    "5",
-                    "--hold",
-                    "3",
-                    "--user",
-                    "user%d",
-                    "--password",
-                    "pw%d",
-                ],
-            )
-        });
+        let sim = s.spawn(move || lacsim(lab_ref, &Subscribers::new(1, 5).hold("3").args()));
         let t0 = Instant::now();
         let during = loop {
             let text = scrape(&lab, url);
@@ -152,23 +136,7 @@ fn the_data_plane_serves_metrics_that_follow_the_traffic() {
     assert_eq!(total(&before, "lns_worker_forwarded_packets_total", ""), 0.0, "{before}");
     promtool_check(&before);
 
-    let s = lacsim(
-        &lab,
-        &[
-            "--tunnels",
-            "1",
-            "--sessions-per-tunnel",
-            "5",
-            "--user",
-            "user%d",
-            "--password",
-            "pw%d",
-            "--traffic",
-            "20,200",
-            "--hold",
-            "1.5",
-        ],
-    );
+    let s = Subscribers::new(1, 5).traffic("20,200").hold("1.5").run(&lab);
     assert_eq!(s["sessions_up"].as_u64(), Some(5), "{s}");
     let received = s["data_received"].as_f64().unwrap();
     assert!(received >= 5.0 * 20.0, "echoes came back through the fast path: {s}");

@@ -10,7 +10,7 @@
 //! from the access link is still to come, so they are not checked here.)
 
 mod common;
-use common::{lacsim, lnsctl_json, resolve_neighbours, start_dp};
+use common::{lnsctl_json, resolve_neighbours, start_dp, Subscribers};
 
 use lns_testlab::{Lab, PinDir, UdpEcho};
 
@@ -25,23 +25,7 @@ fn fragmented_l2tp_from_a_small_access_link_crosses_the_slow_path() {
     let cp = lab.start_controlplane(pins.path(), 10, &[]).unwrap();
     resolve_neighbours(&lab);
     let echo = UdpEcho::start(&lab.core, "203.0.113.7:7").unwrap();
-    let s = lacsim(
-        &lab,
-        &[
-            "--tunnels",
-            "1",
-            "--sessions-per-tunnel",
-            "2",
-            "--user",
-            "user%d",
-            "--password",
-            "pw%d",
-            "--traffic",
-            "20,1400",
-            "--hold",
-            "2",
-        ],
-    );
+    let s = Subscribers::new(1, 2).traffic("20,1400").hold("2").run(&lab);
     assert_eq!(s["sessions_up"].as_u64(), Some(2), "{s}");
     let sent = s["data_sent"].as_u64().unwrap();
     let echoed = echo.stop();

@@ -6,7 +6,7 @@
 //! path's TUN device; the control plane carries both directions.
 
 mod common;
-use common::{lacsim, lnsctl_json, resolve_neighbours, start_dp};
+use common::{lnsctl_json, resolve_neighbours, start_dp, Subscribers};
 
 use lns_testlab::{Lab, PinDir, UdpEcho};
 
@@ -18,23 +18,7 @@ fn a_session_configured_slow_path_only_forwards_both_ways_without_af_xdp() {
     let cp = lab.start_controlplane(pins.path(), 10, &["--peer", "192.0.2.2,fast-path=no"]).unwrap();
     resolve_neighbours(&lab);
     let echo = UdpEcho::start(&lab.core, "203.0.113.7:7").unwrap();
-    let s = lacsim(
-        &lab,
-        &[
-            "--tunnels",
-            "1",
-            "--sessions-per-tunnel",
-            "2",
-            "--user",
-            "user%d",
-            "--password",
-            "pw%d",
-            "--traffic",
-            "20,200",
-            "--hold",
-            "2",
-        ],
-    );
+    let s = Subscribers::new(1, 2).traffic("20,200").hold("2").run(&lab);
     let echoed = echo.stop();
     let stats = lnsctl_json(&cp.socket, &["show", "stats"]);
     assert_eq!(s["sessions_up"].as_u64(), Some(2), "{s}");

@@ -15,7 +15,7 @@
 //! (`lns_worker_forwarded_packets_total{worker=QUEUE,direction="upstream"}`).
 
 mod common;
-use common::{lacsim, resolve_neighbours, start_dp_with};
+use common::{resolve_neighbours, start_dp_with, Subscribers};
 
 use lns_testlab::{Lab, PinDir, UdpEcho};
 
@@ -41,25 +41,7 @@ fn upstream_per_worker(lab: &Lab) -> [f64; 4] {
 /// packets each queue's worker forwarded meanwhile.
 fn eight_tunnels(lab: &Lab) -> [f64; 4] {
     let before = upstream_per_worker(lab);
-    let s = lacsim(
-        lab,
-        &[
-            "--tunnels",
-            "8",
-            "--sessions-per-tunnel",
-            "2",
-            "--user",
-            "user%d",
-            "--password",
-            "pw%d",
-            "--traffic",
-            "50,100",
-            "--hold",
-            "2",
-            "--rate",
-            "200",
-        ],
-    );
+    let s = Subscribers::new(8, 2).traffic("50,100").hold("2").arg("--rate", "200").run(lab);
     assert_eq!(s["sessions_up"].as_u64(), Some(16), "{s}");
     let sent = s["data_sent"].as_u64().unwrap();
     assert!(sent >= 16 * 50, "every session sent traffic: {s}");

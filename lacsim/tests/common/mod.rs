@@ -19,6 +19,51 @@ pub fn lacsim(lab: &Lab, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(out.stdout.split(|b| *b == b'\n').find(|l| l.starts_with(b"{")).unwrap()).unwrap()
 }
 
+/// lns-lacsim's arguments for a round: `tunnels` tunnels of `per_tunnel`
+/// subscribers each, named user%d with password pw%d (the lab's users
+/// file), with what a test adds (traffic, hold, rate, any other flag).
+pub struct Subscribers(Vec<String>);
+
+impl Subscribers {
+    pub fn new(tunnels: u32, per_tunnel: u32) -> Subscribers {
+        Subscribers(Vec::new())
+            .arg("--tunnels", &tunnels.to_string())
+            .arg("--sessions-per-tunnel", &per_tunnel.to_string())
+            .arg("--user", "user%d")
+            .arg("--password", "pw%d")
+    }
+
+    /// `--traffic COUNT,SIZE`: echo requests per session and their size.
+    pub fn traffic(self, spec: &str) -> Subscribers {
+        self.arg("--traffic", spec)
+    }
+
+    /// `--hold SECS`: how long the sessions stay up after set-up.
+    pub fn hold(self, secs: &str) -> Subscribers {
+        self.arg("--hold", secs)
+    }
+
+    pub fn arg(mut self, flag: &str, value: &str) -> Subscribers {
+        self.0.push(flag.to_string());
+        self.0.push(value.to_string());
+        self
+    }
+
+    pub fn flag(mut self, flag: &str) -> Subscribers {
+        self.0.push(flag.to_string());
+        self
+    }
+
+    pub fn args(&self) -> Vec<&str> {
+        self.0.iter().map(String::as_str).collect()
+    }
+
+    /// Runs lns-lacsim with these arguments ([`lacsim`]).
+    pub fn run(&self, lab: &Lab) -> serde_json::Value {
+        lacsim(lab, &self.args())
+    }
+}
+
 /// The LNS learns the LAC's and the core's MAC addresses before traffic,
 /// so the fast path's first packets find their next hops.
 pub fn resolve_neighbours(lab: &Lab) {
