@@ -62,20 +62,33 @@ pub fn decapsulate(frame: &[u8]) -> Option<(u16, usize)> {
 /// keep two), except 0x00FF, whose one octet would read as the Address
 /// (RFC 1661 §2 reserves it "(compression inefficient)").
 pub fn encapsulate(protocol: u16, acfc: bool, pfc: bool, payload: &[u8]) -> Vec<u8> {
-    let address_control = !acfc || protocol == LCP;
-    let compressed = pfc && protocol < 0x100 && protocol & 1 == 1 && protocol != 0x00ff;
-    let header = usize::from(address_control) * 2 + if compressed { 1 } else { 2 };
-    let mut out = Vec::with_capacity(header + payload.len());
-    if address_control {
-        out.extend_from_slice(&[ADDRESS, CONTROL]);
-    }
-    if compressed {
-        out.push(protocol as u8);
-    } else {
-        out.extend_from_slice(&protocol.to_be_bytes());
-    }
+    let (h, n) = header(protocol, acfc, pfc);
+    let mut out = Vec::with_capacity(n + payload.len());
+    out.extend_from_slice(h.get(..n).unwrap_or_default());
     out.extend_from_slice(payload);
     out
+}
+
+/// The header [`encapsulate`] puts in front of the payload: its first
+/// `n` octets (2 to 4), for a caller that writes the frame into a buffer
+/// of its own instead of copying the payload into a new one.
+pub fn header(protocol: u16, acfc: bool, pfc: bool) -> ([u8; 4], usize) {
+    let address_control = !acfc || protocol == LCP;
+    let compressed = pfc && protocol < 0x100 && protocol & 1 == 1 && protocol != 0x00ff;
+    let mut h = [0u8; 4];
+    let mut n = 0;
+    if address_control {
+        h[..2].copy_from_slice(&[ADDRESS, CONTROL]);
+        n = 2;
+    }
+    if compressed {
+        h[n] = protocol as u8;
+        n += 1;
+    } else {
+        h[n..n + 2].copy_from_slice(&protocol.to_be_bytes());
+        n += 2;
+    }
+    (h, n)
 }
 
 #[cfg(test)]

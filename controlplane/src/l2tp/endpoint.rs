@@ -567,6 +567,27 @@ impl Endpoint {
         Some(Transmit { destination: e.peer, payload: repr.to_vec(ppp).ok()?, source_port: e.local_port })
     }
 
+    /// As [`Endpoint::encapsulate`], with the PPP frame (`ppp_len` bytes)
+    /// written by `fill` straight into the datagram after the L2TP header:
+    /// the slow path builds each downstream packet in one buffer instead
+    /// of copying it through a frame of its own.
+    pub fn encapsulate_with(
+        &self,
+        tunnel: TunnelId,
+        session: SessionId,
+        ppp_len: usize,
+        sequence: Option<Sequence>,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Option<Transmit> {
+        let e = self.tunnels.get(&tunnel)?;
+        let repr = e.tunnel.data_header(session, sequence, false, ppp_len)?;
+        let at = repr.buffer_len();
+        let mut payload = vec![0u8; at + ppp_len];
+        repr.emit(&mut payload).ok()?;
+        fill(payload.get_mut(at..)?);
+        Some(Transmit { destination: e.peer, payload, source_port: e.local_port })
+    }
+
     pub fn open_session(
         &mut self,
         now: Instant,

@@ -262,7 +262,8 @@ impl Core {
 
     /// Downstream: an IP packet the kernel routed into the TUN device.
     pub fn handle_tun_packet(&mut self, now: Instant, packet: &[u8]) {
-        let Some(cfg) = self.cfg.slow_path.clone() else { return };
+        let Some(cfg) = self.cfg.slow_path.as_ref() else { return };
+        let (icmp_v4, icmp_v6) = (cfg.icmp_source_v4, cfg.icmp_source_v6);
         let Some((_, dst)) = src_dst(packet) else {
             self.slow_drop("malformed");
             return;
@@ -286,56 +287,82 @@ impl Core {
             return;
         };
         let link = s.link;
-        let mtu = usize::from(link.mtu);
-        let mut pieces = vec![packet.to_vec()];
-        if packet.len() > mtu {
-            let source = match dst {
-                IpAddr::V4(_) => cfg.icmp_source_v4.map(IpAddr::V4),
-                IpAddr::V6(_) => cfg.icmp_source_v6.map(IpAddr::V6),
-            };
-            match lns_wire::ipv4::fragment(packet, link.mtu) {
-                Some(f) if dst.is_ipv4() => {
-                    *self.counters.slow_path.entry("fragmented").or_default() += 1;
-                    pieces = f;
-                }
-                _ => {
-                    if let Some(icmp) =
-                        source.and_then(|from| lns_wire::icmp::too_big(packet, link.mtu, from))
-                    {
-                        *self.counters.slow_path.entry("icmp_too_big").or_default() += 1;
-                        self.effects.push_back(Effect::Deliver { packet: icmp });
-                    } else {
-                        self.slow_drop("too_big");
+        if packet.len() <= usize::from(link.mtu) {
+            self.send_down(key, dst.is_ipv4(), packet);
+            return;
+        }
+        let source = match dst {
+            IpAddr::V4(_) => icmp_v4.map(IpAddr::V4),
+            IpAddr::V6(_) => icmp_v6.map(IpAddr::V6),
+        };
+        match lns_wire::ipv4::fragment(packet, link.mtu) {
+            Some(fragments) if dst.is_ipv4() => {
+                *self.counters.slow_path.entry("fragmented").or_default() += 1;
+                for f in &fragments {
+                    if !self.send_down(key, true, f) {
+                        return;
                     }
-                    return;
+                }
+            }
+            _ => {
+                if let Some(icmp) = source.and_then(|from| lns_wire::icmp::too_big(packet, link.mtu, from)) {
+                    *self.counters.slow_path.entry("icmp_too_big").or_default() += 1;
+                    self.effects.push_back(Effect::Deliver { packet: icmp });
+                } else {
+                    self.slow_drop("too_big");
                 }
             }
         }
-        let protocol = if dst.is_ipv4() { lns_wire::ppp::IPV4 } else { lns_wire::ppp::IPV6 };
-        for mut p in pieces {
-            self.clamp(&mut p, link.mtu);
-            let frame = lns_wire::ppp::encapsulate(protocol, link.acfc, link.pfc, &p);
-            let sequence = link.sequencing.then_some(Sequence { ns: 0, nr: 0 });
-            let Some(t) = self.endpoint.encapsulate(key.tunnel, key.session, &frame, sequence, false) else {
-                self.slow_drop("no_session");
-                return;
-            };
-            let ns = link.sequencing.then(|| NsFill { key, offset: super::link::ns_offset(&t.payload) });
-            let from = self.peer_local.get(&t.destination).copied();
-            *self.counters.slow_path.entry("down_packets").or_default() += 1;
-            // Untracked, as upstream.
-            if let Some(s) = self.sessions.untracked().get_mut(&key) {
-                s.slow_path.down_packets += 1;
-                s.slow_path.down_bytes += p.len() as u64;
+    }
+
+    /// One IP packet (or fragment) that fits the link, down the session:
+    /// PPP and L2TP written in front of it in the datagram's own buffer
+    /// (one allocation per packet, the datagram the socket sends), the MSS
+    /// clamped there. False when the session has no L2TP session (left).
+    fn send_down(&mut self, key: SessionKey, ipv4: bool, packet: &[u8]) -> bool {
+        let Some(s) = self.sessions.get(&key) else {
+            self.slow_drop("no_session");
+            return false;
+        };
+        let link = s.link;
+        let protocol = if ipv4 { lns_wire::ppp::IPV4 } else { lns_wire::ppp::IPV6 };
+        let (ppp, ppp_len) = lns_wire::ppp::header(protocol, link.acfc, link.pfc);
+        let clamp_to = self
+            .cfg
+            .slow_path
+            .as_ref()
+            .filter(|c| c.mss_clamp)
+            .map(|_| link.mtu.saturating_sub(if ipv4 { 40 } else { 60 }));
+        let sequence = link.sequencing.then_some(Sequence { ns: 0, nr: 0 });
+        let fill = |out: &mut [u8]| {
+            let (header, ip) = out.split_at_mut(ppp_len);
+            header.copy_from_slice(ppp.get(..ppp_len).unwrap_or_default());
+            ip.copy_from_slice(packet);
+            if let Some(mss) = clamp_to {
+                lns_wire::tcp::clamp_mss(ip, mss);
             }
-            self.effects.push_back(Effect::Send(Datagram {
-                to: t.destination,
-                from,
-                source_port: t.source_port,
-                payload: t.payload,
-                ns,
-            }));
+        };
+        let Some(t) =
+            self.endpoint.encapsulate_with(key.tunnel, key.session, ppp_len + packet.len(), sequence, fill)
+        else {
+            self.slow_drop("no_session");
+            return false;
+        };
+        let ns = link.sequencing.then(|| NsFill { key, offset: super::link::ns_offset(&t.payload) });
+        let from = self.peer_local.get(&t.destination).copied();
+        *self.counters.slow_path.entry("down_packets").or_default() += 1;
+        // Untracked, as upstream.
+        if let Some(s) = self.sessions.untracked().get_mut(&key) {
+            s.slow_path.down_packets += 1;
+            s.slow_path.down_bytes += packet.len() as u64;
         }
-        let _ = now;
+        self.effects.push_back(Effect::Send(Datagram {
+            to: t.destination,
+            from,
+            source_port: t.source_port,
+            payload: t.payload,
+            ns,
+        }));
+        true
     }
 }

@@ -1067,6 +1067,66 @@ fn the_mru_derives_from_the_access_link() {
     }
 }
 
+/// Downstream on the slow path, a sequenced session's packets are built in
+/// one buffer each: the L2TP header with the S bit and the Ns field the
+/// driver fills (from the Ns the fast path's workers share), the PPP
+/// header, the packet with its SYN's MSS clamped to the link. The LAC
+/// reads them as sent, with the driver's Ns.
+#[test]
+fn a_sequenced_session_s_slow_path_packets_carry_the_driver_s_ns_and_a_clamped_mss() {
+    let mut lab = Lab::new(slow_path_config());
+    let t = lab.lac.connect(lab.now, lns_addr()).expect("connect");
+    lab.lac_tunnels.push(t);
+    lab.run_for(Duration::from_secs(1));
+    let info = SessionInfo { sequencing_required: true, ..SessionInfo::default() };
+    let s = lab.lac.open_session(lab.now, t, info).expect("ICRQ");
+    lab.call_users.insert((t, s), "alice".into());
+    lab.run_for(Duration::from_secs(5));
+    let key = lab.key("alice");
+    let alice = lab.entries[&key].subscriber_ipv4().expect("alice's address");
+    let mtu = lab.entries[&key].mtu;
+    let core_host = Ipv4Addr::new(203, 0, 113, 7);
+    let packets = [
+        ipv4_packet(core_host, alice, true, 6, &tcp_syn(1460)),
+        ipv4_packet(core_host, alice, false, 17, &[3; 64]),
+        ipv4_packet(core_host, alice, false, 17, &[4; 1000]),
+    ];
+    let mut sent = Vec::new();
+    for (i, p) in packets.iter().enumerate() {
+        let now = lab.now;
+        lab.core.handle_tun_packet(now, p);
+        while let Some(e) = lab.core.poll_effect() {
+            let Effect::Send(d) = e else { continue };
+            let fill = d.ns.expect("an Ns for the driver to fill");
+            assert_eq!(fill.key, key);
+            let mut payload = d.payload;
+            let ns = 7 + i as u16;
+            payload[fill.offset..fill.offset + 2].copy_from_slice(&ns.to_be_bytes());
+            sent.push((ns, payload));
+        }
+    }
+    assert_eq!(sent.len(), 3, "one datagram per packet");
+    for ((ns, payload), want) in sent.iter().zip(&packets) {
+        let now = lab.now;
+        let DatagramEvent::Data { sequence, payload: at, .. } =
+            lab.lac.handle_datagram(now, lns_addr(), payload)
+        else {
+            panic!("not a data message");
+        };
+        assert_eq!(sequence.map(|s| s.ns), Some(*ns), "the driver's Ns");
+        let (protocol, ip) = lns_wire::ppp::decapsulate(&payload[at.clone()]).expect("PPP");
+        assert_eq!(protocol, lns_wire::ppp::IPV4);
+        let got = &payload[at.start + ip..at.end];
+        if want[9] == 6 {
+            assert_eq!(&got[..36], &want[..36], "the headers as sent, up to the TCP checksum");
+            assert_eq!(u16::from_be_bytes([got[42], got[43]]), mtu - 40, "the MSS clamped");
+        } else {
+            assert_eq!(got, &want[..]);
+        }
+    }
+    assert_eq!(lab.core.counters().slow_path.get("down_packets"), Some(&3));
+}
+
 /// A sequenced session (the LAC asked for Ns/Nr in ICCN) leaves 4 bytes
 /// more to its tunnel.
 #[test]
