@@ -142,6 +142,12 @@ struct Args {
     /// where the machine's drift hits both alike.
     #[arg(long, requires = "rate_limit_kbps")]
     compare: bool,
+    /// Shape downstream instead of policing: lns-dataplane `--shape-ms`
+    /// (a frame over the limit waits up to this long). With a limit that
+    /// is not reached, `--compare` then gives the shaper's cost per packet
+    /// (every downstream frame takes the shaper's check) against no limits.
+    #[arg(long, default_value_t = 0)]
+    shape_ms: u32,
 }
 
 /// Set by SIGINT or SIGTERM: the trafgen run under way is stopped and the
@@ -577,6 +583,10 @@ fn start_lns(lab: &Lab, sessions: u32, args: &Args, mode: &str) -> Result<Subjec
     if !args.no_pools {
         let pool = if sessions < 3 * PER_TUNNEL { "2001:db8:1000::/46" } else { "2001:db8:1000::/44" };
         dp_args.extend(["--pool", pool]);
+    }
+    let shape_ms = args.shape_ms.to_string();
+    if args.shape_ms > 0 {
+        dp_args.extend(["--shape-ms", &shape_ms]);
     }
     dp_args.extend(args.dataplane_args.iter().map(String::as_str));
     let proc = lab.start_dataplane(pins.path(), &dp_args)?;
@@ -1305,7 +1315,15 @@ fn main() -> Result<()> {
                     }
                 }
                 if args.compare {
-                    print_compare(&pairs, sessions, dir, size, args.rate_limit_kbps, args.json)?;
+                    print_compare(
+                        &pairs,
+                        sessions,
+                        dir,
+                        size,
+                        args.rate_limit_kbps,
+                        args.shape_ms,
+                        args.json,
+                    )?;
                 } else if args.rounds > 1 && !ratios.is_empty() {
                     ratios.sort_by(f64::total_cmp);
                     sat_ratios.sort_by(f64::total_cmp);
@@ -1363,6 +1381,7 @@ fn print_compare(
     dir: Dir,
     size: usize,
     kbps: u32,
+    shape_ms: u32,
     json: bool,
 ) -> Result<()> {
     let med = |f: &dyn Fn(&ComparePair) -> f64| {
@@ -1375,18 +1394,29 @@ fn print_compare(
     let ns_ratio = med(&|p| p.ns[1] / p.ns[0]);
     let pps_ratio = med(&|p| p.pps[1] / p.pps[0]);
     let dir_name = format!("{dir:?}").to_lowercase();
+    // Each round's own ratio, so the spread (the machine's noise) shows
+    // beside the median.
+    let list = |f: &dyn Fn(&ComparePair) -> f64| {
+        pairs.iter().map(|p| format!("{:.3}", f(p))).collect::<Vec<_>>().join(" ")
+    };
+    let ns_list = list(&|p| p.ns[1] / p.ns[0]);
+    let pps_list = list(&|p| p.pps[1] / p.pps[0]);
+    // Downstream is shaped with --shape-ms; upstream is always policed.
+    let how = if shape_ms > 0 && dir == Dir::Downstream { "shaped" } else { "policed" };
     if json {
         println!(
             "{}",
-            serde_json::json!({"compare": "rate_limit", "rate_limit_kbps": kbps, "sessions": sessions,
+            serde_json::json!({"compare": "rate_limit", "limit": how, "shape_ms": shape_ms,
+                "rate_limit_kbps": kbps, "sessions": sessions,
                 "direction": dir, "inner_size": size, "rounds": pairs.len(),
                 "median_ns_per_packet": {"without": ns[0], "with": ns[1]},
                 "median_delivered_pps": {"without": pps[0], "with": pps[1]},
-                "median_ratio_ns_per_packet": ns_ratio, "median_ratio_delivered_pps": pps_ratio})
+                "median_ratio_ns_per_packet": ns_ratio, "median_ratio_delivered_pps": pps_ratio,
+                "rounds_ratio_ns_per_packet": ns_list, "rounds_ratio_delivered_pps": pps_list})
         );
     } else {
         println!(
-            "median   {sessions:>8} {dir_name:<10} {size:>5} over {} rounds, without / with a {kbps} kbit/s limit: \
+            "median   {sessions:>8} {dir_name:<10} {size:>5} over {} rounds, without / with a {kbps} kbit/s limit ({how}): \
              ns/pkt {:.1} / {:.1} (with/without {ns_ratio:.3}), sat pps {:.0} / {:.0} (with/without {pps_ratio:.3})",
             pairs.len(),
             ns[0],
@@ -1394,6 +1424,7 @@ fn print_compare(
             pps[0],
             pps[1],
         );
+        println!("         rounds' with/without: ns/pkt {ns_list}; sat pps {pps_list}");
     }
     Ok(())
 }
