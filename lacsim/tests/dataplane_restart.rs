@@ -42,6 +42,21 @@ fn redirects(v: &serde_json::Value) -> u64 {
     xdp.filter(|(k, _)| k.starts_with("redirect_")).map(|(_, n)| n.as_u64().unwrap_or(0)).sum()
 }
 
+/// Upstream frames the program gave the workers, and upstream packets the
+/// workers counted to their sessions (pinned, so they outlive a worker):
+/// what lies between, over a kill, was in the dead process's rings.
+fn upstream_handed_and_counted(socket: &Path, v: &serde_json::Value) -> (u64, u64) {
+    let handed = counter(v, "xdp", "redirect_upstream") + counter(v, "xdp", "redirect_upstream_check");
+    let rows = lnsctl_json(socket, &["session", "list"]);
+    let counted = rows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| r["fast_path"]["up_packets"].as_u64().unwrap_or(0))
+        .sum();
+    (handed, counted)
+}
+
 fn xdp_attached(ns: &Netns, dev: &str) -> bool {
     let out = ns.ip(&["-d", "link", "show", dev]).unwrap();
     String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
@@ -184,6 +199,7 @@ fn restart_under_traffic(keep: bool, how: Stop) {
     std::thread::sleep(Duration::from_millis(1500));
     let before = stats(&cp.socket);
     assert!(redirects(&before) > 0, "the fast path first: {before}");
+    let (handed0, counted0) = upstream_handed_and_counted(&cp.socket, &before);
 
     let killed = Instant::now();
     match how {
@@ -193,6 +209,10 @@ fn restart_under_traffic(keep: bool, how: Stop) {
     // systemd's RestartSec is 2 s; one second down is enough to see.
     std::thread::sleep(Duration::from_secs(1));
     let down = stats(&cp.socket);
+    let (handed1, counted1) = upstream_handed_and_counted(&cp.socket, &down);
+    // Given to the socket of the process that died and never taken out
+    // of its ring: the frames a kill -9 costs upstream.
+    let stranded = (handed1 - handed0).saturating_sub(counted1 - counted0);
     assert_eq!(xdp_attached(&lab.lns, "acc0"), keep, "the program kept only with --keep-attached");
     let carried = |from: &serde_json::Value, to: &serde_json::Value, name: &str| {
         counter(to, "slow_path", name).saturating_sub(counter(from, "slow_path", name))
@@ -236,7 +256,7 @@ fn restart_under_traffic(keep: bool, how: Stop) {
     println!(
         "{how:?}, {}: {SESSIONS} sessions x {TRAFFIC} (pps,bytes): sent {sent}, echoed back {received}, lost {lost} \
          ({:.2} %: {} upstream, {} downstream); longest silence at the core around the kill and restart: {} \
-         ms; slow path while down: up {} down {} packets",
+         ms; slow path while down: up {} down {} packets; upstream frames left in the stopped data plane's rings: {stranded}",
         if keep { "--keep-attached" } else { "without --keep-attached" },
         100.0 * lost as f64 / sent as f64,
         sent.saturating_sub(at_core),
