@@ -309,7 +309,7 @@ fn rates(
         }
     );
     if store {
-        print_store(&stats, elapsed);
+        print_store(&stats, elapsed, res.up);
     }
     println!(
         "{} sessions up ({}), {} failed, in {rounds} rounds of {per_round} ({} tunnels × {}), store {}: \
@@ -330,10 +330,11 @@ fn rates(
     Ok(Outcome { rate: res.rate, released })
 }
 
-/// What the store did over `elapsed` (set-ups and hang-ups), from
-/// `lnsctl show stats`: how often it committed, how much each commit
-/// carried, and the share of the time spent committing.
-fn print_store(stats: &serde_json::Value, elapsed: Duration) {
+/// What the store did over `elapsed` (set-ups and hang-ups of
+/// `sessions`), from `lnsctl show stats`: how often it committed, how much
+/// each commit carried, the records per session, the share of the time
+/// spent committing, and the checkpoints (on a thread of their own).
+fn print_store(stats: &serde_json::Value, elapsed: Duration, sessions: u64) {
     let n = |k: &str| stats["store"][k].as_u64().unwrap_or(0);
     let (commits, records, bytes, us) =
         (n("commits"), n("records_written"), n("bytes_written"), n("commit_us"));
@@ -350,6 +351,16 @@ fn print_store(stats: &serde_json::Value, elapsed: Duration) {
         100.0 * us as f64 / 1e6 / secs,
         us as f64 / commits.max(1) as f64,
         n("commit_errors"),
+    );
+    println!(
+        "store: {:.2} session records and {:.2} tunnel records written per session; {} checkpoints \
+         ({:.2} s, {} holding up commits, {} errors; off the loop)",
+        n("session_records") as f64 / sessions.max(1) as f64,
+        n("tunnel_records") as f64 / sessions.max(1) as f64,
+        n("checkpoints"),
+        n("checkpoint_us") as f64 / 1e6,
+        n("checkpoints_blocking"),
+        n("checkpoint_errors"),
     );
 }
 
@@ -426,7 +437,7 @@ fn restart(lab: &Lab, pins: &Path, state: &StateDir, args: &Args, per_round: u32
     // Settled: what set-up left to write is written.
     std::thread::sleep(Duration::from_secs(2));
     let stats = lns_benches::lns_stats(&cp.socket)?;
-    print_store(&stats, up);
+    print_store(&stats, up, u64::from(per_round));
     let (rss, peak) = rss_mib(cp.proc.pid());
     println!(
         "{per_round} sessions ({}, {} tunnels × {}) up with the store on in {:.2} s ({:.0} sessions/s as the \

@@ -236,6 +236,11 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
                 entries_removed_not_in_store = removed,
                 left_out_no_tunnel = c.reconciled.get(crate::subscriber::snapshot::NO_TUNNEL).copied().unwrap_or(0),
                 left_out_no_call = c.reconciled.get(crate::subscriber::snapshot::NO_CALL).copied().unwrap_or(0),
+                ended_negotiating = c
+                    .reconciled
+                    .get(crate::subscriber::snapshot::NEGOTIATING_AT_RESTART)
+                    .copied()
+                    .unwrap_or(0),
                 took = ?now.elapsed(),
                 "took back the sessions the last control plane kept"
             );
