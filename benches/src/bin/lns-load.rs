@@ -125,11 +125,20 @@ struct Args {
     #[arg(long, value_parser = ["l2tpns"])]
     peer: Option<String>,
     /// With --peer: the LNS's paths to measure, `fast` (AF_XDP) and `slow`
-    /// (the exception path through its TUN device: upstream as outer
-    /// fragments over a 1,300-byte access link, downstream without the
-    /// data plane's program).
+    /// (the exception path through its TUN device: the LAC's sessions kept
+    /// off the fast path, so the data plane's program passes their frames
+    /// to the kernel both ways; upstream as outer fragments over a
+    /// 1,300-byte access link).
     #[arg(long, value_delimiter = ',', default_value = "fast", value_parser = ["fast", "slow"])]
     path: Vec<String>,
+    /// With --peer: attach a do-nothing XDP program (XDP_PASS) where the
+    /// generator's frames reach l2tpns, as this LNS's program is attached
+    /// there. On a veth any XDP program costs the sending core a copy of
+    /// every frame (trafgen's zero-copy frames into a page of the veth's
+    /// pool, skb_pp_cow_data), which a NIC's native XDP does not: with
+    /// this both LNSes pay it, and the generator offers both alike.
+    #[arg(long, requires = "peer")]
+    peer_xdp_pass: bool,
     /// Give every session a rate limit of this many kbit/s each way (far
     /// above what one session is sent, so nothing is dropped): what
     /// policing costs per packet, against a run without it (0: none).
@@ -1023,6 +1032,8 @@ const SINK_C: &str = r#"
 
 __attribute__((section("xdp"), used)) int xdp_sink(struct xdp_md *ctx) { return XDP_DROP; }
 
+__attribute__((section("xdp"), used)) int xdp_pass(struct xdp_md *ctx) { return XDP_PASS; }
+
 __attribute__((section("xdp"), used)) int xdp_sink_data(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
@@ -1116,6 +1127,15 @@ impl Sinks {
         ns.ip(&["link", "set", "dev", dev, "xdpdrv", "obj", o, "sec", "xdp", "program", "xdp_sink"])?;
         Ok(DropAll { ns, dev })
     }
+
+    /// Passes every frame arriving on `dev` in `ns` through an XDP program
+    /// that does nothing (`--peer-xdp-pass`) until the guard goes.
+    fn pass_all_on<'a>(&self, ns: &'a Netns, dev: &'a str) -> Result<DropAll<'a>> {
+        let o = self.obj();
+        let o = o.to_str().context("path")?;
+        ns.ip(&["link", "set", "dev", dev, "xdpdrv", "obj", o, "sec", "xdp", "program", "xdp_pass"])?;
+        Ok(DropAll { ns, dev })
+    }
 }
 
 impl Drop for Sinks {
@@ -1124,7 +1144,8 @@ impl Drop for Sinks {
     }
 }
 
-/// [`Sinks::drop_all_on`]'s program, detached on drop.
+/// [`Sinks::drop_all_on`]'s (or [`Sinks::pass_all_on`]'s) program,
+/// detached on drop.
 pub struct DropAll<'a> {
     ns: &'a Netns,
     dev: &'a str,

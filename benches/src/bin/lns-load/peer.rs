@@ -572,6 +572,12 @@ fn measure_subject(
     let (gen_ns, gen_dev) = if dir == Dir::Upstream { (&lab.lac, "lac0") } else { (&lab.core, "core0p") };
     // The generator's frames end at the LNS's interface.
     let _drop = if subject == Subject::Gen { Some(sinks.drop_all_on(&lab.lns, rx_dev)?) } else { None };
+    // Where this LNS's program is, l2tpns gets one that passes everything.
+    let _pass = if subject == Subject::L2tpns && args.peer_xdp_pass {
+        Some(sinks.pass_all_on(&lab.lns, rx_dev)?)
+    } else {
+        None
+    };
     let pids = run.as_ref().map(Running::pids).unwrap_or_default();
     let flow = Flow {
         gen: (gen_ns, gen_dev),
