@@ -81,6 +81,14 @@ pub struct Bucket {
 /// within `max_delay_ns`), and when it may leave.
 #[inline]
 fn decide(tat: u64, now: u64, len: u64, limit: Limit, max_delay_ns: u64) -> Option<(u64, u64)> {
+    if tat <= now && len <= u64::from(limit.burst) {
+        // The bucket is full and the packet fits in it: it conforms, and
+        // one division (its cost) says where the bucket stands after it.
+        // This is what every packet of a subscriber below its rate takes;
+        // the general case below gives the same (the division rounds down,
+        // so cost(len) <= cost(burst) when len <= burst).
+        return Some((now.saturating_add(limit.cost_ns(len)), now));
+    }
     let next = tat.max(now).saturating_add(limit.cost_ns(len));
     // When it conforms: its bucket has room from then on.
     let at = next.saturating_sub(limit.tolerance_ns()).max(now);
@@ -274,5 +282,36 @@ mod tests {
             (u32::MAX as u64 * 1000 / 8 / 10).min(u32::MAX as u64) as u32
         );
         assert_eq!(default_burst(512, 100, 15_000), 15_000);
+    }
+
+    /// The full bucket's shortcut decides as the general case does, for
+    /// buckets full or not, packets within the depth or not, shaping or
+    /// not (a fixed pseudo-random walk over the space).
+    #[test]
+    fn the_shortcut_decides_as_the_general_case() {
+        fn general(tat: u64, now: u64, len: u64, limit: Limit, max_delay_ns: u64) -> Option<(u64, u64)> {
+            let next = tat.max(now).saturating_add(limit.cost_ns(len));
+            let at = next.saturating_sub(limit.tolerance_ns()).max(now);
+            (at - now <= max_delay_ns).then_some((next, at))
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..200_000 {
+            let now = next() % (10 * SEC) + SEC;
+            let tat = now.saturating_add_signed((next() % (2 * SEC)) as i64 - SEC as i64);
+            let limit = Limit::new((next() % 10_000_000) as u32 + 1, (next() % 200_000) as u32);
+            let len = next() % 70_000;
+            let delay = [0, 50 * MS][(next() % 2) as usize];
+            assert_eq!(
+                decide(tat, now, len, limit, delay),
+                general(tat, now, len, limit, delay),
+                "tat {tat} now {now} len {len} {limit:?} delay {delay}"
+            );
+        }
     }
 }
