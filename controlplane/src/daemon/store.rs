@@ -465,7 +465,6 @@ impl Store {
                 ("wal_pages", c.wal_pages.load(Ordering::Relaxed)),
             ]
         })
-        .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
     }

@@ -87,7 +87,7 @@ fn a_core_killed_while_a_session_negotiates_ends_it_and_keeps_the_established_on
             .into_iter()
             .find(|r| r.tunnel_id == b.tunnel.0 && r.session_id == b.session.0)
     };
-    while !bob_row(&lab).is_some_and(|r| r.ipv4.is_some()) {
+    while bob_row(&lab).is_none_or(|r| r.ipv4.is_none()) {
         passes.pass(&mut lab, Duration::from_millis(1));
         steps += 1;
         assert!(steps < 5000, "bob never got an address");
