@@ -129,7 +129,58 @@ pub struct Session {
     /// The peer's id for this call, once known (0 before ICRP on a LAC).
     pub peer_id: SessionId,
     pub state: SessionState,
-    pub info: SessionInfo,
+    /// Boxed: most of it is empty, and the table holds every session.
+    /// None once an LNS handed it to its owner (the call connected): it is
+    /// not read here after that. Stored as the information itself (empty
+    /// when handed over), so records read back either way.
+    #[serde(with = "handed_over")]
+    pub info: Option<Box<SessionInfo>>,
+}
+
+impl Session {
+    /// The call's information; empty once handed over.
+    pub fn info(&self) -> &SessionInfo {
+        self.info.as_deref().unwrap_or(&EMPTY_INFO)
+    }
+}
+
+static EMPTY_INFO: SessionInfo = SessionInfo {
+    call_serial_number: 0,
+    bearer_type: None,
+    physical_channel_id: None,
+    calling_number: None,
+    called_number: None,
+    sub_address: None,
+    tx_connect_speed: None,
+    rx_connect_speed: None,
+    framing_type: None,
+    initial_received_lcp_confreq: None,
+    last_sent_lcp_confreq: None,
+    last_received_lcp_confreq: None,
+    proxy_authen_type: None,
+    proxy_authen_name: None,
+    proxy_authen_challenge: None,
+    proxy_authen_id: None,
+    proxy_authen_response: None,
+    private_group_id: None,
+    sequencing_required: false,
+    access_line: Vec::new(),
+    connect_speed_update_enable: false,
+};
+
+/// [`Session::info`] in the store: as a [`SessionInfo`], empty when handed
+/// over (read back as present: an LNS does not read it again).
+mod handed_over {
+    use super::{SessionInfo, EMPTY_INFO};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(info: &Option<Box<SessionInfo>>, s: S) -> Result<S::Ok, S::Error> {
+        info.as_deref().unwrap_or(&EMPTY_INFO).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<SessionInfo>>, D::Error> {
+        SessionInfo::deserialize(d).map(|i| Some(Box::new(i)))
+    }
 }
 
 /// Why a session ended.

@@ -893,7 +893,7 @@ impl Tunnel {
             local_id: local,
             peer_id: peer_sid,
             state: SessionState::WaitConnect,
-            info,
+            info: Some(Box::new(info)),
         });
         self.events.push_back(Event::IncomingCall { session_id: local, peer_session_id: peer_sid });
         self.awaiting_iccn.insert(local, now + self.cfg.call_connect_timeout);
@@ -914,7 +914,7 @@ impl Tunnel {
         }
         s.peer_id = peer_sid;
         s.state = SessionState::Established;
-        let (local, info) = (s.local_id, s.info.clone());
+        let (local, info) = (s.local_id, Box::new(s.info().clone()));
         self.by_peer_session.insert(peer_sid, local);
         let mut avps = vec![Avp::new(AvpValue::MessageType(MessageType::Iccn))];
         let mut rest = info.iccn_avps();
@@ -938,11 +938,7 @@ impl Tunnel {
         }
         avps.extend(rest);
         self.send(peer_sid, avps);
-        self.events.push_back(Event::SessionUp {
-            session_id: local,
-            peer_session_id: peer_sid,
-            info: Box::new(info),
-        });
+        self.events.push_back(Event::SessionUp { session_id: local, peer_session_id: peer_sid, info });
     }
 
     fn on_iccn(&mut self, m: &Message) {
@@ -950,14 +946,11 @@ impl Tunnel {
         if s.state != SessionState::WaitConnect {
             return;
         }
-        s.info.absorb(m);
+        let mut info = s.info.take().unwrap_or_default();
+        info.absorb(m);
         s.state = SessionState::Established;
         self.awaiting_iccn.remove(&m.session_id);
-        self.events.push_back(Event::SessionUp {
-            session_id: s.local_id,
-            peer_session_id: s.peer_id,
-            info: Box::new(s.info.clone()),
-        });
+        self.events.push_back(Event::SessionUp { session_id: s.local_id, peer_session_id: s.peer_id, info });
     }
 
     fn on_cdn(&mut self, now: Instant, m: &Message) {
@@ -1016,7 +1009,7 @@ impl Tunnel {
             local_id: local,
             peer_id: SessionId(0),
             state: SessionState::WaitReply,
-            info,
+            info: Some(Box::new(info)),
         });
         Ok(local)
     }

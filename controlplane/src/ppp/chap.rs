@@ -332,7 +332,7 @@ impl ChapAuthenticator {
     }
 
     pub fn poll_output(&mut self) -> Option<AuthOutput> {
-        self.outputs.pop_front()
+        super::error::drain_one(&mut self.outputs)
     }
 }
 
@@ -488,7 +488,7 @@ impl ChapPeer {
     }
 
     pub fn poll_output(&mut self) -> Option<AuthOutput> {
-        self.outputs.pop_front()
+        super::error::drain_one(&mut self.outputs)
     }
 }
 

@@ -184,7 +184,7 @@ impl<P: OptionPolicy> Fsm<P> {
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        super::error::drain_one(&mut self.actions)
     }
 
     pub fn has_actions(&self) -> bool {

@@ -43,6 +43,7 @@ pub mod fsm;
 pub mod ipcp;
 pub mod ipv6cp;
 pub mod lcp;
+pub mod link_rng;
 pub mod mschapv2;
 pub mod nd;
 pub mod packet;

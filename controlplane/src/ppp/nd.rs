@@ -525,7 +525,7 @@ impl Router {
 
     /// The next IPv6 packet to send over the link.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.transmit.pop_front()
+        super::error::drain_one(&mut self.transmit)
     }
 }
 
@@ -591,7 +591,7 @@ impl Host {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.transmit.pop_front()
+        super::error::drain_one(&mut self.transmit)
     }
 }
 

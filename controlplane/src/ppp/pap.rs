@@ -224,7 +224,7 @@ impl PapAuthenticator {
     }
 
     pub fn poll_output(&mut self) -> Option<AuthOutput> {
-        self.outputs.pop_front()
+        super::error::drain_one(&mut self.outputs)
     }
 }
 
@@ -321,7 +321,7 @@ impl PapPeer {
     }
 
     pub fn poll_output(&mut self) -> Option<AuthOutput> {
-        self.outputs.pop_front()
+        super::error::drain_one(&mut self.outputs)
     }
 }
 

@@ -10,12 +10,13 @@ use super::auth::{AuthConfig, AuthDecision, AuthFailure, AuthMethod, AuthOutput,
 use super::authenticate::{AuthPeer, Authenticator};
 use super::ccp::CcpPolicy;
 use super::chap::ChapAuthenticator;
-use super::error::Error;
+use super::error::{drain_one, Error};
 use super::frame::{Frame, FrameRepr, Protocol};
 use super::fsm::{Action, FinishReason, Fsm, FsmConfig};
 use super::ipcp::{IpcpConfig, IpcpPolicy};
 use super::ipv6cp::{Ipv6cpConfig, Ipv6cpPolicy};
 use super::lcp::{LcpConfig, LcpNegotiated, LcpOption, LcpPolicy, LcpRepr};
+use super::link_rng::LinkRng;
 use super::nd::{self, RouterConfig};
 use super::packet;
 use super::pap::PapAuthenticator;
@@ -23,6 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Which end of the link this is.
@@ -288,21 +290,23 @@ pub enum SessionEvent {
 /// A PPP link.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Session {
-    config: SessionConfig,
+    /// Shared by the links of one configuration (and MRU): a link that
+    /// needs its own (a per-subscriber flag) copies it on write.
+    config: Arc<SessionConfig>,
     phase: Phase,
     lcp: Fsm<LcpPolicy>,
     ipcp: Option<Fsm<IpcpPolicy>>,
     ipv6cp: Option<Fsm<Ipv6cpPolicy>>,
-    ccp: Option<Fsm<CcpPolicy>>,
+    ccp: Option<Box<Fsm<CcpPolicy>>>,
     /// Server: advertising the subscriber's prefix while IPv6CP is opened.
-    router: Option<nd::Router>,
+    router: Option<Box<nd::Router>>,
     /// Client: soliciting a prefix while IPv6CP is opened.
-    host: Option<nd::Host>,
-    authenticator: Option<Authenticator>,
-    auth_peer: Option<AuthPeer>,
+    host: Option<Box<nd::Host>>,
+    authenticator: Option<Box<Authenticator>>,
+    auth_peer: Option<Box<AuthPeer>>,
     server_auth_done: bool,
     client_auth_done: bool,
-    proxy_auth: Option<ProxyAuth>,
+    proxy_auth: Option<Box<ProxyAuth>>,
     /// Client: the link failed and starts again then ([`SessionConfig::holdoff`]).
     #[serde(with = "crate::snapshot::opt_instant")]
     holdoff_until: Option<Instant>,
@@ -317,30 +321,32 @@ pub struct Session {
     /// Every random value of the link (Identifiers, Magic-Numbers,
     /// challenges, interface identifiers, advertisement jitter) comes from
     /// here, so a seed replays a link and a snapshot carries on its stream.
-    rng: ChaCha8Rng,
+    rng: LinkRng,
 }
 
 impl Session {
     /// A link in the Dead phase; `rng` (seeded by the caller) is the only
     /// source of randomness it will use.
-    pub fn new(mut config: SessionConfig, mut rng: ChaCha8Rng) -> Self {
+    pub fn new(config: impl Into<Arc<SessionConfig>>, mut rng: ChaCha8Rng) -> Self {
+        let mut config = config.into();
         let server = config.role == Role::Server;
-        if config.credentials.is_none() {
+        if config.credentials.is_none() && !config.lcp.accept_auth.is_empty() {
             // Without credentials we cannot authenticate ourselves.
-            config.lcp.accept_auth.clear();
+            Arc::make_mut(&mut config).lcp.accept_auth.clear();
         }
+        let fsm = config.fsm;
         Session {
             phase: Phase::Dead,
-            lcp: Fsm::new(Protocol::LCP, config.fsm, LcpPolicy::new(config.lcp.clone(), &mut rng), &mut rng),
+            lcp: Fsm::new(Protocol::LCP, fsm, LcpPolicy::new(config.lcp.clone(), &mut rng), &mut rng),
             ipcp: config
                 .ipcp
                 .clone()
-                .map(|c| Fsm::new(Protocol::IPCP, config.fsm, IpcpPolicy::new(c, server), &mut rng)),
+                .map(|c| Fsm::new(Protocol::IPCP, fsm, IpcpPolicy::new(c, server), &mut rng)),
             ipv6cp: config.ipv6cp.map(|c| {
                 let policy = Ipv6cpPolicy::new(c, &mut rng);
-                Fsm::new(Protocol::IPV6CP, config.fsm, policy, &mut rng)
+                Fsm::new(Protocol::IPV6CP, fsm, policy, &mut rng)
             }),
-            ccp: config.ccp.then(|| Fsm::new(Protocol::CCP, config.fsm, CcpPolicy, &mut rng)),
+            ccp: config.ccp.then(|| Box::new(Fsm::new(Protocol::CCP, fsm, CcpPolicy, &mut rng))),
             router: None,
             host: None,
             authenticator: None,
@@ -356,7 +362,7 @@ impl Session {
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             config,
-            rng,
+            rng: LinkRng::new(rng),
         }
     }
 
@@ -411,7 +417,9 @@ impl Session {
     /// for this subscriber alone (from RADIUS). For the advertisements of
     /// the next [`Session::set_ipv6_prefix`].
     pub fn set_ra_other_config(&mut self, on: bool) {
-        self.config.nd.other = on;
+        if self.config.nd.other != on {
+            Arc::make_mut(&mut self.config).nd.other = on;
+        }
     }
 
     /// LNS: the prefix to announce by Router Advertisement (RFC 4861) while
@@ -424,12 +432,19 @@ impl Session {
             (Some((p, len)), true, Some(NetworkConfig::Ipv6 { local_interface_identifier, .. })) => {
                 // The MTU the subscriber may send us: our MRU.
                 let mtu = u32::from(self.lcp.policy.local.mru);
-                Some(nd::Router::new(now, self.config.nd, local_interface_identifier, p, len, Some(mtu)))
+                Some(Box::new(nd::Router::new(
+                    now,
+                    self.config.nd,
+                    local_interface_identifier,
+                    p,
+                    len,
+                    Some(mtu),
+                )))
             }
             _ => None,
         };
         if let Some(r) = &mut self.router {
-            r.handle_timeout(now, &mut self.rng);
+            r.handle_timeout(now, self.rng.live());
         }
         self.pump(now);
     }
@@ -484,7 +499,7 @@ impl Session {
         let repr = nd::Repr::parse_bytes(packet).map_err(|_| Error::NotNeighbourDiscovery)?;
         match (&repr.message, &mut self.router, &mut self.host) {
             (nd::Message::RouterSolicitation, Some(r), _) => {
-                r.handle_solicitation(now, &mut self.rng);
+                r.handle_solicitation(now, self.rng.live());
                 Ok(())
             }
             // No prefix yet: the advertisement goes out when it is set.
@@ -507,8 +522,8 @@ impl Session {
     /// layer is up at once).
     pub fn open(&mut self, now: Instant) {
         self.phase = Phase::Establish;
-        self.lcp.open(now, &mut self.rng);
-        self.lcp.up(now, &mut self.rng);
+        self.lcp.open(now, self.rng.live());
+        self.lcp.up(now, self.rng.live());
         self.pump(now);
     }
 
@@ -519,7 +534,7 @@ impl Session {
         let parse = |bytes: &[u8]| packet::parse_options::<LcpOption>(bytes);
         let adopted = self.config.accept_proxy_lcp
             && match (parse(&proxy.last_sent), parse(&proxy.last_received)) {
-                (Ok(sent), Ok(received)) => self.lcp.policy.adopt_proxy(&sent, &received, &mut self.rng),
+                (Ok(sent), Ok(received)) => self.lcp.policy.adopt_proxy(&sent, &received, self.rng.live()),
                 _ => false,
             };
         if !adopted {
@@ -527,7 +542,7 @@ impl Session {
             return;
         }
         if self.config.accept_proxy_auth {
-            self.proxy_auth = auth;
+            self.proxy_auth = auth.map(Box::new);
         }
         self.phase = Phase::Establish;
         self.lcp.force_opened();
@@ -573,11 +588,11 @@ impl Session {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.transmit.pop_front()
+        drain_one(&mut self.transmit)
     }
 
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
-        self.events.pop_front()
+        drain_one(&mut self.events)
     }
 
     /// The earliest deadline of any timer.
@@ -626,7 +641,7 @@ impl Session {
             self.echo_tick(now);
         }
         if let Some(r) = &mut self.router {
-            r.handle_timeout(now, &mut self.rng);
+            r.handle_timeout(now, self.rng.live());
         }
         if let Some(h) = &mut self.host {
             h.handle_timeout(now);
@@ -667,7 +682,7 @@ impl Session {
                     r = a.input(now, payload);
                 }
                 if let Some(p) = self.auth_peer.as_mut().filter(|p| method_matches(p.method())) {
-                    r = r.and(p.input(now, payload, &mut self.rng));
+                    r = r.and(p.input(now, payload, self.rng.live()));
                 }
                 r
             }
@@ -677,12 +692,13 @@ impl Session {
                 if self.phase == Phase::Network {
                     match protocol {
                         Protocol::IPCP => {
-                            self.ipcp.as_mut().map_or(Ok(()), |f| f.input_ncp(now, payload, &mut self.rng))
+                            self.ipcp.as_mut().map_or(Ok(()), |f| f.input_ncp(now, payload, self.rng.live()))
                         }
-                        Protocol::IPV6CP => {
-                            self.ipv6cp.as_mut().map_or(Ok(()), |f| f.input_ncp(now, payload, &mut self.rng))
-                        }
-                        _ => self.ccp.as_mut().map_or(Ok(()), |f| f.input_ncp(now, payload, &mut self.rng)),
+                        Protocol::IPV6CP => self
+                            .ipv6cp
+                            .as_mut()
+                            .map_or(Ok(()), |f| f.input_ncp(now, payload, self.rng.live())),
+                        _ => self.ccp.as_mut().map_or(Ok(()), |f| f.input_ncp(now, payload, self.rng.live())),
                     }
                 } else {
                     Ok(())
@@ -735,7 +751,7 @@ impl Session {
     }
 
     fn input_lcp(&mut self, now: Instant, payload: &[u8]) -> Result<(), Error> {
-        let extra = self.lcp.input(now, payload, &mut self.rng)?;
+        let extra = self.lcp.input(now, payload, self.rng.live())?;
         let opened = self.lcp.is_opened();
         match extra {
             Some(LcpRepr::EchoRequest { identifier, data, .. }) if opened => {
@@ -850,6 +866,8 @@ impl Session {
         for packet in nd_out {
             self.send(Protocol::IPV6, &packet);
         }
+        // Idle until the next input: the generator's buffer goes.
+        self.rng.settle();
     }
 
     fn pump_machines(&mut self, now: Instant) {
@@ -897,7 +915,11 @@ impl Session {
         match protocol {
             Protocol::IPCP => drain(&mut self.ipcp),
             Protocol::IPV6CP => drain(&mut self.ipv6cp),
-            _ => drain(&mut self.ccp),
+            _ => self
+                .ccp
+                .as_mut()
+                .map(|f| std::iter::from_fn(|| f.poll_action()).collect())
+                .unwrap_or_default(),
         }
     }
 
@@ -962,8 +984,8 @@ impl Session {
         self.cause = None;
         self.phase = Phase::Establish;
         self.lcp.down();
-        self.lcp.up(now, &mut self.rng);
-        self.lcp.open(now, &mut self.rng);
+        self.lcp.up(now, self.rng.live());
+        self.lcp.open(now, self.rng.live());
     }
 
     /// Client: how many times the link was started again after a failure.
@@ -985,13 +1007,17 @@ impl Session {
             .auth
             .as_ref()
             .and_then(AuthMethod::from_protocol)
-            .map(|method| self.start_authenticator(method, now));
+            .map(|method| Box::new(self.start_authenticator(method, now)));
         // The peer authenticates us with what we acknowledged in its request.
         self.auth_peer =
             match (peer.auth.as_ref().and_then(AuthMethod::from_protocol), &self.config.credentials) {
-                (Some(method), Some(credentials)) => {
-                    Some(AuthPeer::start(method, credentials.clone(), self.config.auth, now, &mut self.rng))
-                }
+                (Some(method), Some(credentials)) => Some(Box::new(AuthPeer::start(
+                    method,
+                    credentials.clone(),
+                    self.config.auth,
+                    now,
+                    self.rng.live(),
+                ))),
                 _ => None,
             };
         self.maybe_network(now);
@@ -999,7 +1025,7 @@ impl Session {
 
     fn start_authenticator(&mut self, method: AuthMethod, now: Instant) -> Authenticator {
         let config = self.config.auth;
-        match (self.proxy_auth.take(), method) {
+        match (self.proxy_auth.take().map(|p| *p), method) {
             (Some(ProxyAuth::Pap { identifier, username, password }), AuthMethod::Pap) => {
                 let mut pap = PapAuthenticator::new(config, now);
                 pap.proxy(identifier, &username, &password);
@@ -1011,7 +1037,7 @@ impl Session {
                 ))
             }
             // No (matching) proxy data: authenticate ourselves.
-            _ => Authenticator::start(method, self.config.hostname.as_bytes(), config, now, &mut self.rng),
+            _ => Authenticator::start(method, self.config.hostname.as_bytes(), config, now, self.rng.live()),
         }
     }
 
@@ -1058,16 +1084,16 @@ impl Session {
             return;
         }
         if let Some(f) = &mut self.ipcp {
-            f.open(now, &mut self.rng);
-            f.up(now, &mut self.rng);
+            f.open(now, self.rng.live());
+            f.up(now, self.rng.live());
         }
         if let Some(f) = &mut self.ipv6cp {
-            f.open(now, &mut self.rng);
-            f.up(now, &mut self.rng);
+            f.open(now, self.rng.live());
+            f.up(now, self.rng.live());
         }
         if let Some(f) = &mut self.ccp {
-            f.open(now, &mut self.rng);
-            f.up(now, &mut self.rng);
+            f.open(now, self.rng.live());
+            f.up(now, self.rng.live());
         }
     }
 
@@ -1137,7 +1163,7 @@ impl Session {
                     if let (NetworkConfig::Ipv6 { local_interface_identifier, .. }, Role::Client) =
                         (config, self.config.role)
                     {
-                        self.host = Some(nd::Host::new(now, local_interface_identifier));
+                        self.host = Some(Box::new(nd::Host::new(now, local_interface_identifier)));
                     }
                     self.events.push_back(SessionEvent::NetworkUp(config));
                 }

@@ -45,7 +45,7 @@ impl Core {
                 self.incoming_call(SessionKey::new(tid, session_id), peer_session_id)
             }
             Event::SessionUp { session_id, peer_session_id, info } => {
-                self.session_up(now, SessionKey::new(tid, session_id), peer_session_id, *info)
+                self.session_up(now, SessionKey::new(tid, session_id), peer_session_id, info)
             }
             Event::SessionDown { session_id, cause } => {
                 let key = SessionKey::new(tid, session_id);
@@ -82,7 +82,7 @@ impl Core {
     /// ICCN received: the session's entry is written (still Control: its
     /// PPP negotiation reaches us until a network protocol opens) and PPP
     /// starts.
-    fn session_up(&mut self, now: Instant, key: SessionKey, peer_sid: SessionId, info: SessionInfo) {
+    fn session_up(&mut self, now: Instant, key: SessionKey, peer_sid: SessionId, info: Box<SessionInfo>) {
         if !self.tunnels.contains_key(&key.tunnel) {
             return;
         }
@@ -98,8 +98,7 @@ impl Core {
             calling_number: String::from_utf8_lossy(info.calling_number.as_deref().unwrap_or_default())
                 .into_owned(),
         };
-        let mut config = self.cfg.ppp.clone();
-        config.lcp.mru = mru;
+        let config = self.ppp_config(mru);
         let mut ppp = ppp::Session::new(config, self.link_rng());
         match proxy_of(&info) {
             Some((lcp, auth)) => ppp.open_with_proxy(now, &lcp, auth),
@@ -113,7 +112,7 @@ impl Core {
                 info,
                 since: now,
                 ppp_frames_rx: 0,
-                ppp,
+                ppp: Box::new(ppp),
                 link,
                 mru,
                 slow_path: Default::default(),
@@ -143,6 +142,23 @@ impl Core {
             self.on_ppp_frame(now, key, frame);
         }
         self.drive_ppp(now, key);
+    }
+
+    /// The PPP configuration of a new link proposing `mru`, shared with
+    /// the other links of that MRU.
+    fn ppp_config(&mut self, mru: u16) -> std::sync::Arc<ppp::SessionConfig> {
+        if let Some(c) = self.ppp_configs.iter().find(|c| c.lcp.mru == mru) {
+            return c.clone();
+        }
+        let mut config = self.cfg.ppp.clone();
+        config.lcp.mru = mru;
+        if config.credentials.is_none() {
+            // As ppp::Session::new would for each link (else each copies it).
+            config.lcp.accept_auth.clear();
+        }
+        let config = std::sync::Arc::new(config);
+        self.ppp_configs.push(config.clone());
+        config
     }
 
     /// The session is gone (or never connected): its entry leaves the data

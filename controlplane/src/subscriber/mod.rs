@@ -172,11 +172,13 @@ pub struct Ipv6Record {
 pub struct Subscriber {
     pub peer_tunnel_id: TunnelId,
     pub peer_session_id: SessionId,
-    pub info: SessionInfo,
+    pub info: Box<SessionInfo>,
     #[serde(with = "crate::snapshot::instant")]
     pub since: Instant,
     pub ppp_frames_rx: u64,
-    pub ppp: ppp::Session,
+    /// Boxed, as `info`: the sessions' table moves and splits its nodes,
+    /// and a node's slack is a share of what it holds inline.
+    pub ppp: Box<ppp::Session>,
     pub link: Link,
     /// The MRU this session's LCP proposed (what the access link carries
     /// of a frame): nothing larger is sent to the subscriber either.
@@ -211,7 +213,7 @@ pub struct Subscriber {
     /// Per-subscriber timeouts from the backend, over the configured ones.
     pub session_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
-    pub acct: Option<accounting::Accounting>,
+    pub acct: Option<Box<accounting::Accounting>>,
     /// The pool the session's address was asked from (its rates apply).
     #[serde(default)]
     pub pool: Option<String>,
@@ -318,6 +320,9 @@ pub struct Core {
     routes: slowpath::RouteIndex,
     /// The MTU of each access interface, as the driver learned it.
     interface_mtu: BTreeMap<u32, u16>,
+    /// The PPP configuration new links share, one per MRU (cleared when
+    /// the configuration is reloaded).
+    ppp_configs: Vec<std::sync::Arc<ppp::SessionConfig>>,
     effects: VecDeque<Effect>,
 }
 
@@ -351,6 +356,7 @@ impl Core {
             ppp_timers: BTreeSet::new(),
             routes: Default::default(),
             interface_mtu: BTreeMap::new(),
+            ppp_configs: Vec::new(),
             effects: VecDeque::new(),
         })
     }
@@ -375,6 +381,7 @@ impl Core {
         self.endpoint.reconfigure(cfg.endpoint.clone());
         let peers = cfg.endpoint.peers.len();
         self.cfg = cfg;
+        self.ppp_configs.clear();
         Ok(format!(
             "{} IPv4 pools ({added} added, {removed} removed), {} IPv6 pools, {peers} peers; {} sessions kept",
             new.len(),

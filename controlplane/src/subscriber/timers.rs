@@ -119,7 +119,7 @@ impl Core {
             return;
         }
         self.acct_sessions += 1;
-        s.acct = Some(Accounting::new(cfg, self.acct_sessions, user, class, interim));
+        s.acct = Some(Box::new(Accounting::new(cfg, self.acct_sessions, user, class, interim)));
     }
 
     /// A network protocol opened: Accounting Start on the first, once the
