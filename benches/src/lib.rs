@@ -31,6 +31,14 @@ pub struct SetupRounds {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// The last round's seconds from its first call until every 100,000th
+    /// session was up (lacsim's `up_marks`).
+    pub up_marks: Vec<f64>,
+    /// When lacsim hung up the last round (StopCCN of every tunnel), ms
+    /// since the epoch.
+    pub hung_up_unix_ms: Option<f64>,
+    /// lacsim's largest peak resident memory over the rounds, KiB.
+    pub lacsim_peak_rss_kib: u64,
 }
 
 /// How lns-lacsim brings a round up.
@@ -90,6 +98,12 @@ pub fn setup_rounds(lab: &Lab, rounds: u32, round: &Round) -> Result<SetupRounds
         p50s.push(j["setup_latency_ms_p50"].as_f64().unwrap_or(0.0));
         r.p99_ms = r.p99_ms.max(j["setup_latency_ms_p99"].as_f64().unwrap_or(0.0));
         r.max_ms = r.max_ms.max(j["setup_latency_ms_max"].as_f64().unwrap_or(0.0));
+        r.up_marks = j["up_marks"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+            .unwrap_or_default();
+        r.hung_up_unix_ms = j["hung_up_unix_ms"].as_f64();
+        r.lacsim_peak_rss_kib = r.lacsim_peak_rss_kib.max(j["peak_rss_kib"].as_u64().unwrap_or(0));
         // Let the LNS release the round's sessions and addresses.
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
@@ -180,6 +194,44 @@ pub fn assert_released(pins: &Path, socket: &Path, wait: Duration) -> Result<()>
             bail!("left behind after {wait:?}: maps {counts:?}, control plane {held:?}");
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The kernel memory of every map pinned in `pins` (bpftool's
+/// `bytes_memlock`), by name, largest first.
+pub fn map_memory(pins: &Path) -> Result<Vec<(String, u64)>> {
+    let mut maps = Vec::new();
+    for entry in std::fs::read_dir(pins).with_context(|| format!("reading {}", pins.display()))? {
+        let path = entry?.path();
+        let out = std::process::Command::new("bpftool")
+            .args(["-j", "map", "show", "pinned"])
+            .arg(&path)
+            .output()
+            .context("running bpftool (apt-get install bpftool)")?;
+        let Ok(j) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else { continue };
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if let Some(bytes) = j["bytes_memlock"].as_u64() {
+            maps.push((name, bytes));
+        }
+    }
+    maps.sort_by(|a, b| b.1.cmp(&a.1));
+    Ok(maps)
+}
+
+/// Waits up to `wait` until every map a session writes (pinned in
+/// `pins`) is empty; the time it happened. Err says what is left.
+pub fn wait_maps_empty(pins: &Path, wait: Duration) -> Result<std::time::SystemTime> {
+    let maps = lns_bpf::open_pinned(pins).context("opening the pinned maps")?;
+    let t0 = Instant::now();
+    loop {
+        let counts = maps.entry_counts();
+        if counts.values().all(|n| *n == 0) {
+            return Ok(std::time::SystemTime::now());
+        }
+        if t0.elapsed() > wait {
+            bail!("maps not empty after {wait:?}: {counts:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

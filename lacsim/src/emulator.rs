@@ -225,7 +225,13 @@ pub struct Summary {
     /// Name servers the LNS handed out in IPCP (RFC 1877), over all
     /// subscribers.
     pub dns_servers: Vec<Ipv4Addr>,
+    /// Seconds from the first call until every [`UP_MARK`]th session was
+    /// up (100,000, 200,000, ...): the set-up rate along a large round.
+    pub up_marks: Vec<f64>,
 }
+
+/// Sessions between two of [`Summary::up_marks`].
+pub const UP_MARK: u64 = 100_000;
 
 pub struct Emulator {
     cfg: EmulatorConfig,
@@ -239,6 +245,7 @@ pub struct Emulator {
     latency_us: Histogram<u64>,
     first_call: Option<Instant>,
     last_up: Option<Instant>,
+    up_marks: Vec<f64>,
     tunnels_up: u32,
     tunnels_failed: u32,
     failed: u32,
@@ -411,6 +418,7 @@ impl Emulator {
             latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds"),
             first_call: None,
             last_up: None,
+            up_marks: Vec::new(),
             tunnels_up: 0,
             tunnels_failed: 0,
             failed: 0,
@@ -694,6 +702,7 @@ impl Emulator {
             sessions_answered: answered as u32,
             sessions_unanswered: unanswered.into_iter().take(20).collect(),
             dns_servers: self.dns_learned.iter().copied().collect(),
+            up_marks: self.up_marks.clone(),
         }
     }
 
@@ -985,6 +994,10 @@ impl Emulator {
                     let called = self.first_called.get(&s.number).copied().unwrap_or(s.called_at);
                     let _ = self.latency_us.record(now.duration_since(called).as_micros().max(1) as u64);
                     self.last_up = Some(now);
+                    if self.latency_us.len() % UP_MARK == 0 {
+                        let since = self.first_call.map_or(0.0, |c| now.duration_since(c).as_secs_f64());
+                        self.up_marks.push(since);
+                    }
                     if self.cfg.traffic.is_some_and(|tr| tr.pps > 0.0) {
                         s.next_packet = Some(now);
                     }

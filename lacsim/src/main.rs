@@ -262,6 +262,9 @@ async fn main() -> Result<()> {
     let mut buf = vec![0u8; 65536];
     let mut settled_at: Option<Instant> = None;
     let mut closing_at: Option<Instant> = None;
+    // When we hung up, by the wall clock: whoever waits for the LNS to
+    // forget the sessions measures from here.
+    let mut hung_up_at: Option<std::time::SystemTime> = None;
     let mut last_progress = start;
     let mut last_timer = start;
     let long_run = (args.tunnels * args.sessions_per_tunnel) > 50 || args.hold > 2.0;
@@ -324,6 +327,7 @@ async fn main() -> Result<()> {
             if closing_at.is_none() && (held || stop_asked) {
                 emu.teardown(now);
                 closing_at = Some(now);
+                hung_up_at = Some(std::time::SystemTime::now());
                 continue;
             }
         }
@@ -390,7 +394,13 @@ async fn main() -> Result<()> {
         eprintln!();
     }
     if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        let mut j = serde_json::to_value(&summary)?;
+        let unix_ms = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        };
+        j["hung_up_unix_ms"] = hung_up_at.map(unix_ms).into();
+        j["peak_rss_kib"] = peak_rss_kib().into();
+        println!("{j}");
     } else {
         println!(
             "tunnels {} up {} failed; sessions {} up ({} IPv6) {} failed; calls {} given up, {} ended by the LNS, {} redials, {} PPP restarts; set-up {:.0}/s, latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms; data {} sent {} received {} lost ({} IPv6 sent {} received), {} sessions answered",
@@ -431,6 +441,12 @@ async fn send_all(sock: &L2tpSocket, batch: &mut Batch) -> Result<()> {
         }
         sock.writable().await?;
     }
+}
+
+/// Our peak resident memory (VmHWM), KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.split_whitespace().next()?.parse().ok()
 }
 
 /// The source address the kernel picks toward `to`.
