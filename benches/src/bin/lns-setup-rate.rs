@@ -101,7 +101,7 @@ fn main() -> Result<()> {
     let per_round = args.tunnels * args.sessions_per_tunnel;
     // Session ids are 16 bits per bank of tunnels; the data plane's table
     // below gives a round this large banks enough (see its slots).
-    let max_round = if args.ncp == "ipv6" { 200_000 } else { 250 };
+    let max_round = if args.ncp == "ipv6" { 1_000_000 } else { 250 };
     anyhow::ensure!(
         (1..=max_round).contains(&per_round),
         "tunnels × sessions-per-tunnel must be 1..={max_round} with --ncp {}",
@@ -233,7 +233,16 @@ fn rates(
     if store {
         cp_args.extend(["--keep-sessions", "--state-dir", state.path()]);
     }
-    let cp = start_cp(lab, pins, per_round, "", &cp_args)?;
+    // LCP echoes at most about 2,000 a second each way (every 10 s, the
+    // default, up to 20,000 sessions): more, on top of the set-ups, is
+    // more than lacsim and the LNS answer on one small machine.
+    let echo = (per_round / 2000).max(10);
+    let ppp = if echo > 10 { format!("echo_interval = \"{echo}s\"") } else { String::new() };
+    let cp = start_cp(lab, pins, per_round, &ppp, &cp_args)?;
+    // Its memory with the configuration (and the users file) read, before
+    // any session.
+    std::thread::sleep(Duration::from_millis(500));
+    let (rss_before, _) = rss_mib(cp.proc.pid());
     let rounds = args.sessions.div_ceil(per_round);
     let t0 = Instant::now();
     let res = lns_benches::setup_rounds(
@@ -255,7 +264,15 @@ fn rates(
         },
     )?;
     let elapsed = t0.elapsed();
+    // lacsim hung up (StopCCN of every tunnel) and left: until the data
+    // plane's maps are empty.
+    let emptied = lns_benches::wait_maps_empty(pins, Duration::from_secs(300));
+    let (_, peak) = rss_mib(cp.proc.pid());
     lns_benches::print_udp_errors(lab)?;
+    if echo > 10 {
+        println!("LCP echo every {echo} s (at most 2,000 a second at {per_round} sessions)");
+    }
+    print_scale(&res, per_round, rss_before, peak, pins, &emptied);
     // With loss a StopCCN may need its retransmissions: give the LNS time.
     let released = lns_benches::assert_released(pins, &cp.socket, Duration::from_secs(60));
     let stats = lns_benches::lns_stats(&cp.socket)?;
@@ -354,14 +371,79 @@ fn print_store(stats: &serde_json::Value, elapsed: Duration, sessions: u64) {
     );
     println!(
         "store: {:.2} session records and {:.2} tunnel records written per session; {} checkpoints \
-         ({:.2} s, {} holding up commits, {} errors; off the loop)",
+         ({:.2} s, {} holding up commits, {} errors; off the loop); {:.2} s taking the changed records from the \
+         core ({:.1} % of the time)",
         n("session_records") as f64 / sessions.max(1) as f64,
         n("tunnel_records") as f64 / sessions.max(1) as f64,
         n("checkpoints"),
         n("checkpoint_us") as f64 / 1e6,
         n("checkpoints_blocking"),
         n("checkpoint_errors"),
+        n("encode_us") as f64 / 1e6,
+        100.0 * n("encode_us") as f64 / 1e6 / secs,
     );
+}
+
+/// What a large round shows: the set-up rate per 100,000 sessions, the
+/// control plane's peak memory per session, lacsim's, the data plane's
+/// map memory and how long the hang-up took to empty the maps.
+fn print_scale(
+    res: &lns_benches::SetupRounds,
+    per_round: u32,
+    rss_before: f64,
+    peak: f64,
+    pins: &Path,
+    emptied: &Result<std::time::SystemTime>,
+) {
+    let mut last = 0.0;
+    for (i, t) in res.up_marks.iter().enumerate() {
+        println!(
+            "sessions {:>9}-{:<9} up at {:.0} sessions/s ({t:.1} s after the first call)",
+            i * 100_000,
+            (i + 1) * 100_000,
+            100_000.0 / (t - last).max(1e-9)
+        );
+        last = *t;
+    }
+    let per = |mib: f64| mib * 1024.0 * 1024.0 / f64::from(per_round.max(1));
+    println!(
+        "control plane peak RSS (VmHWM) {peak:.0} MiB: {:.0} bytes per session of the round ({per_round});          {rss_before:.0} MiB before the first session (configuration, {per_round} local users), so {:.0} bytes          per session over that",
+        per(peak),
+        per(peak - rss_before)
+    );
+    println!(
+        "lacsim peak RSS {:.0} MiB: {:.0} bytes per subscriber",
+        res.lacsim_peak_rss_kib as f64 / 1024.0,
+        per(res.lacsim_peak_rss_kib as f64 / 1024.0)
+    );
+    match lns_benches::map_memory(pins) {
+        Ok(maps) => {
+            let total: u64 = maps.iter().map(|m| m.1).sum();
+            let top: Vec<String> = maps
+                .iter()
+                .take(6)
+                .map(|(n, b)| format!("{n} {:.1}", *b as f64 / (1 << 20) as f64))
+                .collect();
+            println!(
+                "data plane maps: {:.1} MiB in {} maps (largest, MiB: {})",
+                total as f64 / (1 << 20) as f64,
+                maps.len(),
+                top.join(", ")
+            );
+        }
+        Err(e) => println!("data plane maps: {e:#}"),
+    }
+    match (emptied, res.hung_up_unix_ms) {
+        (Ok(at), Some(hung_up)) => {
+            let at_ms = at.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+            println!(
+                "hang-up (StopCCN of every tunnel) until every map was empty: {:.2} s",
+                (at_ms - hung_up) / 1000.0
+            );
+        }
+        (Ok(_), None) => println!("maps empty after the hang-up (lacsim gave no time of its hang-up)"),
+        (Err(e), _) => println!("after the hang-up: {e:#}"),
+    }
 }
 
 /// The resident and peak memory of process `pid`, MiB.

@@ -1137,10 +1137,11 @@ impl Driver {
         self.carry_out(Instant::now());
         if let Some(store) = self.store.as_mut() {
             let now = Instant::now();
-            let committed =
-                self.core.take_changes(now).map_err(anyhow::Error::from).and_then(|changes| {
-                    store.commit(&changes, std::time::SystemTime::now()).map_err(Into::into)
-                });
+            let changes = self.core.take_changes(now);
+            store.stats.encode_us += u64::try_from(now.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let committed = changes.map_err(anyhow::Error::from).and_then(|changes| {
+                store.commit(&changes, std::time::SystemTime::now()).map_err(Into::into)
+            });
             if let Err(e) = committed {
                 // Sent all the same: a peer left unanswered would retry and
                 // give up; a crash before the next good commit loses what
