@@ -192,6 +192,13 @@ fn subscriber(k: u32) -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 0xdb8, 0x1000 + t, s, 0, 0, 0, 1)
 }
 
+/// The length of the prefix under 2001:db8:1000::/36 that holds the /64s
+/// of `sessions` subscribers (at least a /46).
+fn pool_len(sessions: u32) -> u32 {
+    let last_tunnel = u32::from(ids(sessions.max(1) - 1).0);
+    48 - (last_tunnel + 1).next_power_of_two().trailing_zeros().max(2)
+}
+
 fn ids(k: u32) -> (u16, u16) {
     ((1 + k / PER_TUNNEL) as u16, (256 + k % PER_TUNNEL) as u16)
 }
@@ -587,11 +594,12 @@ fn start_lns(lab: &Lab, sessions: u32, args: &Args, mode: &str) -> Result<Subjec
     if args.busy_poll {
         dp_args.push("--busy-poll");
     }
-    // The /64s `subscriber` hands out: tunnels 1 and 2 (up to 130,560
-    // sessions) lie in a /46, up to 15 tunnels in a /44.
+    // The /64s `subscriber` hands out: tunnels 1 to 3 (up to 195,840
+    // sessions) lie in a /46, up to 15 tunnels in a /44, up to 31 (a
+    // million sessions are 16) in a /43.
+    let pool = format!("2001:db8:1000::/{}", pool_len(sessions));
     if !args.no_pools {
-        let pool = if sessions < 3 * PER_TUNNEL { "2001:db8:1000::/46" } else { "2001:db8:1000::/44" };
-        dp_args.extend(["--pool", pool]);
+        dp_args.extend(["--pool", &pool]);
     }
     let shape_ms = args.shape_ms.to_string();
     if args.shape_ms > 0 {
@@ -1452,7 +1460,10 @@ fn print_compare(
 
 #[cfg(test)]
 mod tests {
-    use super::{frame, median, scatter_multiplier, shuffled, trafgen_config, Dir, Macs, LEAN_GROUP};
+    use super::{
+        frame, median, pool_len, scatter_multiplier, shuffled, subscriber, trafgen_config, Dir, Macs,
+        LEAN_GROUP,
+    };
 
     /// The frames trafgen makes of one template line when its counters
     /// stand at `v`: `None` for the bytes a checksum function fills.
@@ -1537,6 +1548,24 @@ mod tests {
             }
             assert!(seen.iter().all(|&s| s), "every session has frames");
         }
+    }
+
+    #[test]
+    fn the_pool_holds_every_subscriber_s_prefix() {
+        for sessions in [1u32, 2, 65_280, 65_281, 195_840, 195_841, 979_200, 979_201, 1_000_000, 2_000_000] {
+            let len = pool_len(sessions);
+            let pool = u128::from(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0x1000, 0, 0, 0, 0, 0));
+            for k in [0, sessions / 2, sessions - 1] {
+                let a = u128::from(subscriber(k));
+                assert_eq!(
+                    a >> (128 - len),
+                    pool >> (128 - len),
+                    "{sessions} sessions: {k}th outside the /{len}"
+                );
+            }
+        }
+        assert_eq!(pool_len(100_000), 46);
+        assert_eq!(pool_len(1_000_000), 43);
     }
 
     #[test]
