@@ -18,10 +18,26 @@ impl Core {
         if self.dhcpv6_input(now, key, frame) {
             return;
         }
-        let Some(s) = self.sessions.get_mut(&key) else { return };
+        let Some(s) = self.established_ppp(key) else { return };
         s.ppp_frames_rx += 1;
         if let Err(ppp::Error::NotNeighbourDiscovery) = s.ppp.handle_frame(now, frame) {
             self.drop_datagram("ipv6_not_nd");
+        }
+    }
+
+    /// A session to hand PPP a frame or a timer. Once established, what
+    /// PPP does without an event (echoes, router solicitations answered,
+    /// its timers) goes to the store with the session's next change that
+    /// matters, not at once: each would rewrite the session's record, every
+    /// session's every few seconds. What matters comes with an event (a
+    /// link or a network protocol up or down, authentication), and
+    /// [`Core::on_ppp_event`] notes it. Before, it is noted (the store
+    /// writes a negotiating session once, whatever is noted).
+    pub(super) fn established_ppp(&mut self, key: SessionKey) -> Option<&mut Subscriber> {
+        if self.sessions.get(&key)?.network_up.is_some() {
+            self.sessions.untracked().get_mut(&key)
+        } else {
+            self.sessions.get_mut(&key)
         }
     }
 
@@ -29,7 +45,13 @@ impl Core {
     /// until it has nothing more; then files its next deadline.
     pub(super) fn drive_ppp(&mut self, now: Instant, key: SessionKey) {
         loop {
-            let Some(s) = self.sessions.get_mut(&key) else { return };
+            // As established_ppp, borrowing the sessions alone.
+            let s = if self.sessions.get(&key).is_some_and(|s| s.network_up.is_some()) {
+                self.sessions.untracked().get_mut(&key)
+            } else {
+                self.sessions.get_mut(&key)
+            };
+            let Some(s) = s else { return };
             let frames: Vec<Vec<u8>> = std::iter::from_fn(|| s.ppp.poll_transmit()).collect();
             let events: Vec<SessionEvent> = std::iter::from_fn(|| s.ppp.poll_event()).collect();
             if frames.is_empty() && events.is_empty() {

@@ -610,7 +610,7 @@ impl Core {
         let due: Vec<SessionKey> =
             self.ppp_timers.iter().take_while(|(t, _)| *t <= now).map(|(_, k)| *k).collect();
         for key in due {
-            match self.sessions.get_mut(&key) {
+            match self.established_ppp(key) {
                 Some(s) => s.ppp.handle_timeout(now),
                 None => {
                     // Gone without session_down: forget its deadline.

@@ -186,3 +186,42 @@ fn a_killed_tunnel_removes_its_sessions_records_without_writing_them() {
     assert_eq!((passes.written(a, true), passes.written(b, true)), before, "removed, not rewritten");
     assert_eq!(passes.store.counts().expect("counts"), (0, 0));
 }
+
+/// An established session's LCP echoes (every 10 s here) write nothing;
+/// a change that matters does (a dead subscriber's echoes failing ends
+/// it: its record goes).
+#[test]
+fn echoes_of_an_established_session_write_nothing() {
+    let mut lab = Lab::new(base_config());
+    let mut passes = Passes::new();
+    lab.dial(&["alice", "bob"]);
+    for _ in 0..50 {
+        passes.pass(&mut lab, Duration::from_millis(100));
+    }
+    let (a, b) = (lab.key("alice"), lab.key("bob"));
+    assert!(lab.forwarding(a) && lab.forwarding(b));
+    let frames = |lab: &Lab, k: SessionKey| {
+        let rows = lab.core.session_rows(lab.now);
+        rows.iter()
+            .find(|r| r.tunnel_id == k.tunnel.0 && r.session_id == k.session.0)
+            .map(|r| r.ppp_frames_rx)
+    };
+    let (before, written) = (frames(&lab, a), passes.written(a, true));
+    for _ in 0..60 {
+        passes.pass(&mut lab, Duration::from_secs(1));
+    }
+    assert!(
+        frames(&lab, a) >= before.map(|n| n + 5),
+        "alice answered her echoes: {before:?} {:?}",
+        frames(&lab, a)
+    );
+    assert_eq!(passes.written(a, true), written, "and none was written");
+    // Bob's CPE dies: his echoes fail, and he goes from the store.
+    let call = lab.lac_call("bob");
+    lab.subs.get_mut(&call).expect("bob").mute = true;
+    for _ in 0..60 {
+        passes.pass(&mut lab, Duration::from_secs(1));
+    }
+    assert!(lab.ended(b).is_some(), "bob's echoes failed");
+    assert_eq!(Store::session_keys(&passes.dir.path().join(FILE)).expect("keys"), vec![a]);
+}
