@@ -598,8 +598,15 @@ fn start_lns(lab: &Lab, sessions: u32, args: &Args, mode: &str) -> Result<Subjec
     // sessions) lie in a /46, up to 15 tunnels in a /44, up to 31 (a
     // million sessions are 16) in a /43.
     let pool = format!("2001:db8:1000::/{}", pool_len(sessions));
+    // A unit a /64: past the data plane's default 1,048,576 (a /44), room
+    // for the whole pool.
+    let units = 1u64 << (64 - pool_len(sessions));
+    let units_arg = units.to_string();
     if !args.no_pools {
         dp_args.extend(["--pool", &pool]);
+        if units > 1 << 20 {
+            dp_args.extend(["--pool-units", &units_arg]);
+        }
     }
     let shape_ms = args.shape_ms.to_string();
     if args.shape_ms > 0 {
