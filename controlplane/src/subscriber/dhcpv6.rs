@@ -133,8 +133,9 @@ pub struct NaBinding {
 }
 
 impl NaBinding {
-    /// The /128 routed beside the session's entry, if any.
-    fn route(&self) -> Option<Ipv6Addr> {
+    /// The /128 routed beside the session's entry (and into the slow
+    /// path's TUN), if any.
+    pub(super) fn route(&self) -> Option<Ipv6Addr> {
         (self.pooled && self.committed).then_some(self.address)
     }
 }
@@ -802,6 +803,7 @@ impl Core {
         if na.pooled {
             self.ipv6_pools.release(na.address, 128);
         }
+        self.sync_routes(key);
         na.pooled
     }
 
@@ -816,6 +818,7 @@ impl Core {
         if let Some(address) = s.ipv6.dhcpv6.na.as_ref().and_then(NaBinding::route) {
             self.effects.push_back(Effect::AddressRoute { key, address, add: true });
         }
+        self.sync_routes(key);
     }
 
     /// A session that ended (already out of the table): its routed

@@ -151,8 +151,9 @@ impl Core {
     }
 
     /// The routes a session's state calls for: its IPv4 address while
-    /// IPCP forwards it, its IPv6 prefix and delegated prefix while IPv6CP
-    /// does. Emits the differences.
+    /// IPCP forwards it, its IPv6 prefix, delegated prefix and DHCPv6
+    /// address from a pool (IA_NA, bound) while IPv6CP does. Emits the
+    /// differences.
     pub(super) fn sync_routes(&mut self, key: SessionKey) {
         if self.cfg.slow_path.is_none() {
             return;
@@ -167,6 +168,9 @@ impl Core {
                     w.insert((IpAddr::V6(p), len));
                     if let Some((d, dlen)) = s.ipv6.delegated {
                         w.insert((IpAddr::V6(d), dlen));
+                    }
+                    if let Some(a) = s.ipv6.dhcpv6.na.as_ref().and_then(super::dhcpv6::NaBinding::route) {
+                        w.insert((IpAddr::V6(a), 128));
                     }
                 }
                 w
@@ -213,6 +217,8 @@ impl Core {
             (IpAddr::V6(a), _) => {
                 s.ipv6.prefix.is_some_and(|p| in_prefix(a, p))
                     || s.ipv6.prefix.and(s.ipv6.delegated).is_some_and(|p| in_prefix(a, p))
+                    || s.ipv6.prefix.and(s.ipv6.dhcpv6.na.as_ref().and_then(super::dhcpv6::NaBinding::route))
+                        == Some(a)
             }
         };
         let forwarding = match src {

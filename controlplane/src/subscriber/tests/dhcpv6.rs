@@ -545,3 +545,42 @@ fn the_router_advertisement_flags_match_what_dhcpv6_gives() {
     let r = lab.dhcpv6("alice", &info).expect("Reply");
     assert_eq!(r.dns_servers, ["2001:db8:53::1".parse::<Ipv6Addr>().expect("a")]);
 }
+
+/// With the slow path on, a bound pool address is routed into its TUN as
+/// well (a /128, as the fast path's), so a session kept off the fast path
+/// gets its traffic; released, the route goes. Packets from it are the
+/// subscriber's own on the slow path, not spoofed.
+#[test]
+fn pool_addresses_are_routed_into_the_slow_path_while_bound() {
+    let mut cfg = na_pool_config();
+    cfg.slow_path = Some(SlowPathConfig { mss_clamp: true, icmp_source_v4: None, icmp_source_v6: None });
+    let mut lab = up(cfg, &["alice"]);
+    let mut sol = message(mt::SOLICIT, 1);
+    sol.rapid_commit = true;
+    sol.ia_pd.clear();
+    let bound = lab.dhcpv6("alice", &sol).expect("Reply");
+    let address = address_of(&bound).expect("address");
+    let route = (std::net::IpAddr::V6(address), 128);
+    assert!(lab.routes.contains(&route), "bound: into the TUN: {:?}", lab.routes);
+
+    let before = lab.core.stats(lab.now).slow_path.get("spoofed").copied().unwrap_or(0);
+    let mut packet = vec![0x60, 0, 0, 0, 0, 8, 17, 64];
+    packet.extend_from_slice(&address.octets());
+    packet.extend_from_slice(&"2001:db8:ffff::7".parse::<Ipv6Addr>().expect("a").octets());
+    packet.extend_from_slice(&[0x30, 0x39, 0, 7, 0, 8, 0, 0]);
+    let (t, s) = lab.lac_call("alice");
+    let frame = lns_wire::ppp::encapsulate(lns_wire::ppp::IPV6, false, false, &packet);
+    let tx = lab.lac.encapsulate(t, s, &frame, None, false).expect("data message");
+    let now = lab.now;
+    lab.core.handle_datagram(now, lac_addr(), Some(lns_addr().ip()), Some(2), &tx.payload);
+    lab.carry_out();
+    let stats = lab.core.stats(lab.now);
+    assert_eq!(stats.slow_path.get("spoofed").copied().unwrap_or(0), before, "{:?}", stats.slow_path);
+    assert_eq!(lab.delivered.last().map(|p| p.as_slice()), Some(&packet[..]), "to the kernel");
+
+    let mut rel = message(mt::RELEASE, 1);
+    rel.server_id = bound.server_id.clone();
+    rel.ia_pd.clear();
+    lab.dhcpv6("alice", &rel).expect("Reply");
+    assert!(!lab.routes.contains(&route), "released: out of the TUN: {:?}", lab.routes);
+}
