@@ -249,6 +249,8 @@ impl<P: OptionPolicy> Fsm<P> {
             // or a reply was received; retransmissions keep it.
             self.request_id = self.id();
             self.request = self.policy.request();
+            // Kept until the next request (a link holds it while open).
+            self.request.shrink_to_fit();
         }
         self.restart_count = self.restart_count.saturating_sub(1);
         self.deadline = Some(now + self.config.restart_interval);
