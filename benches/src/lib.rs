@@ -214,7 +214,7 @@ pub fn map_memory(pins: &Path) -> Result<Vec<(String, u64)>> {
             maps.push((name, bytes));
         }
     }
-    maps.sort_by(|a, b| b.1.cmp(&a.1));
+    maps.sort_by_key(|m| std::cmp::Reverse(m.1));
     Ok(maps)
 }
 

@@ -994,7 +994,7 @@ impl Emulator {
                     let called = self.first_called.get(&s.number).copied().unwrap_or(s.called_at);
                     let _ = self.latency_us.record(now.duration_since(called).as_micros().max(1) as u64);
                     self.last_up = Some(now);
-                    if self.latency_us.len() % UP_MARK == 0 {
+                    if self.latency_us.len().is_multiple_of(UP_MARK) {
                         let since = self.first_call.map_or(0.0, |c| now.duration_since(c).as_secs_f64());
                         self.up_marks.push(since);
                     }
