@@ -78,6 +78,7 @@ fn three_views(maps: &lns_bpf::Maps, socket: &Path, store: &Path) -> [BTreeSet<S
 /// control plane under them, and a restart.
 #[test]
 fn a_thousand_sessions_outlive_a_kill_9_of_the_control_plane() {
+    let _alone = common::alone();
     let lab = Lab::new(2).unwrap();
     let pins = PinDir::new().unwrap();
     let state = tempfile::tempdir().unwrap();
@@ -164,6 +165,7 @@ fn a_thousand_sessions_outlive_a_kill_9_of_the_control_plane() {
 /// noticed.
 #[test]
 fn kill_9_at_random_moments_of_a_churn_leaves_maps_store_and_sessions_agreeing() {
+    let _alone = common::alone();
     let lab = Lab::new(1).unwrap();
     let pins = PinDir::new().unwrap();
     let state = tempfile::tempdir().unwrap();
@@ -289,6 +291,7 @@ const SECRET: &str = "lns-test-secret";
 /// the whole session's counters.
 #[test]
 fn radius_accounting_goes_on_across_a_kill_9_and_the_stops_carry_the_whole_sessions() {
+    let _alone = common::alone();
     const N: usize = 200;
     let lab = Lab::new(1).unwrap();
     let pins = PinDir::new().unwrap();

@@ -19,6 +19,15 @@ pub fn lacsim(lab: &Lab, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(out.stdout.split(|b| *b == b'\n').find(|l| l.starts_with(b"{")).unwrap()).unwrap()
 }
 
+/// Held by tests of one binary that must not share the machine with each
+/// other (a loss budget of 0.1 % with a thousand subscribers does not
+/// survive two other labs starving the same two cores); a test that
+/// failed does not poison it for the next.
+pub fn alone() -> std::sync::MutexGuard<'static, ()> {
+    static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ALONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// lns-lacsim's arguments for a round: `tunnels` tunnels of `per_tunnel`
 /// subscribers each, named user%d with password pw%d (the lab's users
 /// file), with what a test adds (traffic, hold, rate, any other flag).
