@@ -195,6 +195,21 @@ impl NsProcess {
             }
             None => Command::new(cmd),
         };
+        // The process dies with the thread that started it: a test or a
+        // benchmark killed (a timeout's SIGKILL, no Drop run) leaves no
+        // daemon running on after its lab is gone. (Start it from the
+        // thread that owns it, not from one that ends first.)
+        // SAFETY: between fork and exec only prctl, which is
+        // async-signal-safe, runs in the child.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let child = command
             .args(args)
             .stdout(out)
