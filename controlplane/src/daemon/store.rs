@@ -49,8 +49,11 @@ use rusqlite::{params, Connection, OpenFlags};
 use crate::l2tp::{SessionId, TunnelId};
 use crate::subscriber::{Changes, RecordKey, Records, SessionKey, StoredRecord};
 
-/// The records' format; bump when a record's layout changes.
-pub const FORMAT: i64 = 1;
+/// The records' format; bump when a record's layout changes (postcard is
+/// positional: a field added anywhere changes it). 2: negotiating
+/// sessions' small records, IA_NA bindings from a pool, the PPP link's
+/// shared configuration and boxed parts.
+pub const FORMAT: i64 = 2;
 
 /// The store's file in the state directory.
 pub const FILE: &str = "sessions.sqlite";
