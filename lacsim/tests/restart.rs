@@ -60,12 +60,20 @@ fn a_restart_keeps_every_session() {
     assert!(wal_folded(state.path()), "closed: the log folded into the database");
     let maps = lns_bpf::open_pinned(pins.path()).unwrap();
     assert_eq!(maps.sessions().unwrap().len(), 5, "the entries stay while no control plane runs");
+    // A DHCPv6 address routed to one of them after the last commit (the
+    // store never heard of it): the next start takes the route out.
+    let (slot, _) = maps.sessions().unwrap()[0];
+    let stray: std::net::Ipv6Addr = "2001:db8:4ff::9".parse().unwrap();
+    maps.add_route_v6(stray, 128, slot).unwrap();
+    assert_eq!(maps.host_routes_v6().unwrap(), vec![(stray, slot)]);
 
     // The next start takes them back.
     let cp2 = lab.start_controlplane(pins.path(), 20, &keep).unwrap();
     let s = stats(&cp2.socket);
     assert_eq!((s["sessions_restored"].as_u64(), s["sessions"].as_u64()), (Some(5), Some(5)), "{s}");
     assert_eq!(s["sessions_reconciled"].as_u64(), Some(0), "{s}");
+    assert_eq!(s["sessions_reconciled_by"]["address_route_not_in_store"].as_u64(), Some(1), "{s}");
+    assert!(maps.host_routes_v6().unwrap().is_empty(), "the stray /128 is gone");
     // The store goes on being written as the sessions change.
     assert_eq!(Store::session_keys(&store).unwrap().len(), 5);
     // A new subscriber right after.

@@ -77,6 +77,22 @@ impl Maps {
         self.follow_unit(IpAddr::V6(Ipv6Addr::from(key.addr)), len, index)
     }
 
+    /// The IPv6 /128s in the trie and the slots they name (a syscall per
+    /// entry: for a restart's reconciliation, not the packet path).
+    pub fn host_routes_v6(&self) -> Result<Vec<(Ipv6Addr, u32)>, Error> {
+        let mut routes = Vec::new();
+        for k in self.sub_v6_lpm.keys() {
+            let Ok(key) = bytemuck::try_pod_read_unaligned::<LpmV6>(&k) else { continue };
+            if key.prefixlen != 128 {
+                continue;
+            }
+            if let Some(index) = read_index(&self.sub_v6_lpm, &k, "reading lns_sub_v6_lpm")? {
+                routes.push((Ipv6Addr::from(key.addr), index));
+            }
+        }
+        Ok(routes)
+    }
+
     pub fn remove_route_v6(&self, prefix: Ipv6Addr, len: u8) -> Result<bool, Error> {
         let key = lpm_v6(prefix, len)?;
         self.drop_unit(IpAddr::V6(Ipv6Addr::from(key.addr)), len)?;

@@ -228,6 +228,36 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
             }
             core.count_reconciled(crate::subscriber::snapshot::NOT_IN_STORE, removed);
             let ended = core.reconcile(now, &present);
+            // DHCPv6 addresses routed beside their entries: those the
+            // sessions taken back hold, in their slots; any other /128
+            // (written after the last commit, or of an entry removed
+            // above) would send its traffic to whoever gets that slot next.
+            if let Some(maps) = table.maps() {
+                let wanted: HashMap<std::net::Ipv6Addr, u32> = core
+                    .address_routes()
+                    .into_iter()
+                    .filter_map(|(key, a)| slots.get(&key).map(|slot| (a, *slot)))
+                    .collect();
+                let mut stale = 0;
+                for (address, slot) in maps.host_routes_v6().unwrap_or_default() {
+                    let entrys_own = table.read(slot).is_some_and(|e| {
+                        e.subscriber_ipv6_prefix() == Some((address, 128))
+                            || e.subscriber_delegated_prefix() == Some((address, 128))
+                    });
+                    if wanted.get(&address) != Some(&slot)
+                        && !entrys_own
+                        && maps.remove_route_v6(address, 128).is_ok()
+                    {
+                        stale += 1;
+                    }
+                }
+                for (address, slot) in wanted {
+                    if let Err(e) = maps.add_route_v6(address, 128, slot) {
+                        warn!(%address, slot, error = %e, "cannot route a DHCPv6 address taken back");
+                    }
+                }
+                core.count_reconciled_routes(crate::subscriber::snapshot::ADDRESS_ROUTE_NOT_IN_STORE, stale);
+            }
             let c = core.counters();
             info!(
                 tunnels = c.tunnels_restored,
@@ -1139,9 +1169,9 @@ impl Driver {
             let now = Instant::now();
             let changes = self.core.take_changes(now);
             store.stats.encode_us += u64::try_from(now.elapsed().as_micros()).unwrap_or(u64::MAX);
-            let committed = changes.map_err(anyhow::Error::from).and_then(|changes| {
-                store.commit(&changes, std::time::SystemTime::now()).map_err(Into::into)
-            });
+            let committed = changes
+                .map_err(anyhow::Error::from)
+                .and_then(|changes| store.commit(&changes, std::time::SystemTime::now()).map_err(Into::into));
             if let Err(e) = committed {
                 // Sent all the same: a peer left unanswered would retry and
                 // give up; a crash before the next good commit loses what

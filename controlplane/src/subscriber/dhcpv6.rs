@@ -778,6 +778,17 @@ impl Core {
         }
     }
 
+    /// The DHCPv6 addresses routed beside their sessions' entries (bound
+    /// IA_NA addresses from a pool), for a restart to match against the
+    /// data plane's.
+    pub fn address_routes(&self) -> Vec<(SessionKey, Ipv6Addr)> {
+        self.sessions
+            .iter()
+            .filter(|(_, s)| s.ipv6.prefix.is_some())
+            .filter_map(|(k, s)| s.ipv6.dhcpv6.na.as_ref().and_then(NaBinding::route).map(|a| (*k, a)))
+            .collect()
+    }
+
     /// The pooled delegated prefix and address a session holds (for a
     /// pool rebuild, and to give them back when it ends).
     pub(super) fn dhcpv6_pooled(s: &super::Subscriber) -> impl Iterator<Item = (Ipv6Addr, u8)> {

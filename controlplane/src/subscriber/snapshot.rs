@@ -163,6 +163,9 @@ pub const NO_TUNNEL: &str = "no_tunnel_in_store";
 pub const NO_CALL: &str = "no_l2tp_call_in_store";
 pub const NOT_IN_DATAPLANE: &str = "not_in_dataplane";
 pub const NOT_IN_STORE: &str = "not_in_store";
+/// A DHCPv6 address's route in the data plane that no session taken back
+/// holds (written after the last commit): removed.
+pub const ADDRESS_ROUTE_NOT_IN_STORE: &str = "address_route_not_in_store";
 pub const NEGOTIATING_AT_RESTART: &str = "negotiating_at_restart";
 
 /// What a store holds of a session, and so what a restart does with it.
@@ -511,6 +514,14 @@ impl Core {
 
     /// Sessions a restart could not take back, by why (see the constants
     /// of this module; the driver counts the entries it removed).
+    /// Data-plane routes of no session taken back, removed at a restart
+    /// (counted by why beside the sessions, not as sessions).
+    pub fn count_reconciled_routes(&mut self, why: &'static str, n: u64) {
+        if n > 0 {
+            *self.counters.reconciled.entry(why).or_default() += n;
+        }
+    }
+
     pub fn count_reconciled(&mut self, why: &'static str, n: u64) {
         if n > 0 {
             self.counters.sessions_reconciled += n;
