@@ -111,6 +111,9 @@ pub struct SessionRow {
     /// The prefix routed to the subscriber's router, while IPv6CP is open.
     #[serde(default)]
     pub delegated_prefix: Option<String>,
+    /// The address DHCPv6 bound to the subscriber (IA_NA), while bound.
+    #[serde(default)]
+    pub dhcpv6_address: Option<String>,
     pub age_secs: u64,
     /// RADIUS Acct-Session-Id, when the session is accounted (what a
     /// Disconnect-Request or CoA-Request can name it by).

@@ -380,6 +380,7 @@ fn dhcpcd_gets_an_address_from_the_na_pool_and_uses_it() {
     wait_until("the address and the prefix routed", Duration::from_secs(10), || {
         (map_entries(&pins, "lns_sub_v6_lpm") == 2).then_some(())
     });
+    assert_eq!(session(&cp)["dhcpv6_address"].as_str(), Some(address.as_str()), "lnsctl names the address");
 
     // Traffic from and to the address, through the fast path. dhcpcd puts
     // it on the TUN device; on the loopback as well (no duplicate address

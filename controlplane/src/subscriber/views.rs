@@ -170,6 +170,10 @@ impl Core {
                         .filter(|r| r.ipv6.prefix.is_some())
                         .and_then(|r| r.ipv6.delegated)
                         .map(|(p, l)| format!("{p}/{l}")),
+                    dhcpv6_address: rec
+                        .and_then(|r| r.ipv6.dhcpv6.na.as_ref())
+                        .filter(|na| na.committed)
+                        .map(|na| na.address.to_string()),
                     age_secs: rec.map(|r| now.saturating_duration_since(r.since).as_secs()).unwrap_or(0),
                     acct_session_id: rec.and_then(|r| r.acct.as_ref()).map(|a| a.session_id.clone()),
                     mtu: rec.map(|r| r.link.mtu),
