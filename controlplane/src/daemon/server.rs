@@ -1181,6 +1181,9 @@ impl Driver {
                     self.store_warned = Some(now);
                 }
             }
+        } else {
+            // No store: what changed goes nowhere, and is not kept.
+            self.core.discard_changes();
         }
         self.transmit();
         if let Some(r) = &self.radius {

@@ -324,6 +324,16 @@ impl Core {
         })
     }
 
+    /// Without a store: what changed is forgotten, not serialized (the
+    /// change sets would otherwise grow with every key ever used).
+    pub fn discard_changes(&mut self) {
+        let _ = self.endpoint.take_changes();
+        let _ = self.tunnels.take_dirty();
+        let _ = self.sessions.take_dirty();
+        let _ = self.calling.take_dirty();
+        let _ = self.stopping.take_dirty();
+    }
+
     /// Every record, as written at `now` (for a store written afresh, or a
     /// test). What had changed is forgotten: all of it is in here.
     pub fn snapshot(&mut self, now: Instant) -> Result<Records, RecordError> {

@@ -225,3 +225,24 @@ fn echoes_of_an_established_session_write_nothing() {
     assert!(lab.ended(b).is_some(), "bob's echoes failed");
     assert_eq!(Store::session_keys(&passes.dir.path().join(FILE)).expect("keys"), vec![a]);
 }
+
+/// Without a store the daemon discards what changed each pass: nothing of
+/// a session set up, nor of one gone, is left to grow the change sets.
+#[test]
+fn without_a_store_the_changes_are_discarded_not_kept() {
+    let mut lab = Lab::new(base_config());
+    lab.dial_numbered(20, 10);
+    for _ in 0..50 {
+        lab.run_for(Duration::from_millis(100));
+        lab.core.discard_changes();
+    }
+    assert_eq!(lab.keys.len(), 20);
+    let calls: Vec<(TunnelId, SessionId)> = lab.call_users.keys().copied().collect();
+    for (t, s) in calls {
+        lab.lac.close_session(lab.now, t, s, crate::l2tp::ResultCode::new(cdn::ADMINISTRATIVE)).expect("CDN");
+    }
+    lab.run_for(Duration::from_secs(2));
+    lab.core.discard_changes();
+    let changes = lab.core.take_changes(lab.now).expect("records");
+    assert!(changes.0.is_empty(), "nothing kept: {} records", changes.0.len());
+}
