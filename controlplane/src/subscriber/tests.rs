@@ -276,7 +276,10 @@ impl Lab {
                     );
                 }
                 Effect::AddressRoute { key, address, add: true } => {
-                    assert!(self.entries.contains_key(&key), "{address} routed to a session without an entry");
+                    assert!(
+                        self.entries.contains_key(&key),
+                        "{address} routed to a session without an entry"
+                    );
                     let old = self.address_routes.insert(address, key);
                     assert!(old.is_none_or(|k| k == key), "{address} routed to two sessions");
                 }
