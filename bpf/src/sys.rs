@@ -1191,30 +1191,6 @@ impl<T: bytemuck::Pod> Drop for MmapArray<T> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rx_queues_from_ethtool_or_rtnetlink() {
-        // Loopback has no channels (EOPNOTSUPP): rtnetlink answers.
-        assert_eq!(link_rx_queues(ifindex("lo").unwrap()).unwrap(), 1);
-        assert_eq!(rx_queue_count("lo").unwrap(), 1);
-        assert!(matches!(rx_queue_count("no-such-if0"), Err(Error::NoSuchInterface(_))));
-        assert!(link_rx_queues(u32::MAX >> 1).is_err(), "no such index");
-    }
-
-    #[test]
-    fn pin_dirs_must_be_on_bpffs() {
-        let err = check_pin_dir(&std::env::temp_dir().join("lns-not-bpffs")).unwrap_err();
-        assert!(err.to_string().contains("nsenter --net"), "{err}");
-        if Path::new("/sys/fs/bpf").exists() && check_pin_dir(Path::new("/sys/fs/bpf")).is_ok() {
-            // Not yet made: its nearest directory decides.
-            check_pin_dir(Path::new("/sys/fs/bpf/lns/not-made-yet")).unwrap();
-        }
-    }
-}
-
 /// Runs an XDP program `repeat` times in live-frame mode
 /// (BPF_F_TEST_XDP_LIVE_FRAMES) and returns the kernel's average time per
 /// frame: the steering program's and the bare reflector's cost are measured
@@ -1269,4 +1245,28 @@ pub(crate) fn xdp_test_run_verdict(
     };
     let out = prog.test_run(input).map_err(|e| Error::bpf("BPF_PROG_TEST_RUN", e))?;
     Ok((XdpAction::from_raw(out.return_value), out.duration))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rx_queues_from_ethtool_or_rtnetlink() {
+        // Loopback has no channels (EOPNOTSUPP): rtnetlink answers.
+        assert_eq!(link_rx_queues(ifindex("lo").unwrap()).unwrap(), 1);
+        assert_eq!(rx_queue_count("lo").unwrap(), 1);
+        assert!(matches!(rx_queue_count("no-such-if0"), Err(Error::NoSuchInterface(_))));
+        assert!(link_rx_queues(u32::MAX >> 1).is_err(), "no such index");
+    }
+
+    #[test]
+    fn pin_dirs_must_be_on_bpffs() {
+        let err = check_pin_dir(&std::env::temp_dir().join("lns-not-bpffs")).unwrap_err();
+        assert!(err.to_string().contains("nsenter --net"), "{err}");
+        if Path::new("/sys/fs/bpf").exists() && check_pin_dir(Path::new("/sys/fs/bpf")).is_ok() {
+            // Not yet made: its nearest directory decides.
+            check_pin_dir(Path::new("/sys/fs/bpf/lns/not-made-yet")).unwrap();
+        }
+    }
 }
