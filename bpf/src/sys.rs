@@ -522,14 +522,7 @@ impl Steering {
         ctx: TestRunContext,
         repeat: u32,
     ) -> Result<(TestRunResult, std::time::Duration), Error> {
-        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
-        // rx_queue_index, egress_ifindex. On input `data` is the metadata
-        // length (none) and `data_end` the frame length.
-        let mut ctx_in = [0u32; 6];
-        ctx_in[1] = frame.len() as u32;
-        ctx_in[3] = ctx.ingress_ifindex;
-        ctx_in[4] = ctx.rx_queue_index;
-        let mut ctx_in_bytes: Vec<u8> = ctx_in.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let mut ctx_in_bytes = xdp_md_in(frame, ctx);
         let mut ctx_out = [0u8; 24];
         let mut data_out = vec![0u8; frame.len() + 256];
         let with_ctx = ctx.ingress_ifindex != 0 || ctx.rx_queue_index != 0;
@@ -1191,6 +1184,14 @@ impl<T: bytemuck::Pod> Drop for MmapArray<T> {
     }
 }
 
+/// The `struct xdp_md` a test run starts from: data, data_end, data_meta,
+/// ingress_ifindex, rx_queue_index, egress_ifindex. On input `data` is the
+/// metadata's length (none) and `data_end` the frame's.
+fn xdp_md_in(frame: &[u8], ctx: TestRunContext) -> Vec<u8> {
+    let md = [0, frame.len() as u32, 0, ctx.ingress_ifindex, ctx.rx_queue_index, 0];
+    md.iter().flat_map(|v| v.to_ne_bytes()).collect()
+}
+
 /// Runs an XDP program `repeat` times in live-frame mode
 /// (BPF_F_TEST_XDP_LIVE_FRAMES) and returns the kernel's average time per
 /// frame: the steering program's and the bare reflector's cost are measured
@@ -1201,13 +1202,7 @@ pub(crate) fn xdp_test_run_live(
     ctx: TestRunContext,
     repeat: u32,
 ) -> Result<std::time::Duration, Error> {
-    // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
-    // rx_queue_index, egress_ifindex.
-    let mut ctx_in = [0u32; 6];
-    ctx_in[1] = frame.len() as u32;
-    ctx_in[3] = ctx.ingress_ifindex;
-    ctx_in[4] = ctx.rx_queue_index;
-    let mut ctx_in_bytes: Vec<u8> = ctx_in.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    let mut ctx_in_bytes = xdp_md_in(frame, ctx);
     let input = libbpf_rs::ProgramInput {
         context_in: Some(&mut ctx_in_bytes[..]),
         data_in: Some(frame),
@@ -1228,11 +1223,7 @@ pub(crate) fn xdp_test_run_verdict(
     ctx: TestRunContext,
     repeat: u32,
 ) -> Result<(XdpAction, std::time::Duration), Error> {
-    let mut ctx_in = [0u32; 6];
-    ctx_in[1] = frame.len() as u32;
-    ctx_in[3] = ctx.ingress_ifindex;
-    ctx_in[4] = ctx.rx_queue_index;
-    let mut ctx_in_bytes: Vec<u8> = ctx_in.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    let mut ctx_in_bytes = xdp_md_in(frame, ctx);
     let mut ctx_out = [0u8; 24];
     let mut data_out = vec![0u8; frame.len() + 256];
     let input = libbpf_rs::ProgramInput {
