@@ -215,8 +215,18 @@ fn passes_without_a_socket(lab: Lab, redirects: [Counter; 2]) {
     maps.set_xsk(0, acc.fd()).unwrap();
     maps.set_xsk(64, core.fd()).unwrap();
     redirected();
-    // Closing them takes them out too, as a killed data plane's are.
+    // Closing them takes them out too, as a killed data plane's are, once
+    // the last copy of the descriptor is gone (a child another test thread
+    // was starting may hold one for a moment).
     drop((acc, core));
+    let t0 = std::time::Instant::now();
+    while [(lab.access, &up), (lab.core, &down)]
+        .iter()
+        .any(|(i, f)| lab.run_on(*i, f).action != XdpAction::Pass)
+        && t0.elapsed() < std::time::Duration::from_secs(5)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     no_socket();
 }
 

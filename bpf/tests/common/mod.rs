@@ -374,6 +374,12 @@ impl BoundXsk {
         // (interface, queue), and libxdp is told not to load its program.
         let (tx, rx, fq_cq) =
             unsafe { xsk_rs::Socket::new(cfg, &umem, &ifname, queue) }.expect("bind AF_XDP socket");
+        // libxdp opens the socket without SOCK_CLOEXEC: a process another
+        // test thread starts would keep a copy, and the socket in the
+        // map, after this one is closed.
+        use std::os::fd::AsRawFd;
+        // SAFETY: F_SETFD on a descriptor the queues own and keep open.
+        unsafe { libc::fcntl(rx.fd().as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
         BoundXsk { rx, tx, fq_cq, umem }
     }
 
