@@ -942,6 +942,19 @@ fn slow_path_config() -> CoreConfig {
 }
 
 impl Lab {
+    /// `user` on a tunnel of its own, with a call whose LAC requires
+    /// sequencing (L2TP Ns/Nr on data), up after 5 s.
+    fn dial_sequenced(&mut self, user: &str) -> SessionKey {
+        let t = self.lac.connect(self.now, lns_addr()).expect("connect");
+        self.lac_tunnels.push(t);
+        self.run_for(Duration::from_secs(1));
+        let info = SessionInfo { sequencing_required: true, ..SessionInfo::default() };
+        let s = self.lac.open_session(self.now, t, info).expect("ICRQ");
+        self.call_users.insert((t, s), user.into());
+        self.run_for(Duration::from_secs(5));
+        self.key(user)
+    }
+
     /// The LAC sends `packet` in a PPP frame on `user`'s call.
     fn send_ip(&mut self, user: &str, packet: &[u8]) {
         let (t, s) = self.lac_call(user);
@@ -1078,14 +1091,7 @@ fn the_mru_derives_from_the_access_link() {
 #[test]
 fn a_sequenced_session_s_slow_path_packets_carry_the_driver_s_ns_and_a_clamped_mss() {
     let mut lab = Lab::new(slow_path_config());
-    let t = lab.lac.connect(lab.now, lns_addr()).expect("connect");
-    lab.lac_tunnels.push(t);
-    lab.run_for(Duration::from_secs(1));
-    let info = SessionInfo { sequencing_required: true, ..SessionInfo::default() };
-    let s = lab.lac.open_session(lab.now, t, info).expect("ICRQ");
-    lab.call_users.insert((t, s), "alice".into());
-    lab.run_for(Duration::from_secs(5));
-    let key = lab.key("alice");
+    let key = lab.dial_sequenced("alice");
     let alice = lab.entries[&key].subscriber_ipv4().expect("alice's address");
     let mtu = lab.entries[&key].mtu;
     let core_host = Ipv4Addr::new(203, 0, 113, 7);
@@ -1136,14 +1142,7 @@ fn a_sequenced_session_s_slow_path_packets_carry_the_driver_s_ns_and_a_clamped_m
 fn a_sequenced_session_gets_an_mru_4_bytes_smaller() {
     let mut lab = Lab::new(base_config());
     lab.core.set_interface_mtu(2, 1300);
-    let t = lab.lac.connect(lab.now, lns_addr()).expect("connect");
-    lab.lac_tunnels.push(t);
-    lab.run_for(Duration::from_secs(1));
-    let info = SessionInfo { sequencing_required: true, ..SessionInfo::default() };
-    let s = lab.lac.open_session(lab.now, t, info).expect("ICRQ");
-    lab.call_users.insert((t, s), "alice".into());
-    lab.run_for(Duration::from_secs(5));
-    let key = lab.key("alice");
+    let key = lab.dial_sequenced("alice");
     assert_eq!(lab.core.session(key).expect("up").ppp.lcp_negotiated().0.mru, 1256);
     assert_eq!(lab.entries[&key].mtu, 1256);
 }
