@@ -5,7 +5,7 @@
 //! is the fast path's per-session byte counters (`lnsctl session show`).
 
 mod common;
-use common::{lnsctl_json, resolve_neighbours, start_dp};
+use common::{lnsctl_json, resolve_neighbours, start_dp, Subscribers};
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,21 @@ const WINDOW: Duration = Duration::from_secs(10);
 
 fn sessions(cp: &ControlPlane) -> Vec<serde_json::Value> {
     lnsctl_json(&cp.socket, &["session", "list"]).as_array().cloned().unwrap_or_default()
+}
+
+/// `n` subscribers (user1.., RADIUS passwords rad1..) sending 1,000
+/// packets of 1,000 bytes a second each way (8 Mbit/s), held up for a
+/// minute; returns once all of them forward.
+fn flood(lab: &Lab, cp: &ControlPlane, n: u32) -> NsProcess {
+    let mut args = vec!["--server", "192.0.2.1:1701", "--json"];
+    let round = Subscribers::new(1, n).arg("--auth", "pap").password("rad%d").traffic("1000,1000").hold("60");
+    args.extend(round.args());
+    let sim = NsProcess::spawn(&lab.lac, &workspace_bin("lns-lacsim").unwrap(), &args).unwrap();
+    wait_until(&format!("{n} sessions forwarding"), Duration::from_secs(20), || {
+        let rows = sessions(cp);
+        (rows.iter().filter(|r| r["dataplane_state"] == "forwarding").count() == n as usize).then_some(())
+    });
+    sim
 }
 
 fn wait_until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
@@ -102,34 +117,7 @@ fn rates_from_radius_police_each_way_and_a_coa_halves_them() {
     let _echo = UdpEcho::start(&lab.core, "203.0.113.7:7").unwrap();
     // 1,000 packets of 1,000 bytes a second each: 8 Mbit/s, four times
     // the limit.
-    let _sim = NsProcess::spawn(
-        &lab.lac,
-        &workspace_bin("lns-lacsim").unwrap(),
-        &[
-            "--server",
-            "192.0.2.1:1701",
-            "--json",
-            "--tunnels",
-            "1",
-            "--sessions-per-tunnel",
-            "3",
-            "--auth",
-            "pap",
-            "--user",
-            "user%d",
-            "--password",
-            "rad%d",
-            "--traffic",
-            "1000,1000",
-            "--hold",
-            "60",
-        ],
-    )
-    .unwrap();
-    wait_until("3 sessions forwarding", Duration::from_secs(20), || {
-        let rows = sessions(&cp);
-        (rows.iter().filter(|r| r["dataplane_state"] == "forwarding").count() == 3).then_some(())
-    });
+    let _sim = flood(&lab, &cp, 3);
     let (_, _, show) = counters(&cp, "user1");
     assert_eq!((show["rate_down"].as_u64(), show["rate_up"].as_u64()), (Some(LIMIT), Some(0)), "{show}");
     // Past the first burst.
@@ -201,34 +189,7 @@ fn rates_from_a_configured_text_attribute_and_a_coa_changes_them() {
     resolve_neighbours(&lab);
     let _echo = UdpEcho::start(&lab.core, "203.0.113.7:7").unwrap();
     // 8 Mbit/s each way per session: four times the limit.
-    let _sim = NsProcess::spawn(
-        &lab.lac,
-        &workspace_bin("lns-lacsim").unwrap(),
-        &[
-            "--server",
-            "192.0.2.1:1701",
-            "--json",
-            "--tunnels",
-            "1",
-            "--sessions-per-tunnel",
-            "2",
-            "--auth",
-            "pap",
-            "--user",
-            "user%d",
-            "--password",
-            "rad%d",
-            "--traffic",
-            "1000,1000",
-            "--hold",
-            "60",
-        ],
-    )
-    .unwrap();
-    wait_until("2 sessions forwarding", Duration::from_secs(20), || {
-        let rows = sessions(&cp);
-        (rows.iter().filter(|r| r["dataplane_state"] == "forwarding").count() == 2).then_some(())
-    });
+    let _sim = flood(&lab, &cp, 2);
     let (_, _, show) = counters(&cp, "user1");
     assert_eq!((show["rate_down"].as_u64(), show["rate_up"].as_u64()), (Some(LIMIT), Some(0)), "{show}");
     let (_, _, show) = counters(&cp, "user2");

@@ -52,6 +52,14 @@ impl Subscribers {
         self.arg("--hold", secs)
     }
 
+    /// The subscribers' passwords (`%d`: the number), instead of pw%d.
+    pub fn password(mut self, pattern: &str) -> Subscribers {
+        if let Some(i) = self.0.iter().position(|a| a == "--password") {
+            self.0[i + 1] = pattern.to_string();
+        }
+        self
+    }
+
     pub fn arg(mut self, flag: &str, value: &str) -> Subscribers {
         self.0.push(flag.to_string());
         self.0.push(value.to_string());
