@@ -80,6 +80,6 @@ impl Reflector {
         ctx: TestRunContext,
         repeat: u32,
     ) -> Result<(XdpAction, std::time::Duration), Error> {
-        crate::sys::xdp_test_run_verdict(&self.skel.progs.reflect_xdp, frame, ctx, repeat)
+        crate::sys::xdp_test_run(&self.skel.progs.reflect_xdp, frame, ctx, repeat).map(|(a, d, _)| (a, d))
     }
 }

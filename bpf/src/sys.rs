@@ -522,23 +522,7 @@ impl Steering {
         ctx: TestRunContext,
         repeat: u32,
     ) -> Result<(TestRunResult, std::time::Duration), Error> {
-        let mut ctx_in_bytes = xdp_md_in(frame, ctx);
-        let mut ctx_out = [0u8; 24];
-        let mut data_out = vec![0u8; frame.len() + 256];
-        let with_ctx = ctx.ingress_ifindex != 0 || ctx.rx_queue_index != 0;
-
-        let input = libbpf_rs::ProgramInput {
-            context_in: with_ctx.then_some(&mut ctx_in_bytes[..]),
-            context_out: with_ctx.then_some(&mut ctx_out[..]),
-            data_in: Some(frame),
-            data_out: Some(&mut data_out[..]),
-            repeat,
-            ..Default::default()
-        };
-        let out = self.skel.progs.lns_xdp.test_run(input).map_err(|e| Error::bpf("BPF_PROG_TEST_RUN", e))?;
-        let action = XdpAction::from_raw(out.return_value);
-        let per_run = out.duration;
-        let data = out.data.map(|d| d.to_vec()).unwrap_or_default();
+        let (action, per_run, data) = xdp_test_run(&self.skel.progs.lns_xdp, frame, ctx, repeat)?;
         // The program prepends lns_xdp_meta to frames it redirects and
         // otherwise leaves the length alone.
         let (meta, frame) = if data.len() == frame.len() + XdpMeta::ROOM {
@@ -1215,27 +1199,31 @@ pub(crate) fn xdp_test_run_live(
 }
 
 /// Runs an XDP program `repeat` times on `frame` (BPF_PROG_TEST_RUN, the
-/// verdict not carried out) and returns its verdict and the kernel's
-/// average time per run.
-pub(crate) fn xdp_test_run_verdict(
+/// verdict not carried out) and returns its verdict, the kernel's average
+/// time per run and the frame as the program left it.
+pub(crate) fn xdp_test_run(
     prog: &libbpf_rs::ProgramMut<'_>,
     frame: &[u8],
     ctx: TestRunContext,
     repeat: u32,
-) -> Result<(XdpAction, std::time::Duration), Error> {
+) -> Result<(XdpAction, std::time::Duration, Vec<u8>), Error> {
     let mut ctx_in_bytes = xdp_md_in(frame, ctx);
     let mut ctx_out = [0u8; 24];
     let mut data_out = vec![0u8; frame.len() + 256];
+    // Without an interface or queue the kernel runs the program on its
+    // own; the context is passed only when it says something.
+    let with_ctx = ctx.ingress_ifindex != 0 || ctx.rx_queue_index != 0;
     let input = libbpf_rs::ProgramInput {
-        context_in: Some(&mut ctx_in_bytes[..]),
-        context_out: Some(&mut ctx_out[..]),
+        context_in: with_ctx.then_some(&mut ctx_in_bytes[..]),
+        context_out: with_ctx.then_some(&mut ctx_out[..]),
         data_in: Some(frame),
         data_out: Some(&mut data_out[..]),
         repeat,
         ..Default::default()
     };
     let out = prog.test_run(input).map_err(|e| Error::bpf("BPF_PROG_TEST_RUN", e))?;
-    Ok((XdpAction::from_raw(out.return_value), out.duration))
+    let data = out.data.map(|d| d.to_vec()).unwrap_or_default();
+    Ok((XdpAction::from_raw(out.return_value), out.duration, data))
 }
 
 #[cfg(test)]
