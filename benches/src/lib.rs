@@ -37,6 +37,11 @@ pub struct SetupRounds {
     /// When lacsim hung up the last round (StopCCN of every tunnel), ms
     /// since the epoch.
     pub hung_up_unix_ms: Option<f64>,
+    /// lacsim's CPU time until each round's sessions had settled, summed
+    /// over the rounds (s), and when the last round settled (ms since the
+    /// epoch).
+    pub lacsim_setup_cpu_s: f64,
+    pub settled_unix_ms: Option<f64>,
     /// lacsim's largest peak resident memory over the rounds, KiB.
     pub lacsim_peak_rss_kib: u64,
 }
@@ -103,6 +108,8 @@ pub fn setup_rounds(lab: &Lab, rounds: u32, round: &Round) -> Result<SetupRounds
             .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
             .unwrap_or_default();
         r.hung_up_unix_ms = j["hung_up_unix_ms"].as_f64();
+        r.settled_unix_ms = j["settled_unix_ms"].as_f64();
+        r.lacsim_setup_cpu_s += j["settled_cpu_s"].as_f64().unwrap_or(0.0);
         r.lacsim_peak_rss_kib = r.lacsim_peak_rss_kib.max(j["peak_rss_kib"].as_u64().unwrap_or(0));
         // Let the LNS release the round's sessions and addresses.
         std::thread::sleep(std::time::Duration::from_millis(300));

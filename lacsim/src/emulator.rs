@@ -87,6 +87,10 @@ pub struct EmulatorConfig {
     /// [`Emulator::send_from_host`] is given goes up their session, and
     /// their addresses are reported by [`Emulator::poll_host_event`].
     pub host_links: u32,
+    /// Time between each subscriber's LCP Echo-Requests once its link is
+    /// up (RFC 1661 §5.8); None: the subscribers send none (they still
+    /// answer the LNS's).
+    pub echo_interval: Option<Duration>,
 }
 
 impl Default for EmulatorConfig {
@@ -107,6 +111,7 @@ impl Default for EmulatorConfig {
             ncp: Ncp::Ipv4,
             redial_holdoff: None,
             host_links: 0,
+            echo_interval: lns_controlplane::ppp::session::EchoConfig::default().interval,
         }
     }
 }
@@ -823,6 +828,7 @@ impl Emulator {
         if self.cfg.ncp.ipv6() {
             c.ipv6cp = Some(Ipv6cpConfig::default());
         }
+        c.echo.interval = self.cfg.echo_interval;
         c
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use lns_controlplane::daemon::udp::{Batch, L2tpSocket, Outgoing, BATCH};
+use lns_controlplane::daemon::udp::{Batch, L2tpSocket, Outgoing, RecvBatch, BATCH};
 use lns_controlplane::ppp::auth::AuthMethod;
 use lns_lacsim::emulator::{Emulator, EmulatorConfig, Ncp, Summary, Traffic};
 use lns_lacsim::trafgen;
@@ -125,7 +125,16 @@ struct Args {
     /// MTU of the TUN devices.
     #[arg(long, default_value_t = 1400)]
     tun_mtu: u16,
+    /// Seconds between each subscriber's LCP Echo-Requests once its link
+    /// is up; 0: none (the LNS's are still answered). A million
+    /// subscribers at the default 10 s are 100,000 echoes a second.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    echo_interval: f64,
 }
+
+/// Datagrams taken from the socket in one pass of the loop (a few
+/// recvmmsg(2) batches) before what they led to is sent.
+const RX_BURST: usize = 256;
 
 /// At most this many host subscribers (`--tun`).
 const MAX_HOST_LINKS: u32 = 16;
@@ -229,6 +238,7 @@ async fn main() -> Result<()> {
         },
         redial_holdoff: (args.redial_holdoff > 0.0).then(|| Duration::from_secs_f64(args.redial_holdoff)),
         host_links: if args.tun.is_some() { args.tunnels * args.sessions_per_tunnel } else { 0 },
+        echo_interval: (args.echo_interval > 0.0).then(|| Duration::from_secs_f64(args.echo_interval)),
         ..EmulatorConfig::default()
     };
     let mut hosts = match &args.tun {
@@ -259,12 +269,16 @@ async fn main() -> Result<()> {
     let start = Instant::now();
     emu.start(start)?;
 
-    let mut buf = vec![0u8; 65536];
+    let mut rx_batch = RecvBatch::new();
     let mut settled_at: Option<Instant> = None;
     let mut closing_at: Option<Instant> = None;
     // When we hung up, by the wall clock: whoever waits for the LNS to
     // forget the sessions measures from here.
     let mut hung_up_at: Option<std::time::SystemTime> = None;
+    // Our CPU time and the wall clock when every session had settled: what
+    // the set-ups cost us (a benchmark compares it with the LNS's).
+    let mut settled_cpu = None;
+    let mut settled_unix: Option<std::time::SystemTime> = None;
     let mut last_progress = start;
     let mut last_timer = start;
     let long_run = (args.tunnels * args.sessions_per_tunnel) > 50 || args.hold > 2.0;
@@ -291,6 +305,8 @@ async fn main() -> Result<()> {
             && (emu.settled() || stop_asked || now.duration_since(start).as_secs_f64() > args.timeout)
         {
             settled_at = Some(now);
+            settled_cpu = cpu_seconds();
+            settled_unix = Some(std::time::SystemTime::now());
             if let Some(path) = &args.trafgen_out {
                 let dev = args.trafgen_dev.as_deref().context("--trafgen-out needs --trafgen-dev")?;
                 let (SocketAddr::V4(lac), SocketAddr::V4(lns)) = (local, args.server) else {
@@ -352,15 +368,18 @@ async fn main() -> Result<()> {
             .max(now)
             .max(last_timer + TICK);
         tokio::select! {
-            r = sock.recv(&mut buf) => {
-                let rx = r?;
+            r = sock.recv_batch(&mut rx_batch) => {
+                r?;
                 let now = Instant::now();
-                emu.handle_datagram(now, rx.from, &buf[..rx.len]);
-                // The rest of a burst, in this pass.
-                for _ in 1..BATCH {
-                    match sock.try_recv(&mut buf)? {
-                        Some(rx) => emu.handle_datagram(now, rx.from, &buf[..rx.len]),
-                        None => break,
+                // A burst, a recvmmsg(2) batch at a time, in this pass.
+                let mut taken = 0;
+                loop {
+                    for (rx, data) in rx_batch.iter() {
+                        emu.handle_datagram(now, rx.from, data);
+                        taken += 1;
+                    }
+                    if taken >= RX_BURST || sock.try_recv_batch(&mut rx_batch)? == 0 {
+                        break;
                     }
                 }
             }
@@ -399,6 +418,9 @@ async fn main() -> Result<()> {
             t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
         };
         j["hung_up_unix_ms"] = hung_up_at.map(unix_ms).into();
+        j["settled_unix_ms"] = settled_unix.map(unix_ms).into();
+        j["settled_cpu_s"] = settled_cpu.into();
+        j["cpu_s"] = cpu_seconds().into();
         j["peak_rss_kib"] = peak_rss_kib().into();
         println!("{j}");
     } else {
@@ -441,6 +463,23 @@ async fn send_all(sock: &L2tpSocket, batch: &mut Batch) -> Result<()> {
         }
         sock.writable().await?;
     }
+}
+
+/// CPU time this process used so far (user and system), seconds.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_seconds_of(&stat)
+}
+
+/// User plus system time from a /proc/PID/stat line (fields 14 and 15,
+/// in clock ticks of 1/100 s, counted after the command's closing
+/// parenthesis).
+fn cpu_seconds_of(stat: &str) -> Option<f64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 /// Our peak resident memory (VmHWM), KiB.

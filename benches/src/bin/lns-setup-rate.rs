@@ -234,9 +234,12 @@ fn rates(
         cp_args.extend(["--keep-sessions", "--state-dir", state.path()]);
     }
     // LCP echoes at most about 2,000 a second each way (every 10 s, the
-    // default, up to 20,000 sessions): more, on top of the set-ups, is
-    // more than lacsim and the LNS answer on one small machine.
+    // default, up to 20,000 sessions), the LNS's and the subscribers'
+    // alike: more, on top of the set-ups, is more than lacsim and the LNS
+    // answer on one small machine (a million subscribers echoing every
+    // 10 s are 100,000 Echo-Requests a second, and as many replies).
     let echo = (per_round / 2000).max(10);
+    let echo_secs = echo.to_string();
     let ppp = if echo > 10 { format!("echo_interval = \"{echo}s\"") } else { String::new() };
     let cp = start_cp(lab, pins, per_round, &ppp, &cp_args)?;
     // Its memory with the configuration (and the users file) read, before
@@ -244,6 +247,7 @@ fn rates(
     std::thread::sleep(Duration::from_millis(500));
     let (rss_before, _) = rss_mib(cp.proc.pid());
     let rounds = args.sessions.div_ceil(per_round);
+    let cpu = CpuSampler::start(cp.proc.pid());
     let t0 = Instant::now();
     let res = lns_benches::setup_rounds(
         lab,
@@ -260,19 +264,33 @@ fn rates(
                 &args.timeout.to_string(),
                 "--redial-holdoff",
                 &args.redial_holdoff.to_string(),
+                "--echo-interval",
+                &echo_secs,
             ],
         },
     )?;
     let elapsed = t0.elapsed();
+    let cp_cpu = cpu.stop(if rounds == 1 { res.settled_unix_ms } else { None });
     // lacsim hung up (StopCCN of every tunnel) and left: until the data
     // plane's maps are empty.
     let emptied = lns_benches::wait_maps_empty(pins, Duration::from_secs(300));
     let (_, peak) = rss_mib(cp.proc.pid());
     lns_benches::print_udp_errors(lab)?;
     if echo > 10 {
-        println!("LCP echo every {echo} s (at most 2,000 a second at {per_round} sessions)");
+        println!(
+            "LCP echo every {echo} s, the LNS's and lacsim's (at most 2,000 a second each way at {per_round} sessions)"
+        );
     }
     print_scale(&res, per_round, rss_before, peak, pins, &emptied);
+    // CPU time per session: which of the two a core limits, and what a
+    // change to either costs, less blurred by a busy machine than the rate.
+    let per_session = |s: f64| s * 1e6 / res.up.max(1) as f64;
+    println!(
+        "CPU per session up, until the last was settled{}: control plane {:.0} µs, lacsim {:.0} µs",
+        if rounds == 1 { "" } else { " (control plane: over every round, hang-ups included)" },
+        per_session(cp_cpu),
+        per_session(res.lacsim_setup_cpu_s)
+    );
     // With loss a StopCCN may need its retransmissions: give the LNS time.
     let released = lns_benches::assert_released(pins, &cp.socket, Duration::from_secs(60));
     let stats = lns_benches::lns_stats(&cp.socket)?;
@@ -446,6 +464,62 @@ fn print_scale(
     }
 }
 
+/// Samples a process's CPU time (user and system) every 20 ms, so the
+/// time it had used at a given moment (when lacsim saw every session
+/// settled) can be told afterwards.
+struct CpuSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<(f64, f64)>>,
+}
+
+impl CpuSampler {
+    fn start(pid: u32) -> CpuSampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                if let Some(cpu) = cpu_seconds_of(&stat) {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+                    samples.push((now, cpu));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            samples
+        });
+        CpuSampler { stop, thread }
+    }
+
+    /// Seconds of CPU from the first sample to the last one at or before
+    /// `until` (ms since the epoch), or to the last one.
+    fn stop(self, until: Option<f64>) -> f64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let samples = self.thread.join().unwrap_or_default();
+        let first = samples.first().map_or(0.0, |s| s.1);
+        let last = samples
+            .iter()
+            .rev()
+            .find(|(t, _)| until.is_none_or(|u| *t <= u))
+            .or(samples.last())
+            .map_or(first, |s| s.1);
+        last - first
+    }
+}
+
+/// User plus system time from a /proc/PID/stat line (fields 14 and 15,
+/// in clock ticks of 1/100 s, counted after the command's closing
+/// parenthesis), seconds.
+fn cpu_seconds_of(stat: &str) -> Option<f64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
 /// The resident and peak memory of process `pid`, MiB.
 fn rss_mib(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -483,6 +557,9 @@ fn restart(lab: &Lab, pins: &Path, state: &StateDir, args: &Args, per_round: u32
         // Held until told to hang up.
         "--hold",
         "86400",
+        // The subscribers' echoes as the LNS's.
+        "--echo-interval",
+        "60",
     ];
     let round = lns_benches::Round {
         tunnels: args.tunnels,

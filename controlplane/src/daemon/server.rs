@@ -36,7 +36,7 @@ use super::radius::{self, Radius};
 use super::routes::{interface_mtus, MtuAsker, Routes};
 use super::store::{self, Store};
 use super::tun::TunDevice;
-use super::udp::{Batch, L2tpSocket, Outgoing, Received};
+use super::udp::{Batch, L2tpSocket, Outgoing, Received, RecvBatch};
 use crate::ctl::{RadiusServerRow, RadiusStatus, Request, Response};
 use crate::subscriber::{
     AuthAnswer, Core, CoreConfig, Effect, MapOp, Notice, Records, SessionKey, SlowPathConfig,
@@ -337,7 +337,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     let shutdown_grace = cfg.shutdown_grace;
     let keep_sessions = cfg.keep_sessions;
     let mut keep = false;
-    let mut buf = vec![0u8; 65536];
+    let mut rx_batch = RecvBatch::new();
     let mut tun_buf = vec![0u8; 65536];
     let mut drain_until: Option<Instant> = None;
     if d.core.draining() {
@@ -357,7 +357,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
             }
         };
         let wake = tokio::select! {
-            r = socket.recv(&mut buf) => Wake::Datagram(r),
+            r = socket.recv_batch(&mut rx_batch) => Wake::Datagrams(r),
             Some(p) = port_rx.recv() => Wake::PortDatagram(p),
             () = std::future::ready(()), if !d.slow_data.queue.is_empty() => Wake::DataBacklog,
             () = sleep => Wake::Timer,
@@ -388,14 +388,21 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         };
         let now = Instant::now();
         match wake {
-            Wake::Datagram(Ok(rx)) => {
-                d.received(now, &rx, &buf);
+            Wake::Datagrams(Ok(n)) => {
                 // A burst (a LAC bringing up many calls) is handled in
-                // one pass: the rest of what is waiting, then one flush.
-                for _ in 1..RX_BURST {
-                    match socket.try_recv(&mut buf) {
-                        Ok(Some(rx)) => d.received(now, &rx, &buf),
-                        Ok(None) => break,
+                // one pass: the rest of what is waiting, then one flush;
+                // taken a recvmmsg(2) batch at a time.
+                let mut taken = n;
+                loop {
+                    for (rx, data) in rx_batch.iter() {
+                        d.received(now, rx, data);
+                    }
+                    if taken >= RX_BURST {
+                        break;
+                    }
+                    match socket.try_recv_batch(&mut rx_batch) {
+                        Ok(0) => break,
+                        Ok(n) => taken += n,
                         Err(e) => {
                             warn!(error = %e, "UDP receive");
                             break;
@@ -417,7 +424,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
                 d.slow_data_turn(now);
             }
             Wake::DataBacklog => d.slow_data_turn(now),
-            Wake::Datagram(Err(e)) => warn!(error = %e, "UDP receive"),
+            Wake::Datagrams(Err(e)) => warn!(error = %e, "UDP receive"),
             Wake::Timer => d.core.handle_timeout(now),
             Wake::InterfaceMtu(ifindex, mtu) => d.core.set_interface_mtu(ifindex, mtu),
             Wake::Tun(Ok(n)) => {
@@ -646,7 +653,8 @@ fn core_config(
 }
 
 enum Wake {
-    Datagram(std::io::Result<Received>),
+    /// Datagrams from the L2TP socket, in the loop's batch.
+    Datagrams(std::io::Result<usize>),
     PortDatagram(PortDatagram),
     Timer,
     Command(Command),
@@ -887,6 +895,7 @@ impl Driver {
                 Effect::Authenticate(job) => {
                     // The backend answers in its own time; the answer comes
                     // back through the loop.
+                    let job = *job;
                     let answer = self.auth.authenticate(job.request.clone(), job.context);
                     let tx = self.auth_tx.clone();
                     tokio::spawn(async move {

@@ -13,8 +13,8 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use nix::sys::socket::{
-    recvmsg, sendmmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders,
-    SockaddrIn, SockaddrIn6, SockaddrLike, SockaddrStorage,
+    recvmmsg, recvmsg, sendmmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
+    MultiHeaders, SockaddrIn, SockaddrIn6, SockaddrLike, SockaddrStorage,
 };
 use tokio::io::Interest;
 
@@ -280,8 +280,77 @@ impl L2tpSocket {
         let mut iov = [io::IoSliceMut::new(buf)];
         let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo, u32);
         let msg = recvmsg::<SockaddrStorage>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())?;
-        let from = msg
-            .address
+        self.received(i, msg.address, msg.bytes, msg.cmsgs()?)
+    }
+
+    /// Waits for datagrams and takes up to [`RECV_BATCH`] of them with one
+    /// recvmmsg(2), as [`L2tpSocket::recv`] takes one: the control
+    /// socket's first.
+    pub async fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        loop {
+            let n = self.try_recv_batch(batch)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            match &self.data {
+                None => self.io.readable().await?,
+                Some(data) => tokio::select! {
+                    r = self.io.readable() => r?,
+                    r = data.readable() => r?,
+                },
+            }
+        }
+    }
+
+    /// What is waiting, up to [`RECV_BATCH`] datagrams, without waiting:
+    /// one system call for a burst instead of one per datagram. The
+    /// control socket's first (the data socket is read only when the
+    /// control socket has nothing), so a caller draining the sockets
+    /// meets the datagrams in the order [`L2tpSocket::try_recv`] gives
+    /// them. Returns how many `batch` now holds (0: none waiting).
+    pub fn try_recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        batch.got.clear();
+        for (i, s) in [Some(&self.io), self.data.as_ref()].into_iter().flatten().enumerate() {
+            match s.try_io(Interest::READABLE, || self.recv_many(s, i, batch)) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(0)
+    }
+
+    fn recv_many(&self, s: &tokio::net::UdpSocket, i: usize, batch: &mut RecvBatch) -> io::Result<usize> {
+        // Headers afresh for each call: the kernel writes each message's
+        // control length back into its header, and a header used again
+        // would offer only that much room the next time (a count of
+        // overflows appearing would then truncate the address info).
+        let mut headers: MultiHeaders<SockaddrStorage> =
+            MultiHeaders::preallocate(RECV_BATCH, Some(nix::cmsg_space!(libc::in6_pktinfo, u32)));
+        let mut iovs: Vec<[io::IoSliceMut; 1]> =
+            batch.buf.chunks_mut(MAX_DATAGRAM).map(|c| [io::IoSliceMut::new(c)]).collect();
+        let results = recvmmsg(s.as_raw_fd(), &mut headers, iovs.iter_mut(), MsgFlags::empty(), None)?;
+        for msg in results {
+            // One the kernel could not describe is left out, as a lost
+            // datagram is; its slot stays unused.
+            let r = msg
+                .cmsgs()
+                .map_err(io::Error::from)
+                .and_then(|c| self.received(i, msg.address, msg.bytes, c));
+            batch.got.push(r.ok());
+        }
+        Ok(batch.got.len())
+    }
+
+    /// A received datagram's addresses and the kernel's notes on it.
+    fn received(
+        &self,
+        i: usize,
+        address: Option<SockaddrStorage>,
+        bytes: usize,
+        cmsgs: impl Iterator<Item = ControlMessageOwned>,
+    ) -> io::Result<Received> {
+        let from = address
             .and_then(|a| {
                 if let Some(v4) = a.as_sockaddr_in() {
                     Some(SocketAddr::from((v4.ip(), v4.port())))
@@ -291,7 +360,7 @@ impl L2tpSocket {
             })
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "datagram without a source"))?;
         let (mut local, mut ifindex, mut overflowed) = (None, None, None);
-        for c in msg.cmsgs()? {
+        for c in cmsgs {
             match c {
                 ControlMessageOwned::Ipv4PacketInfo(pi) => {
                     local = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr))));
@@ -309,7 +378,7 @@ impl L2tpSocket {
                 _ => {}
             }
         }
-        Ok(Received { len: msg.bytes, from: canonical(from), local, ifindex, overflowed })
+        Ok(Received { len: bytes, from: canonical(from), local, ifindex, overflowed })
     }
 
     /// Sends a batch with sendmmsg(2), one system call per run of
@@ -447,6 +516,44 @@ fn v6_dest(to: SocketAddr) -> std::net::SocketAddrV6 {
 
 /// Datagrams per sendmmsg(2).
 pub const BATCH: usize = 64;
+
+/// Datagrams per recvmmsg(2).
+pub const RECV_BATCH: usize = 64;
+
+/// The largest UDP payload: each datagram of a [`RecvBatch`] has room for
+/// it, so none is cut short (the kernel reassembles fragments).
+const MAX_DATAGRAM: usize = 65536;
+
+/// Datagrams taken by one [`L2tpSocket::try_recv_batch`], each in a slot
+/// of its own. The slots' memory is reserved, not touched: only the pages
+/// datagrams were written to become resident.
+pub struct RecvBatch {
+    buf: Vec<u8>,
+    /// Each slot's datagram; None for one the kernel could not describe
+    /// (skipped, as a lost one).
+    got: Vec<Option<Received>>,
+}
+
+impl RecvBatch {
+    pub fn new() -> RecvBatch {
+        RecvBatch { buf: vec![0u8; RECV_BATCH * MAX_DATAGRAM], got: Vec::with_capacity(RECV_BATCH) }
+    }
+
+    /// The datagrams of the last receive, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Received, &[u8])> {
+        self.got.iter().enumerate().filter_map(|(i, r)| {
+            let r = r.as_ref()?;
+            let data = self.buf.get(i * MAX_DATAGRAM..i * MAX_DATAGRAM + r.len)?;
+            Some((r, data))
+        })
+    }
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        RecvBatch::new()
+    }
+}
 
 /// One datagram waiting for [`L2tpSocket::send_batch`].
 pub struct Outgoing {
@@ -649,6 +756,53 @@ mod tests {
             assert_eq!(r.local, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         }
         assert!(rx.try_recv(&mut buf).expect("try_recv").is_none(), "nothing more");
+    }
+
+    /// A burst larger than one recvmmsg is taken whole and in order,
+    /// each datagram with its source, the address it was sent to and its
+    /// own length (a large one beside small ones), control first.
+    #[tokio::test]
+    async fn recv_batch_takes_a_burst_in_order() {
+        let rx = L2tpSocket::bind_split("127.0.0.1:0".parse().expect("addr")).expect("bind rx");
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind tx");
+        let to = rx.local_addr().expect("addr");
+        let n = RECV_BATCH * 2 + 5;
+        // Control messages (T bit) numbered, one of them 60,000 bytes.
+        let control = |i: usize| {
+            let mut d = vec![0xc8, 0x02];
+            d.extend_from_slice(&(i as u32).to_be_bytes());
+            if i == 7 {
+                d.resize(60_000, 0xab);
+            }
+            d
+        };
+        // A subscriber's IPv4 in a data message: the data socket's.
+        let ip = [0x00, 0x02, 0, 7, 0, 9, 0x00, 0x21, 0x45, 0, 0, 20];
+        tx.send_to(&ip, to).expect("send");
+        for i in 0..n {
+            tx.send_to(&control(i), to).expect("send");
+        }
+        let mut batch = RecvBatch::new();
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        let t0 = std::time::Instant::now();
+        while got.len() < n + 1 {
+            assert!(t0.elapsed() < std::time::Duration::from_secs(5), "{} of {} arrived", got.len(), n + 1);
+            let k = rx.try_recv_batch(&mut batch).expect("recv");
+            assert!(k <= RECV_BATCH);
+            if k == 0 {
+                rx.recv_batch(&mut batch).await.expect("recv");
+            }
+            for (r, data) in batch.iter() {
+                assert_eq!(r.from, tx.local_addr().expect("addr"));
+                assert_eq!(r.local, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+                assert_eq!(r.len, data.len());
+                got.push(data.to_vec());
+            }
+        }
+        let mut want: Vec<Vec<u8>> = (0..n).map(control).collect();
+        want.push(ip.to_vec());
+        assert_eq!(got, want);
+        assert_eq!(rx.try_recv_batch(&mut batch).expect("recv"), 0, "nothing more");
     }
 
     /// A datagram to an IPv6 peer on an IPv4 socket is refused alone; the
