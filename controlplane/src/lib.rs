@@ -14,6 +14,7 @@
 pub mod ctl;
 pub mod daemon;
 pub mod l2tp;
+pub mod lazy_box;
 pub mod ppp;
 pub mod snapshot;
 pub mod subscriber;

@@ -106,7 +106,7 @@ impl Core {
         }
         self.sessions.insert(
             key,
-            Subscriber {
+            Box::new(Subscriber {
                 peer_tunnel_id,
                 peer_session_id: peer_sid,
                 info,
@@ -133,7 +133,7 @@ impl Core {
                 slow_path_buckets: Default::default(),
                 link_down: None,
                 timer: None,
-            },
+            }),
         );
         // The entry first: the notice names its slot.
         self.write_entry(key, MapOp::Connect);
@@ -197,7 +197,7 @@ impl Core {
         self.release(key, rec);
     }
 
-    fn release(&mut self, key: SessionKey, rec: Subscriber) {
+    fn release(&mut self, key: SessionKey, rec: Box<Subscriber>) {
         self.dhcpv6_unroute(key, &rec);
         self.effects.push_back(Effect::RemoveSession { key });
         self.sync_routes(key);

@@ -160,6 +160,18 @@ pub struct Bindings {
     pub replies: u64,
 }
 
+impl crate::lazy_box::Empty for Bindings {
+    const EMPTY: &'static Self = &Bindings {
+        client_id: None,
+        pd: None,
+        na: None,
+        authorized_pd: None,
+        na_declined: false,
+        dns: Vec::new(),
+        replies: 0,
+    };
+}
+
 /// DUID-EN (RFC 8415 §11.3) of the server: enterprise number 32473 (RFC
 /// 5612, for documentation) and a hash of the LNS's host name, the same
 /// across restarts.

@@ -33,7 +33,7 @@ pub enum Effect {
     SampleCounters { keys: Vec<SessionKey> },
     /// Ask the credential backend; its answer goes to
     /// [`super::Core::handle_auth_answer`] with the same key and `seq`.
-    Authenticate(AuthJob),
+    Authenticate(Box<AuthJob>),
     /// An Accounting-Request to send.
     Accounting(Box<AcctRecord>),
     /// Something an operator reads in the log.

@@ -35,9 +35,9 @@ impl Core {
     /// writes a negotiating session once, whatever is noted).
     pub(super) fn established_ppp(&mut self, key: SessionKey) -> Option<&mut Subscriber> {
         if self.sessions.get(&key)?.network_up.is_some() {
-            self.sessions.untracked().get_mut(&key)
+            self.sessions.untracked().get_mut(&key).map(|s| &mut **s)
         } else {
-            self.sessions.get_mut(&key)
+            self.sessions.get_mut(&key).map(|s| &mut **s)
         }
     }
 
@@ -109,7 +109,12 @@ impl Core {
                 s.auth_seq += 1;
                 let seq = s.auth_seq;
                 let context = self.context_of(key, &self.sessions[&key]);
-                self.effects.push_back(Effect::Authenticate(AuthJob { key, seq, request, context }));
+                self.effects.push_back(Effect::Authenticate(Box::new(AuthJob {
+                    key,
+                    seq,
+                    request,
+                    context,
+                })));
             }
             SessionEvent::Authenticated { .. } => {}
             SessionEvent::NetworkUp(NetworkConfig::Ipv4 { peer, .. }) => {

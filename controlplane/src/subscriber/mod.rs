@@ -162,9 +162,10 @@ pub struct Ipv6Record {
     /// Delegated-IPv6-Prefix, or DHCPv6 prefix delegation from a pool), in
     /// the fast path while IPv6CP is open.
     pub delegated: Option<(std::net::Ipv6Addr, u8)>,
-    /// The DHCPv6 server's bindings on this link.
+    /// The DHCPv6 server's bindings on this link (out of line: most
+    /// links have none).
     #[serde(default)]
-    pub dhcpv6: dhcpv6::Bindings,
+    pub dhcpv6: crate::lazy_box::LazyBox<dhcpv6::Bindings>,
 }
 
 /// A connected session (ICCN received) and its subscriber.
@@ -291,11 +292,13 @@ pub struct Core {
     endpoint: Endpoint,
     // Tracked: the store writes what changed (see [`snapshot`]).
     tunnels: Tracked<BTreeMap<TunnelId, TunnelRecord>>,
-    sessions: Tracked<BTreeMap<SessionKey, Subscriber>>,
+    /// Boxed: a B-tree node holds eleven values and is rarely full, so
+    /// its slack would be a share of the subscriber's size.
+    sessions: Tracked<BTreeMap<SessionKey, Box<Subscriber>>>,
     calling: Tracked<BTreeMap<SessionKey, Calling>>,
     /// Sessions that ended, waiting for their last counter sample (their
     /// Accounting Stop carries it) before their entry goes.
-    stopping: Tracked<BTreeMap<SessionKey, Subscriber>>,
+    stopping: Tracked<BTreeMap<SessionKey, Box<Subscriber>>>,
     /// Sessions still negotiating whose small record (the call's ids) is
     /// in the store: their later steps are not written (see [`snapshot`]).
     negotiating_stored: BTreeSet<SessionKey>,
@@ -455,11 +458,11 @@ impl Core {
     }
 
     pub fn session(&self, key: SessionKey) -> Option<&Subscriber> {
-        self.sessions.get(&key)
+        self.sessions.get(&key).map(|s| &**s)
     }
 
     pub fn sessions(&self) -> impl Iterator<Item = (&SessionKey, &Subscriber)> {
-        self.sessions.iter()
+        self.sessions.iter().map(|(k, s)| (k, &**s))
     }
 
     pub fn session_count(&self) -> usize {

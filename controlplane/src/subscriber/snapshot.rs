@@ -135,8 +135,8 @@ struct SessionRowRef<'a> {
 struct SessionRow {
     l2tp: Option<SessionRecord>,
     calling: Option<Calling>,
-    subscriber: Option<Subscriber>,
-    stopping: Option<Subscriber>,
+    subscriber: Option<Box<Subscriber>>,
+    stopping: Option<Box<Subscriber>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -254,8 +254,8 @@ impl Core {
             SessionStage::Established => SessionRowRef {
                 l2tp,
                 calling: self.calling.get(&key),
-                subscriber: self.sessions.get(&key),
-                stopping: self.stopping.get(&key),
+                subscriber: self.sessions.get(&key).map(|s| &**s),
+                stopping: self.stopping.get(&key).map(|s| &**s),
             },
             // The call and nothing of PPP: read back, it is a call not yet
             // connected, which the restart ends.
