@@ -114,6 +114,60 @@ pub enum Action {
 }
 
 /// One instance of the automaton.
+/// The options of our outstanding Configure-Request: kept as they went
+/// on the wire (a link holds them as long as it is open, where the parsed
+/// list is several times larger), or parsed when their encoding would not
+/// give them back exactly. Serialized as the list.
+#[derive(Debug, Clone, PartialEq)]
+enum Outstanding<O> {
+    Encoded(Box<[u8]>),
+    Parsed(Vec<O>),
+}
+
+impl<O> Default for Outstanding<O> {
+    fn default() -> Self {
+        Outstanding::Encoded(Box::default())
+    }
+}
+
+impl<O: ConfigOption> Outstanding<O> {
+    fn new(options: &[O]) -> Self {
+        let mut buf = vec![0; packet::options_len(options)];
+        let exact = packet::emit_options(options, &mut buf).is_ok()
+            && packet::parse_options::<O>(&buf).is_ok_and(|back| back == options);
+        if exact {
+            Outstanding::Encoded(buf.into_boxed_slice())
+        } else {
+            Outstanding::Parsed(options.to_vec())
+        }
+    }
+
+    fn options(&self) -> Vec<O> {
+        match self {
+            // Parsed once already when kept.
+            Outstanding::Encoded(b) => packet::parse_options(b).unwrap_or_default(),
+            Outstanding::Parsed(v) => v.clone(),
+        }
+    }
+
+    /// RFC 1661 §5.2: whether `options` are exactly ours.
+    fn is(&self, options: &[O]) -> bool {
+        self.options() == options
+    }
+}
+
+impl<O: ConfigOption> Serialize for Outstanding<O> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.options().serialize(s)
+    }
+}
+
+impl<'de, O: ConfigOption> Deserialize<'de> for Outstanding<O> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<O>::deserialize(d).map(|v| Outstanding::new(&v))
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(bound(serialize = "P: Serialize", deserialize = "P: Deserialize<'de>"))]
 pub struct Fsm<P: OptionPolicy> {
@@ -126,7 +180,7 @@ pub struct Fsm<P: OptionPolicy> {
     deadline: Option<Instant>,
     /// Identifier and options of our outstanding Configure-Request.
     request_id: u8,
-    request: Vec<P::Option>,
+    request: Outstanding<P::Option>,
     terminate_id: u8,
     next_id: u8,
     /// Configure-Naks sent since the last Configure-Ack (Max-Failure).
@@ -148,7 +202,7 @@ impl<P: OptionPolicy> Fsm<P> {
             restart_count: 0,
             deadline: None,
             request_id: 0,
-            request: Vec::new(),
+            request: Outstanding::default(),
             terminate_id: 0,
             next_id: rng.gen(),
             naks_sent: 0,
@@ -248,13 +302,16 @@ impl<P: OptionPolicy> Fsm<P> {
             // RFC 1661 §5.1: a new Identifier whenever the contents change
             // or a reply was received; retransmissions keep it.
             self.request_id = self.id();
-            self.request = self.policy.request();
-            // Kept until the next request (a link holds it while open).
-            self.request.shrink_to_fit();
+            let options = self.policy.request();
+            self.request = Outstanding::new(&options);
+            self.restart_count = self.restart_count.saturating_sub(1);
+            self.deadline = Some(now + self.config.restart_interval);
+            self.send(Repr::ConfigureRequest { identifier: self.request_id, options });
+            return;
         }
         self.restart_count = self.restart_count.saturating_sub(1);
         self.deadline = Some(now + self.config.restart_interval);
-        self.send(Repr::ConfigureRequest { identifier: self.request_id, options: self.request.clone() });
+        self.send(Repr::ConfigureRequest { identifier: self.request_id, options: self.request.options() });
     }
 
     fn str_(&mut self, now: Instant, retransmit: bool) {
@@ -452,7 +509,7 @@ impl<P: OptionPolicy> Fsm<P> {
             Repr::ConfigureRequest { identifier, options } => self.rcr(now, identifier, options, rng),
             Repr::ConfigureAck { identifier, options } => {
                 // RFC 1661 §5.2: an Ack must match our request exactly.
-                if identifier == self.request_id && options == self.request {
+                if identifier == self.request_id && self.request.is(&options) {
                     self.rca(now, options, rng);
                 }
             }
@@ -1007,14 +1064,14 @@ mod tests {
         // An Ack with the wrong identifier or wrong options is discarded.
         let wrong_id = Repr::<RawOption>::ConfigureAck {
             identifier: a.request_id.wrapping_add(1),
-            options: a.request.clone(),
+            options: a.request.options(),
         };
         a.input_ncp(now, &wrong_id.to_bytes().expect("emit"), &mut rng()).expect("ok");
         assert_eq!(a.state(), State::RequestSent);
         let wrong_opts = Repr::<RawOption>::ConfigureAck { identifier: a.request_id, options: vec![] };
         a.input_ncp(now, &wrong_opts.to_bytes().expect("emit"), &mut rng()).expect("ok");
         assert_eq!(a.state(), State::RequestSent);
-        let right = Repr::<RawOption>::ConfigureAck { identifier: a.request_id, options: a.request.clone() };
+        let right = Repr::<RawOption>::ConfigureAck { identifier: a.request_id, options: a.request.options() };
         a.input_ncp(now, &right.to_bytes().expect("emit"), &mut rng()).expect("ok");
         assert_eq!(a.state(), State::AckReceived);
         assert_eq!(a.policy.acked, 1);
@@ -1039,5 +1096,31 @@ mod tests {
         a.down();
         assert_eq!(a.state(), State::Starting);
         assert_eq!(a.poll_timeout(), None);
+    }
+
+    #[test]
+    fn outstanding_request_is_kept_encoded_and_round_trips_as_the_list() {
+        use crate::ppp::lcp::LcpOption;
+        let ours = vec![
+            LcpOption::MaximumReceiveUnit(1460),
+            LcpOption::MagicNumber(0x0102_0304),
+            LcpOption::ProtocolFieldCompression,
+        ];
+        let kept = Outstanding::new(&ours);
+        assert!(matches!(&kept, Outstanding::Encoded(b) if b.len() == 4 + 6 + 2), "{kept:?}");
+        assert_eq!(kept.options(), ours);
+        assert!(kept.is(&ours));
+        assert!(!kept.is(&ours[..2]), "an Ack of part of the request is not ours");
+        // The snapshot holds the list, as before.
+        let bytes = postcard::to_stdvec(&kept).expect("encode");
+        assert_eq!(bytes, postcard::to_stdvec(&ours).expect("encode"));
+        let back: Outstanding<LcpOption> = postcard::from_bytes(&bytes).expect("decode");
+        assert_eq!(back, kept);
+        // Options whose encoding would not give them back stay parsed.
+        let odd = vec![RawOption { kind: 1, data: vec![0; 300] }];
+        let kept = Outstanding::new(&odd);
+        assert!(matches!(kept, Outstanding::Parsed(_)));
+        assert!(kept.is(&odd));
+        assert_eq!(Outstanding::<RawOption>::default().options(), Vec::<RawOption>::new());
     }
 }

@@ -242,10 +242,48 @@ impl LcpNegotiated {
     }
 }
 
+/// The LCP configuration a policy reads: its link's (shared by the links
+/// of one configuration, as [`super::session::Session`] holds it), or one
+/// of its own (read back from a snapshot, or given alone). Serialized as
+/// the [`LcpConfig`].
+#[derive(Debug, Clone)]
+pub enum LcpConfigRef {
+    Link(std::sync::Arc<super::session::SessionConfig>),
+    Own(std::sync::Arc<LcpConfig>),
+}
+
+impl std::ops::Deref for LcpConfigRef {
+    type Target = LcpConfig;
+    fn deref(&self) -> &LcpConfig {
+        match self {
+            LcpConfigRef::Link(c) => &c.lcp,
+            LcpConfigRef::Own(c) => c,
+        }
+    }
+}
+
+impl From<LcpConfig> for LcpConfigRef {
+    fn from(c: LcpConfig) -> Self {
+        LcpConfigRef::Own(std::sync::Arc::new(c))
+    }
+}
+
+impl Serialize for LcpConfigRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for LcpConfigRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        LcpConfig::deserialize(d).map(LcpConfigRef::from)
+    }
+}
+
 /// The LCP option policy for the [`super::fsm::Fsm`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LcpPolicy {
-    pub config: LcpConfig,
+    pub config: LcpConfigRef,
     want_mru: Option<u16>,
     want_auth: Option<usize>,
     want_magic: Option<u32>,
@@ -276,9 +314,9 @@ fn random_magic(rng: &mut impl Rng, avoid: &[u32]) -> u32 {
 
 impl LcpPolicy {
     /// `rng` draws the first Magic-Number (RFC 1661 §6.4).
-    pub fn new(config: LcpConfig, rng: &mut ChaCha8Rng) -> Self {
+    pub fn new(config: impl Into<LcpConfigRef>, rng: &mut ChaCha8Rng) -> Self {
         let mut policy = LcpPolicy {
-            config,
+            config: config.into(),
             want_mru: None,
             want_auth: None,
             want_magic: None,

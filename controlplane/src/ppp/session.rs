@@ -15,7 +15,7 @@ use super::frame::{Frame, FrameRepr, Protocol};
 use super::fsm::{Action, FinishReason, Fsm, FsmConfig};
 use super::ipcp::{IpcpConfig, IpcpPolicy};
 use super::ipv6cp::{Ipv6cpConfig, Ipv6cpPolicy};
-use super::lcp::{LcpConfig, LcpNegotiated, LcpOption, LcpPolicy, LcpRepr};
+use super::lcp::{LcpConfig, LcpConfigRef, LcpNegotiated, LcpOption, LcpPolicy, LcpRepr};
 use super::link_rng::LinkRng;
 use super::nd::{self, RouterConfig};
 use super::packet;
@@ -337,7 +337,7 @@ impl Session {
         let fsm = config.fsm;
         Session {
             phase: Phase::Dead,
-            lcp: Fsm::new(Protocol::LCP, fsm, LcpPolicy::new(config.lcp.clone(), &mut rng), &mut rng),
+            lcp: Fsm::new(Protocol::LCP, fsm, LcpPolicy::new(LcpConfigRef::Link(config.clone()), &mut rng), &mut rng),
             ipcp: config
                 .ipcp
                 .clone()

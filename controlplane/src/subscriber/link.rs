@@ -235,7 +235,11 @@ impl Core {
             s.ipv6.granted_prefix = ipv6_prefix;
             s.ipv6.granted_pool = ipv6_pool;
             s.ipv6.delegated = delegated_prefix;
-            s.ipv6.dhcpv6.dns = dns_ipv6;
+            if dns_ipv6 != s.ipv6.dhcpv6.dns {
+                // Written only when it changes: the bindings stay out of
+                // memory for the links that have none.
+                s.ipv6.dhcpv6.dns = dns_ipv6;
+            }
             if let Some(&primary) = dns.first() {
                 s.ppp.set_peer_dns(Some(primary), dns.get(1).copied());
             }

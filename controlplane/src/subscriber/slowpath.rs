@@ -23,7 +23,7 @@
 //! The routes and their index are derived from the sessions (rebuilt on
 //! restore), never state of their own.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
@@ -51,8 +51,9 @@ pub(super) struct RouteIndex {
     v6: BTreeMap<(u128, u8), SessionKey>,
     /// Prefix lengths in `v6`, longest first when looked up.
     v6_lengths: BTreeMap<u8, usize>,
-    /// What each session has routed now.
-    routed: BTreeMap<SessionKey, BTreeSet<Route>>,
+    /// What each session has routed now, sorted (a slice of one or two
+    /// routes, where a set would take a B-tree node of eleven).
+    routed: BTreeMap<SessionKey, Box<[Route]>>,
 }
 
 impl RouteIndex {
@@ -98,10 +99,12 @@ impl RouteIndex {
     }
 
     /// The session's routes as `want`; returns what to add and remove.
-    fn set(&mut self, key: SessionKey, want: BTreeSet<Route>) -> (Vec<Route>, Vec<Route>) {
+    fn set(&mut self, key: SessionKey, mut want: Vec<Route>) -> (Vec<Route>, Vec<Route>) {
+        want.sort_unstable();
+        want.dedup();
         let had = self.routed.remove(&key).unwrap_or_default();
-        let add: Vec<Route> = want.difference(&had).copied().collect();
-        let remove: Vec<Route> = had.difference(&want).copied().collect();
+        let add: Vec<Route> = want.iter().filter(|r| had.binary_search(r).is_err()).copied().collect();
+        let remove: Vec<Route> = had.iter().filter(|r| want.binary_search(r).is_err()).copied().collect();
         for r in &remove {
             self.remove(*r);
         }
@@ -109,7 +112,7 @@ impl RouteIndex {
             self.insert(key, *r);
         }
         if !want.is_empty() {
-            self.routed.insert(key, want);
+            self.routed.insert(key, want.into_boxed_slice());
         }
         (add, remove)
     }
@@ -158,24 +161,24 @@ impl Core {
         if self.cfg.slow_path.is_none() {
             return;
         }
-        let want: BTreeSet<Route> = match self.sessions.get(&key) {
+        let want: Vec<Route> = match self.sessions.get(&key) {
             Some(s) => {
-                let mut w = BTreeSet::new();
+                let mut w = Vec::new();
                 if let (true, Some(a)) = (s.ipv4_forwarding, s.ipv4) {
-                    w.insert((IpAddr::V4(a), 32));
+                    w.push((IpAddr::V4(a), 32));
                 }
                 if let Some((p, len)) = s.ipv6.prefix {
-                    w.insert((IpAddr::V6(p), len));
+                    w.push((IpAddr::V6(p), len));
                     if let Some((d, dlen)) = s.ipv6.delegated {
-                        w.insert((IpAddr::V6(d), dlen));
+                        w.push((IpAddr::V6(d), dlen));
                     }
                     if let Some(a) = s.ipv6.dhcpv6.na.as_ref().and_then(super::dhcpv6::NaBinding::route) {
-                        w.insert((IpAddr::V6(a), 128));
+                        w.push((IpAddr::V6(a), 128));
                     }
                 }
                 w
             }
-            None => BTreeSet::new(),
+            None => Vec::new(),
         };
         let (add, remove) = self.routes.set(key, want);
         for (prefix, len) in remove {
