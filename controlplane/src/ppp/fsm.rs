@@ -1071,7 +1071,8 @@ mod tests {
         let wrong_opts = Repr::<RawOption>::ConfigureAck { identifier: a.request_id, options: vec![] };
         a.input_ncp(now, &wrong_opts.to_bytes().expect("emit"), &mut rng()).expect("ok");
         assert_eq!(a.state(), State::RequestSent);
-        let right = Repr::<RawOption>::ConfigureAck { identifier: a.request_id, options: a.request.options() };
+        let right =
+            Repr::<RawOption>::ConfigureAck { identifier: a.request_id, options: a.request.options() };
         a.input_ncp(now, &right.to_bytes().expect("emit"), &mut rng()).expect("ok");
         assert_eq!(a.state(), State::AckReceived);
         assert_eq!(a.policy.acked, 1);

@@ -337,7 +337,12 @@ impl Session {
         let fsm = config.fsm;
         Session {
             phase: Phase::Dead,
-            lcp: Fsm::new(Protocol::LCP, fsm, LcpPolicy::new(LcpConfigRef::Link(config.clone()), &mut rng), &mut rng),
+            lcp: Fsm::new(
+                Protocol::LCP,
+                fsm,
+                LcpPolicy::new(LcpConfigRef::Link(config.clone()), &mut rng),
+                &mut rng,
+            ),
             ipcp: config
                 .ipcp
                 .clone()
