@@ -211,14 +211,14 @@ fn write_eth(b: &mut [u8], at: usize, dmac: &[u8; 6], smac: &[u8; 6], ethertype:
 
 /// Does `addr` fall in `prefix`/`len` (a zero length holds nothing)?
 fn in_prefix(addr: &[u8], prefix: &[u8; 16], len: u8) -> bool {
-    if len == 0 || len > 128 || addr.len() != 16 {
+    let Ok(addr) = <[u8; 16]>::try_from(addr) else { return false };
+    if len == 0 || len > 128 {
         return false;
     }
-    let (bytes, bits) = ((len / 8) as usize, len % 8);
-    if addr[..bytes] != prefix[..bytes] {
-        return false;
-    }
-    bits == 0 || (addr[bytes] ^ prefix[bytes]) & (0xffu8 << (8 - bits)) == 0
+    // As integers, one masked compare (a compare of `len / 8` bytes was a
+    // call to memcmp per frame).
+    let mask = u128::MAX << (128 - u32::from(len));
+    (u128::from_be_bytes(addr) ^ u128::from_be_bytes(*prefix)) & mask == 0
 }
 
 /// The program's checks of an upstream frame it sent unchecked
@@ -244,9 +244,14 @@ pub fn check_upstream(frame: &[u8], meta: &XdpMeta, s: &Session) -> Result<(), D
     let peer = match meta.outer_ip_version {
         4 => {
             let src = frame.get(l3 + 12..l3 + 16).ok_or(DropReason::Malformed)?;
-            s.peer_addr[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] && s.peer_addr[12..] == *src
+            let mut mapped = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0];
+            mapped[12..].copy_from_slice(src);
+            s.peer_addr == mapped
         }
-        6 => s.peer_addr[..] == *frame.get(l3 + 8..l3 + 24).ok_or(DropReason::Malformed)?,
+        6 => {
+            let src = frame.get(l3 + 8..l3 + 24).ok_or(DropReason::Malformed)?;
+            <[u8; 16]>::try_from(src).is_ok_and(|src| src == s.peer_addr)
+        }
         _ => return Err(DropReason::Malformed),
     };
     if !peer || be16(frame, l4).ok_or(DropReason::Malformed)? != s.peer_port.to_host() {

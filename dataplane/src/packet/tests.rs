@@ -596,3 +596,20 @@ fn check_downstream_survives_offsets_past_the_frame() {
         assert_eq!(check_downstream(&frame, &XdpMeta { ip_version: 5, ..m }, &s), Err(DropReason::Malformed));
     }
 }
+
+#[test]
+fn in_prefix_compares_the_prefix_length_s_bits_only() {
+    let p: [u8; 16] = "2001:db8:100:ff00::".parse::<Ipv6Addr>().unwrap().octets();
+    let a = |s: &str| s.parse::<Ipv6Addr>().unwrap().octets();
+    assert!(in_prefix(&a("2001:db8:100:ff12::1"), &p, 56));
+    assert!(!in_prefix(&a("2001:db8:100:fe12::1"), &p, 56), "the 56th bit differs");
+    assert!(in_prefix(&a("2001:db8:100:ff01::1"), &p, 60));
+    assert!(!in_prefix(&a("2001:db8:100:ff10::1"), &p, 60), "a bit inside the last partial byte");
+    assert!(in_prefix(&a("2001:db8:100:ff00::"), &p, 128));
+    assert!(!in_prefix(&a("2001:db8:100:ff00::1"), &p, 128));
+    assert!(in_prefix(&a("3000::"), &p, 1) == in_prefix(&a("2001::"), &p, 1));
+    assert!(!in_prefix(&a("a001::"), &p, 1), "the first bit");
+    assert!(!in_prefix(&p, &p, 0), "no prefix owns nothing");
+    assert!(!in_prefix(&p, &p, 129), "a length past 128 owns nothing");
+    assert!(!in_prefix(&p[..15], &p, 8), "an address of the wrong length");
+}
