@@ -1,6 +1,7 @@
 //! What goes into the subscriber core besides datagrams and time, and
 //! what comes out of it.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
@@ -219,4 +220,83 @@ pub enum Notice {
         ifindex: Option<u32>,
         interface: Option<String>,
     },
+}
+
+/// Effects a chunk of [`EffectQueue`] holds: about 16 KiB, well below the
+/// allocator's threshold for a mapping of its own.
+const EFFECT_CHUNK: usize = 16 * 1024 / std::mem::size_of::<Effect>();
+
+/// The core's effects in order, in chunks: a burst (a tunnel's thousand
+/// sessions ending at once, twenty tunnels in one batch) takes chunks the
+/// allocator finds among the memory the ended sessions gave back, where one
+/// growing buffer would be a new mapping of the whole burst (twice, while
+/// it grows): new resident memory at the moment of the hang-up.
+#[derive(Debug, Default)]
+pub struct EffectQueue {
+    chunks: VecDeque<VecDeque<Effect>>,
+}
+
+impl EffectQueue {
+    pub fn push_back(&mut self, effect: Effect) {
+        match self.chunks.back_mut() {
+            Some(last) if last.len() < EFFECT_CHUNK => last.push_back(effect),
+            _ => {
+                let mut chunk = VecDeque::with_capacity(EFFECT_CHUNK);
+                chunk.push_back(effect);
+                self.chunks.push_back(chunk);
+            }
+        }
+    }
+
+    pub fn pop_front(&mut self) -> Option<Effect> {
+        loop {
+            let first = self.chunks.front_mut()?;
+            if let Some(e) = first.pop_front() {
+                return Some(e);
+            }
+            if self.chunks.len() == 1 {
+                // The one chunk is kept for the next pass's few effects.
+                return None;
+            }
+            self.chunks.pop_front();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(VecDeque::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.iter().all(VecDeque::is_empty)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effect_queue_is_fifo_across_chunks_and_keeps_one_chunk() {
+        let mut q = EffectQueue::default();
+        assert!(q.pop_front().is_none());
+        let n = EFFECT_CHUNK * 3 + 5;
+        for i in 0..n {
+            q.push_back(Effect::RemoveSession {
+                key: SessionKey::new(TunnelId(1), crate::l2tp::SessionId(i as u16)),
+            });
+        }
+        assert_eq!(q.len(), n);
+        assert_eq!(q.chunks.len(), 4);
+        for i in 0..n {
+            match q.pop_front() {
+                Some(Effect::RemoveSession { key }) => assert_eq!(key.session.0, i as u16),
+                other => panic!("effect {i}: {other:?}"),
+            }
+        }
+        assert!(q.pop_front().is_none());
+        assert!(q.is_empty());
+        assert_eq!(q.chunks.len(), 1, "the last chunk stays for the next effects");
+        q.push_back(Effect::RemoveSession { key: SessionKey::new(TunnelId(2), crate::l2tp::SessionId(7)) });
+        assert!(matches!(q.pop_front(), Some(Effect::RemoveSession { key }) if key.tunnel == TunnelId(2)));
+    }
 }

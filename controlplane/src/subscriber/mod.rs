@@ -48,7 +48,7 @@ mod views;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -326,7 +326,7 @@ pub struct Core {
     /// The PPP configuration new links share, one per MRU (cleared when
     /// the configuration is reloaded).
     ppp_configs: Vec<std::sync::Arc<ppp::SessionConfig>>,
-    effects: VecDeque<Effect>,
+    effects: effect::EffectQueue,
 }
 
 impl Core {
@@ -360,7 +360,7 @@ impl Core {
             routes: Default::default(),
             interface_mtu: BTreeMap::new(),
             ppp_configs: Vec::new(),
-            effects: VecDeque::new(),
+            effects: Default::default(),
         })
     }
 
