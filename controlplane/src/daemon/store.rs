@@ -52,8 +52,10 @@ use crate::subscriber::{Changes, RecordKey, Records, SessionKey, StoredRecord};
 /// The records' format; bump when a record's layout changes (postcard is
 /// positional: a field added anywhere changes it). 2: negotiating
 /// sessions' small records, IA_NA bindings from a pool, the PPP link's
-/// shared configuration and boxed parts.
-pub const FORMAT: i64 = 2;
+/// shared configuration and boxed parts. 3: a CHAP authenticator that
+/// answered is kept compact (a new variant of the PPP link's
+/// authenticator).
+pub const FORMAT: i64 = 3;
 
 /// The store's file in the state directory.
 pub const FILE: &str = "sessions.sqlite";

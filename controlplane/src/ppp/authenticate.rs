@@ -2,7 +2,7 @@
 //! whichever the method negotiated by LCP, and the local password check.
 
 use super::auth::{AuthConfig, AuthDecision, AuthMaterial, AuthMethod, AuthOutput, AuthRequest, Credentials};
-use super::chap::{self, ChapAuthenticator, ChapPeer};
+use super::chap::{self, ChapAnswered, ChapAuthenticator, ChapPeer};
 use super::error::Error;
 use super::mschapv2::{self, ct_eq};
 use super::pap::{PapAuthenticator, PapPeer};
@@ -51,8 +51,12 @@ pub fn verify_password(request: &AuthRequest, password: &str) -> AuthDecision {
 /// The authenticator side, whichever the method.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Authenticator {
-    Pap(PapAuthenticator),
-    Chap(ChapAuthenticator),
+    Pap(Box<PapAuthenticator>),
+    Chap(Box<ChapAuthenticator>),
+    /// CHAP once answered and quiet: only what a retransmitted Response
+    /// gets again (RFC 1994 §4.2); the rest of the exchange is let go,
+    /// since an open link holds its authenticator until LCP goes down.
+    ChapAnswered(ChapAnswered),
 }
 
 impl Authenticator {
@@ -65,9 +69,9 @@ impl Authenticator {
         rng: &mut impl Rng,
     ) -> Self {
         match method {
-            AuthMethod::Pap => Authenticator::Pap(PapAuthenticator::new(config, now)),
+            AuthMethod::Pap => Authenticator::Pap(Box::new(PapAuthenticator::new(config, now))),
             AuthMethod::ChapMd5 | AuthMethod::MsChapV2 => {
-                Authenticator::Chap(ChapAuthenticator::new(method, name, config, now, rng))
+                Authenticator::Chap(Box::new(ChapAuthenticator::new(method, name, config, now, rng)))
             }
         }
     }
@@ -76,6 +80,7 @@ impl Authenticator {
         match self {
             Authenticator::Pap(_) => AuthMethod::Pap,
             Authenticator::Chap(c) => c.method(),
+            Authenticator::ChapAnswered(c) => c.method(),
         }
     }
 
@@ -83,6 +88,7 @@ impl Authenticator {
         match self {
             Authenticator::Pap(a) => a.input(now, packet),
             Authenticator::Chap(a) => a.input(now, packet),
+            Authenticator::ChapAnswered(a) => a.input(packet),
         }
     }
 
@@ -90,6 +96,8 @@ impl Authenticator {
         match self {
             Authenticator::Pap(a) => a.decide(decision),
             Authenticator::Chap(a) => a.decide(decision),
+            // Answered: nothing is pending.
+            Authenticator::ChapAnswered(_) => false,
         }
     }
 
@@ -97,6 +105,7 @@ impl Authenticator {
         match self {
             Authenticator::Pap(a) => a.handle_timeout(now),
             Authenticator::Chap(a) => a.handle_timeout(now),
+            Authenticator::ChapAnswered(_) => {}
         }
     }
 
@@ -104,6 +113,7 @@ impl Authenticator {
         match self {
             Authenticator::Pap(a) => a.poll_timeout(),
             Authenticator::Chap(a) => a.poll_timeout(),
+            Authenticator::ChapAnswered(_) => None,
         }
     }
 
@@ -111,6 +121,17 @@ impl Authenticator {
         match self {
             Authenticator::Pap(a) => a.poll_output(),
             Authenticator::Chap(a) => a.poll_output(),
+            Authenticator::ChapAnswered(a) => a.poll_output(),
+        }
+    }
+
+    /// A CHAP authenticator that answered and has nothing left to say or
+    /// wait for keeps only its answer ([`Authenticator::ChapAnswered`]).
+    pub fn compact(&mut self) {
+        if let Authenticator::Chap(c) = self {
+            if let Some(answered) = c.answered() {
+                *self = Authenticator::ChapAnswered(answered);
+            }
         }
     }
 }

@@ -334,6 +334,59 @@ impl ChapAuthenticator {
     pub fn poll_output(&mut self) -> Option<AuthOutput> {
         super::error::drain_one(&mut self.outputs)
     }
+
+    /// Its compact form once it answered, with nothing queued and no
+    /// timer: the rest is never read again.
+    pub fn answered(&self) -> Option<ChapAnswered> {
+        match &self.state {
+            ServerState::Done { reply } if self.outputs.is_empty() && self.deadline.is_none() => {
+                Some(ChapAnswered {
+                    method: self.method,
+                    identifier: self.identifier,
+                    reply: reply.clone().into_boxed_slice(),
+                    resend: 0,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A [`ChapAuthenticator`] that answered: the Identifier of its Challenge
+/// and the Success or Failure sent, repeated for each retransmitted
+/// Response (RFC 1994 §4.2), as the full authenticator does.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChapAnswered {
+    method: AuthMethod,
+    identifier: u8,
+    reply: Box<[u8]>,
+    /// Replies owed, taken by [`ChapAnswered::poll_output`].
+    resend: u32,
+}
+
+impl ChapAnswered {
+    pub fn method(&self) -> AuthMethod {
+        self.method
+    }
+
+    pub fn input(&mut self, packet: &[u8]) -> Result<(), Error> {
+        let view = Packet::new_checked(packet)?;
+        let ChapRepr::Response { identifier, .. } = ChapRepr::parse(&view)? else {
+            return Ok(());
+        };
+        if identifier == self.identifier {
+            self.resend = self.resend.saturating_add(1);
+        }
+        Ok(())
+    }
+
+    pub fn poll_output(&mut self) -> Option<AuthOutput> {
+        if self.resend == 0 {
+            return None;
+        }
+        self.resend -= 1;
+        Some(AuthOutput::Send(self.reply.to_vec()))
+    }
 }
 
 /// The CHAP peer (the subscriber side), MD5 or MS-CHAP-V2.
@@ -716,6 +769,56 @@ mod tests {
         );
         peer.handle_timeout(now + config.wait_timeout);
         assert_eq!(peer.poll_output(), Some(AuthOutput::Failure(AuthFailure::Timeout)));
+    }
+
+    #[test]
+    fn answered_authenticator_is_compacted_and_still_repeats_its_success() {
+        use crate::ppp::authenticate::Authenticator;
+        let now = Instant::now();
+        let config = AuthConfig::default();
+        let mut server = Authenticator::start(AuthMethod::ChapMd5, b"lns", config, now, &mut rng());
+        let mut client = ChapPeer::new(
+            AuthMethod::ChapMd5,
+            Credentials { username: "alice".into(), password: "pw".into() },
+            config,
+            now,
+        );
+        let Some(AuthOutput::Send(ch)) = server.poll_output() else { panic!() };
+        server.compact();
+        assert!(matches!(server, Authenticator::Chap(_)), "still challenging: kept whole");
+        client.input(now, &ch, &mut rng()).expect("in");
+        let Some(AuthOutput::Send(resp)) = client.poll_output() else { panic!() };
+        server.input(now, &resp).expect("in");
+        let Some(AuthOutput::Request(r)) = server.poll_output() else { panic!() };
+        server.compact();
+        assert!(matches!(server, Authenticator::Chap(_)), "pending: kept whole");
+        assert!(server.decide(&verify_password(&r, "pw")));
+        let Some(AuthOutput::Send(success)) = server.poll_output() else { panic!() };
+        server.compact();
+        assert!(matches!(server, Authenticator::Chap(_)), "outputs queued: kept whole");
+        assert!(matches!(server.poll_output(), Some(AuthOutput::Success { .. })));
+        server.compact();
+        let Authenticator::ChapAnswered(a) = &server else { panic!("{server:?}") };
+        assert_eq!(&*a.reply, &success[..]);
+        assert_eq!(server.method(), AuthMethod::ChapMd5);
+        assert_eq!(server.poll_timeout(), None);
+        assert!(!server.decide(&verify_password(&r, "pw")), "nothing pending");
+        // Through a snapshot and back, the Response repeated twice gets the
+        // same Success twice; one of another Challenge gets nothing.
+        let bytes = crate::snapshot::with_base(now, || postcard::to_stdvec(&server)).expect("encode");
+        let mut server: Authenticator =
+            crate::snapshot::with_base(now, || postcard::from_bytes(&bytes)).expect("decode");
+        server.input(now, &resp).expect("in");
+        server.input(now, &resp).expect("in");
+        let mut other = resp.clone();
+        other[1] = other[1].wrapping_add(1);
+        server.input(now, &other).expect("in");
+        assert_eq!(server.poll_output(), Some(AuthOutput::Send(success.clone())));
+        assert_eq!(server.poll_output(), Some(AuthOutput::Send(success.clone())));
+        assert_eq!(server.poll_output(), None);
+        client.input(now, &success, &mut rng()).expect("in");
+        assert!(matches!(client.poll_output(), Some(AuthOutput::Success { .. })));
+        assert!(server.input(now, &[1, 2]).is_err(), "a truncated packet is an error, as before");
     }
 
     #[test]

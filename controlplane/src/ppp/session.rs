@@ -302,7 +302,9 @@ pub struct Session {
     router: Option<Box<nd::Router>>,
     /// Client: soliciting a prefix while IPv6CP is opened.
     host: Option<Box<nd::Host>>,
-    authenticator: Option<Box<Authenticator>>,
+    /// Inline: while it works its parts are boxed, and once answered it
+    /// is a few bytes ([`Authenticator::compact`]).
+    authenticator: Option<Authenticator>,
     auth_peer: Option<Box<AuthPeer>>,
     server_auth_done: bool,
     client_auth_done: bool,
@@ -898,6 +900,9 @@ impl Session {
                 progressed = true;
                 self.on_authenticator(now, output);
             }
+            if let Some(a) = &mut self.authenticator {
+                a.compact();
+            }
             let outputs: Vec<_> = self
                 .auth_peer
                 .as_mut()
@@ -1012,7 +1017,7 @@ impl Session {
             .auth
             .as_ref()
             .and_then(AuthMethod::from_protocol)
-            .map(|method| Box::new(self.start_authenticator(method, now)));
+            .map(|method| self.start_authenticator(method, now));
         // The peer authenticates us with what we acknowledged in its request.
         self.auth_peer =
             match (peer.auth.as_ref().and_then(AuthMethod::from_protocol), &self.config.credentials) {
@@ -1034,12 +1039,12 @@ impl Session {
             (Some(ProxyAuth::Pap { identifier, username, password }), AuthMethod::Pap) => {
                 let mut pap = PapAuthenticator::new(config, now);
                 pap.proxy(identifier, &username, &password);
-                Authenticator::Pap(pap)
+                Authenticator::Pap(Box::new(pap))
             }
             (Some(ProxyAuth::Chap { identifier, challenge, username, response }), AuthMethod::ChapMd5) => {
-                Authenticator::Chap(ChapAuthenticator::new_proxy(
+                Authenticator::Chap(Box::new(ChapAuthenticator::new_proxy(
                     method, config, identifier, &challenge, &username, &response,
-                ))
+                )))
             }
             // No (matching) proxy data: authenticate ourselves.
             _ => Authenticator::start(method, self.config.hostname.as_bytes(), config, now, self.rng.live()),

@@ -221,9 +221,10 @@ pub struct Subscriber {
     /// Rate limits of its own: from the backend, or a CoA-Request since.
     #[serde(default)]
     pub rates: Rates,
-    /// The exception path's rate-limit buckets.
+    /// The exception path's rate-limit buckets, from the first policed
+    /// packet on (most sessions send none that way).
     #[serde(skip)]
-    pub slow_path_buckets: rates::SlowPathBuckets,
+    pub slow_path_buckets: Option<Box<rates::SlowPathBuckets>>,
     /// This session's entry in the core's PPP timer index (rebuilt on
     /// restore).
     #[serde(skip)]

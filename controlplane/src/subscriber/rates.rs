@@ -125,9 +125,10 @@ impl Core {
         // Untracked by the store: the buckets are not in its records, and
         // a write per packet would be the slow path's whole cost.
         let Some(s) = self.sessions.untracked().get_mut(&key) else { return true };
-        let epoch = *s.slow_path_buckets.epoch.get_or_insert(now);
+        let buckets = s.slow_path_buckets.get_or_insert_with(Default::default);
+        let epoch = *buckets.epoch.get_or_insert(now);
         let ns = now.saturating_duration_since(epoch).as_nanos() as u64;
-        let bucket = if upstream { &mut s.slow_path_buckets.up } else { &mut s.slow_path_buckets.down };
+        let bucket = if upstream { &mut buckets.up } else { &mut buckets.down };
         if bucket.police(ns, len as u64, limit) {
             return true;
         }
