@@ -91,6 +91,12 @@ pub struct EmulatorConfig {
     /// up (RFC 1661 §5.8); None: the subscribers send none (they still
     /// answer the LNS's).
     pub echo_interval: Option<Duration>,
+    /// Calls in progress (placed, not yet up or given up) at most: the
+    /// next call waits for one to settle, whatever `rate` says. None: no
+    /// limit. A load generator's "max outstanding sessions": offered more
+    /// than the LNS answers, calls pile up until their PPP restart timers
+    /// fire and every retransmission adds to the pile.
+    pub max_outstanding: Option<u32>,
 }
 
 impl Default for EmulatorConfig {
@@ -112,6 +118,7 @@ impl Default for EmulatorConfig {
             redial_holdoff: None,
             host_links: 0,
             echo_interval: lns_controlplane::ppp::session::EchoConfig::default().interval,
+            max_outstanding: None,
         }
     }
 }
@@ -734,6 +741,9 @@ impl Emulator {
             if self.next_call.is_some_and(|n| n > now) {
                 return;
             }
+            if self.cfg.max_outstanding.is_some_and(|m| self.unsettled >= m) {
+                return;
+            }
             self.to_call.pop_front();
             let interval = Duration::from_secs_f64(1.0 / self.cfg.rate.max(0.001));
             // Paced calls on a schedule, so the rate holds although timers
@@ -1224,6 +1234,35 @@ mod tests {
             "{s:?}"
         );
         assert!(e.settled());
+    }
+
+    /// With `max_outstanding`, a call waits while that many are in
+    /// progress, and goes once one has settled.
+    #[test]
+    fn calls_wait_while_max_outstanding_are_in_progress() {
+        let cfg = EmulatorConfig { max_outstanding: Some(2), ..EmulatorConfig::default() };
+        let mut e = Emulator::new(cfg, Some(1));
+        let now = Instant::now();
+        e.to_call.push_back((TunnelId(7), 1));
+        e.unsettled = 2;
+        e.call(now);
+        assert_eq!(e.to_call.len(), 1, "held while 2 calls are in progress");
+        e.unsettled = 1;
+        e.call(now);
+        // Placed (in a tunnel that does not exist here, so lost at once).
+        assert!(e.to_call.is_empty());
+        assert_eq!(e.summary().sessions_failed, 1);
+    }
+
+    /// The subscribers' LCP echoes as configured, none when off.
+    #[test]
+    fn subscribers_echo_at_the_configured_interval() {
+        let mut e = Emulator::new(EmulatorConfig::default(), Some(1));
+        assert_eq!(e.ppp_config(1).echo.interval, Some(Duration::from_secs(10)));
+        e.cfg.echo_interval = Some(Duration::from_secs(500));
+        assert_eq!(e.ppp_config(1).echo.interval, Some(Duration::from_secs(500)));
+        e.cfg.echo_interval = None;
+        assert_eq!(e.ppp_config(1).echo.interval, None);
     }
 
     #[test]

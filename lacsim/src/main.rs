@@ -130,6 +130,10 @@ struct Args {
     /// subscribers at the default 10 s are 100,000 echoes a second.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     echo_interval: f64,
+    /// Calls in progress (placed, not yet up or given up) at most; the
+    /// next waits for one to settle, whatever --rate says. 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_outstanding: u32,
 }
 
 /// Datagrams taken from the socket in one pass of the loop (a few
@@ -239,6 +243,7 @@ async fn main() -> Result<()> {
         redial_holdoff: (args.redial_holdoff > 0.0).then(|| Duration::from_secs_f64(args.redial_holdoff)),
         host_links: if args.tun.is_some() { args.tunnels * args.sessions_per_tunnel } else { 0 },
         echo_interval: (args.echo_interval > 0.0).then(|| Duration::from_secs_f64(args.echo_interval)),
+        max_outstanding: (args.max_outstanding > 0).then_some(args.max_outstanding),
         ..EmulatorConfig::default()
     };
     let mut hosts = match &args.tun {

@@ -24,6 +24,14 @@
 //! own duration from its log), its memory (RSS) before and after, and that
 //! lacsim saw no session ended.
 //!
+//! lacsim places calls at `--rate` but keeps at most `--max-outstanding`
+//! (3,000) in progress, as a load generator's "max outstanding sessions"
+//! does: unlimited, a round larger than the LNS answers in a few seconds
+//! piles calls up until restart timers fire and retransmissions swamp
+//! both sides. Its subscribers' LCP echoes follow the LNS's interval.
+//! Besides the rate, each run prints the CPU time per session of the
+//! control plane and of lacsim until the round had settled.
+//!
 //! `--loss PCT` drops that share of the L2TP datagrams each way (iptables
 //! in the LAC and LNS namespaces): lacsim redials a call that ends before it
 //! is up, and this says who gave up on calls (lacsim's PPP, the LNS) and why,
@@ -62,6 +70,14 @@ struct Args {
     /// New sessions per second lns-lacsim attempts.
     #[arg(long, default_value_t = 20_000.0)]
     rate: f64,
+    /// Calls lns-lacsim has in progress at most (its --max-outstanding;
+    /// 0: no limit, every call placed at --rate). Past what the LNS
+    /// answers, calls offered at --rate pile up (20,000 a second for 50 s
+    /// at a million) until their restart timers fire and retransmissions
+    /// pile on: the limit keeps a set-up within about a second, so the
+    /// rate measured is the LNS's, not a collapse's.
+    #[arg(long, value_name = "N", default_value_t = 3000)]
+    max_outstanding: u32,
     /// Network protocols of the subscribers: ipv4, ipv6 or dual (as
     /// lns-lacsim's --ncp).
     #[arg(long, default_value = "ipv4")]
@@ -266,6 +282,8 @@ fn rates(
                 &args.redial_holdoff.to_string(),
                 "--echo-interval",
                 &echo_secs,
+                "--max-outstanding",
+                &args.max_outstanding.to_string(),
             ],
         },
     )?;
