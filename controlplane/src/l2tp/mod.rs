@@ -63,7 +63,7 @@ pub use header::{Packet, SessionId, TunnelId};
 pub use ids::SessionIdSpace;
 pub use message::{Message, MessageType};
 pub use reliable::ReliableConfig;
-pub use session::{SessionDownCause, SessionInfo};
+pub use session::{PackedSessionInfo, SessionDownCause, SessionInfo};
 pub use tunnel::{Event, Role, Tunnel, TunnelConfig, TunnelDownReason, TunnelError, TunnelState};
 
 /// Wire-format errors: the datagram or AVP is malformed and is dropped.

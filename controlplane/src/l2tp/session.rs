@@ -113,6 +113,73 @@ impl SessionInfo {
     }
 }
 
+/// A connected call's [`SessionInfo`] as the LNS keeps it for the
+/// session's life: in its compact binary form (a few dozen bytes, where
+/// the struct is 320 and each number or blob an allocation of its own),
+/// unpacked when read: for authentication, accounting, `lnsctl` and the
+/// rare update. Serialized as the [`SessionInfo`] itself.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PackedSessionInfo {
+    Packed(Box<[u8]>),
+    /// What would not pack (never seen): kept as it is.
+    Plain(Box<SessionInfo>),
+}
+
+impl PackedSessionInfo {
+    pub fn new(info: &SessionInfo) -> Self {
+        match postcard::to_stdvec(info) {
+            Ok(bytes) => PackedSessionInfo::Packed(bytes.into_boxed_slice()),
+            Err(_) => PackedSessionInfo::Plain(Box::new(info.clone())),
+        }
+    }
+
+    /// The information, unpacked.
+    pub fn get(&self) -> SessionInfo {
+        match self {
+            // Our own encoding of a SessionInfo: it reads back.
+            PackedSessionInfo::Packed(b) => postcard::from_bytes(b).unwrap_or_default(),
+            PackedSessionInfo::Plain(i) => (**i).clone(),
+        }
+    }
+
+    /// Changes the information (a CSUN's new line speeds).
+    pub fn update(&mut self, f: impl FnOnce(&mut SessionInfo)) {
+        let mut info = self.get();
+        f(&mut info);
+        *self = PackedSessionInfo::new(&info);
+    }
+}
+
+impl Default for PackedSessionInfo {
+    fn default() -> Self {
+        PackedSessionInfo::new(&SessionInfo::default())
+    }
+}
+
+impl From<&SessionInfo> for PackedSessionInfo {
+    fn from(info: &SessionInfo) -> Self {
+        PackedSessionInfo::new(info)
+    }
+}
+
+impl std::fmt::Debug for PackedSessionInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+impl Serialize for PackedSessionInfo {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.get().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for PackedSessionInfo {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        SessionInfo::deserialize(d).map(|i| PackedSessionInfo::new(&i))
+    }
+}
+
 /// Incoming-call states (§7.4.1 LAC, §7.4.2 LNS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SessionState {
@@ -260,5 +327,34 @@ mod tests {
         let mut back = SessionInfo::default();
         back.absorb(&parsed);
         assert_eq!(back, info);
+    }
+
+    #[test]
+    fn packed_session_info_reads_back_and_serializes_as_the_plain_struct() {
+        let info = SessionInfo {
+            call_serial_number: 7,
+            calling_number: Some(b"5551234".to_vec()),
+            tx_connect_speed: Some(1_000_000),
+            last_sent_lcp_confreq: Some(vec![1, 1, 0, 8, 3, 4, 0xc2, 0x23]),
+            proxy_authen_id: Some(3),
+            sequencing_required: true,
+            access_line: vec![
+                AccessLine::AgentCircuitId(b"eth0/1".to_vec()),
+                AccessLine::DataRate { attr: 129, bps: 9 },
+            ],
+            connect_speed_update_enable: true,
+            ..SessionInfo::default()
+        };
+        let mut packed = PackedSessionInfo::new(&info);
+        assert!(matches!(&packed, PackedSessionInfo::Packed(b) if b.len() < 64), "{:?}", packed);
+        assert_eq!(packed.get(), info);
+        // A snapshot holds what it held before: the struct.
+        let bytes = postcard::to_stdvec(&packed).expect("encode");
+        assert_eq!(bytes, postcard::to_stdvec(&info).expect("encode"));
+        let back: PackedSessionInfo = postcard::from_bytes(&bytes).expect("decode");
+        assert_eq!(back, packed);
+        packed.update(|i| i.rx_connect_speed = Some(2_000_000));
+        assert_eq!(packed.get(), SessionInfo { rx_connect_speed: Some(2_000_000), ..info });
+        assert_eq!(PackedSessionInfo::default().get(), SessionInfo::default());
     }
 }

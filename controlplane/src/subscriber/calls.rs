@@ -59,8 +59,10 @@ impl Core {
             Event::ConnectSpeedUpdate { updates } => {
                 for u in updates {
                     if let Some(s) = self.sessions.get_mut(&SessionKey::new(tid, u.remote_session_id)) {
-                        s.info.tx_connect_speed = Some(u.tx_bps);
-                        s.info.rx_connect_speed = Some(u.rx_bps);
+                        s.info.update(|i| {
+                            i.tx_connect_speed = Some(u.tx_bps);
+                            i.rx_connect_speed = Some(u.rx_bps);
+                        });
                     }
                 }
             }
@@ -109,7 +111,7 @@ impl Core {
             Box::new(Subscriber {
                 peer_tunnel_id,
                 peer_session_id: peer_sid,
-                info,
+                info: (&*info).into(),
                 since: now,
                 ppp_frames_rx: 0,
                 ppp: Box::new(ppp),

@@ -272,7 +272,7 @@ impl Core {
                 .tunnel(key.tunnel)
                 .map(|t| t.peer_host_name().to_vec())
                 .unwrap_or_default(),
-            info: (*s.info).clone(),
+            info: s.info.get(),
         }
     }
 }

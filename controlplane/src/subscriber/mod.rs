@@ -65,7 +65,7 @@ pub use self::reason::{DownReason, EndReason};
 pub use self::slowpath::SlowPathConfig;
 pub use self::snapshot::{Changes, RecordKey, Records, StoredRecord};
 use crate::daemon::aaa::{AaaError, Ipv6PoolEntry, Ipv6Pools, PoolEntry, Pools};
-use crate::l2tp::{DropReason, Endpoint, EndpointConfig, SessionId, SessionInfo, TunnelId};
+use crate::l2tp::{DropReason, Endpoint, EndpointConfig, PackedSessionInfo, SessionId, TunnelId};
 use crate::ppp::{self, SessionConfig};
 use crate::snapshot::Tracked;
 
@@ -173,7 +173,8 @@ pub struct Ipv6Record {
 pub struct Subscriber {
     pub peer_tunnel_id: TunnelId,
     pub peer_session_id: SessionId,
-    pub info: Box<SessionInfo>,
+    /// The call's information, packed (see [`PackedSessionInfo`]).
+    pub info: PackedSessionInfo,
     #[serde(with = "crate::snapshot::instant")]
     pub since: Instant,
     pub ppp_frames_rx: u64,

@@ -19,6 +19,7 @@ use rand::{Rng, SeedableRng};
 use super::*;
 use crate::daemon::aaa::{Authorization, LocalUsers};
 use crate::l2tp::avp::cdn;
+use crate::l2tp::SessionInfo;
 use crate::l2tp::{DatagramEvent, Event, PeerConfig, Role, TunnelConfig};
 use crate::ppp::auth::{AuthMethod, Credentials};
 use crate::ppp::{Phase, SessionEvent};

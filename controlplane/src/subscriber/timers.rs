@@ -140,15 +140,18 @@ impl Core {
     /// A verified Disconnect-Request or CoA-Request: applied to every
     /// session it names; Err is the Error-Cause of the NAK.
     pub fn handle_dynauth(&mut self, now: Instant, req: &DynAuthRequest) -> Result<(), u32> {
+        // The calling numbers, unpacked once for the views to borrow.
+        let calling: Vec<Option<Vec<u8>>> =
+            self.sessions.values().map(|s| s.info.get().calling_number).collect();
         let keys = dynauth::select(
             &req.selector,
-            self.sessions.iter().map(|(k, s)| dynauth::SessionView {
+            self.sessions.iter().zip(&calling).map(|((k, s), calling)| dynauth::SessionView {
                 key: *k,
                 acct_session_id: s.acct.as_ref().map(|a| a.session_id.as_str()),
                 user_name: s.username.as_deref().map(str::as_bytes),
                 framed_ip: s.ipv4,
                 nas_port: crate::daemon::radius::nas_port(k.tunnel.0, k.session.0),
-                calling_station_id: s.info.calling_number.as_deref(),
+                calling_station_id: calling.as_deref(),
             }),
         );
         if keys.is_empty() {

@@ -140,7 +140,8 @@ impl Core {
             let peer = self.tunnels.get(&id).map(|r| r.peer.to_string()).unwrap_or_default();
             for s in t.sessions() {
                 let rec = self.sessions.get(&SessionKey::new(id, s.local_id));
-                let info = rec.map(|r| &*r.info).unwrap_or(s.info());
+                let packed = rec.map(|r| r.info.get());
+                let info = packed.as_ref().unwrap_or(s.info());
                 let forwarding = rec.map(|r| r.ipv4_forwarding || r.ipv6.prefix.is_some());
                 rows.push(SessionRow {
                     tunnel_id: id.0,
