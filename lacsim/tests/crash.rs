@@ -8,7 +8,9 @@
 //! on, and the Stops carry the whole sessions' counters.
 
 mod common;
-use common::{forwarding, lnsctl_json, resolve_neighbours, start_dp, wait_for};
+use common::{
+    forwarding, freeradius, resolve_neighbours, session_rows, start_dp, stats, summary, wait_for, Subscribers,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -16,28 +18,8 @@ use std::time::{Duration, Instant};
 
 use lns_controlplane::daemon::store::{Store, FILE};
 use lns_controlplane::subscriber::SessionKey;
-use lns_testlab::freeradius::{DetailRecord, FreeRadius, FreeRadiusConfig};
-use lns_testlab::{workspace_bin, ControlPlane, Lab, NsProcess, PinDir, UdpEcho};
-
-fn stats(socket: &Path) -> serde_json::Value {
-    lnsctl_json(socket, &["show", "stats"])
-}
-
-fn session_rows(socket: &Path) -> Vec<serde_json::Value> {
-    lnsctl_json(socket, &["session", "list"]).as_array().cloned().unwrap_or_default()
-}
-
-fn spawn_lacsim(lab: &Lab, args: &[&str]) -> NsProcess {
-    let mut a = vec!["--server", "192.0.2.1:1701", "--json", "--user", "user%d"];
-    a.extend_from_slice(args);
-    NsProcess::spawn(&lab.lac, &workspace_bin("lns-lacsim").unwrap(), &a).unwrap()
-}
-
-fn summary(sim: &mut NsProcess, secs: u64) -> serde_json::Value {
-    assert!(wait_for(secs, || !sim.alive()), "lacsim did not finish: {:?}", sim.output());
-    let (out, err) = sim.output();
-    serde_json::from_str(out.lines().last().unwrap_or("{}")).unwrap_or_else(|_| panic!("{out} {err}"))
-}
+use lns_testlab::freeradius::DetailRecord;
+use lns_testlab::{workspace_bin, ControlPlane, Lab, PinDir, UdpEcho};
 
 fn resolve_neighbours_v6(lab: &Lab) {
     lab.lns.exec("ping", &["-6", "-c1", "-W2", "2001:db8:c0::7"]).unwrap();
@@ -90,29 +72,14 @@ fn a_thousand_sessions_outlive_a_kill_9_of_the_control_plane() {
     resolve_neighbours_v6(&lab);
     let echo = UdpEcho::start(&lab.core, "[2001:db8:c0::7]:7").unwrap();
     let echo4 = UdpEcho::start(&lab.core, "203.0.113.7:7").unwrap();
-    let mut resident = spawn_lacsim(
-        &lab,
-        &[
-            "--tunnels",
-            "10",
-            "--sessions-per-tunnel",
-            "100",
-            "--auth",
-            "chap",
-            "--password",
-            "pw%d",
-            "--ncp",
-            "ipv6",
-            "--traffic",
-            "4,100",
-            "--rate",
-            "1000",
-            "--timeout",
-            "60",
-            "--hold",
-            "30",
-        ],
-    );
+    let mut resident = Subscribers::new(10, 100)
+        .arg("--auth", "chap")
+        .arg("--ncp", "ipv6")
+        .traffic("4,100")
+        .arg("--rate", "1000")
+        .arg("--timeout", "60")
+        .hold("30")
+        .spawn(&lab);
     assert!(wait_for(90, || forwarding(&cp.socket) == 1000), "1000 sessions up: {}", stats(&cp.socket));
     std::thread::sleep(Duration::from_secs(3));
 
@@ -129,8 +96,7 @@ fn a_thousand_sessions_outlive_a_kill_9_of_the_control_plane() {
     assert_eq!(s["sessions_reconciled"].as_u64(), Some(0), "{s}");
     assert_eq!(forwarding(&cp.socket), 1000);
     // A new subscriber right after.
-    let mut fresh =
-        spawn_lacsim(&lab, &["--tunnels", "1", "--sessions-per-tunnel", "1", "--password", "pw%d"]);
+    let mut fresh = Subscribers::new(1, 1).spawn(&lab);
     let f = summary(&mut fresh, 20);
     assert_eq!(f["sessions_up"].as_u64(), Some(1), "a new session after the restart: {f}\n{}", tail(&cp));
 
@@ -185,21 +151,7 @@ fn kill_9_at_random_moments_of_a_churn_leaves_maps_store_and_sessions_agreeing()
     let mut cp = lab.start_controlplane(pins.path(), 250, &args).unwrap();
     resolve_neighbours(&lab);
     let echo = UdpEcho::start(&lab.core, "203.0.113.7:7").unwrap();
-    let mut resident = spawn_lacsim(
-        &lab,
-        &[
-            "--tunnels",
-            "1",
-            "--sessions-per-tunnel",
-            "20",
-            "--password",
-            "pw%d",
-            "--traffic",
-            "5,100",
-            "--hold",
-            "600",
-        ],
-    );
+    let mut resident = Subscribers::new(1, 20).traffic("5,100").hold("600").spawn(&lab);
     assert!(wait_for(30, || forwarding(&cp.socket) == 20), "residents up: {}", stats(&cp.socket));
     let maps = lns_bpf::open_pinned(pins.path()).unwrap();
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
@@ -214,23 +166,11 @@ fn kill_9_at_random_moments_of_a_churn_leaves_maps_store_and_sessions_agreeing()
     };
     for round in 0..4 {
         // 100 subscribers come, and leave as soon as all are up.
-        let mut churn = spawn_lacsim(
-            &lab,
-            &[
-                "--tunnels",
-                "2",
-                "--sessions-per-tunnel",
-                "50",
-                "--password",
-                "pw%d",
-                "--rate",
-                "300",
-                "--timeout",
-                "20",
-                "--redial-holdoff",
-                "0.5",
-            ],
-        );
+        let mut churn = Subscribers::new(2, 50)
+            .arg("--rate", "300")
+            .arg("--timeout", "20")
+            .arg("--redial-holdoff", "0.5")
+            .spawn(&lab);
         let at = Duration::from_millis(100 + next() % 1500);
         std::thread::sleep(at);
         cp.proc.kill();
@@ -301,17 +241,7 @@ fn radius_accounting_goes_on_across_a_kill_9_and_the_stops_carry_the_whole_sessi
     resolve_neighbours(&lab);
     let echo = UdpEcho::start(&lab.core, "203.0.113.7:7").unwrap();
     let users: String = (1..=N).map(|i| format!("user{i}\tCleartext-Password := \"rad{i}\"\n\n")).collect();
-    let fr = FreeRadius::start(
-        &lab.lns,
-        FreeRadiusConfig {
-            users,
-            auth_port: 1812,
-            acct_port: 1813,
-            secret: SECRET.into(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let fr = freeradius(&lab, users, 1812, 1813, SECRET);
     let toml = format!(
         "[radius]\nnas_identifier = \"lns-test\"\ninterim_interval = \"2s\"\nstate_dir = \"{state_dir}\"\n\
          [[radius.auth_server]]\naddress = \"127.0.0.1:1812\"\nsecret = \"{SECRET}\"\n\
@@ -320,25 +250,13 @@ fn radius_accounting_goes_on_across_a_kill_9_and_the_stops_carry_the_whole_sessi
     let keep = ["--keep-sessions", "--state-dir", state_dir.as_str()];
     let mut cp = lab.start_controlplane_with(pins.path(), 0, &toml, &keep).unwrap();
     let n = N.to_string();
-    let mut sim = spawn_lacsim(
-        &lab,
-        &[
-            "--tunnels",
-            "4",
-            "--sessions-per-tunnel",
-            &(N / 4).to_string(),
-            "--auth",
-            "chap",
-            "--password",
-            "rad%d",
-            "--traffic",
-            "5,200",
-            "--rate",
-            "500",
-            "--hold",
-            "600",
-        ],
-    );
+    let mut sim = Subscribers::new(4, (N / 4) as u32)
+        .arg("--auth", "chap")
+        .password("rad%d")
+        .traffic("5,200")
+        .arg("--rate", "500")
+        .hold("600")
+        .spawn(&lab);
     assert!(wait_for(60, || forwarding(&cp.socket) == N), "{n} up: {}", stats(&cp.socket));
     std::thread::sleep(Duration::from_secs(5));
     let killed_at = Instant::now();

@@ -13,7 +13,7 @@
 //! loss over the run and the longest silence the core saw.
 
 mod common;
-use common::{forwarding, lnsctl_json, resolve_neighbours, start_dp_with, wait_for};
+use common::{forwarding, lnsctl_json, resolve_neighbours, start_dp_with, stats, wait_for};
 
 use std::net::UdpSocket;
 use std::path::Path;
@@ -27,10 +27,6 @@ use lns_testlab::{workspace_bin, Lab, Netns, NsProcess, PinDir};
 const SESSIONS: usize = 5;
 /// Packets per second per session, and their size.
 const TRAFFIC: &str = "200,200";
-
-fn stats(socket: &Path) -> serde_json::Value {
-    lnsctl_json(socket, &["show", "stats"])
-}
 
 fn counter(v: &serde_json::Value, group: &str, name: &str) -> u64 {
     v[group][name].as_u64().unwrap_or(0)

@@ -14,13 +14,12 @@
 //! /var/lib/dhcpcd, so each test names its device differently.
 
 mod common;
-use common::{lnsctl_json, resolve_neighbours, start_dp};
+use common::{freeradius, lnsctl_json, resolve_neighbours, start_dp, wait_until};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use lns_bpf::abi::Counter;
-use lns_testlab::freeradius::{FreeRadius, FreeRadiusConfig};
 use lns_testlab::{unique_name, workspace_bin, ControlPlane, Lab, Netns, NsProcess, PinDir};
 
 const DNS: [&str; 2] = ["2001:db8:53::1", "2001:db8:53::2"];
@@ -172,17 +171,6 @@ fn session(cp: &ControlPlane) -> serde_json::Value {
     rows.as_array().and_then(|r| r.first().cloned()).unwrap_or_default()
 }
 
-fn wait_until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(t0.elapsed() < within, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The prefix dhcpcd was given, as `PREFIX/LEN`.
 fn delegated(e: &std::collections::BTreeMap<String, String>) -> String {
     format!(
@@ -309,17 +297,7 @@ fn dhcpcd_is_given_the_access_accepts_prefix_and_dns_servers() {
                  \tDNS-Server-IPv6-Address = 2001:db8:200::53,\n\
                  \tDNS-Server-IPv6-Address += 2001:db8:200::54\n\n"
         .to_string();
-    let _fr = FreeRadius::start(
-        &lab.lns,
-        FreeRadiusConfig {
-            users,
-            auth_port: 1812,
-            acct_port: 1813,
-            secret: SECRET.into(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let _fr = freeradius(&lab, users, 1812, 1813, SECRET);
     let toml = format!(
         "{}[radius]\nnas_identifier = \"lns-test\"\ntimeout = \"300ms\"\nretries = 1\n\
          [[radius.auth_server]]\naddress = \"127.0.0.1:1812\"\nsecret = \"{SECRET}\"\n",

@@ -100,29 +100,13 @@ fn wait_forwarding(pins: &lns_testlab::PinDir, sock: &std::path::Path, n: usize)
     }
 }
 
-fn spawn_lacsim(lab: &Lab, args: &[&str]) -> lns_testlab::NsProcess {
-    let mut a = vec![
-        "--server",
-        "192.0.2.1:1701",
-        "--json",
-        "--auth",
-        "chap",
-        "--user",
-        "user%d",
-        "--password",
-        "pw%d",
-    ];
-    a.extend_from_slice(args);
-    lns_testlab::NsProcess::spawn(&lab.lac, &workspace_bin("lns-lacsim").unwrap(), &a).unwrap()
-}
-
 #[test]
 fn a_session_killed_with_lnsctl_ends_on_the_lac_too() {
     let lab = Lab::new(1).unwrap();
     let pins = PinDir::new().unwrap();
     let _dp = start_dp(&lab, &pins, "1", "skb");
     let cp = lab.start_controlplane(pins.path(), 10, &[]).unwrap();
-    let mut sim = spawn_lacsim(&lab, &["--tunnels", "1", "--sessions-per-tunnel", "5", "--hold", "3"]);
+    let mut sim = Subscribers::new(1, 5).hold("3").arg("--auth", "chap").spawn(&lab);
     let rows = wait_forwarding(&pins, &cp.socket, 5);
     let victim = &rows[0];
     let (sid, tid) = (victim["session_id"].to_string(), victim["tunnel_id"].to_string());
@@ -164,7 +148,7 @@ fn a_silent_lac_is_detected_and_its_sessions_removed() {
             &["--hello-interval", "1s", "--retransmit-timeout", "200ms", "--max-retransmissions", "2"],
         )
         .unwrap();
-    let mut sim = spawn_lacsim(&lab, &["--tunnels", "2", "--sessions-per-tunnel", "3", "--hold", "60"]);
+    let mut sim = Subscribers::new(2, 3).hold("60").arg("--auth", "chap").spawn(&lab);
     wait_forwarding(&pins, &cp.socket, 6);
     let maps = lns_bpf::open_pinned(pins.path()).unwrap();
     assert_eq!(maps.sessions().unwrap().len(), 6);
@@ -189,23 +173,13 @@ fn trafgen_replays_the_established_sessions_through_the_fast_path() {
     let cp = lab.start_controlplane(pins.path(), 20, &[]).unwrap();
     resolve_neighbours(&lab);
     let cfg = std::env::temp_dir().join(format!("{}.trafgen", lns_testlab::unique_name("tg")));
-    let mut sim = spawn_lacsim(
-        &lab,
-        &[
-            "--tunnels",
-            "2",
-            "--sessions-per-tunnel",
-            "10",
-            "--hold",
-            "6",
-            "--traffic",
-            "0,100",
-            "--trafgen-out",
-            cfg.to_str().unwrap(),
-            "--trafgen-dev",
-            "lac0",
-        ],
-    );
+    let mut sim = Subscribers::new(2, 10)
+        .hold("6")
+        .traffic("0,100")
+        .arg("--trafgen-out", cfg.to_str().unwrap())
+        .arg("--trafgen-dev", "lac0")
+        .arg("--auth", "chap")
+        .spawn(&lab);
     wait_forwarding(&pins, &cp.socket, 20);
     let t0 = Instant::now();
     while !cfg.exists() {
@@ -422,7 +396,7 @@ fn an_ipv4_only_subscriber_holds_no_prefix() {
     let pins = PinDir::new().unwrap();
     let _dp = start_dp(&lab, &pins, "1", "skb");
     let cp = lab.start_controlplane(pins.path(), 10, &[]).unwrap();
-    let mut sim = spawn_lacsim(&lab, &["--tunnels", "1", "--sessions-per-tunnel", "2", "--hold", "2"]);
+    let mut sim = Subscribers::new(1, 2).hold("2").arg("--auth", "chap").spawn(&lab);
     let rows = wait_forwarding(&pins, &cp.socket, 2);
     assert!(rows.iter().all(|r| r["ipv4"].is_string() && r["ipv6_prefix"].is_null()), "{rows:?}");
     assert_eq!(lns_stats(&cp.socket)["ipv6_prefixes_in_use"].as_u64(), Some(0));

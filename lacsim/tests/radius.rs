@@ -6,14 +6,14 @@
 //! and radclient sends Disconnect and CoA requests.
 
 mod common;
-use common::{lacsim, resolve_neighbours, start_dp};
+use common::{freeradius, lacsim, resolve_neighbours, spawn_lacsim, start_dp, wait_until, Subscribers};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use lns_testlab::freeradius::{radclient, DetailRecord, FreeRadius, FreeRadiusConfig};
-use lns_testlab::{workspace_bin, ControlPlane, Lab, NsProcess, PinDir, UdpEcho};
+use lns_testlab::freeradius::{radclient, DetailRecord, FreeRadius};
+use lns_testlab::{workspace_bin, ControlPlane, Lab, PinDir, UdpEcho};
 
 const SECRET: &str = "lns-test-secret";
 const COA_SECRET: &str = "coa-secret";
@@ -21,15 +21,20 @@ const COA_SECRET: &str = "coa-secret";
 /// lacsim arguments for `n` subscribers in one tunnel, authenticating with
 /// `auth` and FreeRADIUS's passwords (rad1, rad2, ...), then `extra`.
 fn one_tunnel<'a>(n: &'a str, auth: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut a = vec!["--tunnels", "1", "--sessions-per-tunnel", n, "--auth", auth, "--password", "rad%d"];
+    let mut a = vec![
+        "--tunnels",
+        "1",
+        "--sessions-per-tunnel",
+        n,
+        "--user",
+        "user%d",
+        "--auth",
+        auth,
+        "--password",
+        "rad%d",
+    ];
     a.extend_from_slice(extra);
     a
-}
-
-fn spawn_lacsim(lab: &Lab, args: &[&str]) -> NsProcess {
-    let mut a = vec!["--server", "192.0.2.1:1701", "--json", "--user", "user%d"];
-    a.extend_from_slice(args);
-    NsProcess::spawn(&lab.lac, &workspace_bin("lns-lacsim").unwrap(), &a).unwrap()
 }
 
 fn lnsctl(cp: &ControlPlane, args: &[&str]) -> serde_json::Value {
@@ -51,17 +56,6 @@ fn wait_forwarding(cp: &ControlPlane, n: usize) -> Vec<serde_json::Value> {
     })
 }
 
-fn wait_until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(t0.elapsed() < within, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The `[radius]` section (and a second pool) for the LNS's file; the
 /// lines go under `[ppp]` first, hence `default_pool`.
 fn radius_toml(auth: &[u16], acct: &[u16], radius_extra: &str, tables: &str) -> String {
@@ -80,14 +74,6 @@ fn radius_toml(auth: &[u16], acct: &[u16], radius_extra: &str, tables: &str) -> 
     }
     t.push_str(tables);
     t
-}
-
-fn freeradius(lab: &Lab, users: String, auth_port: u16, acct_port: u16) -> FreeRadius {
-    FreeRadius::start(
-        &lab.lns,
-        FreeRadiusConfig { users, auth_port, acct_port, secret: SECRET.into(), ..Default::default() },
-    )
-    .unwrap()
 }
 
 /// Detail records grouped by Acct-Session-Id, in arrival order.
@@ -157,7 +143,7 @@ fn freeradius_decides_pap_chap_and_mschapv2_and_their_addresses_after_failover()
     users.push_str(
         &(3..=6).map(|i| format!("user{i}\tCleartext-Password := \"rad{i}\"\n\n")).collect::<String>(),
     );
-    let fr = freeradius(&lab, users, 1812, 0);
+    let fr = freeradius(&lab, users, 1812, 0, SECRET);
     // The first server never answers: requests fail over to FreeRADIUS.
     let cp =
         lab.start_controlplane_with(pins.path(), 6, &radius_toml(&[1645, 1812], &[], "", ""), &[]).unwrap();
@@ -237,7 +223,7 @@ fn accounting_start_interim_stop_carry_the_fast_path_counters() {
             format!("user{i}\tCleartext-Password := \"rad{i}\"\n\tClass = \"class-{i}\"{interim}\n\n")
         })
         .collect();
-    let fr = freeradius(&lab, users, 1812, 1813);
+    let fr = freeradius(&lab, users, 1812, 1813, SECRET);
     let state = StateDir::new();
     let extra = format!("interim_interval = \"2s\"\nstate_dir = \"{}\"", state.0.display());
     let cp =
@@ -344,7 +330,7 @@ fn stop_records_wait_on_disk_for_a_server_even_across_a_restart() {
     assert!(text.contains("127.0.0.1:1823") && text.contains("dead"), "{text}");
     assert!(text.contains("3 Stop records spooled"), "{text}");
     // The second server starts: Status-Server finds it, everything goes.
-    let mut fr = freeradius(&lab, String::new(), 0, 1823);
+    let mut fr = freeradius(&lab, String::new(), 0, 1823, SECRET);
     wait_stops(&fr, 3, Duration::from_secs(20));
     wait_until("the spool emptied", Duration::from_secs(10), || {
         let r = lnsctl(&cp, &["radius"]);
@@ -355,10 +341,7 @@ fn stop_records_wait_on_disk_for_a_server_even_across_a_restart() {
     // Down again; sessions up when the LNS is stopped get their Stop
     // (NAS-Reboot) spooled, and a new LNS sends them.
     fr.stop();
-    let mut sim = spawn_lacsim(
-        &lab,
-        &["--tunnels", "1", "--sessions-per-tunnel", "2", "--password", "pw%d", "--hold", "60"],
-    );
+    let mut sim = Subscribers::new(1, 2).hold("60").spawn(&lab);
     let rows = wait_forwarding(&cp, 2);
     assert_eq!(rows.len(), 2);
     drop(cp);
@@ -384,7 +367,7 @@ fn disconnect_and_coa_requests_act_on_the_named_session() {
     let pins = PinDir::new().unwrap();
     let _dp = start_dp(&lab, &pins, "1", "skb");
     let users: String = (1..=3).map(|i| format!("user{i}\tCleartext-Password := \"rad{i}\"\n\n")).collect();
-    let fr = freeradius(&lab, users, 1812, 1813);
+    let fr = freeradius(&lab, users, 1812, 1813, SECRET);
     let state = StateDir::new();
     let dynauth = format!(
         "[radius.dynauth]\nlisten = \"127.0.0.1:3799\"\n[[radius.dynauth.client]]\naddress = \"127.0.0.1\"\nsecret = \"{COA_SECRET}\"\n"
@@ -501,7 +484,7 @@ fn each_way_a_session_ends_has_its_terminate_cause() {
                  user2\tCleartext-Password := \"rad2\"\n\n\
                  user3\tCleartext-Password := \"rad3\"\n\n"
         .to_string();
-    let fr = freeradius(&lab, users, 1812, 1813);
+    let fr = freeradius(&lab, users, 1812, 1813, SECRET);
     let state = StateDir::new();
     let toml = radius_toml(&[1812], &[1813], &format!("state_dir = \"{}\"", state.0.display()), "");
     let cp = lab
@@ -559,7 +542,7 @@ fn ipv6_subscribers_are_accounted_with_their_prefix() {
         "user1\tCleartext-Password := \"rad1\"\n\tFramed-IPv6-Prefix = \"2001:db8:100:abcd::/64\"\n\n\
                  user2\tCleartext-Password := \"rad2\"\n\n"
             .to_string();
-    let fr = freeradius(&lab, users, 1812, 1813);
+    let fr = freeradius(&lab, users, 1812, 1813, SECRET);
     let state = StateDir::new();
     let extra = format!("interim_interval = \"1s\"\nstate_dir = \"{}\"", state.0.display());
     let cp =
@@ -616,7 +599,7 @@ fn access_accept_dns_and_delegated_prefix_reach_the_subscriber() {
                  \tMS-Secondary-DNS-Server = 192.0.2.54,\n\
                  \tDelegated-IPv6-Prefix = \"2001:db8:200:100::/56\"\n\n"
         .to_string();
-    let fr = freeradius(&lab, users, 1812, 1813);
+    let fr = freeradius(&lab, users, 1812, 1813, SECRET);
     let state = StateDir::new();
     let extra = format!("state_dir = \"{}\"", state.0.display());
     let cp =
@@ -733,7 +716,7 @@ fn a_reload_points_the_lns_at_another_radius_server_and_fixes_its_secret() {
     let pins = PinDir::new().unwrap();
     let _dp = start_dp(&lab, &pins, "1", "skb");
     let users = (1..=3).map(|i| format!("user{i}\tCleartext-Password := \"rad{i}\"\n\n")).collect();
-    let fr = freeradius(&lab, users, 1812, 0);
+    let fr = freeradius(&lab, users, 1812, 0, SECRET);
     // Nothing answers on 1645.
     let cp = lab
         .start_controlplane_with(

@@ -5,11 +5,11 @@
 //! is the fast path's per-session byte counters (`lnsctl session show`).
 
 mod common;
-use common::{lnsctl_json, resolve_neighbours, start_dp, Subscribers};
+use common::{freeradius, lnsctl_json, resolve_neighbours, start_dp, wait_until, Subscribers};
 
 use std::time::{Duration, Instant};
 
-use lns_testlab::freeradius::{radclient, FreeRadius, FreeRadiusConfig};
+use lns_testlab::freeradius::radclient;
 use lns_testlab::{workspace_bin, ControlPlane, Lab, NsProcess, PinDir, UdpEcho};
 
 const SECRET: &str = "lns-test-secret";
@@ -35,17 +35,6 @@ fn flood(lab: &Lab, cp: &ControlPlane, n: u32) -> NsProcess {
         (rows.iter().filter(|r| r["dataplane_state"] == "forwarding").count() == n as usize).then_some(())
     });
     sim
-}
-
-fn wait_until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(t0.elapsed() < within, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Subscriber IP bytes the fast path carried for `user` (down, up) and
@@ -95,17 +84,7 @@ fn rates_from_radius_police_each_way_and_a_coa_halves_them() {
          user2\tCleartext-Password := \"rad2\"\n\tWISPr-Bandwidth-Max-Up = {LIMIT}\n\n\
          user3\tCleartext-Password := \"rad3\"\n\n"
     );
-    let _fr = FreeRadius::start(
-        &lab.lns,
-        FreeRadiusConfig {
-            users,
-            auth_port: 1812,
-            acct_port: 0,
-            secret: SECRET.into(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let _fr = freeradius(&lab, users, 1812, 0, SECRET);
     let toml = format!(
         "[radius]\nnas_identifier = \"lns-test\"\ntimeout = \"300ms\"\nretries = 1\n\
          [[radius.auth_server]]\naddress = \"127.0.0.1:1812\"\nsecret = \"{SECRET}\"\n\
@@ -168,17 +147,7 @@ fn rates_from_a_configured_text_attribute_and_a_coa_changes_them() {
          user2\tCleartext-Password := \"rad2\"\n\n",
         LIMIT / 1000
     );
-    let _fr = FreeRadius::start(
-        &lab.lns,
-        FreeRadiusConfig {
-            users,
-            auth_port: 1812,
-            acct_port: 0,
-            secret: SECRET.into(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let _fr = freeradius(&lab, users, 1812, 0, SECRET);
     let toml = format!(
         "[radius]\nnas_identifier = \"lns-test\"\ntimeout = \"300ms\"\nretries = 1\nrate_attribute = \"Filter-Id\"\n\
          [[radius.auth_server]]\naddress = \"127.0.0.1:1812\"\nsecret = \"{SECRET}\"\n\

@@ -7,11 +7,11 @@
 //! the bucket's burst allows.
 
 mod common;
-use common::{lnsctl_json, resolve_neighbours, run_in, start_dp_with};
+use common::{lnsctl_json, resolve_neighbours, run_in, start_dp_with, tun_subscriber};
 
 use std::time::{Duration, Instant};
 
-use lns_testlab::{workspace_bin, Lab, Netns, NsProcess, PinDir};
+use lns_testlab::{Lab, Netns, NsProcess, PinDir};
 
 /// The downstream limit, bits per second.
 const LIMIT: f64 = 10_000_000.0;
@@ -44,12 +44,7 @@ fn tcp_downstream(dp_extra: &[&str], rate_down: u64) -> (f64, u64) {
     let cp =
         lab.start_controlplane_with(pins.path(), 1, &format!("rate_down = \"{rate_down}\"\n"), &[]).unwrap();
     resolve_neighbours(&lab);
-    let mut sim = NsProcess::spawn(
-        &lab.lac,
-        &workspace_bin("lns-lacsim").unwrap(),
-        &["--server", "192.0.2.1:1701", "--json", "--user", "user1", "--password", "pw1", "--tun", "sub0"],
-    )
-    .unwrap();
+    let mut sim = tun_subscriber(&lab, "sub0", &[]);
     wait_for_address(&lab.lac, "sub0", "inet 198.51.100.", &mut sim);
     let _server = NsProcess::spawn(
         &lab.core,

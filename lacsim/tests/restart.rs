@@ -8,30 +8,14 @@
 //! and no store is kept. (`kill -9` is crash.rs.)
 
 mod common;
-use common::{forwarding, lnsctl_json, resolve_neighbours, start_dp, wait_for};
+use common::{forwarding, resolve_neighbours, start_dp, stats, summary, wait_for, Subscribers};
 
 use std::path::Path;
 
 use lns_controlplane::daemon::store::{Store, FILE};
 use lns_controlplane::l2tp::{SessionId, TunnelId};
 use lns_controlplane::subscriber::{Changes, RecordKey, SessionKey};
-use lns_testlab::{workspace_bin, Lab, NsProcess, PinDir, UdpEcho};
-
-fn stats(socket: &std::path::Path) -> serde_json::Value {
-    lnsctl_json(socket, &["show", "stats"])
-}
-
-fn subscribers(lab: &Lab, args: &[&str]) -> NsProcess {
-    let mut a = vec!["--server", "192.0.2.1:1701", "--json", "--user", "user%d", "--password", "pw%d"];
-    a.extend_from_slice(args);
-    NsProcess::spawn(&lab.lac, &workspace_bin("lns-lacsim").unwrap(), &a).unwrap()
-}
-
-fn summary(sim: &mut NsProcess, secs: u64) -> serde_json::Value {
-    assert!(wait_for(secs, || !sim.alive()), "lacsim did not finish: {:?}", sim.output());
-    let (out, err) = sim.output();
-    serde_json::from_str(out.lines().last().unwrap_or("{}")).unwrap_or_else(|_| panic!("{out} {err}"))
-}
+use lns_testlab::{workspace_bin, Lab, PinDir, UdpEcho};
 
 #[test]
 fn a_restart_keeps_every_session() {
@@ -44,10 +28,7 @@ fn a_restart_keeps_every_session() {
     let mut cp = lab.start_controlplane(pins.path(), 20, &keep).unwrap();
     resolve_neighbours(&lab);
     let echo = UdpEcho::start(&lab.core, "203.0.113.7:7").unwrap();
-    let mut resident = subscribers(
-        &lab,
-        &["--tunnels", "1", "--sessions-per-tunnel", "5", "--hold", "12", "--traffic", "100,200"],
-    );
+    let mut resident = Subscribers::new(1, 5).hold("12").traffic("100,200").spawn(&lab);
     assert!(wait_for(20, || forwarding(&cp.socket) == 5), "5 sessions up: {}", stats(&cp.socket));
 
     // SIGTERM: the state is written down, the entries stay.
@@ -77,7 +58,7 @@ fn a_restart_keeps_every_session() {
     // The store goes on being written as the sessions change.
     assert_eq!(Store::session_keys(&store).unwrap().len(), 5);
     // A new subscriber right after.
-    let mut fresh = subscribers(&lab, &["--tunnels", "1", "--sessions-per-tunnel", "1", "--hold", "1"]);
+    let mut fresh = Subscribers::new(1, 1).hold("1").spawn(&lab);
     if !wait_for(20, || !fresh.alive()) {
         panic!("a new subscriber after the restart: {:?}\n{}", fresh.output(), cp2.proc.output().1);
     }
@@ -119,7 +100,7 @@ fn lnsctl_shutdown_ends_every_session_even_when_sigterm_would_keep_them() {
     let mut cp = lab
         .start_controlplane(pins.path(), 10, &["--keep-sessions", "--state-dir", state_dir.as_str()])
         .unwrap();
-    let mut sim = subscribers(&lab, &["--tunnels", "1", "--sessions-per-tunnel", "3", "--hold", "5"]);
+    let mut sim = Subscribers::new(1, 3).hold("5").spawn(&lab);
     assert!(wait_for(20, || forwarding(&cp.socket) == 3), "3 sessions up: {}", stats(&cp.socket));
     let out = std::process::Command::new(workspace_bin("lnsctl").unwrap())
         .arg("--control-socket")
@@ -163,7 +144,7 @@ fn sigterm_without_keep_sessions_ends_every_session() {
     let _dp = start_dp(&lab, &pins, "1", "skb");
     let mut cp = lab.start_controlplane(pins.path(), 10, &["--state-dir", state_dir.as_str()]).unwrap();
     assert!(!store.exists(), "the old store removed at start: {}", cp.proc.output().1);
-    let mut sim = subscribers(&lab, &["--tunnels", "2", "--sessions-per-tunnel", "2", "--hold", "30"]);
+    let mut sim = Subscribers::new(2, 2).hold("30").spawn(&lab);
     assert!(wait_for(20, || forwarding(&cp.socket) == 4), "4 sessions up: {}", stats(&cp.socket));
     let maps = lns_bpf::open_pinned(pins.path()).unwrap();
     assert_eq!(maps.sessions().unwrap().len(), 4);

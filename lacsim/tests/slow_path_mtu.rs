@@ -16,11 +16,11 @@
 //! is too big themselves).
 
 mod common;
-use common::{lnsctl_json, resolve_neighbours, run_in, wait_for_ipv4};
+use common::{lnsctl_json, resolve_neighbours, run_in, tun_subscriber, wait_for_ipv4};
 
 use std::time::Duration;
 
-use lns_testlab::{workspace_bin, Lab, Netns, NsProcess, PinDir};
+use lns_testlab::{Lab, Netns, NsProcess, PinDir};
 
 #[test]
 fn pings_of_1300_bytes_cross_a_1300_byte_access_link_both_ways() {
@@ -37,27 +37,9 @@ fn pings_of_1300_bytes_cross_a_1300_byte_access_link_both_ways() {
         .unwrap();
     let cp = lab.start_controlplane(pins.path(), 1, &[]).unwrap();
     resolve_neighbours(&lab);
-    let bin = workspace_bin("lns-lacsim").unwrap();
     // The subscriber's device takes 1500 as a host on a LAN would: its
     // 1300-byte packets go up whole, and the LAC's kernel fragments them.
-    let mut sim = NsProcess::spawn(
-        &lab.lac,
-        &bin,
-        &[
-            "--server",
-            "192.0.2.1:1701",
-            "--json",
-            "--user",
-            "user1",
-            "--password",
-            "pw1",
-            "--tun",
-            "sub0",
-            "--tun-mtu",
-            "1500",
-        ],
-    )
-    .unwrap();
+    let mut sim = tun_subscriber(&lab, "sub0", &["--tun-mtu", "1500"]);
     let sub = wait_for_ipv4(&lab.lac, "sub0", &mut sim);
     let sessions = lnsctl_json(&cp.socket, &["session", "list"]);
     assert_eq!(sessions[0]["mtu"].as_u64(), Some(1260), "the MRU from the access link: {sessions}");

@@ -13,9 +13,9 @@
 //! fragments), is dropped and counted as the fast path drops it.
 
 mod common;
-use common::{lnsctl_json, resolve_neighbours, run_in, start_dp_with, wait_for_ipv4};
+use common::{lnsctl_json, resolve_neighbours, run_in, start_dp_with, tun_subscriber, wait_for_ipv4};
 
-use lns_testlab::{workspace_bin, Lab, NsProcess, PinDir};
+use lns_testlab::{Lab, PinDir};
 
 fn xdp(cp: &lns_testlab::ControlPlane, name: &str) -> u64 {
     lnsctl_json(&cp.socket, &["show", "stats"])["xdp"][name].as_u64().unwrap_or(0)
@@ -30,25 +30,7 @@ fn first_packets_to_unresolved_neighbours_and_spoofed_sources_on_the_slow_path()
     let _dp = start_dp_with(&lab, &pins, "1", "skb", &["--session-checks", "xdp", "--nh-cache-ms", "0"]);
     let cp = lab.start_controlplane(pins.path(), 1, &[]).unwrap();
     resolve_neighbours(&lab);
-    let bin = workspace_bin("lns-lacsim").unwrap();
-    let mut sim = NsProcess::spawn(
-        &lab.lac,
-        &bin,
-        &[
-            "--server",
-            "192.0.2.1:1701",
-            "--json",
-            "--user",
-            "user1",
-            "--password",
-            "pw1",
-            "--tun",
-            "sub0",
-            "--tun-mtu",
-            "1500",
-        ],
-    )
-    .unwrap();
+    let mut sim = tun_subscriber(&lab, "sub0", &["--tun-mtu", "1500"]);
     let sub = wait_for_ipv4(&lab.lac, "sub0", &mut sim);
     // A first ping resolves everything; the next ones are the fast path's.
     let out = run_in(&lab.lac, "ping", &["-c", "2", "-i", "0.3", "-W", "3", "203.0.113.7"]);

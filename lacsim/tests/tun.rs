@@ -4,11 +4,11 @@
 //! Advertisement), and iperf3 TCP, whose rate is printed.
 
 mod common;
-use common::{resolve_neighbours, run_in, start_dp};
+use common::{resolve_neighbours, run_in, start_dp, tun_subscriber};
 
 use std::time::{Duration, Instant};
 
-use lns_testlab::{workspace_bin, Lab, Netns, NsProcess, PinDir};
+use lns_testlab::{Lab, Netns, NsProcess, PinDir};
 
 /// Waits until `ip addr show dev DEV` in `ns` shows every one of `want`.
 fn wait_for_addresses(ns: &Netns, dev: &str, want: &[&str], lacsim: &mut NsProcess) -> String {
@@ -41,25 +41,7 @@ fn ping_and_iperf3_over_a_subscriber_tun_device() {
     // drops what has no next hop yet.
     lab.lns.exec("ping", &["-6", "-c1", "-W2", "2001:db8:c0::7"]).unwrap();
     lab.core.exec("ping", &["-6", "-c1", "-W2", "2001:db8:c0::1"]).unwrap();
-    let bin = workspace_bin("lns-lacsim").unwrap();
-    let mut sim = NsProcess::spawn(
-        &lab.lac,
-        &bin,
-        &[
-            "--server",
-            "192.0.2.1:1701",
-            "--json",
-            "--ncp",
-            "dual",
-            "--user",
-            "user1",
-            "--password",
-            "pw1",
-            "--tun",
-            "sub0",
-        ],
-    )
-    .unwrap();
+    let mut sim = tun_subscriber(&lab, "sub0", &["--ncp", "dual"]);
     let addrs = wait_for_addresses(
         &lab.lac,
         "sub0",

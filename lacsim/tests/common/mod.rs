@@ -3,8 +3,10 @@
 // Each test binary uses a part of it.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use lns_testlab::freeradius::{FreeRadius, FreeRadiusConfig};
 use lns_testlab::{workspace_bin, Lab, Netns, NsProcess, PinDir};
 
 /// Runs lns-lacsim in the LAC namespace against the LNS and returns its
@@ -78,6 +80,12 @@ impl Subscribers {
     /// Runs lns-lacsim with these arguments ([`lacsim`]).
     pub fn run(&self, lab: &Lab) -> serde_json::Value {
         lacsim(lab, &self.args())
+    }
+
+    /// Starts lns-lacsim with these arguments and returns at once
+    /// ([`spawn_lacsim`]; [`summary`] waits for its end).
+    pub fn spawn(&self, lab: &Lab) -> NsProcess {
+        spawn_lacsim(lab, &self.args())
     }
 }
 
@@ -168,4 +176,63 @@ pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+/// Polls `f` every 100 ms until it gives a value; fails the test naming
+/// `what` after `within`.
+pub fn wait_until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(t0.elapsed() < within, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// lns-lacsim started in the LAC namespace against the LNS (JSON summary
+/// on stdout), with `args` after the server.
+pub fn spawn_lacsim(lab: &Lab, args: &[&str]) -> NsProcess {
+    let mut a = vec!["--server", "192.0.2.1:1701", "--json"];
+    a.extend_from_slice(args);
+    NsProcess::spawn(&lab.lac, &workspace_bin("lns-lacsim").unwrap(), &a).unwrap()
+}
+
+/// One subscriber (user1, pw1) whose session's addresses lns-lacsim puts
+/// on the TUN device `dev` in the LAC namespace, so real programs use it;
+/// `extra` adds flags.
+pub fn tun_subscriber(lab: &Lab, dev: &str, extra: &[&str]) -> NsProcess {
+    let mut a = vec!["--user", "user1", "--password", "pw1", "--tun", dev];
+    a.extend_from_slice(extra);
+    spawn_lacsim(lab, &a)
+}
+
+/// The JSON summary lns-lacsim prints when it is done; fails the test if
+/// it is still running after `secs`.
+pub fn summary(sim: &mut NsProcess, secs: u64) -> serde_json::Value {
+    assert!(wait_for(secs, || !sim.alive()), "lacsim did not finish: {:?}", sim.output());
+    let (out, err) = sim.output();
+    serde_json::from_str(out.lines().last().unwrap_or("{}")).unwrap_or_else(|_| panic!("{out} {err}"))
+}
+
+/// `lnsctl show stats`.
+pub fn stats(socket: &Path) -> serde_json::Value {
+    lnsctl_json(socket, &["show", "stats"])
+}
+
+/// `lnsctl session list`, one row per session (none while the control
+/// plane does not answer).
+pub fn session_rows(socket: &Path) -> Vec<serde_json::Value> {
+    lnsctl_json(socket, &["session", "list"]).as_array().cloned().unwrap_or_default()
+}
+
+/// FreeRADIUS in the LNS namespace with these `users` entries, on
+/// 127.0.0.1 at `auth_port` and `acct_port` (0: none) with `secret`.
+pub fn freeradius(lab: &Lab, users: String, auth_port: u16, acct_port: u16, secret: &str) -> FreeRadius {
+    FreeRadius::start(
+        &lab.lns,
+        FreeRadiusConfig { users, auth_port, acct_port, secret: secret.into(), ..Default::default() },
+    )
+    .unwrap()
 }
