@@ -377,6 +377,29 @@ impl Session {
         self.phase
     }
 
+    /// Whether the link reads `config` (and not a copy of its own).
+    pub fn shares_config(&self, config: &Arc<SessionConfig>) -> bool {
+        Arc::ptr_eq(&self.config, config)
+    }
+
+    /// A link read back from a snapshot holds a copy of its configuration
+    /// of its own: if it is the same as `shared` (the configuration new
+    /// links of its MRU share; `shared_encoded` is its postcard form), the
+    /// link takes `shared` and the copy goes. Returns whether it did.
+    pub fn share_config(&mut self, shared: &Arc<SessionConfig>, shared_encoded: &[u8]) -> bool {
+        if Arc::ptr_eq(&self.config, shared) {
+            return true;
+        }
+        // Compared as they are serialized: every field, with no PartialEq
+        // to keep up to date.
+        let same = postcard::to_stdvec(&*self.config).is_ok_and(|mine| mine == shared_encoded);
+        if same {
+            self.config = shared.clone();
+            self.lcp.policy.config = LcpConfigRef::Link(shared.clone());
+        }
+        same
+    }
+
     pub fn role(&self) -> Role {
         self.config.role
     }
@@ -2138,6 +2161,39 @@ mod tests {
             Some(DisconnectCode::LCP_NO_RECOGNIZABLE_PACKETS)
         );
         assert!(p.server.is_dead());
+    }
+
+    #[test]
+    fn a_restored_link_shares_its_configuration_again() {
+        let mut p = Pair::new(server_config(), client_config("secret"));
+        p.start();
+        assert_up(&p, AuthMethod::MsChapV2);
+        let now = p.now;
+        let json = crate::snapshot::with_base(now, || serde_json::to_string(&p.server)).expect("serialize");
+        let mut restored: Session =
+            crate::snapshot::with_base(now, || serde_json::from_str(&json)).expect("deserialize");
+        assert!(!Arc::ptr_eq(&restored.config, &p.server.config), "read back: a copy of its own");
+        assert!(matches!(restored.lcp.policy.config, LcpConfigRef::Own(_)));
+        let mut other = (*p.server.config).clone();
+        other.lcp.mru -= 8;
+        let encoded = |c: &SessionConfig| postcard::to_stdvec(c).expect("encode");
+        assert!(
+            !restored.share_config(&Arc::new(other.clone()), &encoded(&other)),
+            "another one is not taken"
+        );
+        assert!(restored.share_config(&p.server.config, &encoded(&p.server.config)));
+        assert!(Arc::ptr_eq(&restored.config, &p.server.config));
+        assert!(
+            matches!(&restored.lcp.policy.config, LcpConfigRef::Link(c) if Arc::ptr_eq(c, &p.server.config))
+        );
+        // The link goes on as before.
+        p.server = restored;
+        let wire_before = p.wire.len();
+        p.run_for(Duration::from_secs(60));
+        assert_eq!(Pair::link_down(&p.server_events), None);
+        assert_eq!(Pair::link_down(&p.client_events), None);
+        assert_eq!(p.server.phase(), Phase::Network);
+        assert!(p.wire.len() > wire_before, "echoes both ways");
     }
 
     #[test]

@@ -148,7 +148,7 @@ impl Core {
 
     /// The PPP configuration of a new link proposing `mru`, shared with
     /// the other links of that MRU.
-    fn ppp_config(&mut self, mru: u16) -> std::sync::Arc<ppp::SessionConfig> {
+    pub(super) fn ppp_config(&mut self, mru: u16) -> std::sync::Arc<ppp::SessionConfig> {
         if let Some(c) = self.ppp_configs.iter().find(|c| c.lcp.mru == mru) {
             return c.clone();
         }

@@ -450,6 +450,21 @@ impl Core {
                 }
             }
         }
+        // Each link read back holds a copy of its PPP configuration: those
+        // equal to this start's share it again, as new links do.
+        let mut encoded: Vec<(std::sync::Arc<crate::ppp::SessionConfig>, Vec<u8>)> = Vec::new();
+        for s in sessions.values_mut().chain(stopping.values_mut()) {
+            let shared = core.ppp_config(s.mru);
+            let i = match encoded.iter().position(|(c, _)| std::sync::Arc::ptr_eq(c, &shared)) {
+                Some(i) => i,
+                None => {
+                    let bytes = postcard::to_stdvec(&*shared).unwrap_or_default();
+                    encoded.push((shared.clone(), bytes));
+                    encoded.len() - 1
+                }
+            };
+            s.ppp.share_config(&shared, &encoded[i].1);
+        }
         core.sessions = Tracked::from_map(sessions);
         core.calling = Tracked::from_map(calling);
         core.stopping = Tracked::from_map(stopping);

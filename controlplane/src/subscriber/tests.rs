@@ -832,6 +832,12 @@ fn a_restored_core_keeps_its_subscribers_and_their_accounting() {
     lab.pipe.retain(|p| !p.1);
     lab.core = Core::restore(cfg, &snap, lab.now).expect("restore");
     assert_eq!(lab.core.addresses_in_use(), 2, "the pools hold the same addresses");
+    // The links read back share this start's PPP configuration, as new
+    // links do, not a copy each.
+    assert_eq!(lab.core.ppp_configs.len(), 1);
+    for k in [a, b] {
+        assert!(lab.core.sessions[&k].ppp.shares_config(&lab.core.ppp_configs[0]), "{k}");
+    }
     lab.counters.get_mut(&a).expect("alice").up_bytes += 1000;
     lab.run_for(Duration::from_secs(60));
     assert!(
