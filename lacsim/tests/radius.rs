@@ -21,18 +21,7 @@ const COA_SECRET: &str = "coa-secret";
 /// lacsim arguments for `n` subscribers in one tunnel, authenticating with
 /// `auth` and FreeRADIUS's passwords (rad1, rad2, ...), then `extra`.
 fn one_tunnel<'a>(n: &'a str, auth: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut a = vec![
-        "--tunnels",
-        "1",
-        "--sessions-per-tunnel",
-        n,
-        "--user",
-        "user%d",
-        "--auth",
-        auth,
-        "--password",
-        "rad%d",
-    ];
+    let mut a = vec!["--tunnels", "1", "--sessions-per-tunnel", n, "--auth", auth, "--password", "rad%d"];
     a.extend_from_slice(extra);
     a
 }
