@@ -136,6 +136,9 @@ struct Args {
     max_outstanding: u32,
 }
 
+/// The socket's receive buffer, bytes (taken only as datagrams wait).
+const RECEIVE_BUFFER: usize = 64 << 20;
+
 /// Datagrams taken from the socket in one pass of the loop (a few
 /// recvmmsg(2) batches) before what they led to is sent.
 const RX_BURST: usize = 256;
@@ -264,10 +267,13 @@ async fn main() -> Result<()> {
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut stop_asked = false;
-    // The LNS's socket: 16 MiB buffers (thousands of sessions answer at
-    // once, and a lost PPP frame costs a 3-second restart timer), bursts
-    // received without a pass of the loop each and sent with sendmmsg.
+    // The LNS's socket (thousands of sessions answer at once, and a lost
+    // PPP frame costs a 3-second restart timer), bursts received with
+    // recvmmsg and sent with sendmmsg. Every tunnel's answers land here:
+    // the LNS's 16 MiB receive buffer overflowed with a million
+    // subscribers and 3,000 calls in progress, so ours is larger.
     let sock = L2tpSocket::bind(args.bind).with_context(|| format!("binding {}", args.bind))?;
+    sock.set_receive_buffer(RECEIVE_BUFFER);
     let local = sock.local_addr()?;
     let mut batch = Batch::new();
     let mut emu = Emulator::new(cfg, args.seed);

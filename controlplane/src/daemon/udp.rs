@@ -236,6 +236,17 @@ impl L2tpSocket {
         })
     }
 
+    /// A receive buffer of `bytes` instead of [`SOCKET_BUFFER`] (past
+    /// net.core.rmem_max where we may): for a socket that takes the
+    /// answers of a million sessions' set-ups (lns-lacsim's).
+    pub fn set_receive_buffer(&self, bytes: usize) {
+        for s in [Some(&self.io), self.data.as_ref()].into_iter().flatten() {
+            if setsockopt(s, sockopt::RcvBufForce, &bytes).is_err() {
+                let _ = setsockopt(s, sockopt::RcvBuf, &bytes);
+            }
+        }
+    }
+
     /// With [`L2tpSocket::bind_split`], SO_RXQ_OVFL's latest count of the
     /// control socket alone: control messages the kernel had no room for.
     pub fn control_overflows(&self) -> Option<u32> {
