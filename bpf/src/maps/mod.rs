@@ -73,6 +73,10 @@ pub struct Maps {
     pub(crate) ifaces: MapHandle,
     pub(crate) xsks: MapHandle,
     pub(crate) sessions: MapHandle,
+    /// `lns_sessions` mapped into this process: entries are read here
+    /// without a system call (a session's installation, update and removal
+    /// read its slot several times; they write through `sessions`).
+    pub(crate) sessions_mm: MmapArray<abi::Session>,
     pub(crate) session_ids: MapHandle,
     pub(crate) sub_v4: MapHandle,
     pub(crate) sub_v6: MapHandle,

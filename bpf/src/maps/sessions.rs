@@ -25,14 +25,12 @@ impl Maps {
         Ok(())
     }
 
+    /// The entry in slot `index`, read from the mapped table: what the
+    /// last write left there (writes go through the map's file descriptor
+    /// and land in the same memory).
     pub fn read_session(&self, index: u32) -> Result<Session, Error> {
         self.check_index(index)?;
-        let v = self
-            .sessions
-            .lookup(&index.to_ne_bytes(), MapFlags::ANY)
-            .map_err(ctx("reading lns_sessions"))?
-            .ok_or(Error::Missing("lns_sessions entry"))?;
-        bytemuck::try_pod_read_unaligned(&v).map_err(|_| Error::Missing("lns_sessions value size"))
+        self.sessions_mm.get(index as usize).ok_or(Error::Missing("lns_sessions entry"))
     }
 
     fn write_session(&self, index: u32, s: &Session) -> Result<(), Error> {
