@@ -32,7 +32,8 @@
 //! prefix = "2001:db8:400::/64"
 //! ```
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+use std::hash::BuildHasher;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
@@ -52,6 +53,8 @@ pub enum AaaError {
     NoSuchPool { user: String, pool: String },
     #[error("user {0} appears twice")]
     Duplicate(String),
+    #[error("users file too large: its users take more than 4 GiB")]
+    TooLarge,
     #[error("bad IPv6 pool {name:?}: {why}")]
     Ipv6Pool { name: String, why: String },
 }
@@ -248,12 +251,12 @@ impl AuthBackend for LocalUsers {
         let (decision, user) = self.check(&request);
         let a = Authorization {
             decision,
-            ipv4: user.and_then(|u| u.ipv4),
-            pool: user.and_then(|u| u.pool.clone()),
+            ipv4: user.as_ref().and_then(|u| u.ipv4),
             rates: lns_radius::rate::RateLimits {
-                down: user.and_then(|u| u.rate_down).map(|r| r.0),
-                up: user.and_then(|u| u.rate_up).map(|r| r.0),
+                down: user.as_ref().and_then(|u| u.rate_down).map(|r| r.0),
+                up: user.as_ref().and_then(|u| u.rate_up).map(|r| r.0),
             },
+            pool: user.and_then(|u| u.pool),
             ..Authorization::accept()
         };
         Box::pin(std::future::ready(a))
@@ -298,51 +301,326 @@ impl AuthBackend for SharedUsers {
     }
 }
 
-/// The embedded credential backend: a TOML file of users.
-#[derive(Debug, Default)]
+/// The embedded credential backend: a TOML file of users, held compactly
+/// because a carrier's file names a million of them: each user is one
+/// record in a single byte arena (name, password, then only the options it
+/// has), found through a hash table of record offsets, so no name is kept
+/// twice and no user costs an allocation of its own.
+#[derive(Default)]
 pub struct LocalUsers {
-    users: HashMap<Vec<u8>, User>,
+    records: Vec<u8>,
+    /// Offsets of the records in `records`, by the hash of the name.
+    index: hashbrown::HashTable<u32>,
+    hasher: std::hash::RandomState,
+}
+
+impl std::fmt::Debug for LocalUsers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalUsers").field("users", &self.index.len()).finish()
+    }
+}
+
+/// The TOML parser builds a tree of the whole text it is given, well over
+/// a KiB per user: the file is parsed in pieces of about this many bytes,
+/// each cut before a `[[user]]` header, and each tree is dropped before
+/// the next piece is read.
+const PIECE_BYTES: usize = 64 << 10;
+
+// Which options a record holds after its name and password.
+const HAS_IPV4: u8 = 1;
+const HAS_POOL: u8 = 2;
+const HAS_RATE_DOWN: u8 = 4;
+const HAS_RATE_UP: u8 = 8;
+
+/// One user's record in the arena, read in place.
+struct Record<'a> {
+    name: &'a str,
+    password: &'a str,
+    ipv4: Option<Ipv4Addr>,
+    pool: Option<&'a str>,
+    rate_down: Option<Rate>,
+    rate_up: Option<Rate>,
+}
+
+impl Record<'_> {
+    fn to_user(&self) -> User {
+        User {
+            name: self.name.to_owned(),
+            password: self.password.to_owned(),
+            ipv4: self.ipv4,
+            pool: self.pool.map(str::to_owned),
+            rate_down: self.rate_down,
+            rate_up: self.rate_up,
+        }
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    // LEB128 length, then the bytes.
+    let mut n = b.len();
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out.extend_from_slice(b);
+}
+
+/// The arena is only written by `LocalUsers::insert`, from strings, so
+/// what is read back is whole and UTF-8 (an arena that were not would
+/// read as empty fields, not panic).
+fn get_bytes<'a>(records: &'a [u8], at: &mut usize) -> &'a [u8] {
+    let mut n = 0usize;
+    let mut shift = 0;
+    while let Some(&b) = records.get(*at) {
+        *at += 1;
+        n |= usize::from(b & 0x7f) << shift;
+        shift += 7;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    let b = records.get(*at..*at + n).unwrap_or_default();
+    *at += n;
+    b
+}
+
+fn get_str<'a>(records: &'a [u8], at: &mut usize) -> &'a str {
+    std::str::from_utf8(get_bytes(records, at)).unwrap_or_default()
+}
+
+fn get_array<const N: usize>(records: &[u8], at: &mut usize) -> [u8; N] {
+    let a = records.get(*at..*at + N).and_then(|b| b.try_into().ok()).unwrap_or([0; N]);
+    *at += N;
+    a
+}
+
+fn name_at(records: &[u8], off: u32) -> &[u8] {
+    get_bytes(records, &mut (off as usize))
+}
+
+/// Reads the record at `*at` and moves `*at` past it.
+fn record_at<'a>(records: &'a [u8], at: &mut usize) -> Record<'a> {
+    let name = get_str(records, at);
+    let password = get_str(records, at);
+    let flags = records.get(*at).copied().unwrap_or(0);
+    *at += 1;
+    let ipv4 = (flags & HAS_IPV4 != 0).then(|| Ipv4Addr::from(get_array::<4>(records, at)));
+    let rate_down = (flags & HAS_RATE_DOWN != 0).then(|| Rate(u64::from_le_bytes(get_array(records, at))));
+    let rate_up = (flags & HAS_RATE_UP != 0).then(|| Rate(u64::from_le_bytes(get_array(records, at))));
+    let pool = (flags & HAS_POOL != 0).then(|| get_str(records, at));
+    Record { name, password, ipv4, pool, rate_down, rate_up }
+}
+
+/// Where the `[[user]]` headers are: a line that is one, outside a
+/// multi-line string. The file is cut only there; a cut this got wrong
+/// (it does not parse TOML fully) would leave a piece with an unclosed
+/// string, which is an error, never a different reading.
+#[derive(Default)]
+struct Headers {
+    /// The delimiter of the multi-line string the last line left open.
+    open: Option<&'static [u8]>,
+}
+
+impl Headers {
+    /// Whether `line` is a `[[user]]` header; then takes note of the
+    /// strings it opens or closes.
+    fn is_user_header(&mut self, line: &str) -> bool {
+        let header = self.open.is_none()
+            && line.trim_start().strip_prefix("[[user]]").is_some_and(|rest| {
+                let rest = rest.trim_start();
+                rest.is_empty() || rest.starts_with('#')
+            });
+        self.scan(line.as_bytes());
+        header
+    }
+
+    fn scan(&mut self, b: &[u8]) {
+        let mut i = 0;
+        while i < b.len() {
+            match self.open {
+                Some(delim) => {
+                    if delim == b"\"\"\"" && b[i] == b'\\' {
+                        i += 2;
+                    } else if b[i..].starts_with(delim) {
+                        self.open = None;
+                        i += 3;
+                    } else {
+                        i += 1;
+                    }
+                }
+                None => match b[i] {
+                    b'#' => return,
+                    q @ (b'"' | b'\'') => {
+                        if b[i..].starts_with(&[q, q, q]) {
+                            self.open = Some(if q == b'"' { b"\"\"\"" } else { b"'''" });
+                            i += 3;
+                        } else {
+                            // A one-line string: it ends on this line.
+                            i += 1;
+                            while i < b.len() && b[i] != q {
+                                i += if q == b'"' && b[i] == b'\\' { 2 } else { 1 };
+                            }
+                            i += 1;
+                        }
+                    }
+                    _ => i += 1,
+                },
+            }
+        }
+    }
 }
 
 impl LocalUsers {
     pub fn load(path: &Path) -> Result<LocalUsers, AaaError> {
         let p = path.display().to_string();
-        let text =
-            std::fs::read_to_string(path).map_err(|source| AaaError::Read { path: p.clone(), source })?;
-        LocalUsers::parse(&text).map_err(|e| match e {
+        let file = std::fs::File::open(path).map_err(|source| AaaError::Read { path: p.clone(), source })?;
+        LocalUsers::read(std::io::BufReader::new(file), PIECE_BYTES).map_err(|e| match e {
+            AaaError::Read { source, .. } => AaaError::Read { path: p.clone(), source },
             AaaError::Parse { source, .. } => AaaError::Parse { path: p, source },
             e => e,
         })
     }
 
     pub fn parse(text: &str) -> Result<LocalUsers, AaaError> {
-        let f: UsersFile =
-            toml::from_str(text).map_err(|source| AaaError::Parse { path: String::new(), source })?;
-        let mut users = HashMap::new();
-        for u in f.users {
-            let name = u.name.clone();
-            if users.insert(u.name.as_bytes().to_vec(), u).is_some() {
-                return Err(AaaError::Duplicate(name));
+        LocalUsers::read(text.as_bytes(), PIECE_BYTES)
+    }
+
+    /// Reads the file a line at a time and parses it in pieces (see
+    /// [`PIECE_BYTES`]): neither the whole text nor its whole TOML tree
+    /// is ever held. A piece holds whole `[[user]]` tables, and the first
+    /// one also what comes before the first header, so each reads as the
+    /// whole file would; an error is reported at its line in the file.
+    fn read(mut input: impl std::io::BufRead, piece_bytes: usize) -> Result<LocalUsers, AaaError> {
+        let mut users = LocalUsers::default();
+        let mut headers = Headers::default();
+        let mut piece = String::new();
+        let mut piece_line = 0; // lines of the file before the piece
+        let mut piece_headers = 0;
+        let mut lines = 0;
+        let mut line = String::new();
+        let mut duplicate = None;
+        loop {
+            line.clear();
+            let n = input
+                .read_line(&mut line)
+                .map_err(|source| AaaError::Read { path: String::new(), source })?;
+            if n == 0 {
+                break;
+            }
+            let header = headers.is_user_header(&line);
+            if header && piece_headers > 0 && piece.len() >= piece_bytes {
+                users.add_piece(&piece, piece_line, &mut duplicate)?;
+                piece.clear();
+                piece_line = lines;
+                piece_headers = 0;
+            }
+            piece.push_str(&line);
+            piece_headers += usize::from(header);
+            lines += 1;
+        }
+        users.add_piece(&piece, piece_line, &mut duplicate)?;
+        if let Some(name) = duplicate {
+            return Err(AaaError::Duplicate(name));
+        }
+        users.records.shrink_to_fit();
+        Ok(users)
+    }
+
+    /// The users of one piece of the file that starts after `first_line`
+    /// lines; the first name seen twice goes to `duplicate` (reported once
+    /// the whole file has parsed, as when it was parsed at once).
+    fn add_piece(
+        &mut self,
+        piece: &str,
+        first_line: usize,
+        duplicate: &mut Option<String>,
+    ) -> Result<(), AaaError> {
+        let f: UsersFile = match toml::from_str(piece) {
+            Ok(f) => f,
+            Err(e) => {
+                // Again behind as many empty lines as the file has before
+                // it, for the error to name its line in the file.
+                let mut padded = "\n".repeat(first_line);
+                padded.push_str(piece);
+                let source = toml::from_str::<UsersFile>(&padded).err().unwrap_or(e);
+                return Err(AaaError::Parse { path: String::new(), source });
+            }
+        };
+        for u in &f.users {
+            if !self.insert(u)? && duplicate.is_none() {
+                *duplicate = Some(u.name.clone());
             }
         }
-        Ok(LocalUsers { users })
+        Ok(())
+    }
+
+    /// Adds `u` unless its name is there already (false).
+    fn insert(&mut self, u: &User) -> Result<bool, AaaError> {
+        let LocalUsers { records, index, hasher } = self;
+        let name = u.name.as_bytes();
+        let hash = hasher.hash_one(name);
+        if index.find(hash, |&off| name_at(records, off) == name).is_some() {
+            return Ok(false);
+        }
+        let off = u32::try_from(records.len()).map_err(|_| AaaError::TooLarge)?;
+        put_bytes(records, name);
+        put_bytes(records, u.password.as_bytes());
+        let mut flags = 0;
+        for (has, bit) in [
+            (u.ipv4.is_some(), HAS_IPV4),
+            (u.pool.is_some(), HAS_POOL),
+            (u.rate_down.is_some(), HAS_RATE_DOWN),
+            (u.rate_up.is_some(), HAS_RATE_UP),
+        ] {
+            if has {
+                flags |= bit;
+            }
+        }
+        records.push(flags);
+        if let Some(a) = u.ipv4 {
+            records.extend_from_slice(&a.octets());
+        }
+        for r in [u.rate_down, u.rate_up].into_iter().flatten() {
+            records.extend_from_slice(&r.0.to_le_bytes());
+        }
+        if let Some(p) = &u.pool {
+            put_bytes(records, p.as_bytes());
+        }
+        index.insert_unique(hash, off, |&o| hasher.hash_one(name_at(records, o)));
+        Ok(true)
     }
 
     /// Unknown users and wrong passwords get the same answer, so the
     /// reply does not tell which user names exist.
-    pub fn check(&self, request: &AuthRequest) -> (AuthDecision, Option<&User>) {
-        match self.users.get(&request.username) {
-            Some(u) => {
-                let d = verify_password(request, &u.password);
+    pub fn check(&self, request: &AuthRequest) -> (AuthDecision, Option<User>) {
+        let hash = self.hasher.hash_one(request.username.as_slice());
+        match self.index.find(hash, |&off| name_at(&self.records, off) == request.username) {
+            Some(&off) => {
+                let u = record_at(&self.records, &mut (off as usize));
+                let d = verify_password(request, u.password);
                 let accepted = d.accept;
-                (d, accepted.then_some(u))
+                (d, accepted.then(|| u.to_user()))
             }
             None => (AuthDecision::reject("Authentication failed"), None),
         }
     }
 
-    pub fn users(&self) -> impl Iterator<Item = &User> {
-        self.users.values()
+    /// How many users the file names.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The users, in the file's order (each read out of the arena).
+    pub fn users(&self) -> impl Iterator<Item = User> + '_ {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            (at < self.records.len()).then(|| record_at(&self.records, &mut at).to_user())
+        })
     }
 }
 
@@ -797,6 +1075,142 @@ mod tests {
         assert_eq!((carol.rate_down, carol.rate_up), (Some(Rate(2_000_000)), Some(Rate(512_000))));
         let bad = LocalUsers::parse("[[user]]\nname = \"d\"\npassword = \"p\"\nrate_down = \"fast\"\n");
         assert!(bad.is_err_and(|e| e.to_string().contains("bad rate")));
+    }
+
+    fn pap(user: &str, pw: &str) -> AuthRequest {
+        AuthRequest {
+            method: crate::ppp::auth::AuthMethod::Pap,
+            username: user.as_bytes().to_vec(),
+            material: crate::ppp::auth::AuthMaterial::Pap { password: pw.as_bytes().to_vec() },
+            proxied: false,
+        }
+    }
+
+    /// `n` users as lns-testlab writes them: several pieces' worth.
+    fn many_users(n: u32) -> String {
+        named("user", n)
+    }
+
+    /// `n` users named `{prefix}1` to `{prefix}n`.
+    fn named(prefix: &str, n: u32) -> String {
+        (1..=n).map(|i| format!("[[user]]\nname = \"{prefix}{i}\"\npassword = \"pw{i}\"\n")).collect()
+    }
+
+    /// Parsed as `parse` does, but cut at every header after the first.
+    fn parse_cut(text: &str) -> Result<LocalUsers, AaaError> {
+        LocalUsers::read(text.as_bytes(), 1)
+    }
+
+    /// A file of several pieces: every user is found with its own
+    /// password, in the file's order, and no other name or password is.
+    #[test]
+    fn every_user_of_a_large_file_is_found() {
+        let text = many_users(10_000);
+        assert!(text.len() > 4 * PIECE_BYTES, "several pieces");
+        let u = LocalUsers::parse(&text).expect("parse");
+        assert_eq!(u.len(), 10_000);
+        for i in [1, 2, 1234, 5000, 9999, 10_000] {
+            let (d, user) = u.check(&pap(&format!("user{i}"), &format!("pw{i}")));
+            assert!(d.accept, "user{i}");
+            assert_eq!(user.map(|u| u.name), Some(format!("user{i}")));
+            assert!(!u.check(&pap(&format!("user{i}"), &format!("pw{}", i + 1))).0.accept);
+        }
+        for name in ["user0", "user10001", "", "user1 "] {
+            assert!(!u.check(&pap(name, "pw1")).0.accept, "{name:?}");
+        }
+        let names: Vec<String> = u.users().take(3).map(|u| u.name).collect();
+        assert_eq!(names, ["user1", "user2", "user3"]);
+    }
+
+    /// Each option a user may have comes back as written, alone or with
+    /// the others, among users that have none.
+    #[test]
+    fn users_keep_their_options() {
+        let mut text = many_users(3000);
+        text.push_str(
+            "[[user]] # all of them\nname = \"dora\"\npassword = \"pw\"\nipv4 = \"198.51.100.7\"\n\
+             pool = \"business\"\nrate_down = \"20M\"\nrate_up = 5000000\n\
+             [[user]]\nname = \"émile\"\npassword = \"mot de passe\"\nrate_up = \"1k\"\n",
+        );
+        text.push_str(&named("late", 3000));
+        let u = parse_cut(&text).expect("parse");
+        assert_eq!(u.len(), 6002);
+        let (d, dora) = u.check(&pap("dora", "pw"));
+        assert!(d.accept);
+        let dora = dora.expect("dora");
+        assert_eq!(dora.ipv4, Some(Ipv4Addr::new(198, 51, 100, 7)));
+        assert_eq!(dora.pool.as_deref(), Some("business"));
+        assert_eq!((dora.rate_down, dora.rate_up), (Some(Rate(20_000_000)), Some(Rate(5_000_000))));
+        let emile = u.check(&pap("émile", "mot de passe")).1.expect("émile");
+        assert_eq!(
+            (emile.ipv4, emile.pool, emile.rate_down, emile.rate_up),
+            (None, None, None, Some(Rate(1000)))
+        );
+        let plain = u.check(&pap("late17", "pw17")).1.expect("late17");
+        assert_eq!((plain.ipv4, plain.pool, plain.rate_down, plain.rate_up), (None, None, None, None));
+        let with_pool: Vec<String> = u.users().filter(|u| u.pool.is_some()).map(|u| u.name).collect();
+        assert_eq!(with_pool, ["dora"]);
+    }
+
+    /// An error deep in a large file names its line in the file, as a
+    /// parse of the whole text at once does.
+    #[test]
+    fn errors_name_their_line_in_the_file() {
+        let mut text = many_users(5000);
+        text.push_str("[[user]]\nname = \"bad\"\npassword = \"pw\"\nipv4 = \"not an address\"\n");
+        text.push_str(&named("after", 10));
+        let whole = toml::from_str::<UsersFile>(&text).expect_err("bad address");
+        let e = LocalUsers::parse(&text).expect_err("bad address").to_string();
+        assert!(e.contains("line 15004"), "{e}");
+        assert_eq!(e, format!("parsing users file : {whole}"));
+        assert_eq!(parse_cut(&text).expect_err("bad address").to_string(), e);
+        let mut text = many_users(5000);
+        text.push_str("[[user]]\nname = \"unclosed\n");
+        let e = parse_cut(&text).expect_err("unclosed string").to_string();
+        assert!(e.contains("line 15002"), "{e}");
+        let mut text = many_users(5000);
+        text.push_str("[[user]]\nname = \"x\"\npassword = \"y\"\nshoe_size = 44\n");
+        assert!(LocalUsers::parse(&text).expect_err("unknown field").to_string().contains("shoe_size"));
+    }
+
+    /// A name twice in different pieces is found; so is a parse error
+    /// after it, first, as before.
+    #[test]
+    fn duplicates_across_pieces() {
+        let mut text = many_users(5000);
+        text.push_str("[[user]]\nname = \"user3\"\npassword = \"again\"\n");
+        let e = parse_cut(&text).expect_err("twice");
+        assert!(matches!(&e, AaaError::Duplicate(n) if n == "user3"), "{e}");
+        text.push_str(&named("more", 3000));
+        text.push_str("[[user]]\nname = 7\n");
+        assert!(matches!(LocalUsers::parse(&text), Err(AaaError::Parse { .. })));
+    }
+
+    /// The file is cut only at real headers: a `[[user]]` line inside a
+    /// multi-line string, where a cut would fall, stays in its password;
+    /// what precedes the first header is read with it, as in one file.
+    #[test]
+    fn pieces_are_cut_at_headers_only() {
+        let mut text = many_users(3000);
+        assert!(text.len() > PIECE_BYTES);
+        text.push_str("[[user]]\nname = \"poet\"\npassword = \"\"\"\n[[user]]\n'''\"\\\"\"\"\"\n");
+        text.push_str(&named("later", 3000));
+        text.push_str("[[user]]\nname = \"lit\"\npassword = '''a\n[[user]]\nb'''\n");
+        text.push_str(&named("last", 3000));
+        let u = parse_cut(&text).expect("parse");
+        assert_eq!(u.len(), 9002);
+        assert!(u.check(&pap("poet", "[[user]]\n'''\"\"")).0.accept);
+        assert!(u.check(&pap("lit", "a\n[[user]]\nb")).0.accept);
+        assert!(u.check(&pap("last3000", "pw3000")).0.accept);
+        // Users given before the headers as an array can't be added to by them.
+        let mut text = String::from("user = [{ name = \"a\", password = \"p\" }]\n");
+        text.push_str(&many_users(3000));
+        assert!(toml::from_str::<UsersFile>(&text).is_err());
+        assert!(matches!(parse_cut(&text), Err(AaaError::Parse { .. })));
+        let only =
+            LocalUsers::parse("# no one yet\nuser = [{ name = \"a\", password = \"p\" }]\n").expect("array");
+        assert!(only.check(&pap("a", "p")).0.accept);
+        assert!(LocalUsers::parse("# nothing\n").expect("empty").is_empty());
     }
 
     /// A pool of addresses hands out each /128 once, never the

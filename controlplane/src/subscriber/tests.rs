@@ -250,8 +250,8 @@ impl Lab {
                             let (decision, user) = users.check(&job.request);
                             Authorization {
                                 decision,
-                                ipv4: user.and_then(|u| u.ipv4),
-                                pool: user.and_then(|u| u.pool.clone()),
+                                ipv4: user.as_ref().and_then(|u| u.ipv4),
+                                pool: user.and_then(|u| u.pool),
                                 ..Authorization::accept()
                             }
                         }
