@@ -10,7 +10,7 @@ n=${1:-1000000}
 bin=${LNS_CONTROLPLANE:-target/release/lns-controlplane}
 dir=$(mktemp -d /tmp/lns-users-memory.XXXXXX)
 pid=
-trap '[ -z "$pid" ] || { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }; rm -rf "$dir"' EXIT
+trap 'set +e; [ -z "$pid" ] || { kill "$pid"; wait "$pid"; } 2>/dev/null; rm -rf "$dir"' EXIT
 awk -v n="$n" 'BEGIN { for (i = 1; i <= n; i++) printf "[[user]]\nname = \"user%d\"\npassword = \"pw%d\"\n", i, i }' >"$dir/users.toml"
 start=$(date +%s.%N)
 "$bin" --no-dataplane --no-slow-path --users "$dir/users.toml" --listen 127.0.0.1:0 \
