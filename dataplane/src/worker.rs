@@ -86,7 +86,7 @@ impl BatchTimes {
 
 /// State shared by all workers and the management thread.
 pub struct Shared {
-    pub sessions: MmapArray<Session>,
+    pub sessions: std::sync::Arc<MmapArray<Session>>,
     pub stats: MmapArray<SessionStats>,
     pub max_sessions: usize,
     /// Rows of `stats`: workers with an id at or above it keep no
@@ -95,7 +95,7 @@ pub struct Shared {
     /// Next Ns of each session's data messages (sessions that sequence),
     /// shared with the control plane, which numbers its PPP frames from the
     /// same counters (`lns_session_ns`).
-    pub ns: MmapArray<u64>,
+    pub ns: std::sync::Arc<MmapArray<u64>>,
     /// `lns_pool_sessions`: the session of each pool unit, for downstream
     /// frames the program sent by prefix alone.
     pub pool_sessions: MmapArray<u32>,

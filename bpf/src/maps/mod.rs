@@ -73,10 +73,14 @@ pub struct Maps {
     pub(crate) ifaces: MapHandle,
     pub(crate) xsks: MapHandle,
     pub(crate) sessions: MapHandle,
-    /// `lns_sessions` mapped into this process: entries are read here
-    /// without a system call (a session's installation, update and removal
-    /// read its slot several times; they write through `sessions`).
-    pub(crate) sessions_mm: MmapArray<abi::Session>,
+    /// `lns_sessions` mapped into this process, once: entries are read and
+    /// written here without a system call (a session's installation,
+    /// update and removal read and write its slot several times), and
+    /// [`Maps::mmap_sessions`] hands out the same mapping. A BPF array's
+    /// mapping is resident in full from the start (the kernel maps every
+    /// page at mmap), so each extra one would count the whole table again
+    /// in the process's resident memory.
+    pub(crate) sessions_mm: std::sync::Arc<MmapArray<abi::Session>>,
     pub(crate) session_ids: MapHandle,
     pub(crate) sub_v4: MapHandle,
     pub(crate) sub_v6: MapHandle,
@@ -89,7 +93,8 @@ pub struct Maps {
     pub(crate) counters: MapHandle,
     pub(crate) neigh_miss: MapHandle,
     pub(crate) session_stats: MapHandle,
-    pub(crate) session_ns: MapHandle,
+    /// `lns_session_ns` mapped: the workers take numbers with atomic adds.
+    pub(crate) session_ns_mm: std::sync::Arc<MmapArray<u64>>,
     /// `lns_fast_slots`, one bit per slot ([`Maps::refresh_fast_slot`]).
     pub(crate) fast_slots: MmapArray<u64>,
     /// `lns_slot_marks` ([`abi::slot_mark`]).

@@ -33,10 +33,17 @@ impl Maps {
         self.sessions_mm.get(index as usize).ok_or(Error::Missing("lns_sessions entry"))
     }
 
+    /// Writes slot `index` through the mapped table. The kernel's own
+    /// update of an array entry is a plain copy too, so a reader (the
+    /// program, a worker) racing a rewrite sees what it would have seen
+    /// then; the fence orders the entry before whatever the caller
+    /// publishes next (a key, an address, a fast bit).
     fn write_session(&self, index: u32, s: &Session) -> Result<(), Error> {
-        self.sessions
-            .update(&index.to_ne_bytes(), bytemuck::bytes_of(s), MapFlags::ANY)
-            .map_err(ctx("writing lns_sessions"))
+        if !self.sessions_mm.set(index as usize, *s) {
+            return Err(Error::SessionIndex { index, max: self.sessions.max_entries() });
+        }
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 
     /// Installs a session in slot `index`: the entry, its (tunnel, session)
@@ -54,9 +61,9 @@ impl Maps {
         }
         self.write_session(index, s)?;
         // A new session's data messages are numbered from 0 (RFC 2661 §5.4).
-        self.session_ns
-            .update(&index.to_ne_bytes(), &0u64.to_ne_bytes(), MapFlags::ANY)
-            .map_err(ctx("writing lns_session_ns"))?;
+        if !self.session_ns_mm.store(index as usize, 0) {
+            return Err(Error::SessionIndex { index, max: self.sessions.max_entries() });
+        }
         let key = s.key();
         let publish = || {
             self.session_ids
@@ -194,15 +201,16 @@ impl Maps {
         Ok((s.session_state() == Some(SessionState::Free)).then_some(slot))
     }
 
-    /// The session table mapped into this process.
-    pub fn mmap_sessions(&self) -> Result<crate::MmapArray<Session>, Error> {
-        crate::MmapArray::map(&self.sessions)
+    /// The session table mapped into this process (the one mapping these
+    /// maps hold).
+    pub fn mmap_sessions(&self) -> Result<std::sync::Arc<crate::MmapArray<Session>>, Error> {
+        Ok(self.sessions_mm.clone())
     }
 
     /// The per-session Ns counters (`lns_session_ns`) mapped into this
     /// process; take numbers with [`crate::MmapArray::fetch_add`].
-    pub fn mmap_session_ns(&self) -> Result<crate::MmapArray<u64>, Error> {
-        crate::MmapArray::map(&self.session_ns)
+    pub fn mmap_session_ns(&self) -> Result<std::sync::Arc<crate::MmapArray<u64>>, Error> {
+        Ok(self.session_ns_mm.clone())
     }
 }
 

@@ -31,9 +31,9 @@ pub enum FastpathError {
 pub struct SessionTable {
     maps: Option<Maps>,
     /// The data plane's per-session Ns counters, mapped here.
-    ns: Option<lns_bpf::MmapArray<u64>>,
+    ns: Option<std::sync::Arc<lns_bpf::MmapArray<u64>>>,
     /// The session table itself, mapped here: read without a syscall.
-    entries: Option<lns_bpf::MmapArray<Session>>,
+    entries: Option<std::sync::Arc<lns_bpf::MmapArray<Session>>>,
     /// The data plane's per-session counters, mapped here (one row of
     /// `size` entries per worker): read without a syscall.
     stats: Option<lns_bpf::MmapArray<lns_bpf::abi::SessionStats>>,
