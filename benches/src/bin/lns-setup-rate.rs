@@ -262,6 +262,10 @@ fn rates(
     // any session.
     std::thread::sleep(Duration::from_millis(500));
     let (rss_before, _) = rss_mib(cp.proc.pid());
+    let anon_before = status_kib(
+        &std::fs::read_to_string(format!("/proc/{}/status", cp.proc.pid())).unwrap_or_default(),
+        "RssAnon:",
+    );
     let rounds = args.sessions.div_ceil(per_round);
     let cpu = CpuSampler::start(cp.proc.pid());
     let t0 = Instant::now();
@@ -288,7 +292,7 @@ fn rates(
         },
     )?;
     let elapsed = t0.elapsed();
-    let cp_cpu = cpu.stop(if rounds == 1 { res.settled_unix_ms } else { None });
+    let (cp_cpu, cp_mem) = cpu.stop(if rounds == 1 { res.settled_unix_ms } else { None });
     // lacsim hung up (StopCCN of every tunnel) and left: until the data
     // plane's maps are empty.
     let emptied = lns_benches::wait_maps_empty(pins, Duration::from_secs(300));
@@ -300,6 +304,17 @@ fn rates(
         );
     }
     print_scale(&res, per_round, rss_before, peak, pins, &emptied);
+    let per_kib = |kib: u64| kib as f64 * 1024.0 / f64::from(per_round.max(1));
+    println!(
+        "control plane private memory (RssAnon, sampled every 100 ms) peak {:.0} MiB: {:.0} bytes per session of the round; \
+         {:.0} MiB before the first session, so {:.0} bytes per session over that; its mapped files then (RssFile: \
+         the data plane's maps it maps, in full, and its executable) {:.0} MiB",
+        cp_mem.anon_kib as f64 / 1024.0,
+        per_kib(cp_mem.anon_kib),
+        anon_before as f64 / 1024.0,
+        per_kib(cp_mem.anon_kib.saturating_sub(anon_before)),
+        cp_mem.file_kib as f64 / 1024.0,
+    );
     // CPU time per session: which of the two a core limits, and what a
     // change to either costs, less blurred by a busy machine than the rate.
     let per_session = |s: f64| s * 1e6 / res.up.max(1) as f64;
@@ -487,15 +502,38 @@ fn print_scale(
 /// settled) can be told afterwards.
 struct CpuSampler {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<Vec<(f64, f64)>>,
+    thread: std::thread::JoinHandle<(Vec<(f64, f64)>, MemPeak)>,
+}
+
+/// The largest private memory (RssAnon) a process had in the samples, and
+/// its mapped files (RssFile) then. VmHWM counts both, and the control
+/// plane's mapped files are mostly the data plane's BPF maps (a BPF
+/// array's mapping is resident in full from mmap on): memory the maps'
+/// figure counts already.
+#[derive(Clone, Copy, Default)]
+struct MemPeak {
+    anon_kib: u64,
+    file_kib: u64,
+}
+
+/// `key` of /proc/PID/status, KiB.
+fn status_kib(status: &str, key: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 impl CpuSampler {
+    /// Samples `pid`'s CPU time every 20 ms and its memory every 100 ms.
     fn start(pid: u32) -> CpuSampler {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut samples = Vec::new();
+            let mut mem = MemPeak::default();
+            let mut n = 0u64;
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                 let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
                 if let Some(cpu) = cpu_seconds_of(&stat) {
@@ -504,18 +542,27 @@ impl CpuSampler {
                         .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
                     samples.push((now, cpu));
                 }
+                if n.is_multiple_of(5) {
+                    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                    let anon = status_kib(&status, "RssAnon:");
+                    if anon > mem.anon_kib {
+                        mem = MemPeak { anon_kib: anon, file_kib: status_kib(&status, "RssFile:") };
+                    }
+                }
+                n += 1;
                 std::thread::sleep(Duration::from_millis(20));
             }
-            samples
+            (samples, mem)
         });
         CpuSampler { stop, thread }
     }
 
     /// Seconds of CPU from the first sample to the last one at or before
-    /// `until` (ms since the epoch), or to the last one.
-    fn stop(self, until: Option<f64>) -> f64 {
+    /// `until` (ms since the epoch), or to the last one; and the memory
+    /// peak of the samples.
+    fn stop(self, until: Option<f64>) -> (f64, MemPeak) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let samples = self.thread.join().unwrap_or_default();
+        let (samples, mem) = self.thread.join().unwrap_or_default();
         let first = samples.first().map_or(0.0, |s| s.1);
         let last = samples
             .iter()
@@ -523,7 +570,7 @@ impl CpuSampler {
             .find(|(t, _)| until.is_none_or(|u| *t <= u))
             .or(samples.last())
             .map_or(first, |s| s.1);
-        last - first
+        (last - first, mem)
     }
 }
 
