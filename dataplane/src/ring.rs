@@ -93,12 +93,23 @@ impl Rings {
             // Socket::new requires for a shared UMEM.
             unsafe { xsk_rs::Socket::new(cfg, umem, &iface, queue) }
         };
-        let (tx, rx, fq_cq) = match bind {
+        let attempt = || match bind {
             BindMode::Copy => try_bind(BindFlags::XDP_COPY),
             BindMode::ZeroCopy => try_bind(BindFlags::XDP_ZEROCOPY),
             BindMode::Auto => try_bind(BindFlags::XDP_ZEROCOPY).or_else(|_| try_bind(BindFlags::XDP_COPY)),
+        };
+        // A socket of a process that just exited (a data plane restarted
+        // at once, or the next run of a benchmark) holds the queue until
+        // the kernel has released it, which it does a moment later: the
+        // bind says EBUSY meanwhile. Waited for, up to BIND_BUSY_WAIT.
+        let t0 = std::time::Instant::now();
+        let mut result = attempt();
+        while result.as_ref().err().is_some_and(is_busy) && t0.elapsed() < BIND_BUSY_WAIT {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            result = attempt();
         }
-        .with_context(|| format!("binding an AF_XDP socket to {name} queue {queue}"))?;
+        let (tx, rx, fq_cq) =
+            result.with_context(|| format!("binding an AF_XDP socket to {name} queue {queue}"))?;
         let (fq, cq) =
             fq_cq.context("xsk-rs returned no fill/completion rings for a new (interface, queue)")?;
         Ok(Port { ifindex, ifname: name.to_string(), rx, tx, fq, cq, tx_outstanding: 0 })
@@ -217,4 +228,15 @@ impl Rings {
         }
         Ok(())
     }
+}
+
+/// How long a bind waits for a queue another socket still holds.
+const BIND_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Is this bind error the queue still held by another socket (EBUSY)?
+fn is_busy(e: &xsk_rs::socket::SocketCreateError) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .and_then(std::io::Error::raw_os_error)
+        == Some(libc::EBUSY)
 }
