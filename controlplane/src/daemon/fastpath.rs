@@ -32,8 +32,6 @@ pub struct SessionTable {
     maps: Option<Maps>,
     /// The data plane's per-session Ns counters, mapped here.
     ns: Option<std::sync::Arc<lns_bpf::MmapArray<u64>>>,
-    /// The session table itself, mapped here: read without a syscall.
-    entries: Option<std::sync::Arc<lns_bpf::MmapArray<Session>>>,
     /// The data plane's per-session counters, mapped here (one row of
     /// `size` entries per worker): read without a syscall.
     stats: Option<lns_bpf::MmapArray<lns_bpf::abi::SessionStats>>,
@@ -68,7 +66,6 @@ impl SessionTable {
             let table = SessionTable {
                 maps: None,
                 ns: None,
-                entries: None,
                 stats: None,
                 free: BTreeSet::new(),
                 ours: BTreeSet::new(),
@@ -103,11 +100,9 @@ impl SessionTable {
         let free = (0..size).filter(|i| !taken.contains(i)).collect();
         let ns = Some(maps.mmap_session_ns()?);
         let stats = Some(maps.mmap_session_stats()?);
-        let entries = Some(maps.mmap_sessions()?);
         let table = SessionTable {
             maps: Some(maps),
             ns,
-            entries,
             stats,
             free,
             ours: adopted.iter().map(|(slot, _)| *slot).collect(),
@@ -192,10 +187,8 @@ impl SessionTable {
                     self.free.pop_last().ok_or(FastpathError::Full)?
                 }
             };
-            let old = match self.entries.as_ref().and_then(|e| e.get(slot as usize)) {
-                Some(old) => old,
-                None => maps.read_session(slot)?,
-            };
+            // Read through the maps' mapping of the table: no syscall.
+            let old = maps.read_session(slot)?;
             if old.session_state() != Some(SessionState::Free) {
                 // Taken by another writer since we looked: not ours to
                 // hand out until it is seen free again at the next open.
