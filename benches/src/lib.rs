@@ -253,3 +253,39 @@ pub fn count_log(log: &str, message: &str, field: &str) -> BTreeMap<String, u64>
     }
     out
 }
+
+/// User plus system time (clock ticks of 1/100 s) from a /proc/PID/stat
+/// line: fields 14 and 15, counted after the command's closing parenthesis
+/// (the command may hold spaces and parentheses).
+pub fn proc_cpu_ticks(stat: &str) -> Option<u64> {
+    let mut f = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The value of `key` (for example "VmHWM:") in a /proc/PID/status text,
+/// KiB; 0 when absent.
+pub fn proc_status_kib(status: &str, key: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod proc_tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_count_from_after_the_command_even_with_parentheses_in_it() {
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 31 0 0 20 0 3 0";
+        assert_eq!(proc_cpu_ticks(stat), Some(281));
+        assert_eq!(proc_cpu_ticks("42 (x) S 1"), None, "too short");
+        let status = "Name:\tx\nVmHWM:\t  941196 kB\nRssAnon:\t   51976 kB\n";
+        assert_eq!(proc_status_kib(status, "VmHWM:"), 941_196);
+        assert_eq!(proc_status_kib(status, "RssAnon:"), 51_976);
+        assert_eq!(proc_status_kib(status, "RssFile:"), 0);
+    }
+}

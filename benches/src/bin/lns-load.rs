@@ -966,13 +966,8 @@ impl CpuStat {
 fn procs_cpu_ns(pids: &[u32]) -> u64 {
     pids.iter()
         .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
-        .filter_map(|stat| {
-            // Fields after the ")" of comm: state is field 3; utime 14,
-            // stime 15.
-            let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
-            Some((tick(11)? + tick(12)?) * 10_000_000)
-        })
+        .filter_map(|stat| lns_benches::proc_cpu_ticks(&stat))
+        .map(|ticks| ticks * 10_000_000)
         .sum()
 }
 

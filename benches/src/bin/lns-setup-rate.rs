@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
+use lns_benches::{proc_cpu_ticks, proc_status_kib};
 use lns_testlab::{workspace_bin, ControlPlane, Lab, NsProcess, PinDir};
 
 /// Whether the control plane keeps its sessions in its store.
@@ -262,7 +263,7 @@ fn rates(
     // any session.
     std::thread::sleep(Duration::from_millis(500));
     let (rss_before, _) = rss_mib(cp.proc.pid());
-    let anon_before = status_kib(
+    let anon_before = proc_status_kib(
         &std::fs::read_to_string(format!("/proc/{}/status", cp.proc.pid())).unwrap_or_default(),
         "RssAnon:",
     );
@@ -516,15 +517,6 @@ struct MemPeak {
     file_kib: u64,
 }
 
-/// `key` of /proc/PID/status, KiB.
-fn status_kib(status: &str, key: &str) -> u64 {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 impl CpuSampler {
     /// Samples `pid`'s CPU time every 20 ms and its memory every 100 ms.
     fn start(pid: u32) -> CpuSampler {
@@ -536,7 +528,7 @@ impl CpuSampler {
             let mut n = 0u64;
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                 let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                if let Some(cpu) = cpu_seconds_of(&stat) {
+                if let Some(cpu) = proc_cpu_ticks(&stat).map(|t| t as f64 / 100.0) {
                     let now = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
@@ -544,9 +536,9 @@ impl CpuSampler {
                 }
                 if n.is_multiple_of(5) {
                     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                    let anon = status_kib(&status, "RssAnon:");
+                    let anon = proc_status_kib(&status, "RssAnon:");
                     if anon > mem.anon_kib {
-                        mem = MemPeak { anon_kib: anon, file_kib: status_kib(&status, "RssFile:") };
+                        mem = MemPeak { anon_kib: anon, file_kib: proc_status_kib(&status, "RssFile:") };
                     }
                 }
                 n += 1;
@@ -574,28 +566,11 @@ impl CpuSampler {
     }
 }
 
-/// User plus system time from a /proc/PID/stat line (fields 14 and 15,
-/// in clock ticks of 1/100 s, counted after the command's closing
-/// parenthesis), seconds.
-fn cpu_seconds_of(stat: &str) -> Option<f64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut f = rest.split_whitespace().skip(11);
-    let utime: u64 = f.next()?.parse().ok()?;
-    let stime: u64 = f.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
-}
-
 /// The resident and peak memory of process `pid`, MiB.
 fn rss_mib(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
+    let mib = |key: &str| proc_status_kib(&status, key) as f64 / 1024.0;
+    (mib("VmRSS:"), mib("VmHWM:"))
 }
 
 /// `--restart`: one round up with the store on and held; SIGKILL of the
