@@ -13,10 +13,13 @@
 //! - [`radius`]: RADIUS authentication, accounting records per session;
 //! - [`accounting`]: the accounting sender and its durable spool;
 //! - [`dynauth`]: RFC 5176 Disconnect and CoA requests;
-//! - [`store`]: the sessions, kept as they change for the next start.
+//! - [`store`]: the sessions, kept as they change for the next start;
+//! - [`committer`]: the store's commits on a thread of their own, the
+//!   loop's output held until they are done.
 
 pub mod aaa;
 pub mod accounting;
+pub mod committer;
 pub mod config;
 pub mod control;
 pub mod dynauth;

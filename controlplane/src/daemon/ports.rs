@@ -122,6 +122,20 @@ impl TunnelPorts {
         None
     }
 
+    /// What was queued and not sent yet, taken out (held until its pass
+    /// of the loop is committed to the session store).
+    pub fn take_queued(&mut self) -> BTreeMap<u16, Vec<Outgoing>> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Datagrams [`TunnelPorts::take_queued`] took, queued again behind
+    /// what is queued now.
+    pub fn queue_again(&mut self, held: BTreeMap<u16, Vec<Outgoing>>) {
+        for (port, out) in held {
+            self.out.entry(port).or_default().extend(out);
+        }
+    }
+
     /// Sends what was queued, one batch per port; returns (sent, failed).
     /// What a socket cannot take at once goes when it can, by a task of
     /// its own (a socket opened in this pass is not known writable until

@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::aaa::{AuthBackend, LocalUsers, SharedUsers};
+use super::committer::{Committer, Held};
 use super::config::Config;
 use super::control::{Command, ControlSocket};
 use super::dynauth;
@@ -330,10 +331,13 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         log: notice::Limiter::default(),
         datagrams_tx: 0,
         send_errors: 0,
-        store,
+        store: store.map(Committer::start).transpose()?,
+        held: Held::default(),
         accounting_out: Vec::new(),
         store_warned: None,
     };
+    // Woken when the store's thread has committed a pass.
+    let committed = d.store.as_ref().map(Committer::notify);
     let shutdown_grace = cfg.shutdown_grace;
     let keep_sessions = cfg.keep_sessions;
     let mut keep = false;
@@ -385,6 +389,12 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
             _ = sigterm.recv(), if drain_until.is_none() => Wake::Stop("SIGTERM"),
             _ = sigint.recv(), if drain_until.is_none() => Wake::Stop("SIGINT"),
             _ = sighup.recv() => Wake::Reload,
+            () = async {
+                match committed.as_ref() {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
+            } => Wake::Committed,
         };
         let now = Instant::now();
         match wake {
@@ -479,6 +489,8 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
             Wake::Reload => {
                 let _ = d.reload();
             }
+            // The output it held goes with the flush below.
+            Wake::Committed => {}
             Wake::Command((Request::Reload, reply)) => {
                 let answer = match d.reload() {
                     Ok(summary) => Response::Reloaded { summary },
@@ -668,6 +680,8 @@ enum Wake {
     InterfaceMtu(u32, u16),
     Reload,
     Stop(&'static str),
+    /// The store's thread committed a pass.
+    Committed,
 }
 
 /// The core and what carries out its effects.
@@ -716,13 +730,24 @@ struct Driver {
     log: notice::Limiter,
     datagrams_tx: u64,
     send_errors: u64,
-    /// The session store (--keep-sessions): what changed is committed
-    /// before the datagrams and accounting records it led to go out.
-    store: Option<Store>,
+    /// The session store (--keep-sessions), committed to by a thread of
+    /// its own: what changed is committed before the datagrams and
+    /// accounting records it led to go out.
+    store: Option<Committer>,
+    /// The output of passes whose changes are not committed yet.
+    held: Held<PassOutput>,
     /// Accounting records of this pass, sent once the pass is committed.
     accounting_out: Vec<crate::subscriber::AcctRecord>,
     /// When a failed commit was last logged.
     store_warned: Option<Instant>,
+}
+
+/// What a pass of the loop sends, held until its changes are committed.
+struct PassOutput {
+    datagrams: Vec<Outgoing>,
+    /// From the tunnels' own ports.
+    ports: BTreeMap<u16, Vec<Outgoing>>,
+    accounting: Vec<crate::subscriber::AcctRecord>,
 }
 
 /// The slow path's queue of datagrams from the L2TP socket (see
@@ -1132,7 +1157,7 @@ impl Driver {
         self.carry_out(now);
         self.flush();
         let path = self.store.as_ref().map(|s| s.path().display().to_string()).unwrap_or_default();
-        if let Some(store) = self.store.take() {
+        if let Some(store) = self.drain_store() {
             store.close().context("closing the session store")?;
         }
         self.table.keep_on_exit();
@@ -1155,7 +1180,7 @@ impl Driver {
             warn!(failed, "session entries could not be removed from the data plane");
         }
         self.flush();
-        if let Some(mut store) = self.store.take() {
+        if let Some(mut store) = self.drain_store() {
             if let Err(e) = store.clear().and_then(|()| store.close()) {
                 warn!(error = %e, "emptying the session store");
             }
@@ -1164,36 +1189,97 @@ impl Driver {
     }
 
     /// The end of a pass (output commit): what the pass changed goes to
-    /// the store first, then its datagrams and accounting records go out.
+    /// the store's thread, and its datagrams and accounting records are
+    /// held until it is committed (with those of the passes before it).
     /// So whatever a peer or a RADIUS server saw is in the store: a
     /// control plane killed at any moment is followed by one that goes on
     /// from there, and never sends a LAC an Ns it already had, nor a
-    /// second Accounting Start.
+    /// second Accounting Start. The loop goes on meanwhile; see
+    /// [`super::committer`].
     fn flush(&mut self) {
         // Ports given back in this pass close; a port that could not be
         // opened (at a restore) has its tunnels' entries rewritten now.
         self.sync_ports(Instant::now());
         self.carry_out(Instant::now());
-        if let Some(store) = self.store.as_mut() {
-            let now = Instant::now();
-            let changes = self.core.take_changes(now);
-            store.stats.encode_us += u64::try_from(now.elapsed().as_micros()).unwrap_or(u64::MAX);
-            let committed = changes
-                .map_err(anyhow::Error::from)
-                .and_then(|changes| store.commit(&changes, std::time::SystemTime::now()).map_err(Into::into));
-            if let Err(e) = committed {
-                // Sent all the same: a peer left unanswered would retry and
-                // give up; a crash before the next good commit loses what
-                // this one held.
-                if self.store_warned.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
-                    warn!(error = %e, "session store: commit failed");
-                    self.store_warned = Some(now);
-                }
-            }
-        } else {
+        let Some(store) = self.store.as_mut() else {
             // No store: what changed goes nowhere, and is not kept.
             self.core.discard_changes();
+            self.send_output();
+            return;
+        };
+        let now = Instant::now();
+        let changes = self.core.take_changes(now);
+        store.note_encode(now.elapsed());
+        match changes {
+            Ok(changes) => {
+                store.submit(changes, std::time::SystemTime::now());
+            }
+            Err(e) => self.store_failed(1, &anyhow::Error::from(e)),
         }
+        let Some(store) = self.store.as_mut() else { return };
+        if !(store.idle() && self.held.is_empty()) {
+            let out = PassOutput {
+                datagrams: std::mem::take(&mut self.outbox.out),
+                ports: self.ports.take_queued(),
+                accounting: std::mem::take(&mut self.accounting_out),
+            };
+            if !(out.datagrams.is_empty() && out.ports.is_empty() && out.accounting.is_empty()) {
+                self.held.hold(store.submitted(), out);
+            }
+        }
+        self.release();
+    }
+
+    /// Sends the output of the passes the store's thread has committed.
+    fn release(&mut self) {
+        let Some(store) = self.store.as_mut() else { return };
+        let progress = store.progress();
+        if progress.failed > 0 {
+            let e = progress.error.map_or_else(|| anyhow::anyhow!("commit failed"), anyhow::Error::from);
+            self.store_failed(progress.failed, &e);
+        }
+        self.release_upto(progress.committed);
+    }
+
+    fn release_upto(&mut self, committed: u64) {
+        // Most often the pass just ended, with nothing before it: its
+        // output is still where carry_out put it.
+        for out in self.held.release(committed) {
+            self.outbox.out.extend(out.datagrams);
+            self.ports.queue_again(out.ports);
+            self.accounting_out.extend(out.accounting);
+        }
+        self.send_output();
+    }
+
+    /// A commit that failed: the output it held is sent all the same (a
+    /// peer left unanswered would retry and give up); a crash before the
+    /// next good commit loses what it held.
+    fn store_failed(&mut self, failed: u64, e: &anyhow::Error) {
+        let now = Instant::now();
+        if self.store_warned.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
+            warn!(error = %e, failed, "session store: commit failed");
+            self.store_warned = Some(now);
+        }
+    }
+
+    /// The store once every pass handed to its thread is committed, and
+    /// the output they held sent: for a stop.
+    fn drain_store(&mut self) -> Option<Store> {
+        let (store, progress) = self.store.take()?.stop();
+        if progress.failed > 0 {
+            let e = progress.error.map_or_else(|| anyhow::anyhow!("commit failed"), anyhow::Error::from);
+            self.store_failed(progress.failed, &e);
+        }
+        self.release_upto(u64::MAX);
+        if store.is_none() {
+            warn!("session store: its thread ended early; the store is left as a killed process leaves it");
+        }
+        store
+    }
+
+    /// The datagrams and accounting records ready to go.
+    fn send_output(&mut self) {
         self.transmit();
         if let Some(r) = &self.radius {
             for record in self.accounting_out.drain(..) {

@@ -195,7 +195,11 @@ impl Drop for Checkpointer {
 /// What `lnsctl show stats` says of the store.
 #[derive(Debug, Clone, Default)]
 pub struct StoreStats {
+    /// Transactions committed.
     pub commits: u64,
+    /// Passes of the loop whose changes they held (a group commit holds
+    /// several).
+    pub passes: u64,
     pub records_written: u64,
     /// Of those, sessions' and tunnels' records (the rest are the meta
     /// record, one a commit).
@@ -352,16 +356,44 @@ impl Store {
     /// Writes `changes` in one transaction, stamped `now`. Once this
     /// returns they survive the process (see the module's note).
     pub fn commit(&mut self, changes: &Changes, now: SystemTime) -> Result<(), StoreError> {
-        if changes.is_empty() {
+        self.commit_passes(&[(changes, now)])
+    }
+
+    /// Writes the changes of several passes of the loop, in their order,
+    /// in one transaction (a group commit), each stamped with its own
+    /// time. A session's record written by several of them is written
+    /// once, the last one's: the store holds the same after it as after
+    /// one commit per pass. Tunnels' records are all written, in order
+    /// (a tunnel's removal removes its sessions).
+    pub fn commit_passes(&mut self, passes: &[(&Changes, SystemTime)]) -> Result<(), StoreError> {
+        if passes.iter().all(|(c, _)| c.is_empty()) {
             return Ok(());
         }
+        let mut records: Vec<(&RecordKey, &Option<Vec<u8>>, i64)> = Vec::new();
+        if let [(changes, now)] = passes {
+            let now = wall_ns(*now);
+            records.extend(changes.0.iter().map(|(k, d)| (k, d, now)));
+        } else {
+            // From the last backwards: a session's (or the meta) record
+            // seen already is superseded.
+            let mut seen = std::collections::HashSet::new();
+            for (changes, now) in passes.iter().rev() {
+                let now = wall_ns(*now);
+                for (key, data) in changes.0.iter().rev() {
+                    if matches!(key, RecordKey::Tunnel(_)) || seen.insert(*key) {
+                        records.push((key, data, now));
+                    }
+                }
+            }
+            records.reverse();
+        }
         let t0 = std::time::Instant::now();
-        let result = self.write(changes, wall_ns(now));
+        let result = self.write(&records);
         self.stats.last_commit_us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.stats.commit_us = self.stats.commit_us.saturating_add(self.stats.last_commit_us);
         match result {
             Ok((written, removed, bytes)) => {
-                for (key, data) in &changes.0 {
+                for (key, data, _) in &records {
                     match (key, data) {
                         (RecordKey::Session(_), Some(_)) => self.stats.session_records += 1,
                         (RecordKey::Tunnel(_), Some(_)) => self.stats.tunnel_records += 1,
@@ -369,6 +401,7 @@ impl Store {
                     }
                 }
                 self.stats.commits += 1;
+                self.stats.passes += passes.len() as u64;
                 self.stats.records_written += written;
                 self.stats.records_removed += removed;
                 self.stats.bytes_written += bytes;
@@ -381,8 +414,14 @@ impl Store {
         }
     }
 
-    fn write(&mut self, changes: &Changes, now: i64) -> rusqlite::Result<(u64, u64, u64)> {
-        let tx = self.conn.transaction()?;
+    fn write(
+        &mut self,
+        records: &[(&RecordKey, &Option<Vec<u8>>, i64)],
+    ) -> rusqlite::Result<(u64, u64, u64)> {
+        // Immediate: the write lock taken at the start (waiting for a
+        // checkpoint that holds it), never a read turned write that
+        // fails.
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let (mut written, mut removed, mut bytes) = (0, 0, 0);
         {
             let mut put_meta = tx.prepare_cached(
@@ -401,7 +440,7 @@ impl Store {
             )?;
             let mut del_session =
                 tx.prepare_cached("DELETE FROM sessions WHERE tunnel = ?1 AND session = ?2")?;
-            for (key, data) in &changes.0 {
+            for &(key, data, now) in records {
                 match (key, data) {
                     (RecordKey::Meta, Some(d)) => {
                         put_meta.execute(params![now, d])?;
@@ -459,9 +498,26 @@ impl Store {
 
     /// For `lnsctl show stats`.
     pub fn stats_map(&self) -> std::collections::BTreeMap<String, u64> {
-        let s = &self.stats;
+        self.stats.map(&self.checkpoint_counters())
+    }
+
+    /// The checkpoints' counters, which any thread may read.
+    pub fn checkpoint_counters(&self) -> CheckpointCounters {
+        CheckpointCounters(self.checkpointer.stats.clone())
+    }
+}
+
+/// The [`Checkpointer`]'s counters, shared with its thread.
+#[derive(Debug, Clone)]
+pub struct CheckpointCounters(Arc<CheckpointStats>);
+
+impl StoreStats {
+    /// For `lnsctl show stats`, with the checkpoints'.
+    pub fn map(&self, checkpoints: &CheckpointCounters) -> std::collections::BTreeMap<String, u64> {
+        let s = self;
         [
             ("commits", s.commits),
+            ("passes", s.passes),
             ("records_written", s.records_written),
             ("session_records", s.session_records),
             ("tunnel_records", s.tunnel_records),
@@ -474,7 +530,7 @@ impl Store {
         ]
         .into_iter()
         .chain({
-            let c = &self.checkpointer.stats;
+            let c = &checkpoints.0;
             [
                 ("checkpoints", c.checkpoints.load(Ordering::Relaxed)),
                 ("checkpoint_us", c.checkpoint_us.load(Ordering::Relaxed)),
