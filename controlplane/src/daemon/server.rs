@@ -1084,7 +1084,7 @@ impl Driver {
                 // No device to carry it: the slow path stays off.
                 core.slow_path = None;
             }
-            let summary = self.core.reconfigure(core)?;
+            let summary = self.core.reconfigure(Instant::now(), core)?;
             self.users.replace(users);
             if cfg.listen != self.listen && cfg.listen.port() != 0 {
                 warn!(listen = %cfg.listen, "reload: the L2TP address changes at the next start, not now");

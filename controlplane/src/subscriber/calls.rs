@@ -135,6 +135,7 @@ impl Core {
                 slow_path_buckets: Default::default(),
                 link_down: None,
                 timer: None,
+                clock: None,
             }),
         );
         // The entry first: the notice names its slot.
@@ -174,6 +175,9 @@ impl Core {
         let Some(rec) = self.sessions.remove(&key) else { return };
         if let Some(t) = rec.timer {
             self.ppp_timers.remove(&(t, key));
+        }
+        if let Some(t) = rec.clock {
+            self.session_clock.remove(&(t, key));
         }
         self.counters.sessions_down_total += 1;
         *self.counters.sessions_down.entry(down_cause(&rec, &reason)).or_default() += 1;

@@ -250,7 +250,10 @@ impl Core {
             }
         };
         let duid = server_duid(&self.cfg.endpoint.tunnel.host_name);
-        let Some(reply) = self.dhcpv6_serve(now, key, prefix, &duid, &request) else { return true };
+        let reply = self.dhcpv6_serve(now, key, prefix, &duid, &request);
+        // A binding made, extended or released moved its expiry.
+        self.reclock(key, now, now);
+        let Some(reply) = reply else { return true };
         let payload = reply.to_bytes();
         let out = Udp6 {
             src: local,
@@ -760,14 +763,13 @@ impl Core {
         }
     }
 
-    /// Bindings whose valid lifetime is over, and offers not taken, end
-    /// (checked once a second).
-    pub(super) fn dhcpv6_expire(&mut self, now: Instant) {
-        let expired: Vec<(SessionKey, bool, bool)> = self
-            .sessions
+    /// Bindings of `keys` (the sessions the clock looked at) whose valid
+    /// lifetime is over, and offers not taken, end.
+    pub(super) fn dhcpv6_expire(&mut self, now: Instant, keys: &[SessionKey]) {
+        let expired: Vec<(SessionKey, bool, bool)> = keys
             .iter()
-            .filter_map(|(k, s)| {
-                let b = &s.ipv6.dhcpv6;
+            .filter_map(|k| {
+                let b = &self.sessions.get(k)?.ipv6.dhcpv6;
                 let pd = b.pd.as_ref().is_some_and(|pd| pd.expires <= now);
                 let na = b.na.as_ref().is_some_and(|na| na.expires <= now);
                 (pd || na).then_some((*k, pd, na))

@@ -62,6 +62,7 @@ impl Core {
         let delegated = s.ipv6.delegated;
         self.write_entry(key, MapOp::Ipv6Up);
         self.acct_network_up(key, None, Some((p, len)), delegated);
+        self.reclock(key, now, now);
         self.notice(Notice::Ipv6Up { key, prefix: p, len });
     }
 

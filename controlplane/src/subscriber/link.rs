@@ -140,6 +140,7 @@ impl Core {
                 let mtu = s.link.mtu;
                 self.write_entry(key, MapOp::Ipv4Up);
                 self.acct_network_up(key, Some(peer), None, None);
+                self.reclock(key, now, now);
                 self.notice(Notice::Ipv4Up { key, address: peer, mtu });
             }
             SessionEvent::NetworkUp(NetworkConfig::Ipv6 { .. }) => self.ipv6_up(now, key),
@@ -254,6 +255,8 @@ impl Core {
         });
         if accepted {
             self.acct_begin(key, &a.request.username, class, interim);
+            // Its timeouts (a reauthentication may change them).
+            self.reclock(key, now, now);
         }
         self.drive_ppp(now, key);
         self.pump(now);

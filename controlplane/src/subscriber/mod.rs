@@ -72,7 +72,9 @@ use crate::snapshot::Tracked;
 /// PPP frames kept per call until its ICCN arrives.
 const MAX_EARLY_PPP: usize = 8;
 
-/// How often session and idle timeouts and interim accounting are looked at.
+/// The finest step of the session clock: idle samples are at least this
+/// far apart, and a session whose interim is due is sampled again this
+/// long after a sample that has not come back.
 const TIMEOUT_CHECK: Duration = Duration::from_secs(1);
 
 /// A session: its tunnel and its own id, both ours.
@@ -230,6 +232,10 @@ pub struct Subscriber {
     /// restore).
     #[serde(skip)]
     timer: Option<Instant>,
+    /// This session's entry in the core's session clock (rebuilt on
+    /// restore).
+    #[serde(skip)]
+    clock: Option<Instant>,
 }
 
 fn default_mru() -> u16 {
@@ -311,7 +317,6 @@ pub struct Core {
     counters: CoreCounters,
     started: Instant,
     draining: bool,
-    next_timeout_check: Instant,
     /// Accounting sessions opened by this process (Acct-Session-Id's second half).
     acct_sessions: u64,
     /// Names of the interfaces datagrams arrived on, for the peers that
@@ -321,6 +326,10 @@ pub struct Core {
     /// Every session's next PPP deadline, earliest first, so that neither
     /// the wait nor the timer scans all sessions.
     ppp_timers: BTreeSet<(Instant, SessionKey)>,
+    /// Every session's next look by the clock (Session-Timeout, idle
+    /// sample, interim, DHCPv6 expiry; see [`timers`]), earliest first:
+    /// sessions with nothing timed are not in it.
+    session_clock: BTreeSet<(Instant, SessionKey)>,
     /// Which session a destination belongs to, for the slow path.
     routes: slowpath::RouteIndex,
     /// The MTU of each access interface, as the driver learned it.
@@ -354,11 +363,11 @@ impl Core {
             counters: CoreCounters::default(),
             started: now,
             draining: false,
-            next_timeout_check: now,
             acct_sessions: 0,
             interface_names: Default::default(),
             rng,
             ppp_timers: BTreeSet::new(),
+            session_clock: BTreeSet::new(),
             routes: Default::default(),
             interface_mtu: BTreeMap::new(),
             ppp_configs: Vec::new(),
@@ -371,7 +380,7 @@ impl Core {
     /// from a pool that is gone), PPP settings and timeouts of new
     /// sessions, the timeouts of those up, and the endpoint's peers and
     /// limits. The L2TP address stays. On an error nothing changes.
-    pub fn reconfigure(&mut self, mut cfg: CoreConfig) -> Result<String, AaaError> {
+    pub fn reconfigure(&mut self, now: Instant, mut cfg: CoreConfig) -> Result<String, AaaError> {
         // Addresses held already are each held once: nothing to refuse.
         let (pools, ipv6_pools, _) = self.pools_holding(&cfg)?;
         dhcpv6::set_ra_flags(&mut cfg);
@@ -385,8 +394,14 @@ impl Core {
         cfg.accounting = self.cfg.accounting.clone();
         self.endpoint.reconfigure(cfg.endpoint.clone());
         let peers = cfg.endpoint.peers.len();
+        let timeouts =
+            (cfg.session_timeout, cfg.idle_timeout) != (self.cfg.session_timeout, self.cfg.idle_timeout);
         self.cfg = cfg;
         self.ppp_configs.clear();
+        if timeouts {
+            // They apply to the sessions up too.
+            self.reclock_all(now);
+        }
         Ok(format!(
             "{} IPv4 pools ({added} added, {removed} removed), {} IPv6 pools, {peers} peers; {} sessions kept",
             new.len(),
@@ -531,16 +546,10 @@ impl Core {
 
     /// When [`Core::handle_timeout`] wants to be called.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        // The one-second check (timeouts, interims, DHCPv6 bindings) runs
-        // whenever there are sessions: asking here whether any session
-        // needs it would scan them all on every pass of the loop, a third
-        // of the control plane's time at 100,000 sessions; the check
-        // scans them once a second.
-        let check = !self.sessions.is_empty();
         [
             self.endpoint.poll_timeout(),
             self.ppp_timers.first().map(|(t, _)| *t),
-            check.then_some(self.next_timeout_check),
+            self.session_clock.first().map(|(t, _)| *t),
         ]
         .into_iter()
         .flatten()

@@ -488,6 +488,7 @@ impl Core {
         for key in keys {
             core.drive_ppp(now, key);
             core.sync_routes(key);
+            core.reclock(key, now, now);
         }
         // The sessions that were waiting for their last counters ask again.
         let stopping: Vec<SessionKey> = core.stopping.keys().copied().collect();

@@ -102,6 +102,8 @@ struct Lab {
     address_routes: BTreeMap<std::net::Ipv6Addr, SessionKey>,
     /// IP packets the subscribers received over their PPP links.
     lac_ip: Vec<((TunnelId, SessionId), Vec<u8>)>,
+    /// How many times each session's counters were sampled.
+    sampled: BTreeMap<SessionKey, usize>,
 }
 
 fn base_config() -> CoreConfig {
@@ -178,6 +180,7 @@ impl Lab {
             routes: BTreeSet::new(),
             address_routes: BTreeMap::new(),
             lac_ip: Vec::new(),
+            sampled: BTreeMap::new(),
         }
     }
 
@@ -238,6 +241,9 @@ impl Lab {
                     self.entries.remove(&key);
                 }
                 Effect::SampleCounters { keys } => {
+                    for k in &keys {
+                        *self.sampled.entry(*k).or_default() += 1;
+                    }
                     let samples: Vec<_> = keys
                         .into_iter()
                         .map(|k| (k, self.entries.contains_key(&k).then(|| self.counters[&k])))
@@ -598,6 +604,52 @@ fn session_and_idle_timeouts_end_sessions_through_ppp() {
     assert!(lab.notices.iter().any(
         |n| matches!(n, Notice::LinkDown { key, message, .. } if *key == a && message == "idle timeout")
     ));
+}
+
+/// The session clock looks only at sessions that have something timed,
+/// and an idle timeout costs a counter sample every eighth of it, not one
+/// a second: a session with nothing timed costs nothing with time, and a
+/// reload that sets an idle timeout applies it to the sessions up.
+#[test]
+fn the_clock_looks_only_at_timed_sessions_and_samples_idle_ones_every_eighth() {
+    let mut lab = Lab::new(base_config());
+    lab.dial(&["alice", "bob"]);
+    lab.run_for(Duration::from_secs(5));
+    let (a, b) = (lab.key("alice"), lab.key("bob"));
+    assert!(lab.forwarding(a) && lab.forwarding(b));
+    assert!(lab.core.session_clock.is_empty(), "nothing timed");
+    let sampled = lab.sampled.clone();
+    lab.run_for(Duration::from_secs(60));
+    assert_eq!(lab.sampled, sampled, "no timeout, no accounting: never sampled");
+
+    let mut cfg = base_config();
+    cfg.idle_timeout = Some(Duration::from_secs(80));
+    let now = lab.now;
+    lab.core.reconfigure(now, cfg).expect("reload");
+    assert_eq!(lab.core.session_clock.len(), 2, "both sessions up have an idle timeout now");
+    let bob_since = lab.core.session(b).expect("bob").last_activity;
+    lab.sampled.clear();
+    // alice sends something every 5 s; bob nothing.
+    let mut bob_ended_after = None;
+    for _ in 0..24 {
+        lab.counters.get_mut(&a).expect("alice").up_packets += 1;
+        lab.run_for(Duration::from_secs(5));
+        if bob_ended_after.is_none() && lab.ended(b).is_some() {
+            bob_ended_after = Some(lab.now.duration_since(bob_since));
+        }
+    }
+    // Every 10 s: 12 samples in 120 s (a second a time would be 120).
+    let alice = lab.sampled[&a];
+    assert!((11..=13).contains(&alice), "alice sampled {alice} times in 120 s");
+    assert!(lab.forwarding(a), "alice is active");
+    // bob: idle 80 s after his last activity, found by the sample on the
+    // 10 s grid from it, and ended through PPP (within the 5 s step).
+    let after = bob_ended_after.expect("bob ended idle");
+    assert!(after >= Duration::from_secs(80) && after <= Duration::from_secs(95), "{after:?}");
+    assert!(lab.notices.iter().any(
+        |n| matches!(n, Notice::LinkDown { key, message, .. } if *key == b && message == "idle timeout")
+    ));
+    assert_eq!(lab.core.session_clock.len(), 1, "bob left the clock with his session");
 }
 
 #[test]
