@@ -338,7 +338,7 @@ mod tests {
         }
         let (store, progress) = c.stop();
         assert_eq!(progress.failed, 0);
-        let store = store.expect("the store back");
+        let mut store = store.expect("the store back");
         assert!(store.stats.commits <= 2, "10 passes in {} commits", store.stats.commits);
         assert_eq!(store.stats.passes, 10);
         let records = store.read(t0() + Duration::from_secs(20)).expect("read").0;

@@ -587,7 +587,7 @@ fn open_store(cfg: &Config) -> anyhow::Result<(Option<Store>, Option<Records>)> 
         }
         return Ok((None, None));
     }
-    let store = match Store::open(&path) {
+    let mut store = match Store::open(&path) {
         Err(e @ store::StoreError::Format { .. }) => {
             warn!(error = %e, "the session store is of another version: starting afresh");
             for f in &files {

@@ -34,10 +34,21 @@
 //! wait bounds it.
 //!
 //! One row per record: `meta` (one), `tunnels` (one per tunnel),
-//! `sessions` (one per session, keyed by tunnel and session id). Each row
-//! carries the wall-clock time it was written, so a restore knows how old
-//! its timers are. The format version is the database's `user_version`;
-//! a store of another version is not read (the start is a fresh one).
+//! `sessions` (one per session). Each row carries the wall-clock time it
+//! was written, so a restore knows how old its timers are. The format
+//! version is the database's `user_version`; a store of another version
+//! is not read (the start is a fresh one).
+//!
+//! Why the sessions' rows are in the order they were written (their key a
+//! sequence number, the session's ids in the row), not by session: session
+//! ids are random, so a table keyed by them puts each record of a commit
+//! on a page of its own, and a commit of 40 records wrote 70 pages to the
+//! log (most of a commit's time). Appended, a commit's records share the
+//! last pages: a session's record written again is appended and its old
+//! row deleted (from a page written shortly before, during its set-up).
+//! The store keeps which row each session's record is in ([`Store`]'s
+//! map, read with the records at a start); a row left behind by a
+//! commit the map did not see is read as the older of two, and deleted.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,7 +66,8 @@ use crate::subscriber::{Changes, RecordKey, Records, SessionKey, StoredRecord};
 /// shared configuration and boxed parts. 3: a CHAP authenticator that
 /// answered is kept compact (a new variant of the PPP link's
 /// authenticator).
-pub const FORMAT: i64 = 3;
+/// 4: sessions' rows in the order they were written.
+pub const FORMAT: i64 = 4;
 
 /// The store's file in the state directory.
 pub const FILE: &str = "sessions.sqlite";
@@ -222,6 +234,40 @@ pub struct Store {
     path: PathBuf,
     pub stats: StoreStats,
     checkpointer: Checkpointer,
+    /// Which row holds each session's record; read with the records
+    /// ([`Store::read`]) or, without, before the first commit.
+    rows: Option<Rows>,
+}
+
+/// The sessions' rows, as the store's map keeps them.
+#[derive(Default)]
+struct Rows {
+    of: std::collections::BTreeMap<SessionKey, i64>,
+    /// The next row's sequence number.
+    next: i64,
+    /// Older rows of a session found beside its newest (deleted by the
+    /// next commit).
+    stale: Vec<i64>,
+}
+
+impl Rows {
+    /// Takes the rows in the order they were written (sequence number,
+    /// session); returns whether this one is the session's newest.
+    fn note(&mut self, seq: i64, key: SessionKey) -> bool {
+        self.next = self.next.max(seq + 1);
+        match self.of.insert(key, seq) {
+            Some(old) if old > seq => {
+                self.of.insert(key, old);
+                self.stale.push(seq);
+                false
+            }
+            Some(old) => {
+                self.stale.push(old);
+                true
+            }
+            None => true,
+        }
+    }
 }
 
 fn wall_ns(t: SystemTime) -> i64 {
@@ -274,11 +320,11 @@ impl Store {
                  written_ns INTEGER NOT NULL,
                  data BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS sessions (
+                 seq INTEGER PRIMARY KEY,
                  tunnel INTEGER NOT NULL,
                  session INTEGER NOT NULL,
                  written_ns INTEGER NOT NULL,
-                 data BLOB NOT NULL,
-                 PRIMARY KEY (tunnel, session)) WITHOUT ROWID;",
+                 data BLOB NOT NULL);",
         )
         .map_err(sql)?;
         conn.pragma_update(None, "user_version", FORMAT).map_err(sql)?;
@@ -291,7 +337,7 @@ impl Store {
         conn.pragma_update(None, "journal_size_limit", WAL_KEEP).map_err(sql)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
         let checkpointer = Checkpointer::start(path, when)?;
-        Ok(Store { conn, path: path.to_path_buf(), stats: StoreStats::default(), checkpointer })
+        Ok(Store { conn, path: path.to_path_buf(), stats: StoreStats::default(), checkpointer, rows: None })
     }
 
     /// The sessions a store holds, read without writing anything (the
@@ -299,12 +345,28 @@ impl Store {
     pub fn session_keys(path: &Path) -> Result<Vec<SessionKey>, StoreError> {
         let sql = |source| StoreError::Sqlite { path: path.display().to_string(), source };
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
-        let mut q =
-            conn.prepare("SELECT tunnel, session FROM sessions ORDER BY tunnel, session").map_err(sql)?;
+        let mut q = conn
+            .prepare("SELECT DISTINCT tunnel, session FROM sessions ORDER BY tunnel, session")
+            .map_err(sql)?;
         let rows = q
             .query_map([], |r| Ok(SessionKey::new(TunnelId(r.get(0)?), SessionId(r.get(1)?))))
             .map_err(sql)?;
         rows.collect::<Result<_, _>>().map_err(sql)
+    }
+
+    /// The sessions' rows, read from the table (a store whose records
+    /// were not read).
+    fn load_rows(&self) -> rusqlite::Result<Rows> {
+        let mut rows = Rows::default();
+        let mut q = self.conn.prepare("SELECT seq, tunnel, session FROM sessions")?;
+        let found = q.query_map([], |r| {
+            Ok((r.get::<_, i64>(0)?, SessionKey::new(TunnelId(r.get(1)?), SessionId(r.get(2)?))))
+        })?;
+        for row in found {
+            let (seq, key) = row?;
+            rows.note(seq, key);
+        }
+        Ok(rows)
     }
 
     pub fn path(&self) -> &Path {
@@ -316,7 +378,7 @@ impl Store {
     }
 
     /// Every record, each with its age at `now` (the wall clock).
-    pub fn read(&self, now: SystemTime) -> Result<Records, StoreError> {
+    pub fn read(&mut self, now: SystemTime) -> Result<Records, StoreError> {
         let now = wall_ns(now);
         let age =
             |written: i64| Duration::from_nanos(u64::try_from(now.saturating_sub(written)).unwrap_or(0));
@@ -338,18 +400,35 @@ impl Store {
         }
         let mut q = self
             .conn
-            .prepare("SELECT tunnel, session, written_ns, data FROM sessions")
+            .prepare("SELECT seq, tunnel, session, written_ns, data FROM sessions ORDER BY seq")
             .map_err(self.sql())?;
-        let rows = q
+        let found = q
             .query_map([], |r| {
-                Ok((r.get::<_, u16>(0)?, r.get::<_, u16>(1)?, r.get::<_, i64>(2)?, r.get::<_, Vec<u8>>(3)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    SessionKey::new(TunnelId(r.get(1)?), SessionId(r.get(2)?)),
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Vec<u8>>(4)?,
+                ))
             })
             .map_err(self.sql())?;
-        for row in rows {
-            let (t, s, w, bytes) = row.map_err(self.sql())?;
-            let key = RecordKey::Session(SessionKey::new(TunnelId(t), SessionId(s)));
-            out.push(StoredRecord { key, bytes, age: age(w) });
+        let mut rows = Rows::default();
+        // In the order written: a session's newest row is its last.
+        let mut at = std::collections::HashMap::new();
+        for row in found {
+            let (seq, key, w, bytes) = row.map_err(self.sql())?;
+            rows.note(seq, key);
+            let record = StoredRecord { key: RecordKey::Session(key), bytes, age: age(w) };
+            match at.get(&key) {
+                Some(&i) => out[i] = record,
+                None => {
+                    at.insert(key, out.len());
+                    out.push(record);
+                }
+            }
         }
+        drop(q);
+        self.rows = Some(rows);
         Ok(Records(out))
     }
 
@@ -418,10 +497,40 @@ impl Store {
         &mut self,
         records: &[(&RecordKey, &Option<Vec<u8>>, i64)],
     ) -> rusqlite::Result<(u64, u64, u64)> {
+        let mut rows = match self.rows.take() {
+            Some(rows) => rows,
+            None => self.load_rows()?,
+        };
+        // The map as it was, for a transaction that fails.
+        let mut undo = Vec::new();
+        let next = rows.next;
+        let result = Self::write_rows(&mut self.conn, records, &mut rows, &mut undo);
+        match &result {
+            Ok(_) => rows.stale.clear(),
+            Err(_) => {
+                for (key, seq) in undo.into_iter().rev() {
+                    match seq {
+                        Some(seq) => rows.of.insert(key, seq),
+                        None => rows.of.remove(&key),
+                    };
+                }
+                rows.next = next;
+            }
+        }
+        self.rows = Some(rows);
+        result
+    }
+
+    fn write_rows(
+        conn: &mut Connection,
+        records: &[(&RecordKey, &Option<Vec<u8>>, i64)],
+        rows: &mut Rows,
+        undo: &mut Vec<(SessionKey, Option<i64>)>,
+    ) -> rusqlite::Result<(u64, u64, u64)> {
         // Immediate: the write lock taken at the start (waiting for a
         // checkpoint that holds it), never a read turned write that
         // fails.
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let (mut written, mut removed, mut bytes) = (0, 0, 0);
         {
             let mut put_meta = tx.prepare_cached(
@@ -433,13 +542,13 @@ impl Store {
                  ON CONFLICT (id) DO UPDATE SET written_ns = excluded.written_ns, data = excluded.data",
             )?;
             let mut del_tunnel = tx.prepare_cached("DELETE FROM tunnels WHERE id = ?1")?;
-            let mut del_tunnel_sessions = tx.prepare_cached("DELETE FROM sessions WHERE tunnel = ?1")?;
             let mut put_session = tx.prepare_cached(
-                "INSERT INTO sessions (tunnel, session, written_ns, data) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (tunnel, session) DO UPDATE SET written_ns = excluded.written_ns, data = excluded.data",
+                "INSERT INTO sessions (seq, tunnel, session, written_ns, data) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            let mut del_session =
-                tx.prepare_cached("DELETE FROM sessions WHERE tunnel = ?1 AND session = ?2")?;
+            let mut del_row = tx.prepare_cached("DELETE FROM sessions WHERE seq = ?1")?;
+            for seq in &rows.stale {
+                del_row.execute(params![seq])?;
+            }
             for &(key, data, now) in records {
                 match (key, data) {
                     (RecordKey::Meta, Some(d)) => {
@@ -452,13 +561,30 @@ impl Store {
                     (RecordKey::Tunnel(id), None) => {
                         removed += del_tunnel.execute(params![id.0])? as u64;
                         // Its sessions cannot outlive it.
-                        removed += del_tunnel_sessions.execute(params![id.0])? as u64;
+                        let range =
+                            SessionKey::new(*id, SessionId(0))..=SessionKey::new(*id, SessionId(u16::MAX));
+                        let gone: Vec<_> = rows.of.range(range).map(|(k, seq)| (*k, *seq)).collect();
+                        for (k, seq) in gone {
+                            rows.of.remove(&k);
+                            undo.push((k, Some(seq)));
+                            removed += del_row.execute(params![seq])? as u64;
+                        }
                     }
                     (RecordKey::Session(k), Some(d)) => {
-                        put_session.execute(params![k.tunnel.0, k.session.0, now, d])?;
+                        let seq = rows.next;
+                        rows.next += 1;
+                        let old = rows.of.insert(*k, seq);
+                        undo.push((*k, old));
+                        if let Some(old) = old {
+                            del_row.execute(params![old])?;
+                        }
+                        put_session.execute(params![seq, k.tunnel.0, k.session.0, now, d])?;
                     }
                     (RecordKey::Session(k), None) => {
-                        removed += del_session.execute(params![k.tunnel.0, k.session.0])? as u64;
+                        if let Some(old) = rows.of.remove(k) {
+                            undo.push((*k, Some(old)));
+                            removed += del_row.execute(params![old])? as u64;
+                        }
                     }
                 }
                 if let Some(d) = data {
@@ -475,7 +601,9 @@ impl Store {
     pub fn clear(&mut self) -> Result<(), StoreError> {
         self.conn
             .execute_batch("DELETE FROM sessions; DELETE FROM tunnels; DELETE FROM meta;")
-            .map_err(self.sql())
+            .map_err(self.sql())?;
+        self.rows = None;
+        Ok(())
     }
 
     /// Tunnels and sessions in the store.
@@ -571,7 +699,7 @@ mod tests {
     }
 
     fn read_back(path: &Path, now: SystemTime) -> Vec<(RecordKey, Vec<u8>, Duration)> {
-        let store = Store::open(path).expect("reopen");
+        let mut store = Store::open(path).expect("reopen");
         let mut v: Vec<_> =
             store.read(now).expect("read").0.into_iter().map(|r| (r.key, r.bytes, r.age)).collect();
         v.sort_by_key(|r| r.0);
@@ -712,6 +840,122 @@ mod tests {
             .flat_map(|t| (0..20).map(move |s| (key(t, s), vec![last(t); 400], Duration::ZERO)))
             .collect();
         assert_eq!(read_back(&next.path().join(FILE), t0), want);
+    }
+
+    fn rows(path: &Path) -> Vec<(i64, u16, u16)> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open");
+        let mut q = conn.prepare("SELECT seq, tunnel, session FROM sessions ORDER BY seq").expect("select");
+        let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).expect("query");
+        rows.collect::<Result<_, _>>().expect("rows")
+    }
+
+    /// A session's record written again is appended and its old row
+    /// goes; a tunnel's removal takes every row of its sessions, written
+    /// before it in the same commit too.
+    #[test]
+    fn a_record_written_again_moves_to_the_end_and_leaves_one_row() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE);
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut store = Store::open(&path).expect("open");
+        store
+            .commit(&Changes(vec![(key(1, 900), Some(b"a".to_vec())), (key(2, 5), Some(b"b".to_vec()))]), t0)
+            .expect("commit");
+        store.commit(&Changes(vec![(key(1, 900), Some(b"a2".to_vec()))]), t0).expect("commit");
+        assert_eq!(rows(&path), vec![(1, 2, 5), (2, 1, 900)]);
+        store
+            .commit(
+                &Changes(vec![
+                    (key(3, 1), Some(b"c".to_vec())),
+                    (RecordKey::Tunnel(TunnelId(3)), None),
+                    (RecordKey::Tunnel(TunnelId(1)), None),
+                    (key(1, 7), Some(b"d".to_vec())),
+                ]),
+                t0,
+            )
+            .expect("commit");
+        assert_eq!(store.stats.records_removed, 2, "3/1 and 1/900");
+        assert_eq!(rows(&path), vec![(1, 2, 5), (4, 1, 7)]);
+        store.close().expect("close");
+        let back: Vec<_> = read_back(&path, t0).into_iter().map(|(k, d, _)| (k, d)).collect();
+        assert_eq!(back, vec![(key(1, 7), b"d".to_vec()), (key(2, 5), b"b".to_vec())]);
+    }
+
+    /// Two rows of one session (what a commit the map never saw would
+    /// leave): the newer is read, and the next commit deletes the older.
+    #[test]
+    fn of_two_rows_of_a_session_the_newer_is_read_and_the_older_goes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE);
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut store = Store::open(&path).expect("open");
+        store.commit(&Changes(vec![(key(1, 1), Some(b"new".to_vec()))]), t0).expect("commit");
+        store.conn.execute("INSERT INTO sessions VALUES (-5, 1, 1, 0, x'6f6c64')", []).expect("an older row");
+        store.close().expect("close");
+        let mut store = Store::open(&path).expect("reopen");
+        let records = store.read(t0).expect("read").0;
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].bytes, b"new");
+        store.commit(&Changes(vec![(key(1, 2), Some(b"x".to_vec()))]), t0).expect("commit");
+        assert_eq!(rows(&path), vec![(0, 1, 1), (1, 1, 2)]);
+    }
+
+    /// A commit that fails (here at its last record, a tunnel's) leaves
+    /// the store's map as the table is: the sessions written again
+    /// afterwards have one row each, not two.
+    #[test]
+    fn a_failed_commit_leaves_the_map_as_the_table_is() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE);
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut store = Store::open(&path).expect("open");
+        store
+            .commit(&Changes(vec![(key(1, 1), Some(b"a".to_vec())), (key(2, 1), Some(b"b".to_vec()))]), t0)
+            .expect("commit");
+        store
+            .conn
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON tunnels BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .expect("rename");
+        let failing = Changes(vec![
+            (key(1, 1), Some(b"a2".to_vec())),
+            (key(2, 1), None),
+            (RecordKey::Tunnel(TunnelId(1)), Some(b"t".to_vec())),
+        ]);
+        assert!(store.commit(&failing, t0).is_err());
+        assert_eq!(store.stats.commit_errors, 1);
+        store.conn.execute_batch("DROP TRIGGER refuse;").expect("drop");
+        store.commit(&failing, t0).expect("commit");
+        assert_eq!(rows(&path), vec![(2, 1, 1)]);
+    }
+
+    /// The point of the layout: a commit of 40 sessions with random ids
+    /// among thousands appends a few pages to the log, not one a record.
+    #[test]
+    fn a_commit_of_random_sessions_writes_few_pages() {
+        use rand::{Rng, SeedableRng};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE);
+        let wal = dir.path().join(format!("{FILE}-wal"));
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut store = Store::open_with(&path, NO_CHECKPOINTS).expect("open");
+        let keys: Vec<RecordKey> = (0..4000).map(|i| key(i % 20, rng.gen_range(1..u16::MAX))).collect();
+        for (i, batch) in keys.chunks(40).enumerate() {
+            // Each commit: 40 sessions set up, and the 40 of two commits
+            // before established (their records written again, larger).
+            let mut changes: Vec<_> = batch.iter().map(|k| (*k, Some(vec![1; 70]))).collect();
+            if i >= 2 {
+                changes.extend(keys[(i - 2) * 40..(i - 1) * 40].iter().map(|k| (*k, Some(vec![2; 376]))));
+            }
+            let before = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+            store.commit(&Changes(changes), t0).expect("commit");
+            let pages = (std::fs::metadata(&wal).expect("wal").len() - before) / (4096 + 24);
+            if i >= 10 {
+                assert!(pages <= 20, "commit {i} of 80 records wrote {pages} pages");
+            }
+        }
     }
 
     /// A log past the limit is checkpointed with the writer held back:
