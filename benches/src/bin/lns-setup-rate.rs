@@ -409,10 +409,11 @@ fn print_store(stats: &serde_json::Value, elapsed: Duration, sessions: u64) {
         (n("commits"), n("records_written"), n("bytes_written"), n("commit_us"));
     let secs = elapsed.as_secs_f64().max(1e-9);
     println!(
-        "store: {commits} commits ({:.0}/s over {secs:.1} s of set-up and hang-up), {records} records written \
-         ({:.1} a commit, {:.0} bytes each), {} removed; {:.2} s committing ({:.1} % of the time, \
-         {:.0} µs a commit); {} commit errors",
+        "store: {commits} commits ({:.0}/s over {secs:.1} s of set-up and hang-up; {:.2} passes of the loop a \
+         commit), {records} records written ({:.1} a commit, {:.0} bytes each), {} removed; {:.2} s committing \
+         (on its thread: {:.1} % of the time, {:.0} µs a commit); {} commit errors",
         commits as f64 / secs,
+        n("passes") as f64 / commits.max(1) as f64,
         records as f64 / commits.max(1) as f64,
         bytes as f64 / records.max(1) as f64,
         n("records_removed"),
