@@ -23,9 +23,10 @@
 //!
 //! Why checkpoints on a thread of their own: folding the log into the
 //! database (and the fsyncs that go with it) is what SQLite otherwise does
-//! inside the commit that crosses 1,000 pages of log, on the control
-//! plane's loop. Here the loop's connection never checkpoints
-//! (`wal_autocheckpoint = 0`); a [`Checkpointer`] thread with a
+//! inside the commit that crosses 1,000 pages of log, holding up the
+//! commits (and the loop's output that waits for them, see
+//! [`super::committer`]). Here the committing connection never
+//! checkpoints (`wal_autocheckpoint = 0`); a [`Checkpointer`] thread with a
 //! connection of its own runs passive checkpoints (which never hold up a
 //! writer) every [`CHECKPOINT_EVERY`]. The log starts over from its
 //! beginning at the first commit after a checkpoint that caught up with
