@@ -369,10 +369,18 @@ fn unknown_sessions_are_dropped_unless_configured_to_pass() {
     lab.expect(lab.access, &frame, XdpAction::Pass, Counter::PassUnknownSession);
 
     // A removed session is unknown again, and leaves no entry behind.
+    let mut s = maps.read_session(5).unwrap();
+    s.generation = 7;
+    maps.update_session(5, &s).unwrap();
     let removed = maps.remove_session(5).unwrap().expect("was installed");
     assert_eq!(removed.local_session_id, 200);
     assert_eq!(maps.address_entries(), 0);
     assert!(maps.sessions().unwrap().is_empty());
+    // The freed entry keeps its generation, for the slot's next session
+    // to be the next one.
+    let freed = maps.read_session(5).unwrap();
+    assert_eq!(freed.session_state(), Some(lns_bpf::abi::SessionState::Free));
+    assert_eq!((freed.generation, removed.generation), (7, 7));
     let frame = data_frame(Outer::default(), L2tpOpts::default(), PPP_FULL);
     lab.expect(lab.access, &frame, XdpAction::Pass, Counter::PassUnknownSession);
 }

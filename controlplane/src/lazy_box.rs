@@ -7,6 +7,7 @@
 //! value until then. It serializes as the value itself (the empty one
 //! when absent), so a snapshot's format is that of the plain field.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
@@ -89,9 +90,126 @@ impl<'de, T: Empty + Deserialize<'de>> Deserialize<'de> for LazyBox<T> {
     }
 }
 
+/// A queue that is empty between inputs (a PPP link's frames and events
+/// to take out, a protocol's actions): one pointer while empty, its
+/// buffer given back as soon as the last item is taken, where a
+/// `VecDeque` is 32 bytes inline and keeps the buffer it grew. It
+/// serializes as the `VecDeque` it stands for.
+// The box is the point: one pointer inline instead of the VecDeque's 32
+// bytes, for a queue that is empty nearly always.
+#[allow(clippy::box_collection)]
+pub struct LazyQueue<T>(Option<Box<VecDeque<T>>>);
+
+impl<T> LazyQueue<T> {
+    pub fn push_back(&mut self, v: T) {
+        self.0.get_or_insert_with(Default::default).push_back(v);
+    }
+
+    /// The first item; the buffer goes with the last.
+    pub fn pop_front(&mut self) -> Option<T> {
+        let q = self.0.as_mut()?;
+        let v = q.pop_front();
+        if q.is_empty() {
+            self.0 = None;
+        }
+        v
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|q| q.is_empty())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |q| q.len())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.0.iter().flat_map(|q| q.iter())
+    }
+
+    /// Whether a buffer is held (an empty queue holds none).
+    pub fn is_allocated(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl<T> Default for LazyQueue<T> {
+    fn default() -> Self {
+        LazyQueue(None)
+    }
+}
+
+impl<T> Extend<T> for LazyQueue<T> {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, items: I) {
+        for v in items {
+            self.push_back(v);
+        }
+    }
+}
+
+impl<T: Clone> Clone for LazyQueue<T> {
+    fn clone(&self) -> Self {
+        LazyQueue(self.0.clone())
+    }
+}
+
+impl<T: PartialEq> PartialEq for LazyQueue<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for LazyQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<T: Serialize> Serialize for LazyQueue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // With its length first, as a VecDeque's (postcard needs it).
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.len()))?;
+        for v in self.iter() {
+            seq.serialize_element(v)?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for LazyQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let q = VecDeque::<T>::deserialize(d)?;
+        Ok(LazyQueue((!q.is_empty()).then(|| Box::new(q))))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_queue_holds_no_buffer_when_empty_and_round_trips_as_a_vecdeque() {
+        let mut q: LazyQueue<Vec<u8>> = LazyQueue::default();
+        assert!(!q.is_allocated() && q.is_empty());
+        q.push_back(vec![1]);
+        q.push_back(vec![2, 3]);
+        assert_eq!(q.len(), 2);
+        let plain: VecDeque<Vec<u8>> = [vec![1], vec![2, 3]].into_iter().collect();
+        let bytes = postcard::to_stdvec(&q).expect("encode");
+        assert_eq!(bytes, postcard::to_stdvec(&plain).expect("encode"), "the VecDeque's format");
+        let mut back: LazyQueue<Vec<u8>> = postcard::from_bytes(&bytes).expect("decode");
+        assert_eq!(back, q);
+        assert_eq!(back.pop_front(), Some(vec![1]));
+        assert!(back.is_allocated());
+        assert_eq!(back.pop_front(), Some(vec![2, 3]));
+        assert!(!back.is_allocated(), "the buffer went with the last item");
+        assert_eq!(back.pop_front(), None);
+        let empty: LazyQueue<Vec<u8>> =
+            postcard::from_bytes(&postcard::to_stdvec(&VecDeque::<Vec<u8>>::new()).unwrap()).unwrap();
+        assert!(!empty.is_allocated());
+        assert_eq!(std::mem::size_of::<LazyQueue<Vec<u8>>>(), 8);
+    }
 
     #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
     struct Part {

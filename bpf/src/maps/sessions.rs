@@ -110,7 +110,10 @@ impl Maps {
             bytemuck::bytes_of(&old.key()),
             "deleting from lns_session_ids",
         )?;
-        self.write_session(index, &Session::default())?;
+        // Free, keeping its generation: the next session here is the
+        // next generation (a worker's per-slot state, its policing bucket,
+        // starts over), and writers need not remember it elsewhere.
+        self.write_session(index, &Session { generation: old.generation, ..Session::default() })?;
         // Addresses the caller added besides the session's own were the
         // caller's to remove; the next session here starts without.
         self.fast().unmark(index, abi::slot_mark::EXTRA, || self.session_fast(index))?;

@@ -6,7 +6,7 @@
 //! slot is only ever taken when it is free in the map, and a (tunnel,
 //! session) key already present is refused rather than overwritten.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use lns_bpf::abi::{Session, SessionState};
 use lns_bpf::Maps;
@@ -39,9 +39,6 @@ pub struct SessionTable {
     free: BTreeSet<u32>,
     /// Slots holding a session we wrote.
     ours: BTreeSet<u32>,
-    /// Last generation written per slot: the map entry is zeroed on
-    /// removal, so the count must live here to keep growing.
-    generations: HashMap<u32, u64>,
     size: u32,
     /// Sessions placed off their direct slot (found by the program through
     /// its hash, a little slower): 0 unless another writer took the slot.
@@ -69,7 +66,6 @@ impl SessionTable {
                 stats: None,
                 free: BTreeSet::new(),
                 ours: BTreeSet::new(),
-                generations: HashMap::new(),
                 size: 0,
                 direct_misses: 0,
             };
@@ -106,7 +102,6 @@ impl SessionTable {
             stats,
             free,
             ours: adopted.iter().map(|(slot, _)| *slot).collect(),
-            generations: adopted.iter().map(|(slot, s)| (*slot, s.generation)).collect(),
             size,
             direct_misses: 0,
         };
@@ -194,13 +189,19 @@ impl SessionTable {
                 // hand out until it is seen free again at the next open.
                 continue;
             }
-            let last = self.generations.get(&slot).copied().unwrap_or(0).max(old.generation);
+            // A freed entry keeps its generation (lns-bpf's remove).
             let mut s = *s;
-            s.generation = last.wrapping_add(1);
+            s.generation = old.generation.wrapping_add(1);
             s.owner = Session::OWNER_CONTROL_PLANE;
+            // The slot's counters start from zero: what `lnsctl session
+            // show` reads is then the session's own, with no baseline
+            // kept per session (a million of them were 150 bytes each).
+            // Zeroed before the entry is published, when no worker counts
+            // for the slot; only a worker still finishing a batch of the
+            // slot's previous session in that microsecond could add to it.
+            self.zero_stats(slot);
             match maps.install_session(slot, &s) {
                 Ok(()) => {
-                    self.generations.insert(slot, s.generation);
                     self.ours.insert(slot);
                     return Ok(Some(slot));
                 }
@@ -220,7 +221,8 @@ impl SessionTable {
     pub fn update(&mut self, slot: u32, s: &Session) -> Result<(), FastpathError> {
         let Some(maps) = &self.maps else { return Ok(()) };
         let mut s = *s;
-        s.generation = self.generations.get(&slot).copied().unwrap_or(s.generation);
+        // Read through the mapping: the generation install wrote.
+        s.generation = maps.read_session(slot)?.generation;
         s.owner = Session::OWNER_CONTROL_PLANE;
         maps.update_session(slot, &s)?;
         Ok(())
@@ -229,6 +231,17 @@ impl SessionTable {
     /// The next Ns of `slot`'s data messages (shared with the workers).
     pub fn next_ns(&self, slot: u32) -> Option<u16> {
         self.ns.as_ref()?.fetch_add(slot as usize).map(|v| v as u16)
+    }
+
+    /// Every worker's counters of `slot` back to zero.
+    fn zero_stats(&self, slot: u32) {
+        let (Some(rows), size) = (&self.stats, self.size as usize) else { return };
+        if size == 0 {
+            return;
+        }
+        for w in 0..rows.len() / size {
+            rows.set(w * size + slot as usize, lns_bpf::abi::SessionStats::default());
+        }
     }
 
     /// Packets the fast path carried for `slot`, both directions, all
@@ -291,5 +304,60 @@ impl Drop for SessionTable {
         if failed > 0 {
             tracing::error!(failed, "could not remove session entries from the data plane's maps");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lns_bpf::abi::{SessionState, SessionStats};
+    use lns_bpf::{LoadOptions, Steering};
+
+    fn session(id: u16) -> Session {
+        let mut s = Session {
+            state: SessionState::Forwarding as u32,
+            local_tunnel_id: 1,
+            local_session_id: id,
+            peer_tunnel_id: 7,
+            peer_session_id: 9,
+            mtu: 1460,
+            ipv4: [198, 51, 100, 10],
+            ..Default::default()
+        };
+        s.set_peer("192.0.2.2:1701".parse().expect("address"));
+        s.set_local("192.0.2.1:1701".parse().expect("address"));
+        s
+    }
+
+    /// A slot taken again starts with its counters at zero (no baseline is
+    /// kept per session) and the next generation (kept in the freed entry,
+    /// not in a table of this process).
+    #[test]
+    fn a_slot_taken_again_starts_from_zero_counters_and_the_next_generation() {
+        let pins = lns_testlab::PinDir::new().expect("pin dir");
+        let _steering = Steering::load(&LoadOptions {
+            pin_dir: Some(pins.path().into()),
+            max_sessions: 64,
+            ..Default::default()
+        })
+        .expect("load the steering program");
+        let mut table = SessionTable::open(&Dataplane::PinDir(pins.path().into())).expect("open");
+        let slot = table.install(&session(5)).expect("install").expect("a slot");
+        let first = table.maps().expect("maps").read_session(slot).expect("read").generation;
+        // A worker counts the session's traffic in its row.
+        let rows = table.maps().expect("maps").mmap_session_stats().expect("mmap");
+        let counted = SessionStats { up_packets: 3, up_bytes: 300, down_packets: 4, ..Default::default() };
+        rows.set(slot as usize, counted);
+        assert_eq!(table.packets(slot), 7);
+        // An update keeps the generation install wrote.
+        table.update(slot, &session(5)).expect("update");
+        assert_eq!(table.maps().expect("maps").read_session(slot).expect("read").generation, first);
+        table.remove(slot).expect("remove");
+        // The same key: its direct slot again.
+        let again = table.install(&session(5)).expect("install").expect("a slot");
+        assert_eq!(again, slot);
+        assert_eq!(table.packets(slot), 0);
+        assert_eq!(table.stats(slot), SessionStats::default());
+        assert_eq!(table.maps().expect("maps").read_session(slot).expect("read").generation, first + 1);
     }
 }

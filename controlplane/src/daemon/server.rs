@@ -310,7 +310,6 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         table,
         slots,
         ns_without_slot: HashMap::new(),
-        slot_base: HashMap::new(),
         tun,
         route_tx,
         tun_errors: 0,
@@ -691,9 +690,6 @@ struct Driver {
     table: SessionTable,
     /// Each session's slot in the data plane's table.
     slots: HashMap<SessionKey, u32>,
-    /// The slot's fast-path counters when the session took it (they are
-    /// never reset): what `lnsctl session show` subtracts.
-    slot_base: HashMap<SessionKey, lns_bpf::abi::SessionStats>,
     /// §5.4 numbering of sequenced sessions that have no slot (no data
     /// plane): the counter the data plane would keep.
     ns_without_slot: HashMap<SessionKey, u16>,
@@ -889,7 +885,6 @@ impl Driver {
                         None => self.table.install(&entry).map(|slot| {
                             if let Some(slot) = slot {
                                 self.slots.insert(key, slot);
-                                self.slot_base.insert(key, self.table.stats(slot));
                             }
                         }),
                     };
@@ -902,7 +897,6 @@ impl Driver {
                 }
                 Effect::RemoveSession { key } => {
                     self.ns_without_slot.remove(&key);
-                    self.slot_base.remove(&key);
                     if let Some(slot) = self.slots.remove(&key) {
                         if let Err(e) = self.table.remove(slot) {
                             warn!(slot, error = %e, "removing the session from the data plane");
@@ -1009,14 +1003,14 @@ impl Driver {
                         row.dataplane_state = None;
                     }
                     if let Some(slot) = row.slot {
-                        let (now, base) = (self.table.stats(slot), self.slot_base.get(&key).copied());
-                        let base = base.unwrap_or_default();
-                        row.fast_path = crate::subscriber::Counters::from(now).since(&base.into());
+                        // Zeroed when the session took the slot.
+                        let now = self.table.stats(slot);
+                        row.fast_path = crate::subscriber::Counters::from(now);
                         row.policed = crate::ctl::Policed {
-                            up_packets: now.up_policed_packets.wrapping_sub(base.up_policed_packets),
-                            up_bytes: now.up_policed_bytes.wrapping_sub(base.up_policed_bytes),
-                            down_packets: now.down_policed_packets.wrapping_sub(base.down_policed_packets),
-                            down_bytes: now.down_policed_bytes.wrapping_sub(base.down_policed_bytes),
+                            up_packets: now.up_policed_packets,
+                            up_bytes: now.up_policed_bytes,
+                            down_packets: now.down_policed_packets,
+                            down_bytes: now.down_policed_bytes,
                         };
                     }
                 }

@@ -10,7 +10,6 @@ use super::packet::{self, ConfigOption, Packet, Repr};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// RFC 1661 §4.2 states.
@@ -49,6 +48,57 @@ impl Default for FsmConfig {
             max_terminate: 2,
             max_failure: 5,
         }
+    }
+}
+
+/// [`FsmConfig`] as each FSM keeps it: the restart timer in milliseconds
+/// (at most 49 days), 16 bytes instead of 32, three times per link.
+/// Serialized as the [`FsmConfig`] it stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Limits {
+    restart_ms: u32,
+    max_configure: u32,
+    max_terminate: u32,
+    max_failure: u32,
+}
+
+impl From<FsmConfig> for Limits {
+    fn from(c: FsmConfig) -> Self {
+        Limits {
+            restart_ms: u32::try_from(c.restart_interval.as_millis()).unwrap_or(u32::MAX),
+            max_configure: c.max_configure,
+            max_terminate: c.max_terminate,
+            max_failure: c.max_failure,
+        }
+    }
+}
+
+impl From<Limits> for FsmConfig {
+    fn from(l: Limits) -> Self {
+        FsmConfig {
+            restart_interval: Duration::from_millis(u64::from(l.restart_ms)),
+            max_configure: l.max_configure,
+            max_terminate: l.max_terminate,
+            max_failure: l.max_failure,
+        }
+    }
+}
+
+impl Serialize for Limits {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        FsmConfig::from(*self).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Limits {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        FsmConfig::deserialize(d).map(Limits::from)
+    }
+}
+
+impl Limits {
+    fn restart_interval(&self) -> Duration {
+        Duration::from_millis(u64::from(self.restart_ms))
     }
 }
 
@@ -173,7 +223,7 @@ impl<'de, O: ConfigOption> Deserialize<'de> for Outstanding<O> {
 pub struct Fsm<P: OptionPolicy> {
     pub policy: P,
     protocol: Protocol,
-    config: FsmConfig,
+    config: Limits,
     state: State,
     restart_count: u32,
     #[serde(with = "crate::snapshot::opt_instant")]
@@ -187,7 +237,7 @@ pub struct Fsm<P: OptionPolicy> {
     naks_sent: u32,
     heard: bool,
     terminate_reason: FinishReason,
-    actions: VecDeque<Action>,
+    actions: crate::lazy_box::LazyQueue<Action>,
 }
 
 impl<P: OptionPolicy> Fsm<P> {
@@ -197,7 +247,7 @@ impl<P: OptionPolicy> Fsm<P> {
         Fsm {
             policy,
             protocol,
-            config,
+            config: config.into(),
             state: State::Initial,
             restart_count: 0,
             deadline: None,
@@ -208,7 +258,7 @@ impl<P: OptionPolicy> Fsm<P> {
             naks_sent: 0,
             heard: false,
             terminate_reason: FinishReason::LocalClose,
-            actions: VecDeque::new(),
+            actions: Default::default(),
         }
     }
 
@@ -238,7 +288,7 @@ impl<P: OptionPolicy> Fsm<P> {
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
-        super::error::drain_one(&mut self.actions)
+        self.actions.pop_front()
     }
 
     pub fn has_actions(&self) -> bool {
@@ -286,7 +336,7 @@ impl<P: OptionPolicy> Fsm<P> {
 
     fn zrc(&mut self, now: Instant) {
         self.restart_count = 0;
-        self.deadline = Some(now + self.config.restart_interval);
+        self.deadline = Some(now + self.config.restart_interval());
     }
 
     /// A negotiation starts from a non-negotiating state (Starting, Closed,
@@ -305,12 +355,12 @@ impl<P: OptionPolicy> Fsm<P> {
             let options = self.policy.request();
             self.request = Outstanding::new(&options);
             self.restart_count = self.restart_count.saturating_sub(1);
-            self.deadline = Some(now + self.config.restart_interval);
+            self.deadline = Some(now + self.config.restart_interval());
             self.send(Repr::ConfigureRequest { identifier: self.request_id, options });
             return;
         }
         self.restart_count = self.restart_count.saturating_sub(1);
-        self.deadline = Some(now + self.config.restart_interval);
+        self.deadline = Some(now + self.config.restart_interval());
         self.send(Repr::ConfigureRequest { identifier: self.request_id, options: self.request.options() });
     }
 
@@ -319,7 +369,7 @@ impl<P: OptionPolicy> Fsm<P> {
             self.terminate_id = self.id();
         }
         self.restart_count = self.restart_count.saturating_sub(1);
-        self.deadline = Some(now + self.config.restart_interval);
+        self.deadline = Some(now + self.config.restart_interval());
         self.send(Repr::TerminateRequest { identifier: self.terminate_id, data: Vec::new() });
     }
 

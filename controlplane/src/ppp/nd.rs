@@ -18,7 +18,6 @@
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
@@ -431,7 +430,7 @@ pub struct Router {
     last_sent: Option<Instant>,
     #[serde(with = "crate::snapshot::instant")]
     next: Instant,
-    transmit: VecDeque<Vec<u8>>,
+    transmit: crate::lazy_box::LazyQueue<Vec<u8>>,
     /// Solicitations answered, and ND input refused (bad checks).
     pub solicitations: u64,
 }
@@ -463,7 +462,7 @@ impl Router {
             sent: 0,
             last_sent: None,
             next: now,
-            transmit: VecDeque::new(),
+            transmit: Default::default(),
             solicitations: 0,
         }
     }
@@ -525,7 +524,7 @@ impl Router {
 
     /// The next IPv6 packet to send over the link.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        super::error::drain_one(&mut self.transmit)
+        self.transmit.pop_front()
     }
 }
 
@@ -537,7 +536,7 @@ pub struct Host {
     sent: u32,
     #[serde(with = "crate::snapshot::opt_instant")]
     next: Option<Instant>,
-    transmit: VecDeque<Vec<u8>>,
+    transmit: crate::lazy_box::LazyQueue<Vec<u8>>,
     learned: Option<PrefixInformation>,
 }
 
@@ -545,8 +544,13 @@ impl Host {
     /// Starts soliciting at once (§6.3.7, without the random delay: PPP is a
     /// point-to-point link with one router).
     pub fn new(now: Instant, interface_identifier: [u8; 8]) -> Host {
-        let mut h =
-            Host { interface_identifier, sent: 0, next: Some(now), transmit: VecDeque::new(), learned: None };
+        let mut h = Host {
+            interface_identifier,
+            sent: 0,
+            next: Some(now),
+            transmit: Default::default(),
+            learned: None,
+        };
         h.handle_timeout(now);
         h
     }
@@ -591,7 +595,7 @@ impl Host {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        super::error::drain_one(&mut self.transmit)
+        self.transmit.pop_front()
     }
 }
 

@@ -10,7 +10,7 @@ use super::auth::{AuthConfig, AuthDecision, AuthFailure, AuthMethod, AuthOutput,
 use super::authenticate::{AuthPeer, Authenticator};
 use super::ccp::CcpPolicy;
 use super::chap::ChapAuthenticator;
-use super::error::{drain_one, Error};
+use super::error::Error;
 use super::frame::{Frame, FrameRepr, Protocol};
 use super::fsm::{Action, FinishReason, Fsm, FsmConfig};
 use super::ipcp::{IpcpConfig, IpcpPolicy};
@@ -22,7 +22,6 @@ use super::packet;
 use super::pap::PapAuthenticator;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -317,9 +316,11 @@ pub struct Session {
     #[serde(with = "crate::snapshot::opt_instant")]
     echo_deadline: Option<Instant>,
     echo_unanswered: u32,
-    cause: Option<DisconnectCause>,
-    transmit: VecDeque<Vec<u8>>,
-    events: VecDeque<SessionEvent>,
+    /// Boxed: only a link that is ending has one (a box serializes as
+    /// what it holds).
+    cause: Option<Box<DisconnectCause>>,
+    transmit: crate::lazy_box::LazyQueue<Vec<u8>>,
+    events: crate::lazy_box::LazyQueue<SessionEvent>,
     /// Every random value of the link (Identifiers, Magic-Numbers,
     /// challenges, interface identifiers, advertisement jitter) comes from
     /// here, so a seed replays a link and a snapshot carries on its stream.
@@ -366,8 +367,8 @@ impl Session {
             echo_deadline: None,
             echo_unanswered: 0,
             cause: None,
-            transmit: VecDeque::new(),
-            events: VecDeque::new(),
+            transmit: Default::default(),
+            events: Default::default(),
             config,
             rng: LinkRng::new(rng),
         }
@@ -597,7 +598,7 @@ impl Session {
 
     fn terminate(&mut self, now: Instant, cause: DisconnectCause) {
         if self.cause.is_none() {
-            self.cause = Some(cause);
+            self.cause = Some(Box::new(cause));
         }
         if self.phase != Phase::Dead {
             self.phase = Phase::Terminate;
@@ -618,11 +619,11 @@ impl Session {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        drain_one(&mut self.transmit)
+        self.transmit.pop_front()
     }
 
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
-        drain_one(&mut self.events)
+        self.events.pop_front()
     }
 
     /// The earliest deadline of any timer.
@@ -964,7 +965,7 @@ impl Session {
             Action::Started => {}
             Action::Finished(reason) => {
                 self.lcp_down();
-                let cause = self.cause.take().unwrap_or_else(|| match reason {
+                let cause = self.cause.take().map(|c| *c).unwrap_or_else(|| match reason {
                     FinishReason::Timeout { heard: true } => DisconnectCause::new(
                         DisconnectCode::LCP_TIMEOUT,
                         Protocol::LCP,

@@ -32,6 +32,10 @@ pub struct Counters {
     pub down_bytes: u64,
 }
 
+impl crate::lazy_box::Empty for Counters {
+    const EMPTY: &'static Self = &Counters { up_packets: 0, up_bytes: 0, down_packets: 0, down_bytes: 0 };
+}
+
 impl From<lns_bpf::abi::SessionStats> for Counters {
     fn from(s: lns_bpf::abi::SessionStats) -> Self {
         Counters {

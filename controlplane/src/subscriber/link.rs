@@ -227,14 +227,14 @@ impl Core {
         }
         let accepted = decision.accept;
         if accepted {
-            s.username = Some(user.clone());
-            s.pool = pool.clone();
+            s.username = Some(user.as_str().into());
+            s.pool = pool.as_deref().map(Into::into);
             s.rates = rates;
             s.session_timeout = session_timeout;
             s.idle_timeout = idle_timeout;
             // Taken when IPv6CP opens (see the ipv6 module).
             s.ipv6.granted_prefix = ipv6_prefix;
-            s.ipv6.granted_pool = ipv6_pool;
+            s.ipv6.granted_pool = ipv6_pool.map(String::into_boxed_str);
             s.ipv6.delegated = delegated_prefix;
             if dns_ipv6 != s.ipv6.dhcpv6.dns {
                 // Written only when it changes: the bindings stay out of

@@ -157,7 +157,7 @@ pub struct Ipv6Record {
     /// A fixed prefix from the backend (RADIUS Framed-IPv6-Prefix).
     pub granted_prefix: Option<(std::net::Ipv6Addr, u8)>,
     /// The pool the backend named (RADIUS Framed-IPv6-Pool).
-    pub granted_pool: Option<String>,
+    pub granted_pool: Option<Box<str>>,
     /// The prefix the session holds now (in the fast path, announced).
     pub prefix: Option<(std::net::Ipv6Addr, u8)>,
     /// A prefix routed to the subscriber's router (RADIUS
@@ -190,10 +190,11 @@ pub struct Subscriber {
     pub mru: u16,
     /// Packets and bytes of the session through the exception path; the
     /// fast path's counter samples are reported with them added.
+    /// Out of line until the first such packet: most sessions send none.
     #[serde(default)]
-    pub slow_path: accounting::Counters,
+    pub slow_path: crate::lazy_box::LazyBox<accounting::Counters>,
     /// Authenticated user name.
-    pub username: Option<String>,
+    pub username: Option<Box<str>>,
     /// Address given to the subscriber (from a pool or the user's fixed one).
     pub ipv4: Option<Ipv4Addr>,
     /// IPCP is open with that address: the entry forwards it.
@@ -220,7 +221,7 @@ pub struct Subscriber {
     pub acct: Option<Box<accounting::Accounting>>,
     /// The pool the session's address was asked from (its rates apply).
     #[serde(default)]
-    pub pool: Option<String>,
+    pub pool: Option<Box<str>>,
     /// Rate limits of its own: from the backend, or a CoA-Request since.
     #[serde(default)]
     pub rates: Rates,

@@ -153,7 +153,7 @@ impl Core {
         for &(key, sample) in samples {
             // What went through the slow path counts as the fast path's
             // does: for accounting and as activity.
-            let slow = self.sessions.get(&key).or_else(|| self.stopping.get(&key)).map(|s| s.slow_path);
+            let slow = self.sessions.get(&key).or_else(|| self.stopping.get(&key)).map(|s| *s.slow_path);
             let sample = match (sample, slow) {
                 (Some(c), Some(slow)) => Some(c.plus(&slow)),
                 (None, Some(slow)) if slow.packets() > 0 => Some(slow),

@@ -164,7 +164,7 @@ impl Core {
                     rx_connect_speed: info.rx_connect_speed,
                     ppp_frames_rx: rec.map(|r| r.ppp_frames_rx).unwrap_or(0),
                     ppp_phase: rec.map(|r| format!("{:?}", r.ppp.phase()).to_lowercase()),
-                    username: rec.and_then(|r| r.username.clone()),
+                    username: rec.and_then(|r| r.username.as_deref().map(String::from)),
                     ipv4: rec.and_then(|r| r.ipv4).map(|a| a.to_string()),
                     ipv6_prefix: rec.and_then(|r| r.ipv6.prefix).map(|(p, l)| format!("{p}/{l}")),
                     delegated_prefix: rec
@@ -178,7 +178,7 @@ impl Core {
                     age_secs: rec.map(|r| now.saturating_duration_since(r.since).as_secs()).unwrap_or(0),
                     acct_session_id: rec.and_then(|r| r.acct.as_ref()).map(|a| a.session_id.clone()),
                     mtu: rec.map(|r| r.link.mtu),
-                    slow_path: rec.map(|r| r.slow_path).unwrap_or_default(),
+                    slow_path: rec.map(|r| *r.slow_path).unwrap_or_default(),
                     rate_down: rec.map_or(0, |r| self.effective_rates(r).0),
                     rate_up: rec.map_or(0, |r| self.effective_rates(r).1),
                     policed: Default::default(),
