@@ -144,8 +144,25 @@ impl Committer {
     /// What the thread did since the last look.
     pub fn progress(&mut self) -> Progress {
         let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
-        self.committed = done.pass;
-        Progress { committed: done.pass, failed: std::mem::take(&mut done.failed), error: done.error.take() }
+        let mut progress = Progress {
+            committed: done.pass,
+            failed: std::mem::take(&mut done.failed),
+            error: done.error.take(),
+        };
+        drop(done);
+        if self.jobs.is_some() && self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+            // Ended while it had work (a panic): what it held is not
+            // waited for, as a failed commit's is not, and nothing is
+            // handed to it any more.
+            self.jobs = None;
+            progress.failed += 1;
+            progress.error.get_or_insert(StoreError::ThreadEnded { path: self.path.display().to_string() });
+        }
+        if self.jobs.is_none() {
+            progress.committed = self.submitted;
+        }
+        self.committed = progress.committed;
+        progress
     }
 
     /// Waits until every pass handed over is committed, stops the thread
@@ -185,6 +202,15 @@ fn commit_loop(
     done: &Mutex<Done>,
     wake: &tokio::sync::Notify,
 ) -> Store {
+    // The loop is woken however the thread ends, a panic too: it sees
+    // the thread gone and stops holding its output for it.
+    struct WakeAtEnd<'a>(&'a tokio::sync::Notify);
+    impl Drop for WakeAtEnd<'_> {
+        fn drop(&mut self) {
+            self.0.notify_one();
+        }
+    }
+    let _wake_at_end = WakeAtEnd(wake);
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         group.extend(jobs.try_iter());

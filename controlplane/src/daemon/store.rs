@@ -81,6 +81,8 @@ pub enum StoreError {
     Io { path: String, source: std::io::Error },
     #[error("session store {path}: format {found}, this control plane reads {FORMAT}")]
     Format { path: String, found: i64 },
+    #[error("session store {path}: its commit thread ended; nothing is committed any more")]
+    ThreadEnded { path: String },
 }
 
 /// How often the [`Checkpointer`] folds the log into the database.
