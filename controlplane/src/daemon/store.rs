@@ -257,7 +257,7 @@ impl Rows {
     /// Takes the rows in the order they were written (sequence number,
     /// session); returns whether this one is the session's newest.
     fn note(&mut self, seq: i64, key: SessionKey) -> bool {
-        self.next = self.next.max(seq + 1);
+        self.next = self.next.max(seq.saturating_add(1));
         match self.of.insert(key, seq) {
             Some(old) if old > seq => {
                 self.of.insert(key, old);
@@ -577,7 +577,7 @@ impl Store {
                     }
                     (RecordKey::Session(k), Some(d)) => {
                         let seq = rows.next;
-                        rows.next += 1;
+                        rows.next = seq.saturating_add(1);
                         let old = rows.of.insert(*k, seq);
                         undo.push((*k, old));
                         if let Some(old) = old {
