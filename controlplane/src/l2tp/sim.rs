@@ -749,6 +749,27 @@ fn data_messages_are_routed_not_consumed() {
     assert!(matches!(sim.lns.handle_datagram(sim.now, other, &data), DatagramEvent::Dropped(_)));
 }
 
+/// A burst of calls leaves no large map of calls awaiting their ICCN
+/// behind: every deadline check walks it whole.
+#[test]
+fn a_burst_of_calls_leaves_no_room_for_calls_awaiting_their_iccn() {
+    let mut sim = Sim::clean(78);
+    let (lac_t, lns_t, _, _) = up(&mut sim);
+    for _ in 0..300 {
+        sim.lac.open_session(sim.now, lac_t, call_info()).expect("open");
+    }
+    sim.run_for(Duration::from_millis(1));
+    let (waiting, room) = sim.lns.tunnel(lns_t).expect("t").awaiting_iccn();
+    assert!(waiting > 0 && room >= waiting, "calls wait for their ICCN: {waiting} in {room}");
+    assert!(sim.run_until(Duration::from_secs(60), |s| s
+        .lns
+        .tunnel(lns_t)
+        .is_some_and(|t| t.awaiting_iccn().0 == 0)));
+    let (waiting, room) = sim.lns.tunnel(lns_t).expect("t").awaiting_iccn();
+    assert_eq!(waiting, 0);
+    assert!(room <= 8, "the burst's room was given back: {room}");
+}
+
 #[test]
 fn a_call_never_connected_is_disconnected_after_the_timeout() {
     let mut sim = Sim::clean(77);
