@@ -269,6 +269,9 @@ fn rates(
     );
     let rounds = args.sessions.div_ceil(per_round);
     let cpu = CpuSampler::start(cp.proc.pid());
+    // Memory through the hang-up too: ending every session at once is a
+    // peak of its own.
+    let whole = CpuSampler::start(cp.proc.pid());
     let t0 = Instant::now();
     let res = lns_benches::setup_rounds(
         lab,
@@ -297,6 +300,7 @@ fn rates(
     // lacsim hung up (StopCCN of every tunnel) and left: until the data
     // plane's maps are empty.
     let emptied = lns_benches::wait_maps_empty(pins, Duration::from_secs(300));
+    let (_, whole_mem) = whole.stop(None);
     let (_, peak) = rss_mib(cp.proc.pid());
     lns_benches::print_udp_errors(lab)?;
     if echo > 10 {
@@ -315,6 +319,13 @@ fn rates(
         anon_before as f64 / 1024.0,
         per_kib(cp_mem.anon_kib.saturating_sub(anon_before)),
         cp_mem.file_kib as f64 / 1024.0,
+    );
+    println!(
+        "control plane private memory until the hang-up was over (RssAnon, every 100 ms) peak {:.0} MiB: {:.0} bytes \
+         per session of the round, {:.0} over the start",
+        whole_mem.anon_kib as f64 / 1024.0,
+        per_kib(whole_mem.anon_kib),
+        per_kib(whole_mem.anon_kib.saturating_sub(anon_before)),
     );
     // CPU time per session: which of the two a core limits, and what a
     // change to either costs, less blurred by a busy machine than the rate.
