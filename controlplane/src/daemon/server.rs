@@ -49,6 +49,12 @@ const MTU_REFRESH: Duration = Duration::from_secs(30);
 /// Datagrams taken from the socket in one pass of the loop.
 const RX_BURST: usize = 256;
 
+/// A burst's pass ends early once this many effects wait: a StopCCN ends
+/// all of a tunnel's sessions, and 256 of them at once (a LAC hanging up
+/// a thousand tunnels) were 256,000 sessions' effects held at once, a
+/// peak of 280 bytes a session over what the sessions themselves take.
+const EFFECTS_PER_PASS: usize = 8192;
+
 /// Subscriber IP from the L2TP socket (the slow path's) handled in one
 /// pass of the loop, after every control message and PPP control frame
 /// read in it: under a flood of data, set-ups and keepalives still go
@@ -406,7 +412,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
                     for (rx, data) in rx_batch.iter() {
                         d.received(now, rx, data);
                     }
-                    if taken >= RX_BURST {
+                    if taken >= RX_BURST || d.core.effects_pending() >= EFFECTS_PER_PASS {
                         break;
                     }
                     match socket.try_recv_batch(&mut rx_batch) {
@@ -1236,8 +1242,9 @@ impl Driver {
     }
 
     fn release_upto(&mut self, committed: u64) {
-        // Most often the pass just ended, with nothing before it: its
-        // output is still where carry_out put it.
+        // In order: a pass's output is left where carry_out put it only
+        // when nothing is held before it (flush), so the outbox holds
+        // nothing that should go after these.
         for out in self.held.release(committed) {
             self.outbox.out.extend(out.datagrams);
             self.ports.queue_again(out.ports);
