@@ -49,6 +49,12 @@ const MTU_REFRESH: Duration = Duration::from_secs(30);
 /// Datagrams taken from the socket in one pass of the loop.
 const RX_BURST: usize = 256;
 
+/// A burst's pass ends early once this many effects wait: a StopCCN ends
+/// all of a tunnel's sessions, and 256 of them at once (a LAC hanging up
+/// a thousand tunnels) were 256,000 sessions' effects held at once, a
+/// peak of 280 bytes a session over what the sessions themselves take.
+const EFFECTS_PER_PASS: usize = 8192;
+
 /// Subscriber IP from the L2TP socket (the slow path's) handled in one
 /// pass of the loop, after every control message and PPP control frame
 /// read in it: under a flood of data, set-ups and keepalives still go
@@ -406,7 +412,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
                     for (rx, data) in rx_batch.iter() {
                         d.received(now, rx, data);
                     }
-                    if taken >= RX_BURST {
+                    if taken >= RX_BURST || d.core.effects_pending() >= EFFECTS_PER_PASS {
                         break;
                     }
                     match socket.try_recv_batch(&mut rx_batch) {

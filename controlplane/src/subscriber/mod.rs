@@ -540,6 +540,11 @@ impl Core {
         m
     }
 
+    /// Effects waiting to be carried out.
+    pub fn effects_pending(&self) -> usize {
+        self.effects.len()
+    }
+
     /// The next effect to carry out.
     pub fn poll_effect(&mut self) -> Option<Effect> {
         self.effects.pop_front()
