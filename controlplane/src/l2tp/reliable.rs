@@ -94,6 +94,9 @@ struct Outgoing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetransmitLimit;
 
+/// Room a drained queue keeps (beyond it, the buffer goes).
+const ROOM_KEPT: usize = 16;
+
 /// Reliable delivery state for one control connection. `M` is whatever
 /// the caller wants back in order (a parsed message).
 #[derive(Debug, Serialize, Deserialize)]
@@ -316,6 +319,12 @@ impl<M> Reliable<M> {
         sum
     }
 
+    /// The room of the queues to send and in flight.
+    #[cfg(test)]
+    pub(crate) fn queue_room(&self) -> (usize, usize) {
+        (self.queue.capacity(), self.in_flight.capacity())
+    }
+
     /// Process the Nr of any received message.
     fn on_ack(&mut self, now: Instant, nr: u16) {
         let mut acked = 0u16;
@@ -326,6 +335,9 @@ impl<M> Reliable<M> {
             }
             newest = self.in_flight.pop_front();
             acked += 1;
+        }
+        if self.in_flight.is_empty() && self.in_flight.capacity() > ROOM_KEPT {
+            self.in_flight = VecDeque::new();
         }
         let Some(newest) = newest else { return };
         // Karn: an ack of a message sent more than once times nothing, nor
@@ -474,6 +486,12 @@ impl<M> Reliable<M> {
         let window = usize::from(self.cwnd.min(self.peer_window));
         if self.in_flight.len() < window {
             if let Some(mut o) = self.queue.pop_front() {
+                if self.queue.is_empty() && self.queue.capacity() > ROOM_KEPT {
+                    // A burst's queue (a thousand ICRPs behind the
+                    // window) gives its room back, or a thousand tunnels
+                    // keep it.
+                    self.queue = VecDeque::new();
+                }
                 let bytes = self.emit(&o);
                 o.sent_at = Some(now);
                 if self.in_flight.is_empty() {

@@ -768,6 +768,11 @@ fn a_burst_of_calls_leaves_no_room_for_calls_awaiting_their_iccn() {
     let (waiting, room) = sim.lns.tunnel(lns_t).expect("t").awaiting_iccn();
     assert_eq!(waiting, 0);
     assert!(room <= 8, "the burst's room was given back: {room}");
+    // Nor do its events (taken), nor the ICRPs queued behind the window.
+    sim.run_for(Duration::from_secs(1));
+    let (events, queue, in_flight) = sim.lns.tunnel(lns_t).expect("t").queue_room();
+    assert!(!events, "the events' buffer went with the last event");
+    assert!(queue <= 16 && in_flight <= 16, "queues' room given back: {queue}, {in_flight}");
 }
 
 #[test]

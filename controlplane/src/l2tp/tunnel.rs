@@ -17,7 +17,7 @@ use md5::{Digest, Md5};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 /// Which end of calls this tunnel plays: the LAC places incoming calls
@@ -204,7 +204,10 @@ pub struct Tunnel {
     by_peer_session: HashMap<SessionId, SessionId>,
     session_ids: IdAllocator,
     next_call_serial: u32,
-    events: VecDeque<Event>,
+    /// Empty between inputs; one pointer then (a StopCCN's thousand
+    /// SessionDown events, or a burst's calls, left their room to every
+    /// lingering tunnel as a VecDeque).
+    events: crate::lazy_box::LazyQueue<Event>,
     /// LNS calls waiting for their ICCN, and until when.
     #[serde(with = "super::serde_maps::instant_values")]
     awaiting_iccn: HashMap<SessionId, Instant>,
@@ -236,7 +239,7 @@ pub struct TunnelShellRef<'a> {
     #[serde(with = "super::ids::without_in_use")]
     session_ids: &'a IdAllocator,
     next_call_serial: u32,
-    events: &'a VecDeque<Event>,
+    events: &'a crate::lazy_box::LazyQueue<Event>,
     #[serde(with = "crate::snapshot::opt_instant")]
     hello_deadline: Option<Instant>,
     #[serde(with = "crate::snapshot::opt_instant")]
@@ -259,7 +262,7 @@ pub struct TunnelShell {
     #[serde(with = "super::ids::without_in_use")]
     session_ids: IdAllocator,
     next_call_serial: u32,
-    events: VecDeque<Event>,
+    events: crate::lazy_box::LazyQueue<Event>,
     #[serde(with = "crate::snapshot::opt_instant")]
     hello_deadline: Option<Instant>,
     #[serde(with = "crate::snapshot::opt_instant")]
@@ -302,7 +305,7 @@ impl Tunnel {
             by_peer_session: HashMap::new(),
             session_ids,
             next_call_serial: 1,
-            events: VecDeque::new(),
+            events: Default::default(),
             awaiting_iccn: HashMap::new(),
             hello_deadline: None,
             linger_until: None,
@@ -614,6 +617,14 @@ impl Tunnel {
     #[cfg(test)]
     pub(crate) fn awaiting_iccn(&self) -> (usize, usize) {
         (self.awaiting_iccn.len(), self.awaiting_iccn.capacity())
+    }
+
+    /// Whether the event queue holds a buffer, and the room of the
+    /// reliable layer's queues (to send, in flight).
+    #[cfg(test)]
+    pub(crate) fn queue_room(&self) -> (bool, usize, usize) {
+        let (queue, in_flight) = self.reliable.queue_room();
+        (self.events.is_allocated(), queue, in_flight)
     }
 
     fn remove_session(&mut self, now: Instant, id: SessionId) -> Option<Session> {
