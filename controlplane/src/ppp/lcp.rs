@@ -636,7 +636,10 @@ mod tests {
                     LcpOption::QualityProtocol { protocol: 0xc025, data: vec![0, 0, 0, 10] },
                     LcpOption::ProtocolFieldCompression,
                     LcpOption::AddressControlFieldCompression,
-                    LcpOption::AuthenticationProtocol(AuthProtocol::Other { protocol: 0xc227, data: vec![] }),
+                    LcpOption::AuthenticationProtocol(AuthProtocol::Other {
+                        protocol: 0xc227,
+                        data: Box::new([]),
+                    }),
                 ],
             },
             Repr::ConfigureNak { identifier: 3, options: vec![LcpOption::MaximumReceiveUnit(1400)] },
@@ -771,7 +774,8 @@ mod tests {
         assert!(!p.auth_refused());
         p.reset(&mut rng());
         // Peer suggests EAP, which we do not do: next in our list.
-        let eap = LcpOption::AuthenticationProtocol(AuthProtocol::Other { protocol: 0xc227, data: vec![] });
+        let eap =
+            LcpOption::AuthenticationProtocol(AuthProtocol::Other { protocol: 0xc227, data: Box::new([]) });
         p.naked(std::slice::from_ref(&eap), &mut rng());
         assert_eq!(p.requested_auth(), Some(AuthMethod::ChapMd5));
         p.naked(std::slice::from_ref(&eap), &mut rng());
