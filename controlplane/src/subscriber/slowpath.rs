@@ -48,7 +48,10 @@ pub type Route = (IpAddr, u8);
 #[derive(Debug, Default)]
 pub(super) struct RouteIndex {
     v4: HashMap<Ipv4Addr, SessionKey>,
-    v6: BTreeMap<(u128, u8), SessionKey>,
+    /// Keyed by the masked prefix's bytes: a u128 aligns the key to 16
+    /// bytes, 32 with the length, where these are 17 (a B-tree node of
+    /// them 40 % smaller, a session's route about 25 bytes less).
+    v6: BTreeMap<([u8; 16], u8), SessionKey>,
     /// Prefix lengths in `v6`, longest first when looked up.
     v6_lengths: BTreeMap<u8, usize>,
     /// What each session has routed now, sorted (a slice of one or two
@@ -63,7 +66,7 @@ impl RouteIndex {
                 self.v4.insert(a, key);
             }
             IpAddr::V6(p) => {
-                if self.v6.insert((mask(p.into(), len), len), key).is_none() {
+                if self.v6.insert((mask(p.into(), len).to_be_bytes(), len), key).is_none() {
                     *self.v6_lengths.entry(len).or_default() += 1;
                 }
             }
@@ -76,7 +79,7 @@ impl RouteIndex {
                 self.v4.remove(&a);
             }
             IpAddr::V6(p) => {
-                if self.v6.remove(&(mask(p.into(), len), len)).is_some() {
+                if self.v6.remove(&(mask(p.into(), len).to_be_bytes(), len)).is_some() {
                     if let Some(n) = self.v6_lengths.get_mut(&len) {
                         *n -= 1;
                         if *n == 0 {
@@ -93,7 +96,10 @@ impl RouteIndex {
             IpAddr::V4(a) => self.v4.get(&a).copied(),
             IpAddr::V6(a) => {
                 let a = u128::from(a);
-                self.v6_lengths.keys().rev().find_map(|&len| self.v6.get(&(mask(a, len), len)).copied())
+                self.v6_lengths
+                    .keys()
+                    .rev()
+                    .find_map(|&len| self.v6.get(&(mask(a, len).to_be_bytes(), len)).copied())
             }
         }
     }
