@@ -58,7 +58,7 @@
 //! default_pool = "default"
 //! accept_proxy = false          # adopt the LAC's proxy LCP/authentication
 //! session_timeout = "0"        # end sessions this long after IPCP up (0: never)
-//! idle_timeout = "0"           # end sessions without fast-path traffic this long
+//! idle_timeout = "0"           # end sessions without traffic this long (to 1/8 more; 0: never)
 //! # ipv6 = true                # offer IPv6CP (default: when an [[ipv6_pool]] exists)
 //! default_ipv6_pool = "default"
 //! rate_down = "0"             # rate limits of subscribers with none of their own or
