@@ -31,6 +31,10 @@ pub struct SetupRounds {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// The slowest set-ups of the round with the slowest one (lacsim's
+    /// `slowest_setups`): total, call, PPP to the first network protocol,
+    /// then to the addresses (ms), and the tunnel and session ids.
+    pub slowest: Vec<[f64; 6]>,
     /// The last round's seconds from its first call until every 100,000th
     /// session was up (lacsim's `up_marks`).
     pub up_marks: Vec<f64>,
@@ -102,7 +106,28 @@ pub fn setup_rounds(lab: &Lab, rounds: u32, round: &Round) -> Result<SetupRounds
         rate_sum += j["setup_rate"].as_f64().unwrap_or(0.0);
         p50s.push(j["setup_latency_ms_p50"].as_f64().unwrap_or(0.0));
         r.p99_ms = r.p99_ms.max(j["setup_latency_ms_p99"].as_f64().unwrap_or(0.0));
-        r.max_ms = r.max_ms.max(j["setup_latency_ms_max"].as_f64().unwrap_or(0.0));
+        let max = j["setup_latency_ms_max"].as_f64().unwrap_or(0.0);
+        if max >= r.max_ms {
+            let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
+            r.slowest = j["slowest_setups"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|v| {
+                            [
+                                f(v, "total_ms"),
+                                f(v, "call_ms"),
+                                f(v, "ppp_ms"),
+                                f(v, "address_ms"),
+                                f(v, "tunnel"),
+                                f(v, "session"),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+        }
+        r.max_ms = r.max_ms.max(max);
         r.up_marks = j["up_marks"]
             .as_array()
             .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())

@@ -168,6 +168,10 @@ struct Subscriber {
     phase: Phase,
     ppp: Option<Ppp>,
     called_at: Instant,
+    /// When the call connected (PPP began), and when the first network
+    /// protocol opened: where a slow set-up spent its time.
+    connected_at: Option<Instant>,
+    network_at: Option<Instant>,
     address: Option<Ipv4Addr>,
     address_v6: Option<Ipv6Addr>,
     next_packet: Option<Instant>,
@@ -189,6 +193,34 @@ impl Subscriber {
 }
 
 /// What happened so far.
+/// Where one of the slowest set-ups spent its time: from the call to its
+/// connection (L2TP), to the first network protocol (LCP, authentication,
+/// the NCPs), to an address of every family it runs (IPCP, a Router
+/// Advertisement).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SlowSetup {
+    pub number: u32,
+    pub tunnel: u16,
+    pub session: u16,
+    pub total_ms: f64,
+    pub call_ms: f64,
+    pub ppp_ms: f64,
+    pub address_ms: f64,
+}
+
+/// How many of the slowest set-ups the summary names.
+const SLOWEST: usize = 5;
+
+/// Keeps the [`SLOWEST`] slowest set-ups, slowest first.
+fn note_slow(slowest: &mut Vec<SlowSetup>, s: SlowSetup) {
+    if slowest.len() == SLOWEST && slowest.last().is_some_and(|l| l.total_ms >= s.total_ms) {
+        return;
+    }
+    let at = slowest.partition_point(|o| o.total_ms >= s.total_ms);
+    slowest.insert(at, s);
+    slowest.truncate(SLOWEST);
+}
+
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Summary {
     pub tunnels_up: u32,
@@ -220,6 +252,8 @@ pub struct Summary {
     pub setup_latency_ms_p50: f64,
     pub setup_latency_ms_p99: f64,
     pub setup_latency_ms_max: f64,
+    /// The slowest set-ups, slowest first, and where their time went.
+    pub slowest_setups: Vec<SlowSetup>,
     pub data_sent: u64,
     pub data_received: u64,
     pub data_lost: u64,
@@ -255,6 +289,7 @@ pub struct Emulator {
     next_call: Option<Instant>,
     out: VecDeque<Transmit>,
     latency_us: Histogram<u64>,
+    slowest: Vec<SlowSetup>,
     first_call: Option<Instant>,
     last_up: Option<Instant>,
     up_marks: Vec<f64>,
@@ -428,6 +463,7 @@ impl Emulator {
             next_call: None,
             out: VecDeque::new(),
             latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds"),
+            slowest: Vec::new(),
             first_call: None,
             last_up: None,
             up_marks: Vec::new(),
@@ -705,6 +741,7 @@ impl Emulator {
             setup_latency_ms_p50: q(0.5),
             setup_latency_ms_p99: q(0.99),
             setup_latency_ms_max: self.latency_us.max() as f64 / 1000.0,
+            slowest_setups: self.slowest.clone(),
             data_sent: sent,
             data_received: received,
             data_lost: sent.saturating_sub(received),
@@ -775,6 +812,8 @@ impl Emulator {
                             phase: Phase::Calling,
                             ppp: None,
                             called_at: now,
+                            connected_at: None,
+                            network_at: None,
                             address: None,
                             address_v6: None,
                             next_packet: None,
@@ -895,6 +934,7 @@ impl Emulator {
                         let mut ppp = Ppp::new(cfg, rng);
                         ppp.open(now);
                         s.ppp = Some(ppp);
+                        s.connected_at = Some(now);
                         set_phase(&mut self.unsettled, &mut s.phase, Phase::Ppp);
                         self.dirty.push((t, session_id));
                     }
@@ -960,6 +1000,7 @@ impl Emulator {
                         primary_dns,
                         secondary_dns,
                     }) => {
+                        s.network_at.get_or_insert(now);
                         s.address = Some(local);
                         self.dns_learned.extend(primary_dns.into_iter().chain(secondary_dns));
                         let dns = primary_dns.into_iter().chain(secondary_dns).collect();
@@ -969,6 +1010,7 @@ impl Emulator {
                         local_interface_identifier,
                         peer_interface_identifier,
                     }) => {
+                        s.network_at.get_or_insert(now);
                         host_event = Some(HostEvent::Ipv6LinkUp {
                             number,
                             local: link_local(local_interface_identifier),
@@ -1009,6 +1051,19 @@ impl Emulator {
                     set_phase(&mut self.unsettled, &mut s.phase, Phase::Up);
                     let called = self.first_called.get(&s.number).copied().unwrap_or(s.called_at);
                     let _ = self.latency_us.record(now.duration_since(called).as_micros().max(1) as u64);
+                    let ms = |a: Instant, b: Option<Instant>| {
+                        b.map_or(0.0, |b| b.duration_since(a).as_secs_f64() * 1e3)
+                    };
+                    let slow = SlowSetup {
+                        number: s.number,
+                        tunnel: t.0,
+                        session: sid.0,
+                        total_ms: now.duration_since(called).as_secs_f64() * 1e3,
+                        call_ms: ms(called, s.connected_at),
+                        ppp_ms: s.connected_at.map_or(0.0, |c| ms(c, s.network_at)),
+                        address_ms: s.network_at.map_or(0.0, |n| ms(n, Some(now))),
+                    };
+                    note_slow(&mut self.slowest, slow);
                     self.last_up = Some(now);
                     if self.latency_us.len().is_multiple_of(UP_MARK) {
                         let since = self.first_call.map_or(0.0, |c| now.duration_since(c).as_secs_f64());
@@ -1165,6 +1220,16 @@ impl Emulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_slowest_set_ups_are_kept_slowest_first() {
+        let mut slowest = Vec::new();
+        for (i, ms) in [30.0, 10.0, 50.0, 20.0, 60.0, 40.0, 5.0, 55.0].into_iter().enumerate() {
+            note_slow(&mut slowest, SlowSetup { number: i as u32, total_ms: ms, ..Default::default() });
+        }
+        let kept: Vec<f64> = slowest.iter().map(|s| s.total_ms).collect();
+        assert_eq!(kept, [60.0, 55.0, 50.0, 40.0, 30.0]);
+    }
 
     #[test]
     fn udp6_packets_have_valid_lengths_and_checksums() {

@@ -391,6 +391,19 @@ fn rates(
     if store {
         print_store(&stats, elapsed, res.up);
     }
+    if !res.slowest.is_empty() {
+        let rows: Vec<String> = res
+            .slowest
+            .iter()
+            .map(|[total, call, ppp, address, tunnel, session]| {
+                format!("{total:.0} = {call:.0} + {ppp:.0} + {address:.0} (tunnel {tunnel:.0}, session {session:.0})")
+            })
+            .collect();
+        println!(
+            "slowest set-ups, ms = call until connected + PPP until a network protocol + until its addresses: {}",
+            rows.join("; ")
+        );
+    }
     println!(
         "{} sessions up ({}), {} failed, in {rounds} rounds of {per_round} ({} tunnels × {}), store {}: \
          set-up rate {:.0} sessions/s (mean of rounds), latency p50 {:.2} ms (median of rounds), \
