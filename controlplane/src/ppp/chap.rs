@@ -11,7 +11,6 @@ use super::packet::{emit_header, Packet, HEADER_LEN};
 use md5::{Digest, Md5};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
 use std::time::Instant;
 
 /// RFC 1994 §4 codes.
@@ -129,7 +128,7 @@ pub struct ChapAuthenticator {
     #[serde(with = "crate::snapshot::opt_instant")]
     deadline: Option<Instant>,
     state: ServerState,
-    outputs: VecDeque<AuthOutput>,
+    outputs: crate::lazy_box::LazyQueue<AuthOutput>,
 }
 
 impl ChapAuthenticator {
@@ -153,7 +152,7 @@ impl ChapAuthenticator {
             transmissions: 0,
             deadline: None,
             state: ServerState::Challenging,
-            outputs: VecDeque::new(),
+            outputs: Default::default(),
         };
         auth.send_challenge(now);
         auth
@@ -178,7 +177,7 @@ impl ChapAuthenticator {
             transmissions: 0,
             deadline: None,
             state: ServerState::Challenging,
-            outputs: VecDeque::new(),
+            outputs: Default::default(),
         };
         auth.response(identifier, response, name, true);
         auth
@@ -332,7 +331,7 @@ impl ChapAuthenticator {
     }
 
     pub fn poll_output(&mut self) -> Option<AuthOutput> {
-        super::error::drain_one(&mut self.outputs)
+        self.outputs.pop_front()
     }
 
     /// Its compact form once it answered, with nothing queued and no
@@ -408,7 +407,7 @@ pub struct ChapPeer {
     #[serde(with = "crate::snapshot::opt_instant")]
     deadline: Option<Instant>,
     done: bool,
-    outputs: VecDeque<AuthOutput>,
+    outputs: crate::lazy_box::LazyQueue<AuthOutput>,
 }
 
 impl ChapPeer {
@@ -426,7 +425,7 @@ impl ChapPeer {
             transmissions: 0,
             deadline: Some(now + config.wait_timeout),
             done: false,
-            outputs: VecDeque::new(),
+            outputs: Default::default(),
         }
     }
 
@@ -541,7 +540,7 @@ impl ChapPeer {
     }
 
     pub fn poll_output(&mut self) -> Option<AuthOutput> {
-        super::error::drain_one(&mut self.outputs)
+        self.outputs.pop_front()
     }
 }
 

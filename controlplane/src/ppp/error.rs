@@ -54,14 +54,3 @@ pub(crate) fn put(dst: &mut [u8], at: usize, src: &[u8]) -> Result<(), Error> {
     dst.get_mut(at..end).ok_or(Error::BufferTooSmall)?.copy_from_slice(src);
     Ok(())
 }
-
-/// The next item of a queue that is empty between inputs; an emptied
-/// queue gives its buffer back (a million idle links would hold a million
-/// of them).
-pub(crate) fn drain_one<T>(queue: &mut std::collections::VecDeque<T>) -> Option<T> {
-    let item = queue.pop_front();
-    if item.is_none() && queue.capacity() > 0 {
-        *queue = std::collections::VecDeque::new();
-    }
-    item
-}

@@ -9,7 +9,6 @@ use super::error::{put, Error};
 use super::packet::{emit_header, Packet, HEADER_LEN};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
 use std::time::Instant;
 
 /// RFC 1334 §2.2 codes.
@@ -124,7 +123,7 @@ pub struct PapAuthenticator {
     state: ServerState,
     #[serde(with = "crate::snapshot::opt_instant")]
     deadline: Option<Instant>,
-    outputs: VecDeque<AuthOutput>,
+    outputs: crate::lazy_box::LazyQueue<AuthOutput>,
 }
 
 impl PapAuthenticator {
@@ -134,7 +133,7 @@ impl PapAuthenticator {
         PapAuthenticator {
             state: ServerState::Waiting,
             deadline: Some(now + config.wait_timeout),
-            outputs: VecDeque::new(),
+            outputs: Default::default(),
         }
     }
 
@@ -224,7 +223,7 @@ impl PapAuthenticator {
     }
 
     pub fn poll_output(&mut self) -> Option<AuthOutput> {
-        super::error::drain_one(&mut self.outputs)
+        self.outputs.pop_front()
     }
 }
 
@@ -238,7 +237,7 @@ pub struct PapPeer {
     #[serde(with = "crate::snapshot::opt_instant")]
     deadline: Option<Instant>,
     done: bool,
-    outputs: VecDeque<AuthOutput>,
+    outputs: crate::lazy_box::LazyQueue<AuthOutput>,
 }
 
 impl PapPeer {
@@ -251,7 +250,7 @@ impl PapPeer {
             transmissions: 0,
             deadline: None,
             done: false,
-            outputs: VecDeque::new(),
+            outputs: Default::default(),
         };
         peer.send(now);
         peer
@@ -321,7 +320,7 @@ impl PapPeer {
     }
 
     pub fn poll_output(&mut self) -> Option<AuthOutput> {
-        super::error::drain_one(&mut self.outputs)
+        self.outputs.pop_front()
     }
 }
 
