@@ -233,14 +233,22 @@ impl SessionTable {
         self.ns.as_ref()?.fetch_add(slot as usize).map(|v| v as u16)
     }
 
+    /// Where each worker's row keeps `slot`'s counters in the mapped
+    /// `lns_session_stats` (none without the mapping).
+    fn stats_entries(&self, slot: u32) -> impl Iterator<Item = usize> {
+        let size = self.size as usize;
+        let rows = match &self.stats {
+            Some(stats) if size > 0 => stats.len() / size,
+            _ => 0,
+        };
+        (0..rows).map(move |w| w * size + slot as usize)
+    }
+
     /// Every worker's counters of `slot` back to zero.
     fn zero_stats(&self, slot: u32) {
-        let (Some(rows), size) = (&self.stats, self.size as usize) else { return };
-        if size == 0 {
-            return;
-        }
-        for w in 0..rows.len() / size {
-            rows.set(w * size + slot as usize, lns_bpf::abi::SessionStats::default());
+        let Some(stats) = &self.stats else { return };
+        for i in self.stats_entries(slot) {
+            stats.set(i, lns_bpf::abi::SessionStats::default());
         }
     }
 
@@ -255,13 +263,10 @@ impl SessionTable {
     /// workers (never reset: callers subtract a baseline).
     pub fn stats(&self, slot: u32) -> lns_bpf::abi::SessionStats {
         let mut total = lns_bpf::abi::SessionStats::default();
-        match (&self.stats, self.size) {
-            (Some(rows), size) if size > 0 => {
-                let size = size as usize;
-                for w in 0..rows.len() / size {
-                    if let Some(s) = rows.get(w * size + slot as usize) {
-                        total.add(&s);
-                    }
+        match &self.stats {
+            Some(stats) if self.size > 0 => {
+                for s in self.stats_entries(slot).filter_map(|i| stats.get(i)) {
+                    total.add(&s);
                 }
             }
             _ => {

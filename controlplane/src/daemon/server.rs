@@ -1234,11 +1234,9 @@ impl Driver {
     fn release(&mut self) {
         let Some(store) = self.store.as_mut() else { return };
         let progress = store.progress();
-        if progress.failed > 0 {
-            let e = progress.error.map_or_else(|| anyhow::anyhow!("commit failed"), anyhow::Error::from);
-            self.store_failed(progress.failed, &e);
-        }
-        self.release_upto(progress.committed);
+        let committed = progress.committed;
+        self.report_failed(progress);
+        self.release_upto(committed);
     }
 
     fn release_upto(&mut self, committed: u64) {
@@ -1251,6 +1249,14 @@ impl Driver {
             self.accounting_out.extend(out.accounting);
         }
         self.send_output();
+    }
+
+    /// The commits the store's thread reports failed, if any.
+    fn report_failed(&mut self, progress: super::committer::Progress) {
+        if progress.failed > 0 {
+            let e = progress.error.map_or_else(|| anyhow::anyhow!("commit failed"), anyhow::Error::from);
+            self.store_failed(progress.failed, &e);
+        }
     }
 
     /// A commit that failed: the output it held is sent all the same (a
@@ -1268,10 +1274,7 @@ impl Driver {
     /// the output they held sent: for a stop.
     fn drain_store(&mut self) -> Option<Store> {
         let (store, progress) = self.store.take()?.stop();
-        if progress.failed > 0 {
-            let e = progress.error.map_or_else(|| anyhow::anyhow!("commit failed"), anyhow::Error::from);
-            self.store_failed(progress.failed, &e);
-        }
+        self.report_failed(progress);
         self.release_upto(u64::MAX);
         if store.is_none() {
             warn!("session store: its thread ended early; the store is left as a killed process leaves it");
