@@ -282,7 +282,11 @@ pub const UP_MARK: u64 = 100_000;
 pub struct Emulator {
     cfg: EmulatorConfig,
     ep: Endpoint,
-    subs: HashMap<(TunnelId, SessionId), Subscriber>,
+    /// Boxed, and sized for every subscriber at the start: a table of a
+    /// million inline records that doubled moved a gigabyte, and lacsim
+    /// stopped answering for seconds at 92 % of a million (RFC 2661
+    /// retransmissions of the LNS backed off meanwhile).
+    subs: HashMap<(TunnelId, SessionId), Box<Subscriber>>,
     /// Sessions to call, per tunnel, once the tunnel is up.
     waiting: HashMap<TunnelId, Vec<u32>>,
     to_call: VecDeque<(TunnelId, u32)>,
@@ -335,6 +339,24 @@ pub struct Emulator {
     host_events: VecDeque<HostEvent>,
     /// Host packets that could not go up (no session, no NCP for them).
     host_dropped: u64,
+    /// Data packets sent and received over every subscriber, for
+    /// [`Emulator::progress`] (the summary adds them up per subscriber).
+    data_sent: u64,
+    data_received: u64,
+}
+
+/// What a progress line shows, counted as things happen: a look once a
+/// second that summed a million subscribers cost lacsim the time of
+/// thousands of set-ups.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Progress {
+    pub tunnels_up: u32,
+    pub sessions_up: u32,
+    pub sessions_failed: u32,
+    pub sessions_pending: u32,
+    pub redials: u32,
+    pub data_sent: u64,
+    pub data_received: u64,
 }
 
 /// Moves a subscriber to `to`, keeping the count of unsettled ones.
@@ -454,10 +476,12 @@ impl Emulator {
             seed,
             ..EndpointConfig::default()
         });
+        // More subscribers than this are possible; they grow the tables.
+        let expected = (cfg.tunnels as usize).saturating_mul(cfg.sessions_per_tunnel as usize).min(1 << 22);
         Emulator {
             cfg,
             ep,
-            subs: HashMap::new(),
+            subs: HashMap::with_capacity(expected),
             waiting: HashMap::new(),
             to_call: VecDeque::new(),
             next_call: None,
@@ -479,7 +503,7 @@ impl Emulator {
             ppp_restarts: 0,
             redial: VecDeque::new(),
             retunnel: VecDeque::new(),
-            first_called: HashMap::new(),
+            first_called: HashMap::with_capacity(expected),
             hanging_up: false,
             dirty: Vec::new(),
             ppp_timers: BTreeSet::new(),
@@ -494,6 +518,8 @@ impl Emulator {
             host_packets: VecDeque::new(),
             host_events: VecDeque::new(),
             host_dropped: 0,
+            data_sent: 0,
+            data_received: 0,
         }
     }
 
@@ -597,10 +623,16 @@ impl Emulator {
                     return;
                 }
                 match ppp_protocol(frame) {
-                    Some((0x0021, _)) => sub.received += 1,
+                    Some((0x0021, _)) => {
+                        sub.received += 1;
+                        self.data_received += 1;
+                    }
                     // IPv6 UDP is an echo; the rest (router advertisements)
                     // is PPP's business.
-                    Some((0x0057, at)) if frame.get(at + 6) == Some(&17) => sub.received_v6 += 1,
+                    Some((0x0057, at)) if frame.get(at + 6) == Some(&17) => {
+                        sub.received_v6 += 1;
+                        self.data_received += 1;
+                    }
                     _ => {
                         if let Some(ppp) = sub.ppp.as_mut() {
                             let _ = ppp.handle_frame(now, frame);
@@ -698,6 +730,22 @@ impl Emulator {
             && self.unsettled == 0
             && self.redial.is_empty()
             && self.retunnel.is_empty()
+    }
+
+    pub fn progress(&self) -> Progress {
+        Progress {
+            tunnels_up: self.tunnels_up,
+            sessions_up: self.latency_us.len() as u32,
+            sessions_failed: self.failed,
+            sessions_pending: self.to_call.len() as u32
+                + self.waiting.values().map(|v| v.len() as u32).sum::<u32>()
+                + self.redial.len() as u32
+                + self.retunnel.iter().map(|(_, n)| n.len() as u32).sum::<u32>()
+                + self.unsettled,
+            redials: self.redials,
+            data_sent: self.data_sent,
+            data_received: self.data_received,
+        }
     }
 
     pub fn summary(&self) -> Summary {
@@ -807,7 +855,7 @@ impl Emulator {
                     }
                     self.subs.insert(
                         (t, sid),
-                        Subscriber {
+                        Box::new(Subscriber {
                             number,
                             phase: Phase::Calling,
                             ppp: None,
@@ -824,7 +872,7 @@ impl Emulator {
                             seq: 0,
                             ppp_timer: None,
                             traffic_timer: None,
-                        },
+                        }),
                     );
                     self.unsettled += 1;
                 }
@@ -1175,6 +1223,7 @@ impl Emulator {
     fn send_traffic(&mut self, now: Instant) {
         let Some(tr) = self.cfg.traffic else { return };
         let interval = Duration::from_secs_f64(1.0 / tr.pps.max(0.001));
+        let mut sent = 0u64;
         while let Some(&(when, tid, sess)) = self.traffic_timers.first() {
             if when > now {
                 break;
@@ -1195,6 +1244,7 @@ impl Emulator {
                     if let Some(tx) = self.ep.encapsulate(*t, *sid, &ppp, None, false) {
                         self.out.push_back(tx);
                         s.sent += 1;
+                        sent += 1;
                     }
                 }
                 if let Some(addr) = s.address_v6 {
@@ -1203,6 +1253,7 @@ impl Emulator {
                     if let Some(tx) = self.ep.encapsulate(*t, *sid, &ppp, None, false) {
                         self.out.push_back(tx);
                         s.sent_v6 += 1;
+                        sent += 1;
                     }
                 }
                 due += interval;
@@ -1214,6 +1265,7 @@ impl Emulator {
             s.next_packet = Some(due);
             self.refile((tid, sess));
         }
+        self.data_sent += sent;
     }
 }
 

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use lns_controlplane::daemon::udp::{Batch, L2tpSocket, Outgoing, RecvBatch, BATCH};
 use lns_controlplane::ppp::auth::AuthMethod;
-use lns_lacsim::emulator::{Emulator, EmulatorConfig, Ncp, Summary, Traffic};
+use lns_lacsim::emulator::{Emulator, EmulatorConfig, Ncp, Progress, Traffic};
 use lns_lacsim::trafgen;
 use lns_lacsim::tun::{HostLinks, Route};
 use tokio::net::UdpSocket;
@@ -194,7 +194,7 @@ fn neighbour_mac(ip: Ipv4Addr) -> Result<[u8; 6]> {
     bail!("no neighbour entry for {ip}")
 }
 
-fn progress(s: &Summary, t: Duration) {
+fn progress(s: &Progress, t: Duration) {
     eprint!(
         "\r[{:>6.1}s] tunnels {} up  sessions {} up {} failed {} pending {} redials  data {} sent {} received   ",
         t.as_secs_f64(),
@@ -364,7 +364,7 @@ async fn main() -> Result<()> {
             }
         }
         if long_run && !args.json && now.duration_since(last_progress) >= Duration::from_secs(1) {
-            progress(&emu.summary(), now.duration_since(start));
+            progress(&emu.progress(), now.duration_since(start));
             last_progress = now;
         }
         // Timers are served at most every TICK: with thousands of sessions
@@ -433,6 +433,7 @@ async fn main() -> Result<()> {
         j["settled_cpu_s"] = settled_cpu.into();
         j["cpu_s"] = cpu_seconds().into();
         j["peak_rss_kib"] = peak_rss_kib().into();
+        j["progress"] = serde_json::to_value(emu.progress())?;
         println!("{j}");
     } else {
         println!(

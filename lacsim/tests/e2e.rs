@@ -382,6 +382,11 @@ fn a_dual_stack_session_carries_ipv4_and_ipv6() {
     let (sent6, received6) = (s["data_sent_v6"].as_u64().unwrap(), s["data_received_v6"].as_u64().unwrap());
     assert!(sent6 >= 3 * 20 && sent - sent6 >= 3 * 20, "{s}");
     assert!(received6 > 0 && received - received6 > 0, "{s}");
+    // The progress line's counts, kept as things happen, agree with the
+    // summary's sums over the subscribers.
+    let p = &s["progress"];
+    assert_eq!((p["data_sent"].as_u64(), p["data_received"].as_u64()), (Some(sent), Some(received)), "{s}");
+    assert_eq!((p["sessions_up"].as_u64(), p["sessions_pending"].as_u64()), (Some(3), Some(0)), "{s}");
     use lns_bpf::abi::Counter;
     assert!(d.get(Counter::RedirectUpstreamCheck) >= sent, "{d:?}");
     assert!(d.get(Counter::RedirectDownstreamCheck) >= received, "{d:?}");

@@ -339,6 +339,11 @@ pub struct Core {
     /// the configuration is reloaded).
     ppp_configs: Vec<std::sync::Arc<ppp::SessionConfig>>,
     effects: effect::EffectQueue,
+    /// The Endpoint has datagrams to hand out, taken at the next
+    /// [`Core::poll_effect`] (with this time) rather than after each
+    /// datagram: a burst's unanswered messages (ICCNs) are then acked by
+    /// one ZLB per tunnel, not one each.
+    transmit_due: Option<Instant>,
 }
 
 impl Core {
@@ -373,6 +378,7 @@ impl Core {
             interface_mtu: BTreeMap::new(),
             ppp_configs: Vec::new(),
             effects: Default::default(),
+            transmit_due: None,
         })
     }
 
@@ -542,16 +548,19 @@ impl Core {
 
     /// Effects waiting to be carried out.
     pub fn effects_pending(&self) -> usize {
-        self.effects.len()
+        self.effects.len() + usize::from(self.transmit_due.is_some())
     }
 
     /// The next effect to carry out.
     pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.take_transmits();
         self.effects.pop_front()
     }
 
     /// When [`Core::handle_timeout`] wants to be called.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
+        // Sending sets retransmission timers.
+        self.take_transmits();
         [
             self.endpoint.poll_timeout(),
             self.ppp_timers.first().map(|(t, _)| *t),
@@ -668,13 +677,24 @@ impl Core {
         self.pump(now);
     }
 
+    /// Acts on the Endpoint's events; what it has to send is taken later
+    /// ([`Core::take_transmits`]), once for everything handled meanwhile.
+    fn pump(&mut self, now: Instant) {
+        // Events first: an accepted call goes into the data plane before
+        // the ICRP that lets the LAC send on it leaves.
+        while let Some((tid, ev)) = self.endpoint.poll_event() {
+            self.on_l2tp_event(now, tid, ev);
+        }
+        self.transmit_due = Some(self.transmit_due.map_or(now, |t| t.max(now)));
+        self.forget_closed_tunnels();
+    }
+
     /// Sends what the Endpoint has to send and acts on its events, until
     /// neither is left (acting on an event may queue a message).
-    fn pump(&mut self, now: Instant) {
+    fn take_transmits(&mut self) {
+        let Some(now) = self.transmit_due.take() else { return };
         loop {
             let mut idle = true;
-            // Events first: an accepted call goes into the data plane
-            // before the ICRP that lets the LAC send on it leaves.
             while let Some((tid, ev)) = self.endpoint.poll_event() {
                 idle = false;
                 self.on_l2tp_event(now, tid, ev);
@@ -694,6 +714,10 @@ impl Core {
                 break;
             }
         }
+        self.forget_closed_tunnels();
+    }
+
+    fn forget_closed_tunnels(&mut self) {
         if self.tunnels.len() != self.endpoint.tunnel_count() {
             // The Endpoint forgets a tunnel once its StopCCN exchange is
             // over; so do we.

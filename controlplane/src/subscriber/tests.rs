@@ -867,6 +867,72 @@ fn many_subscribers_in_several_tunnels_on_a_clean_pipe() {
     let _ = Phase::Network;
 }
 
+/// The messages the core handled in one pass that it does not answer
+/// (ICCNs) are acked by one ZLB, sent once the pass's effects are taken;
+/// each used to get a ZLB of its own, a datagram per call each way.
+#[test]
+fn a_pass_of_iccns_is_acked_by_one_zlb() {
+    let mut lab = Lab::new(base_config());
+    let t = lab.dial(&[]);
+    lab.run_for(Duration::from_secs(1));
+    let now = lab.now;
+    // Control messages the core sends: (ZLBs, messages with a body).
+    let sent = |core: &mut Core| {
+        let mut out = Vec::new();
+        while let Some(e) = core.poll_effect() {
+            if let Effect::Send(d) = e {
+                out.push(d.payload);
+            }
+        }
+        out
+    };
+    let count = |out: &[Vec<u8>]| {
+        let control: Vec<usize> = out
+            .iter()
+            .filter_map(|p| crate::l2tp::header::Packet::new_checked(p.as_slice()).ok())
+            .filter(|p| p.is_control())
+            .map(|p| p.payload().len())
+            .collect();
+        (control.iter().filter(|n| **n == 0).count(), control.iter().filter(|n| **n > 0).count())
+    };
+    for _ in 0..8 {
+        lab.lac.open_session(now, t, SessionInfo::default()).expect("ICRQ");
+    }
+    // Passes: what the LAC sends, handled together, then the core's
+    // answers back to the LAC. ICCNs go as ICRPs arrive, as many at once
+    // as the LAC's window lets.
+    let (mut iccns, mut burst_acked_once) = (0, false);
+    for _ in 0..20 {
+        let from_lac: Vec<Vec<u8>> =
+            std::iter::from_fn(|| lab.lac.poll_transmit(now)).map(|t| t.payload).collect();
+        if from_lac.is_empty() {
+            break;
+        }
+        let mut in_pass = 0;
+        for d in &from_lac {
+            let m = crate::l2tp::header::Packet::new_checked(d.as_slice()).expect("L2TP");
+            // An ICCN: a call's second message (the ICRQ is its first).
+            if m.is_control() && m.session_id() != SessionId(0) {
+                in_pass += 1;
+            }
+            lab.core.handle_datagram(now, lac_addr(), Some(lns_addr().ip()), Some(2), d);
+        }
+        iccns += in_pass;
+        let out = sent(&mut lab.core);
+        let (zlbs, _) = count(&out);
+        assert!(zlbs <= 1, "{zlbs} ZLBs in one pass");
+        if in_pass >= 2 && zlbs == 1 {
+            burst_acked_once = true;
+        }
+        for d in &out {
+            lab.lac.handle_datagram(now, lns_addr(), d);
+        }
+    }
+    assert_eq!(iccns, 8, "every call connected");
+    assert_eq!(lab.core.session_count(), 8);
+    assert!(burst_acked_once, "a pass with several ICCNs and one ZLB");
+}
+
 #[test]
 fn a_restored_core_keeps_its_subscribers_and_their_accounting() {
     let mut cfg = base_config();
