@@ -45,6 +45,8 @@ pub struct SetupRounds {
     /// over the rounds (s), and when the last round settled (ms since the
     /// epoch).
     pub lacsim_setup_cpu_s: f64,
+    /// Of which in the kernel (system time).
+    pub lacsim_setup_cpu_system_s: f64,
     pub settled_unix_ms: Option<f64>,
     /// lacsim's largest peak resident memory over the rounds, KiB.
     pub lacsim_peak_rss_kib: u64,
@@ -135,6 +137,7 @@ pub fn setup_rounds(lab: &Lab, rounds: u32, round: &Round) -> Result<SetupRounds
         r.hung_up_unix_ms = j["hung_up_unix_ms"].as_f64();
         r.settled_unix_ms = j["settled_unix_ms"].as_f64();
         r.lacsim_setup_cpu_s += j["settled_cpu_s"].as_f64().unwrap_or(0.0);
+        r.lacsim_setup_cpu_system_s += j["settled_cpu_system_s"].as_f64().unwrap_or(0.0);
         r.lacsim_peak_rss_kib = r.lacsim_peak_rss_kib.max(j["peak_rss_kib"].as_u64().unwrap_or(0));
         // Let the LNS release the round's sessions and addresses.
         std::thread::sleep(std::time::Duration::from_millis(300));
@@ -283,10 +286,59 @@ pub fn count_log(log: &str, message: &str, field: &str) -> BTreeMap<String, u64>
 /// line: fields 14 and 15, counted after the command's closing parenthesis
 /// (the command may hold spaces and parentheses).
 pub fn proc_cpu_ticks(stat: &str) -> Option<u64> {
+    proc_cpu_split(stat).map(|(u, s)| u + s)
+}
+
+/// User and system time, clock ticks, from a /proc/PID/stat line.
+pub fn proc_cpu_split(stat: &str) -> Option<(u64, u64)> {
     let mut f = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
     let utime: u64 = f.next()?.parse().ok()?;
     let stime: u64 = f.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
+}
+
+/// The whole machine's time from /proc/stat's `cpu` line, clock ticks
+/// summed over the CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MachineTicks {
+    /// User and nice.
+    pub user: u64,
+    pub system: u64,
+    /// Hardware and software interrupts (the kernel's packet processing
+    /// that no process is charged for).
+    pub irq: u64,
+    /// Idle and waiting for I/O.
+    pub idle: u64,
+    pub steal: u64,
+}
+
+impl MachineTicks {
+    pub fn parse(proc_stat: &str) -> Option<MachineTicks> {
+        let line = proc_stat.lines().find(|l| l.starts_with("cpu "))?;
+        let v: Vec<u64> = line.split_whitespace().skip(1).map(|x| x.parse().unwrap_or(0)).collect();
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        (v.len() >= 4).then(|| MachineTicks {
+            user: at(0) + at(1),
+            system: at(2),
+            idle: at(3) + at(4),
+            irq: at(5) + at(6),
+            steal: at(7),
+        })
+    }
+
+    pub fn since(&self, before: &MachineTicks) -> MachineTicks {
+        MachineTicks {
+            user: self.user.saturating_sub(before.user),
+            system: self.system.saturating_sub(before.system),
+            irq: self.irq.saturating_sub(before.irq),
+            idle: self.idle.saturating_sub(before.idle),
+            steal: self.steal.saturating_sub(before.steal),
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.user + self.system + self.irq + self.idle + self.steal
+    }
 }
 
 /// The value of `key` (for example "VmHWM:") in a /proc/PID/status text,
@@ -308,6 +360,11 @@ mod proc_tests {
         let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 31 0 0 20 0 3 0";
         assert_eq!(proc_cpu_ticks(stat), Some(281));
         assert_eq!(proc_cpu_ticks("42 (x) S 1"), None, "too short");
+        let m =
+            MachineTicks::parse("cpu  100 5 40 900 10 1 30 2 0 0\ncpu0 50 2 20 450 5 0 15 1 0 0\n").unwrap();
+        assert_eq!(m, MachineTicks { user: 105, system: 40, idle: 910, irq: 31, steal: 2 });
+        assert_eq!(m.total(), 1088);
+        assert_eq!(MachineTicks::parse("intr 1 2"), None);
         let status = "Name:\tx\nVmHWM:\t  941196 kB\nRssAnon:\t   51976 kB\n";
         assert_eq!(proc_status_kib(status, "VmHWM:"), 941_196);
         assert_eq!(proc_status_kib(status, "RssAnon:"), 51_976);

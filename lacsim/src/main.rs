@@ -430,8 +430,9 @@ async fn main() -> Result<()> {
         };
         j["hung_up_unix_ms"] = hung_up_at.map(unix_ms).into();
         j["settled_unix_ms"] = settled_unix.map(unix_ms).into();
-        j["settled_cpu_s"] = settled_cpu.into();
-        j["cpu_s"] = cpu_seconds().into();
+        j["settled_cpu_s"] = settled_cpu.map(|(u, s)| u + s).into();
+        j["settled_cpu_system_s"] = settled_cpu.map(|(_, s)| s).into();
+        j["cpu_s"] = cpu_seconds().map(|(u, s)| u + s).into();
         j["peak_rss_kib"] = peak_rss_kib().into();
         j["progress"] = serde_json::to_value(emu.progress())?;
         println!("{j}");
@@ -477,21 +478,21 @@ async fn send_all(sock: &L2tpSocket, batch: &mut Batch) -> Result<()> {
     }
 }
 
-/// CPU time this process used so far (user and system), seconds.
-fn cpu_seconds() -> Option<f64> {
+/// CPU time this process used so far (user, system), seconds.
+fn cpu_seconds() -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     cpu_seconds_of(&stat)
 }
 
-/// User plus system time from a /proc/PID/stat line (fields 14 and 15,
+/// User and system time from a /proc/PID/stat line (fields 14 and 15,
 /// in clock ticks of 1/100 s, counted after the command's closing
 /// parenthesis).
-fn cpu_seconds_of(stat: &str) -> Option<f64> {
+fn cpu_seconds_of(stat: &str) -> Option<(f64, f64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut f = rest.split_whitespace().skip(11);
     let utime: u64 = f.next()?.parse().ok()?;
     let stime: u64 = f.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
+    Some((utime as f64 / 100.0, stime as f64 / 100.0))
 }
 
 /// Our peak resident memory (VmHWM), KiB.

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
-use lns_benches::{proc_cpu_ticks, proc_status_kib};
+use lns_benches::{proc_cpu_split, proc_status_kib, MachineTicks};
 use lns_testlab::{workspace_bin, ControlPlane, Lab, NsProcess, PinDir};
 
 /// Whether the control plane keeps its sessions in its store.
@@ -333,9 +333,10 @@ fn rates(
     println!(
         "CPU per session up, until the last was settled{}: control plane {:.0} µs, lacsim {:.0} µs",
         if rounds == 1 { "" } else { " (control plane: over every round, hang-ups included)" },
-        per_session(cp_cpu),
+        per_session(cp_cpu.total()),
         per_session(res.lacsim_setup_cpu_s)
     );
+    print_cpu_split(&cp_cpu, &res, per_session);
     // With loss a StopCCN may need its retransmissions: give the LNS time.
     let released = lns_benches::assert_released(pins, &cp.socket, Duration::from_secs(60));
     let stats = lns_benches::lns_stats(&cp.socket)?;
@@ -528,7 +529,32 @@ fn print_scale(
 /// settled) can be told afterwards.
 struct CpuSampler {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<(Vec<(f64, f64)>, MemPeak)>,
+    thread: std::thread::JoinHandle<(Vec<CpuSample>, MemPeak)>,
+}
+
+/// One look: when (ms since the epoch), the process's user and system
+/// time (s), and the machine's.
+#[derive(Clone, Copy, Default)]
+struct CpuSample {
+    at_ms: f64,
+    user: f64,
+    system: f64,
+    machine: MachineTicks,
+}
+
+/// The CPU a sampled stretch took: the process's user and system seconds,
+/// and the whole machine's ticks over the same stretch.
+#[derive(Clone, Copy, Default)]
+struct CpuUse {
+    user: f64,
+    system: f64,
+    machine: MachineTicks,
+}
+
+impl CpuUse {
+    fn total(&self) -> f64 {
+        self.user + self.system
+    }
 }
 
 /// The largest private memory (RssAnon) a process had in the samples, and
@@ -553,11 +579,18 @@ impl CpuSampler {
             let mut n = 0u64;
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                 let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                if let Some(cpu) = proc_cpu_ticks(&stat).map(|t| t as f64 / 100.0) {
-                    let now = std::time::SystemTime::now()
+                let machine =
+                    std::fs::read_to_string("/proc/stat").ok().and_then(|s| MachineTicks::parse(&s));
+                if let (Some((user, system)), Some(machine)) = (proc_cpu_split(&stat), machine) {
+                    let at_ms = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
-                    samples.push((now, cpu));
+                    samples.push(CpuSample {
+                        at_ms,
+                        user: user as f64 / 100.0,
+                        system: system as f64 / 100.0,
+                        machine,
+                    });
                 }
                 if n.is_multiple_of(5) {
                     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -577,18 +610,52 @@ impl CpuSampler {
     /// Seconds of CPU from the first sample to the last one at or before
     /// `until` (ms since the epoch), or to the last one; and the memory
     /// peak of the samples.
-    fn stop(self, until: Option<f64>) -> (f64, MemPeak) {
+    fn stop(self, until: Option<f64>) -> (CpuUse, MemPeak) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let (samples, mem) = self.thread.join().unwrap_or_default();
-        let first = samples.first().map_or(0.0, |s| s.1);
+        let first = samples.first().copied().unwrap_or_default();
         let last = samples
             .iter()
             .rev()
-            .find(|(t, _)| until.is_none_or(|u| *t <= u))
+            .find(|s| until.is_none_or(|u| s.at_ms <= u))
             .or(samples.last())
-            .map_or(first, |s| s.1);
-        (last - first, mem)
+            .copied()
+            .unwrap_or(first);
+        let used = CpuUse {
+            user: last.user - first.user,
+            system: last.system - first.system,
+            machine: last.machine.since(&first.machine),
+        };
+        (used, mem)
     }
+}
+
+/// Where the set-up's CPU went: each process's user and kernel time, and
+/// the whole machine's (all of the set-up's work shares its cores: the
+/// kernel's receive processing of a datagram runs in softirq on whichever
+/// CPU sent it, so the sender is charged for it as system time).
+fn print_cpu_split(cp: &CpuUse, res: &lns_benches::SetupRounds, per_session: impl Fn(f64) -> f64) {
+    let m = &cp.machine;
+    let ticks = m.total().max(1) as f64;
+    let pct = |t: u64| 100.0 * t as f64 / ticks;
+    let lacsim_user = res.lacsim_setup_cpu_s - res.lacsim_setup_cpu_system_s;
+    // Ticks are 1/100 s; the machine's busy time per session, every CPU.
+    let busy = (m.user + m.system + m.irq + m.steal) as f64 / 100.0;
+    println!(
+        "CPU per session, split: control plane {:.0} µs user + {:.0} µs system, lacsim {:.0} µs user + {:.0} µs \
+         system; the whole machine over the same time: {:.1} % user, {:.1} % system, {:.1} % interrupts, \
+         {:.1} % idle, {:.1} % stolen, {:.0} µs busy per session (all CPUs)",
+        per_session(cp.user),
+        per_session(cp.system),
+        per_session(lacsim_user),
+        per_session(res.lacsim_setup_cpu_system_s),
+        pct(m.user),
+        pct(m.system),
+        pct(m.irq),
+        pct(m.idle),
+        pct(m.steal),
+        per_session(busy),
+    );
 }
 
 /// The resident and peak memory of process `pid`, MiB.
