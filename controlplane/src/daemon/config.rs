@@ -35,7 +35,7 @@
 //! rto_min = "200ms"             # floor of the adaptive timeout (RFC 6298)
 //! max_timeout = "8s"
 //! max_retransmissions = 5
-//! receive_window = 16
+//! receive_window = 64
 //!
 //! [[peer]]                      # allow-list, first match wins
 //! network = "192.0.2.0/24"

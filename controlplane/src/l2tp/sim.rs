@@ -5,6 +5,7 @@ use super::avp::{self, AccessLine, AvpValue, Q931Cause, RawAvp, ResultCode};
 use super::endpoint::{DatagramEvent, Endpoint, EndpointConfig, PeerConfig};
 use super::header::{SessionId, TunnelId};
 use super::message::{Message, MessageType};
+use super::reliable::ReliableConfig;
 use super::session::SessionInfo;
 use super::tunnel::{Event, Role, TunnelConfig, TunnelDownReason, TunnelState};
 use super::Avp;
@@ -394,10 +395,11 @@ fn peer_receive_window_is_respected() {
     });
     assert!(done);
     assert_eq!(max_in_flight, 2);
-    // The LNS's own window (default 4 for the LAC's RWS of 16) let it
-    // answer faster; check it never exceeded the LAC's advertisement.
+    // The LNS sends within the LAC's advertisement (the default window).
     let lns_t = Sim::only_tunnel(&sim.lns);
-    assert!(sim.lns.tunnel(lns_t).expect("t").reliable().in_flight() <= 16);
+    let lns_tunnel = sim.lns.tunnel(lns_t).expect("t");
+    assert_eq!(lns_tunnel.reliable().peer_window(), ReliableConfig::default().receive_window);
+    assert!(lns_tunnel.reliable().in_flight() <= usize::from(ReliableConfig::default().receive_window));
 }
 
 #[test]
