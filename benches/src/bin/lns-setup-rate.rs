@@ -656,6 +656,19 @@ fn print_cpu_split(cp: &CpuUse, res: &lns_benches::SetupRounds, per_session: imp
         pct(m.steal),
         per_session(busy),
     );
+    // What the machine could do at all: its CPUs over the busy time a
+    // session took (the LAC emulator's included: it shares them here).
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let busy_us = per_session(busy);
+    if busy_us > 0.0 {
+        println!(
+            "ceiling of this machine for this set-up: {cpus:.0} CPUs / {busy_us:.0} µs = {:.0} sessions/s at 100 % \
+             busy (the control plane's {:.0} µs alone: {:.0} sessions/s on a CPU of its own)",
+            cpus * 1e6 / busy_us,
+            per_session(cp.total()),
+            1e6 / per_session(cp.total()).max(1.0),
+        );
+    }
 }
 
 /// The resident and peak memory of process `pid`, MiB.

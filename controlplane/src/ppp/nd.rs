@@ -415,6 +415,7 @@ pub const MIN_DELAY_BETWEEN_RAS: Duration = Duration::from_secs(3);
 /// RFC 4861 §10 host constants.
 pub const RTR_SOLICITATION_INTERVAL: Duration = Duration::from_secs(4);
 pub const MAX_RTR_SOLICITATIONS: u32 = 3;
+pub const MAX_RTR_SOLICITATION_DELAY: Duration = Duration::from_secs(1);
 
 /// The LNS's advertising interface for one PPP link: one prefix, our
 /// link-local address from our IPv6CP interface identifier.
@@ -541,18 +542,28 @@ pub struct Host {
 }
 
 impl Host {
-    /// Starts soliciting at once (§6.3.7, without the random delay: PPP is a
-    /// point-to-point link with one router).
-    pub fn new(now: Instant, interface_identifier: [u8; 8]) -> Host {
+    /// Solicits after `delay` (§6.3.7: a random time up to
+    /// MAX_RTR_SOLICITATION_DELAY, [`Host::solicitation_delay`]), unless an
+    /// advertisement came first: the router advertises when the link
+    /// comes up, and a host that solicited at once crossed it and had the
+    /// router answer a second time, MIN_DELAY_BETWEEN_RAS later. A zero
+    /// delay solicits at once.
+    pub fn new(now: Instant, interface_identifier: [u8; 8], delay: Duration) -> Host {
         let mut h = Host {
             interface_identifier,
             sent: 0,
-            next: Some(now),
+            next: Some(now + delay),
             transmit: Default::default(),
             learned: None,
         };
         h.handle_timeout(now);
         h
+    }
+
+    /// A delay for the first solicitation, uniform up to
+    /// MAX_RTR_SOLICITATION_DELAY (§6.3.7).
+    pub fn solicitation_delay(rng: &mut impl Rng) -> Duration {
+        MAX_RTR_SOLICITATION_DELAY.mul_f64(rng.gen::<f64>())
     }
 
     pub fn solicitation(&self) -> Repr {
@@ -662,13 +673,13 @@ mod tests {
         assert_eq!(r.message, Message::RouterSolicitation);
         assert_eq!(r.src, src);
         // The same from Host::solicitation.
-        let h = Host::new(Instant::now(), [0xa8, 0xbb, 0xcc, 0xff, 0xfe, 0xdd, 0xee, 0xff]);
+        let h = Host::new(Instant::now(), [0xa8, 0xbb, 0xcc, 0xff, 0xfe, 0xdd, 0xee, 0xff], Duration::ZERO);
         assert_eq!(h.solicitation().emit(), pkt);
     }
 
     #[test]
     fn invalid_nd_is_refused() {
-        let rs = Host::new(Instant::now(), PEER).solicitation();
+        let rs = Host::new(Instant::now(), PEER, Duration::ZERO).solicitation();
         let good = rs.emit();
         assert!(Repr::parse_bytes(&good).is_ok());
         // Hop limit below 255: forwarded from elsewhere (§6.1.1).
@@ -814,7 +825,7 @@ mod tests {
     #[test]
     fn host_solicits_three_times_and_learns_the_prefix() {
         let t0 = Instant::now();
-        let mut h = Host::new(t0, PEER);
+        let mut h = Host::new(t0, PEER, Duration::ZERO);
         let rs = h.poll_transmit().expect("first RS at once");
         assert_eq!(Repr::parse_bytes(&rs).map(|r| r.message), Ok(Message::RouterSolicitation));
         let mut now = t0;
@@ -836,11 +847,37 @@ mod tests {
         assert_eq!(h.learned(), Some(a));
         assert!(h.handle_advertisement(&ra).is_none(), "refreshes are not news");
         // A prefix without A, or not /64, teaches nothing.
-        let mut h2 = Host::new(t0, PEER);
+        let mut h2 = Host::new(t0, PEER, Duration::ZERO);
         let mut no_a = ra.clone();
         if let Message::RouterAdvertisement { prefixes, .. } = &mut no_a.message {
             prefixes[0].autonomous = false;
         }
         assert!(h2.handle_advertisement(&no_a).is_none());
+    }
+
+    /// §6.3.7: the first solicitation waits a random time up to a second;
+    /// an advertisement within it leaves nothing to solicit.
+    #[test]
+    fn host_waits_before_soliciting_and_an_advertisement_meanwhile_ends_it() {
+        let t0 = Instant::now();
+        let mut rng = rng();
+        let delays: Vec<Duration> = (0..50).map(|_| Host::solicitation_delay(&mut rng)).collect();
+        assert!(delays.iter().all(|d| *d <= MAX_RTR_SOLICITATION_DELAY));
+        assert!(delays.iter().any(|d| *d < Duration::from_millis(300)));
+        assert!(delays.iter().any(|d| *d > Duration::from_millis(700)));
+        let delay = Duration::from_millis(400);
+        let mut h = Host::new(t0, PEER, delay);
+        assert!(h.poll_transmit().is_none(), "nothing at once");
+        assert_eq!(h.poll_timeout(), Some(t0 + delay));
+        h.handle_timeout(t0 + delay);
+        assert!(h.poll_transmit().is_some(), "the first RS after the delay");
+        // The router's advertisement arrives first: no solicitation ever.
+        let mut quiet = Host::new(t0, PEER, delay);
+        let r = Router::new(t0, RouterConfig::default(), IFID, prefix(), 64, None);
+        let ra = Repr::parse_bytes(&r.advertisement().emit()).expect("RA");
+        assert!(quiet.handle_advertisement(&ra).is_some());
+        assert_eq!(quiet.poll_timeout(), None);
+        quiet.handle_timeout(t0 + delay);
+        assert!(quiet.poll_transmit().is_none());
     }
 }

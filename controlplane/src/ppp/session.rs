@@ -1197,7 +1197,8 @@ impl Session {
                     if let (NetworkConfig::Ipv6 { local_interface_identifier, .. }, Role::Client) =
                         (config, self.config.role)
                     {
-                        self.host = Some(Box::new(nd::Host::new(now, local_interface_identifier)));
+                        let delay = nd::Host::solicitation_delay(self.rng.live());
+                        self.host = Some(Box::new(nd::Host::new(now, local_interface_identifier, delay)));
                     }
                     self.events.push_back(SessionEvent::NetworkUp(config));
                 }
@@ -1992,7 +1993,9 @@ mod tests {
         else {
             panic!("IPv6CP not up: {:?}", p.server_events)
         };
-        // The client solicited at once; nothing to advertise yet.
+        // The client solicits within a second (§6.3.7); nothing to
+        // advertise yet.
+        p.run_for(Duration::from_secs(1));
         let is_nd = |f: &[u8], kind: u8| {
             let frame = Frame::new_unchecked(f);
             frame.protocol() == Protocol::IPV6
@@ -2032,7 +2035,7 @@ mod tests {
         assert_eq!(p.server.handle_frame(p.now, &bogus), Err(Error::NotNeighbourDiscovery));
         bogus.truncate(6);
         assert!(p.server.handle_frame(p.now, &bogus).is_err());
-        let rs = nd::Host::new(p.now, peer_interface_identifier).solicitation().emit();
+        let rs = nd::Host::new(p.now, peer_interface_identifier, Duration::ZERO).solicitation().emit();
         p.server.handle_frame(p.now, &FrameRepr::full(Protocol::IPV6).encapsulate(&rs)).expect("RS");
         p.pump();
         assert_eq!(count(&p, true, nd::ICMPV6_ROUTER_ADVERTISEMENT), periodic + 1);
