@@ -346,9 +346,12 @@ fn a_thousand_ipv6_sessions_over_ten_tunnels_carry_traffic_and_leave_nothing() {
     assert!(d.get(Counter::RedirectDownstreamCheck) >= received, "{d:?}");
     assert_eq!(d.get(Counter::PassNoNeighbour) + d.get(Counter::PassNotForwarded), 0, "{d:?}");
     assert_eq!(d.get(Counter::DropSpoofed), 0, "{d:?}");
-    // Router Solicitations reached the control plane (as link-local, or
-    // while the session was not yet forwarding).
-    assert!(d.get(Counter::PassIpv6LinkLocal) + d.get(Counter::PassSessionNotForwarding) >= 1000, "{d:?}");
+    // The subscribers wait up to a second before soliciting (RFC 4861
+    // §6.3.7) and the LNS advertises when IPv6CP opens: few solicit at
+    // all, only those whose delay was shorter than the advertisement's
+    // way.
+    let solicited = d.get(Counter::PassIpv6LinkLocal) + d.get(Counter::PassSessionNotForwarding);
+    assert!(solicited < 100, "{solicited} of 1,000 solicited: {d:?}");
     assert!(echo.stop() >= received);
     assert_all_released(&pins, &cp.socket);
     let stats = lns_stats(&cp.socket);
