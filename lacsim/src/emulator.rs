@@ -732,16 +732,21 @@ impl Emulator {
             && self.retunnel.is_empty()
     }
 
+    /// Subscribers with no call in progress yet: waiting for their tunnel,
+    /// to call, to redial, or for a tunnel dialled again.
+    fn not_called(&self) -> u32 {
+        self.to_call.len() as u32
+            + self.waiting.values().map(|v| v.len() as u32).sum::<u32>()
+            + self.redial.len() as u32
+            + self.retunnel.iter().map(|(_, n)| n.len() as u32).sum::<u32>()
+    }
+
     pub fn progress(&self) -> Progress {
         Progress {
             tunnels_up: self.tunnels_up,
             sessions_up: self.latency_us.len() as u32,
             sessions_failed: self.failed,
-            sessions_pending: self.to_call.len() as u32
-                + self.waiting.values().map(|v| v.len() as u32).sum::<u32>()
-                + self.redial.len() as u32
-                + self.retunnel.iter().map(|(_, n)| n.len() as u32).sum::<u32>()
-                + self.unsettled,
+            sessions_pending: self.not_called() + self.unsettled,
             redials: self.redials,
             data_sent: self.data_sent,
             data_received: self.data_received,
@@ -751,10 +756,7 @@ impl Emulator {
     pub fn summary(&self) -> Summary {
         // Sessions that reached IPCP, whether still up or since hung up.
         let up = self.latency_us.len() as u32;
-        let pending = self.to_call.len() as u32
-            + self.waiting.values().map(|v| v.len() as u32).sum::<u32>()
-            + self.redial.len() as u32
-            + self.retunnel.iter().map(|(_, n)| n.len() as u32).sum::<u32>()
+        let pending = self.not_called()
             + self.subs.values().filter(|s| matches!(s.phase, Phase::Calling | Phase::Ppp)).count() as u32;
         let sent_v6: u64 = self.subs.values().map(|s| s.sent_v6).sum();
         let received_v6: u64 = self.subs.values().map(|s| s.received_v6).sum();

@@ -685,6 +685,14 @@ mod tests {
     /// (what a process killed before its checkpointer ran leaves).
     const NO_CHECKPOINTS: Checkpoints = Checkpoints { every: Duration::from_secs(3600), wal_limit: u64::MAX };
 
+    /// A directory of the test's own, the store's file in it, and the
+    /// wall-clock time the records are written at.
+    fn scratch() -> (tempfile::TempDir, PathBuf, SystemTime) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE);
+        (dir, path, UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+    }
+
     fn key(t: u16, s: u16) -> RecordKey {
         RecordKey::Session(SessionKey::new(TunnelId(t), SessionId(s)))
     }
@@ -713,9 +721,7 @@ mod tests {
 
     #[test]
     fn what_was_committed_survives_a_process_that_never_closed_the_store() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join(FILE);
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let (dir, path, t0) = scratch();
         let mut store = Store::open_with(&path, NO_CHECKPOINTS).expect("open");
         let first = Changes(vec![
             (RecordKey::Meta, Some(b"meta1".to_vec())),
@@ -753,9 +759,7 @@ mod tests {
 
     #[test]
     fn a_commit_cut_short_leaves_the_one_before() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join(FILE);
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let (dir, path, t0) = scratch();
         let mut store = Store::open_with(&path, NO_CHECKPOINTS).expect("open");
         store.commit(&Changes(vec![(key(1, 1), Some(vec![1; 3000]))]), t0).expect("commit");
         let whole = std::fs::metadata(dir.path().join(format!("{FILE}-wal"))).expect("wal").len();
@@ -777,9 +781,7 @@ mod tests {
 
     #[test]
     fn clear_forgets_everything_and_another_format_is_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join(FILE);
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let (_dir, path, t0) = scratch();
         let mut store = Store::open(&path).expect("open");
         store
             .commit(&Changes(vec![(RecordKey::Tunnel(TunnelId(3)), Some(b"t".to_vec()))]), t0)
@@ -812,10 +814,8 @@ mod tests {
     /// instead of growing.
     #[test]
     fn the_log_is_checkpointed_off_the_committing_thread_and_starts_over() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join(FILE);
+        let (dir, path, t0) = scratch();
         let wal = dir.path().join(format!("{FILE}-wal"));
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let when = Checkpoints { every: Duration::from_millis(10), wal_limit: u64::MAX };
         let mut store = Store::open_with(&path, when).expect("open");
         let auto: i64 =
@@ -859,9 +859,7 @@ mod tests {
     /// before it in the same commit too.
     #[test]
     fn a_record_written_again_moves_to_the_end_and_leaves_one_row() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join(FILE);
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let (_dir, path, t0) = scratch();
         let mut store = Store::open(&path).expect("open");
         store
             .commit(&Changes(vec![(key(1, 900), Some(b"a".to_vec())), (key(2, 5), Some(b"b".to_vec()))]), t0)
@@ -890,9 +888,7 @@ mod tests {
     /// leave): the newer is read, and the next commit deletes the older.
     #[test]
     fn of_two_rows_of_a_session_the_newer_is_read_and_the_older_goes() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join(FILE);
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let (_dir, path, t0) = scratch();
         let mut store = Store::open(&path).expect("open");
         store.commit(&Changes(vec![(key(1, 1), Some(b"new".to_vec()))]), t0).expect("commit");
         store.conn.execute("INSERT INTO sessions VALUES (-5, 1, 1, 0, x'6f6c64')", []).expect("an older row");
@@ -910,9 +906,7 @@ mod tests {
     /// afterwards have one row each, not two.
     #[test]
     fn a_failed_commit_leaves_the_map_as_the_table_is() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join(FILE);
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let (_dir, path, t0) = scratch();
         let mut store = Store::open(&path).expect("open");
         store
             .commit(&Changes(vec![(key(1, 1), Some(b"a".to_vec())), (key(2, 1), Some(b"b".to_vec()))]), t0)
@@ -940,10 +934,8 @@ mod tests {
     #[test]
     fn a_commit_of_random_sessions_writes_few_pages() {
         use rand::{Rng, SeedableRng};
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join(FILE);
+        let (dir, path, t0) = scratch();
         let wal = dir.path().join(format!("{FILE}-wal"));
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let mut store = Store::open_with(&path, NO_CHECKPOINTS).expect("open");
         let keys: Vec<RecordKey> = (0..4000).map(|i| key(i % 20, rng.gen_range(1..u16::MAX))).collect();
@@ -967,9 +959,7 @@ mod tests {
     /// the commits wait for it and go through, none fails.
     #[test]
     fn a_log_past_its_limit_makes_commits_wait_not_fail() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join(FILE);
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let (_dir, path, t0) = scratch();
         let when = Checkpoints { every: Duration::from_millis(1), wal_limit: 0 };
         let mut store = Store::open_with(&path, when).expect("open");
         let mut round = 0u16;

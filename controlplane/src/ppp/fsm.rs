@@ -76,7 +76,7 @@ impl From<FsmConfig> for Limits {
 impl From<Limits> for FsmConfig {
     fn from(l: Limits) -> Self {
         FsmConfig {
-            restart_interval: Duration::from_millis(u64::from(l.restart_ms)),
+            restart_interval: l.restart_interval(),
             max_configure: l.max_configure,
             max_terminate: l.max_terminate,
             max_failure: l.max_failure,

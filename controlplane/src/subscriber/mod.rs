@@ -682,11 +682,19 @@ impl Core {
     fn pump(&mut self, now: Instant) {
         // Events first: an accepted call goes into the data plane before
         // the ICRP that lets the LAC send on it leaves.
-        while let Some((tid, ev)) = self.endpoint.poll_event() {
-            self.on_l2tp_event(now, tid, ev);
-        }
+        self.take_l2tp_events(now);
         self.transmit_due = Some(self.transmit_due.map_or(now, |t| t.max(now)));
         self.forget_closed_tunnels();
+    }
+
+    /// Acts on the Endpoint's events; whether there were any.
+    fn take_l2tp_events(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        while let Some((tid, ev)) = self.endpoint.poll_event() {
+            any = true;
+            self.on_l2tp_event(now, tid, ev);
+        }
+        any
     }
 
     /// Sends what the Endpoint has to send and acts on its events, until
@@ -694,11 +702,7 @@ impl Core {
     fn take_transmits(&mut self) {
         let Some(now) = self.transmit_due.take() else { return };
         loop {
-            let mut idle = true;
-            while let Some((tid, ev)) = self.endpoint.poll_event() {
-                idle = false;
-                self.on_l2tp_event(now, tid, ev);
-            }
+            let mut idle = !self.take_l2tp_events(now);
             while let Some(t) = self.endpoint.poll_transmit(now) {
                 idle = false;
                 let from = self.peer_local.get(&t.destination).copied();
