@@ -72,6 +72,8 @@ pub enum Error {
     SessionIndex { index: u32, max: u32 },
     #[error("session slot {0} is in use")]
     SlotInUse(u32),
+    #[error("tunnel {tunnel} session {session} is installed already, in another slot")]
+    KeyInUse { tunnel: u16, session: u16 },
     #[error("session slot {0}: the tunnel and session ids of a live session cannot change")]
     KeyChange(u32),
     #[error("prefix length {0} is too long")]

@@ -57,11 +57,20 @@ impl Maps {
                 }
             }
             // Different /64s may share a tag: only the entry of the
-            // session that held this /64 before is replaced.
-            let old = read_index(&self.sub_v6_64, &net, "reading lns_sub_v6_64")?;
-            self.sub_v6_64
-                .update(&net, &index.to_ne_bytes(), MapFlags::ANY)
-                .map_err(ctx("writing lns_sub_v6_64"))?;
+            // session that held this /64 before is replaced. A /64 nobody
+            // held (a new subscriber's) goes in with one syscall, written
+            // only if absent; one held is read, then written over.
+            let old = match self.sub_v6_64.update(&net, &index.to_ne_bytes(), MapFlags::NO_EXIST) {
+                Ok(()) => None,
+                Err(e) if e.kind() == libbpf_rs::ErrorKind::AlreadyExists => {
+                    let old = read_index(&self.sub_v6_64, &net, "reading lns_sub_v6_64")?;
+                    self.sub_v6_64
+                        .update(&net, &index.to_ne_bytes(), MapFlags::ANY)
+                        .map_err(ctx("writing lns_sub_v6_64"))?;
+                    old
+                }
+                Err(e) => return Err(Error::bpf("writing lns_sub_v6_64", e)),
+            };
             self.sub_v6_flat.insert(abi::flat_tag_v6(net), index, |s| Some(s) == old);
             return self.follow_unit(IpAddr::V6(Ipv6Addr::from(key.addr)), len, index);
         }

@@ -52,12 +52,15 @@ impl Maps {
     ///
     /// The entry is written before anything points at it, so the program
     /// never finds a key or an address whose slot is half written.
+    ///
+    /// A key another slot holds is refused ([`Error::KeyInUse`]) and the
+    /// slot left free: the key is published only if absent
+    /// (`BPF_NOEXIST`), which is also what checks for it, in the one
+    /// syscall that writes it.
     pub fn install_session(&self, index: u32, s: &Session) -> Result<(), Error> {
-        self.check_index(index)?;
-        if let Ok(old) = self.read_session(index) {
-            if old.session_state() != Some(SessionState::Free) {
-                return Err(Error::SlotInUse(index));
-            }
+        let old = self.read_session(index)?;
+        if old.session_state() != Some(SessionState::Free) {
+            return Err(Error::SlotInUse(index));
         }
         self.write_session(index, s)?;
         // A new session's data messages are numbered from 0 (RFC 2661 §5.4).
@@ -65,17 +68,39 @@ impl Maps {
             return Err(Error::SessionIndex { index, max: self.sessions.max_entries() });
         }
         let key = s.key();
-        let publish = || {
-            self.session_ids
-                .update(bytemuck::bytes_of(&key), &index.to_ne_bytes(), MapFlags::ANY)
-                .map_err(ctx("writing lns_session_ids"))
+        let publish = || match self.session_ids.update(
+            bytemuck::bytes_of(&key),
+            &index.to_ne_bytes(),
+            MapFlags::NO_EXIST,
+        ) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::AlreadyExists => {
+                Err(Error::KeyInUse { tunnel: key.tunnel_id, session: key.session_id })
+            }
+            Err(e) => Err(Error::bpf("writing lns_session_ids", e)),
         };
         // A session away from its direct slot: the program must look up
         // the key in the hash whenever it names that slot, so the slot is
         // marked around the key becoming findable.
-        match abi::direct_slot(key, self.max_sessions()).filter(|&d| d != index) {
-            Some(d) => self.fast().mark_around(d, abi::slot_mark::DISPLACED, publish)?,
-            None => publish()?,
+        let displaced = abi::direct_slot(key, self.max_sessions()).filter(|&d| d != index);
+        let published = match displaced {
+            Some(d) => self.fast().mark_around(d, abi::slot_mark::DISPLACED, publish),
+            None => publish(),
+        };
+        if let Err(e) = published {
+            // Nothing points at the slot: it goes back to free as it was
+            // (its generation too), and a mark put on for nothing comes
+            // off unless another displaced session still needs it.
+            self.write_session(index, &old)?;
+            if let Some(d) = displaced {
+                self.fast().release(
+                    d,
+                    abi::slot_mark::DISPLACED,
+                    || self.displaced_from(d),
+                    || self.session_fast(d),
+                )?;
+            }
+            return Err(e);
         }
         self.install_addresses(index, s)?;
         self.refresh_fast_slot(index)

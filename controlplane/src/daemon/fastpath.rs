@@ -35,10 +35,10 @@ pub struct SessionTable {
     /// The data plane's per-session counters, mapped here (one row of
     /// `size` entries per worker): read without a syscall.
     stats: Option<lns_bpf::MmapArray<lns_bpf::abi::SessionStats>>,
-    /// Slots believed free, lowest first so the table stays dense.
-    free: BTreeSet<u32>,
+    /// Slots believed free.
+    free: SlotSet,
     /// Slots holding a session we wrote.
-    ours: BTreeSet<u32>,
+    ours: SlotSet,
     size: u32,
     /// Sessions placed off their direct slot (found by the program through
     /// its hash, a little slower): 0 unless another writer took the slot.
@@ -64,8 +64,8 @@ impl SessionTable {
                 maps: None,
                 ns: None,
                 stats: None,
-                free: BTreeSet::new(),
-                ours: BTreeSet::new(),
+                free: SlotSet::new(0),
+                ours: SlotSet::new(0),
                 size: 0,
                 direct_misses: 0,
             };
@@ -93,18 +93,17 @@ impl SessionTable {
         if reclaimed > 0 {
             tracing::warn!(reclaimed, "removed sessions a previous lns-controlplane left in the data plane");
         }
-        let free = (0..size).filter(|i| !taken.contains(i)).collect();
+        let mut free = SlotSet::new(size);
+        for i in (0..size).filter(|i| !taken.contains(i)) {
+            free.insert(i);
+        }
+        let mut ours = SlotSet::new(size);
+        for (slot, _) in &adopted {
+            ours.insert(*slot);
+        }
         let ns = Some(maps.mmap_session_ns()?);
         let stats = Some(maps.mmap_session_stats()?);
-        let table = SessionTable {
-            maps: Some(maps),
-            ns,
-            stats,
-            free,
-            ours: adopted.iter().map(|(slot, _)| *slot).collect(),
-            size,
-            direct_misses: 0,
-        };
+        let table = SessionTable { maps: Some(maps), ns, stats, free, ours, size, direct_misses: 0 };
         Ok((table, adopted))
     }
 
@@ -151,7 +150,7 @@ impl SessionTable {
         for bank in 0..banks {
             for sid in 1..=u16::MAX {
                 let slot = (bank << 16) | u32::from(sid);
-                if slot >= self.size || (!self.free.contains(&slot) && !self.ours.contains(&slot)) {
+                if slot >= self.size || (!self.free.contains(slot) && !self.ours.contains(slot)) {
                     out.push((bank, sid));
                 }
             }
@@ -163,18 +162,15 @@ impl SessionTable {
     /// data plane. `s.generation` is set here.
     pub fn install(&mut self, s: &Session) -> Result<Option<u32>, FastpathError> {
         let Some(maps) = &self.maps else { return Ok(None) };
-        if maps.find_session(s.key())?.is_some() {
-            return Err(FastpathError::KeyInUse { tunnel: s.local_tunnel_id, session: s.local_session_id });
-        }
         // Its direct slot when free: the program then finds the session
         // without a hash lookup (session ids are allocated so that it is,
         // see `direct_slot_reservations`). Any free slot otherwise: the
         // program finds it through the hash.
-        let mut direct = lns_bpf::abi::direct_slot(s.key(), self.size).filter(|d| self.free.contains(d));
+        let mut direct = lns_bpf::abi::direct_slot(s.key(), self.size).filter(|&d| self.free.contains(d));
         loop {
             let slot = match direct.take() {
                 Some(d) => {
-                    self.free.remove(&d);
+                    self.free.remove(d);
                     d
                 }
                 None => {
@@ -206,6 +202,12 @@ impl SessionTable {
                     return Ok(Some(slot));
                 }
                 Err(lns_bpf::Error::SlotInUse(_)) => continue,
+                // Checked where the key is published (BPF_NOEXIST): the
+                // slot was left free as it was.
+                Err(lns_bpf::Error::KeyInUse { tunnel, session }) => {
+                    self.free.insert(slot);
+                    return Err(FastpathError::KeyInUse { tunnel, session });
+                }
                 Err(e) => {
                     // Half written: take back what may have gone in.
                     let _ = maps.remove_session(slot);
@@ -284,7 +286,7 @@ impl SessionTable {
 
     pub fn remove(&mut self, slot: u32) -> Result<(), FastpathError> {
         let Some(maps) = &self.maps else { return Ok(()) };
-        if !self.ours.remove(&slot) {
+        if !self.ours.remove(slot) {
             return Ok(());
         }
         let r = maps.remove_session(slot);
@@ -296,8 +298,94 @@ impl SessionTable {
     /// Removes every entry this process wrote (shutdown). Returns how many
     /// could not be removed.
     pub fn remove_all(&mut self) -> usize {
-        let slots: Vec<u32> = self.ours.iter().copied().collect();
+        let slots: Vec<u32> = self.ours.iter().collect();
         slots.into_iter().filter(|s| self.remove(*s).is_err()).count()
+    }
+}
+
+/// A set of session slots, one bit each: the table's free slots and ours
+/// (a million slots are 128 KiB each, where a `BTreeSet<u32>` took about
+/// 8 bytes a slot and a tree walk for each change). Hand-written: it is
+/// the few operations the table needs, with the count kept as it changes
+/// (a bit-set crate counts by walking every word).
+#[derive(Debug, Clone)]
+struct SlotSet {
+    words: Vec<u64>,
+    size: u32,
+    len: usize,
+}
+
+impl SlotSet {
+    fn new(size: u32) -> SlotSet {
+        SlotSet { words: vec![0; (size as usize).div_ceil(64)], size, len: 0 }
+    }
+
+    fn contains(&self, slot: u32) -> bool {
+        self.words.get(slot as usize / 64).is_some_and(|w| w & (1 << (slot % 64)) != 0)
+    }
+
+    /// Adds `slot`; false if it was in already (or lies outside the set).
+    fn insert(&mut self, slot: u32) -> bool {
+        if slot >= self.size {
+            return false;
+        }
+        let Some(w) = self.words.get_mut(slot as usize / 64) else { return false };
+        let bit = 1 << (slot % 64);
+        if *w & bit != 0 {
+            return false;
+        }
+        *w |= bit;
+        self.len += 1;
+        true
+    }
+
+    /// Takes `slot` out; false if it was not in.
+    fn remove(&mut self, slot: u32) -> bool {
+        let Some(w) = self.words.get_mut(slot as usize / 64) else { return false };
+        let bit = 1 << (slot % 64);
+        if *w & bit == 0 {
+            return false;
+        }
+        *w &= !bit;
+        self.len -= 1;
+        true
+    }
+
+    /// The highest slot in the set.
+    fn last(&self) -> Option<u32> {
+        let (i, w) = self.words.iter().enumerate().rev().find(|(_, w)| **w != 0)?;
+        Some(i as u32 * 64 + 63 - w.leading_zeros())
+    }
+
+    /// Takes out the highest slot: slots off their direct one (rare) are
+    /// taken from the top, away from where direct slots are dense.
+    fn pop_last(&mut self) -> Option<u32> {
+        let slot = self.last()?;
+        self.remove(slot);
+        Some(slot)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn clear(&mut self) {
+        self.words.iter_mut().for_each(|w| *w = 0);
+        self.len = 0;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.words.iter().enumerate().flat_map(|(i, &w)| {
+            let mut rest = w;
+            std::iter::from_fn(move || {
+                if rest == 0 {
+                    return None;
+                }
+                let b = rest.trailing_zeros();
+                rest &= rest - 1;
+                Some(i as u32 * 64 + b)
+            })
+        })
     }
 }
 
@@ -364,5 +452,61 @@ mod tests {
         assert_eq!(table.packets(slot), 0);
         assert_eq!(table.stats(slot), SessionStats::default());
         assert_eq!(table.maps().expect("maps").read_session(slot).expect("read").generation, first + 1);
+    }
+
+    /// A key another slot holds is refused where it is published, and the
+    /// slot the refused session was written to is free again, as it was:
+    /// nothing leaks, the session that holds the key is untouched, and its
+    /// slot carries no mark for a displaced session that never was.
+    #[test]
+    fn a_key_installed_already_is_refused_and_its_slot_left_free() {
+        let pins = lns_testlab::PinDir::new().expect("pin dir");
+        let _steering = Steering::load(&LoadOptions {
+            pin_dir: Some(pins.path().into()),
+            max_sessions: 64,
+            ..Default::default()
+        })
+        .expect("load the steering program");
+        let mut table = SessionTable::open(&Dataplane::PinDir(pins.path().into())).expect("open");
+        let slot = table.install(&session(5)).expect("install").expect("a slot");
+        let free = table.free.len();
+        let fast = table.maps().expect("maps").fast_slot(slot);
+        match table.install(&session(5)) {
+            Err(FastpathError::KeyInUse { tunnel: 1, session: 5 }) => {}
+            other => panic!("a second install of the key gave {other:?}"),
+        }
+        assert_eq!(table.free.len(), free, "the slot tried goes back to the free ones");
+        let maps = table.maps().expect("maps");
+        assert_eq!(maps.entry_counts()["lns_sessions"], 1, "only the first session is in the table");
+        assert_eq!(maps.find_session(session(5).key()).expect("find"), Some(slot));
+        assert_eq!(maps.read_session(slot).expect("read").local_session_id, 5);
+        assert_eq!(maps.slot_marks(slot), 0, "no session is displaced from the key's slot");
+        assert_eq!(maps.fast_slot(slot), fast, "the first session's slot is as fast as it was");
+        // The slot tried is free as it was: the next session there is its
+        // first generation.
+        let tried = table.free.last().expect("free slots");
+        assert_eq!(maps.read_session(tried).expect("read"), Session::default());
+        let other = table.install(&session(6)).expect("install").expect("a slot");
+        assert_ne!(other, slot);
+    }
+
+    #[test]
+    fn a_slot_set_counts_finds_the_highest_and_lists_in_order() {
+        let mut set = SlotSet::new(130);
+        assert_eq!((set.len(), set.last(), set.pop_last()), (0, None, None));
+        for slot in [0, 63, 64, 129, 7] {
+            assert!(set.insert(slot), "{slot}");
+        }
+        assert!(!set.insert(7), "twice");
+        assert!(!set.insert(130), "outside");
+        assert!(!set.contains(130) && set.contains(64) && !set.contains(65));
+        assert_eq!(set.len(), 5);
+        assert_eq!(set.iter().collect::<Vec<_>>(), vec![0, 7, 63, 64, 129]);
+        assert_eq!(set.pop_last(), Some(129));
+        assert_eq!(set.last(), Some(64));
+        assert!(set.remove(64) && !set.remove(64));
+        assert_eq!((set.len(), set.last()), (3, Some(63)));
+        set.clear();
+        assert_eq!((set.len(), set.iter().count(), set.last()), (0, 0, None));
     }
 }
