@@ -422,19 +422,27 @@ mod tests {
         s
     }
 
-    /// A slot taken again starts with its counters at zero (no baseline is
-    /// kept per session) and the next generation (kept in the freed entry,
-    /// not in a table of this process).
-    #[test]
-    fn a_slot_taken_again_starts_from_zero_counters_and_the_next_generation() {
+    /// The steering program loaded with a table of 64 slots, pinned in a
+    /// directory of its own, and this process's table over it (the pin
+    /// directory and the program live as long as the test holds them).
+    fn table_of_64() -> (lns_testlab::PinDir, Steering, SessionTable) {
         let pins = lns_testlab::PinDir::new().expect("pin dir");
-        let _steering = Steering::load(&LoadOptions {
+        let steering = Steering::load(&LoadOptions {
             pin_dir: Some(pins.path().into()),
             max_sessions: 64,
             ..Default::default()
         })
         .expect("load the steering program");
-        let mut table = SessionTable::open(&Dataplane::PinDir(pins.path().into())).expect("open");
+        let table = SessionTable::open(&Dataplane::PinDir(pins.path().into())).expect("open");
+        (pins, steering, table)
+    }
+
+    /// A slot taken again starts with its counters at zero (no baseline is
+    /// kept per session) and the next generation (kept in the freed entry,
+    /// not in a table of this process).
+    #[test]
+    fn a_slot_taken_again_starts_from_zero_counters_and_the_next_generation() {
+        let (_pins, _steering, mut table) = table_of_64();
         let slot = table.install(&session(5)).expect("install").expect("a slot");
         let first = table.maps().expect("maps").read_session(slot).expect("read").generation;
         // A worker counts the session's traffic in its row.
@@ -460,14 +468,7 @@ mod tests {
     /// slot carries no mark for a displaced session that never was.
     #[test]
     fn a_key_installed_already_is_refused_and_its_slot_left_free() {
-        let pins = lns_testlab::PinDir::new().expect("pin dir");
-        let _steering = Steering::load(&LoadOptions {
-            pin_dir: Some(pins.path().into()),
-            max_sessions: 64,
-            ..Default::default()
-        })
-        .expect("load the steering program");
-        let mut table = SessionTable::open(&Dataplane::PinDir(pins.path().into())).expect("open");
+        let (_pins, _steering, mut table) = table_of_64();
         let slot = table.install(&session(5)).expect("install").expect("a slot");
         let free = table.free.len();
         let fast = table.maps().expect("maps").fast_slot(slot);
