@@ -82,7 +82,7 @@ impl Maps {
         // A session away from its direct slot: the program must look up
         // the key in the hash whenever it names that slot, so the slot is
         // marked around the key becoming findable.
-        let displaced = abi::direct_slot(key, self.max_sessions()).filter(|&d| d != index);
+        let displaced = self.displaced_slot(key, index);
         let published = match displaced {
             Some(d) => self.fast().mark_around(d, abi::slot_mark::DISPLACED, publish),
             None => publish(),
@@ -93,12 +93,7 @@ impl Maps {
             // off unless another displaced session still needs it.
             self.write_session(index, &old)?;
             if let Some(d) = displaced {
-                self.fast().release(
-                    d,
-                    abi::slot_mark::DISPLACED,
-                    || self.displaced_from(d),
-                    || self.session_fast(d),
-                )?;
+                self.release_displaced(d)?;
             }
             return Err(e);
         }
@@ -142,15 +137,22 @@ impl Maps {
         // Addresses the caller added besides the session's own were the
         // caller's to remove; the next session here starts without.
         self.fast().unmark(index, abi::slot_mark::EXTRA, || self.session_fast(index))?;
-        if let Some(d) = abi::direct_slot(old.key(), self.max_sessions()).filter(|&d| d != index) {
-            self.fast().release(
-                d,
-                abi::slot_mark::DISPLACED,
-                || self.displaced_from(d),
-                || self.session_fast(d),
-            )?;
+        if let Some(d) = self.displaced_slot(old.key(), index) {
+            self.release_displaced(d)?;
         }
         Ok(Some(old))
+    }
+
+    /// The direct slot of `key` when a session with it lives in `index`
+    /// instead: the slot its "displaced" mark goes on.
+    fn displaced_slot(&self, key: SessionKey, index: u32) -> Option<u32> {
+        abi::direct_slot(key, self.max_sessions()).filter(|&d| d != index)
+    }
+
+    /// Takes the "displaced" mark off direct slot `d` unless a session
+    /// still lives away from it.
+    fn release_displaced(&self, d: u32) -> Result<(), Error> {
+        self.fast().release(d, abi::slot_mark::DISPLACED, || self.displaced_from(d), || self.session_fast(d))
     }
 
     /// Is a session other than the one in `index` still living away from
