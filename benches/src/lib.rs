@@ -298,15 +298,17 @@ pub fn proc_cpu_split(stat: &str) -> Option<(u64, u64)> {
 }
 
 /// The whole machine's time from /proc/stat's `cpu` line, clock ticks
-/// summed over the CPUs.
+/// (1/100 s) summed over the CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MachineTicks {
-    /// User and nice.
+    /// User and nice (guest time is counted in it already).
     pub user: u64,
     pub system: u64,
-    /// Hardware and software interrupts (the kernel's packet processing
-    /// that no process is charged for).
+    /// Hardware interrupts.
     pub irq: u64,
+    /// Software interrupts: the kernel's packet processing that no process
+    /// is charged for.
+    pub softirq: u64,
     /// Idle and waiting for I/O.
     pub idle: u64,
     pub steal: u64,
@@ -315,15 +317,22 @@ pub struct MachineTicks {
 impl MachineTicks {
     pub fn parse(proc_stat: &str) -> Option<MachineTicks> {
         let line = proc_stat.lines().find(|l| l.starts_with("cpu "))?;
+        // user nice system idle iowait irq softirq steal guest guest_nice
         let v: Vec<u64> = line.split_whitespace().skip(1).map(|x| x.parse().unwrap_or(0)).collect();
         let at = |i: usize| v.get(i).copied().unwrap_or(0);
         (v.len() >= 4).then(|| MachineTicks {
             user: at(0) + at(1),
             system: at(2),
             idle: at(3) + at(4),
-            irq: at(5) + at(6),
+            irq: at(5),
+            softirq: at(6),
             steal: at(7),
         })
+    }
+
+    /// Read now from /proc/stat.
+    pub fn read() -> Option<MachineTicks> {
+        MachineTicks::parse(&std::fs::read_to_string("/proc/stat").ok()?)
     }
 
     pub fn since(&self, before: &MachineTicks) -> MachineTicks {
@@ -331,13 +340,24 @@ impl MachineTicks {
             user: self.user.saturating_sub(before.user),
             system: self.system.saturating_sub(before.system),
             irq: self.irq.saturating_sub(before.irq),
+            softirq: self.softirq.saturating_sub(before.softirq),
             idle: self.idle.saturating_sub(before.idle),
             steal: self.steal.saturating_sub(before.steal),
         }
     }
 
+    /// Hardware and software interrupts.
+    pub fn interrupts(&self) -> u64 {
+        self.irq + self.softirq
+    }
+
+    /// Time not idle.
+    pub fn busy(&self) -> u64 {
+        self.user + self.system + self.interrupts() + self.steal
+    }
+
     pub fn total(&self) -> u64 {
-        self.user + self.system + self.irq + self.idle + self.steal
+        self.busy() + self.idle
     }
 }
 
@@ -362,8 +382,8 @@ mod proc_tests {
         assert_eq!(proc_cpu_ticks("42 (x) S 1"), None, "too short");
         let m =
             MachineTicks::parse("cpu  100 5 40 900 10 1 30 2 0 0\ncpu0 50 2 20 450 5 0 15 1 0 0\n").unwrap();
-        assert_eq!(m, MachineTicks { user: 105, system: 40, idle: 910, irq: 31, steal: 2 });
-        assert_eq!(m.total(), 1088);
+        assert_eq!(m, MachineTicks { user: 105, system: 40, idle: 910, irq: 1, softirq: 30, steal: 2 });
+        assert_eq!((m.busy(), m.interrupts(), m.total()), (178, 31, 1088));
         assert_eq!(MachineTicks::parse("intr 1 2"), None);
         let status = "Name:\tx\nVmHWM:\t  941196 kB\nRssAnon:\t   51976 kB\n";
         assert_eq!(proc_status_kib(status, "VmHWM:"), 941_196);

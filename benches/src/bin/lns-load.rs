@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use etherparse::PacketBuilder;
+use lns_benches::MachineTicks;
 use lns_bpf::abi::{Session, SessionState};
 use lns_testlab::{Lab, Netns, PinDir};
 use serde::Serialize;
@@ -690,7 +691,7 @@ fn measure(
         loss_free_pps: lo,
         worker_ns_per_packet: per(sat.cpu_ns, delivered),
         worker_sys_pct: 100.0 * per(sat.worker_sys_ns, sat.cpu_ns),
-        machine_ns_per_packet: per(sat.machine.busy(), sat.window_packets),
+        machine_ns_per_packet: per(sat.machine.busy() * NS_PER_TICK, sat.window_packets),
         softirq_pct: 100.0 * per(sat.machine.softirq, sat.machine.busy()),
         napi_ns_per_packet: per(sat.napi_ns, delivered),
         xdp_ns_per_frame: per(sat.xdp_ns, sat.xdp_runs),
@@ -787,7 +788,7 @@ struct Trial {
     xdp_runs: u64,
     /// The whole machine's CPU between the first and last frame the sink
     /// saw, and the packets the sink saw in that window.
-    machine: CpuStat,
+    machine: MachineTicks,
     window_packets: u64,
     procs_ns: u64,
 }
@@ -855,12 +856,12 @@ fn run_trafgen(f: &Flow, rate: Option<u64>, packets: u64) -> Result<Trial> {
         let rx = sink.rx()?;
         if first.is_none() && gen.tx()? > tx0 + 16 {
             first = Some((now, rx));
-            stat_first = CpuStat::read().ok();
+            stat_first = MachineTicks::read();
         }
         if rx > prev {
             if first.is_some() {
                 last = Some((now, rx));
-                stat_last = CpuStat::read().ok();
+                stat_last = MachineTicks::read();
             }
             quiet_since = None;
         } else if child.try_wait()?.is_some() {
@@ -885,7 +886,7 @@ fn run_trafgen(f: &Flow, rate: Option<u64>, packets: u64) -> Result<Trial> {
     let delivered = (sink.rx()? - rx0).min(sent);
     let machine = match (stat_first, stat_last) {
         (Some(a), Some(b)) => b.since(&a),
-        _ => CpuStat::default(),
+        _ => MachineTicks::default(),
     };
     // Packets the sink saw in the window the machine's CPU was read over.
     let window_packets = match (first, last) {
@@ -915,51 +916,8 @@ fn run_trafgen(f: &Flow, rate: Option<u64>, packets: u64) -> Result<Trial> {
     })
 }
 
-/// The whole machine's CPU time by kind (ns, all CPUs), from the `cpu`
-/// line of /proc/stat.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-struct CpuStat {
-    user: u64,
-    system: u64,
-    softirq: u64,
-    /// irq, steal and guest time.
-    other: u64,
-    idle: u64,
-}
-
-impl CpuStat {
-    fn read() -> Result<CpuStat> {
-        let text = std::fs::read_to_string("/proc/stat")?;
-        let line = text.lines().find(|l| l.starts_with("cpu ")).context("no cpu line in /proc/stat")?;
-        // user nice system idle iowait irq softirq steal guest guest_nice,
-        // in USER_HZ ticks.
-        let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-        let at = |i: usize| v.get(i).copied().unwrap_or(0) * 10_000_000;
-        Ok(CpuStat {
-            user: at(0) + at(1),
-            system: at(2),
-            idle: at(3) + at(4),
-            softirq: at(6),
-            // guest time is already counted in user.
-            other: at(5) + at(7),
-        })
-    }
-
-    fn since(&self, earlier: &CpuStat) -> CpuStat {
-        CpuStat {
-            user: self.user.saturating_sub(earlier.user),
-            system: self.system.saturating_sub(earlier.system),
-            softirq: self.softirq.saturating_sub(earlier.softirq),
-            other: self.other.saturating_sub(earlier.other),
-            idle: self.idle.saturating_sub(earlier.idle),
-        }
-    }
-
-    /// Time not idle.
-    fn busy(&self) -> u64 {
-        self.user + self.system + self.softirq + self.other
-    }
-}
+/// /proc's clock ticks (USER_HZ, 100 a second) in ns.
+const NS_PER_TICK: u64 = 10_000_000;
 
 /// CPU time (ns) of whole processes (all their threads), from
 /// /proc/PID/stat (utime + stime).
@@ -967,7 +925,7 @@ fn procs_cpu_ns(pids: &[u32]) -> u64 {
     pids.iter()
         .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
         .filter_map(|stat| lns_benches::proc_cpu_ticks(&stat))
-        .map(|ticks| ticks * 10_000_000)
+        .map(|ticks| ticks * NS_PER_TICK)
         .sum()
 }
 

@@ -532,18 +532,15 @@ struct CpuSampler {
     thread: std::thread::JoinHandle<(Vec<CpuSample>, MemPeak)>,
 }
 
-/// One look: when (ms since the epoch), the process's user and system
-/// time (s), and the machine's.
+/// One look: when (ms since the epoch), and the CPU used until then.
 #[derive(Clone, Copy, Default)]
 struct CpuSample {
     at_ms: f64,
-    user: f64,
-    system: f64,
-    machine: MachineTicks,
+    cpu: CpuUse,
 }
 
-/// The CPU a sampled stretch took: the process's user and system seconds,
-/// and the whole machine's ticks over the same stretch.
+/// CPU time: the process's user and system seconds, and the whole
+/// machine's ticks; used since the start, or over a sampled stretch.
 #[derive(Clone, Copy, Default)]
 struct CpuUse {
     user: f64,
@@ -554,6 +551,14 @@ struct CpuUse {
 impl CpuUse {
     fn total(&self) -> f64 {
         self.user + self.system
+    }
+
+    fn since(&self, before: &CpuUse) -> CpuUse {
+        CpuUse {
+            user: self.user - before.user,
+            system: self.system - before.system,
+            machine: self.machine.since(&before.machine),
+        }
     }
 }
 
@@ -579,18 +584,12 @@ impl CpuSampler {
             let mut n = 0u64;
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                 let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                let machine =
-                    std::fs::read_to_string("/proc/stat").ok().and_then(|s| MachineTicks::parse(&s));
-                if let (Some((user, system)), Some(machine)) = (proc_cpu_split(&stat), machine) {
+                if let (Some((user, system)), Some(machine)) = (proc_cpu_split(&stat), MachineTicks::read()) {
                     let at_ms = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
-                    samples.push(CpuSample {
-                        at_ms,
-                        user: user as f64 / 100.0,
-                        system: system as f64 / 100.0,
-                        machine,
-                    });
+                    let cpu = CpuUse { user: user as f64 / 100.0, system: system as f64 / 100.0, machine };
+                    samples.push(CpuSample { at_ms, cpu });
                 }
                 if n.is_multiple_of(5) {
                     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -621,12 +620,7 @@ impl CpuSampler {
             .or(samples.last())
             .copied()
             .unwrap_or(first);
-        let used = CpuUse {
-            user: last.user - first.user,
-            system: last.system - first.system,
-            machine: last.machine.since(&first.machine),
-        };
-        (used, mem)
+        (last.cpu.since(&first.cpu), mem)
     }
 }
 
@@ -640,7 +634,7 @@ fn print_cpu_split(cp: &CpuUse, res: &lns_benches::SetupRounds, per_session: imp
     let pct = |t: u64| 100.0 * t as f64 / ticks;
     let lacsim_user = res.lacsim_setup_cpu_s - res.lacsim_setup_cpu_system_s;
     // Ticks are 1/100 s; the machine's busy time per session, every CPU.
-    let busy = (m.user + m.system + m.irq + m.steal) as f64 / 100.0;
+    let busy_us = per_session(m.busy() as f64 / 100.0);
     println!(
         "CPU per session, split: control plane {:.0} µs user + {:.0} µs system, lacsim {:.0} µs user + {:.0} µs \
          system; the whole machine over the same time: {:.1} % user, {:.1} % system, {:.1} % interrupts, \
@@ -651,22 +645,21 @@ fn print_cpu_split(cp: &CpuUse, res: &lns_benches::SetupRounds, per_session: imp
         per_session(res.lacsim_setup_cpu_system_s),
         pct(m.user),
         pct(m.system),
-        pct(m.irq),
+        pct(m.interrupts()),
         pct(m.idle),
         pct(m.steal),
-        per_session(busy),
+        busy_us,
     );
     // What the machine could do at all: its CPUs over the busy time a
     // session took (the LAC emulator's included: it shares them here).
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let busy_us = per_session(busy);
+    let cp_us = per_session(cp.total());
     if busy_us > 0.0 {
         println!(
             "ceiling of this machine for this set-up: {cpus:.0} CPUs / {busy_us:.0} µs = {:.0} sessions/s at 100 % \
-             busy (the control plane's {:.0} µs alone: {:.0} sessions/s on a CPU of its own)",
+             busy (the control plane's {cp_us:.0} µs alone: {:.0} sessions/s on a CPU of its own)",
             cpus * 1e6 / busy_us,
-            per_session(cp.total()),
-            1e6 / per_session(cp.total()).max(1.0),
+            1e6 / cp_us.max(1.0),
         );
     }
 }
